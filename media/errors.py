@@ -1,0 +1,27 @@
+"""Errors the media plane raises; signaling maps `code` onto its own typed errors."""
+
+from __future__ import annotations
+
+from typing import ClassVar
+
+
+class MediaFailure(Exception):
+    code: ClassVar[str] = "media_error"
+
+
+class PeerNotFound(MediaFailure):
+    code = "media_peer_not_found"
+
+
+class InvalidDescription(MediaFailure):
+    """Malformed SDP, an answer with no pending offer, or no supported codec."""
+
+    code = "media_invalid_sdp"
+
+
+class NegotiationTimeout(MediaFailure):
+    code = "media_timeout"
+
+
+class RecordingError(MediaFailure):
+    code = "media_recording_error"

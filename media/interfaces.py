@@ -1,0 +1,185 @@
+"""What signaling/ may know about the media plane: plain values and the MediaNode Protocol.
+
+Nothing here imports aiortc; `media/adapter.py` is the only module that touches its internals.
+
+    signaling ──accept_offer/accept_answer/add_candidate/close_peer──► MediaNode
+    signaling ◄──────────────── events(): MediaEvent ───────────────── MediaNode
+"""
+
+from __future__ import annotations
+
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Literal, Protocol
+
+TrackKind = Literal["audio", "video"]
+SdpType = Literal["offer", "answer"]
+
+
+@dataclass(frozen=True, slots=True)
+class IceServer:
+    """One entry of RTCConfiguration.iceServers (never empty-by-accident: callers pass a list)."""
+
+    urls: tuple[str, ...]
+    username: str | None = None
+    credential: str | None = None
+
+    def __post_init__(self) -> None:
+        if not self.urls:
+            raise ValueError("IceServer needs at least one url")
+
+
+@dataclass(frozen=True, slots=True)
+class SessionDescription:
+    type: SdpType
+    sdp: str
+
+
+@dataclass(frozen=True, slots=True)
+class IceCandidate:
+    candidate: str
+    sdp_mid: str | None = None
+    sdp_mline_index: int | None = None
+
+
+@dataclass(frozen=True, slots=True)
+class PublishGrant:
+    """What a participant may send; tracks beyond it are never forwarded."""
+
+    audio: bool = True
+    video: bool = True
+    screen: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingFile:
+    """One recorded track, as stored in the session record once the recording stops."""
+
+    room_id: str
+    peer_id: str
+    kind: TrackKind
+    path: Path
+    sha256: str
+    started_at_unix: float
+    duration_s: float
+    size_bytes: int
+
+
+# ----- events the media node reports (consumed by signaling) -----
+
+
+@dataclass(frozen=True, slots=True)
+class PeerDescription:
+    """The media node wants this description delivered to the peer's browser (a server offer
+    for renegotiation, when another participant's tracks were added or removed)."""
+
+    room_id: str
+    peer_id: str
+    description: SessionDescription
+
+
+@dataclass(frozen=True, slots=True)
+class PeerConnected:
+    room_id: str
+    peer_id: str
+
+
+@dataclass(frozen=True, slots=True)
+class PeerFailed:
+    room_id: str
+    peer_id: str
+    reason: str
+
+
+@dataclass(frozen=True, slots=True)
+class TrackPublished:
+    room_id: str
+    peer_id: str
+    track_id: str
+    kind: TrackKind
+
+
+@dataclass(frozen=True, slots=True)
+class ActiveSpeaker:
+    room_id: str
+    peer_id: str | None
+    levels: dict[str, float] = field(default_factory=dict)
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingStopped:
+    room_id: str
+    files: tuple[RecordingFile, ...]
+    interrupted: bool = False
+
+
+@dataclass(frozen=True, slots=True)
+class RecordingFailed:
+    room_id: str
+    reason: str
+
+
+MediaEvent = (
+    PeerDescription
+    | PeerConnected
+    | PeerFailed
+    | TrackPublished
+    | ActiveSpeaker
+    | RecordingStopped
+    | RecordingFailed
+)
+
+
+class MediaNode(Protocol):
+    """The media plane as signaling sees it. One server-side peer per (room_id, peer_id).
+
+    media/ imports nothing of ours, so methods raise `media.errors.MediaFailure` (it carries a
+    stable `code`); signaling translates it into its typed error message for the client.
+    """
+
+    async def accept_offer(
+        self,
+        *,
+        room_id: str,
+        peer_id: str,
+        offer: SessionDescription,
+        ice_servers: list[IceServer],
+        grant: PublishGrant,
+    ) -> SessionDescription:
+        """Create (or renegotiate) the peer's server connection and return the answer."""
+        ...
+
+    async def accept_answer(
+        self, *, room_id: str, peer_id: str, answer: SessionDescription
+    ) -> None:
+        """Complete a server-initiated renegotiation (see PeerDescription)."""
+        ...
+
+    async def add_candidate(
+        self, *, room_id: str, peer_id: str, candidate: IceCandidate | None
+    ) -> None: ...
+
+    async def close_peer(self, *, room_id: str, peer_id: str) -> None: ...
+
+    async def set_forwarding(
+        self, *, room_id: str, peer_id: str, kind: TrackKind, enabled: bool
+    ) -> None:
+        """Forced mute: stop (or resume) forwarding this peer's tracks of one kind."""
+        ...
+
+    async def request_keyframe(self, *, room_id: str, peer_id: str) -> None:
+        """Ask every publisher a (resumed) subscriber receives from for a keyframe."""
+        ...
+
+    async def start_recording(self, *, room_id: str, directory: Path) -> None: ...
+
+    async def stop_recording(self, *, room_id: str) -> tuple[RecordingFile, ...]: ...
+
+    async def close_room(self, *, room_id: str) -> None: ...
+
+    def events(self) -> AsyncIterator[MediaEvent]:
+        """One consumer (the signaling layer) reads all events of this node."""
+        ...
+
+    async def close(self) -> None: ...

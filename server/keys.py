@@ -1,0 +1,28 @@
+"""Every typed application key, in one place (aiohttp `web.AppKey`)."""
+
+from __future__ import annotations
+
+import asyncio
+import weakref
+from typing import TYPE_CHECKING, Any
+
+from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
+
+if TYPE_CHECKING:
+    from redis.asyncio import Redis
+
+    from server.crypto import PiiCipher
+    from server.metrics import Metrics
+    from server.notify import Notifier
+    from server.settings import Settings
+
+settings: web.AppKey[Settings] = web.AppKey("settings")
+engine: web.AppKey[AsyncEngine] = web.AppKey("engine")
+db: web.AppKey[async_sessionmaker[AsyncSession]] = web.AppKey("db")
+redis: web.AppKey[Redis | None] = web.AppKey("redis")
+pii: web.AppKey[PiiCipher] = web.AppKey("pii")
+metrics: web.AppKey[Metrics] = web.AppKey("metrics")
+notifier: web.AppKey[Notifier] = web.AppKey("notifier")
+websockets: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("websockets")
+background: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("background")

@@ -1,0 +1,149 @@
+"""Session records: every reception or mediation session (a signaling room) with its
+participants, events, chat, join tokens and recordings. Shared by signaling/, media wiring,
+scheduling/ and the case file."""
+
+from __future__ import annotations
+
+import enum
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import JSON, Boolean, Enum, Float, ForeignKey, Integer, String, Text
+from sqlalchemy.orm import Mapped, mapped_column
+
+from server.db import Base, UTCDateTime
+
+
+class SessionKind(enum.StrEnum):
+    reception = "reception"
+    mediation = "mediation"
+
+
+class SessionMode(enum.StrEnum):
+    video = "video"
+    onsite = "onsite"
+    hybrid = "hybrid"
+
+
+class SessionState(enum.StrEnum):
+    scheduled = "scheduled"
+    lobby = "lobby"
+    live = "live"
+    ended = "ended"
+    cancelled = "cancelled"
+    no_show = "no_show"
+
+
+class SessionOutcome(enum.StrEnum):
+    agreement = "agreement"
+    no_agreement = "no_agreement"
+    party_withdrew = "party_withdrew"
+    completed = "completed"
+    interrupted = "interrupted"
+
+
+class ParticipantRole(enum.StrEnum):
+    host = "host"
+    mediator = "mediator"
+    official = "official"
+    party = "party"
+    agent = "agent"
+    observer = "observer"
+
+
+def _enum(cls: type[enum.Enum], name: str) -> Enum:
+    return Enum(cls, name=name, native_enum=False, length=32, validate_strings=True)
+
+
+class CallSession(Base):
+    __tablename__ = "call_session"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    room_id: Mapped[str] = mapped_column(String(40), unique=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("petition_case.id"), index=True)
+    kind: Mapped[SessionKind] = mapped_column(_enum(SessionKind, "session_kind"))
+    mode: Mapped[SessionMode] = mapped_column(_enum(SessionMode, "session_mode"))
+    state: Mapped[SessionState] = mapped_column(_enum(SessionState, "session_state"), index=True)
+    outcome: Mapped[SessionOutcome | None] = mapped_column(_enum(SessionOutcome, "session_outcome"))
+    title: Mapped[str] = mapped_column(String(200), default="")
+    host_site_id: Mapped[int | None] = mapped_column(ForeignKey("site.id"))
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    capacity: Mapped[int] = mapped_column(Integer, default=8)
+    recording_allowed: Mapped[bool] = mapped_column(Boolean, default=False)
+    not_public: Mapped[bool] = mapped_column(Boolean, default=False)
+    planned_start: Mapped[datetime | None] = mapped_column(UTCDateTime(), index=True)
+    planned_end: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    actual_start: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    actual_end: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    ical_uid: Mapped[str | None] = mapped_column(String(120), unique=True)
+    ical_sequence: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SessionParticipant(Base):
+    __tablename__ = "session_participant"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("call_session.id"), index=True)
+    #: "staff:<id>" or "guest:<token jti>"; stable across reconnects.
+    identity: Mapped[str] = mapped_column(String(80))
+    role: Mapped[ParticipantRole] = mapped_column(_enum(ParticipantRole, "participant_role"))
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    display_name: Mapped[str] = mapped_column(String(64))
+    site_id: Mapped[int | None] = mapped_column(ForeignKey("site.id"))
+    invite_status: Mapped[str] = mapped_column(String(16), default="none")
+    joined_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    left_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    no_show: Mapped[bool] = mapped_column(Boolean, default=False)
+    recording_consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    recording_refused_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class SessionEvent(Base):
+    """Append-only: session started/ended, joined/left/admitted/denied/removed, recording..."""
+
+    __tablename__ = "session_event"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("call_session.id"), index=True)
+    type: Mapped[str] = mapped_column(String(40))
+    actor: Mapped[str] = mapped_column(String(80), default="system")
+    payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class ChatMessage(Base):
+    __tablename__ = "chat_message"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("call_session.id"), index=True)
+    sender: Mapped[str] = mapped_column(String(80))
+    display_name: Mapped[str] = mapped_column(String(64))
+    text: Mapped[str] = mapped_column(Text)
+    at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class JoinToken(Base):
+    """Every issued join token (its signed form is never stored), so it can be listed and revoked."""
+
+    __tablename__ = "join_token"
+    jti: Mapped[str] = mapped_column(String(40), primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("call_session.id"), index=True)
+    role: Mapped[ParticipantRole] = mapped_column(_enum(ParticipantRole, "participant_role"))
+    display_name: Mapped[str] = mapped_column(String(64))
+    issued_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    not_before: Mapped[datetime] = mapped_column(UTCDateTime())
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    revoked_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Recording(Base):
+    __tablename__ = "recording"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("call_session.id"), index=True)
+    identity: Mapped[str] = mapped_column(String(80))
+    kind: Mapped[str] = mapped_column(String(8))
+    storage_uri: Mapped[str] = mapped_column(String(500))
+    sha256: Mapped[str] = mapped_column(String(64))
+    size_bytes: Mapped[int] = mapped_column(Integer)
+    started_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    duration_s: Mapped[float] = mapped_column(Float)
+    interrupted: Mapped[bool] = mapped_column(Boolean, default=False)
+    retention_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    legal_hold: Mapped[bool] = mapped_column(Boolean, default=False)

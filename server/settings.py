@@ -1,0 +1,157 @@
+"""Typed settings, read only from `ONEDOOR_*` environment variables (twelve-factor).
+
+`Settings.from_env(os.environ)` is called once by the CLI; tests build `Settings(...)` directly.
+Nothing here runs at import time.
+"""
+
+from __future__ import annotations
+
+import os
+import secrets
+import socket
+from collections.abc import Mapping
+from pathlib import Path
+from typing import Annotated, Any, Literal, Self
+
+from pydantic import BaseModel, BeforeValidator, Field, SecretStr, ValidationError, field_validator
+
+PREFIX = "ONEDOOR_"
+
+
+def _comma_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return [part.strip() for part in value.split(",") if part.strip()]
+    return value
+
+
+CommaList = Annotated[list[str], BeforeValidator(_comma_list)]
+
+
+class SettingsError(Exception):
+    """A setting is invalid; the message names the environment variable."""
+
+
+class Settings(BaseModel, frozen=True, extra="forbid"):
+    data_dir: Path = Path("data")
+    #: None: an SQLite file inside data_dir.
+    database_url: str | None = None
+    #: None: single node, in-process bus and room directory.
+    redis_url: str | None = None
+    #: None: generated on first run and kept in data_dir/secret_key (0600).
+    secret_key: SecretStr | None = None
+    host: str = "127.0.0.1"
+    port: int = Field(default=8080, ge=1, le=65535)
+    node_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
+    log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
+    log_json: bool = False
+
+    # sign-in and sessions (MLPS level 3: lockout and idle timeout)
+    session_idle_timeout_s: int = Field(default=1800, ge=60)
+    login_max_failures: int = Field(default=5, ge=1)
+    login_lockout_s: int = Field(default=900, ge=1)
+    cookie_secure: bool = False
+    max_request_bytes: int = Field(default=1_048_576, ge=1024)
+
+    # media and ICE
+    #: Host addresses aioice may gather (empty: every interface). Tests: 127.0.0.1.
+    media_host_addresses: CommaList = Field(default_factory=list)
+    media_workers: int = Field(default=0, ge=0)  # 0: the SFU runs inside the server process
+    media_video_codec: Literal["vp8", "h264"] = "vp8"
+    stun_urls: CommaList = Field(default_factory=list)
+    turn_urls: CommaList = Field(default_factory=list)
+    turn_secret: SecretStr | None = None
+    turn_ttl_s: int = Field(default=3600, ge=60)
+    recordings_dir: Path | None = None
+
+    # signaling
+    signaling_grace_s: float = Field(default=30.0, gt=0)
+    room_capacity: int = Field(default=8, ge=2, le=64)
+
+    # notifications: "log" in development, "http" posts JSON to notify_http_url
+    notify_backend: Literal["log", "http"] = "log"
+    notify_http_url: str | None = None
+
+    # privacy
+    log_retention_days: int = Field(default=183, ge=183)  # Network Security Law: >= 6 months
+
+    timezone: str = "Asia/Shanghai"
+
+    @field_validator("database_url")
+    @classmethod
+    def _known_driver(cls, value: str | None) -> str | None:
+        if value is None:
+            return value
+        if not value.startswith(("sqlite+aiosqlite://", "postgresql+asyncpg://")):
+            raise ValueError(
+                "must start with sqlite+aiosqlite:// or postgresql+asyncpg:// "
+                f"(got {value.split(':', 1)[0]!r})"
+            )
+        return value
+
+    @classmethod
+    def from_env(cls, env: Mapping[str, str]) -> Self:
+        raw = {k[len(PREFIX) :].lower(): v for k, v in env.items() if k.startswith(PREFIX)}
+        try:
+            return cls(**raw)
+        except ValidationError as e:
+            problems = []
+            for err in e.errors():
+                name = PREFIX + str(err["loc"][0]).upper() if err["loc"] else PREFIX
+                msg = "unknown setting" if err["type"] == "extra_forbidden" else err["msg"]
+                problems.append(f"{name}: {msg}")
+            raise SettingsError("invalid settings: " + "; ".join(problems)) from None
+
+    # --- derived values -------------------------------------------------------------
+
+    @property
+    def effective_database_url(self) -> str:
+        if self.database_url:
+            return self.database_url
+        return f"sqlite+aiosqlite:///{(self.data_dir / 'onedoor.db').resolve()}"
+
+    @property
+    def effective_recordings_dir(self) -> Path:
+        return self.recordings_dir or (self.data_dir / "recordings")
+
+    def secret_bytes(self) -> bytes:
+        if self.secret_key is None:
+            raise SettingsError("ONEDOOR_SECRET_KEY: not set (call ensure_secret_key first)")
+        return self.secret_key.get_secret_value().encode()
+
+    def public_view(self) -> dict[str, Any]:
+        """Effective settings with secrets hidden, for `onedoor check`."""
+        out: dict[str, Any] = {}
+        for name, value in self.model_dump().items():
+            field_value = getattr(self, name)
+            if isinstance(field_value, SecretStr):
+                out[PREFIX + name.upper()] = "**********"
+            elif name in ("database_url", "redis_url") and value:
+                out[PREFIX + name.upper()] = _hide_password(str(value))
+            else:
+                out[PREFIX + name.upper()] = str(value) if isinstance(value, Path) else value
+        out["(effective database)"] = _hide_password(self.effective_database_url)
+        return out
+
+
+def _hide_password(url: str) -> str:
+    from sqlalchemy.engine import make_url
+
+    try:
+        return make_url(url).render_as_string(hide_password=True)
+    except Exception:
+        return url.split("@")[-1]
+
+
+def ensure_secret_key(settings: Settings) -> Settings:
+    """Return settings with a secret key: the configured one, or one generated on first run and
+    kept in `data_dir/secret_key` with 0600 permissions."""
+    if settings.secret_key is not None:
+        return settings
+    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    path = settings.data_dir / "secret_key"
+    if not path.exists():
+        fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)
+        with os.fdopen(fd, "w") as fh:
+            fh.write(secrets.token_urlsafe(48))
+    os.chmod(path, 0o600)
+    return settings.model_copy(update={"secret_key": SecretStr(path.read_text().strip())})
