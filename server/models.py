@@ -1,6 +1,7 @@
 """Imports every model module so that `Base.metadata` is complete (alembic, tests)."""
 
 from server.audit.models import AuditEntry
+from server.auth.models import WebSession
 from server.cases.models import CaseCounter, CaseEvent, Petitioner, PetitionCase
 from server.db import Base
 from server.org.models import Department, Resource, Site, Staff, StaffRole
@@ -31,4 +32,5 @@ __all__ = [
     "Site",
     "Staff",
     "StaffRole",
+    "WebSession",
 ]

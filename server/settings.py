@@ -75,6 +75,8 @@ class Settings(BaseModel, frozen=True, extra="forbid"):
     log_retention_days: int = Field(default=183, ge=183)  # Network Security Law: >= 6 months
 
     timezone: str = "Asia/Shanghai"
+    #: Case numbers: unique and gap-free per site and year.
+    case_no_format: str = "{admin_code}-{year}-{seq:06d}"
 
     @field_validator("database_url")
     @classmethod

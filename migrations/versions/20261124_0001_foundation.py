@@ -2,7 +2,7 @@
 
 Revision ID: 0001
 Revises: 
-Create Date: 2026-11-24 17:34:36.132266
+Create Date: 2026-11-24 17:43:06.324939
 
 """
 from typing import Sequence, Union
@@ -170,6 +170,18 @@ def upgrade() -> None:
     with op.batch_alter_table('staff_role', schema=None) as batch_op:
         batch_op.create_index(batch_op.f('ix_staff_role_staff_id'), ['staff_id'], unique=False)
 
+    op.create_table('web_session',
+    sa.Column('id_hash', sa.String(length=64), nullable=False),
+    sa.Column('staff_id', sa.Integer(), nullable=False),
+    sa.Column('created_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('last_seen_at', sa.DateTime(timezone=True), nullable=False),
+    sa.Column('ip', sa.String(length=64), nullable=False),
+    sa.ForeignKeyConstraint(['staff_id'], ['staff.id'], name=op.f('fk_web_session_staff_id_staff'), ondelete='CASCADE'),
+    sa.PrimaryKeyConstraint('id_hash', name=op.f('pk_web_session'))
+    )
+    with op.batch_alter_table('web_session', schema=None) as batch_op:
+        batch_op.create_index(batch_op.f('ix_web_session_staff_id'), ['staff_id'], unique=False)
+
     op.create_table('call_session',
     sa.Column('id', sa.Integer(), nullable=False),
     sa.Column('room_id', sa.String(length=40), nullable=False),
@@ -336,6 +348,10 @@ def downgrade() -> None:
         batch_op.drop_index(batch_op.f('ix_call_session_case_id'))
 
     op.drop_table('call_session')
+    with op.batch_alter_table('web_session', schema=None) as batch_op:
+        batch_op.drop_index(batch_op.f('ix_web_session_staff_id'))
+
+    op.drop_table('web_session')
     with op.batch_alter_table('staff_role', schema=None) as batch_op:
         batch_op.drop_index(batch_op.f('ix_staff_role_staff_id'))
 

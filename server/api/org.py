@@ -1,0 +1,48 @@
+"""Organisation API: the site tree and a site's resources and staff."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from server import keys
+from server.auth.permissions import Action
+from server.auth.web import require
+from server.errors import NotFound
+from server.org.service import site_detail, site_tree
+
+
+async def get_sites(request: web.Request) -> web.Response:
+    await require(request, Action.org_view)
+    async with request.app[keys.db].begin() as session:
+        tree = await site_tree(session)
+    return web.json_response([node.model_dump(mode="json") for node in tree])
+
+
+async def get_site(request: web.Request) -> web.Response:
+    await require(request, Action.org_view)
+    try:
+        site_id = int(request.match_info["site_id"])
+    except ValueError:
+        raise NotFound("no such site") from None
+    async with request.app[keys.db].begin() as session:
+        detail = await site_detail(session, site_id=site_id)
+    return web.json_response(detail.model_dump(mode="json"))
+
+
+async def whoami(request: web.Request) -> web.Response:
+    from server.auth.web import current_staff
+
+    staff = current_staff(request)
+    if staff is None:
+        return web.json_response({"signed_in": False})
+    return web.json_response({
+        "signed_in": True, "staff_id": staff.staff_id, "username": staff.username,
+        "display_name": staff.display_name, "site_id": staff.site_id,
+        "roles": sorted(staff.roles),
+    })
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/api/org/sites", get_sites)
+    app.router.add_get(r"/api/org/sites/{site_id}", get_site)
+    app.router.add_get("/api/me", whoami)

@@ -1,0 +1,128 @@
+"""The composition root: `create_app(settings)` wires every package. Nothing imports this module
+except the CLI and tests; it reads no environment and opens nothing until the app starts."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import weakref
+from collections.abc import AsyncIterator
+from typing import Any
+
+import aiohttp
+from aiohttp import web
+from redis.asyncio import Redis
+
+from server import keys
+from server.api import ops
+from server.auth.web import auth_middleware, csrf_middleware
+from server.crypto import PiiCipher
+from server.db import make_engine, make_sessionmaker
+from server.metrics import Metrics
+from server.middlewares import app_errors, request_ids, security_headers
+from server.notify import HttpNotifier, LogNotifier
+from server.settings import Settings
+
+logger = logging.getLogger(__name__)
+
+REDIS_TIMEOUT_S = 5.0
+
+
+async def db_context(app: web.Application) -> AsyncIterator[None]:
+    engine = make_engine(app[keys.settings].effective_database_url)
+    app[keys.engine] = engine
+    app[keys.db] = make_sessionmaker(engine)
+    yield
+    await engine.dispose()
+
+
+async def redis_context(app: web.Application) -> AsyncIterator[None]:
+    url = app[keys.settings].redis_url
+    client: Redis | None = None
+    if url:
+        client = Redis.from_url(
+            url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S,
+            health_check_interval=15,
+        )
+    app[keys.redis] = client
+    yield
+    if client is not None:
+        await client.aclose()
+
+
+async def notifier_context(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.settings]
+    if settings.notify_backend == "http":
+        if not settings.notify_http_url:
+            raise RuntimeError("ONEDOOR_NOTIFY_HTTP_URL must be set with notify_backend=http")
+        async with aiohttp.ClientSession() as http:
+            app[keys.notifier] = HttpNotifier(settings.notify_http_url, http)
+            yield
+    else:
+        app[keys.notifier] = LogNotifier()
+        yield
+
+
+async def background_context(app: web.Application) -> AsyncIterator[None]:
+    """Background tasks registered with `spawn` are cancelled and awaited at shutdown."""
+    yield
+    tasks = app[keys.background]
+    for task in tasks:
+        task.cancel()
+    for task in list(tasks):
+        with contextlib.suppress(asyncio.CancelledError):
+            await task
+
+
+def spawn(app: web.Application, coro: Any, *, name: str) -> asyncio.Task[Any]:
+    task = asyncio.get_running_loop().create_task(coro, name=name)
+    app[keys.background].add(task)
+    task.add_done_callback(app[keys.background].discard)
+    return task
+
+
+async def close_websockets(app: web.Application) -> None:
+    for ws in list(app[keys.websockets]):
+        await ws.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"server shutdown")
+
+
+def create_app(settings: Settings) -> web.Application:
+    if settings.secret_key is None:
+        raise ValueError("settings need a secret key (server.settings.ensure_secret_key)")
+    app = web.Application(
+        middlewares=[request_ids, security_headers, app_errors, auth_middleware, csrf_middleware],
+        client_max_size=settings.max_request_bytes,
+    )
+    app[keys.settings] = settings
+    app[keys.metrics] = Metrics()
+    app[keys.pii] = PiiCipher(settings.secret_bytes())
+    app[keys.websockets] = weakref.WeakSet()
+    app[keys.background] = set()
+    app.cleanup_ctx.extend([db_context, redis_context, notifier_context, background_context])
+    app.on_shutdown.append(close_websockets)
+
+    ops.setup(app)
+    from server.api import org as org_api
+    from web import setup as web_setup
+
+    org_api.setup(app)
+    web_setup(app)
+    _setup_optional(app)
+    return app
+
+
+def _setup_optional(app: web.Application) -> None:
+    """Packages that plug in with a `setup(app)` function."""
+    import importlib
+
+    for module_name in ("signaling.ws", "server.api.cases", "server.api.scheduling"):
+        try:
+            module = importlib.import_module(module_name)
+        except ModuleNotFoundError as e:
+            if e.name != module_name:
+                raise
+            continue
+        setup = getattr(module, "setup", None)
+        if setup is not None:
+            setup(app)

@@ -1,0 +1,94 @@
+"""Append to and verify the hash-chained audit log.
+
+Appends are serialised (a PostgreSQL transaction-level advisory lock; SQLite's BEGIN IMMEDIATE
+already serialises writers) so two transactions can never chain onto the same predecessor.
+"""
+
+from __future__ import annotations
+
+import hashlib
+import json
+from dataclasses import dataclass
+from datetime import datetime
+from typing import Any
+
+from sqlalchemy import select, text
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.audit.models import AuditEntry
+from server.db import utcnow
+
+GENESIS = "0" * 64
+_AUDIT_LOCK_KEY = 0x0D00A0D1  # arbitrary, constant: the advisory lock id for audit appends
+
+
+def _digest(prev_hash: str, *, at: datetime, actor: str, action: str, object_type: str,
+            object_id: str, ip: str, detail: dict[str, Any]) -> str:
+    body = json.dumps(
+        [prev_hash, at.isoformat(), actor, action, object_type, object_id, ip, detail],
+        ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str,
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+async def record(
+    session: AsyncSession,
+    *,
+    actor: str,
+    action: str,
+    object_type: str = "",
+    object_id: str = "",
+    ip: str = "",
+    detail: dict[str, Any] | None = None,
+    at: datetime | None = None,
+) -> None:
+    """Append one entry in the caller's transaction (it commits or rolls back with it)."""
+    if session.bind.dialect.name == "postgresql":
+        await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK_KEY})
+    prev = await session.scalar(select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1))
+    prev_hash = prev or GENESIS
+    when = at or utcnow()
+    detail = json.loads(json.dumps(detail or {}, ensure_ascii=False, default=str))
+    entry = AuditEntry(
+        at=when, actor=actor, action=action, object_type=object_type,
+        object_id=str(object_id), ip=ip, detail=detail, prev_hash=prev_hash,
+        hash=_digest(prev_hash, at=when, actor=actor, action=action, object_type=object_type,
+                     object_id=str(object_id), ip=ip, detail=detail),
+    )
+    session.add(entry)
+    await session.flush()
+
+
+@dataclass(frozen=True, slots=True)
+class VerifyResult:
+    ok: bool
+    checked: int
+    first_bad_id: int | None = None
+    reason: str = ""
+
+
+async def verify(session: AsyncSession, *, batch: int = 5000) -> VerifyResult:
+    """Walk the chain in id order; report the first row whose link or content is broken."""
+    prev_hash = GENESIS
+    checked = 0
+    last_id = 0
+    while True:
+        rows = (
+            await session.scalars(
+                select(AuditEntry).where(AuditEntry.id > last_id).order_by(AuditEntry.id).limit(batch)
+            )
+        ).all()
+        if not rows:
+            return VerifyResult(ok=True, checked=checked)
+        for row in rows:
+            if row.prev_hash != prev_hash:
+                return VerifyResult(False, checked, row.id, "chain broken: a row before it was "
+                                    "deleted or edited")
+            expected = _digest(row.prev_hash, at=row.at, actor=row.actor, action=row.action,
+                               object_type=row.object_type, object_id=row.object_id, ip=row.ip,
+                               detail=row.detail)
+            if expected != row.hash:
+                return VerifyResult(False, checked, row.id, "row content was edited")
+            prev_hash = row.hash
+            checked += 1
+            last_id = row.id

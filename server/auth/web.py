@@ -1,0 +1,117 @@
+"""The HTTP edge of auth: the middleware that loads who is signed in, CSRF, and `require`."""
+
+from __future__ import annotations
+
+import logging
+from datetime import timedelta
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+
+from server import keys
+from server.audit.service import record
+from server.auth import csrf
+from server.auth.permissions import Action, StaffIdentity
+from server.auth.service import load_session
+from server.db import utcnow
+from server.errors import CsrfFailed, NotAuthenticated, PermissionDenied
+
+logger = logging.getLogger(__name__)
+
+SESSION_COOKIE = "od_session"
+STAFF = "staff"  # request key: StaffIdentity | None
+CSRF_TOKEN = "csrf_token"  # request key: the token pages embed
+
+
+def client_ip(request: web.Request) -> str:
+    return request.remote or ""
+
+
+@web.middleware
+async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    settings = request.app[keys.settings]
+    request[STAFF] = None
+    session_id = request.cookies.get(SESSION_COOKIE)
+    if session_id:
+        async with request.app[keys.db].begin() as session:
+            request[STAFF] = await load_session(
+                session,
+                session_id=session_id,
+                now=utcnow(),
+                idle_timeout=timedelta(seconds=settings.session_idle_timeout_s),
+            )
+    return await handler(request)
+
+
+@web.middleware
+async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    secret = request.app[keys.settings].secret_bytes()
+    cookie = request.cookies.get(csrf.COOKIE)
+    fresh = not csrf.well_formed(secret, cookie)
+    token = csrf.new_token(secret) if fresh else str(cookie)
+    request[CSRF_TOKEN] = token
+    if request.method not in csrf.SAFE_METHODS:
+        submitted = request.headers.get(csrf.HEADER)
+        if submitted is None and request.content_type in (
+            "application/x-www-form-urlencoded",
+            "multipart/form-data",
+        ):
+            form = await request.post()
+            value = form.get(csrf.FORM_FIELD)
+            submitted = value if isinstance(value, str) else None
+        if fresh or not csrf.matches(secret, cookie, submitted):
+            raise CsrfFailed("missing or invalid CSRF token")
+    response = await handler(request)
+    if fresh and not response.prepared:
+        set_cookie(request, response, csrf.COOKIE, token, httponly=False)
+    return response
+
+
+def set_cookie(
+    request: web.Request,
+    response: web.StreamResponse,
+    name: str,
+    value: str,
+    *,
+    httponly: bool = True,
+    max_age: int | None = None,
+) -> None:
+    response.set_cookie(
+        name,
+        value,
+        httponly=httponly,
+        secure=request.app[keys.settings].cookie_secure,
+        samesite="Lax",
+        path="/",
+        max_age=max_age,
+    )
+
+
+def current_staff(request: web.Request) -> StaffIdentity | None:
+    staff: StaffIdentity | None = request.get(STAFF)
+    return staff
+
+
+async def require(request: web.Request, action: Action) -> StaffIdentity:
+    """The signed-in staff member, if the permission table lets their roles do `action`.
+
+    Raises:
+        NotAuthenticated: nobody is signed in.
+        PermissionDenied: signed in, but not allowed (the denial is audited).
+    """
+    staff = current_staff(request)
+    if staff is None:
+        raise NotAuthenticated("sign in first")
+    if not staff.can(action):
+        async with request.app[keys.db].begin() as session:
+            await record(
+                session,
+                actor=staff.actor,
+                action="auth.permission_denied",
+                object_type="action",
+                object_id=str(action),
+                ip=client_ip(request),
+                detail={"path": request.path, "method": request.method},
+            )
+        raise PermissionDenied(f"your roles may not {action}")
+    return staff

@@ -1,0 +1,243 @@
+"""The `onedoor` command: serve, db upgrade, demo load, user add, audit verify, check, bench."""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import getpass
+import json
+import logging
+import os
+import sys
+from collections.abc import Awaitable, Callable
+from pathlib import Path
+from typing import Any
+
+from server.settings import Settings, SettingsError, ensure_secret_key
+
+MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
+
+
+def alembic_upgrade(database_url: str, revision: str = "heads") -> None:
+    """Build or update the schema with the migrations (the only way the schema changes)."""
+    from alembic import command
+    from alembic.config import Config
+
+    if database_url.startswith("sqlite"):
+        db_path = database_url.split("///", 1)[-1]
+        if db_path and db_path != ":memory:":
+            Path(db_path).parent.mkdir(parents=True, exist_ok=True)
+    cfg = Config(str(MIGRATIONS_DIR / "alembic.ini"))
+    cfg.set_main_option("script_location", str(MIGRATIONS_DIR))
+    cfg.attributes["url"] = database_url
+    cfg.attributes["skip_logging"] = True
+    command.upgrade(cfg, revision)
+
+
+def _load_settings() -> Settings:
+    try:
+        return ensure_secret_key(Settings.from_env(os.environ))
+    except SettingsError as e:
+        print(f"onedoor: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+
+
+async def _with_session(settings: Settings, fn: Callable[[Any], Awaitable[Any]]) -> Any:
+    from server.db import make_engine, make_sessionmaker
+
+    engine = make_engine(settings.effective_database_url)
+    try:
+        async with make_sessionmaker(engine).begin() as session:
+            return await fn(session)
+    finally:
+        await engine.dispose()
+
+
+def cmd_serve(args: argparse.Namespace) -> int:
+    from aiohttp import web
+
+    from server.app import create_app
+    from server.logging import configure
+
+    settings = _load_settings()
+    configure(settings.log_level, json_lines=settings.log_json)
+    host = args.host or settings.host
+    port = args.port or settings.port
+    logging.getLogger(__name__).info("onedoor serving on http://%s:%s", host, port)
+    web.run_app(create_app(settings), host=host, port=port, print=None, access_log=None,
+                shutdown_timeout=10)
+    return 0
+
+
+def cmd_db_upgrade(args: argparse.Namespace) -> int:
+    settings = _load_settings()
+    alembic_upgrade(settings.effective_database_url)
+    print("database is at the latest migration")
+    return 0
+
+
+def cmd_demo_load(args: argparse.Namespace) -> int:
+    from server.org.demo import load_demo
+
+    settings = _load_settings()
+    result = asyncio.run(_with_session(settings, lambda s: load_demo(s, password=args.password)))
+    if not result.created:
+        print("demo organisation already loaded; nothing changed")
+        return 0
+    print(f"demo organisation loaded: {result.sites} sites, {result.staff} staff accounts")
+    if args.password is None:
+        print(f"demo password for every account (shown once): {result.password}")
+        print("accounts: window01 (窗口接待员), coord01 (协调员), agent001 (代办员), mediator01, "
+              "supervisor01, leader01, handler01, expert01, sysadmin, secadmin, auditadmin")
+    return 0
+
+
+def cmd_user_add(args: argparse.Namespace) -> int:
+    from server.audit.service import record
+    from server.errors import AppError
+    from server.org.models import Role
+    from server.org.schemas import NewStaff
+    from server.org.service import add_staff
+
+    settings = _load_settings()
+    password = args.password or getpass.getpass()
+    try:
+        roles = [Role(r) for r in args.roles.split(",") if r]
+    except ValueError:
+        print(f"onedoor: unknown role; choose from {', '.join(r.value for r in Role)}",
+              file=sys.stderr)
+        return 2
+    new = NewStaff(username=args.username, display_name=args.name or args.username,
+                   site_admin_code=args.site, department_code=args.department, roles=roles)
+
+    async def run(session: Any) -> Any:
+        view = await add_staff(session, new=new, password=password)
+        await record(session, actor="cli", action="staff.create", object_type="staff",
+                     object_id=str(view.id), detail={"roles": [str(r) for r in roles]})
+        return view
+
+    try:
+        view = asyncio.run(_with_session(settings, run))
+    except AppError as e:
+        print(f"onedoor: {e.code}: {e}", file=sys.stderr)
+        return 1
+    print(f"created staff {view.username} (id {view.id}) with roles {', '.join(view.roles)}")
+    return 0
+
+
+def cmd_audit_verify(args: argparse.Namespace) -> int:
+    from server.audit.service import verify
+
+    settings = _load_settings()
+    result = asyncio.run(_with_session(settings, verify))
+    if result.ok:
+        print(f"audit chain intact: {result.checked} entries verified")
+        return 0
+    print(f"audit chain BROKEN at entry {result.first_bad_id}: {result.reason} "
+          f"({result.checked} entries before it verified)")
+    return 1
+
+
+def cmd_check(args: argparse.Namespace) -> int:
+    settings = _load_settings()
+    for name, value in settings.public_view().items():
+        print(f"{name} = {value}")
+
+    async def probe() -> dict[str, str]:
+        from sqlalchemy import text
+
+        from server.db import make_engine
+
+        out: dict[str, str] = {}
+        engine = make_engine(settings.effective_database_url)
+        try:
+            async with asyncio.timeout(5), engine.connect() as conn:
+                await conn.execute(text("SELECT 1"))
+            out["database"] = "reachable"
+        except Exception as e:
+            out["database"] = f"UNREACHABLE ({type(e).__name__})"
+        finally:
+            await engine.dispose()
+        if settings.redis_url:
+            from redis.asyncio import Redis
+
+            client = Redis.from_url(settings.redis_url, socket_connect_timeout=3)
+            try:
+                await client.ping()
+                out["redis"] = "reachable"
+            except Exception as e:
+                out["redis"] = f"UNREACHABLE ({type(e).__name__})"
+            finally:
+                await client.aclose()
+        else:
+            out["redis"] = "not configured (single node, in-process bus)"
+        return out
+
+    results = asyncio.run(probe())
+    for name, status in results.items():
+        print(f"{name}: {status}")
+    return 0 if all("UNREACHABLE" not in v for v in results.values()) else 1
+
+
+BENCHES = ("sfu", "sfu-peer", "recording", "join", "signaling", "cases", "scheduling", "soak")
+
+
+def cmd_bench(args: argparse.Namespace) -> int:
+    import importlib
+
+    module_name = "bench." + args.name.replace("-", "_")
+    sys.path.insert(0, str(MIGRATIONS_DIR.parent))
+    try:
+        module = importlib.import_module(module_name)
+    except ModuleNotFoundError as e:
+        print(f"onedoor: benchmark {args.name!r} is not available ({e})", file=sys.stderr)
+        return 2
+    result = asyncio.run(module.run(scale=args.scale))
+    if args.json:
+        print(json.dumps(result, ensure_ascii=False))
+    else:
+        print(json.dumps(result, ensure_ascii=False, indent=2))
+    return 0 if all(c.get("pass") for c in result.get("checks", [])) else 1
+
+
+def build_parser() -> argparse.ArgumentParser:
+    parser = argparse.ArgumentParser(prog="onedoor", description=__doc__)
+    sub = parser.add_subparsers(dest="command", required=True)
+    p = sub.add_parser("serve", help="run the web, signaling and media server")
+    p.add_argument("--host")
+    p.add_argument("--port", type=int)
+    p.set_defaults(func=cmd_serve)
+    db = sub.add_parser("db", help="database").add_subparsers(dest="db_command", required=True)
+    db.add_parser("upgrade", help="apply the migrations").set_defaults(func=cmd_db_upgrade)
+    demo = sub.add_parser("demo", help="demo data").add_subparsers(dest="demo_command", required=True)
+    p = demo.add_parser("load", help="load the demo district (once)")
+    p.add_argument("--password", help="password for every demo account (default: random)")
+    p.set_defaults(func=cmd_demo_load)
+    user = sub.add_parser("user", help="staff accounts").add_subparsers(dest="user_command", required=True)
+    p = user.add_parser("add", help="add a staff account")
+    p.add_argument("username")
+    p.add_argument("--name", help="display name")
+    p.add_argument("--site", required=True, help="site administrative code")
+    p.add_argument("--department", help="department code")
+    p.add_argument("--roles", required=True, help="comma-separated role codes")
+    p.add_argument("--password", help="(default: asked for at a prompt)")
+    p.set_defaults(func=cmd_user_add)
+    audit = sub.add_parser("audit", help="audit log").add_subparsers(dest="audit_command", required=True)
+    audit.add_parser("verify", help="verify the hash chain").set_defaults(func=cmd_audit_verify)
+    sub.add_parser("check", help="show settings and reachability").set_defaults(func=cmd_check)
+    p = sub.add_parser("bench", help="run a benchmark")
+    p.add_argument("name", choices=BENCHES)
+    p.add_argument("--json", action="store_true", help="print one JSON object")
+    p.add_argument("--scale", type=float, default=1.0)
+    p.set_defaults(func=cmd_bench)
+    return parser
+
+
+def main(argv: list[str] | None = None) -> int:
+    args = build_parser().parse_args(argv)
+    result: int = args.func(args)
+    return result
+
+
+if __name__ == "__main__":
+    raise SystemExit(main())

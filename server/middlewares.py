@@ -1,0 +1,121 @@
+"""Edge middlewares: request ids, the one place errors become responses, security headers."""
+
+from __future__ import annotations
+
+import json
+import logging
+import secrets
+import time
+
+from aiohttp import web
+from aiohttp.typedefs import Handler
+from pydantic import ValidationError
+
+from server import keys
+from server.errors import AppError, InvalidInput, NotAuthenticated, PayloadTooLarge
+from server.logging import request_id_var
+
+logger = logging.getLogger(__name__)
+
+REQUEST_ID = "request_id"
+
+
+def wants_json(request: web.Request) -> bool:
+    return (
+        request.path.startswith("/api/")
+        or request.path in ("/healthz", "/readyz")
+        or "application/json" in request.headers.get("Accept", "")
+        or request.content_type == "application/json"
+    )
+
+
+@web.middleware
+async def request_ids(request: web.Request, handler: Handler) -> web.StreamResponse:
+    rid = request.headers.get("X-Request-Id", "")[:64] or secrets.token_hex(8)
+    if not rid.replace("-", "").isalnum():
+        rid = secrets.token_hex(8)
+    request[REQUEST_ID] = rid
+    token = request_id_var.set(rid)
+    started = time.perf_counter()
+    status = 500
+    try:
+        response = await handler(request)
+        status = response.status
+        if not response.prepared:
+            response.headers["X-Request-Id"] = rid
+        return response
+    except web.HTTPException as e:
+        status = e.status
+        raise
+    finally:
+        route = request.match_info.route.resource
+        name = route.canonical if route is not None else "unmatched"
+        metrics = request.app[keys.metrics]
+        metrics.http_requests.labels(request.method, name, str(status)).inc()
+        metrics.http_latency.labels(name).observe(time.perf_counter() - started)
+        request_id_var.reset(token)
+
+
+def _error_response(request: web.Request, error: AppError) -> web.StreamResponse:
+    request.app[keys.metrics].app_errors.labels(error.code).inc()
+    if wants_json(request):
+        body = error.to_json()
+        body["request_id"] = request.get(REQUEST_ID, "")
+        return web.json_response(body, status=error.http_status,
+                                 dumps=lambda o: json.dumps(o, ensure_ascii=False))
+    if isinstance(error, NotAuthenticated):
+        raise web.HTTPSeeOther(f"/login?next={request.rel_url.path}")
+    from web.render import render_error  # web/ renders error pages; imported lazily (no cycle)
+
+    return render_error(request, error)
+
+
+@web.middleware
+async def app_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
+    try:
+        return await handler(request)
+    except AppError as e:
+        logger.info("request failed: %s (%s)", e.code, e)
+        return _error_response(request, e)
+    except ValidationError as e:
+        fields = [
+            {"field": ".".join(str(p) for p in err["loc"]), "message": err["msg"]}
+            for err in e.errors()
+        ]
+        return _error_response(request, InvalidInput("invalid input", fields=fields))
+    except web.HTTPRequestEntityTooLarge:
+        return _error_response(request, PayloadTooLarge("request body too large"))
+    except web.HTTPException as e:
+        if e.status == 404 and wants_json(request):
+            return _error_response(request, _NotFoundRoute(f"no route {request.path}"))
+        raise
+    except Exception:
+        logger.exception("unhandled error in %s %s", request.method, request.path)
+        err = AppError(f"internal error; request id {request.get(REQUEST_ID, '')}")
+        return _error_response(request, err)
+
+
+class _NotFoundRoute(AppError):
+    code, http_status, message_zh = "route_not_found", 404, "页面不存在"
+
+
+CSP = (
+    "default-src 'self'; img-src 'self' data: blob:; media-src 'self' blob:; "
+    "connect-src 'self' ws: wss:; style-src 'self' 'unsafe-inline'; script-src 'self'; "
+    "frame-ancestors 'none'; base-uri 'self'; form-action 'self'"
+)
+
+
+@web.middleware
+async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
+    response = await handler(request)
+    if not response.prepared:
+        response.headers.setdefault("Content-Security-Policy", CSP)
+        response.headers.setdefault("X-Frame-Options", "DENY")
+        response.headers.setdefault("X-Content-Type-Options", "nosniff")
+        response.headers.setdefault("Referrer-Policy", "same-origin")
+        response.headers.setdefault(
+            "Permissions-Policy", "camera=(self), microphone=(self), display-capture=(self)")
+        if request.app[keys.settings].cookie_secure:
+            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+    return response

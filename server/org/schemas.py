@@ -1,0 +1,55 @@
+"""View objects the organisation service returns (ORM rows never leave the service)."""
+
+from __future__ import annotations
+
+from pydantic import BaseModel, ConfigDict
+
+from server.org.models import ResourceType, Role, SiteLevel
+
+
+class SiteNode(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    id: int
+    name: str
+    level: SiteLevel
+    admin_code: str
+    children: list[SiteNode] = []
+
+
+class ResourceView(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    id: int
+    type: ResourceType
+    name: str
+    department: str | None
+    capacity: int
+
+
+class StaffView(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    id: int
+    username: str
+    display_name: str
+    department: str | None
+    roles: list[Role]
+
+
+class SiteDetail(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    id: int
+    name: str
+    level: SiteLevel
+    admin_code: str
+    address: str
+    parent_id: int | None
+    resources: list[ResourceView]
+    staff: list[StaffView]
+
+
+class NewStaff(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+    username: str
+    display_name: str
+    site_admin_code: str
+    department_code: str | None = None
+    roles: list[Role]

@@ -1,0 +1,58 @@
+"""The home page: what each role works on first."""
+
+from __future__ import annotations
+
+from aiohttp import web
+
+from server import keys
+from server.auth.permissions import Action
+from server.auth.web import current_staff
+from server.cases.service import cases_for_receiver
+from server.org.models import Role
+from web.render import page
+
+#: Role → the tiles shown on its home page (label, url, action that must be allowed).
+HOME_TILES: list[tuple[str, str, Action]] = [
+    ("接访工作台", "/desk", Action.queue_answer),
+    ("连线区信访超市", "/call", Action.queue_call),
+    ("我的信访事项", "/cases", Action.case_view),
+    ("调解与视频会议", "/sessions", Action.session_join),
+    ("预约日程", "/schedule", Action.schedule_view),
+    ("组织机构", "/org", Action.org_view),
+    ("审计日志", "/audit", Action.audit_read),
+]
+
+ROLE_LABELS: dict[Role, str] = {
+    Role.community_agent: "代办员",
+    Role.street_coordinator: "协调员",
+    Role.centre_supervisor: "督导员",
+    Role.window_officer: "窗口接待员",
+    Role.dept_handler: "承办人",
+    Role.dept_leader: "部门负责人",
+    Role.supervising_leader: "督办领导",
+    Role.mediator: "调解员",
+    Role.expert: "专家",
+    Role.sys_admin: "系统管理员",
+    Role.sec_admin: "安全管理员",
+    Role.audit_admin: "审计管理员",
+}
+
+
+async def home(request: web.Request) -> web.StreamResponse:
+    staff = current_staff(request)
+    if staff is None:
+        raise web.HTTPSeeOther("/login")
+    tiles = [(label, url) for label, url, action in HOME_TILES if staff.can(action)]
+    my_cases = []
+    if staff.can(Action.case_view):
+        async with request.app[keys.db].begin() as session:
+            my_cases = await cases_for_receiver(session, staff_id=staff.staff_id, limit=10)
+    return page(request, "home.html", {
+        "tiles": tiles,
+        "role_labels": [ROLE_LABELS[r] for r in sorted(staff.roles)],
+        "my_cases": my_cases,
+    })
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/", home, name="home")
