@@ -37,6 +37,10 @@ class Action(enum.StrEnum):
     case_extend_approve = "case.extend_approve"
     case_opinion = "case.opinion"
     report_publish = "report.publish"
+    case_transfer = "case.transfer"
+    case_assess = "case.assess"
+    case_exchange = "case.exchange"
+    agreement_manage = "agreement.manage"
     # sessions (reception and mediation)
     session_create = "session.create"
     session_join = "session.join"
@@ -85,6 +89,13 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.case_extend_approve: frozenset({R.dept_leader}),
     Action.case_opinion: frozenset({R.expert}),
     Action.report_publish: frozenset({R.centre_supervisor}),
+    Action.case_transfer: frozenset(
+        {R.window_officer, R.community_agent, R.street_coordinator, R.dept_leader,
+         R.centre_supervisor}
+    ),
+    Action.case_assess: frozenset({R.centre_supervisor, R.dept_leader, R.supervising_leader}),
+    Action.case_exchange: frozenset({R.centre_supervisor}),
+    Action.agreement_manage: frozenset({R.mediator}),
     Action.session_create: frozenset(_HOSTS),
     Action.session_join: frozenset(_CASE_WORKERS),
     Action.session_host: frozenset(_HOSTS),
