@@ -26,3 +26,11 @@ metrics: web.AppKey[Metrics] = web.AppKey("metrics")
 notifier: web.AppKey[Notifier] = web.AppKey("notifier")
 websockets: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("websockets")
 background: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("background")
+
+# --- per-request storage (web.RequestKey) ---
+if TYPE_CHECKING:
+    from server.auth.permissions import StaffIdentity
+
+request_id: web.RequestKey[str] = web.RequestKey("request_id", str)
+staff: web.RequestKey[StaffIdentity | None] = web.RequestKey("staff")
+csrf_token: web.RequestKey[str] = web.RequestKey("csrf_token", str)

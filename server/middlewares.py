@@ -6,6 +6,7 @@ import json
 import logging
 import secrets
 import time
+from typing import Any
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -16,9 +17,6 @@ from server.errors import AppError, InvalidInput, NotAuthenticated, PayloadTooLa
 from server.logging import request_id_var
 
 logger = logging.getLogger(__name__)
-
-REQUEST_ID = "request_id"
-
 
 def wants_json(request: web.Request) -> bool:
     return (
@@ -34,7 +32,7 @@ async def request_ids(request: web.Request, handler: Handler) -> web.StreamRespo
     rid = request.headers.get("X-Request-Id", "")[:64] or secrets.token_hex(8)
     if not rid.replace("-", "").isalnum():
         rid = secrets.token_hex(8)
-    request[REQUEST_ID] = rid
+    request[keys.request_id] = rid
     token = request_id_var.set(rid)
     started = time.perf_counter()
     status = 500
@@ -60,7 +58,7 @@ def _error_response(request: web.Request, error: AppError) -> web.StreamResponse
     request.app[keys.metrics].app_errors.labels(error.code).inc()
     if wants_json(request):
         body = error.to_json()
-        body["request_id"] = request.get(REQUEST_ID, "")
+        body["request_id"] = request.get(keys.request_id, "")
         return web.json_response(body, status=error.http_status,
                                  dumps=lambda o: json.dumps(o, ensure_ascii=False))
     if isinstance(error, NotAuthenticated):
@@ -91,7 +89,7 @@ async def app_errors(request: web.Request, handler: Handler) -> web.StreamRespon
         raise
     except Exception:
         logger.exception("unhandled error in %s %s", request.method, request.path)
-        err = AppError(f"internal error; request id {request.get(REQUEST_ID, '')}")
+        err = AppError(f"internal error; request id {request.get(keys.request_id, '')}")
         return _error_response(request, err)
 
 
@@ -108,14 +106,22 @@ CSP = (
 
 @web.middleware
 async def security_headers(request: web.Request, handler: Handler) -> web.StreamResponse:
-    response = await handler(request)
+    try:
+        response = await handler(request)
+    except web.HTTPException as e:  # redirects and plain HTTP errors get the headers too
+        _add_security_headers(request, e.headers)
+        raise
     if not response.prepared:
-        response.headers.setdefault("Content-Security-Policy", CSP)
-        response.headers.setdefault("X-Frame-Options", "DENY")
-        response.headers.setdefault("X-Content-Type-Options", "nosniff")
-        response.headers.setdefault("Referrer-Policy", "same-origin")
-        response.headers.setdefault(
-            "Permissions-Policy", "camera=(self), microphone=(self), display-capture=(self)")
-        if request.app[keys.settings].cookie_secure:
-            response.headers.setdefault("Strict-Transport-Security", "max-age=31536000")
+        _add_security_headers(request, response.headers)
     return response
+
+
+def _add_security_headers(request: web.Request, headers: Any) -> None:
+    headers.setdefault("Content-Security-Policy", CSP)
+    headers.setdefault("X-Frame-Options", "DENY")
+    headers.setdefault("X-Content-Type-Options", "nosniff")
+    headers.setdefault("Referrer-Policy", "same-origin")
+    headers.setdefault(
+        "Permissions-Policy", "camera=(self), microphone=(self), display-capture=(self)")
+    if request.app[keys.settings].cookie_secure:
+        headers.setdefault("Strict-Transport-Security", "max-age=31536000")

@@ -21,7 +21,6 @@ COOKIE = "od_lang"
 LOCALE_DIR = Path(__file__).parent / "locale"
 
 translations_key: web.AppKey[dict[str, gettext.NullTranslations]] = web.AppKey("translations")
-LANG = "lang"  # request key
 
 
 def _load(lang: str) -> gettext.NullTranslations:
@@ -73,7 +72,8 @@ def _(request: web.Request, message: str) -> str:
 
 
 def common_context(request: web.Request) -> dict[str, Any]:
-    from server.auth.web import CSRF_TOKEN, current_staff
+    from server import keys
+    from server.auth.web import current_staff
 
     lang = language_of(request)
     return {
@@ -81,5 +81,5 @@ def common_context(request: web.Request) -> dict[str, Any]:
         "lang": lang,
         "html_lang": "zh-CN" if lang == "zh-CN" else "en",
         "staff": current_staff(request),
-        "csrf_token": request.get(CSRF_TOKEN, ""),
+        "csrf_token": request.get(keys.csrf_token, ""),
     }

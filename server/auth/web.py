@@ -19,8 +19,6 @@ from server.errors import CsrfFailed, NotAuthenticated, PermissionDenied
 logger = logging.getLogger(__name__)
 
 SESSION_COOKIE = "od_session"
-STAFF = "staff"  # request key: StaffIdentity | None
-CSRF_TOKEN = "csrf_token"  # request key: the token pages embed
 
 
 def client_ip(request: web.Request) -> str:
@@ -30,11 +28,11 @@ def client_ip(request: web.Request) -> str:
 @web.middleware
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     settings = request.app[keys.settings]
-    request[STAFF] = None
+    request[keys.staff] = None
     session_id = request.cookies.get(SESSION_COOKIE)
     if session_id:
         async with request.app[keys.db].begin() as session:
-            request[STAFF] = await load_session(
+            request[keys.staff] = await load_session(
                 session,
                 session_id=session_id,
                 now=utcnow(),
@@ -49,7 +47,7 @@ async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamR
     cookie = request.cookies.get(csrf.COOKIE)
     fresh = not csrf.well_formed(secret, cookie)
     token = csrf.new_token(secret) if fresh else str(cookie)
-    request[CSRF_TOKEN] = token
+    request[keys.csrf_token] = token
     if request.method not in csrf.SAFE_METHODS:
         submitted = request.headers.get(csrf.HEADER)
         if submitted is None and request.content_type in (
@@ -88,8 +86,7 @@ def set_cookie(
 
 
 def current_staff(request: web.Request) -> StaffIdentity | None:
-    staff: StaffIdentity | None = request.get(STAFF)
-    return staff
+    return request.get(keys.staff)
 
 
 async def require(request: web.Request, action: Action) -> StaffIdentity:

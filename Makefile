@@ -1,0 +1,63 @@
+# onedoor — two commands: `make run` (the service on its embedded default) and `make test`.
+SHELL := /bin/bash
+PYTHON ?= python3
+VENV := .venv
+BIN := $(VENV)/bin
+export ONEDOOR_DATA_DIR ?= $(CURDIR)/data
+# Debian packages the tests need (browser tests, TURN, compose validation, namespaces, CJK font).
+TEST_DEBS := chromium coturn docker-compose iproute2 fonts-noto-cjk
+BENCH_DEBS := janus
+
+.PHONY: run test lint typecheck pytest e2e bench install test-install clean
+
+$(BIN)/python:
+	$(PYTHON) -m venv $(VENV)
+	$(BIN)/pip install --quiet --upgrade pip
+
+$(VENV)/.installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e .
+	touch $@
+
+$(VENV)/.test-installed: pyproject.toml | $(BIN)/python
+	$(BIN)/pip install --quiet -e ".[test,bench]"
+	touch $(VENV)/.installed $@
+
+install: $(VENV)/.installed
+
+## make run: migrate the SQLite database in $(ONEDOOR_DATA_DIR), load the demo district once,
+## and serve on http://127.0.0.1:8080 with the in-process bus.
+run: install
+	$(BIN)/onedoor db upgrade
+	$(BIN)/onedoor demo load
+	$(BIN)/onedoor serve
+
+test-install: $(VENV)/.test-installed
+	@missing=""; for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
+	if [ -n "$$missing" ]; then \
+	  echo "installing Debian packages:$$missing"; \
+	  apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $$missing >/dev/null; \
+	fi
+
+lint: test-install
+	$(BIN)/ruff check server signaling media web scheduling tests bench
+	$(BIN)/ruff format --check server signaling media web scheduling tests bench
+
+typecheck: test-install
+	$(BIN)/mypy
+
+pytest: test-install
+	$(BIN)/pytest -m "not e2e" -p no:cacheprovider; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit $$rc
+
+## Browser tests run inside a loopback-only network namespace (../shared/TESTING.md).
+e2e: test-install
+	tests/e2e/run-in-netns.sh $(BIN)/pytest -m e2e -p no:cacheprovider
+
+## make test: installs what the tests need, then lint, types, the suite, and the browser tests.
+test: lint typecheck pytest e2e
+
+bench: test-install
+	@dpkg -s $(BENCH_DEBS) >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BENCH_DEBS) >/dev/null)
+	$(BIN)/python -m bench
+
+clean:
+	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache artifacts
