@@ -1,0 +1,709 @@
+"""In-process passthrough SFU: `SfuMediaNode` implements `media.interfaces.MediaNode`.
+
+    publisher ─RTP─► RTCRtpReceiver ─(adapter: JitterFrame→av.Packet, no decode)─► TrackForwarder
+    TrackForwarder ─► ForwardedTrack (bounded queue) ─► RTCRtpSender.pack() ─► each subscriber
+                   └─► Recording (bounded queue, writer thread)
+    subscriber PLI/FIR ─► TrackForwarder.request_keyframe() (≈1/s) ─► PLI to the publisher
+
+Negotiation: the browser offers first (`accept_offer`); whenever other participants' tracks
+come or go, the server sends its own offer as a `PeerDescription` event and the browser (the
+polite peer) answers via `accept_answer`. One asyncio.Lock per peer serializes all of this.
+
+Forwarded tracks always get their own `sendonly` transceiver (`addTransceiver(track,
+"sendonly")`). `addTrack` would instead reuse the participant's own transceiver of that kind
+(aiortc reuses any transceiver whose sender has no track); that m-line is `sendonly` from the
+browser, so the negotiated server direction stays `recvonly` and the server's sender is never
+started: the "audio senders never started" bug from the prototype.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import time
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from pathlib import Path
+from typing import Any, Literal
+
+import av
+from aiortc import (
+    InvalidAccessError,
+    InvalidStateError,
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCIceServer,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.exceptions import InternalError, OperationError
+from aiortc.mediastreams import MediaStreamError
+from aiortc.sdp import candidate_from_sdp
+
+from media import adapter
+from media.errors import (
+    InvalidDescription,
+    MediaFailure,
+    NegotiationTimeout,
+    PeerNotFound,
+    RecordingError,
+)
+from media.interfaces import (
+    ActiveSpeaker,
+    IceCandidate,
+    IceServer,
+    MediaEvent,
+    PeerConnected,
+    PeerDescription,
+    PeerFailed,
+    PublishGrant,
+    RecordingFile,
+    RecordingStopped,
+    SessionDescription,
+    TrackKind,
+    TrackPublished,
+)
+from media.recorder import Recording, TrackKey
+from media.speaker import SpeakerDetector
+
+logger = logging.getLogger(__name__)
+
+MAX_QUEUED_VIDEO_FRAMES = 30  # 2 s at 15 fps
+MAX_QUEUED_AUDIO_FRAMES = 50  # 1 s of 20 ms Opus frames
+KEYFRAME_MIN_INTERVAL_S = 1.0
+ICE_CONNECT_TIMEOUT_S = 20.0
+NEGOTIATION_TIMEOUT_S = 10.0
+MAX_QUEUED_EVENTS = 10_000
+SPEAKER_INTERVAL_S = 0.3
+
+_SDP_ERRORS = (
+    ValueError,
+    InvalidStateError,
+    InvalidAccessError,
+    OperationError,
+    InternalError,
+    KeyError,
+    IndexError,
+    AttributeError,
+    TypeError,
+)
+
+
+class ForwardedTrack(MediaStreamTrack):
+    """One subscriber's copy of one published track: a bounded queue of encoded frames.
+
+    Video starts at a keyframe. When the queue is full (the subscriber's sender is not keeping
+    up) the frame is dropped, video waits for the next keyframe and one is requested.
+    """
+
+    def __init__(self, forwarder: TrackForwarder, subscriber_id: str) -> None:
+        super().__init__()
+        self.kind = forwarder.kind
+        self.forwarder = forwarder
+        self.subscriber_id = subscriber_id
+        self.max_queued = (
+            MAX_QUEUED_VIDEO_FRAMES if forwarder.kind == "video" else MAX_QUEUED_AUDIO_FRAMES
+        )
+        self._queue: asyncio.Queue[av.Packet | None] = asyncio.Queue(maxsize=self.max_queued)
+        self.active = False  # set once the subscriber's answer made the sender start
+        self.waiting_keyframe = forwarder.kind == "video"
+        self.forwarded = 0
+        self.dropped = 0
+
+    @property
+    def queued(self) -> int:
+        return self._queue.qsize()
+
+    def push(self, packet: av.Packet, keyframe: bool) -> None:
+        if not self.active or self.readyState != "live":
+            return
+        if self.waiting_keyframe:
+            if not keyframe:
+                return
+            self.waiting_keyframe = False
+        try:
+            self._queue.put_nowait(packet)
+            self.forwarded += 1
+        except asyncio.QueueFull:
+            self.dropped += 1
+            if self.kind == "video":
+                self.waiting_keyframe = True
+                self.forwarder.request_keyframe()
+
+    async def recv(self) -> Any:
+        if self.readyState != "live":
+            raise MediaStreamError
+        packet = await self._queue.get()
+        if packet is None:
+            raise MediaStreamError
+        return packet
+
+    def stop(self) -> None:
+        if self.readyState == "live":
+            super().stop()
+            while not self._queue.empty():
+                self._queue.get_nowait()
+            self._queue.put_nowait(None)
+
+
+class TrackForwarder:
+    """One published track: fans its encoded frames out to subscribers and the recording."""
+
+    def __init__(
+        self,
+        node: SfuMediaNode,
+        room: Room,
+        publisher_id: str,
+        kind: TrackKind,
+        track_id: str,
+        receiver: Any,
+        codec: str,
+        forwarded: bool,
+    ) -> None:
+        self.node = node
+        self.room = room
+        self.publisher_id = publisher_id
+        self.kind: TrackKind = kind
+        self.track_id = track_id
+        self.receiver = receiver
+        self.codec = codec
+        self.granted = forwarded
+        self.enabled = True  # moderation (forced mute)
+        self.subscribers: dict[str, ForwardedTrack] = {}
+        self.frames_in = 0
+        self.ended = False
+        self._last_pli_at = -1e9
+        self._pli_scheduled: asyncio.TimerHandle | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.publisher_id}/{self.track_id}"
+
+    def on_frame(self, packet: av.Packet, arrival_monotonic_s: float) -> None:
+        self.frames_in += 1
+        if not (self.granted and self.enabled):
+            return
+        data = bytes(packet) if (self.kind == "video" or self.room.recording) else b""
+        keyframe = self.kind == "audio" or adapter.is_keyframe(self.codec, data)
+        for track in self.subscribers.values():
+            track.push(packet, keyframe)
+        recording = self.room.recording
+        if recording is not None:
+            assert packet.pts is not None and packet.time_base is not None
+            recording.write(
+                TrackKey(self.publisher_id, self.kind, self.track_id),
+                self.codec,
+                data,
+                packet.pts,
+                packet.time_base,
+                time.time(),
+                keyframe,
+            )
+
+    def on_end(self) -> None:
+        self.ended = True
+
+    def request_keyframe(self) -> None:
+        """PLI to the publisher, at most one per KEYFRAME_MIN_INTERVAL_S; later ones coalesce."""
+        if self.kind != "video" or self.ended:
+            return
+        now = time.monotonic()
+        wait_s = self._last_pli_at + self.node.keyframe_min_interval_s - now
+        if wait_s <= 0:
+            self._last_pli_at = now
+            self.node.spawn(adapter.send_pli(self.receiver), f"pli:{self.key}")
+        elif self._pli_scheduled is None:
+            loop = asyncio.get_running_loop()
+
+            def fire() -> None:
+                self._pli_scheduled = None
+                self.request_keyframe()
+
+            self._pli_scheduled = loop.call_later(wait_s, fire)
+
+    def close(self) -> None:
+        self.ended = True
+        if self._pli_scheduled is not None:
+            self._pli_scheduled.cancel()
+        for track in self.subscribers.values():
+            track.stop()
+        self.subscribers.clear()
+
+
+@dataclass(eq=False)
+class PeerSession:
+    room: Room
+    peer_id: str
+    pc: RTCPeerConnection
+    grant: PublishGrant
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    published: dict[str, TrackForwarder] = field(default_factory=dict)
+    # forwarder key -> (server transceiver, the subscriber's ForwardedTrack)
+    subscriptions: dict[str, tuple[Any, ForwardedTrack]] = field(default_factory=dict)
+    renegotiate_needed: bool = False
+    connected: bool = False
+    closed: bool = False
+    watchdog: asyncio.Task[None] | None = None
+
+
+@dataclass(eq=False)
+class Room:
+    room_id: str
+    peers: dict[str, PeerSession] = field(default_factory=dict)
+    recording: Recording | None = None
+    speaker: SpeakerDetector = field(default_factory=SpeakerDetector)
+    speaker_task: asyncio.Task[None] | None = None
+
+    def forwarders(self) -> list[TrackForwarder]:
+        return [
+            f
+            for p in self.peers.values()
+            for f in p.published.values()
+            if f.granted and not f.ended
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionStats:
+    """Diagnostics for one (subscriber, publisher track) pair."""
+
+    subscriber_id: str
+    publisher_id: str
+    kind: TrackKind
+    queued: int
+    max_queued: int
+    forwarded: int
+    dropped: int
+
+
+class SfuMediaNode:
+    """Passthrough SFU in this process. See the module docstring.
+
+    Args:
+        video_codec: "vp8" (default) or "h264" (constrained baseline, packetization-mode 1).
+        host_addresses: if given, ICE gathers host candidates only on these addresses
+            (process-wide, see `adapter.restrict_host_addresses`); None leaves aioice's default.
+        ice_connect_timeout_s: a peer not `connected` by then gets PeerFailed and is closed.
+        keyframe_min_interval_s: PLI throttle per publisher.
+    """
+
+    def __init__(
+        self,
+        *,
+        video_codec: Literal["vp8", "h264"] = "vp8",
+        host_addresses: list[str] | None = None,
+        ice_connect_timeout_s: float = ICE_CONNECT_TIMEOUT_S,
+        keyframe_min_interval_s: float = KEYFRAME_MIN_INTERVAL_S,
+        speaker_interval_s: float = SPEAKER_INTERVAL_S,
+    ) -> None:
+        adapter.install_passthrough()
+        if host_addresses is not None:
+            adapter.restrict_host_addresses(host_addresses)
+        self.video_codec = video_codec
+        self._video_prefs = adapter.video_codec_preferences(video_codec)
+        self._audio_prefs = adapter.audio_codec_preferences()
+        self.ice_connect_timeout_s = ice_connect_timeout_s
+        self.keyframe_min_interval_s = keyframe_min_interval_s
+        self.speaker_interval_s = speaker_interval_s
+        self._rooms: dict[str, Room] = {}
+        self._events: asyncio.Queue[MediaEvent] = asyncio.Queue(maxsize=MAX_QUEUED_EVENTS)
+        self._tasks: set[asyncio.Task[Any]] = set()
+        self._closed = False
+
+    # ------------------------------------------------------------ plumbing
+
+    def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
+        task = asyncio.create_task(coro, name=name)
+        self._tasks.add(task)
+        task.add_done_callback(self._task_done)
+        return task
+
+    def _task_done(self, task: asyncio.Task[Any]) -> None:
+        self._tasks.discard(task)
+        if not task.cancelled() and task.exception() is not None:
+            logger.error("media task %s failed", task.get_name(), exc_info=task.exception())
+
+    def emit(self, event: MediaEvent) -> None:
+        try:
+            self._events.put_nowait(event)
+        except asyncio.QueueFull:
+            logger.warning("media event queue full, dropping %s", type(event).__name__)
+
+    async def events(self) -> AsyncIterator[MediaEvent]:
+        while True:
+            yield await self._events.get()
+
+    def _session(self, room_id: str, peer_id: str) -> PeerSession:
+        room = self._rooms.get(room_id)
+        session = room.peers.get(peer_id) if room else None
+        if session is None:
+            raise PeerNotFound(f"no media peer {peer_id} in room {room_id}")
+        return session
+
+    def subscription_stats(self, room_id: str) -> list[SubscriptionStats]:
+        room = self._rooms.get(room_id)
+        if room is None:
+            return []
+        return [
+            SubscriptionStats(
+                subscriber_id=s.peer_id,
+                publisher_id=track.forwarder.publisher_id,
+                kind=track.kind,  # type: ignore[arg-type]
+                queued=track.queued,
+                max_queued=track.max_queued,
+                forwarded=track.forwarded,
+                dropped=track.dropped,
+            )
+            for s in room.peers.values()
+            for _, track in s.subscriptions.values()
+        ]
+
+    # ------------------------------------------------------------ negotiation
+
+    async def accept_offer(
+        self,
+        *,
+        room_id: str,
+        peer_id: str,
+        offer: SessionDescription,
+        ice_servers: list[IceServer],
+        grant: PublishGrant,
+    ) -> SessionDescription:
+        if offer.type != "offer":
+            raise InvalidDescription(f"expected an offer, got {offer.type!r}")
+        room = self._rooms.get(room_id)
+        if room is None:
+            room = self._rooms[room_id] = Room(room_id)
+        session = room.peers.get(peer_id)
+        is_new = session is None
+        if session is None:
+            config = RTCConfiguration(
+                iceServers=[
+                    RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
+                    for s in ice_servers
+                ]
+            )
+            session = PeerSession(room, peer_id, RTCPeerConnection(configuration=config), grant)
+            room.peers[peer_id] = session
+            self._wire_peer(session)
+        session.grant = grant
+        try:
+            async with session.lock:
+                if session.closed:
+                    raise PeerNotFound(f"media peer {peer_id} was closed")
+                if session.pc.signalingState != "stable":
+                    raise InvalidDescription(
+                        "offer collides with a pending server offer; answer that first"
+                    )
+                answer = await self._answer(session, offer)
+        except MediaFailure:
+            if is_new:
+                await self.close_peer(room_id=room_id, peer_id=peer_id)
+            raise
+        if is_new:
+            session.watchdog = self.spawn(self._ice_watchdog(session), f"ice:{peer_id}")
+            if any(f.publisher_id != peer_id for f in room.forwarders()):
+                self.spawn(self._renegotiate(session), f"renegotiate:{peer_id}")
+        return answer
+
+    async def _answer(self, session: PeerSession, offer: SessionDescription) -> SessionDescription:
+        pc = session.pc
+        try:
+            async with asyncio.timeout(NEGOTIATION_TIMEOUT_S):
+                await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
+                for transceiver in pc.getTransceivers():
+                    prefs = self._video_prefs if transceiver.kind == "video" else self._audio_prefs
+                    if transceiver.receiver.track is not None and not (
+                        adapter.pin_negotiated_codecs(transceiver, prefs)
+                    ):
+                        raise InvalidDescription(
+                            f"offer has no supported {transceiver.kind} codec "
+                            f"({'Opus' if transceiver.kind == 'audio' else self.video_codec})"
+                        )
+                answer = await pc.createAnswer()
+                await pc.setLocalDescription(answer)
+        except TimeoutError as exc:
+            raise NegotiationTimeout("negotiation timed out") from exc
+        except _SDP_ERRORS as exc:
+            logger.info(
+                "room %s peer %s: offer rejected: %s", session.room.room_id, session.peer_id, exc
+            )
+            raise InvalidDescription(f"offer rejected: {exc}") from exc
+        return SessionDescription(type="answer", sdp=pc.localDescription.sdp)
+
+    async def accept_answer(self, *, room_id: str, peer_id: str, answer: SessionDescription) -> None:
+        session = self._session(room_id, peer_id)
+        if answer.type != "answer":
+            raise InvalidDescription(f"expected an answer, got {answer.type!r}")
+        async with session.lock:
+            if session.pc.signalingState != "have-local-offer":
+                raise InvalidDescription("answer without a pending server offer")
+            try:
+                async with asyncio.timeout(NEGOTIATION_TIMEOUT_S):
+                    await session.pc.setRemoteDescription(
+                        RTCSessionDescription(sdp=answer.sdp, type="answer")
+                    )
+            except TimeoutError as exc:
+                raise NegotiationTimeout("negotiation timed out") from exc
+            except _SDP_ERRORS as exc:
+                raise InvalidDescription(f"answer rejected: {exc}") from exc
+            for transceiver, track in session.subscriptions.values():
+                if not track.active and transceiver.currentDirection in ("sendonly", "sendrecv"):
+                    track.active = True
+                    track.forwarder.request_keyframe()
+            again = session.renegotiate_needed
+        if again:
+            self.spawn(self._renegotiate(session), f"renegotiate:{peer_id}")
+
+    async def add_candidate(
+        self, *, room_id: str, peer_id: str, candidate: IceCandidate | None
+    ) -> None:
+        session = self._session(room_id, peer_id)
+        if candidate is None:
+            await session.pc.addIceCandidate(None)
+            return
+        try:
+            text = candidate.candidate.removeprefix("candidate:")
+            if not text:
+                return  # an empty candidate string marks the end of candidates
+            parsed = candidate_from_sdp(text)
+            parsed.sdpMid = candidate.sdp_mid
+            parsed.sdpMLineIndex = candidate.sdp_mline_index
+            await session.pc.addIceCandidate(parsed)
+        except _SDP_ERRORS as exc:
+            raise InvalidDescription(f"bad ICE candidate: {exc}") from exc
+
+    def _sync_subscriptions(self, session: PeerSession) -> bool:
+        """Add a sendonly transceiver per new forwarder, retire ended ones. True if changed."""
+        changed = False
+        room = session.room
+        live = {f.key: f for f in room.forwarders() if f.publisher_id != session.peer_id}
+        for key, (transceiver, track) in list(session.subscriptions.items()):
+            if key not in live:
+                track.stop()
+                transceiver.sender.replaceTrack(None)
+                transceiver.direction = "inactive"
+                del session.subscriptions[key]
+                changed = True
+        for key, forwarder in live.items():
+            if key in session.subscriptions:
+                continue
+            track = ForwardedTrack(forwarder, session.peer_id)
+            transceiver = session.pc.addTransceiver(track, direction="sendonly")
+            transceiver.setCodecPreferences(
+                self._video_prefs if forwarder.kind == "video" else self._audio_prefs
+            )
+            adapter.on_keyframe_request(transceiver.sender, forwarder.request_keyframe)
+            forwarder.subscribers[session.peer_id] = track
+            session.subscriptions[key] = (transceiver, track)
+            changed = True
+        return changed
+
+    async def _renegotiate(self, session: PeerSession) -> None:
+        async with session.lock:
+            if session.closed:
+                return
+            if session.pc.signalingState != "stable":
+                session.renegotiate_needed = True
+                return
+            changed = self._sync_subscriptions(session)
+            if not changed and not session.renegotiate_needed:
+                return
+            session.renegotiate_needed = False
+            try:
+                async with asyncio.timeout(NEGOTIATION_TIMEOUT_S):
+                    offer = await session.pc.createOffer()
+                    await session.pc.setLocalDescription(offer)
+            except (TimeoutError, *_SDP_ERRORS) as exc:
+                logger.warning(
+                    "room %s peer %s: server offer failed: %s",
+                    session.room.room_id,
+                    session.peer_id,
+                    exc,
+                )
+                self._fail(session, f"renegotiation failed: {exc}")
+                return
+            self.emit(
+                PeerDescription(
+                    session.room.room_id,
+                    session.peer_id,
+                    SessionDescription(type="offer", sdp=session.pc.localDescription.sdp),
+                )
+            )
+
+    def _renegotiate_others(self, room: Room, except_peer: str) -> None:
+        for other in list(room.peers.values()):
+            if other.peer_id != except_peer and not other.closed:
+                self.spawn(self._renegotiate(other), f"renegotiate:{other.peer_id}")
+
+    # ------------------------------------------------------------ peer lifecycle
+
+    def _wire_peer(self, session: PeerSession) -> None:
+        pc = session.pc
+        room = session.room
+
+        @pc.on("track")  # type: ignore[untyped-decorator,misc]
+        def on_track(track: MediaStreamTrack) -> None:
+            receiver = next(
+                t.receiver for t in pc.getTransceivers() if t.receiver.track is track
+            )
+            kind: TrackKind = "audio" if track.kind == "audio" else "video"
+            if kind == "audio":
+                granted = session.grant.audio
+            else:
+                videos = sum(1 for f in session.published.values() if f.kind == "video")
+                granted = session.grant.video if videos == 0 else session.grant.screen
+            forwarder = TrackForwarder(
+                self,
+                room,
+                session.peer_id,
+                kind,
+                track.id,
+                receiver,
+                self.video_codec if kind == "video" else "opus",
+                granted,
+            )
+            adapter.attach_sink(track, adapter.PassthroughSink(forwarder.on_frame, forwarder.on_end))
+            session.published[track.id] = forwarder
+            if not granted:
+                logger.info(
+                    "room %s peer %s: %s track beyond grant, not forwarded",
+                    room.room_id,
+                    session.peer_id,
+                    kind,
+                )
+                return
+            if kind == "audio":
+                peer_id = session.peer_id
+                adapter.observe_audio_level(
+                    receiver, lambda level: room.speaker.add_level(peer_id, level)
+                )
+                if room.speaker_task is None:
+                    room.speaker_task = self.spawn(self._speaker_loop(room), f"speaker:{room.room_id}")
+            self.emit(TrackPublished(room.room_id, session.peer_id, track.id, kind))
+            self._renegotiate_others(room, session.peer_id)
+
+        @pc.on("connectionstatechange")  # type: ignore[untyped-decorator,misc]
+        def on_state() -> None:
+            state = pc.connectionState
+            if state == "connected" and not session.connected:
+                session.connected = True
+                self.emit(PeerConnected(room.room_id, session.peer_id))
+            elif state == "failed":
+                self._fail(session, "ICE/DTLS connection failed")
+
+    async def _ice_watchdog(self, session: PeerSession) -> None:
+        await asyncio.sleep(self.ice_connect_timeout_s)
+        if not session.connected and not session.closed:
+            self._fail(session, f"not connected after {self.ice_connect_timeout_s:g} s")
+
+    def _fail(self, session: PeerSession, reason: str) -> None:
+        if session.closed:
+            return
+        logger.info("room %s peer %s failed: %s", session.room.room_id, session.peer_id, reason)
+        self.emit(PeerFailed(session.room.room_id, session.peer_id, reason))
+        self.spawn(
+            self.close_peer(room_id=session.room.room_id, peer_id=session.peer_id),
+            f"close:{session.peer_id}",
+        )
+
+    async def close_peer(self, *, room_id: str, peer_id: str) -> None:
+        room = self._rooms.get(room_id)
+        session = room.peers.pop(peer_id, None) if room else None
+        if room is None or session is None:
+            return
+        session.closed = True
+        current = asyncio.current_task()
+        if session.watchdog is not None and session.watchdog is not current:
+            session.watchdog.cancel()
+        for forwarder in session.published.values():
+            forwarder.close()
+        for _, track in session.subscriptions.values():
+            track.stop()
+            track.forwarder.subscribers.pop(peer_id, None)
+        room.speaker.remove(peer_id)
+        await session.pc.close()
+        if session.published:
+            self._renegotiate_others(room, peer_id)
+
+    async def close_room(self, *, room_id: str) -> None:
+        room = self._rooms.get(room_id)
+        if room is None:
+            return
+        if room.recording is not None:
+            with contextlib.suppress(MediaFailure):
+                await self.stop_recording(room_id=room_id)
+        for peer_id in list(room.peers):
+            await self.close_peer(room_id=room_id, peer_id=peer_id)
+        if room.speaker_task is not None:
+            room.speaker_task.cancel()
+        self._rooms.pop(room_id, None)
+
+    async def close(self) -> None:
+        self._closed = True
+        for room_id in list(self._rooms):
+            await self.close_room(room_id=room_id)
+        tasks = list(self._tasks)
+        for task in tasks:
+            task.cancel()
+        await asyncio.gather(*tasks, return_exceptions=True)
+
+    # ------------------------------------------------------------ moderation and keyframes
+
+    async def set_forwarding(
+        self, *, room_id: str, peer_id: str, kind: TrackKind, enabled: bool
+    ) -> None:
+        session = self._session(room_id, peer_id)
+        for forwarder in session.published.values():
+            if forwarder.kind != kind or forwarder.enabled == enabled:
+                continue
+            forwarder.enabled = enabled
+            if enabled and kind == "video":
+                for track in forwarder.subscribers.values():
+                    track.waiting_keyframe = True
+                forwarder.request_keyframe()
+
+    async def request_keyframe(self, *, room_id: str, peer_id: str) -> None:
+        session = self._session(room_id, peer_id)
+        for _, track in session.subscriptions.values():
+            track.forwarder.request_keyframe()
+
+    # ------------------------------------------------------------ active speaker
+
+    async def _speaker_loop(self, room: Room) -> None:
+        while True:
+            await asyncio.sleep(self.speaker_interval_s)
+            changed, levels = room.speaker.pick()
+            if changed:
+                self.emit(ActiveSpeaker(room.room_id, room.speaker.current, levels))
+
+    # ------------------------------------------------------------ recording
+
+    async def start_recording(self, *, room_id: str, directory: Path) -> None:
+        room = self._rooms.get(room_id)
+        if room is None:
+            raise RecordingError(f"no media room {room_id}")
+        if room.recording is not None:
+            raise RecordingError(f"room {room_id} is already being recorded")
+        if self.video_codec != "vp8":
+            raise RecordingError("recording needs VP8 video (WebM)")
+        try:
+            room.recording = await asyncio.to_thread(Recording, room_id, Path(directory))
+        except OSError as exc:
+            raise RecordingError(f"cannot record into {directory}: {exc}") from exc
+        for forwarder in room.forwarders():
+            if forwarder.kind == "video":
+                forwarder.request_keyframe()
+
+    async def stop_recording(self, *, room_id: str) -> tuple[RecordingFile, ...]:
+        room = self._rooms.get(room_id)
+        recording = room.recording if room else None
+        if room is None or recording is None:
+            raise RecordingError(f"room {room_id} is not being recorded")
+        room.recording = None
+        files = await asyncio.to_thread(recording.stop)
+        if recording.error is not None:
+            logger.error("room %s: recording error: %s", room_id, recording.error)
+        self.emit(RecordingStopped(room_id, files, interrupted=recording.error is not None))
+        return files
