@@ -42,7 +42,9 @@ async def redis_context(app: web.Application) -> AsyncIterator[None]:
     client: Redis | None = None
     if url:
         client = Redis.from_url(
-            url, socket_timeout=REDIS_TIMEOUT_S, socket_connect_timeout=REDIS_TIMEOUT_S,
+            url,
+            socket_timeout=REDIS_TIMEOUT_S,
+            socket_connect_timeout=REDIS_TIMEOUT_S,
             health_check_interval=15,
         )
     app[keys.redis] = client
@@ -83,7 +85,8 @@ def spawn(app: web.Application, coro: Any, *, name: str) -> asyncio.Task[Any]:
 
 
 async def close_websockets(app: web.Application) -> None:
-    for ws in list(app[keys.websockets]):
+    sockets = app[keys.websockets]
+    for ws in list(sockets):
         await ws.close(code=aiohttp.WSCloseCode.GOING_AWAY, message=b"server shutdown")
 
 

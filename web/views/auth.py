@@ -23,8 +23,11 @@ def _safe_next(value: str | None) -> str:
 
 
 async def login_form(request: web.Request) -> web.Response:
-    return page(request, "login.html", {"error": None, "username": "",
-                                        "next": _safe_next(request.query.get("next"))})
+    return page(
+        request,
+        "login.html",
+        {"error": None, "username": "", "next": _safe_next(request.query.get("next"))},
+    )
 
 
 async def login_submit(request: web.Request) -> web.StreamResponse:
@@ -34,21 +37,28 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     next_url = _safe_next(str(form.get("next", "/")))
     settings = request.app[keys.settings]
     failure: InvalidCredentials | AccountLocked | None = None
+    session_id = ""
     async with request.app[keys.db].begin() as session:
         try:
             session_id, _identity = await sign_in(
-                session, username=username, password=password, ip=client_ip(request),
-                now=utcnow(), max_failures=settings.login_max_failures,
+                session,
+                username=username,
+                password=password,
+                ip=client_ip(request),
+                now=utcnow(),
+                max_failures=settings.login_max_failures,
                 lockout=timedelta(seconds=settings.login_lockout_s),
             )
         except (InvalidCredentials, AccountLocked) as e:
             # Caught inside the transaction: the failure counter and audit entries commit.
             failure = e
     if failure is not None:
-        return page(request, "login.html",
-                    {"error": _(request, failure.message_zh), "username": username,
-                     "next": next_url},
-                    status=failure.http_status)
+        return page(
+            request,
+            "login.html",
+            {"error": _(request, failure.message_zh), "username": username, "next": next_url},
+            status=failure.http_status,
+        )
     response = web.HTTPSeeOther(next_url)
     set_cookie(request, response, SESSION_COOKIE, session_id)
     raise response

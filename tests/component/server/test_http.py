@@ -38,13 +38,15 @@ async def test_pages_need_sign_in(app_client: Client) -> None:
 
 
 async def test_post_without_csrf_is_refused_and_changes_nothing(app_client: Client) -> None:
-    resp = await app_client.post("/login", data={"username": "window01",
-                                                 "password": "demo-pass-2026"})
+    resp = await app_client.post(
+        "/login", data={"username": "window01", "password": "demo-pass-2026"}
+    )
     assert resp.status == 403
     assert "页面已过期" in await resp.text()
-    forged = await app_client.post("/login", data={"username": "window01",
-                                                   "password": "demo-pass-2026",
-                                                   "_csrf": "forged.token"})
+    forged = await app_client.post(
+        "/login",
+        data={"username": "window01", "password": "demo-pass-2026", "_csrf": "forged.token"},
+    )
     assert forged.status == 403
     me = await (await app_client.get("/api/me")).json()
     assert me == {"signed_in": False}
@@ -52,8 +54,9 @@ async def test_post_without_csrf_is_refused_and_changes_nothing(app_client: Clie
 
 async def test_wrong_password_shows_zh_message(app_client: Client) -> None:
     token = await csrf_token(app_client)
-    resp = await app_client.post("/login", data={"username": "window01", "password": "nope",
-                                                 "_csrf": token})
+    resp = await app_client.post(
+        "/login", data={"username": "window01", "password": "nope", "_csrf": token}
+    )
     assert resp.status == 401
     assert "用户名或密码错误" in await resp.text()
 
@@ -76,9 +79,11 @@ async def test_sign_in_org_browser_and_sign_out(app_client: Client) -> None:
 
 async def test_session_cookie_flags(app_client: Client) -> None:
     token = await csrf_token(app_client)
-    resp = await app_client.post("/login", data={"username": "window01",
-                                                 "password": "demo-pass-2026", "_csrf": token},
-                                 allow_redirects=False)
+    resp = await app_client.post(
+        "/login",
+        data={"username": "window01", "password": "demo-pass-2026", "_csrf": token},
+        allow_redirects=False,
+    )
     set_cookie = resp.headers.getall("Set-Cookie")
     session_cookie = next(c for c in set_cookie if c.startswith("od_session="))
     assert "HttpOnly" in session_cookie and "SameSite=Lax" in session_cookie
@@ -88,10 +93,16 @@ async def test_session_cookie_flags(app_client: Client) -> None:
 
 async def test_open_redirect_is_refused(app_client: Client) -> None:
     token = await csrf_token(app_client)
-    resp = await app_client.post("/login", data={"username": "window01",
-                                                 "password": "demo-pass-2026", "_csrf": token,
-                                                 "next": "//evil.example/"},
-                                 allow_redirects=False)
+    resp = await app_client.post(
+        "/login",
+        data={
+            "username": "window01",
+            "password": "demo-pass-2026",
+            "_csrf": token,
+            "next": "//evil.example/",
+        },
+        allow_redirects=False,
+    )
     assert resp.headers["Location"] == "/"
 
 
@@ -107,6 +118,7 @@ async def test_permission_denial_is_audited(app_client: Client) -> None:
 async def test_malformed_and_oversized_json(app_client: Client) -> None:
     token = await signed_in(app_client, "window_officer")
     big = "x" * (app_client.app[keys.settings].max_request_bytes + 10)
-    resp = await app_client.post("/api/me", data=big, headers={
-        "Content-Type": "application/json", "X-CSRF-Token": token})
+    resp = await app_client.post(
+        "/api/me", data=big, headers={"Content-Type": "application/json", "X-CSRF-Token": token}
+    )
     assert resp.status in (405, 413)

@@ -11,7 +11,7 @@ from sqlalchemy import func, select, update
 from server.audit.models import AuditEntry
 from server.audit.service import record, verify
 from server.auth.service import load_session, sign_in
-from server.cases.models import Channel, Petitioner, PetitionCase
+from server.cases.models import Channel, PetitionCase, Petitioner
 from server.cases.schemas import PetitionerInput
 from server.cases.service import create_case
 from server.crypto import PiiCipher
@@ -29,8 +29,14 @@ async def test_audit_chain_detects_edit_and_delete(db_url: str) -> None:
     try:
         for i in range(5):
             async with db.begin() as s:
-                await record(s, actor="staff:1", action="case.view", object_type="case",
-                             object_id=str(i), detail={"n": i, "名": "测试"})
+                await record(
+                    s,
+                    actor="staff:1",
+                    action="case.view",
+                    object_type="case",
+                    object_id=str(i),
+                    detail={"n": i, "名": "测试"},
+                )
         async with db.begin() as s:
             assert (await verify(s)).ok
             assert (await verify(s)).checked == 5
@@ -55,14 +61,26 @@ async def test_demo_district_shape_and_idempotence(demo_db_url: str) -> None:
     try:
         async with db.begin() as s:
             again = await load_demo(s)
-            counts = dict((await s.execute(
-                select(Site.level, func.count()).group_by(Site.level))).tuples().all())
-            terminals = await s.scalar(select(func.count()).select_from(Resource).where(
-                Resource.type == ResourceType.video_terminal))
-            windows = await s.scalar(select(func.count()).select_from(Resource).where(
-                Resource.type == ResourceType.window))
-            rooms = await s.scalar(select(func.count()).select_from(Resource).where(
-                Resource.type == ResourceType.legal_room))
+            counts = dict(
+                (await s.execute(select(Site.level, func.count()).group_by(Site.level)))
+                .tuples()
+                .all()
+            )
+            terminals = await s.scalar(
+                select(func.count())
+                .select_from(Resource)
+                .where(Resource.type == ResourceType.video_terminal)
+            )
+            windows = await s.scalar(
+                select(func.count())
+                .select_from(Resource)
+                .where(Resource.type == ResourceType.window)
+            )
+            rooms = await s.scalar(
+                select(func.count())
+                .select_from(Resource)
+                .where(Resource.type == ResourceType.legal_room)
+            )
         assert not again.created
         assert counts == {SiteLevel.district: 1, SiteLevel.street: 10, SiteLevel.community: 94}
         assert windows == 7 and rooms == 5
@@ -74,9 +92,14 @@ async def test_demo_district_shape_and_idempotence(demo_db_url: str) -> None:
 async def _intake(db: object, pii: PiiCipher, site_id: int, n: int, fail: bool = False) -> str:
     async with db.begin() as s:  # type: ignore[attr-defined]
         case = await create_case(
-            s, pii=pii, site_id=site_id, channel=Channel.window, summary=f"诉求 {n}",
+            s,
+            pii=pii,
+            site_id=site_id,
+            channel=Channel.window,
+            summary=f"诉求 {n}",
             petitioner=PetitionerInput(name="王建国", phone="13812345678"),
-            first_receiver_id=None, now=NOW,
+            first_receiver_id=None,
+            now=NOW,
         )
         if fail:
             raise RuntimeError("intake aborted after numbering")
@@ -126,15 +149,30 @@ async def test_sign_in_lockout_and_idle_timeout(demo_db_url: str) -> None:
                 await sign_in(s, username="window01", password="demo-pass-2026", now=NOW, **kw)
         later = NOW + timedelta(minutes=16)
         async with db.begin() as s:
-            sid, who = await sign_in(s, username="window01", password="demo-pass-2026",
-                                     now=later, **kw)
+            sid, who = await sign_in(
+                s, username="window01", password="demo-pass-2026", now=later, **kw
+            )
         assert "window_officer" in who.roles
         async with db.begin() as s:
-            assert await load_session(s, session_id=sid, now=later + timedelta(minutes=5),
-                                      idle_timeout=timedelta(minutes=30)) is not None
+            assert (
+                await load_session(
+                    s,
+                    session_id=sid,
+                    now=later + timedelta(minutes=5),
+                    idle_timeout=timedelta(minutes=30),
+                )
+                is not None
+            )
         async with db.begin() as s:
-            assert await load_session(s, session_id=sid, now=later + timedelta(hours=2),
-                                      idle_timeout=timedelta(minutes=30)) is None
+            assert (
+                await load_session(
+                    s,
+                    session_id=sid,
+                    now=later + timedelta(hours=2),
+                    idle_timeout=timedelta(minutes=30),
+                )
+                is None
+            )
         async with db.begin() as s:
             staff = await s.scalar(select(Staff).where(Staff.username == "window01"))
             assert staff is not None and staff.failed_logins == 0

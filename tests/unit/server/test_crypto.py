@@ -32,5 +32,7 @@ def test_rotation_reads_old_rows() -> None:
 
 def test_lookup_hash_is_keyed_and_normalised() -> None:
     a, b = PiiCipher(b"a"), PiiCipher(b"b")
-    assert a.lookup_hash("330105199001011234") == a.lookup_hash(" 330105 19900101123４ ".replace("４", "4"))
+    assert a.lookup_hash("330105199001011234") == a.lookup_hash(
+        " 330105 19900101123４ ".replace("４", "4")
+    )
     assert a.lookup_hash("x") != b.lookup_hash("x")

@@ -16,10 +16,13 @@ def test_admins_never_read_case_content_and_only_audit_admin_reads_the_log() -> 
     assert [r for r in Role if allowed([r], Action.audit_read)] == [Role.audit_admin]
 
 
-@pytest.mark.parametrize("roles", [
-    [Role.sys_admin, Role.sec_admin],
-    [Role.audit_admin, Role.window_officer],
-])
+@pytest.mark.parametrize(
+    "roles",
+    [
+        [Role.sys_admin, Role.sec_admin],
+        [Role.audit_admin, Role.window_officer],
+    ],
+)
 def test_forbidden_role_combinations(roles: list[Role]) -> None:
     with pytest.raises(ValueError):
         check_role_combination(roles)

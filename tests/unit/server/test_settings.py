@@ -29,8 +29,12 @@ def test_bad_port_is_named() -> None:
 
 
 def test_comma_lists() -> None:
-    s = Settings.from_env({"ONEDOOR_MEDIA_HOST_ADDRESSES": "127.0.0.1, 10.0.0.5",
-                           "ONEDOOR_TURN_URLS": "turn:a:3478?transport=udp"})
+    s = Settings.from_env(
+        {
+            "ONEDOOR_MEDIA_HOST_ADDRESSES": "127.0.0.1, 10.0.0.5",
+            "ONEDOOR_TURN_URLS": "turn:a:3478?transport=udp",
+        }
+    )
     assert s.media_host_addresses == ["127.0.0.1", "10.0.0.5"]
     assert s.turn_urls == ["turn:a:3478?transport=udp"]
 
@@ -46,9 +50,13 @@ def test_secret_generated_once_with_0600(tmp_path: Path) -> None:
 
 
 def test_public_view_hides_secrets() -> None:
-    s = Settings.from_env({"ONEDOOR_SECRET_KEY": "very-secret-value",
-                           "ONEDOOR_DATABASE_URL": "postgresql+asyncpg://u:pw123@db/x",
-                           "ONEDOOR_TURN_SECRET": "turn-secret"})
+    s = Settings.from_env(
+        {
+            "ONEDOOR_SECRET_KEY": "very-secret-value",
+            "ONEDOOR_DATABASE_URL": "postgresql+asyncpg://u:pw123@db/x",
+            "ONEDOOR_TURN_SECRET": "turn-secret",
+        }
+    )
     shown = repr(s.public_view())
     assert "very-secret-value" not in shown
     assert "pw123" not in shown

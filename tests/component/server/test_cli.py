@@ -1,0 +1,129 @@
+"""The `onedoor` command as an operator uses it (real subprocesses, real SQLite file)."""
+
+from __future__ import annotations
+
+import os
+import sqlite3
+import subprocess
+import sys
+from pathlib import Path
+
+import pytest
+
+ROOT = Path(__file__).resolve().parents[3]
+
+
+def onedoor(
+    data_dir: Path, *args: str, check: bool = True, **env: str
+) -> subprocess.CompletedProcess[str]:
+    full_env = {k: v for k, v in os.environ.items() if not k.startswith("ONEDOOR_")}
+    full_env.update({"ONEDOOR_DATA_DIR": str(data_dir), **env})
+    return subprocess.run(
+        [sys.executable, "-m", "server.cli", *args],
+        env=full_env,
+        capture_output=True,
+        text=True,
+        check=check,
+        cwd=ROOT,
+    )
+
+
+@pytest.fixture(scope="module")
+def data_dir(tmp_path_factory: pytest.TempPathFactory) -> Path:
+    d = tmp_path_factory.mktemp("cli") / "data"
+    onedoor(d, "db", "upgrade")
+    out = onedoor(d, "demo", "load").stdout
+    assert "demo password for every account (shown once)" in out
+    assert "shown once" not in onedoor(d, "demo", "load").stdout  # second load changes nothing
+    return d
+
+
+def test_secret_key_file_is_private(data_dir: Path) -> None:
+    assert (data_dir / "secret_key").stat().st_mode & 0o077 == 0
+
+
+def test_user_add_and_bad_roles(data_dir: Path) -> None:
+    ok = onedoor(
+        data_dir,
+        "user",
+        "add",
+        "newofficer",
+        "--name",
+        "新同志",
+        "--site",
+        "330105",
+        "--department",
+        "hrss",
+        "--roles",
+        "window_officer,mediator",
+        "--password",
+        "Strong-pass-2026",
+    )
+    assert "created staff newofficer" in ok.stdout
+    dup = onedoor(
+        data_dir,
+        "user",
+        "add",
+        "newofficer",
+        "--site",
+        "330105",
+        "--roles",
+        "window_officer",
+        "--password",
+        "Strong-pass-2026",
+        check=False,
+    )
+    assert dup.returncode == 1 and "conflict" in dup.stderr
+    admins = onedoor(
+        data_dir,
+        "user",
+        "add",
+        "root2",
+        "--site",
+        "330105",
+        "--roles",
+        "sys_admin,audit_admin",
+        "--password",
+        "Strong-pass-2026",
+        check=False,
+    )
+    assert admins.returncode == 1 and "two admin roles" in admins.stderr
+    weak = onedoor(
+        data_dir,
+        "user",
+        "add",
+        "weak",
+        "--site",
+        "330105",
+        "--roles",
+        "window_officer",
+        "--password",
+        "short",
+        check=False,
+    )
+    assert weak.returncode == 1 and "invalid_input" in weak.stderr
+
+
+def test_audit_verify_detects_an_edited_row(data_dir: Path) -> None:
+    assert "audit chain intact" in onedoor(data_dir, "audit", "verify").stdout
+    with sqlite3.connect(data_dir / "onedoor.db") as conn:
+        conn.execute("UPDATE audit_log SET actor = 'staff:999' WHERE id = 1")
+    broken = onedoor(data_dir, "audit", "verify", check=False)
+    assert broken.returncode == 1 and "BROKEN at entry 1" in broken.stdout
+    with sqlite3.connect(data_dir / "onedoor.db") as conn:
+        conn.execute("UPDATE audit_log SET actor = 'cli' WHERE id = 1")
+    assert onedoor(data_dir, "audit", "verify").returncode == 0
+
+
+def test_check_hides_secrets_and_reports_reachability(data_dir: Path) -> None:
+    out = onedoor(data_dir, "check", ONEDOOR_TURN_SECRET="turn-very-secret").stdout
+    assert "turn-very-secret" not in out
+    assert "ONEDOOR_TURN_SECRET = **********" in out
+    assert "database: reachable" in out
+    bad = onedoor(data_dir, "check", check=False, ONEDOOR_REDIS_URL="redis://127.0.0.1:1/0")
+    assert bad.returncode == 1 and "redis: UNREACHABLE" in bad.stdout
+
+
+def test_invalid_setting_fails_at_start_naming_the_variable(data_dir: Path) -> None:
+    bad = onedoor(data_dir, "serve", check=False, ONEDOOR_DATABASE_URL="mysql://x/y")
+    assert bad.returncode == 2 and "ONEDOOR_DATABASE_URL" in bad.stderr
