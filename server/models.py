@@ -2,7 +2,27 @@
 
 from server.audit.models import AuditEntry
 from server.auth.models import WebSession
-from server.cases.models import CaseCounter, CaseEvent, Petitioner, PetitionCase
+from server.cases.models import (
+    AgreementSignature,
+    CaseCounter,
+    CaseDeadline,
+    CaseEscalation,
+    CaseEvent,
+    CaseHandler,
+    CaseNotification,
+    DeadlinePause,
+    DeadlinePolicy,
+    DispatchSuggestion,
+    Evaluation,
+    Holiday,
+    KnowledgeArticle,
+    MatterType,
+    MediationAgreement,
+    PetitionCase,
+    Petitioner,
+    PublicationReport,
+    RevisitTask,
+)
 from server.db import Base
 from server.org.models import Department, Resource, Site, Staff, StaffRole
 from server.sessions.models import (
@@ -15,18 +35,33 @@ from server.sessions.models import (
 )
 
 __all__ = [
+    "AgreementSignature",
     "AuditEntry",
     "Base",
     "CallSession",
     "CaseCounter",
+    "CaseDeadline",
+    "CaseEscalation",
     "CaseEvent",
+    "CaseHandler",
+    "CaseNotification",
     "ChatMessage",
+    "DeadlinePause",
+    "DeadlinePolicy",
     "Department",
+    "DispatchSuggestion",
+    "Evaluation",
+    "Holiday",
     "JoinToken",
+    "KnowledgeArticle",
+    "MatterType",
+    "MediationAgreement",
     "PetitionCase",
     "Petitioner",
+    "PublicationReport",
     "Recording",
     "Resource",
+    "RevisitTask",
     "SessionEvent",
     "SessionParticipant",
     "Site",

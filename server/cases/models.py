@@ -7,10 +7,22 @@ reference `petition_case.id`; the columns here are the stable core.
 from __future__ import annotations
 
 import enum
-from datetime import datetime
+from datetime import date, datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Enum, ForeignKey, Integer, String, Text, UniqueConstraint
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Date,
+    Enum,
+    ForeignKey,
+    Index,
+    Integer,
+    String,
+    Text,
+    UniqueConstraint,
+    text,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from server.db import Base, UTCDateTime
@@ -74,7 +86,14 @@ class CaseCounter(Base):
 
 class PetitionCase(Base):
     __tablename__ = "petition_case"
-    __table_args__ = (UniqueConstraint("site_id", "year", "seq"),)
+    __table_args__ = (
+        UniqueConstraint("site_id", "year", "seq"),
+        Index("ix_petition_case_registered_at", "registered_at"),
+        # Chinese full-text search: a trigram GIN index (PostgreSQL only; migration 0003).
+        Index(
+            "ix_petition_case_summary_trgm", text("summary gin_trgm_ops"), postgresql_using="gin"
+        ).ddl_if(dialect="postgresql"),
+    )
     id: Mapped[int] = mapped_column(primary_key=True)
     case_no: Mapped[str] = mapped_column(String(40), unique=True)
     site_id: Mapped[int] = mapped_column(ForeignKey("site.id"), index=True)
@@ -95,6 +114,28 @@ class PetitionCase(Base):
     accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     version: Mapped[int] = mapped_column(Integer, default=1)
+    # --- case-files work (migration 0003) ---------------------------------------------
+    category: Mapped[str | None] = mapped_column(String(16))
+    grade: Mapped[str] = mapped_column(String(16), default="simple", server_default="simple")
+    review_level: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
+    collective: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    accused_dept_id: Mapped[int | None] = mapped_column(ForeignKey("department.id"))
+    repeat_of_id: Mapped[int | None] = mapped_column(ForeignKey("petition_case.id"))
+    #: After 复核 the same facts are not accepted again: flagged here, a person decides.
+    non_accept_proposed: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    legal_route: Mapped[str | None] = mapped_column(String(32))
+    reply_text: Mapped[str | None] = mapped_column(Text)
+    attributes: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    not_accepted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    redirected_legal_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    transferred_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    handling_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    replied_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    evaluated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    revisited_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    review_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    re_review_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    terminated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
 
@@ -109,3 +150,257 @@ class CaseEvent(Base):
     type: Mapped[str] = mapped_column(String(40))
     payload: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+# --- case-files work (migration 0003) ---------------------------------------------------------
+
+
+class Category(enum.StrEnum):
+    suggestion = "suggestion"  # 建议意见类
+    accusation = "accusation"  # 检举控告类
+    appeal = "appeal"  # 申诉求决类
+
+
+class MatterType(Base):
+    """Open311-style service catalogue (reference data)."""
+
+    __tablename__ = "matter_type"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    code: Mapped[str] = mapped_column(String(64), unique=True)
+    name: Mapped[str] = mapped_column(String(100))
+    category: Mapped[Category] = mapped_column(_enum(Category, "case_category"))
+    #: [{"name", "label", "type": "text"|"int"|"date"|"bool", "required"}]
+    fields: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    default_department_code: Mapped[str | None] = mapped_column(String(32))
+    #: {deadline kind: days} overriding the policy's limit for this matter type.
+    deadline_days: Mapped[dict[str, int]] = mapped_column(JSON, default=dict)
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+
+
+class CaseHandler(Base):
+    """A department (and optionally a named person) working on a case: lead (主办) or co
+    (协办), or a named expert/supervisor/mediator. Rows are never deleted."""
+
+    __tablename__ = "case_handler"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("petition_case.id"), index=True)
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("department.id"), index=True)
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), index=True)
+    role: Mapped[str] = mapped_column(String(16))  # lead / co / expert / supervisor / mediator
+    task: Mapped[str] = mapped_column(Text, default="")
+    reply: Mapped[str | None] = mapped_column(Text)
+    replied_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    added_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    added_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DeadlinePolicy(Base):
+    """Time limits per deadline kind (reference data, editable)."""
+
+    __tablename__ = "deadline_policy"
+    kind: Mapped[str] = mapped_column(String(32), primary_key=True)
+    label_zh: Mapped[str] = mapped_column(String(64))
+    limit_days: Mapped[int] = mapped_column(Integer)
+    day_mode: Mapped[str] = mapped_column(String(16), default="calendar")
+    yellow_days: Mapped[int] = mapped_column(Integer, default=3)
+    extension_max_days: Mapped[int] = mapped_column(Integer, default=0)
+    escalation_days: Mapped[list[int]] = mapped_column(JSON, default=list)
+    #: Roles notified at escalation levels 1, 2, 3 (三级抄告).
+    escalation_roles: Mapped[list[str]] = mapped_column(JSON, default=list)
+
+
+class Holiday(Base):
+    """The holiday calendar: days off, and 调休 make-up workdays (workday=True)."""
+
+    __tablename__ = "holiday"
+    day: Mapped[date] = mapped_column(Date, primary_key=True)
+    workday: Mapped[bool] = mapped_column(Boolean, default=False)
+    name: Mapped[str] = mapped_column(String(64), default="")
+
+
+class CaseDeadline(Base):
+    __tablename__ = "case_deadline"
+    __table_args__ = (
+        UniqueConstraint("case_id", "kind"),
+        Index("ix_case_deadline_sweep", "status", "next_action_at"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("petition_case.id"), index=True)
+    kind: Mapped[str] = mapped_column(String(32))
+    start_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    base_due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)
+    #: open / paused / met / overdue / cancelled
+    status: Mapped[str] = mapped_column(String(16), default="open")
+    warn_level: Mapped[str] = mapped_column(String(8), default="none")
+    escalation_level: Mapped[int] = mapped_column(Integer, default=0)
+    next_action_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    extension_days: Mapped[int] = mapped_column(Integer, default=0)
+    extension_reason: Mapped[str | None] = mapped_column(Text)
+    extension_approver_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    extended_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    met_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class DeadlinePause(Base):
+    __tablename__ = "deadline_pause"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    deadline_id: Mapped[int] = mapped_column(ForeignKey("case_deadline.id"), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    approver_id: Mapped[int] = mapped_column(ForeignKey("staff.id"))
+    start_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    end_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class CaseEscalation(Base):
+    """督办 / 抄告 / leader-led supervision: from and to level, due, response."""
+
+    __tablename__ = "case_escalation"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("petition_case.id"), index=True)
+    deadline_id: Mapped[int | None] = mapped_column(ForeignKey("case_deadline.id"))
+    type: Mapped[str] = mapped_column(String(16))  # supervision / report / leader / expert_panel
+    level: Mapped[int] = mapped_column(Integer, default=1)
+    to_role: Mapped[str] = mapped_column(String(32), default="")
+    note: Mapped[str] = mapped_column(Text, default="")
+    due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    response: Mapped[str | None] = mapped_column(Text)
+    responded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class CaseNotification(Base):
+    """Outbox: messages are written in the case transaction and delivered after it, with
+    status and retries (observable; never lost when the gateway fails)."""
+
+    __tablename__ = "case_notification"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    dedupe_key: Mapped[str] = mapped_column(String(120), unique=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("petition_case.id"), index=True)
+    to: Mapped[str] = mapped_column(String(120))
+    channel: Mapped[str] = mapped_column(String(8), default="sms")
+    subject: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    status: Mapped[str] = mapped_column(String(8), default="pending", index=True)
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class Evaluation(Base):
+    """双评: one link per reply; the token is stored hashed and used once."""
+
+    __tablename__ = "evaluation"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("petition_case.id"), index=True)
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), index=True)
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("department.id"), index=True)
+    channel: Mapped[str] = mapped_column(String(8), default="web")
+    token_hash: Mapped[str] = mapped_column(String(64), unique=True)
+    expires_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    used_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: satisfied / fair / dissatisfied / unrated (未评价)
+    staff_rating: Mapped[str | None] = mapped_column(String(16))
+    dept_rating: Mapped[str | None] = mapped_column(String(16))
+    comment: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class RevisitTask(Base):
+    __tablename__ = "revisit_task"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("petition_case.id"), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    status: Mapped[str] = mapped_column(String(8), default="open")
+    resolved: Mapped[bool | None] = mapped_column(Boolean)
+    old_state: Mapped[str | None] = mapped_column(String(32))
+    new_state: Mapped[str | None] = mapped_column(String(32))
+    note: Mapped[str | None] = mapped_column(Text)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    done_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class PublicationReport(Base):
+    """Report of overdue/unsatisfactory handling for publication (《今日拱墅》): personal data
+    removed, confidential cases excluded, released only after a supervisor approves."""
+
+    __tablename__ = "publication_report"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    period_start: Mapped[datetime] = mapped_column(UTCDateTime())
+    period_end: Mapped[datetime] = mapped_column(UTCDateTime())
+    items: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    status: Mapped[str] = mapped_column(String(16), default="draft")  # draft / approved
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("staff.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    approved_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    approved_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class MediationAgreement(Base):
+    """调解协议书: effective once every party and the mediator have signed."""
+
+    __tablename__ = "mediation_agreement"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("petition_case.id"), index=True)
+    session_id: Mapped[int | None] = mapped_column(ForeignKey("call_session.id"))
+    mediator_id: Mapped[int] = mapped_column(ForeignKey("staff.id"))
+    #: [{"name", "role": "applicant"|"respondent"|..., "id_hint"}]
+    parties: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    facts: Mapped[str] = mapped_column(Text)
+    #: [{"term", "how", "by"}] (履行方式、期限)
+    terms: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    status: Mapped[str] = mapped_column(String(16), default="draft")  # draft / effective
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    effective_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    judicial_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    judicial_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    judicial_result: Mapped[str | None] = mapped_column(String(32))
+    performance_status: Mapped[str] = mapped_column(String(16), default="pending")
+
+
+class AgreementSignature(Base):
+    __tablename__ = "agreement_signature"
+    __table_args__ = (UniqueConstraint("agreement_id", "signer_key"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    agreement_id: Mapped[int] = mapped_column(ForeignKey("mediation_agreement.id"), index=True)
+    #: "party:<index>" or "mediator"
+    signer_key: Mapped[str] = mapped_column(String(32))
+    signer_name: Mapped[str] = mapped_column(String(64))
+    method: Mapped[str] = mapped_column(String(8))  # typed / drawn
+    #: the typed name, or an SVG path ("M x y L ...") of the drawn signature
+    data: Mapped[str] = mapped_column(Text)
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    signed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class DispatchSuggestion(Base):
+    """Smart dispatch: what was suggested, next to what a person decided (PIPL art. 24)."""
+
+    __tablename__ = "dispatch_suggestion"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("petition_case.id"), index=True)
+    model_version: Mapped[str] = mapped_column(String(64))
+    suggestion: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    decided_department_id: Mapped[int | None] = mapped_column(ForeignKey("department.id"))
+    decided_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    decided_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class KnowledgeArticle(Base):
+    __tablename__ = "knowledge_article"
+    __table_args__ = (
+        Index(
+            "ix_knowledge_article_trgm", text("(title || ' ' || body) gin_trgm_ops"),
+            postgresql_using="gin",
+        ).ddl_if(dialect="postgresql"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(200))
+    body: Mapped[str] = mapped_column(Text)
+    matter_type: Mapped[str | None] = mapped_column(String(64))
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("department.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

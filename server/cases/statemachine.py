@@ -26,10 +26,19 @@ from server.org.models import Role
 
 S = CaseState
 
-OPEN_STATES = frozenset({
-    S.registered, S.accepted, S.transferred, S.handling, S.replied, S.evaluated, S.revisited,
-    S.review, S.re_review,
-})
+OPEN_STATES = frozenset(
+    {
+        S.registered,
+        S.accepted,
+        S.transferred,
+        S.handling,
+        S.replied,
+        S.evaluated,
+        S.revisited,
+        S.review,
+        S.re_review,
+    }
+)
 FINAL_STATES = frozenset({S.not_accepted, S.redirected_legal, S.closed, S.terminated})
 #: States from which the petitioner may ask for review (复查) or re-review (复核).
 REVIEWABLE_STATES = frozenset({S.replied, S.evaluated, S.revisited, S.closed})
@@ -63,8 +72,16 @@ class Transition:
     system_only: bool = False
 
 
-def _t(name: str, label: str, sources: set[CaseState], target: CaseState, action: Action,
-       required: tuple[str, ...] = (), *, system_only: bool = False) -> Transition:
+def _t(
+    name: str,
+    label: str,
+    sources: set[CaseState],
+    target: CaseState,
+    action: Action,
+    required: tuple[str, ...] = (),
+    *,
+    system_only: bool = False,
+) -> Transition:
     return Transition(name, label, frozenset(sources), target, action, required, system_only)
 
 
@@ -72,27 +89,68 @@ TRANSITIONS: Mapping[str, Transition] = {
     t.name: t
     for t in (
         _t("accept", "受理", {S.registered, S.transferred}, S.accepted, Action.case_handle),
-        _t("not_accept", "不予受理", {S.registered, S.transferred}, S.not_accepted,
-           Action.case_handle, ("reason",)),
-        _t("redirect_legal", "导入法定途径", {S.registered, S.transferred}, S.redirected_legal,
-           Action.case_handle, ("legal_route", "reason")),
-        _t("transfer", "转送/交办", {S.registered, S.transferred, S.accepted}, S.transferred,
-           Action.case_transfer, ("target_department_id",)),
+        _t(
+            "not_accept",
+            "不予受理",
+            {S.registered, S.transferred},
+            S.not_accepted,
+            Action.case_handle,
+            ("reason",),
+        ),
+        _t(
+            "redirect_legal",
+            "导入法定途径",
+            {S.registered, S.transferred},
+            S.redirected_legal,
+            Action.case_handle,
+            ("legal_route", "reason"),
+        ),
+        _t(
+            "transfer",
+            "转送/交办",
+            {S.registered, S.transferred, S.accepted},
+            S.transferred,
+            Action.case_transfer,
+            ("target_department_id",),
+        ),
         _t("start_handling", "开始办理", {S.accepted}, S.handling, Action.case_handle),
-        _t("reply", "书面答复", {S.handling, S.review, S.re_review}, S.replied, Action.case_handle,
-           ("reply",)),
+        _t(
+            "reply",
+            "书面答复",
+            {S.handling, S.review, S.re_review},
+            S.replied,
+            Action.case_handle,
+            ("reply",),
+        ),
         _t("evaluate", "评价", {S.replied}, S.evaluated, Action.case_handle, system_only=True),
-        _t("revisit", "回访（已解决）", {S.replied, S.evaluated}, S.revisited, Action.case_handle,
-           ("note",)),
-        _t("reopen", "回访未解决，退回办理", {S.replied, S.evaluated, S.revisited}, S.handling,
-           Action.case_handle, ("reason",)),
+        _t(
+            "revisit",
+            "回访（已解决）",
+            {S.replied, S.evaluated},
+            S.revisited,
+            Action.case_handle,
+            ("note",),
+        ),
+        _t(
+            "reopen",
+            "回访未解决，退回办理",
+            {S.replied, S.evaluated, S.revisited},
+            S.handling,
+            Action.case_handle,
+            ("reason",),
+        ),
         _t("close", "结案", {S.revisited}, S.closed, Action.case_handle),
         _t("terminate", "终止", set(OPEN_STATES), S.terminated, Action.case_assign, ("reason",)),
     )
 }
 
-LEGAL_ROUTES = {"arbitration": "仲裁", "review": "行政复议", "litigation": "诉讼",
-                "mediation": "人民调解", "legal_aid": "法律援助"}
+LEGAL_ROUTES = {
+    "arbitration": "仲裁",
+    "review": "行政复议",
+    "litigation": "诉讼",
+    "mediation": "人民调解",
+    "legal_aid": "法律援助",
+}
 
 
 @dataclass(frozen=True, slots=True)
@@ -132,15 +190,16 @@ def can_view(staff: StaffIdentity, facts: CaseFacts) -> bool:
     if facts.confidential:
         return False
     depts = facts.handler_dept_ids | ({facts.lead_dept_id} if facts.lead_dept_id else set())
-    if staff.department_id is not None and staff.department_id in depts and (
-        staff.roles & {Role.dept_handler, Role.dept_leader}
+    if (
+        staff.department_id is not None
+        and staff.department_id in depts
+        and (staff.roles & {Role.dept_handler, Role.dept_leader})
     ):
         return True
     if Role.street_coordinator in staff.roles and staff.site_id in facts.site_path:
         return True
     return bool(
-        staff.roles & {Role.window_officer, Role.community_agent}
-        and staff.site_id == facts.site_id
+        staff.roles & {Role.window_officer, Role.community_agent} and staff.site_id == facts.site_id
     )
 
 
@@ -148,8 +207,10 @@ def may_act(staff: StaffIdentity, facts: CaseFacts, transition: Transition) -> b
     """Scope of a transition beyond the permission table."""
     if not can_view(staff, facts):
         return False
-    if staff.can(Action.case_view_all) and transition.action in (Action.case_assign,
-                                                                 Action.case_transfer):
+    if staff.can(Action.case_view_all) and transition.action in (
+        Action.case_assign,
+        Action.case_transfer,
+    ):
         return True
     if staff.staff_id == facts.first_receiver_id:
         return True
@@ -185,7 +246,8 @@ def check_transition(
     if facts.state not in transition.sources:
         raise IllegalTransition(
             f"cannot {name} a case in state {facts.state.value}",
-            state=facts.state.value, transition=name,
+            state=facts.state.value,
+            transition=name,
         )
     if staff is not None:
         if transition.system_only:
@@ -216,7 +278,8 @@ def check_review_request(facts: CaseFacts) -> CaseState:
     if facts.state not in REVIEWABLE_STATES:
         raise IllegalTransition(
             f"a review needs a written reply first (state {facts.state.value})",
-            state=facts.state.value, transition="request_review",
+            state=facts.state.value,
+            transition="request_review",
         )
     return S.review if facts.review_level == 0 else S.re_review
 
@@ -224,8 +287,11 @@ def check_review_request(facts: CaseFacts) -> CaseState:
 def available_transitions(staff: StaffIdentity, facts: CaseFacts) -> list[Transition]:
     """Transitions this staff member could fire now (for buttons on the case page)."""
     return [
-        t for t in TRANSITIONS.values()
-        if facts.state in t.sources and not t.system_only and staff.can(t.action)
+        t
+        for t in TRANSITIONS.values()
+        if facts.state in t.sources
+        and not t.system_only
+        and staff.can(t.action)
         and may_act(staff, facts, t)
     ]
 

@@ -40,12 +40,14 @@ def normalize_id_number(raw: str, *, today: date | None = None) -> str:
     if len(value) != 18:
         raise InvalidIdNumber(
             f"an identity number has 18 characters, got {len(value)}",
-            field="id_number", reason_zh=f"身份证号码应为18位，当前为{len(value)}位",
+            field="id_number",
+            reason_zh=f"身份证号码应为18位，当前为{len(value)}位",
         )
     if not value[:17].isdigit() or not (value[17].isdigit() or value[17] == "X"):
         raise InvalidIdNumber(
             "only digits and a final X are allowed",
-            field="id_number", reason_zh="只能包含数字，最后一位可以是X",
+            field="id_number",
+            reason_zh="只能包含数字，最后一位可以是X",
         )
     if value[0] not in "123456789" or value[:2] == "00":
         raise InvalidIdNumber("unknown region code", field="id_number", reason_zh="地区码无效")
@@ -62,7 +64,8 @@ def normalize_id_number(raw: str, *, today: date | None = None) -> str:
     if id_check_char(value[:17]) != value[17]:
         raise InvalidIdNumber(
             "the check character does not match (a digit is mistyped)",
-            field="id_number", reason_zh="校验位不符，可能有数字输错",
+            field="id_number",
+            reason_zh="校验位不符，可能有数字输错",
         )
     return value
 
@@ -72,7 +75,7 @@ def normalize_phone(raw: str) -> str:
     value = re.sub(r"[\s\-()]", "", raw.strip())
     for prefix in ("+86", "0086"):
         if value.startswith(prefix):
-            value = value[len(prefix):]
+            value = value[len(prefix) :]
     if not _PHONE_RE.fullmatch(value):
         raise InvalidPhone(
             "a mainland mobile number has 11 digits starting with 13-19", field="phone"
