@@ -21,7 +21,9 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import logging
+import re
 import time
+import uuid
 from collections.abc import AsyncIterator
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -39,6 +41,7 @@ from aiortc import (
 )
 from aiortc.exceptions import InternalError, OperationError
 from aiortc.mediastreams import MediaStreamError
+from aiortc import sdp
 from aiortc.sdp import candidate_from_sdp
 
 from media import adapter
@@ -90,6 +93,19 @@ _SDP_ERRORS = (
 )
 
 
+def _validate_sdp(text: str) -> None:
+    """aiortc parses almost anything (even "not an sdp") into a description with no media."""
+    if not text.startswith("v=0"):
+        raise InvalidDescription("SDP must start with v=0")
+    parsed = sdp.SessionDescription.parse(text)
+    if not any(m.kind in ("audio", "video") for m in parsed.media):
+        raise InvalidDescription("SDP has no audio or video section")
+
+
+def _token(value: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", value)[:48]
+
+
 class ForwardedTrack(MediaStreamTrack):
     """One subscriber's copy of one published track: a bounded queue of encoded frames.
 
@@ -100,6 +116,8 @@ class ForwardedTrack(MediaStreamTrack):
     def __init__(self, forwarder: TrackForwarder, subscriber_id: str) -> None:
         super().__init__()
         self.kind = forwarder.kind
+        # The msid track id the subscriber sees: "<publisher>.<kind>.<random>".
+        self._id = f"{_token(forwarder.publisher_id)}.{forwarder.kind}.{uuid.uuid4().hex[:8]}"
         self.forwarder = forwarder
         self.subscriber_id = subscriber_id
         self.max_queued = (
@@ -410,6 +428,7 @@ class SfuMediaNode:
     async def _answer(self, session: PeerSession, offer: SessionDescription) -> SessionDescription:
         pc = session.pc
         try:
+            _validate_sdp(offer.sdp)
             async with asyncio.timeout(NEGOTIATION_TIMEOUT_S):
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
                 for transceiver in pc.getTransceivers():
@@ -440,6 +459,7 @@ class SfuMediaNode:
             if session.pc.signalingState != "have-local-offer":
                 raise InvalidDescription("answer without a pending server offer")
             try:
+                _validate_sdp(answer.sdp)
                 async with asyncio.timeout(NEGOTIATION_TIMEOUT_S):
                     await session.pc.setRemoteDescription(
                         RTCSessionDescription(sdp=answer.sdp, type="answer")
