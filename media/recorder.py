@@ -6,7 +6,8 @@ thread per recording owns every PyAV container of that recording:
     TrackForwarder ─put_nowait─► queue.Queue(maxsize) ─► writer thread ─► <room>-<peer>-<kind>.webm
 
 - Video is held until its first keyframe; width/height come from the VP8 keyframe header.
-- Opus gets an OpusHead codec header (RFC 7845 §5.1) as extradata, so players open it.
+- Opus gets an OpusHead codec header (RFC 7845 §5.1) as extradata, so players open it
+  (written by an opened-but-unused libopus encoder context: zero encode calls).
 - Each file's pts start at 0 at its first packet, and `started_at_unix` is that packet's
   arrival wall clock: tracks are aligned by wall clock.
 - `flush_packets=1` and one-second clusters: a crash (kill -9) loses at most about a second and
@@ -82,9 +83,11 @@ class _TrackFile:
             self.stream = self.container.add_mux_stream("vp8", width=dims[0], height=dims[1])
         else:
             self.container = av.open(str(self.path), "w", format="webm", options=MUX_OPTIONS)
-            self.stream = self.container.add_mux_stream("opus", rate=48000)
+            # A mux-only stream has no codec context, hence no way to set extradata. A libopus
+            # encoder context that is opened but never fed writes a proper OpusHead (channels,
+            # pre-skip 312, 48 kHz) when the container starts; no frame is ever encoded.
+            self.stream = self.container.add_stream("libopus", rate=48000, layout="stereo")
             self.stream.codec_context.extradata = opus_head()
-            self.stream.codec_context.layout = "stereo"
         self.stream.time_base = MS
         return True
 
