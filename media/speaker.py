@@ -36,6 +36,7 @@ class SpeakerDetector:
         self._switch_after_s = switch_after_s
         self.current: str | None = None
         self._candidate: str | None = None
+        self._has_candidate = False  # the candidate itself may be None (silence)
         self._candidate_since = 0.0
 
     def add_level(self, peer_id: str, level_dbov: int, now: float | None = None) -> None:
@@ -55,15 +56,16 @@ class SpeakerDetector:
         levels = self.levels(now)
         loud = {p: v for p, v in levels.items() if v >= SPEECH_THRESHOLD_DBOV}
         leader = max(loud, key=lambda p: loud[p]) if loud else None
-        if leader == self.current or (leader is None and self.current in loud):
-            self._candidate = None
+        if leader == self.current:
+            self._has_candidate = False
             return False, levels
-        if leader != self._candidate:
+        if not self._has_candidate or leader != self._candidate:
             self._candidate = leader
+            self._has_candidate = True
             self._candidate_since = now
             return False, levels
         if now - self._candidate_since >= self._switch_after_s:
             self.current = leader
-            self._candidate = None
+            self._has_candidate = False
             return True, levels
         return False, levels
