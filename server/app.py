@@ -22,6 +22,7 @@ from server.db import make_engine, make_sessionmaker
 from server.metrics import Metrics
 from server.middlewares import app_errors, request_ids, security_headers
 from server.notify import HttpNotifier, LogNotifier
+from server.ratelimit import InProcessRateLimiter, RedisRateLimiter
 from server.settings import Settings
 
 logger = logging.getLogger(__name__)
@@ -48,6 +49,9 @@ async def redis_context(app: web.Application) -> AsyncIterator[None]:
             health_check_interval=15,
         )
     app[keys.redis] = client
+    app[keys.ratelimiter] = (
+        RedisRateLimiter(client) if client is not None else InProcessRateLimiter()
+    )
     yield
     if client is not None:
         await client.aclose()
@@ -99,7 +103,7 @@ def create_app(settings: Settings) -> web.Application:
     )
     app[keys.settings] = settings
     app[keys.metrics] = Metrics()
-    app[keys.pii] = PiiCipher(settings.secret_bytes())
+    app[keys.pii] = PiiCipher(settings.secret_bytes(), old_secrets=settings.previous_secret_bytes())
     app[keys.websockets] = weakref.WeakSet()
     app[keys.background] = set()
     app.cleanup_ctx.extend([db_context, redis_context, notifier_context, background_context])

@@ -64,8 +64,9 @@ def cmd_serve(args: argparse.Namespace) -> int:
     host = args.host or settings.host
     port = args.port or settings.port
     logging.getLogger(__name__).info("onedoor serving on http://%s:%s", host, port)
-    web.run_app(create_app(settings), host=host, port=port, print=None, access_log=None,
-                shutdown_timeout=10)
+    web.run_app(
+        create_app(settings), host=host, port=port, print=None, access_log=None, shutdown_timeout=10
+    )
     return 0
 
 
@@ -87,8 +88,10 @@ def cmd_demo_load(args: argparse.Namespace) -> int:
     print(f"demo organisation loaded: {result.sites} sites, {result.staff} staff accounts")
     if args.password is None:
         print(f"demo password for every account (shown once): {result.password}")
-        print("accounts: window01 (窗口接待员), coord01 (协调员), agent001 (代办员), mediator01, "
-              "supervisor01, leader01, handler01, expert01, sysadmin, secadmin, auditadmin")
+        print(
+            "accounts: window01 (窗口接待员), coord01 (协调员), agent001 (代办员), mediator01, "
+            "supervisor01, leader01, handler01, expert01, sysadmin, secadmin, auditadmin"
+        )
     return 0
 
 
@@ -104,16 +107,29 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     try:
         roles = [Role(r) for r in args.roles.split(",") if r]
     except ValueError:
-        print(f"onedoor: unknown role; choose from {', '.join(r.value for r in Role)}",
-              file=sys.stderr)
+        print(
+            f"onedoor: unknown role; choose from {', '.join(r.value for r in Role)}",
+            file=sys.stderr,
+        )
         return 2
-    new = NewStaff(username=args.username, display_name=args.name or args.username,
-                   site_admin_code=args.site, department_code=args.department, roles=roles)
+    new = NewStaff(
+        username=args.username,
+        display_name=args.name or args.username,
+        site_admin_code=args.site,
+        department_code=args.department,
+        roles=roles,
+    )
 
     async def run(session: Any) -> Any:
         view = await add_staff(session, new=new, password=password)
-        await record(session, actor="cli", action="staff.create", object_type="staff",
-                     object_id=str(view.id), detail={"roles": [str(r) for r in roles]})
+        await record(
+            session,
+            actor="cli",
+            action="staff.create",
+            object_type="staff",
+            object_id=str(view.id),
+            detail={"roles": [str(r) for r in roles]},
+        )
         return view
 
     try:
@@ -133,8 +149,10 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     if result.ok:
         print(f"audit chain intact: {result.checked} entries verified")
         return 0
-    print(f"audit chain BROKEN at entry {result.first_bad_id}: {result.reason} "
-          f"({result.checked} entries before it verified)")
+    print(
+        f"audit chain BROKEN at entry {result.first_bad_id}: {result.reason} "
+        f"({result.checked} entries before it verified)"
+    )
     return 1
 
 
@@ -179,6 +197,68 @@ def cmd_check(args: argparse.Namespace) -> int:
     return 0 if all("UNREACHABLE" not in v for v in results.values()) else 1
 
 
+def cmd_backup(args: argparse.Namespace) -> int:
+    from server.backup import backup
+    from server.db import make_engine
+
+    settings = _load_settings()
+
+    async def run() -> Any:
+        engine = make_engine(settings.effective_database_url)
+        try:
+            return await backup(
+                engine, recordings_dir=settings.effective_recordings_dir, target=Path(args.file)
+            )
+        finally:
+            await engine.dispose()
+
+    summary = asyncio.run(run())
+    print(
+        f"backup written to {summary.path}: {sum(summary.tables.values())} rows in "
+        f"{len(summary.tables)} tables, {summary.recordings} recording files"
+    )
+    return 0
+
+
+def cmd_restore(args: argparse.Namespace) -> int:
+    from server.backup import BackupError, restore
+    from server.db import make_engine
+
+    settings = _load_settings()
+    alembic_upgrade(settings.effective_database_url)
+
+    async def run() -> Any:
+        engine = make_engine(settings.effective_database_url)
+        try:
+            return await restore(
+                engine, recordings_dir=settings.effective_recordings_dir, source=Path(args.file)
+            )
+        finally:
+            await engine.dispose()
+
+    try:
+        summary = asyncio.run(run())
+    except BackupError as e:
+        print(f"onedoor: restore refused: {e}", file=sys.stderr)
+        return 1
+    print(
+        f"restored {sum(summary.tables.values())} rows and {summary.recordings} recording "
+        f"files from {summary.path}"
+    )
+    return 0
+
+
+def cmd_pii_rotate(args: argparse.Namespace) -> int:
+    from server.crypto import PiiCipher
+    from server.pii_rotation import rotate
+
+    settings = _load_settings()
+    pii = PiiCipher(settings.secret_bytes(), old_secrets=settings.previous_secret_bytes())
+    count = asyncio.run(_with_session(settings, lambda s: rotate(s, pii=pii)))
+    print(f"re-encrypted {count} rows under the current key {pii.key_id}")
+    return 0
+
+
 BENCHES = ("sfu", "sfu-peer", "recording", "join", "signaling", "cases", "scheduling", "soak")
 
 
@@ -209,11 +289,15 @@ def build_parser() -> argparse.ArgumentParser:
     p.set_defaults(func=cmd_serve)
     db = sub.add_parser("db", help="database").add_subparsers(dest="db_command", required=True)
     db.add_parser("upgrade", help="apply the migrations").set_defaults(func=cmd_db_upgrade)
-    demo = sub.add_parser("demo", help="demo data").add_subparsers(dest="demo_command", required=True)
+    demo = sub.add_parser("demo", help="demo data").add_subparsers(
+        dest="demo_command", required=True
+    )
     p = demo.add_parser("load", help="load the demo district (once)")
     p.add_argument("--password", help="password for every demo account (default: random)")
     p.set_defaults(func=cmd_demo_load)
-    user = sub.add_parser("user", help="staff accounts").add_subparsers(dest="user_command", required=True)
+    user = sub.add_parser("user", help="staff accounts").add_subparsers(
+        dest="user_command", required=True
+    )
     p = user.add_parser("add", help="add a staff account")
     p.add_argument("username")
     p.add_argument("--name", help="display name")
@@ -222,8 +306,22 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--roles", required=True, help="comma-separated role codes")
     p.add_argument("--password", help="(default: asked for at a prompt)")
     p.set_defaults(func=cmd_user_add)
-    audit = sub.add_parser("audit", help="audit log").add_subparsers(dest="audit_command", required=True)
+    audit = sub.add_parser("audit", help="audit log").add_subparsers(
+        dest="audit_command", required=True
+    )
     audit.add_parser("verify", help="verify the hash chain").set_defaults(func=cmd_audit_verify)
+    p = sub.add_parser("backup", help="write a backup (database and recordings)")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_backup)
+    p = sub.add_parser("restore", help="restore a backup into an empty deployment")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_restore)
+    pii = sub.add_parser("pii", help="personal data").add_subparsers(
+        dest="pii_command", required=True
+    )
+    pii.add_parser("rotate", help="re-encrypt under the current secret").set_defaults(
+        func=cmd_pii_rotate
+    )
     sub.add_parser("check", help="show settings and reachability").set_defaults(func=cmd_check)
     p = sub.add_parser("bench", help="run a benchmark")
     p.add_argument("name", choices=BENCHES)

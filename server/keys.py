@@ -15,6 +15,7 @@ if TYPE_CHECKING:
     from server.crypto import PiiCipher
     from server.metrics import Metrics
     from server.notify import Notifier
+    from server.ratelimit import RateLimiter
     from server.settings import Settings
 
 settings: web.AppKey[Settings] = web.AppKey("settings")
@@ -25,6 +26,7 @@ pii: web.AppKey[PiiCipher] = web.AppKey("pii")
 metrics: web.AppKey[Metrics] = web.AppKey("metrics")
 notifier: web.AppKey[Notifier] = web.AppKey("notifier")
 websockets: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("websockets")
+ratelimiter: web.AppKey[RateLimiter] = web.AppKey("ratelimiter")
 background: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("background")
 
 # --- per-request storage (web.RequestKey) ---

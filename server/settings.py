@@ -50,6 +50,8 @@ class Settings(BaseModel, frozen=True, extra="forbid"):
     login_max_failures: int = Field(default=5, ge=1)
     login_lockout_s: int = Field(default=900, ge=1)
     cookie_secure: bool = False
+    #: Sign-in attempts per client address per minute (on top of the per-account lockout).
+    login_rate_per_min: int = Field(default=20, ge=1)
     max_request_bytes: int = Field(default=1_048_576, ge=1024)
 
     # media and ICE
@@ -72,6 +74,9 @@ class Settings(BaseModel, frozen=True, extra="forbid"):
     notify_http_url: str | None = None
 
     # privacy
+    #: Secrets in use before the current one: personal data they encrypted stays readable
+    #: until `onedoor pii rotate` re-encrypts it under the current secret.
+    previous_secret_keys: CommaList = Field(default_factory=list)
     log_retention_days: int = Field(default=183, ge=183)  # Network Security Law: >= 6 months
 
     timezone: str = "Asia/Shanghai"
@@ -120,12 +125,15 @@ class Settings(BaseModel, frozen=True, extra="forbid"):
             raise SettingsError("ONEDOOR_SECRET_KEY: not set (call ensure_secret_key first)")
         return self.secret_key.get_secret_value().encode()
 
+    def previous_secret_bytes(self) -> tuple[bytes, ...]:
+        return tuple(k.encode() for k in self.previous_secret_keys)
+
     def public_view(self) -> dict[str, Any]:
         """Effective settings with secrets hidden, for `onedoor check`."""
         out: dict[str, Any] = {}
         for name, value in self.model_dump().items():
             field_value = getattr(self, name)
-            if isinstance(field_value, SecretStr):
+            if isinstance(field_value, SecretStr) or name == "previous_secret_keys":
                 out[PREFIX + name.upper()] = "**********"
             elif name in ("database_url", "redis_url") and value:
                 out[PREFIX + name.upper()] = _hide_password(str(value))

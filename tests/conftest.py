@@ -25,7 +25,9 @@ from pydantic import SecretStr
 
 from server.settings import Settings
 
-PG_ADMIN_URL = os.environ.get("ONEDOOR_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/test")
+PG_ADMIN_URL = os.environ.get(
+    "ONEDOOR_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
+)
 REDIS_URL = os.environ.get("ONEDOOR_TEST_REDIS", "redis://127.0.0.1:6379/0")
 DEMO_PASSWORD = "demo-pass-2026"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
@@ -34,7 +36,9 @@ IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
 def _reachable(url: str, default_port: int) -> bool:
     parsed = urlparse(url.replace("+asyncpg", ""))
     try:
-        with socket.create_connection((parsed.hostname or "127.0.0.1", parsed.port or default_port), 2):
+        with socket.create_connection(
+            (parsed.hostname or "127.0.0.1", parsed.port or default_port), 2
+        ):
             return True
     except OSError:
         return False
@@ -52,15 +56,33 @@ def require_service(name: str, url: str, port: int) -> None:
 def _psql(sql: str, db: str = "postgres") -> None:
     parsed = urlparse(PG_ADMIN_URL.replace("+asyncpg", ""))
     subprocess.run(
-        ["psql", "-h", parsed.hostname or "127.0.0.1", "-p", str(parsed.port or 5432),
-         "-U", parsed.username or "postgres", "-d", db, "-v", "ON_ERROR_STOP=1", "-qc", sql],
-        check=True, capture_output=True,
+        [
+            "psql",
+            "-h",
+            parsed.hostname or "127.0.0.1",
+            "-p",
+            str(parsed.port or 5432),
+            "-U",
+            parsed.username or "postgres",
+            "-d",
+            db,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-qc",
+            sql,
+        ],
+        check=True,
+        capture_output=True,
     )
 
 
 def _pg_url(dbname: str) -> str:
     parsed = urlparse(PG_ADMIN_URL)
-    return PG_ADMIN_URL.replace(parsed.path, "/" + dbname, 1) if parsed.path else PG_ADMIN_URL + "/" + dbname
+    return (
+        PG_ADMIN_URL.replace(parsed.path, "/" + dbname, 1)
+        if parsed.path
+        else PG_ADMIN_URL + "/" + dbname
+    )
 
 
 def in_thread(fn: Any, *args: Any) -> Any:
@@ -203,12 +225,16 @@ async def csrf_token(client: TestClient[Any, Any]) -> str:
     return match.group(1)
 
 
-async def sign_in(client: TestClient[Any, Any], username: str,
-                  password: str = DEMO_PASSWORD) -> str:
+async def sign_in(
+    client: TestClient[Any, Any], username: str, password: str = DEMO_PASSWORD
+) -> str:
     """Sign in through the real form; returns the CSRF token for later state changes."""
     token = await csrf_token(client)
-    resp = await client.post("/login", data={"username": username, "password": password,
-                                             "_csrf": token}, allow_redirects=False)
+    resp = await client.post(
+        "/login",
+        data={"username": username, "password": password, "_csrf": token},
+        allow_redirects=False,
+    )
     assert resp.status == 303, await resp.text()
     return token
 

@@ -26,10 +26,17 @@ ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts" / "e2e"
 CHROMIUM = "/usr/bin/chromium"
 CHROMIUM_ARGS = [
-    "--no-sandbox", "--disable-gpu", "--disable-quic", "--no-first-run",
-    "--disable-background-networking", "--disable-component-update", "--disable-sync",
-    "--use-fake-device-for-media-stream", "--use-fake-ui-for-media-stream",
-    "--allow-loopback-in-peer-connection", "--disable-features=WebRtcHideLocalIpsWithMdns",
+    "--no-sandbox",
+    "--disable-gpu",
+    "--disable-quic",
+    "--no-first-run",
+    "--disable-background-networking",
+    "--disable-component-update",
+    "--disable-sync",
+    "--use-fake-device-for-media-stream",
+    "--use-fake-ui-for-media-stream",
+    "--allow-loopback-in-peer-connection",
+    "--disable-features=WebRtcHideLocalIpsWithMdns",
 ]
 SERVER_START_TIMEOUT_S = 30
 
@@ -62,28 +69,44 @@ class Server:
     process: subprocess.Popen[bytes]
 
     def cli(self, *args: str) -> str:
-        out = subprocess.run([sys.executable, "-m", "server.cli", *args], env=self.env,
-                             check=True, capture_output=True, text=True, cwd=ROOT)
+        out = subprocess.run(
+            [sys.executable, "-m", "server.cli", *args],
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
         return out.stdout
 
 
 def start_server(tmp: Path, **extra_env: str) -> Server:
     port = _free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ONEDOOR_")}
-    env.update({
-        "ONEDOOR_DATA_DIR": str(tmp / "data"),
-        "ONEDOOR_SECRET_KEY": secrets.token_urlsafe(32),
-        "ONEDOOR_MEDIA_HOST_ADDRESSES": "127.0.0.1",
-        "ONEDOOR_LOG_LEVEL": "INFO",
-        **extra_env,
-    })
+    env.update(
+        {
+            "ONEDOOR_DATA_DIR": str(tmp / "data"),
+            "ONEDOOR_SECRET_KEY": secrets.token_urlsafe(32),
+            "ONEDOOR_MEDIA_HOST_ADDRESSES": "127.0.0.1",
+            "ONEDOOR_LOG_LEVEL": "INFO",
+            **extra_env,
+        }
+    )
     for args in (["db", "upgrade"], ["demo", "load", "--password", DEMO_PASSWORD]):
-        subprocess.run([sys.executable, "-m", "server.cli", *args], env=env, check=True,
-                       capture_output=True, cwd=ROOT)
+        subprocess.run(
+            [sys.executable, "-m", "server.cli", *args],
+            env=env,
+            check=True,
+            capture_output=True,
+            cwd=ROOT,
+        )
     log = (tmp / "server.log").open("wb")
     process = subprocess.Popen(
         [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env, stdout=log, stderr=subprocess.STDOUT, cwd=ROOT,
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
     )
     deadline = time.monotonic() + SERVER_START_TIMEOUT_S
     while time.monotonic() < deadline:
@@ -116,8 +139,9 @@ async def browser() -> AsyncIterator[Any]:
     from playwright.async_api import async_playwright
 
     async with async_playwright() as pw:
-        browser = await pw.chromium.launch(executable_path=CHROMIUM, args=CHROMIUM_ARGS,
-                                           headless=True)
+        browser = await pw.chromium.launch(
+            executable_path=CHROMIUM, args=CHROMIUM_ARGS, headless=True
+        )
         yield browser
         await browser.close()
 
@@ -132,7 +156,9 @@ async def page(browser: Any, request: pytest.FixtureRequest) -> AsyncIterator[An
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     name = request.node.name.replace("/", "_")
     try:
-        await asyncio.wait_for(page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True), 10)
+        await asyncio.wait_for(
+            page.screenshot(path=str(ARTIFACTS / f"{name}.png"), full_page=True), 10
+        )
     finally:
         failed = getattr(request.node, "rep_call", None)
         if failed is not None and failed.failed:

@@ -10,7 +10,7 @@ from server import keys
 from server.auth.service import sign_in, sign_out
 from server.auth.web import SESSION_COOKIE, client_ip, set_cookie
 from server.db import utcnow
-from server.errors import AccountLocked, InvalidCredentials
+from server.errors import AccountLocked, InvalidCredentials, RateLimited
 from web.i18n import _
 from web.render import page
 
@@ -36,6 +36,10 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     password = str(form.get("password", ""))[:256]
     next_url = _safe_next(str(form.get("next", "/")))
     settings = request.app[keys.settings]
+    if not await request.app[keys.ratelimiter].hit(
+        f"login:{client_ip(request)}", limit=settings.login_rate_per_min, window_s=60
+    ):
+        raise RateLimited("too many sign-in attempts from this address")
     failure: InvalidCredentials | AccountLocked | None = None
     session_id = ""
     async with request.app[keys.db].begin() as session:

@@ -122,3 +122,16 @@ async def test_malformed_and_oversized_json(app_client: Client) -> None:
         "/api/me", data=big, headers={"Content-Type": "application/json", "X-CSRF-Token": token}
     )
     assert resp.status in (405, 413)
+
+
+async def test_sign_in_rate_limited_per_address(app_client: Client) -> None:
+    token = await csrf_token(app_client)
+    limit = app_client.app[keys.settings].login_rate_per_min
+    statuses = []
+    for _ in range(limit + 1):
+        resp = await app_client.post(
+            "/login", data={"username": "nobody", "password": "x", "_csrf": token}
+        )
+        statuses.append(resp.status)
+    assert statuses[:limit] == [401] * limit
+    assert statuses[-1] == 429

@@ -1,0 +1,60 @@
+"""Re-encrypt personal data under the current secret (after ONEDOOR_SECRET_KEY changed and the
+old one moved to ONEDOOR_PREVIOUS_SECRET_KEYS), recomputing the keyed lookup hashes."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.audit.service import record
+from server.cases.models import Petitioner
+from server.crypto import PiiCipher
+
+#: model → [(ciphertext attribute, lookup-hash attribute or None)]. Every encrypted column.
+ENCRYPTED: list[tuple[type[Any], list[tuple[str, str | None]]]] = [
+    (
+        Petitioner,
+        [
+            ("name_enc", None),
+            ("phone_enc", "phone_hash"),
+            ("id_number_enc", "id_number_hash"),
+            ("address_enc", None),
+        ],
+    ),
+]
+
+
+async def rotate(session: AsyncSession, *, pii: PiiCipher, batch: int = 500) -> int:
+    """Rewrite every row that still uses an old key. Returns the number of rows rewritten."""
+    rewritten = 0
+    for model, columns in ENCRYPTED:
+        last_id = 0
+        while True:
+            rows = (
+                await session.scalars(
+                    select(model).where(model.id > last_id).order_by(model.id).limit(batch)
+                )
+            ).all()
+            if not rows:
+                break
+            for row in rows:
+                last_id = row.id
+                changed = False
+                for enc_attr, hash_attr in columns:
+                    token = getattr(row, enc_attr)
+                    if token is None or not pii.needs_rotation(token):
+                        continue
+                    plain = pii.decrypt(token)
+                    setattr(row, enc_attr, pii.encrypt(plain))
+                    if hash_attr:
+                        setattr(row, hash_attr, pii.lookup_hash(plain))
+                    changed = True
+                if changed:
+                    if hasattr(row, "key_id"):
+                        row.key_id = pii.key_id
+                    rewritten += 1
+            await session.flush()
+    await record(session, actor="cli", action="pii.rotate", detail={"rows": rewritten})
+    return rewritten
