@@ -394,7 +394,8 @@ class KnowledgeArticle(Base):
     __tablename__ = "knowledge_article"
     __table_args__ = (
         Index(
-            "ix_knowledge_article_trgm", text("(title || ' ' || body) gin_trgm_ops"),
+            "ix_knowledge_article_trgm",
+            text("(title || ' ' || body) gin_trgm_ops"),
             postgresql_using="gin",
         ).ddl_if(dialect="postgresql"),
     )

@@ -1,24 +1,47 @@
-"""Case views and inputs."""
+"""Case views and inputs (pydantic at the edges; `model_json_schema()` feeds /api/openapi.json)."""
 
 from __future__ import annotations
 
-from datetime import datetime
+from datetime import date, datetime
+from typing import Any, Literal
 
-from pydantic import BaseModel, ConfigDict, Field
+from pydantic import BaseModel, ConfigDict, Field, field_validator
 
-from server.cases.models import CaseState, Channel
+from server.cases.models import CaseState, Category, Channel
+from server.cases.validation import normalize_id_number, normalize_phone
+
+_IN = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+_OUT = ConfigDict(frozen=True)
+
+Rating = Literal["satisfied", "fair", "dissatisfied"]
+RATING_LABELS = {
+    "satisfied": "满意",
+    "fair": "基本满意",
+    "dissatisfied": "不满意",
+    "unrated": "未评价",
+}
 
 
 class PetitionerInput(BaseModel):
-    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+    model_config = _IN
     name: str = Field(min_length=1, max_length=64)
-    phone: str | None = Field(default=None, pattern=r"^1[3-9]\d{9}$")
+    phone: str | None = None
     id_number: str | None = None
     address: str | None = Field(default=None, max_length=200)
 
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        return normalize_phone(value) if value else None
+
+    @field_validator("id_number")
+    @classmethod
+    def _id_number(cls, value: str | None) -> str | None:
+        return normalize_id_number(value) if value else None
+
 
 class CaseSummary(BaseModel):
-    model_config = ConfigDict(frozen=True)
+    model_config = _OUT
     id: int
     case_no: str
     site_id: int
@@ -30,3 +53,245 @@ class CaseSummary(BaseModel):
     petitioner_id: int | None
     confidential: bool
     registered_at: datetime
+
+
+class IntakeRequest(BaseModel):
+    """Registering a petition from any channel (window, kiosk, qr, web, agent, letter, video)."""
+
+    model_config = _IN
+    channel: Channel
+    site_id: int
+    summary: str = Field(min_length=4, max_length=4000)
+    matter_type: str | None = Field(default=None, max_length=64)
+    petitioner: PetitionerInput | None = None
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    accused_department_id: int | None = None
+    collective: bool = False
+    #: Agent registrations: the resident's consent to act on their behalf was recorded.
+    on_behalf_consent: bool = False
+
+
+class IntakeResult(BaseModel):
+    model_config = _OUT
+    case: CaseSummary
+    repeat_of_case_no: str | None = None
+    non_accept_proposed: bool = False
+    warnings: list[str] = Field(default_factory=list)
+
+
+class TransitionRequest(BaseModel):
+    model_config = _IN
+    transition: str = Field(max_length=32)
+    reason: str | None = Field(default=None, max_length=2000)
+    legal_route: str | None = None
+    target_department_id: int | None = None
+    reply: str | None = Field(default=None, max_length=10000)
+    note: str | None = Field(default=None, max_length=2000)
+    attachments: list[str] = Field(default_factory=list, max_length=20)
+
+
+class HandlerView(BaseModel):
+    model_config = _OUT
+    id: int
+    department_id: int | None
+    staff_id: int | None
+    role: str
+    task: str
+    reply: str | None
+    active: bool
+
+
+class DeadlineView(BaseModel):
+    model_config = _OUT
+    id: int
+    kind: str
+    label_zh: str
+    start_at: datetime
+    due_at: datetime
+    status: str
+    warn_level: str
+    escalation_level: int
+    extension_days: int
+    extension_reason: str | None
+
+
+class CaseDetail(BaseModel):
+    model_config = _OUT
+    id: int
+    case_no: str
+    channel: Channel
+    category: Category | None
+    matter_type: str | None
+    site_id: int
+    state: CaseState
+    state_label: str
+    link: str
+    summary: str
+    confidential: bool
+    collective: bool
+    grade: str
+    review_level: int
+    parent_case_id: int | None
+    repeat_of_id: int | None
+    non_accept_proposed: bool
+    first_receiver_id: int | None
+    lead_dept_id: int | None
+    legal_route: str | None
+    reply_text: str | None
+    state_times: dict[str, datetime]
+    handlers: list[HandlerView]
+    deadlines: list[DeadlineView]
+    transitions: list[str]
+
+
+class TimelineEvent(BaseModel):
+    model_config = _OUT
+    id: int
+    type: str
+    actor_id: int | None
+    payload: dict[str, Any]
+    at: datetime
+
+
+class CaseQuery(BaseModel):
+    model_config = _IN
+    q: str | None = Field(default=None, max_length=100)
+    state: CaseState | None = None
+    site_id: int | None = None
+    department_id: int | None = None
+    matter_type: str | None = None
+    overdue: bool | None = None
+    registered_from: datetime | None = None
+    registered_to: datetime | None = None
+    limit: int = Field(default=50, ge=1, le=200)
+    before_id: int | None = None
+
+
+class CaseListItem(BaseModel):
+    model_config = _OUT
+    id: int
+    case_no: str
+    state: CaseState
+    summary: str
+    matter_type: str | None
+    lead_dept_id: int | None
+    confidential: bool
+    registered_at: datetime
+
+
+class ExtensionRequest(BaseModel):
+    model_config = _IN
+    kind: str = "handling"
+    days: int = Field(ge=1, le=366)
+    reason: str = Field(min_length=2, max_length=2000)
+
+
+class PauseRequest(BaseModel):
+    model_config = _IN
+    kind: str
+    reason: str = Field(min_length=2, max_length=2000)
+
+
+class HandlerRequest(BaseModel):
+    model_config = _IN
+    department_id: int | None = None
+    staff_id: int | None = None
+    role: Literal["co", "expert", "supervisor", "mediator"] = "co"
+    task: str = Field(default="", max_length=2000)
+
+
+class SupervisionRequest(BaseModel):
+    model_config = _IN
+    type: Literal["supervision", "report", "leader", "expert_panel", "legal_route"] = "supervision"
+    note: str = Field(min_length=2, max_length=2000)
+    due_days: int = Field(default=7, ge=1, le=90)
+
+
+class EvaluationSubmit(BaseModel):
+    model_config = _IN
+    staff_rating: Rating
+    dept_rating: Rating
+    comment: str | None = Field(default=None, max_length=1000)
+
+
+class RateRow(BaseModel):
+    model_config = _OUT
+    key: str
+    label: str
+    evaluations: int
+    satisfied: int
+    fair: int
+    dissatisfied: int
+    satisfaction_rate: float | None
+    closed_deadlines: int
+    on_time: int
+    overdue: int
+    on_time_rate: float | None
+    overdue_rate: float | None
+
+
+class Dashboard(BaseModel):
+    model_config = _OUT
+    by: Literal["staff", "department", "site"]
+    rows: list[RateRow]
+
+
+class HolidayInput(BaseModel):
+    model_config = _IN
+    day: date
+    workday: bool = False
+    name: str = Field(default="", max_length=64)
+
+
+class PartyInput(BaseModel):
+    model_config = _IN
+    name: str = Field(min_length=1, max_length=64)
+    role: Literal["applicant", "respondent", "agent", "third_party"] = "applicant"
+
+
+class TermInput(BaseModel):
+    model_config = _IN
+    term: str = Field(min_length=1, max_length=2000)
+    how: str = Field(min_length=1, max_length=500)
+    by: date
+
+
+class AgreementDraft(BaseModel):
+    model_config = _IN
+    session_id: int | None = None
+    parties: list[PartyInput] = Field(min_length=2, max_length=20)
+    facts: str = Field(min_length=4, max_length=10000)
+    terms: list[TermInput] = Field(min_length=1, max_length=50)
+
+
+class SignRequest(BaseModel):
+    model_config = _IN
+    signer: str = Field(pattern=r"^(party:\d{1,2}|mediator)$")
+    signer_name: str = Field(min_length=1, max_length=64)
+    method: Literal["typed", "drawn"] = "typed"
+    data: str = Field(min_length=1, max_length=20000)
+
+
+class SignatureView(BaseModel):
+    model_config = _OUT
+    signer: str
+    signer_name: str
+    method: str
+    signed_at: datetime
+
+
+class AgreementView(BaseModel):
+    model_config = _OUT
+    id: int
+    case_id: int
+    session_id: int | None
+    parties: list[dict[str, Any]]
+    facts: str
+    terms: list[dict[str, Any]]
+    status: str
+    effective_at: datetime | None
+    judicial_due_at: datetime | None
+    judicial_requested_at: datetime | None
+    judicial_result: str | None
+    signatures: list[SignatureView]
+    missing_signers: list[str]

@@ -1,26 +1,115 @@
-"""Case intake and queries. Services take the session first, never commit, and return views."""
+"""Case intake, lifecycle transitions, handlers, visibility and queries.
+
+Services take the session first, never commit, and return views. Every state change writes
+the per-state timestamp, a CaseEvent and an audit entry in the caller's transaction.
+"""
 
 from __future__ import annotations
 
-from datetime import datetime
+import re
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select
+from sqlalchemy import and_, false, or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
 
 from server.audit.service import record
-from server.cases.models import CaseCounter, CaseEvent, CaseState, Channel, Petitioner, PetitionCase
-from server.cases.schemas import CaseSummary, PetitionerInput
+from server.auth.permissions import Action, StaffIdentity
+from server.cases import deadline_service as dls
+from server.cases.models import (
+    CaseCounter,
+    CaseDeadline,
+    CaseEscalation,
+    CaseEvent,
+    CaseHandler,
+    CaseState,
+    Category,
+    Channel,
+    MatterType,
+    PetitionCase,
+    Petitioner,
+)
+from server.cases.schemas import (
+    CaseDetail,
+    CaseListItem,
+    CaseQuery,
+    CaseSummary,
+    DeadlineView,
+    HandlerRequest,
+    HandlerView,
+    IntakeRequest,
+    IntakeResult,
+    PetitionerInput,
+    SupervisionRequest,
+    TimelineEvent,
+    TransitionRequest,
+)
+from server.cases.statemachine import (
+    STATE_TIMESTAMP,
+    CaseFacts,
+    ConfidentialTransferBlocked,
+    available_transitions,
+    can_view,
+    check_review_request,
+    check_transition,
+)
 from server.crypto import PiiCipher
-from server.errors import NotFound
-from server.org.models import Site
+from server.errors import IllegalTransition, InvalidInput, NotFound, PermissionDenied
+from server.org.models import Department, Role, Site
+
+STATE_LABELS = {
+    "registered": "登记",
+    "accepted": "已受理",
+    "not_accepted": "不予受理",
+    "redirected_legal": "导入法定途径",
+    "transferred": "转送/交办",
+    "handling": "办理中",
+    "replied": "已答复",
+    "evaluated": "已评价",
+    "revisited": "已回访",
+    "closed": "已结案",
+    "review": "复查",
+    "re_review": "复核",
+    "terminated": "终止",
+}
+#: The service-chain link (接、转、调、诉、化) a state belongs to.
+CHAIN_LINK = {
+    "registered": "接",
+    "accepted": "接",
+    "transferred": "转",
+    "handling": "调",
+    "redirected_legal": "诉",
+    "review": "诉",
+    "re_review": "诉",
+    "replied": "化",
+    "evaluated": "化",
+    "revisited": "化",
+    "closed": "化",
+    "not_accepted": "接",
+    "terminated": "化",
+}
+SELF_SERVICE = frozenset({Channel.kiosk, Channel.qr, Channel.web})
+REPEAT_SIMILARITY = 0.35
+REPEAT_LOOKBACK = timedelta(days=3 * 365)
 
 
-async def next_case_number(
-    session: AsyncSession, *, site_id: int, year: int
-) -> int:
+class CaseNotFound(NotFound):
+    code, message_zh = "case_not_found", "案件不存在或无权查看"
+
+
+class AlreadyClaimed(PermissionDenied):
+    code, message_zh = "already_claimed", "该案件已由其他工作人员认领"
+
+
+# --- numbering and intake -----------------------------------------------------------------
+
+
+async def next_case_number(session: AsyncSession, *, site_id: int, year: int) -> int:
     """Atomically take the next number for (site, year).
 
     The upsert holds the counter row's lock until the intake transaction ends; a rolled-back
@@ -43,16 +132,46 @@ async def next_case_number(
 
 def summary_of(row: PetitionCase) -> CaseSummary:
     return CaseSummary(
-        id=row.id, case_no=row.case_no, site_id=row.site_id, channel=row.channel,
-        state=row.state, summary=row.summary, matter_type=row.matter_type,
-        first_receiver_id=row.first_receiver_id, petitioner_id=row.petitioner_id,
-        confidential=row.confidential, registered_at=row.registered_at,
+        id=row.id,
+        case_no=row.case_no,
+        site_id=row.site_id,
+        channel=row.channel,
+        state=row.state,
+        summary=row.summary,
+        matter_type=row.matter_type,
+        first_receiver_id=row.first_receiver_id,
+        petitioner_id=row.petitioner_id,
+        confidential=row.confidential,
+        registered_at=row.registered_at,
     )
+
+
+async def find_petitioner(
+    session: AsyncSession, *, pii: PiiCipher, petitioner: PetitionerInput
+) -> Petitioner | None:
+    """The same person by ID number, else by phone (keyed hashes: no decryption)."""
+    for value, column in (
+        (petitioner.id_number, Petitioner.id_number_hash),
+        (petitioner.phone, Petitioner.phone_hash),
+    ):
+        if value:
+            row = await session.scalar(
+                select(Petitioner)
+                .where(column == pii.lookup_hash(value))
+                .order_by(Petitioner.id)
+                .limit(1)
+            )
+            if row is not None:
+                return row
+    return None
 
 
 async def add_petitioner(
     session: AsyncSession, *, pii: PiiCipher, petitioner: PetitionerInput, now: datetime
 ) -> Petitioner:
+    existing = await find_petitioner(session, pii=pii, petitioner=petitioner)
+    if existing is not None:
+        return existing
     row = Petitioner(
         name_enc=pii.encrypt(petitioner.name),
         phone_enc=pii.encrypt(petitioner.phone) if petitioner.phone else None,
@@ -60,7 +179,8 @@ async def add_petitioner(
         id_number_enc=pii.encrypt(petitioner.id_number) if petitioner.id_number else None,
         id_number_hash=pii.lookup_hash(petitioner.id_number) if petitioner.id_number else None,
         address_enc=pii.encrypt(petitioner.address) if petitioner.address else None,
-        key_id=pii.key_id, created_at=now,
+        key_id=pii.key_id,
+        created_at=now,
     )
     session.add(row)
     await session.flush()
@@ -83,39 +203,970 @@ async def create_case(
     actor: str = "system",
 ) -> CaseSummary:
     """Register a case (state `registered`) with its gap-free number, in the caller's transaction."""
+    row = await _insert_case(
+        session,
+        pii=pii,
+        site_id=site_id,
+        channel=channel,
+        summary=summary,
+        petitioner=petitioner,
+        first_receiver_id=first_receiver_id,
+        now=now,
+        matter_type=matter_type,
+        case_no_format=case_no_format,
+        timezone=timezone,
+    )
+    await record(
+        session,
+        actor=actor,
+        action="case.create",
+        object_type="case",
+        object_id=str(row.id),
+        detail={"case_no": row.case_no, "channel": channel.value},
+    )
+    return summary_of(row)
+
+
+async def _insert_case(
+    session: AsyncSession,
+    *,
+    pii: PiiCipher | None,
+    site_id: int,
+    channel: Channel,
+    summary: str,
+    petitioner: PetitionerInput | None,
+    first_receiver_id: int | None,
+    now: datetime,
+    matter_type: str | None,
+    case_no_format: str,
+    timezone: str,
+    state: CaseState = CaseState.registered,
+    petitioner_id: int | None = None,
+    **extra: Any,
+) -> PetitionCase:
     site = await session.get(Site, site_id)
     if site is None:
         raise NotFound(f"site {site_id} does not exist")
     year = now.astimezone(ZoneInfo(timezone)).year
     seq = await next_case_number(session, site_id=site_id, year=year)
-    petitioner_row = (
-        await add_petitioner(session, pii=pii, petitioner=petitioner, now=now)
-        if petitioner else None
-    )
+    if petitioner is not None:
+        if pii is None:
+            raise RuntimeError("a petitioner needs the PII cipher")
+        petitioner_id = (await add_petitioner(session, pii=pii, petitioner=petitioner, now=now)).id
     row = PetitionCase(
         case_no=case_no_format.format(admin_code=site.admin_code, year=year, seq=seq),
-        site_id=site_id, year=year, seq=seq, channel=channel,
-        petitioner_id=petitioner_row.id if petitioner_row else None, summary=summary,
-        matter_type=matter_type, first_receiver_id=first_receiver_id,
-        state=CaseState.registered, created_at=now, updated_at=now, registered_at=now,
+        site_id=site_id,
+        year=year,
+        seq=seq,
+        channel=channel,
+        petitioner_id=petitioner_id,
+        summary=summary,
+        matter_type=matter_type,
+        first_receiver_id=first_receiver_id,
+        state=state,
+        created_at=now,
+        updated_at=now,
+        registered_at=now,
+        attributes={},
+        **extra,
     )
+    if state != CaseState.registered:
+        setattr(row, STATE_TIMESTAMP[state], now)
     session.add(row)
     await session.flush()
-    session.add(CaseEvent(case_id=row.id, actor_id=first_receiver_id, type="registered",
-                          payload={"channel": channel.value}, at=now))
-    await record(session, actor=actor, action="case.create", object_type="case",
-                 object_id=str(row.id), detail={"case_no": row.case_no, "channel": channel.value})
+    session.add(
+        CaseEvent(
+            case_id=row.id,
+            actor_id=first_receiver_id,
+            type=state.value,
+            payload={"channel": channel.value},
+            at=now,
+        )
+    )
+    return row
+
+
+def _bigrams(value: str) -> set[str]:
+    chars = re.sub(r"[\s\W_]+", "", value)
+    return {chars[i : i + 2] for i in range(len(chars) - 1)} or {chars}
+
+
+def similarity(a: str, b: str) -> float:
+    """Jaccard similarity of character bigrams (works for Chinese without segmentation)."""
+    x, y = _bigrams(a), _bigrams(b)
+    return len(x & y) / len(x | y) if x and y else 0.0
+
+
+def _validate_attributes(mt: MatterType, attributes: dict[str, Any]) -> dict[str, Any]:
+    out: dict[str, Any] = {}
+    for spec in mt.fields or []:
+        name, kind = spec["name"], spec.get("type", "text")
+        value = attributes.get(name)
+        if value in (None, ""):
+            if spec.get("required"):
+                raise InvalidInput(
+                    f"{mt.code} needs {name}",
+                    field=name,
+                    reason_zh=f"请填写“{spec.get('label', name)}”",
+                )
+            continue
+        if kind == "int" and not (isinstance(value, int) or str(value).isdigit()):
+            raise InvalidInput(
+                f"{name} must be a whole number",
+                field=name,
+                reason_zh=f"“{spec.get('label', name)}”应为整数",
+            )
+        out[name] = int(value) if kind == "int" else value
+    unknown = set(attributes) - {s["name"] for s in mt.fields or []}
+    if unknown:
+        raise InvalidInput(f"unknown attributes: {sorted(unknown)}", fields=sorted(unknown))
+    return out
+
+
+async def intake(
+    session: AsyncSession,
+    *,
+    pii: PiiCipher,
+    staff: StaffIdentity | None,
+    request: IntakeRequest,
+    now: datetime,
+    timezone: str = "Asia/Shanghai",
+    case_no_format: str = "{admin_code}-{year}-{seq:06d}",
+    ip: str = "",
+) -> IntakeResult:
+    """Register a petition from any channel.
+
+    Staff channels (window, agent, letter, video) need a signed-in staff member who becomes the
+    first receiver (首问责任人); self-service channels (kiosk, qr, web) leave it empty until a
+    staff member claims the case. Repeat petitions are linked; after 复核, the same facts are
+    flagged for non-acceptance (a person decides).
+    """
+    warnings: list[str] = []
+    if request.channel in SELF_SERVICE:
+        first_receiver_id = None
+    else:
+        if staff is None:
+            raise PermissionDenied(f"channel {request.channel.value} is registered by staff")
+        if not staff.can(Action.case_create):
+            raise PermissionDenied("your roles may not register cases")
+        if request.channel == Channel.agent and not request.on_behalf_consent:
+            raise InvalidInput(
+                "an agent registration needs the resident's consent",
+                field="on_behalf_consent",
+                reason_zh="代办须经信访人同意",
+            )
+        first_receiver_id = staff.staff_id
+    if request.channel in (Channel.web, Channel.qr, Channel.kiosk) and request.petitioner is None:
+        raise InvalidInput(
+            "self-service petitions need the petitioner's name and phone",
+            field="petitioner",
+            reason_zh="请填写信访人姓名和联系电话",
+        )
+    category: Category | None = None
+    lead_dept_id: int | None = None
+    attributes: dict[str, Any] = {}
+    mt: MatterType | None = None
+    if request.matter_type:
+        mt = await session.scalar(
+            select(MatterType).where(
+                MatterType.code == request.matter_type, MatterType.active.is_(True)
+            )
+        )
+        if mt is None:
+            raise InvalidInput(f"unknown matter type {request.matter_type!r}", field="matter_type")
+        category = mt.category
+        attributes = _validate_attributes(mt, request.attributes)
+        if mt.default_department_code:
+            lead_dept_id = await session.scalar(
+                select(Department.id).where(Department.code == mt.default_department_code)
+            )
+    elif request.attributes:
+        raise InvalidInput("attributes need a matter type", field="attributes")
+    confidential = category == Category.accusation
+    if request.accused_department_id is not None:
+        if await session.get(Department, request.accused_department_id) is None:
+            raise InvalidInput("unknown accused department", field="accused_department_id")
+        if lead_dept_id == request.accused_department_id:
+            lead_dept_id = None
+            warnings.append("默认承办单位为被检举单位，已取消默认分派，请另行指定承办单位")
+    row = await _insert_case(
+        session,
+        pii=pii,
+        site_id=request.site_id,
+        channel=request.channel,
+        summary=request.summary,
+        petitioner=request.petitioner,
+        first_receiver_id=first_receiver_id,
+        now=now,
+        matter_type=request.matter_type,
+        case_no_format=case_no_format,
+        timezone=timezone,
+        category=category.value if category else None,
+        confidential=confidential,
+        accused_dept_id=request.accused_department_id,
+        lead_dept_id=lead_dept_id,
+        collective=request.collective,
+    )
+    row.attributes = attributes
+    if lead_dept_id is not None:
+        session.add(
+            CaseHandler(
+                case_id=row.id,
+                department_id=lead_dept_id,
+                role="lead",
+                task="默认承办（事项目录）",
+                added_at=now,
+                active=True,
+            )
+        )
+    repeat_of, proposed = await _detect_repeat(session, row=row, now=now)
+    if repeat_of is not None:
+        row.repeat_of_id = repeat_of.id
+        row.non_accept_proposed = proposed
+        session.add(
+            CaseEvent(
+                case_id=row.id,
+                actor_id=None,
+                type="repeat_detected",
+                payload={"repeat_of": repeat_of.case_no, "non_accept_proposed": proposed},
+                at=now,
+            )
+        )
+        if proposed:
+            warnings.append("同一事实和理由已经复核终结，系统建议不再受理，请工作人员决定")
+        else:
+            warnings.append(f"疑似重复信访，已关联案件{repeat_of.case_no}")
+    limit = (mt.deadline_days or {}).get("acceptance") if mt else None
+    await dls.open_deadline(
+        session,
+        case_id=row.id,
+        kind="acceptance",
+        start=now,
+        now=now,
+        tz=ZoneInfo(timezone),
+        limit_days=limit,
+    )
+    await session.flush()
+    await record(
+        session,
+        actor=staff.actor if staff else f"petitioner:{request.channel.value}",
+        action="case.create",
+        object_type="case",
+        object_id=str(row.id),
+        ip=ip,
+        detail={
+            "case_no": row.case_no,
+            "channel": request.channel.value,
+            "repeat_of": row.repeat_of_id,
+        },
+    )
+    return IntakeResult(
+        case=summary_of(row),
+        repeat_of_case_no=repeat_of.case_no if repeat_of else None,
+        non_accept_proposed=row.non_accept_proposed,
+        warnings=warnings,
+    )
+
+
+async def _detect_repeat(
+    session: AsyncSession, *, row: PetitionCase, now: datetime
+) -> tuple[PetitionCase | None, bool]:
+    """Same petitioner (same person row, found by ID/phone hash) and a similar matter."""
+    if row.petitioner_id is None:
+        return None, False
+    earlier = (
+        await session.scalars(
+            select(PetitionCase)
+            .where(
+                PetitionCase.petitioner_id == row.petitioner_id,
+                PetitionCase.id != row.id,
+                PetitionCase.registered_at >= now - REPEAT_LOOKBACK,
+            )
+            .order_by(PetitionCase.id.desc())
+            .limit(50)
+        )
+    ).all()
+    best: PetitionCase | None = None
+    for other in earlier:
+        same_type = row.matter_type is not None and other.matter_type == row.matter_type
+        if same_type or similarity(row.summary, other.summary) >= REPEAT_SIMILARITY:
+            best = other
+            break
+    if best is None:
+        return None, False
+    # Walk to the original, then look for a concluded 复核 in its family.
+    root = best
+    while root.parent_case_id is not None:
+        parent = await session.get(PetitionCase, root.parent_case_id)
+        if parent is None:
+            break
+        root = parent
+    family_ids = {root.id, best.id, *(c.id for c in earlier)}
+    concluded = await session.scalar(
+        select(PetitionCase.id)
+        .where(
+            PetitionCase.review_level == 2,
+            PetitionCase.replied_at.is_not(None),
+            or_(PetitionCase.parent_case_id.in_(family_ids), PetitionCase.id.in_(family_ids)),
+        )
+        .limit(1)
+    )
+    if concluded is None:
+        # A 复核 child's parent is a 复查 child: look one more level down.
+        reviews = select(PetitionCase.id).where(PetitionCase.parent_case_id.in_(family_ids))
+        concluded = await session.scalar(
+            select(PetitionCase.id)
+            .where(
+                PetitionCase.review_level == 2,
+                PetitionCase.replied_at.is_not(None),
+                PetitionCase.parent_case_id.in_(reviews),
+            )
+            .limit(1)
+        )
+    return best, concluded is not None
+
+
+async def claim(
+    session: AsyncSession, *, staff: StaffIdentity, case_id: int, now: datetime
+) -> CaseSummary:
+    """认领: the first staff member to claim a self-service case becomes its first receiver."""
+    if not staff.can(Action.case_create):
+        raise PermissionDenied("your roles may not claim cases")
+    row = await _case_for_update(session, case_id)
+    if row.first_receiver_id is not None:
+        if row.first_receiver_id == staff.staff_id:
+            return summary_of(row)
+        raise AlreadyClaimed("this case already has a first receiver")
+    facts = await load_facts(session, row)
+    if staff.site_id not in facts.site_path and not staff.can(Action.case_view_all):
+        raise PermissionDenied("claim cases of your own site")
+    row.first_receiver_id = staff.staff_id
+    row.updated_at = now
+    session.add(
+        CaseEvent(case_id=row.id, actor_id=staff.staff_id, type="claimed", payload={}, at=now)
+    )
+    await record(
+        session, actor=staff.actor, action="case.claim", object_type="case", object_id=str(case_id)
+    )
     return summary_of(row)
+
+
+# --- facts, visibility and detail -------------------------------------------------------------
+
+
+async def _case_for_update(session: AsyncSession, case_id: int) -> PetitionCase:
+    row = await session.scalar(
+        select(PetitionCase).where(PetitionCase.id == case_id).with_for_update()
+    )
+    if row is None:
+        raise CaseNotFound(f"case {case_id} does not exist")
+    return row
+
+
+async def site_path(session: AsyncSession, site_id: int) -> frozenset[int]:
+    path: list[int] = []
+    current: int | None = site_id
+    while current is not None and len(path) < 8:
+        path.append(current)
+        current = await session.scalar(select(Site.parent_id).where(Site.id == current))
+    return frozenset(path)
+
+
+async def load_facts(session: AsyncSession, row: PetitionCase) -> CaseFacts:
+    handlers = (
+        await session.scalars(
+            select(CaseHandler).where(CaseHandler.case_id == row.id, CaseHandler.active.is_(True))
+        )
+    ).all()
+    return CaseFacts(
+        state=row.state,
+        site_id=row.site_id,
+        first_receiver_id=row.first_receiver_id,
+        lead_dept_id=row.lead_dept_id,
+        review_level=row.review_level,
+        confidential=row.confidential,
+        accused_dept_id=row.accused_dept_id,
+        site_path=await site_path(session, row.site_id),
+        handler_staff_ids=frozenset(h.staff_id for h in handlers if h.staff_id is not None),
+        handler_dept_ids=frozenset(
+            h.department_id for h in handlers if h.department_id is not None
+        ),
+    )
+
+
+async def visible_case(
+    session: AsyncSession, *, staff: StaffIdentity, case_id: int, for_update: bool = False
+) -> tuple[PetitionCase, CaseFacts]:
+    """Load a case the staff member may see; otherwise the same 404 as a missing case (no
+    disclosure that a confidential case exists)."""
+    row = await (
+        _case_for_update(session, case_id) if for_update else session.get(PetitionCase, case_id)
+    )
+    if row is None:
+        raise CaseNotFound(f"case {case_id} does not exist")
+    facts = await load_facts(session, row)
+    if not can_view(staff, facts):
+        raise CaseNotFound(f"case {case_id} does not exist or is outside your scope")
+    return row, facts
+
+
+async def case_detail(
+    session: AsyncSession,
+    *,
+    staff: StaffIdentity,
+    case_id: int,
+    ip: str = "",
+    audit_view: bool = True,
+) -> CaseDetail:
+    """The case file; every staff view is written to the audit log."""
+    row, facts = await visible_case(session, staff=staff, case_id=case_id)
+    if audit_view:
+        await record(
+            session,
+            actor=staff.actor,
+            action="case.view",
+            object_type="case",
+            object_id=str(case_id),
+            ip=ip,
+        )
+    return await _detail(session, row, facts, staff)
+
+
+async def _detail(
+    session: AsyncSession, row: PetitionCase, facts: CaseFacts, staff: StaffIdentity | None
+) -> CaseDetail:
+    handlers = (
+        await session.scalars(
+            select(CaseHandler).where(CaseHandler.case_id == row.id).order_by(CaseHandler.id)
+        )
+    ).all()
+    deadlines = (
+        await session.scalars(
+            select(CaseDeadline).where(CaseDeadline.case_id == row.id).order_by(CaseDeadline.id)
+        )
+    ).all()
+    policies = await dls.load_policies(session)
+    times = {s.value: getattr(row, STATE_TIMESTAMP[s]) for s in CaseState}
+    return CaseDetail(
+        id=row.id,
+        case_no=row.case_no,
+        channel=row.channel,
+        category=Category(row.category) if row.category else None,
+        matter_type=row.matter_type,
+        site_id=row.site_id,
+        state=row.state,
+        state_label=STATE_LABELS[row.state.value],
+        link=CHAIN_LINK[row.state.value],
+        summary=row.summary,
+        confidential=row.confidential,
+        collective=row.collective,
+        grade=row.grade,
+        review_level=row.review_level,
+        parent_case_id=row.parent_case_id,
+        repeat_of_id=row.repeat_of_id,
+        non_accept_proposed=row.non_accept_proposed,
+        first_receiver_id=row.first_receiver_id,
+        lead_dept_id=row.lead_dept_id,
+        legal_route=row.legal_route,
+        reply_text=row.reply_text,
+        state_times={k: v for k, v in times.items() if v is not None},
+        handlers=[
+            HandlerView(
+                id=h.id,
+                department_id=h.department_id,
+                staff_id=h.staff_id,
+                role=h.role,
+                task=h.task,
+                reply=h.reply,
+                active=h.active,
+            )
+            for h in handlers
+        ],
+        deadlines=[DeadlineView(**d) for d in dls.deadline_views(list(deadlines), policies)],
+        transitions=[t.name for t in available_transitions(staff, facts)] if staff else [],
+    )
+
+
+async def timeline(
+    session: AsyncSession, *, staff: StaffIdentity, case_id: int
+) -> list[TimelineEvent]:
+    await visible_case(session, staff=staff, case_id=case_id)
+    rows = await session.scalars(
+        select(CaseEvent).where(CaseEvent.case_id == case_id).order_by(CaseEvent.id)
+    )
+    return [
+        TimelineEvent(id=e.id, type=e.type, actor_id=e.actor_id, payload=e.payload, at=e.at)
+        for e in rows
+    ]
+
+
+# --- transitions ---------------------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyNotice:
+    """What `transition` needs to send the evaluation link on reply (双评)."""
+
+    pii: PiiCipher
+    secret: bytes
+    base_url: str
+    valid_for: timedelta = timedelta(days=7)
+
+
+async def transition(
+    session: AsyncSession,
+    *,
+    staff: StaffIdentity | None,
+    case_id: int,
+    request: TransitionRequest,
+    now: datetime,
+    timezone: str = "Asia/Shanghai",
+    ip: str = "",
+    reply_notice: ReplyNotice | None = None,
+) -> CaseDetail:
+    """Fire one lifecycle transition; all effects in the caller's transaction.
+
+    Raises:
+        CaseNotFound, IllegalTransition, PermissionDenied, MissingField,
+        ConfidentialTransferBlocked: nothing is written.
+    """
+    tz = ZoneInfo(timezone)
+    if staff is not None:
+        row, facts = await visible_case(session, staff=staff, case_id=case_id, for_update=True)
+    else:
+        row = await _case_for_update(session, case_id)
+        facts = await load_facts(session, row)
+    fields = request.model_dump(exclude={"transition", "attachments"})
+    t = check_transition(staff, facts, request.transition, fields)
+    if t.name == "transfer":
+        target = await session.get(Department, request.target_department_id)
+        if target is None:
+            raise InvalidInput("unknown target department", field="target_department_id")
+    before = row.state
+    actor_id = staff.staff_id if staff else None
+    payload: dict[str, Any] = {"from": before.value, "to": t.target.value}
+    for key in ("reason", "legal_route", "target_department_id", "note"):
+        if fields.get(key) not in (None, ""):
+            payload[key] = fields[key]
+    if request.attachments:
+        payload["attachments"] = request.attachments
+
+    match t.name:
+        case "accept":
+            if row.lead_dept_id is None and staff is not None and staff.department_id is not None:
+                row.lead_dept_id = staff.department_id
+                session.add(
+                    CaseHandler(
+                        case_id=row.id,
+                        department_id=staff.department_id,
+                        staff_id=staff.staff_id,
+                        role="lead",
+                        task="受理承办",
+                        added_by_id=actor_id,
+                        added_at=now,
+                    )
+                )
+            await dls.meet_deadline(session, case_id=row.id, kind="acceptance", now=now)
+            await dls.open_deadline(
+                session,
+                case_id=row.id,
+                kind="handling",
+                start=now,
+                now=now,
+                tz=tz,
+                limit_days=await _matter_days(session, row, "handling"),
+            )
+        case "not_accept" | "redirect_legal":
+            row.legal_route = request.legal_route
+            await dls.meet_deadline(session, case_id=row.id, kind="acceptance", now=now)
+            await dls.cancel_deadlines(session, case_id=row.id, now=now)
+        case "transfer":
+            target_id = int(fields["target_department_id"])
+            await _deactivate_lead(session, row.id)
+            session.add(
+                CaseHandler(
+                    case_id=row.id,
+                    department_id=target_id,
+                    role="lead",
+                    task=request.reason or "转送/交办",
+                    added_by_id=actor_id,
+                    added_at=now,
+                )
+            )
+            row.lead_dept_id = target_id
+        case "reply":
+            row.reply_text = request.reply
+            kind = {0: "handling", 1: "review_decision", 2: "re_review_decision"}[row.review_level]
+            await dls.meet_deadline(session, case_id=row.id, kind=kind, now=now)
+            await dls.open_deadline(
+                session, case_id=row.id, kind="evaluation", start=now, now=now, tz=tz
+            )
+            await dls.open_deadline(
+                session, case_id=row.id, kind="revisit", start=now, now=now, tz=tz
+            )
+            if row.review_level < 2:
+                await dls.open_deadline(
+                    session,
+                    case_id=row.id,
+                    now=now,
+                    tz=tz,
+                    start=now,
+                    kind="review_request" if row.review_level == 0 else "re_review_request",
+                )
+        case "revisit" | "close":
+            await dls.meet_deadline(session, case_id=row.id, kind="revisit", now=now)
+            if t.name == "close":
+                await dls.cancel_deadlines(
+                    session, case_id=row.id, now=now, keep=("review_request", "re_review_request")
+                )
+        case "reopen":
+            payload["reopened"] = True
+        case "terminate":
+            await dls.cancel_deadlines(session, case_id=row.id, now=now)
+        case _:
+            pass
+    row.state = t.target
+    setattr(row, STATE_TIMESTAMP[t.target], now)
+    row.updated_at = now
+    session.add(CaseEvent(case_id=row.id, actor_id=actor_id, type=t.name, payload=payload, at=now))
+    await session.flush()
+    if t.name == "reply" and reply_notice is not None:
+        from server.cases.evaluation import issue_evaluation
+
+        await issue_evaluation(session, case=row, staff_id=actor_id, now=now, notice=reply_notice)
+    await record(
+        session,
+        actor=staff.actor if staff else "system",
+        action=f"case.{t.name}",
+        object_type="case",
+        object_id=str(row.id),
+        ip=ip,
+        detail={"from": before.value, "to": t.target.value},
+    )
+    return await _detail(session, row, await load_facts(session, row), staff)
+
+
+async def _matter_days(session: AsyncSession, row: PetitionCase, kind: str) -> int | None:
+    if row.matter_type is None:
+        return None
+    days = await session.scalar(
+        select(MatterType.deadline_days).where(MatterType.code == row.matter_type)
+    )
+    value = (days or {}).get(kind)
+    return int(value) if value is not None else None
+
+
+async def _deactivate_lead(session: AsyncSession, case_id: int) -> None:
+    for h in await session.scalars(
+        select(CaseHandler).where(
+            CaseHandler.case_id == case_id, CaseHandler.role == "lead", CaseHandler.active.is_(True)
+        )
+    ):
+        h.active = False
+
+
+async def request_review(
+    session: AsyncSession,
+    *,
+    staff: StaffIdentity,
+    case_id: int,
+    reason: str,
+    now: datetime,
+    timezone: str = "Asia/Shanghai",
+    case_no_format: str = "{admin_code}-{year}-{seq:06d}",
+    pii: PiiCipher | None = None,
+) -> CaseSummary:
+    """Register a 复查 (or 复核) request as a child case linked by parent_case_id."""
+    if not staff.can(Action.case_create) and not staff.can(Action.case_handle):
+        raise PermissionDenied("your roles may not register a review request")
+    parent, facts = await visible_case(session, staff=staff, case_id=case_id, for_update=True)
+    state = check_review_request(facts)
+    if not reason.strip():
+        raise InvalidInput("a review request needs the petitioner's reasons", field="reason")
+    level = parent.review_level + 1
+    child = await _insert_case(
+        session,
+        pii=pii,
+        site_id=parent.site_id,
+        channel=parent.channel,
+        summary=f"{'复查' if level == 1 else '复核'}申请：{reason}",
+        petitioner=None,
+        petitioner_id=parent.petitioner_id,
+        first_receiver_id=staff.staff_id,
+        now=now,
+        matter_type=parent.matter_type,
+        case_no_format=case_no_format,
+        timezone=timezone,
+        state=state,
+        parent_case_id=parent.id,
+        review_level=level,
+        category=parent.category,
+        confidential=parent.confidential,
+        accused_dept_id=parent.accused_dept_id,
+    )
+    child.attributes = {}
+    await dls.meet_deadline(
+        session,
+        case_id=parent.id,
+        kind="review_request" if level == 1 else "re_review_request",
+        now=now,
+    )
+    await dls.open_deadline(
+        session,
+        case_id=child.id,
+        now=now,
+        tz=ZoneInfo(timezone),
+        start=now,
+        kind="review_decision" if level == 1 else "re_review_decision",
+    )
+    session.add(
+        CaseEvent(
+            case_id=parent.id,
+            actor_id=staff.staff_id,
+            type="review_requested",
+            payload={"child_case_no": child.case_no, "level": level},
+            at=now,
+        )
+    )
+    await record(
+        session,
+        actor=staff.actor,
+        action="case.request_review",
+        object_type="case",
+        object_id=str(parent.id),
+        detail={"child": child.id, "level": level},
+    )
+    return summary_of(child)
+
+
+async def add_handler(
+    session: AsyncSession,
+    *,
+    staff: StaffIdentity,
+    case_id: int,
+    request: HandlerRequest,
+    now: datetime,
+) -> HandlerView:
+    """Add a co-handling department or a named expert/supervisor/mediator. Never removes the
+    first receiver; blocks the accused unit on confidential cases."""
+    if not staff.can(Action.case_assign):
+        raise PermissionDenied("your roles may not assign handlers")
+    row, facts = await visible_case(session, staff=staff, case_id=case_id, for_update=True)
+    if request.department_id is None and request.staff_id is None:
+        raise InvalidInput("name a department or a staff member", field="department_id")
+    dept_id = request.department_id
+    if request.staff_id is not None:
+        from server.org.models import Staff
+
+        person = await session.get(Staff, request.staff_id)
+        if person is None:
+            raise InvalidInput("unknown staff member", field="staff_id")
+        dept_id = dept_id or person.department_id
+        if row.confidential and person.department_id == row.accused_dept_id and row.accused_dept_id:
+            raise ConfidentialTransferBlocked("a member of the accused unit may not handle it")
+    if dept_id is not None and await session.get(Department, dept_id) is None:
+        raise InvalidInput("unknown department", field="department_id")
+    if row.confidential and dept_id is not None and dept_id == row.accused_dept_id:
+        raise ConfidentialTransferBlocked("accusation material may not go to the accused unit")
+    h = CaseHandler(
+        case_id=case_id,
+        department_id=dept_id,
+        staff_id=request.staff_id,
+        role=request.role,
+        task=request.task,
+        added_by_id=staff.staff_id,
+        added_at=now,
+        active=True,
+    )
+    session.add(h)
+    row.updated_at = now
+    await session.flush()
+    session.add(
+        CaseEvent(
+            case_id=case_id,
+            actor_id=staff.staff_id,
+            type="handler_added",
+            payload={"department_id": dept_id, "staff_id": request.staff_id, "role": request.role},
+            at=now,
+        )
+    )
+    await record(
+        session,
+        actor=staff.actor,
+        action="case.add_handler",
+        object_type="case",
+        object_id=str(case_id),
+        detail={"department_id": dept_id, "role": request.role},
+    )
+    del facts
+    return HandlerView(
+        id=h.id,
+        department_id=h.department_id,
+        staff_id=h.staff_id,
+        role=h.role,
+        task=h.task,
+        reply=h.reply,
+        active=h.active,
+    )
+
+
+async def supervise(
+    session: AsyncSession,
+    *,
+    staff: StaffIdentity,
+    case_id: int,
+    request: SupervisionRequest,
+    now: datetime,
+) -> int:
+    """督办: attaches at any open state and never changes the state."""
+    if not staff.can(Action.case_supervise):
+        raise PermissionDenied("your roles may not issue supervision orders")
+    row, facts = await visible_case(session, staff=staff, case_id=case_id)
+    from server.cases.statemachine import OPEN_STATES
+
+    if facts.state not in OPEN_STATES:
+        raise IllegalTransition("supervision attaches to open cases only")
+    esc = CaseEscalation(
+        case_id=case_id,
+        type=request.type,
+        level=1,
+        to_role="dept_leader",
+        note=request.note,
+        due_at=now + timedelta(days=request.due_days),
+        created_by_id=staff.staff_id,
+        created_at=now,
+    )
+    session.add(esc)
+    await session.flush()
+    session.add(
+        CaseEvent(
+            case_id=case_id,
+            actor_id=staff.staff_id,
+            type="supervision",
+            payload={"type": request.type, "note": request.note},
+            at=now,
+        )
+    )
+    await record(
+        session,
+        actor=staff.actor,
+        action="case.supervise",
+        object_type="case",
+        object_id=str(row.id),
+        detail={"type": request.type},
+    )
+    return esc.id
+
+
+# --- queries ---------------------------------------------------------------------------------
+
+
+def visibility_clause(staff: StaffIdentity) -> ColumnElement[bool]:
+    """SQL form of `can_view` for lists (kept in step with statemachine.can_view)."""
+    not_accused: ColumnElement[bool] = or_(
+        PetitionCase.confidential.is_(False),
+        PetitionCase.accused_dept_id.is_(None),
+        PetitionCase.accused_dept_id != (staff.department_id or -1),
+    )
+    if not staff.can(Action.case_view):
+        return false()
+    if staff.can(Action.case_view_all):
+        return not_accused
+    named = PetitionCase.id.in_(
+        select(CaseHandler.case_id).where(
+            CaseHandler.staff_id == staff.staff_id, CaseHandler.active.is_(True)
+        )
+    )
+    clauses: list[ColumnElement[bool]] = [PetitionCase.first_receiver_id == staff.staff_id, named]
+    open_scope: list[ColumnElement[bool]] = []
+    if staff.department_id is not None and staff.roles & {Role.dept_handler, Role.dept_leader}:
+        open_scope.append(
+            or_(
+                PetitionCase.lead_dept_id == staff.department_id,
+                PetitionCase.id.in_(
+                    select(CaseHandler.case_id).where(
+                        CaseHandler.department_id == staff.department_id,
+                        CaseHandler.active.is_(True),
+                    )
+                ),
+            )
+        )
+    if Role.street_coordinator in staff.roles:
+        streets = select(Site.id).where(
+            or_(Site.id == staff.site_id, Site.parent_id == staff.site_id)
+        )
+        open_scope.append(PetitionCase.site_id.in_(streets))
+    if staff.roles & {Role.window_officer, Role.community_agent}:
+        open_scope.append(PetitionCase.site_id == staff.site_id)
+    if open_scope:
+        clauses.append(and_(PetitionCase.confidential.is_(False), or_(*open_scope)))
+    return and_(not_accused, or_(*clauses))
+
+
+def _like_escape(q: str) -> str:
+    return q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def list_cases(
+    session: AsyncSession, *, staff: StaffIdentity, query: CaseQuery, now: datetime | None = None
+) -> list[CaseListItem]:
+    """Filter and full-text search (trigram GIN index on PostgreSQL), newest first, keyset paged."""
+    stmt = select(PetitionCase).where(visibility_clause(staff))
+    if query.q:
+        q = query.q.strip()
+        stmt = stmt.where(
+            or_(
+                PetitionCase.summary.ilike(f"%{_like_escape(q)}%", escape="\\"),
+                PetitionCase.case_no == q,
+            )
+        )
+    if query.state is not None:
+        stmt = stmt.where(PetitionCase.state == query.state)
+    if query.site_id is not None:
+        stmt = stmt.where(PetitionCase.site_id == query.site_id)
+    if query.department_id is not None:
+        stmt = stmt.where(PetitionCase.lead_dept_id == query.department_id)
+    if query.matter_type:
+        stmt = stmt.where(PetitionCase.matter_type == query.matter_type)
+    if query.registered_from is not None:
+        stmt = stmt.where(PetitionCase.registered_at >= query.registered_from)
+    if query.registered_to is not None:
+        stmt = stmt.where(PetitionCase.registered_at < query.registered_to)
+    if query.overdue is not None:
+        overdue_ids = select(CaseDeadline.case_id).where(CaseDeadline.status == "overdue")
+        stmt = stmt.where(
+            PetitionCase.id.in_(overdue_ids)
+            if query.overdue
+            else PetitionCase.id.not_in(overdue_ids)
+        )
+    if query.before_id is not None:
+        stmt = stmt.where(PetitionCase.id < query.before_id)
+    rows = await session.scalars(stmt.order_by(PetitionCase.id.desc()).limit(query.limit))
+    return [
+        CaseListItem(
+            id=r.id,
+            case_no=r.case_no,
+            state=r.state,
+            summary=r.summary,
+            matter_type=r.matter_type,
+            lead_dept_id=r.lead_dept_id,
+            confidential=r.confidential,
+            registered_at=r.registered_at,
+        )
+        for r in rows
+    ]
 
 
 async def get_case(session: AsyncSession, *, case_id: int) -> CaseSummary:
     row = await session.get(PetitionCase, case_id)
     if row is None:
-        raise NotFound(f"case {case_id} does not exist")
+        raise CaseNotFound(f"case {case_id} does not exist")
     return summary_of(row)
 
 
-async def cases_for_receiver(session: AsyncSession, *, staff_id: int, limit: int = 50) -> list[CaseSummary]:
+async def cases_for_receiver(
+    session: AsyncSession, *, staff_id: int, limit: int = 50
+) -> list[CaseSummary]:
     rows = await session.scalars(
         select(PetitionCase)
         .where(PetitionCase.first_receiver_id == staff_id)

@@ -1,0 +1,727 @@
+"""Deadline rows: opening, meeting, extending and pausing them, and the sweep that raises
+warnings, marks overdue, escalates (三级抄告) and delivers notifications.
+
+The sweep is idempotent (each step is recorded on the row before anything is sent, and every
+message has a unique dedupe key in the outbox) and single-runner across nodes (a Redis lock if
+Redis is configured, else a PostgreSQL session advisory lock; SQLite is single-node).
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+import secrets
+from collections.abc import AsyncIterator
+from dataclasses import dataclass, field
+from datetime import datetime, timedelta
+from typing import TYPE_CHECKING, Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select, text, update
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from server.audit.service import record
+from server.auth.permissions import Action, StaffIdentity
+from server.cases.deadlines import (
+    DayMode,
+    HolidayCalendar,
+    Pause,
+    Policy,
+    WarnLevel,
+    check_extension,
+    effective_due,
+    sweep_step,
+)
+from server.cases.models import (
+    CaseDeadline,
+    CaseEscalation,
+    CaseEvent,
+    CaseNotification,
+    DeadlinePause,
+    DeadlinePolicy,
+    Holiday,
+    PetitionCase,
+)
+from server.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from server.org.models import Role, Staff, StaffRole
+
+if TYPE_CHECKING:
+    from aiohttp import web
+    from redis.asyncio import Redis
+
+    from server.notify import Notifier
+
+logger = logging.getLogger(__name__)
+
+OPEN = ("open", "overdue")
+SWEEP_LOCK_KEY = 0x0D00CA5E  # PostgreSQL advisory lock id for the deadline sweep
+SWEEP_BATCH = 1000
+SWEEP_INTERVAL_S = 60.0
+SWEEP_LOCK_TTL_MS = 300_000
+MAX_SEND_ATTEMPTS = 5
+
+
+class DeadlineNotOpen(Conflict):
+    code, message_zh = "deadline_not_open", "该期限已结束或不存在"
+
+
+def policy_of(row: DeadlinePolicy) -> Policy:
+    return Policy(
+        kind=row.kind,
+        limit_days=row.limit_days,
+        day_mode=DayMode(row.day_mode),
+        yellow_days=row.yellow_days,
+        extension_max_days=row.extension_max_days,
+        escalation_days=tuple(row.escalation_days or ()),
+    )
+
+
+async def load_policies(session: AsyncSession) -> dict[str, DeadlinePolicy]:
+    return {row.kind: row for row in await session.scalars(select(DeadlinePolicy))}
+
+
+async def load_calendar(session: AsyncSession) -> HolidayCalendar:
+    rows = (await session.scalars(select(Holiday))).all()
+    return HolidayCalendar(
+        days_off=frozenset(r.day for r in rows if not r.workday),
+        makeup_workdays=frozenset(r.day for r in rows if r.workday),
+    )
+
+
+async def open_deadline(
+    session: AsyncSession,
+    *,
+    case_id: int,
+    kind: str,
+    start: datetime,
+    now: datetime,
+    tz: ZoneInfo,
+    limit_days: int | None = None,
+) -> CaseDeadline:
+    """Start the clock for `kind` (idempotent per case and kind: an existing row is kept)."""
+    existing = await session.scalar(
+        select(CaseDeadline).where(CaseDeadline.case_id == case_id, CaseDeadline.kind == kind)
+    )
+    if existing is not None:
+        return existing
+    prow = await session.get(DeadlinePolicy, kind)
+    if prow is None:
+        raise NotFound(f"no deadline policy for {kind!r} (reference data)")
+    policy = policy_of(prow)
+    if limit_days is not None:
+        policy = Policy(
+            policy.kind,
+            limit_days,
+            policy.day_mode,
+            policy.yellow_days,
+            policy.extension_max_days,
+            policy.escalation_days,
+        )
+    calendar = (
+        await load_calendar(session) if policy.day_mode == DayMode.working else HolidayCalendar()
+    )
+    due = effective_due(start=start, policy=policy, calendar=calendar, tz=tz)
+    step = sweep_step(
+        due=due, policy=policy, now=now, current_warn=WarnLevel.none, current_escalation=0
+    )
+    row = CaseDeadline(
+        case_id=case_id,
+        kind=kind,
+        start_at=start,
+        base_due_at=due,
+        due_at=due,
+        status="open",
+        warn_level="none",
+        escalation_level=0,
+        # Anything already due is left for the sweep, so notifications go one way only.
+        next_action_at=now if step.new_warnings or step.new_escalations else step.next_action_at,
+        extension_days=0,
+    )
+    session.add(row)
+    await session.flush()
+    return row
+
+
+async def meet_deadline(session: AsyncSession, *, case_id: int, kind: str, now: datetime) -> None:
+    await session.execute(
+        update(CaseDeadline)
+        .where(
+            CaseDeadline.case_id == case_id,
+            CaseDeadline.kind == kind,
+            CaseDeadline.status.in_((*OPEN, "paused")),
+        )
+        .values(status="met", met_at=now, next_action_at=None)
+    )
+
+
+async def cancel_deadlines(
+    session: AsyncSession, *, case_id: int, now: datetime, keep: tuple[str, ...] = ()
+) -> None:
+    await session.execute(
+        update(CaseDeadline)
+        .where(
+            CaseDeadline.case_id == case_id,
+            CaseDeadline.status.in_((*OPEN, "paused")),
+            CaseDeadline.kind.not_in(keep),
+        )
+        .values(status="cancelled", met_at=now, next_action_at=None)
+    )
+
+
+async def _deadline_for_update(session: AsyncSession, case_id: int, kind: str) -> CaseDeadline:
+    row = await session.scalar(
+        select(CaseDeadline)
+        .where(CaseDeadline.case_id == case_id, CaseDeadline.kind == kind)
+        .with_for_update()
+    )
+    if row is None:
+        raise DeadlineNotOpen(f"case {case_id} has no {kind} deadline")
+    return row
+
+
+async def _recompute(
+    session: AsyncSession, row: CaseDeadline, *, now: datetime, tz: ZoneInfo
+) -> None:
+    prow = await session.get(DeadlinePolicy, row.kind)
+    assert prow is not None
+    policy = policy_of(prow)
+    calendar = await load_calendar(session)
+    # Keep the row's own base due (matter-type overrides) by deriving the limit from it.
+    pauses = [
+        Pause(p.start_at, p.end_at)
+        for p in await session.scalars(
+            select(DeadlinePause).where(DeadlinePause.deadline_id == row.id)
+        )
+    ]
+    due = effective_due(
+        start=row.start_at,
+        policy=policy,
+        calendar=calendar,
+        tz=tz,
+        pauses=pauses,
+        extension_days=row.extension_days,
+        now=now,
+    )
+    # Offset for a matter-type specific limit (base_due differs from the policy's).
+    policy_base = effective_due(start=row.start_at, policy=policy, calendar=calendar, tz=tz)
+    due += row.base_due_at - policy_base
+    row.due_at = due
+    step = sweep_step(
+        due=due,
+        policy=policy,
+        now=now,
+        current_warn=WarnLevel(row.warn_level),
+        current_escalation=row.escalation_level,
+    )
+    row.next_action_at = (
+        now
+        if step.new_warnings or step.new_escalations or (step.overdue != (row.status == "overdue"))
+        else step.next_action_at
+    )
+    if row.status == "overdue" and not step.overdue:
+        row.status = "open"
+
+
+async def extend_deadline(
+    session: AsyncSession,
+    *,
+    staff: StaffIdentity,
+    case_id: int,
+    kind: str,
+    days: int,
+    reason: str,
+    now: datetime,
+    tz: ZoneInfo,
+    petitioner_phone: str | None = None,
+) -> CaseDeadline:
+    """延期: once, at most the policy's maximum, approved by a leader of the handling department.
+
+    Raises:
+        PermissionDenied: not a dept_leader, or not of the lead department.
+        ExtensionRefused: a second extension, or more days than allowed.
+    """
+    if not staff.can(Action.case_extend_approve):
+        raise PermissionDenied("only a department leader approves an extension")
+    case = await session.get(PetitionCase, case_id)
+    if case is None:
+        raise NotFound(f"case {case_id} does not exist")
+    if case.lead_dept_id is not None and staff.department_id != case.lead_dept_id:
+        raise PermissionDenied("only the leader of the handling department approves it")
+    row = await _deadline_for_update(session, case_id, kind)
+    if row.status not in (*OPEN, "paused"):
+        raise DeadlineNotOpen(f"the {kind} deadline is {row.status}")
+    prow = await session.get(DeadlinePolicy, kind)
+    assert prow is not None
+    check_extension(policy_of(prow), days=days, already_extended=row.extension_days > 0)
+    if not reason.strip():
+        raise InvalidInput("an extension needs a reason", field="reason")
+    row.extension_days = days
+    row.extension_reason = reason
+    row.extension_approver_id = staff.staff_id
+    row.extended_at = now
+    await _recompute(session, row, now=now, tz=tz)
+    session.add(
+        CaseEvent(
+            case_id=case_id,
+            actor_id=staff.staff_id,
+            type="deadline_extended",
+            payload={
+                "kind": kind,
+                "days": days,
+                "reason": reason,
+                "due_at": row.due_at.isoformat(),
+            },
+            at=now,
+        )
+    )
+    if petitioner_phone:
+        # The petitioner is told the reason (信访工作条例).
+        await enqueue(
+            session,
+            key=f"ext:{row.id}",
+            case_id=case_id,
+            to=petitioner_phone,
+            subject="信访事项办理延期告知",
+            body=f"您的信访事项办理期限延长{days}日，理由：{reason}",
+            now=now,
+        )
+    await record(
+        session,
+        actor=staff.actor,
+        action="case.deadline_extend",
+        object_type="case",
+        object_id=str(case_id),
+        detail={"kind": kind, "days": days},
+    )
+    return row
+
+
+async def pause_deadline(
+    session: AsyncSession,
+    *,
+    staff: StaffIdentity,
+    case_id: int,
+    kind: str,
+    reason: str,
+    now: datetime,
+) -> CaseDeadline:
+    """Stop the clock (e.g. a hearing 听证, an expert appraisal), with reason and approver."""
+    if not (staff.can(Action.case_extend_approve) or staff.can(Action.case_supervise)):
+        raise PermissionDenied("a leader or supervisor approves a pause")
+    row = await _deadline_for_update(session, case_id, kind)
+    if row.status not in OPEN:
+        raise DeadlineNotOpen(f"the {kind} deadline is {row.status}")
+    session.add(
+        DeadlinePause(deadline_id=row.id, reason=reason, approver_id=staff.staff_id, start_at=now)
+    )
+    row.status = "paused"
+    row.next_action_at = None
+    session.add(
+        CaseEvent(
+            case_id=case_id,
+            actor_id=staff.staff_id,
+            type="deadline_paused",
+            payload={"kind": kind, "reason": reason},
+            at=now,
+        )
+    )
+    await record(
+        session,
+        actor=staff.actor,
+        action="case.deadline_pause",
+        object_type="case",
+        object_id=str(case_id),
+        detail={"kind": kind},
+    )
+    return row
+
+
+async def resume_deadline(
+    session: AsyncSession,
+    *,
+    staff: StaffIdentity,
+    case_id: int,
+    kind: str,
+    now: datetime,
+    tz: ZoneInfo,
+) -> CaseDeadline:
+    if not (staff.can(Action.case_extend_approve) or staff.can(Action.case_supervise)):
+        raise PermissionDenied("a leader or supervisor resumes a paused deadline")
+    row = await _deadline_for_update(session, case_id, kind)
+    if row.status != "paused":
+        raise DeadlineNotOpen(f"the {kind} deadline is not paused")
+    pause = await session.scalar(
+        select(DeadlinePause).where(
+            DeadlinePause.deadline_id == row.id, DeadlinePause.end_at.is_(None)
+        )
+    )
+    if pause is not None:
+        pause.end_at = now
+    row.status = "open"
+    await session.flush()
+    await _recompute(session, row, now=now, tz=tz)
+    session.add(
+        CaseEvent(
+            case_id=case_id,
+            actor_id=staff.staff_id,
+            type="deadline_resumed",
+            payload={"kind": kind, "due_at": row.due_at.isoformat()},
+            at=now,
+        )
+    )
+    await record(
+        session,
+        actor=staff.actor,
+        action="case.deadline_resume",
+        object_type="case",
+        object_id=str(case_id),
+        detail={"kind": kind},
+    )
+    return row
+
+
+async def enqueue(
+    session: AsyncSession,
+    *,
+    key: str,
+    case_id: int | None,
+    to: str,
+    subject: str,
+    body: str,
+    now: datetime,
+    channel: str = "sms",
+) -> bool:
+    """Add a message to the outbox unless one with the same key exists (idempotent)."""
+    exists = await session.scalar(
+        select(CaseNotification.id).where(CaseNotification.dedupe_key == key)
+    )
+    if exists is not None:
+        return False
+    session.add(
+        CaseNotification(
+            dedupe_key=key,
+            case_id=case_id,
+            to=to,
+            channel=channel,
+            subject=subject,
+            body=body,
+            status="pending",
+            attempts=0,
+            created_at=now,
+        )
+    )
+    return True
+
+
+# --- the sweep ---------------------------------------------------------------------------
+
+
+@dataclass
+class SweepReport:
+    ran: bool
+    examined: int = 0
+    warnings: int = 0
+    overdue: int = 0
+    escalations: int = 0
+    sent: int = 0
+    failed: int = 0
+    details: list[str] = field(default_factory=list)
+
+
+async def _recipients(session: AsyncSession, *, role: str, department_id: int | None) -> list[str]:
+    stmt = (
+        select(Staff.phone)
+        .join(StaffRole, StaffRole.staff_id == Staff.id)
+        .where(StaffRole.role == Role(role), Staff.active.is_(True))
+    )
+    if role in ("dept_leader", "dept_handler") and department_id is not None:
+        stmt = stmt.where(Staff.department_id == department_id)
+    return [p for p in await session.scalars(stmt) if p]
+
+
+async def _sweep_batch(
+    session: AsyncSession,
+    *,
+    now: datetime,
+    policies: dict[str, DeadlinePolicy],
+    report: SweepReport,
+) -> int:
+    rows = (
+        await session.execute(
+            select(CaseDeadline, PetitionCase.case_no, PetitionCase.lead_dept_id)
+            .join(PetitionCase, PetitionCase.id == CaseDeadline.case_id)
+            .where(CaseDeadline.status.in_(OPEN), CaseDeadline.next_action_at <= now)
+            .order_by(CaseDeadline.next_action_at, CaseDeadline.id)
+            .limit(SWEEP_BATCH)
+            .with_for_update(of=CaseDeadline, skip_locked=True)
+        )
+    ).all()
+    for dl, case_no, lead_dept_id in rows:
+        report.examined += 1
+        prow = policies.get(dl.kind)
+        if prow is None:
+            dl.next_action_at = None
+            continue
+        policy = policy_of(prow)
+        step = sweep_step(
+            due=dl.due_at,
+            policy=policy,
+            now=now,
+            current_warn=WarnLevel(dl.warn_level),
+            current_escalation=dl.escalation_level,
+        )
+        label = prow.label_zh
+        roles = list(prow.escalation_roles or [])
+        for level in step.new_warnings:
+            report.warnings += 1
+            colour = "黄色" if level == WarnLevel.yellow else "红色"
+            body = (
+                f"案件{case_no}的{label}将于{dl.due_at:%Y-%m-%d %H:%M}（UTC）到期"
+                if level == WarnLevel.yellow
+                else f"案件{case_no}的{label}已到期，请立即办理"
+            )
+            for to in (
+                await _recipients(session, role="dept_handler", department_id=lead_dept_id)
+                if roles
+                else []
+            ):
+                await enqueue(
+                    session,
+                    key=f"dl:{dl.id}:warn:{level.value}:{to}",
+                    case_id=dl.case_id,
+                    to=to,
+                    subject=f"{colour}预警：{label}",
+                    body=body,
+                    now=now,
+                )
+            session.add(
+                CaseEvent(
+                    case_id=dl.case_id,
+                    actor_id=None,
+                    type="deadline_warning",
+                    payload={"kind": dl.kind, "level": level.value},
+                    at=now,
+                )
+            )
+        if step.overdue and dl.status != "overdue":
+            report.overdue += 1
+            dl.status = "overdue"
+            session.add(
+                CaseEvent(
+                    case_id=dl.case_id,
+                    actor_id=None,
+                    type="deadline_overdue",
+                    payload={"kind": dl.kind},
+                    at=now,
+                )
+            )
+        for esc_level in step.new_escalations:
+            if esc_level > len(roles):
+                continue
+            report.escalations += 1
+            role = roles[esc_level - 1]
+            session.add(
+                CaseEscalation(
+                    case_id=dl.case_id,
+                    deadline_id=dl.id,
+                    type="report" if esc_level < 3 else "supervision",
+                    level=esc_level,
+                    to_role=role,
+                    note=f"{label}逾期，第{esc_level}级抄告",
+                    due_at=now + timedelta(days=3),
+                    created_at=now,
+                )
+            )
+            for to in await _recipients(session, role=role, department_id=lead_dept_id):
+                await enqueue(
+                    session,
+                    key=f"dl:{dl.id}:esc:{esc_level}:{to}",
+                    case_id=dl.case_id,
+                    to=to,
+                    subject=f"三级抄告（第{esc_level}级）：{label}逾期",
+                    body=f"案件{case_no}的{label}已逾期，请督办。",
+                    now=now,
+                )
+            session.add(
+                CaseEvent(
+                    case_id=dl.case_id,
+                    actor_id=None,
+                    type="escalated",
+                    payload={"kind": dl.kind, "level": esc_level, "to_role": role},
+                    at=now,
+                )
+            )
+        dl.warn_level = step.warn_level.value
+        dl.escalation_level = step.escalation_level
+        dl.next_action_at = step.next_action_at
+    await session.flush()
+    return len(rows)
+
+
+async def deliver_outbox(
+    session: AsyncSession, *, notifier: Notifier, now: datetime, limit: int = 200
+) -> tuple[int, int]:
+    """Send pending messages; failures stay pending (retried) until MAX_SEND_ATTEMPTS."""
+    from server.notify import NotificationFailed
+
+    rows = (
+        await session.scalars(
+            select(CaseNotification)
+            .where(CaseNotification.status == "pending")
+            .order_by(CaseNotification.id)
+            .limit(limit)
+            .with_for_update(skip_locked=True)
+        )
+    ).all()
+    sent = failed = 0
+    for row in rows:
+        row.attempts += 1
+        try:
+            await notifier.send(
+                to=row.to,
+                channel="email" if row.channel == "email" else "sms",
+                subject=row.subject,
+                body=row.body,
+            )
+        except NotificationFailed:
+            failed += 1
+            if row.attempts >= MAX_SEND_ATTEMPTS:
+                row.status = "failed"
+            continue
+        row.status = "sent"
+        row.sent_at = now
+        if row.dedupe_key.startswith("eval:"):
+            # Evaluation tokens are stored hashed; do not keep the link in the outbox either.
+            row.body = row.body.split("/evaluate/")[0] + "/evaluate/[已发送]"
+        sent += 1
+    return sent, failed
+
+
+@contextlib.asynccontextmanager
+async def _single_runner(
+    sessionmaker: async_sessionmaker[AsyncSession], redis: Redis | None, lock_name: str
+) -> AsyncIterator[bool]:
+    if redis is not None:
+        token = secrets.token_hex(16)
+        got = bool(await redis.set(lock_name, token, nx=True, px=SWEEP_LOCK_TTL_MS))
+        try:
+            yield got
+        finally:
+            if got:
+                await redis.eval(
+                    "if redis.call('get', KEYS[1]) == ARGV[1] then "
+                    "return redis.call('del', KEYS[1]) else return 0 end",
+                    1,
+                    lock_name,
+                    token,
+                )
+        return
+    async with sessionmaker() as lock_session:
+        if lock_session.bind.dialect.name != "postgresql":
+            yield True  # SQLite: one node; BEGIN IMMEDIATE serialises writers anyway
+            return
+        got = bool(
+            await lock_session.scalar(
+                text("SELECT pg_try_advisory_lock(:k)"), {"k": SWEEP_LOCK_KEY}
+            )
+        )
+        try:
+            yield got
+        finally:
+            if got:
+                await lock_session.execute(
+                    text("SELECT pg_advisory_unlock(:k)"), {"k": SWEEP_LOCK_KEY}
+                )
+            await lock_session.commit()
+
+
+async def run_deadline_sweep(
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    now: datetime,
+    notifier: Notifier,
+    redis: Redis | None = None,
+    lock_name: str = "onedoor:lock:deadline_sweep",
+    max_batches: int = 1000,
+) -> SweepReport:
+    """One sweep: warnings, overdue, escalations, then outbox delivery.
+
+    Returns `ran=False` when another node holds the lock. Each batch commits on its own, so a
+    crash loses nothing already recorded and a rerun repeats nothing.
+    """
+    async with _single_runner(sessionmaker, redis, lock_name) as got:
+        if not got:
+            return SweepReport(ran=False)
+        report = SweepReport(ran=True)
+        async with sessionmaker.begin() as session:
+            policies = await load_policies(session)
+        for _ in range(max_batches):
+            async with sessionmaker.begin() as session:
+                n = await _sweep_batch(session, now=now, policies=policies, report=report)
+            if n < SWEEP_BATCH:
+                break
+        while True:
+            async with sessionmaker.begin() as session:
+                sent, failed = await deliver_outbox(session, notifier=notifier, now=now)
+            report.sent += sent
+            report.failed += failed
+            if sent + failed == 0 or failed:
+                break
+        if report.escalations or report.overdue:
+            async with sessionmaker.begin() as session:
+                await record(
+                    session,
+                    actor="system:sweep",
+                    action="case.deadline_sweep",
+                    detail={
+                        "warnings": report.warnings,
+                        "overdue": report.overdue,
+                        "escalations": report.escalations,
+                    },
+                )
+        return report
+
+
+async def deadline_sweeper(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context: runs the sweep every SWEEP_INTERVAL_S on every node (one wins the lock)."""
+    from server import keys
+    from server.db import utcnow
+
+    async def loop() -> None:
+        while True:
+            try:
+                await run_deadline_sweep(
+                    app[keys.db], now=utcnow(), notifier=app[keys.notifier], redis=app[keys.redis]
+                )
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                logger.exception("deadline sweep failed; retrying next interval")
+            await asyncio.sleep(SWEEP_INTERVAL_S)
+
+    task = asyncio.get_running_loop().create_task(loop(), name="deadline-sweeper")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def deadline_views(
+    rows: list[CaseDeadline], policies: dict[str, DeadlinePolicy]
+) -> list[dict[str, Any]]:
+    return [
+        {
+            "id": r.id,
+            "kind": r.kind,
+            "label_zh": policies[r.kind].label_zh if r.kind in policies else r.kind,
+            "start_at": r.start_at,
+            "due_at": r.due_at,
+            "status": r.status,
+            "warn_level": r.warn_level,
+            "escalation_level": r.escalation_level,
+            "extension_days": r.extension_days,
+            "extension_reason": r.extension_reason,
+        }
+        for r in rows
+    ]
