@@ -14,7 +14,7 @@ import jinja2
 from aiohttp import web
 
 from web import i18n
-from web.views import auth, home, org
+from web.views import audit, auth, home, org
 
 HERE = Path(__file__).parent
 
@@ -34,3 +34,4 @@ def setup(app: web.Application) -> None:
     auth.setup(app)
     home.setup(app)
     org.setup(app)
+    audit.setup(app)

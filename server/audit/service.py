@@ -22,11 +22,23 @@ GENESIS = "0" * 64
 _AUDIT_LOCK_KEY = 0x0D00A0D1  # arbitrary, constant: the advisory lock id for audit appends
 
 
-def _digest(prev_hash: str, *, at: datetime, actor: str, action: str, object_type: str,
-            object_id: str, ip: str, detail: dict[str, Any]) -> str:
+def _digest(
+    prev_hash: str,
+    *,
+    at: datetime,
+    actor: str,
+    action: str,
+    object_type: str,
+    object_id: str,
+    ip: str,
+    detail: dict[str, Any],
+) -> str:
     body = json.dumps(
         [prev_hash, at.isoformat(), actor, action, object_type, object_id, ip, detail],
-        ensure_ascii=False, sort_keys=True, separators=(",", ":"), default=str,
+        ensure_ascii=False,
+        sort_keys=True,
+        separators=(",", ":"),
+        default=str,
     )
     return hashlib.sha256(body.encode()).hexdigest()
 
@@ -50,10 +62,24 @@ async def record(
     when = at or utcnow()
     detail = json.loads(json.dumps(detail or {}, ensure_ascii=False, default=str))
     entry = AuditEntry(
-        at=when, actor=actor, action=action, object_type=object_type,
-        object_id=str(object_id), ip=ip, detail=detail, prev_hash=prev_hash,
-        hash=_digest(prev_hash, at=when, actor=actor, action=action, object_type=object_type,
-                     object_id=str(object_id), ip=ip, detail=detail),
+        at=when,
+        actor=actor,
+        action=action,
+        object_type=object_type,
+        object_id=str(object_id),
+        ip=ip,
+        detail=detail,
+        prev_hash=prev_hash,
+        hash=_digest(
+            prev_hash,
+            at=when,
+            actor=actor,
+            action=action,
+            object_type=object_type,
+            object_id=str(object_id),
+            ip=ip,
+            detail=detail,
+        ),
     )
     session.add(entry)
     await session.flush()
@@ -75,20 +101,66 @@ async def verify(session: AsyncSession, *, batch: int = 5000) -> VerifyResult:
     while True:
         rows = (
             await session.scalars(
-                select(AuditEntry).where(AuditEntry.id > last_id).order_by(AuditEntry.id).limit(batch)
+                select(AuditEntry)
+                .where(AuditEntry.id > last_id)
+                .order_by(AuditEntry.id)
+                .limit(batch)
             )
         ).all()
         if not rows:
             return VerifyResult(ok=True, checked=checked)
         for row in rows:
             if row.prev_hash != prev_hash:
-                return VerifyResult(False, checked, row.id, "chain broken: a row before it was "
-                                    "deleted or edited")
-            expected = _digest(row.prev_hash, at=row.at, actor=row.actor, action=row.action,
-                               object_type=row.object_type, object_id=row.object_id, ip=row.ip,
-                               detail=row.detail)
+                return VerifyResult(
+                    False, checked, row.id, "chain broken: a row before it was deleted or edited"
+                )
+            expected = _digest(
+                row.prev_hash,
+                at=row.at,
+                actor=row.actor,
+                action=row.action,
+                object_type=row.object_type,
+                object_id=row.object_id,
+                ip=row.ip,
+                detail=row.detail,
+            )
             if expected != row.hash:
                 return VerifyResult(False, checked, row.id, "row content was edited")
             prev_hash = row.hash
             checked += 1
             last_id = row.id
+
+
+@dataclass(frozen=True, slots=True)
+class AuditView:
+    id: int
+    at: datetime
+    actor: str
+    action: str
+    object_type: str
+    object_id: str
+    ip: str
+    detail: dict[str, Any]
+
+
+async def list_entries(
+    session: AsyncSession,
+    *,
+    action_prefix: str = "",
+    actor: str = "",
+    before_id: int | None = None,
+    limit: int = 100,
+) -> list[AuditView]:
+    """Newest first; page with `before_id`."""
+    query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+    if action_prefix:
+        query = query.where(AuditEntry.action.startswith(action_prefix, autoescape=True))
+    if actor:
+        query = query.where(AuditEntry.actor == actor)
+    if before_id is not None:
+        query = query.where(AuditEntry.id < before_id)
+    rows = (await session.scalars(query)).all()
+    return [
+        AuditView(r.id, r.at, r.actor, r.action, r.object_type, r.object_id, r.ip, r.detail)
+        for r in rows
+    ]

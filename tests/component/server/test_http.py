@@ -135,3 +135,22 @@ async def test_sign_in_rate_limited_per_address(app_client: Client) -> None:
         statuses.append(resp.status)
     assert statuses[:limit] == [401] * limit
     assert statuses[-1] == 429
+
+
+async def test_audit_admin_reads_verifies_and_exports_the_log(app_client: Client) -> None:
+    await signed_in(app_client, "audit_admin")
+    page = await (await app_client.get("/audit?verify=1")).text()
+    assert 'id="chain-status"' in page and "哈希链完整" in page
+    assert "auth.sign_in" in page
+    export = await app_client.get("/audit/export.csv?action=auth.")
+    assert export.status == 200 and export.content_type == "text/csv"
+    body = (await export.read()).decode("utf-8-sig")
+    assert body.splitlines()[0].startswith("id,at,actor,action")
+    assert all(",auth." in line for line in body.splitlines()[1:] if line)
+
+
+async def test_other_roles_cannot_read_the_audit_log(app_client: Client) -> None:
+    await signed_in(app_client, "sys_admin")
+    assert (
+        await app_client.get("/audit/export.csv", headers={"Accept": "application/json"})
+    ).status == 403
