@@ -8,14 +8,17 @@ from aiohttp import web
 from sqlalchemy import text
 
 from server import keys
+from server.auth.web import public
 
 READY_TIMEOUT_S = 2.0
 
 
+@public("liveness probe")
 async def healthz(request: web.Request) -> web.Response:
     return web.json_response({"status": "ok"})
 
 
+@public("readiness probe")
 async def readyz(request: web.Request) -> web.Response:
     checks: dict[str, str] = {}
     try:
@@ -38,6 +41,7 @@ async def readyz(request: web.Request) -> web.Response:
     )
 
 
+@public("Prometheus scrape (bind to an internal interface in production)")
 async def metrics(request: web.Request) -> web.Response:
     from prometheus_client import CONTENT_TYPE_LATEST
 

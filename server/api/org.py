@@ -6,20 +6,20 @@ from aiohttp import web
 
 from server import keys
 from server.auth.permissions import Action
-from server.auth.web import require
+from server.auth.web import current_staff, protected, public
 from server.errors import NotFound
 from server.org.service import site_detail, site_tree
 
 
+@protected(Action.org_view)
 async def get_sites(request: web.Request) -> web.Response:
-    await require(request, Action.org_view)
     async with request.app[keys.db].begin() as session:
         tree = await site_tree(session)
     return web.json_response([node.model_dump(mode="json") for node in tree])
 
 
+@protected(Action.org_view)
 async def get_site(request: web.Request) -> web.Response:
-    await require(request, Action.org_view)
     try:
         site_id = int(request.match_info["site_id"])
     except ValueError:
@@ -29,17 +29,21 @@ async def get_site(request: web.Request) -> web.Response:
     return web.json_response(detail.model_dump(mode="json"))
 
 
+@public("tells the page whether someone is signed in")
 async def whoami(request: web.Request) -> web.Response:
-    from server.auth.web import current_staff
-
     staff = current_staff(request)
     if staff is None:
         return web.json_response({"signed_in": False})
-    return web.json_response({
-        "signed_in": True, "staff_id": staff.staff_id, "username": staff.username,
-        "display_name": staff.display_name, "site_id": staff.site_id,
-        "roles": sorted(staff.roles),
-    })
+    return web.json_response(
+        {
+            "signed_in": True,
+            "staff_id": staff.staff_id,
+            "username": staff.username,
+            "display_name": staff.display_name,
+            "site_id": staff.site_id,
+            "roles": sorted(staff.roles),
+        }
+    )
 
 
 def setup(app: web.Application) -> None:

@@ -2,8 +2,11 @@
 
 from __future__ import annotations
 
+import functools
 import logging
+from collections.abc import Awaitable, Callable
 from datetime import timedelta
+from typing import TypeVar
 
 from aiohttp import web
 from aiohttp.typedefs import Handler
@@ -89,6 +92,14 @@ def current_staff(request: web.Request) -> StaffIdentity | None:
     return request.get(keys.staff)
 
 
+def signed_in_staff(request: web.Request) -> StaffIdentity:
+    """Inside a `protected` view: the staff member the check admitted."""
+    staff = current_staff(request)
+    if staff is None:
+        raise NotAuthenticated("sign in first")
+    return staff
+
+
 async def require(request: web.Request, action: Action) -> StaffIdentity:
     """The signed-in staff member, if the permission table lets their roles do `action`.
 
@@ -112,3 +123,40 @@ async def require(request: web.Request, action: Action) -> StaffIdentity:
             )
         raise PermissionDenied(f"your roles may not {action}")
     return staff
+
+
+ACTION_ATTR = "__onedoor_action__"
+PUBLIC_ATTR = "__onedoor_public__"
+
+
+R = TypeVar("R", bound=web.StreamResponse)
+View = Callable[[web.Request], Awaitable[R]]
+
+
+def protected(action: Action) -> Callable[[View[R]], View[R]]:
+    """Declare the action a view needs; the permission check runs before the view.
+
+    The declaration lives on the handler, so tests can walk every route and try every role
+    against it (tests/component/server/test_access_matrix.py).
+    """
+
+    def wrap(handler: View[R]) -> View[R]:
+        @functools.wraps(handler)
+        async def guarded(request: web.Request) -> R:
+            await require(request, action)
+            return await handler(request)
+
+        setattr(guarded, ACTION_ATTR, action)
+        return guarded
+
+    return wrap
+
+
+def public(reason: str) -> Callable[[View[R]], View[R]]:
+    """Declare a view open without sign-in (the reason is for reviewers and the access test)."""
+
+    def wrap(handler: View[R]) -> View[R]:
+        setattr(handler, PUBLIC_ATTR, reason)
+        return handler
+
+    return wrap

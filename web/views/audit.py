@@ -10,7 +10,7 @@ from aiohttp import web
 from server import keys
 from server.audit.service import list_entries, record, verify
 from server.auth.permissions import Action
-from server.auth.web import client_ip, require
+from server.auth.web import client_ip, protected, signed_in_staff
 from server.errors import InvalidInput
 from web.render import page
 
@@ -27,8 +27,9 @@ def _filters(request: web.Request) -> tuple[str, str, int | None]:
     return request.query.get("action", "")[:60], request.query.get("actor", "")[:80], before_id
 
 
+@protected(Action.audit_read)
 async def audit_page(request: web.Request) -> web.Response:
-    staff = await require(request, Action.audit_read)
+    staff = signed_in_staff(request)
     action, actor, before_id = _filters(request)
     async with request.app[keys.db].begin() as session:
         entries = await list_entries(
@@ -55,8 +56,9 @@ async def audit_page(request: web.Request) -> web.Response:
     )
 
 
+@protected(Action.audit_read)
 async def audit_export(request: web.Request) -> web.Response:
-    staff = await require(request, Action.audit_read)
+    staff = signed_in_staff(request)
     action, actor, before_id = _filters(request)
     async with request.app[keys.db].begin() as session:
         entries = await list_entries(

@@ -8,7 +8,7 @@ from aiohttp import web
 
 from server import keys
 from server.auth.service import sign_in, sign_out
-from server.auth.web import SESSION_COOKIE, client_ip, set_cookie
+from server.auth.web import SESSION_COOKIE, client_ip, public, set_cookie
 from server.db import utcnow
 from server.errors import AccountLocked, InvalidCredentials, RateLimited
 from web.i18n import _
@@ -22,6 +22,7 @@ def _safe_next(value: str | None) -> str:
     return "/"
 
 
+@public("the sign-in form")
 async def login_form(request: web.Request) -> web.Response:
     return page(
         request,
@@ -30,6 +31,7 @@ async def login_form(request: web.Request) -> web.Response:
     )
 
 
+@public("sign-in itself")
 async def login_submit(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     username = str(form.get("username", ""))[:64].strip()
@@ -68,6 +70,7 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     raise response
 
 
+@public("signing out needs no permission")
 async def logout(request: web.Request) -> web.StreamResponse:
     session_id = request.cookies.get(SESSION_COOKIE)
     if session_id:

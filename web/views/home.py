@@ -6,7 +6,7 @@ from aiohttp import web
 
 from server import keys
 from server.auth.permissions import Action
-from server.auth.web import current_staff
+from server.auth.web import current_staff, public
 from server.cases.service import cases_for_receiver
 from server.org.models import Role
 from web.render import page
@@ -38,6 +38,7 @@ ROLE_LABELS: dict[Role, str] = {
 }
 
 
+@public("redirects to sign-in when nobody is signed in")
 async def home(request: web.Request) -> web.StreamResponse:
     staff = current_staff(request)
     if staff is None:
@@ -47,11 +48,15 @@ async def home(request: web.Request) -> web.StreamResponse:
     if staff.can(Action.case_view):
         async with request.app[keys.db].begin() as session:
             my_cases = await cases_for_receiver(session, staff_id=staff.staff_id, limit=10)
-    return page(request, "home.html", {
-        "tiles": tiles,
-        "role_labels": [ROLE_LABELS[r] for r in sorted(staff.roles)],
-        "my_cases": my_cases,
-    })
+    return page(
+        request,
+        "home.html",
+        {
+            "tiles": tiles,
+            "role_labels": [ROLE_LABELS[r] for r in sorted(staff.roles)],
+            "my_cases": my_cases,
+        },
+    )
 
 
 def setup(app: web.Application) -> None:

@@ -6,38 +6,47 @@ from aiohttp import web
 
 from server import keys
 from server.auth.permissions import Action
-from server.auth.web import require
+from server.auth.web import protected
 from server.errors import NotFound
 from server.org.service import site_detail, site_tree
 from web.render import page
 from web.views.home import ROLE_LABELS
 
 RESOURCE_LABELS = {
-    "window": "综合窗口", "legal_room": "法定途径接谈室", "mediation_room": "调解室",
-    "video_terminal": "视频接访终端", "kiosk": "自助机",
+    "window": "综合窗口",
+    "legal_room": "法定途径接谈室",
+    "mediation_room": "调解室",
+    "video_terminal": "视频接访终端",
+    "kiosk": "自助机",
 }
 LEVEL_LABELS = {"district": "区信访超市", "street": "街道代办站", "community": "社区代办点"}
 
 
+@protected(Action.org_view)
 async def org_tree(request: web.Request) -> web.Response:
-    await require(request, Action.org_view)
     async with request.app[keys.db].begin() as session:
         tree = await site_tree(session)
     return page(request, "org.html", {"tree": tree, "level_labels": LEVEL_LABELS})
 
 
+@protected(Action.org_view)
 async def org_site(request: web.Request) -> web.Response:
-    await require(request, Action.org_view)
     try:
         site_id = int(request.match_info["site_id"])
     except ValueError:
         raise NotFound("no such site") from None
     async with request.app[keys.db].begin() as session:
         detail = await site_detail(session, site_id=site_id)
-    return page(request, "site.html", {
-        "site": detail, "resource_labels": RESOURCE_LABELS, "level_labels": LEVEL_LABELS,
-        "role_labels": ROLE_LABELS,
-    })
+    return page(
+        request,
+        "site.html",
+        {
+            "site": detail,
+            "resource_labels": RESOURCE_LABELS,
+            "level_labels": LEVEL_LABELS,
+            "role_labels": ROLE_LABELS,
+        },
+    )
 
 
 def setup(app: web.Application) -> None:
