@@ -17,7 +17,11 @@ class AppError(Exception):
         self.details = details
 
     def to_json(self) -> dict[str, Any]:
-        body: dict[str, Any] = {"error": self.code, "message": str(self), "message_zh": self.message_zh}
+        body: dict[str, Any] = {
+            "error": self.code,
+            "message": str(self),
+            "message_zh": self.message_zh,
+        }
         if self.details:
             body["details"] = self.details
         return body

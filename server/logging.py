@@ -41,9 +41,12 @@ def configure(level: str = "INFO", *, json_lines: bool = False) -> None:
     if json_lines:
         handler.setFormatter(JsonFormatter())
     else:
-        handler.setFormatter(logging.Formatter(
-            "%(asctime)s %(levelname)s %(name)s [req=%(request_id)s room=%(room_id)s "
-            "peer=%(peer_id)s] %(message)s"))
+        handler.setFormatter(
+            logging.Formatter(
+                "%(asctime)s %(levelname)s %(name)s [req=%(request_id)s room=%(room_id)s "
+                "peer=%(peer_id)s] %(message)s"
+            )
+        )
     root = logging.getLogger()
     root.handlers[:] = [handler]
     root.setLevel(level)

@@ -9,18 +9,29 @@ class Metrics:
     def __init__(self) -> None:
         self.registry = CollectorRegistry(auto_describe=True)
         self.http_requests = Counter(
-            "onedoor_http_requests", "HTTP requests", ["method", "route", "status"],
-            registry=self.registry)
+            "onedoor_http_requests",
+            "HTTP requests",
+            ["method", "route", "status"],
+            registry=self.registry,
+        )
         self.http_latency = Histogram(
-            "onedoor_http_request_seconds", "HTTP request latency", ["route"],
-            registry=self.registry)
+            "onedoor_http_request_seconds",
+            "HTTP request latency",
+            ["route"],
+            registry=self.registry,
+        )
         self.app_errors = Counter(
-            "onedoor_app_errors", "Errors returned to clients", ["code"], registry=self.registry)
+            "onedoor_app_errors", "Errors returned to clients", ["code"], registry=self.registry
+        )
         self.websockets = Gauge(
-            "onedoor_websockets", "Open WebSocket connections", registry=self.registry)
+            "onedoor_websockets", "Open WebSocket connections", registry=self.registry
+        )
         self.background_failures = Counter(
-            "onedoor_background_failures", "Background job failures", ["job"],
-            registry=self.registry)
+            "onedoor_background_failures",
+            "Background job failures",
+            ["job"],
+            registry=self.registry,
+        )
 
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -18,6 +18,7 @@ from server.logging import request_id_var
 
 logger = logging.getLogger(__name__)
 
+
 def wants_json(request: web.Request) -> bool:
     return (
         request.path.startswith("/api/")
@@ -59,8 +60,9 @@ def _error_response(request: web.Request, error: AppError) -> web.StreamResponse
     if wants_json(request):
         body = error.to_json()
         body["request_id"] = request.get(keys.request_id, "")
-        return web.json_response(body, status=error.http_status,
-                                 dumps=lambda o: json.dumps(o, ensure_ascii=False))
+        return web.json_response(
+            body, status=error.http_status, dumps=lambda o: json.dumps(o, ensure_ascii=False)
+        )
     if isinstance(error, NotAuthenticated):
         raise web.HTTPSeeOther(f"/login?next={request.rel_url.path}")
     from web.render import render_error  # web/ renders error pages; imported lazily (no cycle)
@@ -122,6 +124,7 @@ def _add_security_headers(request: web.Request, headers: Any) -> None:
     headers.setdefault("X-Content-Type-Options", "nosniff")
     headers.setdefault("Referrer-Policy", "same-origin")
     headers.setdefault(
-        "Permissions-Policy", "camera=(self), microphone=(self), display-capture=(self)")
+        "Permissions-Policy", "camera=(self), microphone=(self), display-capture=(self)"
+    )
     if request.app[keys.settings].cookie_secure:
         headers.setdefault("Strict-Transport-Security", "max-age=31536000")

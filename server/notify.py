@@ -51,8 +51,13 @@ class LogNotifier:
     ) -> None:
         logger.info("notification via %s to %s: %s", channel, _mask(to), subject)
         self.outbox.append(
-            {"to": to, "channel": channel, "subject": subject, "body": body,
-             "attachments": [name for name, _, _ in attachments or []]}
+            {
+                "to": to,
+                "channel": channel,
+                "subject": subject,
+                "body": body,
+                "attachments": [name for name, _, _ in attachments or []],
+            }
         )
         del self.outbox[: -self.keep]
 
@@ -76,7 +81,10 @@ class HttpNotifier:
         import base64
 
         payload = {
-            "to": to, "channel": channel, "subject": subject, "body": body,
+            "to": to,
+            "channel": channel,
+            "subject": subject,
+            "body": body,
             "attachments": [
                 {"filename": n, "mimetype": m, "content_b64": base64.b64encode(c).decode()}
                 for n, c, m in attachments or []

@@ -11,7 +11,9 @@ from server.errors import AppError
 from web import i18n
 
 
-def page(request: web.Request, template: str, context: dict[str, Any], *, status: int = 200) -> web.Response:
+def page(
+    request: web.Request, template: str, context: dict[str, Any], *, status: int = 200
+) -> web.Response:
     """Render a page with the common context (language, signed-in staff, CSRF token).
 
     Done here rather than with aiohttp_jinja2 context processors, whose middleware would not
@@ -19,13 +21,20 @@ def page(request: web.Request, template: str, context: dict[str, Any], *, status
     full = {**i18n.common_context(request), "request": request, **context}
     response = aiohttp_jinja2.render_template(template, request, full, status=status)
     if "lang" in request.query and request.query["lang"] in i18n.LANGUAGES:
-        response.set_cookie(i18n.COOKIE, request.query["lang"], max_age=365 * 86400,
-                            samesite="Lax", httponly=True, path="/")
+        response.set_cookie(
+            i18n.COOKIE,
+            request.query["lang"],
+            max_age=365 * 86400,
+            samesite="Lax",
+            httponly=True,
+            path="/",
+        )
     return response
 
 
 def render_error(request: web.Request, error: AppError) -> web.Response:
     lang = i18n.language_of(request)
     message = error.message_zh if lang == "zh-CN" else str(error)
-    return page(request, "error.html", {"code": error.code, "message": message},
-                status=error.http_status)
+    return page(
+        request, "error.html", {"code": error.code, "message": message}, status=error.http_status
+    )

@@ -66,8 +66,14 @@ _CASE_WORKERS = {
     R.mediator,
     R.expert,
 }
-_HOSTS = {R.street_coordinator, R.centre_supervisor, R.window_officer, R.dept_handler,
-          R.dept_leader, R.mediator}
+_HOSTS = {
+    R.street_coordinator,
+    R.centre_supervisor,
+    R.window_officer,
+    R.dept_handler,
+    R.dept_leader,
+    R.mediator,
+}
 _ALL_BUSINESS = _CASE_WORKERS
 
 PERMISSIONS: dict[Action, frozenset[Role]] = {
@@ -90,8 +96,13 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.case_opinion: frozenset({R.expert}),
     Action.report_publish: frozenset({R.centre_supervisor}),
     Action.case_transfer: frozenset(
-        {R.window_officer, R.community_agent, R.street_coordinator, R.dept_leader,
-         R.centre_supervisor}
+        {
+            R.window_officer,
+            R.community_agent,
+            R.street_coordinator,
+            R.dept_leader,
+            R.centre_supervisor,
+        }
     ),
     Action.case_assess: frozenset({R.centre_supervisor, R.dept_leader, R.supervising_leader}),
     Action.case_exchange: frozenset({R.centre_supervisor}),

@@ -63,15 +63,23 @@ async def sign_in(
                 staff.locked_until = now + lockout
                 staff.failed_logins = 0
                 await record(session, actor=f"staff:{staff.id}", action="auth.locked", ip=ip)
-        await record(session, actor="anonymous", action="auth.sign_in_failed", ip=ip,
-                     detail={"username": username[:64]})
+        await record(
+            session,
+            actor="anonymous",
+            action="auth.sign_in_failed",
+            ip=ip,
+            detail={"username": username[:64]},
+        )
         raise InvalidCredentials("wrong username or password")
     staff.failed_logins = 0
     staff.locked_until = None
     staff.last_login_at = now
     session_id = secrets.token_urlsafe(32)
-    session.add(WebSession(id_hash=_hash_id(session_id), staff_id=staff.id, created_at=now,
-                           last_seen_at=now, ip=ip))
+    session.add(
+        WebSession(
+            id_hash=_hash_id(session_id), staff_id=staff.id, created_at=now, last_seen_at=now, ip=ip
+        )
+    )
     await record(session, actor=f"staff:{staff.id}", action="auth.sign_in", ip=ip)
     return session_id, identity_of(staff)
 

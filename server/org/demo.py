@@ -53,7 +53,9 @@ class _Names:
     def next(self) -> str:
         i = self._i
         self._i += 1
-        return self._surnames[(i * 7) % len(self._surnames)] + self._given[(i * 11) % len(self._given)]
+        return (
+            self._surnames[(i * 7) % len(self._surnames)] + self._given[(i * 11) % len(self._given)]
+        )
 
 
 async def load_demo(session: AsyncSession, *, password: str | None = None) -> DemoResult:
@@ -66,19 +68,26 @@ async def load_demo(session: AsyncSession, *, password: str | None = None) -> De
     names = _Names(data)
     people: list[tuple[str, Site, list[Role], Department | None]] = []
 
-    def person(username: str, site: Site, roles: list[Role], dept: Department | None = None) -> None:
+    def person(
+        username: str, site: Site, roles: list[Role], dept: Department | None = None
+    ) -> None:
         people.append((username, site, roles, dept))
 
     d = data["district"]
-    centre = Site(level=SiteLevel.district, admin_code=d["admin_code"], name=d["name"],
-                  address=d["address"])
+    centre = Site(
+        level=SiteLevel.district, admin_code=d["admin_code"], name=d["name"], address=d["address"]
+    )
     session.add(centre)
     await session.flush()
     departments: list[Department] = []
     for dept_data in data["departments"]:
         route = dept_data["legal_route"]
-        dept = Department(code=dept_data["code"], name=dept_data["name"], resident=True,
-                          legal_route=LegalRoute(route) if route else None)
+        dept = Department(
+            code=dept_data["code"],
+            name=dept_data["name"],
+            resident=True,
+            legal_route=LegalRoute(route) if route else None,
+        )
         departments.append(dept)
     session.add_all(departments)
     await session.flush()
@@ -86,20 +95,42 @@ async def load_demo(session: AsyncSession, *, password: str | None = None) -> De
     for dept in departments:
         if dept.legal_route is None:
             window_no += 1
-            session.add(Resource(type=ResourceType.window, name=f"{window_no}号综合窗口（{dept.name}）",
-                                 site_id=centre.id, department_id=dept.id))
+            session.add(
+                Resource(
+                    type=ResourceType.window,
+                    name=f"{window_no}号综合窗口（{dept.name}）",
+                    site_id=centre.id,
+                    department_id=dept.id,
+                )
+            )
         else:
             room_no += 1
-            session.add(Resource(type=ResourceType.legal_room, name=f"{dept.name}接谈室",
-                                 site_id=centre.id, department_id=dept.id, capacity=6))
+            session.add(
+                Resource(
+                    type=ResourceType.legal_room,
+                    name=f"{dept.name}接谈室",
+                    site_id=centre.id,
+                    department_id=dept.id,
+                    capacity=6,
+                )
+            )
     mediation_dept = next(x for x in departments if x.legal_route == LegalRoute.mediation)
-    session.add_all([
-        Resource(type=ResourceType.mediation_room, name="联合调处室一", site_id=centre.id, capacity=10),
-        Resource(type=ResourceType.mediation_room, name="联合调处室二", site_id=centre.id, capacity=8),
-        Resource(type=ResourceType.video_terminal, name="远程视频接访席一", site_id=centre.id),
-        Resource(type=ResourceType.video_terminal, name="远程视频接访席二", site_id=centre.id),
-        Resource(type=ResourceType.kiosk, name="大厅网上信访自助机", site_id=centre.id),
-    ])
+    session.add_all(
+        [
+            Resource(
+                type=ResourceType.mediation_room,
+                name="联合调处室一",
+                site_id=centre.id,
+                capacity=10,
+            ),
+            Resource(
+                type=ResourceType.mediation_room, name="联合调处室二", site_id=centre.id, capacity=8
+            ),
+            Resource(type=ResourceType.video_terminal, name="远程视频接访席一", site_id=centre.id),
+            Resource(type=ResourceType.video_terminal, name="远程视频接访席二", site_id=centre.id),
+            Resource(type=ResourceType.kiosk, name="大厅网上信访自助机", site_id=centre.id),
+        ]
+    )
 
     # centre staff
     for i, dept in enumerate(departments, start=1):
@@ -122,37 +153,62 @@ async def load_demo(session: AsyncSession, *, password: str | None = None) -> De
     c_index = 0
     site_count = 1
     for s_index, street_data in enumerate(data["streets"]):
-        street = Site(level=SiteLevel.street, parent_id=centre.id,
-                      admin_code=f"{d['admin_code']}{street_data['code']}", name=street_data["name"],
-                      address=f"{d['address']}{street_data['name']}")
+        street = Site(
+            level=SiteLevel.street,
+            parent_id=centre.id,
+            admin_code=f"{d['admin_code']}{street_data['code']}",
+            name=street_data["name"],
+            address=f"{d['address']}{street_data['name']}",
+        )
         session.add(street)
         await session.flush()
         site_count += 1
-        session.add_all([
-            Resource(type=ResourceType.mediation_room, name=f"{street.name}调解室",
-                     site_id=street.id, capacity=8),
-            Resource(type=ResourceType.video_terminal, name=f"{street.name}视频接访终端",
-                     site_id=street.id),
-        ])
+        session.add_all(
+            [
+                Resource(
+                    type=ResourceType.mediation_room,
+                    name=f"{street.name}调解室",
+                    site_id=street.id,
+                    capacity=8,
+                ),
+                Resource(
+                    type=ResourceType.video_terminal,
+                    name=f"{street.name}视频接访终端",
+                    site_id=street.id,
+                ),
+            ]
+        )
         person(f"coord{s_index + 1:02d}", street, [Role.street_coordinator])
         for c in range(data["community_counts"][s_index]):
             cname = community_names[c_index]
             c_index += 1
             community = Site(
-                level=SiteLevel.community, parent_id=street.id,
-                admin_code=f"{street.admin_code}{c + 1:03d}", name=f"{cname}社区",
+                level=SiteLevel.community,
+                parent_id=street.id,
+                admin_code=f"{street.admin_code}{c + 1:03d}",
+                name=f"{cname}社区",
                 address=f"{street.address}{cname}社区",
             )
             session.add(community)
             await session.flush()
             site_count += 1
-            session.add(Resource(type=ResourceType.video_terminal,
-                                 name=f"{community.name}代办点视频终端", site_id=community.id))
+            session.add(
+                Resource(
+                    type=ResourceType.video_terminal,
+                    name=f"{community.name}代办点视频终端",
+                    site_id=community.id,
+                )
+            )
             person(f"agent{c_index:03d}", community, [Role.community_agent])
     session.add_all(
-        Staff(username=username, display_name=names.next(), password_hash=pw_hash,
-              site_id=site.id, department_id=dept.id if dept else None,
-              roles=[StaffRole(role=r) for r in roles])
+        Staff(
+            username=username,
+            display_name=names.next(),
+            password_hash=pw_hash,
+            site_id=site.id,
+            department_id=dept.id if dept else None,
+            roles=[StaffRole(role=r) for r in roles],
+        )
         for username, site, roles, dept in people
     )
     await session.flush()

@@ -21,8 +21,13 @@ async def site_tree(session: AsyncSession) -> list[SiteNode]:
         children[site.parent_id].append(site)
 
     def build(site: Site) -> SiteNode:
-        return SiteNode(id=site.id, name=site.name, level=site.level, admin_code=site.admin_code,
-                        children=[build(c) for c in children[site.id]])
+        return SiteNode(
+            id=site.id,
+            name=site.name,
+            level=site.level,
+            admin_code=site.admin_code,
+            children=[build(c) for c in children[site.id]],
+        )
 
     return [build(root) for root in children[None]]
 
@@ -33,23 +38,38 @@ async def site_detail(session: AsyncSession, *, site_id: int) -> SiteDetail:
         raise NotFound(f"site {site_id} does not exist")
     departments = {d.id: d.name for d in (await session.scalars(select(Department))).all()}
     resources = (
-        await session.scalars(select(Resource).where(Resource.site_id == site_id).order_by(Resource.id))
+        await session.scalars(
+            select(Resource).where(Resource.site_id == site_id).order_by(Resource.id)
+        )
     ).all()
     staff = (
         await session.scalars(select(Staff).where(Staff.site_id == site_id).order_by(Staff.id))
     ).all()
     return SiteDetail(
-        id=site.id, name=site.name, level=site.level, admin_code=site.admin_code,
-        address=site.address, parent_id=site.parent_id,
+        id=site.id,
+        name=site.name,
+        level=site.level,
+        admin_code=site.admin_code,
+        address=site.address,
+        parent_id=site.parent_id,
         resources=[
-            ResourceView(id=r.id, type=r.type, name=r.name, capacity=r.capacity,
-                         department=departments.get(r.department_id or 0))
+            ResourceView(
+                id=r.id,
+                type=r.type,
+                name=r.name,
+                capacity=r.capacity,
+                department=departments.get(r.department_id or 0),
+            )
             for r in resources
         ],
         staff=[
-            StaffView(id=s.id, username=s.username, display_name=s.display_name,
-                      department=departments.get(s.department_id or 0),
-                      roles=sorted(s.role_set))
+            StaffView(
+                id=s.id,
+                username=s.username,
+                display_name=s.display_name,
+                department=departments.get(s.department_id or 0),
+                roles=sorted(s.role_set),
+            )
             for s in staff
         ],
     )
@@ -69,18 +89,27 @@ async def add_staff(session: AsyncSession, *, new: NewStaff, password: str) -> S
         raise NotFound(f"no site with administrative code {new.site_admin_code}")
     dept = None
     if new.department_code:
-        dept = await session.scalar(select(Department).where(Department.code == new.department_code))
+        dept = await session.scalar(
+            select(Department).where(Department.code == new.department_code)
+        )
         if dept is None:
             raise NotFound(f"no department {new.department_code}")
     if await session.scalar(select(Staff.id).where(Staff.username == new.username)):
         raise Conflict(f"username {new.username} is taken")
     staff = Staff(
-        username=new.username, display_name=new.display_name,
-        password_hash=await hash_password(password), site_id=site.id,
+        username=new.username,
+        display_name=new.display_name,
+        password_hash=await hash_password(password),
+        site_id=site.id,
         department_id=dept.id if dept else None,
         roles=[StaffRole(role=r) for r in sorted(set(new.roles))],
     )
     session.add(staff)
     await session.flush()
-    return StaffView(id=staff.id, username=staff.username, display_name=staff.display_name,
-                     department=dept.name if dept else None, roles=sorted(staff.role_set))
+    return StaffView(
+        id=staff.id,
+        username=staff.username,
+        display_name=staff.display_name,
+        department=dept.name if dept else None,
+        roles=sorted(staff.role_set),
+    )
