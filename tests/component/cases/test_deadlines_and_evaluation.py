@@ -1,0 +1,193 @@
+"""Extensions, pauses, the sweep, and evaluation links, on SQLite and PostgreSQL."""
+
+from __future__ import annotations
+
+import asyncio
+from dataclasses import dataclass, field
+from datetime import timedelta
+from zoneinfo import ZoneInfo
+
+import pytest
+from sqlalchemy import func, select
+from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
+
+from server.cases import deadline_service as dls
+from server.cases import evaluation, service
+from server.cases.deadlines import ExtensionRefused
+from server.cases.models import (
+    CaseDeadline,
+    CaseEscalation,
+    CaseNotification,
+    CaseState,
+    Channel,
+    PetitionCase,
+    RevisitTask,
+)
+from server.cases.schemas import EvaluationSubmit, IntakeRequest
+from server.cases.service import ReplyNotice
+from server.crypto import PiiCipher
+from server.errors import PermissionDenied
+from server.org.models import Staff
+from server.notify import Attachment, NotifyChannel
+
+from .conftest import NOW, centre_id, who
+from .test_lifecycle import SECRET, fire, register
+
+TZ = ZoneInfo("Asia/Shanghai")
+
+
+@dataclass
+class RecordingNotifier:
+    sent: list[tuple[str, str]] = field(default_factory=list)
+
+    async def send(self, *, to: str, channel: NotifyChannel, subject: str, body: str,
+                   attachments: list[Attachment] | None = None) -> None:
+        await asyncio.sleep(0)
+        self.sent.append((to, subject))
+
+
+async def handling_case(db: async_sessionmaker[AsyncSession], pii: PiiCipher) -> int:
+    case_id = await register(db, pii, matter="property_management", summary="物业公司乱收停车费",
+                             attributes={"estate": "和睦新村"})
+    await fire(db, "handler02", case_id, "accept")
+    return case_id
+
+
+async def test_extension_once_within_limit_by_the_leader_only(
+    db: async_sessionmaker[AsyncSession], pii: PiiCipher
+) -> None:
+    case_id = await handling_case(db, pii)
+
+    async def extend(username: str, days: int) -> CaseDeadline:
+        async with db.begin() as s:
+            return await dls.extend_deadline(s, staff=await who(s, username), case_id=case_id,
+                                             kind="handling", days=days, reason="需现场勘验",
+                                             now=NOW + timedelta(days=50), tz=TZ,
+                                             petitioner_phone="13812345678")
+
+    with pytest.raises(PermissionDenied):
+        await extend("handler02", 10)  # not a leader
+    with pytest.raises(PermissionDenied):
+        await extend("leader01", 10)  # a leader of another department
+    with pytest.raises(ExtensionRefused):
+        await extend("leader02", 31)
+    row = await extend("leader02", 30)
+    assert row.due_at - row.base_due_at == timedelta(days=30)
+    with pytest.raises(ExtensionRefused):
+        await extend("leader02", 1)
+    async with db() as s:
+        told = await s.scalar(select(CaseNotification).where(CaseNotification.case_id == case_id))
+        assert told is not None and "需现场勘验" in told.body
+
+
+async def test_pause_stops_the_clock(db: async_sessionmaker[AsyncSession], pii: PiiCipher) -> None:
+    case_id = await handling_case(db, pii)
+    async with db.begin() as s:
+        await dls.pause_deadline(s, staff=await who(s, "leader02"), case_id=case_id,
+                                 kind="handling", reason="听证", now=NOW + timedelta(days=5))
+    async with db.begin() as s:
+        row = await dls.resume_deadline(s, staff=await who(s, "leader02"), case_id=case_id,
+                                        kind="handling", now=NOW + timedelta(days=12), tz=TZ)
+        assert row.due_at - row.base_due_at == timedelta(days=7)
+        assert row.status == "open"
+
+
+async def test_sweep_warns_escalates_once_and_is_idempotent(
+    db: async_sessionmaker[AsyncSession], pii: PiiCipher
+) -> None:
+    case_id = await handling_case(db, pii)
+    async with db.begin() as s:
+        for username, phone in (("handler02", "13900000002"), ("leader02", "13900000012"),
+                                ("dleader01", "13900000099")):
+            staff = await s.get(Staff, (await who(s, username)).staff_id)
+            assert staff is not None
+            staff.phone = phone
+    notifier = RecordingNotifier()
+    report = await dls.run_deadline_sweep(db, now=NOW + timedelta(days=10), notifier=notifier)
+    assert report.ran and report.warnings == 0  # nothing due yet
+    late = NOW + timedelta(days=65)  # 4 days late: yellow, red, overdue, levels 1 and 2
+    report = await dls.run_deadline_sweep(db, now=late, notifier=notifier)
+    assert report.overdue >= 1 and report.escalations >= 2
+    first = list(notifier.sent)
+    assert ("13900000002", "红色预警：办理期限") in first
+    assert any(to == "13900000012" and "第1级" in subject for to, subject in first)
+    assert any(to == "13900000099" and "第2级" in subject for to, subject in first)
+    again = await dls.run_deadline_sweep(db, now=late, notifier=notifier)
+    assert (again.warnings, again.overdue, again.escalations, again.sent) == (0, 0, 0, 0)
+    assert notifier.sent == first
+    async with db() as s:
+        dl = await s.scalar(select(CaseDeadline).where(CaseDeadline.case_id == case_id,
+                                                       CaseDeadline.kind == "handling"))
+        assert dl is not None and dl.status == "overdue" and dl.warn_level == "red"
+        levels = list(await s.scalars(select(CaseEscalation.level)
+                                      .where(CaseEscalation.deadline_id == dl.id)))
+        assert sorted(levels) == [1, 2]
+        overdue = await service.list_cases(s, staff=await who(s, "supervisor01"),
+                                           query=service.CaseQuery(overdue=True))
+        assert case_id in {c.id for c in overdue}
+
+
+async def test_evaluation_link_single_use_expiring_and_unforgeable(
+    db: async_sessionmaker[AsyncSession], pii: PiiCipher
+) -> None:
+    case_id = await handling_case(db, pii)
+    await fire(db, "handler02", case_id, "start_handling")
+    notice = ReplyNotice(pii=pii, secret=SECRET, base_url="https://xf.example")
+    await fire(db, "handler02", case_id, "reply", reply="已处理", notice=notice)
+    async with db() as s:
+        sms = await s.scalar(select(CaseNotification.body).where(
+            CaseNotification.dedupe_key.like("eval:%"), CaseNotification.case_id == case_id))
+    assert sms is not None
+    token = sms.split("/evaluate/")[1]
+    vote = EvaluationSubmit(staff_rating="satisfied", dept_rating="dissatisfied", comment="太慢")
+    forged = token[:-4] + ("0000" if not token.endswith("0000") else "1111")
+    for bad in (forged, "1.abc.def", "garbage"):
+        async with db.begin() as s:
+            with pytest.raises(evaluation.InvalidEvaluationLink):
+                await evaluation.submit_evaluation(s, secret=SECRET, token=bad, submit=vote, now=NOW)
+    async with db.begin() as s:
+        with pytest.raises(evaluation.EvaluationLinkExpired):
+            await evaluation.submit_evaluation(s, secret=SECRET, token=token, submit=vote,
+                                               now=NOW + timedelta(days=8))
+    async with db.begin() as s:
+        await evaluation.submit_evaluation(s, secret=SECRET, token=token, submit=vote,
+                                           now=NOW + timedelta(days=1))
+    async with db.begin() as s:
+        with pytest.raises(evaluation.EvaluationLinkUsed):
+            await evaluation.submit_evaluation(s, secret=SECRET, token=token, submit=vote,
+                                               now=NOW + timedelta(days=1))
+    async with db() as s:
+        row = await s.get(PetitionCase, case_id)
+        assert row is not None and row.state == CaseState.evaluated
+        assert await s.scalar(select(func.count()).select_from(RevisitTask)
+                              .where(RevisitTask.case_id == case_id)) == 1
+        board = await evaluation.dashboard(s, staff=await who(s, "supervisor01"), by="department")
+        dept_rows = [r for r in board.rows if r.evaluations]
+        assert dept_rows and dept_rows[0].dissatisfied == 1 and dept_rows[0].satisfaction_rate == 0
+        staff_board = await evaluation.dashboard(s, staff=await who(s, "supervisor01"), by="staff")
+        assert any(r.satisfied == 1 for r in staff_board.rows)
+
+
+async def test_case_numbers_unique_and_gap_free_under_concurrency(
+    db: async_sessionmaker[AsyncSession], pii: PiiCipher
+) -> None:
+    async with db() as s:
+        window = await who(s, "window01")
+        site = await centre_id(s)
+
+    async def one(i: int) -> str:
+        async with db.begin() as s:
+            result = await service.intake(
+                s, pii=pii, staff=window, now=NOW,
+                request=IntakeRequest(channel=Channel.window, site_id=site,
+                                      summary=f"第{i}号测试信访事项"),
+            )
+            if i % 10 == 7:
+                raise RuntimeError("rolled back on purpose")  # its number must come back
+            return result.case.case_no
+
+    results = await asyncio.gather(*(one(i) for i in range(50)), return_exceptions=True)
+    numbers = sorted(r for r in results if isinstance(r, str))
+    assert len(numbers) == 45 and len(set(numbers)) == 45
+    seqs = sorted(int(n.rsplit("-", 1)[1]) for n in numbers)
+    assert seqs == list(range(1, 46))
