@@ -509,7 +509,7 @@ class SfuMediaNode:
         for key, forwarder in live.items():
             if key in session.subscriptions:
                 continue
-            track = ForwardedTrack(forwarder, session.peer_id)
+            track = self._subscriber_track(forwarder, session.peer_id)
             transceiver = session.pc.addTransceiver(track, direction="sendonly")
             transceiver.setCodecPreferences(
                 self._video_prefs if forwarder.kind == "video" else self._audio_prefs
@@ -584,7 +584,7 @@ class SfuMediaNode:
                 self.video_codec if kind == "video" else "opus",
                 granted,
             )
-            adapter.attach_sink(track, adapter.PassthroughSink(forwarder.on_frame, forwarder.on_end))
+            self._attach_publisher_track(track, forwarder)
             session.published[track.id] = forwarder
             if not granted:
                 logger.info(
@@ -612,6 +612,13 @@ class SfuMediaNode:
                 self.emit(PeerConnected(room.room_id, session.peer_id))
             elif state == "failed":
                 self._fail(session, "ICE/DTLS connection failed")
+
+    # Override points (the benchmark's re-encoding baseline replaces both).
+    def _attach_publisher_track(self, track: MediaStreamTrack, forwarder: TrackForwarder) -> None:
+        adapter.attach_sink(track, adapter.PassthroughSink(forwarder.on_frame, forwarder.on_end))
+
+    def _subscriber_track(self, forwarder: TrackForwarder, subscriber_id: str) -> ForwardedTrack:
+        return ForwardedTrack(forwarder, subscriber_id)
 
     async def _ice_watchdog(self, session: PeerSession) -> None:
         await asyncio.sleep(self.ice_connect_timeout_s)

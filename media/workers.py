@@ -73,9 +73,12 @@ def _worker_main(conn: multiprocessing.connection.Connection, options: dict[str,
 
 
 async def _worker(conn: multiprocessing.connection.Connection, options: dict[str, Any]) -> None:
-    from media import adapter
-    from media.sfu import SfuMediaNode
+    import importlib
 
+    from media import adapter
+
+    module_name, _, class_name = options.pop("node_class", "media.sfu:SfuMediaNode").partition(":")
+    node_class = getattr(importlib.import_module(module_name), class_name)
     loop = asyncio.get_running_loop()
     inbox: asyncio.Queue[Any] = asyncio.Queue()
 
@@ -89,7 +92,7 @@ async def _worker(conn: multiprocessing.connection.Connection, options: dict[str
             if message[0] == "close":
                 return
 
-    node = SfuMediaNode(**options)
+    node = node_class(**options)
     threading.Thread(target=read, name="media-worker-rpc", daemon=True).start()
 
     def send(message: Any) -> None:
@@ -166,6 +169,8 @@ class WorkerPoolMediaNode:
         video_codec, host_addresses, ice_connect_timeout_s, keyframe_min_interval_s: passed
             to each worker's SfuMediaNode.
         restart_workers: start a new process when one dies.
+        node_class: "module:Class" of the node each worker runs (an SfuMediaNode subclass;
+            the benchmark's re-encoding baseline uses this).
 
     Call `await start()` (or use it as `async with`) before the first request.
     """
@@ -179,9 +184,10 @@ class WorkerPoolMediaNode:
         ice_connect_timeout_s: float | None = None,
         keyframe_min_interval_s: float | None = None,
         restart_workers: bool = True,
+        node_class: str = "media.sfu:SfuMediaNode",
     ) -> None:
         self.worker_count = workers or os.cpu_count() or 1
-        self._options: dict[str, Any] = {"video_codec": video_codec}
+        self._options: dict[str, Any] = {"video_codec": video_codec, "node_class": node_class}
         if host_addresses is not None:
             self._options["host_addresses"] = list(host_addresses)
         if ice_connect_timeout_s is not None:
@@ -471,6 +477,17 @@ class WorkerPoolMediaNode:
         room = self._worker_for(room_id, create=False)
         result: list[Any] = await self._call(room.worker, "subscription_stats", room_id=room_id)
         return result
+
+    async def worker_cpu_s(self) -> float:
+        """User+system CPU seconds of all live workers (for benchmarks)."""
+        import psutil
+
+        total = 0.0
+        for worker in self._workers:
+            with contextlib.suppress(psutil.Error):
+                times = psutil.Process(worker.pid).cpu_times()
+                total += times.user + times.system
+        return total
 
     async def adapter_stats(self) -> list[dict[str, int]]:
         return [await self._call(w, "adapter_stats") for w in self._workers if not w.dead]

@@ -1,0 +1,274 @@
+"""SFU benchmark: server CPU per forwarded video stream, passthrough vs aiortc MediaRelay
+(decode once, re-encode per subscriber), in one run. Not in CI.
+
+The server runs in one worker process (`WorkerPoolMediaNode(workers=1)`), so its CPU is read
+from that process alone. Load clients live in this process and are cheap: each sends a
+pre-encoded 640x480@15 VP8 clip from memory with ever-increasing pts, and counts received
+frames through a passthrough sink, without decoding.
+
+    python -m bench.sfu [--scale 0.5]      # prints the JSON report
+"""
+
+from __future__ import annotations
+
+import argparse
+import asyncio
+import contextlib
+import fractions
+import json
+import time
+from typing import Any
+
+import av
+import numpy as np
+from aiortc import (
+    MediaStreamTrack,
+    RTCConfiguration,
+    RTCPeerConnection,
+    RTCSessionDescription,
+)
+from aiortc.contrib.media import MediaRelay
+
+from media import adapter
+from media.interfaces import PeerDescription, PublishGrant, SessionDescription
+from media.sfu import ForwardedTrack, SfuMediaNode, TrackForwarder
+from media.workers import WorkerPoolMediaNode
+
+FPS = 15
+WIDTH, HEIGHT = 640, 480
+BITRATE_BPS = 500_000
+CLIP_FRAMES = 60  # one keyframe every 4 s when the clip loops
+
+
+def encode_clip(frames: int = CLIP_FRAMES) -> list[bytes]:
+    """A moving test pattern as VP8 frames; the first is a keyframe."""
+    codec = av.CodecContext.create("libvpx", "w")
+    codec.width, codec.height = WIDTH, HEIGHT
+    codec.pix_fmt = "yuv420p"
+    codec.time_base = fractions.Fraction(1, FPS)
+    codec.bit_rate = BITRATE_BPS
+    codec.options = {"deadline": "realtime", "cpu-used": "8", "lag-in-frames": "0"}
+    codec.gop_size = frames
+    x = np.linspace(0, 255, WIDTH, dtype=np.uint16)
+    base = np.tile(x, (HEIGHT, 1))
+    out: list[bytes] = []
+    for i in range(frames):
+        plane = ((base + i * 6) % 256).astype(np.uint8)
+        rgb = np.stack([plane, np.roll(plane, 80, axis=1), 255 - plane], axis=2)
+        frame = av.VideoFrame.from_ndarray(rgb, format="rgb24").reformat(format="yuv420p")
+        frame.pts = i
+        out += [bytes(p) for p in codec.encode(frame)]
+    out += [bytes(p) for p in codec.encode(None)]
+    return out[:frames]
+
+
+class ClipTrack(MediaStreamTrack):
+    """Pre-encoded VP8 packets from memory, paced at FPS, pts always increasing."""
+
+    kind = "video"
+
+    def __init__(self, clip: list[bytes]) -> None:
+        super().__init__()
+        self.clip = clip
+        self.n = 0
+        self.start: float | None = None
+
+    async def recv(self) -> av.Packet:
+        if self.start is None:
+            self.start = time.monotonic()
+        wait = self.start + self.n / FPS - time.monotonic()
+        if wait > 0:
+            await asyncio.sleep(wait)
+        packet = av.Packet(self.clip[self.n % len(self.clip)])
+        packet.pts = self.n * (90000 // FPS)
+        packet.time_base = fractions.Fraction(1, 90000)
+        self.n += 1
+        return packet
+
+
+class LoadClient:
+    def __init__(self, node: Any, room: str, peer: str, clip: list[bytes]) -> None:
+        self.node, self.room, self.peer = node, room, peer
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.track = ClipTrack(clip)
+        self.frames: dict[str, int] = {}
+        self.lock = asyncio.Lock()
+        self.pc.on("track", self._on_track)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        self.frames[track.id] = 0
+
+        def count(packet: av.Packet, arrival: float, track_id: str = track.id) -> None:
+            self.frames[track_id] += 1
+
+        adapter.attach_sink(track, adapter.PassthroughSink(count, lambda: None))
+
+    async def join(self) -> None:
+        async with self.lock:
+            self.pc.addTransceiver(self.track, direction="sendonly")
+            await self.pc.setLocalDescription(await self.pc.createOffer())
+            answer = await self.node.accept_offer(
+                room_id=self.room,
+                peer_id=self.peer,
+                offer=SessionDescription("offer", self.pc.localDescription.sdp),
+                ice_servers=[],
+                grant=PublishGrant(audio=False),
+            )
+            await self.pc.setRemoteDescription(RTCSessionDescription(answer.sdp, answer.type))
+
+    async def on_offer(self, description: SessionDescription) -> None:
+        async with self.lock:
+            await self.pc.setRemoteDescription(RTCSessionDescription(description.sdp, "offer"))
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+            await self.node.accept_answer(
+                room_id=self.room,
+                peer_id=self.peer,
+                answer=SessionDescription("answer", self.pc.localDescription.sdp),
+            )
+
+
+# ------------------------------------------------------------------ re-encoding baseline
+
+
+class _RelayedTrack(ForwardedTrack):
+    """A MediaRelay subscription: decoded frames, so the subscriber's sender re-encodes."""
+
+    def __init__(self, forwarder: TrackForwarder, subscriber_id: str, source: Any) -> None:
+        super().__init__(forwarder, subscriber_id)
+        self.source = source
+
+    async def recv(self) -> Any:
+        return await self.source.recv()
+
+    def stop(self) -> None:
+        self.source.stop()
+        super().stop()
+
+
+class ReencodeMediaNode(SfuMediaNode):
+    """aiortc's usual relay: receivers decode, MediaRelay fans out, each sender encodes."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(**kwargs)
+        self._relay = MediaRelay()
+        self._sources: dict[str, MediaStreamTrack] = {}
+
+    def _attach_publisher_track(self, track: MediaStreamTrack, forwarder: TrackForwarder) -> None:
+        self._sources[forwarder.key] = track  # not passthrough: aiortc decodes it
+
+    def _subscriber_track(self, forwarder: TrackForwarder, subscriber_id: str) -> ForwardedTrack:
+        source = self._relay.subscribe(self._sources[forwarder.key])
+        return _RelayedTrack(forwarder, subscriber_id, source)
+
+
+# ------------------------------------------------------------------ runner
+
+
+async def measure_room(mode: str, size: int, window_s: float, clip: list[bytes]) -> dict[str, Any]:
+    node_class = "media.sfu:SfuMediaNode" if mode == "passthrough" else "bench.sfu:ReencodeMediaNode"
+    adapter.install_passthrough()
+    adapter.restrict_host_addresses(["127.0.0.1"])
+    async with WorkerPoolMediaNode(
+        workers=1, host_addresses=["127.0.0.1"], node_class=node_class
+    ) as pool:
+        clients = {f"p{i}": LoadClient(pool, "bench", f"p{i}", clip) for i in range(size)}
+
+        async def pump() -> None:
+            async for event in pool.events():
+                if isinstance(event, PeerDescription):
+                    asyncio.create_task(clients[event.peer_id].on_offer(event.description))
+
+        pump_task = asyncio.create_task(pump())
+        for client in clients.values():
+            await client.join()
+        deadline = time.monotonic() + 30
+        while time.monotonic() < deadline and not all(
+            len(c.frames) == size - 1 and min(c.frames.values(), default=0) > 0
+            for c in clients.values()
+        ):
+            await asyncio.sleep(0.2)
+        await asyncio.sleep(1.0)  # settle
+        before = {id(c): dict(c.frames) for c in clients.values()}
+        cpu_before = await pool.worker_cpu_s()
+        start = time.monotonic()
+        await asyncio.sleep(window_s)
+        elapsed = time.monotonic() - start
+        cpu_s = await pool.worker_cpu_s() - cpu_before
+        delivered = sum(
+            n - before[id(c)].get(t, 0) for c in clients.values() for t, n in c.frames.items()
+        )
+        streams = size * (size - 1)
+        expected = streams * FPS * elapsed
+        pump_task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await pump_task
+        for client in clients.values():
+            await client.pc.close()
+    cores = cpu_s / elapsed
+    return {
+        "mode": mode,
+        "room_size": size,
+        "streams": streams,
+        "server_cores": round(cores, 4),
+        "cores_per_stream": round(cores / streams, 5),
+        "frames_delivered_ratio": round(delivered / expected, 3),
+    }
+
+
+async def run(scale: float = 1.0) -> dict[str, Any]:
+    window_s = max(2.0, 8.0 * scale)
+    clip = await asyncio.to_thread(encode_clip)
+    results = []
+    for size in (2, 4, 8):
+        results.append(await measure_room("passthrough", size, window_s, clip))
+    for size in (2, 4):  # re-encoding 8 rooms saturates 2 cores: not measured
+        results.append(await measure_room("reencode", size, window_s, clip))
+
+    def pick(mode: str, size: int) -> dict[str, Any]:
+        return next(r for r in results if r["mode"] == mode and r["room_size"] == size)
+
+    # CPU = a·N (receiving N publishers) + b·N(N-1) (forwarding streams): b is the cost of one
+    # more forwarded stream; the per-room "cores_per_stream" also carries the receive cost.
+    fits = {}
+    for mode in ("passthrough", "reencode"):
+        rows = [r for r in results if r["mode"] == mode]
+        a_matrix = np.array([[r["room_size"], r["streams"]] for r in rows], dtype=float)
+        y = np.array([r["server_cores"] for r in rows])
+        (per_publisher, per_stream), *_ = np.linalg.lstsq(a_matrix, y, rcond=None)
+        fits[mode] = {"cores_per_publisher": round(float(per_publisher), 5),
+                      "cores_per_forwarded_stream": round(float(per_stream), 5)}
+    ratio = fits["reencode"]["cores_per_forwarded_stream"] / max(
+        fits["passthrough"]["cores_per_forwarded_stream"], 1e-9
+    )
+    room4_ratio = pick("reencode", 4)["cores_per_stream"] / max(
+        pick("passthrough", 4)["cores_per_stream"], 1e-9
+    )
+    room8 = pick("passthrough", 8)
+    checks = [
+        {"name": "reencode_over_passthrough_cpu_per_stream", "value": round(ratio, 1),
+         "goal": ">= 15", "unit": "x", "pass": ratio >= 15},
+        {"name": "room8_server_cores", "value": room8["server_cores"], "goal": "<= 0.35",
+         "unit": "cores", "pass": room8["server_cores"] <= 0.35},
+        {"name": "room8_frames_delivered", "value": room8["frames_delivered_ratio"],
+         "goal": ">= 0.95", "unit": "ratio", "pass": room8["frames_delivered_ratio"] >= 0.95},
+    ]
+    return {
+        "bench": "sfu",
+        "video": f"VP8 {WIDTH}x{HEIGHT}@{FPS} ~{BITRATE_BPS // 1000} kbps, video only",
+        "window_s": window_s,
+        "results": results,
+        "fit": fits,
+        "room4_ratio_including_receive": round(room4_ratio, 1),
+        "checks": checks,
+    }
+
+
+def main() -> None:
+    parser = argparse.ArgumentParser(description=__doc__)
+    parser.add_argument("--scale", type=float, default=1.0)
+    args = parser.parse_args()
+    print(json.dumps(asyncio.run(run(args.scale)), indent=2))
+
+
+if __name__ == "__main__":
+    main()
