@@ -50,6 +50,9 @@ class Settings(BaseModel, frozen=True, extra="forbid"):
     login_max_failures: int = Field(default=5, ge=1)
     login_lockout_s: int = Field(default=900, ge=1)
     cookie_secure: bool = False
+    #: Two-factor sign-in (TOTP) for staff: "optional" lets enrolled staff use it, "required"
+    #: makes everyone enrol at their next sign-in (production, MLPS level 3).
+    staff_2fa: Literal["off", "optional", "required"] = "optional"
     #: Sign-in attempts per client address per minute (on top of the per-account lockout).
     login_rate_per_min: int = Field(default=20, ge=1)
     max_request_bytes: int = Field(default=1_048_576, ge=1024)

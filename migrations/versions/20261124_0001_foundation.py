@@ -113,6 +113,8 @@ def upgrade() -> None:
     sa.Column('failed_logins', sa.Integer(), nullable=False),
     sa.Column('locked_until', sa.DateTime(timezone=True), nullable=True),
     sa.Column('last_login_at', sa.DateTime(timezone=True), nullable=True),
+    sa.Column('totp_secret_enc', sa.String(length=255), nullable=True),
+    sa.Column('totp_last_step', sa.Integer(), nullable=True),
     sa.ForeignKeyConstraint(['department_id'], ['department.id'], name=op.f('fk_staff_department_id_department')),
     sa.ForeignKeyConstraint(['site_id'], ['site.id'], name=op.f('fk_staff_site_id_site')),
     sa.PrimaryKeyConstraint('id', name=op.f('pk_staff')),

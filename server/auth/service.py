@@ -35,7 +35,7 @@ def identity_of(staff: Staff) -> StaffIdentity:
     )
 
 
-async def sign_in(
+async def check_password(
     session: AsyncSession,
     *,
     username: str,
@@ -44,8 +44,8 @@ async def sign_in(
     now: datetime,
     max_failures: int,
     lockout: timedelta,
-) -> tuple[str, StaffIdentity]:
-    """Check the password and open a new session (a fresh id: no session fixation).
+) -> Staff:
+    """The first factor. Failures count towards the account's lockout.
 
     Raises:
         AccountLocked: too many failures; the account stays locked until the lockout ends.
@@ -58,11 +58,9 @@ async def sign_in(
     ok = await verify_password(staff.password_hash if staff else None, password)
     if staff is None or not ok or not staff.active:
         if staff is not None:
-            staff.failed_logins += 1
-            if staff.failed_logins >= max_failures:
-                staff.locked_until = now + lockout
-                staff.failed_logins = 0
-                await record(session, actor=f"staff:{staff.id}", action="auth.locked", ip=ip)
+            await count_failure(
+                session, staff=staff, ip=ip, now=now, max_failures=max_failures, lockout=lockout
+            )
         await record(
             session,
             actor="anonymous",
@@ -71,6 +69,29 @@ async def sign_in(
             detail={"username": username[:64]},
         )
         raise InvalidCredentials("wrong username or password")
+    return staff
+
+
+async def count_failure(
+    session: AsyncSession,
+    *,
+    staff: Staff,
+    ip: str,
+    now: datetime,
+    max_failures: int,
+    lockout: timedelta,
+) -> None:
+    staff.failed_logins += 1
+    if staff.failed_logins >= max_failures:
+        staff.locked_until = now + lockout
+        staff.failed_logins = 0
+        await record(session, actor=f"staff:{staff.id}", action="auth.locked", ip=ip)
+
+
+async def open_session(
+    session: AsyncSession, *, staff: Staff, ip: str, now: datetime
+) -> tuple[str, StaffIdentity]:
+    """A new session with a fresh random id (never one the client offered: no fixation)."""
     staff.failed_logins = 0
     staff.locked_until = None
     staff.last_login_at = now
@@ -82,6 +103,29 @@ async def sign_in(
     )
     await record(session, actor=f"staff:{staff.id}", action="auth.sign_in", ip=ip)
     return session_id, identity_of(staff)
+
+
+async def sign_in(
+    session: AsyncSession,
+    *,
+    username: str,
+    password: str,
+    ip: str,
+    now: datetime,
+    max_failures: int,
+    lockout: timedelta,
+) -> tuple[str, StaffIdentity]:
+    """Password-only sign-in (for staff without a second factor)."""
+    staff = await check_password(
+        session,
+        username=username,
+        password=password,
+        ip=ip,
+        now=now,
+        max_failures=max_failures,
+        lockout=lockout,
+    )
+    return await open_session(session, staff=staff, ip=ip, now=now)
 
 
 async def load_session(

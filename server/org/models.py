@@ -100,6 +100,10 @@ class Staff(Base):
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: TOTP secret (encrypted with the PII cipher); None until the staff member enrols.
+    totp_secret_enc: Mapped[str | None] = mapped_column(String(255))
+    #: Last accepted TOTP time step: a code is never accepted twice.
+    totp_last_step: Mapped[int | None] = mapped_column(Integer)
     roles: Mapped[list[StaffRole]] = relationship(
         lazy="selectin", cascade="all, delete-orphan", back_populates="staff"
     )

@@ -2,17 +2,32 @@
 
 from __future__ import annotations
 
+import time
 from datetime import timedelta
 
+import segno
 from aiohttp import web
 
 from server import keys
-from server.auth.service import sign_in, sign_out
-from server.auth.web import SESSION_COOKIE, client_ip, public, set_cookie
+from server.auth import totp
+from server.auth.permissions import Action
+from server.auth.service import check_password, count_failure, open_session, sign_out
+from server.auth.totp import Pending
+from server.auth.web import (
+    SESSION_COOKIE,
+    client_ip,
+    protected,
+    public,
+    set_cookie,
+    signed_in_staff,
+)
 from server.db import utcnow
-from server.errors import AccountLocked, InvalidCredentials, RateLimited
+from server.errors import AccountLocked, AppError, InvalidCredentials, RateLimited
+from server.org.models import Staff
 from web.i18n import _
 from web.render import page
+
+PENDING_COOKIE = "od_pending"
 
 
 def _safe_next(value: str | None) -> str:
@@ -44,9 +59,10 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
         raise RateLimited("too many sign-in attempts from this address")
     failure: InvalidCredentials | AccountLocked | None = None
     session_id = ""
+    pending: Pending | None = None
     async with request.app[keys.db].begin() as session:
         try:
-            session_id, _identity = await sign_in(
+            staff = await check_password(
                 session,
                 username=username,
                 password=password,
@@ -55,6 +71,16 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
                 max_failures=settings.login_max_failures,
                 lockout=timedelta(seconds=settings.login_lockout_s),
             )
+            if settings.staff_2fa == "off" or (
+                settings.staff_2fa == "optional" and staff.totp_secret_enc is None
+            ):
+                session_id, _identity = await open_session(
+                    session, staff=staff, ip=client_ip(request), now=utcnow()
+                )
+            elif staff.totp_secret_enc is not None:
+                pending = Pending(staff_id=staff.id, enrol_secret=None)
+            else:  # required and not yet enrolled: enrol now
+                pending = Pending(staff_id=staff.id, enrol_secret=totp.new_secret())
         except (InvalidCredentials, AccountLocked) as e:
             # Caught inside the transaction: the failure counter and audit entries commit.
             failure = e
@@ -65,9 +91,113 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
             {"error": _(request, failure.message_zh), "username": username, "next": next_url},
             status=failure.http_status,
         )
+    if pending is not None:
+        return _to_second_step(request, pending, next_url)
     response = web.HTTPSeeOther(next_url)
     set_cookie(request, response, SESSION_COOKIE, session_id)
     raise response
+
+
+def _to_second_step(request: web.Request, pending: Pending, next_url: str) -> web.StreamResponse:
+    secret = request.app[keys.settings].secret_bytes()
+    response = web.HTTPSeeOther(f"/login/2fa?next={next_url}")
+    set_cookie(
+        request,
+        response,
+        PENDING_COOKIE,
+        totp.pending_token(secret, pending),
+        max_age=totp.PENDING_TTL_S,
+    )
+    raise response
+
+
+@public("the second sign-in step; needs the signed pending token from the password step")
+async def second_factor_form(request: web.Request) -> web.StreamResponse:
+    secret = request.app[keys.settings].secret_bytes()
+    pending = totp.read_pending(secret, request.cookies.get(PENDING_COOKIE))
+    return await _second_factor_page(request, pending, error=None)
+
+
+async def _second_factor_page(
+    request: web.Request, pending: Pending, *, error: str | None, status: int = 200
+) -> web.Response:
+    qr_svg = manual = None
+    if pending.enrol_secret:
+        async with request.app[keys.db].begin() as session:
+            staff = await session.get(Staff, pending.staff_id)
+            username = staff.username if staff else ""
+        uri = totp.provisioning_uri(pending.enrol_secret, username)
+        qr_svg = segno.make(uri, error="m").svg_data_uri(scale=5)
+        manual = pending.enrol_secret
+    return page(
+        request,
+        "login_2fa.html",
+        {
+            "error": error,
+            "qr_svg": qr_svg,
+            "manual": manual,
+            "next": _safe_next(request.query.get("next")),
+        },
+        status=status,
+    )
+
+
+@public("the second sign-in step; needs the signed pending token from the password step")
+async def second_factor_submit(request: web.Request) -> web.StreamResponse:
+    settings = request.app[keys.settings]
+    pending = totp.read_pending(settings.secret_bytes(), request.cookies.get(PENDING_COOKIE))
+    form = await request.post()
+    code = str(form.get("code", ""))[:12]
+    next_url = _safe_next(str(form.get("next", "/")))
+    if not await request.app[keys.ratelimiter].hit(
+        f"totp:{pending.staff_id}", limit=settings.login_max_failures * 2, window_s=300
+    ):
+        raise RateLimited("too many codes tried")
+    failure: AppError | None = None
+    session_id = ""
+    async with request.app[keys.db].begin() as session:
+        try:
+            staff = await totp.verify_code(
+                session,
+                pii=request.app[keys.pii],
+                staff_id=pending.staff_id,
+                code=code,
+                now=time.time(),
+                enrol_secret=pending.enrol_secret,
+                ip=client_ip(request),
+            )
+            session_id, _identity = await open_session(
+                session, staff=staff, ip=client_ip(request), now=utcnow()
+            )
+        except totp.InvalidCode as e:
+            failed = await session.get(Staff, pending.staff_id)
+            if failed is not None:
+                await count_failure(
+                    session,
+                    staff=failed,
+                    ip=client_ip(request),
+                    now=utcnow(),
+                    max_failures=settings.login_max_failures,
+                    lockout=timedelta(seconds=settings.login_lockout_s),
+                )
+            failure = e
+    if failure is not None:
+        return await _second_factor_page(
+            request, pending, error=_(request, failure.message_zh), status=failure.http_status
+        )
+    response = web.HTTPSeeOther(next_url)
+    set_cookie(request, response, SESSION_COOKIE, session_id)
+    response.del_cookie(PENDING_COOKIE, path="/")
+    raise response
+
+
+@protected(Action.org_view)
+async def enrol_second_factor(request: web.Request) -> web.StreamResponse:
+    """A signed-in staff member sets up (or replaces) their authenticator app."""
+    staff = signed_in_staff(request)
+    return _to_second_step(
+        request, Pending(staff_id=staff.staff_id, enrol_secret=totp.new_secret()), "/"
+    )
 
 
 @public("signing out needs no permission")
@@ -85,3 +215,6 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/login", login_form, name="login")
     app.router.add_post("/login", login_submit)
     app.router.add_post("/logout", logout, name="logout")
+    app.router.add_get("/login/2fa", second_factor_form, name="login_2fa")
+    app.router.add_post("/login/2fa", second_factor_submit)
+    app.router.add_post("/account/2fa", enrol_second_factor, name="account_2fa")
