@@ -1,0 +1,305 @@
+"""调解协议书 (people's mediation agreements, 人民调解法 §§28-33): drafted from a session with
+parties, facts and terms (how and by when), signed by every party and the mediator, effective
+when all have signed; the 30-day judicial-confirmation window is tracked as a deadline."""
+
+from __future__ import annotations
+
+from datetime import datetime
+from pathlib import Path
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.audit.service import record
+from server.auth.permissions import Action, StaffIdentity
+from server.cases import deadline_service as dls
+from server.cases.models import AgreementSignature, CaseEvent, MediationAgreement, PetitionCase
+from server.cases.schemas import AgreementDraft, AgreementView, SignatureView, SignRequest
+from server.errors import Conflict, InvalidInput, NotFound, PermissionDenied, ServiceUnavailable
+
+CJK_FONT_CANDIDATES = (
+    Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"),
+    Path("/usr/share/fonts/opentype/noto/NotoSerifCJK-Regular.ttc"),
+    Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"),
+)
+
+
+class AgreementLocked(Conflict):
+    code, message_zh = "agreement_locked", "协议已生效，不能修改或重复签署"
+
+
+class CjkFontMissing(ServiceUnavailable):
+    code, message_zh = "cjk_font_missing", "服务器缺少中文字体，无法生成PDF"
+
+
+def required_signers(agreement: MediationAgreement) -> list[str]:
+    return [f"party:{i}" for i in range(len(agreement.parties))] + ["mediator"]
+
+
+async def _view(session: AsyncSession, a: MediationAgreement) -> AgreementView:
+    sigs = list(
+        await session.scalars(
+            select(AgreementSignature)
+            .where(AgreementSignature.agreement_id == a.id)
+            .order_by(AgreementSignature.id)
+        )
+    )
+    signed = {s.signer_key for s in sigs}
+    return AgreementView(
+        id=a.id,
+        case_id=a.case_id,
+        session_id=a.session_id,
+        parties=a.parties,
+        facts=a.facts,
+        terms=a.terms,
+        status=a.status,
+        effective_at=a.effective_at,
+        judicial_due_at=a.judicial_due_at,
+        judicial_requested_at=a.judicial_requested_at,
+        judicial_result=a.judicial_result,
+        signatures=[
+            SignatureView(
+                signer=s.signer_key,
+                signer_name=s.signer_name,
+                method=s.method,
+                signed_at=s.signed_at,
+            )
+            for s in sigs
+        ],
+        missing_signers=[k for k in required_signers(a) if k not in signed],
+    )
+
+
+async def draft_agreement(
+    session: AsyncSession,
+    *,
+    staff: StaffIdentity,
+    case_id: int,
+    draft: AgreementDraft,
+    now: datetime,
+) -> AgreementView:
+    if not staff.can(Action.agreement_manage):
+        raise PermissionDenied("only a mediator drafts an agreement")
+    if await session.get(PetitionCase, case_id) is None:
+        raise NotFound(f"case {case_id} does not exist")
+    a = MediationAgreement(
+        case_id=case_id,
+        session_id=draft.session_id,
+        mediator_id=staff.staff_id,
+        parties=[p.model_dump() for p in draft.parties],
+        facts=draft.facts,
+        terms=[{**t.model_dump(), "by": t.by.isoformat()} for t in draft.terms],
+        status="draft",
+        created_at=now,
+        performance_status="pending",
+    )
+    session.add(a)
+    await session.flush()
+    session.add(
+        CaseEvent(
+            case_id=case_id,
+            actor_id=staff.staff_id,
+            type="agreement_drafted",
+            payload={"agreement_id": a.id},
+            at=now,
+        )
+    )
+    await record(
+        session,
+        actor=staff.actor,
+        action="agreement.draft",
+        object_type="agreement",
+        object_id=str(a.id),
+        detail={"case_id": case_id},
+    )
+    return await _view(session, a)
+
+
+async def sign_agreement(
+    session: AsyncSession,
+    *,
+    agreement_id: int,
+    request: SignRequest,
+    staff: StaffIdentity | None,
+    now: datetime,
+    timezone: str = "Asia/Shanghai",
+) -> AgreementView:
+    """Record one signature. A party signs on the mediator's device or their own link; the
+    mediator's signature must come from the mediator's own account."""
+    a = await session.scalar(
+        select(MediationAgreement).where(MediationAgreement.id == agreement_id).with_for_update()
+    )
+    if a is None:
+        raise NotFound(f"agreement {agreement_id} does not exist")
+    if a.status != "draft":
+        raise AgreementLocked("the agreement is already effective")
+    if request.signer not in required_signers(a):
+        raise InvalidInput(f"{request.signer} is not a signer of this agreement", field="signer")
+    if request.signer == "mediator" and (staff is None or staff.staff_id != a.mediator_id):
+        raise PermissionDenied("only the agreement's mediator signs as mediator")
+    if request.signer.startswith("party:"):
+        party = a.parties[int(request.signer.split(":")[1])]
+        if party["name"] != request.signer_name:
+            raise InvalidInput("the signer's name differs from the party's", field="signer_name")
+    if request.method == "drawn" and not request.data.lstrip().startswith("M"):
+        raise InvalidInput("a drawn signature is an SVG path starting with M", field="data")
+    exists = await session.scalar(
+        select(AgreementSignature.id).where(
+            AgreementSignature.agreement_id == a.id, AgreementSignature.signer_key == request.signer
+        )
+    )
+    if exists is not None:
+        raise AgreementLocked(f"{request.signer} has signed already")
+    session.add(
+        AgreementSignature(
+            agreement_id=a.id,
+            signer_key=request.signer,
+            signer_name=request.signer_name,
+            method=request.method,
+            data=request.data,
+            staff_id=staff.staff_id if staff else None,
+            signed_at=now,
+        )
+    )
+    await session.flush()
+    view = await _view(session, a)
+    if not view.missing_signers:
+        a.status = "effective"
+        a.effective_at = now
+        dl = await dls.open_deadline(
+            session,
+            case_id=a.case_id,
+            kind="judicial_confirmation",
+            start=now,
+            now=now,
+            tz=ZoneInfo(timezone),
+        )
+        a.judicial_due_at = dl.due_at
+        session.add(
+            CaseEvent(
+                case_id=a.case_id,
+                actor_id=None,
+                type="agreement_effective",
+                payload={"agreement_id": a.id},
+                at=now,
+            )
+        )
+        view = await _view(session, a)
+    await record(
+        session,
+        actor=staff.actor if staff else f"party:{request.signer_name}",
+        action="agreement.sign",
+        object_type="agreement",
+        object_id=str(a.id),
+        detail={"signer": request.signer, "effective": a.status == "effective"},
+    )
+    return view
+
+
+async def record_judicial_confirmation(
+    session: AsyncSession,
+    *,
+    staff: StaffIdentity,
+    agreement_id: int,
+    requested_at: datetime,
+    result: str | None,
+    now: datetime,
+) -> AgreementView:
+    if not staff.can(Action.agreement_manage):
+        raise PermissionDenied("only a mediator records judicial confirmation")
+    a = await session.get(MediationAgreement, agreement_id)
+    if a is None:
+        raise NotFound(f"agreement {agreement_id} does not exist")
+    if a.status != "effective":
+        raise InvalidInput("judicial confirmation needs an effective agreement")
+    a.judicial_requested_at = requested_at
+    a.judicial_result = result
+    await dls.meet_deadline(session, case_id=a.case_id, kind="judicial_confirmation", now=now)
+    await record(
+        session,
+        actor=staff.actor,
+        action="agreement.judicial",
+        object_type="agreement",
+        object_id=str(a.id),
+        detail={"result": result},
+    )
+    return await _view(session, a)
+
+
+async def get_agreement(session: AsyncSession, *, agreement_id: int) -> AgreementView:
+    a = await session.get(MediationAgreement, agreement_id)
+    if a is None:
+        raise NotFound(f"agreement {agreement_id} does not exist")
+    return await _view(session, a)
+
+
+def cjk_font() -> Path:
+    for path in CJK_FONT_CANDIDATES:
+        if path.exists():
+            return path
+    raise CjkFontMissing("no CJK font found; install fonts-noto-cjk")
+
+
+def agreement_pdf(view: AgreementView, *, case_no: str, font: Path | None = None) -> bytes:
+    """Render the agreement (CPU-bound: call through asyncio.to_thread)."""
+    from fpdf import FPDF
+
+    pdf = FPDF(format="A4")
+    pdf.add_page()
+    pdf.add_font("cjk", "", str(font or cjk_font()))
+    pdf.set_font("cjk", size=18)
+    pdf.cell(0, 12, "人民调解协议书", align="C", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("cjk", size=10)
+    pdf.cell(0, 8, f"案件编号：{case_no}    协议编号：{view.id}", new_x="LMARGIN", new_y="NEXT")
+    pdf.set_font("cjk", size=12)
+    pdf.ln(2)
+    pdf.cell(0, 8, "一、当事人", new_x="LMARGIN", new_y="NEXT")
+    roles = {
+        "applicant": "申请人",
+        "respondent": "被申请人",
+        "agent": "代理人",
+        "third_party": "第三人",
+    }
+    for p in view.parties:
+        pdf.cell(
+            0, 7, f"{roles.get(p['role'], p['role'])}：{p['name']}", new_x="LMARGIN", new_y="NEXT"
+        )
+    pdf.ln(2)
+    pdf.cell(0, 8, "二、纠纷事实及争议事项", new_x="LMARGIN", new_y="NEXT")
+    pdf.multi_cell(0, 7, view.facts, new_x="LMARGIN", new_y="NEXT")
+    pdf.ln(2)
+    pdf.cell(0, 8, "三、协议内容（履行方式、期限）", new_x="LMARGIN", new_y="NEXT")
+    for i, t in enumerate(view.terms, start=1):
+        pdf.multi_cell(
+            0,
+            7,
+            f"{i}. {t['term']}（履行方式：{t['how']}；履行期限：{t['by']}前）",
+            new_x="LMARGIN",
+            new_y="NEXT",
+        )
+    pdf.ln(4)
+    pdf.cell(0, 8, "四、签名", new_x="LMARGIN", new_y="NEXT")
+    for s in view.signatures:
+        label = "调解员" if s.signer == "mediator" else "当事人"
+        pdf.cell(
+            0,
+            7,
+            f"{label}：{s.signer_name}（{'手写签名' if s.method == 'drawn' else '电子签名'}，"
+            f"{s.signed_at:%Y-%m-%d %H:%M} UTC）",
+            new_x="LMARGIN",
+            new_y="NEXT",
+        )
+    if view.effective_at:
+        pdf.ln(2)
+        pdf.cell(
+            0,
+            7,
+            f"本协议自各方签名之日（{view.effective_at:%Y-%m-%d}）起生效。"
+            "当事人可自生效之日起三十日内共同向人民法院申请司法确认。",
+            new_x="LMARGIN",
+            new_y="NEXT",
+        )
+    else:
+        pdf.cell(0, 7, "（草稿：尚未全部签名，不发生效力）", new_x="LMARGIN", new_y="NEXT")
+    return bytes(pdf.output())
