@@ -1,0 +1,394 @@
+"""The aiohttp edge of signaling: `GET /ws`, the REST endpoints hosts use to create sessions and
+issue or revoke join tokens, the QR image of a join link, and the cleanup context that builds the
+bus, the room directory, the media node and the signaling node. The only module here that
+imports aiohttp.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections import deque
+from collections.abc import AsyncIterator, Awaitable, Callable
+from datetime import datetime, timedelta
+from typing import Any, Literal
+
+from aiohttp import WSCloseCode, WSMsgType, web
+from pydantic import BaseModel, ConfigDict, Field
+
+from media.interfaces import MediaNode
+from server import keys
+from server.audit.service import record as audit
+from server.auth.permissions import Action
+from server.auth.web import client_ip, current_staff, protected, public
+from server.db import utcnow
+from server.errors import InvalidInput, NotFound
+from server.sessions.models import SessionKind
+from server.settings import Settings
+from signaling import errors, store
+from signaling.bus import SignalBus, make_bus, make_directory
+from signaling.node import Limits, NodeConfig, SignalingNode
+from signaling.protocol import PROTOCOL, Error, Hello, Permission, encode
+from signaling.room import GUEST_ROLES, ROLE_PERMISSIONS
+from signaling.tokens import (
+    JoinGrant,
+    issue_join_token,
+    join_link_qr_png,
+    new_jti,
+    verify_join_token,
+)
+
+logger = logging.getLogger(__name__)
+
+MediaFactory = Callable[[Settings], Awaitable[MediaNode]]
+
+#: The running signaling node (its bus offers `subscribe_events()` to other parts).
+node_key: web.AppKey[SignalingNode] = web.AppKey("signaling_node", SignalingNode)
+bus_key: web.AppKey[SignalBus] = web.AppKey("signaling_bus")
+#: Set before start-up to override (tests, benchmarks).
+media_factory_key: web.AppKey[MediaFactory] = web.AppKey("signaling_media_factory")
+limits_key: web.AppKey[Limits] = web.AppKey("signaling_limits", Limits)
+prefix_key: web.AppKey[str] = web.AppKey("signaling_redis_prefix", str)
+
+#: Frames queued for one slow client before it is disconnected.
+MAX_QUEUED_FRAMES = 1024
+DEFAULT_TOKEN_TTL = timedelta(hours=24)
+MAX_TOKEN_TTL = timedelta(days=30)
+
+
+async def default_media(settings: Settings) -> MediaNode:
+    """`media_workers == 0`: the SFU in this process; otherwise a pool of worker processes."""
+    hosts = list(settings.media_host_addresses) or None
+    if settings.media_workers == 0:
+        from media.sfu import SfuMediaNode
+
+        return SfuMediaNode(video_codec=settings.media_video_codec, host_addresses=hosts)
+    from media.workers import WorkerPoolMediaNode
+
+    pool = WorkerPoolMediaNode(
+        workers=settings.media_workers,
+        video_codec=settings.media_video_codec,
+        host_addresses=hosts,
+    )
+    await pool.start()
+    return pool
+
+
+async def signaling_context(app: web.Application) -> AsyncIterator[None]:
+    settings = app[keys.settings]
+    factory = app.get(media_factory_key, default_media)
+    media = await factory(settings)
+    prefix = app.get(prefix_key, "onedoor:")
+    redis = app[keys.redis]
+    bus = make_bus(redis, settings.node_id, prefix)
+    turn_secret = settings.turn_secret.get_secret_value().encode() if settings.turn_secret else b""
+    config = NodeConfig(
+        node_id=settings.node_id,
+        secret=settings.secret_bytes(),
+        grace_s=settings.signaling_grace_s,
+        default_capacity=settings.room_capacity,
+        stun_urls=list(settings.stun_urls),
+        turn_urls=list(settings.turn_urls),
+        turn_secret=turn_secret,
+        turn_ttl_s=settings.turn_ttl_s,
+        recordings_dir=settings.effective_recordings_dir,
+        limits=app.get(limits_key, Limits()),
+    )
+    node = SignalingNode(
+        config=config,
+        bus=bus,
+        directory=make_directory(redis, prefix),
+        media=media,
+        db=app[keys.db],
+    )
+    await node.start()
+    app[node_key] = node
+    app[bus_key] = bus
+    try:
+        yield
+    finally:
+        await node.close()
+        await media.close()
+
+
+class WsTransport:
+    """Frames go through a bounded deque and one writer task; a client that cannot keep up is
+    disconnected instead of growing memory."""
+
+    def __init__(self, ws: web.WebSocketResponse) -> None:
+        self.ws = ws
+        self._frames: deque[str] = deque()
+        self._wake = asyncio.Event()
+        self._close: tuple[int, str] | None = None
+        self.task = asyncio.create_task(self._write(), name="ws-writer")
+
+    def send_text(self, text: str) -> None:
+        if self._close is not None:
+            return
+        if len(self._frames) >= MAX_QUEUED_FRAMES:
+            self.close(WSCloseCode.TRY_AGAIN_LATER, "client too slow")
+            return
+        self._frames.append(text)
+        self._wake.set()
+
+    def close(self, code: int, reason: str) -> None:
+        if self._close is None:
+            self._close = (code, reason)
+            self._wake.set()
+
+    async def _write(self) -> None:
+        while True:
+            await self._wake.wait()
+            self._wake.clear()
+            while self._frames:
+                try:
+                    await self.ws.send_str(self._frames.popleft())
+                except (ConnectionResetError, RuntimeError):
+                    return
+            if self._close is not None:
+                code, reason = self._close
+                with contextlib.suppress(Exception):
+                    await self.ws.close(code=code, message=reason.encode()[:120])
+                return
+
+    async def stop(self) -> None:
+        self.task.cancel()
+        with contextlib.suppress(asyncio.CancelledError):
+            await self.task
+
+
+@public("signaling socket: staff authenticate by cookie, guests by join token in `join`")
+async def websocket(request: web.Request) -> web.StreamResponse:
+    node = request.app[node_key]
+    limits = node.config.limits
+    ws = web.WebSocketResponse(
+        protocols=(PROTOCOL,),
+        heartbeat=limits.heartbeat_s,
+        # Frames up to 4x the message limit get a typed error; beyond that aiohttp closes (1009).
+        max_msg_size=limits.max_message_bytes * 4,
+    )
+    await ws.prepare(request)
+    request.app[keys.websockets].add(ws)
+    if ws.ws_protocol != PROTOCOL:
+        err = errors.BadMessage(f"use the WebSocket subprotocol {PROTOCOL}")
+        await ws.send_str(encode(Error(code=err.code, message=str(err), message_zh=err.message_zh)))
+        await ws.close(code=errors.CLOSE_CODES["protocol_error"], message=b"subprotocol")
+        return ws
+    transport = WsTransport(ws)
+    edge = node.connect(transport, current_staff(request), client_ip(request))
+    transport.send_text(
+        encode(
+            Hello(
+                node_id=node.config.node_id,
+                heartbeat_s=limits.heartbeat_s,
+                max_message_bytes=limits.max_message_bytes,
+                grace_s=node.config.grace_s,
+            )
+        )
+    )
+    try:
+        async for msg in ws:
+            if msg.type == WSMsgType.TEXT:
+                await edge.on_text(msg.data)
+            elif msg.type == WSMsgType.BINARY:
+                edge.send(
+                    Error(
+                        code="bad_message",
+                        message="binary frames are not used",
+                        message_zh=errors.BadMessage.message_zh,
+                    )
+                )
+            else:
+                break
+    finally:
+        edge.on_closed()
+        transport.close(WSCloseCode.GOING_AWAY, "bye")
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2):
+                await transport.task
+        await transport.stop()
+    return ws
+
+
+# ------------------------------------------------------------------------------ REST
+
+
+class _Body(BaseModel):
+    model_config = ConfigDict(frozen=True, extra="forbid")
+
+
+class CreateSession(_Body):
+    kind: Literal["reception", "mediation"]
+    title: str = Field(default="", max_length=200)
+    case_id: int | None = None
+    capacity: int | None = Field(default=None, ge=2, le=64)
+    recording_allowed: bool = True
+
+
+class IssueToken(_Body):
+    display_name: str = Field(min_length=1, max_length=64)
+    role: Literal["party", "agent", "observer"] = "party"
+    valid_from: datetime | None = None
+    ttl_s: int = Field(
+        default=int(DEFAULT_TOKEN_TTL.total_seconds()), ge=60, le=int(MAX_TOKEN_TTL.total_seconds())
+    )
+    site_id: int | None = None
+
+
+async def _json(request: web.Request) -> Any:
+    try:
+        return await request.json()
+    except ValueError:
+        raise InvalidInput("the body must be JSON") from None
+
+
+@protected(Action.session_create)
+async def create_session(request: web.Request) -> web.Response:
+    staff = current_staff(request)
+    assert staff is not None
+    body = CreateSession.model_validate(await _json(request))
+    settings = request.app[keys.settings]
+    async with request.app[keys.db].begin() as session:
+        view = await store.create_session(
+            session,
+            kind=SessionKind(body.kind),
+            title=body.title,
+            case_id=body.case_id,
+            capacity=body.capacity or settings.room_capacity,
+            host_site_id=staff.site_id,
+            created_by_id=staff.staff_id,
+            recording_allowed=body.recording_allowed,
+            now=utcnow(),
+        )
+        await audit(
+            session,
+            actor=staff.actor,
+            action="signaling.session.created",
+            object_type="call_session",
+            object_id=str(view.id),
+            ip=client_ip(request),
+            detail={"room_id": view.room_id, "kind": body.kind, "case_id": body.case_id},
+        )
+    return web.json_response(
+        {
+            "id": view.id,
+            "room_id": view.room_id,
+            "kind": view.kind.value,
+            "capacity": view.capacity,
+            "state": view.state.value,
+        },
+        status=201,
+    )
+
+
+@protected(Action.session_invite)
+async def issue_token(request: web.Request) -> web.Response:
+    staff = current_staff(request)
+    assert staff is not None
+    try:
+        session_id = int(request.match_info["session_id"])
+    except ValueError:
+        raise NotFound("no such session") from None
+    body = IssueToken.model_validate(await _json(request))
+    now = utcnow()
+    not_before = body.valid_from or now
+    expires_at = not_before + timedelta(seconds=body.ttl_s)
+    jti = new_jti()
+    role = body.role
+    assert role in GUEST_ROLES
+    async with request.app[keys.db].begin() as session:
+        view = await store.get_session_by_id(session, session_id=session_id)
+        if not view.open:
+            raise errors.SessionClosed("the session has ended")
+        perms: frozenset[Permission] = ROLE_PERMISSIONS[role]
+        grant = JoinGrant(
+            jti=jti,
+            room_id=view.room_id,
+            identity=f"guest:{jti}",
+            display_name=body.display_name,
+            role=role,
+            permissions=perms,
+            not_before=not_before,
+            expires_at=expires_at,
+            site_id=body.site_id,
+        )
+        token = issue_join_token(request.app[keys.settings].secret_bytes(), grant)
+        await store.record_join_token(
+            session,
+            jti=jti,
+            session_id=view.id,
+            role=role,
+            display_name=body.display_name,
+            issued_by_id=staff.staff_id,
+            not_before=not_before,
+            expires_at=expires_at,
+        )
+        await audit(
+            session,
+            actor=staff.actor,
+            action="signaling.token.issued",
+            object_type="call_session",
+            object_id=str(view.id),
+            ip=client_ip(request),
+            detail={"jti": jti, "role": role, "expires_at": expires_at.isoformat()},
+        )
+    return web.json_response(
+        {
+            "jti": jti,
+            "token": token,
+            "room_id": view.room_id,
+            "url": f"/join/{token}",
+            "qr_url": f"/api/rooms/{view.room_id}/qr.png?token={token}",
+            "not_before": not_before.isoformat(),
+            "expires_at": expires_at.isoformat(),
+        },
+        status=201,
+    )
+
+
+@protected(Action.session_invite)
+async def revoke_token(request: web.Request) -> web.Response:
+    staff = current_staff(request)
+    assert staff is not None
+    jti = request.match_info["jti"]
+    async with request.app[keys.db].begin() as session:
+        try:
+            session_id = await store.revoke_join_token(session, jti=jti, now=utcnow())
+        except errors.PeerNotFound:
+            raise NotFound("no such join token") from None
+        await audit(
+            session,
+            actor=staff.actor,
+            action="signaling.token.revoked",
+            object_type="call_session",
+            object_id=str(session_id),
+            ip=client_ip(request),
+            detail={"jti": jti},
+        )
+    return web.json_response({"jti": jti, "revoked": True})
+
+
+@public("the QR code of a join link; the token in the query is the credential")
+async def join_qr(request: web.Request) -> web.Response:
+    token = request.query.get("token", "")
+    try:
+        grant = verify_join_token(request.app[keys.settings].secret_bytes(), token, now=utcnow())
+    except (errors.TokenInvalid, errors.TokenExpired):
+        raise NotFound("no such join link") from None
+    if grant.room_id != request.match_info["room_id"]:
+        raise NotFound("no such join link")
+    url = str(request.url.with_path(f"/join/{token}").with_query(None))
+    png = await asyncio.to_thread(join_link_qr_png, url)
+    return web.Response(
+        body=png, content_type="image/png", headers={"Cache-Control": "private, no-store"}
+    )
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/ws", websocket)
+    app.router.add_post("/api/sessions", create_session)
+    app.router.add_post(r"/api/sessions/{session_id}/tokens", issue_token)
+    app.router.add_post("/api/tokens/{jti}/revoke", revoke_token)
+    app.router.add_get("/api/rooms/{room_id}/qr.png", join_qr)
+    app.cleanup_ctx.append(signaling_context)
