@@ -15,7 +15,7 @@ from aiohttp import web
 from redis.asyncio import Redis
 
 from server import keys
-from server.api import ops
+from server.api import openapi, ops
 from server.auth.web import auth_middleware, csrf_middleware
 from server.crypto import PiiCipher
 from server.db import make_engine, make_sessionmaker
@@ -116,6 +116,7 @@ def create_app(settings: Settings) -> web.Application:
     org_api.setup(app)
     web_setup(app)
     _setup_optional(app)
+    openapi.setup(app)
     return app
 
 

@@ -3,14 +3,32 @@
 from __future__ import annotations
 
 from aiohttp import web
+from pydantic import BaseModel
 
 from server import keys
+from server.api.openapi import documented
 from server.auth.permissions import Action
 from server.auth.web import current_staff, protected, public
 from server.errors import NotFound
+from server.org.schemas import SiteDetail, SiteNode
 from server.org.service import site_detail, site_tree
 
 
+class Me(BaseModel):
+    signed_in: bool
+    staff_id: int | None = None
+    username: str | None = None
+    display_name: str | None = None
+    site_id: int | None = None
+    roles: list[str] = []
+
+
+@documented(
+    "The site tree: district centre, streets, communities",
+    tags=("org",),
+    response=SiteNode,
+    response_list=True,
+)
 @protected(Action.org_view)
 async def get_sites(request: web.Request) -> web.Response:
     async with request.app[keys.db].begin() as session:
@@ -18,6 +36,7 @@ async def get_sites(request: web.Request) -> web.Response:
     return web.json_response([node.model_dump(mode="json") for node in tree])
 
 
+@documented("One site with its resources and staff", tags=("org",), response=SiteDetail)
 @protected(Action.org_view)
 async def get_site(request: web.Request) -> web.Response:
     try:
@@ -29,6 +48,7 @@ async def get_site(request: web.Request) -> web.Response:
     return web.json_response(detail.model_dump(mode="json"))
 
 
+@documented("Who is signed in", tags=("auth",), response=Me)
 @public("tells the page whether someone is signed in")
 async def whoami(request: web.Request) -> web.Response:
     staff = current_staff(request)

@@ -154,3 +154,13 @@ async def test_other_roles_cannot_read_the_audit_log(app_client: Client) -> None
     assert (
         await app_client.get("/audit/export.csv", headers={"Accept": "application/json"})
     ).status == 403
+
+
+async def test_openapi_document(app_client: Client) -> None:
+    doc = await (await app_client.get("/api/openapi.json")).json()
+    assert doc["openapi"].startswith("3.")
+    sites = doc["paths"]["/api/org/sites"]["get"]
+    assert sites["x-onedoor-permission"] == "org.view"
+    assert sites["responses"]["200"]["content"]["application/json"]["schema"]["type"] == "array"
+    assert "SiteNode" in doc["components"]["schemas"]
+    assert doc["paths"]["/api/org/sites/{site_id}"]["get"]["parameters"][0]["name"] == "site_id"

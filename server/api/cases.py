@@ -1,0 +1,559 @@
+"""REST API for case files under /api/cases (JSON in and out; pydantic models at the edge).
+
+Public (no sign-in): POST /api/public/petitions (kiosk/qr/web intake), POST
+/api/evaluations/{token}, GET /api/public/reports/{id}. Everything else needs a staff session and
+is checked against the permission table and the case's scope. See docs/cases.md.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Any, Literal, TypeVar, cast
+
+from aiohttp import web
+from pydantic import BaseModel, TypeAdapter
+
+from server import keys
+from server.auth.permissions import Action
+from server.auth.web import client_ip, require
+from server.cases import agreements, deadline_service, evaluation, exchange, service
+from server.cases.schemas import (
+    AgreementDraft,
+    AgreementView,
+    CaseDetail,
+    CaseQuery,
+    Dashboard,
+    EvaluationSubmit,
+    ExtensionRequest,
+    HandlerRequest,
+    IntakeRequest,
+    IntakeResult,
+    PauseRequest,
+    SignRequest,
+    SupervisionRequest,
+    TransitionRequest,
+)
+from server.cases.service import ReplyNotice
+from server.db import utcnow
+from server.dispatch import service as dispatch
+from server.errors import InvalidInput, NotFound
+
+routes = web.RouteTableDef()
+M = TypeVar("M", bound=BaseModel)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    if isinstance(data, BaseModel):
+        body = data.model_dump_json()
+    else:
+        body = TypeAdapter(Any).dump_json(data).decode()
+    return web.Response(text=body, status=status, content_type="application/json")
+
+
+async def _body(request: web.Request, model: type[M]) -> M:
+    try:
+        raw = await request.json()
+    except ValueError:
+        raise InvalidInput("the body is not JSON") from None
+    return model.model_validate(raw)
+
+
+def _int(request: web.Request, name: str) -> int:
+    try:
+        return int(request.match_info[name])
+    except ValueError:
+        raise NotFound(f"no such {name}") from None
+
+
+def _tz(request: web.Request) -> str:
+    return request.app[keys.settings].timezone
+
+
+def _notice(request: web.Request) -> ReplyNotice:
+    settings = request.app[keys.settings]
+    return ReplyNotice(
+        pii=request.app[keys.pii],
+        secret=settings.secret_bytes(),
+        base_url=str(request.url.origin()),
+    )
+
+
+def _since_until(request: web.Request) -> tuple[datetime, datetime]:
+    try:
+        until = (
+            datetime.fromisoformat(request.query["until"]) if "until" in request.query else utcnow()
+        )
+        since = (
+            datetime.fromisoformat(request.query["since"])
+            if "since" in request.query
+            else until - timedelta(days=30)
+        )
+    except ValueError:
+        raise InvalidInput("since/until must be ISO 8601 times") from None
+    return (
+        since if since.tzinfo else since.replace(tzinfo=UTC),
+        until if until.tzinfo else until.replace(tzinfo=UTC),
+    )
+
+
+# --- intake and queries --------------------------------------------------------------------
+
+
+@routes.get("/api/cases")
+async def list_cases(request: web.Request) -> web.Response:
+    staff = await require(request, Action.case_view)
+    query = CaseQuery.model_validate(dict(request.query))
+    async with request.app[keys.db].begin() as session:
+        items = await service.list_cases(session, staff=staff, query=query)
+    return _json(
+        {
+            "items": [i.model_dump(mode="json") for i in items],
+            "next_before_id": items[-1].id if len(items) == query.limit else None,
+        }
+    )
+
+
+@routes.post("/api/cases")
+async def create_case(request: web.Request) -> web.Response:
+    staff = await require(request, Action.case_create)
+    body = await _body(request, IntakeRequest)
+    settings = request.app[keys.settings]
+    async with request.app[keys.db].begin() as session:
+        result = await service.intake(
+            session,
+            pii=request.app[keys.pii],
+            staff=staff,
+            request=body,
+            now=utcnow(),
+            timezone=settings.timezone,
+            case_no_format=settings.case_no_format,
+            ip=client_ip(request),
+        )
+    return _json(result, status=201)
+
+
+@routes.post("/api/public/petitions")
+async def public_petition(request: web.Request) -> web.Response:
+    body = await _body(request, IntakeRequest)
+    if body.channel not in service.SELF_SERVICE:
+        raise InvalidInput("the public form takes kiosk, qr and web petitions", field="channel")
+    settings = request.app[keys.settings]
+    async with request.app[keys.db].begin() as session:
+        result = await service.intake(
+            session,
+            pii=request.app[keys.pii],
+            staff=None,
+            request=body,
+            now=utcnow(),
+            timezone=settings.timezone,
+            case_no_format=settings.case_no_format,
+            ip=client_ip(request),
+        )
+    # The petitioner learns the number only (no internal links or repeat details).
+    return _json({"case_no": result.case.case_no, "state": result.case.state}, status=201)
+
+
+@routes.get("/api/cases/dashboard")
+async def get_dashboard(request: web.Request) -> web.Response:
+    staff = await require(request, Action.case_assess)
+    by = request.query.get("by", "department")
+    if by not in ("staff", "department", "site"):
+        raise InvalidInput("by must be staff, department or site", field="by")
+    since, until = _since_until(request)
+    async with request.app[keys.db].begin() as session:
+        board = await evaluation.dashboard(
+            session, staff=staff, by=cast(evaluation.By, by), since=since, until=until
+        )
+    return _json(board)
+
+
+@routes.get("/api/cases/export")
+async def export_cases(request: web.Request) -> web.Response:
+    staff = await require(request, Action.case_exchange)
+    since, until = _since_until(request)
+    async with request.app[keys.db].begin() as session:
+        data = await exchange.export_cases(
+            session, staff=staff, since=since, until=until, now=utcnow()
+        )
+    return _json(data)
+
+
+@routes.post("/api/cases/import")
+async def import_cases(request: web.Request) -> web.Response:
+    staff = await require(request, Action.case_exchange)
+    raw = await request.json()
+    items = TypeAdapter(list[exchange.ImportCase]).validate_python(raw.get("cases", []))
+    async with request.app[keys.db].begin() as session:
+        result = await exchange.import_cases(
+            session, staff=staff, pii=request.app[keys.pii], cases=items, now=utcnow()
+        )
+    return _json(result)
+
+
+@routes.get(r"/api/cases/{case_id:\d+}")
+async def get_case(request: web.Request) -> web.Response:
+    staff = await require(request, Action.case_view)
+    async with request.app[keys.db].begin() as session:
+        detail = await service.case_detail(
+            session, staff=staff, case_id=_int(request, "case_id"), ip=client_ip(request)
+        )
+    return _json(detail)
+
+
+@routes.get(r"/api/cases/{case_id:\d+}/timeline")
+async def get_timeline(request: web.Request) -> web.Response:
+    staff = await require(request, Action.case_view)
+    async with request.app[keys.db].begin() as session:
+        events = await service.timeline(session, staff=staff, case_id=_int(request, "case_id"))
+    return _json([e.model_dump(mode="json") for e in events])
+
+
+@routes.post(r"/api/cases/{case_id:\d+}/transitions")
+async def post_transition(request: web.Request) -> web.Response:
+    staff = await require(request, Action.case_view)
+    body = await _body(request, TransitionRequest)
+    async with request.app[keys.db].begin() as session:
+        detail = await service.transition(
+            session,
+            staff=staff,
+            case_id=_int(request, "case_id"),
+            request=body,
+            now=utcnow(),
+            timezone=_tz(request),
+            ip=client_ip(request),
+            reply_notice=_notice(request),
+        )
+    return _json(detail)
+
+
+@routes.post(r"/api/cases/{case_id:\d+}/claim")
+async def post_claim(request: web.Request) -> web.Response:
+    staff = await require(request, Action.case_create)
+    async with request.app[keys.db].begin() as session:
+        summary = await service.claim(
+            session, staff=staff, case_id=_int(request, "case_id"), now=utcnow()
+        )
+    return _json(summary)
+
+
+class ReviewRequestBody(BaseModel):
+    reason: str
+
+
+@routes.post(r"/api/cases/{case_id:\d+}/review")
+async def post_review(request: web.Request) -> web.Response:
+    staff = await require(request, Action.case_view)
+    body = await _body(request, ReviewRequestBody)
+    settings = request.app[keys.settings]
+    async with request.app[keys.db].begin() as session:
+        child = await service.request_review(
+            session,
+            staff=staff,
+            case_id=_int(request, "case_id"),
+            reason=body.reason,
+            now=utcnow(),
+            timezone=settings.timezone,
+            case_no_format=settings.case_no_format,
+        )
+    return _json(child, status=201)
+
+
+@routes.post(r"/api/cases/{case_id:\d+}/handlers")
+async def post_handler(request: web.Request) -> web.Response:
+    staff = await require(request, Action.case_assign)
+    body = await _body(request, HandlerRequest)
+    async with request.app[keys.db].begin() as session:
+        view = await service.add_handler(
+            session, staff=staff, case_id=_int(request, "case_id"), request=body, now=utcnow()
+        )
+    return _json(view, status=201)
+
+
+@routes.post(r"/api/cases/{case_id:\d+}/supervision")
+async def post_supervision(request: web.Request) -> web.Response:
+    staff = await require(request, Action.case_supervise)
+    body = await _body(request, SupervisionRequest)
+    async with request.app[keys.db].begin() as session:
+        esc_id = await service.supervise(
+            session, staff=staff, case_id=_int(request, "case_id"), request=body, now=utcnow()
+        )
+    return _json({"id": esc_id}, status=201)
+
+
+# --- deadlines -----------------------------------------------------------------------------
+
+
+@routes.get(r"/api/cases/{case_id:\d+}/deadlines")
+async def get_deadlines(request: web.Request) -> web.Response:
+    staff = await require(request, Action.case_view)
+    async with request.app[keys.db].begin() as session:
+        detail = await service.case_detail(
+            session,
+            staff=staff,
+            case_id=_int(request, "case_id"),
+            ip=client_ip(request),
+            audit_view=False,
+        )
+    return _json([d.model_dump(mode="json") for d in detail.deadlines])
+
+
+@routes.post(r"/api/cases/{case_id:\d+}/deadlines/extension")
+async def post_extension(request: web.Request) -> web.Response:
+    staff = await require(request, Action.case_extend_approve)
+    body = await _body(request, ExtensionRequest)
+    case_id = _int(request, "case_id")
+    async with request.app[keys.db].begin() as session:
+        await service.visible_case(session, staff=staff, case_id=case_id)
+        phone = await _petitioner_phone(request, session, case_id)
+        row = await deadline_service.extend_deadline(
+            session,
+            staff=staff,
+            case_id=case_id,
+            kind=body.kind,
+            days=body.days,
+            reason=body.reason,
+            now=utcnow(),
+            tz=_zone(request),
+            petitioner_phone=phone,
+        )
+        return _json(
+            {
+                "kind": row.kind,
+                "due_at": row.due_at.isoformat(),
+                "extension_days": row.extension_days,
+            }
+        )
+
+
+@routes.post(r"/api/cases/{case_id:\d+}/deadlines/{action:pause|resume}")
+async def post_pause(request: web.Request) -> web.Response:
+    staff = await require(request, Action.case_view)
+    body = await _body(request, PauseRequest)
+    case_id = _int(request, "case_id")
+    async with request.app[keys.db].begin() as session:
+        await service.visible_case(session, staff=staff, case_id=case_id)
+        if request.match_info["action"] == "pause":
+            row = await deadline_service.pause_deadline(
+                session,
+                staff=staff,
+                case_id=case_id,
+                kind=body.kind,
+                reason=body.reason,
+                now=utcnow(),
+            )
+        else:
+            row = await deadline_service.resume_deadline(
+                session,
+                staff=staff,
+                case_id=case_id,
+                kind=body.kind,
+                now=utcnow(),
+                tz=_zone(request),
+            )
+        return _json({"kind": row.kind, "status": row.status, "due_at": row.due_at.isoformat()})
+
+
+def _zone(request: web.Request) -> Any:
+    from zoneinfo import ZoneInfo
+
+    return ZoneInfo(_tz(request))
+
+
+async def _petitioner_phone(request: web.Request, session: Any, case_id: int) -> str | None:
+    from server.cases.models import PetitionCase, Petitioner
+
+    row = await session.get(PetitionCase, case_id)
+    if row is None or row.petitioner_id is None:
+        return None
+    p = await session.get(Petitioner, row.petitioner_id)
+    return request.app[keys.pii].decrypt(p.phone_enc) if p and p.phone_enc else None
+
+
+# --- evaluations and reports ---------------------------------------------------------------
+
+
+@routes.post("/api/evaluations/{token}")
+async def post_evaluation(request: web.Request) -> web.Response:
+    body = await _body(request, EvaluationSubmit)
+    async with request.app[keys.db].begin() as session:
+        await evaluation.submit_evaluation(
+            session,
+            secret=request.app[keys.settings].secret_bytes(),
+            token=request.match_info["token"],
+            submit=body,
+            now=utcnow(),
+            ip=client_ip(request),
+        )
+    return _json({"ok": True, "message_zh": "感谢您的评价"})
+
+
+@routes.post("/api/cases/reports")
+async def post_report(request: web.Request) -> web.Response:
+    staff = await require(request, Action.report_publish)
+    since, until = _since_until(request)
+    async with request.app[keys.db].begin() as session:
+        report_id = await evaluation.draft_publication_report(
+            session, staff=staff, since=since, until=until, now=utcnow()
+        )
+    return _json({"id": report_id, "status": "draft"}, status=201)
+
+
+@routes.post(r"/api/cases/reports/{report_id:\d+}/approve")
+async def approve_report(request: web.Request) -> web.Response:
+    staff = await require(request, Action.report_publish)
+    async with request.app[keys.db].begin() as session:
+        await evaluation.approve_publication_report(
+            session, staff=staff, report_id=_int(request, "report_id"), now=utcnow()
+        )
+    return _json({"id": _int(request, "report_id"), "status": "approved"})
+
+
+@routes.get(r"/api/public/reports/{report_id:\d+}")
+async def public_report(request: web.Request) -> web.Response:
+    async with request.app[keys.db].begin() as session:
+        return _json(
+            await evaluation.published_report(session, report_id=_int(request, "report_id"))
+        )
+
+
+# --- agreements ----------------------------------------------------------------------------
+
+
+@routes.post(r"/api/cases/{case_id:\d+}/agreements")
+async def post_agreement(request: web.Request) -> web.Response:
+    staff = await require(request, Action.agreement_manage)
+    body = await _body(request, AgreementDraft)
+    async with request.app[keys.db].begin() as session:
+        view = await agreements.draft_agreement(
+            session, staff=staff, case_id=_int(request, "case_id"), draft=body, now=utcnow()
+        )
+    return _json(view, status=201)
+
+
+@routes.get(r"/api/agreements/{agreement_id:\d+}")
+async def get_agreement(request: web.Request) -> web.Response:
+    await require(request, Action.case_view)
+    async with request.app[keys.db].begin() as session:
+        return _json(
+            await agreements.get_agreement(session, agreement_id=_int(request, "agreement_id"))
+        )
+
+
+@routes.post(r"/api/agreements/{agreement_id:\d+}/signatures")
+async def post_signature(request: web.Request) -> web.Response:
+    staff = await require(request, Action.agreement_manage)  # signed on the mediator's device
+    body = await _body(request, SignRequest)
+    async with request.app[keys.db].begin() as session:
+        view = await agreements.sign_agreement(
+            session,
+            agreement_id=_int(request, "agreement_id"),
+            request=body,
+            staff=staff,
+            now=utcnow(),
+            timezone=_tz(request),
+        )
+    return _json(view)
+
+
+class JudicialBody(BaseModel):
+    requested_at: datetime
+    result: Literal["confirmed", "rejected"] | None = None
+
+
+@routes.post(r"/api/agreements/{agreement_id:\d+}/judicial")
+async def post_judicial(request: web.Request) -> web.Response:
+    staff = await require(request, Action.agreement_manage)
+    body = await _body(request, JudicialBody)
+    async with request.app[keys.db].begin() as session:
+        view = await agreements.record_judicial_confirmation(
+            session,
+            staff=staff,
+            agreement_id=_int(request, "agreement_id"),
+            requested_at=body.requested_at,
+            result=body.result,
+            now=utcnow(),
+        )
+    return _json(view)
+
+
+@routes.get(r"/api/agreements/{agreement_id:\d+}/pdf")
+async def get_agreement_pdf(request: web.Request) -> web.Response:
+    import asyncio
+
+    from server.cases.models import PetitionCase
+
+    await require(request, Action.case_view)
+    async with request.app[keys.db].begin() as session:
+        view = await agreements.get_agreement(session, agreement_id=_int(request, "agreement_id"))
+        case = await session.get(PetitionCase, view.case_id)
+        case_no = case.case_no if case else ""
+    pdf = await asyncio.to_thread(agreements.agreement_pdf, view, case_no=case_no)
+    return web.Response(
+        body=pdf,
+        content_type="application/pdf",
+        headers={"Content-Disposition": f'attachment; filename="agreement-{view.id}.pdf"'},
+    )
+
+
+# --- dispatch and knowledge ----------------------------------------------------------------
+
+
+@routes.get(r"/api/cases/{case_id:\d+}/dispatch")
+async def get_dispatch(request: web.Request) -> web.Response:
+    staff = await require(request, Action.case_view)
+    model = await dispatch.load_model(request.app[keys.settings].data_dir / "dispatch.pkl")
+    async with request.app[keys.db].begin() as session:
+        await service.visible_case(session, staff=staff, case_id=_int(request, "case_id"))
+        data = await dispatch.suggest_for_case(
+            session, staff=staff, case_id=_int(request, "case_id"), model=model, now=utcnow()
+        )
+    return _json(data)
+
+
+class DispatchDecision(BaseModel):
+    suggestion_id: int
+    department_id: int
+
+
+@routes.post(r"/api/cases/{case_id:\d+}/dispatch")
+async def post_dispatch(request: web.Request) -> web.Response:
+    staff = await require(request, Action.case_view)
+    body = await _body(request, DispatchDecision)
+    async with request.app[keys.db].begin() as session:
+        await dispatch.record_decision(
+            session,
+            staff=staff,
+            suggestion_id=body.suggestion_id,
+            department_id=body.department_id,
+            now=utcnow(),
+        )
+    return _json({"ok": True})
+
+
+@routes.get("/api/knowledge")
+async def get_knowledge(request: web.Request) -> web.Response:
+    await require(request, Action.case_view)
+    async with request.app[keys.db].begin() as session:
+        return _json(await dispatch.search_knowledge(session, q=request.query.get("q", "")))
+
+
+#: Request/response models for /api/openapi.json (path, method) → (request, response).
+OPENAPI_MODELS: dict[tuple[str, str], tuple[type[BaseModel] | None, type[BaseModel] | None]] = {
+    ("/api/cases", "post"): (IntakeRequest, IntakeResult),
+    ("/api/public/petitions", "post"): (IntakeRequest, None),
+    ("/api/cases/{case_id}", "get"): (None, CaseDetail),
+    ("/api/cases/{case_id}/transitions", "post"): (TransitionRequest, CaseDetail),
+    ("/api/cases/{case_id}/handlers", "post"): (HandlerRequest, None),
+    ("/api/cases/{case_id}/supervision", "post"): (SupervisionRequest, None),
+    ("/api/cases/{case_id}/deadlines/extension", "post"): (ExtensionRequest, None),
+    ("/api/cases/{case_id}/deadlines/pause", "post"): (PauseRequest, None),
+    ("/api/evaluations/{token}", "post"): (EvaluationSubmit, None),
+    ("/api/cases/dashboard", "get"): (None, Dashboard),
+    ("/api/cases/export", "get"): (None, exchange.ExchangeFile),
+    ("/api/cases/{case_id}/agreements", "post"): (AgreementDraft, AgreementView),
+    ("/api/agreements/{agreement_id}/signatures", "post"): (SignRequest, AgreementView),
+}
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_routes(routes)

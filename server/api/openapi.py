@@ -1,0 +1,169 @@
+"""`GET /api/openapi.json`, generated from the routes themselves.
+
+A JSON view declares its models with `@documented(...)`; the document takes their JSON Schema
+from pydantic, and the permission from `@protected`. Nothing is written twice by hand.
+"""
+
+from __future__ import annotations
+
+from collections.abc import Callable
+from dataclasses import dataclass
+from typing import Any, Literal
+
+from aiohttp import web
+from pydantic import BaseModel
+from pydantic.json_schema import models_json_schema
+
+from server.auth.web import ACTION_ATTR, PUBLIC_ATTR, View, public
+
+DOC_ATTR = "__onedoor_doc__"
+REF = "#/components/schemas/{model}"
+
+
+@dataclass(frozen=True, slots=True)
+class Doc:
+    summary: str
+    tags: tuple[str, ...] = ()
+    body: type[BaseModel] | None = None
+    query: type[BaseModel] | None = None
+    response: type[BaseModel] | None = None
+    response_list: bool = False
+    content_type: str = "application/json"
+
+
+def documented(
+    summary: str,
+    *,
+    tags: tuple[str, ...] = (),
+    body: type[BaseModel] | None = None,
+    query: type[BaseModel] | None = None,
+    response: type[BaseModel] | None = None,
+    response_list: bool = False,
+    content_type: str = "application/json",
+) -> Callable[[View[Any]], View[Any]]:
+    def wrap(handler: View[Any]) -> View[Any]:
+        setattr(
+            handler,
+            DOC_ATTR,
+            Doc(summary, tags, body, query, response, response_list, content_type),
+        )
+        return handler
+
+    return wrap
+
+
+ERROR_SCHEMA: dict[str, Any] = {
+    "type": "object",
+    "required": ["error", "message"],
+    "properties": {
+        "error": {"type": "string", "description": "stable error code"},
+        "message": {"type": "string"},
+        "message_zh": {"type": "string"},
+        "request_id": {"type": "string"},
+        "details": {"type": "object"},
+    },
+}
+
+
+def build_document(app: web.Application) -> dict[str, Any]:
+    operations: list[tuple[str, str, Any, Doc]] = []
+    for route in app.router.routes():
+        doc = getattr(route.handler, DOC_ATTR, None)
+        if doc is None or route.resource is None:
+            continue
+        info = route.resource.get_info()
+        path = info.get("path") or info.get("formatter", "")
+        operations.append((route.method.lower(), path, route.handler, doc))
+    models = {m for _, _, _, d in operations for m in (d.body, d.query, d.response) if m}
+    keyed: list[tuple[type[BaseModel], Literal["validation"]]] = [
+        (m, "validation") for m in sorted(models, key=lambda m: m.__name__)
+    ]
+    _, defs = models_json_schema(keyed, ref_template=REF)
+    schemas: dict[str, Any] = dict(defs.get("$defs", {}))
+    schemas["Error"] = ERROR_SCHEMA
+    paths: dict[str, dict[str, Any]] = {}
+    for method, path, handler, doc in sorted(operations, key=lambda o: (o[1], o[0])):
+        op: dict[str, Any] = {
+            "summary": doc.summary,
+            "tags": list(doc.tags),
+            "operationId": f"{method}_{handler.__name__}",
+        }
+        params = [
+            {"name": name, "in": "path", "required": True, "schema": {"type": "string"}}
+            for name in _path_params(path)
+        ]
+        if doc.query is not None:
+            qschema = doc.query.model_json_schema(ref_template=REF)
+            required = set(qschema.get("required", []))
+            for name, prop in qschema.get("properties", {}).items():
+                params.append(
+                    {"name": name, "in": "query", "required": name in required, "schema": prop}
+                )
+        if params:
+            op["parameters"] = params
+        if doc.body is not None:
+            op["requestBody"] = {
+                "required": True,
+                "content": {
+                    "application/json": {"schema": {"$ref": REF.format(model=doc.body.__name__)}}
+                },
+            }
+        ok: dict[str, Any] = {"description": "OK"}
+        if doc.response is not None:
+            ref = {"$ref": REF.format(model=doc.response.__name__)}
+            schema = {"type": "array", "items": ref} if doc.response_list else ref
+            ok["content"] = {doc.content_type: {"schema": schema}}
+        elif doc.content_type != "application/json":
+            ok["content"] = {doc.content_type: {"schema": {"type": "string", "format": "binary"}}}
+        error = {
+            "description": "error",
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+        }
+        op["responses"] = {"200": ok, "4XX": error, "5XX": error}
+        action = getattr(handler, ACTION_ATTR, None)
+        if action is not None:
+            op["x-onedoor-permission"] = str(action)
+            op["security"] = [{"session": []}]
+        elif hasattr(handler, PUBLIC_ATTR):
+            op["security"] = []
+        paths.setdefault(path, {})[method] = op
+    return {
+        "openapi": "3.1.0",
+        "info": {
+            "title": "onedoor API",
+            "version": "1",
+            "description": "REST API of onedoor (信访超市 video reception and mediation). "
+            "State-changing calls need the X-CSRF-Token header.",
+        },
+        "paths": paths,
+        "components": {
+            "schemas": schemas,
+            "securitySchemes": {
+                "session": {"type": "apiKey", "in": "cookie", "name": "od_session"}
+            },
+        },
+    }
+
+
+def _path_params(path: str) -> list[str]:
+    import re
+
+    return [m.split(":")[0] for m in re.findall(r"\{([^}]+)\}", path)]
+
+
+OPENAPI_KEY: web.AppKey[dict[str, Any]] = web.AppKey("openapi")
+
+
+@public("the API description")
+async def openapi_json(request: web.Request) -> web.Response:
+    return web.json_response(request.app[OPENAPI_KEY])
+
+
+async def _build_on_startup(app: web.Application) -> None:
+    app[OPENAPI_KEY] = build_document(app)
+
+
+def setup(app: web.Application) -> None:
+    """Call last: the document covers the routes registered before it is built at start-up."""
+    app.router.add_get("/api/openapi.json", openapi_json)
+    app.on_startup.append(_build_on_startup)
