@@ -40,15 +40,27 @@ TZ = ZoneInfo("Asia/Shanghai")
 class RecordingNotifier:
     sent: list[tuple[str, str]] = field(default_factory=list)
 
-    async def send(self, *, to: str, channel: NotifyChannel, subject: str, body: str,
-                   attachments: list[Attachment] | None = None) -> None:
+    async def send(
+        self,
+        *,
+        to: str,
+        channel: NotifyChannel,
+        subject: str,
+        body: str,
+        attachments: list[Attachment] | None = None,
+    ) -> None:
         await asyncio.sleep(0)
         self.sent.append((to, subject))
 
 
 async def handling_case(db: async_sessionmaker[AsyncSession], pii: PiiCipher) -> int:
-    case_id = await register(db, pii, matter="property_management", summary="物业公司乱收停车费",
-                             attributes={"estate": "和睦新村"})
+    case_id = await register(
+        db,
+        pii,
+        matter="property_management",
+        summary="物业公司乱收停车费",
+        attributes={"estate": "和睦新村"},
+    )
     await fire(db, "handler02", case_id, "accept")
     return case_id
 
@@ -60,10 +72,17 @@ async def test_extension_once_within_limit_by_the_leader_only(
 
     async def extend(username: str, days: int) -> CaseDeadline:
         async with db.begin() as s:
-            return await dls.extend_deadline(s, staff=await who(s, username), case_id=case_id,
-                                             kind="handling", days=days, reason="需现场勘验",
-                                             now=NOW + timedelta(days=50), tz=TZ,
-                                             petitioner_phone="13812345678")
+            return await dls.extend_deadline(
+                s,
+                staff=await who(s, username),
+                case_id=case_id,
+                kind="handling",
+                days=days,
+                reason="需现场勘验",
+                now=NOW + timedelta(days=50),
+                tz=TZ,
+                petitioner_phone="13812345678",
+            )
 
     with pytest.raises(PermissionDenied):
         await extend("handler02", 10)  # not a leader
@@ -83,11 +102,23 @@ async def test_extension_once_within_limit_by_the_leader_only(
 async def test_pause_stops_the_clock(db: async_sessionmaker[AsyncSession], pii: PiiCipher) -> None:
     case_id = await handling_case(db, pii)
     async with db.begin() as s:
-        await dls.pause_deadline(s, staff=await who(s, "leader02"), case_id=case_id,
-                                 kind="handling", reason="听证", now=NOW + timedelta(days=5))
+        await dls.pause_deadline(
+            s,
+            staff=await who(s, "leader02"),
+            case_id=case_id,
+            kind="handling",
+            reason="听证",
+            now=NOW + timedelta(days=5),
+        )
     async with db.begin() as s:
-        row = await dls.resume_deadline(s, staff=await who(s, "leader02"), case_id=case_id,
-                                        kind="handling", now=NOW + timedelta(days=12), tz=TZ)
+        row = await dls.resume_deadline(
+            s,
+            staff=await who(s, "leader02"),
+            case_id=case_id,
+            kind="handling",
+            now=NOW + timedelta(days=12),
+            tz=TZ,
+        )
         assert row.due_at - row.base_due_at == timedelta(days=7)
         assert row.status == "open"
 
@@ -97,8 +128,11 @@ async def test_sweep_warns_escalates_once_and_is_idempotent(
 ) -> None:
     case_id = await handling_case(db, pii)
     async with db.begin() as s:
-        for username, phone in (("handler02", "13900000002"), ("leader02", "13900000012"),
-                                ("dleader01", "13900000099")):
+        for username, phone in (
+            ("handler02", "13900000002"),
+            ("leader02", "13900000012"),
+            ("dleader01", "13900000099"),
+        ):
             staff = await s.get(Staff, (await who(s, username)).staff_id)
             assert staff is not None
             staff.phone = phone
@@ -116,14 +150,19 @@ async def test_sweep_warns_escalates_once_and_is_idempotent(
     assert (again.warnings, again.overdue, again.escalations, again.sent) == (0, 0, 0, 0)
     assert notifier.sent == first
     async with db() as s:
-        dl = await s.scalar(select(CaseDeadline).where(CaseDeadline.case_id == case_id,
-                                                       CaseDeadline.kind == "handling"))
+        dl = await s.scalar(
+            select(CaseDeadline).where(
+                CaseDeadline.case_id == case_id, CaseDeadline.kind == "handling"
+            )
+        )
         assert dl is not None and dl.status == "overdue" and dl.warn_level == "red"
-        levels = list(await s.scalars(select(CaseEscalation.level)
-                                      .where(CaseEscalation.deadline_id == dl.id)))
+        levels = list(
+            await s.scalars(select(CaseEscalation.level).where(CaseEscalation.deadline_id == dl.id))
+        )
         assert sorted(levels) == [1, 2]
-        overdue = await service.list_cases(s, staff=await who(s, "supervisor01"),
-                                           query=service.CaseQuery(overdue=True))
+        overdue = await service.list_cases(
+            s, staff=await who(s, "supervisor01"), query=service.CaseQuery(overdue=True)
+        )
         assert case_id in {c.id for c in overdue}
 
 
@@ -135,8 +174,11 @@ async def test_evaluation_link_single_use_expiring_and_unforgeable(
     notice = ReplyNotice(pii=pii, secret=SECRET, base_url="https://xf.example")
     await fire(db, "handler02", case_id, "reply", reply="已处理", notice=notice)
     async with db() as s:
-        sms = await s.scalar(select(CaseNotification.body).where(
-            CaseNotification.dedupe_key.like("eval:%"), CaseNotification.case_id == case_id))
+        sms = await s.scalar(
+            select(CaseNotification.body).where(
+                CaseNotification.dedupe_key.like("eval:%"), CaseNotification.case_id == case_id
+            )
+        )
     assert sms is not None
     token = sms.split("/evaluate/")[1]
     vote = EvaluationSubmit(staff_rating="satisfied", dept_rating="dissatisfied", comment="太慢")
@@ -144,23 +186,32 @@ async def test_evaluation_link_single_use_expiring_and_unforgeable(
     for bad in (forged, "1.abc.def", "garbage"):
         async with db.begin() as s:
             with pytest.raises(evaluation.InvalidEvaluationLink):
-                await evaluation.submit_evaluation(s, secret=SECRET, token=bad, submit=vote, now=NOW)
+                await evaluation.submit_evaluation(
+                    s, secret=SECRET, token=bad, submit=vote, now=NOW
+                )
     async with db.begin() as s:
         with pytest.raises(evaluation.EvaluationLinkExpired):
-            await evaluation.submit_evaluation(s, secret=SECRET, token=token, submit=vote,
-                                               now=NOW + timedelta(days=8))
+            await evaluation.submit_evaluation(
+                s, secret=SECRET, token=token, submit=vote, now=NOW + timedelta(days=8)
+            )
     async with db.begin() as s:
-        await evaluation.submit_evaluation(s, secret=SECRET, token=token, submit=vote,
-                                           now=NOW + timedelta(days=1))
+        await evaluation.submit_evaluation(
+            s, secret=SECRET, token=token, submit=vote, now=NOW + timedelta(days=1)
+        )
     async with db.begin() as s:
         with pytest.raises(evaluation.EvaluationLinkUsed):
-            await evaluation.submit_evaluation(s, secret=SECRET, token=token, submit=vote,
-                                               now=NOW + timedelta(days=1))
+            await evaluation.submit_evaluation(
+                s, secret=SECRET, token=token, submit=vote, now=NOW + timedelta(days=1)
+            )
     async with db() as s:
         row = await s.get(PetitionCase, case_id)
         assert row is not None and row.state == CaseState.evaluated
-        assert await s.scalar(select(func.count()).select_from(RevisitTask)
-                              .where(RevisitTask.case_id == case_id)) == 1
+        assert (
+            await s.scalar(
+                select(func.count()).select_from(RevisitTask).where(RevisitTask.case_id == case_id)
+            )
+            == 1
+        )
         board = await evaluation.dashboard(s, staff=await who(s, "supervisor01"), by="department")
         dept_rows = [r for r in board.rows if r.evaluations]
         assert dept_rows and dept_rows[0].dissatisfied == 1 and dept_rows[0].satisfaction_rate == 0
@@ -178,9 +229,13 @@ async def test_case_numbers_unique_and_gap_free_under_concurrency(
     async def one(i: int) -> str:
         async with db.begin() as s:
             result = await service.intake(
-                s, pii=pii, staff=window, now=NOW,
-                request=IntakeRequest(channel=Channel.window, site_id=site,
-                                      summary=f"第{i}号测试信访事项"),
+                s,
+                pii=pii,
+                staff=window,
+                now=NOW,
+                request=IntakeRequest(
+                    channel=Channel.window, site_id=site, summary=f"第{i}号测试信访事项"
+                ),
             )
             if i % 10 == 7:
                 raise RuntimeError("rolled back on purpose")  # its number must come back

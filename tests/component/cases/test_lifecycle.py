@@ -36,27 +36,51 @@ SECRET = b"s" * 32
 PERSON = PetitionerInput(name="王小明", phone="13812345678", id_number="11010519491231002X")
 
 
-async def register(db: async_sessionmaker[AsyncSession], pii: PiiCipher, *, username: str = "window01",
-                   summary: str = "某公司拖欠三个月工资未发放", matter: str | None = "wage_arrears",
-                   attributes: dict[str, object] | None = None, **kw: object) -> int:
+async def register(
+    db: async_sessionmaker[AsyncSession],
+    pii: PiiCipher,
+    *,
+    username: str = "window01",
+    summary: str = "某公司拖欠三个月工资未发放",
+    matter: str | None = "wage_arrears",
+    attributes: dict[str, object] | None = None,
+    **kw: object,
+) -> int:
     async with db.begin() as s:
         staff = await who(s, username)
-        req = IntakeRequest(channel=Channel.window, site_id=await centre_id(s), summary=summary,
-                            matter_type=matter, petitioner=PERSON,
-                            attributes=attributes if attributes is not None
-                            else ({"employer": "某公司", "months": 3} if matter == "wage_arrears"
-                                  else {}), **kw)  # type: ignore[arg-type]
+        req = IntakeRequest(
+            channel=Channel.window,
+            site_id=await centre_id(s),
+            summary=summary,
+            matter_type=matter,
+            petitioner=PERSON,
+            attributes=attributes
+            if attributes is not None
+            else ({"employer": "某公司", "months": 3} if matter == "wage_arrears" else {}),
+            **kw,
+        )  # type: ignore[arg-type]
         result = await service.intake(s, pii=pii, staff=staff, request=req, now=NOW)
         return result.case.id
 
 
-async def fire(db: async_sessionmaker[AsyncSession], username: str, case_id: int, name: str,
-               *, at: timedelta = timedelta(), notice: ReplyNotice | None = None,
-               **fields: object) -> CaseState:
+async def fire(
+    db: async_sessionmaker[AsyncSession],
+    username: str,
+    case_id: int,
+    name: str,
+    *,
+    at: timedelta = timedelta(),
+    notice: ReplyNotice | None = None,
+    **fields: object,
+) -> CaseState:
     async with db.begin() as s:
         staff = await who(s, username)
         detail = await service.transition(
-            s, staff=staff, case_id=case_id, now=NOW + at, reply_notice=notice,
+            s,
+            staff=staff,
+            case_id=case_id,
+            now=NOW + at,
+            reply_notice=notice,
             request=TransitionRequest(transition=name, **fields),  # type: ignore[arg-type]
         )
         return detail.state
@@ -67,10 +91,19 @@ async def test_whole_life_with_timestamps_events_and_audit(
 ) -> None:
     case_id = await register(db, pii)
     notice = ReplyNotice(pii=pii, secret=SECRET, base_url="https://xf.example")
-    assert await fire(db, "handler01", case_id, "accept", at=timedelta(days=1)) == CaseState.accepted
+    assert (
+        await fire(db, "handler01", case_id, "accept", at=timedelta(days=1)) == CaseState.accepted
+    )
     await fire(db, "handler01", case_id, "start_handling", at=timedelta(days=2))
-    await fire(db, "handler01", case_id, "reply", at=timedelta(days=10), reply="已责令补发工资",
-               notice=notice)
+    await fire(
+        db,
+        "handler01",
+        case_id,
+        "reply",
+        at=timedelta(days=10),
+        reply="已责令补发工资",
+        notice=notice,
+    )
     await fire(db, "window01", case_id, "revisit", at=timedelta(days=20), note="工资已到账")
     assert await fire(db, "window01", case_id, "close", at=timedelta(days=21)) == CaseState.closed
     async with db() as s:
@@ -80,14 +113,25 @@ async def test_whole_life_with_timestamps_events_and_audit(
         assert row.first_receiver_id == window.staff_id
         assert row.accepted_at == NOW + timedelta(days=1)
         assert row.handling_at and row.replied_at and row.revisited_at and row.closed_at
-        events = list(await s.scalars(select(CaseEvent.type).where(CaseEvent.case_id == case_id)
-                                      .order_by(CaseEvent.id)))
+        events = list(
+            await s.scalars(
+                select(CaseEvent.type).where(CaseEvent.case_id == case_id).order_by(CaseEvent.id)
+            )
+        )
         assert events[:1] == ["registered"]
-        for name in ("accept", "start_handling", "reply", "evaluation_link_sent", "revisit",
-                     "close"):
+        for name in (
+            "accept",
+            "start_handling",
+            "reply",
+            "evaluation_link_sent",
+            "revisit",
+            "close",
+        ):
             assert name in events
-        deadlines = {d.kind: d for d in await s.scalars(
-            select(CaseDeadline).where(CaseDeadline.case_id == case_id))}
+        deadlines = {
+            d.kind: d
+            for d in await s.scalars(select(CaseDeadline).where(CaseDeadline.case_id == case_id))
+        }
         assert deadlines["acceptance"].status == "met"
         # the matter type shortens handling to 30 days
         assert deadlines["handling"].due_at - deadlines["handling"].start_at <= timedelta(days=31)
@@ -95,8 +139,9 @@ async def test_whole_life_with_timestamps_events_and_audit(
         assert deadlines["review_request"].status == "open"  # the petitioner's 30-day window
         sms = await s.scalar(select(CaseNotification).where(CaseNotification.case_id == case_id))
         assert sms is not None and sms.to == "13812345678" and "/evaluate/" in sms.body
-        actions = set(await s.scalars(select(AuditEntry.action)
-                                      .where(AuditEntry.object_id == str(case_id))))
+        actions = set(
+            await s.scalars(select(AuditEntry.action).where(AuditEntry.object_id == str(case_id)))
+        )
         assert {"case.create", "case.accept", "case.reply", "case.close"} <= actions
 
 
@@ -107,8 +152,9 @@ async def test_denied_and_illegal_transitions_write_nothing(
 
     async def counts() -> tuple[int, int, CaseState]:
         async with db() as s:
-            events = await s.scalar(select(func.count()).select_from(CaseEvent)
-                                    .where(CaseEvent.case_id == case_id))
+            events = await s.scalar(
+                select(func.count()).select_from(CaseEvent).where(CaseEvent.case_id == case_id)
+            )
             audits = await s.scalar(select(func.count()).select_from(AuditEntry))
             row = await s.get(PetitionCase, case_id)
             assert row is not None and events is not None and audits is not None
@@ -124,16 +170,18 @@ async def test_denied_and_illegal_transitions_write_nothing(
     with pytest.raises(MissingField):
         await fire(db, "handler01", case_id, "not_accept", reason=" ")
     with pytest.raises(InvalidInput):
-        await fire(db, "handler01", case_id, "redirect_legal", legal_route="petition",
-                   reason="应走仲裁")
+        await fire(
+            db, "handler01", case_id, "redirect_legal", legal_route="petition", reason="应走仲裁"
+        )
     assert await counts() == before
 
 
 async def test_transfer_adds_handlers_and_never_moves_the_first_receiver(
     db: async_sessionmaker[AsyncSession], pii: PiiCipher
 ) -> None:
-    case_id = await register(db, pii, matter="noise", summary="工地夜间施工噪声扰民",
-                             attributes={"location": "和睦新村"})
+    case_id = await register(
+        db, pii, matter="noise", summary="工地夜间施工噪声扰民", attributes={"location": "和睦新村"}
+    )
     async with db() as s:
         urban, housing = await dept_id(s, "urban"), await dept_id(s, "housing")
     await fire(db, "window01", case_id, "transfer", target_department_id=housing, reason="涉及物业")
@@ -142,10 +190,15 @@ async def test_transfer_adds_handlers_and_never_moves_the_first_receiver(
         row = await s.get(PetitionCase, case_id)
         assert row is not None and row.lead_dept_id == housing
         assert row.first_receiver_id == (await who(s, "window01")).staff_id
-        handlers = list(await s.scalars(select(CaseHandler).where(CaseHandler.case_id == case_id)
-                                        .order_by(CaseHandler.id)))
+        handlers = list(
+            await s.scalars(
+                select(CaseHandler).where(CaseHandler.case_id == case_id).order_by(CaseHandler.id)
+            )
+        )
         assert [(h.department_id, h.role, h.active) for h in handlers][:2] == [
-            (urban, "lead", False), (housing, "lead", True)]
+            (urban, "lead", False),
+            (housing, "lead", True),
+        ]
     # the first receiver still sees and tracks it
     async with db.begin() as s:
         detail = await service.case_detail(s, staff=await who(s, "window01"), case_id=case_id)
@@ -157,32 +210,54 @@ async def test_confidential_accusation_hidden_from_the_accused_unit(
 ) -> None:
     async with db() as s:
         urban = await dept_id(s, "urban")
-    case_id = await register(db, pii, matter="official_misconduct", summary="检举城管执法人员收受好处",
-                             attributes={"accused": "区城管局某中队"},
-                             accused_department_id=urban)
+    case_id = await register(
+        db,
+        pii,
+        matter="official_misconduct",
+        summary="检举城管执法人员收受好处",
+        attributes={"accused": "区城管局某中队"},
+        accused_department_id=urban,
+    )
     async with db.begin() as s:
         supervisor = await who(s, "supervisor01")
         with pytest.raises(ConfidentialTransferBlocked):
-            await service.add_handler(s, staff=supervisor, case_id=case_id,
-                                      request=HandlerRequest(department_id=urban, role="co"),
-                                      now=NOW)
+            await service.add_handler(
+                s,
+                staff=supervisor,
+                case_id=case_id,
+                request=HandlerRequest(department_id=urban, role="co"),
+                now=NOW,
+            )
     async with db.begin() as s:
         handler = await who(s, "handler02")
-        await service.add_handler(s, staff=await who(s, "supervisor01"), case_id=case_id,
-                                  request=HandlerRequest(staff_id=handler.staff_id, role="co"),
-                                  now=NOW)
+        await service.add_handler(
+            s,
+            staff=await who(s, "supervisor01"),
+            case_id=case_id,
+            request=HandlerRequest(staff_id=handler.staff_id, role="co"),
+            now=NOW,
+        )
     async with db.begin() as s:
-        assert (await service.case_detail(s, staff=await who(s, "handler02"), case_id=case_id)).confidential
+        assert (
+            await service.case_detail(s, staff=await who(s, "handler02"), case_id=case_id)
+        ).confidential
         for outsider in ("handler03", "leader02", "window02"):
             with pytest.raises(service.CaseNotFound):
                 await service.case_detail(s, staff=await who(s, outsider), case_id=case_id)
         from server.cases.schemas import CaseQuery
 
-        for username, visible in (("handler03", False), ("supervisor01", True), ("handler02", True)):
+        for username, visible in (
+            ("handler03", False),
+            ("supervisor01", True),
+            ("handler02", True),
+        ):
             items = await service.list_cases(s, staff=await who(s, username), query=CaseQuery())
             assert (case_id in {i.id for i in items}) is visible
-        views = await s.scalar(select(func.count()).select_from(AuditEntry).where(
-            AuditEntry.action == "case.view", AuditEntry.object_id == str(case_id)))
+        views = await s.scalar(
+            select(func.count())
+            .select_from(AuditEntry)
+            .where(AuditEntry.action == "case.view", AuditEntry.object_id == str(case_id))
+        )
         assert views == 1  # only the successful view is a case view
 
 
@@ -195,37 +270,48 @@ async def test_repeat_petition_linked_and_flagged_after_re_review(
     await fire(db, "handler01", first, "reply", reply="答复")
     async with db.begin() as s:
         window = await who(s, "window01")
-        review = await service.request_review(s, staff=window, case_id=first, reason="不服答复",
-                                              now=NOW)
+        review = await service.request_review(
+            s, staff=window, case_id=first, reason="不服答复", now=NOW
+        )
     assert review.state == CaseState.review
     await fire(db, "window01", review.id, "reply", reply="维持原答复")
     async with db.begin() as s:
-        re_review = await service.request_review(s, staff=await who(s, "window01"),
-                                                 case_id=review.id, reason="仍不服", now=NOW)
+        re_review = await service.request_review(
+            s, staff=await who(s, "window01"), case_id=review.id, reason="仍不服", now=NOW
+        )
     assert re_review.state == CaseState.re_review
     await fire(db, "window01", re_review.id, "reply", reply="复核维持")
     async with db.begin() as s:
         from server.cases.statemachine import FinalDecision
 
         with pytest.raises(FinalDecision):
-            await service.request_review(s, staff=await who(s, "window01"),
-                                         case_id=re_review.id, reason="再次不服", now=NOW)
+            await service.request_review(
+                s, staff=await who(s, "window01"), case_id=re_review.id, reason="再次不服", now=NOW
+            )
     # the same person (found by ID number hash) with the same matter again
     async with db.begin() as s:
         result = await service.intake(
-            s, pii=pii, staff=await who(s, "window01"), now=NOW + timedelta(days=90),
-            request=IntakeRequest(channel=Channel.window, site_id=await centre_id(s),
-                                  summary="公司拖欠工资三个月仍未发放", matter_type="wage_arrears",
-                                  attributes={"employer": "某公司", "months": 3},
-                                  petitioner=PetitionerInput(name="王小明",
-                                                             id_number="11010519491231002x")),
+            s,
+            pii=pii,
+            staff=await who(s, "window01"),
+            now=NOW + timedelta(days=90),
+            request=IntakeRequest(
+                channel=Channel.window,
+                site_id=await centre_id(s),
+                summary="公司拖欠工资三个月仍未发放",
+                matter_type="wage_arrears",
+                attributes={"employer": "某公司", "months": 3},
+                petitioner=PetitionerInput(name="王小明", id_number="11010519491231002x"),
+            ),
         )
     assert result.repeat_of_case_no is not None
     assert result.non_accept_proposed
     assert result.case.state == CaseState.registered  # a person decides
 
 
-async def test_matter_type_required_fields(db: async_sessionmaker[AsyncSession], pii: PiiCipher) -> None:
+async def test_matter_type_required_fields(
+    db: async_sessionmaker[AsyncSession], pii: PiiCipher
+) -> None:
     with pytest.raises(InvalidInput) as err:
         await register(db, pii, attributes={"employer": "某公司"})
     assert err.value.details["field"] == "months"

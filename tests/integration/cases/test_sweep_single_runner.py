@@ -33,8 +33,15 @@ class GateNotifier:
         self.release = asyncio.Event()
         self.sent: list[str] = []
 
-    async def send(self, *, to: str, channel: NotifyChannel, subject: str, body: str,
-                   attachments: list[Attachment] | None = None) -> None:
+    async def send(
+        self,
+        *,
+        to: str,
+        channel: NotifyChannel,
+        subject: str,
+        body: str,
+        attachments: list[Attachment] | None = None,
+    ) -> None:
         self.entered.set()
         await self.release.wait()
         self.sent.append(f"{to}:{subject}:{body}")
@@ -58,37 +65,49 @@ async def pg_db(pg_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
 async def _overdue_cases(db: async_sessionmaker[AsyncSession], n: int) -> None:
     pii = PiiCipher(secrets.token_bytes(32))
     for _ in range(n):
-        case_id = await register(db, pii, matter="property_management", summary="物业乱收费",
-                                 attributes={"estate": "和睦新村"})
+        case_id = await register(
+            db,
+            pii,
+            matter="property_management",
+            summary="物业乱收费",
+            attributes={"estate": "和睦新村"},
+        )
         await fire(db, "handler02", case_id, "accept")
 
 
 @pytest.mark.parametrize("use_redis", [False, True], ids=["pg_advisory", "redis"])
-async def test_two_runners_one_sweep(pg_db: async_sessionmaker[AsyncSession], use_redis: bool,
-                                     redis_url: str, redis_prefix: str) -> None:
+async def test_two_runners_one_sweep(
+    pg_db: async_sessionmaker[AsyncSession], use_redis: bool, redis_url: str, redis_prefix: str
+) -> None:
     await _overdue_cases(pg_db, 3)
     redis = Redis.from_url(redis_url) if use_redis else None
     lock = f"{redis_prefix}lock:sweep"
     late = NOW + timedelta(days=65)
     gate = GateNotifier()
     try:
-        first = asyncio.create_task(dls.run_deadline_sweep(pg_db, now=late, notifier=gate,
-                                                           redis=redis, lock_name=lock))
+        first = asyncio.create_task(
+            dls.run_deadline_sweep(pg_db, now=late, notifier=gate, redis=redis, lock_name=lock)
+        )
         await asyncio.wait_for(gate.entered.wait(), 30)
-        second = await dls.run_deadline_sweep(pg_db, now=late, notifier=gate, redis=redis,
-                                              lock_name=lock)
+        second = await dls.run_deadline_sweep(
+            pg_db, now=late, notifier=gate, redis=redis, lock_name=lock
+        )
         assert not second.ran
         gate.release.set()
         report = await asyncio.wait_for(first, 30)
         assert report.ran and report.escalations == 6  # levels 1 and 2 for each case
         assert len(gate.sent) == len(set(gate.sent)) == report.sent
         # a third run after the first finished: the lock is free, and there is nothing to do
-        third = await dls.run_deadline_sweep(pg_db, now=late, notifier=gate, redis=redis,
-                                             lock_name=lock)
+        third = await dls.run_deadline_sweep(
+            pg_db, now=late, notifier=gate, redis=redis, lock_name=lock
+        )
         assert third.ran and (third.warnings, third.escalations, third.sent) == (0, 0, 0)
         async with pg_db() as s:
-            pending = await s.scalar(select(func.count()).select_from(CaseNotification)
-                                     .where(CaseNotification.status != "sent"))
+            pending = await s.scalar(
+                select(func.count())
+                .select_from(CaseNotification)
+                .where(CaseNotification.status != "sent")
+            )
             assert pending == 0
     finally:
         if redis is not None:
@@ -97,7 +116,7 @@ async def test_two_runners_one_sweep(pg_db: async_sessionmaker[AsyncSession], us
 
 
 async def test_concurrent_sweeps_on_both_sides_of_the_lock_never_duplicate(
-    pg_db: async_sessionmaker[AsyncSession]
+    pg_db: async_sessionmaker[AsyncSession],
 ) -> None:
     """Without a gate: five runners race; messages are still sent exactly once."""
     await _overdue_cases(pg_db, 2)
@@ -106,15 +125,23 @@ async def test_concurrent_sweeps_on_both_sides_of_the_lock_never_duplicate(
         def __init__(self) -> None:
             self.sent: list[str] = []
 
-        async def send(self, *, to: str, channel: NotifyChannel, subject: str, body: str,
-                       attachments: list[Attachment] | None = None) -> None:
+        async def send(
+            self,
+            *,
+            to: str,
+            channel: NotifyChannel,
+            subject: str,
+            body: str,
+            attachments: list[Attachment] | None = None,
+        ) -> None:
             await asyncio.sleep(0)
             self.sent.append(f"{to}:{subject}:{body}")
 
     notifier = Counting()
     late = NOW + timedelta(days=65)
-    reports = await asyncio.gather(*(dls.run_deadline_sweep(pg_db, now=late, notifier=notifier)
-                                     for _ in range(5)))
+    reports = await asyncio.gather(
+        *(dls.run_deadline_sweep(pg_db, now=late, notifier=notifier) for _ in range(5))
+    )
     assert sum(r.escalations for r in reports) == 4
     assert len(notifier.sent) == len(set(notifier.sent))
     async with pg_db() as s:
