@@ -27,8 +27,8 @@ from server.cases.schemas import EvaluationSubmit, IntakeRequest
 from server.cases.service import ReplyNotice
 from server.crypto import PiiCipher
 from server.errors import PermissionDenied
-from server.org.models import Staff
 from server.notify import Attachment, NotifyChannel
+from server.org.models import Staff
 
 from .conftest import NOW, centre_id, who
 from .test_lifecycle import SECRET, fire, register
