@@ -103,14 +103,18 @@ def check_aiortc_internals() -> None:
         and hasattr(aiortc.codecs.opus.OpusEncoder, "pack"),
         "Vp8Encoder.pack / OpusEncoder.pack",
     )
-    jf = aiortc.rtcrtpreceiver.JitterFrame if hasattr(aiortc.rtcrtpreceiver, "JitterFrame") else None
+    jf = (
+        aiortc.rtcrtpreceiver.JitterFrame if hasattr(aiortc.rtcrtpreceiver, "JitterFrame") else None
+    )
     if jf is None:
         from aiortc import jitterbuffer
 
         jf = jitterbuffer.JitterFrame
     expect(_params(jf.__init__)[1:3] == ["data", "timestamp"], "JitterFrame(data, timestamp)")
     srd_src = inspect.getsource(aiortc.rtcpeerconnection.RTCPeerConnection.setRemoteDescription)
-    expect("transceiver._codecs = common" in srd_src, "setRemoteDescription sets transceiver._codecs")
+    expect(
+        "transceiver._codecs = common" in srd_src, "setRemoteDescription sets transceiver._codecs"
+    )
     hosts = _original_get_host_addresses or aioice.ice.get_host_addresses
     expect(_params(hosts) == ["use_ipv4", "use_ipv6"], "aioice.ice.get_host_addresses(v4, v6)")
     if problems:
@@ -328,9 +332,9 @@ def pin_negotiated_codecs(transceiver: Any, allowed: Sequence[Any]) -> bool:
         if codec.mimeType.lower() == "video/h264":
             want = str(cap.parameters.get("profile-level-id", ""))[:4]
             got = str(codec.parameters.get("profile-level-id", ""))[:4]
-            return want == got and codec.parameters.get(
+            return want == got and codec.parameters.get("packetization-mode") == cap.parameters.get(
                 "packetization-mode"
-            ) == cap.parameters.get("packetization-mode")
+            )
         return True
 
     primary = [

@@ -130,9 +130,7 @@ class Recording:
         self._waiting_keyframe: set[TrackKey] = set()
         self.dropped_packets = 0
         self.error: BaseException | None = None
-        self._thread = threading.Thread(
-            target=self._run, name=f"recording:{room_id}", daemon=True
-        )
+        self._thread = threading.Thread(target=self._run, name=f"recording:{room_id}", daemon=True)
         self._thread.start()
 
     def path_for(self, key: TrackKey) -> Path:
@@ -193,8 +191,15 @@ class Recording:
         for track_file in self._files.values():
             if track_file.container is None:
                 continue
-            files.append(describe_file(self.room_id, track_file.key, track_file.path,
-                                       track_file.started_at_unix, track_file.end_ms / 1000))
+            files.append(
+                describe_file(
+                    self.room_id,
+                    track_file.key,
+                    track_file.path,
+                    track_file.started_at_unix,
+                    track_file.end_ms / 1000,
+                )
+            )
         return tuple(files)
 
 

@@ -38,10 +38,10 @@ from aiortc import (
     RTCIceServer,
     RTCPeerConnection,
     RTCSessionDescription,
+    sdp,
 )
 from aiortc.exceptions import InternalError, OperationError
 from aiortc.mediastreams import MediaStreamError
-from aiortc import sdp
 from aiortc.sdp import candidate_from_sdp
 
 from media import adapter
@@ -451,7 +451,9 @@ class SfuMediaNode:
             raise InvalidDescription(f"offer rejected: {exc}") from exc
         return SessionDescription(type="answer", sdp=pc.localDescription.sdp)
 
-    async def accept_answer(self, *, room_id: str, peer_id: str, answer: SessionDescription) -> None:
+    async def accept_answer(
+        self, *, room_id: str, peer_id: str, answer: SessionDescription
+    ) -> None:
         session = self._session(room_id, peer_id)
         if answer.type != "answer":
             raise InvalidDescription(f"expected an answer, got {answer.type!r}")
@@ -565,9 +567,7 @@ class SfuMediaNode:
 
         @pc.on("track")  # type: ignore[untyped-decorator,misc]
         def on_track(track: MediaStreamTrack) -> None:
-            receiver = next(
-                t.receiver for t in pc.getTransceivers() if t.receiver.track is track
-            )
+            receiver = next(t.receiver for t in pc.getTransceivers() if t.receiver.track is track)
             kind: TrackKind = "audio" if track.kind == "audio" else "video"
             if kind == "audio":
                 granted = session.grant.audio
@@ -600,7 +600,9 @@ class SfuMediaNode:
                     receiver, lambda level: room.speaker.add_level(peer_id, level)
                 )
                 if room.speaker_task is None:
-                    room.speaker_task = self.spawn(self._speaker_loop(room), f"speaker:{room.room_id}")
+                    room.speaker_task = self.spawn(
+                        self._speaker_loop(room), f"speaker:{room.room_id}"
+                    )
             self.emit(TrackPublished(room.room_id, session.peer_id, track.id, kind))
             self._renegotiate_others(room, session.peer_id)
 

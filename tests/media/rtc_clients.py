@@ -190,6 +190,7 @@ class EventPump:
         self.clients: dict[tuple[str, str], TestClient] = {}
         self.events: list[MediaEvent] = []
         self.errors: list[BaseException] = []
+        self._deliveries: set[asyncio.Task[None]] = set()
         self._task = asyncio.create_task(self._run())
 
     def add(self, client: TestClient) -> TestClient:
@@ -202,7 +203,9 @@ class EventPump:
             if isinstance(event, PeerDescription):
                 client = self.clients.get((event.room_id, event.peer_id))
                 if client is not None:
-                    asyncio.create_task(self._deliver(client, event.description))
+                    self._deliveries.add(
+                        asyncio.create_task(self._deliver(client, event.description))
+                    )
 
     async def _deliver(self, client: TestClient, description: SessionDescription) -> None:
         try:

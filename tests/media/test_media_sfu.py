@@ -5,7 +5,6 @@ from __future__ import annotations
 import asyncio
 
 import pytest
-
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
 
 from media.errors import InvalidDescription, PeerNotFound
@@ -71,7 +70,9 @@ async def test_late_joiner_decodes_video_within_one_second(
     joined_at = asyncio.get_running_loop().time()
     await wait_until(lambda: late.publishers("video") == {"p0", "p1"}, 1.0, "late joiner video")
     assert asyncio.get_running_loop().time() - joined_at <= 1.0
-    assert all(r.keyframe_sizes == [(320, 240)] for r in late.received.values() if r.kind == "video")
+    assert all(
+        r.keyframe_sizes == [(320, 240)] for r in late.received.values() if r.kind == "video"
+    )
     for client in [*clients, late]:
         await client.close()
 
@@ -90,9 +91,7 @@ async def test_stalled_subscriber_stays_bounded_and_does_not_delay_others(
     stalled[0].sender.replaceTrack(None)
     before = clients[1].frames_from("p0", "video")
     await asyncio.sleep(3.0)
-    stats = {
-        (s.subscriber_id, s.publisher_id, s.kind): s for s in node.subscription_stats("r")
-    }
+    stats = {(s.subscriber_id, s.publisher_id, s.kind): s for s in node.subscription_stats("r")}
     blocked = stats[("p2", "p0", "video")]
     assert blocked.queued <= blocked.max_queued
     assert blocked.dropped > 0
@@ -197,9 +196,7 @@ async def test_ice_that_never_connects_fails_the_peer_only() -> None:
         await node.close()
 
 
-async def test_active_speaker_is_the_loud_participant(
-    node: SfuMediaNode, pump: EventPump
-) -> None:
+async def test_active_speaker_is_the_loud_participant(node: SfuMediaNode, pump: EventPump) -> None:
     loud = pump.add(TestClient(node, "r", "loud"))
     quiet = pump.add(TestClient(node, "r", "quiet"))
     assert quiet.audio is not None
@@ -213,9 +210,7 @@ async def test_active_speaker_is_the_loud_participant(
         await client.close()
 
 
-async def test_close_peer_stops_its_tracks_for_others(
-    node: SfuMediaNode, pump: EventPump
-) -> None:
+async def test_close_peer_stops_its_tracks_for_others(node: SfuMediaNode, pump: EventPump) -> None:
     clients = await _room(pump, node, 3)
     await node.close_peer(room_id="r", peer_id="p0")
     await asyncio.sleep(0.5)
