@@ -18,24 +18,43 @@ from .test_lifecycle import register
 
 
 async def test_effective_only_when_all_have_signed(db: async_sessionmaker[AsyncSession]) -> None:
-    case_id = await register(db, PiiCipher(secrets.token_bytes(32)), matter="neighbour_dispute",
-                             summary="楼上漏水损坏楼下吊顶，双方协商不成")
+    case_id = await register(
+        db,
+        PiiCipher(secrets.token_bytes(32)),
+        matter="neighbour_dispute",
+        summary="楼上漏水损坏楼下吊顶，双方协商不成",
+    )
     async with db.begin() as s:
         with pytest.raises(PermissionDenied):
-            await agreements.draft_agreement(s, staff=await who(s, "window01"), case_id=case_id,
-                                             draft=_draft(), now=NOW)
+            await agreements.draft_agreement(
+                s, staff=await who(s, "window01"), case_id=case_id, draft=_draft(), now=NOW
+            )
     async with db.begin() as s:
-        view = await agreements.draft_agreement(s, staff=await who(s, "mediator01"),
-                                                case_id=case_id, draft=_draft(), now=NOW)
+        view = await agreements.draft_agreement(
+            s, staff=await who(s, "mediator01"), case_id=case_id, draft=_draft(), now=NOW
+        )
     assert view.missing_signers == ["party:0", "party:1", "mediator"]
 
-    async def sign(signer: str, name: str, username: str = "mediator01",
-                   method: str = "typed", data: str | None = None) -> agreements.AgreementView:
+    async def sign(
+        signer: str,
+        name: str,
+        username: str = "mediator01",
+        method: str = "typed",
+        data: str | None = None,
+    ) -> agreements.AgreementView:
         async with db.begin() as s:
             return await agreements.sign_agreement(
-                s, agreement_id=view.id, staff=await who(s, username), now=NOW + timedelta(hours=1),
-                request=SignRequest(signer=signer, signer_name=name, method=method,  # type: ignore[arg-type]
-                                    data=data or name))
+                s,
+                agreement_id=view.id,
+                staff=await who(s, username),
+                now=NOW + timedelta(hours=1),
+                request=SignRequest(
+                    signer=signer,
+                    signer_name=name,
+                    method=method,  # type: ignore[arg-type]
+                    data=data or name,
+                ),
+            )
 
     with pytest.raises(InvalidInput):
         await sign("party:0", "冒名者")
@@ -51,7 +70,9 @@ async def test_effective_only_when_all_have_signed(db: async_sessionmaker[AsyncS
         await sign("mediator", "调解员乙", username="mediator02")
     v = await sign("mediator", "调解员甲")
     assert v.status == "effective" and v.effective_at is not None
-    assert v.judicial_due_at is not None and v.judicial_due_at - v.effective_at <= timedelta(days=31)
+    assert v.judicial_due_at is not None and v.judicial_due_at - v.effective_at <= timedelta(
+        days=31
+    )
     with pytest.raises(agreements.AgreementLocked):
         await sign("party:1", "钱二")
     try:
@@ -64,7 +85,10 @@ async def test_effective_only_when_all_have_signed(db: async_sessionmaker[AsyncS
 
 def _draft() -> AgreementDraft:
     return AgreementDraft(
-        parties=[PartyInput(name="赵一", role="applicant"), PartyInput(name="钱二", role="respondent")],
+        parties=[
+            PartyInput(name="赵一", role="applicant"),
+            PartyInput(name="钱二", role="respondent"),
+        ],
         facts="楼上住户卫生间漏水，损坏楼下吊顶。",
         terms=[TermInput(term="钱二赔偿赵一维修费3000元", how="银行转账", by=date(2026, 4, 1))],
     )

@@ -1,0 +1,144 @@
+"""Case pages: list and search, the case file, the assessment dashboard, and the petitioner's
+public evaluation form. Thin: they call server.cases services and render."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic import ValidationError
+
+from server import keys
+from server.auth.permissions import Action
+from server.auth.web import client_ip, require
+from server.cases import evaluation, service
+from server.cases.schemas import RATING_LABELS, CaseQuery, EvaluationSubmit
+from server.db import utcnow
+from server.errors import AppError, NotFound
+from web.render import page
+
+BAR_MAX_PX = 240
+
+
+async def case_list(request: web.Request) -> web.Response:
+    staff = await require(request, Action.case_view)
+    query = CaseQuery.model_validate({k: v for k, v in request.query.items() if v and k != "lang"})
+    async with request.app[keys.db].begin() as session:
+        items = await service.list_cases(session, staff=staff, query=query)
+    return page(
+        request,
+        "cases/list.html",
+        {"items": items, "q": query.q or "", "labels": service.STATE_LABELS},
+    )
+
+
+async def case_page(request: web.Request) -> web.Response:
+    staff = await require(request, Action.case_view)
+    try:
+        case_id = int(request.match_info["case_id"])
+    except ValueError:
+        raise NotFound("no such case") from None
+    async with request.app[keys.db].begin() as session:
+        detail = await service.case_detail(
+            session, staff=staff, case_id=case_id, ip=client_ip(request)
+        )
+        events = await service.timeline(session, staff=staff, case_id=case_id)
+    return page(
+        request,
+        "cases/detail.html",
+        {"case": detail, "events": events, "labels": service.STATE_LABELS},
+    )
+
+
+def bars(rows: list[Any], attr: str) -> list[dict[str, Any]]:
+    """Server-side chart data: one horizontal bar per row (rate 0..1 → width in px)."""
+    out = []
+    for r in rows:
+        value = getattr(r, attr)
+        out.append(
+            {
+                "label": r.label,
+                "value": value,
+                "width": 0 if value is None else round(value * BAR_MAX_PX),
+            }
+        )
+    return out
+
+
+async def dashboard_page(request: web.Request) -> web.Response:
+    staff = await require(request, Action.case_assess)
+    by = request.query.get("by", "department")
+    if by not in ("staff", "department", "site"):
+        by = "department"
+    async with request.app[keys.db].begin() as session:
+        board = await evaluation.dashboard(session, staff=staff, by=by)  # type: ignore[arg-type]
+    charts = [
+        (title, bars(board.rows, attr))
+        for title, attr in (
+            ("满意率", "satisfaction_rate"),
+            ("按期办结率", "on_time_rate"),
+            ("逾期率", "overdue_rate"),
+        )
+    ]
+    return page(
+        request,
+        "cases/dashboard.html",
+        {"board": board, "charts": charts, "bar_max": BAR_MAX_PX, "by": by},
+    )
+
+
+async def evaluate_form(request: web.Request) -> web.Response:
+    token = request.match_info["token"]
+    error: str | None = None
+    done = False
+    values: dict[str, str] = {}
+    secret = request.app[keys.settings].secret_bytes()
+    if request.method == "POST":
+        form = await request.post()
+        values = {k: str(form.get(k, "")) for k in ("staff_rating", "dept_rating", "comment")}
+        try:
+            submit = EvaluationSubmit.model_validate(
+                {**values, "comment": values["comment"] or None}
+            )
+            async with request.app[keys.db].begin() as session:
+                await evaluation.submit_evaluation(
+                    session,
+                    secret=secret,
+                    token=token,
+                    submit=submit,
+                    now=utcnow(),
+                    ip=client_ip(request),
+                )
+            done = True
+        except ValidationError:
+            error = "请分别选择对承办人员和承办单位的评价"
+        except AppError as e:
+            error = e.message_zh
+    else:
+        try:
+            async with request.app[keys.db].begin() as session:
+                await evaluation.evaluation_for_token(
+                    session, secret=secret, token=token, now=utcnow()
+                )
+        except AppError as e:
+            error = e.message_zh
+    return page(
+        request,
+        "cases/evaluate.html",
+        {
+            "token": token,
+            "error": error,
+            "done": done,
+            "values": values,
+            "ratings": [(k, v) for k, v in RATING_LABELS.items() if k != "unrated"],
+        },
+        status=200 if not error or request.method == "POST" else 404,
+    )
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/cases", case_list, name="cases")
+    app.router.add_get("/cases/dashboard", dashboard_page, name="cases_dashboard")
+    app.router.add_get(r"/cases/{case_id:\d+}", case_page, name="case")
+    app.router.add_route("GET", "/evaluate/{token}", evaluate_form, name="evaluate")
+    app.router.add_route("POST", "/evaluate/{token}", evaluate_form)
