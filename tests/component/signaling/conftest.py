@@ -41,8 +41,12 @@ async def server(
         stun_urls=["stun:turn.example.test:3478"],
     )
     app = build_app(settings, media=fake_media, limits=limits)
-    async with TestServer(app) as srv:
+    srv = TestServer(app)
+    await srv.start_server()
+    try:
         yield srv
+    finally:
+        await srv.close()
 
 
 @pytest.fixture

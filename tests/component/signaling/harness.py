@@ -148,8 +148,8 @@ class Participant:
         self.name = name
         self.ws: aiohttp.ClientWebSocketResponse | None = None
         self.backlog: list[dict[str, Any]] = []
-        self.peer_id: str | None = None
-        self.resume_token: str | None = None
+        self.peer_id = ""  # set by join
+        self.resume_token = ""
         self.csrf: str | None = None
 
     @classmethod
@@ -184,10 +184,6 @@ class Participant:
         )
         self.backlog = []
         return await self.expect("hello")
-
-    def send_raw(self, text: str) -> None:
-        assert self.ws is not None
-        asyncio.get_running_loop().create_task(self.ws.send_str(text))
 
     async def send(self, type_: str, **fields: Any) -> str:
         assert self.ws is not None

@@ -86,7 +86,7 @@ async def test_resident_waits_is_admitted_chats_and_is_paused_without_official(
         assert expected in types
     audit_actions = {a.action for a in await _rows(server, AuditEntry)}
     assert "signaling.participant.admitted" in audit_actions
-    seen = set()
+    seen: set[str] = set()
     while len(seen) < 3:
         seen.add((await events.get()).type)
     assert "session.started" in seen or "participant.joined" in seen

@@ -1,0 +1,135 @@
+"""The wire protocol: parsing, typed errors, the JSON Schema and docs/signaling.md agreeing."""
+
+from __future__ import annotations
+
+import json
+import re
+from pathlib import Path
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+from pydantic import ValidationError
+
+from server.errors import SignalingError
+from signaling.node import parse
+from signaling.protocol import (
+    PROTOCOL,
+    Ack,
+    Join,
+    SendChat,
+    client_adapter,
+    encode,
+    json_schema,
+    message_types,
+    server_adapter,
+)
+
+DOCS = Path(__file__).parents[3] / "docs" / "signaling.md"
+
+
+def test_parses_each_kind_of_client_message() -> None:
+    msg = parse('{"type": "join", "id": "1", "room_id": "r-abc", "token": "t"}')
+    assert isinstance(msg, Join) and msg.room_id == "r-abc"
+    msg = parse('{"type": "chat", "id": "2", "text": "您好"}')
+    assert isinstance(msg, SendChat) and msg.text == "您好"
+
+
+@pytest.mark.parametrize(
+    ("text", "code", "field"),
+    [
+        ('{"type": "fly", "id": "1"}', "unknown_type", "type"),
+        ('{"id": "1"}', "unknown_type", "type"),
+        ('{"type": "chat", "id": "1"}', "bad_message", "text"),
+        ('{"type": "chat", "id": "1", "text": ""}', "bad_message", "text"),
+        ('{"type": "chat", "text": "x"}', "bad_message", "id"),
+        ('{"type": "chat", "id": "1", "text": "x", "evil": true}', "bad_message", "evil"),
+        ('{"type": "join", "id": "1", "room_id": "../etc"}', "bad_message", "room_id"),
+        ('{"type": "candidate", "id": "1", "candidate": "c", "sdp_mline_index": -1}',
+         "bad_message", "sdp_mline_index"),
+        ("[1, 2]", "bad_message", None),
+        ("{", "bad_message", None),
+    ],
+)  # fmt: skip
+def test_bad_messages_raise_typed_errors(text: str, code: str, field: str | None) -> None:
+    with pytest.raises(SignalingError) as info:
+        parse(text)
+    assert info.value.code == code
+    if field is not None:
+        assert info.value.details["field"] == field
+
+
+def test_messages_are_frozen_and_strict() -> None:
+    msg = SendChat(id="1", text="x")
+    with pytest.raises(ValidationError):
+        msg.text = "y"  # type: ignore[misc]
+    with pytest.raises(ValidationError):
+        Ack(re="1", extra="no")  # type: ignore[call-arg]
+
+
+@given(st.text(max_size=300))
+def test_parser_never_fails_untyped(text: str) -> None:
+    try:
+        parse(text)
+    except SignalingError as e:
+        assert e.code in ("bad_message", "unknown_type")
+
+
+@given(
+    st.dictionaries(
+        st.sampled_from(["type", "id", "text", "room_id", "peer_id", "sdp", "locked", "kind"]),
+        st.one_of(st.none(), st.booleans(), st.integers(), st.text(max_size=20),
+                  st.sampled_from(message_types(client_adapter))),
+    )
+)  # fmt: skip
+def test_parser_on_random_objects(obj: dict[str, object]) -> None:
+    try:
+        msg = parse(json.dumps(obj))
+    except SignalingError as e:
+        assert e.code in ("bad_message", "unknown_type")
+    else:
+        assert msg.type == obj["type"]
+
+
+def test_schema_lists_both_directions() -> None:
+    schema = json_schema()
+    assert schema["title"] == PROTOCOL
+    assert "join" in message_types(client_adapter)
+    assert "welcome" in message_types(server_adapter)
+
+
+def _doc_examples() -> list[dict[str, object]]:
+    text = DOCS.read_text(encoding="utf-8")
+    blocks = re.findall(r"```json\n(.*?)```", text, flags=re.S)
+    out = []
+    for block in blocks:
+        for line in block.strip().splitlines():
+            line = line.strip()
+            if line.startswith("{"):
+                out.append(json.loads(line))
+    return out
+
+
+def test_every_message_type_has_a_valid_example_in_the_docs() -> None:
+    examples = _doc_examples()
+    client_seen, server_seen = set(), set()
+    for ex in examples:
+        direction = ex.pop("_dir", None) if isinstance(ex, dict) else None
+        if direction == "s":
+            server_adapter.validate_python(ex)
+            server_seen.add(ex["type"])
+        else:
+            client_adapter.validate_python(ex)
+            client_seen.add(ex["type"])
+    assert set(message_types(client_adapter)) <= client_seen
+    assert set(message_types(server_adapter)) <= server_seen
+
+
+def test_docs_carry_the_generated_schema() -> None:
+    """docs/signaling.schema.json is regenerated from the models (python -m signaling.protocol)."""
+    path = DOCS.with_name("signaling.schema.json")
+    assert json.loads(path.read_text(encoding="utf-8")) == json.loads(json.dumps(json_schema()))
+
+
+def test_encode_is_compact_json() -> None:
+    assert json.loads(encode(Ack(re="7"))) == {"type": "ack", "re": "7"}
