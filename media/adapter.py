@@ -143,7 +143,7 @@ class PassthroughSink(asyncio.Queue[Any]):
 
     def __init__(
         self,
-        on_frame: Callable[[av.Packet, float], None],
+        on_frame: Callable[[av.Packet[Any], float], None],
         on_end: Callable[[], None],
     ) -> None:
         super().__init__(maxsize=1)
@@ -308,7 +308,7 @@ def restrict_host_addresses(addresses: Sequence[str]) -> None:
         if _original_get_host_addresses is None:
             _original_get_host_addresses = aioice.ice.get_host_addresses
         if not addresses:
-            aioice.ice.get_host_addresses = _original_get_host_addresses
+            aioice.ice.get_host_addresses = _original_get_host_addresses  # type: ignore[assignment]
             return
         wanted = list(addresses)
 

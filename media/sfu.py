@@ -1,6 +1,6 @@
 """In-process passthrough SFU: `SfuMediaNode` implements `media.interfaces.MediaNode`.
 
-    publisher ─RTP─► RTCRtpReceiver ─(adapter: JitterFrame→av.Packet, no decode)─► TrackForwarder
+    publisher ─RTP─► RTCRtpReceiver ─(adapter: JitterFrame→av.Packet[Any], no decode)─► TrackForwarder
     TrackForwarder ─► ForwardedTrack (bounded queue) ─► RTCRtpSender.pack() ─► each subscriber
                    └─► Recording (bounded queue, writer thread)
     subscriber PLI/FIR ─► TrackForwarder.request_keyframe() (≈1/s) ─► PLI to the publisher
@@ -123,7 +123,7 @@ class ForwardedTrack(MediaStreamTrack):
         self.max_queued = (
             MAX_QUEUED_VIDEO_FRAMES if forwarder.kind == "video" else MAX_QUEUED_AUDIO_FRAMES
         )
-        self._queue: asyncio.Queue[av.Packet | None] = asyncio.Queue(maxsize=self.max_queued)
+        self._queue: asyncio.Queue[av.Packet[Any] | None] = asyncio.Queue(maxsize=self.max_queued)
         self.active = False  # set once the subscriber's answer made the sender start
         self.waiting_keyframe = forwarder.kind == "video"
         self.forwarded = 0
@@ -133,7 +133,7 @@ class ForwardedTrack(MediaStreamTrack):
     def queued(self) -> int:
         return self._queue.qsize()
 
-    def push(self, packet: av.Packet, keyframe: bool) -> None:
+    def push(self, packet: av.Packet[Any], keyframe: bool) -> None:
         if not self.active or self.readyState != "live":
             return
         if self.waiting_keyframe:
@@ -198,7 +198,7 @@ class TrackForwarder:
     def key(self) -> str:
         return f"{self.publisher_id}/{self.track_id}"
 
-    def on_frame(self, packet: av.Packet, arrival_monotonic_s: float) -> None:
+    def on_frame(self, packet: av.Packet[Any], arrival_monotonic_s: float) -> None:
         self.frames_in += 1
         if not (self.granted and self.enabled):
             return
@@ -230,7 +230,7 @@ class TrackForwarder:
         wait_s = self._last_pli_at + self.node.keyframe_min_interval_s - now
         if wait_s <= 0:
             self._last_pli_at = now
-            self.node.spawn(adapter.send_pli(self.receiver), f"pli:{self.key}")
+            _ = self.node.spawn(adapter.send_pli(self.receiver), f"pli:{self.key}")
         elif self._pli_scheduled is None:
             loop = asyncio.get_running_loop()
 
@@ -422,7 +422,7 @@ class SfuMediaNode:
         if is_new:
             session.watchdog = self.spawn(self._ice_watchdog(session), f"ice:{peer_id}")
             if any(f.publisher_id != peer_id for f in room.forwarders()):
-                self.spawn(self._renegotiate(session), f"renegotiate:{peer_id}")
+                _ = self.spawn(self._renegotiate(session), f"renegotiate:{peer_id}")
         return answer
 
     async def _answer(self, session: PeerSession, offer: SessionDescription) -> SessionDescription:
@@ -476,7 +476,7 @@ class SfuMediaNode:
                     track.forwarder.request_keyframe()
             again = session.renegotiate_needed
         if again:
-            self.spawn(self._renegotiate(session), f"renegotiate:{peer_id}")
+            _ = self.spawn(self._renegotiate(session), f"renegotiate:{peer_id}")
 
     async def add_candidate(
         self, *, room_id: str, peer_id: str, candidate: IceCandidate | None
@@ -557,7 +557,7 @@ class SfuMediaNode:
     def _renegotiate_others(self, room: Room, except_peer: str) -> None:
         for other in list(room.peers.values()):
             if other.peer_id != except_peer and not other.closed:
-                self.spawn(self._renegotiate(other), f"renegotiate:{other.peer_id}")
+                _ = self.spawn(self._renegotiate(other), f"renegotiate:{other.peer_id}")
 
     # ------------------------------------------------------------ peer lifecycle
 
@@ -565,7 +565,7 @@ class SfuMediaNode:
         pc = session.pc
         room = session.room
 
-        @pc.on("track")  # type: ignore[untyped-decorator,misc]
+        @pc.on("track")
         def on_track(track: MediaStreamTrack) -> None:
             receiver = next(t.receiver for t in pc.getTransceivers() if t.receiver.track is track)
             kind: TrackKind = "audio" if track.kind == "audio" else "video"
@@ -606,7 +606,7 @@ class SfuMediaNode:
             self.emit(TrackPublished(room.room_id, session.peer_id, track.id, kind))
             self._renegotiate_others(room, session.peer_id)
 
-        @pc.on("connectionstatechange")  # type: ignore[untyped-decorator,misc]
+        @pc.on("connectionstatechange")
         def on_state() -> None:
             state = pc.connectionState
             if state == "connected" and not session.connected:
@@ -632,7 +632,7 @@ class SfuMediaNode:
             return
         logger.info("room %s peer %s failed: %s", session.room.room_id, session.peer_id, reason)
         self.emit(PeerFailed(session.room.room_id, session.peer_id, reason))
-        self.spawn(
+        _ = self.spawn(
             self.close_peer(room_id=session.room.room_id, peer_id=session.peer_id),
             f"close:{session.peer_id}",
         )
