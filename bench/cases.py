@@ -24,16 +24,63 @@ from bench.common import check, percentile
 PG = os.environ.get("ONEDOOR_BENCH_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432")
 NOW = datetime(2026, 6, 1, 2, 0, tzinfo=UTC)
 
-PHRASES = ["拖欠工资", "物业费纠纷", "电梯故障", "噪声扰民", "违章搭建", "低保申请", "食品安全",
-           "房屋漏水", "征迁补偿", "社保缴纳", "医疗纠纷", "邻里矛盾", "停车收费", "油烟扰民",
-           "预付卡退费", "养老补贴", "占道经营", "规划用地", "劳动合同", "虚假宣传"]
-PLACES = ["和睦新村", "大关小区", "米市巷", "湖墅南路", "祥符街道", "拱宸桥", "小河路", "半山",
-          "康桥", "上塘", "石桥", "东新园", "德胜新村"]
+PHRASES = [
+    "拖欠工资",
+    "物业费纠纷",
+    "电梯故障",
+    "噪声扰民",
+    "违章搭建",
+    "低保申请",
+    "食品安全",
+    "房屋漏水",
+    "征迁补偿",
+    "社保缴纳",
+    "医疗纠纷",
+    "邻里矛盾",
+    "停车收费",
+    "油烟扰民",
+    "预付卡退费",
+    "养老补贴",
+    "占道经营",
+    "规划用地",
+    "劳动合同",
+    "虚假宣传",
+]
+PLACES = [
+    "和睦新村",
+    "大关小区",
+    "米市巷",
+    "湖墅南路",
+    "祥符街道",
+    "拱宸桥",
+    "小河路",
+    "半山",
+    "康桥",
+    "上塘",
+    "石桥",
+    "东新园",
+    "德胜新村",
+]
 
 
 def _psql(sql: str, db: str = "postgres") -> None:
-    subprocess.run(["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1",
-                    "-qc", sql], check=True, capture_output=True)
+    subprocess.run(
+        [
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-qc",
+            sql,
+        ],
+        check=True,
+        capture_output=True,
+    )
 
 
 def _arr(values: list[str]) -> str:
@@ -49,7 +96,8 @@ async def _load(url: str, n: int) -> None:
         await load_demo(s, password="bench-pass-2026")
     async with engine.begin() as conn:
         await conn.execute(text("DROP INDEX ix_petition_case_summary_trgm"))
-        await conn.execute(text(f"""
+        await conn.execute(
+            text(f"""
             INSERT INTO petition_case (case_no, site_id, year, seq, channel, summary, matter_type,
                 state, confidential, created_at, updated_at, registered_at, version, grade,
                 review_level, collective, non_accept_proposed, attributes, lead_dept_id,
@@ -66,9 +114,11 @@ async def _load(url: str, n: int) -> None:
                    1 + (i % 12), NULL
             FROM (SELECT i, TIMESTAMPTZ '2025-06-01' + (i * interval '30 seconds') AS ts
                   FROM generate_series(1, {n}) i) g
-        """))
+        """)
+        )
         # one open deadline per case; 0.1 % cross a threshold at NOW
-        await conn.execute(text(f"""
+        await conn.execute(
+            text(f"""
             INSERT INTO case_deadline (case_id, kind, start_at, base_due_at, due_at, status,
                 warn_level, escalation_level, next_action_at, extension_days)
             SELECT id, 'handling', registered_at, registered_at + interval '60 days',
@@ -77,9 +127,14 @@ async def _load(url: str, n: int) -> None:
                         ELSE TIMESTAMPTZ '{(NOW + timedelta(days=1)).isoformat()}'
                              + (id % 86400) * interval '1 second' END, 0
             FROM petition_case
-        """))
-        await conn.execute(text("CREATE INDEX ix_petition_case_summary_trgm ON petition_case "
-                                "USING gin (summary gin_trgm_ops)"))
+        """)
+        )
+        await conn.execute(
+            text(
+                "CREATE INDEX ix_petition_case_summary_trgm ON petition_case "
+                "USING gin (summary gin_trgm_ops)"
+            )
+        )
         await conn.execute(text("ANALYZE"))
     await engine.dispose()
 
@@ -108,18 +163,38 @@ async def run(scale: float = 1.0) -> dict[str, Any]:
         load_s = time.perf_counter() - t0
         engine = make_engine(url)
         maker = make_sessionmaker(engine)
-        supervisor = StaffIdentity(staff_id=1, username="b", display_name="b", site_id=1,
-                                   department_id=None, roles=frozenset({Role.centre_supervisor}))
-        handler = StaffIdentity(staff_id=2, username="h", display_name="h", site_id=1,
-                                department_id=3, roles=frozenset({Role.dept_handler}))
+        supervisor = StaffIdentity(
+            staff_id=1,
+            username="b",
+            display_name="b",
+            site_id=1,
+            department_id=None,
+            roles=frozenset({Role.centre_supervisor}),
+        )
+        handler = StaffIdentity(
+            staff_id=2,
+            username="h",
+            display_name="h",
+            site_id=1,
+            department_id=3,
+            roles=frozenset({Role.dept_handler}),
+        )
         queries = [
-            (supervisor, CaseQuery(q="电梯故障")), (supervisor, CaseQuery(q="和睦新村拖欠工资")),
-            (supervisor, CaseQuery(q="B-4242")), (supervisor, CaseQuery(state="handling")),
+            (supervisor, CaseQuery(q="电梯故障")),
+            (supervisor, CaseQuery(q="和睦新村拖欠工资")),
+            (supervisor, CaseQuery(q="B-4242")),
+            (supervisor, CaseQuery(state="handling")),
             (supervisor, CaseQuery(department_id=5, state="replied")),
             (supervisor, CaseQuery(site_id=17, q="噪声")),
-            (handler, CaseQuery()), (handler, CaseQuery(q="物业费")),
-            (supervisor, CaseQuery(registered_from=datetime(2025, 7, 1, tzinfo=UTC),
-                                   registered_to=datetime(2025, 7, 2, tzinfo=UTC))),
+            (handler, CaseQuery()),
+            (handler, CaseQuery(q="物业费")),
+            (
+                supervisor,
+                CaseQuery(
+                    registered_from=datetime(2025, 7, 1, tzinfo=UTC),
+                    registered_to=datetime(2025, 7, 2, tzinfo=UTC),
+                ),
+            ),
             (supervisor, CaseQuery(q="问题反映第77777号")),
         ]
         latencies: list[float] = []
@@ -139,19 +214,34 @@ async def run(scale: float = 1.0) -> dict[str, Any]:
         report = await dls.run_deadline_sweep(maker, now=NOW, notifier=LogNotifier())
         sweep_s = time.perf_counter() - started
         started = time.perf_counter()
-        idle = await dls.run_deadline_sweep(maker, now=NOW, notifier=LogNotifier())
+        await dls.run_deadline_sweep(maker, now=NOW, notifier=LogNotifier())
         idle_sweep_s = time.perf_counter() - started
         # intake throughput: concurrent registrations at one window
         pii = PiiCipher(secrets.token_bytes(32))
-        window = StaffIdentity(staff_id=3, username="w", display_name="w", site_id=1,
-                               department_id=1, roles=frozenset({Role.window_officer}))
+        window = StaffIdentity(
+            staff_id=3,
+            username="w",
+            display_name="w",
+            site_id=1,
+            department_id=1,
+            roles=frozenset({Role.window_officer}),
+        )
         intakes = max(50, int(500 * scale))
 
         async def one(i: int) -> None:
             async with maker.begin() as s:
-                await service.intake(s, pii=pii, staff=window, now=NOW, request=IntakeRequest(
-                    channel=Channel.window, site_id=1, summary=f"基准测试信访事项{i}",
-                    petitioner=PetitionerInput(name="测试", phone=f"139{i:08d}")))
+                await service.intake(
+                    s,
+                    pii=pii,
+                    staff=window,
+                    now=NOW,
+                    request=IntakeRequest(
+                        channel=Channel.window,
+                        site_id=1,
+                        summary=f"基准测试信访事项{i}",
+                        petitioner=PetitionerInput(name="测试", phone=f"139{i:08d}"),
+                    ),
+                )
 
         sem = asyncio.Semaphore(20)
 
@@ -167,11 +257,17 @@ async def run(scale: float = 1.0) -> dict[str, Any]:
         _psql(f'DROP DATABASE IF EXISTS "{db}" WITH (FORCE)')
     p95 = percentile(latencies, 95)
     return {
-        "cases": n, "load_s": round(load_s, 1), "query_p50_ms": round(percentile(latencies, 50), 2),
-        "case_query_p95_ms": round(p95, 2), "query_max_ms_by_query": per_query,
-        "deadline_sweep_s": round(sweep_s, 3), "sweep_examined": report.examined,
-        "sweep_warnings": report.warnings, "idle_sweep_s": round(idle_sweep_s, 3),
-        "intakes": intakes, "intake_per_s": round(intakes / intake_s, 1),
+        "cases": n,
+        "load_s": round(load_s, 1),
+        "query_p50_ms": round(percentile(latencies, 50), 2),
+        "case_query_p95_ms": round(p95, 2),
+        "query_max_ms_by_query": per_query,
+        "deadline_sweep_s": round(sweep_s, 3),
+        "sweep_examined": report.examined,
+        "sweep_warnings": report.warnings,
+        "idle_sweep_s": round(idle_sweep_s, 3),
+        "intakes": intakes,
+        "intake_per_s": round(intakes / intake_s, 1),
         "checks": [
             check("case_query_p95_ms", p95, "<= 50", "ms"),
             check("deadline_sweep_s", sweep_s, "<= 2", "s"),
@@ -183,5 +279,11 @@ async def run(scale: float = 1.0) -> dict[str, Any]:
 if __name__ == "__main__":
     import json
 
-    print(json.dumps(asyncio.run(run(float(os.environ.get("SCALE", "0.01")))), indent=2,
-                     ensure_ascii=False, default=str))
+    print(
+        json.dumps(
+            asyncio.run(run(float(os.environ.get("SCALE", "0.01")))),
+            indent=2,
+            ensure_ascii=False,
+            default=str,
+        )
+    )

@@ -4,12 +4,19 @@ from __future__ import annotations
 
 import secrets
 from datetime import date, timedelta
+from typing import Literal
 
 import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.cases import agreements
-from server.cases.schemas import AgreementDraft, PartyInput, SignRequest, TermInput
+from server.cases.schemas import (
+    AgreementDraft,
+    AgreementView,
+    PartyInput,
+    SignRequest,
+    TermInput,
+)
 from server.crypto import PiiCipher
 from server.errors import InvalidInput, PermissionDenied
 
@@ -39,9 +46,9 @@ async def test_effective_only_when_all_have_signed(db: async_sessionmaker[AsyncS
         signer: str,
         name: str,
         username: str = "mediator01",
-        method: str = "typed",
+        method: Literal["typed", "drawn"] = "typed",
         data: str | None = None,
-    ) -> agreements.AgreementView:
+    ) -> AgreementView:
         async with db.begin() as s:
             return await agreements.sign_agreement(
                 s,
@@ -51,7 +58,7 @@ async def test_effective_only_when_all_have_signed(db: async_sessionmaker[AsyncS
                 request=SignRequest(
                     signer=signer,
                     signer_name=name,
-                    method=method,  # type: ignore[arg-type]
+                    method=method,
                     data=data or name,
                 ),
             )

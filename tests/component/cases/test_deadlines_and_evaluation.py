@@ -23,7 +23,7 @@ from server.cases.models import (
     PetitionCase,
     RevisitTask,
 )
-from server.cases.schemas import EvaluationSubmit, IntakeRequest
+from server.cases.schemas import CaseQuery, EvaluationSubmit, IntakeRequest
 from server.cases.service import ReplyNotice
 from server.crypto import PiiCipher
 from server.errors import PermissionDenied
@@ -161,7 +161,7 @@ async def test_sweep_warns_escalates_once_and_is_idempotent(
         )
         assert sorted(levels) == [1, 2]
         overdue = await service.list_cases(
-            s, staff=await who(s, "supervisor01"), query=service.CaseQuery(overdue=True)
+            s, staff=await who(s, "supervisor01"), query=CaseQuery(overdue=True)
         )
         assert case_id in {c.id for c in overdue}
 

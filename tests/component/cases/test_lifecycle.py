@@ -58,7 +58,7 @@ async def register(
             if attributes is not None
             else ({"employer": "某公司", "months": 3} if matter == "wage_arrears" else {}),
             **kw,
-        )  # type: ignore[arg-type]
+        )
         result = await service.intake(s, pii=pii, staff=staff, request=req, now=NOW)
         return result.case.id
 
@@ -81,7 +81,7 @@ async def fire(
             case_id=case_id,
             now=NOW + at,
             reply_notice=notice,
-            request=TransitionRequest(transition=name, **fields),  # type: ignore[arg-type]
+            request=TransitionRequest(transition=name, **fields),
         )
         return detail.state
 
