@@ -102,7 +102,7 @@ async def _load(url: str, n: int) -> None:
                 state, confidential, created_at, updated_at, registered_at, version, grade,
                 review_level, collective, non_accept_proposed, attributes, lead_dept_id,
                 first_receiver_id)
-            SELECT 'B-' || i, 1 + (i % 105), 2026, i,
+            SELECT 'B-' || i, 1 + (i % 105), 2025, i,
                    (ARRAY['window','kiosk','qr','web','agent','letter'])[1 + i % 6],
                    ({_arr(PLACES)})[1 + (i * 7) % {len(PLACES)}]
                    || ({_arr(PHRASES)})[1 + (i * 13) % {len(PHRASES)}]
