@@ -52,6 +52,7 @@ from signaling.bus import Envelope, RoomDirectory, RoomEvent, SignalBus
 from signaling.protocol import (
     Ack,
     Admit,
+    Admitted,
     Answer,
     AskUnmute,
     Candidate,
@@ -597,8 +598,23 @@ class RoomActor:
     def _reply(self, node_id: str, conn: str, msg: ServerMessage) -> None:
         self.node.route_node(node_id, {"k": "out", "c": [conn], "t": encode(msg)})
 
+    def _resume_token(self, member: Member, now: datetime) -> tuple[str, ResumeClaim]:
+        claim = self._claim(member, member.spec)
+        token = issue_resume_token(
+            self.node.config.secret, claim, now=now, ttl=store.resume_ttl(self.node.config.grace_s)
+        )
+        return token, claim
+
     def _emit(self, fx: Effects) -> None:
         for to, msg in fx.out:
+            if isinstance(msg, Admitted) and len(to) == 1 and to[0] in self.room.members:
+                link = self.links.get(to[0])
+                if link is None or not link.connected:
+                    continue
+                token, claim = self._resume_token(self.room.members[to[0]], self.node.now())
+                msg = msg.model_copy(update={"resume_token": token})
+                self.node.route_node(link.node_id, {"k": "claim", "c": link.conn_id,
+                                                    "claim": _claim_json(claim)})  # fmt: skip
             by_node: dict[str, list[str]] = defaultdict(list)
             for peer_id in to:
                 link = self.links.get(peer_id)
@@ -1029,6 +1045,7 @@ class SignalingNode:
 
     async def start(self) -> None:
         await self.bus.start(self._on_node_message)
+        await self.directory.beat(self.config.node_id, self.config.limits.lease_ms)
         self.journal.start()
         self._tasks = [
             asyncio.create_task(self._leases(), name="signaling-leases"),
@@ -1049,7 +1066,9 @@ class SignalingNode:
             with contextlib.suppress(Exception):
                 await self.directory.release(actor.room_id, self.config.node_id)
         self.rooms.clear()
-        await self.bus.flush()
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(2):
+                await self.bus.flush()
         await self.journal.close()
         await self.bus.close()
 
@@ -1115,6 +1134,10 @@ class SignalingNode:
                 edge.state = "closed"  # the owner already let it go: no detach
                 edge.transport.close(int(env["code"]), str(env["reason"]))
                 self.forget(edge)
+        elif kind == "claim":
+            edge = self.edges.get(env["c"])
+            if edge is not None:
+                edge.claim = _claim_from_json(env["claim"])
         elif kind in ("attached", "refused"):
             edge = self.edges.get(env["c"])
             if edge is not None:

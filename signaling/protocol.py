@@ -347,6 +347,8 @@ class Admitted(_Msg):
 
     type: Literal["admitted"] = "admitted"
     participants: list[ParticipantInfo]
+    #: A fresh resume token (the old one would resume into the lobby).
+    resume_token: str = ""
 
 
 class Denied(_Msg):

@@ -204,6 +204,8 @@ class Participant:
         if msg.type != aiohttp.WSMsgType.TEXT:
             return {"type": "_closed", "code": self.ws.close_code, "msg": str(msg.type)}
         data: dict[str, Any] = json.loads(msg.data)
+        if data.get("resume_token"):  # welcome and admitted carry the current one
+            self.resume_token = data["resume_token"]
         return data
 
     async def expect_where(self, pred: Any) -> dict[str, Any]:
@@ -211,7 +213,10 @@ class Participant:
             if pred(m):
                 return self.backlog.pop(i)
         while True:
-            m = await self._next()
+            try:
+                m = await self._next()
+            except TimeoutError:
+                raise AssertionError(f"{self.name}: nothing matching; backlog {self.backlog}") from None
             if pred(m):
                 return m
             if m["type"] == "_closed":
