@@ -14,7 +14,7 @@ import jinja2
 from aiohttp import web
 
 from web import i18n
-from web.views import audit, auth, home, org
+from web.views import audit, auth, call, desk, home, join, kiosk, org, room
 
 HERE = Path(__file__).parent
 
@@ -35,3 +35,8 @@ def setup(app: web.Application) -> None:
     home.setup(app)
     org.setup(app)
     audit.setup(app)
+    call.setup(app)
+    desk.setup(app)
+    room.setup(app)
+    join.setup(app)
+    kiosk.setup(app)

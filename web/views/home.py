@@ -2,13 +2,18 @@
 
 from __future__ import annotations
 
+from typing import Any
+
 from aiohttp import web
+from sqlalchemy import select
 
 from server import keys
-from server.auth.permissions import Action
+from server.auth.permissions import Action, StaffIdentity
 from server.auth.web import current_staff, public
 from server.cases.service import cases_for_receiver
-from server.org.models import Role
+from server.db import utcnow
+from server.org.models import Role, Site
+from server.sessions.models import CallSession, SessionState
 from web.render import page
 
 #: Role → the tiles shown on its home page (label, url, action that must be allowed).
@@ -55,8 +60,65 @@ async def home(request: web.Request) -> web.StreamResponse:
             "tiles": tiles,
             "role_labels": [ROLE_LABELS[r] for r in sorted(staff.roles)],
             "my_cases": my_cases,
+            **await _live_context(request, staff),
         },
     )
+
+
+async def _live_context(request: web.Request, staff: StaffIdentity) -> dict[str, Any]:
+    """My queue, my sessions today and invitations; the supervisor's all-sites overview."""
+    from server.queue.service import CallState, QueuePolicy, queue_key, queue_policy_key
+
+    queue = request.app.get(queue_key)
+    policy = request.app.get(queue_policy_key, QueuePolicy())
+    now = utcnow()
+    entries = await queue.entries() if queue is not None else []
+    waiting = [e.public(policy, now) for e in entries if e.state == CallState.waiting]
+    mine = [
+        e
+        for e in entries
+        if e.state == CallState.accepted
+        and staff.staff_id in (e.accepted_by_id, e.assigned_to_id, *e.invited_ids)
+    ]
+    placed = [
+        e
+        for e in entries
+        if e.agent_id == staff.staff_id
+        and e.state in (CallState.waiting, CallState.accepted, CallState.callback)
+    ]
+    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    supervisor = staff.can(Action.case_supervise)
+    async with request.app[keys.db].begin() as session:
+        my_sessions = (
+            await session.scalars(
+                select(CallSession)
+                .where(CallSession.created_by_id == staff.staff_id)
+                .where(CallSession.created_at >= start)
+                .order_by(CallSession.id.desc())
+                .limit(20)
+            )
+        ).all()
+        live_sessions = []
+        if supervisor:
+            live_sessions = list(
+                (
+                    await session.execute(
+                        select(CallSession, Site.name)
+                        .outerjoin(Site, Site.id == CallSession.host_site_id)
+                        .where(CallSession.state.in_((SessionState.lobby, SessionState.live)))
+                        .order_by(CallSession.id.desc())
+                        .limit(200)
+                    )
+                ).all()
+            )
+    return {
+        "queue_waiting": waiting if staff.can(Action.queue_answer) or supervisor else [],
+        "my_calls": mine,
+        "placed_calls": placed,
+        "my_sessions": my_sessions,
+        "supervisor": supervisor,
+        "live_sessions": live_sessions,
+    }
 
 
 def setup(app: web.Application) -> None:

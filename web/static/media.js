@@ -1,0 +1,205 @@
+// The browser's one RTCPeerConnection to the media server (aiortc SFU, VP8 + Opus).
+// The browser offers its own tracks; the server renegotiates with offers of its own when other
+// participants' tracks come and go, and the browser (the polite peer) answers them.
+// Forwarded track ids are "<publisher peer id>.<kind>.<random>" (media/sfu.py).
+//
+// Events: track {peerId, kind, track, mid}, quality {quality, rttMs, lossPct},
+//         connection {state}, failed {}
+
+const MAX_VIDEO_BITRATE = 600_000;
+const GATHER_TIMEOUT_MS = 2500;
+
+function waitGathering(pc) {
+  if (pc.iceGatheringState === 'complete') return Promise.resolve();
+  return new Promise((resolve) => {
+    const t = setTimeout(finish, GATHER_TIMEOUT_MS);
+    function finish() { clearTimeout(t); pc.removeEventListener('icegatheringstatechange', check); resolve(); }
+    function check() { if (pc.iceGatheringState === 'complete') finish(); }
+    pc.addEventListener('icegatheringstatechange', check);
+  });
+}
+
+export function peerOfTrack(track) {
+  const [peer] = String(track.id).split('.');
+  return peer;
+}
+
+export class MediaLink extends EventTarget {
+  /**
+   * @param {import('./signaling.js').Signaling} sig
+   * @param {Array<{urls: string[], username?: string, credential?: string}>} iceServers explicit, from the welcome
+   * @param {MediaStream} localStream
+   */
+  constructor(sig, iceServers, localStream) {
+    super();
+    this.sig = sig;
+    this.iceServers = (iceServers || []).map((s) => {
+      const o = { urls: s.urls };
+      if (s.username) o.username = s.username;
+      if (s.credential) o.credential = s.credential;
+      return o;
+    });
+    this.localStream = localStream;
+    this.pc = null;
+    this.chain = Promise.resolve(); // every negotiation step runs in order
+    this.senders = {};
+    this.screenTransceiver = null;
+    this.qualityTimer = null;
+    this.lastQuality = 'unknown';
+    this._onServerOffer = (e) => this._enqueue(() => this._answer(e.detail.sdp));
+    sig.addEventListener('offer', this._onServerOffer);
+  }
+
+  _emit(type, detail) { this.dispatchEvent(new CustomEvent(type, { detail })); }
+  _enqueue(step) {
+    this.chain = this.chain.then(step).catch((e) => { console.warn('negotiation step failed', e); });
+    return this.chain;
+  }
+
+  /** A fresh peer connection with our tracks, and our offer. */
+  start() {
+    return this._enqueue(async () => {
+      this._closePc();
+      // Never a default configuration: the ICE servers come from the welcome (empty in tests).
+      const pc = new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: 'max-bundle' });
+      this.pc = pc;
+      for (const track of this.localStream.getTracks()) {
+        const tr = pc.addTransceiver(track, { direction: 'sendonly', streams: [this.localStream] });
+        this.senders[track.kind] = tr.sender;
+        if (track.kind === 'video') this._capBitrate(tr.sender);
+      }
+      pc.ontrack = (ev) => {
+        const track = ev.track;
+        this._emit('track', { peerId: peerOfTrack(track), kind: track.kind, track, mid: ev.transceiver && ev.transceiver.mid });
+      };
+      pc.onconnectionstatechange = () => {
+        this._emit('connection', { state: pc.connectionState });
+        if (pc.connectionState === 'failed') this._emit('failed', {});
+      };
+      await this._offer();
+      this._startQuality();
+    });
+  }
+
+  async _capBitrate(sender) {
+    try {
+      const p = sender.getParameters();
+      if (!p.encodings || !p.encodings.length) p.encodings = [{}];
+      p.encodings[0].maxBitrate = MAX_VIDEO_BITRATE;
+      await sender.setParameters(p);
+    } catch { /* not negotiated yet: applied on the next change */ }
+  }
+
+  async _offer() {
+    const pc = this.pc;
+    if (!pc || pc.signalingState !== 'stable') return;
+    const offer = await pc.createOffer();
+    await pc.setLocalDescription(offer);
+    await waitGathering(pc);
+    let reply;
+    try {
+      reply = await this.sig.request({ type: 'offer', sdp: pc.localDescription.sdp });
+    } catch (e) {
+      // A server offer crossed ours: roll back (polite), answer it, then offer again.
+      if (pc.signalingState === 'have-local-offer') await pc.setLocalDescription({ type: 'rollback' });
+      this._needOffer = true;
+      throw e;
+    }
+    if (pc !== this.pc || pc.signalingState !== 'have-local-offer') return;
+    await pc.setRemoteDescription({ type: 'answer', sdp: reply.sdp });
+    if (this.senders.video) this._capBitrate(this.senders.video);
+  }
+
+  async _answer(sdp) {
+    const pc = this.pc;
+    if (!pc) return;
+    if (pc.signalingState === 'have-local-offer') {
+      await pc.setLocalDescription({ type: 'rollback' });
+      this._needOffer = true;
+    }
+    await pc.setRemoteDescription({ type: 'offer', sdp });
+    const answer = await pc.createAnswer();
+    await pc.setLocalDescription(answer);
+    await waitGathering(pc);
+    await this.sig.request({ type: 'answer', sdp: pc.localDescription.sdp });
+    if (this._needOffer) { this._needOffer = false; this._enqueue(() => this._offer()); }
+  }
+
+  /** Switch camera or microphone without renegotiation. */
+  async replaceTrack(kind, track) {
+    const sender = this.senders[kind];
+    if (sender) await sender.replaceTrack(track);
+  }
+
+  async startScreen(track) {
+    return this._enqueue(async () => {
+      if (!this.pc) return;
+      if (this.screenTransceiver) {
+        await this.screenTransceiver.sender.replaceTrack(track);
+        this.screenTransceiver.direction = 'sendonly';
+      } else {
+        this.screenTransceiver = this.pc.addTransceiver(track, { direction: 'sendonly' });
+      }
+      await this._offer();
+    });
+  }
+
+  async stopScreen() {
+    return this._enqueue(async () => {
+      if (!this.pc || !this.screenTransceiver) return;
+      await this.screenTransceiver.sender.replaceTrack(null);
+      this.screenTransceiver.direction = 'inactive';
+      await this._offer();
+    });
+  }
+
+  _startQuality() {
+    clearInterval(this.qualityTimer);
+    let prev = null;
+    this.qualityTimer = setInterval(async () => {
+      const pc = this.pc;
+      if (!pc) return;
+      let rtt = null; let lost = 0; let received = 0;
+      try {
+        const stats = await pc.getStats();
+        stats.forEach((s) => {
+          if (s.type === 'candidate-pair' && s.nominated && s.currentRoundTripTime != null) rtt = s.currentRoundTripTime * 1000;
+          if (s.type === 'inbound-rtp') { lost += s.packetsLost || 0; received += s.packetsReceived || 0; }
+        });
+      } catch { return; }
+      let lossPct = 0;
+      if (prev) {
+        const dl = lost - prev.lost; const dr = received - prev.received;
+        lossPct = dl + dr > 0 ? (100 * dl) / (dl + dr) : 0;
+      }
+      prev = { lost, received };
+      let quality = 'good';
+      if (pc.connectionState === 'failed' || pc.connectionState === 'disconnected') quality = 'lost';
+      else if (pc.connectionState !== 'connected') quality = 'unknown';
+      else if (lossPct > 8 || (rtt ?? 0) > 600) quality = 'poor';
+      else if (lossPct > 2 || (rtt ?? 0) > 250) quality = 'fair';
+      this._emit('quality', { quality, rttMs: rtt, lossPct });
+      if (quality !== this.lastQuality) {
+        this.lastQuality = quality;
+        if (quality !== 'unknown') this.sig.send({ type: 'presence', quality });
+      }
+    }, 2000);
+  }
+
+  _closePc() {
+    if (this.pc) { try { this.pc.close(); } catch {} }
+    this.pc = null;
+    this.senders = {};
+    this.screenTransceiver = null;
+  }
+
+  close() {
+    clearInterval(this.qualityTimer);
+    this._closePc();
+  }
+
+  destroy() {
+    this.close();
+    this.sig.removeEventListener('offer', this._onServerOffer);
+  }
+}

@@ -1,0 +1,245 @@
+"""Community point → district centre video call (连线区信访超市): the agent picks the matter,
+confirms the resident's name and phone, passes the prejoin check and waits in the centre's
+queue; shared form helpers (matter types, zh-CN validation messages) for the other views."""
+
+from __future__ import annotations
+
+import re
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server import keys
+from server.auth.permissions import Action
+from server.auth.web import protected, signed_in_staff
+from server.cases.catalogue import MATTER_TYPES
+from server.cases.models import MatterType
+from server.db import utcnow
+from server.errors import PermissionDenied
+from server.org.models import Site
+from server.queue.service import (
+    CallEntry,
+    CallState,
+    InProcessCallQueue,
+    QueuePolicy,
+    enqueue_call,
+    queue_key,
+    queue_policy_key,
+)
+from web.render import page
+
+PHONE_RE = re.compile(r"^1[3-9]\d{9}$")
+
+
+# ------------------------------------------------------------------ shared form helpers
+
+
+async def matter_types(session: AsyncSession) -> list[tuple[str, str]]:
+    """(code, name) of the active matter types; the built-in catalogue if none is loaded."""
+    rows = (
+        await session.execute(
+            select(MatterType.code, MatterType.name)
+            .where(MatterType.active.is_(True))
+            .order_by(MatterType.id)
+        )
+    ).all()
+    if rows:
+        return [(str(c), str(n)) for c, n in rows]
+    return [(code, name) for code, name, *_ in MATTER_TYPES]
+
+
+def clean_phone(value: str) -> str:
+    value = re.sub(r"[\s-]", "", value)
+    if not PHONE_RE.fullmatch(value):
+        raise ValueError("请输入有效的11位手机号码（以1开头，第二位为3-9）")
+    return value
+
+
+def clean_text(value: str, message: str) -> str:
+    value = value.strip()
+    if not value:
+        raise ValueError(message)
+    return value
+
+
+def field_errors(exc: ValidationError) -> dict[str, str]:
+    """pydantic errors → {field: zh-CN message}; our validators raise zh-CN text already."""
+    out: dict[str, str] = {}
+    for err in exc.errors():
+        name = str(err["loc"][0]) if err["loc"] else "_"
+        msg = str(err.get("msg", ""))
+        if msg.startswith("Value error, "):
+            msg = msg.removeprefix("Value error, ")
+        elif err["type"] in ("missing", "string_too_short"):
+            msg = "此项为必填项"
+        elif err["type"] == "string_too_long":
+            msg = "内容过长"
+        out.setdefault(name, msg)
+    return out
+
+
+def form_dict(form: Any, names: tuple[str, ...]) -> dict[str, str]:
+    return {n: str(form.get(n, ""))[:4000] for n in names}
+
+
+class CallForm(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    matter_code: str = Field(max_length=64)
+    resident_name: str = Field(max_length=64)
+    resident_phone: str
+
+    @field_validator("matter_code")
+    @classmethod
+    def _matter(cls, v: str) -> str:
+        return clean_text(v, "请选择事项类型")
+
+    @field_validator("resident_name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return clean_text(v, "请填写来访群众姓名")
+
+    @field_validator("resident_phone")
+    @classmethod
+    def _phone(cls, v: str) -> str:
+        return clean_phone(v)
+
+
+def queue_of(request: web.Request) -> tuple[Any, QueuePolicy]:
+    return request.app[queue_key], request.app.get(queue_policy_key, QueuePolicy())
+
+
+# ------------------------------------------------------------------ views
+
+CALL_FIELDS = ("matter_code", "resident_name", "resident_phone")
+
+
+async def _render_form(
+    request: web.Request, values: dict[str, str], errors: dict[str, str], status: int = 200
+) -> web.Response:
+    async with request.app[keys.db].begin() as session:
+        matters = await matter_types(session)
+    return page(
+        request,
+        "call.html",
+        {"matters": matters, "values": values, "errors": errors},
+        status=status,
+    )
+
+
+@protected(Action.queue_call)
+async def call_form(request: web.Request) -> web.Response:
+    return await _render_form(request, dict.fromkeys(CALL_FIELDS, ""), {})
+
+
+@protected(Action.queue_call)
+async def call_submit(request: web.Request) -> web.StreamResponse:
+    agent = signed_in_staff(request)
+    form = await request.post()
+    values = form_dict(form, CALL_FIELDS)
+    try:
+        data = CallForm.model_validate(values)
+    except ValidationError as e:
+        return await _render_form(request, values, field_errors(e), status=422)
+    queue, _policy = queue_of(request)
+    async with request.app[keys.db].begin() as session:
+        matters = dict(await matter_types(session))
+        if data.matter_code not in matters:
+            await session.rollback()
+            return await _render_form(
+                request, values, {"matter_code": "请选择事项类型"}, status=422
+            )
+        site = await session.get(Site, agent.site_id)
+        entry = await enqueue_call(
+            session,
+            queue,
+            agent=agent,
+            site_name=site.name if site else "",
+            matter_code=data.matter_code,
+            matter_name=matters[data.matter_code],
+            resident_name=data.resident_name,
+            resident_phone=data.resident_phone,
+            now=utcnow(),
+        )
+    raise web.HTTPSeeOther(f"/call/{entry.id}")
+
+
+async def _own_entry(request: web.Request) -> CallEntry:
+    agent = signed_in_staff(request)
+    queue, _ = queue_of(request)
+    try:
+        entry = await queue.get(int(request.match_info["entry_id"]))
+    except ValueError:
+        from server.errors import NotFound
+
+        raise NotFound("no such call") from None
+    if entry.agent_id != agent.staff_id:
+        raise PermissionDenied("this call was placed by another agent")
+    return entry
+
+
+@protected(Action.queue_call)
+async def call_live(request: web.Request) -> web.Response:
+    entry = await _own_entry(request)
+    return page(request, "call_live.html", {"entry": entry, "callback_error": ""})
+
+
+@protected(Action.queue_call)
+async def call_status(request: web.Request) -> web.Response:
+    entry = await _own_entry(request)
+    _, policy = queue_of(request)
+    return web.json_response(entry.public(policy, utcnow()))
+
+
+class CallbackForm(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    callback_at: str = Field(max_length=40)
+
+    @field_validator("callback_at")
+    @classmethod
+    def _when(cls, v: str) -> str:
+        return clean_text(v, "请选择希望回电的时间")
+
+
+@protected(Action.queue_call)
+async def call_callback(request: web.Request) -> web.StreamResponse:
+    entry = await _own_entry(request)
+    form = await request.post()
+    values = form_dict(form, ("callback_at",))
+    try:
+        data = CallbackForm.model_validate(values)
+    except ValidationError as e:
+        return page(
+            request,
+            "call_live.html",
+            {"entry": entry, "callback_error": field_errors(e)["callback_at"]},
+            status=422,
+        )
+    if entry.state == CallState.waiting:
+        entry.state = CallState.callback
+        entry.callback_at = data.callback_at
+        await queue_of(request)[0].save(entry)
+    raise web.HTTPSeeOther(f"/call/{entry.id}")
+
+
+@protected(Action.queue_call)
+async def call_cancel(request: web.Request) -> web.StreamResponse:
+    entry = await _own_entry(request)
+    if entry.state == CallState.waiting:
+        entry.state = CallState.cancelled
+        entry.ended_at = utcnow()
+        await queue_of(request)[0].save(entry)
+    raise web.HTTPSeeOther("/call")
+
+
+def setup(app: web.Application) -> None:
+    if queue_key not in app:
+        app[queue_key] = InProcessCallQueue()
+    app.router.add_get("/call", call_form, name="call")
+    app.router.add_post("/call", call_submit)
+    app.router.add_get(r"/call/{entry_id:\d+}", call_live, name="call_live")
+    app.router.add_get(r"/api/queue/calls/{entry_id:\d+}", call_status)
+    app.router.add_post(r"/call/{entry_id:\d+}/callback", call_callback)
+    app.router.add_post(r"/call/{entry_id:\d+}/cancel", call_cancel)

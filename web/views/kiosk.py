@@ -1,0 +1,188 @@
+"""Kiosk mode (自助机): full screen, large touch targets, a three-field registration that creates
+a case (channel kiosk; the first staff member to claim it becomes its first receiver), then the
+case number and a QR code to follow it online. The page resets itself after inactivity and links
+nowhere else."""
+
+from __future__ import annotations
+
+import base64
+import hashlib
+import hmac
+
+import segno
+from aiohttp import web
+from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
+from sqlalchemy import select
+
+from server import keys
+from server.auth.web import client_ip, public
+from server.cases.models import Channel, PetitionCase
+from server.cases.schemas import PetitionerInput
+from server.cases.service import create_case
+from server.db import utcnow
+from server.errors import NotFound, RateLimited
+from server.org.models import Site, SiteLevel
+from web.render import page
+from web.views.call import clean_phone, clean_text, field_errors, form_dict, matter_types
+
+KIOSK_FIELDS = ("matter_code", "description", "name", "phone", "site")
+STATE_LABELS = {
+    "registered": "已登记",
+    "accepted": "已受理",
+    "handling": "办理中",
+    "replied": "已答复",
+    "evaluated": "已评价",
+    "revisited": "已回访",
+    "closed": "已结案",
+    "not_accepted": "不予受理",
+    "redirected_legal": "导入法定途径",
+    "transferred": "已转送",
+    "review": "复查中",
+    "re_review": "复核中",
+    "terminated": "已终止",
+}
+
+
+class KioskForm(BaseModel):
+    model_config = ConfigDict(extra="ignore")
+    matter_code: str = Field(max_length=64)
+    description: str = Field(max_length=2000)
+    name: str = Field(max_length=64)
+    phone: str
+
+    @field_validator("matter_code")
+    @classmethod
+    def _matter(cls, v: str) -> str:
+        return clean_text(v, "请选择您要反映的事项")
+
+    @field_validator("description")
+    @classmethod
+    def _description(cls, v: str) -> str:
+        return clean_text(v, "请简要描述您的诉求")
+
+    @field_validator("name")
+    @classmethod
+    def _name(cls, v: str) -> str:
+        return clean_text(v, "请填写您的姓名")
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, v: str) -> str:
+        return clean_phone(v)
+
+
+def follow_token(secret: bytes, case_id: int) -> str:
+    mac = hmac.new(secret, f"onedoor-follow:{case_id}".encode(), hashlib.sha256).digest()[:12]
+    return f"{case_id}.{base64.urlsafe_b64encode(mac).decode().rstrip('=')}"
+
+
+def check_follow_token(secret: bytes, token: str) -> int:
+    case_part, _, _mac = token.partition(".")
+    if not case_part.isdigit() or not hmac.compare_digest(
+        follow_token(secret, int(case_part)), token
+    ):
+        raise NotFound("no such follow link")
+    return int(case_part)
+
+
+async def _site_id(request: web.Request, raw: str) -> int:
+    async with request.app[keys.db].begin() as session:
+        if raw.isdigit() and await session.get(Site, int(raw)) is not None:
+            return int(raw)
+        site = await session.scalar(
+            select(Site.id).where(Site.level == SiteLevel.district).limit(1)
+        )
+    if site is None:
+        raise NotFound("no district site configured")
+    return int(site)
+
+
+async def _form(
+    request: web.Request, values: dict[str, str], errors: dict[str, str], status: int = 200
+) -> web.Response:
+    async with request.app[keys.db].begin() as session:
+        matters = await matter_types(session)
+    return page(
+        request,
+        "kiosk.html",
+        {"matters": matters, "values": values, "errors": errors},
+        status=status,
+    )
+
+
+@public("the hall's self-service kiosk: petitioners register without an account")
+async def kiosk_form(request: web.Request) -> web.Response:
+    values = dict.fromkeys(KIOSK_FIELDS, "")
+    values["site"] = str(await _site_id(request, request.query.get("site", "")))
+    return await _form(request, values, {})
+
+
+@public("the kiosk registration itself (rate-limited per address)")
+async def kiosk_submit(request: web.Request) -> web.Response:
+    if not await request.app[keys.ratelimiter].hit(
+        f"kiosk:{client_ip(request)}", limit=30, window_s=60
+    ):
+        raise RateLimited("too many kiosk registrations")
+    form = await request.post()
+    values = form_dict(form, KIOSK_FIELDS)
+    try:
+        data = KioskForm.model_validate(values)
+    except ValidationError as e:
+        return await _form(request, values, field_errors(e), status=422)
+    site_id = await _site_id(request, values["site"])
+    async with request.app[keys.db].begin() as session:
+        matters = dict(await matter_types(session))
+        if data.matter_code not in matters:
+            await session.rollback()
+            return await _form(request, values, {"matter_code": "请选择您要反映的事项"}, status=422)
+        case = await create_case(
+            session,
+            pii=request.app[keys.pii],
+            site_id=site_id,
+            channel=Channel.kiosk,
+            summary=data.description,
+            petitioner=PetitionerInput(name=data.name, phone=data.phone),
+            first_receiver_id=None,
+            now=utcnow(),
+            matter_type=data.matter_code,
+            actor="kiosk",
+        )
+    token = follow_token(request.app[keys.settings].secret_bytes(), case.id)
+    url = str(request.url.with_path(f"/follow/{token}").with_query(None))
+    qr = segno.make(url, error="m").svg_data_uri(scale=6, border=2)
+    return page(
+        request,
+        "kiosk_done.html",
+        {
+            "case_no": case.case_no,
+            "matter": matters[data.matter_code],
+            "qr": qr,
+            "follow_url": url,
+            "site": site_id,
+        },
+    )
+
+
+@public("a petitioner follows their case by the signed link printed as a QR code")
+async def follow(request: web.Request) -> web.Response:
+    case_id = check_follow_token(
+        request.app[keys.settings].secret_bytes(), request.match_info["token"]
+    )
+    async with request.app[keys.db].begin() as session:
+        row = await session.get(PetitionCase, case_id)
+        if row is None:
+            raise NotFound("no such case")
+        state = row.state.value
+        info = {
+            "case_no": row.case_no,
+            "registered_at": row.registered_at,
+            "state": state,
+            "state_label": STATE_LABELS.get(state, state),
+        }
+    return page(request, "follow.html", info)
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/kiosk", kiosk_form, name="kiosk")
+    app.router.add_post("/kiosk", kiosk_submit)
+    app.router.add_get(r"/follow/{token}", follow, name="follow")
