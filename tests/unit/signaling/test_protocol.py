@@ -98,31 +98,24 @@ def test_schema_lists_both_directions() -> None:
     assert "welcome" in message_types(server_adapter)
 
 
-def _doc_examples() -> list[dict[str, object]]:
+def _doc_examples() -> list[tuple[str, dict[str, object]]]:
+    """Every line of every ```json client / ```json server block in docs/signaling.md."""
     text = DOCS.read_text(encoding="utf-8")
-    blocks = re.findall(r"```json\n(.*?)```", text, flags=re.S)
     out = []
-    for block in blocks:
+    for direction, block in re.findall(r"```json (client|server)\n(.*?)```", text, flags=re.S):
         for line in block.strip().splitlines():
-            line = line.strip()
-            if line.startswith("{"):
-                out.append(json.loads(line))
+            out.append((direction, json.loads(line)))
     return out
 
 
 def test_every_message_type_has_a_valid_example_in_the_docs() -> None:
-    examples = _doc_examples()
-    client_seen, server_seen = set(), set()
-    for ex in examples:
-        direction = ex.pop("_dir", None) if isinstance(ex, dict) else None
-        if direction == "s":
-            server_adapter.validate_python(ex)
-            server_seen.add(ex["type"])
-        else:
-            client_adapter.validate_python(ex)
-            client_seen.add(ex["type"])
-    assert set(message_types(client_adapter)) <= client_seen
-    assert set(message_types(server_adapter)) <= server_seen
+    seen: dict[str, set[str]] = {"client": set(), "server": set()}
+    for direction, example in _doc_examples():
+        adapter = client_adapter if direction == "client" else server_adapter
+        adapter.validate_python(example)
+        seen[direction].add(str(example["type"]))
+    assert set(message_types(client_adapter)) == seen["client"]
+    assert set(message_types(server_adapter)) == seen["server"]
 
 
 def test_docs_carry_the_generated_schema() -> None:
