@@ -1,0 +1,104 @@
+"""Signaling with the real in-process SfuMediaNode: two aiortc browsers on loopback negotiate
+through the WebSocket (offer/answer, server renegotiation offers) and receive each other's video."""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import json
+from collections.abc import AsyncIterator
+from pathlib import Path
+from typing import Any
+
+import pytest
+from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
+from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+
+from media.sfu import SfuMediaNode
+from tests.component.signaling.harness import Participant, new_session, new_token
+from tests.media.rtc_clients import PatternVideoTrack
+
+pytestmark = pytest.mark.media
+
+
+class Browser:
+    """A Participant plus an RTCPeerConnection that answers server offers via signaling."""
+
+    def __init__(self, p: Participant) -> None:
+        self.p = p
+        self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
+        self.frames: dict[str, int] = {}
+        self._tasks: list[asyncio.Task[None]] = []
+        self.pc.on("track", self._on_track)
+
+    def _on_track(self, track: MediaStreamTrack) -> None:
+        self._tasks.append(asyncio.create_task(self._count(track)))
+
+    async def _count(self, track: MediaStreamTrack) -> None:
+        publisher = track.id.split(".")[0]
+        with contextlib.suppress(MediaStreamError):
+            while True:
+                await track.recv()
+                self.frames[publisher] = self.frames.get(publisher, 0) + 1
+
+    async def publish(self) -> None:
+        self.pc.addTransceiver(PatternVideoTrack(), direction="sendonly")
+        await self.pc.setLocalDescription(await self.pc.createOffer())
+        answer = await self.p.request("offer", sdp=self.pc.localDescription.sdp)
+        assert answer["type"] == "answer", answer
+        await self.pc.setRemoteDescription(RTCSessionDescription(answer["sdp"], "answer"))
+        self._tasks.append(asyncio.create_task(self._renegotiate()))
+
+    async def _renegotiate(self) -> None:
+        while True:
+            offer = await self.p.expect("offer")
+            await self.pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
+            await self.pc.setLocalDescription(await self.pc.createAnswer())
+            assert self.p.ws is not None
+            await self.p.ws.send_str(json.dumps(
+                {"type": "answer", "id": f"a{id(offer)}", "sdp": self.pc.localDescription.sdp}))
+
+    async def close(self) -> None:
+        for task in self._tasks:
+            task.cancel()
+        await asyncio.gather(*self._tasks, return_exceptions=True)
+        await self.pc.close()
+
+
+@pytest.fixture
+async def sfu() -> AsyncIterator[SfuMediaNode]:
+    node = SfuMediaNode(host_addresses=["127.0.0.1"])
+    yield node
+    await node.close()
+
+
+@pytest.fixture
+def fake_media(sfu: SfuMediaNode) -> Any:  # the server fixture takes this media node
+    return sfu
+
+
+async def test_two_browsers_see_each_other_through_the_real_sfu(
+    people: Any, tmp_path: Path
+) -> None:
+    host = await people("host", "mediator01")
+    sess = await new_session(host)
+    await host.connect()
+    await host.join(sess["room_id"])
+    guest = await people("guest")
+    tok = await new_token(host, sess["id"])
+    await guest.connect()
+    await guest.join(sess["room_id"], token=tok["token"])
+    await host.request("admit", peer_id=guest.peer_id)
+    await guest.expect("admitted")
+
+    browsers = [Browser(host), Browser(guest)]
+    try:
+        for b in browsers:
+            await b.publish()
+        async with asyncio.timeout(20):
+            while not (browsers[0].frames.get(guest.peer_id, 0) >= 5
+                       and browsers[1].frames.get(host.peer_id, 0) >= 5):
+                await asyncio.sleep(0.1)
+    finally:
+        for b in browsers:
+            await b.close()
