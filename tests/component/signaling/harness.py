@@ -216,7 +216,9 @@ class Participant:
             try:
                 m = await self._next()
             except TimeoutError:
-                raise AssertionError(f"{self.name}: nothing matching; backlog {self.backlog}") from None
+                raise AssertionError(
+                    f"{self.name}: nothing matching; backlog {self.backlog}"
+                ) from None
             if pred(m):
                 return m
             if m["type"] == "_closed":

@@ -28,6 +28,7 @@ class Browser:
         self.p = p
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.frames: dict[str, int] = {}
+        self.changed = asyncio.Event()
         self._tasks: list[asyncio.Task[None]] = []
         self.pc.on("track", self._on_track)
 
@@ -40,6 +41,12 @@ class Browser:
             while True:
                 await track.recv()
                 self.frames[publisher] = self.frames.get(publisher, 0) + 1
+                self.changed.set()
+
+    async def wait_frames(self, publisher: str, count: int) -> None:
+        while self.frames.get(publisher, 0) < count:
+            await self.changed.wait()
+            self.changed.clear()
 
     async def publish(self) -> None:
         self.pc.addTransceiver(PatternVideoTrack(), direction="sendonly")
@@ -55,8 +62,11 @@ class Browser:
             await self.pc.setRemoteDescription(RTCSessionDescription(offer["sdp"], "offer"))
             await self.pc.setLocalDescription(await self.pc.createAnswer())
             assert self.p.ws is not None
-            await self.p.ws.send_str(json.dumps(
-                {"type": "answer", "id": f"a{id(offer)}", "sdp": self.pc.localDescription.sdp}))
+            await self.p.ws.send_str(
+                json.dumps(
+                    {"type": "answer", "id": f"a{id(offer)}", "sdp": self.pc.localDescription.sdp}
+                )
+            )
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -96,9 +106,8 @@ async def test_two_browsers_see_each_other_through_the_real_sfu(
         for b in browsers:
             await b.publish()
         async with asyncio.timeout(20):
-            while not (browsers[0].frames.get(guest.peer_id, 0) >= 5
-                       and browsers[1].frames.get(host.peer_id, 0) >= 5):
-                await asyncio.sleep(0.1)
+            await browsers[0].wait_frames(guest.peer_id, 5)
+            await browsers[1].wait_frames(host.peer_id, 5)
     finally:
         for b in browsers:
             await b.close()
