@@ -429,7 +429,26 @@ class SweepReport:
     details: list[str] = field(default_factory=list)
 
 
-async def _recipients(session: AsyncSession, *, role: str, department_id: int | None) -> list[str]:
+async def _recipients(
+    session: AsyncSession,
+    *,
+    role: str,
+    department_id: int | None,
+    cache: dict[tuple[str, int | None], list[str]] | None = None,
+) -> list[str]:
+    if role not in ("dept_leader", "dept_handler"):
+        department_id = None
+    if cache is not None and (role, department_id) in cache:
+        return cache[(role, department_id)]
+    phones = await _query_recipients(session, role=role, department_id=department_id)
+    if cache is not None:
+        cache[(role, department_id)] = phones
+    return phones
+
+
+async def _query_recipients(
+    session: AsyncSession, *, role: str, department_id: int | None
+) -> list[str]:
     stmt = (
         select(Staff.phone)
         .join(StaffRole, StaffRole.staff_id == Staff.id)
@@ -457,6 +476,7 @@ async def _sweep_batch(
             .with_for_update(of=CaseDeadline, skip_locked=True)
         )
     ).all()
+    cache: dict[tuple[str, int | None], list[str]] = {}
     for dl, case_no, lead_dept_id in rows:
         report.examined += 1
         prow = policies.get(dl.kind)
@@ -533,7 +553,9 @@ async def _sweep_batch(
                     created_at=now,
                 )
             )
-            for to in await _recipients(session, role=role, department_id=lead_dept_id):
+            for to in await _recipients(
+                session, role=role, department_id=lead_dept_id, cache=cache
+            ):
                 await enqueue(
                     session,
                     key=f"dl:{dl.id}:esc:{esc_level}:{to}",
