@@ -502,7 +502,9 @@ async def _sweep_batch(
                 else f"案件{case_no}的{label}已到期，请立即办理"
             )
             for to in (
-                await _recipients(session, role="dept_handler", department_id=lead_dept_id)
+                await _recipients(
+                    session, role="dept_handler", department_id=lead_dept_id, cache=cache
+                )
                 if roles
                 else []
             ):
