@@ -1,5 +1,14 @@
 """Imports every model module so that `Base.metadata` is complete (alembic, tests)."""
 
+from scheduling.models import (
+    AvailabilityException,
+    AvailabilityRule,
+    Booking,
+    BookingClaim,
+    BookingPolicyRow,
+    GuestContact,
+    ScheduledJob,
+)
 from server.audit.models import AuditEntry
 from server.auth.models import WebSession
 from server.cases.models import (
@@ -37,7 +46,12 @@ from server.sessions.models import (
 __all__ = [
     "AgreementSignature",
     "AuditEntry",
+    "AvailabilityException",
+    "AvailabilityRule",
     "Base",
+    "Booking",
+    "BookingClaim",
+    "BookingPolicyRow",
     "CallSession",
     "CaseCounter",
     "CaseDeadline",
@@ -51,6 +65,7 @@ __all__ = [
     "Department",
     "DispatchSuggestion",
     "Evaluation",
+    "GuestContact",
     "Holiday",
     "JoinToken",
     "KnowledgeArticle",
@@ -62,6 +77,7 @@ __all__ = [
     "Recording",
     "Resource",
     "RevisitTask",
+    "ScheduledJob",
     "SessionEvent",
     "SessionParticipant",
     "Site",
