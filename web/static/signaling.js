@@ -79,6 +79,7 @@ export class Signaling extends EventTarget {
   }
 
   _sendRaw(obj) {
+    if (window.ONEDOOR_DEBUG) console.debug('sig>', JSON.stringify(obj).slice(0, 160));
     if (this.ws && this.ws.readyState === WebSocket.OPEN) { this.ws.send(JSON.stringify(obj)); return true; }
     return false;
   }
@@ -118,6 +119,7 @@ export class Signaling extends EventTarget {
   _onMessage(text) {
     let msg;
     try { msg = JSON.parse(text); } catch { return; }
+    if (window.ONEDOOR_DEBUG) console.debug('sig<', text.slice(0, 160));
     switch (msg.type) {
       case 'hello': {
         const join = this._joinMessage();
