@@ -17,7 +17,7 @@ from scheduling.errors import (
     WrongResourceKind,
 )
 from scheduling.models import AvailabilityException, Booking, BookingClaim, ExceptionKind
-from scheduling.schemas import BookingRequest
+from scheduling.schemas import BookingOut, BookingRequest
 from server.crypto import PiiCipher
 from server.errors import BookingConflict, InvalidInput
 from server.org.models import ResourceType
@@ -50,9 +50,7 @@ def request(
     )
 
 
-async def _book(
-    db: Maker, pii: PiiCipher, req: BookingRequest, now: datetime = NOW
-) -> service.BookingOut:
+async def _book(db: Maker, pii: PiiCipher, req: BookingRequest, now: datetime = NOW) -> BookingOut:
     async with db.begin() as session:
         return await service.book(
             session, request=req, actor="staff:1", actor_staff_id=None, now=now, tz=TZ, cipher=pii

@@ -1,0 +1,694 @@
+"""REST API for scheduling under /api/scheduling (JSON; pydantic models at the edge).
+
+Availability, the slot finder, holds and bookings, reschedule/cancel/follow-on, no-show, the
+session record and the .ics download. Also the reminder runner's cleanup context
+(`reminder_runner`) and the join-link issuer backed by signaling tokens. See docs/scheduling.md.
+"""
+
+from __future__ import annotations
+
+import asyncio
+import contextlib
+import logging
+from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime, timedelta
+from typing import Any, TypeVar
+
+from aiohttp import web
+from prometheus_client import Counter, Gauge
+from pydantic import BaseModel, TypeAdapter
+from sqlalchemy import delete, select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from scheduling import loader, reminders, service
+from scheduling.availability import RuleError, WorkingHours, free_intervals
+from scheduling.ics import Attendee, Method, build_ics, filename
+from scheduling.models import (
+    AvailabilityException,
+    AvailabilityRule,
+    BookingPolicyRow,
+    ExceptionKind,
+)
+from scheduling.schemas import (
+    AvailabilityIn,
+    AvailabilityOut,
+    BookingOut,
+    BookingRequest,
+    CancelRequest,
+    ExceptionIn,
+    FollowOnRequest,
+    HolidayIn,
+    NoShowRequest,
+    PolicyIn,
+    RescheduleRequest,
+    SessionRecord,
+    SlotList,
+    SlotQuery,
+    WorkingHoursIn,
+)
+from server import keys
+from server.api.openapi import documented
+from server.auth.permissions import Action, StaffIdentity
+from server.auth.web import protected, signed_in_staff
+from server.cases.models import Holiday
+from server.db import utcnow
+from server.errors import InvalidInput, NotFound
+from server.org.models import Resource, Site, Staff
+from server.sessions.models import CallSession, SessionParticipant
+
+logger = logging.getLogger(__name__)
+routes = web.RouteTableDef()
+M = TypeVar("M", bound=BaseModel)
+TAGS = ("scheduling",)
+
+#: Set after a booking change so the runner sends invites now rather than at its next poll.
+runner_wake: web.AppKey[asyncio.Event] = web.AppKey("scheduling_runner_wake", asyncio.Event)
+
+
+def _json(data: Any, status: int = 200) -> web.Response:
+    body = (
+        data.model_dump_json()
+        if isinstance(data, BaseModel)
+        else TypeAdapter(Any).dump_json(data).decode()
+    )
+    return web.Response(text=body, status=status, content_type="application/json")
+
+
+async def _body(request: web.Request, model: type[M]) -> M:
+    try:
+        raw = await request.json()
+    except ValueError:
+        raise InvalidInput("the body is not JSON") from None
+    return model.model_validate(raw)
+
+
+def _int(request: web.Request, name: str) -> int:
+    try:
+        return int(request.match_info[name])
+    except ValueError:
+        raise NotFound(f"no such {name}") from None
+
+
+def _tz(request: web.Request) -> str:
+    return request.app[keys.settings].timezone
+
+
+def _wake(request: web.Request) -> None:
+    event = request.app.get(runner_wake)
+    if event is not None:
+        event.set()
+
+
+def _owner(request: web.Request) -> str:
+    owner = request.match_info["owner"]
+    if owner == loader.DEFAULT_OWNER:
+        return owner
+    kind, _, ident = owner.partition(":")
+    if kind not in ("staff", "resource") or not ident.isdigit():
+        raise InvalidInput("owner must be staff:<id>, resource:<id> or default", field="owner")
+    return owner
+
+
+async def _check_owner_exists(session: AsyncSession, owner: str) -> None:
+    if owner == loader.DEFAULT_OWNER:
+        return
+    kind, ident = loader.parse_key(owner)
+    row = await session.get(Staff if kind == "staff" else Resource, ident)
+    if row is None:
+        raise NotFound(f"no {owner}")
+
+
+def _window(request: web.Request, days: int = 7) -> tuple[datetime, datetime]:
+    try:
+        start = (
+            datetime.fromisoformat(request.query["start"]) if "start" in request.query else utcnow()
+        )
+        end = (
+            datetime.fromisoformat(request.query["end"])
+            if "end" in request.query
+            else start + timedelta(days=days)
+        )
+    except ValueError:
+        raise InvalidInput("start/end must be ISO 8601 times with an offset") from None
+    if start.tzinfo is None or end.tzinfo is None:
+        raise InvalidInput("start/end need a UTC offset")
+    if end <= start or end - start > timedelta(days=62):
+        raise InvalidInput("end must be after start, at most 62 days later")
+    return start, end
+
+
+# --- availability --------------------------------------------------------------------------
+
+
+@routes.get("/api/scheduling/availability/{owner}")
+@documented(
+    "Working hours, policy, exceptions and free time of one owner",
+    tags=TAGS,
+    response=AvailabilityOut,
+)
+@protected(Action.schedule_view)
+async def get_availability(request: web.Request) -> web.Response:
+    owner = _owner(request)
+    start, end = _window(request)
+    now = utcnow()
+    async with request.app[keys.db].begin() as session:
+        await _check_owner_exists(session, owner)
+        out = await _availability_out(
+            session, owner=owner, start=start, end=end, now=now, tz=_tz(request)
+        )
+    return _json(out)
+
+
+async def _availability_out(
+    session: AsyncSession, *, owner: str, start: datetime, end: datetime, now: datetime, tz: str
+) -> AvailabilityOut:
+    av = (await loader.load_availability(session, keys=[owner], start=start, end=end, tz=tz))[owner]
+    busy = await loader.load_busy(
+        session,
+        keys=[owner],
+        start=start - timedelta(days=1),
+        end=end + timedelta(days=1),
+        now=now,
+    )
+    calendar = await loader.load_calendar(session)
+    free = free_intervals(
+        av, busy=busy.get(owner, []), start=start, end=end, now=now, calendar=calendar
+    )
+    excs = await session.scalars(
+        select(AvailabilityException).where(
+            AvailabilityException.owner_key == owner,
+            AvailabilityException.start_at < end,
+            AvailabilityException.end_at > start,
+        )
+    )
+    p = av.policy
+    return AvailabilityOut(
+        owner_key=owner,
+        hours=[
+            WorkingHoursIn(
+                rrule=h.rrule,
+                start_local=h.start_local,
+                end_local=h.end_local,
+                valid_from=h.valid_from,
+                valid_until=h.valid_until,
+                observe_holidays=h.observe_holidays,
+            )
+            for h in av.hours
+        ],
+        policy=PolicyIn.model_validate(
+            {
+                "buffer_before_min": int(p.buffer_before.total_seconds() // 60),
+                "buffer_after_min": int(p.buffer_after.total_seconds() // 60),
+                "min_notice_min": int(p.min_notice.total_seconds() // 60),
+                "max_advance_days": p.max_advance.days,
+                "slot_step_min": int(p.slot_step.total_seconds() // 60),
+            }
+        ),
+        exceptions=[
+            ExceptionIn(kind=e.kind.value, start=e.start_at, end=e.end_at, reason=e.reason)
+            for e in excs
+        ],
+        free=free,
+    )
+
+
+@routes.put("/api/scheduling/availability/{owner}")
+@documented(
+    "Replace an owner's working hours (RRULE) and policy",
+    tags=TAGS,
+    body=AvailabilityIn,
+    response=AvailabilityOut,
+)
+@protected(Action.schedule_manage)
+async def put_availability(request: web.Request) -> web.Response:
+    owner = _owner(request)
+    body = await _body(request, AvailabilityIn)
+    try:
+        hours = [WorkingHours(**h.model_dump()) for h in body.hours]
+    except RuleError as e:
+        raise InvalidInput(str(e), field="hours") from None
+    staff = signed_in_staff(request)
+    now = utcnow()
+    async with request.app[keys.db].begin() as session:
+        await _check_owner_exists(session, owner)
+        await session.execute(delete(AvailabilityRule).where(AvailabilityRule.owner_key == owner))
+        for h in hours:
+            session.add(
+                AvailabilityRule(
+                    owner_key=owner,
+                    rrule=h.rrule,
+                    start_local=h.start_local,
+                    end_local=h.end_local,
+                    valid_from=h.valid_from,
+                    valid_until=h.valid_until,
+                    observe_holidays=h.observe_holidays,
+                    tz=_tz(request),
+                )
+            )
+        if body.policy is not None:
+            row = await session.get(BookingPolicyRow, owner)
+            if row is None:
+                row = BookingPolicyRow(owner_key=owner)
+                session.add(row)
+            for name, value in body.policy.model_dump().items():
+                setattr(row, name, value)
+        await session.flush()
+        await _audit(
+            session, staff, "schedule.availability_set", owner, body.model_dump(mode="json")
+        )
+        out = await _availability_out(
+            session, owner=owner, start=now, end=now + timedelta(days=7), now=now, tz=_tz(request)
+        )
+    return _json(out)
+
+
+@routes.post("/api/scheduling/availability/{owner}/exceptions")
+@documented("Add leave, a blocked period or extra hours", tags=TAGS, body=ExceptionIn)
+@protected(Action.schedule_manage)
+async def add_exception(request: web.Request) -> web.Response:
+    owner = _owner(request)
+    body = await _body(request, ExceptionIn)
+    staff = signed_in_staff(request)
+    async with request.app[keys.db].begin() as session:
+        await _check_owner_exists(session, owner)
+        row = AvailabilityException(
+            owner_key=owner,
+            kind=ExceptionKind(body.kind),
+            start_at=body.start,
+            end_at=body.end,
+            reason=body.reason,
+        )
+        session.add(row)
+        await session.flush()
+        await _audit(
+            session, staff, "schedule.exception_added", owner, body.model_dump(mode="json")
+        )
+        exc_id = row.id
+    return _json({"id": exc_id}, status=201)
+
+
+@routes.put("/api/scheduling/holidays/{day}")
+@documented(
+    "Set a day in the holiday calendar (day off, or 调休 make-up workday)",
+    tags=TAGS,
+    body=HolidayIn,
+)
+@protected(Action.schedule_manage)
+async def put_holiday(request: web.Request) -> web.Response:
+    body = await _body(request, HolidayIn)
+    if body.day.isoformat() != request.match_info["day"]:
+        raise InvalidInput("the day in the path and the body differ", field="day")
+    staff = signed_in_staff(request)
+    async with request.app[keys.db].begin() as session:
+        row = await session.get(Holiday, body.day)
+        if row is None:
+            session.add(Holiday(day=body.day, workday=body.workday, name=body.name))
+        else:
+            row.workday, row.name = body.workday, body.name
+        await _audit(
+            session,
+            staff,
+            "schedule.holiday_set",
+            body.day.isoformat(),
+            body.model_dump(mode="json"),
+        )
+    return _json(body)
+
+
+# --- slots and bookings --------------------------------------------------------------------
+
+
+@routes.post("/api/scheduling/slots")
+@documented("Find the first common free slots", tags=TAGS, body=SlotQuery, response=SlotList)
+@protected(Action.schedule_view)
+async def find_slots(request: web.Request) -> web.Response:
+    body = await _body(request, SlotQuery)
+    async with request.app[keys.db].begin() as session:
+        slots = await loader.search_slots(session, query=body, now=utcnow(), tz=_tz(request))
+    return _json(SlotList(slots=slots))
+
+
+@routes.post("/api/scheduling/holds")
+@documented(
+    "Hold a slot for a few minutes while the booker confirms",
+    tags=TAGS,
+    body=BookingRequest,
+    response=BookingOut,
+)
+@protected(Action.schedule_book)
+async def create_hold(request: web.Request) -> web.Response:
+    body = await _body(request, BookingRequest)
+    staff = signed_in_staff(request)
+    async with request.app[keys.db].begin() as session:
+        out = await service.hold(
+            session,
+            request=body,
+            actor_staff_id=staff.staff_id,
+            now=utcnow(),
+            tz=_tz(request),
+            cipher=request.app[keys.pii],
+        )
+    return _json(out, status=201)
+
+
+@routes.post("/api/scheduling/holds/{booking_id}/confirm")
+@documented(
+    "Confirm a hold: the session is created and invites go out", tags=TAGS, response=BookingOut
+)
+@protected(Action.schedule_book)
+async def confirm_hold(request: web.Request) -> web.Response:
+    booking_id = _int(request, "booking_id")
+    staff = signed_in_staff(request)
+    async with request.app[keys.db].begin() as session:
+        out = await service.confirm(session, booking_id=booking_id, actor=staff.actor, now=utcnow())
+    _wake(request)
+    return _json(out)
+
+
+@routes.post("/api/scheduling/bookings")
+@documented(
+    "Book people and resources at once", tags=TAGS, body=BookingRequest, response=BookingOut
+)
+@protected(Action.schedule_book)
+async def create_booking(request: web.Request) -> web.Response:
+    body = await _body(request, BookingRequest)
+    staff = signed_in_staff(request)
+    async with request.app[keys.db].begin() as session:
+        out = await service.book(
+            session,
+            request=body,
+            actor=staff.actor,
+            actor_staff_id=staff.staff_id,
+            now=utcnow(),
+            tz=_tz(request),
+            cipher=request.app[keys.pii],
+        )
+    _wake(request)
+    return _json(out, status=201)
+
+
+@routes.get("/api/scheduling/bookings/{booking_id}")
+@documented("One booking", tags=TAGS, response=BookingOut)
+@protected(Action.schedule_view)
+async def get_booking(request: web.Request) -> web.Response:
+    booking_id = _int(request, "booking_id")
+    async with request.app[keys.db].begin() as session:
+        out = await service.get_booking(session, booking_id=booking_id)
+    return _json(out)
+
+
+@routes.post("/api/scheduling/bookings/{booking_id}/reschedule")
+@documented(
+    "Move a booking (same UID, SEQUENCE + 1, updated invites)",
+    tags=TAGS,
+    body=RescheduleRequest,
+    response=BookingOut,
+)
+@protected(Action.schedule_book)
+async def reschedule(request: web.Request) -> web.Response:
+    booking_id = _int(request, "booking_id")
+    body = await _body(request, RescheduleRequest)
+    staff = signed_in_staff(request)
+    async with request.app[keys.db].begin() as session:
+        out = await service.reschedule(
+            session,
+            booking_id=booking_id,
+            start=body.start,
+            end=body.end,
+            reason=body.reason,
+            actor=staff.actor,
+            actor_staff_id=staff.staff_id,
+            now=utcnow(),
+            tz=_tz(request),
+        )
+    _wake(request)
+    return _json(out)
+
+
+@routes.post("/api/scheduling/bookings/{booking_id}/cancel")
+@documented(
+    "Cancel a hold or booking (METHOD:CANCEL to everyone)",
+    tags=TAGS,
+    body=CancelRequest,
+    response=BookingOut,
+)
+@protected(Action.schedule_book)
+async def cancel(request: web.Request) -> web.Response:
+    booking_id = _int(request, "booking_id")
+    body = await _body(request, CancelRequest)
+    staff = signed_in_staff(request)
+    async with request.app[keys.db].begin() as session:
+        out = await service.cancel(
+            session, booking_id=booking_id, reason=body.reason, actor=staff.actor, now=utcnow()
+        )
+    _wake(request)
+    return _json(out)
+
+
+@routes.post("/api/scheduling/bookings/{booking_id}/follow-on")
+@documented(
+    "Book a follow-on session after an adjournment",
+    tags=TAGS,
+    body=FollowOnRequest,
+    response=BookingOut,
+)
+@protected(Action.schedule_book)
+async def follow_on(request: web.Request) -> web.Response:
+    booking_id = _int(request, "booking_id")
+    body = await _body(request, FollowOnRequest)
+    staff = signed_in_staff(request)
+    async with request.app[keys.db].begin() as session:
+        out = await service.follow_on(
+            session,
+            booking_id=booking_id,
+            start=body.start,
+            end=body.end,
+            reason=body.reason,
+            actor=staff.actor,
+            actor_staff_id=staff.staff_id,
+            now=utcnow(),
+            tz=_tz(request),
+            cipher=request.app[keys.pii],
+        )
+    _wake(request)
+    return _json(out, status=201)
+
+
+@routes.get("/api/scheduling/sessions/{session_id}")
+@documented(
+    "The session record: planned vs actual, attendance, bookings, jobs",
+    tags=TAGS,
+    response=SessionRecord,
+)
+@protected(Action.schedule_view)
+async def session_record(request: web.Request) -> web.Response:
+    session_id = _int(request, "session_id")
+    async with request.app[keys.db].begin() as session:
+        out = await service.session_record(session, session_id=session_id)
+    return _json(out)
+
+
+@routes.post("/api/scheduling/sessions/{session_id}/no-show")
+@documented(
+    "Mark a participant absent (or present)", tags=TAGS, body=NoShowRequest, response=SessionRecord
+)
+@protected(Action.schedule_book)
+async def no_show(request: web.Request) -> web.Response:
+    session_id = _int(request, "session_id")
+    body = await _body(request, NoShowRequest)
+    staff = signed_in_staff(request)
+    async with request.app[keys.db].begin() as session:
+        out = await service.mark_no_show(
+            session,
+            session_id=session_id,
+            participant_id=body.participant_id,
+            no_show=body.no_show,
+            actor=staff.actor,
+            now=utcnow(),
+        )
+    return _json(out)
+
+
+@routes.get("/api/scheduling/sessions/{session_id}/invite.ics")
+@documented("Download the session's current invite (.ics)", tags=TAGS, content_type="text/calendar")
+@protected(Action.schedule_view)
+async def invite_ics(request: web.Request) -> web.Response:
+    session_id = _int(request, "session_id")
+    async with request.app[keys.db].begin() as session:
+        body, name = await session_ics(
+            session,
+            session_id=session_id,
+            now=utcnow(),
+            tz=_tz(request),
+            base_url=str(request.url.origin()),
+        )
+    return web.Response(
+        body=body,
+        content_type="text/calendar",
+        charset="utf-8",
+        headers={"Content-Disposition": f'attachment; filename="{name}"'},
+    )
+
+
+async def session_ics(
+    session: AsyncSession, *, session_id: int, now: datetime, tz: str, base_url: str
+) -> tuple[bytes, str]:
+    """The invite as it stands: REQUEST, or CANCEL once the session is cancelled."""
+    call = await session.get(CallSession, session_id)
+    if call is None or call.planned_start is None or call.planned_end is None:
+        raise NotFound(f"no scheduled session {session_id}")
+    parts = await session.scalars(
+        select(SessionParticipant).where(SessionParticipant.session_id == session_id)
+    )
+    site = await session.get(Site, call.host_site_id) if call.host_site_id else None
+    method: Method = "CANCEL" if call.state == "cancelled" else "REQUEST"
+    invite = reminders.invite_for(
+        call,
+        site_name=site.name if site else "",
+        url=f"{base_url}/rooms/{call.room_id}",
+        now=now,
+        tz=tz,
+        attendees=[Attendee(p.display_name, key=p.identity) for p in parts],
+    )
+    return build_ics(invite, method=method), filename(call.ical_uid or "", method)
+
+
+async def _audit(
+    session: AsyncSession, staff: StaffIdentity, action: str, object_id: str, detail: dict[str, Any]
+) -> None:
+    from server.audit.service import record
+
+    await record(
+        session,
+        actor=staff.actor,
+        action=action,
+        object_type="schedule_owner",
+        object_id=object_id,
+        detail=detail,
+    )
+
+
+# --- join links and the runner -------------------------------------------------------------
+
+
+@dataclass(frozen=True, slots=True)
+class SignalingLinks:
+    """Join links: staff open /rooms/{room_id} signed in; guests get a signed join token
+    (signaling/tokens.py), recorded so it can be listed and revoked."""
+
+    secret: bytes
+    base_url: str
+
+    async def __call__(
+        self,
+        session: AsyncSession,
+        *,
+        call: CallSession,
+        participant: SessionParticipant,
+        not_before: datetime,
+        expires_at: datetime,
+    ) -> str:
+        if participant.staff_id is not None:
+            return f"{self.base_url}/rooms/{call.room_id}"
+        from signaling import store
+        from signaling.protocol import Role
+        from signaling.room import GUEST_ROLES, ROLE_PERMISSIONS
+        from signaling.tokens import JoinGrant, issue_join_token, new_jti
+
+        role: Role = "party"
+        for candidate in GUEST_ROLES:
+            if candidate == participant.role.value:
+                role = candidate
+        jti = new_jti()
+        grant = JoinGrant(
+            jti=jti,
+            room_id=call.room_id,
+            identity=participant.identity,
+            display_name=participant.display_name,
+            role=role,
+            permissions=ROLE_PERMISSIONS[role],
+            not_before=not_before,
+            expires_at=expires_at,
+            site_id=participant.site_id,
+        )
+        token = issue_join_token(self.secret, grant)
+        await store.record_join_token(
+            session,
+            jti=jti,
+            session_id=call.id,
+            role=role,
+            display_name=participant.display_name,
+            issued_by_id=call.created_by_id,
+            not_before=not_before,
+            expires_at=expires_at,
+        )
+        return f"{self.base_url}/join/{token}"
+
+
+async def reminder_runner(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context: the job runner (invites, reminders, room opening) polls every
+    `reminders.POLL_INTERVAL_S` or when a booking wakes it; the backlog is exported as
+    `onedoor_scheduling_backlog` and logged as a warning. Needs db, notifier and metrics."""
+    settings = app[keys.settings]
+    metrics = app[keys.metrics]
+    backlog_gauge = Gauge(
+        "onedoor_scheduling_backlog",
+        "Scheduling jobs overdue by > 5 min",
+        registry=metrics.registry,
+    )
+    alerts = Counter(
+        "onedoor_scheduling_backlog_alerts",
+        "Rounds that found a job backlog",
+        registry=metrics.registry,
+    )
+    wake = asyncio.Event()
+    app[runner_wake] = wake
+    base_url = f"http://{settings.host}:{settings.port}"
+    issuer = SignalingLinks(settings.secret_bytes(), base_url)
+
+    def on_backlog(count: int) -> None:
+        backlog_gauge.set(count)
+        if count:
+            alerts.inc()
+            logger.warning("scheduling job backlog: %d jobs overdue", count)
+
+    async def loop() -> None:
+        while True:
+            try:
+                while (
+                    await reminders.run_due_reminders(
+                        app[keys.db],
+                        now=utcnow(),
+                        notifier=app[keys.notifier],
+                        issuer=issuer,
+                        cipher=app[keys.pii],
+                        tz=settings.timezone,
+                    )
+                    >= reminders.BATCH
+                ):
+                    pass
+                async with app[keys.db]() as session:
+                    on_backlog(await reminders.backlog(session, now=utcnow()))
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                metrics.background_failures.labels(job="scheduling_reminders").inc()
+                logger.exception("scheduling runner round failed")
+            wake.clear()
+            with contextlib.suppress(TimeoutError):
+                async with asyncio.timeout(reminders.POLL_INTERVAL_S):
+                    await wake.wait()
+
+    task = asyncio.create_task(loop(), name="scheduling-reminders")
+    yield
+    task.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await task
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_routes(routes)
+
+
+__all__ = ["reminder_runner", "routes", "setup"]
