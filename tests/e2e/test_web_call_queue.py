@@ -16,7 +16,9 @@ from tests.e2e.webclient import db_rows, remote_colours, sign_in, wait_frames, w
 pytestmark = pytest.mark.e2e
 
 
-async def test_community_call_queued_accepted_and_both_decode_video(server: Server, browser: Any) -> None:
+async def test_community_call_queued_accepted_and_both_decode_video(
+    server: Server, browser: Any
+) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     ctx_a = await browser.new_context(viewport={"width": 1280, "height": 720}, locale="zh-CN")
     ctx_b = await browser.new_context(viewport={"width": 1280, "height": 720}, locale="zh-CN")

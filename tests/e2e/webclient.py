@@ -54,7 +54,9 @@ async def sign_in(page: Any, base_url: str, username: str) -> None:
     await page.wait_for_selector("h1", timeout=10_000)
 
 
-async def wait_frames(page: Any, *, minimum: int = 10, tracks: int = 1, timeout_s: float = 25) -> dict[str, Any]:
+async def wait_frames(
+    page: Any, *, minimum: int = 10, tracks: int = 1, timeout_s: float = 25
+) -> dict[str, Any]:
     deadline = time.monotonic() + timeout_s
     last: dict[str, Any] = {}
     while time.monotonic() < deadline:
