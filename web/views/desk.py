@@ -116,6 +116,7 @@ async def _reception(
     values: dict[str, str] | None = None,
     errors: dict[str, str] | None = None,
     notice: str = "",
+    notice_name: str = "",
     status: int = 200,
 ) -> web.Response:
     staff = signed_in_staff(request)
@@ -131,6 +132,7 @@ async def _reception(
             "values": values or {},
             "errors": errors or {},
             "notice": notice,
+            "notice_name": notice_name,
         },
         status=status,
     )
@@ -222,7 +224,9 @@ async def invite(request: web.Request) -> web.Response:
         return picked
     entry.invited_ids.add(picked[0])
     await queue_of(request)[0].save(entry)
-    return await _reception(request, entry, notice=f"已邀请 {picked[1]} 加入联合调处。")
+    return await _reception(
+        request, entry, notice="已邀请工作人员加入联合调处：", notice_name=picked[1]
+    )
 
 
 @protected(Action.queue_answer)
