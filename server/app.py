@@ -109,6 +109,10 @@ def create_app(settings: Settings) -> web.Application:
     app.cleanup_ctx.extend([db_context, redis_context, notifier_context, background_context])
     app.on_shutdown.append(close_websockets)
 
+    if settings.background_jobs:
+        from server.cases.deadline_service import deadline_sweeper
+
+        app.cleanup_ctx.append(deadline_sweeper)
     ops.setup(app)
     from server.api import org as org_api
     from web import setup as web_setup

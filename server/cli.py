@@ -259,6 +259,31 @@ def cmd_pii_rotate(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_dispatch_train(args: argparse.Namespace) -> int:
+    from server.db import make_engine, make_sessionmaker
+    from server.dispatch.service import train
+
+    settings = _load_settings()
+
+    async def run() -> Any:
+        engine = make_engine(settings.effective_database_url)
+        try:
+            return await train(make_sessionmaker(engine), settings.data_dir / "dispatch.pkl")
+        finally:
+            await engine.dispose()
+
+    try:
+        result = asyncio.run(run())
+    except ValueError as e:  # not enough concluded cases to learn from
+        print(f"onedoor: cannot train the dispatch model: {e}", file=sys.stderr)
+        return 1
+    print(
+        f"dispatch model {result.model_version} trained on {result.cases} concluded cases "
+        f"({result.departments} departments), saved to {result.path}"
+    )
+    return 0
+
+
 BENCHES = ("sfu", "sfu-peer", "recording", "join", "signaling", "cases", "scheduling", "soak")
 
 
@@ -321,6 +346,12 @@ def build_parser() -> argparse.ArgumentParser:
     )
     pii.add_parser("rotate", help="re-encrypt under the current secret").set_defaults(
         func=cmd_pii_rotate
+    )
+    dispatch = sub.add_parser("dispatch", help="smart dispatch (智能分派)").add_subparsers(
+        dest="dispatch_command", required=True
+    )
+    dispatch.add_parser("train", help="retrain on concluded cases").set_defaults(
+        func=cmd_dispatch_train
     )
     sub.add_parser("check", help="show settings and reachability").set_defaults(func=cmd_check)
     p = sub.add_parser("bench", help="run a benchmark")

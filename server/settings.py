@@ -68,6 +68,10 @@ class Settings(BaseModel, frozen=True, extra="forbid"):
     turn_ttl_s: int = Field(default=3600, ge=60)
     recordings_dir: Path | None = None
 
+    #: Periodic jobs on this node (deadline sweep, reminders). Several nodes may all run them:
+    #: each run takes a lock, so only one node works at a time.
+    background_jobs: bool = True
+
     # signaling
     signaling_grace_s: float = Field(default=30.0, gt=0)
     room_capacity: int = Field(default=8, ge=2, le=64)

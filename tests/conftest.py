@@ -160,6 +160,9 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settin
         "secret_key": SecretStr(secrets.token_urlsafe(32)),
         "media_host_addresses": ["127.0.0.1"],
         "login_lockout_s": 60,
+        # Periodic jobs would run at arbitrary moments inside tests; the tests that need them
+        # turn them on, and the jobs' own tests call them directly.
+        "background_jobs": False,
     }
     values.update(overrides)
     return Settings(**values)

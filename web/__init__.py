@@ -14,7 +14,7 @@ import jinja2
 from aiohttp import web
 
 from web import i18n
-from web.views import audit, auth, call, desk, home, join, kiosk, org, room
+from web.views import audit, auth, call, cases, desk, home, join, kiosk, org, room
 
 HERE = Path(__file__).parent
 
@@ -35,6 +35,7 @@ def setup(app: web.Application) -> None:
     home.setup(app)
     org.setup(app)
     audit.setup(app)
+    cases.setup(app)
     call.setup(app)
     desk.setup(app)
     room.setup(app)

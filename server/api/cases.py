@@ -14,8 +14,9 @@ from aiohttp import web
 from pydantic import BaseModel, TypeAdapter
 
 from server import keys
+from server.api.openapi import document_table
 from server.auth.permissions import Action
-from server.auth.web import client_ip, require
+from server.auth.web import client_ip, protected, public, signed_in_staff
 from server.cases import agreements, deadline_service, evaluation, exchange, service
 from server.cases.schemas import (
     AgreementDraft,
@@ -100,8 +101,9 @@ def _since_until(request: web.Request) -> tuple[datetime, datetime]:
 
 
 @routes.get("/api/cases")
+@protected(Action.case_view)
 async def list_cases(request: web.Request) -> web.Response:
-    staff = await require(request, Action.case_view)
+    staff = signed_in_staff(request)
     query = CaseQuery.model_validate(dict(request.query))
     async with request.app[keys.db].begin() as session:
         items = await service.list_cases(session, staff=staff, query=query)
@@ -114,8 +116,9 @@ async def list_cases(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/cases")
+@protected(Action.case_create)
 async def create_case(request: web.Request) -> web.Response:
-    staff = await require(request, Action.case_create)
+    staff = signed_in_staff(request)
     body = await _body(request, IntakeRequest)
     settings = request.app[keys.settings]
     async with request.app[keys.db].begin() as session:
@@ -133,6 +136,7 @@ async def create_case(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/public/petitions")
+@public("online petition (网上信访) by residents without accounts")
 async def public_petition(request: web.Request) -> web.Response:
     body = await _body(request, IntakeRequest)
     if body.channel not in service.SELF_SERVICE:
@@ -154,8 +158,9 @@ async def public_petition(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/cases/dashboard")
+@protected(Action.case_assess)
 async def get_dashboard(request: web.Request) -> web.Response:
-    staff = await require(request, Action.case_assess)
+    staff = signed_in_staff(request)
     by = request.query.get("by", "department")
     if by not in ("staff", "department", "site"):
         raise InvalidInput("by must be staff, department or site", field="by")
@@ -168,8 +173,9 @@ async def get_dashboard(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/cases/export")
+@protected(Action.case_exchange)
 async def export_cases(request: web.Request) -> web.Response:
-    staff = await require(request, Action.case_exchange)
+    staff = signed_in_staff(request)
     since, until = _since_until(request)
     async with request.app[keys.db].begin() as session:
         data = await exchange.export_cases(
@@ -179,8 +185,9 @@ async def export_cases(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/cases/import")
+@protected(Action.case_exchange)
 async def import_cases(request: web.Request) -> web.Response:
-    staff = await require(request, Action.case_exchange)
+    staff = signed_in_staff(request)
     raw = await request.json()
     items = TypeAdapter(list[exchange.ImportCase]).validate_python(raw.get("cases", []))
     async with request.app[keys.db].begin() as session:
@@ -191,8 +198,9 @@ async def import_cases(request: web.Request) -> web.Response:
 
 
 @routes.get(r"/api/cases/{case_id:\d+}")
+@protected(Action.case_view)
 async def get_case(request: web.Request) -> web.Response:
-    staff = await require(request, Action.case_view)
+    staff = signed_in_staff(request)
     async with request.app[keys.db].begin() as session:
         detail = await service.case_detail(
             session, staff=staff, case_id=_int(request, "case_id"), ip=client_ip(request)
@@ -201,16 +209,18 @@ async def get_case(request: web.Request) -> web.Response:
 
 
 @routes.get(r"/api/cases/{case_id:\d+}/timeline")
+@protected(Action.case_view)
 async def get_timeline(request: web.Request) -> web.Response:
-    staff = await require(request, Action.case_view)
+    staff = signed_in_staff(request)
     async with request.app[keys.db].begin() as session:
         events = await service.timeline(session, staff=staff, case_id=_int(request, "case_id"))
     return _json([e.model_dump(mode="json") for e in events])
 
 
 @routes.post(r"/api/cases/{case_id:\d+}/transitions")
+@protected(Action.case_view)
 async def post_transition(request: web.Request) -> web.Response:
-    staff = await require(request, Action.case_view)
+    staff = signed_in_staff(request)
     body = await _body(request, TransitionRequest)
     async with request.app[keys.db].begin() as session:
         detail = await service.transition(
@@ -227,8 +237,9 @@ async def post_transition(request: web.Request) -> web.Response:
 
 
 @routes.post(r"/api/cases/{case_id:\d+}/claim")
+@protected(Action.case_create)
 async def post_claim(request: web.Request) -> web.Response:
-    staff = await require(request, Action.case_create)
+    staff = signed_in_staff(request)
     async with request.app[keys.db].begin() as session:
         summary = await service.claim(
             session, staff=staff, case_id=_int(request, "case_id"), now=utcnow()
@@ -241,8 +252,9 @@ class ReviewRequestBody(BaseModel):
 
 
 @routes.post(r"/api/cases/{case_id:\d+}/review")
+@protected(Action.case_view)
 async def post_review(request: web.Request) -> web.Response:
-    staff = await require(request, Action.case_view)
+    staff = signed_in_staff(request)
     body = await _body(request, ReviewRequestBody)
     settings = request.app[keys.settings]
     async with request.app[keys.db].begin() as session:
@@ -259,8 +271,9 @@ async def post_review(request: web.Request) -> web.Response:
 
 
 @routes.post(r"/api/cases/{case_id:\d+}/handlers")
+@protected(Action.case_assign)
 async def post_handler(request: web.Request) -> web.Response:
-    staff = await require(request, Action.case_assign)
+    staff = signed_in_staff(request)
     body = await _body(request, HandlerRequest)
     async with request.app[keys.db].begin() as session:
         view = await service.add_handler(
@@ -270,8 +283,9 @@ async def post_handler(request: web.Request) -> web.Response:
 
 
 @routes.post(r"/api/cases/{case_id:\d+}/supervision")
+@protected(Action.case_supervise)
 async def post_supervision(request: web.Request) -> web.Response:
-    staff = await require(request, Action.case_supervise)
+    staff = signed_in_staff(request)
     body = await _body(request, SupervisionRequest)
     async with request.app[keys.db].begin() as session:
         esc_id = await service.supervise(
@@ -284,8 +298,9 @@ async def post_supervision(request: web.Request) -> web.Response:
 
 
 @routes.get(r"/api/cases/{case_id:\d+}/deadlines")
+@protected(Action.case_view)
 async def get_deadlines(request: web.Request) -> web.Response:
-    staff = await require(request, Action.case_view)
+    staff = signed_in_staff(request)
     async with request.app[keys.db].begin() as session:
         detail = await service.case_detail(
             session,
@@ -298,8 +313,9 @@ async def get_deadlines(request: web.Request) -> web.Response:
 
 
 @routes.post(r"/api/cases/{case_id:\d+}/deadlines/extension")
+@protected(Action.case_extend_approve)
 async def post_extension(request: web.Request) -> web.Response:
-    staff = await require(request, Action.case_extend_approve)
+    staff = signed_in_staff(request)
     body = await _body(request, ExtensionRequest)
     case_id = _int(request, "case_id")
     async with request.app[keys.db].begin() as session:
@@ -326,8 +342,9 @@ async def post_extension(request: web.Request) -> web.Response:
 
 
 @routes.post(r"/api/cases/{case_id:\d+}/deadlines/{action:pause|resume}")
+@protected(Action.case_view)
 async def post_pause(request: web.Request) -> web.Response:
-    staff = await require(request, Action.case_view)
+    staff = signed_in_staff(request)
     body = await _body(request, PauseRequest)
     case_id = _int(request, "case_id")
     async with request.app[keys.db].begin() as session:
@@ -373,6 +390,7 @@ async def _petitioner_phone(request: web.Request, session: Any, case_id: int) ->
 
 
 @routes.post("/api/evaluations/{token}")
+@public("the petitioner's single-use evaluation link is the credential")
 async def post_evaluation(request: web.Request) -> web.Response:
     body = await _body(request, EvaluationSubmit)
     async with request.app[keys.db].begin() as session:
@@ -388,8 +406,9 @@ async def post_evaluation(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/cases/reports")
+@protected(Action.report_publish)
 async def post_report(request: web.Request) -> web.Response:
-    staff = await require(request, Action.report_publish)
+    staff = signed_in_staff(request)
     since, until = _since_until(request)
     async with request.app[keys.db].begin() as session:
         report_id = await evaluation.draft_publication_report(
@@ -399,8 +418,9 @@ async def post_report(request: web.Request) -> web.Response:
 
 
 @routes.post(r"/api/cases/reports/{report_id:\d+}/approve")
+@protected(Action.report_publish)
 async def approve_report(request: web.Request) -> web.Response:
-    staff = await require(request, Action.report_publish)
+    staff = signed_in_staff(request)
     async with request.app[keys.db].begin() as session:
         await evaluation.approve_publication_report(
             session, staff=staff, report_id=_int(request, "report_id"), now=utcnow()
@@ -409,6 +429,7 @@ async def approve_report(request: web.Request) -> web.Response:
 
 
 @routes.get(r"/api/public/reports/{report_id:\d+}")
+@public("approved publication reports are public by design")
 async def public_report(request: web.Request) -> web.Response:
     async with request.app[keys.db].begin() as session:
         return _json(
@@ -420,8 +441,9 @@ async def public_report(request: web.Request) -> web.Response:
 
 
 @routes.post(r"/api/cases/{case_id:\d+}/agreements")
+@protected(Action.agreement_manage)
 async def post_agreement(request: web.Request) -> web.Response:
-    staff = await require(request, Action.agreement_manage)
+    staff = signed_in_staff(request)
     body = await _body(request, AgreementDraft)
     async with request.app[keys.db].begin() as session:
         view = await agreements.draft_agreement(
@@ -431,8 +453,8 @@ async def post_agreement(request: web.Request) -> web.Response:
 
 
 @routes.get(r"/api/agreements/{agreement_id:\d+}")
+@protected(Action.case_view)
 async def get_agreement(request: web.Request) -> web.Response:
-    await require(request, Action.case_view)
     async with request.app[keys.db].begin() as session:
         return _json(
             await agreements.get_agreement(session, agreement_id=_int(request, "agreement_id"))
@@ -440,8 +462,9 @@ async def get_agreement(request: web.Request) -> web.Response:
 
 
 @routes.post(r"/api/agreements/{agreement_id:\d+}/signatures")
+@protected(Action.agreement_manage)
 async def post_signature(request: web.Request) -> web.Response:
-    staff = await require(request, Action.agreement_manage)  # signed on the mediator's device
+    staff = signed_in_staff(request)  # signed on the mediator's device
     body = await _body(request, SignRequest)
     async with request.app[keys.db].begin() as session:
         view = await agreements.sign_agreement(
@@ -461,8 +484,9 @@ class JudicialBody(BaseModel):
 
 
 @routes.post(r"/api/agreements/{agreement_id:\d+}/judicial")
+@protected(Action.agreement_manage)
 async def post_judicial(request: web.Request) -> web.Response:
-    staff = await require(request, Action.agreement_manage)
+    staff = signed_in_staff(request)
     body = await _body(request, JudicialBody)
     async with request.app[keys.db].begin() as session:
         view = await agreements.record_judicial_confirmation(
@@ -477,12 +501,12 @@ async def post_judicial(request: web.Request) -> web.Response:
 
 
 @routes.get(r"/api/agreements/{agreement_id:\d+}/pdf")
+@protected(Action.case_view)
 async def get_agreement_pdf(request: web.Request) -> web.Response:
     import asyncio
 
     from server.cases.models import PetitionCase
 
-    await require(request, Action.case_view)
     async with request.app[keys.db].begin() as session:
         view = await agreements.get_agreement(session, agreement_id=_int(request, "agreement_id"))
         case = await session.get(PetitionCase, view.case_id)
@@ -499,8 +523,9 @@ async def get_agreement_pdf(request: web.Request) -> web.Response:
 
 
 @routes.get(r"/api/cases/{case_id:\d+}/dispatch")
+@protected(Action.case_view)
 async def get_dispatch(request: web.Request) -> web.Response:
-    staff = await require(request, Action.case_view)
+    staff = signed_in_staff(request)
     model = await dispatch.load_model(request.app[keys.settings].data_dir / "dispatch.pkl")
     async with request.app[keys.db].begin() as session:
         await service.visible_case(session, staff=staff, case_id=_int(request, "case_id"))
@@ -516,8 +541,9 @@ class DispatchDecision(BaseModel):
 
 
 @routes.post(r"/api/cases/{case_id:\d+}/dispatch")
+@protected(Action.case_view)
 async def post_dispatch(request: web.Request) -> web.Response:
-    staff = await require(request, Action.case_view)
+    staff = signed_in_staff(request)
     body = await _body(request, DispatchDecision)
     async with request.app[keys.db].begin() as session:
         await dispatch.record_decision(
@@ -531,8 +557,8 @@ async def post_dispatch(request: web.Request) -> web.Response:
 
 
 @routes.get("/api/knowledge")
+@protected(Action.case_view)
 async def get_knowledge(request: web.Request) -> web.Response:
-    await require(request, Action.case_view)
     async with request.app[keys.db].begin() as session:
         return _json(await dispatch.search_knowledge(session, q=request.query.get("q", "")))
 
@@ -556,4 +582,5 @@ OPENAPI_MODELS: dict[tuple[str, str], tuple[type[BaseModel] | None, type[BaseMod
 
 
 def setup(app: web.Application) -> None:
+    document_table(routes, OPENAPI_MODELS, tag="cases")
     app.router.add_routes(routes)

@@ -68,11 +68,17 @@ ERROR_SCHEMA: dict[str, Any] = {
 def build_document(app: web.Application) -> dict[str, Any]:
     operations: list[tuple[str, str, Any, Doc]] = []
     for route in app.router.routes():
-        doc = getattr(route.handler, DOC_ATTR, None)
-        if doc is None or route.resource is None:
+        if route.resource is None or route.method == "HEAD":
             continue
         info = route.resource.get_info()
         path = info.get("path") or info.get("formatter", "")
+        doc = getattr(route.handler, DOC_ATTR, None)
+        if doc is None and path.startswith("/api/") and path != "/api/openapi.json":
+            # Every API route is described, with its permission, even before it has models.
+            summary = (route.handler.__doc__ or route.handler.__name__).strip().splitlines()[0]
+            doc = Doc(summary=summary, tags=(path.split("/")[2],))
+        if doc is None:
+            continue
         operations.append((route.method.lower(), path, route.handler, doc))
     models = {m for _, _, _, d in operations for m in (d.body, d.query, d.response) if m}
     keyed: list[tuple[type[BaseModel], Literal["validation"]]] = [
@@ -143,6 +149,24 @@ def build_document(app: web.Application) -> dict[str, Any]:
             },
         },
     }
+
+
+def document_table(
+    routes: web.RouteTableDef,
+    models: dict[tuple[str, str], tuple[type[BaseModel] | None, type[BaseModel] | None]],
+    *,
+    tag: str,
+) -> None:
+    """Attach request/response models given as {(path, method): (body, response)}."""
+    import re
+
+    for route in routes:
+        if not isinstance(route, web.RouteDef):
+            continue
+        path = re.sub(r"\{(\w+):[^}]+\}", r"{\1}", route.path)
+        body, response = models.get((path, route.method.lower()), (None, None))
+        summary = (route.handler.__doc__ or route.handler.__name__).strip().splitlines()[0]
+        setattr(route.handler, DOC_ATTR, Doc(summary, (tag,), body, None, response))
 
 
 def _path_params(path: str) -> list[str]:

@@ -212,4 +212,7 @@ async def load_demo(session: AsyncSession, *, password: str | None = None) -> De
         for username, site, roles, dept in people
     )
     await session.flush()
+    from server.cases.catalogue import load_case_reference
+
+    await load_case_reference(session)
     return DemoResult(created=True, password=password, sites=site_count, staff=len(people))

@@ -10,7 +10,7 @@ from pydantic import ValidationError
 
 from server import keys
 from server.auth.permissions import Action
-from server.auth.web import client_ip, require
+from server.auth.web import client_ip, protected, public, signed_in_staff
 from server.cases import evaluation, service
 from server.cases.schemas import RATING_LABELS, CaseQuery, EvaluationSubmit
 from server.db import utcnow
@@ -20,8 +20,9 @@ from web.render import page
 BAR_MAX_PX = 240
 
 
+@protected(Action.case_view)
 async def case_list(request: web.Request) -> web.Response:
-    staff = await require(request, Action.case_view)
+    staff = signed_in_staff(request)
     query = CaseQuery.model_validate({k: v for k, v in request.query.items() if v and k != "lang"})
     async with request.app[keys.db].begin() as session:
         items = await service.list_cases(session, staff=staff, query=query)
@@ -32,8 +33,9 @@ async def case_list(request: web.Request) -> web.Response:
     )
 
 
+@protected(Action.case_view)
 async def case_page(request: web.Request) -> web.Response:
-    staff = await require(request, Action.case_view)
+    staff = signed_in_staff(request)
     try:
         case_id = int(request.match_info["case_id"])
     except ValueError:
@@ -65,8 +67,9 @@ def bars(rows: list[Any], attr: str) -> list[dict[str, Any]]:
     return out
 
 
+@protected(Action.case_assess)
 async def dashboard_page(request: web.Request) -> web.Response:
-    staff = await require(request, Action.case_assess)
+    staff = signed_in_staff(request)
     by = request.query.get("by", "department")
     if by not in ("staff", "department", "site"):
         by = "department"
@@ -87,6 +90,7 @@ async def dashboard_page(request: web.Request) -> web.Response:
     )
 
 
+@public("the petitioner's single-use evaluation link is the credential")
 async def evaluate_form(request: web.Request) -> web.Response:
     token = request.match_info["token"]
     error: str | None = None

@@ -22,7 +22,7 @@ from tests.conftest import DEMO_USERS, signed_in
 Client = TestClient[Any, Any]
 
 
-def _routes(app: web.Application) -> list[tuple[str, str, Any]]:
+def _routes(app: web.Application) -> list[tuple[str, str, Any, str | None]]:
     out = []
     for route in app.router.routes():
         if route.method == "HEAD" or route.resource is None:
@@ -31,18 +31,23 @@ def _routes(app: web.Application) -> list[tuple[str, str, Any]]:
         if "directory" in info:  # static files
             continue
         path = info.get("path") or info.get("formatter", "")
-        out.append((route.method, path, route.handler))
+        pattern = info.get("pattern")
+        out.append((route.method, path, route.handler, pattern.pattern if pattern else None))
     return out
 
 
-def _concrete(path: str) -> str:
-    return re.sub(r"\{[^}]+\}", "1", path)
+def _concrete(path: str, pattern: str | None) -> str:
+    """A URL that matches the route: numbers for ids, the first choice of `a|b` parameters."""
+    values: dict[str, str] = {}
+    for name, regex in re.findall(r"\(\?P<(\w+)>([^)]*)\)", pattern or ""):
+        values[name] = regex.split("|")[0] if re.fullmatch(r"[\w|]+", regex) else "1"
+    return re.sub(r"\{(\w+)[^}]*\}", lambda m: values.get(m.group(1), "1"), path)
 
 
 async def test_every_route_declares_its_permission(app_client: Client) -> None:
     undeclared = [
         f"{method} {path}"
-        for method, path, handler in _routes(app_client.app)
+        for method, path, handler, pattern in _routes(app_client.app)
         if not hasattr(handler, ACTION_ATTR) and not hasattr(handler, PUBLIC_ATTR)
     ]
     assert undeclared == [], "routes without @protected or @public"
@@ -52,11 +57,11 @@ async def test_every_route_declares_its_permission(app_client: Client) -> None:
 async def test_role_against_every_protected_route(app_client: Client, role: str) -> None:
     token = await signed_in(app_client, role)
     failures = []
-    for method, path, handler in _routes(app_client.app):
+    for method, path, handler, pattern in _routes(app_client.app):
         action = getattr(handler, ACTION_ATTR, None)
         if action is None:
             continue
-        url = _concrete(path)
+        url = _concrete(path, pattern)
         headers = {"X-CSRF-Token": token, "Accept": "application/json"}
         if method == "GET":
             resp = await app_client.get(url, headers=headers, allow_redirects=False)
@@ -76,12 +81,12 @@ async def test_role_against_every_protected_route(app_client: Client, role: str)
 
 async def test_anonymous_gets_401_on_every_protected_route(app_client: Client) -> None:
     failures = []
-    for method, path, handler in _routes(app_client.app):
+    for method, path, handler, pattern in _routes(app_client.app):
         if getattr(handler, ACTION_ATTR, None) is None:
             continue
         resp = await app_client.request(
             method,
-            _concrete(path),
+            _concrete(path, pattern),
             json={},
             allow_redirects=False,
             headers={"Accept": "application/json"},

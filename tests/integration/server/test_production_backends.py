@@ -34,3 +34,17 @@ async def test_readyz_reports_unreachable_redis(tmp_path: Path, sqlite_url: str)
         body = await resp.json()
         assert body["checks"]["database"] == "ok"
         assert body["checks"]["redis"].startswith("error")
+
+
+async def test_background_jobs_start_and_stop_with_the_app(tmp_path: Path, pg_url: str,
+                                                           redis_url: str) -> None:
+    """With background jobs on, the app starts its periodic jobs and stops them cleanly."""
+    import asyncio
+
+    await load_demo_into(pg_url)
+    app = create_app(make_settings(tmp_path, pg_url, redis_url=redis_url, background_jobs=True))
+    async with TestClient(TestServer(app)) as client:
+        names = {t.get_name() for t in asyncio.all_tasks()}
+        assert "deadline-sweeper" in names
+        assert (await client.get("/readyz")).status == 200
+    assert "deadline-sweeper" not in {t.get_name() for t in asyncio.all_tasks()}
