@@ -100,7 +100,7 @@ async def _invitable(request: web.Request) -> list[tuple[str, str]]:
             await session.execute(
                 select(Staff.username, Staff.display_name, StaffRole.role)
                 .join(StaffRole, StaffRole.staff_id == Staff.id)
-                .where(StaffRole.role.in_(INVITABLE_ROLES + (Role.window_officer,)))
+                .where(StaffRole.role.in_((*INVITABLE_ROLES, Role.window_officer)))
                 .where(Staff.active.is_(True))
                 .order_by(Staff.username)
                 .limit(200)
