@@ -2,13 +2,14 @@
 
 from __future__ import annotations
 
+import asyncio
 from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
 from server.app import create_app
-from tests.conftest import load_demo_into, make_settings, signed_in
+from tests.conftest import PrivateRedis, load_demo_into, make_settings, signed_in
 
 pytestmark = pytest.mark.integration
 
@@ -26,18 +27,56 @@ async def test_ready_and_sign_in_on_postgres_and_redis(
         assert sum(len(street["children"]) for street in tree[0]["children"]) == 94
 
 
-async def test_readyz_reports_unreachable_redis(tmp_path: Path, sqlite_url: str) -> None:
-    app = create_app(make_settings(tmp_path, sqlite_url, redis_url="redis://127.0.0.1:1/0"))
-    async with TestClient(TestServer(app)) as client:
-        resp = await client.get("/readyz")
-        assert resp.status == 503
-        body = await resp.json()
-        assert body["checks"]["database"] == "ok"
-        assert body["checks"]["redis"].startswith("error")
+async def test_readyz_follows_a_redis_restart(tmp_path: Path, sqlite_url: str) -> None:
+    """Redis goes away under a running app: /readyz says so, and recovers when it is back."""
+    redis = PrivateRedis(tmp_path)
+    redis.start()
+    try:
+        app = create_app(make_settings(tmp_path, sqlite_url, redis_url=redis.url))
+        async with TestClient(TestServer(app)) as client:
+            assert (await client.get("/readyz")).status == 200
+            redis.stop()
+            resp = await client.get("/readyz")
+            assert resp.status == 503
+            body = await resp.json()
+            assert body["checks"]["database"] == "ok"
+            assert body["checks"]["redis"].startswith("error")
+            redis.start()
+            for _ in range(50):
+                if (await client.get("/readyz")).status == 200:
+                    break
+                await asyncio.sleep(0.1)
+            assert (await client.get("/readyz")).status == 200
+    finally:
+        redis.stop()
 
 
-async def test_background_jobs_start_and_stop_with_the_app(tmp_path: Path, pg_url: str,
-                                                           redis_url: str) -> None:
+def test_start_fails_clearly_without_redis(tmp_path: Path, sqlite_url: str) -> None:
+    """A node configured for Redis does not come up half-connected."""
+    import subprocess
+    import sys
+
+    env = {
+        "ONEDOOR_DATA_DIR": str(tmp_path),
+        "ONEDOOR_DATABASE_URL": sqlite_url,
+        "ONEDOOR_REDIS_URL": "redis://127.0.0.1:1/0",
+        "ONEDOOR_SECRET_KEY": "k" * 32,
+        "PATH": "/usr/bin:/bin",
+    }
+    out = subprocess.run(
+        [sys.executable, "-m", "server.cli", "serve", "--port", "1"],
+        env=env,
+        capture_output=True,
+        text=True,
+        timeout=60,
+    )
+    assert out.returncode != 0
+    assert "Redis" in out.stderr or "redis" in out.stderr
+
+
+async def test_background_jobs_start_and_stop_with_the_app(
+    tmp_path: Path, pg_url: str, redis_url: str
+) -> None:
     """With background jobs on, the app starts its periodic jobs and stops them cleanly."""
     import asyncio
 
