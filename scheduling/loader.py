@@ -33,6 +33,7 @@ from server.org.models import Resource, Staff, StaffRole
 
 DEFAULT_OWNER = "default"
 DEFAULT_SEARCH_DAYS = 14
+FIRST_HORIZON_DAYS = 3
 
 
 def staff_key(staff_id: int) -> str:
@@ -143,7 +144,9 @@ async def load_busy(
     if excluded:
         stmt = stmt.where(BookingClaim.booking_id.not_in(excluded))
     busy: dict[str, list[Interval]] = defaultdict(list)
-    for key, s, e in (await session.execute(stmt)).all():
+    # Core rows, not ORM entities: this is the hot path of every slot search.
+    conn = await session.connection()
+    for key, s, e in (await conn.execute(stmt)).all():
         busy[key].append((s, e))
     return {k: normalize(v) for k, v in busy.items()}
 
@@ -183,6 +186,24 @@ async def search_slots(
     claims over the window, and run the pure search."""
     start = query.start or now
     end = query.end or (start + timedelta(days=DEFAULT_SEARCH_DAYS))
+    # Most searches fill up within the first days: look there first, then the whole window.
+    first = start + timedelta(days=FIRST_HORIZON_DAYS)
+    if first < end:
+        found = await _search(session, query=query, now=now, tz=tz, start=start, end=first)
+        if len(found) >= query.limit:
+            return found
+    return await _search(session, query=query, now=now, tz=tz, start=start, end=end)
+
+
+async def _search(
+    session: AsyncSession,
+    *,
+    query: SlotQuery,
+    now: datetime,
+    tz: str,
+    start: datetime,
+    end: datetime,
+) -> list[SlotOut]:
     labelled: list[tuple[str, list[tuple[str, int]]]] = []
     for i, p in enumerate(query.people):
         labelled.append((f"person{i}", await resolve_person(session, p)))

@@ -873,3 +873,60 @@ async def count_live_claims(session: AsyncSession, *, key: str, now: datetime) -
         )
         or 0
     )
+
+
+@dataclass(frozen=True, slots=True)
+class CalendarEntry:
+    key: str
+    start: datetime  # the session itself (claims also cover buffers)
+    end: datetime
+    booking_id: int
+    session_id: int | None
+    title: str
+    status: str
+
+
+async def calendar_entries(
+    session: AsyncSession, *, keys: Sequence[str], start: datetime, end: datetime, now: datetime
+) -> list[CalendarEntry]:
+    """Live bookings and holds of the given people/resources overlapping [start, end)."""
+    if not keys:
+        return []
+    rows = (
+        await session.execute(
+            select(BookingClaim.resource_key, Booking, CallSession.title)
+            .join(Booking, Booking.id == BookingClaim.booking_id)
+            .outerjoin(CallSession, CallSession.id == Booking.session_id)
+            .where(
+                BookingClaim.resource_key.in_(list(keys)),
+                BookingClaim.start_at < end,
+                BookingClaim.end_at > start,
+                (BookingClaim.expires_at.is_(None)) | (BookingClaim.expires_at > now),
+            )
+            .order_by(Booking.start_at)
+        )
+    ).all()
+    return [
+        CalendarEntry(
+            key, b.start_at, b.end_at, b.id, b.session_id, title or "预留", b.status.value
+        )
+        for key, b, title in rows
+    ]
+
+
+async def my_sessions(
+    session: AsyncSession, *, staff_id: int, since: datetime, limit: int = 100
+) -> list[CallSession]:
+    """Sessions the staff member takes part in, from `since` on, earliest first."""
+    rows = await session.scalars(
+        select(CallSession)
+        .join(SessionParticipant, SessionParticipant.session_id == CallSession.id)
+        .where(
+            SessionParticipant.staff_id == staff_id,
+            CallSession.planned_end.is_not(None),
+            CallSession.planned_end >= since,
+        )
+        .order_by(CallSession.planned_start)
+        .limit(limit)
+    )
+    return list(rows)

@@ -1,0 +1,346 @@
+"""Scheduling pages (zh-CN first): my sessions, week calendars per person or resource, a
+day view per site, the booking form with the slot finder, and the session record. Thin: they
+call scheduling services and render."""
+
+from __future__ import annotations
+
+from datetime import date, datetime, time, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from aiohttp import web
+from pydantic import ValidationError
+from sqlalchemy import select
+
+from scheduling import loader, service
+from scheduling.schemas import BookingRequest, SlotQuery
+from server import keys
+from server.auth.permissions import Action
+from server.auth.web import protected, signed_in_staff
+from server.db import utcnow
+from server.errors import AppError, InvalidInput, NotFound
+from server.org.models import Department, Resource, ResourceType, Site, SiteLevel, Staff
+from web.render import page
+
+STATE_LABELS = {
+    "scheduled": "已预约",
+    "lobby": "候会中",
+    "live": "进行中",
+    "ended": "已结束",
+    "cancelled": "已取消",
+    "no_show": "未到场",
+}
+TYPE_LABELS = {
+    "mediation_room": "调解室",
+    "video_terminal": "视频终端",
+    "legal_room": "法律服务室",
+    "window": "窗口",
+    "kiosk": "自助机",
+}
+WEEKDAYS_ZH = "一二三四五六日"
+
+
+def _zone(request: web.Request) -> ZoneInfo:
+    return ZoneInfo(request.app[keys.settings].timezone)
+
+
+def _day(request: web.Request, name: str, default: date) -> date:
+    try:
+        return date.fromisoformat(request.query[name]) if request.query.get(name) else default
+    except ValueError:
+        raise InvalidInput(f"{name} must be YYYY-MM-DD") from None
+
+
+@protected(Action.schedule_view)
+async def my_sessions(request: web.Request) -> web.Response:
+    staff = signed_in_staff(request)
+    now = utcnow()
+    async with request.app[keys.db].begin() as session:
+        rows = await service.my_sessions(
+            session, staff_id=staff.staff_id, since=now - timedelta(days=1)
+        )
+    zone = _zone(request)
+    items = [
+        {
+            "id": r.id,
+            "title": r.title,
+            "state": STATE_LABELS.get(r.state.value, r.state.value),
+            "start": r.planned_start.astimezone(zone).strftime("%Y-%m-%d %H:%M")
+            if r.planned_start
+            else "",
+            "room_id": r.room_id,
+        }
+        for r in rows
+    ]
+    return page(request, "scheduling/mine.html", {"items": items, "me": f"staff:{staff.staff_id}"})
+
+
+@protected(Action.schedule_view)
+async def week_calendar(request: web.Request) -> web.Response:
+    """A week per person or resource: ?owner=staff:7&week=2026-12-07."""
+    staff = signed_in_staff(request)
+    owner = request.query.get("owner") or f"staff:{staff.staff_id}"
+    kind, _, ident = owner.partition(":")
+    if kind not in ("staff", "resource") or not ident.isdigit():
+        raise InvalidInput("owner must be staff:<id> or resource:<id>")
+    zone = _zone(request)
+    today = utcnow().astimezone(zone).date()
+    monday = _day(request, "week", today)
+    monday -= timedelta(days=monday.weekday())
+    start = datetime.combine(monday, time(0), tzinfo=zone)
+    end = start + timedelta(days=7)
+    now = utcnow()
+    async with request.app[keys.db].begin() as session:
+        person = await session.get(Staff, int(ident)) if kind == "staff" else None
+        thing = await session.get(Resource, int(ident)) if kind == "resource" else None
+        if person is None and thing is None:
+            raise NotFound(f"no {owner}")
+        label = person.display_name if person is not None else thing.name if thing else owner
+        entries = await service.calendar_entries(
+            session, keys=[owner], start=start, end=end, now=now
+        )
+        av = (
+            await loader.load_availability(
+                session, keys=[owner], start=start, end=end, tz=str(zone)
+            )
+        )[owner]
+        cal = await loader.load_calendar(session)
+    from scheduling.availability import working_intervals
+
+    hours = working_intervals(av.hours, start=start, end=end, calendar=cal, tz=str(zone))
+    days = []
+    for i in range(7):
+        d = monday + timedelta(days=i)
+        days.append(
+            {
+                "date": d.isoformat(),
+                "weekday": "周" + WEEKDAYS_ZH[i],
+                "hours": [
+                    f"{s.astimezone(zone):%H:%M}–{e.astimezone(zone):%H:%M}"
+                    for s, e in hours
+                    if s.astimezone(zone).date() == d
+                ],
+                "entries": [
+                    {
+                        "time": f"{e.start.astimezone(zone):%H:%M}–{e.end.astimezone(zone):%H:%M}",
+                        "title": e.title,
+                        "status": e.status,
+                        "session_id": e.session_id,
+                    }
+                    for e in entries
+                    if e.start.astimezone(zone).date() == d
+                ],
+            }
+        )
+    return page(
+        request,
+        "scheduling/week.html",
+        {
+            "owner": owner,
+            "label": label,
+            "days": days,
+            "prev": (monday - timedelta(days=7)).isoformat(),
+            "next": (monday + timedelta(days=7)).isoformat(),
+        },
+    )
+
+
+@protected(Action.schedule_view)
+async def site_day(request: web.Request) -> web.Response:
+    """One day of every resource at a site."""
+    try:
+        site_id = int(request.match_info["site_id"])
+    except ValueError:
+        raise NotFound("no such site") from None
+    zone = _zone(request)
+    day = _day(request, "day", utcnow().astimezone(zone).date())
+    start = datetime.combine(day, time(0), tzinfo=zone)
+    async with request.app[keys.db].begin() as session:
+        site = await session.get(Site, site_id)
+        if site is None:
+            raise NotFound("no such site")
+        resources = list(
+            await session.scalars(
+                select(Resource).where(Resource.site_id == site_id).order_by(Resource.id)
+            )
+        )
+        entries = await service.calendar_entries(
+            session,
+            keys=[loader.resource_key(r.id) for r in resources],
+            start=start,
+            end=start + timedelta(days=1),
+            now=utcnow(),
+        )
+    rows = [
+        {
+            "id": r.id,
+            "name": r.name,
+            "type": TYPE_LABELS.get(r.type.value, r.type.value),
+            "entries": [
+                {
+                    "time": f"{e.start.astimezone(zone):%H:%M}–{e.end.astimezone(zone):%H:%M}",
+                    "title": e.title,
+                    "session_id": e.session_id,
+                }
+                for e in entries
+                if e.key == loader.resource_key(r.id)
+            ],
+        }
+        for r in resources
+    ]
+    return page(
+        request,
+        "scheduling/site_day.html",
+        {
+            "site": site,
+            "day": day.isoformat(),
+            "rows": rows,
+            "prev": (day - timedelta(days=1)).isoformat(),
+            "next": (day + timedelta(days=1)).isoformat(),
+        },
+    )
+
+
+async def _form_options(request: web.Request) -> dict[str, Any]:
+    async with request.app[keys.db].begin() as session:
+        depts = list(await session.scalars(select(Department).order_by(Department.id)))
+        streets = list(
+            await session.scalars(
+                select(Site).where(Site.level != SiteLevel.community).order_by(Site.id)
+            )
+        )
+        communities = list(
+            await session.scalars(
+                select(Site).where(Site.level == SiteLevel.community).order_by(Site.id)
+            )
+        )
+    return {"depts": depts, "streets": streets, "communities": communities}
+
+
+@protected(Action.schedule_book)
+async def book_form(request: web.Request) -> web.Response:
+    """GET: the form, and slots once asked; POST: book the chosen slot."""
+    staff = signed_in_staff(request)
+    zone = _zone(request)
+    options = await _form_options(request)
+    values: dict[str, Any] = (
+        dict(request.query) if request.method == "GET" else dict(await request.post())
+    )
+    context: dict[str, Any] = {
+        **options,
+        "values": values,
+        "slots": [],
+        "error": None,
+        "searched": False,
+    }
+    if request.method == "POST":
+        try:
+            start = datetime.fromisoformat(str(values["start"]))
+            end = datetime.fromisoformat(str(values["end"]))
+            body = BookingRequest.model_validate(
+                {
+                    "start": start,
+                    "end": end,
+                    "staff": [{"staff_id": int(values["staff_id"]), "as_role": "mediator"}],
+                    "resources": [
+                        {"resource_id": int(r)}
+                        for r in str(values.get("resource_ids", "")).split(",")
+                        if r
+                    ],
+                    "guests": (
+                        [
+                            {
+                                "display_name": values["guest_name"],
+                                "phone": values.get("guest_phone", ""),
+                            }
+                        ]
+                        if values.get("guest_name")
+                        else []
+                    ),
+                    "title": values.get("title", ""),
+                }
+            )
+            async with request.app[keys.db].begin() as session:
+                out = await service.book(
+                    session,
+                    request=body,
+                    actor=staff.actor,
+                    actor_staff_id=staff.staff_id,
+                    now=utcnow(),
+                    tz=str(zone),
+                    cipher=request.app[keys.pii],
+                )
+            raise web.HTTPSeeOther(f"/scheduling/sessions/{out.session_id}")
+        except (ValidationError, KeyError, ValueError) as e:
+            context["error"] = f"输入有误：{e}"
+        except AppError as e:
+            context["error"] = e.message_zh + f"（{e}）"
+        return page(request, "scheduling/book.html", context, status=422)
+    if values.get("dept"):
+        try:
+            resources: list[dict[str, Any]] = []
+            if values.get("room_site"):
+                resources.append(
+                    {"type": ResourceType.mediation_room, "site_ids": [int(values["room_site"])]}
+                )
+            for name in ("terminal_a", "terminal_b"):
+                if values.get(name):
+                    resources.append(
+                        {"type": ResourceType.video_terminal, "site_ids": [int(values[name])]}
+                    )
+            query = SlotQuery.model_validate(
+                {
+                    "people": [{"role": "mediator", "department_id": int(values["dept"])}],
+                    "resources": resources,
+                    "duration_min": int(values.get("duration", 60)),
+                    "limit": 8,
+                }
+            )
+            async with request.app[keys.db].begin() as session:
+                slots = await loader.search_slots(session, query=query, now=utcnow(), tz=str(zone))
+            context["slots"] = [
+                {
+                    "label": f"{s.start.astimezone(zone):%m-%d %H:%M}–{s.end.astimezone(zone):%H:%M}",
+                    "start": s.start.isoformat(),
+                    "end": s.end.isoformat(),
+                    "staff_id": s.staff_ids[0],
+                    "resource_ids": ",".join(str(r) for r in s.resource_ids),
+                    "sites": s.sites,
+                }
+                for s in slots
+            ]
+            context["searched"] = True
+        except (ValidationError, ValueError) as e:
+            context["error"] = f"输入有误：{e}"
+    return page(request, "scheduling/book.html", context)
+
+
+@protected(Action.schedule_view)
+async def session_page(request: web.Request) -> web.Response:
+    try:
+        session_id = int(request.match_info["session_id"])
+    except ValueError:
+        raise NotFound("no such session") from None
+    async with request.app[keys.db].begin() as session:
+        record = await service.session_record(session, session_id=session_id)
+    zone = _zone(request)
+
+    def fmt(t: datetime | None) -> str:
+        return t.astimezone(zone).strftime("%Y-%m-%d %H:%M") if t else "—"
+
+    return page(
+        request,
+        "scheduling/session.html",
+        {"r": record, "fmt": fmt, "state": STATE_LABELS.get(record.state, record.state)},
+    )
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/scheduling", my_sessions, name="scheduling")
+    app.router.add_get("/scheduling/calendar", week_calendar, name="scheduling_calendar")
+    app.router.add_get(r"/scheduling/sites/{site_id:\d+}", site_day, name="scheduling_site")
+    app.router.add_route("GET", "/scheduling/book", book_form, name="scheduling_book")
+    app.router.add_route("POST", "/scheduling/book", book_form)
+    app.router.add_get(
+        r"/scheduling/sessions/{session_id:\d+}", session_page, name="scheduling_session"
+    )
