@@ -29,7 +29,19 @@ BOOKINGS = 100_000
 
 def _psql(sql: str, db: str = "postgres") -> None:
     subprocess.run(
-        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", db, "-v", "ON_ERROR_STOP=1", "-qc", sql],
+        [
+            "psql",
+            "-h",
+            "127.0.0.1",
+            "-U",
+            "postgres",
+            "-d",
+            db,
+            "-v",
+            "ON_ERROR_STOP=1",
+            "-qc",
+            sql,
+        ],
         check=True,
         capture_output=True,
     )
@@ -69,7 +81,7 @@ async def _load(url: str, n_bookings: int) -> dict[str, int]:
         )
         # Non-overlapping bookings per key: 09:00, 10:00, 14:00, 15:00 local on each day.
         for statement in (
-            f"""CREATE TEMP TABLE bench_keys AS
+            """CREATE TEMP TABLE bench_keys AS
             SELECT row_number() OVER () - 1 AS n, k FROM (
                 SELECT 'staff:' || id AS k FROM staff UNION ALL
                 SELECT 'resource:' || id FROM resource) x""",
@@ -81,12 +93,12 @@ async def _load(url: str, n_bookings: int) -> dict[str, int]:
                        + (ARRAY[0, 1, 5, 6])[1 + (i / (SELECT count(*) FROM bench_keys)) % 4]
                          * interval '1 hour' AS s
                 FROM generate_series(1, {n_bookings}) i) g""",
-            f"""INSERT INTO booking_claim (booking_id, resource_key, start_at, end_at)
+            """INSERT INTO booking_claim (booking_id, resource_key, start_at, end_at)
             SELECT b.id, k.k, b.start_at, b.end_at
             FROM booking b JOIN bench_keys k
               ON k.n = b.id % (SELECT count(*) FROM bench_keys)""",
-            f"""SELECT setval(pg_get_serial_sequence('booking', 'id'), (SELECT max(id) FROM booking))""",
-            f"""ANALYZE""",
+            """SELECT setval(pg_get_serial_sequence('booking', 'id'), (SELECT max(id) FROM booking))""",
+            """ANALYZE""",
         ):
             await conn.execute(text(statement))
         counts = {
@@ -103,13 +115,14 @@ async def _load(url: str, n_bookings: int) -> dict[str, int]:
 
 
 async def run(scale: float = 1.0) -> dict[str, Any]:
+    from sqlalchemy.ext.asyncio import create_async_engine
+
     from scheduling import loader, service
     from scheduling.schemas import BookingRequest, SlotQuery
     from server.cli import alembic_upgrade
     from server.crypto import PiiCipher
     from server.db import make_sessionmaker
     from server.errors import BookingConflict
-    from sqlalchemy.ext.asyncio import create_async_engine
 
     name = f"sched_bench_{os.getpid()}"
     _psql(f'DROP DATABASE IF EXISTS "{name}"')
@@ -169,7 +182,9 @@ async def run(scale: float = 1.0) -> dict[str, Any]:
             rooms = list(
                 (
                     await s.execute(
-                        text("SELECT id FROM resource WHERE type='mediation_room' ORDER BY id LIMIT 5")
+                        text(
+                            "SELECT id FROM resource WHERE type='mediation_room' ORDER BY id LIMIT 5"
+                        )
                     )
                 )
                 .scalars()
@@ -206,7 +221,12 @@ async def run(scale: float = 1.0) -> dict[str, Any]:
                 try:
                     async with maker.begin() as s:
                         await service.book(
-                            s, request=req, actor="bench", actor_staff_id=None, now=NOW, tz=TZ,
+                            s,
+                            request=req,
+                            actor="bench",
+                            actor_staff_id=None,
+                            now=NOW,
+                            tz=TZ,
                             cipher=pii,
                         )
                     outcomes["ok"] += 1
