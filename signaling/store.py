@@ -18,6 +18,7 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+import server.models  # noqa: F401  (every mapper, so foreign keys resolve in any process)
 from media.interfaces import RecordingFile
 from server.audit.service import record as audit
 from server.org.models import Site
