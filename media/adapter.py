@@ -15,6 +15,17 @@ What is replaced or used, and why:
 - `RTCRtpReceiver._handle_rtp_packet(packet, arrival_time_ms)` is wrapped per receiver instance
   to read the RFC 6464 audio-level header extension (cheaper than decoding Opus).
 - `aioice.ice.get_host_addresses(use_ipv4, use_ipv6)` is replaced by `restrict_host_addresses()`.
+- `RTCPeerConnection.createOffer()` resets every transceiver's codecs and header extensions to
+  aiortc's defaults (`aiortc.rtcpeerconnection.CODECS` / `HEADER_EXTENSIONS`, opus=96, VP8=97,
+  mid=1, audio-level=2, abs-send-time=3) before building the offer, even for m-lines already
+  negotiated with other numbers. A renegotiation offer then renumbers what the browser
+  negotiated (Chrome: opus=111, VP8=96, rtx=97, its own extension ids): Chrome refuses changed
+  extension ids, and accepts changed payload types but then sends VP8 as PT 97, which the
+  server's already started receiver takes for RTX. `create_offer(pc)` swaps in per-connection
+  tables built from what was negotiated for the duration of the (fully synchronous) call.
+- `RTCDtlsTransport._handle_rtp_data(data, arrival_time_ms)` is replaced so that a packet that
+  fails to parse (aiortc 1.16 raises `struct.error` for an ssrc-audio-level extension of the
+  wrong length) or to be handled is dropped instead of ending the transport's receive loop.
 
 `check_aiortc_internals()` verifies all of the above at start-up and raises
 `AiortcInternalsChanged` naming what differs.
@@ -23,6 +34,7 @@ What is replaced or used, and why:
 from __future__ import annotations
 
 import asyncio
+import copy
 import inspect
 import logging
 import queue
@@ -36,9 +48,11 @@ import aioice.ice
 import aiortc
 import aiortc.codecs.opus
 import aiortc.codecs.vpx
+import aiortc.rtcdtlstransport
 import aiortc.rtcpeerconnection
 import aiortc.rtcrtpreceiver
 import aiortc.rtcrtpsender
+import aiortc.rtp
 import av
 
 logger = logging.getLogger(__name__)
@@ -47,10 +61,11 @@ EXPECTED_AIORTC_VERSION = "1.16.0"
 
 _original_decoder_worker: Callable[..., None] | None = None
 _original_get_host_addresses: Callable[[bool, bool], list[str]] | None = None
+_original_handle_rtp_data: Callable[..., Any] | None = None
 _install_lock = threading.Lock()
 
 # Counters: passthrough frames delivered without any codec call (read by tests and benches).
-stats = {"passthrough_frames": 0, "decoded_frames_fallback": 0}
+stats = {"passthrough_frames": 0, "decoded_frames_fallback": 0, "rtp_dropped_malformed": 0}
 
 
 class AiortcInternalsChanged(RuntimeError):
@@ -114,6 +129,21 @@ def check_aiortc_internals() -> None:
     srd_src = inspect.getsource(aiortc.rtcpeerconnection.RTCPeerConnection.setRemoteDescription)
     expect(
         "transceiver._codecs = common" in srd_src, "setRemoteDescription sets transceiver._codecs"
+    )
+    offer_src = inspect.getsource(aiortc.rtcpeerconnection.RTCPeerConnection.createOffer)
+    expect(
+        "CODECS[transceiver.kind]" in offer_src
+        and "HEADER_EXTENSIONS[transceiver.kind]" in offer_src
+        and "await" not in offer_src,
+        "RTCPeerConnection.createOffer is synchronous and reads CODECS/HEADER_EXTENSIONS",
+    )
+    handle_src = inspect.getsource(
+        _original_handle_rtp_data or aiortc.rtcdtlstransport.RTCDtlsTransport._handle_rtp_data
+    )
+    expect(
+        "RtpPacket.parse(data, self._rtp_header_extensions_map)" in handle_src
+        and "self._rtp_router.route_rtp(packet)" in handle_src,
+        "RTCDtlsTransport._handle_rtp_data parses with the header extension map and routes",
     )
     hosts = _original_get_host_addresses or aioice.ice.get_host_addresses
     expect(_params(hosts) == ["use_ipv4", "use_ipv6"], "aioice.ice.get_host_addresses(v4, v6)")
@@ -195,13 +225,139 @@ def _decoder_worker(
 
 
 def install_passthrough() -> None:
-    """Check the internals and install the decoder_worker hook. Idempotent; call before peers."""
-    global _original_decoder_worker
+    """Check the internals and install the decoder_worker hook and the RTP guard. Idempotent;
+    call before peers."""
+    global _original_decoder_worker, _original_handle_rtp_data
     with _install_lock:
         check_aiortc_internals()
         if _original_decoder_worker is None:
             _original_decoder_worker = aiortc.rtcrtpreceiver.decoder_worker
             aiortc.rtcrtpreceiver.decoder_worker = _decoder_worker
+        if _original_handle_rtp_data is None:
+            _original_handle_rtp_data = aiortc.rtcdtlstransport.RTCDtlsTransport._handle_rtp_data
+            aiortc.rtcdtlstransport.RTCDtlsTransport._handle_rtp_data = _guarded_handle_rtp_data  # type: ignore[method-assign]
+
+
+# ---------------------------------------------------------------- malformed RTP
+
+
+_last_malformed_log = 0.0
+
+
+async def _guarded_handle_rtp_data(self: Any, data: bytes, arrival_time_ms: int) -> None:
+    """aiortc's RTCDtlsTransport._handle_rtp_data, but nothing a remote party sends can raise
+    out of it: aiortc catches only ValueError from RtpPacket.parse (an audio-level extension of
+    the wrong size raises struct.error), and any exception here ends the transport's receive
+    loop: that participant's whole bundled connection goes silent."""
+    global _last_malformed_log
+    try:
+        packet = aiortc.rtp.RtpPacket.parse(data, self._rtp_header_extensions_map)
+        receiver = self._rtp_router.route_rtp(packet)
+        if receiver is None:
+            return
+    except Exception as exc:  # remote input: drop the packet, keep the transport
+        stats["rtp_dropped_malformed"] += 1
+        now = time.monotonic()
+        if now - _last_malformed_log > 10:
+            _last_malformed_log = now
+            logger.warning(
+                "dropping malformed RTP packet (%d so far): %s: %s",
+                stats["rtp_dropped_malformed"],
+                type(exc).__name__,
+                exc,
+            )
+        return
+    try:
+        await receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms)
+    except Exception:
+        stats["rtp_dropped_malformed"] += 1
+        now = time.monotonic()
+        if now - _last_malformed_log > 10:
+            _last_malformed_log = now
+            logger.warning("RTP packet handling failed, packet dropped", exc_info=True)
+
+
+# ---------------------------------------------------------------- renegotiation offers
+
+
+def _negotiated_tables(
+    pc: Any,
+) -> tuple[dict[str, list[Any]], dict[str, list[Any]]] | None:
+    """Codec and header extension tables for `pc`'s next offer, numbered as already negotiated.
+
+    Codecs per kind: those negotiated on the first m-line of that kind (aiortc keeps its own
+    codec parameters and the remote's dynamic payload types there); a kind never negotiated
+    gets aiortc's defaults moved off payload types the other kind uses (one BUNDLE shares the
+    payload type space in Chrome). Header extensions: aiortc's per kind, with the id already
+    negotiated for that uri on any m-line (BUNDLE shares the id space), else a free id.
+    None when nothing was negotiated yet (then aiortc's defaults are right).
+    """
+    module: Any = aiortc.rtcpeerconnection
+    negotiated: dict[str, list[Any]] = {}
+    ext_ids: dict[str, int] = {}
+    for transceiver in pc.getTransceivers():
+        if transceiver.mid is None or transceiver.currentDirection is None:
+            continue
+        if transceiver.kind not in negotiated and transceiver._codecs:
+            negotiated[transceiver.kind] = [copy.deepcopy(c) for c in transceiver._codecs]
+        for ext in transceiver._headerExtensions:
+            ext_ids.setdefault(ext.uri, ext.id)
+    if not negotiated:
+        return None
+    codecs: dict[str, list[Any]] = {}
+    used = {c.payloadType for table in negotiated.values() for c in table}
+    for kind in ("audio", "video"):
+        if kind in negotiated:
+            codecs[kind] = negotiated[kind]
+            continue
+        remap: dict[int, int] = {}
+        table = []
+        free = (pt for pt in aiortc.rtp.DYNAMIC_PAYLOAD_TYPES if pt not in used)
+        for codec in module.CODECS[kind]:
+            codec = copy.deepcopy(codec)
+            if codec.payloadType in aiortc.rtp.DYNAMIC_PAYLOAD_TYPES and codec.payloadType in used:
+                new = next(free, None)
+                if new is None:
+                    continue
+                used.add(new)
+                remap[codec.payloadType] = new
+                codec.payloadType = new
+            table.append(codec)
+        for codec in table:
+            apt = codec.parameters.get("apt")
+            if apt in remap:
+                codec.parameters = {**codec.parameters, "apt": remap[apt]}
+        codecs[kind] = table
+    taken = set(ext_ids.values())
+    extensions: dict[str, list[Any]] = {}
+    for kind, defaults in module.HEADER_EXTENSIONS.items():
+        extensions[kind] = []
+        for ext in defaults:
+            ext_id = ext_ids.get(ext.uri)
+            if ext_id is None:
+                ext_id = next((i for i in range(1, 15) if i not in taken), None)
+                if ext_id is None:
+                    continue
+                taken.add(ext_id)
+                ext_ids[ext.uri] = ext_id
+            extensions[kind].append(aiortc.RTCRtpHeaderExtensionParameters(id=ext_id, uri=ext.uri))
+    return codecs, extensions
+
+
+async def create_offer(pc: Any) -> Any:
+    """`pc.createOffer()` that keeps the payload types and header extension ids negotiated so
+    far (see the module docstring); new m-lines get the same numbering."""
+    tables = _negotiated_tables(pc)
+    if tables is None:
+        return await pc.createOffer()
+    module: Any = aiortc.rtcpeerconnection
+    saved = (module.CODECS, module.HEADER_EXTENSIONS)
+    module.CODECS, module.HEADER_EXTENSIONS = tables
+    try:
+        # createOffer has no await (checked at start-up): the swap is invisible to other peers.
+        return await pc.createOffer()
+    finally:
+        module.CODECS, module.HEADER_EXTENSIONS = saved
 
 
 # ---------------------------------------------------------------- RTCP and header extensions

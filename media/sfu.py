@@ -79,6 +79,7 @@ ICE_CONNECT_TIMEOUT_S = 20.0
 NEGOTIATION_TIMEOUT_S = 10.0
 MAX_QUEUED_EVENTS = 10_000
 SPEAKER_INTERVAL_S = 0.3
+DEBUG_STATS_INTERVAL_S = 5.0
 
 _SDP_ERRORS = (
     ValueError,
@@ -128,6 +129,7 @@ class ForwardedTrack(MediaStreamTrack):
         self.waiting_keyframe = forwarder.kind == "video"
         self.forwarded = 0
         self.dropped = 0
+        self.skipped = 0  # video frames not forwarded while waiting for a keyframe
 
     @property
     def queued(self) -> int:
@@ -138,8 +140,17 @@ class ForwardedTrack(MediaStreamTrack):
             return
         if self.waiting_keyframe:
             if not keyframe:
+                self.skipped += 1
                 return
             self.waiting_keyframe = False
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "room %s: %s gets %s's video from a keyframe (%d frames skipped)",
+                    self.forwarder.room.room_id,
+                    self.subscriber_id,
+                    self.forwarder.publisher_id,
+                    self.skipped,
+                )
         try:
             self._queue.put_nowait(packet)
             self.forwarded += 1
@@ -190,6 +201,8 @@ class TrackForwarder:
         self.enabled = True  # moderation (forced mute)
         self.subscribers: dict[str, ForwardedTrack] = {}
         self.frames_in = 0
+        self.keyframes_in = 0
+        self.plis_sent = 0
         self.ended = False
         self._last_pli_at = -1e9
         self._pli_scheduled: asyncio.TimerHandle | None = None
@@ -204,6 +217,8 @@ class TrackForwarder:
             return
         data = bytes(packet) if (self.kind == "video" or self.room.recording) else b""
         keyframe = self.kind == "audio" or adapter.is_keyframe(self.codec, data)
+        if keyframe and self.kind == "video":
+            self.keyframes_in += 1
         for track in self.subscribers.values():
             track.push(packet, keyframe)
         recording = self.room.recording
@@ -230,7 +245,7 @@ class TrackForwarder:
         wait_s = self._last_pli_at + self.node.keyframe_min_interval_s - now
         if wait_s <= 0:
             self._last_pli_at = now
-            _ = self.node.spawn(adapter.send_pli(self.receiver), f"pli:{self.key}")
+            _ = self.node.spawn(self._send_pli(), f"pli:{self.key}")
         elif self._pli_scheduled is None:
             loop = asyncio.get_running_loop()
 
@@ -239,6 +254,19 @@ class TrackForwarder:
                 self.request_keyframe()
 
             self._pli_scheduled = loop.call_later(wait_s, fire)
+
+    async def _send_pli(self) -> None:
+        sent = await adapter.send_pli(self.receiver)
+        if sent:
+            self.plis_sent += 1
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "room %s: PLI to %s for %s%s",
+                self.room.room_id,
+                self.publisher_id,
+                self.track_id,
+                "" if sent else " not sent: no SSRC received yet",
+            )
 
     def close(self) -> None:
         self.ended = True
@@ -272,6 +300,7 @@ class Room:
     recording: Recording | None = None
     speaker: SpeakerDetector = field(default_factory=SpeakerDetector)
     speaker_task: asyncio.Task[None] | None = None
+    debug_task: asyncio.Task[None] | None = None
 
     def forwarders(self) -> list[TrackForwarder]:
         return [
@@ -393,6 +422,8 @@ class SfuMediaNode:
         room = self._rooms.get(room_id)
         if room is None:
             room = self._rooms[room_id] = Room(room_id)
+            if logger.isEnabledFor(logging.DEBUG):
+                room.debug_task = self.spawn(self._debug_loop(room), f"debug:{room_id}")
         session = room.peers.get(peer_id)
         is_new = session is None
         if session is None:
@@ -474,6 +505,14 @@ class SfuMediaNode:
                 if not track.active and transceiver.currentDirection in ("sendonly", "sendrecv"):
                     track.active = True
                     track.forwarder.request_keyframe()
+                    logger.debug(
+                        "room %s: %s now receives %s's %s (mid %s)",
+                        session.room.room_id,
+                        peer_id,
+                        track.forwarder.publisher_id,
+                        track.kind,
+                        transceiver.mid,
+                    )
             again = session.renegotiate_needed
         if again:
             _ = self.spawn(self._renegotiate(session), f"renegotiate:{peer_id}")
@@ -535,7 +574,7 @@ class SfuMediaNode:
             session.renegotiate_needed = False
             try:
                 async with asyncio.timeout(NEGOTIATION_TIMEOUT_S):
-                    offer = await session.pc.createOffer()
+                    offer = await adapter.create_offer(session.pc)
                     await session.pc.setLocalDescription(offer)
             except (TimeoutError, *_SDP_ERRORS) as exc:
                 logger.warning(
@@ -586,6 +625,14 @@ class SfuMediaNode:
             )
             self._attach_publisher_track(track, forwarder)
             session.published[track.id] = forwarder
+            logger.debug(
+                "room %s peer %s: publishes %s track %s (granted: %s)",
+                room.room_id,
+                session.peer_id,
+                kind,
+                track.id,
+                granted,
+            )
             if not granted:
                 logger.info(
                     "room %s peer %s: %s track beyond grant, not forwarded",
@@ -665,8 +712,9 @@ class SfuMediaNode:
                 await self.stop_recording(room_id=room_id)
         for peer_id in list(room.peers):
             await self.close_peer(room_id=room_id, peer_id=peer_id)
-        if room.speaker_task is not None:
-            room.speaker_task.cancel()
+        for task in (room.speaker_task, room.debug_task):
+            if task is not None:
+                task.cancel()
         self._rooms.pop(room_id, None)
 
     async def close(self) -> None:
@@ -706,6 +754,36 @@ class SfuMediaNode:
             changed, levels = room.speaker.pick()
             if changed:
                 self.emit(ActiveSpeaker(room.room_id, room.speaker.current, levels))
+
+    # ------------------------------------------------------------ diagnostics
+
+    async def _debug_loop(self, room: Room) -> None:
+        """While DEBUG is enabled: per peer, frames in per published track and frames
+        forwarded per subscription, every DEBUG_STATS_INTERVAL_S."""
+        while True:
+            await asyncio.sleep(DEBUG_STATS_INTERVAL_S)
+            if not logger.isEnabledFor(logging.DEBUG):
+                continue
+            for peer_id, session in list(room.peers.items()):
+                published = ", ".join(
+                    f"{f.kind} in={f.frames_in} key={f.keyframes_in} pli={f.plis_sent}"
+                    f"{'' if f.granted and f.enabled else ' (not forwarded)'}"
+                    for f in session.published.values()
+                )
+                subscribed = ", ".join(
+                    f"{t.forwarder.publisher_id}/{t.kind}{'' if t.active else ' (inactive)'}"
+                    f" fwd={t.forwarded} drop={t.dropped} skip={t.skipped}"
+                    f"{' waiting-key' if t.waiting_keyframe else ''} q={t.queued}"
+                    for _, t in session.subscriptions.values()
+                )
+                logger.debug(
+                    "room %s peer %s (%s): published [%s] subscribed [%s]",
+                    room.room_id,
+                    peer_id,
+                    session.pc.connectionState,
+                    published,
+                    subscribed,
+                )
 
     # ------------------------------------------------------------ recording
 

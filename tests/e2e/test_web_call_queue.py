@@ -16,11 +16,6 @@ from tests.e2e.webclient import db_rows, remote_colours, sign_in, wait_frames, w
 pytestmark = pytest.mark.e2e
 
 
-@pytest.mark.xfail(
-    reason="Chromium <-> aiortc SFU: negotiation completes and ICE/DTLS connect, but no forwarded "
-    "RTP reaches either browser (no inbound-rtp); see the web client's report",
-    strict=False,
-)
 async def test_community_call_queued_accepted_and_both_decode_video(
     server: Server, browser: Any
 ) -> None:

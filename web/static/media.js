@@ -19,51 +19,6 @@ function waitGathering(pc) {
   });
 }
 
-/** The browser's own RTP header extension ids (uri → id) from an SDP. */
-export function extmapIds(sdp) {
-  const ids = new Map();
-  for (const m of sdp.matchAll(/^a=extmap:(\d+)(?:\/\w+)? (\S+)/gm)) ids.set(m[2], Number(m[1]));
-  return ids;
-}
-
-/**
- * aiortc 1.16 renumbers header extensions in its renegotiation offers (its defaults instead of
- * the ids already negotiated), which Chrome refuses ("RTP extension ID reassignment not
- * supported"). Rewrite the server's offer to the ids this browser uses; aiortc adopts the ids
- * of the answer, so both sides then agree. Unknown uris get ids that do not collide.
- */
-export function fixExtmap(sdp, ids) {
-  if (!ids || !ids.size) return sdp;
-  const used = new Set(ids.values());
-  const extra = new Map();
-  let next = 1;
-  const free = () => { while (used.has(next) || next === 15) next += 1; used.add(next); return next; };
-  return sdp.replace(/^a=extmap:(\d+)((?:\/\w+)?) (\S+)(.*)$/gm, (line, id, dir, uri, rest) => {
-    let nid = ids.get(uri);
-    if (nid === undefined) { if (!extra.has(uri)) extra.set(uri, free()); nid = extra.get(uri); }
-    return `a=extmap:${nid}${dir} ${uri}${rest}`;
-  });
-}
-
-/** aiortc's fixed header extension ids (aiortc/codecs/__init__.py HEADER_EXTENSIONS). */
-const SERVER_EXTMAP = new Map([
-  ['urn:ietf:params:rtp-hdrext:sdes:mid', 1],
-  ['urn:ietf:params:rtp-hdrext:ssrc-audio-level', 2],
-  ['http://www.webrtc.org/experiments/rtp-hdrext/abs-send-time', 3],
-]);
-
-/**
- * Offer only the header extensions the server knows, with the ids the server will use in its
- * own renegotiation offers: aiortc renumbers them there, and a mismatch both makes Chrome reject
- * the offer and crashes aiortc's RTP parser on the bundled transport.
- */
-export function alignOfferExtmap(sdp) {
-  return sdp.replace(/^a=extmap:(\d+)((?:\/\w+)?) (\S+)(.*)\r?\n/gm, (line, id, dir, uri, rest) => {
-    const nid = SERVER_EXTMAP.get(uri);
-    return nid === undefined ? '' : `a=extmap:${nid}${dir} ${uri}${rest}\r\n`;
-  });
-}
-
 export function peerOfTrack(track) {
   const [peer] = String(track.id).split('.');
   return peer;
@@ -105,7 +60,6 @@ export class MediaLink extends EventTarget {
   start() {
     return this._enqueue(async () => {
       this._closePc();
-      this.extIds = null;
       // Never a default configuration: the ICE servers come from the welcome (empty in tests).
       const pc = new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: 'max-bundle' });
       this.pc = pc;
@@ -139,16 +93,7 @@ export class MediaLink extends EventTarget {
   async _offer() {
     const pc = this.pc;
     if (!pc || pc.signalingState !== 'stable') return;
-    const created = await pc.createOffer();
-    const offer = { type: 'offer', sdp: this.extIds ? created.sdp : alignOfferExtmap(created.sdp) };
-    try {
-      await pc.setLocalDescription(offer);
-    } catch (e) {
-      console.warn('munged offer refused, sending it unchanged', e);
-      offer.sdp = created.sdp;
-      await pc.setLocalDescription(created);
-    }
-    if (!this.extIds) this.extIds = extmapIds(offer.sdp);
+    await pc.setLocalDescription(await pc.createOffer());
     await waitGathering(pc);
     let reply;
     try {
@@ -171,7 +116,7 @@ export class MediaLink extends EventTarget {
       await pc.setLocalDescription({ type: 'rollback' });
       this._needOffer = true;
     }
-    await pc.setRemoteDescription({ type: 'offer', sdp: fixExtmap(sdp, this.extIds) });
+    await pc.setRemoteDescription({ type: 'offer', sdp });
     const answer = await pc.createAnswer();
     await pc.setLocalDescription(answer);
     await waitGathering(pc);
