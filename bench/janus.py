@@ -319,9 +319,7 @@ class JanusSession:
                 ) as response:
                     payload = await response.json(content_type=None)
             except (aiohttp.ClientError, TimeoutError):
-                if self.closed:
-                    return
-                await asyncio.sleep(0.2)
+                await asyncio.sleep(0.2)  # the loop ends once close() set `closed`
                 continue
             for event in payload if isinstance(payload, list) else [payload]:
                 handle = self.handles.get(event.get("sender", 0))

@@ -123,10 +123,10 @@ class LoadPeer:
             async def handle_rtp(packet: Any, arrival_time_ms: int) -> None:
                 count.on_rtp(packet)
 
-            receiver._handle_rtp_packet = handle_rtp  # see media/adapter.observe_audio_level
+            receiver._handle_rtp_packet = handle_rtp  # type: ignore[method-assign]  # cf. adapter.observe_audio_level
             return
 
-        def on_frame(packet: av.Packet, arrival: float) -> None:
+        def on_frame(packet: av.Packet[Any], arrival: float) -> None:
             count.frames += 1
 
         adapter.attach_sink(track, adapter.PassthroughSink(on_frame, lambda: None))
@@ -188,5 +188,9 @@ def rewinds(peers: list[LoadPeer]) -> int:
     return sum(t.keyframes_sent_on_request for p in peers for t in p.senders)
 
 
-def snapshot(peers: list[LoadPeer]) -> dict[str, Any]:
-    return {"frames": totals(peers), "rewinds": rewinds(peers)}
+def sent(peers: list[LoadPeer]) -> dict[str, int]:
+    """Frames the peers' clip tracks have handed to their senders, per kind."""
+    return {
+        kind: sum(t.n for p in peers for t in p.senders if t.kind == kind)
+        for kind in ("video", "audio")
+    }

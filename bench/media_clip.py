@@ -16,6 +16,7 @@ import asyncio
 import fractions
 import time
 from dataclasses import dataclass
+from typing import Any
 
 import av
 import numpy as np
@@ -105,7 +106,7 @@ class ClipTrack(MediaStreamTrack):
             self.index = 0
             self.keyframes_sent_on_request += 1
 
-    async def recv(self) -> av.Packet:
+    async def recv(self) -> av.Packet[Any]:
         if self.start is None:
             self.start = time.monotonic()
         wait = self.start + self.n / self.rate - time.monotonic()
