@@ -23,9 +23,11 @@ What is replaced or used, and why:
   extension ids, and accepts changed payload types but then sends VP8 as PT 97, which the
   server's already started receiver takes for RTX. `create_offer(pc)` swaps in per-connection
   tables built from what was negotiated for the duration of the (fully synchronous) call.
-- `RTCDtlsTransport._handle_rtp_data(data, arrival_time_ms)` is replaced so that a packet that
-  fails to parse (aiortc 1.16 raises `struct.error` for an ssrc-audio-level extension of the
-  wrong length) or to be handled is dropped instead of ending the transport's receive loop.
+- `RTCDtlsTransport._handle_rtp_data(data, arrival_time_ms)` is replaced (class-wide) so that
+  nothing a remote party sends ends the transport's receive loop: aiortc 1.16 raises
+  `struct.error` for an ssrc-audio-level extension of the wrong length, which killed the whole
+  bundled connection. Such a packet is kept without its header extensions; one that does not
+  parse at all, or whose handling raises, is dropped (counted in `stats`).
 
 `check_aiortc_internals()` verifies all of the above at start-up and raises
 `AiortcInternalsChanged` naming what differs.
@@ -65,7 +67,12 @@ _original_handle_rtp_data: Callable[..., Any] | None = None
 _install_lock = threading.Lock()
 
 # Counters: passthrough frames delivered without any codec call (read by tests and benches).
-stats = {"passthrough_frames": 0, "decoded_frames_fallback": 0, "rtp_dropped_malformed": 0}
+stats = {
+    "passthrough_frames": 0,
+    "decoded_frames_fallback": 0,
+    "rtp_malformed": 0,  # RTP packets whose header or extensions did not parse
+    "rtp_dropped_malformed": 0,  # of those, dropped (the rest kept without extensions)
+}
 
 
 class AiortcInternalsChanged(RuntimeError):
@@ -242,39 +249,54 @@ def install_passthrough() -> None:
 
 
 _last_malformed_log = 0.0
+_NO_EXTENSIONS: Any = None  # an empty aiortc.rtp.HeaderExtensionsMap, made on first use
+
+
+def _note_malformed(what: str, exc: BaseException, *, with_traceback: bool = False) -> None:
+    global _last_malformed_log
+    stats["rtp_malformed"] += 1
+    now = time.monotonic()
+    if now - _last_malformed_log > 10:  # at most one warning per 10 s, process-wide
+        _last_malformed_log = now
+        logger.warning(
+            "%s (%d malformed RTP packets so far): %s: %s",
+            what,
+            stats["rtp_malformed"],
+            type(exc).__name__,
+            exc,
+            exc_info=exc if with_traceback else None,
+        )
 
 
 async def _guarded_handle_rtp_data(self: Any, data: bytes, arrival_time_ms: int) -> None:
     """aiortc's RTCDtlsTransport._handle_rtp_data, but nothing a remote party sends can raise
-    out of it: aiortc catches only ValueError from RtpPacket.parse (an audio-level extension of
-    the wrong size raises struct.error), and any exception here ends the transport's receive
-    loop: that participant's whole bundled connection goes silent."""
-    global _last_malformed_log
+    out of it. aiortc catches only ValueError from RtpPacket.parse (an ssrc-audio-level
+    extension of the wrong size raises struct.error), and any exception here ends the
+    transport's receive loop: that participant's whole bundled connection goes silent.
+
+    A packet whose header extensions do not parse is kept without its extensions (routing
+    uses SSRC and payload type only); a packet that does not parse at all, or whose handling
+    fails, is dropped."""
+    global _NO_EXTENSIONS
     try:
         packet = aiortc.rtp.RtpPacket.parse(data, self._rtp_header_extensions_map)
-        receiver = self._rtp_router.route_rtp(packet)
-        if receiver is None:
+    except Exception as exc:  # remote input
+        if _NO_EXTENSIONS is None:
+            _NO_EXTENSIONS = aiortc.rtp.HeaderExtensionsMap()
+        try:
+            packet = aiortc.rtp.RtpPacket.parse(data, _NO_EXTENSIONS)
+        except Exception as exc2:
+            stats["rtp_dropped_malformed"] += 1
+            _note_malformed("dropped an RTP packet that does not parse", exc2)
             return
-    except Exception as exc:  # remote input: drop the packet, keep the transport
-        stats["rtp_dropped_malformed"] += 1
-        now = time.monotonic()
-        if now - _last_malformed_log > 10:
-            _last_malformed_log = now
-            logger.warning(
-                "dropping malformed RTP packet (%d so far): %s: %s",
-                stats["rtp_dropped_malformed"],
-                type(exc).__name__,
-                exc,
-            )
-        return
+        _note_malformed("ignored the header extensions of an RTP packet", exc)
     try:
-        await receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms)
-    except Exception:
+        receiver = self._rtp_router.route_rtp(packet)
+        if receiver is not None:
+            await receiver._handle_rtp_packet(packet, arrival_time_ms=arrival_time_ms)
+    except Exception as exc:
         stats["rtp_dropped_malformed"] += 1
-        now = time.monotonic()
-        if now - _last_malformed_log > 10:
-            _last_malformed_log = now
-            logger.warning("RTP packet handling failed, packet dropped", exc_info=True)
+        _note_malformed("RTP packet handling failed, packet dropped", exc, with_traceback=True)
 
 
 # ---------------------------------------------------------------- renegotiation offers
