@@ -49,9 +49,10 @@ async def redis_context(app: web.Application) -> AsyncIterator[None]:
             health_check_interval=15,
         )
     app[keys.redis] = client
-    app[keys.ratelimiter] = (
-        RedisRateLimiter(client) if client is not None else InProcessRateLimiter()
-    )
+    if keys.ratelimiter not in app:  # tests may provide one with a controlled clock
+        app[keys.ratelimiter] = (
+            RedisRateLimiter(client) if client is not None else InProcessRateLimiter()
+        )
     yield
     if client is not None:
         await client.aclose()
@@ -110,9 +111,10 @@ def create_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(close_websockets)
 
     if settings.background_jobs:
+        from server.api.scheduling import reminder_runner
         from server.cases.deadline_service import deadline_sweeper
 
-        app.cleanup_ctx.append(deadline_sweeper)
+        app.cleanup_ctx.extend([deadline_sweeper, reminder_runner])
     ops.setup(app)
     from server.api import org as org_api
     from web import setup as web_setup

@@ -15,11 +15,13 @@ import json
 import tarfile
 import time
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import date, datetime
+from datetime import time as dtime
+from decimal import Decimal
 from pathlib import Path
 from typing import Any
 
-from sqlalchemy import DateTime, func, select, text
+from sqlalchemy import Date, DateTime, Numeric, Time, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import server.models  # noqa: F401  (fills Base.metadata)
@@ -43,15 +45,27 @@ class BackupSummary:
 
 
 def _encode(value: Any) -> Any:
-    if isinstance(value, datetime):
+    if isinstance(value, datetime | date | dtime):
         return value.isoformat()
+    if isinstance(value, Decimal):
+        return str(value)
     if isinstance(value, bytes):
         return value.hex()
     return value
 
 
-def _is_datetime(type_: Any) -> bool:
-    return isinstance(type_, DateTime) or isinstance(getattr(type_, "impl", None), DateTime)
+def _decoder(type_: Any) -> Any:
+    """How to turn a column's JSON text back into its Python value (None: as it is)."""
+    base = getattr(type_, "impl", None) or type_
+    if isinstance(base, DateTime):
+        return datetime.fromisoformat
+    if isinstance(base, Date):
+        return date.fromisoformat
+    if isinstance(base, Time):
+        return dtime.fromisoformat
+    if isinstance(base, Numeric) and getattr(base, "asdecimal", False):
+        return Decimal
+    return None
 
 
 async def _revision(engine: AsyncEngine) -> list[str]:
@@ -162,11 +176,11 @@ async def restore(engine: AsyncEngine, *, recordings_dir: Path, source: Path) ->
         for table in Base.metadata.sorted_tables:
             raw = members.get(f"tables/{table.name}.jsonl", b"").decode()
             rows = [json.loads(line) for line in raw.splitlines() if line]
-            datetime_columns = [c.name for c in table.columns if _is_datetime(c.type)]
+            decoders = {c.name: d for c in table.columns if (d := _decoder(c.type)) is not None}
             for row in rows:
-                for name in datetime_columns:
+                for name, decode in decoders.items():
                     if row.get(name) is not None:
-                        row[name] = datetime.fromisoformat(row[name])
+                        row[name] = decode(row[name])
             for start in range(0, len(rows), BATCH):
                 await conn.execute(table.insert(), rows[start : start + BATCH])
         if conn.dialect.name == "postgresql":

@@ -40,6 +40,9 @@ class Settings(BaseModel, frozen=True, extra="forbid"):
     #: None: generated on first run and kept in data_dir/secret_key (0600).
     secret_key: SecretStr | None = None
     host: str = "127.0.0.1"
+    #: The address residents and staff open (join links, invites, QR codes). None: derived
+    #: from host and port, which is right only on a developer machine.
+    public_url: str | None = None
     port: int = Field(default=8080, ge=1, le=65535)
     node_id: str = Field(default_factory=lambda: f"{socket.gethostname()}-{os.getpid()}")
     log_level: Literal["DEBUG", "INFO", "WARNING", "ERROR"] = "INFO"
@@ -122,6 +125,10 @@ class Settings(BaseModel, frozen=True, extra="forbid"):
         if self.database_url:
             return self.database_url
         return f"sqlite+aiosqlite:///{(self.data_dir / 'onedoor.db').resolve()}"
+
+    @property
+    def effective_public_url(self) -> str:
+        return (self.public_url or f"http://{self.host}:{self.port}").rstrip("/")
 
     @property
     def effective_recordings_dir(self) -> Path:

@@ -14,7 +14,19 @@ import jinja2
 from aiohttp import web
 
 from web import i18n
-from web.views import audit, auth, call, cases, desk, home, join, kiosk, org, room
+from web.views import (
+    audit,
+    auth,
+    call,
+    cases,
+    desk,
+    home,
+    join,
+    kiosk,
+    org,
+    room,
+    scheduling,
+)
 
 HERE = Path(__file__).parent
 
@@ -36,6 +48,7 @@ def setup(app: web.Application) -> None:
     org.setup(app)
     audit.setup(app)
     cases.setup(app)
+    scheduling.setup(app)
     call.setup(app)
     desk.setup(app)
     room.setup(app)

@@ -11,7 +11,7 @@ from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, TypeVar, cast
 
 from aiohttp import web
-from pydantic import BaseModel, TypeAdapter
+from pydantic import BaseModel, ConfigDict, TypeAdapter
 
 from server import keys
 from server.api.openapi import document_table
@@ -49,6 +49,13 @@ def _json(data: Any, status: int = 200) -> web.Response:
     else:
         body = TypeAdapter(Any).dump_json(data).decode()
     return web.Response(text=body, status=status, content_type="application/json")
+
+
+class ImportRequest(BaseModel):
+    """A batch of cases from the provincial platform (see docs/cases.md, exchange format)."""
+
+    model_config = ConfigDict(extra="forbid")
+    cases: list[exchange.ImportCase]
 
 
 async def _body(request: web.Request, model: type[M]) -> M:
@@ -188,8 +195,7 @@ async def export_cases(request: web.Request) -> web.Response:
 @protected(Action.case_exchange)
 async def import_cases(request: web.Request) -> web.Response:
     staff = signed_in_staff(request)
-    raw = await request.json()
-    items = TypeAdapter(list[exchange.ImportCase]).validate_python(raw.get("cases", []))
+    items = (await _body(request, ImportRequest)).cases
     async with request.app[keys.db].begin() as session:
         result = await exchange.import_cases(
             session, staff=staff, pii=request.app[keys.pii], cases=items, now=utcnow()
@@ -576,6 +582,7 @@ OPENAPI_MODELS: dict[tuple[str, str], tuple[type[BaseModel] | None, type[BaseMod
     ("/api/evaluations/{token}", "post"): (EvaluationSubmit, None),
     ("/api/cases/dashboard", "get"): (None, Dashboard),
     ("/api/cases/export", "get"): (None, exchange.ExchangeFile),
+    ("/api/cases/import", "post"): (ImportRequest, None),
     ("/api/cases/{case_id}/agreements", "post"): (AgreementDraft, AgreementView),
     ("/api/agreements/{agreement_id}/signatures", "post"): (SignRequest, AgreementView),
 }

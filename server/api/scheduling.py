@@ -644,7 +644,7 @@ async def reminder_runner(app: web.Application) -> AsyncIterator[None]:
     )
     wake = asyncio.Event()
     app[runner_wake] = wake
-    base_url = f"http://{settings.host}:{settings.port}"
+    base_url = settings.effective_public_url
     issuer = SignalingLinks(settings.secret_bytes(), base_url)
 
     def on_backlog(count: int) -> None:

@@ -340,6 +340,7 @@ async def draft_publication_report(
             CaseDeadline.kind,
             CaseDeadline.due_at,
         )
+        .select_from(CaseDeadline)
         .join(PetitionCase, PetitionCase.id == CaseDeadline.case_id)
         .outerjoin(Department, Department.id == PetitionCase.lead_dept_id)
         .outerjoin(MatterType, MatterType.code == PetitionCase.matter_type)
@@ -364,6 +365,7 @@ async def draft_publication_report(
         )
     unsatisfied = await session.execute(
         select(PetitionCase.case_no, Department.name, MatterType.name)
+        .select_from(Evaluation)
         .join(PetitionCase, PetitionCase.id == Evaluation.case_id)
         .outerjoin(Department, Department.id == PetitionCase.lead_dept_id)
         .outerjoin(MatterType, MatterType.code == PetitionCase.matter_type)

@@ -21,12 +21,14 @@ from server.cases.models import (
     PetitionCase,
 )
 from server.dispatch.model import DispatchModel
-from server.errors import NotFound, PermissionDenied, ServiceUnavailable
+from server.errors import Conflict, NotFound, PermissionDenied
 
 TRAIN_STATES = (CaseState.closed, CaseState.revisited, CaseState.evaluated, CaseState.replied)
 
 
-class ModelNotTrained(ServiceUnavailable):
+class ModelNotTrained(Conflict):
+    """No model yet: a state of this deployment, not an outage (409, not 503)."""
+
     code, message_zh = "dispatch_model_missing", "智能分派模型尚未训练"
 
 

@@ -22,6 +22,7 @@ from server.errors import PermissionDenied
 from server.org.models import Site
 from server.queue.service import (
     CallEntry,
+    CallQueue,
     CallState,
     InProcessCallQueue,
     QueuePolicy,
@@ -107,7 +108,7 @@ class CallForm(BaseModel):
         return clean_phone(v)
 
 
-def queue_of(request: web.Request) -> tuple[Any, QueuePolicy]:
+def queue_of(request: web.Request) -> tuple[CallQueue, QueuePolicy]:
     return request.app[queue_key], request.app.get(queue_policy_key, QueuePolicy())
 
 

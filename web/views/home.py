@@ -22,7 +22,7 @@ HOME_TILES: list[tuple[str, str, Action]] = [
     ("连线区信访超市", "/call", Action.queue_call),
     ("我的信访事项", "/cases", Action.case_view),
     ("调解与视频会议", "/sessions", Action.session_join),
-    ("预约日程", "/schedule", Action.schedule_view),
+    ("预约日程", "/scheduling", Action.schedule_view),
     ("组织机构", "/org", Action.org_view),
     ("审计日志", "/audit", Action.audit_read),
 ]

@@ -2,14 +2,17 @@
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
-from aiohttp.test_utils import TestClient
+from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
 from server import keys
+from server.app import create_app
 from server.audit.models import AuditEntry
-from tests.conftest import csrf_token, sign_in, signed_in
+from server.ratelimit import InProcessRateLimiter
+from tests.conftest import csrf_token, make_settings, sign_in, signed_in
 
 Client = TestClient[Any, Any]
 
@@ -124,17 +127,18 @@ async def test_malformed_and_oversized_json(app_client: Client) -> None:
     assert resp.status in (405, 413)
 
 
-async def test_sign_in_rate_limited_per_address(app_client: Client) -> None:
-    token = await csrf_token(app_client)
-    limit = app_client.app[keys.settings].login_rate_per_min
-    statuses = []
-    for _ in range(limit + 1):
-        resp = await app_client.post(
-            "/login", data={"username": "nobody", "password": "x", "_csrf": token}
-        )
-        statuses.append(resp.status)
-    assert statuses[:limit] == [401] * limit
-    assert statuses[-1] == 429
+async def test_sign_in_rate_limited_per_address(tmp_path: Path, demo_sqlite_url: str) -> None:
+    app = create_app(make_settings(tmp_path, demo_sqlite_url, login_rate_per_min=5))
+    app[keys.ratelimiter] = InProcessRateLimiter(clock=lambda: 1000.0)  # one window throughout
+    async with TestClient(TestServer(app)) as client:
+        token = await csrf_token(client)
+        statuses = []
+        for _ in range(6):
+            resp = await client.post(
+                "/login", data={"username": "nobody", "password": "x", "_csrf": token}
+            )
+            statuses.append(resp.status)
+    assert statuses == [401] * 5 + [429]
 
 
 async def test_audit_admin_reads_verifies_and_exports_the_log(app_client: Client) -> None:

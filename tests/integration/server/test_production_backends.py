@@ -85,5 +85,6 @@ async def test_background_jobs_start_and_stop_with_the_app(
     async with TestClient(TestServer(app)) as client:
         names = {t.get_name() for t in asyncio.all_tasks()}
         assert "deadline-sweeper" in names
+        assert any("reminder" in n for n in names), names
         assert (await client.get("/readyz")).status == 200
     assert "deadline-sweeper" not in {t.get_name() for t in asyncio.all_tasks()}

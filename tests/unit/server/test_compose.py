@@ -22,6 +22,7 @@ def test_compose_file_is_valid_and_complete() -> None:
         "ONEDOOR_MEDIA_HOST_ADDRESSES": "192.0.2.10",
         "TURN_HOST": "turn.example",
         "TURN_SECRET": "t",
+        "ONEDOOR_PUBLIC_URL": "https://xf.example.gov.cn",
     }
     out = subprocess.run(
         ["docker-compose", "-f", str(ROOT / "docker-compose.yml"), "config"],

@@ -1,0 +1,118 @@
+"""Start a real `onedoor serve` (migrated SQLite, demo district) as a subprocess on loopback.
+Used by the benchmarks, the API fuzzer and the browser tests."""
+
+from __future__ import annotations
+
+import http.cookiejar
+import os
+import re
+import secrets
+import socket
+import subprocess
+import sys
+import time
+import urllib.parse
+import urllib.request
+from dataclasses import dataclass
+from pathlib import Path
+
+ROOT = Path(__file__).resolve().parent.parent
+DEMO_PASSWORD = "demo-pass-2026"
+START_TIMEOUT_S = 30
+
+
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
+@dataclass
+class ServerProcess:
+    base_url: str
+    data_dir: Path
+    env: dict[str, str]
+    process: subprocess.Popen[bytes]
+    log_path: Path
+
+    def cli(self, *args: str) -> str:
+        out = subprocess.run(
+            [sys.executable, "-m", "server.cli", *args],
+            env=self.env,
+            check=True,
+            capture_output=True,
+            text=True,
+            cwd=ROOT,
+        )
+        return out.stdout
+
+    def stop(self) -> None:
+        self.process.terminate()
+        try:
+            self.process.wait(10)
+        except subprocess.TimeoutExpired:
+            self.process.kill()
+            self.process.wait(10)
+
+    def sign_in(self, username: str, password: str = DEMO_PASSWORD) -> tuple[str, str]:
+        """(Cookie header value, CSRF token) of a signed-in staff session."""
+        jar = http.cookiejar.CookieJar()
+        opener = urllib.request.build_opener(urllib.request.HTTPCookieProcessor(jar))
+        page = opener.open(self.base_url + "/login", timeout=10).read().decode()
+        match = re.search(r'name="csrf-token" content="([^"]+)"', page)
+        if match is None:
+            raise RuntimeError("no CSRF token on the sign-in page")
+        token = match.group(1)
+        data = urllib.parse.urlencode(
+            {"username": username, "password": password, "_csrf": token}
+        ).encode()
+        opener.open(self.base_url + "/login", data, timeout=10)
+        cookies = "; ".join(f"{c.name}={c.value}" for c in jar)
+        if "od_session=" not in cookies:
+            raise RuntimeError(f"sign-in as {username} failed")
+        return cookies, token
+
+
+def start_server(tmp: Path, **extra_env: str) -> ServerProcess:
+    tmp.mkdir(parents=True, exist_ok=True)
+    port = free_port()
+    env = {k: v for k, v in os.environ.items() if not k.startswith("ONEDOOR_")}
+    env.update(
+        {
+            "ONEDOOR_DATA_DIR": str(tmp / "data"),
+            "ONEDOOR_SECRET_KEY": secrets.token_urlsafe(32),
+            "ONEDOOR_MEDIA_HOST_ADDRESSES": "127.0.0.1",
+            "ONEDOOR_LOG_LEVEL": "INFO",
+            **extra_env,
+        }
+    )
+    for args in (["db", "upgrade"], ["demo", "load", "--password", DEMO_PASSWORD]):
+        subprocess.run(
+            [sys.executable, "-m", "server.cli", *args],
+            env=env,
+            check=True,
+            capture_output=True,
+            cwd=ROOT,
+        )
+    log_path = tmp / "server.log"
+    log = log_path.open("wb")
+    process = subprocess.Popen(
+        [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
+        env=env,
+        stdout=log,
+        stderr=subprocess.STDOUT,
+        cwd=ROOT,
+    )
+    deadline = time.monotonic() + START_TIMEOUT_S
+    while time.monotonic() < deadline:
+        if process.poll() is not None:
+            raise RuntimeError(log_path.read_text())
+        try:
+            with socket.create_connection(("127.0.0.1", port), 0.2):
+                break
+        except OSError:
+            time.sleep(0.1)
+    else:
+        process.kill()
+        raise RuntimeError("onedoor serve did not start")
+    return ServerProcess(f"http://127.0.0.1:{port}", tmp / "data", env, process, log_path)
