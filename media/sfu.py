@@ -764,6 +764,13 @@ class SfuMediaNode:
             await asyncio.sleep(DEBUG_STATS_INTERVAL_S)
             if not logger.isEnabledFor(logging.DEBUG):
                 continue
+            levels = room.speaker.levels(time.monotonic())
+            logger.debug(
+                "room %s: speaker %s, audio levels %s",
+                room.room_id,
+                room.speaker.current,
+                {peer: round(level) for peer, level in levels.items()},
+            )
             for peer_id, session in list(room.peers.items()):
                 published = ", ".join(
                     f"{f.kind} in={f.frames_in} key={f.keyframes_in} pli={f.plis_sent}"

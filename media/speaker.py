@@ -1,13 +1,16 @@
 """Active-speaker detection from RFC 6464 audio levels (no Opus decoding).
 
 Each publisher's packets carry a level in -dBov (0 loudest, -127 silence). We keep a
-short-window average per peer; `pick()` is called periodically and returns the loudest peer
+short-window average per peer, taken over amplitude (10^(dBov/20)) rather than over dBov, so
+speech with short pauses (or Chromium's beeping fake microphone) reads as loud, not as the
+mean of loud and -127; `pick()` is called periodically and returns the loudest peer
 above a threshold, switching only after the new speaker has led for `switch_after_s`
 (debounce), so a cough does not flip the tile.
 """
 
 from __future__ import annotations
 
+import math
 import time
 from dataclasses import dataclass, field
 
@@ -27,7 +30,8 @@ class _Levels:
         self.samples = [s for s in self.samples if s[0] >= cutoff]
         if not self.samples:
             return -127.0
-        return sum(level for _, level in self.samples) / len(self.samples)
+        amplitude = sum(10 ** (level / 20) for _, level in self.samples) / len(self.samples)
+        return max(-127.0, 20 * math.log10(amplitude)) if amplitude > 0 else -127.0
 
 
 class SpeakerDetector:

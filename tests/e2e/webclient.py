@@ -21,6 +21,19 @@ FRAMES_JS = """async () => {
   return {frames, tracks, state: ui.media.pc.connectionState};
 }"""
 
+PER_TRACK_JS = """async () => {
+  const ui = window.onedoorRoom;
+  if (!ui || !ui.media || !ui.media.pc) return {state: 'none', video: [], audio: []};
+  const stats = await ui.media.pc.getStats();
+  const video = []; const audio = [];
+  stats.forEach((s) => {
+    if (s.type !== 'inbound-rtp') return;
+    if (s.kind === 'video') video.push([s.trackIdentifier, s.framesDecoded || 0]);
+    else audio.push([s.trackIdentifier, s.packetsReceived || 0]);
+  });
+  return {state: ui.media.pc.connectionState, video, audio};
+}"""
+
 DIAG_JS = """async () => {
   const pc = window.onedoorRoom && window.onedoorRoom.media && window.onedoorRoom.media.pc;
   if (!pc) return 'no pc';
@@ -66,6 +79,24 @@ async def wait_frames(
         await asyncio.sleep(0.3)
     diag = await page.evaluate(DIAG_JS)
     raise AssertionError(f"remote video not decoded in time: {last} {diag}")
+
+
+async def wait_each_decoding(
+    page: Any, *, publishers: int, minimum: int = 10, timeout_s: float = 25
+) -> dict[str, Any]:
+    """Every one of `publishers` remote video tracks has decoded `minimum` frames, and as many
+    remote audio tracks receive packets (getStats polled from the test, bounded)."""
+    deadline = time.monotonic() + timeout_s
+    last: dict[str, Any] = {}
+    while time.monotonic() < deadline:
+        last = await page.evaluate(PER_TRACK_JS)
+        videos = [n for _, n in last["video"] if n >= minimum]
+        audios = [n for _, n in last["audio"] if n >= 10]
+        if len(videos) >= publishers and len(audios) >= publishers:
+            return last
+        await asyncio.sleep(0.3)
+    diag = await page.evaluate(DIAG_JS)
+    raise AssertionError(f"not every remote track decoded in time: {last} {diag}")
 
 
 async def remote_colours(page: Any, *, expect: int = 1, timeout_s: float = 15) -> list[list[float]]:

@@ -52,6 +52,18 @@ def test_speaker_switches_only_after_debounce() -> None:
     assert changed and detector.current is None
 
 
+def test_speaker_levels_average_amplitude_so_speech_with_pauses_counts() -> None:
+    detector = SpeakerDetector(switch_after_s=0.0)
+    for i in range(25):  # 0.5 s of 20 ms packets
+        now = i * 0.02
+        detector.add_level("beeps", -10 if i % 3 == 0 else -127, now=now)  # loud a third
+        detector.add_level("hum", -70, now=now)  # steady background noise
+    levels = detector.levels(0.48)
+    assert levels["beeps"] > -25 > -65 > levels["hum"] > -75
+    detector.pick(now=0.48)
+    assert detector.pick(now=0.5)[0] and detector.current == "beeps"
+
+
 def test_internals_check_passes_on_pinned_aiortc() -> None:
     adapter.check_aiortc_internals()
 
