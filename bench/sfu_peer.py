@@ -28,6 +28,7 @@ import argparse
 import asyncio
 import atexit
 import contextlib
+import functools
 import json
 import logging
 import os
@@ -35,7 +36,7 @@ import subprocess
 import sys
 import tempfile
 import time
-from collections.abc import Callable
+from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
@@ -127,6 +128,30 @@ def _sum_cpu(pids: list[int]) -> tuple[float, float]:
     return user, system
 
 
+def _socket_inodes(pid: int) -> set[str]:
+    inodes = set()
+    with contextlib.suppress(OSError):
+        for fd in os.listdir(f"/proc/{pid}/fd"):
+            with contextlib.suppress(OSError):
+                link = os.readlink(f"/proc/{pid}/fd/{fd}")
+                if link.startswith("socket:["):
+                    inodes.add(link[8:-1])
+    return inodes
+
+
+def udp_drops(pids: list[int]) -> int:
+    """Datagrams the kernel dropped on these processes' UDP sockets (full receive buffer),
+    from /proc/net/udp of this namespace (only the benchmark's sockets live here)."""
+    inodes = set().union(*(_socket_inodes(p) for p in pids)) if pids else set()
+    total = 0
+    with open("/proc/net/udp") as fh:
+        for line in fh.read().splitlines()[1:]:
+            fields = line.split()
+            if fields[9] in inodes:
+                total += int(fields[-1])
+    return total
+
+
 async def _wait_flowing(receivers: list[Any], per_peer: int, what: str) -> float:
     from bench.loadclient import all_flowing
 
@@ -149,6 +174,7 @@ async def _steady_window(
     await asyncio.sleep(SETTLE_S)
     frames0, rewinds0, sent0 = totals(receivers), rewinds(senders), sent(senders)
     user0, sys0 = _sum_cpu(server_pids())
+    drops0 = udp_drops(server_pids()), udp_drops([os.getpid()])
     client = CpuMeter()
     client.start()
     t0 = time.monotonic()
@@ -156,9 +182,11 @@ async def _steady_window(
     elapsed = time.monotonic() - t0
     client_cpu, _ = client.stop()
     user1, sys1 = _sum_cpu(server_pids())
+    drops1 = udp_drops(server_pids()), udp_drops([os.getpid()])
     frames1, sent1 = totals(receivers), sent(senders)
     return {
         "sent": {k: sent1[k] - sent0[k] for k in sent1},
+        "udp_drops": {"server": drops1[0] - drops0[0], "clients": drops1[1] - drops0[1]},
         "elapsed": elapsed,
         "server_user_s": user1 - user0,
         "server_system_s": sys1 - sys0,
@@ -214,6 +242,8 @@ def _row(
         "video_packet_loss": _loss(w["frames"], "video"),
         "audio_packet_loss": _loss(w["frames"], "audio"),
         "client_pct_core": round(100 * w["client_cpu_s"] / elapsed, 1),
+        # where lost packets went: full socket receive buffers of the server or of the clients
+        "udp_rcvbuf_drops": w["udp_drops"],
         "keyframe_rewinds": w["keyframe_rewinds"],
         **({"server_dropped_frames": w["server_dropped"]} if "server_dropped" in w else {}),
         "setup_s": round(setup_s, 2),
@@ -368,6 +398,34 @@ async def onedoor_room(size: int, window_s: float, clip: Any, address: str) -> d
     return _row("onedoor", size, setup_s, flow_s, window)
 
 
+async def _with_retry(
+    room: Callable[[], Awaitable[dict[str, Any]]], deadline: float, rooms_left: int
+) -> dict[str, Any]:
+    """Measure a room; if it delivered < 95 % of its video (a busy machine starving the server
+    or the load clients) and there is time left, measure it once more and keep the better."""
+    row = await room()
+    row["attempts"] = 1
+    per_room_s = row["window_s"] + 8
+    if (
+        row["video_delivered"] < 0.95
+        and time.monotonic() + per_room_s * (1 + rooms_left) < deadline
+    ):
+        log.info(
+            "%s room of %d delivered %.2f: measuring again",
+            row["server"],
+            row["room_size"],
+            row["video_delivered"],
+        )
+        again = await room()
+        again["attempts"] = 2
+        again["first_attempt_video_delivered"] = row["video_delivered"]
+        if again["video_delivered"] >= row["video_delivered"]:
+            row = again
+        else:
+            row["attempts"] = 2
+    return row
+
+
 async def measure(scale: float, address: str, interface: str) -> dict[str, Any]:
     """The measurement proper; must run inside the namespace (see `run`)."""
     import aiohttp
@@ -378,6 +436,9 @@ async def measure(scale: float, address: str, interface: str) -> dict[str, Any]:
 
     prepare_process([address])
     window_s = max(3.0, 20.0 * scale)
+    # one re-measurement of a room that did not deliver, while the run stays within about
+    # 3 minutes at scale 1 (6 windows + set-up take about 150 s)
+    budget = time.monotonic() + 2 * len(SIZES) * (window_s + 8) + 25
     clip = await asyncio.to_thread(make_clip)
     rows: list[dict[str, Any]] = []
     errors: dict[str, str] = {}
@@ -389,7 +450,13 @@ async def measure(scale: float, address: str, interface: str) -> dict[str, Any]:
         version = janus.info.get("version_string", "?")
         async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
             for size in SIZES:
-                rows.append(await janus_room(janus, http, size, window_s, clip))
+                rows.append(
+                    await _with_retry(
+                        functools.partial(janus_room, janus, http, size, window_s, clip),
+                        budget,
+                        rooms_left=2 * len(SIZES) - len(rows) - 1,
+                    )
+                )
                 log.info("janus %d: %s", size, rows[-1])
     except Exception as exc:
         log.exception("janus half failed")
@@ -400,7 +467,13 @@ async def measure(scale: float, address: str, interface: str) -> dict[str, Any]:
 
     try:
         for size in SIZES:
-            rows.append(await onedoor_room(size, window_s, clip, address))
+            rows.append(
+                await _with_retry(
+                    functools.partial(onedoor_room, size, window_s, clip, address),
+                    budget,
+                    rooms_left=2 * len(SIZES) - len(rows) - 1,
+                )
+            )
             log.info("onedoor %d: %s", size, rows[-1])
     except Exception as exc:
         log.exception("onedoor half failed")
@@ -436,14 +509,13 @@ def summarize(inner: dict[str, Any], namespace: dict[str, Any]) -> dict[str, Any
     per_size = {}
     for size in SIZES:
         j, o = by.get(("janus", size)), by.get(("onedoor", size))
-        if j and o and o["cpu_s_per_delivered_stream_s"] and j["cpu_s_per_delivered_stream_s"]:
-            per_size[str(size)] = round(
-                o["cpu_s_per_delivered_stream_s"] / j["cpu_s_per_delivered_stream_s"], 2
-            )
+        if j and o and j["cpu_s_per_stream_s"]:
+            per_size[str(size)] = round(o["cpu_s_per_stream_s"] / j["cpu_s_per_stream_s"], 2)
     fits = {s: _fit([r for r in rows if r["server"] == s]) for s in ("janus", "onedoor")}
-    # Headline: server CPU per delivered forwarded video stream-second (audio rides along), in the
-    # largest room both servers completed (8 unless something failed). It also carries the
-    # per-publisher receive cost, as a real room's does; the fit below separates the two.
+    # Headline: server CPU per forwarded video stream-second (audio rides along) in the largest
+    # room both servers completed (8 unless something failed). It also carries the per-publisher
+    # receive cost, as a real room's does; the fit separates the two. Valid only if both rooms
+    # delivered (the *_video_delivered checks): see each row's udp_rcvbuf_drops for who dropped.
     both = [int(s) for s in per_size]
     headline_size = max(both) if both else None
     ratio = per_size[str(headline_size)] if headline_size else None
