@@ -20,8 +20,6 @@ from server.queue.service import (
     QueuePolicy,
     accept_call,
     enqueue_call,
-    queue_key,
-    queue_policy_key,
 )
 
 __all__ = [
@@ -32,6 +30,4 @@ __all__ = [
     "QueuePolicy",
     "accept_call",
     "enqueue_call",
-    "queue_key",
-    "queue_policy_key",
 ]

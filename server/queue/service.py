@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from aiohttp import web
 from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -174,10 +173,6 @@ class InProcessCallQueue:
 
 class CallTaken(Conflict):
     code, message_zh = "call_taken", "该来电已被其他工作人员接听或已结束"
-
-
-queue_key: web.AppKey[CallQueue] = web.AppKey("call_queue")
-queue_policy_key: web.AppKey[QueuePolicy] = web.AppKey("call_queue_policy", QueuePolicy)
 
 
 async def enqueue_call(

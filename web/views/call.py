@@ -27,8 +27,6 @@ from server.queue.service import (
     InProcessCallQueue,
     QueuePolicy,
     enqueue_call,
-    queue_key,
-    queue_policy_key,
 )
 from web.render import page
 
@@ -109,7 +107,7 @@ class CallForm(BaseModel):
 
 
 def queue_of(request: web.Request) -> tuple[CallQueue, QueuePolicy]:
-    return request.app[queue_key], request.app.get(queue_policy_key, QueuePolicy())
+    return request.app[keys.call_queue], request.app.get(keys.call_queue_policy, QueuePolicy())
 
 
 # ------------------------------------------------------------------ views
@@ -236,8 +234,8 @@ async def call_cancel(request: web.Request) -> web.StreamResponse:
 
 
 def setup(app: web.Application) -> None:
-    if queue_key not in app:
-        app[queue_key] = InProcessCallQueue()
+    if keys.call_queue not in app:
+        app[keys.call_queue] = InProcessCallQueue()
     app.router.add_get("/call", call_form, name="call")
     app.router.add_post("/call", call_submit)
     app.router.add_get(r"/call/{entry_id:\d+}", call_live, name="call_live")

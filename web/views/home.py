@@ -67,10 +67,10 @@ async def home(request: web.Request) -> web.StreamResponse:
 
 async def _live_context(request: web.Request, staff: StaffIdentity) -> dict[str, Any]:
     """My queue, my sessions today and invitations; the supervisor's all-sites overview."""
-    from server.queue.service import CallState, QueuePolicy, queue_key, queue_policy_key
+    from server.queue.service import CallState, QueuePolicy
 
-    queue = request.app.get(queue_key)
-    policy = request.app.get(queue_policy_key, QueuePolicy())
+    queue = request.app.get(keys.call_queue)
+    policy = request.app.get(keys.call_queue_policy, QueuePolicy())
     now = utcnow()
     entries = await queue.entries() if queue is not None else []
     waiting = [e.public(policy, now) for e in entries if e.state == CallState.waiting]
