@@ -387,10 +387,13 @@ class RedisSignalBus(_EventHub):
             while len(batch) < PIPELINE_BATCH and not self._outbox.empty():
                 batch.append(self._outbox.get_nowait())
             try:
-                async with self._redis.pipeline(transaction=False) as pipe:
-                    for channel, data in batch:
-                        pipe.publish(channel, data)  # type: ignore[unused-awaitable]
-                    await pipe.execute()
+                if len(batch) == 1:
+                    await self._redis.publish(*batch[0])
+                else:
+                    async with self._redis.pipeline(transaction=False) as pipe:
+                        for channel, data in batch:
+                            pipe.publish(channel, data)  # type: ignore[unused-awaitable]
+                        await pipe.execute()
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 import server.models  # noqa: F401  (every mapper, so foreign keys resolve in any process)
 from media.interfaces import RecordingFile
 from server.audit.service import record as audit
+from server.cases.models import PetitionCase
 from server.org.models import Site
 from server.sessions.models import (
     CallSession,
@@ -167,6 +168,10 @@ async def revoke_join_token(session: AsyncSession, *, jti: str, now: datetime) -
     return row.session_id
 
 
+async def case_exists(session: AsyncSession, *, case_id: int) -> bool:
+    return await session.get(PetitionCase, case_id) is not None
+
+
 async def site_name(session: AsyncSession, *, site_id: int | None) -> str:
     if site_id is None:
         return ""
@@ -208,6 +213,7 @@ class Journal:
         self._idle = asyncio.Event()
         self._idle.set()
         self.failed_batches = 0
+        self.dropped = 0
 
     def start(self) -> None:
         self._task = asyncio.create_task(self._run(), name="signaling-journal")
@@ -246,6 +252,18 @@ class Journal:
     ) -> None:
         self._put(_RecordingOp(session_id, identities, files, interrupted))
 
+    async def _one_by_one(self, batch: list[_Op]) -> None:
+        """A bad record must not take its batch with it."""
+        for op in batch:
+            try:
+                async with self._db.begin() as session:
+                    await _apply(session, op)
+            except asyncio.CancelledError:
+                raise
+            except Exception:
+                self.dropped += 1
+                logger.exception("dropped a %s session record", type(op).__name__)
+
     async def _run(self) -> None:
         while True:
             batch = [await self._queue.get()]
@@ -259,7 +277,10 @@ class Journal:
                 raise
             except Exception:
                 self.failed_batches += 1
-                logger.exception("writing %d session records failed", len(batch))
+                logger.exception(
+                    "writing %d session records failed; retrying one by one", len(batch)
+                )
+                await self._one_by_one(batch)
             if self._queue.empty():
                 self._idle.set()
 

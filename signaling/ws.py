@@ -12,13 +12,14 @@ import logging
 from collections import deque
 from collections.abc import AsyncIterator, Awaitable, Callable
 from datetime import datetime, timedelta
-from typing import Any, Literal
+from typing import Annotated, Any, Literal
 
 from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field
 
 from media.interfaces import MediaNode
 from server import keys
+from server.api.openapi import documented
 from server.audit.service import record as audit
 from server.auth.permissions import Action
 from server.auth.web import client_ip, current_staff, protected, public
@@ -218,10 +219,13 @@ class _Body(BaseModel):
     model_config = ConfigDict(frozen=True, extra="forbid")
 
 
+DbId = Annotated[int, Field(strict=True, ge=1, le=2**31 - 1)]
+
+
 class CreateSession(_Body):
     kind: Literal["reception", "mediation"]
     title: str = Field(default="", max_length=200)
-    case_id: int | None = None
+    case_id: DbId | None = None
     capacity: int | None = Field(default=None, ge=2, le=64)
     recording_allowed: bool = True
 
@@ -233,7 +237,30 @@ class IssueToken(_Body):
     ttl_s: int = Field(
         default=int(DEFAULT_TOKEN_TTL.total_seconds()), ge=60, le=int(MAX_TOKEN_TTL.total_seconds())
     )
-    site_id: int | None = None
+    site_id: DbId | None = None
+
+
+class SessionCreated(_Body):
+    id: int
+    room_id: str
+    kind: str
+    capacity: int
+    state: str
+
+
+class TokenIssued(_Body):
+    jti: str
+    token: str
+    room_id: str
+    url: str
+    qr_url: str
+    not_before: datetime
+    expires_at: datetime
+
+
+class TokenRevoked(_Body):
+    jti: str
+    revoked: bool
 
 
 async def _json(request: web.Request) -> Any:
@@ -243,6 +270,12 @@ async def _json(request: web.Request) -> Any:
         raise InvalidInput("the body must be JSON") from None
 
 
+@documented(
+    "Create a reception or mediation session (a signaling room)",
+    tags=("signaling",),
+    body=CreateSession,
+    response=SessionCreated,
+)
 @protected(Action.session_create)
 async def create_session(request: web.Request) -> web.Response:
     staff = current_staff(request)
@@ -250,6 +283,8 @@ async def create_session(request: web.Request) -> web.Response:
     body = CreateSession.model_validate(await _json(request))
     settings = request.app[keys.settings]
     async with request.app[keys.db].begin() as session:
+        if body.case_id is not None and not await store.case_exists(session, case_id=body.case_id):
+            raise InvalidInput("no such case", field="case_id")
         view = await store.create_session(
             session,
             kind=SessionKind(body.kind),
@@ -282,14 +317,20 @@ async def create_session(request: web.Request) -> web.Response:
     )
 
 
+@documented(
+    "Issue a join token (link and QR code) for a resident or outside party",
+    tags=("signaling",),
+    body=IssueToken,
+    response=TokenIssued,
+)
 @protected(Action.session_invite)
 async def issue_token(request: web.Request) -> web.Response:
     staff = current_staff(request)
     assert staff is not None
-    try:
-        session_id = int(request.match_info["session_id"])
-    except ValueError:
-        raise NotFound("no such session") from None
+    raw_id = request.match_info["session_id"]
+    if not raw_id.isdigit() or not 1 <= int(raw_id) < 2**31:
+        raise NotFound("no such session")
+    session_id = int(raw_id)
     body = IssueToken.model_validate(await _json(request))
     now = utcnow()
     not_before = body.valid_from or now
@@ -299,6 +340,8 @@ async def issue_token(request: web.Request) -> web.Response:
     assert role in GUEST_ROLES
     async with request.app[keys.db].begin() as session:
         view = await store.get_session_by_id(session, session_id=session_id)
+        if body.site_id is not None and not await store.site_name(session, site_id=body.site_id):
+            raise InvalidInput("no such site", field="site_id")
         if not view.open:
             raise errors.SessionClosed("the session has ended")
         perms: frozenset[Permission] = ROLE_PERMISSIONS[role]
@@ -347,11 +390,18 @@ async def issue_token(request: web.Request) -> web.Response:
     )
 
 
+@documented(
+    "Revoke a join token (refused from now on, also on resume)",
+    tags=("signaling",),
+    response=TokenRevoked,
+)
 @protected(Action.session_invite)
 async def revoke_token(request: web.Request) -> web.Response:
     staff = current_staff(request)
     assert staff is not None
     jti = request.match_info["jti"]
+    if len(jti) > 40:
+        raise NotFound("no such join token")
     async with request.app[keys.db].begin() as session:
         try:
             session_id = await store.revoke_join_token(session, jti=jti, now=utcnow())
@@ -369,6 +419,7 @@ async def revoke_token(request: web.Request) -> web.Response:
     return web.json_response({"jti": jti, "revoked": True})
 
 
+@documented("PNG QR code of a join link", tags=("signaling",), content_type="image/png")
 @public("the QR code of a join link; the token in the query is the credential")
 async def join_qr(request: web.Request) -> web.Response:
     token = request.query.get("token", "")
