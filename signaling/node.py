@@ -901,9 +901,12 @@ class Edge:
         re: str | None,
     ) -> None:
         node = self.node
-        if self.identity != spec.identity and not node.count_identity(spec.identity):
-            raise errors.TooManyConnections("too many connections for this identity")
-        self.identity = spec.identity
+        if self.identity != spec.identity:
+            if not node.count_identity(spec.identity):
+                raise errors.TooManyConnections("too many connections for this identity")
+            if self.identity is not None:
+                node.uncount_identity(self.identity)
+            self.identity = spec.identity
         self.state = "joining"
         env: Envelope = {
             "k": "attach",
@@ -1097,9 +1100,13 @@ class SignalingNode:
             if not self.attached[edge.room_id]:
                 del self.attached[edge.room_id]
         if edge.identity is not None:
-            self._identity_count[edge.identity] -= 1
-            if self._identity_count[edge.identity] <= 0:
-                del self._identity_count[edge.identity]
+            self.uncount_identity(edge.identity)
+            edge.identity = None
+
+    def uncount_identity(self, identity: str) -> None:
+        self._identity_count[identity] -= 1
+        if self._identity_count[identity] <= 0:
+            del self._identity_count[identity]
 
     def ice_servers(self, identity: str) -> list[IceServerInfo]:
         c = self.config
