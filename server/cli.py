@@ -284,13 +284,23 @@ def cmd_dispatch_train(args: argparse.Namespace) -> int:
     return 0
 
 
-BENCHES = ("sfu", "sfu-peer", "recording", "join", "signaling", "cases", "scheduling", "soak")
+BENCHES = (
+    "sfu",
+    "sfu-peer",
+    "recording",
+    "join",
+    "signaling",
+    "cases",
+    "scheduling",
+    "soak",
+    "fuzz",
+)
 
 
 def cmd_bench(args: argparse.Namespace) -> int:
     import importlib
 
-    module_name = "bench." + args.name.replace("-", "_")
+    module_name = "bench." + {"fuzz": "fuzz_api"}.get(args.name, args.name.replace("-", "_"))
     sys.path.insert(0, str(MIGRATIONS_DIR.parent))
     try:
         module = importlib.import_module(module_name)
