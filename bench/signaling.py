@@ -506,6 +506,33 @@ async def _cross_node_precise(
         await _clean_redis(redis_url, prefix)
 
 
+async def _redis_floor(redis_url: str, n: int) -> dict[str, float]:
+    """Raw Redis PUBLISH → subscriber round trip on this machine, for context."""
+    from redis.asyncio import Redis
+
+    pub, sub = Redis.from_url(redis_url), Redis.from_url(redis_url)
+    channel = f"bench:floor:{secrets.token_hex(4)}"
+    pubsub = sub.pubsub(ignore_subscribe_messages=True)
+    await pubsub.subscribe(channel)
+    lat = []
+    try:
+        for i in range(n):
+            t0 = time.perf_counter_ns()
+            await pub.publish(channel, str(i))
+            while True:
+                msg = await pubsub.get_message(timeout=1.0)
+                if msg is not None and msg["type"] == "message":
+                    break
+            lat.append((time.perf_counter_ns() - t0) / 1e6)
+            await asyncio.sleep(0.002)
+    finally:
+        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await pub.aclose()
+        await sub.aclose()
+    lat.sort()
+    return {"redis_pubsub_p50_ms": _pct(lat, 0.5), "redis_pubsub_p99_ms": _pct(lat, 0.99)}
+
+
 async def _clean_redis(redis_url: str, prefix: str) -> None:
     from redis.asyncio import Redis
 
@@ -561,7 +588,10 @@ async def run(scale: float = 1.0) -> dict[str, Any]:
         await _seed(db_url, rooms=1000, staff=5000)
         fanout = await _fanout(tmp, scale, db_url, secret)
         latency = await _cross_node_precise(tmp, scale, db_url, secret, redis_url)
+        latency.update(await _redis_floor(redis_url, max(100, int(1000 * scale))))
+        log(f"latency: {latency}")
         memory = await _idle_memory(tmp, db_url, secret, connections=max(100, int(1000 * scale)))
+        log(f"memory: {memory}")
 
     def ratio(label: str) -> float:
         bare = fanout[f"{label}_bare"]["saturation_delivered_per_s"]

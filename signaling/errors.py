@@ -128,7 +128,6 @@ CLOSE_CODES: dict[str, int] = {
     "connection_replaced": 4409,
     "session_ended": 4410,
     "rate_limited": 4429,
-    "timeout": 4408,
     "resume_failed": 4411,
 }
 
