@@ -196,6 +196,14 @@ async def _steady_window(
     }
 
 
+def _forwarded(w: dict[str, Any], streams: int, elapsed: float) -> float:
+    from bench.media_clip import VIDEO_FPS
+
+    delivered = w["frames"]["video"] / (streams * VIDEO_FPS * elapsed)
+    loss = _loss(w["frames"], "video") or 0.0
+    return round(delivered / (1 - loss), 3) if loss < 1 else 0.0
+
+
 def _of_sent(w: dict[str, Any], kind: str, size: int) -> float | None:
     copies = w["sent"][kind] * (size - 1)
     return round(w["frames"][kind] / copies, 3) if copies else None
@@ -240,6 +248,10 @@ def _row(
         "video_delivered_of_sent": _of_sent(w, "video", size),
         "audio_delivered_of_sent": _of_sent(w, "audio", size),
         "video_packet_loss": _loss(w["frames"], "video"),
+        # share of the video the server sent: delivered, corrected for packets lost on the way
+        # (sequence gaps; on this loopback, full receive buffers of the load clients — see
+        # udp_rcvbuf_drops). Below 1: the server itself fell behind (starved of CPU).
+        "video_forwarded_est": _forwarded(w, streams, elapsed),
         "audio_packet_loss": _loss(w["frames"], "audio"),
         "client_pct_core": round(100 * w["client_cpu_s"] / elapsed, 1),
         # where lost packets went: full socket receive buffers of the server or of the clients
@@ -398,18 +410,19 @@ async def onedoor_room(size: int, window_s: float, clip: Any, address: str) -> d
     return _row("onedoor", size, setup_s, flow_s, window)
 
 
+def _quality(row: dict[str, Any]) -> float:
+    return float(min(row["video_delivered"], row["video_forwarded_est"]))
+
+
 async def _with_retry(
     room: Callable[[], Awaitable[dict[str, Any]]], deadline: float, rooms_left: int
 ) -> dict[str, Any]:
-    """Measure a room; if it delivered < 95 % of its video (a busy machine starving the server
-    or the load clients) and there is time left, measure it once more and keep the better."""
+    """Measure a room; if its server forwarded < 95 % of the video (a busy machine starving it)
+    or the clients received < 95 %, and there is time left, measure once more; keep the better."""
     row = await room()
     row["attempts"] = 1
     per_room_s = row["window_s"] + 8
-    if (
-        row["video_delivered"] < 0.95
-        and time.monotonic() + per_room_s * (1 + rooms_left) < deadline
-    ):
+    if _quality(row) < 0.95 and time.monotonic() + per_room_s * (1 + rooms_left) < deadline:
         log.info(
             "%s room of %d delivered %.2f: measuring again",
             row["server"],
@@ -419,7 +432,7 @@ async def _with_retry(
         again = await room()
         again["attempts"] = 2
         again["first_attempt_video_delivered"] = row["video_delivered"]
-        if again["video_delivered"] >= row["video_delivered"]:
+        if _quality(again) >= _quality(row):
             row = again
         else:
             row["attempts"] = 2
@@ -545,8 +558,8 @@ def summarize(inner: dict[str, Any], namespace: dict[str, Any]) -> dict[str, Any
             r = by[(server, headline_size)]
             checks.append(
                 check(
-                    f"{server}_room{headline_size}_video_delivered",
-                    r["video_delivered"],
+                    f"{server}_room{headline_size}_video_forwarded",
+                    r["video_forwarded_est"],
                     ">= 0.95",
                     "ratio",
                 )
