@@ -4,8 +4,10 @@ camera through the SFU (issue #4)."""
 from __future__ import annotations
 
 import asyncio
+import time
 from typing import Any
 
+import av
 import pytest
 
 from tests.conftest import DEMO_USERS
@@ -71,3 +73,110 @@ async def test_three_browsers_in_a_mediation_room_each_decode_the_other_two(
             await p.screenshot(path=str(ARTIFACTS / f"mediation-3-{name}.png"))
     finally:
         await asyncio.gather(*(ctx.close() for ctx in contexts))
+
+
+async def _remote_tiles(page: Any) -> int:
+    n: int = await page.locator("#room .grid .tile:not(.self):not(.screen)").count()
+    return n
+
+
+async def _wait_for(what: str, predicate: Any, timeout_s: float = 10) -> None:
+    deadline = time.monotonic() + timeout_s
+    while not await predicate():
+        if time.monotonic() > deadline:
+            raise AssertionError(f"timed out waiting for {what}")
+        await asyncio.sleep(0.2)
+
+
+async def test_four_person_mediation_lobby_chat_consent_recording_mute_and_remove(
+    server: Server, browser: Any
+) -> None:
+    ARTIFACTS.mkdir(parents=True, exist_ok=True)
+    contexts = [
+        await browser.new_context(viewport={"width": 1280, "height": 720}, locale="zh-CN")
+        for _ in range(4)
+    ]
+    pages = [await ctx.new_page() for ctx in contexts]
+    names = ["调解员", "张三", "李四", "王五"]
+    for p, name in zip(pages, names, strict=True):
+        p.set_default_timeout(15_000)
+        await watch(p, name)
+    mediator, zhang, li, wang = pages
+    try:
+        await sign_in(mediator, server.base_url, DEMO_USERS["mediator"])
+        created = await api(
+            mediator,
+            server.base_url,
+            "/api/sessions",
+            {"kind": "mediation", "title": "四方调解", "recording_allowed": True},
+        )
+        room_id = created["room_id"]
+        await mediator.goto(f"{server.base_url}/rooms/{room_id}")
+        await mediator.wait_for_selector("#room[data-status=joined]", timeout=15_000)
+        for guest, name in zip(pages[1:], names[1:], strict=True):
+            await join_by_link(mediator, guest, server.base_url, created["id"], name)
+
+        # Media: everyone decodes the other three.
+        await asyncio.gather(*(wait_each_decoding(p, publishers=3, timeout_s=30) for p in pages))
+        await asyncio.gather(*(remote_colours(p, expect=3) for p in pages))
+
+        # Chat reaches every guest.
+        await mediator.fill("#chat-text", "各位好，调解现在开始。")
+        await mediator.press("#chat-text", "Enter")
+        for guest in pages[1:]:
+            await guest.wait_for_selector(
+                ".chat-log >> text=各位好，调解现在开始。", timeout=10_000
+            )
+
+        # Recording needs everyone's consent (the host's included).
+        await mediator.click("#room [data-act=consent]")
+        for p in pages:
+            await p.wait_for_selector("#room .consent-dialog[open]", timeout=10_000)
+            await p.click("#room .consent-dialog button[data-consent=yes]")
+        await mediator.wait_for_selector(".consent-state[data-pending='0']", timeout=10_000)
+        await mediator.click("#room [data-act=rec-start]")
+        for p in pages:
+            await p.wait_for_selector("#room[data-recording=true]", timeout=10_000)
+            assert await p.is_visible("#room .rec-indicator")
+        await asyncio.sleep(3)  # a few seconds of all four on record
+
+        # The host mutes 张三: his microphone is turned off and everyone sees it.
+        row = mediator.locator("#room .participants li", has_text="张三")
+        await row.locator("button[data-act=force-mute]").click()
+        await zhang.wait_for_selector("#room [data-act=mic][aria-pressed=true]", timeout=10_000)
+        await row.locator(".tag").wait_for(timeout=10_000)
+
+        # The host removes 王五: his page ends, the others lose his tile.
+        row = mediator.locator("#room .participants li", has_text="王五")
+        await row.locator("button[data-act=remove]").click()
+        await wang.wait_for_selector("#room[data-final=removed]", timeout=10_000)
+        for p in (mediator, zhang, li):
+            await _wait_for("王五's tile to go", lambda p=p: _tiles_are(p, 2))
+
+        await mediator.screenshot(path=str(ARTIFACTS / "mediation-4-mediator.png"), full_page=True)
+        await zhang.screenshot(path=str(ARTIFACTS / "mediation-4-zhang.png"), full_page=True)
+        await mediator.click("#room [data-act=rec-stop]")
+        for p in (mediator, zhang, li):
+            await p.wait_for_selector("#room[data-recording=false]", timeout=10_000)
+
+        directory = server.data_dir / "recordings" / room_id
+        await _wait_for(
+            "recording files", lambda: _files_ready(directory, expected=8), timeout_s=15
+        )
+        for path in directory.glob("*video*.webm"):
+            with av.open(str(path)) as container:
+                assert container.streams.video[0].codec_context.name == "vp8"
+                packets = [p for p in container.demux(video=0) if p.size]
+            assert len(packets) >= 15, (path.name, len(packets))  # ≥ 1 s of camera
+    finally:
+        await asyncio.gather(*(ctx.close() for ctx in contexts))
+
+
+async def _tiles_are(page: Any, n: int) -> bool:
+    return await _remote_tiles(page) == n
+
+
+async def _files_ready(directory: Any, expected: int) -> bool:
+    """One WebM per participant and kind (4 × audio + video), each with real content."""
+    files = list(directory.glob("*.webm")) if directory.exists() else []
+    return len(files) >= expected and all(f.stat().st_size > 2000 for f in files)
