@@ -317,7 +317,7 @@ class Load:
         tick_s = 0.01
         start = time.perf_counter_ns()
         self.window = (start, start + int(duration_s * 1e9))
-        sent = 0
+        sent = broken = 0
         owed = 0.0
         turn = 0
         ticks = int(duration_s / tick_s)
@@ -329,7 +329,11 @@ class Load:
                 for sockets in rooms.values():
                     ws = sockets[turn % len(sockets)]
                     text = f'{{"type":"chat","id":"c","text":"@T{time.perf_counter_ns()}@"}}'
-                    await ws.send_str(text)
+                    try:
+                        await ws.send_str(text)
+                    except aiohttp.ClientConnectionResetError:
+                        broken += 1
+                        continue
                     sent += 1
                 turn += 1
             target = start + int((i + 1) * tick_s * 1e9)
@@ -346,6 +350,7 @@ class Load:
             "delivered_fraction": self.delivered / expected if expected else 0.0,
             "p50_ms": _pct(lat, 0.5),
             "p99_ms": _pct(lat, 0.99),
+            "sockets_closed_by_server": float(broken),
         }
 
     async def close(self) -> None:
@@ -380,7 +385,11 @@ async def _sweep(
         for rate in rates:
             result = await load.step(room_sockets, rate / rooms, duration_s)
             result["rate_total"] = rate
-            ok = result["delivered_fraction"] >= OK_FRACTION and result["p99_ms"] <= OK_P99_MS
+            ok = (
+                result["delivered_fraction"] >= OK_FRACTION
+                and result["p99_ms"] <= OK_P99_MS
+                and not result["sockets_closed_by_server"]
+            )
             result["kept_up"] = ok
             log(
                 f"{'ours' if ours else 'bare'} rooms={rooms} rate={rate}/s: "

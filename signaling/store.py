@@ -15,7 +15,7 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 import server.models  # noqa: F401  (every mapper, so foreign keys resolve in any process)
@@ -271,8 +271,7 @@ class Journal:
                 batch.append(self._queue.get_nowait())
             try:
                 async with self._db.begin() as session:
-                    for op in batch:
-                        await _apply(session, op)
+                    await _apply_batch(session, batch)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -305,6 +304,27 @@ async def _open_participant(
         .limit(1)
     )
     return row
+
+
+async def _apply_batch(session: AsyncSession, batch: list[_Op]) -> None:
+    """Chat lines go in one executemany (no ORM unit of work on the event loop); the rest, in
+    order, through `_apply`."""
+    chats = [
+        {
+            "session_id": op.session_id,
+            "sender": op.sender,
+            "display_name": op.chat.display_name,
+            "text": op.chat.text,
+            "at": op.chat.at,
+        }
+        for op in batch
+        if isinstance(op, _ChatOp)
+    ]
+    if chats:
+        await session.execute(insert(ChatMessage), chats)
+    for op in batch:
+        if not isinstance(op, _ChatOp):
+            await _apply(session, op)
 
 
 async def _apply(session: AsyncSession, op: _Op) -> None:
