@@ -89,23 +89,34 @@ class PetitionCase(Base):
     __table_args__ = (
         UniqueConstraint("site_id", "year", "seq"),
         Index("ix_petition_case_registered_at", "registered_at"),
-        # Chinese full-text search: a trigram GIN index (PostgreSQL only; migration 0003).
+        # Lists are newest first: (column, id) serves "filter, ORDER BY id DESC LIMIT n" in
+        # index order, and the foreign-key lookups through its prefix (migration 0005).
+        Index("ix_petition_case_site_id_id", "site_id", "id"),
+        Index("ix_petition_case_lead_dept_id_id", "lead_dept_id", "id"),
+        Index("ix_petition_case_first_receiver_id_id", "first_receiver_id", "id"),
+        Index("ix_petition_case_state_id", "state", "id"),
+        # Chinese full-text search: a trigram GIN index (PostgreSQL only; migration 0003),
+        # and for two-character terms, which pg_trgm cannot index, a GIN index on the
+        # summary's character bigrams (migration 0005; function case_bigrams).
         Index(
             "ix_petition_case_summary_trgm", text("summary gin_trgm_ops"), postgresql_using="gin"
+        ).ddl_if(dialect="postgresql"),
+        Index(
+            "ix_petition_case_summary_bigram", text("case_bigrams(summary)"), postgresql_using="gin"
         ).ddl_if(dialect="postgresql"),
     )
     id: Mapped[int] = mapped_column(primary_key=True)
     case_no: Mapped[str] = mapped_column(String(40), unique=True)
-    site_id: Mapped[int] = mapped_column(ForeignKey("site.id"), index=True)
+    site_id: Mapped[int] = mapped_column(ForeignKey("site.id"))
     year: Mapped[int] = mapped_column(Integer)
     seq: Mapped[int] = mapped_column(Integer)
     channel: Mapped[Channel] = mapped_column(_enum(Channel, "channel"))
     petitioner_id: Mapped[int | None] = mapped_column(ForeignKey("petitioner.id"), index=True)
     summary: Mapped[str] = mapped_column(Text)
     matter_type: Mapped[str | None] = mapped_column(String(64))
-    first_receiver_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"), index=True)
-    lead_dept_id: Mapped[int | None] = mapped_column(ForeignKey("department.id"), index=True)
-    state: Mapped[CaseState] = mapped_column(_enum(CaseState, "case_state"), index=True)
+    first_receiver_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    lead_dept_id: Mapped[int | None] = mapped_column(ForeignKey("department.id"))
+    state: Mapped[CaseState] = mapped_column(_enum(CaseState, "case_state"))
     confidential: Mapped[bool] = mapped_column(Boolean, default=False)
     parent_case_id: Mapped[int | None] = mapped_column(ForeignKey("petition_case.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())

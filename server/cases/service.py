@@ -12,7 +12,20 @@ from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import and_, false, or_, select
+from sqlalchemy import (
+    Integer,
+    Text,
+    and_,
+    false,
+    func,
+    literal,
+    literal_column,
+    or_,
+    select,
+    text,
+    union_all,
+)
+from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -1061,28 +1074,38 @@ async def supervise(
 # --- queries ---------------------------------------------------------------------------------
 
 
-def visibility_clause(staff: StaffIdentity) -> ColumnElement[bool]:
-    """SQL form of `can_view` for lists (kept in step with statemachine.can_view)."""
+def visibility_branches(staff: StaffIdentity) -> list[ColumnElement[bool]]:
+    """`can_view` for lists, as disjuncts: a case is visible iff it satisfies one of them.
+
+    Kept in step with statemachine.can_view. Each disjunct is one index-friendly shape
+    (first receiver, named handler, lead department, co-handling department, site), so
+    `list_cases` runs them as separate queries: ORed together, no index serves the whole.
+    An empty list means the staff member sees nothing.
+    """
+    if not staff.can(Action.case_view):
+        return []
     not_accused: ColumnElement[bool] = or_(
         PetitionCase.confidential.is_(False),
         PetitionCase.accused_dept_id.is_(None),
         PetitionCase.accused_dept_id != (staff.department_id or -1),
     )
-    if not staff.can(Action.case_view):
-        return false()
     if staff.can(Action.case_view_all):
-        return not_accused
+        return [not_accused]
     named = PetitionCase.id.in_(
         select(CaseHandler.case_id).where(
             CaseHandler.staff_id == staff.staff_id, CaseHandler.active.is_(True)
         )
     )
-    clauses: list[ColumnElement[bool]] = [PetitionCase.first_receiver_id == staff.staff_id, named]
-    open_scope: list[ColumnElement[bool]] = []
+    branches: list[ColumnElement[bool]] = [
+        and_(not_accused, PetitionCase.first_receiver_id == staff.staff_id),
+        and_(not_accused, named),
+    ]
+    open_case = and_(not_accused, PetitionCase.confidential.is_(False))
     if staff.department_id is not None and staff.roles & {Role.dept_handler, Role.dept_leader}:
-        open_scope.append(
-            or_(
-                PetitionCase.lead_dept_id == staff.department_id,
+        branches.append(and_(open_case, PetitionCase.lead_dept_id == staff.department_id))
+        branches.append(
+            and_(
+                open_case,
                 PetitionCase.id.in_(
                     select(CaseHandler.case_id).where(
                         CaseHandler.department_id == staff.department_id,
@@ -1095,53 +1118,138 @@ def visibility_clause(staff: StaffIdentity) -> ColumnElement[bool]:
         streets = select(Site.id).where(
             or_(Site.id == staff.site_id, Site.parent_id == staff.site_id)
         )
-        open_scope.append(PetitionCase.site_id.in_(streets))
+        branches.append(and_(open_case, PetitionCase.site_id.in_(streets)))
     if staff.roles & {Role.window_officer, Role.community_agent}:
-        open_scope.append(PetitionCase.site_id == staff.site_id)
-    if open_scope:
-        clauses.append(and_(PetitionCase.confidential.is_(False), or_(*open_scope)))
-    return and_(not_accused, or_(*clauses))
+        branches.append(and_(open_case, PetitionCase.site_id == staff.site_id))
+    return branches
+
+
+def visibility_clause(staff: StaffIdentity) -> ColumnElement[bool]:
+    """SQL form of `can_view` (the OR of `visibility_branches`)."""
+    branches = visibility_branches(staff)
+    return or_(*branches) if branches else false()
 
 
 def _like_escape(q: str) -> str:
     return q.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-async def list_cases(
-    session: AsyncSession, *, staff: StaffIdentity, query: CaseQuery, now: datetime | None = None
-) -> list[CaseListItem]:
-    """Filter and full-text search (trigram GIN index on PostgreSQL), newest first, keyset paged."""
-    stmt = select(PetitionCase).where(visibility_clause(staff))
-    if query.q:
-        q = query.q.strip()
-        stmt = stmt.where(
-            or_(
-                PetitionCase.summary.ilike(f"%{_like_escape(q)}%", escape="\\"),
-                PetitionCase.case_no == q,
-            )
-        )
+#: Search step 1 walks this many of the newest ids (below the cursor) before turning to the
+#: text index; see `list_cases`. About sqrt(limit x cases) balances the two steps' worst cases.
+SEARCH_WINDOW = 16384
+
+
+def _filters(query: CaseQuery) -> list[ColumnElement[bool]]:
+    out: list[ColumnElement[bool]] = []
     if query.state is not None:
-        stmt = stmt.where(PetitionCase.state == query.state)
+        out.append(PetitionCase.state == query.state)
     if query.site_id is not None:
-        stmt = stmt.where(PetitionCase.site_id == query.site_id)
+        out.append(PetitionCase.site_id == query.site_id)
     if query.department_id is not None:
-        stmt = stmt.where(PetitionCase.lead_dept_id == query.department_id)
+        out.append(PetitionCase.lead_dept_id == query.department_id)
     if query.matter_type:
-        stmt = stmt.where(PetitionCase.matter_type == query.matter_type)
+        out.append(PetitionCase.matter_type == query.matter_type)
     if query.registered_from is not None:
-        stmt = stmt.where(PetitionCase.registered_at >= query.registered_from)
+        out.append(PetitionCase.registered_at >= query.registered_from)
     if query.registered_to is not None:
-        stmt = stmt.where(PetitionCase.registered_at < query.registered_to)
+        out.append(PetitionCase.registered_at < query.registered_to)
     if query.overdue is not None:
         overdue_ids = select(CaseDeadline.case_id).where(CaseDeadline.status == "overdue")
-        stmt = stmt.where(
+        out.append(
             PetitionCase.id.in_(overdue_ids)
             if query.overdue
             else PetitionCase.id.not_in(overdue_ids)
         )
     if query.before_id is not None:
-        stmt = stmt.where(PetitionCase.id < query.before_id)
-    rows = await session.scalars(stmt.order_by(PetitionCase.id.desc()).limit(query.limit))
+        out.append(PetitionCase.id < query.before_id)
+    return out
+
+
+def _text_match(q: str) -> ColumnElement[bool]:
+    """The search itself, the same on every backend: summary contains q (case-insensitive),
+    or q is the case number."""
+    return or_(
+        PetitionCase.summary.ilike(f"%{_like_escape(q)}%", escape="\\"),
+        PetitionCase.case_no == q,
+    )
+
+
+def _text_index_clause(q: str, dialect: str) -> tuple[bool, list[ColumnElement[bool]]]:
+    """Whether a PostgreSQL index can find `_text_match(q)`, and what to add so that it does.
+
+    Three or more characters: the trigram index answers the ILIKE itself. Two characters
+    (common in Chinese: 噪声, 漏水): pg_trgm extracts nothing from them, so the bigram GIN
+    index on `case_bigrams(summary)` (migration 0005) answers "contains this bigram", and
+    the ILIKE rechecks. One character, and SQLite: no index.
+    """
+    if dialect != "postgresql" or len(q) < 2:
+        return False, []
+    if len(q) >= 3:
+        return True, []
+    bigrams = func.case_bigrams(PetitionCase.summary, type_=pg.ARRAY(Text))
+    return True, [
+        or_(
+            bigrams.contains(func.case_bigrams(q, type_=pg.ARRAY(Text))),
+            PetitionCase.case_no == q,
+        )
+    ]
+
+
+async def list_cases(
+    session: AsyncSession, *, staff: StaffIdentity, query: CaseQuery, now: datetime | None = None
+) -> list[CaseListItem]:
+    """Filter and full-text search, newest first, keyset paged (`before_id`).
+
+    Each visibility branch is its own query (ORed together they defeat every index), and
+    the newest `limit` ids of the branches are merged. Without a search term a branch is one
+    `ORDER BY id DESC LIMIT n`, served by the (column, id) indexes. With one, no single plan
+    suits both a common term (walk the newest rows and test the text: the first n hits come
+    quickly) and a rare term or a rare combination with the filters (intersect the text
+    index with the filters, then sort the few rows), and the planner cannot tell them apart
+    (it assumes the term and the filters are independent). So each branch is searched in two
+    steps:
+
+    1. the newest SEARCH_WINDOW ids below the cursor, walked in order: bounded work, and
+       enough for any term common enough that step 2 would be expensive;
+    2. only if step 1 found fewer than `limit`: the ids below the window through the text
+       index, sorted explicitly (`ORDER BY id + 0`) so that PostgreSQL intersects bitmaps
+       instead of walking the primary key until it has seen every row.
+
+    Same rows and order as the plain query (tests/component/cases/test_search.py checks
+    it on both backends); docs/cases.md has the plans and figures.
+    """
+    branches = visibility_branches(staff)
+    if not branches:
+        return []
+    if session.get_bind().dialect.name == "postgresql":
+        # asyncpg prepares every statement, and after five runs PostgreSQL may switch to a
+        # generic plan: one that cannot see that "%噪声%" has no trigram scans the whole
+        # trigram index (0.4 s instead of 10 ms). Plan these with the values, always.
+        await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
+    filters = _filters(query)
+    n = query.limit
+    q = (query.q or "").strip()
+    if q:
+        ids = await _search_ids(session, branches, filters, q, n, query.before_id)
+        if not ids:
+            return []
+        wanted: Any = sorted(ids, reverse=True)[:n]
+    else:
+        parts = [
+            select(PetitionCase.id)
+            .where(branch, *filters)
+            .order_by(PetitionCase.id.desc())
+            .limit(_lit(n))
+            .subquery()
+            for branch in branches
+        ]
+        wanted = union_all(*(select(p.c.id) for p in parts)).subquery().select()
+    rows = await session.scalars(
+        select(PetitionCase)
+        .where(PetitionCase.id.in_(wanted))
+        .order_by(PetitionCase.id.desc())
+        .limit(_lit(n))
+    )
     return [
         CaseListItem(
             id=r.id,
@@ -1155,6 +1263,60 @@ async def list_cases(
         )
         for r in rows
     ]
+
+
+def _lit(n: int) -> ColumnElement[int]:
+    """An integer written into the SQL, not bound: with prepared statements a bound LIMIT
+    becomes a guess (10 % of the rows) once PostgreSQL switches to a generic plan."""
+    return literal_column(str(int(n)), Integer)
+
+
+async def _search_ids(
+    session: AsyncSession,
+    branches: list[ColumnElement[bool]],
+    filters: list[ColumnElement[bool]],
+    q: str,
+    n: int,
+    before_id: int | None,
+) -> set[int]:
+    """The newest `n` matching ids of every branch (see `list_cases`)."""
+    top = before_id
+    if top is None:
+        newest = await session.scalar(select(func.max(PetitionCase.id)))
+        if newest is None:
+            return set()
+        top = newest + 1
+    window_floor = top - SEARCH_WINDOW  # step 1 looks at window_floor <= id < top
+    match = _text_match(q)
+    step1 = [
+        select(literal(b).label("branch"), PetitionCase.id.label("id"))
+        .where(branch, *filters, match, PetitionCase.id >= window_floor)
+        .order_by(PetitionCase.id.desc())
+        .limit(_lit(n))
+        .subquery()
+        for b, branch in enumerate(branches)
+    ]
+    ids: set[int] = set()
+    found = [0] * len(branches)
+    for b, case_id in await session.execute(union_all(*(select(p) for p in step1))):
+        ids.add(case_id)
+        found[b] += 1
+    short = [b for b in range(len(branches)) if found[b] < n]
+    if not short or window_floor <= 1:
+        return ids
+    indexed, index_clause = _text_index_clause(q, session.get_bind().dialect.name)
+    # with no index for the term, walking the primary key is the best there is
+    order = (PetitionCase.id + _lit(0)).desc() if indexed else PetitionCase.id.desc()
+    step2 = [
+        select(PetitionCase.id)
+        .where(branches[b], *filters, *index_clause, match, PetitionCase.id < window_floor)
+        .order_by(order)
+        .limit(_lit(n - found[b]))
+        .subquery()
+        for b in short
+    ]
+    ids.update(await session.scalars(union_all(*(select(p.c.id) for p in step2))))
+    return ids
 
 
 async def get_case(session: AsyncSession, *, case_id: int) -> CaseSummary:
