@@ -4,6 +4,7 @@ from __future__ import annotations
 
 import asyncio
 from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import func, select, update
@@ -137,7 +138,7 @@ async def test_case_numbers_unique_and_gap_free_under_concurrency(
 async def test_sign_in_lockout_and_idle_timeout(demo_db_url: str) -> None:
     engine = make_engine(demo_db_url)
     db = make_sessionmaker(engine)
-    kw = {"ip": "127.0.0.1", "max_failures": 3, "lockout": timedelta(minutes=15)}
+    kw: dict[str, Any] = {"ip": "127.0.0.1", "max_failures": 3, "lockout": timedelta(minutes=15)}
     try:
         for _ in range(3):
             async with db.begin() as s:
