@@ -11,9 +11,18 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import ValidationError
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import InterfaceError, OperationalError
 
 from server import keys
-from server.errors import AppError, InvalidInput, NotAuthenticated, PayloadTooLarge
+from server.errors import (
+    AppError,
+    InvalidInput,
+    NotAuthenticated,
+    PayloadTooLarge,
+    ServiceUnavailable,
+)
 from server.logging import request_id_var
 
 logger = logging.getLogger(__name__)
@@ -85,6 +94,18 @@ async def app_errors(request: web.Request, handler: Handler) -> web.StreamRespon
         return _error_response(request, InvalidInput("invalid input", fields=fields))
     except web.HTTPRequestEntityTooLarge:
         return _error_response(request, PayloadTooLarge("request body too large"))
+    except (
+        OperationalError,
+        InterfaceError,
+        RedisConnectionError,
+        RedisTimeoutError,
+        ConnectionError,
+        TimeoutError,
+    ) as e:
+        # The database (or Redis) is down or restarting: a clean, retryable answer. The
+        # transaction was rolled back with the connection, so nothing is half-written.
+        logger.warning("backing service unavailable: %s", type(e).__name__)
+        return _error_response(request, ServiceUnavailable("a backing service is unavailable"))
     except web.HTTPException as e:
         if e.status == 404 and wants_json(request):
             return _error_response(request, _NotFoundRoute(f"no route {request.path}"))

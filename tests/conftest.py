@@ -154,13 +154,17 @@ def redis_prefix() -> str:
     return f"odtest:{uuid.uuid4().hex[:10]}:"
 
 
+def free_port() -> int:
+    with socket.socket() as s:
+        s.bind(("127.0.0.1", 0))
+        return int(s.getsockname()[1])
+
+
 class PrivateRedis:
     """A redis-server of the test's own on a free loopback port, to stop and restart at will."""
 
     def __init__(self, tmp_path: Path) -> None:
-        with socket.socket() as s:
-            s.bind(("127.0.0.1", 0))
-            self.port = int(s.getsockname()[1])
+        self.port = free_port()
         self.dir = tmp_path / f"redis-{self.port}"
         self.dir.mkdir(parents=True, exist_ok=True)
         self.url = f"redis://127.0.0.1:{self.port}/0"
