@@ -18,7 +18,9 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import select, text, update
+from sqlalchemy import insert, select, text, update
+from sqlalchemy.dialects.postgresql import insert as pg_insert
+from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.audit.service import record
@@ -459,16 +461,41 @@ async def _query_recipients(
     return [p for p in await session.scalars(stmt) if p]
 
 
+async def enqueue_many(session: AsyncSession, messages: list[dict[str, Any]]) -> None:
+    """Add messages to the outbox in one statement; a key already there is skipped (the
+    unique dedupe key decides, so concurrent or repeated sweeps cannot send twice)."""
+    if not messages:
+        return
+    upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
+    await session.execute(
+        upsert(CaseNotification).on_conflict_do_nothing(index_elements=["dedupe_key"]),
+        messages,
+    )
+
+
 async def _sweep_batch(
     session: AsyncSession,
     *,
     now: datetime,
     policies: dict[str, DeadlinePolicy],
     report: SweepReport,
+    cache: dict[tuple[str, int | None], list[str]],
 ) -> int:
+    """One batch of due deadlines: the decisions are made in Python (`sweep_step`), and the
+    writes go out as one UPDATE and one INSERT per table (executemany), not row by row."""
     rows = (
         await session.execute(
-            select(CaseDeadline, PetitionCase.case_no, PetitionCase.lead_dept_id)
+            select(
+                CaseDeadline.id,
+                CaseDeadline.case_id,
+                CaseDeadline.kind,
+                CaseDeadline.due_at,
+                CaseDeadline.status,
+                CaseDeadline.warn_level,
+                CaseDeadline.escalation_level,
+                PetitionCase.case_no,
+                PetitionCase.lead_dept_id,
+            )
             .join(PetitionCase, PetitionCase.id == CaseDeadline.case_id)
             .where(CaseDeadline.status.in_(OPEN), CaseDeadline.next_action_at <= now)
             .order_by(CaseDeadline.next_action_at, CaseDeadline.id)
@@ -476,17 +503,49 @@ async def _sweep_batch(
             .with_for_update(of=CaseDeadline, skip_locked=True)
         )
     ).all()
-    cache: dict[tuple[str, int | None], list[str]] = {}
-    for dl, case_no, lead_dept_id in rows:
+    updates: list[dict[str, Any]] = []
+    events: list[dict[str, Any]] = []
+    escalations: list[dict[str, Any]] = []
+    messages: dict[str, dict[str, Any]] = {}
+
+    def message(key: str, case_id: int, to: str, subject: str, body: str) -> None:
+        messages.setdefault(
+            key,
+            {
+                "dedupe_key": key,
+                "case_id": case_id,
+                "to": to,
+                "channel": "sms",
+                "subject": subject,
+                "body": body,
+                "status": "pending",
+                "attempts": 0,
+                "created_at": now,
+            },
+        )
+
+    def event(case_id: int, type_: str, payload: dict[str, Any]) -> None:
+        events.append(
+            {"case_id": case_id, "actor_id": None, "type": type_, "payload": payload, "at": now}
+        )
+
+    for dl in rows:
         report.examined += 1
         prow = policies.get(dl.kind)
         if prow is None:
-            dl.next_action_at = None
+            updates.append(
+                {
+                    "id": dl.id,
+                    "status": dl.status,
+                    "warn_level": dl.warn_level,
+                    "escalation_level": dl.escalation_level,
+                    "next_action_at": None,
+                }
+            )
             continue
-        policy = policy_of(prow)
         step = sweep_step(
             due=dl.due_at,
-            policy=policy,
+            policy=policy_of(prow),
             now=now,
             current_warn=WarnLevel(dl.warn_level),
             current_escalation=dl.escalation_level,
@@ -497,89 +556,74 @@ async def _sweep_batch(
             report.warnings += 1
             colour = "黄色" if level == WarnLevel.yellow else "红色"
             body = (
-                f"案件{case_no}的{label}将于{dl.due_at:%Y-%m-%d %H:%M}（UTC）到期"
+                f"案件{dl.case_no}的{label}将于{dl.due_at:%Y-%m-%d %H:%M}（UTC）到期"
                 if level == WarnLevel.yellow
-                else f"案件{case_no}的{label}已到期，请立即办理"
+                else f"案件{dl.case_no}的{label}已到期，请立即办理"
             )
             for to in (
                 await _recipients(
-                    session, role="dept_handler", department_id=lead_dept_id, cache=cache
+                    session, role="dept_handler", department_id=dl.lead_dept_id, cache=cache
                 )
                 if roles
                 else []
             ):
-                await enqueue(
-                    session,
-                    key=f"dl:{dl.id}:warn:{level.value}:{to}",
-                    case_id=dl.case_id,
-                    to=to,
-                    subject=f"{colour}预警：{label}",
-                    body=body,
-                    now=now,
+                message(
+                    f"dl:{dl.id}:warn:{level.value}:{to}",
+                    dl.case_id,
+                    to,
+                    f"{colour}预警：{label}",
+                    body,
                 )
-            session.add(
-                CaseEvent(
-                    case_id=dl.case_id,
-                    actor_id=None,
-                    type="deadline_warning",
-                    payload={"kind": dl.kind, "level": level.value},
-                    at=now,
-                )
-            )
-        if step.overdue and dl.status != "overdue":
+            event(dl.case_id, "deadline_warning", {"kind": dl.kind, "level": level.value})
+        status = dl.status
+        if step.overdue and status != "overdue":
             report.overdue += 1
-            dl.status = "overdue"
-            session.add(
-                CaseEvent(
-                    case_id=dl.case_id,
-                    actor_id=None,
-                    type="deadline_overdue",
-                    payload={"kind": dl.kind},
-                    at=now,
-                )
-            )
+            status = "overdue"
+            event(dl.case_id, "deadline_overdue", {"kind": dl.kind})
         for esc_level in step.new_escalations:
             if esc_level > len(roles):
                 continue
             report.escalations += 1
             role = roles[esc_level - 1]
-            session.add(
-                CaseEscalation(
-                    case_id=dl.case_id,
-                    deadline_id=dl.id,
-                    type="report" if esc_level < 3 else "supervision",
-                    level=esc_level,
-                    to_role=role,
-                    note=f"{label}逾期，第{esc_level}级抄告",
-                    due_at=now + timedelta(days=3),
-                    created_at=now,
-                )
+            escalations.append(
+                {
+                    "case_id": dl.case_id,
+                    "deadline_id": dl.id,
+                    "type": "report" if esc_level < 3 else "supervision",
+                    "level": esc_level,
+                    "to_role": role,
+                    "note": f"{label}逾期，第{esc_level}级抄告",
+                    "due_at": now + timedelta(days=3),
+                    "created_at": now,
+                }
             )
             for to in await _recipients(
-                session, role=role, department_id=lead_dept_id, cache=cache
+                session, role=role, department_id=dl.lead_dept_id, cache=cache
             ):
-                await enqueue(
-                    session,
-                    key=f"dl:{dl.id}:esc:{esc_level}:{to}",
-                    case_id=dl.case_id,
-                    to=to,
-                    subject=f"三级抄告（第{esc_level}级）：{label}逾期",
-                    body=f"案件{case_no}的{label}已逾期，请督办。",
-                    now=now,
+                message(
+                    f"dl:{dl.id}:esc:{esc_level}:{to}",
+                    dl.case_id,
+                    to,
+                    f"三级抄告（第{esc_level}级）：{label}逾期",
+                    f"案件{dl.case_no}的{label}已逾期，请督办。",
                 )
-            session.add(
-                CaseEvent(
-                    case_id=dl.case_id,
-                    actor_id=None,
-                    type="escalated",
-                    payload={"kind": dl.kind, "level": esc_level, "to_role": role},
-                    at=now,
-                )
-            )
-        dl.warn_level = step.warn_level.value
-        dl.escalation_level = step.escalation_level
-        dl.next_action_at = step.next_action_at
-    await session.flush()
+            event(dl.case_id, "escalated", {"kind": dl.kind, "level": esc_level, "to_role": role})
+        updates.append(
+            {
+                "id": dl.id,
+                "status": status,
+                "warn_level": step.warn_level.value,
+                "escalation_level": step.escalation_level,
+                "next_action_at": step.next_action_at,
+            }
+        )
+    if updates:
+        await session.execute(update(CaseDeadline), updates)
+    if escalations:
+        await session.execute(insert(CaseEscalation), escalations)
+    if events:
+        await session.execute(insert(CaseEvent), events)
+    await enqueue_many(session, list(messages.values()))
     return len(rows)
 
 
@@ -680,9 +724,12 @@ async def run_deadline_sweep(
         report = SweepReport(ran=True)
         async with sessionmaker.begin() as session:
             policies = await load_policies(session)
+        cache: dict[tuple[str, int | None], list[str]] = {}  # recipients, for this sweep
         for _ in range(max_batches):
             async with sessionmaker.begin() as session:
-                n = await _sweep_batch(session, now=now, policies=policies, report=report)
+                n = await _sweep_batch(
+                    session, now=now, policies=policies, report=report, cache=cache
+                )
             if n < SWEEP_BATCH:
                 break
         while True:
