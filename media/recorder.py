@@ -22,6 +22,7 @@ import queue
 import re
 import struct
 import threading
+from collections.abc import Callable
 from dataclasses import dataclass
 from fractions import Fraction
 from pathlib import Path
@@ -119,8 +120,16 @@ class _TrackFile:
 class Recording:
     """One room's recording. `write()` is called on the event loop and never blocks."""
 
-    def __init__(self, room_id: str, directory: Path) -> None:
+    def __init__(
+        self,
+        room_id: str,
+        directory: Path,
+        on_error: Callable[[BaseException], None] | None = None,
+    ) -> None:
+        """`on_error` is called once, from the writer thread, at the first write failure
+        (a full disk, say): the caller stops the recording while the call goes on."""
         self.room_id = room_id
+        self._on_error = on_error
         self.directory = directory
         directory.mkdir(parents=True, exist_ok=True)
         self._queue: queue.Queue[tuple[TrackKey, str, bytes, int, Fraction, float] | None] = (
@@ -173,9 +182,11 @@ class Recording:
                 if track_file is None:
                     track_file = self._files[key] = _TrackFile(self.path_for(key), key, codec)
                 track_file.write(data, ts, time_base, arrival_unix)
-            except Exception as exc:  # keep the loop draining; reported on stop
+            except Exception as exc:  # keep the loop draining; reported at once and on stop
                 logger.exception("recording %s failed on %s", self.room_id, key)
                 self.error = exc
+                if self._on_error is not None:
+                    self._on_error(exc)
         for track_file in self._files.values():
             try:
                 track_file.close()

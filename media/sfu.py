@@ -802,13 +802,27 @@ class SfuMediaNode:
             raise RecordingError(f"room {room_id} is already being recorded")
         if self.video_codec != "vp8":
             raise RecordingError("recording needs VP8 video (WebM)")
+        loop = asyncio.get_running_loop()
+
+        def failed(exc: BaseException) -> None:  # writer thread
+            loop.call_soon_threadsafe(self._recording_failed, room_id, exc)
+
         try:
-            room.recording = await asyncio.to_thread(Recording, room_id, Path(directory))
+            room.recording = await asyncio.to_thread(Recording, room_id, Path(directory), failed)
         except OSError as exc:
             raise RecordingError(f"cannot record into {directory}: {exc}") from exc
         for forwarder in room.forwarders():
             if forwarder.kind == "video":
                 forwarder.request_keyframe()
+
+    def _recording_failed(self, room_id: str, exc: BaseException) -> None:
+        """A write failed (disk full...): stop recording now, keep the call going, and report
+        the files written so far (playable up to the failure) as an interrupted recording."""
+        room = self._rooms.get(room_id)
+        if room is None or room.recording is None:
+            return
+        logger.error("room %s: recording stopped after a write failure: %s", room_id, exc)
+        _ = self.spawn(self.stop_recording(room_id=room_id), f"recording-failed:{room_id}")
 
     async def stop_recording(self, *, room_id: str) -> tuple[RecordingFile, ...]:
         room = self._rooms.get(room_id)
