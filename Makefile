@@ -44,6 +44,7 @@ lint: test-install
 
 typecheck: test-install
 	$(BIN)/mypy
+	$(BIN)/mypy tests
 
 pytest: test-install
 	$(BIN)/pytest -m "not e2e" -p no:cacheprovider; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit $$rc

@@ -24,7 +24,8 @@ async def _api(page: Any, path: str, body: dict[str, Any]) -> dict[str, Any]:
         headers={"X-CSRF-Token": csrf},
     )
     assert resp.ok, await resp.text()
-    return await resp.json()
+    data: dict[str, Any] = await resp.json()
+    return data
 
 
 async def test_resident_joins_by_link_on_a_phone(server: Server, browser: Any) -> None:

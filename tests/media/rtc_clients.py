@@ -242,15 +242,17 @@ class CodecCalls:
 
     @contextlib.contextmanager
     def installed(self) -> Iterator[CodecCalls]:
-        for cls, kind in (
+        codecs: tuple[tuple[type[Any], str], ...] = (
             (aiortc.codecs.vpx.Vp8Encoder, "video"),
             (aiortc.codecs.opus.OpusEncoder, "audio"),
-        ):
+        )
+        for cls, kind in codecs:
             self._wrap(cls, "encode", kind, encode=True)
-        for cls, kind in (
+        decoders: tuple[tuple[type[Any], str], ...] = (
             (aiortc.codecs.vpx.Vp8Decoder, "video"),
             (aiortc.codecs.opus.OpusDecoder, "audio"),
-        ):
+        )
+        for cls, kind in decoders:
             self._wrap(cls, "decode", kind, encode=False)
         try:
             yield self
@@ -266,7 +268,7 @@ class CodecCalls:
             if encode:
                 calls.encoders.append((this, kind))
             else:
-                thread_args = getattr(threading.current_thread(), "_args", ())
+                thread_args: tuple[Any, ...] = getattr(threading.current_thread(), "_args", ())
                 queue = thread_args[2] if len(thread_args) > 2 else None
                 calls.decode_queues.append((queue, kind))
             return original(this, *args, **kwargs)
@@ -285,7 +287,7 @@ class CodecCalls:
                         relay_encoders.add(id(encoder))
                     track = transceiver.receiver.track
                     if track is not None:
-                        relay_queues.add(id(track._queue))
+                        relay_queues.add(id(getattr(track, "_queue")))  # noqa: B009
         result = {"video_encode": 0, "audio_encode": 0, "video_decode": 0, "audio_decode": 0}
         for encoder, kind in self.encoders:
             if id(encoder) in relay_encoders:

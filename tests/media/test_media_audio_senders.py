@@ -28,7 +28,7 @@ async def _forward_one_audio(use_add_track: bool) -> tuple[int, list[str | None]
     received = [0]
     tasks: list[asyncio.Task[None]] = []
 
-    @client.on("track")  # type: ignore[misc]
+    @client.on("track")
     def on_track(track: MediaStreamTrack) -> None:
         async def consume() -> None:
             with contextlib.suppress(MediaStreamError):

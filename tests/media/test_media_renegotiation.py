@@ -40,13 +40,15 @@ def chrome_numbering(text: str) -> str:
         for codec in media.rtp.codecs:
             name = codec.mimeType.split("/")[1].lower()
             if name in ("opus", "vp8"):
+                assert codec.payloadType is not None
                 remap[codec.payloadType] = CHROME_PT[name]
                 codec.payloadType = CHROME_PT[name]
                 keep.append(codec)
         for codec in media.rtp.codecs:
-            if codec.mimeType.lower() == "video/rtx" and codec.parameters.get("apt") in remap:
+            apt = codec.parameters.get("apt")
+            if codec.mimeType.lower() == "video/rtx" and isinstance(apt, int) and apt in remap:
                 codec.payloadType = CHROME_PT["rtx"]
-                codec.parameters = {"apt": remap[codec.parameters["apt"]]}
+                codec.parameters = {"apt": remap[apt]}
                 keep.append(codec)
         media.rtp.codecs = keep
         media.fmt = [c.payloadType for c in keep]
@@ -80,7 +82,9 @@ def numbering(text: str) -> list[tuple[str, dict[str, int], dict[str, int]]]:
     """Per m-line: (kind, codec name → PT, extension uri → id)."""
     out = []
     for media in sdp.SessionDescription.parse(text).media:
-        codecs = {c.mimeType.split("/")[1].lower(): c.payloadType for c in media.rtp.codecs}
+        codecs = {
+            c.mimeType.split("/")[1].lower(): int(c.payloadType or 0) for c in media.rtp.codecs
+        }
         extensions = {e.uri: e.id for e in media.rtp.headerExtensions}
         out.append((media.kind, codecs, extensions))
     return out
@@ -155,7 +159,7 @@ async def test_malformed_audio_level_extension_from_one_peer_disturbs_nobody(
         )
 
     transceiver = next(t for t in bad.pc.getTransceivers() if t.kind == "audio")
-    audio_pt = transceiver._codecs[0].payloadType
+    audio_pt = int(transceiver._codecs[0].payloadType or 0)
     level_id = next(e.id for e in transceiver._headerExtensions if e.uri == AUDIO_LEVEL)
     transport = transceiver.sender.transport
     send_rtp = transport._send_rtp
@@ -164,7 +168,7 @@ async def test_malformed_audio_level_extension_from_one_peer_disturbs_nobody(
         await send_rtp(malform_audio_level(data, audio_pt, level_id))
 
     malformed_before = adapter.stats["rtp_malformed"]
-    transport._send_rtp = send_malformed
+    transport._send_rtp = send_malformed  # type: ignore[method-assign]
     await asyncio.sleep(0.5)
     before = {
         (c.peer_id, o.peer_id, kind): c.frames_from(o.peer_id, kind)

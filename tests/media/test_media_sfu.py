@@ -171,6 +171,7 @@ async def test_ice_that_never_connects_fails_the_peer_only() -> None:
     try:
         clients = await _room(pump, node, 2)
         silent = TestClient(node, "r", "silent")  # offers, but never applies the answer
+        assert silent.video is not None
         silent.pc.addTransceiver(silent.video, direction="sendonly")
         await silent.pc.setLocalDescription(await silent.pc.createOffer())
         await node.accept_offer(

@@ -28,5 +28,5 @@ def test_every_template_string_is_translated() -> None:
         )
         if not any(p in msg[0] for p in PENDING)
     }
-    missing = sorted(m for m in found if not (catalog.get(m) and catalog.get(m).string))
+    missing = sorted(m for m in found if not ((e := catalog.get(m)) is not None and e.string))
     assert not missing, missing

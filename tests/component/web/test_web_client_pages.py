@@ -22,7 +22,8 @@ async def _db_case(client: Client, **where: Any) -> PetitionCase | None:
         q = select(PetitionCase)
         for k, v in where.items():
             q = q.where(getattr(PetitionCase, k) == v)
-        return await session.scalar(q.order_by(PetitionCase.id.desc()).limit(1))
+        row: PetitionCase | None = await session.scalar(q.order_by(PetitionCase.id.desc()).limit(1))
+        return row
 
 
 async def test_kiosk_registration_creates_a_case_and_shows_number_and_qr(

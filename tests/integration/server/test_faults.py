@@ -132,11 +132,12 @@ async def test_postgres_restart_fails_cleanly_and_recovers(
         assert (await client.get("/readyz")).status == 503
 
         await asyncio.to_thread(private_pg.start)
+        resp = await _intake(client, token, 3)
         for _ in range(50):
-            resp = await _intake(client, token, 3)
             if resp.status == 201:
                 break
             await asyncio.sleep(0.2)
+            resp = await _intake(client, token, 3)
         assert resp.status == 201, await resp.text()
         assert (await client.get("/readyz")).status == 200
 
