@@ -25,7 +25,13 @@ ROLES = ("supervisor01", "window01", "mediator01")
 
 
 def schemathesis(
-    base_url: str, *, cookie: str, csrf: str, max_examples: int, seed: int = 1
+    base_url: str,
+    *,
+    cookie: str,
+    csrf: str,
+    max_examples: int,
+    seed: int = 1,
+    workdir: Path | None = None,
 ) -> tuple[int, str]:
     result = subprocess.run(
         [
@@ -48,6 +54,7 @@ def schemathesis(
         ],
         capture_output=True,
         text=True,
+        cwd=workdir,  # schemathesis keeps its example cache there, not in the checkout
     )
     return result.returncode, result.stdout + result.stderr
 
