@@ -73,7 +73,12 @@ def fuzz(max_examples: int, *, roles: tuple[str, ...] = ROLES) -> dict[str, Any]
             cookie, csrf = server.sign_in(username)
             started = time.monotonic()
             rc, output = schemathesis(
-                server.base_url, cookie=cookie, csrf=csrf, max_examples=max_examples, seed=seed
+                server.base_url,
+                cookie=cookie,
+                csrf=csrf,
+                max_examples=max_examples,
+                seed=seed,
+                workdir=tmp,
             )
             runs.append(
                 {
