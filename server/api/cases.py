@@ -8,12 +8,15 @@ is checked against the permission table and the case's scope. See docs/cases.md.
 from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
-from typing import Any, Literal, TypeVar, cast
+from typing import Any, Literal, cast
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict, TypeAdapter
+from pydantic import BaseModel, ConfigDict
 
 from server import keys
+from server.api.common import json_response as _json
+from server.api.common import path_int as _int
+from server.api.common import read_body as _body
 from server.api.openapi import document_table
 from server.auth.permissions import Action
 from server.auth.web import client_ip, protected, public, signed_in_staff
@@ -37,18 +40,9 @@ from server.cases.schemas import (
 from server.cases.service import ReplyNotice
 from server.db import utcnow
 from server.dispatch import service as dispatch
-from server.errors import InvalidInput, NotFound
+from server.errors import InvalidInput
 
 routes = web.RouteTableDef()
-M = TypeVar("M", bound=BaseModel)
-
-
-def _json(data: Any, status: int = 200) -> web.Response:
-    if isinstance(data, BaseModel):
-        body = data.model_dump_json()
-    else:
-        body = TypeAdapter(Any).dump_json(data).decode()
-    return web.Response(text=body, status=status, content_type="application/json")
 
 
 class ImportRequest(BaseModel):
@@ -56,21 +50,6 @@ class ImportRequest(BaseModel):
 
     model_config = ConfigDict(extra="forbid")
     cases: list[exchange.ImportCase]
-
-
-async def _body(request: web.Request, model: type[M]) -> M:
-    try:
-        raw = await request.json()
-    except ValueError:
-        raise InvalidInput("the body is not JSON") from None
-    return model.model_validate(raw)
-
-
-def _int(request: web.Request, name: str) -> int:
-    try:
-        return int(request.match_info[name])
-    except ValueError:
-        raise NotFound(f"no such {name}") from None
 
 
 def _tz(request: web.Request) -> str:

@@ -13,11 +13,10 @@ import logging
 from collections.abc import AsyncIterator
 from dataclasses import dataclass
 from datetime import datetime, timedelta
-from typing import Any, TypeVar
+from typing import Any
 
 from aiohttp import web
 from prometheus_client import Counter, Gauge
-from pydantic import BaseModel, TypeAdapter
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -48,6 +47,9 @@ from scheduling.schemas import (
     WorkingHoursIn,
 )
 from server import keys
+from server.api.common import json_response as _json
+from server.api.common import path_int as _int
+from server.api.common import read_body as _body
 from server.api.openapi import documented
 from server.auth.permissions import Action, StaffIdentity
 from server.auth.web import protected, signed_in_staff
@@ -59,35 +61,10 @@ from server.sessions.models import CallSession, SessionParticipant
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
-M = TypeVar("M", bound=BaseModel)
 TAGS = ("scheduling",)
 
 #: Set after a booking change so the runner sends invites now rather than at its next poll.
 runner_wake: web.AppKey[asyncio.Event] = web.AppKey("scheduling_runner_wake", asyncio.Event)
-
-
-def _json(data: Any, status: int = 200) -> web.Response:
-    body = (
-        data.model_dump_json()
-        if isinstance(data, BaseModel)
-        else TypeAdapter(Any).dump_json(data).decode()
-    )
-    return web.Response(text=body, status=status, content_type="application/json")
-
-
-async def _body(request: web.Request, model: type[M]) -> M:
-    try:
-        raw = await request.json()
-    except ValueError:
-        raise InvalidInput("the body is not JSON") from None
-    return model.model_validate(raw)
-
-
-def _int(request: web.Request, name: str) -> int:
-    try:
-        return int(request.match_info[name])
-    except ValueError:
-        raise NotFound(f"no such {name}") from None
 
 
 def _tz(request: web.Request) -> str:

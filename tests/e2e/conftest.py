@@ -8,19 +8,14 @@ from __future__ import annotations
 
 import asyncio
 import os
-import secrets
-import socket
-import subprocess
-import sys
-import time
 from collections.abc import AsyncIterator, Iterator
-from dataclasses import dataclass
 from pathlib import Path
 from typing import Any
 
 import pytest
 
-from tests.conftest import DEMO_PASSWORD, IN_CI
+from bench.server_process import ServerProcess, start_server
+from tests.conftest import IN_CI
 
 ROOT = Path(__file__).resolve().parents[2]
 ARTIFACTS = ROOT / "artifacts" / "e2e"
@@ -55,83 +50,14 @@ def _in_loopback_namespace() -> None:
     pytest.skip(message)
 
 
-def _free_port() -> int:
-    with socket.socket() as s:
-        s.bind(("127.0.0.1", 0))
-        return int(s.getsockname()[1])
-
-
-@dataclass
-class Server:
-    base_url: str
-    data_dir: Path
-    env: dict[str, str]
-    process: subprocess.Popen[bytes]
-
-    def cli(self, *args: str) -> str:
-        out = subprocess.run(
-            [sys.executable, "-m", "server.cli", *args],
-            env=self.env,
-            check=True,
-            capture_output=True,
-            text=True,
-            cwd=ROOT,
-        )
-        return out.stdout
-
-
-def start_server(tmp: Path, **extra_env: str) -> Server:
-    port = _free_port()
-    env = {k: v for k, v in os.environ.items() if not k.startswith("ONEDOOR_")}
-    env.update(
-        {
-            "ONEDOOR_DATA_DIR": str(tmp / "data"),
-            "ONEDOOR_SECRET_KEY": secrets.token_urlsafe(32),
-            "ONEDOOR_MEDIA_HOST_ADDRESSES": "127.0.0.1",
-            "ONEDOOR_LOG_LEVEL": "INFO",
-            **extra_env,
-        }
-    )
-    for args in (["db", "upgrade"], ["demo", "load", "--password", DEMO_PASSWORD]):
-        subprocess.run(
-            [sys.executable, "-m", "server.cli", *args],
-            env=env,
-            check=True,
-            capture_output=True,
-            cwd=ROOT,
-        )
-    log = (tmp / "server.log").open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-    )
-    deadline = time.monotonic() + SERVER_START_TIMEOUT_S
-    while time.monotonic() < deadline:
-        if process.poll() is not None:
-            raise RuntimeError((tmp / "server.log").read_text())
-        try:
-            with socket.create_connection(("127.0.0.1", port), 0.2):
-                break
-        except OSError:
-            time.sleep(0.1)
-    else:
-        process.kill()
-        raise RuntimeError("onedoor serve did not start")
-    return Server(f"http://127.0.0.1:{port}", tmp / "data", env, process)
+Server = ServerProcess
 
 
 @pytest.fixture
 def server(tmp_path: Path) -> Iterator[Server]:
     srv = start_server(tmp_path)
     yield srv
-    srv.process.terminate()
-    try:
-        srv.process.wait(10)
-    except subprocess.TimeoutExpired:
-        srv.process.kill()
+    srv.stop()
 
 
 @pytest.fixture
