@@ -21,7 +21,7 @@ import itertools
 import json
 import time
 from collections import deque
-from collections.abc import Awaitable, Callable
+from collections.abc import Callable, Coroutine
 from typing import Any
 
 import aiohttp
@@ -89,7 +89,7 @@ class SigClient:
         self._arrived = asyncio.Condition()
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._reader: asyncio.Task[None] | None = None
-        self.on_offer: Callable[[str], Awaitable[None]] | None = None
+        self.on_offer: Callable[[str], Coroutine[Any, Any, None]] | None = None
         self._offer_tasks: set[asyncio.Task[None]] = set()
         self.hello: dict[str, Any] = {}
         self.welcome: dict[str, Any] = {}
