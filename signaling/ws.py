@@ -114,24 +114,65 @@ async def signaling_context(app: web.Application) -> AsyncIterator[None]:
 
 
 class WsTransport:
-    """Frames go through a bounded deque and one writer task; a client that cannot keep up is
-    disconnected instead of growing memory."""
+    """Writes frames in order without a task switch per frame when the socket keeps up.
+
+    A frame is written eagerly (the first step of `send_str` runs at once; it finishes without
+    suspending unless the socket applies backpressure). Frames that arrive while a write is
+    suspended wait in a bounded deque drained by one writer task; a client that cannot keep up
+    is disconnected instead of growing memory.
+    """
 
     def __init__(self, ws: web.WebSocketResponse) -> None:
         self.ws = ws
         self._frames: deque[str] = deque()
         self._wake = asyncio.Event()
         self._close: tuple[int, str] | None = None
+        self._busy = False
+        self._drivers: set[asyncio.Task[None]] = set()
         self.task = asyncio.create_task(self._write(), name="ws-writer")
 
     def send_text(self, text: str) -> None:
         if self._close is not None:
             return
-        if len(self._frames) >= MAX_QUEUED_FRAMES:
-            self.close(WSCloseCode.TRY_AGAIN_LATER, "client too slow")
+        if self._busy or self._frames:
+            if len(self._frames) >= MAX_QUEUED_FRAMES:
+                self.close(WSCloseCode.TRY_AGAIN_LATER, "client too slow")
+                return
+            self._frames.append(text)
+            self._wake.set()
             return
-        self._frames.append(text)
-        self._wake.set()
+        coro = self.ws.send_str(text)
+        try:
+            suspended_on = coro.send(None)
+        except StopIteration:
+            return  # written without suspending: the common case
+        except (ConnectionResetError, RuntimeError):
+            self.close(WSCloseCode.GOING_AWAY, "gone")
+            return
+        self._busy = True
+        driver = asyncio.ensure_future(self._finish(coro, suspended_on))
+        self._drivers.add(driver)
+        driver.add_done_callback(self._drivers.discard)
+
+    async def _finish(self, coro: Any, suspended_on: Any) -> None:
+        """Drive a started `send_str` to its end (it waits for the socket to drain)."""
+        try:
+            while True:
+                if suspended_on is None:
+                    await asyncio.sleep(0)
+                else:
+                    with contextlib.suppress(Exception):  # the coroutine sees it
+                        await suspended_on
+                try:
+                    suspended_on = coro.send(None)
+                except StopIteration:
+                    return
+        except (ConnectionResetError, RuntimeError):
+            self.close(WSCloseCode.GOING_AWAY, "gone")
+        finally:
+            coro.close()
+            self._busy = False
+            self._wake.set()
 
     def close(self, code: int, reason: str) -> None:
         if self._close is None:
@@ -142,21 +183,27 @@ class WsTransport:
         while True:
             await self._wake.wait()
             self._wake.clear()
-            while self._frames:
+            while self._frames and not self._busy:
+                self._busy = True
                 try:
                     await self.ws.send_str(self._frames.popleft())
                 except (ConnectionResetError, RuntimeError):
                     return
-            if self._close is not None:
+                finally:
+                    self._busy = False
+            if self._close is not None and not self._busy and not self._frames:
                 code, reason = self._close
                 with contextlib.suppress(Exception):
                     await self.ws.close(code=code, message=reason.encode()[:120])
                 return
 
     async def stop(self) -> None:
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
+        tasks = [self.task, *self._drivers]
+        for task in tasks:
+            task.cancel()
+        for task in tasks:
+            with contextlib.suppress(asyncio.CancelledError):
+                await task
 
 
 @public("signaling socket: staff authenticate by cookie, guests by join token in `join`")
