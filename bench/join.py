@@ -105,7 +105,7 @@ class FirstFrame:
                         self.first_keyframe_rtp = now
             await original(packet, arrival_time_ms)
 
-        receiver._handle_rtp_packet = handle_rtp
+        receiver._handle_rtp_packet = handle_rtp  # type: ignore[method-assign]
 
     async def _first(self, track: MediaStreamTrack) -> None:
         with contextlib.suppress(Exception):
