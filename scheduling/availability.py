@@ -17,7 +17,7 @@ from datetime import UTC, date, datetime, time, timedelta
 from functools import lru_cache
 from zoneinfo import ZoneInfo
 
-from dateutil.rrule import rrulestr
+from dateutil.rrule import rrule, rruleset, rrulestr
 
 from scheduling.intervals import Interval, IntervalSet, clip, normalize, subtract
 
@@ -26,6 +26,14 @@ DEFAULT_TZ = "Asia/Shanghai"
 
 class RuleError(ValueError):
     """A recurrence rule or working-hours definition is malformed."""
+
+
+@lru_cache(maxsize=1024)
+def _compiled_rule(body: str, dtstart: date) -> rrule | rruleset:
+    """A parsed RRULE expanding at midnight UTC from `dtstart` (parsing dominates expansion,
+    and every search meets the same few rule bodies). dateutil rules without `cache=True`
+    keep no iteration state, so one object may be shared."""
+    return rrulestr(body, dtstart=datetime.combine(dtstart, time(0), tzinfo=UTC))
 
 
 @dataclass(frozen=True, slots=True)
@@ -61,7 +69,7 @@ class WorkingHours:
         if not body or "DTSTART" in body.upper() or "\n" in body:
             raise RuleError("rrule must be a single RRULE body without DTSTART")
         try:
-            rrulestr(body, dtstart=datetime(2000, 1, 1, tzinfo=UTC))
+            _compiled_rule(body, date(2000, 1, 1))
         except (ValueError, TypeError) as e:
             raise RuleError(f"invalid rrule: {e}") from None
 
@@ -120,6 +128,21 @@ def working_intervals(
     zone = ZoneInfo(tz)
     first_day = start.astimezone(zone).date() - timedelta(days=1)
     last_day = end.astimezone(zone).date() + timedelta(days=1)
+    return clip(list(_working_days(tuple(hours), first_day, last_day, calendar, tz)), start, end)
+
+
+@lru_cache(maxsize=512)
+def _working_days(
+    hours: tuple[WorkingHours, ...],
+    first_day: date,
+    last_day: date,
+    calendar: HolidayCalendar,
+    tz: str,
+) -> tuple[Interval, ...]:
+    """The rules' working time over whole local days [first_day, last_day], unclipped.
+    Keyed by days, not instants: most owners share the "default" hours, and searches
+    starting at any moment of the same day reuse one expansion."""
+    zone = ZoneInfo(tz)
     out: list[Interval] = []
     for wh in hours:
         lo = max(first_day, wh.valid_from)
@@ -127,7 +150,7 @@ def working_intervals(
         if lo > hi:
             continue
         # Dates only: expand at midnight UTC and keep the calendar day.
-        rule = rrulestr(wh.rrule, dtstart=datetime.combine(wh.valid_from, time(0), tzinfo=UTC))
+        rule = _compiled_rule(wh.rrule, wh.valid_from)
         days = {
             d.date()
             for d in rule.between(
@@ -141,19 +164,7 @@ def working_intervals(
             days |= {d for d in calendar.makeup_workdays if lo <= d <= hi}
         for d in days:
             out.append((_local_dt(d, wh.start_local, zone), _local_dt(d, wh.end_local, zone)))
-    return clip(normalize(out), start, end)
-
-
-@lru_cache(maxsize=512)
-def _working_cached(
-    hours: tuple[WorkingHours, ...],
-    start: datetime,
-    end: datetime,
-    calendar: HolidayCalendar,
-    tz: str,
-) -> tuple[Interval, ...]:
-    # Most owners share the "default" hours: expand each rule set once per search window.
-    return tuple(working_intervals(hours, start=start, end=end, calendar=calendar, tz=tz))
+    return tuple(normalize(out))
 
 
 def free_intervals(
@@ -179,7 +190,9 @@ def free_intervals(
         return []
     working = normalize(
         [
-            *_working_cached(tuple(availability.hours), lo, hi, calendar, availability.tz),
+            *working_intervals(
+                availability.hours, start=lo, end=hi, calendar=calendar, tz=availability.tz
+            ),
             *clip(normalize(availability.extra), lo, hi),
         ]
     )
