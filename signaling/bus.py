@@ -219,7 +219,7 @@ class InProcessRoomDirectory:
     async def renew(self, room_ids: list[str], node_id: str, lease_ms: int) -> list[str]:
         lost = []
         for room_id in room_ids:
-            if self._live(room_id) == node_id:
+            if self._live(room_id) in (node_id, None):  # late but unclaimed: still ours
                 self._leases[room_id] = (node_id, time.monotonic() + lease_ms / 1000)
             else:
                 lost.append(room_id)
@@ -238,11 +238,16 @@ class InProcessRoomDirectory:
 
 # ----------------------------------------------------------------------------- Redis
 
+# A lease that expired while nobody else took the room is still ours: re-take it. (A starved
+# event loop can renew late; dropping the room then would end every call in it for nothing.)
 _RENEW = """
 local lost = {}
 for i, key in ipairs(KEYS) do
-  if redis.call('GET', key) == ARGV[1] then
+  local owner = redis.call('GET', key)
+  if owner == ARGV[1] then
     redis.call('PEXPIRE', key, ARGV[2])
+  elseif not owner then
+    redis.call('SET', key, ARGV[1], 'PX', ARGV[2])
   else
     table.insert(lost, i)
   end
