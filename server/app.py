@@ -14,8 +14,12 @@ import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
 
+import signaling.ws as signaling_ws
 from server import keys
+from server.api import cases as cases_api
 from server.api import openapi, ops
+from server.api import org as org_api
+from server.api import scheduling as scheduling_api
 from server.auth.web import auth_middleware, csrf_middleware
 from server.crypto import PiiCipher
 from server.db import make_engine, make_sessionmaker
@@ -24,6 +28,7 @@ from server.middlewares import app_errors, request_ids, security_headers
 from server.notify import HttpNotifier, LogNotifier
 from server.ratelimit import InProcessRateLimiter, RedisRateLimiter
 from server.settings import Settings
+from web import setup as web_setup
 
 logger = logging.getLogger(__name__)
 
@@ -116,27 +121,10 @@ def create_app(settings: Settings) -> web.Application:
 
         app.cleanup_ctx.extend([deadline_sweeper, reminder_runner])
     ops.setup(app)
-    from server.api import org as org_api
-    from web import setup as web_setup
-
     org_api.setup(app)
+    cases_api.setup(app)
+    scheduling_api.setup(app)
+    signaling_ws.setup(app)
     web_setup(app)
-    _setup_optional(app)
-    openapi.setup(app)
+    openapi.setup(app)  # last: documents every route registered above
     return app
-
-
-def _setup_optional(app: web.Application) -> None:
-    """Packages that plug in with a `setup(app)` function."""
-    import importlib
-
-    for module_name in ("signaling.ws", "server.api.cases", "server.api.scheduling"):
-        try:
-            module = importlib.import_module(module_name)
-        except ModuleNotFoundError as e:
-            if e.name != module_name:
-                raise
-            continue
-        setup = getattr(module, "setup", None)
-        if setup is not None:
-            setup(app)

@@ -223,6 +223,8 @@ async def websocket(request: web.Request) -> web.StreamResponse:
         await ws.send_str(encode(Error(code=err.code, message=str(err), message_zh=err.message_zh)))
         await ws.close(code=errors.CLOSE_CODES["protocol_error"], message=b"subprotocol")
         return ws
+    gauge = request.app[keys.metrics].websockets
+    gauge.inc()
     transport = WsTransport(ws)
     edge = node.connect(transport, current_staff(request), client_ip(request))
     transport.send_text(
@@ -250,6 +252,7 @@ async def websocket(request: web.Request) -> web.StreamResponse:
             else:
                 break
     finally:
+        gauge.dec()
         edge.on_closed()
         transport.close(WSCloseCode.GOING_AWAY, "bye")
         with contextlib.suppress(TimeoutError):
