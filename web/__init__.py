@@ -24,6 +24,7 @@ from web.views import (
     join,
     kiosk,
     org,
+    recordings,
     room,
     scheduling,
 )
@@ -54,3 +55,4 @@ def setup(app: web.Application) -> None:
     room.setup(app)
     join.setup(app)
     kiosk.setup(app)
+    recordings.setup(app)

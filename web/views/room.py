@@ -31,7 +31,13 @@ async def sessions(request: web.Request) -> web.Response:
             )
         ).all()
     return page(
-        request, "sessions.html", {"rows": rows, "can_create": staff.can(Action.session_create)}
+        request,
+        "sessions.html",
+        {
+            "rows": rows,
+            "can_create": staff.can(Action.session_create),
+            "can_play": staff.can(Action.recording_play),
+        },
     )
 
 

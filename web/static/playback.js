@@ -1,0 +1,84 @@
+// Synchronised playback of one session's recordings: every <video>/<audio> track starts at its
+// wall-clock offset from the earliest track (t=0). One master clock drives them all: play, pause
+// and seek act on the clock, and each element follows at (clock - its offset), re-seeked only
+// when it drifts too far.
+const player = document.getElementById('player');
+if (player) {
+  const tracks = [...player.querySelectorAll('.track')].map((el) => ({
+    el,
+    offset: Number(el.dataset.offset) || 0,
+    duration: Number(el.dataset.duration) || 0,
+  }));
+  const total = Number(player.dataset.total) || 0;
+  const button = document.getElementById('play-toggle');
+  const seek = document.getElementById('seek');
+  const clock = document.getElementById('clock');
+  const MAX_DRIFT_S = 0.25;
+  let position = 0; // seconds on the session timeline while paused
+  let startedAt = null; // performance.now() minus position, while playing
+  let seeking = false;
+
+  const now = () => (startedAt === null ? position : (performance.now() - startedAt) / 1000);
+  const fmt = (s) => `${Math.floor(s / 60)}:${String(Math.floor(s % 60)).padStart(2, '0')}`;
+
+  function follow(t, playing) {
+    for (const tr of tracks) {
+      const local = t - tr.offset;
+      const inside = local >= 0 && local < (tr.duration || Infinity);
+      if (!inside) {
+        if (!tr.el.paused) tr.el.pause();
+        if (local < 0 && tr.el.currentTime !== 0) tr.el.currentTime = 0;
+        continue;
+      }
+      if (Math.abs(tr.el.currentTime - local) > MAX_DRIFT_S) tr.el.currentTime = local;
+      if (playing && tr.el.paused) tr.el.play().catch(() => {});
+      if (!playing && !tr.el.paused) tr.el.pause();
+    }
+  }
+
+  function render(t) {
+    if (!seeking) seek.value = String(t);
+    clock.textContent = `${fmt(t)} / ${fmt(total)}`;
+  }
+
+  function tick() {
+    if (startedAt === null) return;
+    let t = now();
+    if (t >= total) { pause(); t = position = total; }
+    follow(t, startedAt !== null);
+    render(t);
+    if (startedAt !== null) requestAnimationFrame(tick);
+  }
+
+  function play() {
+    if (position >= total) position = 0;
+    startedAt = performance.now() - position * 1000;
+    button.textContent = button.dataset.pause;
+    requestAnimationFrame(tick);
+  }
+
+  function pause() {
+    position = now();
+    startedAt = null;
+    button.textContent = button.dataset.play;
+    follow(position, false);
+    render(position);
+  }
+
+  function seekTo(t) {
+    const playing = startedAt !== null;
+    position = Math.min(Math.max(t, 0), total);
+    if (playing) startedAt = performance.now() - position * 1000;
+    for (const tr of tracks) {
+      const local = position - tr.offset;
+      tr.el.currentTime = Math.min(Math.max(local, 0), tr.duration || Math.max(local, 0));
+    }
+    follow(position, playing);
+    render(position);
+  }
+
+  button.addEventListener('click', () => (startedAt === null ? play() : pause()));
+  seek.addEventListener('input', () => { seeking = true; clock.textContent = `${fmt(Number(seek.value))} / ${fmt(total)}`; });
+  seek.addEventListener('change', () => { seeking = false; seekTo(Number(seek.value)); });
+  render(0);
+}

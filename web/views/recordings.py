@@ -1,0 +1,156 @@
+"""Recording playback for staff: list a session's recordings, state why (audited), then play
+every track in step; the media route checks the grant, the path and the file's digest."""
+
+from __future__ import annotations
+
+import asyncio
+
+from aiohttp import web
+
+from server import keys
+from server.api.common import path_int
+from server.audit.service import record
+from server.auth.permissions import Action
+from server.auth.web import client_ip, protected, signed_in_staff
+from server.sessions import recordings as svc
+from web.render import page
+
+
+def _secrets(request: web.Request) -> tuple[bytes, ...]:
+    settings = request.app[keys.settings]
+    return (settings.secret_bytes(), *settings.previous_secret_bytes())
+
+
+async def _render(
+    request: web.Request, *, reason: str = "", error: str = "", grant: str = "", status: int = 200
+) -> web.Response:
+    staff = signed_in_staff(request)
+    session_id = path_int(request, "session_id")
+    async with request.app[keys.db].begin() as session:
+        call, items = await svc.list_recordings(session, staff=staff, session_id=session_id)
+        if grant:
+            await record(
+                session,
+                actor=staff.actor,
+                action="recording.play",
+                object_type="call_session",
+                object_id=str(session_id),
+                ip=client_ip(request),
+                detail={"reason": reason, "recording_ids": [r.id for r in items]},
+            )
+    total = max((r.offset_s + r.duration_s for r in items), default=0.0)
+    return page(
+        request,
+        "recordings.html",
+        {
+            "call": call,
+            "items": items,
+            "reason": reason,
+            "error": error,
+            "grant": grant,
+            "total_s": total,
+            "reason_max": svc.REASON_MAX,
+        },
+        status=status,
+    )
+
+
+@protected(Action.recording_play)
+async def recordings_page(request: web.Request) -> web.Response:
+    return await _render(request)
+
+
+@protected(Action.recording_play)
+async def recordings_play(request: web.Request) -> web.Response:
+    """The reason form: audit `recording.play` with the reason, then show the player."""
+    staff = signed_in_staff(request)
+    form = await request.post()
+    raw = form.get("reason")
+    reason = svc.clean_reason(raw if isinstance(raw, str) else "")
+    if len(reason) < 2:
+        return await _render(request, reason=reason, error="reason", status=422)
+    grant = svc.issue_grant(
+        _secrets(request)[0], staff_id=staff.staff_id, session_id=path_int(request, "session_id")
+    )
+    return await _render(request, reason=reason, grant=grant)
+
+
+@protected(Action.recording_play)
+async def recording_media(request: web.Request) -> web.FileResponse:
+    """The WebM file (Range requests answered by FileResponse), for a grant holder only."""
+    staff = signed_in_staff(request)
+    recording_id = path_int(request, "recording_id")
+    settings = request.app[keys.settings]
+    async with request.app[keys.db].begin() as session:
+        row = await svc.load_recording(session, staff=staff, recording_id=recording_id)
+        detail = {
+            "session_id": row.session_id,
+            "range": request.headers.get("Range", "")[:100],
+        }
+        try:
+            svc.read_grant(
+                _secrets(request),
+                request.query.get("grant"),
+                staff_id=staff.staff_id,
+                session_id=row.session_id,
+            )
+        except svc.ReasonRequired as exc:
+            await record(
+                session,
+                actor=staff.actor,
+                action="recording.fetch_denied",
+                object_type="recording",
+                object_id=str(recording_id),
+                ip=client_ip(request),
+                detail={**detail, "why": str(exc)},
+            )
+            denied: svc.ReasonRequired | None = exc
+        else:
+            denied = None
+    if denied is not None:
+        raise denied
+    path = svc.resolve_path(settings.effective_recordings_dir, row.storage_uri)
+    try:
+        await asyncio.to_thread(svc.verify_file, path, sha256=row.sha256, size_bytes=row.size_bytes)
+    except svc.RecordingTampered as exc:
+        async with request.app[keys.db].begin() as session:
+            await record(
+                session,
+                actor=staff.actor,
+                action="recording.tampered",
+                object_type="recording",
+                object_id=str(recording_id),
+                ip=client_ip(request),
+                detail={**detail, "why": str(exc)},
+            )
+        raise
+    async with request.app[keys.db].begin() as session:
+        await record(
+            session,
+            actor=staff.actor,
+            action="recording.fetch",
+            object_type="recording",
+            object_id=str(recording_id),
+            ip=client_ip(request),
+            detail=detail,
+        )
+    return web.FileResponse(
+        path,
+        headers={
+            "Content-Type": svc.content_type(row.kind),
+            "Cache-Control": "private, no-store",
+            "X-Content-Type-Options": "nosniff",
+        },
+    )
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get(
+        r"/sessions/{session_id:\d+}/recordings", recordings_page, name="session_recordings"
+    )
+    app.router.add_post(
+        r"/sessions/{session_id:\d+}/recordings", recordings_play, name="session_recordings_play"
+    )
+    app.router.add_get(
+        r"/recordings/{recording_id:\d+}/media", recording_media, name="recording_media"
+    )
