@@ -43,6 +43,7 @@ async def test_three_party_recording_yields_playable_webm_with_matching_hashes(
         await node.start_recording(room_id="rec", directory=tmp_path)
         await asyncio.sleep(RECORD_S)
         files = await node.stop_recording(room_id="rec")
+    window_s = time.time() - started  # what was really recorded, however loaded the machine
     for client in clients:
         await client.close()
 
@@ -56,8 +57,8 @@ async def test_three_party_recording_yields_playable_webm_with_matching_hashes(
         assert record.path.parent == tmp_path
         assert hashlib.sha256(record.path.read_bytes()).hexdigest() == record.sha256
         assert record.size_bytes == record.path.stat().st_size
-        assert started - 1 <= record.started_at_unix <= started + RECORD_S
-        assert RECORD_S - 1.5 <= record.duration_s <= RECORD_S + 0.5
+        assert started - 1 <= record.started_at_unix <= started + window_s
+        assert RECORD_S - 1.5 <= record.duration_s <= window_s + 0.1
         counts = await asyncio.to_thread(decode_all, record.path)
         if record.kind == "video":
             assert counts["video"] >= 15  # from its first keyframe onwards
