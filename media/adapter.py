@@ -6,9 +6,11 @@ What is replaced or used, and why:
   receiver's thread and decodes `(codec, JitterFrame)` tuples. `RTCRtpReceiver.receive()` looks
   it up at call time, so replacing the module attribute is enough. Our replacement checks whether
   `output_q` (the remote track's `_queue`) is a `PassthroughSink` installed by `attach_sink()` in
-  the `track` event; if so it wraps each JitterFrame as an `av.Packet` (pts = RTP timestamp,
-  time_base = 1/clockRate) and hands it to the sink on the event loop: no decode. Any other
-  track gets the original decoder.
+  the `track` event; if so it replaces `put` on that receiver's `input_q` instance (the
+  `queue.Queue` that `_handle_rtp_packet` fills from the event loop) so that each JitterFrame is
+  wrapped as an `av.Packet` (pts = RTP timestamp, time_base = 1/clockRate) and handed to the
+  sink right there, on the event loop, and the thread exits: no decode and no thread hop. Any
+  other track gets the original decoder.
 - `RTCRtpSender._send_keyframe()` is what an incoming PLI/FIR calls; on the `pack()` path it
   is a no-op, so `on_keyframe_request()` replaces it per sender instance.
 - `RTCRtpReceiver._send_rtcp_pli(media_ssrc)` asks the publisher for a keyframe.
@@ -29,6 +31,12 @@ What is replaced or used, and why:
   bundled connection. Such a packet is kept without its header extensions; one that does not
   parse at all, or whose handling raises, is dropped (counted in `stats`).
 
+- `aiortc.clock.current_ntp_time()` and `current_ms()` are replaced (module attributes, read
+  at call time as `clock.current_ntp_time()`) by equivalents computed from `time.time_ns()`
+  instead of `datetime.now(utc) - NTP_EPOCH`: every sent RTP packet calls `current_ntp_time()`
+  twice (abs-send-time, SR bookkeeping) and every received one `current_ms()`; profiled in a
+  room of 8 the datetime arithmetic was about 6% of the SFU worker.
+
 `check_aiortc_internals()` verifies all of the above at start-up and raises
 `AiortcInternalsChanged` naming what differs.
 """
@@ -36,7 +44,9 @@ What is replaced or used, and why:
 from __future__ import annotations
 
 import asyncio
+import contextlib
 import copy
+import datetime
 import inspect
 import logging
 import queue
@@ -48,6 +58,7 @@ from typing import Any
 
 import aioice.ice
 import aiortc
+import aiortc.clock
 import aiortc.codecs.opus
 import aiortc.codecs.vpx
 import aiortc.rtcdtlstransport
@@ -64,6 +75,7 @@ EXPECTED_AIORTC_VERSION = "1.16.0"
 _original_decoder_worker: Callable[..., None] | None = None
 _original_get_host_addresses: Callable[[bool, bool], list[str]] | None = None
 _original_handle_rtp_data: Callable[..., Any] | None = None
+_original_clock: tuple[Callable[[], int], Callable[[], int]] | None = None
 _install_lock = threading.Lock()
 
 # Counters: passthrough frames delivered without any codec call (read by tests and benches).
@@ -100,6 +112,16 @@ def check_aiortc_internals() -> None:
     expect(
         "target=decoder_worker" in receive_src and "self._track._queue" in receive_src,
         "RTCRtpReceiver.receive starts decoder_worker with self._track._queue",
+    )
+    receiver_cls: Any = aiortc.rtcrtpreceiver.RTCRtpReceiver
+    expect(
+        "self.__decoder_queue," in receive_src
+        and "self.__decoder_queue.put((codec, encoded_frame))"
+        in inspect.getsource(receiver_cls._handle_rtp_packet)
+        and "self.__decoder_queue.put(None)"
+        in inspect.getsource(receiver_cls._RTCRtpReceiver__stop_decoder),
+        "RTCRtpReceiver puts frames and the final None on the decoder_worker's input_q"
+        " (a queue.Queue) from the event loop",
     )
     expect(
         _params(aiortc.rtcrtpreceiver.RTCRtpReceiver._send_rtcp_pli) == ["self", "media_ssrc"],
@@ -152,6 +174,16 @@ def check_aiortc_internals() -> None:
         and "self._rtp_router.route_rtp(packet)" in handle_src,
         "RTCDtlsTransport._handle_rtp_data parses with the header extension map and routes",
     )
+    clock: Any = aiortc.clock
+    expect(
+        _params(_original_clock[0] if _original_clock else clock.current_ntp_time) == []
+        and _params(_original_clock[1] if _original_clock else clock.current_ms) == []
+        and datetime.datetime(1900, 1, 1, tzinfo=datetime.UTC) == clock.NTP_EPOCH
+        and "clock.current_ntp_time()"
+        in inspect.getsource(aiortc.rtcrtpsender.RTCRtpSender._run_rtp)
+        and "clock.current_ms()" in inspect.getsource(aiortc.rtcdtlstransport.RTCDtlsTransport),
+        "aiortc.clock.current_ntp_time()/current_ms() (NTP epoch 1900), called as clock.*()",
+    )
     hosts = _original_get_host_addresses or aioice.ice.get_host_addresses
     expect(_params(hosts) == ["use_ipv4", "use_ipv6"], "aioice.ice.get_host_addresses(v4, v6)")
     if problems:
@@ -196,25 +228,64 @@ def attach_sink(track: Any, sink: PassthroughSink) -> None:
 def _passthrough_worker(
     loop: asyncio.AbstractEventLoop, input_q: queue.Queue[Any], sink: PassthroughSink
 ) -> None:
-    time_bases: dict[int, Fraction] = {}
-    while True:
-        task = input_q.get()
+    """Runs in the receiver's decoder thread, once: it switches the receiver's frame queue to
+    inline delivery on the event loop and exits.
+
+    `RTCRtpReceiver._handle_rtp_packet` (event loop) puts each complete frame on `input_q`
+    (a `queue.Queue`). A thread hop per frame costs a `Condition.notify`, a GIL handover, a
+    `call_soon_threadsafe` self-pipe write and one thread per receiver; profiled in a room of 8
+    it was the largest single cost of the SFU worker. Instead `input_q.put` is replaced on the
+    instance by `_InlineDelivery`, which wraps the frame and calls the sink right there. The
+    switch happens on the event loop, after handing over (in order) whatever was queued before
+    it, so frame order is kept. The receiver's `__stop_decoder` puts None and joins the thread:
+    the None ends the sink, and joining a finished thread returns at once.
+    """
+    delivery = _InlineDelivery(loop, sink)
+
+    def switch() -> None:  # event loop: every put so far is in input_q, in order
+        while True:
+            try:
+                task = input_q.get_nowait()
+            except queue.Empty:
+                break
+            delivery.put(task)
+        input_q.put = delivery.put  # type: ignore[method-assign,assignment]
+
+    with contextlib.suppress(RuntimeError):  # loop closed while a receiver was starting
+        loop.call_soon_threadsafe(switch)
+
+
+class _InlineDelivery:
+    """`queue.Queue.put` stand-in for a passthrough receiver: called on the event loop by
+    `RTCRtpReceiver._handle_rtp_packet` with `(codec, JitterFrame)`, or None at the end."""
+
+    __slots__ = ("ended", "loop", "sink", "time_bases")
+
+    def __init__(self, loop: asyncio.AbstractEventLoop, sink: PassthroughSink) -> None:
+        self.loop = loop
+        self.sink = sink
+        self.ended = False
+        self.time_bases: dict[int, Fraction] = {}
+
+    def put(self, task: Any, block: bool = True, timeout: float | None = None) -> None:
+        if self.ended:
+            return
         if task is None:
-            loop.call_soon_threadsafe(sink.on_end)
+            self.ended = True
+            self.loop.call_soon(self.sink.on_end)
             return
         codec, encoded_frame = task
-        time_base = time_bases.get(codec.clockRate)
+        time_base = self.time_bases.get(codec.clockRate)
         if time_base is None:
-            time_base = time_bases[codec.clockRate] = Fraction(1, codec.clockRate)
+            time_base = self.time_bases[codec.clockRate] = Fraction(1, codec.clockRate)
         packet = av.Packet(encoded_frame.data)
-        packet.pts = encoded_frame.timestamp
-        packet.dts = encoded_frame.timestamp
+        packet.pts = packet.dts = encoded_frame.timestamp
         packet.time_base = time_base
         stats["passthrough_frames"] += 1
         try:
-            loop.call_soon_threadsafe(sink.on_frame, packet, time.monotonic())
-        except RuntimeError:  # loop closed while a receiver was still draining
-            return
+            self.sink.on_frame(packet, time.monotonic())
+        except Exception:  # a sink bug must not look like a malformed RTP packet
+            logger.exception("passthrough sink failed on a frame")
 
 
 def _decoder_worker(
@@ -240,9 +311,35 @@ def install_passthrough() -> None:
         if _original_decoder_worker is None:
             _original_decoder_worker = aiortc.rtcrtpreceiver.decoder_worker
             aiortc.rtcrtpreceiver.decoder_worker = _decoder_worker
+        _install_fast_clock()
         if _original_handle_rtp_data is None:
             _original_handle_rtp_data = aiortc.rtcdtlstransport.RTCDtlsTransport._handle_rtp_data
             aiortc.rtcdtlstransport.RTCDtlsTransport._handle_rtp_data = _guarded_handle_rtp_data  # type: ignore[method-assign]
+
+
+# ---------------------------------------------------------------- clock
+
+_NTP_UNIX_OFFSET_S = 2_208_988_800  # 1900-01-01 to 1970-01-01
+
+
+def _fast_current_ntp_time() -> int:
+    """aiortc.clock.current_ntp_time() (64-bit NTP, microsecond resolution), without datetime."""
+    seconds, ns = divmod(time.time_ns(), 1_000_000_000)
+    return ((seconds + _NTP_UNIX_OFFSET_S) << 32) | (((ns // 1000) << 32) // 1_000_000)
+
+
+def _fast_current_ms() -> int:
+    """aiortc.clock.current_ms(): milliseconds since the NTP epoch, without datetime."""
+    return time.time_ns() // 1_000_000 + _NTP_UNIX_OFFSET_S * 1000
+
+
+def _install_fast_clock() -> None:
+    global _original_clock
+    clock: Any = aiortc.clock
+    if _original_clock is None:
+        _original_clock = (clock.current_ntp_time, clock.current_ms)
+        clock.current_ntp_time = _fast_current_ntp_time
+        clock.current_ms = _fast_current_ms
 
 
 # ---------------------------------------------------------------- malformed RTP
@@ -405,11 +502,11 @@ def observe_audio_level(receiver: Any, callback: Callable[[int], None]) -> None:
     RFC 6464 ssrc-audio-level extension. Browsers and aiortc encoders send it."""
     original = receiver._handle_rtp_packet
 
-    async def handle(packet: Any, arrival_time_ms: int) -> None:
+    def handle(packet: Any, arrival_time_ms: int) -> Any:  # returns original's coroutine
         level = packet.extensions.audio_level
         if level is not None:
             callback(-int(level[1]))
-        await original(packet, arrival_time_ms)
+        return original(packet, arrival_time_ms)
 
     receiver._handle_rtp_packet = handle
 

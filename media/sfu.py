@@ -19,6 +19,7 @@ started: the "audio senders never started" bug from the prototype.
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import logging
 import re
@@ -124,7 +125,10 @@ class ForwardedTrack(MediaStreamTrack):
         self.max_queued = (
             MAX_QUEUED_VIDEO_FRAMES if forwarder.kind == "video" else MAX_QUEUED_AUDIO_FRAMES
         )
-        self._queue: asyncio.Queue[av.Packet[Any] | None] = asyncio.Queue(maxsize=self.max_queued)
+        # A single-consumer queue (the sender's RTP task): a deque and at most one waiter,
+        # leaner per frame than asyncio.Queue (no unfinished-task Event, no getter list).
+        self._queue: collections.deque[av.Packet[Any] | None] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
         self.active = False  # set once the subscriber's answer made the sender start
         self.waiting_keyframe = forwarder.kind == "video"
         self.forwarded = 0
@@ -133,7 +137,12 @@ class ForwardedTrack(MediaStreamTrack):
 
     @property
     def queued(self) -> int:
-        return self._queue.qsize()
+        return len(self._queue)
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
 
     def push(self, packet: av.Packet[Any], keyframe: bool) -> None:
         if not self.active or self.readyState != "live":
@@ -151,19 +160,27 @@ class ForwardedTrack(MediaStreamTrack):
                     self.forwarder.publisher_id,
                     self.skipped,
                 )
-        try:
-            self._queue.put_nowait(packet)
-            self.forwarded += 1
-        except asyncio.QueueFull:
+        if len(self._queue) >= self.max_queued:
             self.dropped += 1
             if self.kind == "video":
                 self.waiting_keyframe = True
                 self.forwarder.request_keyframe()
+            return
+        self._queue.append(packet)
+        self.forwarded += 1
+        self._wake()
 
     async def recv(self) -> Any:
         if self.readyState != "live":
             raise MediaStreamError
-        packet = await self._queue.get()
+        queue = self._queue
+        while not queue:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        packet = queue.popleft()
         if packet is None:
             raise MediaStreamError
         return packet
@@ -171,9 +188,9 @@ class ForwardedTrack(MediaStreamTrack):
     def stop(self) -> None:
         if self.readyState == "live":
             super().stop()
-            while not self._queue.empty():
-                self._queue.get_nowait()
-            self._queue.put_nowait(None)
+            self._queue.clear()
+            self._queue.append(None)
+            self._wake()
 
 
 class TrackForwarder:
