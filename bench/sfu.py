@@ -250,12 +250,15 @@ async def measure_room(
             print(f"worker pid {pool.worker_pids()[0]}: holding the load {hold_s:g} s", flush=True)
             await asyncio.sleep(hold_s)
         before = {id(c): (dict(c.frames), dict(c.audio_frames)) for c in clients.values()}
+        forwarded_before = sum(x.forwarded for x in await pool.subscription_stats("bench"))
         cpu_before = await pool.worker_cpu_s()
         start = time.monotonic()
         await asyncio.sleep(window_s)
         elapsed = time.monotonic() - start
         cpu_s = await pool.worker_cpu_s() - cpu_before
-        server_dropped = sum(x.dropped for x in await pool.subscription_stats("bench"))
+        subscriptions = await pool.subscription_stats("bench")
+        server_dropped = sum(x.dropped for x in subscriptions)
+        forwarded = sum(x.forwarded for x in subscriptions) - forwarded_before
         delivered = sum(
             n - before[id(c)][0].get(t, 0) for c in clients.values() for t, n in c.frames.items()
         )
@@ -291,7 +294,14 @@ async def measure_room(
         "cores_per_stream": round(cores / streams, 5),
         "frames_delivered_ratio": round(delivered / expected, 3),
         "video_streams_stalled": stalled,
-        "server_queue_drops": server_dropped,  # whole run: frames a full subscriber queue lost
+        "server_queue_drops": server_dropped,
+        # frames (video + audio) the server queued for subscribers in the window, over the
+        # nominal rate: below 1 when publishers (the starved bench process) sent late
+        "server_forwarded_ratio": round(
+            forwarded
+            / (streams * (FPS + (media_clip.AUDIO_FPS if audio is not None else 0)) * elapsed),
+            3,
+        ),  # whole run: frames a full subscriber queue lost
         "client_states": states,
     }
     if audio is not None:
