@@ -585,8 +585,10 @@ class RoomActor:
 
     def _store_recording(self, files: tuple[Any, ...], interrupted: bool) -> None:
         if files:
-            identities = {pid: m.spec.identity for pid, m in self.room.members.items()}
-            self.node.journal.recording(self.session.id, identities, files, interrupted)
+            # Everyone ever in the room: a removed participant's tracks still name them.
+            self.node.journal.recording(
+                self.session.id, dict(self.room.identities), files, interrupted
+            )
 
     # ----- effects
 
@@ -684,8 +686,9 @@ class RoomActor:
                     directory = self.node.config.recordings_dir / self.room_id
                     await media.start_recording(room_id=self.room_id, directory=directory)
                 elif cmd.op == "stop_recording":
-                    files = await media.stop_recording(room_id=self.room_id)
-                    self._store_recording(files, False)
+                    # The files are stored when RecordingStopped arrives (the one path for a
+                    # normal stop, a disk-full stop and a dead worker alike), not here as well.
+                    await media.stop_recording(room_id=self.room_id)
                 elif cmd.op == "close_room":
                     await self._close_lanes()
                     await media.close_room(room_id=self.room_id)

@@ -207,6 +207,8 @@ class Room:
         #: An official has been here (the session is live); set from the record on rebuild.
         self.started = False
         self.members: dict[str, Member] = {}
+        #: peer id → identity of everyone who was ever in the room (recordings outlive members).
+        self.identities: dict[str, str] = {}
         self._by_identity: dict[str, str] = {}
         #: Denied or removed identities may not come back with the same grant.
         self.banned: set[str] = set()
@@ -344,6 +346,7 @@ class Room:
             raise ValueError(f"duplicate peer id {spec.peer_id}")
         m = Member(spec=spec, status=status, since=now)
         self.members[spec.peer_id] = m
+        self.identities[spec.peer_id] = spec.identity
         self._by_identity[spec.identity] = spec.peer_id
         return m
 

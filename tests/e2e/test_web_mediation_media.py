@@ -12,7 +12,7 @@ import pytest
 
 from tests.conftest import DEMO_USERS
 from tests.e2e.conftest import ARTIFACTS, Server
-from tests.e2e.webclient import remote_colours, sign_in, wait_each_decoding, watch
+from tests.e2e.webclient import db_rows, remote_colours, sign_in, wait_each_decoding, watch
 
 pytestmark = pytest.mark.e2e
 
@@ -168,8 +168,49 @@ async def test_four_person_mediation_lobby_chat_consent_recording_mute_and_remov
                 assert container.streams.video[0].codec_context.name == "vp8"
                 packets = [p for p in container.demux(video=0) if p.size]
             assert len(packets) >= 15, (path.name, len(packets))  # ≥ 1 s of camera
+
+        # The mediator plays the recordings back: reason first, then all tracks in sync.
+        await _play_back(mediator, server, room_id)
     finally:
         await asyncio.gather(*(ctx.close() for ctx in contexts))
+
+
+async def _play_back(page: Any, server: Server, room_id: str) -> None:
+    rows: list[tuple[Any, ...]] = []
+
+    async def recorded() -> bool:
+        nonlocal rows
+        rows = db_rows(
+            server.data_dir,
+            "SELECT s.id, count(r.id) FROM call_session s JOIN recording r "
+            "ON r.session_id = s.id WHERE s.room_id = ? GROUP BY s.id",
+            room_id,
+        )
+        return bool(rows) and rows[0][1] >= 8
+
+    await _wait_for("recording rows", recorded, timeout_s=15)
+    session_id = rows[0][0]
+    await page.goto(f"{server.base_url}/sessions/{session_id}/recordings")
+    assert await page.locator("#recordings tbody tr").count() == 8  # each file stored once
+    names = await page.locator("#recordings tbody").inner_text()
+    assert "王五" in names  # removed before the recording stopped, still named
+    await page.fill("input[name=reason]", "复核调解过程（测试）")
+    await page.click('form[action$="/recordings"] button[type=submit]')
+    await page.wait_for_selector("#player video.track", timeout=10_000)
+    assert await page.locator("#player video.track").count() >= 4
+    await page.click("#play-toggle")
+
+    async def playing() -> bool:
+        times = await page.eval_on_selector_all(
+            "#player video.track", "els => els.map(e => [e.readyState, e.currentTime])"
+        )
+        return all(state >= 2 and t > 0.3 for state, t in times)
+
+    await _wait_for("every video track playing", playing, timeout_s=15)
+    await page.screenshot(path=str(ARTIFACTS / "mediation-4-playback.png"), full_page=True)
+    audit = db_rows(server.data_dir, "SELECT action FROM audit_log WHERE action LIKE 'recording.%'")
+    actions = {a for (a,) in audit}
+    assert {"recording.play", "recording.fetch"} <= actions, actions
 
 
 async def _tiles_are(page: Any, n: int) -> bool:

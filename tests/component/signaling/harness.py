@@ -24,6 +24,7 @@ from media.interfaces import (
     PeerDescription,
     PublishGrant,
     RecordingFile,
+    RecordingStopped,
     SessionDescription,
     TrackKind,
 )
@@ -95,6 +96,8 @@ class FakeMediaNode:
                 room_id=room_id, peer_id=peer, kind="video", path=directory / f"{peer}.webm",
                 sha256=hashlib.sha256(data).hexdigest(), started_at_unix=time.time() - 5,
                 duration_s=5.0, size_bytes=len(data)))  # fmt: skip
+        # As the real node does (media/interfaces.py): the files also arrive as an event.
+        self._events.put_nowait(RecordingStopped(room_id, tuple(files)))
         return tuple(files)
 
     async def close_room(self, *, room_id: str) -> None:

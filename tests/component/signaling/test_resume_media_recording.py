@@ -2,6 +2,7 @@
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 import pytest
@@ -143,10 +144,21 @@ async def test_recording_needs_everyones_consent(
     assert fake_media.recording[sess["room_id"]] == node.config.recordings_dir / sess["room_id"]
     assert (await host.request("recording_stop"))["type"] == "ack"
     assert (await guest.expect("recording_state"))["active"] is False
+    # The files are stored from the media node's RecordingStopped event, exactly once.
+    rows: list[Recording] = []
+    for _ in range(50):
+        await node.journal.flush()
+        async with server.app[keys.db]() as session:
+            rows = list((await session.scalars(select(Recording).where(
+                Recording.session_id == sess["id"]))).all())  # fmt: skip
+        if len(rows) >= 2:
+            break
+        await asyncio.sleep(0.05)
+    await asyncio.sleep(0.2)
     await node.journal.flush()
     async with server.app[keys.db]() as session:
-        rows = (await session.scalars(select(Recording).where(
-            Recording.session_id == sess["id"]))).all()  # fmt: skip
+        rows = list((await session.scalars(select(Recording).where(
+            Recording.session_id == sess["id"]))).all())  # fmt: skip
         parts = (await session.scalars(select(SessionParticipant).where(
             SessionParticipant.session_id == sess["id"]))).all()  # fmt: skip
     assert len(rows) == 2 and all(len(r.sha256) == 64 and r.size_bytes > 0 for r in rows)
