@@ -207,9 +207,12 @@ async def load_demo(session: AsyncSession, *, password: str | None = None) -> De
             password_hash=pw_hash,
             site_id=site.id,
             department_id=dept.id if dept else None,
+            # Clearly fake mainland mobiles (138 0000 xxxx), so invites and reminders have
+            # somewhere to go in the demo.
+            phone=f"1380000{n:04d}",
             roles=[StaffRole(role=r) for r in roles],
         )
-        for username, site, roles, dept in people
+        for n, (username, site, roles, dept) in enumerate(people, start=1)
     )
     await session.flush()
     from server.cases.catalogue import load_case_reference

@@ -231,6 +231,7 @@ async def book_form(request: web.Request) -> web.Response:
         "values": values,
         "slots": [],
         "error": None,
+        "error_detail": "",
         "searched": False,
     }
     if request.method == "POST":
@@ -272,9 +273,9 @@ async def book_form(request: web.Request) -> web.Response:
                 )
             raise web.HTTPSeeOther(f"/scheduling/sessions/{out.session_id}")
         except (ValidationError, KeyError, ValueError) as e:
-            context["error"] = f"输入有误：{e}"
+            context["error"], context["error_detail"] = "输入有误", str(e)
         except AppError as e:
-            context["error"] = e.message_zh + f"（{e}）"
+            context["error"], context["error_detail"] = e.message_zh, str(e)
         return page(request, "scheduling/book.html", context, status=422)
     if values.get("dept"):
         try:
@@ -311,7 +312,7 @@ async def book_form(request: web.Request) -> web.Response:
             ]
             context["searched"] = True
         except (ValidationError, ValueError) as e:
-            context["error"] = f"输入有误：{e}"
+            context["error"], context["error_detail"] = "输入有误", str(e)
     return page(request, "scheduling/book.html", context)
 
 

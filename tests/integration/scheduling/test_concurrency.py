@@ -11,7 +11,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import pytest
-from sqlalchemy import func, select
+from sqlalchemy import func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker, create_async_engine
 
 from scheduling import service
@@ -22,6 +22,7 @@ from server.crypto import PiiCipher
 from server.db import make_engine, make_sessionmaker
 from server.errors import BookingConflict
 from server.notify import Attachment, NotifyChannel
+from server.org.models import Staff
 from tests.component.scheduling.conftest import NOW, TZ, demo_ids
 from tests.conftest import load_demo_into
 
@@ -117,6 +118,10 @@ async def test_two_runners_send_every_job_exactly_once(pg_url: str) -> None:
     try:
         async with node_a.begin() as session:
             ids = await demo_ids(session)
+            # Demo staff have phones; take the mediator's away so their invites fail.
+            await session.execute(
+                update(Staff).where(Staff.id == ids.mediators[0]).values(phone="")
+            )
             for i in range(12):
                 start = START + timedelta(days=i // 6, hours=i % 6 if i % 6 < 3 else i % 6 + 1.5)
                 req = BookingRequest.model_validate(
