@@ -171,7 +171,8 @@ def ensure_secret_key(settings: Settings) -> Settings:
     kept in `data_dir/secret_key` with 0600 permissions."""
     if settings.secret_key is not None:
         return settings
-    settings.data_dir.mkdir(parents=True, exist_ok=True)
+    # The data dir holds the database and recordings: only the service account may enter it.
+    settings.data_dir.mkdir(parents=True, exist_ok=True, mode=0o700)
     path = settings.data_dir / "secret_key"
     if not path.exists():
         fd = os.open(path, os.O_WRONLY | os.O_CREAT | os.O_EXCL, 0o600)

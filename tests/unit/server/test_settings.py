@@ -40,13 +40,14 @@ def test_comma_lists() -> None:
 
 
 def test_secret_generated_once_with_0600(tmp_path: Path) -> None:
-    s = Settings(data_dir=tmp_path)
+    s = Settings(data_dir=tmp_path / "data")
     first = ensure_secret_key(s)
     second = ensure_secret_key(s)
     assert first.secret_key is not None and second.secret_key is not None
     assert first.secret_key.get_secret_value() == second.secret_key.get_secret_value()
-    mode = stat.S_IMODE(os.stat(tmp_path / "secret_key").st_mode)
+    mode = stat.S_IMODE(os.stat(tmp_path / "data" / "secret_key").st_mode)
     assert mode == 0o600
+    assert stat.S_IMODE(os.stat(tmp_path / "data").st_mode) == 0o700
 
 
 def test_public_view_hides_secrets() -> None:
