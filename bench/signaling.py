@@ -74,6 +74,7 @@ def _serve_ours(
     from server import keys
     from server.app import db_context, redis_context
     from server.auth.permissions import StaffIdentity
+    from server.metrics import Metrics
     from server.org.models import Role
     from server.settings import Settings
     from signaling import ws as sws
@@ -107,6 +108,7 @@ def _serve_ours(
     app = web.Application(middlewares=[bench_staff])
     app[keys.settings] = settings
     app[keys.websockets] = weakref.WeakSet()
+    app[keys.metrics] = Metrics()
     app.cleanup_ctx.extend([db_context, redis_context])
 
     async def media(_: Any) -> Any:
