@@ -682,6 +682,7 @@ class SfuMediaNode:
     # Override points (the benchmark's re-encoding baseline replaces both).
     def _attach_publisher_track(self, track: MediaStreamTrack, forwarder: TrackForwarder) -> None:
         adapter.attach_sink(track, adapter.PassthroughSink(forwarder.on_frame, forwarder.on_end))
+        adapter.complete_frames_early(forwarder.receiver, forwarder.kind)
 
     def _subscriber_track(self, forwarder: TrackForwarder, subscriber_id: str) -> ForwardedTrack:
         return ForwardedTrack(forwarder, subscriber_id)
