@@ -67,9 +67,9 @@ from typing import Any
 import aioice.ice
 import aiortc
 import aiortc.clock
-import aiortc.jitterbuffer
 import aiortc.codecs.opus
 import aiortc.codecs.vpx
+import aiortc.jitterbuffer
 import aiortc.rtcdtlstransport
 import aiortc.rtcpeerconnection
 import aiortc.rtcrtpreceiver

@@ -76,6 +76,9 @@ logger = logging.getLogger(__name__)
 MAX_QUEUED_VIDEO_FRAMES = 30  # 2 s at 15 fps
 MAX_QUEUED_AUDIO_FRAMES = 50  # 1 s of 20 ms Opus frames
 KEYFRAME_MIN_INTERVAL_S = 1.0
+# A subscription may start from a keyframe already received if it is at most this old: the
+# frames since then reach the subscriber as a short burst, which its jitter buffer absorbs.
+FRESH_KEYFRAME_S = 0.25
 ICE_CONNECT_TIMEOUT_S = 20.0
 NEGOTIATION_TIMEOUT_S = 10.0
 MAX_QUEUED_EVENTS = 10_000
@@ -113,6 +116,11 @@ class ForwardedTrack(MediaStreamTrack):
 
     Video starts at a keyframe. When the queue is full (the subscriber's sender is not keeping
     up) the frame is dropped, video waits for the next keyframe and one is requested.
+
+    Before the subscriber's answer starts the sender (`active`), video is already kept from a
+    keyframe on: the publisher's last keyframe if it is fresh (`FRESH_KEYFRAME_S`), else the next
+    one (asked for when the subscriber's first offer came in). At activation a fresh start is
+    sent at once; only a missing or stale one costs a keyframe request and its round trip.
     """
 
     def __init__(self, forwarder: TrackForwarder, subscriber_id: str) -> None:
@@ -131,9 +139,16 @@ class ForwardedTrack(MediaStreamTrack):
         self._waiter: asyncio.Future[None] | None = None
         self.active = False  # set once the subscriber's answer made the sender start
         self.waiting_keyframe = forwarder.kind == "video"
+        self.started_at = 0.0  # arrival of the keyframe that began an inactive video queue
         self.forwarded = 0
         self.dropped = 0
         self.skipped = 0  # video frames not forwarded while waiting for a keyframe
+        fresh = forwarder.fresh_frames()
+        if fresh:
+            self._queue.extend(fresh)
+            self.forwarded += len(fresh)
+            self.waiting_keyframe = False
+            self.started_at = forwarder.keyframe_at
 
     @property
     def queued(self) -> int:
@@ -145,13 +160,15 @@ class ForwardedTrack(MediaStreamTrack):
             waiter.set_result(None)
 
     def push(self, packet: av.Packet[Any], keyframe: bool) -> None:
-        if not self.active or self.readyState != "live":
+        if self.readyState != "live" or not (self.active or self.kind == "video"):
             return
         if self.waiting_keyframe:
             if not keyframe:
                 self.skipped += 1
                 return
             self.waiting_keyframe = False
+            if not self.active:
+                self.started_at = time.monotonic()
             if logger.isEnabledFor(logging.DEBUG):
                 logger.debug(
                     "room %s: %s gets %s's video from a keyframe (%d frames skipped)",
@@ -164,11 +181,25 @@ class ForwardedTrack(MediaStreamTrack):
             self.dropped += 1
             if self.kind == "video":
                 self.waiting_keyframe = True
-                self.forwarder.request_keyframe()
+                if self.active:
+                    self.forwarder.request_keyframe()
+                else:  # not started yet: begin again from a newer keyframe
+                    self._queue.clear()
             return
         self._queue.append(packet)
         self.forwarded += 1
         self._wake()
+
+    def activate(self) -> None:
+        """The sender has started: keep a fresh start, else ask the publisher for a keyframe."""
+        self.active = True
+        if self.kind != "video":
+            return
+        if not self.waiting_keyframe and time.monotonic() - self.started_at > FRESH_KEYFRAME_S:
+            self._queue.clear()  # stale: would play late; start from a new keyframe instead
+            self.waiting_keyframe = True
+        if self.waiting_keyframe:
+            self.forwarder.request_keyframe()
 
     async def recv(self) -> Any:
         if self.readyState != "live":
@@ -221,6 +252,8 @@ class TrackForwarder:
         self.keyframes_in = 0
         self.plis_sent = 0
         self.ended = False
+        self.keyframe_at = 0.0  # arrival of the last keyframe
+        self._since_keyframe: list[av.Packet[Any]] = []  # while that keyframe is fresh
         self._last_pli_at = -1e9
         self._pli_scheduled: asyncio.TimerHandle | None = None
 
@@ -234,8 +267,16 @@ class TrackForwarder:
             return
         data = bytes(packet) if (self.kind == "video" or self.room.recording) else b""
         keyframe = self.kind == "audio" or adapter.is_keyframe(self.codec, data)
-        if keyframe and self.kind == "video":
-            self.keyframes_in += 1
+        if self.kind == "video":
+            if keyframe:
+                self.keyframes_in += 1
+                self.keyframe_at = arrival_monotonic_s
+                self._since_keyframe = [packet]
+            elif self._since_keyframe:
+                if arrival_monotonic_s - self.keyframe_at <= FRESH_KEYFRAME_S:
+                    self._since_keyframe.append(packet)
+                else:
+                    self._since_keyframe = []
         for track in self.subscribers.values():
             track.push(packet, keyframe)
         recording = self.room.recording
@@ -253,6 +294,12 @@ class TrackForwarder:
 
     def on_end(self) -> None:
         self.ended = True
+
+    def fresh_frames(self) -> list[av.Packet[Any]]:
+        """The last keyframe and the frames since, if it is fresh enough to start a subscriber."""
+        if self._since_keyframe and time.monotonic() - self.keyframe_at <= FRESH_KEYFRAME_S:
+            return list(self._since_keyframe)
+        return []
 
     def request_keyframe(self) -> None:
         """PLI to the publisher, at most one per KEYFRAME_MIN_INTERVAL_S; later ones coalesce."""
@@ -287,6 +334,7 @@ class TrackForwarder:
 
     def close(self) -> None:
         self.ended = True
+        self._since_keyframe = []
         if self._pli_scheduled is not None:
             self._pli_scheduled.cancel()
         for track in self.subscribers.values():
@@ -444,6 +492,10 @@ class SfuMediaNode:
         session = room.peers.get(peer_id)
         is_new = session is None
         if session is None:
+            # A new subscriber: have every publisher's next keyframe on its way while it negotiates.
+            for forwarder in room.forwarders():
+                if forwarder.publisher_id != peer_id and not forwarder.fresh_frames():
+                    forwarder.request_keyframe()
             config = RTCConfiguration(
                 iceServers=[
                     RTCIceServer(urls=list(s.urls), username=s.username, credential=s.credential)
@@ -520,8 +572,7 @@ class SfuMediaNode:
                 raise InvalidDescription(f"answer rejected: {exc}") from exc
             for transceiver, track in session.subscriptions.values():
                 if not track.active and transceiver.currentDirection in ("sendonly", "sendrecv"):
-                    track.active = True
-                    track.forwarder.request_keyframe()
+                    track.activate()
                     logger.debug(
                         "room %s: %s now receives %s's %s (mid %s)",
                         session.room.room_id,
