@@ -53,8 +53,13 @@ JOINERS = [f"window{i:02d}" for i in range(1, 8)] + [f"handler{i:02d}" for i in 
 JOIN_GAP_S = 1.5
 FRAME_TIMEOUT_S = 15.0
 CHROMIUM = "/usr/bin/chromium"
+PLOT = ROOT / "docs" / "img" / "join_latency.png"
 
 log = logging.getLogger("bench.join")
+
+
+def _samples(values: list[float]) -> list[float]:
+    return [round(1000 * v, 1) for v in values]
 
 
 def _stats(values: list[float]) -> dict[str, Any]:
@@ -283,6 +288,10 @@ async def measure_aiortc(scale: float) -> dict[str, Any]:
         "join_ws_first_frame": _stats([j["from_ws_s"] for j in joins]),
         "join_msg_first_frame": _stats([j["from_join_s"] for j in joins]),
         "join_phases_p50_ms": parts,
+        "samples_ms": {
+            "bare": _samples(bare),
+            "join_ws": _samples([j["from_ws_s"] for j in joins]),
+        },
         "failures": failures,
         "server_log": str(server.log_path),
     }
@@ -390,6 +399,11 @@ async def measure_browser(scale: float) -> dict[str, Any]:
         "page_load_to_connected": _stats(connected),
         "page_load_to_peer_connection_created": _stats(created),
         "page_load_to_first_frame_polled": _stats(first_frame),
+        "no_frame_within_s": {
+            "timeout_s": FRAME_TIMEOUT_S,
+            "pages": len(connected) - len(first_frame),
+        },
+        "samples_ms": {"connected": _samples(connected), "first_frame": _samples(first_frame)},
         "failures": failures,
     }
 
@@ -470,7 +484,49 @@ async def run(scale: float = 1.0) -> dict[str, Any]:
         result["browser"] = {"skipped": why_not}
     result["load"]["loadavg_end"] = os.getloadavg()
     result["checks"] = checks
+    with contextlib.suppress(ImportError):  # matplotlib comes with the bench extra
+        result["plot"] = str(plot(result))
     return result
+
+
+def plot(result: dict[str, Any], path: Path = PLOT) -> Path:
+    """Each join as a dot, per kind: bare aiortc pair, aiortc through onedoor, Chromium."""
+    import matplotlib
+
+    matplotlib.use("Agg")
+    import matplotlib.pyplot as plt
+
+    rows: list[tuple[str, list[float]]] = [
+        ("bare aiortc pair\n(createOffer -> frame)", result["aiortc"]["samples_ms"]["bare"]),
+        ("aiortc via onedoor\n(WebSocket -> frame)", result["aiortc"]["samples_ms"]["join_ws"]),
+    ]
+    browser = result.get("browser", {}).get("samples_ms")
+    if browser:
+        rows.append(("Chromium via onedoor\n(page load -> connected)", browser["connected"]))
+        rows.append(("Chromium via onedoor\n(page load -> frame, polled)", browser["first_frame"]))
+    fig, ax = plt.subplots(figsize=(7.2, 3.6), dpi=110)
+    for y, (_, values) in enumerate(rows):
+        if not values:
+            continue
+        jitter = [y + 0.12 * ((i * 7919) % 11 - 5) / 5 for i in range(len(values))]
+        ax.scatter(values, jitter, s=14, alpha=0.7)
+        p50 = percentile(values, 50)
+        ax.plot([p50, p50], [y - 0.3, y + 0.3], "k-", lw=1.5)
+        ax.annotate(f"p50 {p50:.0f} ms", (p50, y + 0.32), fontsize=7, ha="center")
+    ax.set_yticks(range(len(rows)), [label for label, _ in rows], fontsize=7)
+    ax.set_xlabel("milliseconds")
+    ax.set_xlim(left=0)
+    ratio = result.get("join_p50_over_bare")
+    title = "join latency, each join a dot"
+    if ratio is not None:
+        title += f" (aiortc via onedoor / bare p50: {ratio:.2f}x)"
+    ax.set_title(title, fontsize=9)
+    ax.grid(True, axis="x", alpha=0.3)
+    fig.tight_layout()
+    path.parent.mkdir(parents=True, exist_ok=True)
+    fig.savefig(path)
+    plt.close(fig)
+    return path
 
 
 def main() -> None:
