@@ -103,6 +103,7 @@ Clock = Callable[[], datetime]
 STATE_TTL_MS = 24 * 3600 * 1000
 STATE_REFRESH_S = 6 * 3600.0
 STATE_LOAD_TIMEOUT_S = 2.0
+STATE_RETRY_S = 1.0
 #: Client messages that never change a room's durable state: no state write after them.
 _STATELESS = (SendChat, Offer, Answer, Candidate)
 
@@ -1335,24 +1336,25 @@ class SignalingNode:
         self._dirty[actor.room_id] = actor
         self._dirty_wake.set()
 
-    async def save_state(self, actor: RoomActor) -> None:
+    async def save_state(self, actor: RoomActor) -> bool:
         """Write the room's durable state if it changed (drop it once the session ended).
-        One write at a time per node, so an older state never lands after a newer one."""
+        One write at a time per node, so an older state never lands after a newer one.
+        False: the directory refused it (our lease ran out)."""
         async with self._state_lock:
             self._dirty.pop(actor.room_id, None)
             node_id = self.config.node_id
             if actor.room.ended:
                 await self.directory.drop_state(actor.room_id, node_id)
-                return
+                return True
             state = actor.room.durable_state()
             if state == actor.saved:
-                return
+                return True
             blob = self.cipher.encrypt(state.model_dump_json())
             if await self.directory.save_state(actor.room_id, node_id, blob, STATE_TTL_MS):
                 actor.saved, actor.saved_at = state, time.monotonic()
-            else:
-                logger.warning("not the owner of room %s any more; its state was not saved",
-                               actor.room_id)  # fmt: skip
+                return True
+            logger.warning("no lease on room %s; its state was not saved", actor.room_id)
+            return False
 
     async def flush_state(self) -> None:
         """Save every room whose state changed, now (tests: the writer does it right after
@@ -1373,13 +1375,15 @@ class SignalingNode:
                     del self._dirty[room_id]
                     continue
                 try:
-                    await self.save_state(actor)
+                    saved = await self.save_state(actor)
                 except asyncio.CancelledError:
                     raise
                 except Exception:
                     logger.exception("saving the state of room %s failed; retrying", room_id)
+                    saved = False
+                if not saved:  # Redis down, or a late lease renewal will re-take the room
                     self._dirty.setdefault(room_id, actor)
-                    await asyncio.sleep(1.0)
+                    await asyncio.sleep(STATE_RETRY_S)
 
     async def _media_events(self) -> None:
         async for event in self.media.events():
