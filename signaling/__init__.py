@@ -12,7 +12,8 @@ nodes serve one deployment. Imports `server` (settings, errors, models, audit) a
 - `protocol.py`: every message (pydantic, discriminated unions), JSON Schema.
 - `room.py`: participants, roles and permissions, lobby, official rule, consent; no I/O.
 - `node.py`: edges, room actors, negotiation lanes, limits, grace period and re-homing.
-- `bus.py`: `SignalBus` and `RoomDirectory`, in-process and Redis.
+- `bus.py`: `SignalBus` and `RoomDirectory` (leases, each room's saved state), in-process and
+  Redis.
 - `tokens.py`: join/resume tokens (PyJWT HS256), QR codes, TURN REST credentials.
 - `store.py`: the session record (reads at join time, write-behind journal).
 - `ws.py`: aiohttp routes and cleanup contexts.

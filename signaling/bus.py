@@ -1,6 +1,7 @@
 """How nodes talk: `SignalBus` (messages to a room's owner, to a node, session events) and
-`RoomDirectory` (which node owns a room, with renewed leases). Each has an in-process and a
-Redis implementation, chosen once by `make_bus`/`make_directory` from settings.
+`RoomDirectory` (which node owns a room, with renewed leases, and the room's saved state for
+the node that re-homes it). Each has an in-process and a Redis implementation, chosen once by
+`make_bus`/`make_directory` from settings.
 
     edge node ──send_room(room_id)──►  {prefix}room:<room_id>  ──► owner node (subscribed)
     owner node ──send_node(node_id)──► {prefix}node:<node_id>  ──► edge node (subscribed)
@@ -34,6 +35,8 @@ Handler = Callable[[Envelope], None]
 MAX_OUTBOX = 50_000
 MAX_EVENT_QUEUE = 1000
 PIPELINE_BATCH = 256
+#: Rooms whose state an in-process directory keeps before it sweeps the expired ones.
+MAX_IN_PROCESS_STATES = 10_000
 
 
 @dataclass(frozen=True, slots=True)
@@ -155,6 +158,17 @@ class RoomDirectory(Protocol):
         """Which of these nodes have beaten within their lease."""
         ...
 
+    async def save_state(self, room_id: str, node_id: str, blob: str, ttl_ms: int) -> bool:
+        """Store the room's durable state, only while `node_id` holds its lease (a node that
+        lost the room must not overwrite the new owner's). False: not stored, not the owner."""
+        ...
+
+    async def load_state(self, room_id: str) -> str | None: ...
+
+    async def drop_state(self, room_id: str, node_id: str) -> None:
+        """The session ended: forget its state (only the owner may)."""
+        ...
+
 
 # ----------------------------------------------------------------------------- in-process
 
@@ -199,6 +213,8 @@ class InProcessSignalBus(_EventHub):
 class InProcessRoomDirectory:
     def __init__(self) -> None:
         self._leases: dict[str, tuple[str, float]] = {}
+        #: room id → (state blob, monotonic expiry)
+        self._states: dict[str, tuple[str, float]] = {}
 
     def _live(self, room_id: str) -> str | None:
         lease = self._leases.get(room_id)
@@ -235,6 +251,25 @@ class InProcessRoomDirectory:
     async def alive(self, node_ids: set[str]) -> set[str]:
         return set(node_ids)
 
+    async def save_state(self, room_id: str, node_id: str, blob: str, ttl_ms: int) -> bool:
+        if self._live(room_id) != node_id:
+            return False
+        now = time.monotonic()
+        if len(self._states) > MAX_IN_PROCESS_STATES:
+            self._states = {k: v for k, v in self._states.items() if v[1] > now}
+        self._states[room_id] = (blob, now + ttl_ms / 1000)
+        return True
+
+    async def load_state(self, room_id: str) -> str | None:
+        state = self._states.get(room_id)
+        if state is None or state[1] < time.monotonic():
+            return None
+        return state[0]
+
+    async def drop_state(self, room_id: str, node_id: str) -> None:
+        if self._live(room_id) == node_id:
+            self._states.pop(room_id, None)
+
 
 # ----------------------------------------------------------------------------- Redis
 
@@ -259,9 +294,23 @@ if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[1]) 
 return 0
 """
 
+# The room's state is written and dropped only by the holder of its lease.
+_SAVE_STATE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then
+  redis.call('SET', KEYS[2], ARGV[2], 'PX', ARGV[3])
+  return 1
+end
+return 0
+"""
+_DROP_STATE = """
+if redis.call('GET', KEYS[1]) == ARGV[1] then return redis.call('DEL', KEYS[2]) end
+return 0
+"""
+
 
 class RedisRoomDirectory:
-    """`SET room:<id> <node> NX PX lease`; renewed and released only by the holder (Lua)."""
+    """`SET owner:<id> <node> NX PX lease`; renewed and released only by the holder (Lua).
+    The room's durable state sits beside it in `state:<id>`, written only by the holder."""
 
     def __init__(self, redis: Redis, prefix: str) -> None:
         self._redis = redis
@@ -304,6 +353,24 @@ class RedisRoomDirectory:
             return set()
         values = await self._redis.mget([f"{self._prefix}alive:{n}" for n in ordered])
         return {n for n, v in zip(ordered, values, strict=True) if v is not None}
+
+    def _state_key(self, room_id: str) -> str:
+        return f"{self._prefix}state:{room_id}"
+
+    async def save_state(self, room_id: str, node_id: str, blob: str, ttl_ms: int) -> bool:
+        keys = (self._key(room_id), self._state_key(room_id))
+        saved = await self._redis.eval(_SAVE_STATE, 2, *keys, node_id, blob, str(ttl_ms))
+        return bool(saved)
+
+    async def load_state(self, room_id: str) -> str | None:
+        blob = await self._redis.get(self._state_key(room_id))
+        if blob is None:
+            return None
+        return blob.decode() if isinstance(blob, bytes) else str(blob)
+
+    async def drop_state(self, room_id: str, node_id: str) -> None:
+        keys = (self._key(room_id), self._state_key(room_id))
+        await self._redis.eval(_DROP_STATE, 2, *keys, node_id)
 
 
 class RedisSignalBus(_EventHub):

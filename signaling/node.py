@@ -44,6 +44,7 @@ from media.interfaces import (
     SessionDescription,
 )
 from server.auth.permissions import Action, StaffIdentity
+from server.crypto import PiiCipher
 from server.db import utcnow
 from server.errors import AppError
 from server.logging import peer_id_var, room_id_var
@@ -85,7 +86,7 @@ from signaling.protocol import (
     client_adapter,
     encode,
 )
-from signaling.room import ROLE_PERMISSIONS, Effects, Member, MemberSpec, Room
+from signaling.room import ROLE_PERMISSIONS, Effects, Member, MemberSpec, Room, RoomState
 from signaling.tokens import (
     ResumeClaim,
     issue_resume_token,
@@ -97,6 +98,14 @@ from signaling.tokens import (
 logger = logging.getLogger(__name__)
 
 Clock = Callable[[], datetime]
+
+#: A room's saved state outlives a quiet day; the owner rewrites it at least every 6 hours.
+STATE_TTL_MS = 24 * 3600 * 1000
+STATE_REFRESH_S = 6 * 3600.0
+STATE_LOAD_TIMEOUT_S = 2.0
+STATE_RETRY_S = 1.0
+#: Client messages that never change a room's durable state: no state write after them.
+_STATELESS = (SendChat, Offer, Answer, Candidate)
 
 
 class Transport(Protocol):
@@ -323,15 +332,11 @@ class RoomActor:
         self.node = node
         self.session = session
         self.room_id = session.room_id
-        self.room = Room(
-            room_id=session.room_id,
-            kind="mediation" if session.kind.value == "mediation" else "reception",
-            capacity=session.capacity or node.config.default_capacity,
-            title=session.title,
-            recording_allowed=session.recording_allowed,
-        )
-        self.room.started = session.state.value == "live"
+        self.room = self._new_room()
         self.rebuilt = rebuilt
+        #: The durable state last written to the directory, and when (monotonic).
+        self.saved: RoomState | None = None
+        self.saved_at = 0.0
         self.links: dict[str, _Link] = {}
         self.lanes: dict[str, Lane] = {}
         self.gone_peers: set[str] = set()
@@ -340,6 +345,55 @@ class RoomActor:
         self._timers: dict[str, asyncio.TimerHandle] = {}
         self._generation = itertools.count(1)
         self.task = asyncio.create_task(self._run(), name=f"room:{self.room_id}")
+
+    def _new_room(self) -> Room:
+        session = self.session
+        room = Room(
+            room_id=session.room_id,
+            kind="mediation" if session.kind.value == "mediation" else "reception",
+            capacity=session.capacity or self.node.config.default_capacity,
+            title=session.title,
+            recording_allowed=session.recording_allowed,
+        )
+        room.started = session.state.value == "live"
+        return room
+
+    # ----- durable state
+
+    async def _load_state(self) -> None:
+        """Before the first envelope: take over what the previous owner saved, if anything.
+
+        Everyone saved comes back in their place, disconnected, with a grace period from now;
+        the participants resume into it (`reconnected`), the others are told as each returns.
+        """
+        node = self.node
+        try:
+            async with asyncio.timeout(STATE_LOAD_TIMEOUT_S):
+                blob = await node.directory.load_state(self.room_id)
+            if blob is None:
+                return
+            state = RoomState.model_validate_json(node.cipher.decrypt(blob))
+            fx = self.room.load_state(state, node.now())
+        except asyncio.CancelledError:
+            raise
+        except Exception:
+            logger.exception("could not load the saved state of room %s; starting empty",
+                             self.room_id)  # fmt: skip
+            self.room = self._new_room()
+            return
+        self.saved, self.saved_at = state, time.monotonic()
+        self.rebuilt = True
+        self.gone_peers = set(self.room.identities) - set(self.room.members)
+        loop = asyncio.get_running_loop()
+        for peer_id in self.room.members:
+            generation = next(self._generation)
+            self.links[peer_id] = _Link("", "", connected=False, generation=generation)
+            env = {"k": "expire", "p": peer_id, "g": generation}
+            self._timers[peer_id] = loop.call_later(node.config.grace_s, self.deliver, env)
+        logger.info("restored room %s: %d participants, locked=%s", self.room_id,
+                    len(self.room.members), self.room.locked)  # fmt: skip
+        await self.apply(fx)
+        node.mark_dirty(self)
 
     # ----- inbox
 
@@ -353,19 +407,24 @@ class RoomActor:
 
     async def _run(self) -> None:
         room_id_var.set(self.room_id)
+        await self._load_state()
         while True:
             env = await self.inbox.get()
             try:
-                await self._handle(env)
+                if await self._handle(env):
+                    self.node.mark_dirty(self)
             except asyncio.CancelledError:
                 raise
             except Exception:
+                self.node.mark_dirty(self)
                 logger.exception("room %s failed on %s", self.room_id, env.get("k"))
             if self.room.empty or self.room.ended:
                 await self.node._retire(self)
                 return
 
-    async def _handle(self, env: Envelope) -> None:
+    async def _handle(self, env: Envelope) -> bool:
+        """Returns False when the room's durable state cannot have changed (chat, negotiation,
+        speakers: the hot paths write nothing)."""
         kind = env["k"]
         if kind == "attach":
             await self._attach(env)
@@ -373,13 +432,14 @@ class RoomActor:
             peer_id = env["p"]
             link = self.links.get(peer_id)
             if link is None or link.conn_id != env["c"]:
-                return  # a replaced or expired connection
+                return False  # a replaced or expired connection
             msg = env.get("o") or client_adapter.validate_json(env["t"])
             peer_id_var.set(peer_id)
             try:
                 await self._message(peer_id, msg)
             except AppError as e:
                 self.send_to(peer_id, _error(e, msg.id))
+            return not isinstance(msg, _STATELESS)
         elif kind == "detach":
             self._detach(env["p"], env["c"])
         elif kind == "expire":
@@ -387,11 +447,14 @@ class RoomActor:
             if link is not None and not link.connected and link.generation == env["g"]:
                 await self.apply(self.room.leave(env["p"], self.node.now(), reason="timeout"))
         elif kind == "media":
-            await self._media_event(env["e"])
+            event = env["e"]
+            await self._media_event(event)
+            return not isinstance(event, PeerDescription | ActiveSpeaker)
         elif kind == "edge_down":
             for peer_id, link in list(self.links.items()):
                 if link.node_id == env["node"]:
                     self._detach(peer_id, link.conn_id)
+        return True
 
     # ----- joining
 
@@ -418,7 +481,7 @@ class RoomActor:
             self.node.route_node(edge_node, {"k": "refused", "c": conn, "code": e.code})
             return
         old = self.links.get(member.peer_id)
-        if old is not None and old.conn_id != conn:
+        if old is not None and old.node_id and old.conn_id != conn:  # not a restored place
             self._reply(
                 old.node_id,
                 old.conn_id,
@@ -460,6 +523,10 @@ class RoomActor:
         if re:
             self._reply(edge_node, conn, Ack(re=re))
         self._reply(edge_node, conn, welcome)
+        if resumed and member.status == "joined" and member.can("record"):
+            consents = self.room.consent_state()
+            if consents.consented or consents.refused or consents.minutes_required:
+                self._reply(edge_node, conn, consents)  # its view may be stale (re-homed room)
         self.node.route_node(
             edge_node,
             {"k": "attached", "c": conn, "p": member.peer_id, "claim": _claim_json(claim)},
@@ -1030,9 +1097,12 @@ class SignalingNode:
         directory: RoomDirectory,
         media: MediaNode,
         db: async_sessionmaker[AsyncSession],
+        cipher: PiiCipher,
         clock: Clock = utcnow,
     ) -> None:
         self.config = config
+        #: Saved room state holds display names: encrypted like other personal data.
+        self.cipher = cipher
         self.bus = bus
         self.directory = directory
         self.media = media
@@ -1046,6 +1116,10 @@ class SignalingNode:
         self._tasks: list[asyncio.Task[None]] = []
         self._spawned: set[asyncio.Task[None]] = set()
         self._closing = False
+        #: Rooms whose durable state may have changed since it was last saved.
+        self._dirty: dict[str, RoomActor] = {}
+        self._dirty_wake = asyncio.Event()
+        self._state_lock = asyncio.Lock()
 
     # ----- lifecycle
 
@@ -1056,6 +1130,7 @@ class SignalingNode:
         self._tasks = [
             asyncio.create_task(self._leases(), name="signaling-leases"),
             asyncio.create_task(self._media_events(), name="signaling-media-events"),
+            asyncio.create_task(self._state_writer(), name="signaling-room-state"),
         ]
 
     async def close(self) -> None:
@@ -1069,6 +1144,8 @@ class SignalingNode:
                 await task
         for actor in list(self.rooms.values()):
             await actor.stop(close_media=True)
+            with contextlib.suppress(Exception):
+                await self.save_state(actor)
             with contextlib.suppress(Exception):
                 await self.directory.release(actor.room_id, self.config.node_id)
         self.rooms.clear()
@@ -1197,6 +1274,10 @@ class SignalingNode:
             del self.rooms[actor.room_id]
         await actor.stop(close_media=True)
         await self.bus.unhost_room(actor.room_id)
+        try:  # while we still hold the lease: an emptied room keeps its lock and bans
+            await self.save_state(actor)
+        except Exception:
+            logger.exception("saving the state of room %s failed", actor.room_id)
         await self.directory.release(actor.room_id, self.config.node_id)
         logger.info("room %s retired", actor.room_id)
 
@@ -1220,10 +1301,16 @@ class SignalingNode:
         lost = await self.directory.renew(list(self.rooms), node_id, limits.lease_ms)
         for room_id in lost:
             actor = self.rooms.pop(room_id, None)
+            self._dirty.pop(room_id, None)
             if actor is not None:
                 logger.warning("lost the lease of room %s", room_id)
                 await actor.stop(close_media=True)
                 await self.bus.unhost_room(room_id)
+        stale = time.monotonic() - STATE_REFRESH_S
+        for actor in self.rooms.values():
+            if actor.saved is not None and actor.saved_at < stale:
+                actor.saved = None  # rewrite it even if unchanged: its TTL runs
+                self.mark_dirty(actor)
         # Edge side: rooms whose owner changed or vanished get our participants re-attached.
         for room_id, edges in list(self.attached.items()):
             if room_id in self.rooms:
@@ -1242,6 +1329,61 @@ class SignalingNode:
         for dead in nodes - await self.directory.alive(nodes):
             for actor in self.rooms.values():
                 actor.deliver({"k": "edge_down", "node": dead})
+
+    # ----- durable room state
+
+    def mark_dirty(self, actor: RoomActor) -> None:
+        self._dirty[actor.room_id] = actor
+        self._dirty_wake.set()
+
+    async def save_state(self, actor: RoomActor) -> bool:
+        """Write the room's durable state if it changed (drop it once the session ended).
+        One write at a time per node, so an older state never lands after a newer one.
+        False: the directory refused it (our lease ran out)."""
+        async with self._state_lock:
+            self._dirty.pop(actor.room_id, None)
+            node_id = self.config.node_id
+            if actor.room.ended:
+                await self.directory.drop_state(actor.room_id, node_id)
+                return True
+            state = actor.room.durable_state()
+            if state == actor.saved:
+                return True
+            blob = self.cipher.encrypt(state.model_dump_json())
+            if await self.directory.save_state(actor.room_id, node_id, blob, STATE_TTL_MS):
+                actor.saved, actor.saved_at = state, time.monotonic()
+                return True
+            logger.warning("no lease on room %s; its state was not saved", actor.room_id)
+            return False
+
+    async def flush_state(self) -> None:
+        """Save every room whose state changed, now (tests: the writer does it right after
+        each change anyway)."""
+        for actor in list(self.rooms.values()):
+            await self.save_state(actor)
+
+    async def _state_writer(self) -> None:
+        """One small write per changed room, after the change, off the rooms' own tasks: a
+        room never waits for Redis, and a burst of changes coalesces into one write."""
+        while True:
+            await self._dirty_wake.wait()
+            self._dirty_wake.clear()
+            while self._dirty:
+                room_id = next(iter(self._dirty))
+                actor = self._dirty[room_id]
+                if self.rooms.get(room_id) is not actor:  # retired (saved then) or lost
+                    del self._dirty[room_id]
+                    continue
+                try:
+                    saved = await self.save_state(actor)
+                except asyncio.CancelledError:
+                    raise
+                except Exception:
+                    logger.exception("saving the state of room %s failed; retrying", room_id)
+                    saved = False
+                if not saved:  # Redis down, or a late lease renewal will re-take the room
+                    self._dirty.setdefault(room_id, actor)
+                    await asyncio.sleep(STATE_RETRY_S)
 
     async def _media_events(self) -> None:
         async for event in self.media.events():

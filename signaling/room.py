@@ -24,6 +24,8 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
+from pydantic import BaseModel
+
 from signaling import errors
 from signaling.protocol import (
     Admitted,
@@ -146,6 +148,45 @@ class Member:
             paused=self.paused,
             recording_consent=self.consent,
         )
+
+
+class MemberState(BaseModel, frozen=True, extra="forbid"):
+    """One participant in a `RoomState`: who (as the edge established it), where, and what the
+    moderators and the participant decided. Not kept: connection, speaking, quality."""
+
+    peer_id: str
+    identity: str
+    display_name: str
+    role: Role
+    is_staff: bool
+    permissions: list[Permission]
+    site_id: int | None = None
+    site_name: str = ""
+    status: Literal["lobby", "joined"]
+    since: datetime
+    paused: bool = False
+    muted_audio: bool = False
+    muted_video: bool = False
+    forced_audio: bool = False
+    forced_video: bool = False
+    consent: bool | None = None
+
+
+class RoomState(BaseModel, frozen=True, extra="forbid"):
+    """What of a room must outlive its owner node (saved by the owner on every change, loaded
+    by the node that re-homes the room). Everything else comes back from the session record,
+    from the participants' resume tokens, or is renegotiated (media)."""
+
+    v: Literal[1] = 1
+    locked: bool = False
+    recording: bool = False
+    recording_refused: bool = False
+    #: Denied or removed identities (sorted).
+    banned: list[str] = []
+    #: peer id → identity of everyone who was ever in the room; those not in `members` left.
+    identities: dict[str, str] = {}
+    #: In the order they entered (the lobby is ordered by `since`).
+    members: list[MemberState] = []
 
 
 @dataclass(frozen=True, slots=True)
@@ -276,6 +317,96 @@ class Room:
     def _check_open(self) -> None:
         if self.ended:
             raise errors.SessionClosed("the session has ended")
+
+    # ------------------------------------------------------------------ durable state
+
+    def durable_state(self) -> RoomState:
+        return RoomState(
+            locked=self.locked,
+            recording=self.recording,
+            recording_refused=self.recording_refused,
+            banned=sorted(self.banned),
+            identities=dict(self.identities),
+            members=[
+                MemberState(
+                    peer_id=m.spec.peer_id,
+                    identity=m.spec.identity,
+                    display_name=m.spec.display_name,
+                    role=m.spec.role,
+                    is_staff=m.spec.is_staff,
+                    permissions=sorted(m.spec.permissions),
+                    site_id=m.spec.site_id,
+                    site_name=m.spec.site_name,
+                    status="joined" if m.status == "joined" else "lobby",
+                    since=m.since,
+                    paused=m.paused,
+                    muted_audio=m.muted_audio,
+                    muted_video=m.muted_video,
+                    forced_audio=m.forced_audio,
+                    forced_video=m.forced_video,
+                    consent=m.consent,
+                )
+                for m in self.members.values()
+            ],
+        )
+
+    def load_state(self, state: RoomState, now: datetime) -> Effects:
+        """Take over a room another node owned: everyone comes back in their place but
+        disconnected (their grace period runs from now). A recording that was running died
+        with the old owner's media: it is reported stopped (`interrupted`).
+
+        Raises:
+            ValueError: the room is not fresh, or the state is inconsistent.
+        """
+        if self.members or self.identities:
+            raise ValueError("load_state needs a fresh room")
+        fx = Effects()
+        self.locked = state.locked
+        self.recording_refused = state.recording_refused
+        self.banned = set(state.banned)
+        self.identities = dict(state.identities)
+        for s in state.members:
+            spec = MemberSpec(
+                peer_id=s.peer_id,
+                identity=s.identity,
+                display_name=s.display_name,
+                role=s.role,
+                is_staff=s.is_staff,
+                permissions=frozenset(s.permissions),
+                site_id=s.site_id,
+                site_name=s.site_name,
+            )
+            if spec.peer_id in self.members or spec.identity in self._by_identity:
+                raise ValueError(f"duplicate participant {spec.peer_id}")
+            self.members[spec.peer_id] = Member(
+                spec=spec,
+                status=s.status,
+                since=s.since,
+                paused=s.paused,
+                connected=False,
+                muted_audio=s.muted_audio,
+                muted_video=s.muted_video,
+                forced_audio=s.forced_audio,
+                forced_video=s.forced_video,
+                consent=s.consent,
+            )
+            self.identities[spec.peer_id] = spec.identity
+            self._by_identity[spec.identity] = spec.peer_id
+        if len(self.joined()) > self.capacity:
+            raise ValueError("more participants than the capacity")
+        if state.recording:
+            self.recording = True
+            fx = self.recording_failed("interrupted", now)
+        return fx
+
+    def consent_state(self) -> ConsentState:
+        present = list(self.members.values())
+        return ConsentState(
+            consented=[m.peer_id for m in present if m.consent is True],
+            refused=[m.peer_id for m in present if m.consent is False],
+            pending=[m.peer_id for m in present if m.consent is None],
+            minutes_required=self.recording_refused,
+        )
 
     # ------------------------------------------------------------------ entering
 
@@ -644,16 +775,7 @@ class Room:
         return fx
 
     def _consent_changed(self, fx: Effects) -> None:
-        present = list(self.members.values())
-        fx.send(
-            [m.peer_id for m in self.joined() if m.can("record")],
-            ConsentState(
-                consented=[m.peer_id for m in present if m.consent is True],
-                refused=[m.peer_id for m in present if m.consent is False],
-                pending=[m.peer_id for m in present if m.consent is None],
-                minutes_required=self.recording_refused,
-            ),
-        )
+        fx.send([m.peer_id for m in self.joined() if m.can("record")], self.consent_state())
 
     def start_recording(self, actor: str, now: datetime) -> Effects:
         self._check_open()

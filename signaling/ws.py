@@ -102,6 +102,7 @@ async def signaling_context(app: web.Application) -> AsyncIterator[None]:
         directory=make_directory(redis, prefix),
         media=media,
         db=app[keys.db],
+        cipher=app[keys.pii],
     )
     await node.start()
     app[node_key] = node

@@ -13,8 +13,14 @@ from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
 
 from signaling.node import Limits
-from signaling.ws import node_key
-from tests.component.signaling.harness import Participant, build_app, new_session, new_token
+from signaling.ws import bus_key, node_key
+from tests.component.signaling.harness import (
+    FakeMediaNode,
+    Participant,
+    build_app,
+    new_session,
+    new_token,
+)
 from tests.conftest import make_settings
 
 pytestmark = pytest.mark.multinode
@@ -162,3 +168,145 @@ async def test_owner_node_dies_and_everyone_resumes_on_the_other(
     assert (await host_b.expect("chat_message", text="恢复了"))["from_peer"] == guest_a.peer_id
     assert (await official_b.expect("chat_message", text="恢复了"))["from_peer"] == guest_a.peer_id
     await asyncio.sleep(0)
+
+
+async def test_room_state_survives_the_owner_node(
+    nodes: tuple[TestServer, TestServer], people: list[Participant]
+) -> None:
+    """Lock, forced and self mutes, consents, the lobby and the deny list are saved by the
+    owner (Redis) and taken over by the node that re-homes the room; a running recording
+    died with the owner and is reported stopped."""
+    a, b = nodes
+    room_events = b.app[bus_key].subscribe_events()
+    host = await _person(people, a, "host on A", "mediator01")
+    sess = await new_session(host)
+    room_id = sess["room_id"]
+    invite = await new_token(host, sess["id"], name="王五")
+    waiting_invite = await new_token(host, sess["id"], name="赵六")
+    denied_invite = await new_token(host, sess["id"], name="钱七")
+    late_invite = await new_token(host, sess["id"], name="孙八")
+    await host.connect()
+    await host.join(room_id)
+    guest = await _person(people, a, "guest on A")
+    await guest.connect()
+    await guest.join(room_id, token=invite["token"])
+    await host.request("admit", peer_id=guest.peer_id)
+    await guest.expect("admitted")
+    official = await _person(people, b, "official on B", "expert01")
+    await official.connect()
+    await official.join(room_id)
+
+    # Someone is denied (on B), someone waits in the lobby (on A).
+    denied = await _person(people, b, "denied on B")
+    await denied.connect()
+    await denied.join(room_id, token=denied_invite["token"])
+    await host.request("deny", peer_id=denied.peer_id)
+    await denied.expect("denied")
+    waiting = await _person(people, a, "waiting on A")
+    await waiting.connect()
+    assert (await waiting.join(room_id, token=waiting_invite["token"]))["status"] == "lobby"
+
+    # Everyone in the room consents; the recording runs; the guest is force-muted and mutes
+    # its own video; the room is locked.
+    assert (await host.request("request_consent"))["type"] == "ack"
+    for p in (host, guest, official):
+        await p.expect("consent_request")
+        assert (await p.request("recording_consent", consent=True))["type"] == "ack"
+    assert (await host.request("recording_start"))["type"] == "ack"
+    await official.expect("recording_state", active=True)
+    ack = await host.request("force_mute", peer_id=guest.peer_id, kind="audio", muted=True)
+    assert ack["type"] == "ack", ack
+    await guest.expect("forced_mute", kind="audio", muted=True)
+    assert (await guest.request("presence", muted_video=True))["type"] == "ack"
+    assert (await host.request("lock", locked=True))["type"] == "ack"
+    await official.expect_where(lambda m: m["type"] == "room_update" and m["room"]["locked"])
+    await a.app[node_key].flush_state()
+    saved = await b.app[node_key].directory.load_state(room_id)  # from Redis
+    assert saved is not None and saved.startswith("v1:")  # encrypted: names are PII
+    assert "赵六" not in saved and "locked" not in saved
+
+    crash(a)
+    for p in (host, guest, waiting):
+        await p.drop()
+
+    # B takes the room over from what A saved: its own participant is re-attached and sees
+    # the room as it was, the others still in their places (disconnected, within grace).
+    w = await official.expect("welcome")
+    assert w["resumed"] is True and w["media_reset"] is True
+    assert room_id in b.app[node_key].rooms
+    assert w["room"]["locked"] is True and w["room"]["recording"] is False
+    roster = {p["peer_id"]: p for p in w["participants"]}
+    assert set(roster) == {host.peer_id, guest.peer_id, official.peer_id}
+    assert roster[guest.peer_id]["forced_audio"] is True
+    assert roster[guest.peer_id]["muted_video"] is True
+    assert roster[host.peer_id]["connected"] is False
+    assert roster[official.peer_id]["connected"] is True
+
+    # The recording died with A: reported stopped, in the session record and on the bus.
+    stopped = await room_events.get()
+    while not (
+        stopped.type == "recording.stopped" and stopped.payload.get("reason") == "interrupted"
+    ):
+        stopped = await room_events.get()
+    assert stopped.room_id == room_id and stopped.actor == "system"
+
+    # The host resumes on B: locked room, the guest still force-muted, the lobby as it was,
+    # and the consents given before.
+    host_b = await _person(people, b, "host again", "mediator01")
+    await host_b.connect()
+    assert (await host_b.request("resume", resume_token=host.resume_token))["type"] == "ack"
+    hw = await host_b.expect("welcome")
+    assert hw["peer_id"] == host.peer_id and hw["status"] == "joined"
+    assert hw["room"]["locked"] is True and hw["room"]["recording"] is False
+    assert [(e["peer_id"], e["display_name"]) for e in hw["lobby"]] == [(waiting.peer_id, "赵六")]
+    assert {p["peer_id"]: p["forced_audio"] for p in hw["participants"]}[guest.peer_id] is True
+    consents = await host_b.expect("consent_state")
+    assert set(consents["consented"]) == {host.peer_id, guest.peer_id, official.peer_id}
+    assert consents["pending"] == [waiting.peer_id] and consents["refused"] == []
+    await official.expect_where(lambda m: m["type"] == "participant_update"
+                                and m["participant"]["peer_id"] == host.peer_id
+                                and m["participant"]["connected"])  # fmt: skip
+
+    # The force-muted guest resumes and renegotiates: its audio is still not forwarded.
+    guest_b = await _person(people, b, "guest again")
+    await guest_b.connect()
+    assert (await guest_b.request("resume", resume_token=guest.resume_token))["type"] == "ack"
+    gw = await guest_b.expect("welcome")
+    assert gw["status"] == "joined" and gw["media_reset"] is True
+    assert {p["peer_id"]: p["forced_audio"] for p in gw["participants"]}[guest.peer_id] is True
+    assert (await guest_b.request("offer", sdp="v=0 guest"))["type"] == "answer"
+    media_b = b.app[node_key].media
+    assert isinstance(media_b, FakeMediaNode)
+    assert media_b.forwarding[(room_id, guest.peer_id, "audio")] is False
+    for other in (host_b, official):
+        await other.expect_where(lambda m: m["type"] == "participant_update"
+                                 and m["participant"]["peer_id"] == guest.peer_id
+                                 and m["participant"]["connected"]
+                                 and m["participant"]["forced_audio"])  # fmt: skip
+
+    # The waiting resident resumes into the lobby, still waiting.
+    waiting_b = await _person(people, b, "waiting again")
+    await waiting_b.connect()
+    assert (await waiting_b.request("resume", resume_token=waiting.resume_token))["type"] == "ack"
+    assert (await waiting_b.expect("welcome"))["status"] == "lobby"
+
+    # The lock and the deny list still hold on B.
+    again = await _person(people, b, "denied again")
+    await again.connect()
+    err = await again.request("join", room_id=room_id, token=denied_invite["token"])
+    assert err["type"] == "error" and err["code"] == "forbidden", err
+    late = await _person(people, b, "late guest")
+    await late.connect()
+    err = await late.request("join", room_id=room_id, token=late_invite["token"])
+    assert err["type"] == "error" and err["code"] == "room_locked", err
+
+    # Consents still count: recording starts again on B without asking anyone again.
+    assert (await host_b.request("recording_start"))["type"] == "ack", "consents were lost"
+    for p in (host_b, guest_b, official):
+        await p.expect("recording_state", active=True)
+    assert room_id in media_b.recording
+
+    # And the host admits the waiting resident from the lobby kept across the crash.
+    assert (await host_b.request("admit", peer_id=waiting.peer_id))["type"] == "ack"
+    assert (await waiting_b.expect("admitted"))["participants"]
+    room_events.close()

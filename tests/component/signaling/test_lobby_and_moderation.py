@@ -3,6 +3,7 @@ fake media node: lobby, admission, the official rule, moderation, chat and the s
 
 from __future__ import annotations
 
+import asyncio
 from typing import Any
 
 from aiohttp.test_utils import TestServer
@@ -189,3 +190,41 @@ async def test_full_room_and_second_connection_replaces_first(
     # The session goes on.
     assert (await g1b.request("chat", text="还在"))["type"] == "ack"
     assert (await host.expect("chat_message"))["text"] == "还在"
+
+
+async def test_an_emptied_room_keeps_its_lock_and_deny_list(
+    server: TestServer, people: MakeParticipant
+) -> None:
+    """Everyone leaves (the room is retired), the host comes back: the room is re-created from
+    its saved state, so a denied grant stays refused and the lock holds."""
+    host = await people("host", "window01")
+    sess = await new_session(host, kind="reception")
+    await host.connect()
+    await host.join(sess["room_id"])
+    b = await people("b")
+    tb = await new_token(host, sess["id"], name="乙")
+    await b.connect()
+    await b.join(sess["room_id"], token=tb["token"])
+    assert (await host.request("deny", peer_id=b.peer_id))["type"] == "ack"
+    assert await b.expect_closed() == 4403
+    assert (await host.request("lock", locked=True))["type"] == "ack"
+    assert (await host.request("leave"))["type"] == "ack"
+    node = server.app[node_key]
+    for _ in range(100):
+        if sess["room_id"] not in node.rooms:
+            break
+        await asyncio.sleep(0.01)
+    assert sess["room_id"] not in node.rooms  # retired
+
+    await b.connect()
+    err = await b.request("join", room_id=sess["room_id"], token=tb["token"])
+    assert err["type"] == "error" and err["code"] == "forbidden", err
+    c = await people("c")
+    tc = await new_token(host, sess["id"], name="丙")
+    await c.connect()
+    err = await c.request("join", room_id=sess["room_id"], token=tc["token"])
+    assert err["type"] == "error" and err["code"] == "room_locked", err
+    host2 = await people("host again", "window01")
+    await host2.connect()
+    w = await host2.join(sess["room_id"])
+    assert w["status"] == "joined" and w["room"]["locked"] is True

@@ -1,9 +1,12 @@
-"""Random sequences of join/leave/admit/deny/kick/lock/reconnect/consent against the pure room
-state machine, with every participant's client-side view rebuilt from the messages it got.
+"""Random sequences of join/leave/admit/deny/kick/lock/reconnect/consent/mute and re-homing
+(the room saved as JSON and loaded into a fresh one, as another node does when the owner dies)
+against the pure room state machine, with every participant's client-side view rebuilt from the
+messages it got.
 
 Invariants: capacity never exceeded; no resident joined without an official; every participant
 in exactly one state; every joined participant's roster equals the joined set (and residents in
-the lobby see nobody); only typed errors.
+the lobby see nobody); the durable state survives a JSON round trip and a reload unchanged
+(a running recording comes back stopped); only typed errors.
 """
 
 from __future__ import annotations
@@ -24,8 +27,9 @@ from signaling.protocol import (
     Removed,
     Role,
     SessionEnded,
+    TrackKind,
 )
-from signaling.room import ROLE_PERMISSIONS, Effects, LeaveReason, MemberSpec, Room
+from signaling.room import ROLE_PERMISSIONS, Effects, LeaveReason, MemberSpec, Room, RoomState
 
 PEOPLE: dict[str, tuple[Role, bool]] = {
     "host": ("host", True),
@@ -44,11 +48,22 @@ names = st.sampled_from(sorted(PEOPLE))
 class RoomMachine(RuleBasedStateMachine):
     def __init__(self) -> None:
         super().__init__()
-        self.room = Room(room_id="r-h", kind="mediation", capacity=4, lobby_limit=3)
+        self.room = self._fresh_room()
         self.now = datetime(2026, 11, 24, tzinfo=UTC)
         self.views: dict[str, set[str]] = {}
         self.peer_of: dict[str, str] = {}
         self.counter = 0
+
+    @staticmethod
+    def _fresh_room() -> Room:
+        return Room(room_id="r-h", kind="mediation", capacity=4, lobby_limit=3)
+
+    def _reload(self, room: Room) -> tuple[Room, Effects]:
+        """What a new owner does with what the old one saved."""
+        state = RoomState.model_validate_json(room.durable_state().model_dump_json())
+        fresh = self._fresh_room()
+        fresh.started = room.started
+        return fresh, fresh.load_state(state, self.now)
 
     def _tick(self) -> datetime:
         self.now += timedelta(seconds=1)
@@ -165,6 +180,43 @@ class RoomMachine(RuleBasedStateMachine):
         a = self._peer(actor)
         if a:
             self._try(lambda: self.room.start_recording(a, self._tick()))
+
+    @rule(actor=st.sampled_from(["host", "mediator"]), who=names, video=st.booleans(),
+          muted=st.booleans())  # fmt: skip
+    def force_mute(self, actor: str, who: str, video: bool, muted: bool) -> None:
+        a, t = self._peer(actor), self._peer(who)
+        if a and t:
+            kind: TrackKind = "video" if video else "audio"
+            self._try(lambda: self.room.force_mute(a, t, kind, muted, self._tick()))
+
+    @rule(name=names, muted=st.booleans())
+    def mute_self(self, name: str, muted: bool) -> None:
+        p = self._peer(name)
+        if p:
+            self._apply(self.room.presence(p, muted_audio=muted, muted_video=None, quality=None))
+
+    @rule()
+    def rehome(self) -> None:
+        """The owner node dies; another loads the saved state. Everyone is disconnected until
+        they resume; clients keep their views (their roster did not change)."""
+        was_recording = self.room.recording
+        self.room, fx = self._reload(self.room)
+        assert all(not m.connected for m in self.room.members.values())
+        assert not self.room.recording
+        assert [e.type for e in fx.events] == (["recording.stopped"] if was_recording else [])
+        self._apply(fx)
+
+    @rule(name=names)
+    def resume(self, name: str) -> None:
+        p = self._peer(name)
+        if p:
+            self._apply(self.room.reconnected(p))
+
+    @invariant()
+    def durable_state_survives_a_reload(self) -> None:
+        before = self.room.durable_state()
+        after = self._reload(self.room)[0].durable_state()
+        assert after == before.model_copy(update={"recording": False})
 
     @invariant()
     def capacity_never_exceeded(self) -> None:

@@ -1,0 +1,214 @@
+"""A room's durable state (what the owner node saves for the node that re-homes the room):
+any valid state survives JSON and a reload into a fresh room unchanged, everyone comes back
+disconnected, and a running recording comes back stopped and reported."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime, timedelta
+from typing import Literal
+
+import pytest
+from hypothesis import given
+from hypothesis import strategies as st
+
+from signaling.protocol import RecordingState, Role
+from signaling.room import ROLE_PERMISSIONS, MemberSpec, MemberState, Room, RoomState
+
+NOW = datetime(2026, 11, 24, 9, tzinfo=UTC)
+CAPACITY = 4
+
+
+def _fresh() -> Room:
+    return Room(room_id="r-s", kind="mediation", capacity=CAPACITY)
+
+
+@st.composite
+def members(draw: st.DrawFn) -> MemberState:
+    is_staff = draw(st.booleans())
+    roles: list[Role] = (
+        ["host", "mediator", "official", "observer"] if is_staff else ["party", "agent", "observer"]
+    )
+    role = draw(st.sampled_from(roles))
+    status: Literal["lobby", "joined"] = draw(st.sampled_from(["lobby", "joined"]))
+    return MemberState(
+        peer_id="p-" + draw(st.text("abcdef0123", min_size=1, max_size=8)),
+        identity=draw(st.sampled_from(["staff:", "guest:"])) + draw(st.text(min_size=1)),
+        display_name=draw(st.text(max_size=64)),
+        role=role,
+        is_staff=is_staff,
+        permissions=sorted(ROLE_PERMISSIONS[role]),
+        site_id=draw(st.none() | st.integers(1, 10_000)),
+        site_name=draw(st.text(max_size=20)),
+        status=status,
+        since=NOW - timedelta(seconds=draw(st.integers(0, 86_400))),
+        paused=status == "lobby" and draw(st.booleans()),
+        muted_audio=draw(st.booleans()),
+        muted_video=draw(st.booleans()),
+        forced_audio=draw(st.booleans()),
+        forced_video=draw(st.booleans()),
+        consent=draw(st.none() | st.booleans()),
+    )
+
+
+@st.composite
+def states(draw: st.DrawFn) -> RoomState:
+    ms = draw(
+        st.lists(members(), max_size=8, unique_by=(lambda m: m.peer_id, lambda m: m.identity))
+    )
+    joined = [m for m in ms if m.status == "joined"][:CAPACITY]
+    ms = [m for m in ms if m.status == "lobby" or m in joined]
+    left = draw(
+        st.dictionaries(
+            st.text("ghij", min_size=1, max_size=6).map("q-".__add__),
+            st.text(min_size=1),
+            max_size=5,
+        )
+    )
+    return RoomState(
+        locked=draw(st.booleans()),
+        recording=False,
+        recording_refused=draw(st.booleans()),
+        banned=sorted(draw(st.sets(st.text(min_size=1), max_size=4))),
+        identities={**left, **{m.peer_id: m.identity for m in ms}},
+        members=ms,
+    )
+
+
+@given(states())
+def test_any_state_survives_json_and_a_reload(state: RoomState) -> None:
+    wire = RoomState.model_validate_json(state.model_dump_json())
+    assert wire == state
+    room = _fresh()
+    fx = room.load_state(wire, NOW)
+    assert room.durable_state() == state
+    assert not fx.events and not fx.out
+    assert all(not m.connected for m in room.members.values())
+    assert room.info().locked == state.locked
+
+
+def test_a_moderated_room_comes_back_as_it_was() -> None:
+    room = _fresh()
+    host = MemberSpec(
+        peer_id="p-h",
+        identity="staff:1",
+        display_name="调解员",
+        role="host",
+        is_staff=True,
+        permissions=ROLE_PERMISSIONS["host"],
+    )
+    party = MemberSpec(
+        peer_id="p-a",
+        identity="guest:a",
+        display_name="张三",
+        role="party",
+        is_staff=False,
+        permissions=ROLE_PERMISSIONS["party"],
+    )
+    waiting = MemberSpec(
+        peer_id="p-w",
+        identity="guest:w",
+        display_name="李四",
+        role="party",
+        is_staff=False,
+        permissions=ROLE_PERMISSIONS["party"],
+        site_id=57,
+        site_name="某社区",
+    )
+    denied = MemberSpec(
+        peer_id="p-d",
+        identity="guest:d",
+        display_name="王五",
+        role="party",
+        is_staff=False,
+        permissions=ROLE_PERMISSIONS["party"],
+    )
+    room.enter(host, NOW)
+    room.enter(party, NOW)
+    room.admit("p-h", "p-a", NOW)
+    room.enter(denied, NOW)
+    room.deny("p-h", "p-d", "", NOW)
+    room.enter(waiting, NOW + timedelta(seconds=5))
+    room.consent("p-h", True, NOW)
+    room.consent("p-a", True, NOW)
+    room.consent("p-w", False, NOW)  # refused: minutes required, no recording
+    room.force_mute("p-h", "p-a", "audio", True, NOW)
+    room.presence("p-h", muted_audio=None, muted_video=True, quality="good")
+    room.lock("p-h", True, NOW)
+
+    new = _fresh()
+    new.load_state(RoomState.model_validate_json(room.durable_state().model_dump_json()), NOW)
+    assert new.durable_state() == room.durable_state()
+    assert new.info() == room.info()
+    assert new.info().locked and not new.info().recording_allowed
+    # Presence comes back but for the connection (resume) and link quality (re-measured).
+    transient = {"connected": True, "quality": "unknown"}
+    assert [p.model_copy(update=transient) for p in new.participants()] == [
+        p.model_copy(update=transient) for p in room.participants()
+    ]
+    assert not any(p.connected for p in new.participants())
+    assert [m.lobby_entry() for m in new.lobby()] == [m.lobby_entry() for m in room.lobby()]
+    assert new.consent_state() == room.consent_state()
+    assert new.member("p-a").forced_audio and new.member("p-h").muted_video
+    # What the old owner decided still holds on the new one.
+    with pytest.raises(Exception, match="removed"):
+        new.enter(denied, NOW)
+    with pytest.raises(Exception, match="locked"):
+        new.enter(
+            MemberSpec(
+                peer_id="p-x",
+                identity="guest:x",
+                display_name="x",
+                role="party",
+                is_staff=False,
+                permissions=ROLE_PERMISSIONS["party"],
+            ),
+            NOW,
+        )
+
+
+def test_a_running_recording_comes_back_stopped_and_reported() -> None:
+    state = RoomState(
+        recording=True,
+        identities={"p-h": "staff:1"},
+        members=[
+            MemberState(
+                peer_id="p-h",
+                identity="staff:1",
+                display_name="h",
+                role="host",
+                is_staff=True,
+                permissions=sorted(ROLE_PERMISSIONS["host"]),
+                status="joined",
+                since=NOW,
+                consent=True,
+            )
+        ],
+    )
+    room = _fresh()
+    fx = room.load_state(state, NOW)
+    assert not room.recording
+    assert [(e.type, e.payload) for e in fx.events] == [
+        ("recording.stopped", {"reason": "interrupted"})
+    ]
+    assert [msg for _, msg in fx.out] == [RecordingState(active=False, reason="interrupted")]
+
+
+def test_an_inconsistent_state_is_refused() -> None:
+    host = MemberState(
+        peer_id="p-h",
+        identity="staff:1",
+        display_name="h",
+        role="host",
+        is_staff=True,
+        permissions=sorted(ROLE_PERMISSIONS["host"]),
+        status="joined",
+        since=NOW,
+    )
+    with pytest.raises(ValueError, match="duplicate"):
+        _fresh().load_state(RoomState(members=[host, host]), NOW)
+    too_many = [
+        host.model_copy(update={"peer_id": f"p-{i}", "identity": f"staff:{i}"})
+        for i in range(CAPACITY + 1)
+    ]
+    with pytest.raises(ValueError, match="capacity"):
+        _fresh().load_state(RoomState(members=too_many), NOW)
