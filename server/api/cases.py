@@ -440,9 +440,15 @@ async def post_agreement(request: web.Request) -> web.Response:
 @routes.get(r"/api/agreements/{agreement_id:\d+}")
 @protected(Action.case_view)
 async def get_agreement(request: web.Request) -> web.Response:
+    staff = signed_in_staff(request)
     async with request.app[keys.db].begin() as session:
         return _json(
-            await agreements.get_agreement(session, agreement_id=_int(request, "agreement_id"))
+            await agreements.view_agreement(
+                session,
+                staff=staff,
+                agreement_id=_int(request, "agreement_id"),
+                ip=client_ip(request),
+            )
         )
 
 
@@ -492,8 +498,15 @@ async def get_agreement_pdf(request: web.Request) -> web.Response:
 
     from server.cases.models import PetitionCase
 
+    staff = signed_in_staff(request)
     async with request.app[keys.db].begin() as session:
-        view = await agreements.get_agreement(session, agreement_id=_int(request, "agreement_id"))
+        view = await agreements.view_agreement(
+            session,
+            staff=staff,
+            agreement_id=_int(request, "agreement_id"),
+            ip=client_ip(request),
+            action="agreement.export_pdf",
+        )
         case = await session.get(PetitionCase, view.case_id)
         case_no = case.case_no if case else ""
     pdf = await asyncio.to_thread(agreements.agreement_pdf, view, case_no=case_no)
