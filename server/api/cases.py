@@ -62,6 +62,7 @@ def _notice(request: web.Request) -> ReplyNotice:
         pii=request.app[keys.pii],
         secret=settings.secret_bytes(),
         base_url=str(request.url.origin()),
+        evaluation_days=settings.evaluation_window_days,
     )
 
 

@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -40,8 +40,10 @@ from server.cases.models import (
     CaseEscalation,
     CaseEvent,
     CaseNotification,
+    CaseState,
     DeadlinePause,
     DeadlinePolicy,
+    Evaluation,
     Holiday,
     PetitionCase,
 )
@@ -62,6 +64,10 @@ SWEEP_BATCH = 1000
 SWEEP_INTERVAL_S = 60.0
 SWEEP_LOCK_TTL_MS = 300_000
 MAX_SEND_ATTEMPTS = 5
+#: The petitioner's evaluation window (评价期限): when it runs out unanswered the sweep records
+#: the evaluation as 未评价 instead of raising warnings (it is not the staff's deadline).
+EVALUATION = "evaluation"
+UNRATED = "unrated"
 
 
 class DeadlineNotOpen(Conflict):
@@ -100,12 +106,17 @@ async def open_deadline(
     now: datetime,
     tz: ZoneInfo,
     limit_days: int | None = None,
+    restart: bool = False,
 ) -> CaseDeadline:
-    """Start the clock for `kind` (idempotent per case and kind: an existing row is kept)."""
+    """Start the clock for `kind` (idempotent per case and kind: an existing row is kept).
+
+    `restart=True` starts an existing row again from `start` (a case replied a second time
+    after reopening gets a new evaluation and revisit window); its pauses are dropped.
+    """
     existing = await session.scalar(
         select(CaseDeadline).where(CaseDeadline.case_id == case_id, CaseDeadline.kind == kind)
     )
-    if existing is not None:
+    if existing is not None and not restart:
         return existing
     prow = await session.get(DeadlinePolicy, kind)
     if prow is None:
@@ -127,19 +138,32 @@ async def open_deadline(
     step = sweep_step(
         due=due, policy=policy, now=now, current_warn=WarnLevel.none, current_escalation=0
     )
-    row = CaseDeadline(
-        case_id=case_id,
-        kind=kind,
-        start_at=start,
-        base_due_at=due,
-        due_at=due,
-        status="open",
-        warn_level="none",
-        escalation_level=0,
+    values: dict[str, Any] = {
+        "start_at": start,
+        "base_due_at": due,
+        "due_at": due,
+        "status": "open",
+        "warn_level": "none",
+        "escalation_level": 0,
         # Anything already due is left for the sweep, so notifications go one way only.
-        next_action_at=now if step.new_warnings or step.new_escalations else step.next_action_at,
-        extension_days=0,
-    )
+        "next_action_at": now
+        if step.new_warnings or step.new_escalations or (kind == EVALUATION and due <= now)
+        else step.next_action_at,
+        "extension_days": 0,
+    }
+    if existing is not None:
+        await session.execute(delete(DeadlinePause).where(DeadlinePause.deadline_id == existing.id))
+        values |= {
+            "extension_reason": None,
+            "extension_approver_id": None,
+            "extended_at": None,
+            "met_at": None,
+        }
+        for key, value in values.items():
+            setattr(existing, key, value)
+        await session.flush()
+        return existing
+    row = CaseDeadline(case_id=case_id, kind=kind, **values)
     session.add(row)
     await session.flush()
     return row
@@ -426,6 +450,7 @@ class SweepReport:
     warnings: int = 0
     overdue: int = 0
     escalations: int = 0
+    evaluation_timeouts: int = 0
     sent: int = 0
     failed: int = 0
     details: list[str] = field(default_factory=list)
@@ -529,8 +554,23 @@ async def _sweep_batch(
             {"case_id": case_id, "actor_id": None, "type": type_, "payload": payload, "at": now}
         )
 
+    timed_out: list[int] = []
     for dl in rows:
         report.examined += 1
+        if dl.kind == EVALUATION:
+            lapsed = now >= dl.due_at
+            if lapsed:
+                timed_out.append(dl.case_id)
+            updates.append(
+                {
+                    "id": dl.id,
+                    "status": "lapsed" if lapsed else dl.status,
+                    "warn_level": dl.warn_level,
+                    "escalation_level": dl.escalation_level,
+                    "next_action_at": None if lapsed else dl.due_at,
+                }
+            )
+            continue
         prow = policies.get(dl.kind)
         if prow is None:
             updates.append(
@@ -619,12 +659,69 @@ async def _sweep_batch(
         )
     if updates:
         await session.execute(update(CaseDeadline), updates)
+    if timed_out:
+        report.evaluation_timeouts += len(timed_out)
+        events.extend(await _time_out_evaluations(session, case_ids=timed_out, now=now))
     if escalations:
         await session.execute(insert(CaseEscalation), escalations)
     if events:
         await session.execute(insert(CaseEvent), events)
     await enqueue_many(session, list(messages.values()))
     return len(rows)
+
+
+async def _time_out_evaluations(
+    session: AsyncSession, *, case_ids: list[int], now: datetime
+) -> list[dict[str, Any]]:
+    """The evaluation window of these cases ran out: their unused links are closed with the
+    rating 未评价 (so they stop working), cases still `replied` move on to `evaluated`, and
+    each case's timeline says so. Conditional updates: a petitioner who submits at the same
+    moment either wins (and the timeout leaves that evaluation alone) or gets 'expired'."""
+    await session.execute(
+        update(Evaluation)
+        .where(
+            Evaluation.case_id.in_(case_ids),
+            Evaluation.used_at.is_(None),
+            Evaluation.staff_rating.is_(None),
+        )
+        .values(staff_rating=UNRATED, dept_rating=UNRATED, expires_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    states: dict[int, CaseState] = {
+        case_id: state
+        for case_id, state in (
+            await session.execute(
+                select(PetitionCase.id, PetitionCase.state).where(PetitionCase.id.in_(case_ids))
+            )
+        ).all()
+    }
+    moved = [i for i in case_ids if states.get(i) == CaseState.replied]
+    if moved:
+        await session.execute(
+            update(PetitionCase)
+            .where(PetitionCase.id.in_(moved), PetitionCase.state == CaseState.replied)
+            .values(
+                state=CaseState.evaluated,
+                evaluated_at=now,
+                updated_at=now,
+                version=PetitionCase.version + 1,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    return [
+        {
+            "case_id": i,
+            "actor_id": None,
+            "type": "evaluation_timeout",
+            "payload": {
+                "rating": UNRATED,
+                "from": str(states.get(i, "")),
+                "to": CaseState.evaluated.value if i in moved else str(states.get(i, "")),
+            },
+            "at": now,
+        }
+        for i in case_ids
+    ]
 
 
 async def deliver_outbox(
@@ -739,7 +836,7 @@ async def run_deadline_sweep(
             report.failed += failed
             if sent + failed == 0 or failed:
                 break
-        if report.escalations or report.overdue:
+        if report.escalations or report.overdue or report.evaluation_timeouts:
             async with sessionmaker.begin() as session:
                 await record(
                     session,
@@ -749,6 +846,7 @@ async def run_deadline_sweep(
                         "warnings": report.warnings,
                         "overdue": report.overdue,
                         "escalations": report.escalations,
+                        "evaluation_timeouts": report.evaluation_timeouts,
                     },
                 )
         return report

@@ -723,7 +723,11 @@ class ReplyNotice:
     pii: PiiCipher
     secret: bytes
     base_url: str
-    valid_for: timedelta = timedelta(days=7)
+    #: The evaluation window in days (ONEDOOR_EVALUATION_WINDOW_DAYS); None: the
+    #: `evaluation` deadline policy's limit (reference data, 7 days as seeded).
+    evaluation_days: int | None = None
+    #: Only if the case has no evaluation deadline row (never after `reply`).
+    default_window: timedelta = timedelta(days=7)
 
 
 async def transition(
@@ -811,11 +815,19 @@ async def transition(
             row.reply_text = request.reply
             kind = {0: "handling", 1: "review_decision", 2: "re_review_decision"}[row.review_level]
             await dls.meet_deadline(session, case_id=row.id, kind=kind, now=now)
+            # A second reply (after reopening) starts both windows again.
             await dls.open_deadline(
-                session, case_id=row.id, kind="evaluation", start=now, now=now, tz=tz
+                session,
+                case_id=row.id,
+                kind=dls.EVALUATION,
+                start=now,
+                now=now,
+                tz=tz,
+                limit_days=reply_notice.evaluation_days if reply_notice else None,
+                restart=True,
             )
             await dls.open_deadline(
-                session, case_id=row.id, kind="revisit", start=now, now=now, tz=tz
+                session, case_id=row.id, kind="revisit", start=now, now=now, tz=tz, restart=True
             )
             if row.review_level < 2:
                 await dls.open_deadline(
