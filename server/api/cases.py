@@ -176,9 +176,15 @@ async def export_cases(request: web.Request) -> web.Response:
 async def import_cases(request: web.Request) -> web.Response:
     staff = signed_in_staff(request)
     items = (await _body(request, ImportRequest)).cases
+    atomic = request.query.get("atomic", "false").lower() in ("1", "true", "yes")
     async with request.app[keys.db].begin() as session:
         result = await exchange.import_cases(
-            session, staff=staff, pii=request.app[keys.pii], cases=items, now=utcnow()
+            session,
+            staff=staff,
+            pii=request.app[keys.pii],
+            cases=items,
+            now=utcnow(),
+            atomic=atomic,
         )
     return _json(result)
 
@@ -575,7 +581,7 @@ OPENAPI_MODELS: dict[tuple[str, str], tuple[type[BaseModel] | None, type[BaseMod
     ("/api/evaluations/{token}", "post"): (EvaluationSubmit, None),
     ("/api/cases/dashboard", "get"): (None, Dashboard),
     ("/api/cases/export", "get"): (None, exchange.ExchangeFile),
-    ("/api/cases/import", "post"): (ImportRequest, None),
+    ("/api/cases/import", "post"): (ImportRequest, exchange.ImportResult),
     ("/api/cases/{case_id}/agreements", "post"): (AgreementDraft, AgreementView),
     ("/api/agreements/{agreement_id}/signatures", "post"): (SignRequest, AgreementView),
 }

@@ -687,14 +687,10 @@ async def _time_out_evaluations(
         .values(staff_rating=UNRATED, dept_rating=UNRATED, expires_at=now)
         .execution_options(synchronize_session=False)
     )
-    states: dict[int, CaseState] = {
-        case_id: state
-        for case_id, state in (
-            await session.execute(
-                select(PetitionCase.id, PetitionCase.state).where(PetitionCase.id.in_(case_ids))
-            )
-        ).all()
-    }
+    rows = await session.execute(
+        select(PetitionCase.id, PetitionCase.state).where(PetitionCase.id.in_(case_ids))
+    )
+    states: dict[int, CaseState] = {row.id: row.state for row in rows}
     moved = [i for i in case_ids if states.get(i) == CaseState.replied]
     if moved:
         await session.execute(
