@@ -20,7 +20,14 @@ from server.api.common import read_body as _body
 from server.api.openapi import document_table
 from server.auth.permissions import Action
 from server.auth.web import client_ip, protected, public, signed_in_staff
-from server.cases import agreements, deadline_service, evaluation, exchange, service
+from server.cases import (
+    agreements,
+    deadline_service,
+    escalation,
+    evaluation,
+    exchange,
+    service,
+)
 from server.cases.schemas import (
     AgreementDraft,
     AgreementView,
@@ -524,6 +531,44 @@ async def get_agreement_pdf(request: web.Request) -> web.Response:
     )
 
 
+# --- 三级抄告 contact lists ---------------------------------------------------------------
+
+
+@routes.get("/api/escalation-contacts")
+@protected(Action.escalation_manage)
+async def get_escalation_contacts(request: web.Request) -> web.Response:
+    staff = signed_in_staff(request)
+    raw = request.query.get("department_id")
+    if raw is not None and not raw.isdigit():
+        raise InvalidInput("department_id must be a number", field="department_id")
+    async with request.app[keys.db].begin() as session:
+        contacts = await escalation.list_contacts(
+            session, staff=staff, department_id=int(raw) if raw is not None else None
+        )
+    return _json([c.model_dump(mode="json") for c in contacts])
+
+
+@routes.post("/api/escalation-contacts")
+@protected(Action.escalation_manage)
+async def post_escalation_contact(request: web.Request) -> web.Response:
+    staff = signed_in_staff(request)
+    body = await _body(request, escalation.ContactInput)
+    async with request.app[keys.db].begin() as session:
+        view = await escalation.add_contact(session, staff=staff, contact=body, now=utcnow())
+    return _json(view, status=201)
+
+
+@routes.delete(r"/api/escalation-contacts/{contact_id:\d+}")
+@protected(Action.escalation_manage)
+async def delete_escalation_contact(request: web.Request) -> web.Response:
+    staff = signed_in_staff(request)
+    async with request.app[keys.db].begin() as session:
+        await escalation.remove_contact(
+            session, staff=staff, contact_id=_int(request, "contact_id"), now=utcnow()
+        )
+    return web.Response(status=204)
+
+
 # --- dispatch and knowledge ----------------------------------------------------------------
 
 
@@ -584,6 +629,7 @@ OPENAPI_MODELS: dict[tuple[str, str], tuple[type[BaseModel] | None, type[BaseMod
     ("/api/cases/import", "post"): (ImportRequest, exchange.ImportResult),
     ("/api/cases/{case_id}/agreements", "post"): (AgreementDraft, AgreementView),
     ("/api/agreements/{agreement_id}/signatures", "post"): (SignRequest, AgreementView),
+    ("/api/escalation-contacts", "post"): (escalation.ContactInput, escalation.ContactView),
 }
 
 

@@ -35,6 +35,7 @@ from server.cases.deadlines import (
     effective_due,
     sweep_step,
 )
+from server.cases.escalation import ContactKey, contacts_for, load_contact_phones
 from server.cases.models import (
     CaseDeadline,
     CaseEscalation,
@@ -505,6 +506,7 @@ async def _sweep_batch(
     policies: dict[str, DeadlinePolicy],
     report: SweepReport,
     cache: dict[tuple[str, int | None], list[str]],
+    contacts: dict[ContactKey, list[str]] | None = None,
 ) -> int:
     """One batch of due deadlines: the decisions are made in Python (`sweep_step`), and the
     writes go out as one UPDATE and one INSERT per table (executemany), not row by row."""
@@ -637,9 +639,17 @@ async def _sweep_batch(
                     "created_at": now,
                 }
             )
-            for to in await _recipients(
-                session, role=role, department_id=dl.lead_dept_id, cache=cache
-            ):
+            # 三级抄告 recipients: the contact list of the department (or the deployment) for
+            # this level if there is one, else the staff holding the policy's role.
+            listed = contacts_for(contacts or {}, department_id=dl.lead_dept_id, level=esc_level)
+            recipients = (
+                listed
+                if listed is not None
+                else await _recipients(
+                    session, role=role, department_id=dl.lead_dept_id, cache=cache
+                )
+            )
+            for to in recipients:
                 message(
                     f"dl:{dl.id}:esc:{esc_level}:{to}",
                     dl.case_id,
@@ -647,7 +657,17 @@ async def _sweep_batch(
                     f"三级抄告（第{esc_level}级）：{label}逾期",
                     f"案件{dl.case_no}的{label}已逾期，请督办。",
                 )
-            event(dl.case_id, "escalated", {"kind": dl.kind, "level": esc_level, "to_role": role})
+            event(
+                dl.case_id,
+                "escalated",
+                {
+                    "kind": dl.kind,
+                    "level": esc_level,
+                    "to_role": role,
+                    "via": "contacts" if listed is not None else "roles",
+                    "recipients": len(recipients),
+                },
+            )
         updates.append(
             {
                 "id": dl.id,
@@ -817,11 +837,17 @@ async def run_deadline_sweep(
         report = SweepReport(ran=True)
         async with sessionmaker.begin() as session:
             policies = await load_policies(session)
+            contacts = await load_contact_phones(session)
         cache: dict[tuple[str, int | None], list[str]] = {}  # recipients, for this sweep
         for _ in range(max_batches):
             async with sessionmaker.begin() as session:
                 n = await _sweep_batch(
-                    session, now=now, policies=policies, report=report, cache=cache
+                    session,
+                    now=now,
+                    policies=policies,
+                    report=report,
+                    cache=cache,
+                    contacts=contacts,
                 )
             if n < SWEEP_BATCH:
                 break
