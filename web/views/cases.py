@@ -59,7 +59,12 @@ async def case_page(request: web.Request) -> web.Response:
     )
 
 
-PARTY_ROLES = {"applicant": "申请人", "respondent": "被申请人", "agent": "代理人", "third_party": "第三人"}
+PARTY_ROLES = {
+    "applicant": "申请人",
+    "respondent": "被申请人",
+    "agent": "代理人",
+    "third_party": "第三人",
+}
 
 
 @protected(Action.case_view)
@@ -86,7 +91,11 @@ async def agreement_page(request: web.Request) -> web.Response:
         else:
             party = view.parties[int(key.split(":")[1])]
             signers.append(
-                {"key": key, "role": PARTY_ROLES.get(party["role"], "当事人"), "name": party["name"]}
+                {
+                    "key": key,
+                    "role": PARTY_ROLES.get(party["role"], "当事人"),
+                    "name": party["name"],
+                }
             )
     return page(
         request,
