@@ -89,6 +89,12 @@ class Settings(BaseModel, frozen=True, extra="forbid"):
     previous_secret_keys: CommaList = Field(default_factory=list)
     log_retention_days: int = Field(default=183, ge=183)  # Network Security Law: >= 6 months
 
+    # case files
+    #: The petitioner's evaluation window (评价期限) in days after the reply: the link in the
+    #: SMS expires then and the deadline sweep records the case as 未评价. None: the
+    #: `evaluation` deadline policy's limit (reference data, seeded as 7 days).
+    evaluation_window_days: int | None = Field(default=None, ge=1, le=90)
+
     timezone: str = "Asia/Shanghai"
     #: Case numbers: unique and gap-free per site and year.
     case_no_format: str = "{admin_code}-{year}-{seq:06d}"

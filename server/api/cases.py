@@ -20,7 +20,14 @@ from server.api.common import read_body as _body
 from server.api.openapi import document_table
 from server.auth.permissions import Action
 from server.auth.web import client_ip, protected, public, signed_in_staff
-from server.cases import agreements, deadline_service, evaluation, exchange, service
+from server.cases import (
+    agreements,
+    deadline_service,
+    escalation,
+    evaluation,
+    exchange,
+    service,
+)
 from server.cases.schemas import (
     AgreementDraft,
     AgreementView,
@@ -62,6 +69,7 @@ def _notice(request: web.Request) -> ReplyNotice:
         pii=request.app[keys.pii],
         secret=settings.secret_bytes(),
         base_url=str(request.url.origin()),
+        evaluation_days=settings.evaluation_window_days,
     )
 
 
@@ -175,9 +183,15 @@ async def export_cases(request: web.Request) -> web.Response:
 async def import_cases(request: web.Request) -> web.Response:
     staff = signed_in_staff(request)
     items = (await _body(request, ImportRequest)).cases
+    atomic = request.query.get("atomic", "false").lower() in ("1", "true", "yes")
     async with request.app[keys.db].begin() as session:
         result = await exchange.import_cases(
-            session, staff=staff, pii=request.app[keys.pii], cases=items, now=utcnow()
+            session,
+            staff=staff,
+            pii=request.app[keys.pii],
+            cases=items,
+            now=utcnow(),
+            atomic=atomic,
         )
     return _json(result)
 
@@ -440,9 +454,15 @@ async def post_agreement(request: web.Request) -> web.Response:
 @routes.get(r"/api/agreements/{agreement_id:\d+}")
 @protected(Action.case_view)
 async def get_agreement(request: web.Request) -> web.Response:
+    staff = signed_in_staff(request)
     async with request.app[keys.db].begin() as session:
         return _json(
-            await agreements.get_agreement(session, agreement_id=_int(request, "agreement_id"))
+            await agreements.view_agreement(
+                session,
+                staff=staff,
+                agreement_id=_int(request, "agreement_id"),
+                ip=client_ip(request),
+            )
         )
 
 
@@ -492,8 +512,15 @@ async def get_agreement_pdf(request: web.Request) -> web.Response:
 
     from server.cases.models import PetitionCase
 
+    staff = signed_in_staff(request)
     async with request.app[keys.db].begin() as session:
-        view = await agreements.get_agreement(session, agreement_id=_int(request, "agreement_id"))
+        view = await agreements.view_agreement(
+            session,
+            staff=staff,
+            agreement_id=_int(request, "agreement_id"),
+            ip=client_ip(request),
+            action="agreement.export_pdf",
+        )
         case = await session.get(PetitionCase, view.case_id)
         case_no = case.case_no if case else ""
     pdf = await asyncio.to_thread(agreements.agreement_pdf, view, case_no=case_no)
@@ -502,6 +529,44 @@ async def get_agreement_pdf(request: web.Request) -> web.Response:
         content_type="application/pdf",
         headers={"Content-Disposition": f'attachment; filename="agreement-{view.id}.pdf"'},
     )
+
+
+# --- 三级抄告 contact lists ---------------------------------------------------------------
+
+
+@routes.get("/api/escalation-contacts")
+@protected(Action.escalation_manage)
+async def get_escalation_contacts(request: web.Request) -> web.Response:
+    staff = signed_in_staff(request)
+    raw = request.query.get("department_id")
+    if raw is not None and not raw.isdigit():
+        raise InvalidInput("department_id must be a number", field="department_id")
+    async with request.app[keys.db].begin() as session:
+        contacts = await escalation.list_contacts(
+            session, staff=staff, department_id=int(raw) if raw is not None else None
+        )
+    return _json([c.model_dump(mode="json") for c in contacts])
+
+
+@routes.post("/api/escalation-contacts")
+@protected(Action.escalation_manage)
+async def post_escalation_contact(request: web.Request) -> web.Response:
+    staff = signed_in_staff(request)
+    body = await _body(request, escalation.ContactInput)
+    async with request.app[keys.db].begin() as session:
+        view = await escalation.add_contact(session, staff=staff, contact=body, now=utcnow())
+    return _json(view, status=201)
+
+
+@routes.delete(r"/api/escalation-contacts/{contact_id:\d+}")
+@protected(Action.escalation_manage)
+async def delete_escalation_contact(request: web.Request) -> web.Response:
+    staff = signed_in_staff(request)
+    async with request.app[keys.db].begin() as session:
+        await escalation.remove_contact(
+            session, staff=staff, contact_id=_int(request, "contact_id"), now=utcnow()
+        )
+    return web.Response(status=204)
 
 
 # --- dispatch and knowledge ----------------------------------------------------------------
@@ -561,9 +626,10 @@ OPENAPI_MODELS: dict[tuple[str, str], tuple[type[BaseModel] | None, type[BaseMod
     ("/api/evaluations/{token}", "post"): (EvaluationSubmit, None),
     ("/api/cases/dashboard", "get"): (None, Dashboard),
     ("/api/cases/export", "get"): (None, exchange.ExchangeFile),
-    ("/api/cases/import", "post"): (ImportRequest, None),
+    ("/api/cases/import", "post"): (ImportRequest, exchange.ImportResult),
     ("/api/cases/{case_id}/agreements", "post"): (AgreementDraft, AgreementView),
     ("/api/agreements/{agreement_id}/signatures", "post"): (SignRequest, AgreementView),
+    ("/api/escalation-contacts", "post"): (escalation.ContactInput, escalation.ContactView),
 }
 
 

@@ -41,6 +41,7 @@ class Action(enum.StrEnum):
     case_assess = "case.assess"
     case_exchange = "case.exchange"
     agreement_manage = "agreement.manage"
+    escalation_manage = "escalation.manage"
     # sessions (reception and mediation)
     session_create = "session.create"
     session_join = "session.join"
@@ -107,6 +108,8 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.case_assess: frozenset({R.centre_supervisor, R.dept_leader, R.supervising_leader}),
     Action.case_exchange: frozenset({R.centre_supervisor}),
     Action.agreement_manage: frozenset({R.mediator}),
+    # 三级抄告 contact lists: configuration (sys_admin) or the centre that issues 抄告.
+    Action.escalation_manage: frozenset({R.centre_supervisor, R.sys_admin}),
     Action.session_create: frozenset(_HOSTS),
     Action.session_join: frozenset(_CASE_WORKERS),
     Action.session_host: frozenset(_HOSTS),

@@ -4,8 +4,11 @@ when all have signed; the 30-day judicial-confirmation window is tracked as a de
 
 from __future__ import annotations
 
+import itertools
+import re
 from datetime import datetime
 from pathlib import Path
+from typing import Any
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
@@ -16,6 +19,7 @@ from server.auth.permissions import Action, StaffIdentity
 from server.cases import deadline_service as dls
 from server.cases.models import AgreementSignature, CaseEvent, MediationAgreement, PetitionCase
 from server.cases.schemas import AgreementDraft, AgreementView, SignatureView, SignRequest
+from server.cases.service import visible_case
 from server.errors import Conflict, InvalidInput, NotFound, PermissionDenied, ServiceUnavailable
 
 CJK_FONT_CANDIDATES = (
@@ -31,6 +35,55 @@ class AgreementLocked(Conflict):
 
 class CjkFontMissing(ServiceUnavailable):
     code, message_zh = "cjk_font_missing", "服务器缺少中文字体，无法生成PDF"
+
+
+class InvalidSignature(InvalidInput):
+    code, message_zh = "invalid_signature", "手写签名无效，请点击“重签”后重新签名"
+
+
+#: The drawing area of a signature, in path units (the pad scales to it; pages draw the path
+#: in an <svg viewBox="0 0 SIGNATURE_WIDTH SIGNATURE_HEIGHT">).
+SIGNATURE_WIDTH = 600
+SIGNATURE_HEIGHT = 200
+SIGNATURE_MAX_POINTS = 2000
+SIGNATURE_MAX_STROKES = 60
+_NUM = r"\d{1,3}(?:\.\d)?"
+_PATH_RE = re.compile(rf"(?:\s*[ML]\s*{_NUM}[\s,]+{_NUM})+\s*")
+_POINT_RE = re.compile(rf"([ML])\s*({_NUM})[\s,]+({_NUM})")
+
+
+def check_signature_path(data: str) -> int:
+    """Validate a drawn signature: only absolute `M x y` / `L x y` commands, every stroke an
+    `M` followed by at least one `L`, coordinates inside the signature area with at most one
+    decimal, and bounded size. Returns the number of points; raises InvalidSignature.
+
+    Strict on purpose: the path is drawn into every copy of the agreement (page and PDF), so
+    anything else an SVG path can say (arcs, curves, relative moves, huge numbers) is refused.
+    """
+    if len(data) > 20000 or not _PATH_RE.fullmatch(data):
+        raise InvalidSignature(
+            "a drawn signature is an SVG path of absolute M/L commands only", field="data"
+        )
+    points = _POINT_RE.findall(data)
+    if points[0][0] != "M":
+        raise InvalidSignature("a drawn signature starts with M", field="data")
+    strokes = 0
+    for i, (cmd, x, y) in enumerate(points):
+        if float(x) > SIGNATURE_WIDTH or float(y) > SIGNATURE_HEIGHT:
+            raise InvalidSignature(
+                f"point {i} ({x}, {y}) lies outside {SIGNATURE_WIDTH}x{SIGNATURE_HEIGHT}",
+                field="data",
+            )
+        if cmd == "M":
+            strokes += 1
+            if i + 1 >= len(points) or points[i + 1][0] != "L":
+                raise InvalidSignature("every stroke needs at least two points", field="data")
+    if len(points) > SIGNATURE_MAX_POINTS or strokes > SIGNATURE_MAX_STROKES:
+        raise InvalidSignature(
+            f"at most {SIGNATURE_MAX_POINTS} points in {SIGNATURE_MAX_STROKES} strokes",
+            field="data",
+        )
+    return len(points)
 
 
 def required_signers(agreement: MediationAgreement) -> list[str]:
@@ -50,6 +103,7 @@ async def _view(session: AsyncSession, a: MediationAgreement) -> AgreementView:
         id=a.id,
         case_id=a.case_id,
         session_id=a.session_id,
+        mediator_id=a.mediator_id,
         parties=a.parties,
         facts=a.facts,
         terms=a.terms,
@@ -63,6 +117,7 @@ async def _view(session: AsyncSession, a: MediationAgreement) -> AgreementView:
                 signer=s.signer_key,
                 signer_name=s.signer_name,
                 method=s.method,
+                data=s.data,
                 signed_at=s.signed_at,
             )
             for s in sigs
@@ -142,8 +197,8 @@ async def sign_agreement(
         party = a.parties[int(request.signer.split(":")[1])]
         if party["name"] != request.signer_name:
             raise InvalidInput("the signer's name differs from the party's", field="signer_name")
-    if request.method == "drawn" and not request.data.lstrip().startswith("M"):
-        raise InvalidInput("a drawn signature is an SVG path starting with M", field="data")
+    if request.method == "drawn":
+        check_signature_path(request.data)
     exists = await session.scalar(
         select(AgreementSignature.id).where(
             AgreementSignature.agreement_id == a.id, AgreementSignature.signer_key == request.signer
@@ -234,6 +289,59 @@ async def get_agreement(session: AsyncSession, *, agreement_id: int) -> Agreemen
     return await _view(session, a)
 
 
+async def view_agreement(
+    session: AsyncSession,
+    *,
+    staff: StaffIdentity,
+    agreement_id: int,
+    ip: str = "",
+    action: str = "agreement.view",
+) -> AgreementView:
+    """An agreement for a staff member: its mediator, or anyone who may see the case (the
+    same 404 otherwise). Every view is written to the audit log."""
+    a = await session.get(MediationAgreement, agreement_id)
+    if a is None:
+        raise NotFound(f"agreement {agreement_id} does not exist")
+    if a.mediator_id != staff.staff_id:
+        try:
+            await visible_case(session, staff=staff, case_id=a.case_id)
+        except NotFound:
+            raise NotFound(f"agreement {agreement_id} does not exist") from None
+    await record(
+        session,
+        actor=staff.actor,
+        action=action,
+        object_type="agreement",
+        object_id=str(a.id),
+        ip=ip,
+        detail={"case_id": a.case_id},
+    )
+    return await _view(session, a)
+
+
+async def case_agreements(session: AsyncSession, *, case_id: int) -> list[dict[str, Any]]:
+    """The agreements of a case, for its page (the caller has checked the case is visible)."""
+    rows = await session.scalars(
+        select(MediationAgreement)
+        .where(MediationAgreement.case_id == case_id)
+        .order_by(MediationAgreement.id)
+    )
+    return [
+        {"id": a.id, "status": a.status, "created_at": a.created_at, "parties": a.parties}
+        for a in rows
+    ]
+
+
+def signature_strokes(data: str) -> list[list[tuple[float, float]]]:
+    """The strokes of a validated drawn signature, as lists of (x, y) points."""
+    strokes: list[list[tuple[float, float]]] = []
+    for cmd, x, y in _POINT_RE.findall(data):
+        if cmd == "M":
+            strokes.append([])
+        strokes[-1].append((float(x), float(y)))
+    return strokes
+
+
 def cjk_font() -> Path:
     for path in CJK_FONT_CANDIDATES:
         if path.exists():
@@ -290,6 +398,15 @@ def agreement_pdf(view: AgreementView, *, case_no: str, font: Path | None = None
             new_x="LMARGIN",
             new_y="NEXT",
         )
+        if s.method == "drawn":
+            # The drawn strokes, scaled into a 60 x 20 mm box under the line.
+            scale = 60 / SIGNATURE_WIDTH
+            x0, y0 = pdf.get_x() + 10, pdf.get_y()
+            pdf.set_line_width(0.4)
+            for stroke in signature_strokes(s.data):
+                for (ax, ay), (bx, by) in itertools.pairwise(stroke):
+                    pdf.line(x0 + ax * scale, y0 + ay * scale, x0 + bx * scale, y0 + by * scale)
+            pdf.set_y(y0 + SIGNATURE_HEIGHT * scale + 2)
     if view.effective_at:
         pdf.ln(2)
         pdf.cell(

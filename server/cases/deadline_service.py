@@ -18,7 +18,7 @@ from datetime import datetime, timedelta
 from typing import TYPE_CHECKING, Any
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import insert, select, text, update
+from sqlalchemy import delete, insert, select, text, update
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -35,13 +35,16 @@ from server.cases.deadlines import (
     effective_due,
     sweep_step,
 )
+from server.cases.escalation import ContactKey, contacts_for, load_contact_phones
 from server.cases.models import (
     CaseDeadline,
     CaseEscalation,
     CaseEvent,
     CaseNotification,
+    CaseState,
     DeadlinePause,
     DeadlinePolicy,
+    Evaluation,
     Holiday,
     PetitionCase,
 )
@@ -62,6 +65,10 @@ SWEEP_BATCH = 1000
 SWEEP_INTERVAL_S = 60.0
 SWEEP_LOCK_TTL_MS = 300_000
 MAX_SEND_ATTEMPTS = 5
+#: The petitioner's evaluation window (评价期限): when it runs out unanswered the sweep records
+#: the evaluation as 未评价 instead of raising warnings (it is not the staff's deadline).
+EVALUATION = "evaluation"
+UNRATED = "unrated"
 
 
 class DeadlineNotOpen(Conflict):
@@ -100,12 +107,17 @@ async def open_deadline(
     now: datetime,
     tz: ZoneInfo,
     limit_days: int | None = None,
+    restart: bool = False,
 ) -> CaseDeadline:
-    """Start the clock for `kind` (idempotent per case and kind: an existing row is kept)."""
+    """Start the clock for `kind` (idempotent per case and kind: an existing row is kept).
+
+    `restart=True` starts an existing row again from `start` (a case replied a second time
+    after reopening gets a new evaluation and revisit window); its pauses are dropped.
+    """
     existing = await session.scalar(
         select(CaseDeadline).where(CaseDeadline.case_id == case_id, CaseDeadline.kind == kind)
     )
-    if existing is not None:
+    if existing is not None and not restart:
         return existing
     prow = await session.get(DeadlinePolicy, kind)
     if prow is None:
@@ -127,19 +139,32 @@ async def open_deadline(
     step = sweep_step(
         due=due, policy=policy, now=now, current_warn=WarnLevel.none, current_escalation=0
     )
-    row = CaseDeadline(
-        case_id=case_id,
-        kind=kind,
-        start_at=start,
-        base_due_at=due,
-        due_at=due,
-        status="open",
-        warn_level="none",
-        escalation_level=0,
+    values: dict[str, Any] = {
+        "start_at": start,
+        "base_due_at": due,
+        "due_at": due,
+        "status": "open",
+        "warn_level": "none",
+        "escalation_level": 0,
         # Anything already due is left for the sweep, so notifications go one way only.
-        next_action_at=now if step.new_warnings or step.new_escalations else step.next_action_at,
-        extension_days=0,
-    )
+        "next_action_at": now
+        if step.new_warnings or step.new_escalations or (kind == EVALUATION and due <= now)
+        else step.next_action_at,
+        "extension_days": 0,
+    }
+    if existing is not None:
+        await session.execute(delete(DeadlinePause).where(DeadlinePause.deadline_id == existing.id))
+        values |= {
+            "extension_reason": None,
+            "extension_approver_id": None,
+            "extended_at": None,
+            "met_at": None,
+        }
+        for key, value in values.items():
+            setattr(existing, key, value)
+        await session.flush()
+        return existing
+    row = CaseDeadline(case_id=case_id, kind=kind, **values)
     session.add(row)
     await session.flush()
     return row
@@ -426,6 +451,7 @@ class SweepReport:
     warnings: int = 0
     overdue: int = 0
     escalations: int = 0
+    evaluation_timeouts: int = 0
     sent: int = 0
     failed: int = 0
     details: list[str] = field(default_factory=list)
@@ -480,6 +506,7 @@ async def _sweep_batch(
     policies: dict[str, DeadlinePolicy],
     report: SweepReport,
     cache: dict[tuple[str, int | None], list[str]],
+    contacts: dict[ContactKey, list[str]] | None = None,
 ) -> int:
     """One batch of due deadlines: the decisions are made in Python (`sweep_step`), and the
     writes go out as one UPDATE and one INSERT per table (executemany), not row by row."""
@@ -529,8 +556,23 @@ async def _sweep_batch(
             {"case_id": case_id, "actor_id": None, "type": type_, "payload": payload, "at": now}
         )
 
+    timed_out: list[int] = []
     for dl in rows:
         report.examined += 1
+        if dl.kind == EVALUATION:
+            lapsed = now >= dl.due_at
+            if lapsed:
+                timed_out.append(dl.case_id)
+            updates.append(
+                {
+                    "id": dl.id,
+                    "status": "lapsed" if lapsed else dl.status,
+                    "warn_level": dl.warn_level,
+                    "escalation_level": dl.escalation_level,
+                    "next_action_at": None if lapsed else dl.due_at,
+                }
+            )
+            continue
         prow = policies.get(dl.kind)
         if prow is None:
             updates.append(
@@ -597,9 +639,17 @@ async def _sweep_batch(
                     "created_at": now,
                 }
             )
-            for to in await _recipients(
-                session, role=role, department_id=dl.lead_dept_id, cache=cache
-            ):
+            # 三级抄告 recipients: the contact list of the department (or the deployment) for
+            # this level if there is one, else the staff holding the policy's role.
+            listed = contacts_for(contacts or {}, department_id=dl.lead_dept_id, level=esc_level)
+            recipients = (
+                listed
+                if listed is not None
+                else await _recipients(
+                    session, role=role, department_id=dl.lead_dept_id, cache=cache
+                )
+            )
+            for to in recipients:
                 message(
                     f"dl:{dl.id}:esc:{esc_level}:{to}",
                     dl.case_id,
@@ -607,7 +657,17 @@ async def _sweep_batch(
                     f"三级抄告（第{esc_level}级）：{label}逾期",
                     f"案件{dl.case_no}的{label}已逾期，请督办。",
                 )
-            event(dl.case_id, "escalated", {"kind": dl.kind, "level": esc_level, "to_role": role})
+            event(
+                dl.case_id,
+                "escalated",
+                {
+                    "kind": dl.kind,
+                    "level": esc_level,
+                    "to_role": role,
+                    "via": "contacts" if listed is not None else "roles",
+                    "recipients": len(recipients),
+                },
+            )
         updates.append(
             {
                 "id": dl.id,
@@ -619,12 +679,65 @@ async def _sweep_batch(
         )
     if updates:
         await session.execute(update(CaseDeadline), updates)
+    if timed_out:
+        report.evaluation_timeouts += len(timed_out)
+        events.extend(await _time_out_evaluations(session, case_ids=timed_out, now=now))
     if escalations:
         await session.execute(insert(CaseEscalation), escalations)
     if events:
         await session.execute(insert(CaseEvent), events)
     await enqueue_many(session, list(messages.values()))
     return len(rows)
+
+
+async def _time_out_evaluations(
+    session: AsyncSession, *, case_ids: list[int], now: datetime
+) -> list[dict[str, Any]]:
+    """The evaluation window of these cases ran out: their unused links are closed with the
+    rating 未评价 (so they stop working), cases still `replied` move on to `evaluated`, and
+    each case's timeline says so. Conditional updates: a petitioner who submits at the same
+    moment either wins (and the timeout leaves that evaluation alone) or gets 'expired'."""
+    await session.execute(
+        update(Evaluation)
+        .where(
+            Evaluation.case_id.in_(case_ids),
+            Evaluation.used_at.is_(None),
+            Evaluation.staff_rating.is_(None),
+        )
+        .values(staff_rating=UNRATED, dept_rating=UNRATED, expires_at=now)
+        .execution_options(synchronize_session=False)
+    )
+    rows = await session.execute(
+        select(PetitionCase.id, PetitionCase.state).where(PetitionCase.id.in_(case_ids))
+    )
+    states: dict[int, CaseState] = {row.id: row.state for row in rows}
+    moved = [i for i in case_ids if states.get(i) == CaseState.replied]
+    if moved:
+        await session.execute(
+            update(PetitionCase)
+            .where(PetitionCase.id.in_(moved), PetitionCase.state == CaseState.replied)
+            .values(
+                state=CaseState.evaluated,
+                evaluated_at=now,
+                updated_at=now,
+                version=PetitionCase.version + 1,
+            )
+            .execution_options(synchronize_session=False)
+        )
+    return [
+        {
+            "case_id": i,
+            "actor_id": None,
+            "type": "evaluation_timeout",
+            "payload": {
+                "rating": UNRATED,
+                "from": str(states.get(i, "")),
+                "to": CaseState.evaluated.value if i in moved else str(states.get(i, "")),
+            },
+            "at": now,
+        }
+        for i in case_ids
+    ]
 
 
 async def deliver_outbox(
@@ -724,11 +837,17 @@ async def run_deadline_sweep(
         report = SweepReport(ran=True)
         async with sessionmaker.begin() as session:
             policies = await load_policies(session)
+            contacts = await load_contact_phones(session)
         cache: dict[tuple[str, int | None], list[str]] = {}  # recipients, for this sweep
         for _ in range(max_batches):
             async with sessionmaker.begin() as session:
                 n = await _sweep_batch(
-                    session, now=now, policies=policies, report=report, cache=cache
+                    session,
+                    now=now,
+                    policies=policies,
+                    report=report,
+                    cache=cache,
+                    contacts=contacts,
                 )
             if n < SWEEP_BATCH:
                 break
@@ -739,7 +858,7 @@ async def run_deadline_sweep(
             report.failed += failed
             if sent + failed == 0 or failed:
                 break
-        if report.escalations or report.overdue:
+        if report.escalations or report.overdue or report.evaluation_timeouts:
             async with sessionmaker.begin() as session:
                 await record(
                     session,
@@ -749,6 +868,7 @@ async def run_deadline_sweep(
                         "warnings": report.warnings,
                         "overdue": report.overdue,
                         "escalations": report.escalations,
+                        "evaluation_timeouts": report.evaluation_timeouts,
                     },
                 )
         return report

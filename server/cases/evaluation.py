@@ -52,6 +52,10 @@ class EvaluationLinkExpired(AppError):
     code, http_status, message_zh = "evaluation_link_expired", 410, "评价链接已过期"
 
 
+class EvaluationTimedOut(EvaluationLinkExpired):
+    code, message_zh = "evaluation_timed_out", "评价期限已过，本次评价已记为未评价"
+
+
 def _sign(secret: bytes, body: str) -> str:
     key = hashlib.sha256(b"onedoor-evaluation-link" + secret).digest()
     return hmac.new(key, body.encode(), hashlib.sha256).hexdigest()[:32]
@@ -82,13 +86,31 @@ async def issue_evaluation(
 
     `notice` is a `server.cases.service.ReplyNotice`.
     """
+    # The link lives as long as the evaluation window (the `evaluation` deadline opened by
+    # the reply); an earlier reply's unused link stops working now.
+    due = await session.scalar(
+        select(CaseDeadline.due_at).where(
+            CaseDeadline.case_id == case.id, CaseDeadline.kind == dls.EVALUATION
+        )
+    )
+    await session.execute(
+        update(Evaluation)
+        .where(
+            Evaluation.case_id == case.id,
+            Evaluation.used_at.is_(None),
+            Evaluation.staff_rating.is_(None),
+            Evaluation.expires_at > now,
+        )
+        .values(expires_at=now)
+        .execution_options(synchronize_session=False)
+    )
     ev = Evaluation(
         case_id=case.id,
         staff_id=staff_id or case.first_receiver_id,
         department_id=case.lead_dept_id,
         channel="sms",
         token_hash="pending",
-        expires_at=now + notice.valid_for,
+        expires_at=due if due is not None else now + notice.default_window,
         created_at=now,
     )
     session.add(ev)
@@ -134,6 +156,8 @@ async def evaluation_for_token(
         raise InvalidEvaluationLink("no such evaluation link")
     if ev.used_at is not None:
         raise EvaluationLinkUsed("this link was used already")
+    if ev.staff_rating == dls.UNRATED:
+        raise EvaluationTimedOut("the evaluation window ran out; recorded as not evaluated")
     if ev.expires_at <= now:
         raise EvaluationLinkExpired("this link has expired")
     return ev
@@ -152,7 +176,12 @@ async def submit_evaluation(
     ev = await evaluation_for_token(session, secret=secret, token=token, now=now)
     claimed = await session.execute(
         update(Evaluation)
-        .where(Evaluation.id == ev.id, Evaluation.used_at.is_(None))
+        .where(
+            Evaluation.id == ev.id,
+            Evaluation.used_at.is_(None),
+            Evaluation.staff_rating.is_(None),  # not timed out by the sweep meanwhile
+            Evaluation.expires_at > now,
+        )
         .values(
             used_at=now,
             staff_rating=submit.staff_rating,

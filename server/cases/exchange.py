@@ -1,7 +1,9 @@
 """JSON export/import for the provincial petition platform (format: docs/cases.md).
 
 Export leaves out confidential cases and personal data; import is idempotent on the
-provincial number (`attributes.provincial_no`)."""
+provincial number (`attributes.provincial_no`). Both carry the matter type's typed
+attributes (its required fields); an imported record is validated like any intake and is
+created whole or not at all (a savepoint per record)."""
 
 from __future__ import annotations
 
@@ -19,7 +21,7 @@ from server.cases.models import CaseEvent, CaseState, Channel, PetitionCase
 from server.cases.schemas import IntakeRequest, PetitionerInput
 from server.cases.statemachine import STATE_TIMESTAMP
 from server.crypto import PiiCipher
-from server.errors import PermissionDenied
+from server.errors import AppError, InvalidInput, PermissionDenied
 from server.org.models import Department
 
 FORMAT = "onedoor.cases.v1"
@@ -38,6 +40,9 @@ class ExchangeCase(BaseModel):
     state_times: dict[str, datetime] = Field(default_factory=dict)
     reply: str | None = None
     events: list[dict[str, Any]] = Field(default_factory=list)
+    #: The matter type's typed attributes (its required fields among them).
+    attributes: dict[str, Any] = Field(default_factory=dict)
+    provincial_no: str | None = None
 
 
 class ExchangeFile(BaseModel):
@@ -52,8 +57,33 @@ class ImportCase(BaseModel):
     provincial_no: str = Field(min_length=1, max_length=64)
     site_id: int
     summary: str = Field(min_length=4, max_length=4000)
-    matter_type: str | None = None
+    matter_type: str | None = Field(default=None, max_length=64)
+    #: The matter type's typed attributes; its required fields must be here.
+    attributes: dict[str, Any] = Field(default_factory=dict, max_length=50)
     petitioner: PetitionerInput | None = None
+
+
+class ImportRejection(BaseModel):
+    """Why one record of an import was not created (nothing of it was written)."""
+
+    model_config = ConfigDict(frozen=True)
+    index: int
+    provincial_no: str
+    error: str
+    message: str
+    message_zh: str
+    details: dict[str, Any] = Field(default_factory=dict)
+
+
+class ImportResult(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    created: int
+    skipped: int
+    rejected: list[ImportRejection]
+
+
+class ImportRejected(InvalidInput):
+    code, message_zh = "import_rejected", "导入的记录有误，全部未导入，请按逐条说明修正后重新提交"
 
 
 async def export_cases(
@@ -96,6 +126,8 @@ async def export_cases(
                 state_times={k: v for k, v in times.items() if v is not None},
                 reply=row.reply_text,
                 events=events[row.id],
+                attributes={k: v for k, v in row.attributes.items() if k != "provincial_no"},
+                provincial_no=row.attributes.get("provincial_no"),
             )
         )
     await record(
@@ -114,12 +146,21 @@ async def import_cases(
     pii: PiiCipher,
     cases: list[ImportCase],
     now: datetime,
-) -> dict[str, int]:
-    """Cases assigned by the provincial platform arrive as `transferred` letters (交办)."""
+    atomic: bool = False,
+) -> ImportResult:
+    """Cases assigned by the provincial platform arrive as `web` cases awaiting a claim.
+
+    Each record is validated as an intake (matter type known and active, its required
+    attributes present and typed, petitioner data valid) and written inside its own savepoint:
+    a rejected record leaves nothing behind (no petitioner row, no case number used) and is
+    reported with its index, provincial number and error. `atomic=True` rejects the whole
+    batch (ImportRejected, nothing written) if any record is rejected.
+    """
     if not staff.can(Action.case_exchange):
         raise PermissionDenied("your roles may not import cases")
     created = skipped = 0
-    for item in cases:
+    rejected: list[ImportRejection] = []
+    for index, item in enumerate(cases):
         exists = await session.scalar(
             select(PetitionCase.id).where(
                 PetitionCase.attributes["provincial_no"].as_string() == item.provincial_no
@@ -128,27 +169,48 @@ async def import_cases(
         if exists is not None:
             skipped += 1
             continue
-        result = await service.intake(
-            session,
-            pii=pii,
-            staff=None,
-            now=now,
-            request=IntakeRequest(
-                channel=Channel.web,
-                site_id=item.site_id,
-                summary=item.summary,
-                matter_type=item.matter_type,
-                petitioner=item.petitioner or PetitionerInput(name="（省平台）"),
-            ),
-        )
-        row = await session.get(PetitionCase, result.case.id)
-        assert row is not None
-        row.attributes = {**row.attributes, "provincial_no": item.provincial_no}
+        try:
+            async with session.begin_nested():
+                result = await service.intake(
+                    session,
+                    pii=pii,
+                    staff=None,
+                    now=now,
+                    request=IntakeRequest(
+                        channel=Channel.web,
+                        site_id=item.site_id,
+                        summary=item.summary,
+                        matter_type=item.matter_type,
+                        attributes=item.attributes,
+                        petitioner=item.petitioner or PetitionerInput(name="（省平台）"),
+                    ),
+                )
+                row = await session.get(PetitionCase, result.case.id)
+                assert row is not None
+                row.attributes = {**row.attributes, "provincial_no": item.provincial_no}
+                await session.flush()
+        except AppError as e:
+            rejected.append(
+                ImportRejection(
+                    index=index,
+                    provincial_no=item.provincial_no,
+                    error=e.code,
+                    message=str(e),
+                    message_zh=e.message_zh,
+                    details=e.details,
+                )
+            )
+            continue
         created += 1
+    if atomic and rejected:
+        raise ImportRejected(
+            f"{len(rejected)} of {len(cases)} records are invalid; nothing was imported",
+            rejected=[r.model_dump() for r in rejected],
+        )
     await record(
         session,
         actor=staff.actor,
         action="case.import",
-        detail={"created": created, "skipped": skipped},
+        detail={"created": created, "skipped": skipped, "rejected": len(rejected)},
     )
-    return {"created": created, "skipped": skipped}
+    return ImportResult(created=created, skipped=skipped, rejected=rejected)

@@ -13,6 +13,7 @@ from typing import Any
 from sqlalchemy import (
     JSON,
     Boolean,
+    CheckConstraint,
     Date,
     Enum,
     ForeignKey,
@@ -280,6 +281,31 @@ class CaseEscalation(Base):
     responded_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class EscalationContact(Base):
+    """Who is told at each level of 三级抄告, per department (`department_id`) or for the
+    whole deployment (NULL). A contact is a staff member (their phone) or a named person with
+    a phone. The sweep uses the department's list for a level, else the deployment's, else
+    the policy's role for that level."""
+
+    __tablename__ = "escalation_contact"
+    __table_args__ = (
+        CheckConstraint("level BETWEEN 1 AND 3", name="level_range"),
+        CheckConstraint("staff_id IS NOT NULL OR phone IS NOT NULL", name="staff_or_phone"),
+        Index("ix_escalation_contact_lookup", "active", "department_id", "level"),
+    )
+    id: Mapped[int] = mapped_column(primary_key=True)
+    department_id: Mapped[int | None] = mapped_column(ForeignKey("department.id"))
+    level: Mapped[int] = mapped_column(Integer)
+    staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    name: Mapped[str] = mapped_column(String(64), default="")
+    phone: Mapped[str | None] = mapped_column(String(32))
+    note: Mapped[str] = mapped_column(String(200), default="")
+    active: Mapped[bool] = mapped_column(Boolean, default=True)
+    created_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    removed_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class CaseNotification(Base):

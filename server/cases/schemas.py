@@ -277,6 +277,8 @@ class SignatureView(BaseModel):
     signer: str
     signer_name: str
     method: str
+    #: the typed text, or the drawn SVG path (absolute M/L commands in a 600x200 area)
+    data: str
     signed_at: datetime
 
 
@@ -285,6 +287,7 @@ class AgreementView(BaseModel):
     id: int
     case_id: int
     session_id: int | None
+    mediator_id: int
     parties: list[dict[str, Any]]
     facts: str
     terms: list[dict[str, Any]]

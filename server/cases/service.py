@@ -8,7 +8,7 @@ from __future__ import annotations
 
 import re
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import date, datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -310,26 +310,59 @@ def similarity(a: str, b: str) -> float:
     return len(x & y) / len(x | y) if x and y else 0.0
 
 
+ATTRIBUTE_TEXT_MAX = 500
+
+
 def _validate_attributes(mt: MatterType, attributes: dict[str, Any]) -> dict[str, Any]:
+    """The matter type's typed attributes: required ones present, each of its type
+    (text: a string of at most 500 characters; int: a whole number; date: an ISO date;
+    bool: true/false), nothing unknown. Raises InvalidInput naming the field."""
     out: dict[str, Any] = {}
     for spec in mt.fields or []:
         name, kind = spec["name"], spec.get("type", "text")
+        label = spec.get("label", name)
         value = attributes.get(name)
         if value in (None, ""):
             if spec.get("required"):
                 raise InvalidInput(
                     f"{mt.code} needs {name}",
                     field=name,
-                    reason_zh=f"请填写“{spec.get('label', name)}”",
+                    reason_zh=f"请填写“{label}”",
                 )
             continue
-        if kind == "int" and not (isinstance(value, int) or str(value).isdigit()):
-            raise InvalidInput(
-                f"{name} must be a whole number",
-                field=name,
-                reason_zh=f"“{spec.get('label', name)}”应为整数",
-            )
-        out[name] = int(value) if kind == "int" else value
+        if kind == "int":
+            if isinstance(value, bool) or not (
+                isinstance(value, int) or (isinstance(value, str) and value.isdigit())
+            ):
+                raise InvalidInput(
+                    f"{name} must be a whole number",
+                    field=name,
+                    reason_zh=f"“{label}”应为整数",
+                )
+            out[name] = int(value)
+        elif kind == "bool":
+            if not isinstance(value, bool):
+                raise InvalidInput(
+                    f"{name} must be true or false", field=name, reason_zh=f"“{label}”应为是或否"
+                )
+            out[name] = value
+        elif kind == "date":
+            try:
+                out[name] = date.fromisoformat(str(value)).isoformat()
+            except ValueError:
+                raise InvalidInput(
+                    f"{name} must be a date (YYYY-MM-DD)",
+                    field=name,
+                    reason_zh=f"“{label}”应为日期（年-月-日）",
+                ) from None
+        else:
+            if not isinstance(value, str) or len(value) > ATTRIBUTE_TEXT_MAX:
+                raise InvalidInput(
+                    f"{name} must be text of at most {ATTRIBUTE_TEXT_MAX} characters",
+                    field=name,
+                    reason_zh=f"“{label}”应为不超过{ATTRIBUTE_TEXT_MAX}字的文字",
+                )
+            out[name] = value
     unknown = set(attributes) - {s["name"] for s in mt.fields or []}
     if unknown:
         raise InvalidInput(f"unknown attributes: {sorted(unknown)}", fields=sorted(unknown))
@@ -723,7 +756,11 @@ class ReplyNotice:
     pii: PiiCipher
     secret: bytes
     base_url: str
-    valid_for: timedelta = timedelta(days=7)
+    #: The evaluation window in days (ONEDOOR_EVALUATION_WINDOW_DAYS); None: the
+    #: `evaluation` deadline policy's limit (reference data, 7 days as seeded).
+    evaluation_days: int | None = None
+    #: Only if the case has no evaluation deadline row (never after `reply`).
+    default_window: timedelta = timedelta(days=7)
 
 
 async def transition(
@@ -811,11 +848,19 @@ async def transition(
             row.reply_text = request.reply
             kind = {0: "handling", 1: "review_decision", 2: "re_review_decision"}[row.review_level]
             await dls.meet_deadline(session, case_id=row.id, kind=kind, now=now)
+            # A second reply (after reopening) starts both windows again.
             await dls.open_deadline(
-                session, case_id=row.id, kind="evaluation", start=now, now=now, tz=tz
+                session,
+                case_id=row.id,
+                kind=dls.EVALUATION,
+                start=now,
+                now=now,
+                tz=tz,
+                limit_days=reply_notice.evaluation_days if reply_notice else None,
+                restart=True,
             )
             await dls.open_deadline(
-                session, case_id=row.id, kind="revisit", start=now, now=now, tz=tz
+                session, case_id=row.id, kind="revisit", start=now, now=now, tz=tz, restart=True
             )
             if row.review_level < 2:
                 await dls.open_deadline(

@@ -11,7 +11,8 @@ from pydantic import ValidationError
 from server import keys
 from server.auth.permissions import Action
 from server.auth.web import client_ip, protected, public, signed_in_staff
-from server.cases import evaluation, service
+from server.cases import agreements, evaluation, service
+from server.cases.models import PetitionCase
 from server.cases.schemas import RATING_LABELS, CaseQuery, EvaluationSubmit
 from server.db import utcnow
 from server.errors import AppError, NotFound
@@ -45,10 +46,69 @@ async def case_page(request: web.Request) -> web.Response:
             session, staff=staff, case_id=case_id, ip=client_ip(request)
         )
         events = await service.timeline(session, staff=staff, case_id=case_id)
+        case_agreements = await agreements.case_agreements(session, case_id=case_id)
     return page(
         request,
         "cases/detail.html",
-        {"case": detail, "events": events, "labels": service.STATE_LABELS},
+        {
+            "case": detail,
+            "events": events,
+            "labels": service.STATE_LABELS,
+            "agreements": case_agreements,
+        },
+    )
+
+
+PARTY_ROLES = {
+    "applicant": "申请人",
+    "respondent": "被申请人",
+    "agent": "代理人",
+    "third_party": "第三人",
+}
+
+
+@protected(Action.case_view)
+async def agreement_page(request: web.Request) -> web.Response:
+    """调解协议书: the text, every signature (drawn ones as SVG), and, for the mediator while
+    it is a draft, the signing form with the signature pad (web/static/agreement.js)."""
+    staff = signed_in_staff(request)
+    try:
+        agreement_id = int(request.match_info["agreement_id"])
+    except ValueError:
+        raise NotFound("no such agreement") from None
+    async with request.app[keys.db].begin() as session:
+        view = await agreements.view_agreement(
+            session, staff=staff, agreement_id=agreement_id, ip=client_ip(request)
+        )
+        case = await session.get(PetitionCase, view.case_id)
+        case_no = case.case_no if case else ""
+    signers = []
+    for key in view.missing_signers:
+        if key == "mediator":
+            if staff.staff_id != view.mediator_id:
+                continue  # only the agreement's own mediator signs as mediator
+            signers.append({"key": key, "role": "调解员", "name": staff.display_name})
+        else:
+            party = view.parties[int(key.split(":")[1])]
+            signers.append(
+                {
+                    "key": key,
+                    "role": PARTY_ROLES.get(party["role"], "当事人"),
+                    "name": party["name"],
+                }
+            )
+    return page(
+        request,
+        "cases/agreement.html",
+        {
+            "a": view,
+            "case_no": case_no,
+            "roles": PARTY_ROLES,
+            "signers": signers,
+            "can_sign": view.status == "draft" and staff.can(Action.agreement_manage),
+            "width": agreements.SIGNATURE_WIDTH,
+            "height": agreements.SIGNATURE_HEIGHT,
+        },
     )
 
 
@@ -144,5 +204,6 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/cases", case_list, name="cases")
     app.router.add_get("/cases/dashboard", dashboard_page, name="cases_dashboard")
     app.router.add_get(r"/cases/{case_id:\d+}", case_page, name="case")
+    app.router.add_get(r"/agreements/{agreement_id:\d+}", agreement_page, name="agreement")
     app.router.add_route("GET", "/evaluate/{token}", evaluate_form, name="evaluate")
     app.router.add_route("POST", "/evaluate/{token}", evaluate_form)

@@ -146,3 +146,58 @@ async def test_concurrent_sweeps_on_both_sides_of_the_lock_never_duplicate(
     assert len(notifier.sent) == len(set(notifier.sent))
     async with pg_db() as s:
         assert (await who(s, "supervisor01")).staff_id > 0
+
+
+@pytest.mark.parametrize("use_redis", [False, True], ids=["pg_advisory", "redis"])
+async def test_evaluation_timeouts_once_with_racing_runners(
+    pg_db: async_sessionmaker[AsyncSession], use_redis: bool, redis_url: str, redis_prefix: str
+) -> None:
+    """Five runners at the end of the evaluation window: each case times out to 未评价 once,
+    with one timeline entry, and its link stops working."""
+    from server.cases import evaluation
+    from server.cases.models import CaseEvent, CaseState, Evaluation, PetitionCase
+    from tests.component.cases.test_deadlines_and_evaluation import RecordingNotifier
+    from tests.component.cases.test_evaluation_timeout import VOTE, replied_case
+    from tests.component.cases.test_lifecycle import SECRET
+
+    pii = PiiCipher(secrets.token_bytes(32))
+    cases = [await replied_case(pg_db, pii, days=2, at=timedelta()) for _ in range(3)]
+    redis = Redis.from_url(redis_url) if use_redis else None
+    lock = f"{redis_prefix}lock:sweep"
+    late = NOW + timedelta(days=4)
+    try:
+        reports = await asyncio.gather(
+            *(
+                dls.run_deadline_sweep(
+                    pg_db, now=late, notifier=RecordingNotifier(), redis=redis, lock_name=lock
+                )
+                for _ in range(5)
+            )
+        )
+    finally:
+        if redis is not None:
+            await redis.delete(lock)
+            await redis.aclose()
+    assert sum(r.evaluation_timeouts for r in reports) == 3
+    ids = [case_id for case_id, _ in cases]
+    async with pg_db() as s:
+        events = list(
+            await s.scalars(
+                select(CaseEvent.case_id).where(
+                    CaseEvent.case_id.in_(ids), CaseEvent.type == "evaluation_timeout"
+                )
+            )
+        )
+        assert sorted(events) == sorted(ids)
+        states = set(await s.scalars(select(PetitionCase.state).where(PetitionCase.id.in_(ids))))
+        assert states == {CaseState.evaluated}
+        ratings = set(
+            await s.scalars(select(Evaluation.staff_rating).where(Evaluation.case_id.in_(ids)))
+        )
+        assert ratings == {"unrated"}
+    for _, token in cases:
+        async with pg_db.begin() as s:
+            with pytest.raises(evaluation.EvaluationTimedOut):
+                await evaluation.submit_evaluation(
+                    s, secret=SECRET, token=token, submit=VOTE, now=late
+                )

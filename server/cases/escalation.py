@@ -1,0 +1,196 @@
+"""三级抄告 contact lists: who is told at each escalation level, per department or for the
+whole deployment, managed through /api/escalation-contacts (docs/cases.md).
+
+The deadline sweep resolves the recipients of level L for a case led by department D as:
+the active contacts of (D, L); else those of (deployment, L); else the staff holding the
+policy's role for L (the previous behaviour)."""
+
+from __future__ import annotations
+
+from collections import defaultdict
+from datetime import datetime
+
+from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.audit.service import record
+from server.auth.permissions import Action, StaffIdentity
+from server.cases.models import EscalationContact
+from server.cases.validation import normalize_phone
+from server.errors import InvalidInput, NotFound, PermissionDenied
+from server.org.models import Department, Staff
+
+ContactKey = tuple[int | None, int]  # (department id or None for the deployment, level)
+
+
+class ContactInput(BaseModel):
+    """A contact: a staff member (`staff_id`, their phone is used) or a named person with a
+    mainland mobile number."""
+
+    model_config = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
+    department_id: int | None = None
+    level: int = Field(ge=1, le=3)
+    staff_id: int | None = None
+    name: str = Field(default="", max_length=64)
+    phone: str | None = None
+    note: str = Field(default="", max_length=200)
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str | None) -> str | None:
+        return normalize_phone(value) if value else None
+
+    @model_validator(mode="after")
+    def _who(self) -> ContactInput:
+        if self.staff_id is None and (not self.phone or not self.name):
+            raise ValueError("a contact is a staff_id, or a name with a phone")
+        if self.staff_id is not None and self.phone:
+            raise ValueError("give staff_id or a phone, not both (a staff member's own is used)")
+        return self
+
+
+class ContactView(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    id: int
+    department_id: int | None
+    level: int
+    staff_id: int | None
+    name: str
+    phone: str | None
+    note: str
+    active: bool
+
+
+def _view(row: EscalationContact, staff_name: str | None = None) -> ContactView:
+    return ContactView(
+        id=row.id,
+        department_id=row.department_id,
+        level=row.level,
+        staff_id=row.staff_id,
+        name=row.name or staff_name or "",
+        phone=row.phone,
+        note=row.note,
+        active=row.active,
+    )
+
+
+def _require(staff: StaffIdentity) -> None:
+    if not staff.can(Action.escalation_manage):
+        raise PermissionDenied("your roles may not manage escalation contacts")
+
+
+async def list_contacts(
+    session: AsyncSession, *, staff: StaffIdentity, department_id: int | None = None
+) -> list[ContactView]:
+    _require(staff)
+    stmt = (
+        select(EscalationContact, Staff.display_name)
+        .outerjoin(Staff, Staff.id == EscalationContact.staff_id)
+        .where(EscalationContact.active.is_(True))
+        .order_by(EscalationContact.department_id, EscalationContact.level, EscalationContact.id)
+    )
+    if department_id is not None:
+        stmt = stmt.where(EscalationContact.department_id == department_id)
+    return [_view(row, name) for row, name in (await session.execute(stmt)).all()]
+
+
+async def add_contact(
+    session: AsyncSession, *, staff: StaffIdentity, contact: ContactInput, now: datetime
+) -> ContactView:
+    _require(staff)
+    if contact.department_id is not None and (
+        await session.get(Department, contact.department_id) is None
+    ):
+        raise InvalidInput("unknown department", field="department_id", reason_zh="部门不存在")
+    staff_name: str | None = None
+    if contact.staff_id is not None:
+        person = await session.get(Staff, contact.staff_id)
+        if person is None or not person.active:
+            raise InvalidInput("unknown or inactive staff member", field="staff_id")
+        if not person.phone:
+            raise InvalidInput(
+                "this staff member has no phone number to notify",
+                field="staff_id",
+                reason_zh="该工作人员没有登记手机号码，无法接收抄告",
+            )
+        staff_name = person.display_name
+    row = EscalationContact(
+        department_id=contact.department_id,
+        level=contact.level,
+        staff_id=contact.staff_id,
+        name=contact.name,
+        phone=contact.phone,
+        note=contact.note,
+        active=True,
+        created_by_id=staff.staff_id,
+        created_at=now,
+    )
+    session.add(row)
+    await session.flush()
+    await record(
+        session,
+        actor=staff.actor,
+        action="escalation_contact.add",
+        object_type="escalation_contact",
+        object_id=str(row.id),
+        detail={
+            "department_id": contact.department_id,
+            "level": contact.level,
+            "staff_id": contact.staff_id,
+        },
+    )
+    return _view(row, staff_name)
+
+
+async def remove_contact(
+    session: AsyncSession, *, staff: StaffIdentity, contact_id: int, now: datetime
+) -> None:
+    """Deactivate (the row stays, so past escalations keep their meaning)."""
+    _require(staff)
+    row = await session.get(EscalationContact, contact_id)
+    if row is None or not row.active:
+        raise NotFound(f"escalation contact {contact_id} does not exist")
+    row.active = False
+    row.removed_at = now
+    await record(
+        session,
+        actor=staff.actor,
+        action="escalation_contact.remove",
+        object_type="escalation_contact",
+        object_id=str(contact_id),
+        detail={"department_id": row.department_id, "level": row.level},
+    )
+
+
+async def load_contact_phones(session: AsyncSession) -> dict[ContactKey, list[str]]:
+    """Every active contact's phone, by (department or None, level), for one sweep. A staff
+    contact who has left (inactive) or has no phone is dropped."""
+    rows = await session.execute(
+        select(
+            EscalationContact.department_id,
+            EscalationContact.level,
+            EscalationContact.phone,
+            Staff.phone,
+            Staff.active,
+        )
+        .outerjoin(Staff, Staff.id == EscalationContact.staff_id)
+        .where(EscalationContact.active.is_(True))
+        .order_by(EscalationContact.id)
+    )
+    out: dict[ContactKey, list[str]] = defaultdict(list)
+    for dept, level, phone, staff_phone, staff_active in rows.all():
+        to = phone or (staff_phone if staff_active else None)
+        if to and to not in out[(dept, level)]:
+            out[(dept, level)].append(to)
+    return dict(out)
+
+
+def contacts_for(
+    contacts: dict[ContactKey, list[str]], *, department_id: int | None, level: int
+) -> list[str] | None:
+    """The contact list for a level: the department's, else the deployment's, else None
+    (the caller falls back to roles)."""
+    if department_id is not None and contacts.get((department_id, level)):
+        return contacts[(department_id, level)]
+    return contacts.get((None, level)) or None
