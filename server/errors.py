@@ -75,6 +75,16 @@ class RateLimited(AppError):
     code, http_status, message_zh = "rate_limited", 429, "操作过于频繁，请稍后再试"
 
 
+class JoinRateLimited(RateLimited):
+    """Too many join links redeemed from one address (page and signaling join together)."""
+
+    code, message_zh = "join_rate_limited", "进入次数过多，请稍等一分钟后再试"
+
+
+class KioskRateLimited(RateLimited):
+    code, message_zh = "kiosk_rate_limited", "登记过于频繁，请稍等一分钟后再试"
+
+
 class SignalingError(AppError):
     code, http_status, message_zh = "signaling_error", 400, "连线出错"
 

@@ -58,6 +58,12 @@ class Settings(BaseModel, frozen=True, extra="forbid"):
     staff_2fa: Literal["off", "optional", "required"] = "optional"
     #: Sign-in attempts per client address per minute (on top of the per-account lockout).
     login_rate_per_min: int = Field(default=20, ge=1)
+    #: Join-link redemptions per client address per minute, shared by all nodes through Redis:
+    #: opening a join page (`/join/{token}`) and joining a room with a token on the signaling
+    #: socket count one each (a resident's join costs two). Resuming does not count.
+    join_rate_per_min: int = Field(default=60, ge=1)
+    #: Kiosk registrations (cases created at a self-service kiosk) per client address per minute.
+    kiosk_rate_per_min: int = Field(default=30, ge=1)
     max_request_bytes: int = Field(default=1_048_576, ge=1024)
 
     # media and ICE

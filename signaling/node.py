@@ -47,6 +47,7 @@ from server.auth.permissions import Action, StaffIdentity
 from server.db import utcnow
 from server.errors import AppError
 from server.logging import peer_id_var, room_id_var
+from server.ratelimit import RateLimiter, check_join_rate
 from signaling import errors, store
 from signaling.bus import Envelope, RoomDirectory, RoomEvent, SignalBus
 from signaling.protocol import (
@@ -138,6 +139,9 @@ class NodeConfig:
     turn_ttl_s: int = 3600
     recordings_dir: Path = Path("data/recordings")
     limits: Limits = field(default_factory=Limits)
+    #: Joins with a token per client address per minute (None: unlimited); counted with the
+    #: node's rate limiter, shared with the join page (ONEDOOR_JOIN_RATE_PER_MIN).
+    join_rate_per_min: int | None = None
 
 
 class TokenBucket:
@@ -842,6 +846,8 @@ class Edge:
         if self.state != "new":
             raise errors.AlreadyJoined("this connection already joined a room")
         node, now = self.node, self.node.now()
+        if msg.token is not None:
+            await node.check_join_rate(self.ip)
         async with node.db.begin() as session:
             view = await store.get_session(session, room_id=msg.room_id)
             if not view.open:
@@ -1031,8 +1037,10 @@ class SignalingNode:
         media: MediaNode,
         db: async_sessionmaker[AsyncSession],
         clock: Clock = utcnow,
+        ratelimiter: RateLimiter | None = None,
     ) -> None:
         self.config = config
+        self.ratelimiter = ratelimiter
         self.bus = bus
         self.directory = directory
         self.media = media
@@ -1089,6 +1097,12 @@ class SignalingNode:
         edge = Edge(self, transport, staff, ip)
         self.edges[edge.conn_id] = edge
         return edge
+
+    async def check_join_rate(self, ip: str) -> None:
+        """Raises JoinRateLimited when `ip` redeemed too many join links this minute."""
+        limit = self.config.join_rate_per_min
+        if self.ratelimiter is not None and limit is not None:
+            await check_join_rate(self.ratelimiter, ip, per_min=limit)
 
     def count_identity(self, identity: str) -> bool:
         if self._identity_count[identity] >= self.config.limits.max_connections_per_identity:

@@ -95,6 +95,7 @@ async def signaling_context(app: web.Application) -> AsyncIterator[None]:
         turn_ttl_s=settings.turn_ttl_s,
         recordings_dir=settings.effective_recordings_dir,
         limits=app.get(limits_key, Limits()),
+        join_rate_per_min=settings.join_rate_per_min,
     )
     node = SignalingNode(
         config=config,
@@ -102,6 +103,7 @@ async def signaling_context(app: web.Application) -> AsyncIterator[None]:
         directory=make_directory(redis, prefix),
         media=media,
         db=app[keys.db],
+        ratelimiter=app.get(keys.ratelimiter),
     )
     await node.start()
     app[node_key] = node
