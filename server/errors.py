@@ -5,6 +5,21 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+#: A backing service (the database, Redis) is down or restarting: retryable, not a bug. The
+#: HTTP edge answers 503 `service_unavailable`; signaling sends `room_unavailable`.
+OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    RedisConnectionError,
+    RedisTimeoutError,
+    ConnectionError,
+    TimeoutError,
+)
+
 
 class AppError(Exception):
     code: ClassVar[str] = "internal_error"

@@ -45,7 +45,7 @@ from media.interfaces import (
 )
 from server.auth.permissions import Action, StaffIdentity
 from server.db import utcnow
-from server.errors import AppError
+from server.errors import OUTAGE_ERRORS, AppError
 from server.logging import peer_id_var, room_id_var
 from server.ratelimit import RateLimiter, check_join_rate
 from signaling import errors, store
@@ -839,6 +839,11 @@ class Edge:
             if re is None:
                 re = _peek(text, "id")
             self.send(_error(e, re))
+        except OUTAGE_ERRORS as e:
+            # Redis or the database is restarting: a retryable answer; the socket stays up.
+            logger.warning("backing service unavailable during %s: %s", _peek(text, "type"),
+                           type(e).__name__)  # fmt: skip
+            self.send(_error(errors.RoomUnavailable("a backing service is unavailable"), re))
 
     # ----- join and resume
 
@@ -1054,6 +1059,11 @@ class SignalingNode:
         self._tasks: list[asyncio.Task[None]] = []
         self._spawned: set[asyncio.Task[None]] = set()
         self._closing = False
+        #: Rooms with participants here whose lease nobody holds, and nodes whose heartbeat is
+        #: missing: since when (monotonic). See `_renew_once`.
+        self._ownerless: dict[str, float] = {}
+        self._missing: dict[str, float] = {}
+        self._directory_down = False
 
     # ----- lifecycle
 
@@ -1225,8 +1235,16 @@ class SignalingNode:
                 await self._renew_once()
             except asyncio.CancelledError:
                 raise
+            except OUTAGE_ERRORS as e:
+                if not self._directory_down:
+                    logger.warning("room directory unreachable (%s); retrying", type(e).__name__)
+                self._directory_down = True
+                continue
             except Exception:
                 logger.exception("lease renewal failed")
+            if self._directory_down:
+                logger.info("room directory reachable again; leases renewed")
+                self._directory_down = False
 
     async def _renew_once(self) -> None:
         limits, node_id = self.config.limits, self.config.node_id
@@ -1238,11 +1256,23 @@ class SignalingNode:
                 logger.warning("lost the lease of room %s", room_id)
                 await actor.stop(close_media=True)
                 await self.bus.unhost_room(room_id)
+        # A lease or heartbeat missing from the directory means a dead node only once it stays
+        # missing for a whole lease: after a Redis restart (which loses every key) or an outage
+        # longer than a lease, live nodes put theirs back at their next renewal (a third of a
+        # lease), and acting at once would move live rooms and drop live participants.
+        now_s, settle_s = time.monotonic(), limits.lease_ms / 1000
         # Edge side: rooms whose owner changed or vanished get our participants re-attached.
+        self._ownerless = {r: t for r, t in self._ownerless.items() if r in self.attached}
         for room_id, edges in list(self.attached.items()):
             if room_id in self.rooms:
+                self._ownerless.pop(room_id, None)
                 continue
             owner = await self.directory.owner(room_id)
+            if owner is None:
+                if now_s - self._ownerless.setdefault(room_id, now_s) < settle_s:
+                    continue
+            else:
+                self._ownerless.pop(room_id, None)
             for edge in list(edges):
                 if edge.owner is not None and owner != edge.owner:
                     self.spawn(edge.reattach(), name=f"reattach:{edge.conn_id}")
@@ -1253,9 +1283,15 @@ class SignalingNode:
             for link in a.links.values()
             if link.connected and link.node_id != node_id
         }
-        for dead in nodes - await self.directory.alive(nodes):
+        self._missing = {n: t for n, t in self._missing.items() if n in nodes}
+        alive = await self.directory.alive(nodes)
+        for dead in nodes - alive:
+            if now_s - self._missing.setdefault(dead, now_s) < settle_s:
+                continue
             for actor in self.rooms.values():
                 actor.deliver({"k": "edge_down", "node": dead})
+        for node in alive:
+            self._missing.pop(node, None)
 
     async def _media_events(self) -> None:
         async for event in self.media.events():
