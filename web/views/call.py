@@ -21,6 +21,7 @@ from server.db import utcnow
 from server.errors import PermissionDenied
 from server.org.models import Site
 from server.queue.service import (
+    STATE_LABELS,
     CallEntry,
     CallQueue,
     CallState,
@@ -29,6 +30,7 @@ from server.queue.service import (
     enqueue_call,
 )
 from server.settings import Settings
+from web.i18n import _
 from web.render import page
 
 PHONE_RE = re.compile(r"^1[3-9]\d{9}$")
@@ -175,7 +177,7 @@ async def call_submit(request: web.Request) -> web.StreamResponse:
 
 async def _own_entry(request: web.Request) -> CallEntry:
     agent = signed_in_staff(request)
-    queue, _ = queue_of(request)
+    queue, _policy = queue_of(request)
     try:
         entry = await queue.get(int(request.match_info["entry_id"]))
     except ValueError:
@@ -190,17 +192,18 @@ async def _own_entry(request: web.Request) -> CallEntry:
 @protected(Action.queue_call)
 async def call_live(request: web.Request) -> web.Response:
     entry = await _own_entry(request)
-    _, policy = queue_of(request)
+    _queue, policy = queue_of(request)
     return page(request, "call_live.html", {"entry": entry, "callback_error": "", "policy": policy})
 
 
 @protected(Action.queue_call)
 async def call_status(request: web.Request) -> web.Response:
     entry = await _own_entry(request)
-    _, policy = queue_of(request)
-    return web.json_response(
-        {**entry.public(policy, utcnow()), "callback_after_s": policy.callback_after_s}
-    )
+    _queue, policy = queue_of(request)
+    body = entry.public(policy, utcnow())
+    # call.js shows the label as it is: in the page's language, never the raw state.
+    body["state_label"] = _(request, STATE_LABELS[entry.state])
+    return web.json_response({**body, "callback_after_s": policy.callback_after_s})
 
 
 class CallbackForm(BaseModel):

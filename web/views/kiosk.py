@@ -22,25 +22,12 @@ from server.cases.service import create_case
 from server.db import utcnow
 from server.errors import KioskRateLimited, NotFound
 from server.org.models import Site, SiteLevel
+from web.labels import CASE_STATE_PUBLIC_LABELS
 from web.render import page
 from web.views.call import clean_phone, clean_text, field_errors, form_dict, matter_types
 
 KIOSK_FIELDS = ("matter_code", "description", "name", "phone", "site")
-STATE_LABELS = {
-    "registered": "已登记",
-    "accepted": "已受理",
-    "handling": "办理中",
-    "replied": "已答复",
-    "evaluated": "已评价",
-    "revisited": "已回访",
-    "closed": "已结案",
-    "not_accepted": "不予受理",
-    "redirected_legal": "导入法定途径",
-    "transferred": "已转送",
-    "review": "复查中",
-    "re_review": "复核中",
-    "terminated": "已终止",
-}
+STATE_LABELS = CASE_STATE_PUBLIC_LABELS
 
 
 class KioskForm(BaseModel):
