@@ -54,6 +54,13 @@ class ServerProcess:
             self.process.kill()
             self.process.wait(10)
 
+    def start_again(self) -> None:
+        """After `stop()` (or a crash): the same deployment (data, secret, port) comes back."""
+        if self.process.poll() is None:
+            raise RuntimeError("the server is still running")
+        port = int(self.base_url.rsplit(":", 1)[1])
+        self.process = _serve(self.env, port, self.log_path)
+
     def sign_in(self, username: str, password: str = DEMO_PASSWORD) -> tuple[str, str]:
         """(Cookie header value, CSRF token) of a signed-in staff session."""
         jar = http.cookiejar.CookieJar()
@@ -83,6 +90,8 @@ def start_server(tmp: Path, **extra_env: str) -> ServerProcess:
             "ONEDOOR_SECRET_KEY": secrets.token_urlsafe(32),
             "ONEDOOR_MEDIA_HOST_ADDRESSES": "127.0.0.1",
             "ONEDOOR_LOG_LEVEL": "INFO",
+            # Every load client and browser joins from 127.0.0.1: one address, many residents.
+            "ONEDOOR_JOIN_RATE_PER_MIN": "100000",
             **extra_env,
         }
     )
@@ -95,24 +104,29 @@ def start_server(tmp: Path, **extra_env: str) -> ServerProcess:
             cwd=ROOT,
         )
     log_path = tmp / "server.log"
-    log = log_path.open("wb")
-    process = subprocess.Popen(
-        [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port", str(port)],
-        env=env,
-        stdout=log,
-        stderr=subprocess.STDOUT,
-        cwd=ROOT,
-    )
+    process = _serve(env, port, log_path)
+    return ServerProcess(f"http://127.0.0.1:{port}", tmp / "data", env, process, log_path)
+
+
+def _serve(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen[bytes]:
+    """Start `onedoor serve` and wait until it accepts connections (the log is appended to)."""
+    with log_path.open("ab") as log:
+        process = subprocess.Popen(
+            [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port",
+             str(port)],
+            env=env,
+            stdout=log,
+            stderr=subprocess.STDOUT,
+            cwd=ROOT,
+        )  # fmt: skip
     deadline = time.monotonic() + START_TIMEOUT_S
     while time.monotonic() < deadline:
         if process.poll() is not None:
             raise RuntimeError(log_path.read_text())
         try:
             with socket.create_connection(("127.0.0.1", port), 0.2):
-                break
+                return process
         except OSError:
             time.sleep(0.1)
-    else:
-        process.kill()
-        raise RuntimeError("onedoor serve did not start")
-    return ServerProcess(f"http://127.0.0.1:{port}", tmp / "data", env, process, log_path)
+    process.kill()
+    raise RuntimeError("onedoor serve did not start")

@@ -5,6 +5,21 @@ from __future__ import annotations
 
 from typing import Any, ClassVar
 
+from redis.exceptions import ConnectionError as RedisConnectionError
+from redis.exceptions import TimeoutError as RedisTimeoutError
+from sqlalchemy.exc import InterfaceError, OperationalError
+
+#: A backing service (the database, Redis) is down or restarting: retryable, not a bug. The
+#: HTTP edge answers 503 `service_unavailable`; signaling sends `room_unavailable`.
+OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
+    OperationalError,
+    InterfaceError,
+    RedisConnectionError,
+    RedisTimeoutError,
+    ConnectionError,
+    TimeoutError,
+)
+
 
 class AppError(Exception):
     code: ClassVar[str] = "internal_error"
@@ -73,6 +88,16 @@ class PayloadTooLarge(AppError):
 
 class RateLimited(AppError):
     code, http_status, message_zh = "rate_limited", 429, "操作过于频繁，请稍后再试"
+
+
+class JoinRateLimited(RateLimited):
+    """Too many join links redeemed from one address (page and signaling join together)."""
+
+    code, message_zh = "join_rate_limited", "进入次数过多，请稍等一分钟后再试"
+
+
+class KioskRateLimited(RateLimited):
+    code, message_zh = "kiosk_rate_limited", "登记过于频繁，请稍等一分钟后再试"
 
 
 class SignalingError(AppError):

@@ -11,12 +11,10 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import ValidationError
-from redis.exceptions import ConnectionError as RedisConnectionError
-from redis.exceptions import TimeoutError as RedisTimeoutError
-from sqlalchemy.exc import InterfaceError, OperationalError
 
 from server import keys
 from server.errors import (
+    OUTAGE_ERRORS,
     AppError,
     InvalidInput,
     NotAuthenticated,
@@ -94,14 +92,7 @@ async def app_errors(request: web.Request, handler: Handler) -> web.StreamRespon
         return _error_response(request, InvalidInput("invalid input", fields=fields))
     except web.HTTPRequestEntityTooLarge:
         return _error_response(request, PayloadTooLarge("request body too large"))
-    except (
-        OperationalError,
-        InterfaceError,
-        RedisConnectionError,
-        RedisTimeoutError,
-        ConnectionError,
-        TimeoutError,
-    ) as e:
+    except OUTAGE_ERRORS as e:
         # The database (or Redis) is down or restarting: a clean, retryable answer. The
         # transaction was rolled back with the connection, so nothing is half-written.
         logger.warning("backing service unavailable: %s", type(e).__name__)

@@ -10,6 +10,11 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
+from server.errors import JoinRateLimited
+
+#: Join limits count per minute (ONEDOOR_JOIN_RATE_PER_MIN).
+JOIN_WINDOW_S = 60
+
 
 class RateLimiter(Protocol):
     async def hit(self, key: str, *, limit: int, window_s: int) -> bool:
@@ -36,14 +41,32 @@ class InProcessRateLimiter:
 
 
 class RedisRateLimiter:
-    def __init__(self, redis: Redis, *, prefix: str = "onedoor:rl:") -> None:
+    def __init__(
+        self,
+        redis: Redis,
+        *,
+        prefix: str = "onedoor:rl:",
+        clock: Callable[[], float] = time.time,  # wall clock: windows line up across nodes
+    ) -> None:
         self._redis = redis
         self._prefix = prefix
+        self._clock = clock
 
     async def hit(self, key: str, *, limit: int, window_s: int) -> bool:
-        window = int(time.time() // window_s)
+        window = int(self._clock() // window_s)
         name = f"{self._prefix}{key}:{window}"
         count = await self._redis.incr(name)
         if count == 1:
             await self._redis.expire(name, window_s + 1)
         return int(count) <= limit
+
+
+async def check_join_rate(limiter: RateLimiter, ip: str, *, per_min: int) -> None:
+    """Count one join-link redemption from `ip`; the join page and the signaling join share the
+    key, so a client cannot double its budget by skipping the page.
+
+    Raises:
+        JoinRateLimited: over `per_min` in the current minute.
+    """
+    if not await limiter.hit(f"join:{ip}", limit=per_min, window_s=JOIN_WINDOW_S):
+        raise JoinRateLimited("too many joins from this address; wait a minute")

@@ -13,7 +13,15 @@ from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
 
-from pydantic import BaseModel, BeforeValidator, Field, SecretStr, ValidationError, field_validator
+from pydantic import (
+    BaseModel,
+    BeforeValidator,
+    Field,
+    SecretStr,
+    ValidationError,
+    ValidationInfo,
+    field_validator,
+)
 
 PREFIX = "ONEDOOR_"
 
@@ -58,6 +66,12 @@ class Settings(BaseModel, frozen=True, extra="forbid"):
     staff_2fa: Literal["off", "optional", "required"] = "optional"
     #: Sign-in attempts per client address per minute (on top of the per-account lockout).
     login_rate_per_min: int = Field(default=20, ge=1)
+    #: Join-link redemptions per client address per minute, shared by all nodes through Redis:
+    #: opening a join page (`/join/{token}`) and joining a room with a token on the signaling
+    #: socket count one each (a resident's join costs two). Resuming does not count.
+    join_rate_per_min: int = Field(default=60, ge=1)
+    #: Kiosk registrations (cases created at a self-service kiosk) per client address per minute.
+    kiosk_rate_per_min: int = Field(default=30, ge=1)
     max_request_bytes: int = Field(default=1_048_576, ge=1024)
 
     # media and ICE
@@ -79,6 +93,12 @@ class Settings(BaseModel, frozen=True, extra="forbid"):
     signaling_grace_s: float = Field(default=30.0, gt=0)
     room_capacity: int = Field(default=8, ge=2, le=64)
 
+    # the reception queue (远程视频接访)
+    #: A call waiting this long is flagged on the reception desk (等待过久).
+    queue_flag_after_s: int = Field(default=180, ge=0)
+    #: A call nobody took within this time offers the resident a call-back booking.
+    queue_callback_after_s: int = Field(default=600, ge=0)
+
     # notifications: "log" in development, "http" posts JSON to notify_http_url
     notify_backend: Literal["log", "http"] = "log"
     notify_http_url: str | None = None
@@ -98,6 +118,17 @@ class Settings(BaseModel, frozen=True, extra="forbid"):
     timezone: str = "Asia/Shanghai"
     #: Case numbers: unique and gap-free per site and year.
     case_no_format: str = "{admin_code}-{year}-{seq:06d}"
+
+    @field_validator("queue_callback_after_s")
+    @classmethod
+    def _callback_after_flag(cls, value: int, info: ValidationInfo) -> int:
+        flag = info.data.get("queue_flag_after_s")
+        if flag is not None and value < flag:
+            raise ValueError(
+                f"must not be shorter than ONEDOOR_QUEUE_FLAG_AFTER_S ({flag}): a call is flagged "
+                "on the desk before the resident is offered a call back"
+            )
+        return value
 
     @field_validator("database_url")
     @classmethod

@@ -27,6 +27,8 @@ from typing import Any, Protocol
 
 from redis.asyncio import Redis
 
+from server.errors import OUTAGE_ERRORS
+
 logger = logging.getLogger(__name__)
 
 Envelope = dict[str, Any]
@@ -37,6 +39,10 @@ MAX_EVENT_QUEUE = 1000
 PIPELINE_BATCH = 256
 #: Rooms whose state an in-process directory keeps before it sweeps the expired ones.
 MAX_IN_PROCESS_STATES = 10_000
+#: While Redis is unreachable, a batch is retried this long, then dropped (pub/sub delivers at
+#: most once anyway; clients resend what was not acknowledged).
+PUBLISH_RETRY_S = 5.0
+RETRY_PAUSE_S = 0.25
 
 
 @dataclass(frozen=True, slots=True)
@@ -387,6 +393,8 @@ class RedisSignalBus(_EventHub):
         self._idle = asyncio.Event()
         self._idle.set()
         self.dropped = 0
+        self._read_down = False
+        self._write_down = False
 
     def _node_channel(self, node_id: str) -> str:
         return f"{self._prefix}node:{node_id}"
@@ -421,7 +429,8 @@ class RedisSignalBus(_EventHub):
             self._idle.clear()
         except asyncio.QueueFull:
             self.dropped += 1
-            logger.warning("signal bus outbox full; dropped a message for %s", channel)
+            if self.dropped % 1000 == 1:  # one line per thousand, not one per message
+                logger.warning("signal bus outbox full; %d messages dropped", self.dropped)
 
     def send_room(self, room_id: str, envelope: Envelope) -> None:
         handler = self._rooms.get(room_id)
@@ -452,24 +461,44 @@ class RedisSignalBus(_EventHub):
     async def flush(self) -> None:
         await self._idle.wait()
 
+    async def _publish(self, batch: list[tuple[str, str]]) -> None:
+        if len(batch) == 1:
+            await self._redis.publish(*batch[0])
+        else:
+            async with self._redis.pipeline(transaction=False) as pipe:
+                for channel, data in batch:
+                    pipe.publish(channel, data)  # type: ignore[unused-awaitable]
+                await pipe.execute()
+
     async def _write(self) -> None:
         while True:
             first = await self._outbox.get()
             batch = [first]
             while len(batch) < PIPELINE_BATCH and not self._outbox.empty():
                 batch.append(self._outbox.get_nowait())
-            try:
-                if len(batch) == 1:
-                    await self._redis.publish(*batch[0])
+            give_up_at = time.monotonic() + PUBLISH_RETRY_S
+            while True:
+                try:
+                    await self._publish(batch)
+                except asyncio.CancelledError:
+                    raise
+                except OUTAGE_ERRORS as e:
+                    if not self._write_down:
+                        logger.warning("Redis unreachable for publishing (%s); retrying",
+                                       type(e).__name__)  # fmt: skip
+                        self._write_down = True
+                    if time.monotonic() < give_up_at:
+                        await asyncio.sleep(RETRY_PAUSE_S)
+                        continue
+                    self.dropped += len(batch)
+                    logger.warning("dropped %d signaling messages: Redis unreachable", len(batch))
+                except Exception:
+                    logger.exception("publishing %d signaling messages failed", len(batch))
                 else:
-                    async with self._redis.pipeline(transaction=False) as pipe:
-                        for channel, data in batch:
-                            pipe.publish(channel, data)  # type: ignore[unused-awaitable]
-                        await pipe.execute()
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("publishing %d signaling messages failed", len(batch))
+                    if self._write_down:
+                        logger.info("Redis reachable again for publishing")
+                        self._write_down = False
+                break
             if self._outbox.empty():
                 self._idle.set()
 
@@ -479,13 +508,23 @@ class RedisSignalBus(_EventHub):
         room_prefix = f"{self._prefix}room:".encode()
         while True:
             try:
+                # On reconnecting, redis-py subscribes again to every channel we had.
                 msg = await self._pubsub.get_message(timeout=1.0)
             except asyncio.CancelledError:
                 raise
+            except OUTAGE_ERRORS as e:
+                if not self._read_down:
+                    logger.warning("Redis pub/sub unreachable (%s); reconnecting", type(e).__name__)
+                    self._read_down = True
+                await asyncio.sleep(0.5)
+                continue
             except Exception:
                 logger.exception("reading from Redis pub/sub failed; retrying")
                 await asyncio.sleep(0.5)
                 continue
+            if self._read_down:
+                logger.info("Redis pub/sub connected again")
+                self._read_down = False
             if msg is None or msg.get("type") != "message":
                 continue
             channel: bytes = msg["channel"]

@@ -46,8 +46,9 @@ from media.interfaces import (
 from server.auth.permissions import Action, StaffIdentity
 from server.crypto import PiiCipher
 from server.db import utcnow
-from server.errors import AppError
+from server.errors import OUTAGE_ERRORS, AppError
 from server.logging import peer_id_var, room_id_var
+from server.ratelimit import RateLimiter, check_join_rate
 from signaling import errors, store
 from signaling.bus import Envelope, RoomDirectory, RoomEvent, SignalBus
 from signaling.protocol import (
@@ -147,6 +148,9 @@ class NodeConfig:
     turn_ttl_s: int = 3600
     recordings_dir: Path = Path("data/recordings")
     limits: Limits = field(default_factory=Limits)
+    #: Joins with a token per client address per minute (None: unlimited); counted with the
+    #: node's rate limiter, shared with the join page (ONEDOOR_JOIN_RATE_PER_MIN).
+    join_rate_per_min: int | None = None
 
 
 class TokenBucket:
@@ -902,6 +906,11 @@ class Edge:
             if re is None:
                 re = _peek(text, "id")
             self.send(_error(e, re))
+        except OUTAGE_ERRORS as e:
+            # Redis or the database is restarting: a retryable answer; the socket stays up.
+            logger.warning("backing service unavailable during %s: %s", _peek(text, "type"),
+                           type(e).__name__)  # fmt: skip
+            self.send(_error(errors.RoomUnavailable("a backing service is unavailable"), re))
 
     # ----- join and resume
 
@@ -909,6 +918,8 @@ class Edge:
         if self.state != "new":
             raise errors.AlreadyJoined("this connection already joined a room")
         node, now = self.node, self.node.now()
+        if msg.token is not None:
+            await node.check_join_rate(self.ip)
         async with node.db.begin() as session:
             view = await store.get_session(session, room_id=msg.room_id)
             if not view.open:
@@ -1099,10 +1110,12 @@ class SignalingNode:
         db: async_sessionmaker[AsyncSession],
         cipher: PiiCipher,
         clock: Clock = utcnow,
+        ratelimiter: RateLimiter | None = None,
     ) -> None:
         self.config = config
         #: Saved room state holds display names: encrypted like other personal data.
         self.cipher = cipher
+        self.ratelimiter = ratelimiter
         self.bus = bus
         self.directory = directory
         self.media = media
@@ -1120,6 +1133,11 @@ class SignalingNode:
         self._dirty: dict[str, RoomActor] = {}
         self._dirty_wake = asyncio.Event()
         self._state_lock = asyncio.Lock()
+        #: Rooms with participants here whose lease nobody holds, and nodes whose heartbeat is
+        #: missing: since when (monotonic). See `_renew_once`.
+        self._ownerless: dict[str, float] = {}
+        self._missing: dict[str, float] = {}
+        self._directory_down = False
 
     # ----- lifecycle
 
@@ -1166,6 +1184,12 @@ class SignalingNode:
         edge = Edge(self, transport, staff, ip)
         self.edges[edge.conn_id] = edge
         return edge
+
+    async def check_join_rate(self, ip: str) -> None:
+        """Raises JoinRateLimited when `ip` redeemed too many join links this minute."""
+        limit = self.config.join_rate_per_min
+        if self.ratelimiter is not None and limit is not None:
+            await check_join_rate(self.ratelimiter, ip, per_min=limit)
 
     def count_identity(self, identity: str) -> bool:
         if self._identity_count[identity] >= self.config.limits.max_connections_per_identity:
@@ -1292,8 +1316,16 @@ class SignalingNode:
                 await self._renew_once()
             except asyncio.CancelledError:
                 raise
+            except OUTAGE_ERRORS as e:
+                if not self._directory_down:
+                    logger.warning("room directory unreachable (%s); retrying", type(e).__name__)
+                self._directory_down = True
+                continue
             except Exception:
                 logger.exception("lease renewal failed")
+            if self._directory_down:
+                logger.info("room directory reachable again; leases renewed")
+                self._directory_down = False
 
     async def _renew_once(self) -> None:
         limits, node_id = self.config.limits, self.config.node_id
@@ -1311,11 +1343,23 @@ class SignalingNode:
             if actor.saved is not None and actor.saved_at < stale:
                 actor.saved = None  # rewrite it even if unchanged: its TTL runs
                 self.mark_dirty(actor)
+        # A lease or heartbeat missing from the directory means a dead node only once it stays
+        # missing for a whole lease: after a Redis restart (which loses every key) or an outage
+        # longer than a lease, live nodes put theirs back at their next renewal (a third of a
+        # lease), and acting at once would move live rooms and drop live participants.
+        now_s, settle_s = time.monotonic(), limits.lease_ms / 1000
         # Edge side: rooms whose owner changed or vanished get our participants re-attached.
+        self._ownerless = {r: t for r, t in self._ownerless.items() if r in self.attached}
         for room_id, edges in list(self.attached.items()):
             if room_id in self.rooms:
+                self._ownerless.pop(room_id, None)
                 continue
             owner = await self.directory.owner(room_id)
+            if owner is None:
+                if now_s - self._ownerless.setdefault(room_id, now_s) < settle_s:
+                    continue
+            else:
+                self._ownerless.pop(room_id, None)
             for edge in list(edges):
                 if edge.owner is not None and owner != edge.owner:
                     self.spawn(edge.reattach(), name=f"reattach:{edge.conn_id}")
@@ -1326,9 +1370,15 @@ class SignalingNode:
             for link in a.links.values()
             if link.connected and link.node_id != node_id
         }
-        for dead in nodes - await self.directory.alive(nodes):
+        self._missing = {n: t for n, t in self._missing.items() if n in nodes}
+        alive = await self.directory.alive(nodes)
+        for dead in nodes - alive:
+            if now_s - self._missing.setdefault(dead, now_s) < settle_s:
+                continue
             for actor in self.rooms.values():
                 actor.deliver({"k": "edge_down", "node": dead})
+        for node in alive:
+            self._missing.pop(node, None)
 
     # ----- durable room state
 

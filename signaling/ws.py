@@ -95,6 +95,7 @@ async def signaling_context(app: web.Application) -> AsyncIterator[None]:
         turn_ttl_s=settings.turn_ttl_s,
         recordings_dir=settings.effective_recordings_dir,
         limits=app.get(limits_key, Limits()),
+        join_rate_per_min=settings.join_rate_per_min,
     )
     node = SignalingNode(
         config=config,
@@ -103,6 +104,7 @@ async def signaling_context(app: web.Application) -> AsyncIterator[None]:
         media=media,
         db=app[keys.db],
         cipher=app[keys.pii],
+        ratelimiter=app.get(keys.ratelimiter),
     )
     await node.start()
     app[node_key] = node

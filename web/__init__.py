@@ -13,7 +13,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from web import i18n
+from web import i18n, labels
 from web.views import (
     audit,
     auth,
@@ -44,6 +44,7 @@ def setup(app: web.Application) -> None:
     static = app.router.add_static("/static/", HERE / "static", name="static", append_version=True)
     # Versioned URLs (?v=<hash>), so browsers never run a stale client after an upgrade.
     env.globals["static"] = lambda filename: str(static.url_for(filename=filename))
+    env.globals["label"] = labels.label  # {{ _(label("session_state", s.state)) }}
     auth.setup(app)
     home.setup(app)
     org.setup(app)

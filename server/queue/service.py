@@ -43,11 +43,25 @@ STATE_LABELS = {
 
 @dataclass(frozen=True, slots=True)
 class QueuePolicy:
-    """[cfg] How long a call may wait before the desk flags it, and before the resident is
-    offered a call-back booking instead of waiting on."""
+    """How long a call may wait before the desk flags it, and before the resident is offered a
+    call-back booking instead of waiting on (ONEDOOR_QUEUE_FLAG_AFTER_S,
+    ONEDOOR_QUEUE_CALLBACK_AFTER_S; the defaults here are the settings' defaults)."""
 
     flag_after_s: int = 180
     callback_after_s: int = 600
+
+    def __post_init__(self) -> None:
+        if self.flag_after_s < 0 or self.callback_after_s < 0:
+            raise ValueError("queue thresholds must not be negative")
+
+    @property
+    def flag_after_min(self) -> str:
+        """For the pages: "3", "1.5"."""
+        return f"{round(self.flag_after_s / 60, 1):g}"
+
+    @property
+    def callback_after_min(self) -> str:
+        return f"{round(self.callback_after_s / 60, 1):g}"
 
 
 @dataclass(slots=True)

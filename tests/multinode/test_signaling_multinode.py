@@ -36,7 +36,8 @@ async def nodes(
     for name in ("node-a", "node-b"):
         settings = make_settings(tmp_path / name, demo_sqlite_url, redis_url=redis_url,
                                  node_id=name, secret_key=secret, signaling_grace_s=20,
-                                 login_rate_per_min=10_000)  # fmt: skip
+                                 login_rate_per_min=10_000,
+                                 join_rate_per_min=10_000)  # fmt: skip
         srv = TestServer(build_app(settings, limits=limits, prefix=redis_prefix))
         await srv.start_server()
         servers.append(srv)

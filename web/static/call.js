@@ -21,6 +21,8 @@ async function poll() {
       if (e.state === 'accepted') { acc.hidden = false; acc.textContent = t('call.accepted', { name: e.accepted_by_name }); }
       document.getElementById('callback-box').hidden = !(e.state === 'waiting' && e.callback_offered) && !document.querySelector('#callback-box .field-error');
       document.getElementById('callback-done').hidden = e.state !== 'callback';
+      // The threshold (ONEDOOR_QUEUE_CALLBACK_AFTER_S) is in the page; the server decides.
+      document.getElementById('callback-hint').hidden = e.state !== 'waiting' || e.callback_offered;
       document.getElementById('cancel-form').hidden = e.state !== 'waiting';
       if (e.state === 'ended' || e.state === 'cancelled') return;
     }

@@ -120,6 +120,9 @@ export class Signaling extends EventTarget {
     let msg;
     try { msg = JSON.parse(text); } catch { return; }
     if (window.ONEDOOR_DEBUG) console.debug('sig<', text.slice(0, 160));
+    // welcome and admitted carry the current resume token: it records where we are (lobby or
+    // joined), so a resume after a server restart puts us back in the room, not in the lobby.
+    if (msg.resume_token) this.resumeToken = msg.resume_token;
     switch (msg.type) {
       case 'hello': {
         const join = this._joinMessage();

@@ -21,6 +21,7 @@ from server.db import utcnow
 from server.errors import PermissionDenied
 from server.org.models import Site
 from server.queue.service import (
+    STATE_LABELS,
     CallEntry,
     CallQueue,
     CallState,
@@ -28,6 +29,8 @@ from server.queue.service import (
     QueuePolicy,
     enqueue_call,
 )
+from server.settings import Settings
+from web.i18n import _
 from web.render import page
 
 PHONE_RE = re.compile(r"^1[3-9]\d{9}$")
@@ -107,7 +110,14 @@ class CallForm(BaseModel):
 
 
 def queue_of(request: web.Request) -> tuple[CallQueue, QueuePolicy]:
-    return request.app[keys.call_queue], request.app.get(keys.call_queue_policy, QueuePolicy())
+    return request.app[keys.call_queue], request.app[keys.call_queue_policy]
+
+
+def policy_from(settings: Settings) -> QueuePolicy:
+    return QueuePolicy(
+        flag_after_s=settings.queue_flag_after_s,
+        callback_after_s=settings.queue_callback_after_s,
+    )
 
 
 # ------------------------------------------------------------------ views
@@ -167,7 +177,7 @@ async def call_submit(request: web.Request) -> web.StreamResponse:
 
 async def _own_entry(request: web.Request) -> CallEntry:
     agent = signed_in_staff(request)
-    queue, _ = queue_of(request)
+    queue, _policy = queue_of(request)
     try:
         entry = await queue.get(int(request.match_info["entry_id"]))
     except ValueError:
@@ -182,14 +192,18 @@ async def _own_entry(request: web.Request) -> CallEntry:
 @protected(Action.queue_call)
 async def call_live(request: web.Request) -> web.Response:
     entry = await _own_entry(request)
-    return page(request, "call_live.html", {"entry": entry, "callback_error": ""})
+    _queue, policy = queue_of(request)
+    return page(request, "call_live.html", {"entry": entry, "callback_error": "", "policy": policy})
 
 
 @protected(Action.queue_call)
 async def call_status(request: web.Request) -> web.Response:
     entry = await _own_entry(request)
-    _, policy = queue_of(request)
-    return web.json_response(entry.public(policy, utcnow()))
+    _queue, policy = queue_of(request)
+    body = entry.public(policy, utcnow())
+    # call.js shows the label as it is: in the page's language, never the raw state.
+    body["state_label"] = _(request, STATE_LABELS[entry.state])
+    return web.json_response({**body, "callback_after_s": policy.callback_after_s})
 
 
 class CallbackForm(BaseModel):
@@ -213,7 +227,11 @@ async def call_callback(request: web.Request) -> web.StreamResponse:
         return page(
             request,
             "call_live.html",
-            {"entry": entry, "callback_error": field_errors(e)["callback_at"]},
+            {
+                "entry": entry,
+                "callback_error": field_errors(e)["callback_at"],
+                "policy": queue_of(request)[1],
+            },
             status=422,
         )
     if entry.state == CallState.waiting:
@@ -236,6 +254,8 @@ async def call_cancel(request: web.Request) -> web.StreamResponse:
 def setup(app: web.Application) -> None:
     if keys.call_queue not in app:
         app[keys.call_queue] = InProcessCallQueue()
+    if keys.call_queue_policy not in app:
+        app[keys.call_queue_policy] = policy_from(app[keys.settings])
     app.router.add_get("/call", call_form, name="call")
     app.router.add_post("/call", call_submit)
     app.router.add_get(r"/call/{entry_id:\d+}", call_live, name="call_live")

@@ -67,10 +67,10 @@ async def home(request: web.Request) -> web.StreamResponse:
 
 async def _live_context(request: web.Request, staff: StaffIdentity) -> dict[str, Any]:
     """My queue, my sessions today and invitations; the supervisor's all-sites overview."""
-    from server.queue.service import CallState, QueuePolicy
+    from server.queue.service import CallState
 
     queue = request.app.get(keys.call_queue)
-    policy = request.app.get(keys.call_queue_policy, QueuePolicy())
+    policy = request.app[keys.call_queue_policy]
     now = utcnow()
     entries = await queue.entries() if queue is not None else []
     waiting = [e.public(policy, now) for e in entries if e.state == CallState.waiting]

@@ -6,8 +6,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from server import keys
-from server.auth.web import public
+from server.auth.web import client_ip, public
 from server.db import utcnow
+from server.ratelimit import check_join_rate
 from web.render import page
 
 #: Error code → (title, what the resident should do), zh-CN msgids.
@@ -35,12 +36,20 @@ LINK_PROBLEMS = {
 }
 
 
-@public("the join link's token is the credential; verified here and again on the socket")
+@public(
+    "the join link's token is the credential; verified here and again on the socket "
+    "(rate-limited per address)"
+)
 async def join(request: web.Request) -> web.Response:
     from signaling import errors, store
     from signaling.tokens import verify_join_token
 
     token = request.match_info["token"]
+    await check_join_rate(
+        request.app[keys.ratelimiter],
+        client_ip(request),
+        per_min=request.app[keys.settings].join_rate_per_min,
+    )
     try:
         grant = verify_join_token(request.app[keys.settings].secret_bytes(), token, now=utcnow())
         async with request.app[keys.db].begin() as session:

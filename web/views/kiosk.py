@@ -20,27 +20,14 @@ from server.cases.models import Channel, PetitionCase
 from server.cases.schemas import PetitionerInput
 from server.cases.service import create_case
 from server.db import utcnow
-from server.errors import NotFound, RateLimited
+from server.errors import KioskRateLimited, NotFound
 from server.org.models import Site, SiteLevel
+from web.labels import CASE_STATE_PUBLIC_LABELS
 from web.render import page
 from web.views.call import clean_phone, clean_text, field_errors, form_dict, matter_types
 
 KIOSK_FIELDS = ("matter_code", "description", "name", "phone", "site")
-STATE_LABELS = {
-    "registered": "已登记",
-    "accepted": "已受理",
-    "handling": "办理中",
-    "replied": "已答复",
-    "evaluated": "已评价",
-    "revisited": "已回访",
-    "closed": "已结案",
-    "not_accepted": "不予受理",
-    "redirected_legal": "导入法定途径",
-    "transferred": "已转送",
-    "review": "复查中",
-    "re_review": "复核中",
-    "terminated": "已终止",
-}
+STATE_LABELS = CASE_STATE_PUBLIC_LABELS
 
 
 class KioskForm(BaseModel):
@@ -98,14 +85,19 @@ async def _site_id(request: web.Request, raw: str) -> int:
 
 
 async def _form(
-    request: web.Request, values: dict[str, str], errors: dict[str, str], status: int = 200
+    request: web.Request,
+    values: dict[str, str],
+    errors: dict[str, str],
+    status: int = 200,
+    *,
+    notice: str | None = None,
 ) -> web.Response:
     async with request.app[keys.db].begin() as session:
         matters = await matter_types(session)
     return page(
         request,
         "kiosk.html",
-        {"matters": matters, "values": values, "errors": errors},
+        {"matters": matters, "values": values, "errors": errors, "notice": notice},
         status=status,
     )
 
@@ -119,12 +111,18 @@ async def kiosk_form(request: web.Request) -> web.Response:
 
 @public("the kiosk registration itself (rate-limited per address)")
 async def kiosk_submit(request: web.Request) -> web.Response:
-    if not await request.app[keys.ratelimiter].hit(
-        f"kiosk:{client_ip(request)}", limit=30, window_s=60
-    ):
-        raise RateLimited("too many kiosk registrations")
     form = await request.post()
     values = form_dict(form, KIOSK_FIELDS)
+    if not await request.app[keys.ratelimiter].hit(
+        f"kiosk:{client_ip(request)}",
+        limit=request.app[keys.settings].kiosk_rate_per_min,
+        window_s=60,
+    ):
+        # The form comes back with what the petitioner typed: nothing is lost.
+        limited = KioskRateLimited("too many kiosk registrations from this address")
+        return await _form(
+            request, values, {}, status=limited.http_status, notice=limited.message_zh
+        )
     try:
         data = KioskForm.model_validate(values)
     except ValidationError as e:

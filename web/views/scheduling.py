@@ -20,16 +20,10 @@ from server.auth.web import protected, signed_in_staff
 from server.db import utcnow
 from server.errors import AppError, InvalidInput, NotFound
 from server.org.models import Department, Resource, ResourceType, Site, SiteLevel, Staff
+from web.labels import SESSION_STATE_LABELS
 from web.render import page
 
-STATE_LABELS = {
-    "scheduled": "已预约",
-    "lobby": "候会中",
-    "live": "进行中",
-    "ended": "已结束",
-    "cancelled": "已取消",
-    "no_show": "未到场",
-}
+STATE_LABELS = SESSION_STATE_LABELS
 TYPE_LABELS = {
     "mediation_room": "调解室",
     "video_terminal": "视频终端",

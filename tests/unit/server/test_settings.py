@@ -63,3 +63,22 @@ def test_public_view_hides_secrets() -> None:
     assert "pw123" not in shown
     assert "turn-secret" not in shown
     assert "very-secret-value" not in repr(s)
+
+
+def test_queue_thresholds_and_rate_limits_come_from_the_environment() -> None:
+    s = Settings.from_env(
+        {
+            "ONEDOOR_QUEUE_FLAG_AFTER_S": "120",
+            "ONEDOOR_QUEUE_CALLBACK_AFTER_S": "900",
+            "ONEDOOR_JOIN_RATE_PER_MIN": "10",
+            "ONEDOOR_KIOSK_RATE_PER_MIN": "5",
+        }
+    )
+    assert (s.queue_flag_after_s, s.queue_callback_after_s) == (120, 900)
+    assert (s.join_rate_per_min, s.kiosk_rate_per_min) == (10, 5)
+    with pytest.raises(SettingsError, match=r"ONEDOOR_QUEUE_CALLBACK_AFTER_S: .*FLAG_AFTER_S"):
+        Settings.from_env(
+            {"ONEDOOR_QUEUE_FLAG_AFTER_S": "600", "ONEDOOR_QUEUE_CALLBACK_AFTER_S": "60"}
+        )
+    with pytest.raises(SettingsError, match="ONEDOOR_JOIN_RATE_PER_MIN"):
+        Settings.from_env({"ONEDOOR_JOIN_RATE_PER_MIN": "0"})

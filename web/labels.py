@@ -1,0 +1,149 @@
+"""The zh-CN label of every code a page shows: case, session, call and deadline states, booking
+and reminder statuses, participant roles, case timeline events. Pages never print a raw code:
+
+    {{ _(label("session_state", s.state)) }}
+
+The labels are msgids (Simplified Chinese) with English in messages.po; a test renders the pages
+with every value and checks that no code shows and that each label has its English.
+"""
+
+from __future__ import annotations
+
+import enum
+from collections.abc import Mapping
+
+from scheduling.models import BookingStatus, JobKind, JobStatus
+from server.cases.models import CaseState
+from server.cases.service import STATE_LABELS as CASE_STATE_LABELS
+from server.cases.statemachine import TRANSITIONS
+from server.queue.service import STATE_LABELS as CALL_STATE_LABELS
+from server.sessions.models import ParticipantRole, SessionState
+
+#: Case states in the words a petitioner reads on the follow page (kiosk QR code).
+CASE_STATE_PUBLIC_LABELS: Mapping[str, str] = {
+    CaseState.registered: "已登记",
+    CaseState.accepted: "已受理",
+    CaseState.handling: "办理中",
+    CaseState.replied: "已答复",
+    CaseState.evaluated: "已评价",
+    CaseState.revisited: "已回访",
+    CaseState.closed: "已结案",
+    CaseState.not_accepted: "不予受理",
+    CaseState.redirected_legal: "导入法定途径",
+    CaseState.transferred: "已转送",
+    CaseState.review: "复查中",
+    CaseState.re_review: "复核中",
+    CaseState.terminated: "已终止",
+}
+
+SESSION_STATE_LABELS: Mapping[str, str] = {
+    SessionState.scheduled: "已预约",
+    SessionState.lobby: "候会中",
+    SessionState.live: "进行中",
+    SessionState.ended: "已结束",
+    SessionState.cancelled: "已取消",
+    SessionState.no_show: "未到场",
+}
+
+PARTICIPANT_ROLE_LABELS: Mapping[str, str] = {
+    ParticipantRole.host: "主持人",
+    ParticipantRole.mediator: "调解员",
+    ParticipantRole.official: "工作人员",
+    ParticipantRole.party: "当事人",
+    ParticipantRole.agent: "代办员",
+    ParticipantRole.observer: "旁听",
+}
+
+#: `SessionParticipant.invite_status` (scheduling/service.py, scheduling/reminders.py,
+#: signaling/store.py write it).
+INVITE_STATUS_LABELS: Mapping[str, str] = {
+    "none": "未邀请",
+    "queued": "待发送",
+    "sent": "已发送",
+    "retrying": "重试中",
+    "failed": "发送失败",
+    "cancelled": "已取消",
+    "lobby": "候会中",
+    "joined": "已入会",
+}
+
+BOOKING_STATUS_LABELS: Mapping[str, str] = {
+    BookingStatus.held: "暂留",
+    BookingStatus.confirmed: "已确认",
+    BookingStatus.rescheduled: "已改期",
+    BookingStatus.cancelled: "已取消",
+    BookingStatus.expired: "已过期",
+}
+
+JOB_KIND_LABELS: Mapping[str, str] = {
+    JobKind.invite: "会议邀请",
+    JobKind.update: "变更通知",
+    JobKind.cancel: "取消通知",
+    JobKind.reminder: "会前提醒",
+    JobKind.room_open: "开会通知",
+}
+
+JOB_STATUS_LABELS: Mapping[str, str] = {
+    JobStatus.pending: "待发送",
+    JobStatus.sent: "已发送",
+    JobStatus.failed: "发送失败",
+    JobStatus.cancelled: "已取消",
+}
+
+#: `CaseDeadline.status` (server/cases/deadline_service.py).
+DEADLINE_STATUS_LABELS: Mapping[str, str] = {
+    "open": "计时中",
+    "overdue": "已超期",
+    "paused": "已中止计时",
+    "met": "已按时办结",
+    "cancelled": "已取消",
+}
+
+#: `CaseEvent.type`: the state a case was created in, a transition's name, or one of these.
+CASE_EVENT_LABELS: Mapping[str, str] = {
+    **CASE_STATE_LABELS,
+    **{name: t.label_zh for name, t in TRANSITIONS.items()},
+    "repeat_detected": "系统提示：重复信访",
+    "claimed": "工作人员认领",
+    "review_requested": "申请复查复核",
+    "handler_added": "增加承办人",
+    "supervision": "督办",
+    "agreement_drafted": "起草调解协议书",
+    "agreement_effective": "调解协议书生效",
+    "deadline_extended": "延长办理期限",
+    "deadline_paused": "中止计时",
+    "deadline_resumed": "恢复计时",
+    "evaluation_link_sent": "已发送评价链接",
+    "dispatch_decision": "确定承办单位（智能分派）",
+}
+
+LABELS: Mapping[str, Mapping[str, str]] = {
+    "case_state": CASE_STATE_LABELS,
+    "case_state_public": CASE_STATE_PUBLIC_LABELS,
+    "case_event": CASE_EVENT_LABELS,
+    "deadline_status": DEADLINE_STATUS_LABELS,
+    "session_state": SESSION_STATE_LABELS,
+    "participant_role": PARTICIPANT_ROLE_LABELS,
+    "invite_status": INVITE_STATUS_LABELS,
+    "booking_status": BOOKING_STATUS_LABELS,
+    "job_kind": JOB_KIND_LABELS,
+    "job_status": JOB_STATUS_LABELS,
+    "call_state": {str(k): v for k, v in CALL_STATE_LABELS.items()},
+}
+
+#: Every value each table must cover, where the codes are an enum.
+ENUMS: Mapping[str, type[enum.StrEnum]] = {
+    "case_state": CaseState,
+    "case_state_public": CaseState,
+    "session_state": SessionState,
+    "participant_role": ParticipantRole,
+    "booking_status": BookingStatus,
+    "job_kind": JobKind,
+    "job_status": JobStatus,
+}
+
+
+def label(table: str, value: object) -> str:
+    """The zh-CN msgid for a code; an unknown code is returned as it is (and fails the test)."""
+    code = value.value if isinstance(value, enum.Enum) else str(value)
+    return LABELS[table].get(code, code)
