@@ -1300,6 +1300,8 @@ class SignalingNode:
         await self.bus.unhost_room(actor.room_id)
         try:  # while we still hold the lease: an emptied room keeps its lock and bans
             await self.save_state(actor)
+        except OUTAGE_ERRORS as e:
+            logger.warning("room %s emptied; state not saved: %s", actor.room_id, type(e).__name__)
         except Exception:
             logger.exception("saving the state of room %s failed", actor.room_id)
         await self.directory.release(actor.room_id, self.config.node_id)
@@ -1415,6 +1417,7 @@ class SignalingNode:
     async def _state_writer(self) -> None:
         """One small write per changed room, after the change, off the rooms' own tasks: a
         room never waits for Redis, and a burst of changes coalesces into one write."""
+        state_down = False
         while True:
             await self._dirty_wake.wait()
             self._dirty_wake.clear()
@@ -1428,9 +1431,17 @@ class SignalingNode:
                     saved = await self.save_state(actor)
                 except asyncio.CancelledError:
                     raise
+                except OUTAGE_ERRORS as e:  # one warning per outage, as the lease renewal
+                    if not state_down:
+                        logger.warning("room state not saved: %s; retrying", type(e).__name__)
+                    state_down, saved = True, False
                 except Exception:
                     logger.exception("saving the state of room %s failed; retrying", room_id)
                     saved = False
+                else:
+                    if state_down:
+                        logger.info("room state saved again")
+                        state_down = False
                 if not saved:  # Redis down, or a late lease renewal will re-take the room
                     self._dirty.setdefault(room_id, actor)
                     await asyncio.sleep(STATE_RETRY_S)

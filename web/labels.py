@@ -97,6 +97,7 @@ DEADLINE_STATUS_LABELS: Mapping[str, str] = {
     "paused": "已中止计时",
     "met": "已按时办结",
     "cancelled": "已取消",
+    "lapsed": "已过期（未评价）",
 }
 
 #: `CaseEvent.type`: the state a case was created in, a transition's name, or one of these.
@@ -115,6 +116,10 @@ CASE_EVENT_LABELS: Mapping[str, str] = {
     "deadline_resumed": "恢复计时",
     "evaluation_link_sent": "已发送评价链接",
     "dispatch_decision": "确定承办单位（智能分派）",
+    "deadline_warning": "期限预警",
+    "deadline_overdue": "期限已超期",
+    "escalated": "三级抄告",
+    "evaluation_timeout": "评价超时，记为未评价",
 }
 
 LABELS: Mapping[str, Mapping[str, str]] = {

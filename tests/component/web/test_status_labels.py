@@ -228,6 +228,7 @@ def _pages() -> Iterator[tuple[str, str, dict[str, Any], list[tuple[str, str]]]]
             "case": case,
             "events": [_ns(at=AT, type=t, payload={}) for t in CASE_EVENT_LABELS],
             "labels": LABELS["case_state"],
+            "agreements": [],
         },
         [("deadline_status", s) for s in DEADLINE_STATUS_LABELS]
         + [("case_event", t) for t in CASE_EVENT_LABELS],
