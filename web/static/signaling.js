@@ -138,6 +138,11 @@ export class Signaling extends EventTarget {
         if (this._firstWelcome) { this._firstWelcome.resolve(msg); this._firstWelcome = null; }
         break;
       }
+      case 'admitted':
+        // Out of the lobby: the welcome's token would resume into the lobby on a node that
+        // rebuilds the room without its saved state.
+        if (msg.resume_token) this.resumeToken = msg.resume_token;
+        break;
       case 'ack': case 'answer': case 'pong':
         this.lastPong = performance.now();
         if (msg.re) this._settle(msg.re, true, msg);
