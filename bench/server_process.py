@@ -1,5 +1,6 @@
 """Start a real `onedoor serve` (migrated SQLite, demo district) as a subprocess on loopback.
-Used by the benchmarks, the API fuzzer and the browser tests."""
+Used by the benchmarks, the API fuzzer and the browser tests; `start_node` starts the nodes of a
+multi-node deployment (one PostgreSQL, one Redis: the kill -9 test)."""
 
 from __future__ import annotations
 
@@ -13,6 +14,7 @@ import sys
 import time
 import urllib.parse
 import urllib.request
+from collections.abc import Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -81,6 +83,14 @@ class ServerProcess:
 
 
 def start_server(tmp: Path, **extra_env: str) -> ServerProcess:
+    return start_node(tmp, extra_env)
+
+
+def start_node(
+    tmp: Path, extra_env: Mapping[str, str], *, prepare_db: bool = True
+) -> ServerProcess:
+    """Start one node with `ONEDOOR_*` overrides. `prepare_db=False`: its database is already
+    migrated and holds the demo district (the second node of a deployment on one PostgreSQL)."""
     tmp.mkdir(parents=True, exist_ok=True)
     port = free_port()
     env = {k: v for k, v in os.environ.items() if not k.startswith("ONEDOOR_")}
@@ -95,7 +105,8 @@ def start_server(tmp: Path, **extra_env: str) -> ServerProcess:
             **extra_env,
         }
     )
-    for args in (["db", "upgrade"], ["demo", "load", "--password", DEMO_PASSWORD]):
+    steps = (["db", "upgrade"], ["demo", "load", "--password", DEMO_PASSWORD])
+    for args in steps if prepare_db else ():
         subprocess.run(
             [sys.executable, "-m", "server.cli", *args],
             env=env,

@@ -1291,6 +1291,13 @@ class SignalingNode:
         self.rooms[view.room_id] = actor
         await self.bus.host_room(view.room_id, actor.deliver)
         logger.info("hosting room %s", view.room_id)
+        # Our own participants in this room were attached to its previous owner (dead, or it
+        # let the room go): they take their places here now. The lease loop's check skips
+        # rooms we host, so without this they would wait out their grace period and be lost
+        # whenever someone else's resume or join, not their own re-attach, took the room.
+        for edge in list(self.attached.get(view.room_id, ())):
+            if edge.owner != self.config.node_id:
+                self.spawn(edge.reattach(), name=f"reattach:{edge.conn_id}")
         return actor
 
     async def _retire(self, actor: RoomActor) -> None:

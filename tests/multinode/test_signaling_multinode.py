@@ -171,6 +171,43 @@ async def test_owner_node_dies_and_everyone_resumes_on_the_other(
     await asyncio.sleep(0)
 
 
+async def test_a_resume_that_takes_the_room_brings_the_nodes_own_participants_back(
+    nodes: tuple[TestServer, TestServer], people: list[Participant]
+) -> None:
+    """Found by the kill -9 test with real processes: when a resume from the dead node's
+    participant, not B's lease loop, is what takes the room over, B's own participant (attached
+    to the dead owner) must be re-attached too, not left to time out."""
+    a, b = nodes
+    host = await _person(people, a, "host on A", "mediator01")
+    sess = await new_session(host)
+    await host.connect()
+    await host.join(sess["room_id"])
+    official_b = await _person(people, b, "official on B", "expert01")
+    await official_b.connect()
+    await official_b.join(sess["room_id"])
+
+    crash(a)
+    await host.drop()
+    # B's lease loop would re-attach its participant once A's lease has run out; stop it, so
+    # that the host's resume (retried by B until then) is what takes the room.
+    b_node = b.app[node_key]
+    leases = next(t for t in b_node._tasks if t.get_name() == "signaling-leases")
+    leases.cancel()
+    with contextlib.suppress(asyncio.CancelledError):
+        await leases
+
+    host_b = await _person(people, b, "host again", "mediator01")
+    await host_b.connect()
+    assert (await host_b.request("resume", resume_token=host.resume_token))["type"] == "ack"
+    assert (await host_b.expect("welcome"))["status"] == "joined"
+    assert sess["room_id"] in b_node.rooms
+    w = await official_b.expect("welcome")
+    assert w["resumed"] is True and w["media_reset"] is True and w["peer_id"] == official_b.peer_id
+    await host_b.expect_where(lambda m: m["type"] == "participant_update"
+                              and m["participant"]["peer_id"] == official_b.peer_id
+                              and m["participant"]["connected"])  # fmt: skip
+
+
 async def test_room_state_survives_the_owner_node(
     nodes: tuple[TestServer, TestServer], people: list[Participant]
 ) -> None:
