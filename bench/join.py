@@ -347,7 +347,9 @@ async def measure_browser(scale: float) -> dict[str, Any]:
         host_cookie, host_csrf = await asyncio.to_thread(server.sign_in, "mediator01")
         async with aiohttp.ClientSession() as http, async_playwright() as pw:
             staff = Staff(http, server.base_url, host_cookie, host_csrf)
-            session = await staff.create_session(title="join bench", capacity=8)
+            # Closed pages stay in the room for the grace period (30 s): room for the publisher,
+            # the warm-up page and every measured page.
+            session = await staff.create_session(title="join bench", capacity=n + 2)
             publisher = MediaParticipant(SigClient(http, server.base_url, cookie=host_cookie))
             await publisher.sig.connect()
             await publisher.sig.join(session["room_id"])

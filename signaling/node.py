@@ -234,6 +234,8 @@ class Lane:
         )
         self.has_peer = False
         self.pending_server_offer = False
+        #: The media node's last offer to this participant, until answered.
+        self.server_offer_sdp = ""
         self.task = asyncio.create_task(self._run(), name=f"lane:{actor.room_id}:{peer_id}")
 
     def put(self, kind: str, payload: Any, re: str | None) -> bool:
@@ -297,6 +299,7 @@ class Lane:
             )
             self.has_peer = True
             self.pending_server_offer = False
+            self.server_offer_sdp = ""
             forced: list[TrackKind] = []
             if m.forced_audio:
                 forced.append("audio")
@@ -316,6 +319,7 @@ class Lane:
                 answer=SessionDescription("answer", payload),
             )
             self.pending_server_offer = False
+            self.server_offer_sdp = ""
             actor.send_to(self.peer_id, Ack(re=re or ""))
         elif kind == "candidate":
             if not self.has_peer:
@@ -326,7 +330,13 @@ class Lane:
             actor.send_to(self.peer_id, Ack(re=re or ""))
         elif kind == "server_offer":
             self.pending_server_offer = True
+            self.server_offer_sdp = payload
             actor.send_to(self.peer_id, ServerOffer(sdp=payload))
+        elif kind == "resend_offer" and self.pending_server_offer and self.server_offer_sdp:
+            # The participant resumed on a new socket and keeps its peer connection: an offer
+            # sent while it was away (or into the socket that dropped) is offered again, or its
+            # subscriptions would wait for an answer that never comes.
+            actor.send_to(self.peer_id, ServerOffer(sdp=self.server_offer_sdp))
 
 
 class RoomActor:
@@ -535,6 +545,10 @@ class RoomActor:
             edge_node,
             {"k": "attached", "c": conn, "p": member.peer_id, "claim": _claim_json(claim)},
         )
+        # A resume keeps the client's peer connection (a join from a new window starts afresh).
+        lane = self.lanes.get(member.peer_id) if env["mode"] == "resume" else None
+        if lane is not None:
+            lane.put("resend_offer", None, None)  # after the welcome, in order with the lane
         await self.apply(fx)
 
     def _claim(self, member: Member, spec: MemberSpec) -> ResumeClaim:

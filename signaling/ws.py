@@ -158,14 +158,21 @@ class WsTransport:
         driver.add_done_callback(self._drivers.discard)
 
     async def _finish(self, coro: Any, suspended_on: Any) -> None:
-        """Drive a started `send_str` to its end (it waits for the socket to drain)."""
+        """Drive a started `send_str` to its end (it waits for the socket to drain, for the
+        send lock, or for a large frame compressed in an executor under permessage-deflate).
+
+        The coroutine yielded `suspended_on` to whoever drives it, as it would to its task: the
+        future is already marked as awaited (`_asyncio_future_blocking`), so `await`ing it here
+        would be refused at once ("await wasn't used with future") and resuming the coroutine
+        before the future is done fails the same way. Wait for it to be done without awaiting
+        it, as a Task does, and only then resume the coroutine (which reads its result).
+        """
         try:
             while True:
                 if suspended_on is None:
                     await asyncio.sleep(0)
                 else:
-                    with contextlib.suppress(Exception):  # the coroutine sees it
-                        await suspended_on
+                    await asyncio.wait((suspended_on,))
                 try:
                     suspended_on = coro.send(None)
                 except StopIteration:

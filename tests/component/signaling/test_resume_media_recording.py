@@ -9,7 +9,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 
-from media.interfaces import ActiveSpeaker
+from media.interfaces import ActiveSpeaker, PeerDescription, SessionDescription
 from server import keys
 from server.sessions.models import Recording, SessionParticipant
 from signaling.ws import node_key
@@ -176,3 +176,63 @@ async def test_a_refusal_means_written_minutes(people: MakeParticipant) -> None:
     assert err["code"] == "consent_refused" and "笔录" in err["message_zh"]
     room = await host.expect("room_update")
     assert room["room"]["recording_allowed"] is False
+
+
+async def _resume(p: Participant) -> dict[str, Any]:
+    token = p.resume_token
+    await p.connect()
+    ack = await p.request("resume", resume_token=token)
+    assert ack["type"] == "ack", ack
+    return await p.expect("welcome")
+
+
+async def test_a_server_offer_sent_while_away_is_offered_again_on_resume(
+    people: MakeParticipant, fake_media: FakeMediaNode
+) -> None:
+    host, guest, sess = await _room(people)
+    room_id = sess["room_id"]
+    assert (await guest.request("offer", sdp="v=0 guest offer"))["type"] == "answer"
+    await guest.drop()
+    await host.expect_where(lambda m: m["type"] == "participant_update"
+                            and not m["participant"]["connected"])  # fmt: skip
+    # Someone's tracks come while the guest's socket is gone: the offer reaches nobody.
+    fake_media.push(PeerDescription(room_id, guest.peer_id, SessionDescription("offer", "v=0 s1")))
+    await host.request("chat", text="等一下")  # the room has handled the media event by now
+    w = await _resume(guest)
+    assert w["media_reset"] is False  # the guest keeps its peer connection...
+    offer = await guest.expect("offer")  # ...and gets the offer it missed
+    assert offer["sdp"] == "v=0 s1"
+    assert (await guest.request("answer", sdp="v=0 a1"))["type"] == "ack"
+    assert fake_media.answers == [(guest.peer_id, "v=0 a1")]
+
+
+async def test_an_offer_whose_answer_was_lost_with_the_socket_comes_again(
+    people: MakeParticipant, fake_media: FakeMediaNode
+) -> None:
+    _, guest, sess = await _room(people)
+    room_id = sess["room_id"]
+    assert (await guest.request("offer", sdp="v=0 guest offer"))["type"] == "answer"
+    fake_media.push(PeerDescription(room_id, guest.peer_id, SessionDescription("offer", "v=0 s1")))
+    assert (await guest.expect("offer"))["sdp"] == "v=0 s1"
+    await guest.drop()  # before the answer left the browser
+    w = await _resume(guest)
+    assert w["media_reset"] is False
+    assert (await guest.expect("offer"))["sdp"] == "v=0 s1"
+    assert (await guest.request("answer", sdp="v=0 a1"))["type"] == "ack"
+    assert fake_media.answers == [(guest.peer_id, "v=0 a1")]
+
+
+async def test_an_answered_offer_is_not_offered_again_on_resume(
+    people: MakeParticipant, fake_media: FakeMediaNode
+) -> None:
+    _, guest, sess = await _room(people)
+    room_id = sess["room_id"]
+    assert (await guest.request("offer", sdp="v=0 guest offer"))["type"] == "answer"
+    fake_media.push(PeerDescription(room_id, guest.peer_id, SessionDescription("offer", "v=0 s1")))
+    assert (await guest.expect("offer"))["sdp"] == "v=0 s1"
+    assert (await guest.request("answer", sdp="v=0 a1"))["type"] == "ack"
+    await guest.drop()
+    await _resume(guest)
+    # The lane is in order: had s1 been offered again, it would come before s2.
+    fake_media.push(PeerDescription(room_id, guest.peer_id, SessionDescription("offer", "v=0 s2")))
+    assert (await guest.expect("offer"))["sdp"] == "v=0 s2"
