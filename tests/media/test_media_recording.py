@@ -58,7 +58,9 @@ async def test_three_party_recording_yields_playable_webm_with_matching_hashes(
         assert hashlib.sha256(record.path.read_bytes()).hexdigest() == record.sha256
         assert record.size_bytes == record.path.stat().st_size
         assert started - 1 <= record.started_at_unix <= started + window_s
-        assert RECORD_S - 1.5 <= record.duration_s <= window_s + 0.1
+        # the media timeline of what arrived in the window: a loaded publisher sends late frames
+        # in a burst, so their timestamps may span a little more than the wall-clock window
+        assert RECORD_S - 1.5 <= record.duration_s <= window_s + 0.5
         counts = await asyncio.to_thread(decode_all, record.path)
         if record.kind == "video":
             assert counts["video"] >= 15  # from its first keyframe onwards
