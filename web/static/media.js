@@ -124,6 +124,13 @@ export class MediaLink extends EventTarget {
     if (this._needOffer) { this._needOffer = false; this._enqueue(() => this._offer()); }
   }
 
+  /** The signaling socket came back and the connection was kept: an offer of ours that the
+   * dropped socket swallowed (rolled back, `_needOffer`) is made again now, not only after the
+   * server's next offer. */
+  resumed() {
+    if (this._needOffer) { this._needOffer = false; this._enqueue(() => this._offer()); }
+  }
+
   /** Switch camera or microphone without renegotiation. */
   async replaceTrack(kind, track) {
     const sender = this.senders[kind];

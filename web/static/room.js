@@ -86,6 +86,7 @@ export class RoomUI {
       // A resume keeps the media connection unless it is gone (new owner node, failed ICE).
       const pcState = this.media && this.media.pc && this.media.pc.connectionState;
       if (!this.media || w.media_reset || !w.resumed || ['failed', 'closed'].includes(pcState)) this._startMedia();
+      else this.media.resumed();
     }
   }
 
