@@ -38,6 +38,7 @@ async def test_backup_restore_round_trip(demo_sqlite_url: str, pg_url: str, tmp_
     source = make_engine(demo_sqlite_url)
     pii = PiiCipher(b"s")
     async with make_sessionmaker(source).begin() as s:
+        case_ids = []
         for i in range(3):
             case = await create_case(
                 s,
@@ -49,11 +50,12 @@ async def test_backup_restore_round_trip(demo_sqlite_url: str, pg_url: str, tmp_
                 first_receiver_id=None,
                 now=datetime(2026, 5, 1, tzinfo=UTC),
             )
+            case_ids.append(case.id)
         # A collective visit's representatives (encrypted rows of their own) travel too.
         await add_representatives(
             s,
             pii=pii,
-            case_id=case.id,
+            case_id=case_ids[-1],
             representatives=[RepresentativeInput(name="赵一", phone="13900002222")],
             now=datetime(2026, 5, 1, tzinfo=UTC),
         )
