@@ -9,7 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.service import record
-from server.cases.models import Petitioner
+from server.cases.models import CaseRepresentative, Petitioner
 from server.crypto import PiiCipher
 
 #: model → [(ciphertext attribute, lookup-hash attribute or None)]. Every encrypted column.
@@ -21,6 +21,14 @@ ENCRYPTED: list[tuple[type[Any], list[tuple[str, str | None]]]] = [
             ("phone_enc", "phone_hash"),
             ("id_number_enc", "id_number_hash"),
             ("address_enc", None),
+        ],
+    ),
+    (
+        CaseRepresentative,
+        [
+            ("name_enc", None),
+            ("phone_enc", "phone_hash"),
+            ("id_number_enc", "id_number_hash"),
         ],
     ),
 ]

@@ -114,6 +114,10 @@ class Settings(BaseModel, frozen=True, extra="forbid"):
     #: SMS expires then and the deadline sweep records the case as 未评价. None: the
     #: `evaluation` deadline policy's limit (reference data, seeded as 7 days).
     evaluation_window_days: int | None = Field(default=None, ge=1, le=90)
+    #: Collective visits (集体访): the most representatives (代表) a group may choose. The
+    #: 信访工作条例 sets 5; a deployment may follow a stricter local rule. At most
+    #: MAX_REPRESENTATIVES_CAP (server.cases.validation), the input's hard bound.
+    collective_max_representatives: int = Field(default=5, ge=1, le=20)
 
     timezone: str = "Asia/Shanghai"
     #: Case numbers: unique and gap-free per site and year.

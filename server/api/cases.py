@@ -29,6 +29,7 @@ from server.cases import (
     service,
 )
 from server.cases.schemas import (
+    MAX_REPRESENTATIVES,
     AgreementDraft,
     AgreementView,
     CaseDetail,
@@ -61,6 +62,12 @@ class ImportRequest(BaseModel):
 
 def _tz(request: web.Request) -> str:
     return request.app[keys.settings].timezone
+
+
+def _intake_context(request: web.Request) -> dict[str, Any]:
+    """Validation context for intake bodies: the deployment's limit on representatives."""
+    limit = request.app[keys.settings].collective_max_representatives
+    return {MAX_REPRESENTATIVES: limit}
 
 
 def _notice(request: web.Request) -> ReplyNotice:
@@ -113,7 +120,7 @@ async def list_cases(request: web.Request) -> web.Response:
 @protected(Action.case_create)
 async def create_case(request: web.Request) -> web.Response:
     staff = signed_in_staff(request)
-    body = await _body(request, IntakeRequest)
+    body = await _body(request, IntakeRequest, context=_intake_context(request))
     settings = request.app[keys.settings]
     async with request.app[keys.db].begin() as session:
         result = await service.intake(
@@ -125,6 +132,7 @@ async def create_case(request: web.Request) -> web.Response:
             timezone=settings.timezone,
             case_no_format=settings.case_no_format,
             ip=client_ip(request),
+            max_representatives=settings.collective_max_representatives,
         )
     return _json(result, status=201)
 
@@ -132,7 +140,7 @@ async def create_case(request: web.Request) -> web.Response:
 @routes.post("/api/public/petitions")
 @public("online petition (网上信访) by residents without accounts")
 async def public_petition(request: web.Request) -> web.Response:
-    body = await _body(request, IntakeRequest)
+    body = await _body(request, IntakeRequest, context=_intake_context(request))
     if body.channel not in service.SELF_SERVICE:
         raise InvalidInput("the public form takes kiosk, qr and web petitions", field="channel")
     settings = request.app[keys.settings]
@@ -146,6 +154,7 @@ async def public_petition(request: web.Request) -> web.Response:
             timezone=settings.timezone,
             case_no_format=settings.case_no_format,
             ip=client_ip(request),
+            max_representatives=settings.collective_max_representatives,
         )
     # The petitioner learns the number only (no internal links or repeat details).
     return _json({"case_no": result.case.case_no, "state": result.case.state}, status=201)
@@ -182,7 +191,7 @@ async def export_cases(request: web.Request) -> web.Response:
 @protected(Action.case_exchange)
 async def import_cases(request: web.Request) -> web.Response:
     staff = signed_in_staff(request)
-    items = (await _body(request, ImportRequest)).cases
+    items = (await _body(request, ImportRequest, context=_intake_context(request))).cases
     atomic = request.query.get("atomic", "false").lower() in ("1", "true", "yes")
     async with request.app[keys.db].begin() as session:
         result = await exchange.import_cases(
@@ -192,6 +201,7 @@ async def import_cases(request: web.Request) -> web.Response:
             cases=items,
             now=utcnow(),
             atomic=atomic,
+            max_representatives=request.app[keys.settings].collective_max_representatives,
         )
     return _json(result)
 
@@ -202,7 +212,11 @@ async def get_case(request: web.Request) -> web.Response:
     staff = signed_in_staff(request)
     async with request.app[keys.db].begin() as session:
         detail = await service.case_detail(
-            session, staff=staff, case_id=_int(request, "case_id"), ip=client_ip(request)
+            session,
+            staff=staff,
+            case_id=_int(request, "case_id"),
+            ip=client_ip(request),
+            pii=request.app[keys.pii],
         )
     return _json(detail)
 

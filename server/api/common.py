@@ -19,14 +19,17 @@ def json_response(data: Any, status: int = 200) -> web.Response:
     return web.Response(text=body, status=status, content_type="application/json")
 
 
-async def read_body(request: web.Request, model: type[M]) -> M:
+async def read_body(
+    request: web.Request, model: type[M], *, context: dict[str, Any] | None = None
+) -> M:
     """The body as `model`; malformed JSON is InvalidInput, a mismatch a ValidationError
-    (both become 422 with the offending fields named)."""
+    (both become 422 with the offending fields named). `context` reaches the model's
+    validators (deployment settings a rule depends on)."""
     try:
         raw = await request.json()
     except ValueError:
         raise InvalidInput("the body is not JSON") from None
-    return model.model_validate(raw)
+    return model.model_validate(raw, context=context)
 
 
 def path_int(request: web.Request, name: str) -> int:

@@ -11,15 +11,21 @@ from datetime import datetime
 from typing import Any
 
 from pydantic import BaseModel, ConfigDict, Field
-from sqlalchemy import select
+from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.service import record
 from server.auth.permissions import Action, StaffIdentity
 from server.cases import service
-from server.cases.models import CaseEvent, CaseState, Channel, PetitionCase
-from server.cases.schemas import IntakeRequest, PetitionerInput
+from server.cases.models import CaseEvent, CaseRepresentative, CaseState, Channel, PetitionCase
+from server.cases.schemas import (
+    MAX_REPRESENTATIVES,
+    STATUTORY_MAX_REPRESENTATIVES,
+    IntakeRequest,
+    PetitionerInput,
+)
 from server.cases.statemachine import STATE_TIMESTAMP
+from server.cases.validation import MAX_REPRESENTATIVES_CAP
 from server.crypto import PiiCipher
 from server.errors import AppError, InvalidInput, PermissionDenied
 from server.org.models import Department
@@ -43,6 +49,11 @@ class ExchangeCase(BaseModel):
     #: The matter type's typed attributes (its required fields among them).
     attributes: dict[str, Any] = Field(default_factory=dict)
     provincial_no: str | None = None
+    #: Collective visit (集体访): how many came or signed, and how many representatives
+    #: they chose (the representatives' personal data stays out, like the petitioner's).
+    collective: bool = False
+    headcount: int | None = None
+    representative_count: int = 0
 
 
 class ExchangeFile(BaseModel):
@@ -61,6 +72,14 @@ class ImportCase(BaseModel):
     #: The matter type's typed attributes; its required fields must be here.
     attributes: dict[str, Any] = Field(default_factory=dict, max_length=50)
     petitioner: PetitionerInput | None = None
+    #: Collective visit (集体访): validated per record like an intake (the rules in
+    #: server.cases.validation.check_collective; each representative's phone and ID number
+    #: like the petitioner's), so a wrong one rejects its record, not the batch.
+    collective: bool = False
+    headcount: int | None = None
+    representatives: list[dict[str, Any]] = Field(
+        default_factory=list, max_length=MAX_REPRESENTATIVES_CAP
+    )
 
 
 class ImportRejection(BaseModel):
@@ -105,11 +124,22 @@ async def export_cases(
     ).all()
     ids = [r[0].id for r in rows]
     events: dict[int, list[dict[str, Any]]] = {i: [] for i in ids}
+    representatives: dict[int, int] = {}
     if ids:
         for e in await session.scalars(
             select(CaseEvent).where(CaseEvent.case_id.in_(ids)).order_by(CaseEvent.id)
         ):
             events[e.case_id].append({"type": e.type, "at": e.at.isoformat()})
+        collective_ids = [r[0].id for r in rows if r[0].collective]
+        if collective_ids:
+            representatives = {
+                case_id: int(n)
+                for case_id, n in await session.execute(
+                    select(CaseRepresentative.case_id, func.count())
+                    .where(CaseRepresentative.case_id.in_(collective_ids))
+                    .group_by(CaseRepresentative.case_id)
+                )
+            }
     out = []
     for row, dept_code in rows:
         times = {s.value: getattr(row, STATE_TIMESTAMP[s]) for s in CaseState}
@@ -128,6 +158,9 @@ async def export_cases(
                 events=events[row.id],
                 attributes={k: v for k, v in row.attributes.items() if k != "provincial_no"},
                 provincial_no=row.attributes.get("provincial_no"),
+                collective=row.collective,
+                headcount=row.headcount,
+                representative_count=representatives.get(row.id, 0),
             )
         )
     await record(
@@ -147,11 +180,13 @@ async def import_cases(
     cases: list[ImportCase],
     now: datetime,
     atomic: bool = False,
+    max_representatives: int = STATUTORY_MAX_REPRESENTATIVES,
 ) -> ImportResult:
     """Cases assigned by the provincial platform arrive as `web` cases awaiting a claim.
 
     Each record is validated as an intake (matter type known and active, its required
-    attributes present and typed, petitioner data valid) and written inside its own savepoint:
+    attributes present and typed, petitioner data valid, a collective visit's headcount and
+    representatives consistent) and written inside its own savepoint:
     a rejected record leaves nothing behind (no petitioner row, no case number used) and is
     reported with its index, provincial number and error. `atomic=True` rejects the whole
     batch (ImportRejected, nothing written) if any record is rejected.
@@ -176,14 +211,21 @@ async def import_cases(
                     pii=pii,
                     staff=None,
                     now=now,
-                    request=IntakeRequest(
-                        channel=Channel.web,
-                        site_id=item.site_id,
-                        summary=item.summary,
-                        matter_type=item.matter_type,
-                        attributes=item.attributes,
-                        petitioner=item.petitioner or PetitionerInput(name="（省平台）"),
+                    request=IntakeRequest.model_validate(
+                        {
+                            "channel": Channel.web,
+                            "site_id": item.site_id,
+                            "summary": item.summary,
+                            "matter_type": item.matter_type,
+                            "attributes": item.attributes,
+                            "petitioner": item.petitioner or PetitionerInput(name="（省平台）"),
+                            "collective": item.collective,
+                            "headcount": item.headcount,
+                            "representatives": item.representatives,
+                        },
+                        context={MAX_REPRESENTATIVES: max_representatives},
                     ),
+                    max_representatives=max_representatives,
                 )
                 row = await session.get(PetitionCase, result.case.id)
                 assert row is not None

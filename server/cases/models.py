@@ -131,6 +131,9 @@ class PetitionCase(Base):
     grade: Mapped[str] = mapped_column(String(16), default="simple", server_default="simple")
     review_level: Mapped[int] = mapped_column(Integer, default=0, server_default="0")
     collective: Mapped[bool] = mapped_column(Boolean, default=False, server_default="0")
+    #: Collective cases (migration 0007): how many came or signed; representatives are
+    #: `case_representative` rows.
+    headcount: Mapped[int | None] = mapped_column(Integer)
     accused_dept_id: Mapped[int | None] = mapped_column(ForeignKey("department.id"))
     repeat_of_id: Mapped[int | None] = mapped_column(ForeignKey("petition_case.id"))
     #: After 复核 the same facts are not accepted again: flagged here, a person decides.
@@ -150,6 +153,26 @@ class PetitionCase(Base):
     terminated_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
     __mapper_args__ = {"version_id_col": version}  # noqa: RUF012
+
+
+class CaseRepresentative(Base):
+    """A representative (代表) a collective visit chose (migration 0007). Personal fields are
+    ciphertext like the petitioner's (server.crypto), with keyed hashes for exact lookup;
+    `position` keeps the order they were given in."""
+
+    __tablename__ = "case_representative"
+    __table_args__ = (UniqueConstraint("case_id", "position"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    #: Looked up through the (case_id, position) unique index.
+    case_id: Mapped[int] = mapped_column(ForeignKey("petition_case.id"))
+    position: Mapped[int] = mapped_column(Integer)
+    name_enc: Mapped[str] = mapped_column(Text)
+    phone_enc: Mapped[str] = mapped_column(Text)
+    phone_hash: Mapped[str] = mapped_column(String(64), index=True)
+    id_number_enc: Mapped[str | None] = mapped_column(Text)
+    id_number_hash: Mapped[str | None] = mapped_column(String(64), index=True)
+    key_id: Mapped[str] = mapped_column(String(16))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
 class CaseEvent(Base):

@@ -3,12 +3,27 @@
 from __future__ import annotations
 
 from datetime import date, datetime
-from typing import Any, Literal
+from typing import Any, Literal, Self
 
-from pydantic import BaseModel, ConfigDict, Field, field_validator
+from pydantic import (
+    BaseModel,
+    ConfigDict,
+    Field,
+    ValidationInfo,
+    field_validator,
+    model_validator,
+)
 
 from server.cases.models import CaseState, Category, Channel
-from server.cases.validation import normalize_id_number, normalize_phone
+from server.cases.validation import (
+    MAX_HEADCOUNT,
+    MAX_REPRESENTATIVES_CAP,
+    TooManyRepresentatives,
+    check_collective,
+    normalize_id_number,
+    normalize_phone,
+)
+from server.errors import InvalidInput
 
 _IN = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 _OUT = ConfigDict(frozen=True)
@@ -40,6 +55,102 @@ class PetitionerInput(BaseModel):
         return normalize_id_number(value) if value else None
 
 
+class RepresentativeInput(BaseModel):
+    """A representative (代表) chosen by a collective visit: name, phone, ID number if given.
+    Phone and ID number are checked like the petitioner's."""
+
+    model_config = _IN
+    name: str = Field(min_length=1, max_length=64)
+    phone: str = Field(min_length=1, max_length=32)
+    id_number: str | None = None
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str) -> str:
+        return normalize_phone(value)
+
+    @field_validator("id_number")
+    @classmethod
+    def _id_number(cls, value: str | None) -> str | None:
+        return normalize_id_number(value) if value else None
+
+
+#: Channels where the group came in person (走访 at a window, or video reception at a
+#: community point): the 信访工作条例 requires them to choose representatives.
+IN_PERSON_CHANNELS = frozenset({Channel.window, Channel.video})
+#: Validation context key: the deployment's limit (Settings.collective_max_representatives).
+MAX_REPRESENTATIVES = "max_representatives"
+STATUTORY_MAX_REPRESENTATIVES = 5
+
+
+def max_representatives_of(info: ValidationInfo) -> int:
+    """The deployment's limit when the edge passed it as validation context; else only the
+    input's hard bound (the service checks the deployment's limit again)."""
+    context = info.context if isinstance(info.context, dict) else {}
+    return int(context.get(MAX_REPRESENTATIVES, MAX_REPRESENTATIVES_CAP))
+
+
+def representatives_before(value: Any, info: ValidationInfo) -> Any:
+    """Validate each representative here so that an error names its position
+    (`representatives.<i>.phone`) and too long a list is a typed error."""
+    if not isinstance(value, list):
+        return value
+    limit = max_representatives_of(info)
+    if len(value) > limit:
+        raise TooManyRepresentatives(
+            f"at most {limit} representatives, got {len(value)}",
+            field="representatives",
+            reason_zh=f"代表不得超过{limit}人，当前{len(value)}人",
+            max=limit,
+        )
+    out = []
+    for index, item in enumerate(value):
+        try:
+            out.append(
+                item
+                if isinstance(item, RepresentativeInput)
+                else RepresentativeInput.model_validate(item)
+            )
+        except InvalidInput as e:
+            e.details["field"] = f"representatives.{index}.{e.details.get('field', '')}".rstrip(".")
+            raise
+    return out
+
+
+class CollectiveFields(BaseModel):
+    """Collective visit (集体访) or joint petition: how many came or signed, and the
+    representatives they chose. Rules: server.cases.validation.check_collective."""
+
+    model_config = _IN
+    collective: bool = False
+    #: The number of people who came (or signed a joint letter).
+    headcount: int | None = Field(default=None, ge=1, le=MAX_HEADCOUNT)
+    representatives: list[RepresentativeInput] = Field(
+        default_factory=list, max_length=MAX_REPRESENTATIVES_CAP
+    )
+
+    @field_validator("representatives", mode="before")
+    @classmethod
+    def _representatives(cls, value: Any, info: ValidationInfo) -> Any:
+        return representatives_before(value, info)
+
+    def check_collective(self, *, in_person: bool, max_representatives: int) -> None:
+        check_collective(
+            collective=self.collective,
+            headcount=self.headcount,
+            representatives=[(r.phone, r.id_number) for r in self.representatives],
+            in_person=in_person,
+            max_representatives=max_representatives,
+        )
+
+
+class RepresentativeView(BaseModel):
+    model_config = _OUT
+    name: str
+    phone: str
+    id_number: str | None
+
+
 class CaseSummary(BaseModel):
     model_config = _OUT
     id: int
@@ -55,8 +166,10 @@ class CaseSummary(BaseModel):
     registered_at: datetime
 
 
-class IntakeRequest(BaseModel):
-    """Registering a petition from any channel (window, kiosk, qr, web, agent, letter, video)."""
+class IntakeRequest(CollectiveFields):
+    """Registering a petition from any channel (window, kiosk, qr, web, agent, letter, video).
+
+    A collective visit (`collective`) records its `headcount` and `representatives`."""
 
     model_config = _IN
     channel: Channel
@@ -66,9 +179,16 @@ class IntakeRequest(BaseModel):
     petitioner: PetitionerInput | None = None
     attributes: dict[str, Any] = Field(default_factory=dict)
     accused_department_id: int | None = None
-    collective: bool = False
     #: Agent registrations: the resident's consent to act on their behalf was recorded.
     on_behalf_consent: bool = False
+
+    @model_validator(mode="after")
+    def _collective_rules(self, info: ValidationInfo) -> Self:
+        self.check_collective(
+            in_person=self.channel in IN_PERSON_CHANNELS,
+            max_representatives=max_representatives_of(info),
+        )
+        return self
 
 
 class IntakeResult(BaseModel):
@@ -129,6 +249,11 @@ class CaseDetail(BaseModel):
     summary: str
     confidential: bool
     collective: bool
+    #: Collective cases: how many came or signed.
+    headcount: int | None = None
+    #: Collective cases: the representatives, decrypted. None in views that do not read
+    #: personal data (the answer to a transition); GET /api/cases/{id} carries them.
+    representatives: list[RepresentativeView] | None = None
     grade: str
     review_level: int
     parent_case_id: int | None

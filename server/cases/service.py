@@ -40,6 +40,7 @@ from server.cases.models import (
     CaseEscalation,
     CaseEvent,
     CaseHandler,
+    CaseRepresentative,
     CaseState,
     Category,
     Channel,
@@ -48,6 +49,8 @@ from server.cases.models import (
     Petitioner,
 )
 from server.cases.schemas import (
+    IN_PERSON_CHANNELS,
+    STATUTORY_MAX_REPRESENTATIVES,
     CaseDetail,
     CaseListItem,
     CaseQuery,
@@ -58,6 +61,8 @@ from server.cases.schemas import (
     IntakeRequest,
     IntakeResult,
     PetitionerInput,
+    RepresentativeInput,
+    RepresentativeView,
     SupervisionRequest,
     TimelineEvent,
     TransitionRequest,
@@ -198,6 +203,49 @@ async def add_petitioner(
     session.add(row)
     await session.flush()
     return row
+
+
+async def add_representatives(
+    session: AsyncSession,
+    *,
+    pii: PiiCipher,
+    case_id: int,
+    representatives: list[RepresentativeInput],
+    now: datetime,
+) -> None:
+    """Store a collective case's representatives, encrypted like the petitioner's."""
+    for position, rep in enumerate(representatives):
+        session.add(
+            CaseRepresentative(
+                case_id=case_id,
+                position=position,
+                name_enc=pii.encrypt(rep.name),
+                phone_enc=pii.encrypt(rep.phone),
+                phone_hash=pii.lookup_hash(rep.phone),
+                id_number_enc=pii.encrypt(rep.id_number) if rep.id_number else None,
+                id_number_hash=pii.lookup_hash(rep.id_number) if rep.id_number else None,
+                key_id=pii.key_id,
+                created_at=now,
+            )
+        )
+
+
+async def representatives_of(
+    session: AsyncSession, *, pii: PiiCipher, case_id: int
+) -> list[RepresentativeView]:
+    rows = await session.scalars(
+        select(CaseRepresentative)
+        .where(CaseRepresentative.case_id == case_id)
+        .order_by(CaseRepresentative.position)
+    )
+    return [
+        RepresentativeView(
+            name=pii.decrypt(r.name_enc),
+            phone=pii.decrypt(r.phone_enc),
+            id_number=pii.decrypt(r.id_number_enc) if r.id_number_enc else None,
+        )
+        for r in rows
+    ]
 
 
 async def create_case(
@@ -379,14 +427,20 @@ async def intake(
     timezone: str = "Asia/Shanghai",
     case_no_format: str = "{admin_code}-{year}-{seq:06d}",
     ip: str = "",
+    max_representatives: int = STATUTORY_MAX_REPRESENTATIVES,
 ) -> IntakeResult:
     """Register a petition from any channel.
 
     Staff channels (window, agent, letter, video) need a signed-in staff member who becomes the
     first receiver (首问责任人); self-service channels (kiosk, qr, web) leave it empty until a
     staff member claims the case. Repeat petitions are linked; after 复核, the same facts are
-    flagged for non-acceptance (a person decides).
+    flagged for non-acceptance (a person decides). A collective visit (集体访) keeps its
+    headcount and its representatives (at most `max_representatives`, the deployment's
+    setting: the request may have been validated without it).
     """
+    request.check_collective(
+        in_person=request.channel in IN_PERSON_CHANNELS, max_representatives=max_representatives
+    )
     warnings: list[str] = []
     if request.channel in SELF_SERVICE:
         first_receiver_id = None
@@ -452,8 +506,13 @@ async def intake(
         accused_dept_id=request.accused_department_id,
         lead_dept_id=lead_dept_id,
         collective=request.collective,
+        headcount=request.headcount,
     )
     row.attributes = attributes
+    if request.representatives:
+        await add_representatives(
+            session, pii=pii, case_id=row.id, representatives=request.representatives, now=now
+        )
     if lead_dept_id is not None:
         session.add(
             CaseHandler(
@@ -504,6 +563,14 @@ async def intake(
             "case_no": row.case_no,
             "channel": request.channel.value,
             "repeat_of": row.repeat_of_id,
+            **(
+                {
+                    "headcount": request.headcount,
+                    "representatives": len(request.representatives),
+                }
+                if request.collective
+                else {}
+            ),
         },
     )
     return IntakeResult(
@@ -663,8 +730,10 @@ async def case_detail(
     case_id: int,
     ip: str = "",
     audit_view: bool = True,
+    pii: PiiCipher | None = None,
 ) -> CaseDetail:
-    """The case file; every staff view is written to the audit log."""
+    """The case file; every staff view is written to the audit log. With `pii`, a collective
+    case's representatives are decrypted into the view."""
     row, facts = await visible_case(session, staff=staff, case_id=case_id)
     if audit_view:
         await record(
@@ -675,11 +744,16 @@ async def case_detail(
             object_id=str(case_id),
             ip=ip,
         )
-    return await _detail(session, row, facts, staff)
+    return await _detail(session, row, facts, staff, pii=pii)
 
 
 async def _detail(
-    session: AsyncSession, row: PetitionCase, facts: CaseFacts, staff: StaffIdentity | None
+    session: AsyncSession,
+    row: PetitionCase,
+    facts: CaseFacts,
+    staff: StaffIdentity | None,
+    *,
+    pii: PiiCipher | None = None,
 ) -> CaseDetail:
     handlers = (
         await session.scalars(
@@ -706,6 +780,10 @@ async def _detail(
         summary=row.summary,
         confidential=row.confidential,
         collective=row.collective,
+        headcount=row.headcount,
+        representatives=(
+            await representatives_of(session, pii=pii, case_id=row.id) if pii is not None else None
+        ),
         grade=row.grade,
         review_level=row.review_level,
         parent_case_id=row.parent_case_id,

@@ -81,3 +81,105 @@ def normalize_phone(raw: str) -> str:
             "a mainland mobile number has 11 digits starting with 13-19", field="phone"
         )
     return value
+
+
+# --- collective visits (集体访) ----------------------------------------------------------------
+
+#: Hard bound on representatives in any input, whatever the deployment allows
+#: (Settings.collective_max_representatives, 5 by the 信访工作条例, is at most this).
+MAX_REPRESENTATIVES_CAP = 20
+#: A collective visit or joint petition is made by several people (多人): at least two.
+COLLECTIVE_MIN_HEADCOUNT = 2
+#: Sanity bound on the headcount (a typo guard, not a rule).
+MAX_HEADCOUNT = 100_000
+
+
+class InvalidCollective(InvalidInput):
+    """The collective-visit part of an intake is inconsistent; `details` name the field and
+    give a zh-CN reason."""
+
+    code, message_zh = "invalid_collective", "集体访信息有误，请核对来访人数和代表"
+
+
+class TooManyRepresentatives(InvalidCollective):
+    code, message_zh = "too_many_representatives", "集体访推选的代表人数超过规定上限"
+
+
+class RepresentativesRequired(InvalidCollective):
+    code, message_zh = "representatives_required", "集体走访须推选代表，请登记代表信息"
+
+
+class HeadcountTooLow(InvalidCollective):
+    code, message_zh = "headcount_too_low", "来访人数不能少于代表人数，集体访至少2人"
+
+
+class NotCollective(InvalidCollective):
+    code, message_zh = "not_collective", "非集体访事项不能登记来访人数和代表"
+
+
+class DuplicateRepresentative(InvalidCollective):
+    code, message_zh = "duplicate_representative", "同一代表不能重复登记"
+
+
+def check_collective(
+    *,
+    collective: bool,
+    headcount: int | None,
+    representatives: list[tuple[str, str | None]],
+    in_person: bool,
+    max_representatives: int,
+) -> None:
+    """The rules for a collective visit (集体访), on already validated representatives given as
+    (phone, id_number) pairs.
+
+    A collective case has a headcount of at least two and at least its representatives'
+    number, at most `max_representatives` representatives (the 信访工作条例: at most 5), none
+    twice (same phone or ID number), and, when the group came in person (`in_person`), at
+    least one representative. A case that is not collective carries neither.
+    """
+    count = len(representatives)
+    if not collective:
+        if headcount is not None or count:
+            raise NotCollective(
+                "headcount and representatives belong to collective cases only",
+                field="representatives" if count else "headcount",
+                reason_zh="请先勾选“集体访”，或删除来访人数和代表",
+            )
+        return
+    if count > max_representatives:
+        raise TooManyRepresentatives(
+            f"at most {max_representatives} representatives, got {count}",
+            field="representatives",
+            reason_zh=f"代表不得超过{max_representatives}人，当前{count}人",
+            max=max_representatives,
+        )
+    if headcount is None:
+        raise InvalidCollective(
+            "a collective case needs its headcount",
+            field="headcount",
+            reason_zh="请填写来访（联名）人数",
+        )
+    minimum = max(COLLECTIVE_MIN_HEADCOUNT, count)
+    if headcount < minimum:
+        raise HeadcountTooLow(
+            f"the headcount must be at least {minimum}",
+            field="headcount",
+            reason_zh=f"来访人数应不少于{minimum}人",
+            min=minimum,
+        )
+    if in_person and count == 0:
+        raise RepresentativesRequired(
+            "a group that came in person chooses representatives",
+            field="representatives",
+            reason_zh=f"请登记推选的代表（1至{max_representatives}人）",
+        )
+    seen: set[str] = set()
+    for index, (phone, id_number) in enumerate(representatives):
+        keys = {f"p:{phone}"} | ({f"i:{id_number}"} if id_number else set())
+        if keys & seen:
+            raise DuplicateRepresentative(
+                "the same person is listed twice",
+                field=f"representatives.{index}",
+                reason_zh=f"第{index + 1}位代表与前面的代表重复（手机号码或身份证号码相同）",
+            )
+        seen |= keys

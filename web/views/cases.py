@@ -43,7 +43,7 @@ async def case_page(request: web.Request) -> web.Response:
         raise NotFound("no such case") from None
     async with request.app[keys.db].begin() as session:
         detail = await service.case_detail(
-            session, staff=staff, case_id=case_id, ip=client_ip(request)
+            session, staff=staff, case_id=case_id, ip=client_ip(request), pii=request.app[keys.pii]
         )
         events = await service.timeline(session, staff=staff, case_id=case_id)
         case_agreements = await agreements.case_agreements(session, case_id=case_id)
@@ -55,8 +55,15 @@ async def case_page(request: web.Request) -> web.Response:
             "events": events,
             "labels": service.STATE_LABELS,
             "agreements": case_agreements,
+            "masked_id_number": masked_id_number,
         },
     )
+
+
+def masked_id_number(value: str | None) -> str:
+    """An ID number on the page shows region and last four only (330106********123X); the
+    full number is in the audited API answer."""
+    return f"{value[:6]}{'*' * (len(value) - 10)}{value[-4:]}" if value else ""
 
 
 PARTY_ROLES = {

@@ -11,8 +11,8 @@ from sqlalchemy import select
 from server.audit.service import record, verify
 from server.backup import BackupError, backup, restore
 from server.cases.models import Channel
-from server.cases.schemas import PetitionerInput
-from server.cases.service import create_case
+from server.cases.schemas import PetitionerInput, RepresentativeInput
+from server.cases.service import add_representatives, create_case
 from server.crypto import PiiCipher
 from server.db import Base, make_engine, make_sessionmaker
 
@@ -38,8 +38,9 @@ async def test_backup_restore_round_trip(demo_sqlite_url: str, pg_url: str, tmp_
     source = make_engine(demo_sqlite_url)
     pii = PiiCipher(b"s")
     async with make_sessionmaker(source).begin() as s:
+        case_ids = []
         for i in range(3):
-            await create_case(
+            case = await create_case(
                 s,
                 pii=pii,
                 site_id=1,
@@ -49,6 +50,15 @@ async def test_backup_restore_round_trip(demo_sqlite_url: str, pg_url: str, tmp_
                 first_receiver_id=None,
                 now=datetime(2026, 5, 1, tzinfo=UTC),
             )
+            case_ids.append(case.id)
+        # A collective visit's representatives (encrypted rows of their own) travel too.
+        await add_representatives(
+            s,
+            pii=pii,
+            case_id=case_ids[-1],
+            representatives=[RepresentativeInput(name="赵一", phone="13900002222")],
+            now=datetime(2026, 5, 1, tzinfo=UTC),
+        )
         await record(
             s, actor="staff:1", action="recording.play", object_type="recording", object_id="1"
         )
@@ -59,6 +69,7 @@ async def test_backup_restore_round_trip(demo_sqlite_url: str, pg_url: str, tmp_
     summary = await backup(source, recordings_dir=rec_src, target=archive)
     await source.dispose()
     assert summary.tables["petition_case"] == 3 and summary.recordings == 1
+    assert summary.tables["case_representative"] == 1
 
     target = make_engine(pg_url)
     rec_dst = tmp_path / "rec-dst"
