@@ -216,6 +216,9 @@ def _pages() -> Iterator[tuple[str, str, dict[str, Any], list[tuple[str, str]]]]
         non_accept_proposed=False,
         summary="诉求",
         reply_text="",
+        collective=False,
+        headcount=None,
+        representatives=[],
         deadlines=[
             _ns(label_zh="办理期限", due_at=AT, status=s, warn_level="none", extension_days=0)
             for s in DEADLINE_STATUS_LABELS
