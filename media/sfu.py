@@ -729,6 +729,10 @@ class SfuMediaNode:
                 self.emit(PeerConnected(room.room_id, session.peer_id))
             elif state == "failed":
                 self._fail(session, "ICE/DTLS connection failed")
+            elif state == "closed" and not session.closed:
+                # Not closed by us: aioice ends a connection whose consent checks (RFC 7675)
+                # went unanswered for 30 s, and aiortc reports that as `closed`, not `failed`.
+                self._fail(session, "connection closed (ICE consent expired)")
 
     # Override points (the benchmark's re-encoding baseline replaces both).
     def _attach_publisher_track(self, track: MediaStreamTrack, forwarder: TrackForwarder) -> None:

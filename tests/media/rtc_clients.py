@@ -155,6 +155,8 @@ class TestClient:
 
     async def on_server_offer(self, description: SessionDescription) -> None:
         async with self.lock:
+            if self.pc.signalingState == "closed":
+                return  # gone: like a browser whose tab closed, it answers nothing
             await self.pc.setRemoteDescription(RTCSessionDescription(description.sdp, "offer"))
             await self.pc.setLocalDescription(await self.pc.createAnswer())
             await self.node.accept_answer(

@@ -223,3 +223,23 @@ async def test_close_peer_stops_its_tracks_for_others(node: SfuMediaNode, pump: 
     assert not pump.errors
     for client in clients:
         await client.close()
+
+
+async def test_ice_consent_expiry_fails_the_peer_and_signaling_is_told(
+    node: SfuMediaNode, pump: EventPump
+) -> None:
+    """aioice closes a connection whose consent checks went unanswered for 30 s; aiortc then
+    reports the peer connection `closed`, not `failed`. The SFU must treat that as a failure
+    (PeerFailed, peer closed) rather than keep a dead peer in the room."""
+    clients = await _room(pump, node, 3)
+    server_pc = node._rooms["r"].peers["p0"].pc
+    ice = server_pc.getTransceivers()[0].receiver.transport.transport
+    await ice._connection.close()  # what aioice does when consent expires
+    failed = await receive_event(pump, PeerFailed, 5, peer_id="p0")
+    assert "closed" in failed.reason
+    await wait_until(lambda: "p0" not in node._rooms["r"].peers, 3, "p0 closed")
+    before = clients[1].frames_from("p2", "video")
+    await wait_until(lambda: clients[1].frames_from("p2", "video") > before + 10, 3, "others go on")
+    assert not [e for e in pump.events if isinstance(e, PeerFailed) and e.peer_id != "p0"]
+    for client in clients:
+        await client.close()
