@@ -295,11 +295,15 @@ class TrackForwarder:
     def on_end(self) -> None:
         self.ended = True
 
+    @property
+    def has_fresh_keyframe(self) -> bool:
+        return bool(self._since_keyframe) and (
+            time.monotonic() - self.keyframe_at <= FRESH_KEYFRAME_S
+        )
+
     def fresh_frames(self) -> list[av.Packet[Any]]:
         """The last keyframe and the frames since, if it is fresh enough to start a subscriber."""
-        if self._since_keyframe and time.monotonic() - self.keyframe_at <= FRESH_KEYFRAME_S:
-            return list(self._since_keyframe)
-        return []
+        return list(self._since_keyframe) if self.has_fresh_keyframe else []
 
     def request_keyframe(self) -> None:
         """PLI to the publisher, at most one per KEYFRAME_MIN_INTERVAL_S; later ones coalesce."""
@@ -494,7 +498,7 @@ class SfuMediaNode:
         if session is None:
             # A new subscriber: have every publisher's next keyframe on its way while it negotiates.
             for forwarder in room.forwarders():
-                if forwarder.publisher_id != peer_id and not forwarder.fresh_frames():
+                if forwarder.publisher_id != peer_id and not forwarder.has_fresh_keyframe:
                     forwarder.request_keyframe()
             config = RTCConfiguration(
                 iceServers=[

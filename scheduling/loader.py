@@ -7,7 +7,7 @@ from collections import defaultdict
 from collections.abc import Iterable, Sequence
 from datetime import datetime, timedelta
 from functools import lru_cache
-from typing import Any
+from typing import Any, TypeVar
 from zoneinfo import ZoneInfo
 
 from sqlalchemy import (
@@ -237,9 +237,18 @@ async def load_busy(
     return {k: normalize(v) for k, v in busy.items()}
 
 
+_Sel = TypeVar("_Sel", bound=Select[Any])
+
+
 async def resolve_person(session: AsyncSession, req: PersonReq) -> list[tuple[str, int]]:
     """(key, site id) of every active staff member the requirement accepts."""
-    stmt = select(Staff.id, Staff.site_id).where(Staff.active.is_(True))
+    stmt = _person_where(select(Staff.id, Staff.site_id), req)
+    return [(staff_key(i), s) for i, s in (await session.execute(stmt.order_by(Staff.id))).all()]
+
+
+def _person_where(stmt: _Sel, req: PersonReq) -> _Sel:
+    """The active staff members a person requirement accepts (one filter for both queries)."""
+    stmt = stmt.where(Staff.active.is_(True))
     if req.staff_id is not None:
         stmt = stmt.where(Staff.id == req.staff_id)
     if req.role is not None:
@@ -250,7 +259,7 @@ async def resolve_person(session: AsyncSession, req: PersonReq) -> list[tuple[st
         stmt = stmt.where(Staff.department_id == req.department_id)
     if req.site_id is not None:
         stmt = stmt.where(Staff.site_id == req.site_id)
-    return [(staff_key(i), s) for i, s in (await session.execute(stmt.order_by(Staff.id))).all()]
+    return stmt
 
 
 async def resolve_resource(session: AsyncSession, req: ResourceReq) -> list[tuple[str, int]]:
@@ -295,18 +304,8 @@ def _person_stmt(req: PersonReq, grp: int) -> Select[tuple[int, int, int]]:
         literal_column(str(grp), Integer).label("grp"),
         Staff.id.label("ident"),
         Staff.site_id.label("site"),
-    ).where(Staff.active.is_(True))
-    if req.staff_id is not None:
-        stmt = stmt.where(Staff.id == req.staff_id)
-    if req.role is not None:
-        stmt = stmt.where(
-            Staff.id.in_(select(StaffRole.staff_id).where(StaffRole.role == req.role))
-        )
-    if req.department_id is not None:
-        stmt = stmt.where(Staff.department_id == req.department_id)
-    if req.site_id is not None:
-        stmt = stmt.where(Staff.site_id == req.site_id)
-    return stmt
+    )
+    return _person_where(stmt, req)
 
 
 def _resource_stmt(req: ResourceReq, grp: int, dialect: str) -> Select[tuple[int, int, int]]:
