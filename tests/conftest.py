@@ -13,6 +13,8 @@ import re
 import secrets
 import socket
 import subprocess
+import sys
+import threading
 import time
 import uuid
 from collections.abc import AsyncIterator, Iterator
@@ -32,6 +34,51 @@ PG_ADMIN_URL = os.environ.get(
 REDIS_URL = os.environ.get("ONEDOOR_TEST_REDIS", "redis://127.0.0.1:6379/0")
 DEMO_PASSWORD = "demo-pass-2026"
 IN_CI = os.environ.get("CI", "").lower() in ("1", "true", "yes")
+
+
+def _dump_asyncio_state() -> None:
+    """Print every running event loop's pending tasks (with their stacks) and timers. A test
+    that hangs with an idle loop shows only `select` in pytest-timeout's thread dump; this
+    shows what the loop waits for."""
+    import gc
+
+    out = sys.stderr
+    for loop in [o for o in gc.get_objects() if isinstance(o, asyncio.AbstractEventLoop)]:
+        if not loop.is_running():
+            continue
+        tasks = asyncio.all_tasks(loop)
+        print(f"\n=== asyncio: {len(tasks)} pending tasks on {loop!r}", file=out)
+        for task in sorted(tasks, key=lambda t: t.get_name()):
+            print(f"--- {task!r}", file=out)
+            task.print_stack(limit=12, file=out)
+        scheduled = list(getattr(loop, "_scheduled", []))
+        print(f"=== {len(scheduled)} timers", file=out)
+        for handle in scheduled[:40]:
+            print(f"    {handle!r}", file=out)
+    out.flush()
+
+
+@pytest.fixture(autouse=True)
+def _hang_report(request: pytest.FixtureRequest) -> Iterator[None]:
+    """A few seconds before pytest-timeout fails a test, dump the asyncio state (see above).
+    Set up before and torn down after the test's other fixtures, so hangs in their teardown
+    are covered too."""
+    marker = request.node.get_closest_marker("timeout")
+    timeout = (
+        float(marker.args[0])
+        if marker and marker.args
+        else float(request.config.getini("timeout") or 0)
+    )
+    if timeout <= 10:
+        yield
+        return
+    timer = threading.Timer(timeout - 5, _dump_asyncio_state)
+    timer.daemon = True
+    timer.start()
+    try:
+        yield
+    finally:
+        timer.cancel()
 
 
 def _reachable(url: str, default_port: int) -> bool:
