@@ -4,7 +4,6 @@ except the CLI and tests; it reads no environment and opens nothing until the ap
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 import weakref
 from collections.abc import AsyncIterator
@@ -28,6 +27,7 @@ from server.middlewares import app_errors, request_ids, security_headers
 from server.notify import HttpNotifier, LogNotifier
 from server.ratelimit import InProcessRateLimiter, RedisRateLimiter
 from server.settings import Settings
+from server.tasks import cancel_and_wait
 from web import setup as web_setup
 
 logger = logging.getLogger(__name__)
@@ -79,12 +79,8 @@ async def notifier_context(app: web.Application) -> AsyncIterator[None]:
 async def background_context(app: web.Application) -> AsyncIterator[None]:
     """Background tasks registered with `spawn` are cancelled and awaited at shutdown."""
     yield
-    tasks = app[keys.background]
-    for task in tasks:
-        task.cancel()
-    for task in list(tasks):
-        with contextlib.suppress(asyncio.CancelledError):
-            await task
+    tasks: set[asyncio.Task[Any]] = app[keys.background]
+    await cancel_and_wait(list(tasks))
 
 
 def spawn(app: web.Application, coro: Any, *, name: str) -> asyncio.Task[Any]:

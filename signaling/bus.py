@@ -28,6 +28,7 @@ from typing import Any, Protocol
 from redis.asyncio import Redis
 
 from server.errors import OUTAGE_ERRORS
+from server.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -415,11 +416,7 @@ class RedisSignalBus(_EventHub):
         ]
 
     async def close(self) -> None:
-        for task in self._tasks:
-            task.cancel()
-        for task in self._tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait(self._tasks)
         with contextlib.suppress(Exception):
             await self._pubsub.aclose()  # type: ignore[no-untyped-call]
 

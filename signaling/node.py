@@ -49,6 +49,7 @@ from server.db import utcnow
 from server.errors import OUTAGE_ERRORS, AppError
 from server.logging import peer_id_var, room_id_var
 from server.ratelimit import RateLimiter, check_join_rate
+from server.tasks import cancel_and_wait
 from signaling import errors, store
 from signaling.bus import Envelope, RoomDirectory, RoomEvent, SignalBus
 from signaling.protocol import (
@@ -246,9 +247,7 @@ class Lane:
             return False
 
     async def close(self) -> None:
-        self.task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await self.task
+        await cancel_and_wait([self.task])
 
     async def _run(self) -> None:
         room_id_var.set(self.actor.room_id)
@@ -793,9 +792,7 @@ class RoomActor:
             timer.cancel()
         self._timers.clear()
         if asyncio.current_task() is not self.task:
-            self.task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self.task
+            await cancel_and_wait([self.task])
         await self._close_lanes()
         if close_media:
             with contextlib.suppress(MediaFailure):
@@ -1167,13 +1164,8 @@ class SignalingNode:
 
     async def close(self) -> None:
         """Orderly shutdown: rooms are released so another node can take them at once."""
-        self._closing = True
-        tasks = [*self._tasks, *self._spawned]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        self._closing = True  # from here `spawn` starts nothing
+        await cancel_and_wait([*self._tasks, *self._spawned])
         for actor in list(self.rooms.values()):
             await actor.stop(close_media=True)
             with contextlib.suppress(Exception):
@@ -1181,6 +1173,7 @@ class SignalingNode:
             with contextlib.suppress(Exception):
                 await self.directory.release(actor.room_id, self.config.node_id)
         self.rooms.clear()
+        await cancel_and_wait(list(self._spawned))
         with contextlib.suppress(TimeoutError):
             async with asyncio.timeout(2):
                 await self.bus.flush()
@@ -1188,6 +1181,11 @@ class SignalingNode:
         await self.bus.close()
 
     def spawn(self, coro: Any, *, name: str) -> None:
+        """Run `coro` as a task of the node's (cancelled by `close`). While the node closes,
+        nothing new starts: a task begun then would outlive it."""
+        if self._closing:
+            coro.close()
+            return
         task: asyncio.Task[None] = asyncio.create_task(coro, name=name)
         self._spawned.add(task)
         task.add_done_callback(self._spawned.discard)

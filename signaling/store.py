@@ -35,6 +35,7 @@ from server.sessions.models import (
     SessionParticipant,
     SessionState,
 )
+from server.tasks import cancel_and_wait
 from signaling import errors
 from signaling.bus import RoomEvent
 from signaling.protocol import ChatOut
@@ -223,9 +224,7 @@ class Journal:
             async with asyncio.timeout(10):
                 await self.flush()
         if self._task is not None:
-            self._task.cancel()
-            with contextlib.suppress(asyncio.CancelledError):
-                await self._task
+            await cancel_and_wait([self._task])
 
     async def flush(self) -> None:
         await self._idle.wait()

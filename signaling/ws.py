@@ -27,6 +27,7 @@ from server.db import utcnow
 from server.errors import InvalidInput, NotFound
 from server.sessions.models import SessionKind
 from server.settings import Settings
+from server.tasks import cancel_and_wait
 from signaling import errors, store
 from signaling.bus import SignalBus, make_bus, make_directory
 from signaling.node import Limits, NodeConfig, SignalingNode
@@ -208,12 +209,7 @@ class WsTransport:
                 return
 
     async def stop(self) -> None:
-        tasks = [self.task, *self._drivers]
-        for task in tasks:
-            task.cancel()
-        for task in tasks:
-            with contextlib.suppress(asyncio.CancelledError):
-                await task
+        await cancel_and_wait([self.task, *self._drivers])
 
 
 @public("signaling socket: staff authenticate by cookie, guests by join token in `join`")

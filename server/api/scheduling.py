@@ -58,6 +58,7 @@ from server.db import utcnow
 from server.errors import InvalidInput, NotFound
 from server.org.models import Resource, Site, Staff
 from server.sessions.models import CallSession, SessionParticipant
+from server.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -659,9 +660,7 @@ async def reminder_runner(app: web.Application) -> AsyncIterator[None]:
 
     task = asyncio.create_task(loop(), name="scheduling-reminders")
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel_and_wait([task])
 
 
 def setup(app: web.Application) -> None:

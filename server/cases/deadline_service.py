@@ -50,6 +50,7 @@ from server.cases.models import (
 )
 from server.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 from server.org.models import Role, Staff, StaffRole
+from server.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
     from aiohttp import web
@@ -893,9 +894,7 @@ async def deadline_sweeper(app: web.Application) -> AsyncIterator[None]:
 
     task = asyncio.get_running_loop().create_task(loop(), name="deadline-sweeper")
     yield
-    task.cancel()
-    with contextlib.suppress(asyncio.CancelledError):
-        await task
+    await cancel_and_wait([task])
 
 
 def deadline_views(
