@@ -376,8 +376,9 @@ class RoomActor:
     async def _load_state(self) -> None:
         """Before the first envelope: take over what the previous owner saved, if anything.
 
-        Everyone saved comes back in their place, disconnected, with a grace period from now;
-        the participants resume into it (`reconnected`), the others are told as each returns.
+        Everyone saved comes back in their place, disconnected, with the rest of their grace
+        period (a whole one for those who were connected when the owner died); the
+        participants resume into it (`reconnected`), the others are told as each returns.
         """
         node = self.node
         try:
@@ -397,12 +398,13 @@ class RoomActor:
         self.saved, self.saved_at = state, time.monotonic()
         self.rebuilt = True
         self.gone_peers = set(self.room.identities) - set(self.room.members)
-        loop = asyncio.get_running_loop()
-        for peer_id in self.room.members:
+        loop, now = asyncio.get_running_loop(), node.now()
+        for peer_id, member in self.room.members.items():
             generation = next(self._generation)
             self.links[peer_id] = _Link("", "", connected=False, generation=generation)
             env = {"k": "expire", "p": peer_id, "g": generation}
-            self._timers[peer_id] = loop.call_later(node.config.grace_s, self.deliver, env)
+            delay = member.grace_left(node.config.grace_s, now)
+            self._timers[peer_id] = loop.call_later(delay, self.deliver, env)
         logger.info("restored room %s: %d participants, locked=%s", self.room_id,
                     len(self.room.members), self.room.locked)  # fmt: skip
         await self.apply(fx)
@@ -573,7 +575,7 @@ class RoomActor:
             return
         link.connected = False
         link.generation = next(self._generation)
-        self._emit(self.room.disconnected(peer_id))
+        self._emit(self.room.disconnected(peer_id, self.node.now()))
         loop = asyncio.get_running_loop()
         env = {"k": "expire", "p": peer_id, "g": link.generation}
         self._timers[peer_id] = loop.call_later(self.node.config.grace_s, self.deliver, env)

@@ -110,10 +110,19 @@ class Member:
     speaking: bool = False
     quality: Quality = "unknown"
     consent: bool | None = None
+    #: When the socket dropped (None: connected, or the drop predates a takeover unrecorded).
+    disconnected_at: datetime | None = None
 
     @property
     def peer_id(self) -> str:
         return self.spec.peer_id
+
+    def grace_left(self, grace_s: float, now: datetime) -> float:
+        """Seconds of its grace period this disconnected participant still has: counted from
+        the drop, so a room's takeover by another node does not start it again."""
+        if self.disconnected_at is None:
+            return grace_s
+        return max(0.0, grace_s - (now - self.disconnected_at).total_seconds())
 
     def can(self, permission: Permission) -> bool:
         return permission in self.spec.permissions
@@ -170,6 +179,7 @@ class MemberState(BaseModel, frozen=True, extra="forbid"):
     forced_audio: bool = False
     forced_video: bool = False
     consent: bool | None = None
+    disconnected_at: datetime | None = None
 
 
 class RoomState(BaseModel, frozen=True, extra="forbid"):
@@ -345,6 +355,7 @@ class Room:
                     forced_audio=m.forced_audio,
                     forced_video=m.forced_video,
                     consent=m.consent,
+                    disconnected_at=m.disconnected_at,
                 )
                 for m in self.members.values()
             ],
@@ -352,7 +363,8 @@ class Room:
 
     def load_state(self, state: RoomState, now: datetime) -> Effects:
         """Take over a room another node owned: everyone comes back in their place but
-        disconnected (their grace period runs from now). A recording that was running died
+        disconnected (the grace period of those who dropped before runs on from their drop;
+        for the others it starts now). A recording that was running died
         with the old owner's media: it is reported stopped (`interrupted`).
 
         Raises:
@@ -389,6 +401,8 @@ class Room:
                 forced_audio=s.forced_audio,
                 forced_video=s.forced_video,
                 consent=s.consent,
+                # who was connected to the dead owner dropped, as far as we know, now
+                disconnected_at=s.disconnected_at or now,
             )
             self.identities[spec.peer_id] = spec.identity
             self._by_identity[spec.identity] = spec.peer_id
@@ -641,11 +655,12 @@ class Room:
             del self._by_identity[m.spec.identity]
         fx.gone[m.peer_id] = m.spec.identity
 
-    def disconnected(self, peer_id: str) -> Effects:
+    def disconnected(self, peer_id: str, now: datetime) -> Effects:
         """The socket dropped: the participant keeps its place for the grace period."""
         fx = Effects()
         m = self.members.get(peer_id)
-        if m is not None:
+        if m is not None and m.connected:
+            m.disconnected_at = now
             self._set_connected(m, False, fx)
         return fx
 
@@ -655,6 +670,8 @@ class Room:
         return fx
 
     def _set_connected(self, m: Member, connected: bool, fx: Effects) -> None:
+        if connected:
+            m.disconnected_at = None
         if m.connected != connected:
             m.connected = connected
             if m.status == "joined":

@@ -6,12 +6,14 @@ from __future__ import annotations
 import asyncio
 import contextlib
 from collections.abc import AsyncIterator
+from datetime import timedelta
 from pathlib import Path
 
 import pytest
 from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
 
+from server.db import utcnow
 from signaling.node import Limits
 from signaling.ws import bus_key, node_key
 from tests.component.signaling.harness import (
@@ -348,3 +350,50 @@ async def test_room_state_survives_the_owner_node(
     assert (await host_b.request("admit", peer_id=waiting.peer_id))["type"] == "ack"
     assert (await waiting_b.expect("admitted"))["participants"]
     room_events.close()
+
+
+async def test_a_grace_period_runs_on_across_the_takeover(
+    nodes: tuple[TestServer, TestServer], people: list[Participant]
+) -> None:
+    """The grace period counts from the drop, not from the takeover: a guest who dropped
+    before the owner died and whose grace ran out meanwhile is removed when B takes the room;
+    the host, connected to A when it died, keeps a whole grace period and resumes."""
+    a, b = nodes
+    host = await _person(people, a, "host on A", "mediator01")
+    sess = await new_session(host)
+    room_id = sess["room_id"]
+    invite = await new_token(host, sess["id"], name="周九")
+    await host.connect()
+    await host.join(room_id)
+    guest = await _person(people, a, "guest on A")
+    await guest.connect()
+    await guest.join(room_id, token=invite["token"])
+    await host.request("admit", peer_id=guest.peer_id)
+    await guest.expect("admitted")
+    official = await _person(people, b, "official on B", "expert01")
+    await official.connect()
+    await official.join(room_id)
+
+    await guest.drop()
+    await official.expect_where(lambda m: m["type"] == "participant_update"
+                                and m["participant"]["peer_id"] == guest.peer_id
+                                and not m["participant"]["connected"])  # fmt: skip
+    await a.app[node_key].flush_state()
+    # B's clock runs a whole grace period (20 s) and more ahead: by its reckoning the guest
+    # dropped longer ago than that.
+    b_node = b.app[node_key]
+    b_node.now = lambda: utcnow() + timedelta(seconds=25)
+    crash(a)
+    await host.drop()
+
+    w = await official.expect("welcome")
+    assert w["resumed"] is True and room_id in b_node.rooms
+    left = await official.expect_where(lambda m: m["type"] == "participant_left"
+                                       and m["peer_id"] == guest.peer_id)  # fmt: skip
+    assert left["reason"] == "timeout"
+    host_b = await _person(people, b, "host again", "mediator01")
+    await host_b.connect()
+    assert (await host_b.request("resume", resume_token=host.resume_token))["type"] == "ack"
+    hw = await host_b.expect("welcome")
+    assert hw["peer_id"] == host.peer_id and hw["status"] == "joined"
+    assert {p["peer_id"] for p in hw["participants"]} == {host.peer_id, official.peer_id}

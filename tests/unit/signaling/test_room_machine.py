@@ -30,6 +30,7 @@ from signaling.protocol import (
     TrackKind,
 )
 from signaling.room import ROLE_PERMISSIONS, Effects, LeaveReason, MemberSpec, Room, RoomState
+from tests.unit.signaling.test_room_state import taken_over
 
 PEOPLE: dict[str, tuple[Role, bool]] = {
     "host": ("host", True),
@@ -160,14 +161,14 @@ class RoomMachine(RuleBasedStateMachine):
     def drop_and_reconnect(self, name: str) -> None:
         p = self._peer(name)
         if p:
-            self._apply(self.room.disconnected(p))
+            self._apply(self.room.disconnected(p, self._tick()))
             self._try(lambda: self.room.reconnected(p))
 
     @rule(name=names)
     def drop(self, name: str) -> None:
         p = self._peer(name)
         if p:
-            self._apply(self.room.disconnected(p))
+            self._apply(self.room.disconnected(p, self._tick()))
 
     @rule(name=names, consent=st.booleans())
     def consent(self, name: str, consent: bool) -> None:
@@ -216,7 +217,12 @@ class RoomMachine(RuleBasedStateMachine):
     def durable_state_survives_a_reload(self) -> None:
         before = self.room.durable_state()
         after = self._reload(self.room)[0].durable_state()
-        assert after == before.model_copy(update={"recording": False})
+        assert after == taken_over(before, self.now).model_copy(update={"recording": False})
+
+    @invariant()
+    def a_drop_is_dated_until_the_return(self) -> None:
+        for m in self.room.members.values():
+            assert m.connected == (m.disconnected_at is None), m
 
     @invariant()
     def capacity_never_exceeded(self) -> None:

@@ -22,6 +22,19 @@ def _fresh() -> Room:
     return Room(room_id="r-s", kind="mediation", capacity=CAPACITY)
 
 
+def taken_over(state: RoomState, now: datetime) -> RoomState:
+    """`state` as the node that takes the room over at `now` has it: those connected to the
+    dead owner count as dropped then (their grace starts at the takeover)."""
+    return state.model_copy(
+        update={
+            "members": [
+                m.model_copy(update={"disconnected_at": m.disconnected_at or now})
+                for m in state.members
+            ]
+        }
+    )
+
+
 @st.composite
 def members(draw: st.DrawFn) -> MemberState:
     is_staff = draw(st.booleans())
@@ -47,6 +60,9 @@ def members(draw: st.DrawFn) -> MemberState:
         forced_audio=draw(st.booleans()),
         forced_video=draw(st.booleans()),
         consent=draw(st.none() | st.booleans()),
+        disconnected_at=draw(
+            st.none() | st.integers(0, 600).map(lambda s: NOW - timedelta(seconds=s))
+        ),
     )
 
 
@@ -80,7 +96,7 @@ def test_any_state_survives_json_and_a_reload(state: RoomState) -> None:
     assert wire == state
     room = _fresh()
     fx = room.load_state(wire, NOW)
-    assert room.durable_state() == state
+    assert room.durable_state() == taken_over(state, NOW)
     assert not fx.events and not fx.out
     assert all(not m.connected for m in room.members.values())
     assert room.info().locked == state.locked
@@ -137,7 +153,7 @@ def test_a_moderated_room_comes_back_as_it_was() -> None:
 
     new = _fresh()
     new.load_state(RoomState.model_validate_json(room.durable_state().model_dump_json()), NOW)
-    assert new.durable_state() == room.durable_state()
+    assert new.durable_state() == taken_over(room.durable_state(), NOW)
     assert new.info() == room.info()
     assert new.info().locked and not new.info().recording_allowed
     # Presence comes back but for the connection (resume) and link quality (re-measured).
@@ -191,6 +207,37 @@ def test_a_running_recording_comes_back_stopped_and_reported() -> None:
         ("recording.stopped", {"reason": "interrupted"})
     ]
     assert [msg for _, msg in fx.out] == [RecordingState(active=False, reason="interrupted")]
+
+
+def test_the_grace_period_runs_on_from_the_drop_across_a_takeover() -> None:
+    """Who dropped before the owner died keeps only the rest of their grace on the new owner;
+    who was connected to the dead owner gets a whole one; a reconnect forgets the drop."""
+    room = _fresh()
+    for peer, identity in (("p-h", "staff:1"), ("p-a", "staff:2")):
+        room.enter(
+            MemberSpec(
+                peer_id=peer,
+                identity=identity,
+                display_name=peer,
+                role="host",
+                is_staff=True,
+                permissions=ROLE_PERMISSIONS["host"],
+            ),
+            NOW,
+        )
+    room.disconnected("p-a", NOW)
+    room.disconnected("p-a", NOW + timedelta(seconds=9))  # a second report keeps the first time
+    saved = RoomState.model_validate_json(room.durable_state().model_dump_json())
+
+    new = _fresh()
+    takeover = NOW + timedelta(seconds=12)
+    new.load_state(saved, takeover)
+    assert new.member("p-a").grace_left(30, takeover) == 18
+    assert new.member("p-a").grace_left(30, NOW + timedelta(minutes=5)) == 0
+    assert new.member("p-h").grace_left(30, takeover) == 30
+    new.reconnected("p-a")
+    assert new.member("p-a").disconnected_at is None
+    assert new.member("p-a").grace_left(30, takeover) == 30
 
 
 def test_an_inconsistent_state_is_refused() -> None:
