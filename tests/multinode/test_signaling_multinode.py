@@ -8,6 +8,7 @@ import contextlib
 from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
+from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
@@ -73,6 +74,27 @@ async def _person(made: list[Participant], server: TestServer, name: str,
     return p
 
 
+async def _room_across_nodes(
+    made: list[Participant], a: TestServer, b: TestServer, guest_name: str
+) -> tuple[dict[str, Any], Participant, Participant, Participant]:
+    """A mediation owned by A: its host and an admitted guest on A, an official on B.
+    Returns the session, the host, the guest and the official."""
+    host = await _person(made, a, "host on A", "mediator01")
+    sess = await new_session(host)
+    invite = await new_token(host, sess["id"], name=guest_name)
+    await host.connect()
+    await host.join(sess["room_id"])
+    guest = await _person(made, a, "guest on A")
+    await guest.connect()
+    await guest.join(sess["room_id"], token=invite["token"])
+    await host.request("admit", peer_id=guest.peer_id)
+    await guest.expect("admitted")
+    official = await _person(made, b, "official on B", "expert01")
+    await official.connect()
+    await official.join(sess["room_id"])
+    return sess, host, guest, official
+
+
 def crash(server: TestServer) -> None:
     """Stop a node the way a killed process stops: no cleanup, no lease release, no messages."""
     node = server.app[node_key]
@@ -128,19 +150,7 @@ async def test_owner_node_dies_and_everyone_resumes_on_the_other(
     nodes: tuple[TestServer, TestServer], people: list[Participant]
 ) -> None:
     a, b = nodes
-    host = await _person(people, a, "host on A", "mediator01")
-    sess = await new_session(host)
-    invite = await new_token(host, sess["id"], name="王五")
-    await host.connect()
-    await host.join(sess["room_id"])
-    guest_a = await _person(people, a, "guest on A")
-    await guest_a.connect()
-    await guest_a.join(sess["room_id"], token=invite["token"])
-    await host.request("admit", peer_id=guest_a.peer_id)
-    await guest_a.expect("admitted")
-    official_b = await _person(people, b, "official on B", "expert01")
-    await official_b.connect()
-    await official_b.join(sess["room_id"])
+    sess, host, guest_a, official_b = await _room_across_nodes(people, a, b, "王五")
     assert sess["room_id"] in a.app[node_key].rooms
 
     crash(a)
@@ -218,23 +228,11 @@ async def test_room_state_survives_the_owner_node(
     died with the owner and is reported stopped."""
     a, b = nodes
     room_events = b.app[bus_key].subscribe_events()
-    host = await _person(people, a, "host on A", "mediator01")
-    sess = await new_session(host)
+    sess, host, guest, official = await _room_across_nodes(people, a, b, "王五")
     room_id = sess["room_id"]
-    invite = await new_token(host, sess["id"], name="王五")
     waiting_invite = await new_token(host, sess["id"], name="赵六")
     denied_invite = await new_token(host, sess["id"], name="钱七")
     late_invite = await new_token(host, sess["id"], name="孙八")
-    await host.connect()
-    await host.join(room_id)
-    guest = await _person(people, a, "guest on A")
-    await guest.connect()
-    await guest.join(room_id, token=invite["token"])
-    await host.request("admit", peer_id=guest.peer_id)
-    await guest.expect("admitted")
-    official = await _person(people, b, "official on B", "expert01")
-    await official.connect()
-    await official.join(room_id)
 
     # Someone is denied (on B), someone waits in the lobby (on A).
     denied = await _person(people, b, "denied on B")
@@ -359,20 +357,8 @@ async def test_a_grace_period_runs_on_across_the_takeover(
     before the owner died and whose grace ran out meanwhile is removed when B takes the room;
     the host, connected to A when it died, keeps a whole grace period and resumes."""
     a, b = nodes
-    host = await _person(people, a, "host on A", "mediator01")
-    sess = await new_session(host)
+    sess, host, guest, official = await _room_across_nodes(people, a, b, "周九")
     room_id = sess["room_id"]
-    invite = await new_token(host, sess["id"], name="周九")
-    await host.connect()
-    await host.join(room_id)
-    guest = await _person(people, a, "guest on A")
-    await guest.connect()
-    await guest.join(room_id, token=invite["token"])
-    await host.request("admit", peer_id=guest.peer_id)
-    await guest.expect("admitted")
-    official = await _person(people, b, "official on B", "expert01")
-    await official.connect()
-    await official.join(room_id)
 
     await guest.drop()
     await official.expect_where(lambda m: m["type"] == "participant_update"

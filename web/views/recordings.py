@@ -6,6 +6,7 @@ from __future__ import annotations
 import asyncio
 
 from aiohttp import web
+from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import keys
 from server.api.common import path_int
@@ -87,6 +88,18 @@ async def recording_media(request: web.Request) -> web.FileResponse:
             "session_id": row.session_id,
             "range": request.headers.get("Range", "")[:100],
         }
+
+        async def audit(session: AsyncSession, action: str, why: str | None = None) -> None:
+            await record(
+                session,
+                actor=staff.actor,
+                action=action,
+                object_type="recording",
+                object_id=str(recording_id),
+                ip=client_ip(request),
+                detail=detail if why is None else {**detail, "why": why},
+            )
+
         try:
             svc.read_grant(
                 _secrets(request),
@@ -95,15 +108,7 @@ async def recording_media(request: web.Request) -> web.FileResponse:
                 session_id=row.session_id,
             )
         except svc.ReasonRequired as exc:
-            await record(
-                session,
-                actor=staff.actor,
-                action="recording.fetch_denied",
-                object_type="recording",
-                object_id=str(recording_id),
-                ip=client_ip(request),
-                detail={**detail, "why": str(exc)},
-            )
+            await audit(session, "recording.fetch_denied", str(exc))
             denied: svc.ReasonRequired | None = exc
         else:
             denied = None
@@ -114,26 +119,10 @@ async def recording_media(request: web.Request) -> web.FileResponse:
         await asyncio.to_thread(svc.verify_file, path, sha256=row.sha256, size_bytes=row.size_bytes)
     except svc.RecordingTampered as exc:
         async with request.app[keys.db].begin() as session:
-            await record(
-                session,
-                actor=staff.actor,
-                action="recording.tampered",
-                object_type="recording",
-                object_id=str(recording_id),
-                ip=client_ip(request),
-                detail={**detail, "why": str(exc)},
-            )
+            await audit(session, "recording.tampered", str(exc))
         raise
     async with request.app[keys.db].begin() as session:
-        await record(
-            session,
-            actor=staff.actor,
-            action="recording.fetch",
-            object_type="recording",
-            object_id=str(recording_id),
-            ip=client_ip(request),
-            detail=detail,
-        )
+        await audit(session, "recording.fetch")
     return web.FileResponse(
         path,
         headers={
