@@ -305,13 +305,18 @@ class TrackForwarder:
         """The last keyframe and the frames since, if it is fresh enough to start a subscriber."""
         return list(self._since_keyframe) if self.has_fresh_keyframe else []
 
-    def request_keyframe(self) -> None:
-        """PLI to the publisher, at most one per KEYFRAME_MIN_INTERVAL_S; later ones coalesce."""
+    def request_keyframe(self, *, at_once: bool = False) -> None:
+        """PLI to the publisher, at most one per KEYFRAME_MIN_INTERVAL_S; later ones coalesce.
+        `at_once`: a one-off need that must not wait out the interval (a recording starts:
+        everything until the publisher's next keyframe is lost to it)."""
         if self.kind != "video" or self.ended:
             return
         now = time.monotonic()
         wait_s = self._last_pli_at + self.node.keyframe_min_interval_s - now
-        if wait_s <= 0:
+        if wait_s <= 0 or at_once:
+            if self._pli_scheduled is not None:  # this PLI answers the waiting requests too
+                self._pli_scheduled.cancel()
+                self._pli_scheduled = None
             self._last_pli_at = now
             _ = self.node.spawn(self._send_pli(), f"pli:{self.key}")
         elif self._pli_scheduled is None:
@@ -890,7 +895,7 @@ class SfuMediaNode:
             raise RecordingError(f"cannot record into {directory}: {exc}") from exc
         for forwarder in room.forwarders():
             if forwarder.kind == "video":
-                forwarder.request_keyframe()
+                forwarder.request_keyframe(at_once=True)
 
     def _recording_failed(self, room_id: str, exc: BaseException) -> None:
         """A write failed (disk full...): stop recording now, keep the call going, and report

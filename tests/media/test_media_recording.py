@@ -58,14 +58,19 @@ async def test_three_party_recording_yields_playable_webm_with_matching_hashes(
         assert hashlib.sha256(record.path.read_bytes()).hexdigest() == record.sha256
         assert record.size_bytes == record.path.stat().st_size
         assert started - 1 <= record.started_at_unix <= started + window_s
-        # the media timeline of what arrived in the window: a loaded publisher sends late frames
-        # in a burst, so their timestamps may span a little more than the wall-clock window
-        assert RECORD_S - 1.5 <= record.duration_s <= window_s + 0.5
+        # Nothing is missing from the file's first frame (video: the keyframe asked for at the
+        # start) to the stop. When that first frame came depends on the publisher: on a loaded
+        # machine its keyframe comes late, and its frames in bursts, so their timestamps may
+        # span a little more or less than the wall-clock time they arrived in.
+        covered_s = started + window_s - record.started_at_unix
+        assert covered_s - 1.0 <= record.duration_s <= covered_s + 0.5
+        if record.kind == "audio":  # no keyframe to wait for: the whole window
+            assert record.duration_s >= RECORD_S - 1.5
         counts = await asyncio.to_thread(decode_all, record.path)
-        if record.kind == "video":
-            assert counts["video"] >= 15  # from its first keyframe onwards
-        else:
-            assert counts["audio"] >= 50
+        if record.kind == "video":  # 30 fps sent; at least 5 fps however loaded
+            assert counts["video"] >= max(3, 5 * record.duration_s)
+        else:  # 50 packets a second sent
+            assert counts["audio"] >= 15 * record.duration_s
     # the recording itself decoded and encoded nothing: only this test's decode_all did
     relay = calls.relay_calls(node)
     assert relay["video_encode"] == relay["audio_encode"] == 0

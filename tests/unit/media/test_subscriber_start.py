@@ -125,3 +125,21 @@ async def test_inactive_audio_is_not_kept() -> None:
     track.activate()
     forwarder.on_frame(frame(b"\xfc\xff\xfe", 960), time.monotonic())
     assert track.queued == 1
+
+
+async def test_a_recording_start_asks_for_a_keyframe_at_once_and_the_throttle_holds_otherwise() -> (
+    None
+):
+    """Subscribers' PLIs are throttled to one per interval (later ones coalesce into one sent
+    when it ends); a recording start does not wait: until the next keyframe it records
+    nothing. Its PLI also answers the coalesced one."""
+    forwarder, receiver = await make_forwarder()
+    forwarder.request_keyframe()
+    await settle()
+    assert receiver.plis == 1
+    forwarder.request_keyframe()  # within the interval: deferred
+    await settle()
+    assert receiver.plis == 1 and forwarder._pli_scheduled is not None
+    forwarder.request_keyframe(at_once=True)
+    await settle()
+    assert receiver.plis == 2 and forwarder._pli_scheduled is None
