@@ -86,6 +86,12 @@ _original_get_host_addresses: Callable[[bool, bool], list[str]] | None = None
 _original_handle_rtp_data: Callable[..., Any] | None = None
 _original_clock: tuple[Callable[[], int], Callable[[], int]] | None = None
 _install_lock = threading.Lock()
+#: The internals passed `check_aiortc_internals` in this process (they cannot change in it).
+#: Checked once: the check parses aiortc's source, and on Python 3.11 `ast.parse` fails now
+#: and then with a spurious "AST constructor recursion depth mismatch" when another thread
+#: parses at the same time (CPython gh-106905; 3.11's traceback formatting parses too). It
+#: failed a node's creation once in a loaded test run.
+_internals_checked = False
 
 # Counters: passthrough frames delivered without any codec call (read by tests and benches).
 stats = {
@@ -393,9 +399,11 @@ def _decoder_worker(
 def install_passthrough() -> None:
     """Check the internals and install the decoder_worker hook and the RTP guard. Idempotent;
     call before peers."""
-    global _original_decoder_worker, _original_handle_rtp_data
+    global _original_decoder_worker, _original_handle_rtp_data, _internals_checked
     with _install_lock:
-        check_aiortc_internals()
+        if not _internals_checked:
+            check_aiortc_internals()
+            _internals_checked = True
         if _original_decoder_worker is None:
             _original_decoder_worker = aiortc.rtcrtpreceiver.decoder_worker
             aiortc.rtcrtpreceiver.decoder_worker = _decoder_worker
