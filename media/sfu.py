@@ -781,9 +781,12 @@ class SfuMediaNode:
             track.stop()
             track.forwarder.subscribers.pop(peer_id, None)
         room.speaker.remove(peer_id)
-        await session.pc.close()
         if session.published:
             self._renegotiate_others(room, peer_id)
+        # Shielded: aiortc may be closing this connection itself (it does when the connection
+        # fails); a cancelled await of its close would cancel the future its own close sets
+        # at the end, which then dies halfway with InvalidStateError.
+        await asyncio.shield(session.pc.close())
 
     async def close_room(self, *, room_id: str) -> None:
         room = self._rooms.get(room_id)

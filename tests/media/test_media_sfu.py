@@ -243,3 +243,25 @@ async def test_ice_consent_expiry_fails_the_peer_and_signaling_is_told(
     assert not [e for e in pump.events if isinstance(e, PeerFailed) and e.peer_id != "p0"]
     for client in clients:
         await client.close()
+
+
+async def test_a_cancelled_close_peer_does_not_break_aiortcs_own_close(
+    node: SfuMediaNode, pump: EventPump
+) -> None:
+    """aiortc closes a failed peer connection itself (a task of its own); when our close of the
+    same peer is cancelled meanwhile (a shutdown, a timeout), awaiting aiortc's close future
+    from a cancelled task cancelled that future, and aiortc's own close then died with
+    InvalidStateError ("Task exception was never retrieved") halfway through. Ours is shielded:
+    the close runs to its end whoever started it."""
+    clients = await _room(pump, node, 2)
+    server_pc = node._rooms["r"].peers["p0"].pc
+    own = asyncio.ensure_future(server_pc.close())  # what aiortc does on a failed connection
+    ours = asyncio.create_task(node.close_peer(room_id="r", peer_id="p0"))
+    for _ in range(3):
+        await asyncio.sleep(0)
+    assert not own.done() and not ours.done()
+    ours.cancel()
+    await own  # raised InvalidStateError before
+    assert server_pc.connectionState == "closed"
+    for client in clients:
+        await client.close()
