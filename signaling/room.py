@@ -110,7 +110,8 @@ class Member:
     speaking: bool = False
     quality: Quality = "unknown"
     consent: bool | None = None
-    #: When the socket dropped (None: connected, or the drop predates a takeover unrecorded).
+    #: When the socket dropped (None while connected; a take-over counts as a drop for those
+    #: who were connected to the dead owner).
     disconnected_at: datetime | None = None
 
     @property
