@@ -9,13 +9,14 @@ from aiohttp import web
 from pydantic import ValidationError
 
 from server import keys
+from server.api.common import path_int
 from server.auth.permissions import Action
 from server.auth.web import client_ip, protected, public, signed_in_staff
 from server.cases import agreements, evaluation, service
 from server.cases.models import PetitionCase
 from server.cases.schemas import RATING_LABELS, CaseQuery, EvaluationSubmit
 from server.db import utcnow
-from server.errors import AppError, NotFound
+from server.errors import AppError
 from web.render import page
 
 BAR_MAX_PX = 240
@@ -37,10 +38,7 @@ async def case_list(request: web.Request) -> web.Response:
 @protected(Action.case_view)
 async def case_page(request: web.Request) -> web.Response:
     staff = signed_in_staff(request)
-    try:
-        case_id = int(request.match_info["case_id"])
-    except ValueError:
-        raise NotFound("no such case") from None
+    case_id = path_int(request, "case_id")
     async with request.app[keys.db].begin() as session:
         detail = await service.case_detail(
             session, staff=staff, case_id=case_id, ip=client_ip(request), pii=request.app[keys.pii]
@@ -79,10 +77,7 @@ async def agreement_page(request: web.Request) -> web.Response:
     """调解协议书: the text, every signature (drawn ones as SVG), and, for the mediator while
     it is a draft, the signing form with the signature pad (web/static/agreement.js)."""
     staff = signed_in_staff(request)
-    try:
-        agreement_id = int(request.match_info["agreement_id"])
-    except ValueError:
-        raise NotFound("no such agreement") from None
+    agreement_id = path_int(request, "agreement_id")
     async with request.app[keys.db].begin() as session:
         view = await agreements.view_agreement(
             session, staff=staff, agreement_id=agreement_id, ip=client_ip(request)
