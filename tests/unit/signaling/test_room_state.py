@@ -22,6 +22,27 @@ def _fresh() -> Room:
     return Room(room_id="r-s", kind="mediation", capacity=CAPACITY)
 
 
+def spec(
+    peer_id: str,
+    identity: str,
+    name: str,
+    role: Role,
+    site_id: int | None = None,
+    site_name: str = "",
+) -> MemberSpec:
+    """A participant as the edge establishes it: staff identities are `staff:…`."""
+    return MemberSpec(
+        peer_id=peer_id,
+        identity=identity,
+        display_name=name,
+        role=role,
+        is_staff=identity.startswith("staff:"),
+        permissions=ROLE_PERMISSIONS[role],
+        site_id=site_id,
+        site_name=site_name,
+    )
+
+
 def taken_over(state: RoomState, now: datetime) -> RoomState:
     """`state` as the node that takes the room over at `now` has it: those connected to the
     dead owner count as dropped then (their grace starts at the takeover)."""
@@ -104,40 +125,10 @@ def test_any_state_survives_json_and_a_reload(state: RoomState) -> None:
 
 def test_a_moderated_room_comes_back_as_it_was() -> None:
     room = _fresh()
-    host = MemberSpec(
-        peer_id="p-h",
-        identity="staff:1",
-        display_name="调解员",
-        role="host",
-        is_staff=True,
-        permissions=ROLE_PERMISSIONS["host"],
-    )
-    party = MemberSpec(
-        peer_id="p-a",
-        identity="guest:a",
-        display_name="张三",
-        role="party",
-        is_staff=False,
-        permissions=ROLE_PERMISSIONS["party"],
-    )
-    waiting = MemberSpec(
-        peer_id="p-w",
-        identity="guest:w",
-        display_name="李四",
-        role="party",
-        is_staff=False,
-        permissions=ROLE_PERMISSIONS["party"],
-        site_id=57,
-        site_name="某社区",
-    )
-    denied = MemberSpec(
-        peer_id="p-d",
-        identity="guest:d",
-        display_name="王五",
-        role="party",
-        is_staff=False,
-        permissions=ROLE_PERMISSIONS["party"],
-    )
+    host = spec("p-h", "staff:1", "调解员", "host")
+    party = spec("p-a", "guest:a", "张三", "party")
+    waiting = spec("p-w", "guest:w", "李四", "party", site_id=57, site_name="某社区")
+    denied = spec("p-d", "guest:d", "王五", "party")
     room.enter(host, NOW)
     room.enter(party, NOW)
     room.admit("p-h", "p-a", NOW)
@@ -169,17 +160,7 @@ def test_a_moderated_room_comes_back_as_it_was() -> None:
     with pytest.raises(Exception, match="removed"):
         new.enter(denied, NOW)
     with pytest.raises(Exception, match="locked"):
-        new.enter(
-            MemberSpec(
-                peer_id="p-x",
-                identity="guest:x",
-                display_name="x",
-                role="party",
-                is_staff=False,
-                permissions=ROLE_PERMISSIONS["party"],
-            ),
-            NOW,
-        )
+        new.enter(spec("p-x", "guest:x", "x", "party"), NOW)
 
 
 def test_a_running_recording_comes_back_stopped_and_reported() -> None:
@@ -214,17 +195,7 @@ def test_the_grace_period_runs_on_from_the_drop_across_a_takeover() -> None:
     who was connected to the dead owner gets a whole one; a reconnect forgets the drop."""
     room = _fresh()
     for peer, identity in (("p-h", "staff:1"), ("p-a", "staff:2")):
-        room.enter(
-            MemberSpec(
-                peer_id=peer,
-                identity=identity,
-                display_name=peer,
-                role="host",
-                is_staff=True,
-                permissions=ROLE_PERMISSIONS["host"],
-            ),
-            NOW,
-        )
+        room.enter(spec(peer, identity, peer, "host"), NOW)
     room.disconnected("p-a", NOW)
     room.disconnected("p-a", NOW + timedelta(seconds=9))  # a second report keeps the first time
     saved = RoomState.model_validate_json(room.durable_state().model_dump_json())
