@@ -3,18 +3,18 @@ join attempts (join pages and signaling joins with a token) across two nodes to 
 
 from __future__ import annotations
 
-import contextlib
 from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
+from aiohttp import web
 from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
 
 from server import keys
 from server.ratelimit import RedisRateLimiter
-from tests.component.signaling.harness import Participant, build_app, new_session, new_token
-from tests.conftest import make_settings
+from tests.component.signaling.harness import Participant, new_session, new_token
+from tests.multinode.nodes import two_nodes
 
 pytestmark = pytest.mark.multinode
 
@@ -23,34 +23,21 @@ pytestmark = pytest.mark.multinode
 async def nodes(
     tmp_path: Path, demo_sqlite_url: str, redis_url: str, redis_prefix: str
 ) -> AsyncIterator[tuple[TestServer, TestServer]]:
-    secret = "shared-secret-for-both-nodes-0123456789"
     clients: list[Redis] = []
-    servers: list[TestServer] = []
+
+    def own_limiter(app: web.Application) -> None:
+        # One fixed window for the whole test; each node has its own Redis connection.
+        client = Redis.from_url(redis_url)
+        clients.append(client)
+        app[keys.ratelimiter] = RedisRateLimiter(
+            client, prefix=redis_prefix + "rl:", clock=lambda: 1_000_000.0
+        )
+
     try:
-        for name in ("node-a", "node-b"):
-            settings = make_settings(tmp_path / name, demo_sqlite_url, redis_url=redis_url,
-                                     node_id=name, secret_key=secret,
-                                     join_rate_per_min=4)  # fmt: skip
-            app = build_app(settings, prefix=redis_prefix)
-            client = Redis.from_url(redis_url)
-            clients.append(client)
-            # One fixed window for the whole test; each node has its own Redis connection.
-            app[keys.ratelimiter] = RedisRateLimiter(
-                client, prefix=redis_prefix + "rl:", clock=lambda: 1_000_000.0
-            )
-            srv = TestServer(app)
-            await srv.start_server()
-            servers.append(srv)
-        yield servers[0], servers[1]
+        async with two_nodes(tmp_path, demo_sqlite_url, redis_url, prefix=redis_prefix,
+                             prepare=own_limiter, join_rate_per_min=4) as servers:  # fmt: skip
+            yield servers
     finally:
-        for srv in servers:
-            with contextlib.suppress(Exception):
-                await srv.close()
-        redis = Redis.from_url(redis_url)
-        leftover = [k async for k in redis.scan_iter(match=redis_prefix + "*")]
-        if leftover:
-            await redis.delete(*leftover)
-        await redis.aclose()
         for client in clients:
             await client.aclose()
 

@@ -7,7 +7,6 @@ both participants with the same peer ids, and nothing was logged as an unhandled
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import logging
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
@@ -18,8 +17,9 @@ from aiohttp.test_utils import TestServer
 
 from signaling.node import Limits
 from signaling.ws import node_key
-from tests.component.signaling.harness import Participant, build_app, new_session, new_token
-from tests.conftest import PrivateRedis, make_settings
+from tests.component.signaling.harness import Participant, new_session, new_token
+from tests.conftest import PrivateRedis
+from tests.multinode.nodes import two_nodes
 
 pytestmark = [pytest.mark.multinode, pytest.mark.integration]
 
@@ -39,20 +39,9 @@ def redis(tmp_path: Path) -> Iterator[PrivateRedis]:
 async def nodes(
     tmp_path: Path, demo_sqlite_url: str, redis: PrivateRedis
 ) -> AsyncIterator[tuple[TestServer, TestServer]]:
-    secret = "shared-secret-for-both-nodes-0123456789"
-    servers: list[TestServer] = []
-    try:
-        for name in ("node-a", "node-b"):
-            settings = make_settings(tmp_path / name, demo_sqlite_url, redis_url=redis.url,
-                                     node_id=name, secret_key=secret, signaling_grace_s=GRACE_S)  # fmt: skip
-            srv = TestServer(build_app(settings, limits=LIMITS))
-            await srv.start_server()
-            servers.append(srv)
-        yield servers[0], servers[1]
-    finally:
-        for srv in servers:
-            with contextlib.suppress(Exception):
-                await srv.close()
+    async with two_nodes(tmp_path, demo_sqlite_url, redis.url, limits=LIMITS,
+                         signaling_grace_s=GRACE_S) as servers:  # fmt: skip
+        yield servers
 
 
 async def _ready(server: TestServer) -> int:

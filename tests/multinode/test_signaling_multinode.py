@@ -12,7 +12,6 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
-from redis.asyncio import Redis
 
 from server.db import utcnow
 from signaling.node import Limits
@@ -20,11 +19,10 @@ from signaling.ws import bus_key, node_key
 from tests.component.signaling.harness import (
     FakeMediaNode,
     Participant,
-    build_app,
     new_session,
     new_token,
 )
-from tests.conftest import make_settings
+from tests.multinode.nodes import two_nodes
 
 pytestmark = pytest.mark.multinode
 
@@ -33,28 +31,11 @@ pytestmark = pytest.mark.multinode
 async def nodes(
     tmp_path: Path, demo_sqlite_url: str, redis_url: str, redis_prefix: str
 ) -> AsyncIterator[tuple[TestServer, TestServer]]:
-    secret = "shared-secret-for-both-nodes-0123456789"
-    limits = Limits(heartbeat_s=5.0, lease_ms=1000, attach_timeout_s=0.5)
-    servers = []
-    for name in ("node-a", "node-b"):
-        settings = make_settings(tmp_path / name, demo_sqlite_url, redis_url=redis_url,
-                                 node_id=name, secret_key=secret, signaling_grace_s=20,
-                                 login_rate_per_min=10_000,
-                                 join_rate_per_min=10_000)  # fmt: skip
-        srv = TestServer(build_app(settings, limits=limits, prefix=redis_prefix))
-        await srv.start_server()
-        servers.append(srv)
-    try:
-        yield servers[0], servers[1]
-    finally:
-        for srv in servers:
-            with contextlib.suppress(Exception):
-                await srv.close()
-        redis = Redis.from_url(redis_url)
-        keys = [k async for k in redis.scan_iter(match=redis_prefix + "*")]
-        if keys:
-            await redis.delete(*keys)
-        await redis.aclose()
+    async with two_nodes(tmp_path, demo_sqlite_url, redis_url, prefix=redis_prefix,
+                         limits=Limits(heartbeat_s=5.0, lease_ms=1000, attach_timeout_s=0.5),
+                         signaling_grace_s=20, login_rate_per_min=10_000,
+                         join_rate_per_min=10_000) as servers:  # fmt: skip
+        yield servers
 
 
 @pytest.fixture
