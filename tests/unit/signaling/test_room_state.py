@@ -18,6 +18,19 @@ NOW = datetime(2026, 11, 24, 9, tzinfo=UTC)
 CAPACITY = 4
 
 
+#: A saved host, joined.
+HOST = MemberState(
+    peer_id="p-h",
+    identity="staff:1",
+    display_name="h",
+    role="host",
+    is_staff=True,
+    permissions=sorted(ROLE_PERMISSIONS["host"]),
+    status="joined",
+    since=NOW,
+)
+
+
 def _fresh() -> Room:
     return Room(room_id="r-s", kind="mediation", capacity=CAPACITY)
 
@@ -167,19 +180,7 @@ def test_a_running_recording_comes_back_stopped_and_reported() -> None:
     state = RoomState(
         recording=True,
         identities={"p-h": "staff:1"},
-        members=[
-            MemberState(
-                peer_id="p-h",
-                identity="staff:1",
-                display_name="h",
-                role="host",
-                is_staff=True,
-                permissions=sorted(ROLE_PERMISSIONS["host"]),
-                status="joined",
-                since=NOW,
-                consent=True,
-            )
-        ],
+        members=[HOST.model_copy(update={"consent": True})],
     )
     room = _fresh()
     fx = room.load_state(state, NOW)
@@ -212,20 +213,10 @@ def test_the_grace_period_runs_on_from_the_drop_across_a_takeover() -> None:
 
 
 def test_an_inconsistent_state_is_refused() -> None:
-    host = MemberState(
-        peer_id="p-h",
-        identity="staff:1",
-        display_name="h",
-        role="host",
-        is_staff=True,
-        permissions=sorted(ROLE_PERMISSIONS["host"]),
-        status="joined",
-        since=NOW,
-    )
     with pytest.raises(ValueError, match="duplicate"):
-        _fresh().load_state(RoomState(members=[host, host]), NOW)
+        _fresh().load_state(RoomState(members=[HOST, HOST]), NOW)
     too_many = [
-        host.model_copy(update={"peer_id": f"p-{i}", "identity": f"staff:{i}"})
+        HOST.model_copy(update={"peer_id": f"p-{i}", "identity": f"staff:{i}"})
         for i in range(CAPACITY + 1)
     ]
     with pytest.raises(ValueError, match="capacity"):
