@@ -186,6 +186,23 @@ async def _resume(p: Participant) -> dict[str, Any]:
     return await p.expect("welcome")
 
 
+def _server_offer(fake_media: FakeMediaNode, room_id: str, guest: Participant, sdp: str) -> None:
+    fake_media.push(PeerDescription(room_id, guest.peer_id, SessionDescription("offer", sdp)))
+
+
+async def _answer_s1(guest: Participant, fake_media: FakeMediaNode) -> None:
+    """The guest answers the media node's offer s1, and the answer reaches the media node."""
+    assert (await guest.request("answer", sdp="v=0 a1"))["type"] == "ack"
+    assert fake_media.answers == [(guest.peer_id, "v=0 a1")]
+
+
+async def _offered_s1(guest: Participant, fake_media: FakeMediaNode, room_id: str) -> None:
+    """The guest's own offer is answered, then the media node's offer s1 reaches it."""
+    assert (await guest.request("offer", sdp="v=0 guest offer"))["type"] == "answer"
+    _server_offer(fake_media, room_id, guest, "v=0 s1")
+    assert (await guest.expect("offer"))["sdp"] == "v=0 s1"
+
+
 async def test_a_server_offer_sent_while_away_is_offered_again_on_resume(
     people: MakeParticipant, fake_media: FakeMediaNode
 ) -> None:
@@ -196,14 +213,13 @@ async def test_a_server_offer_sent_while_away_is_offered_again_on_resume(
     await host.expect_where(lambda m: m["type"] == "participant_update"
                             and not m["participant"]["connected"])  # fmt: skip
     # Someone's tracks come while the guest's socket is gone: the offer reaches nobody.
-    fake_media.push(PeerDescription(room_id, guest.peer_id, SessionDescription("offer", "v=0 s1")))
+    _server_offer(fake_media, room_id, guest, "v=0 s1")
     await host.request("chat", text="等一下")  # the room has handled the media event by now
     w = await _resume(guest)
     assert w["media_reset"] is False  # the guest keeps its peer connection...
     offer = await guest.expect("offer")  # ...and gets the offer it missed
     assert offer["sdp"] == "v=0 s1"
-    assert (await guest.request("answer", sdp="v=0 a1"))["type"] == "ack"
-    assert fake_media.answers == [(guest.peer_id, "v=0 a1")]
+    await _answer_s1(guest, fake_media)
 
 
 async def test_an_offer_whose_answer_was_lost_with_the_socket_comes_again(
@@ -211,15 +227,12 @@ async def test_an_offer_whose_answer_was_lost_with_the_socket_comes_again(
 ) -> None:
     _, guest, sess = await _room(people)
     room_id = sess["room_id"]
-    assert (await guest.request("offer", sdp="v=0 guest offer"))["type"] == "answer"
-    fake_media.push(PeerDescription(room_id, guest.peer_id, SessionDescription("offer", "v=0 s1")))
-    assert (await guest.expect("offer"))["sdp"] == "v=0 s1"
+    await _offered_s1(guest, fake_media, room_id)
     await guest.drop()  # before the answer left the browser
     w = await _resume(guest)
     assert w["media_reset"] is False
     assert (await guest.expect("offer"))["sdp"] == "v=0 s1"
-    assert (await guest.request("answer", sdp="v=0 a1"))["type"] == "ack"
-    assert fake_media.answers == [(guest.peer_id, "v=0 a1")]
+    await _answer_s1(guest, fake_media)
 
 
 async def test_an_answered_offer_is_not_offered_again_on_resume(
@@ -227,12 +240,10 @@ async def test_an_answered_offer_is_not_offered_again_on_resume(
 ) -> None:
     _, guest, sess = await _room(people)
     room_id = sess["room_id"]
-    assert (await guest.request("offer", sdp="v=0 guest offer"))["type"] == "answer"
-    fake_media.push(PeerDescription(room_id, guest.peer_id, SessionDescription("offer", "v=0 s1")))
-    assert (await guest.expect("offer"))["sdp"] == "v=0 s1"
-    assert (await guest.request("answer", sdp="v=0 a1"))["type"] == "ack"
+    await _offered_s1(guest, fake_media, room_id)
+    await _answer_s1(guest, fake_media)
     await guest.drop()
     await _resume(guest)
     # The lane is in order: had s1 been offered again, it would come before s2.
-    fake_media.push(PeerDescription(room_id, guest.peer_id, SessionDescription("offer", "v=0 s2")))
+    _server_offer(fake_media, room_id, guest, "v=0 s2")
     assert (await guest.expect("offer"))["sdp"] == "v=0 s2"
