@@ -23,7 +23,14 @@ async def test_sign_in_and_browse_organisation(server: Server, page: Any) -> Non
     await page.fill("input[name=password]", DEMO_PASSWORD)
     await page.click("button[type=submit]")
     await page.wait_for_selector("text=接访工作台")
-    await page.click("a.tile[href='/org']")
+    # The menu tiles are light cards with dark text (the video tiles' dark style once leaked
+    # onto them through a shared class name).
+    colours = await page.eval_on_selector(
+        "a.menu-tile[href='/org']",
+        "a => [getComputedStyle(a).backgroundColor, getComputedStyle(a).color]",
+    )
+    assert colours == ["rgb(255, 255, 255)", "rgb(29, 27, 32)"], colours
+    await page.click("a.menu-tile[href='/org']")
     await page.wait_for_selector("#site-tree")
     assert await page.locator("#site-tree a[data-level=street]").count() == 10
     assert await page.locator("#site-tree a[data-level=community]").count() == 94
