@@ -19,6 +19,8 @@ from server.api import cases as cases_api
 from server.api import openapi, ops
 from server.api import org as org_api
 from server.api import scheduling as scheduling_api
+from server.audit.chain import chain_for
+from server.audit.chain import flush as flush_audit_witnesses
 from server.auth.web import auth_middleware, csrf_middleware
 from server.crypto import PiiCipher
 from server.db import make_engine, make_sessionmaker
@@ -36,10 +38,13 @@ REDIS_TIMEOUT_S = 5.0
 
 
 async def db_context(app: web.Application) -> AsyncIterator[None]:
-    engine = make_engine(app[keys.settings].effective_database_url)
+    settings = app[keys.settings]
+    engine = make_engine(settings.effective_database_url)
+    chain = chain_for(settings, app[keys.redis])
     app[keys.engine] = engine
-    app[keys.db] = make_sessionmaker(engine)
+    app[keys.db] = make_sessionmaker(engine, info=chain.info())
     yield
+    await flush_audit_witnesses(chain)
     await engine.dispose()
 
 
@@ -108,7 +113,7 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.pii] = PiiCipher(settings.secret_bytes(), old_secrets=settings.previous_secret_bytes())
     app[keys.websockets] = weakref.WeakSet()
     app[keys.background] = set()
-    app.cleanup_ctx.extend([db_context, redis_context, notifier_context, background_context])
+    app.cleanup_ctx.extend([redis_context, db_context, notifier_context, background_context])
     app.on_shutdown.append(close_websockets)
 
     if settings.background_jobs:

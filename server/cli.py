@@ -43,14 +43,26 @@ def _load_settings() -> Settings:
 
 
 async def _with_session(settings: Settings, fn: Callable[[Any], Awaitable[Any]]) -> Any:
+    """Run `fn` in one transaction, with the deployment's audit chain (its MAC keys and
+    witnesses, Redis included when configured) on the session."""
+    from redis.asyncio import Redis
+
+    from server.audit.chain import chain_for
+    from server.audit.chain import flush as flush_audit_witnesses
     from server.db import make_engine, make_sessionmaker
 
+    redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     engine = make_engine(settings.effective_database_url)
+    chain = chain_for(settings, redis)
     try:
-        async with make_sessionmaker(engine).begin() as session:
-            return await fn(session)
+        async with make_sessionmaker(engine, info=chain.info()).begin() as session:
+            result = await fn(session)
+        await flush_audit_witnesses(chain)
+        return result
     finally:
         await engine.dispose()
+        if redis is not None:
+            await redis.aclose()
 
 
 def cmd_serve(args: argparse.Namespace) -> int:
@@ -147,7 +159,12 @@ def cmd_audit_verify(args: argparse.Namespace) -> int:
     settings = _load_settings()
     result = asyncio.run(_with_session(settings, verify))
     if result.ok:
-        print(f"audit chain intact: {result.checked} entries verified")
+        witnessed = ", ".join(result.witnesses) or "none"
+        print(
+            f"audit chain intact: {result.checked} entries verified "
+            f"(MACs, links, heads witnessed by: {witnessed}; "
+            f"{result.unwitnessed} entries after the newest witnessed head)"
+        )
         return 0
     print(
         f"audit chain BROKEN at entry {result.first_bad_id}: {result.reason} "

@@ -18,7 +18,8 @@ from cryptography.hazmat.primitives.ciphers.aead import AESGCM
 from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
 
-def _derive(secret: bytes, purpose: bytes) -> bytes:
+def derive_key(secret: bytes, purpose: bytes) -> bytes:
+    """A 32-byte key for one purpose from the deployment secret (HKDF-SHA256)."""
     return HKDF(algorithm=hashes.SHA256(), length=32, salt=b"onedoor", info=purpose).derive(secret)
 
 
@@ -31,13 +32,13 @@ class PiiCipher:
         self._keys: dict[str, AESGCM] = {}
         self.key_id = ""
         for index, s in enumerate((secret, *old_secrets)):
-            key = _derive(s, b"pii-encryption-v1")
+            key = derive_key(s, b"pii-encryption-v1")
             key_id = hashlib.sha256(key).hexdigest()[:8]
             self._keys[key_id] = AESGCM(key)
             if index == 0:
                 self.key_id = key_id
         # Lookup hashes use the current secret only; rotation recomputes them.
-        self._lookup_key = _derive(secret, b"pii-lookup-v1")
+        self._lookup_key = derive_key(secret, b"pii-lookup-v1")
 
     def encrypt(self, plaintext: str) -> str:
         nonce = os.urandom(12)

@@ -82,8 +82,11 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     )
 
 
-def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+def make_sessionmaker(
+    engine: AsyncEngine, *, info: dict[str, Any] | None = None
+) -> async_sessionmaker[AsyncSession]:
+    """Sessions for `engine`; `info` travels with every session (the audit chain uses it)."""
+    return async_sessionmaker(engine, expire_on_commit=False, info=info or {})
 
 
 def utcnow() -> datetime:

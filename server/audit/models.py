@@ -1,4 +1,4 @@
-"""The audit log: append-only, every row hash-chained to the one before it."""
+"""The audit log: append-only, every row chained to the one before it by a keyed MAC."""
 
 from __future__ import annotations
 
@@ -23,3 +23,5 @@ class AuditEntry(Base):
     detail: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     prev_hash: Mapped[str] = mapped_column(String(64))
     hash: Mapped[str] = mapped_column(String(64), unique=True)
+    #: The MAC key the entry was chained with ('' for the former unkeyed SHA-256 chain).
+    key_id: Mapped[str] = mapped_column(String(16), default="", server_default="")
