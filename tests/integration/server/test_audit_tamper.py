@@ -48,9 +48,7 @@ async def chain(tmp_path: Path, redis: Redis, redis_prefix: str) -> AuditChain:
 
 
 @pytest.fixture
-async def maker(
-    db_url: str, chain: AuditChain
-) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+async def maker(db_url: str, chain: AuditChain) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
     engine = make_engine(db_url)
     yield make_sessionmaker(engine, info=chain.info())
     await engine.dispose()
@@ -194,9 +192,7 @@ async def test_redis_alone_still_catches_truncation(
     assert not ok and bad == 4 and reason.startswith("truncated")
 
 
-async def test_a_rotated_secret_still_verifies_old_entries(
-    db_url: str, tmp_path: Path
-) -> None:
+async def test_a_rotated_secret_still_verifies_old_entries(db_url: str, tmp_path: Path) -> None:
     witness = FileWitness(tmp_path / WITNESS_FILE)
     old = AuditChain(AuditKeys(b"old" * 11), (witness,))
     new = AuditChain(AuditKeys(b"new" * 11, old_secrets=(b"old" * 11,)), (witness,))
