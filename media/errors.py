@@ -19,6 +19,13 @@ class InvalidDescription(MediaFailure):
     code = "media_invalid_sdp"
 
 
+class NegotiationConflict(InvalidDescription):
+    """An offer arrived while the server's own offer awaits an answer (glare): answer that
+    first, then offer again."""
+
+    code = "negotiation_conflict"
+
+
 class NegotiationTimeout(MediaFailure):
     code = "media_timeout"
 

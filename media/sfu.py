@@ -49,6 +49,7 @@ from media import adapter
 from media.errors import (
     InvalidDescription,
     MediaFailure,
+    NegotiationConflict,
     NegotiationTimeout,
     PeerNotFound,
     RecordingError,
@@ -520,7 +521,7 @@ class SfuMediaNode:
                 if session.closed:
                     raise PeerNotFound(f"media peer {peer_id} was closed")
                 if session.pc.signalingState != "stable":
-                    raise InvalidDescription(
+                    raise NegotiationConflict(
                         "offer collides with a pending server offer; answer that first"
                     )
                 answer = await self._answer(session, offer)

@@ -5,7 +5,8 @@ They are sent as `error` messages and never close the socket unless `close_code`
 
 from __future__ import annotations
 
-from server.errors import SignalingError
+from media import errors as media_errors
+from server.errors import JoinRateLimited, SignalingError
 
 
 class BadMessage(SignalingError):
@@ -161,3 +162,22 @@ ALL_ERRORS: list[type[SignalingError]] = [
     MediaUnavailable,
     ResumeFailed,
 ]
+
+
+#: Every `code` an `error` message can carry: the one documented list (docs/signaling.md,
+#: "Errors"), an enum in docs/signaling.schema.json.
+ERROR_CODES: tuple[str, ...] = tuple(
+    sorted(
+        {
+            *(e.code for e in ALL_ERRORS),
+            JoinRateLimited.code,
+            media_errors.MediaFailure.code,
+            media_errors.PeerNotFound.code,
+            media_errors.InvalidDescription.code,
+            media_errors.NegotiationConflict.code,
+            media_errors.NegotiationTimeout.code,
+            media_errors.RecordingError.code,
+            "media_failed",  # the media connection failed: send a new offer (no `re`)
+        }
+    )
+)

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from signaling.errors import ERROR_CODES
+
 PROTOCOL = "onedoor.v1"
 
 Role = Literal["host", "mediator", "official", "party", "agent", "observer"]
@@ -515,12 +517,31 @@ def encode(message: _Msg) -> str:
 
 
 def json_schema() -> dict[str, Any]:
-    """The JSON Schema of both directions, as checked in docs/signaling.md."""
+    """The JSON Schema of both directions, as published in docs/signaling.schema.json.
+
+    Usable as it stands: every definition sits in the root `$defs`, so each `$ref` resolves;
+    `#/$defs/ClientMessage` and `#/$defs/ServerMessage` are each a `oneOf` over that
+    direction's messages (discriminated by `type`); the root accepts a message of either
+    direction; an error's `code` is an enum of the documented codes."""
+    defs: dict[str, Any] = {}
+    directions: dict[str, Any] = {}
+    for name, adapter in (("ClientMessage", client_adapter), ("ServerMessage", server_adapter)):
+        schema = adapter.json_schema()
+        for key, value in schema.pop("$defs", {}).items():
+            if defs.setdefault(key, value) != value:
+                raise ValueError(f"two different message schemas are both named {key}")
+        directions[name] = schema
+        for ref in schema["discriminator"]["mapping"].values():
+            message = defs[ref.rsplit("/", 1)[1]]
+            # `type` has a default in the models, but every frame on the wire carries it.
+            message["required"] = sorted({"type", *message.get("required", [])})
+    defs.update(directions)
+    defs["Error"]["properties"]["code"]["enum"] = list(ERROR_CODES)
     return {
         "$schema": "https://json-schema.org/draft/2020-12/schema",
         "title": PROTOCOL,
-        "client": client_adapter.json_schema(),
-        "server": server_adapter.json_schema(),
+        "$defs": defs,
+        "anyOf": [{"$ref": "#/$defs/ClientMessage"}, {"$ref": "#/$defs/ServerMessage"}],
     }
 
 

@@ -225,9 +225,13 @@ async def websocket(request: web.Request) -> web.StreamResponse:
     await ws.prepare(request)
     request.app[keys.websockets].add(ws)
     if ws.ws_protocol != PROTOCOL:
-        err = errors.BadMessage(f"use the WebSocket subprotocol {PROTOCOL}")
+        supported = f"supported: {PROTOCOL}"
+        err = errors.BadMessage(f"use the WebSocket subprotocol {PROTOCOL} ({supported})")
         await ws.send_str(encode(Error(code=err.code, message=str(err), message_zh=err.message_zh)))
-        await ws.close(code=errors.CLOSE_CODES["protocol_error"], message=b"subprotocol")
+        await ws.close(
+            code=errors.CLOSE_CODES["protocol_error"],
+            message=f"unsupported subprotocol; {supported}".encode(),
+        )
         return ws
     gauge = request.app[keys.metrics].websockets
     gauge.inc()

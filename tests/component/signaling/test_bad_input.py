@@ -6,6 +6,7 @@ import json
 from datetime import UTC, datetime, timedelta
 from typing import Any
 
+from aiohttp import WSMsgType
 from aiohttp.test_utils import TestServer
 
 from signaling.tokens import JoinGrant, issue_join_token
@@ -134,3 +135,18 @@ async def test_messages_before_join_and_wrong_subprotocol(people: MakeParticipan
     q.ws = await q.session.ws_connect(q.base + "/ws")  # no subprotocol: error, close 4400
     assert (await q.expect("error"))["code"] == "bad_message"
     assert await q.expect_closed() == 4400
+
+
+async def test_an_unsupported_subprotocol_is_told_the_supported_ones(
+    people: MakeParticipant,
+) -> None:
+    q = await people("future client")
+    ws = await q.session.ws_connect(q.base + "/ws", protocols=("onedoor.v2",))
+    first = await ws.receive_json()
+    assert first["code"] == "bad_message" and "onedoor.v1" in first["message"]
+    closing = await ws.receive()
+    assert closing.type is WSMsgType.CLOSE
+    assert (
+        closing.data == 4400 and closing.extra == "unsupported subprotocol; supported: onedoor.v1"
+    )
+    await ws.close()

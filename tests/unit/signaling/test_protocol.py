@@ -5,13 +5,16 @@ from __future__ import annotations
 import json
 import re
 from pathlib import Path
+from typing import Any
 
 import pytest
 from hypothesis import given
 from hypothesis import strategies as st
+from jsonschema import Draft202012Validator
 from pydantic import ValidationError
 
 from server.errors import SignalingError
+from signaling.errors import ERROR_CODES
 from signaling.node import parse
 from signaling.protocol import (
     PROTOCOL,
@@ -116,6 +119,52 @@ def test_every_message_type_has_a_valid_example_in_the_docs() -> None:
         seen[direction].add(str(example["type"]))
     assert set(message_types(client_adapter)) == seen["client"]
     assert set(message_types(server_adapter)) == seen["server"]
+
+
+def _published() -> dict[str, Any]:
+    return dict(json.loads(DOCS.with_name("signaling.schema.json").read_text(encoding="utf-8")))
+
+
+def _validator(ref: str | None = None) -> Draft202012Validator:
+    schema = _published()
+    if ref is not None:
+        schema = {**schema, "$ref": ref}
+        schema.pop("anyOf")
+    return Draft202012Validator(schema)
+
+
+def test_the_published_schema_validates_every_documented_message_as_it_stands() -> None:
+    client, server = _validator("#/$defs/ClientMessage"), _validator("#/$defs/ServerMessage")
+    for direction, example in _doc_examples():
+        (client if direction == "client" else server).validate(example)
+        _validator().validate(example)
+
+
+@pytest.mark.parametrize(
+    "message",
+    [
+        {"type": "nonsense"},
+        {"id": "1", "text": "no type"},
+        {"type": 7, "id": "1"},
+        {"type": "chat", "id": "1", "text": "hi", "unexpected": True},
+        {"type": "error", "code": "not_a_documented_code", "message": "x", "message_zh": "x"},
+    ],
+)
+def test_the_published_schema_rejects_what_the_server_rejects(message: dict[str, Any]) -> None:
+    assert not _validator().is_valid(message)
+
+
+def test_every_error_code_is_documented_once_and_in_the_schema() -> None:
+    text = DOCS.read_text(encoding="utf-8")
+    table = text[text.index("## Error codes") : text.index("## Close codes")]
+    documented = {
+        code
+        for first_cell in re.findall(r"^\|([^|]*)\|", table, flags=re.M)
+        for code in re.findall(r"`([a-z_]+)`", first_cell)
+    }
+    assert documented == set(ERROR_CODES)
+    error = _published()["$defs"]["Error"]["properties"]["code"]
+    assert error["enum"] == list(ERROR_CODES)
 
 
 def test_docs_carry_the_generated_schema() -> None:
