@@ -105,7 +105,10 @@ class Signer:
             if not_before >= expires_at:
                 raise ValueError("a token must expire after it becomes valid")
             body["nbf"] = int(not_before.timestamp())
-        return jwt.encode(body, self._keys_for(purpose)[0], algorithm=ALGORITHM)
+        # No "typ" header: these tokens travel in SMS and QR codes, where length counts.
+        return jwt.encode(
+            body, self._keys_for(purpose)[0], algorithm=ALGORITHM, headers={"typ": None}
+        )
 
     def verify(
         self,
