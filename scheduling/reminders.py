@@ -5,7 +5,7 @@ they fire after restarts and exactly once across nodes.
 `ReminderJobs` is the table's handler: it prepares a job's messages in one transaction (room
 opening moves the session to the lobby and queues one message per host) and sends them
 outside it; the runner records the result, and `finished` mirrors it on the participant's
-invite status. `run_due_reminders` runs one batch (tests, the CLI).
+invite status. `run_due_reminders` runs one batch of it (tests).
 """
 
 from __future__ import annotations
