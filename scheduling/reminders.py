@@ -1,46 +1,34 @@
-"""The job runner: invites, updates, cancellations, reminders and room opening, persisted in
-`scheduled_job` so they fire after restarts and exactly once across nodes.
+"""Invites, updates, cancellations, reminders and room opening: the `scheduled_job` table,
+run by the one job runner (server.kernel.jobs: lease, SKIP LOCKED, backoff, attempts), so
+they fire after restarts and exactly once across nodes.
 
-Claiming: one short transaction marks due jobs as taken for a lease
-(`UPDATE ... WHERE id IN (SELECT ... FOR UPDATE SKIP LOCKED) AND status='pending' AND
-lease free RETURNING id`). On PostgreSQL SKIP LOCKED lets runners on several nodes take
-disjoint batches; the repeated WHERE makes a runner that waited on a row skip it. On SQLite
-BEGIN IMMEDIATE serialises the claim. The message is sent outside any transaction, then a
-second transaction records `sent`, or `pending` with a backoff, or `failed` after the last
-attempt. A runner that dies after claiming leaves the lease to run out; the job is then
-retried. (A crash between the gateway accepting a message and the `sent` commit can repeat
-that one message: no SMS/e-mail gateway offers more than at-least-once.)
+`ReminderJobs` is the table's handler: it prepares a job's messages in one transaction (room
+opening moves the session to the lobby and queues one message per host) and sends them
+outside it; the runner records the result, and `finished` mirrors it on the participant's
+invite status. `run_due_reminders` runs one batch of it (tests).
 """
 
 from __future__ import annotations
 
-import asyncio
 import logging
-from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 from zoneinfo import ZoneInfo
 
-from sqlalchemy import func, select, update
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from scheduling.ics import Attendee, Invite, Method, build_ics, filename
 from scheduling.models import GuestContact, JobKind, JobStatus, ScheduledJob
 from scheduling.service import HOST_ROLES, Cipher
+from server.kernel import jobs
 from server.notify import Attachment, NotificationFailed, Notifier, NotifyChannel
 from server.org.models import Site, Staff
 from server.sessions.models import CallSession, SessionParticipant, SessionState
 
 logger = logging.getLogger(__name__)
 
-LEASE = timedelta(minutes=5)
-MAX_ATTEMPTS = 6  # [cfg]
-BACKOFF_BASE = timedelta(minutes=1)
-BACKOFF_MAX = timedelta(hours=1)
-BACKLOG_AFTER = timedelta(minutes=5)  # a pending job this late counts as backlog
-BATCH = 50
-POLL_INTERVAL_S = 15.0
 TOKEN_VALID_AFTER_END = timedelta(hours=2)
 
 
@@ -85,40 +73,8 @@ class _Message:
     attachments: list[Attachment]
 
 
-class _Skip(Exception):
-    def __init__(self, reason: str, status: JobStatus = JobStatus.cancelled) -> None:
-        super().__init__(reason)
-        self.status = status
-
-
-def backoff(attempts: int) -> timedelta:
-    return min(BACKOFF_BASE * (1 << min(max(attempts - 1, 0), 20)), BACKOFF_MAX)
-
-
-async def claim_due(
-    session: AsyncSession, *, now: datetime, lease: timedelta = LEASE, limit: int = BATCH
-) -> list[int]:
-    """Take up to `limit` due jobs for this runner (see the module docstring)."""
-    free = (ScheduledJob.locked_until.is_(None)) | (ScheduledJob.locked_until <= now)
-    due = (
-        select(ScheduledJob.id)
-        .where(ScheduledJob.status == JobStatus.pending, ScheduledJob.due_at <= now, free)
-        .order_by(ScheduledJob.due_at, ScheduledJob.id)
-        .limit(limit)
-        .with_for_update(skip_locked=True)
-    )
-    rows = await session.execute(
-        update(ScheduledJob)
-        .where(
-            ScheduledJob.id.in_(due.scalar_subquery()),
-            ScheduledJob.status == JobStatus.pending,
-            free,
-        )
-        .values(locked_until=now + lease, attempts=ScheduledJob.attempts + 1)
-        .returning(ScheduledJob.id)
-        .execution_options(synchronize_session=False)
-    )
-    return sorted(rows.scalars().all())
+def _skip(reason: str, status: jobs.Terminal = "cancelled") -> jobs.GiveUp:
+    return jobs.GiveUp(reason, status=status)
 
 
 SUBJECTS = {
@@ -145,7 +101,7 @@ async def _prepare(
 ) -> list[_Message]:
     call = await session.get(CallSession, job.session_id)
     if call is None:
-        raise _Skip("session gone")
+        raise _skip("session gone")
     if job.kind == JobKind.room_open and job.participant_id is None:
         # Open the room (scheduled → lobby) and fan out one job per host.
         if call.state == SessionState.scheduled:
@@ -183,22 +139,22 @@ async def _prepare(
             logger.info("session %s opened (lobby)", call.id)
         return []
     if job.participant_id is None:
-        raise _Skip("no participant")
+        raise _skip("no participant")
     part = await session.get(SessionParticipant, job.participant_id)
     if part is None:
-        raise _Skip("participant gone")
+        raise _skip("participant gone")
     if (
         job.kind == JobKind.reminder
         and call.planned_start is not None
         and now >= call.planned_start
     ):
-        raise _Skip("the session has already started")
+        raise _skip("the session has already started")
     if job.kind in (JobKind.reminder, JobKind.room_open) and call.state not in (
         SessionState.scheduled,
         SessionState.lobby,
         SessionState.live,
     ):
-        raise _Skip(f"the session is {call.state}")
+        raise _skip(f"the session is {call.state}")
     phone = email = ""
     if part.staff_id is not None:
         staff = await session.get(Staff, part.staff_id)
@@ -209,7 +165,7 @@ async def _prepare(
             phone = cipher.decrypt(contact.phone_enc) if contact.phone_enc else ""
             email = cipher.decrypt(contact.email_enc) if contact.email_enc else ""
     if not phone and not email:
-        raise _Skip("no phone or e-mail on file", JobStatus.failed)
+        raise _skip("no phone or e-mail on file", "failed")
     assert call.planned_start is not None and call.planned_end is not None
     link = ""
     if job.kind != JobKind.cancel:
@@ -276,6 +232,60 @@ def invite_for(
     )
 
 
+@dataclass(frozen=True, slots=True)
+class ReminderJobs:
+    """`scheduled_job` as a job table of server.kernel.jobs."""
+
+    notifier: Notifier
+    issuer: JoinLinkIssuer
+    cipher: Cipher
+    tz: str
+    name: str = "reminders"
+
+    @property
+    def model(self) -> type[ScheduledJob]:
+        return ScheduledJob
+
+    async def perform(
+        self, sessionmaker: async_sessionmaker[AsyncSession], job_id: int, *, now: datetime
+    ) -> None:
+        async with sessionmaker.begin() as session:
+            job = await session.get(ScheduledJob, job_id)
+            if job is None or job.status != JobStatus.pending:
+                raise _skip("job gone")
+            messages = await _prepare(
+                session, job, now=now, issuer=self.issuer, cipher=self.cipher, tz=self.tz
+            )
+        for m in messages:
+            try:
+                await self.notifier.send(
+                    to=m.to,
+                    channel=m.channel,
+                    subject=m.subject,
+                    body=m.body,
+                    attachments=m.attachments,
+                )
+            except NotificationFailed as e:
+                raise jobs.RetryLater(str(e) or type(e).__name__) from e
+
+    async def finished(
+        self, session: AsyncSession, job_id: int, status: str, *, now: datetime
+    ) -> None:
+        job = await session.get(ScheduledJob, job_id)
+        if job is None or job.participant_id is None:
+            return
+        if job.kind not in (JobKind.invite, JobKind.update, JobKind.cancel):
+            return
+        part = await session.get(SessionParticipant, job.participant_id)
+        if part is not None:
+            part.invite_status = {
+                JobStatus.sent: "sent" if job.kind != JobKind.cancel else "cancelled",
+                JobStatus.failed: "failed",
+                JobStatus.pending: "retrying",
+                JobStatus.cancelled: "none",
+            }[JobStatus(status)]
+
+
 async def run_due_reminders(
     sessionmaker: async_sessionmaker[AsyncSession],
     *,
@@ -284,75 +294,18 @@ async def run_due_reminders(
     issuer: JoinLinkIssuer | None = None,
     cipher: Cipher | None = None,
     tz: str = "Asia/Shanghai",
-    limit: int = BATCH,
+    limit: int = jobs.BATCH,
 ) -> int:
-    """Send every due job once; returns how many messages went out (room openings count as
-    one each). Failures are retried with exponential backoff, then marked failed."""
-    issuer = issuer or StaffRoomLinks("")
-    cipher = cipher or _NoCipher()
-    async with sessionmaker.begin() as session:
-        job_ids = await claim_due(session, now=now, limit=limit)
-    done = 0
-    for job_id in job_ids:
-        error = ""
-        skipped: _Skip | None = None
-        messages: list[_Message] = []
-        try:
-            async with sessionmaker.begin() as session:
-                job = await session.get(ScheduledJob, job_id)
-                if job is None or job.status != JobStatus.pending:
-                    continue
-                messages = await _prepare(
-                    session, job, now=now, issuer=issuer, cipher=cipher, tz=tz
-                )
-        except _Skip as e:
-            skipped = e
-        for m in messages:
-            try:
-                await notifier.send(
-                    to=m.to,
-                    channel=m.channel,
-                    subject=m.subject,
-                    body=m.body,
-                    attachments=m.attachments,
-                )
-            except NotificationFailed as e:
-                error = str(e) or type(e).__name__
-                break
-        async with sessionmaker.begin() as session:
-            job = await session.get(ScheduledJob, job_id)
-            if job is None:
-                continue
-            part = (
-                await session.get(SessionParticipant, job.participant_id)
-                if job.participant_id
-                else None
-            )
-            job.locked_until = None
-            if skipped is not None:
-                job.status = skipped.status
-                job.last_error = str(skipped)
-            elif error:
-                job.last_error = error
-                if job.attempts >= MAX_ATTEMPTS:
-                    job.status = JobStatus.failed
-                    logger.warning("job %s (%s) failed for good: %s", job.id, job.kind, error)
-                else:
-                    job.due_at = now + backoff(job.attempts)
-                    logger.info("job %s (%s) will be retried: %s", job.id, job.kind, error)
-            else:
-                job.status = JobStatus.sent
-                job.sent_at = now
-                job.last_error = ""
-                done += 1
-            if part is not None and job.kind in (JobKind.invite, JobKind.update, JobKind.cancel):
-                part.invite_status = {
-                    JobStatus.sent: "sent" if job.kind != JobKind.cancel else "cancelled",
-                    JobStatus.failed: "failed",
-                    JobStatus.pending: "retrying",
-                    JobStatus.cancelled: "none",
-                }[job.status]
-    return done
+    """Run one batch of due jobs; returns how many were sent (room openings count as one
+    each). Failures are retried with the runner's backoff, then marked failed."""
+    handler = ReminderJobs(
+        notifier=notifier,
+        issuer=issuer or StaffRoomLinks(""),
+        cipher=cipher or _NoCipher(),
+        tz=tz,
+    )
+    report = await jobs.run_due(sessionmaker, handler, now=now, limit=limit)
+    return report.sent
 
 
 class _NoCipher:
@@ -361,50 +314,3 @@ class _NoCipher:
 
     def decrypt(self, token: str) -> str:
         raise RuntimeError("no cipher configured")
-
-
-async def backlog(session: AsyncSession, *, now: datetime, late: timedelta = BACKLOG_AFTER) -> int:
-    """Pending jobs that should have gone out more than `late` ago."""
-    return int(
-        await session.scalar(
-            select(func.count())
-            .select_from(ScheduledJob)
-            .where(ScheduledJob.status == JobStatus.pending, ScheduledJob.due_at < now - late)
-        )
-        or 0
-    )
-
-
-async def run_forever(
-    sessionmaker: async_sessionmaker[AsyncSession],
-    *,
-    clock: Callable[[], datetime],
-    notifier: Notifier,
-    issuer: JoinLinkIssuer,
-    cipher: Cipher,
-    tz: str,
-    on_backlog: Callable[[int], None],
-    interval_s: float = POLL_INTERVAL_S,
-) -> None:
-    """Poll for due jobs until cancelled; report the backlog after each round."""
-    while True:
-        try:
-            while (
-                await run_due_reminders(
-                    sessionmaker,
-                    now=clock(),
-                    notifier=notifier,
-                    issuer=issuer,
-                    cipher=cipher,
-                    tz=tz,
-                )
-                >= BATCH
-            ):
-                pass
-            async with sessionmaker() as session:
-                on_backlog(await backlog(session, now=clock()))
-        except asyncio.CancelledError:
-            raise
-        except Exception:
-            logger.exception("reminder runner round failed; next round in %.0f s", interval_s)
-        await asyncio.sleep(interval_s)

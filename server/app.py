@@ -7,13 +7,18 @@ import asyncio
 import logging
 import weakref
 from collections.abc import AsyncIterator
+from dataclasses import dataclass
+from datetime import datetime
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
+from sqlalchemy.ext.asyncio import AsyncSession
 
 import signaling.ws as signaling_ws
+from scheduling.clock import SystemClock
+from scheduling.reminders import ReminderJobs
 from server import keys
 from server.api import cases as cases_api
 from server.api import openapi, ops
@@ -22,14 +27,21 @@ from server.api import scheduling as scheduling_api
 from server.audit.chain import chain_for
 from server.audit.chain import flush as flush_audit_witnesses
 from server.auth.web import auth_middleware, csrf_middleware
+from server.cases.deadline_service import SWEEP_INTERVAL, NotificationJobs, run_deadline_sweep
 from server.crypto import PiiCipher
 from server.db import make_engine, make_sessionmaker
+from server.kernel.jobs import JobRunner, Periodic
 from server.metrics import Metrics
 from server.middlewares import app_errors, request_ids, security_headers
 from server.notify import HttpNotifier, LogNotifier
 from server.ratelimit import InProcessRateLimiter, RedisRateLimiter
+from server.sessions.models import CallSession, SessionParticipant
 from server.settings import Settings
 from server.tasks import cancel_and_wait
+from signaling import store
+from signaling.protocol import Role
+from signaling.room import GUEST_ROLES, ROLE_PERMISSIONS
+from signaling.tokens import JoinGrant, issue_join_token, new_jti
 from web import setup as web_setup
 
 logger = logging.getLogger(__name__)
@@ -88,6 +100,94 @@ async def background_context(app: web.Application) -> AsyncIterator[None]:
     await cancel_and_wait(list(tasks))
 
 
+@dataclass(frozen=True, slots=True)
+class SignalingLinks:
+    """Join links in invites and reminders (a `scheduling.reminders.JoinLinkIssuer`): staff
+    open /rooms/{room_id} signed in; guests get a signed join token (signaling/tokens.py),
+    recorded so it can be listed and revoked."""
+
+    secret: bytes
+    base_url: str
+
+    async def __call__(
+        self,
+        session: AsyncSession,
+        *,
+        call: CallSession,
+        participant: SessionParticipant,
+        not_before: datetime,
+        expires_at: datetime,
+    ) -> str:
+        if participant.staff_id is not None:
+            return f"{self.base_url}/rooms/{call.room_id}"
+        role: Role = "party"
+        for candidate in GUEST_ROLES:
+            if candidate == participant.role.value:
+                role = candidate
+        jti = new_jti()
+        grant = JoinGrant(
+            jti=jti,
+            room_id=call.room_id,
+            identity=participant.identity,
+            display_name=participant.display_name,
+            role=role,
+            permissions=ROLE_PERMISSIONS[role],
+            not_before=not_before,
+            expires_at=expires_at,
+            site_id=participant.site_id,
+        )
+        token = issue_join_token(self.secret, grant)
+        await store.record_join_token(
+            session,
+            jti=jti,
+            session_id=call.id,
+            role=role,
+            display_name=participant.display_name,
+            issued_by_id=call.created_by_id,
+            not_before=not_before,
+            expires_at=expires_at,
+        )
+        return f"{self.base_url}/join/{token}"
+
+
+async def jobs_context(app: web.Application) -> AsyncIterator[None]:
+    """Cleanup context: the one job runner of this node (server.kernel.jobs) with the deadline
+    sweep, the deadline notifications and the scheduling jobs (invites, reminders, room
+    opening). Several nodes may all run it: claims are leased (SKIP LOCKED) and the sweep takes
+    its own lock. Needs db, redis, notifier and metrics; stopped with cancel_and_wait."""
+    settings = app[keys.settings]
+    metrics = app[keys.metrics]
+    db = app[keys.db]
+
+    def on_backlog(queue: str, count: int) -> None:
+        metrics.jobs_backlog.labels(queue=queue).set(count)
+        if count:
+            metrics.jobs_backlog_alerts.labels(queue=queue).inc()
+            logger.warning("job backlog in %s: %d jobs overdue", queue, count)
+
+    def on_failure(name: str) -> None:
+        metrics.background_failures.labels(job=name).inc()
+
+    async def sweep(now: datetime) -> None:
+        await run_deadline_sweep(db, now=now, notifier=None, redis=app[keys.redis])
+
+    runner = JobRunner(db, clock=SystemClock(), on_backlog=on_backlog, on_failure=on_failure)
+    runner.add_periodic(Periodic("deadline_sweep", every=SWEEP_INTERVAL, run=sweep))
+    runner.add_handler(NotificationJobs(app[keys.notifier]))
+    runner.add_handler(
+        ReminderJobs(
+            notifier=app[keys.notifier],
+            issuer=SignalingLinks(settings.secret_bytes(), settings.effective_public_url),
+            cipher=app[keys.pii],
+            tz=settings.timezone,
+        )
+    )
+    app[keys.jobs] = runner
+    runner.start()
+    yield
+    await runner.stop()
+
+
 def spawn(app: web.Application, coro: Any, *, name: str) -> asyncio.Task[Any]:
     task = asyncio.get_running_loop().create_task(coro, name=name)
     app[keys.background].add(task)
@@ -117,10 +217,7 @@ def create_app(settings: Settings) -> web.Application:
     app.on_shutdown.append(close_websockets)
 
     if settings.background_jobs:
-        from server.api.scheduling import reminder_runner
-        from server.cases.deadline_service import deadline_sweeper
-
-        app.cleanup_ctx.extend([deadline_sweeper, reminder_runner])
+        app.cleanup_ctx.append(jobs_context)
     ops.setup(app)
     org_api.setup(app)
     cases_api.setup(app)

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from server.crypto import PiiCipher
+    from server.kernel.jobs import JobRunner
     from server.metrics import Metrics
     from server.notify import Notifier
     from server.queue.service import CallQueue, QueuePolicy
@@ -31,6 +32,8 @@ call_queue: web.AppKey[CallQueue] = web.AppKey("call_queue")
 call_queue_policy: web.AppKey[QueuePolicy] = web.AppKey("call_queue_policy")
 ratelimiter: web.AppKey[RateLimiter] = web.AppKey("ratelimiter")
 background: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("background")
+#: The job runner (reminders, deadline sweep and notifications); absent without background jobs.
+jobs: web.AppKey[JobRunner] = web.AppKey("jobs")
 
 # --- per-request storage (web.RequestKey) ---
 if TYPE_CHECKING:

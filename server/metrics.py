@@ -33,5 +33,18 @@ class Metrics:
             registry=self.registry,
         )
 
+        self.jobs_backlog = Gauge(
+            "onedoor_jobs_backlog",
+            "Persisted jobs pending more than five minutes past their time, per job table",
+            ["queue"],
+            registry=self.registry,
+        )
+        self.jobs_backlog_alerts = Counter(
+            "onedoor_jobs_backlog_alerts",
+            "Job runner rounds that found a backlog",
+            ["queue"],
+            registry=self.registry,
+        )
+
     def render(self) -> bytes:
         return generate_latest(self.registry)

@@ -85,8 +85,9 @@ class Settings(BaseModel, frozen=True, extra="forbid"):
     turn_ttl_s: int = Field(default=3600, ge=60)
     recordings_dir: Path | None = None
 
-    #: Periodic jobs on this node (deadline sweep, reminders). Several nodes may all run them:
-    #: each run takes a lock, so only one node works at a time.
+    #: The job runner on this node (server.kernel.jobs: deadline sweep, deadline notifications,
+    #: scheduling reminders). Several nodes may all run it: job claims are leased with SKIP
+    #: LOCKED and the sweep takes a lock, so each job is done once.
     background_jobs: bool = True
 
     # signaling

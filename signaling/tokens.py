@@ -1,8 +1,8 @@
 """Join tokens (a signed, expiring, single-room grant, like LiveKit's), resume tokens, the QR
 code for a join link, and short-lived TURN credentials (coturn `use-auth-secret`).
 
-Join and resume tokens are HS256 JWTs keyed by a sub-key of the app secret per audience, so a
-resume token can never pass as a join token or a CSRF token.
+Join and resume tokens are signed by `server.kernel.signing` (one derived key and audience per
+purpose), so a resume token can never pass as a join token or a CSRF token.
 """
 
 from __future__ import annotations
@@ -13,23 +13,49 @@ import hmac
 import io
 import secrets
 from dataclasses import dataclass
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast, get_args
 
 import jwt
 import segno
 
+from server.kernel.signing import Legacy, Purpose, SignatureExpired, SignatureInvalid, Signer
 from signaling import errors
 from signaling.protocol import IceServerInfo, Permission, Role
 
-JOIN_AUDIENCE = "onedoor:join"
-RESUME_AUDIENCE = "onedoor:resume"
+JOIN_AUDIENCE: Purpose = "join"
+RESUME_AUDIENCE: Purpose = "resume"
 ISSUER = "onedoor"
 LEEWAY_S = 5
 
+# LEGACY: join and resume tokens signed before server.kernel.signing (HMAC sub-key per
+# "onedoor:<audience>", iss "onedoor"). Remove `_legacy` and LEGACY_UNTIL after 2027-06-01, or
+# earlier once `SELECT max(expires_at) FROM join_token WHERE issued_at < '2026-12-03'` is past
+# (join links are the only long-lived ones; resume tokens live for the signaling grace).
+LEGACY_UNTIL = datetime(2027, 6, 1, tzinfo=UTC)
 
-def _key(secret: bytes, audience: str) -> bytes:
-    return hmac.new(secret, f"onedoor-signaling:{audience}".encode(), hashlib.sha256).digest()
+
+def _legacy(secret: bytes, audience: Purpose) -> Legacy:
+    old_audience = f"onedoor:{audience}"
+
+    def verify(token: str, now: datetime) -> dict[str, Any]:
+        key = hmac.new(secret, f"onedoor-signaling:{old_audience}".encode(), hashlib.sha256)
+        try:
+            claims: dict[str, Any] = jwt.decode(
+                token,
+                key.digest(),
+                algorithms=["HS256"],
+                audience=old_audience,
+                issuer=ISSUER,
+                options={"require": ["exp"], "verify_exp": False, "verify_nbf": False},
+            )
+        except jwt.PyJWTError:
+            raise SignatureInvalid("the link is not valid") from None
+        if now.timestamp() > int(claims["exp"]) + LEEWAY_S:
+            raise SignatureExpired("the link has expired")
+        return claims
+
+    return Legacy(until=LEGACY_UNTIL, verify=verify)
 
 
 @dataclass(frozen=True, slots=True)
@@ -60,44 +86,38 @@ def new_jti() -> str:
 def issue_join_token(secret: bytes, grant: JoinGrant) -> str:
     claims: dict[str, Any] = {
         "iss": ISSUER,
-        "aud": JOIN_AUDIENCE,
         "jti": grant.jti,
         "sub": grant.identity,
         "room": grant.room_id,
         "name": grant.display_name,
         "role": grant.role,
         "perms": sorted(grant.permissions),
-        "nbf": int(grant.not_before.timestamp()),
-        "exp": int(grant.expires_at.timestamp()),
     }
     if grant.site_id is not None:
         claims["site"] = grant.site_id
-    return jwt.encode(claims, _key(secret, JOIN_AUDIENCE), algorithm="HS256")
+    return Signer(secret).sign(
+        JOIN_AUDIENCE, claims, expires_at=grant.expires_at, not_before=grant.not_before
+    )
 
 
-def _decode(secret: bytes, token: str, audience: str, now: datetime) -> dict[str, Any]:
-    """Signature, audience and issuer by PyJWT; the time window against `now` (testable)."""
+def _decode(secret: bytes, token: str, audience: Purpose, now: datetime) -> dict[str, Any]:
+    """Signature, purpose and time window (against `now`, testable) by the signer."""
     try:
-        claims: dict[str, Any] = jwt.decode(
+        claims = Signer(secret).verify(
+            audience,
             token,
-            _key(secret, audience),
-            algorithms=["HS256"],
-            audience=audience,
-            issuer=ISSUER,
-            options={
-                "require": ["exp", "nbf", "jti", "sub"],
-                "verify_exp": False,
-                "verify_nbf": False,
-                "verify_iat": False,
-            },
+            now=now,
+            leeway=timedelta(seconds=LEEWAY_S),
+            legacy=_legacy(secret, audience),
         )
-        exp, nbf = int(claims["exp"]), int(claims["nbf"])
-    except (jwt.PyJWTError, KeyError, TypeError, ValueError):
+        if claims.get("iss") != ISSUER or not all(k in claims for k in ("nbf", "jti", "sub")):
+            raise SignatureInvalid("missing claims")
+        nbf = int(claims["nbf"])
+    except SignatureExpired:
+        raise errors.TokenExpired("the link has expired") from None
+    except (SignatureInvalid, TypeError, ValueError):
         raise errors.TokenInvalid("the link is not valid") from None
-    t = now.timestamp()
-    if t > exp + LEEWAY_S:
-        raise errors.TokenExpired("the link has expired")
-    if t < nbf - LEEWAY_S:
+    if now.timestamp() < nbf - LEEWAY_S:
         raise errors.TokenInvalid("the link is not valid yet")
     return claims
 
@@ -151,7 +171,6 @@ class ResumeClaim:
 def issue_resume_token(secret: bytes, claim: ResumeClaim, *, now: datetime, ttl: timedelta) -> str:
     body: dict[str, Any] = {
         "iss": ISSUER,
-        "aud": RESUME_AUDIENCE,
         "jti": secrets.token_urlsafe(8),
         "sub": claim.identity,
         "room": claim.room_id,
@@ -165,10 +184,10 @@ def issue_resume_token(secret: bytes, claim: ResumeClaim, *, now: datetime, ttl:
         "site_name": claim.site_name,
         "staff_id": claim.staff_id,
         "join_jti": claim.jti,
-        "nbf": int(now.timestamp()) - 1,
-        "exp": int((now + ttl).timestamp()),
     }
-    return jwt.encode(body, _key(secret, RESUME_AUDIENCE), algorithm="HS256")
+    return Signer(secret).sign(
+        RESUME_AUDIENCE, body, expires_at=now + ttl, not_before=now - timedelta(seconds=1)
+    )
 
 
 def verify_resume_token(secret: bytes, token: str, *, now: datetime) -> ResumeClaim:

@@ -1,22 +1,18 @@
 """REST API for scheduling under /api/scheduling (JSON; pydantic models at the edge).
 
 Availability, the slot finder, holds and bookings, reschedule/cancel/follow-on, no-show, the
-session record and the .ics download. Also the reminder runner's cleanup context
-(`reminder_runner`) and the join-link issuer backed by signaling tokens. See docs/scheduling.md.
+session record and the .ics download. Jobs the bookings queue (invites, reminders) are run by
+the app's job runner (server.kernel.jobs, wired in server/app.py); a booking change wakes it.
+See docs/scheduling.md.
 """
 
 from __future__ import annotations
 
-import asyncio
-import contextlib
 import logging
-from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
-from prometheus_client import Counter, Gauge
 from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -58,14 +54,10 @@ from server.db import utcnow
 from server.errors import InvalidInput, NotFound
 from server.org.models import Resource, Site, Staff
 from server.sessions.models import CallSession, SessionParticipant
-from server.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
 TAGS = ("scheduling",)
-
-#: Set after a booking change so the runner sends invites now rather than at its next poll.
-runner_wake: web.AppKey[asyncio.Event] = web.AppKey("scheduling_runner_wake", asyncio.Event)
 
 
 def _tz(request: web.Request) -> str:
@@ -73,9 +65,10 @@ def _tz(request: web.Request) -> str:
 
 
 def _wake(request: web.Request) -> None:
-    event = request.app.get(runner_wake)
-    if event is not None:
-        event.set()
+    """After a booking change: send its invites now rather than at the runner's next poll."""
+    runner = request.app.get(keys.jobs)
+    if runner is not None:
+        runner.wake()
 
 
 def _owner(request: web.Request) -> str:
@@ -547,124 +540,8 @@ async def _audit(
     )
 
 
-# --- join links and the runner -------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SignalingLinks:
-    """Join links: staff open /rooms/{room_id} signed in; guests get a signed join token
-    (signaling/tokens.py), recorded so it can be listed and revoked."""
-
-    secret: bytes
-    base_url: str
-
-    async def __call__(
-        self,
-        session: AsyncSession,
-        *,
-        call: CallSession,
-        participant: SessionParticipant,
-        not_before: datetime,
-        expires_at: datetime,
-    ) -> str:
-        if participant.staff_id is not None:
-            return f"{self.base_url}/rooms/{call.room_id}"
-        from signaling import store
-        from signaling.protocol import Role
-        from signaling.room import GUEST_ROLES, ROLE_PERMISSIONS
-        from signaling.tokens import JoinGrant, issue_join_token, new_jti
-
-        role: Role = "party"
-        for candidate in GUEST_ROLES:
-            if candidate == participant.role.value:
-                role = candidate
-        jti = new_jti()
-        grant = JoinGrant(
-            jti=jti,
-            room_id=call.room_id,
-            identity=participant.identity,
-            display_name=participant.display_name,
-            role=role,
-            permissions=ROLE_PERMISSIONS[role],
-            not_before=not_before,
-            expires_at=expires_at,
-            site_id=participant.site_id,
-        )
-        token = issue_join_token(self.secret, grant)
-        await store.record_join_token(
-            session,
-            jti=jti,
-            session_id=call.id,
-            role=role,
-            display_name=participant.display_name,
-            issued_by_id=call.created_by_id,
-            not_before=not_before,
-            expires_at=expires_at,
-        )
-        return f"{self.base_url}/join/{token}"
-
-
-async def reminder_runner(app: web.Application) -> AsyncIterator[None]:
-    """Cleanup context: the job runner (invites, reminders, room opening) polls every
-    `reminders.POLL_INTERVAL_S` or when a booking wakes it; the backlog is exported as
-    `onedoor_scheduling_backlog` and logged as a warning. Needs db, notifier and metrics."""
-    settings = app[keys.settings]
-    metrics = app[keys.metrics]
-    backlog_gauge = Gauge(
-        "onedoor_scheduling_backlog",
-        "Scheduling jobs overdue by > 5 min",
-        registry=metrics.registry,
-    )
-    alerts = Counter(
-        "onedoor_scheduling_backlog_alerts",
-        "Rounds that found a job backlog",
-        registry=metrics.registry,
-    )
-    wake = asyncio.Event()
-    app[runner_wake] = wake
-    base_url = settings.effective_public_url
-    issuer = SignalingLinks(settings.secret_bytes(), base_url)
-
-    def on_backlog(count: int) -> None:
-        backlog_gauge.set(count)
-        if count:
-            alerts.inc()
-            logger.warning("scheduling job backlog: %d jobs overdue", count)
-
-    async def loop() -> None:
-        while True:
-            try:
-                while (
-                    await reminders.run_due_reminders(
-                        app[keys.db],
-                        now=utcnow(),
-                        notifier=app[keys.notifier],
-                        issuer=issuer,
-                        cipher=app[keys.pii],
-                        tz=settings.timezone,
-                    )
-                    >= reminders.BATCH
-                ):
-                    pass
-                async with app[keys.db]() as session:
-                    on_backlog(await reminders.backlog(session, now=utcnow()))
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                metrics.background_failures.labels(job="scheduling_reminders").inc()
-                logger.exception("scheduling runner round failed")
-            wake.clear()
-            with contextlib.suppress(TimeoutError):
-                async with asyncio.timeout(reminders.POLL_INTERVAL_S):
-                    await wake.wait()
-
-    task = asyncio.create_task(loop(), name="scheduling-reminders")
-    yield
-    await cancel_and_wait([task])
-
-
 def setup(app: web.Application) -> None:
     app.router.add_routes(routes)
 
 
-__all__ = ["reminder_runner", "routes", "setup"]
+__all__ = ["routes", "setup"]

@@ -10,8 +10,9 @@ import base64
 import hashlib
 import hmac
 import json
-import time
 from dataclasses import dataclass
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import pyotp
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -19,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.audit.service import record
 from server.crypto import PiiCipher
 from server.errors import AppError, NotFound
+from server.kernel.signing import Legacy, SignatureExpired, SignatureInvalid, Signer
 from server.org.models import Staff
 
 PENDING_TTL_S = 300
@@ -39,32 +41,46 @@ class Pending:
     enrol_secret: str | None  # set while enrolling: the secret shown as a QR code
 
 
-def _sign(secret: bytes, payload: bytes) -> str:
-    return hmac.new(secret, b"pending-2fa:" + payload, hashlib.sha256).hexdigest()
+# LEGACY: pending tokens from before server.kernel.signing (base64 JSON + HMAC(secret,
+# "pending-2fa:"+body), expiring within PENDING_TTL_S). Remove `_legacy` and LEGACY_UNTIL after
+# 2026-12-04 (five minutes after the upgrade would do; a day leaves room for a late deploy).
+LEGACY_UNTIL = datetime(2026, 12, 4, tzinfo=UTC)
 
 
-def pending_token(secret: bytes, pending: Pending, *, now: float | None = None) -> str:
-    body = json.dumps(
-        {
-            "s": pending.staff_id,
-            "e": pending.enrol_secret,
-            "x": int((now or time.time()) + PENDING_TTL_S),
-        }
-    ).encode()
-    return base64.urlsafe_b64encode(body).decode() + "." + _sign(secret, body)
+def _legacy(secret: bytes) -> Legacy:
+    def verify(token: str, now: datetime) -> dict[str, Any]:
+        try:
+            b64, sig = token.rsplit(".", 1)
+            body = base64.urlsafe_b64decode(b64)
+            good = hmac.new(secret, b"pending-2fa:" + body, hashlib.sha256).hexdigest()
+            if not hmac.compare_digest(sig, good):
+                raise ValueError("bad signature")
+            data = json.loads(body)
+            if data["x"] < now.timestamp():
+                raise SignatureExpired("the sign-in step expired")
+            return {"s": data["s"], "e": data["e"]}
+        except (ValueError, KeyError, TypeError):
+            raise SignatureInvalid("not a pending sign-in token") from None
+
+    return Legacy(until=LEGACY_UNTIL, verify=verify)
 
 
-def read_pending(secret: bytes, token: str | None, *, now: float | None = None) -> Pending:
+def pending_token(secret: bytes, pending: Pending, *, now: datetime) -> str:
+    return Signer(secret).sign(
+        "pending_2fa",
+        {"s": pending.staff_id, "e": pending.enrol_secret},
+        expires_at=now + timedelta(seconds=PENDING_TTL_S),
+    )
+
+
+def read_pending(secret: bytes, token: str | None, *, now: datetime) -> Pending:
     try:
-        b64, sig = (token or "").rsplit(".", 1)
-        body = base64.urlsafe_b64decode(b64)
-        if not hmac.compare_digest(sig, _sign(secret, body)):
-            raise ValueError("bad signature")
-        data = json.loads(body)
-        if data["x"] < (now or time.time()):
-            raise ValueError("expired")
-        return Pending(staff_id=int(data["s"]), enrol_secret=data["e"])
-    except (ValueError, KeyError, TypeError) as e:
+        data = Signer(secret).verify("pending_2fa", token, now=now, legacy=_legacy(secret))
+        enrol = data["e"]
+        if enrol is not None and not isinstance(enrol, str):
+            raise TypeError("enrol secret")
+        return Pending(staff_id=int(data["s"]), enrol_secret=enrol)
+    except (SignatureInvalid, KeyError, TypeError, ValueError) as e:
         raise PendingExpired("the sign-in step expired or was tampered with") from e
 
 

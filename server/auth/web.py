@@ -48,10 +48,12 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
 async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     secret = request.app[keys.settings].secret_bytes()
     cookie = request.cookies.get(csrf.COOKIE)
-    fresh = not csrf.well_formed(secret, cookie)
-    token = csrf.new_token(secret) if fresh else str(cookie)
+    now = utcnow()
+    changes_state = request.method not in csrf.SAFE_METHODS
+    fresh = not csrf.well_formed(secret, cookie, now=now, accept_legacy=changes_state)
+    token = csrf.new_token(secret, now=now) if fresh else str(cookie)
     request[keys.csrf_token] = token
-    if request.method not in csrf.SAFE_METHODS:
+    if changes_state:
         submitted = request.headers.get(csrf.HEADER)
         if submitted is None and request.content_type in (
             "application/x-www-form-urlencoded",
@@ -60,7 +62,7 @@ async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamR
             form = await request.post()
             value = form.get(csrf.FORM_FIELD)
             submitted = value if isinstance(value, str) else None
-        if fresh or not csrf.matches(secret, cookie, submitted):
+        if fresh or not csrf.matches(secret, cookie, submitted, now=now):
             raise CsrfFailed("missing or invalid CSRF token")
     response = await handler(request)
     if fresh and not response.prepared:

@@ -3,12 +3,13 @@ warnings, marks overdue, escalates (三级抄告) and delivers notifications.
 
 The sweep is idempotent (each step is recorded on the row before anything is sent, and every
 message has a unique dedupe key in the outbox) and single-runner across nodes (a Redis lock if
-Redis is configured, else a PostgreSQL session advisory lock; SQLite is single-node).
+Redis is configured, else a PostgreSQL session advisory lock; SQLite is single-node). The job
+runner (server.kernel.jobs) runs it every SWEEP_INTERVAL and delivers the outbox
+(`NotificationJobs`) under the same retry policy as every other job table.
 """
 
 from __future__ import annotations
 
-import asyncio
 import contextlib
 import logging
 import secrets
@@ -49,23 +50,21 @@ from server.cases.models import (
     PetitionCase,
 )
 from server.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from server.kernel import jobs
+from server.notify import NotificationFailed, Notifier
 from server.org.models import Role, Staff, StaffRole
-from server.tasks import cancel_and_wait
 
 if TYPE_CHECKING:
-    from aiohttp import web
     from redis.asyncio import Redis
-
-    from server.notify import Notifier
 
 logger = logging.getLogger(__name__)
 
 OPEN = ("open", "overdue")
 SWEEP_LOCK_KEY = 0x0D00CA5E  # PostgreSQL advisory lock id for the deadline sweep
 SWEEP_BATCH = 1000
-SWEEP_INTERVAL_S = 60.0
+SWEEP_INTERVAL = timedelta(seconds=60)
 SWEEP_LOCK_TTL_MS = 300_000
-MAX_SEND_ATTEMPTS = 5
+OUTBOX_BATCH = 200
 #: The petitioner's evaluation window (评价期限): when it runs out unanswered the sweep records
 #: the evaluation as 未评价 instead of raising warnings (it is not the staff's deadline).
 EVALUATION = "evaluation"
@@ -437,6 +436,8 @@ async def enqueue(
             status="pending",
             attempts=0,
             created_at=now,
+            due_at=now,
+            last_error="",
         )
     )
     return True
@@ -549,6 +550,8 @@ async def _sweep_batch(
                 "status": "pending",
                 "attempts": 0,
                 "created_at": now,
+                "due_at": now,
+                "last_error": "",
             },
         )
 
@@ -741,43 +744,53 @@ async def _time_out_evaluations(
     ]
 
 
-async def deliver_outbox(
-    session: AsyncSession, *, notifier: Notifier, now: datetime, limit: int = 200
-) -> tuple[int, int]:
-    """Send pending messages; failures stay pending (retried) until MAX_SEND_ATTEMPTS."""
-    from server.notify import NotificationFailed
+@dataclass(frozen=True, slots=True)
+class NotificationJobs:
+    """The outbox as a job table of server.kernel.jobs: each pending message is sent once,
+    retried with the runner's backoff, and marked failed after its last attempt."""
 
-    rows = (
-        await session.scalars(
-            select(CaseNotification)
-            .where(CaseNotification.status == "pending")
-            .order_by(CaseNotification.id)
-            .limit(limit)
-            .with_for_update(skip_locked=True)
-        )
-    ).all()
-    sent = failed = 0
-    for row in rows:
-        row.attempts += 1
+    notifier: Notifier
+    name: str = "deadline_notifications"
+
+    @property
+    def model(self) -> type[CaseNotification]:
+        return CaseNotification
+
+    async def perform(
+        self, sessionmaker: async_sessionmaker[AsyncSession], job_id: int, *, now: datetime
+    ) -> None:
+        async with sessionmaker.begin() as session:
+            row = await session.get(CaseNotification, job_id)
+            if row is None:
+                raise jobs.GiveUp("message gone")
+            to, channel, subject, body = row.to, row.channel, row.subject, row.body
         try:
-            await notifier.send(
-                to=row.to,
-                channel="email" if row.channel == "email" else "sms",
-                subject=row.subject,
-                body=row.body,
+            await self.notifier.send(
+                to=to, channel="email" if channel == "email" else "sms", subject=subject, body=body
             )
-        except NotificationFailed:
-            failed += 1
-            if row.attempts >= MAX_SEND_ATTEMPTS:
-                row.status = "failed"
-            continue
-        row.status = "sent"
-        row.sent_at = now
-        if row.dedupe_key.startswith("eval:"):
+        except NotificationFailed as e:
+            raise jobs.RetryLater(str(e) or type(e).__name__) from e
+
+    async def finished(
+        self, session: AsyncSession, job_id: int, status: str, *, now: datetime
+    ) -> None:
+        row = await session.get(CaseNotification, job_id)
+        if status == jobs.SENT and row is not None and row.dedupe_key.startswith("eval:"):
             # Evaluation tokens are stored hashed; do not keep the link in the outbox either.
             row.body = row.body.split("/evaluate/")[0] + "/evaluate/[已发送]"
-        sent += 1
-    return sent, failed
+
+
+async def deliver_notifications(
+    sessionmaker: async_sessionmaker[AsyncSession], *, notifier: Notifier, now: datetime
+) -> jobs.RunReport:
+    """Send every due outbox message once (what the job runner does each round)."""
+    report = jobs.RunReport()
+    handler = NotificationJobs(notifier)
+    while True:
+        batch = await jobs.run_due(sessionmaker, handler, now=now, limit=OUTBOX_BATCH)
+        report.add(batch)
+        if batch.claimed < OUTBOX_BATCH:
+            return report
 
 
 @contextlib.asynccontextmanager
@@ -822,12 +835,13 @@ async def run_deadline_sweep(
     sessionmaker: async_sessionmaker[AsyncSession],
     *,
     now: datetime,
-    notifier: Notifier,
+    notifier: Notifier | None,
     redis: Redis | None = None,
     lock_name: str = "onedoor:lock:deadline_sweep",
     max_batches: int = 1000,
 ) -> SweepReport:
-    """One sweep: warnings, overdue, escalations, then outbox delivery.
+    """One sweep: warnings, overdue, escalations, then (given a notifier) outbox delivery.
+    The job runner sweeps without a notifier: it delivers the outbox itself, as a job table.
 
     Returns `ran=False` when another node holds the lock. Each batch commits on its own, so a
     crash loses nothing already recorded and a rerun repeats nothing.
@@ -852,13 +866,10 @@ async def run_deadline_sweep(
                 )
             if n < SWEEP_BATCH:
                 break
-        while True:
-            async with sessionmaker.begin() as session:
-                sent, failed = await deliver_outbox(session, notifier=notifier, now=now)
-            report.sent += sent
-            report.failed += failed
-            if sent + failed == 0 or failed:
-                break
+        if notifier is not None:
+            delivered = await deliver_notifications(sessionmaker, notifier=notifier, now=now)
+            report.sent = delivered.sent
+            report.failed = delivered.retrying + delivered.failed
         if report.escalations or report.overdue or report.evaluation_timeouts:
             async with sessionmaker.begin() as session:
                 await record(
@@ -873,28 +884,6 @@ async def run_deadline_sweep(
                     },
                 )
         return report
-
-
-async def deadline_sweeper(app: web.Application) -> AsyncIterator[None]:
-    """Cleanup context: runs the sweep every SWEEP_INTERVAL_S on every node (one wins the lock)."""
-    from server import keys
-    from server.db import utcnow
-
-    async def loop() -> None:
-        while True:
-            try:
-                await run_deadline_sweep(
-                    app[keys.db], now=utcnow(), notifier=app[keys.notifier], redis=app[keys.redis]
-                )
-            except asyncio.CancelledError:
-                raise
-            except Exception:
-                logger.exception("deadline sweep failed; retrying next interval")
-            await asyncio.sleep(SWEEP_INTERVAL_S)
-
-    task = asyncio.get_running_loop().create_task(loop(), name="deadline-sweeper")
-    yield
-    await cancel_and_wait([task])
 
 
 def deadline_views(

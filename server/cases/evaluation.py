@@ -1,8 +1,8 @@
 """双评双考: evaluation links on reply, the petitioner's ratings, revisit tasks on
 dissatisfaction, assessment dashboards, and the de-identified publication report.
 
-Evaluation tokens: `<evaluation id>.<random>.<hmac>`. The HMAC (deployment secret) rejects
-forged links before any lookup; only sha256(random) is stored; a token is used once (a
+Evaluation tokens are signed (server.kernel.signing, purpose `evaluation_link`) and carry the
+evaluation id and a random nonce. The signature rejects forged links before any lookup; only sha256(random) is stored; a token is used once (a
 conditional UPDATE) and expires.
 """
 
@@ -12,7 +12,7 @@ import hashlib
 import hmac
 import secrets
 from collections import defaultdict
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
 from sqlalchemy import func, select, update
@@ -34,6 +34,7 @@ from server.cases.models import (
 )
 from server.cases.schemas import Dashboard, EvaluationSubmit, RateRow
 from server.errors import AppError, Conflict, NotFound, PermissionDenied
+from server.kernel.signing import Legacy, SignatureExpired, SignatureInvalid, Signer
 from server.org.models import Department, Site, Staff
 
 REVISIT_AFTER_DISSATISFACTION = timedelta(days=7)
@@ -56,27 +57,57 @@ class EvaluationTimedOut(EvaluationLinkExpired):
     code, message_zh = "evaluation_timed_out", "评价期限已过，本次评价已记为未评价"
 
 
-def _sign(secret: bytes, body: str) -> str:
-    key = hashlib.sha256(b"onedoor-evaluation-link" + secret).digest()
-    return hmac.new(key, body.encode(), hashlib.sha256).hexdigest()[:32]
+#: The signature outlives the window by this much: the evaluation row decides whether the link
+#: is used, timed out or expired (the window can move), the signature only bounds its life.
+LINK_GRACE = timedelta(days=30)
+
+# LEGACY: links from before server.kernel.signing (`<id>.<nonce>.<hmac>` under
+# sha256("onedoor-evaluation-link"+secret)), valid for the evaluation window (at most 90 days,
+# Settings.evaluation_window_days). Remove `_legacy` and LEGACY_UNTIL after 2027-03-03.
+LEGACY_UNTIL = datetime(2027, 3, 3, tzinfo=UTC)
 
 
-def make_token(secret: bytes, evaluation_id: int) -> tuple[str, str]:
-    """A new token and the hash to store."""
-    nonce = secrets.token_urlsafe(24)
-    body = f"{evaluation_id}.{nonce}"
-    return f"{body}.{_sign(secret, body)}", hashlib.sha256(nonce.encode()).hexdigest()
+def _legacy(secret: bytes) -> Legacy:
+    def verify(token: str, now: datetime) -> dict[str, Any]:
+        parts = token.split(".")
+        if len(parts) != 3 or not parts[0].isdigit():
+            raise SignatureInvalid("malformed evaluation link")
+        body = f"{parts[0]}.{parts[1]}"
+        key = hashlib.sha256(b"onedoor-evaluation-link" + secret).digest()
+        good = hmac.new(key, body.encode(), hashlib.sha256).hexdigest()[:32]
+        if not hmac.compare_digest(good, parts[2]):
+            raise SignatureInvalid("evaluation link signature does not match")
+        return {"e": int(parts[0]), "n": parts[1]}
+
+    return Legacy(until=LEGACY_UNTIL, verify=verify)
 
 
-def parse_token(secret: bytes, token: str) -> tuple[int, str]:
-    """(evaluation id, stored hash) of a well-signed token; raises InvalidEvaluationLink."""
-    parts = token.split(".")
-    if len(parts) != 3 or not parts[0].isdigit():
-        raise InvalidEvaluationLink("malformed evaluation link")
-    body = f"{parts[0]}.{parts[1]}"
-    if not hmac.compare_digest(_sign(secret, body), parts[2]):
-        raise InvalidEvaluationLink("evaluation link signature does not match")
-    return int(parts[0]), hashlib.sha256(parts[1].encode()).hexdigest()
+def make_token(secret: bytes, evaluation_id: int, *, expires_at: datetime) -> tuple[str, str]:
+    """A new token for the link valid until `expires_at`, and the hash to store."""
+    nonce = secrets.token_urlsafe(16)
+    token = Signer(secret).sign(
+        "evaluation_link", {"e": evaluation_id, "n": nonce}, expires_at=expires_at + LINK_GRACE
+    )
+    return token, hashlib.sha256(nonce.encode()).hexdigest()
+
+
+def parse_token(secret: bytes, token: str, *, now: datetime) -> tuple[int, str]:
+    """(evaluation id, stored hash) of a well-signed token.
+
+    Raises:
+        InvalidEvaluationLink: forged, tampered or malformed.
+        EvaluationLinkExpired: well signed, but long past its window.
+    """
+    try:
+        claims = Signer(secret).verify("evaluation_link", token, now=now, legacy=_legacy(secret))
+        ev_id, nonce = int(claims["e"]), claims["n"]
+        if not isinstance(nonce, str):
+            raise TypeError("nonce")
+    except SignatureExpired:
+        raise EvaluationLinkExpired("this link has expired") from None
+    except (SignatureInvalid, KeyError, TypeError, ValueError):
+        raise InvalidEvaluationLink("evaluation link signature does not match") from None
+    return ev_id, hashlib.sha256(nonce.encode()).hexdigest()
 
 
 async def issue_evaluation(
@@ -115,7 +146,7 @@ async def issue_evaluation(
     )
     session.add(ev)
     await session.flush()
-    token, token_hash = make_token(notice.secret, ev.id)
+    token, token_hash = make_token(notice.secret, ev.id, expires_at=ev.expires_at)
     ev.token_hash = token_hash
     phone: str | None = None
     if case.petitioner_id is not None:
@@ -150,7 +181,7 @@ async def issue_evaluation(
 async def evaluation_for_token(
     session: AsyncSession, *, secret: bytes, token: str, now: datetime
 ) -> Evaluation:
-    ev_id, token_hash = parse_token(secret, token)
+    ev_id, token_hash = parse_token(secret, token, now=now)
     ev = await session.get(Evaluation, ev_id)
     if ev is None or not hmac.compare_digest(ev.token_hash, token_hash):
         raise InvalidEvaluationLink("no such evaluation link")

@@ -332,10 +332,12 @@ class EscalationContact(Base):
 
 
 class CaseNotification(Base):
-    """Outbox: messages are written in the case transaction and delivered after it, with
-    status and retries (observable; never lost when the gateway fails)."""
+    """Outbox: messages are written in the case transaction and delivered after it by the job
+    runner (server.kernel.jobs), with status and retries (observable; never lost when the
+    gateway fails)."""
 
     __tablename__ = "case_notification"
+    __table_args__ = (Index("ix_case_notification_due", "status", "due_at"),)
     id: Mapped[int] = mapped_column(primary_key=True)
     dedupe_key: Mapped[str] = mapped_column(String(120), unique=True)
     case_id: Mapped[int | None] = mapped_column(ForeignKey("petition_case.id"), index=True)
@@ -347,6 +349,11 @@ class CaseNotification(Base):
     attempts: Mapped[int] = mapped_column(Integer, default=0)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: When to (re)try: created_at at first, then after each failure the policy's backoff.
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    #: A runner that claimed the message owns it until this time (server.kernel.jobs).
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
 
 
 class Evaluation(Base):

@@ -13,11 +13,11 @@ import hashlib
 import hmac
 import json
 import os
-import time
 from collections import OrderedDict
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.auth.permissions import StaffIdentity
 from server.cases.service import visible_case
 from server.errors import Conflict, NotFound, PermissionDenied
+from server.kernel.signing import Legacy, SignatureExpired, SignatureInvalid, Signer
 from server.sessions.models import CallSession, Recording, SessionParticipant
 
 GRANT_TTL_S = 30 * 60
@@ -142,16 +143,44 @@ def clean_reason(raw: str) -> str:
 # -- grants -----------------------------------------------------------------------------------
 
 
-def _sign(secret: bytes, body: bytes) -> str:
-    return hmac.new(secret, b"recording-grant:" + body, hashlib.sha256).hexdigest()
+# LEGACY: grants from before server.kernel.signing (base64 JSON + HMAC(secret,
+# "recording-grant:"+body), valid GRANT_TTL_S). Remove `_legacy` and LEGACY_UNTIL after
+# 2026-12-04 (half an hour after the upgrade would do).
+LEGACY_UNTIL = datetime(2026, 12, 4, tzinfo=UTC)
 
 
-def issue_grant(secret: bytes, *, staff_id: int, session_id: int, now: float | None = None) -> str:
-    body = json.dumps(
-        {"s": staff_id, "c": session_id, "x": int((now or time.time()) + GRANT_TTL_S)},
-        separators=(",", ":"),
-    ).encode()
-    return base64.urlsafe_b64encode(body).decode().rstrip("=") + "." + _sign(secret, body)
+def _legacy(secrets: tuple[bytes, ...]) -> Legacy:
+    def verify(token: str, now: datetime) -> dict[str, Any]:
+        try:
+            b64, sig = token.rsplit(".", 1)
+            body = base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4))
+        except ValueError:
+            raise SignatureInvalid("not a playback grant") from None
+        if not any(
+            hmac.compare_digest(
+                sig, hmac.new(s, b"recording-grant:" + body, hashlib.sha256).hexdigest()
+            )
+            for s in secrets
+        ):
+            raise SignatureInvalid("invalid playback grant")
+        try:
+            data = json.loads(body)
+            claims = {"s": int(data["s"]), "c": int(data["c"]), "exp": int(data["x"])}
+        except (ValueError, KeyError, TypeError):
+            raise SignatureInvalid("malformed playback grant") from None
+        if claims["exp"] < now.timestamp():
+            raise SignatureExpired("playback grant expired")
+        return claims
+
+    return Legacy(until=LEGACY_UNTIL, verify=verify)
+
+
+def issue_grant(secret: bytes, *, staff_id: int, session_id: int, now: datetime) -> str:
+    return Signer(secret).sign(
+        "recording_grant",
+        {"s": staff_id, "c": session_id},
+        expires_at=now + timedelta(seconds=GRANT_TTL_S),
+    )
 
 
 def read_grant(
@@ -160,28 +189,27 @@ def read_grant(
     *,
     staff_id: int,
     session_id: int,
-    now: float | None = None,
+    now: datetime,
 ) -> Grant:
-    """The grant in `token` if it is signed by one of `secrets`, unexpired, and names this staff
-    member and session.
+    """The grant in `token` if it is signed by one of `secrets` (the current one first),
+    unexpired, and names this staff member and session.
 
     Raises:
         ReasonRequired: anything else (no reason stated recently for this session).
     """
+    signer = Signer(secrets[0], previous=secrets[1:])
     try:
-        b64, sig = (token or "").rsplit(".", 1)
-        body = base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4))
-    except ValueError:
-        raise ReasonRequired("no playback grant: state a reason first") from None
-    if not any(hmac.compare_digest(sig, _sign(s, body)) for s in secrets):
-        raise ReasonRequired("invalid playback grant")
+        data = signer.verify("recording_grant", token, now=now, legacy=_legacy(secrets))
+    except SignatureExpired:
+        raise ReasonRequired("playback grant expired: state the reason again") from None
+    except SignatureInvalid:
+        raise ReasonRequired("invalid playback grant") from None
     try:
-        data = json.loads(body)
-        grant = Grant(staff_id=int(data["s"]), session_id=int(data["c"]), expires_at=int(data["x"]))
+        grant = Grant(
+            staff_id=int(data["s"]), session_id=int(data["c"]), expires_at=int(data["exp"])
+        )
     except (ValueError, KeyError, TypeError):
         raise ReasonRequired("malformed playback grant") from None
-    if grant.expires_at < (now or time.time()):
-        raise ReasonRequired("playback grant expired: state the reason again")
     if grant.staff_id != staff_id or grant.session_id != session_id:
         raise ReasonRequired("playback grant is for another staff member or session")
     return grant

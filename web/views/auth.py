@@ -105,7 +105,7 @@ def _to_second_step(request: web.Request, pending: Pending, next_url: str) -> we
         request,
         response,
         PENDING_COOKIE,
-        totp.pending_token(secret, pending),
+        totp.pending_token(secret, pending, now=utcnow()),
         max_age=totp.PENDING_TTL_S,
     )
     raise response
@@ -114,7 +114,7 @@ def _to_second_step(request: web.Request, pending: Pending, next_url: str) -> we
 @public("the second sign-in step; needs the signed pending token from the password step")
 async def second_factor_form(request: web.Request) -> web.StreamResponse:
     secret = request.app[keys.settings].secret_bytes()
-    pending = totp.read_pending(secret, request.cookies.get(PENDING_COOKIE))
+    pending = totp.read_pending(secret, request.cookies.get(PENDING_COOKIE), now=utcnow())
     return await _second_factor_page(request, pending, error=None)
 
 
@@ -145,7 +145,9 @@ async def _second_factor_page(
 @public("the second sign-in step; needs the signed pending token from the password step")
 async def second_factor_submit(request: web.Request) -> web.StreamResponse:
     settings = request.app[keys.settings]
-    pending = totp.read_pending(settings.secret_bytes(), request.cookies.get(PENDING_COOKIE))
+    pending = totp.read_pending(
+        settings.secret_bytes(), request.cookies.get(PENDING_COOKIE), now=utcnow()
+    )
     form = await request.post()
     code = str(form.get("code", ""))[:12]
     next_url = _safe_next(str(form.get("next", "/")))

@@ -8,6 +8,8 @@ from __future__ import annotations
 import base64
 import hashlib
 import hmac
+from datetime import UTC, datetime, timedelta
+from typing import Any
 
 import segno
 from aiohttp import web
@@ -21,6 +23,7 @@ from server.cases.schemas import PetitionerInput
 from server.cases.service import create_case
 from server.db import utcnow
 from server.errors import KioskRateLimited, NotFound
+from server.kernel.signing import Legacy, SignatureInvalid, Signer
 from server.org.models import Site, SiteLevel
 from web.labels import CASE_STATE_PUBLIC_LABELS
 from web.render import page
@@ -58,18 +61,40 @@ class KioskForm(BaseModel):
         return clean_phone(v)
 
 
-def follow_token(secret: bytes, case_id: int) -> str:
-    mac = hmac.new(secret, f"onedoor-follow:{case_id}".encode(), hashlib.sha256).digest()[:12]
-    return f"{case_id}.{base64.urlsafe_b64encode(mac).decode().rstrip('=')}"
+#: How long the QR code printed at the kiosk lets the petitioner follow the case.
+FOLLOW_TTL = timedelta(days=365)
+
+# LEGACY: follow links from before server.kernel.signing (`<case id>.<hmac(secret,
+# "onedoor-follow:<id>")[:12]>`, no expiry). They are treated as issued at the upgrade and live
+# as long as a new one: remove `_legacy_follow` and LEGACY_FOLLOW_UNTIL after 2027-12-03.
+LEGACY_FOLLOW_UNTIL = datetime(2027, 12, 3, tzinfo=UTC)
 
 
-def check_follow_token(secret: bytes, token: str) -> int:
-    case_part, _, _mac = token.partition(".")
-    if not case_part.isdigit() or not hmac.compare_digest(
-        follow_token(secret, int(case_part)), token
-    ):
-        raise NotFound("no such follow link")
-    return int(case_part)
+def _legacy_follow(secret: bytes) -> Legacy:
+    def verify(token: str, now: datetime) -> dict[str, Any]:
+        case_part, _, mac = token.partition(".")
+        if not case_part.isdigit():
+            raise SignatureInvalid("not a follow link")
+        good = hmac.new(secret, f"onedoor-follow:{case_part}".encode(), hashlib.sha256)
+        if not hmac.compare_digest(
+            base64.urlsafe_b64encode(good.digest()[:12]).decode().rstrip("="), mac
+        ):
+            raise SignatureInvalid("follow link signature does not match")
+        return {"c": int(case_part)}
+
+    return Legacy(until=LEGACY_FOLLOW_UNTIL, verify=verify)
+
+
+def follow_token(secret: bytes, case_id: int, *, now: datetime) -> str:
+    return Signer(secret).sign("follow_link", {"c": case_id}, expires_at=now + FOLLOW_TTL)
+
+
+def check_follow_token(secret: bytes, token: str, *, now: datetime) -> int:
+    try:
+        claims = Signer(secret).verify("follow_link", token, now=now, legacy=_legacy_follow(secret))
+        return int(claims["c"])
+    except (SignatureInvalid, KeyError, TypeError, ValueError):
+        raise NotFound("no such follow link") from None
 
 
 async def _site_id(request: web.Request, raw: str) -> int:
@@ -145,7 +170,7 @@ async def kiosk_submit(request: web.Request) -> web.Response:
             matter_type=data.matter_code,
             actor="kiosk",
         )
-    token = follow_token(request.app[keys.settings].secret_bytes(), case.id)
+    token = follow_token(request.app[keys.settings].secret_bytes(), case.id, now=utcnow())
     url = str(request.url.with_path(f"/follow/{token}").with_query(None))
     qr = segno.make(url, error="m").svg_data_uri(scale=6, border=2)
     return page(
@@ -164,7 +189,7 @@ async def kiosk_submit(request: web.Request) -> web.Response:
 @public("a petitioner follows their case by the signed link printed as a QR code")
 async def follow(request: web.Request) -> web.Response:
     case_id = check_follow_token(
-        request.app[keys.settings].secret_bytes(), request.match_info["token"]
+        request.app[keys.settings].secret_bytes(), request.match_info["token"], now=utcnow()
     )
     async with request.app[keys.db].begin() as session:
         row = await session.get(PetitionCase, case_id)

@@ -13,6 +13,7 @@ from server.api.common import path_int
 from server.audit.service import record
 from server.auth.permissions import Action
 from server.auth.web import client_ip, protected, signed_in_staff
+from server.db import utcnow
 from server.sessions import recordings as svc
 from web.render import page
 
@@ -71,7 +72,10 @@ async def recordings_play(request: web.Request) -> web.Response:
     if len(reason) < 2:
         return await _render(request, reason=reason, error="reason", status=422)
     grant = svc.issue_grant(
-        _secrets(request)[0], staff_id=staff.staff_id, session_id=path_int(request, "session_id")
+        _secrets(request)[0],
+        staff_id=staff.staff_id,
+        session_id=path_int(request, "session_id"),
+        now=utcnow(),
     )
     return await _render(request, reason=reason, grant=grant)
 
@@ -106,6 +110,7 @@ async def recording_media(request: web.Request) -> web.FileResponse:
                 request.query.get("grant"),
                 staff_id=staff.staff_id,
                 session_id=row.session_id,
+                now=utcnow(),
             )
         except svc.ReasonRequired as exc:
             await audit(session, "recording.fetch_denied", str(exc))

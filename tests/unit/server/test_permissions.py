@@ -1,3 +1,5 @@
+from datetime import UTC, datetime
+
 import pytest
 
 from server.auth import csrf
@@ -34,10 +36,11 @@ def test_business_roles_combine() -> None:
 
 def test_csrf_tokens() -> None:
     secret = b"s" * 32
-    token = csrf.new_token(secret)
-    assert csrf.matches(secret, token, token)
-    assert not csrf.matches(secret, token, None)
-    assert not csrf.matches(secret, token, csrf.new_token(secret))
+    now = datetime(2026, 12, 2, tzinfo=UTC)
+    token = csrf.new_token(secret, now=now)
+    assert csrf.matches(secret, token, token, now=now)
+    assert not csrf.matches(secret, token, None, now=now)
+    assert not csrf.matches(secret, token, csrf.new_token(secret, now=now), now=now)
     forged = "abc.def"
-    assert not csrf.matches(secret, forged, forged)
-    assert not csrf.matches(b"other", token, token)
+    assert not csrf.matches(secret, forged, forged, now=now)
+    assert not csrf.matches(b"other", token, token, now=now)
