@@ -1,6 +1,6 @@
 """Every signed token the server hands out, under one key derivation.
 
-    deployment secret ──HKDF(SHA-256, salt "onedoor-signing-v1", info = purpose)──► key
+    deployment secret ──HKDF(SHA-256, info = "onedoor-signing-v1:" + purpose)──► key
     key + claims + aud=purpose + exp ──HS256 (PyJWT)──► token
 
 Each purpose gets its own derived key *and* its own audience, so a token made for one purpose
@@ -23,9 +23,8 @@ from datetime import datetime, timedelta
 from typing import Any, Literal
 
 import jwt
-from cryptography.hazmat.primitives import hashes
-from cryptography.hazmat.primitives.kdf.hkdf import HKDF
 
+from server.crypto import derive_key as kernel_hkdf
 from server.errors import AppError
 
 Purpose = Literal[
@@ -55,9 +54,9 @@ class SignatureExpired(SignatureInvalid):
 
 
 def derive_key(secret: bytes, purpose: Purpose) -> bytes:
-    return HKDF(algorithm=hashes.SHA256(), length=32, salt=SALT, info=purpose.encode()).derive(
-        secret
-    )
+    """The purpose's signing key: the kernel's one HKDF (`server.crypto.derive_key`), with the
+    signing salt folded into the info so these keys never equal another purpose's."""
+    return kernel_hkdf(secret, SALT + b":" + purpose.encode())
 
 
 @dataclass(frozen=True, slots=True)
