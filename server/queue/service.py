@@ -212,6 +212,8 @@ def released(entry: CallEntry, *, officer_id: int, now: datetime) -> CallEntry:
         accepted_by_id=None,
         accepted_by_name="",
         accepted_at=None,
+        case_id=None,
+        case_no="",
         seen_at=max(entry.seen_at, now),
     )
 
@@ -446,17 +448,20 @@ class QueueService:
                 detail={"entry": entry.id, "session_id": entry.session_id},
             )
         except BaseException:
-            # The transaction rolls back: the call waits again.
-            await self.queue.update(
-                entry_id,
-                lambda e: released(e, officer_id=officer.staff_id, now=now),
-                now=now,
-            )
+            await self.release(entry_id, officer=officer)  # the transaction rolls back
             raise
         return await self.queue.update(
             entry_id,
             lambda e: with_case(e, case_id=case.id, case_no=case.case_no, now=now),
             now=now,
+        )
+
+    async def release(self, entry_id: int, *, officer: StaffIdentity) -> None:
+        """The transaction of `accept` failed after it returned (at commit): the call waits
+        again, unless someone else holds it by now."""
+        now = self.clock()
+        await self.queue.update(
+            entry_id, lambda e: released(e, officer_id=officer.staff_id, now=now), now=now
         )
 
     async def cancel(self, entry_id: int) -> CallEntry:

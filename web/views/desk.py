@@ -16,7 +16,7 @@ from server.cases.service import transition
 from server.db import utcnow
 from server.errors import AppError, NotFound, PermissionDenied
 from server.org.models import Role, Staff, StaffRole
-from server.queue import STATE_LABELS, CallEntry, CallState
+from server.queue import STATE_LABELS, CallEntry, CallState, CallTaken
 from web.i18n import _
 from web.render import page
 from web.views.call import clean_text, field_errors, form_dict, queue_of
@@ -72,8 +72,15 @@ async def accept(request: web.Request) -> web.StreamResponse:
     form = await request.post()
     case_id_raw = str(form.get("case_id", "")).strip()
     case_id = int(case_id_raw) if case_id_raw.isdigit() else None
-    async with request.app[keys.db].begin() as session:
-        await queue_of(request).accept(session, entry_id=entry_id, officer=staff, case_id=case_id)
+    queue = queue_of(request)
+    try:
+        async with request.app[keys.db].begin() as session:
+            await queue.accept(session, entry_id=entry_id, officer=staff, case_id=case_id)
+    except CallTaken:
+        raise  # someone else's (or this officer's, from another tab): leave it as it is
+    except BaseException:
+        await queue.release(entry_id, officer=staff)  # e.g. the commit failed: no case
+        raise
     raise web.HTTPSeeOther(f"/desk/calls/{entry_id}")
 
 

@@ -33,7 +33,9 @@ from server.queue.service import (
     ended,
     handed_over,
     invited,
+    released,
     seen,
+    with_case,
 )
 
 T0 = datetime(2026, 3, 2, 9, 0, tzinfo=UTC)
@@ -207,6 +209,23 @@ async def test_an_abandoned_call_expires_and_polling_keeps_it(nodes: Nodes) -> N
     await b.update(kept.id, lambda e: ended(e, outcome="answered", now=end_at), now=end_at)
     assert len(await a.entries(now=end_at + RETAIN[CallState.ended] - timedelta(seconds=1))) == 1
     assert await a.entries(now=end_at + RETAIN[CallState.ended]) == []
+
+
+async def test_a_released_call_waits_again_for_anyone(nodes: Nodes) -> None:
+    a, b = nodes
+    call = await place(a)
+    await a.update(call.id, claim_by(1), now=T0)
+    await a.update(call.id, lambda e: with_case(e, case_id=5, case_no="C-5", now=T0), now=T0)
+    kept = await b.update(call.id, lambda e: released(e, officer_id=2, now=T0), now=T0)
+    assert kept.state == CallState.accepted  # only the officer who holds it lets it go
+    back = await b.update(call.id, lambda e: released(e, officer_id=1, now=T0), now=T0)
+    assert (back.state, back.accepted_by_id, back.case_id, back.case_no) == (
+        CallState.waiting,
+        None,
+        None,
+        "",
+    )
+    assert (await b.update(call.id, claim_by(2), now=T0)).accepted_by_id == 2
 
 
 async def test_unknown_calls_are_not_found(nodes: Nodes) -> None:
