@@ -4,6 +4,7 @@ except the CLI and tests; it reads no environment and opens nothing until the ap
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import weakref
 from collections.abc import AsyncIterator
@@ -24,7 +25,7 @@ from server.api import org as org_api
 from server.api import scheduling as scheduling_api
 from server.auth.web import auth_middleware, csrf_middleware
 from server.crypto import PiiCipher
-from server.db import make_engine, make_sessionmaker, utcnow
+from server.db import make_engine, make_sessionmaker
 from server.metrics import Metrics
 from server.middlewares import app_errors, request_ids, security_headers
 from server.notify import HttpNotifier, LogNotifier
@@ -121,7 +122,7 @@ def queue_policy(settings: Settings) -> QueuePolicy:
 
 
 def make_queue_service(
-    app: web.Application, redis: Redis | None, *, clock: Clock = utcnow
+    app: web.Application, redis: Redis | None, *, clock: Clock | None = None
 ) -> QueueService:
     """The app's reception queue: in Redis (under the deployment's key prefix) if there is one."""
     queue: CallQueue = (
@@ -131,13 +132,13 @@ def make_queue_service(
         if redis is not None
         else InProcessCallQueue()
     )
-    return QueueService(
+    service = QueueService(
         queue=queue,
         policy=queue_policy(app[keys.settings]),
         rooms=StoreReceptionRooms(),
         pii=app[keys.pii],
-        clock=clock,
     )
+    return service if clock is None else dataclasses.replace(service, clock=clock)
 
 
 async def queue_context(app: web.Application) -> AsyncIterator[None]:
