@@ -192,9 +192,7 @@ def create_app(settings: Settings) -> web.Application:
     app[keys.pii] = PiiCipher(settings.secret_bytes(), old_secrets=settings.previous_secret_bytes())
     app[keys.websockets] = weakref.WeakSet()
     app[keys.background] = set()
-    app.cleanup_ctx.extend(
-        [db_context, redis_context, queue_context, notifier_context, background_context]
-    )
+    app.cleanup_ctx.extend([db_context, redis_context, notifier_context, background_context])
     app.on_shutdown.append(close_websockets)
 
     if settings.background_jobs:
@@ -202,6 +200,7 @@ def create_app(settings: Settings) -> web.Application:
         from server.cases.deadline_service import deadline_sweeper
 
         app.cleanup_ctx.extend([deadline_sweeper, reminder_runner])
+    app.cleanup_ctx.append(queue_context)  # after redis_context
     ops.setup(app)
     org_api.setup(app)
     cases_api.setup(app)
