@@ -4,6 +4,7 @@ except the CLI and tests; it reads no environment and opens nothing until the ap
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import logging
 import weakref
 from collections.abc import AsyncIterator
@@ -14,6 +15,7 @@ from typing import Any
 import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
+from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 import signaling.ws as signaling_ws
@@ -34,8 +36,17 @@ from server.kernel.jobs import JobRunner, Periodic
 from server.metrics import Metrics
 from server.middlewares import app_errors, request_ids, security_headers
 from server.notify import HttpNotifier, LogNotifier
+from server.queue import (
+    CallQueue,
+    InProcessCallQueue,
+    QueuePolicy,
+    QueueService,
+    ReceptionRoom,
+    RedisCallQueue,
+)
+from server.queue.service import Clock
 from server.ratelimit import InProcessRateLimiter, RedisRateLimiter
-from server.sessions.models import CallSession, SessionParticipant
+from server.sessions.models import CallSession, SessionKind, SessionParticipant
 from server.settings import Settings
 from server.tasks import cancel_and_wait
 from signaling import store
@@ -78,6 +89,75 @@ async def redis_context(app: web.Application) -> AsyncIterator[None]:
     yield
     if client is not None:
         await client.aclose()
+
+
+class StoreReceptionRooms:
+    """The queue's reception sessions (`server.queue.ReceptionRooms`), kept by signaling's
+    session store for now.
+
+    MERGE: once `server/sessions/service.py` owns session creation, `open` calls its create
+    function and `link_case` its "attach a case" function; this class (or two functions of the
+    sessions service with these signatures) is all the queue needs."""
+
+    async def open(
+        self,
+        session: AsyncSession,
+        *,
+        title: str,
+        site_id: int,
+        created_by_id: int,
+        now: datetime,
+    ) -> ReceptionRoom:
+        view = await store.create_session(
+            session,
+            kind=SessionKind.reception,
+            title=title,
+            case_id=None,
+            capacity=4,
+            host_site_id=site_id,
+            created_by_id=created_by_id,
+            recording_allowed=False,
+            now=now,
+        )
+        return ReceptionRoom(session_id=view.id, room_id=view.room_id)
+
+    async def link_case(self, session: AsyncSession, *, session_id: int, case_id: int) -> None:
+        await session.execute(
+            update(CallSession).where(CallSession.id == session_id).values(case_id=case_id)
+        )
+
+
+def queue_policy(settings: Settings) -> QueuePolicy:
+    return QueuePolicy(
+        flag_after_s=settings.queue_flag_after_s,
+        callback_after_s=settings.queue_callback_after_s,
+    )
+
+
+def make_queue_service(
+    app: web.Application, redis: Redis | None, *, clock: Clock | None = None
+) -> QueueService:
+    """The app's reception queue: in Redis (under the deployment's key prefix) if there is one."""
+    queue: CallQueue = (
+        RedisCallQueue(
+            redis, prefix=app.get(signaling_ws.prefix_key, "onedoor:"), pii=app[keys.pii]
+        )
+        if redis is not None
+        else InProcessCallQueue()
+    )
+    service = QueueService(
+        queue=queue,
+        policy=queue_policy(app[keys.settings]),
+        rooms=StoreReceptionRooms(),
+        pii=app[keys.pii],
+    )
+    return service if clock is None else dataclasses.replace(service, clock=clock)
+
+
+async def queue_context(app: web.Application) -> AsyncIterator[None]:
+    if keys.call_queue not in app:  # tests may provide one with a controlled clock
+        app[keys.call_queue] = make_queue_service(app, app[keys.redis])
+    yield
 
 
 async def notifier_context(app: web.Application) -> AsyncIterator[None]:
@@ -218,6 +298,7 @@ def create_app(settings: Settings) -> web.Application:
 
     if settings.background_jobs:
         app.cleanup_ctx.append(jobs_context)
+    app.cleanup_ctx.append(queue_context)  # after redis_context
     ops.setup(app)
     org_api.setup(app)
     cases_api.setup(app)

@@ -16,7 +16,7 @@ if TYPE_CHECKING:
     from server.kernel.jobs import JobRunner
     from server.metrics import Metrics
     from server.notify import Notifier
-    from server.queue.service import CallQueue, QueuePolicy
+    from server.queue.service import QueueService
     from server.ratelimit import RateLimiter
     from server.settings import Settings
 
@@ -28,8 +28,8 @@ pii: web.AppKey[PiiCipher] = web.AppKey("pii")
 metrics: web.AppKey[Metrics] = web.AppKey("metrics")
 notifier: web.AppKey[Notifier] = web.AppKey("notifier")
 websockets: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("websockets")
-call_queue: web.AppKey[CallQueue] = web.AppKey("call_queue")
-call_queue_policy: web.AppKey[QueuePolicy] = web.AppKey("call_queue_policy")
+#: The reception queue; its `CallQueue` is in Redis when `redis_url` is set (app.queue_context).
+call_queue: web.AppKey[QueueService] = web.AppKey("call_queue")
 ratelimiter: web.AppKey[RateLimiter] = web.AppKey("ratelimiter")
 background: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("background")
 #: The job runner (reminders, deadline sweep and notifications); absent without background jobs.

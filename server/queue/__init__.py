@@ -1,33 +1,44 @@
 """The live queue of community-point video calls waiting for the district centre (连线区信访超市).
 
-    community agent ──enqueue──► CallQueue ◄──list/claim── reception desk (window officer, coordinator)
-                                     │
-                  accept_call: claim → create_case(first receiver = accepting officer)
-                                       → link the reception session (signaling room) to the case
+May import the kernel (db, errors, crypto), `server.cases`, `server.audit`, `server.auth`, and
+redis; never aiohttp, never an edge (signaling, web, api).
 
-`CallQueue` is a small Protocol; `InProcessCallQueue` keeps entries in memory (one node). A Redis
-implementation can carry it for several nodes: `claim` must then be atomic across nodes (a Lua
-script or WATCH/MULTI on the entry key), and the resident's name and phone must be stored
-encrypted with the PII cipher (they are held only in memory here and never persisted by the
-queue itself; the case created on accept stores them encrypted).
+    community agent ──enqueue──► QueueService ◄──entries/accept── reception desk (any node)
+                                   │    │
+                 ReceptionRooms ◄──┘    └──► CallQueue: InProcessCallQueue (one node)
+       (session store, wired in app.py)                RedisCallQueue (all nodes, atomic updates,
+                                                       PII encrypted, entries expire)
+
+accept: claim (exactly once across nodes) → create_case(first receiver = accepting officer)
+        → ReceptionRooms.link_case (the reception session now belongs to the case)
 """
 
 from server.queue.service import (
+    STATE_LABELS,
     CallEntry,
+    CallNotWaiting,
     CallQueue,
     CallState,
-    InProcessCallQueue,
+    CallTaken,
     QueuePolicy,
-    accept_call,
-    enqueue_call,
+    QueueService,
+    ReceptionRoom,
+    ReceptionRooms,
 )
+from server.queue.store import InProcessCallQueue, QueueBusy, RedisCallQueue
 
 __all__ = [
+    "STATE_LABELS",
     "CallEntry",
+    "CallNotWaiting",
     "CallQueue",
     "CallState",
+    "CallTaken",
     "InProcessCallQueue",
+    "QueueBusy",
     "QueuePolicy",
-    "accept_call",
-    "enqueue_call",
+    "QueueService",
+    "ReceptionRoom",
+    "ReceptionRooms",
+    "RedisCallQueue",
 ]

@@ -1,17 +1,25 @@
-"""Call queue entries, the `CallQueue` Protocol, the in-process queue and the two transactions
-that touch the database: `enqueue_call` (opens the reception session) and `accept_call`
-(creates or links the case with the accepting officer as first receiver)."""
+"""Call queue entries, the `CallQueue` Protocol and `QueueService`, what the pages call.
+
+Every change to an entry is a pure function `CallEntry -> CallEntry` (`claimed`, `cancelled`,
+...) applied by `CallQueue.update`, which each implementation makes atomic (one lock in-process,
+WATCH/MULTI in Redis): two officers accepting the same call on two nodes, one wins and the other
+gets `CallTaken`. Two steps touch the database: `enqueue` opens the reception session through
+`ReceptionRooms` (the edge's session store, passed in, so this package does not import
+signaling) and `accept` creates or links the case with the accepting officer as first receiver.
+
+Entries expire: a waiting call whose community point stopped polling its status for
+`ABANDONED_AFTER` is gone (the agent closed the page), and every other state is kept only as
+long as the pages need it (`RETAIN`)."""
 
 from __future__ import annotations
 
-import asyncio
+import dataclasses
 import enum
-import itertools
-from dataclasses import dataclass, field
-from datetime import datetime
+from collections.abc import Callable
+from dataclasses import dataclass
+from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.service import record
@@ -20,8 +28,10 @@ from server.cases.models import Channel
 from server.cases.schemas import PetitionerInput
 from server.cases.service import create_case, get_case
 from server.crypto import PiiCipher
+from server.db import utcnow
 from server.errors import Conflict, NotFound
-from server.sessions.models import CallSession, SessionKind
+
+Clock = Callable[[], datetime]
 
 
 class CallState(enum.StrEnum):
@@ -38,6 +48,16 @@ STATE_LABELS = {
     CallState.ended: "已结束",
     CallState.cancelled: "已取消",
     CallState.callback: "已预约回电",
+}
+
+#: A waiting call whose page has not polled its status for this long was abandoned.
+ABANDONED_AFTER = timedelta(minutes=5)
+#: How long an entry in each other state stays after its last change.
+RETAIN: dict[CallState, timedelta] = {
+    CallState.accepted: timedelta(hours=12),
+    CallState.callback: timedelta(days=2),
+    CallState.ended: timedelta(minutes=15),
+    CallState.cancelled: timedelta(minutes=15),
 }
 
 
@@ -64,14 +84,14 @@ class QueuePolicy:
         return f"{round(self.callback_after_s / 60, 1):g}"
 
 
-@dataclass(slots=True)
+@dataclass(frozen=True, slots=True)
 class CallEntry:
     id: int
     site_id: int
     site_name: str
     matter_code: str
     matter_name: str
-    #: PII: kept in memory only; a persisted queue stores these encrypted.
+    #: PII: the Redis queue stores these (and `handover_note`) encrypted with the PII cipher.
     resident_name: str
     resident_phone: str
     agent_id: int
@@ -80,6 +100,10 @@ class CallEntry:
     waiting_since: datetime
     session_id: int
     room_id: str
+    #: Last time the community point's page asked for the call's status.
+    seen_at: datetime
+    #: After this the entry is gone (see `expiry`); set by every change.
+    expires_at: datetime
     state: CallState = CallState.waiting
     accepted_by_id: int | None = None
     accepted_by_name: str = ""
@@ -89,7 +113,7 @@ class CallEntry:
     #: Handed over to another window (the first receiver stays the accepting officer).
     assigned_to_id: int | None = None
     handover_note: str = ""
-    invited_ids: set[int] = field(default_factory=set)
+    invited_ids: frozenset[int] = frozenset()
     callback_at: str = ""
     outcome: str = ""
     ended_at: datetime | None = None
@@ -102,6 +126,9 @@ class CallEntry:
 
     def callback_offered(self, policy: QueuePolicy, now: datetime) -> bool:
         return self.state == CallState.waiting and self.waited_s(now) >= policy.callback_after_s
+
+    def expired(self, now: datetime) -> bool:
+        return now >= self.expires_at
 
     def public(self, policy: QueuePolicy, now: datetime) -> dict[str, object]:
         """The desk's JSON view: the resident's phone is masked."""
@@ -129,167 +156,338 @@ class CallEntry:
         }
 
 
-class CallQueue(Protocol):
-    """What the desk and the call pages need; a Redis implementation carries it across nodes."""
-
-    async def add(self, entry: CallEntry) -> CallEntry: ...
-    async def next_id(self) -> int: ...
-    async def get(self, entry_id: int) -> CallEntry: ...
-    async def entries(self) -> list[CallEntry]: ...
-    async def claim(
-        self, entry_id: int, *, officer_id: int, officer_name: str, now: datetime
-    ) -> CallEntry: ...
-    async def save(self, entry: CallEntry) -> None: ...
-
-
-class InProcessCallQueue:
-    """One node's queue: a dict guarded by one lock (claims are atomic within the process)."""
-
-    def __init__(self) -> None:
-        self._entries: dict[int, CallEntry] = {}
-        self._ids = itertools.count(1)
-        self._lock = asyncio.Lock()
-
-    async def next_id(self) -> int:
-        return next(self._ids)
-
-    async def add(self, entry: CallEntry) -> CallEntry:
-        async with self._lock:
-            self._entries[entry.id] = entry
-        return entry
-
-    async def get(self, entry_id: int) -> CallEntry:
-        entry = self._entries.get(entry_id)
-        if entry is None:
-            raise NotFound(f"no queued call {entry_id}")
-        return entry
-
-    async def entries(self) -> list[CallEntry]:
-        return sorted(self._entries.values(), key=lambda e: e.waiting_since)
-
-    async def claim(
-        self, entry_id: int, *, officer_id: int, officer_name: str, now: datetime
-    ) -> CallEntry:
-        async with self._lock:
-            entry = await self.get(entry_id)
-            if entry.state != CallState.waiting:
-                raise CallTaken(f"call {entry_id} is {entry.state.value}")
-            entry.state = CallState.accepted
-            entry.accepted_by_id = officer_id
-            entry.accepted_by_name = officer_name
-            entry.accepted_at = now
-            return entry
-
-    async def save(self, entry: CallEntry) -> None:
-        async with self._lock:
-            self._entries[entry.id] = entry
-
-
 class CallTaken(Conflict):
     code, message_zh = "call_taken", "该来电已被其他工作人员接听或已结束"
 
 
-async def enqueue_call(
-    session: AsyncSession,
-    queue: CallQueue,
-    *,
-    agent: StaffIdentity,
-    site_name: str,
-    matter_code: str,
-    matter_name: str,
-    resident_name: str,
-    resident_phone: str,
-    now: datetime,
-) -> CallEntry:
-    """Open a reception session (signaling room) for the community point and queue the call."""
-    from signaling import store  # signaling imports server; import at call time
+class CallNotWaiting(Conflict):
+    """Cancelling or booking a call back after an officer answered (or it ended)."""
 
-    view = await store.create_session(
-        session,
-        kind=SessionKind.reception,
-        title=f"远程视频接访 · {site_name} · {matter_name}",
+    code, message_zh = "call_not_waiting", "该来电已不在等待中"
+
+
+# ------------------------------------------------------------------ changes (pure)
+
+
+def expiry(entry: CallEntry, now: datetime) -> datetime:
+    """When `entry`, just changed at `now`, is gone."""
+    if entry.state == CallState.waiting:
+        return entry.seen_at + ABANDONED_AFTER
+    return now + RETAIN[entry.state]
+
+
+def _changed(entry: CallEntry, now: datetime, **changes: object) -> CallEntry:
+    new = dataclasses.replace(entry, **changes)  # type: ignore[arg-type]
+    return dataclasses.replace(new, expires_at=expiry(new, now))
+
+
+def seen(entry: CallEntry, now: datetime) -> CallEntry:
+    """The community point is still there: a waiting call stays (other states keep theirs)."""
+    if entry.state != CallState.waiting:
+        return entry
+    return _changed(entry, now, seen_at=max(entry.seen_at, now))
+
+
+def claimed(entry: CallEntry, *, officer_id: int, officer_name: str, now: datetime) -> CallEntry:
+    if entry.state != CallState.waiting:
+        raise CallTaken(f"call {entry.id} is {entry.state.value}")
+    return _changed(
+        entry,
+        now,
+        state=CallState.accepted,
+        accepted_by_id=officer_id,
+        accepted_by_name=officer_name,
+        accepted_at=now,
+    )
+
+
+def released(entry: CallEntry, *, officer_id: int, now: datetime) -> CallEntry:
+    """Undo `claimed` (the case could not be created): the call waits again."""
+    if entry.state != CallState.accepted or entry.accepted_by_id != officer_id:
+        return entry
+    return _changed(
+        entry,
+        now,
+        state=CallState.waiting,
+        accepted_by_id=None,
+        accepted_by_name="",
+        accepted_at=None,
         case_id=None,
-        capacity=4,
-        host_site_id=agent.site_id,
-        created_by_id=agent.staff_id,
-        recording_allowed=False,
-        now=now,
+        case_no="",
+        seen_at=max(entry.seen_at, now),
     )
-    entry = CallEntry(
-        id=await queue.next_id(),
-        site_id=agent.site_id,
-        site_name=site_name,
-        matter_code=matter_code,
-        matter_name=matter_name,
-        resident_name=resident_name,
-        resident_phone=resident_phone,
-        agent_id=agent.staff_id,
-        agent_name=agent.display_name,
-        agent_present=True,
-        waiting_since=now,
-        session_id=view.id,
-        room_id=view.room_id,
-    )
-    await queue.add(entry)
-    await record(
-        session,
-        actor=agent.actor,
-        action="queue.call",
-        object_type="call_session",
-        object_id=str(view.id),
-        detail={"entry": entry.id, "site_id": agent.site_id, "matter": matter_code},
-    )
-    return entry
 
 
-async def accept_call(
-    session: AsyncSession,
-    queue: CallQueue,
-    *,
-    pii: PiiCipher,
-    entry_id: int,
-    officer: StaffIdentity,
-    now: datetime,
-    case_id: int | None = None,
-) -> CallEntry:
-    """Claim a waiting call; create its case (channel video, the officer as first receiver) or
-    link a known case, and attach the reception session to it. Raises CallTaken if another
-    officer was faster."""
-    entry = await queue.claim(
-        entry_id, officer_id=officer.staff_id, officer_name=officer.display_name, now=now
+def with_case(entry: CallEntry, *, case_id: int, case_no: str, now: datetime) -> CallEntry:
+    return _changed(entry, now, case_id=case_id, case_no=case_no)
+
+
+def cancelled(entry: CallEntry, *, now: datetime) -> CallEntry:
+    if entry.state != CallState.waiting:
+        raise CallNotWaiting(f"call {entry.id} is {entry.state.value}")
+    return _changed(entry, now, state=CallState.cancelled, ended_at=now)
+
+
+def callback_booked(entry: CallEntry, *, callback_at: str, now: datetime) -> CallEntry:
+    if entry.state != CallState.waiting:
+        raise CallNotWaiting(f"call {entry.id} is {entry.state.value}")
+    return _changed(entry, now, state=CallState.callback, callback_at=callback_at)
+
+
+def invited(entry: CallEntry, *, staff_id: int, note: str, now: datetime) -> CallEntry:
+    return _changed(
+        entry,
+        now,
+        invited_ids=entry.invited_ids | {staff_id},
+        handover_note=note or entry.handover_note,
     )
-    try:
-        if case_id is not None:
-            case = await get_case(session, case_id=case_id)
-        else:
-            case = await create_case(
-                session,
-                pii=pii,
-                site_id=entry.site_id,
-                channel=Channel.video,
-                summary=f"远程视频接访：{entry.matter_name}（{entry.site_name}）",
-                petitioner=PetitionerInput(name=entry.resident_name, phone=entry.resident_phone),
-                first_receiver_id=officer.staff_id,
-                now=now,
-                matter_type=entry.matter_code or None,
-                actor=officer.actor,
-            )
-        await session.execute(
-            update(CallSession).where(CallSession.id == entry.session_id).values(case_id=case.id)
+
+
+def handed_over(entry: CallEntry, *, staff_id: int, note: str, now: datetime) -> CallEntry:
+    return _changed(entry, now, assigned_to_id=staff_id, handover_note=note or entry.handover_note)
+
+
+def ended(entry: CallEntry, *, outcome: str, now: datetime) -> CallEntry:
+    return _changed(entry, now, state=CallState.ended, outcome=outcome, ended_at=now)
+
+
+# ------------------------------------------------------------------ the store
+
+
+class CallQueue(Protocol):
+    """Where entries live: `InProcessCallQueue` (one node) or `RedisCallQueue` (every node of a
+    deployment sees the same queue). An entry past its `expires_at` is gone for every method."""
+
+    async def next_id(self) -> int:
+        """A new entry id, unique across the deployment."""
+        ...
+
+    async def add(self, entry: CallEntry, *, now: datetime) -> None: ...
+
+    async def get(self, entry_id: int, *, now: datetime) -> CallEntry:
+        """Raises:
+        NotFound: no such entry, or it expired."""
+        ...
+
+    async def entries(self, *, now: datetime) -> list[CallEntry]:
+        """Every live entry, oldest call first."""
+        ...
+
+    async def update(
+        self, entry_id: int, change: Callable[[CallEntry], CallEntry], *, now: datetime
+    ) -> CallEntry:
+        """Apply `change` atomically: no other change to the entry, on any node, happens between
+        reading it and writing the result. If `change` raises, nothing is written.
+
+        Raises:
+            NotFound: no such entry, or it expired.
+        """
+        ...
+
+
+def call_not_found(entry_id: int) -> NotFound:
+    return NotFound(f"no queued call {entry_id}")
+
+
+# ------------------------------------------------------------------ what the pages call
+
+
+@dataclass(frozen=True, slots=True)
+class ReceptionRoom:
+    session_id: int
+    room_id: str
+
+
+class ReceptionRooms(Protocol):
+    """The reception session (signaling room) behind a queued call, provided by whoever owns
+    sessions (wired in `server/app.py`)."""
+
+    async def open(
+        self,
+        session: AsyncSession,
+        *,
+        title: str,
+        site_id: int,
+        created_by_id: int,
+        now: datetime,
+    ) -> ReceptionRoom:
+        """Create the session (kind reception, no case yet) in the caller's transaction."""
+        ...
+
+    async def link_case(self, session: AsyncSession, *, session_id: int, case_id: int) -> None:
+        """Attach the session to the case created (or chosen) when the call is accepted."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class QueueService:
+    """The reception queue as the pages see it: one per app (`keys.call_queue`)."""
+
+    queue: CallQueue
+    policy: QueuePolicy
+    rooms: ReceptionRooms
+    pii: PiiCipher
+    clock: Clock = utcnow
+
+    def now(self) -> datetime:
+        return self.clock()
+
+    async def entries(self) -> list[CallEntry]:
+        return await self.queue.entries(now=self.clock())
+
+    async def get(self, entry_id: int) -> CallEntry:
+        return await self.queue.get(entry_id, now=self.clock())
+
+    async def status(self, entry_id: int) -> CallEntry:
+        """The community point's page polls this: it keeps a waiting call from expiring."""
+        now = self.clock()
+        entry = await self.queue.get(entry_id, now=now)
+        if entry.state != CallState.waiting:
+            return entry
+        return await self.queue.update(entry_id, lambda e: seen(e, now), now=now)
+
+    async def enqueue(
+        self,
+        session: AsyncSession,
+        *,
+        agent: StaffIdentity,
+        site_name: str,
+        matter_code: str,
+        matter_name: str,
+        resident_name: str,
+        resident_phone: str,
+    ) -> CallEntry:
+        """Open a reception session (signaling room) for the community point and queue the
+        call. The entry is queued last, so a failed database step queues nothing; if the
+        transaction fails after it, the entry points at no session and expires unanswered."""
+        now = self.clock()
+        room = await self.rooms.open(
+            session,
+            title=f"远程视频接访 · {site_name} · {matter_name}",
+            site_id=agent.site_id,
+            created_by_id=agent.staff_id,
+            now=now,
         )
+        entry_id = await self.queue.next_id()
         await record(
             session,
-            actor=officer.actor,
-            action="queue.answer",
-            object_type="case",
-            object_id=str(case.id),
-            detail={"entry": entry.id, "session_id": entry.session_id},
+            actor=agent.actor,
+            action="queue.call",
+            object_type="call_session",
+            object_id=str(room.session_id),
+            detail={"entry": entry_id, "site_id": agent.site_id, "matter": matter_code},
         )
-    except BaseException:
-        entry.state = CallState.waiting  # the transaction rolls back: the call waits again
-        entry.accepted_by_id, entry.accepted_by_name, entry.accepted_at = None, "", None
-        await queue.save(entry)
-        raise
-    entry.case_id, entry.case_no = case.id, case.case_no
-    await queue.save(entry)
-    return entry
+        entry = CallEntry(
+            id=entry_id,
+            site_id=agent.site_id,
+            site_name=site_name,
+            matter_code=matter_code,
+            matter_name=matter_name,
+            resident_name=resident_name,
+            resident_phone=resident_phone,
+            agent_id=agent.staff_id,
+            agent_name=agent.display_name,
+            agent_present=True,
+            waiting_since=now,
+            session_id=room.session_id,
+            room_id=room.room_id,
+            seen_at=now,
+            expires_at=now + ABANDONED_AFTER,
+        )
+        await self.queue.add(entry, now=now)
+        return entry
+
+    async def accept(
+        self,
+        session: AsyncSession,
+        *,
+        entry_id: int,
+        officer: StaffIdentity,
+        case_id: int | None = None,
+    ) -> CallEntry:
+        """Claim a waiting call; create its case (channel video, the officer as first receiver)
+        or link a known case, and attach the reception session to it.
+
+        Raises:
+            CallTaken: another officer (on any node) was faster, or the call is no longer
+                waiting.
+        """
+        now = self.clock()
+        entry = await self.queue.update(
+            entry_id,
+            lambda e: claimed(
+                e, officer_id=officer.staff_id, officer_name=officer.display_name, now=now
+            ),
+            now=now,
+        )
+        try:
+            if case_id is not None:
+                case = await get_case(session, case_id=case_id)
+            else:
+                case = await create_case(
+                    session,
+                    pii=self.pii,
+                    site_id=entry.site_id,
+                    channel=Channel.video,
+                    summary=f"远程视频接访：{entry.matter_name}（{entry.site_name}）",
+                    petitioner=PetitionerInput(
+                        name=entry.resident_name, phone=entry.resident_phone
+                    ),
+                    first_receiver_id=officer.staff_id,
+                    now=now,
+                    matter_type=entry.matter_code or None,
+                    actor=officer.actor,
+                )
+            await self.rooms.link_case(session, session_id=entry.session_id, case_id=case.id)
+            await record(
+                session,
+                actor=officer.actor,
+                action="queue.answer",
+                object_type="case",
+                object_id=str(case.id),
+                detail={"entry": entry.id, "session_id": entry.session_id},
+            )
+        except BaseException:
+            await self.release(entry_id, officer=officer)  # the transaction rolls back
+            raise
+        return await self.queue.update(
+            entry_id,
+            lambda e: with_case(e, case_id=case.id, case_no=case.case_no, now=now),
+            now=now,
+        )
+
+    async def release(self, entry_id: int, *, officer: StaffIdentity) -> None:
+        """The transaction of `accept` failed after it returned (at commit): the call waits
+        again, unless someone else holds it by now."""
+        now = self.clock()
+        await self.queue.update(
+            entry_id, lambda e: released(e, officer_id=officer.staff_id, now=now), now=now
+        )
+
+    async def cancel(self, entry_id: int) -> CallEntry:
+        now = self.clock()
+        return await self.queue.update(entry_id, lambda e: cancelled(e, now=now), now=now)
+
+    async def book_callback(self, entry_id: int, *, callback_at: str) -> CallEntry:
+        now = self.clock()
+        return await self.queue.update(
+            entry_id, lambda e: callback_booked(e, callback_at=callback_at, now=now), now=now
+        )
+
+    async def invite(self, entry_id: int, *, staff_id: int, note: str) -> CallEntry:
+        now = self.clock()
+        return await self.queue.update(
+            entry_id, lambda e: invited(e, staff_id=staff_id, note=note, now=now), now=now
+        )
+
+    async def hand_over(self, entry_id: int, *, staff_id: int, note: str) -> CallEntry:
+        now = self.clock()
+        return await self.queue.update(
+            entry_id, lambda e: handed_over(e, staff_id=staff_id, note=note, now=now), now=now
+        )
+
+    async def end(self, entry_id: int, *, outcome: str) -> CallEntry:
+        now = self.clock()
+        return await self.queue.update(
+            entry_id, lambda e: ended(e, outcome=outcome, now=now), now=now
+        )

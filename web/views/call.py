@@ -4,6 +4,7 @@ queue; shared form helpers (matter types, zh-CN validation messages) for the oth
 
 from __future__ import annotations
 
+import contextlib
 import re
 from typing import Any
 
@@ -17,19 +18,9 @@ from server.auth.permissions import Action
 from server.auth.web import protected, signed_in_staff
 from server.cases.catalogue import MATTER_TYPES
 from server.cases.models import MatterType
-from server.db import utcnow
 from server.errors import PermissionDenied
 from server.org.models import Site
-from server.queue.service import (
-    STATE_LABELS,
-    CallEntry,
-    CallQueue,
-    CallState,
-    InProcessCallQueue,
-    QueuePolicy,
-    enqueue_call,
-)
-from server.settings import Settings
+from server.queue import STATE_LABELS, CallEntry, CallNotWaiting, QueueService
 from web.i18n import _
 from web.render import page
 
@@ -109,15 +100,8 @@ class CallForm(BaseModel):
         return clean_phone(v)
 
 
-def queue_of(request: web.Request) -> tuple[CallQueue, QueuePolicy]:
-    return request.app[keys.call_queue], request.app[keys.call_queue_policy]
-
-
-def policy_from(settings: Settings) -> QueuePolicy:
-    return QueuePolicy(
-        flag_after_s=settings.queue_flag_after_s,
-        callback_after_s=settings.queue_callback_after_s,
-    )
+def queue_of(request: web.Request) -> QueueService:
+    return request.app[keys.call_queue]
 
 
 # ------------------------------------------------------------------ views
@@ -152,7 +136,6 @@ async def call_submit(request: web.Request) -> web.StreamResponse:
         data = CallForm.model_validate(values)
     except ValidationError as e:
         return await _render_form(request, values, field_errors(e), status=422)
-    queue, _policy = queue_of(request)
     async with request.app[keys.db].begin() as session:
         matters = dict(await matter_types(session))
         if data.matter_code not in matters:
@@ -161,29 +144,25 @@ async def call_submit(request: web.Request) -> web.StreamResponse:
                 request, values, {"matter_code": "请选择事项类型"}, status=422
             )
         site = await session.get(Site, agent.site_id)
-        entry = await enqueue_call(
+        entry = await queue_of(request).enqueue(
             session,
-            queue,
             agent=agent,
             site_name=site.name if site else "",
             matter_code=data.matter_code,
             matter_name=matters[data.matter_code],
             resident_name=data.resident_name,
             resident_phone=data.resident_phone,
-            now=utcnow(),
         )
     raise web.HTTPSeeOther(f"/call/{entry.id}")
 
 
-async def _own_entry(request: web.Request) -> CallEntry:
+async def _own_entry(request: web.Request, *, polled: bool = False) -> CallEntry:
+    """The call, if the signed-in agent placed it; `polled`: the call page asks for its status
+    (which keeps a waiting call from expiring)."""
     agent = signed_in_staff(request)
-    queue, _policy = queue_of(request)
-    try:
-        entry = await queue.get(int(request.match_info["entry_id"]))
-    except ValueError:
-        from server.errors import NotFound
-
-        raise NotFound("no such call") from None
+    queue = queue_of(request)
+    entry_id = int(request.match_info["entry_id"])  # the route admits digits only
+    entry = await (queue.status(entry_id) if polled else queue.get(entry_id))
     if entry.agent_id != agent.staff_id:
         raise PermissionDenied("this call was placed by another agent")
     return entry
@@ -191,16 +170,17 @@ async def _own_entry(request: web.Request) -> CallEntry:
 
 @protected(Action.queue_call)
 async def call_live(request: web.Request) -> web.Response:
-    entry = await _own_entry(request)
-    _queue, policy = queue_of(request)
+    entry = await _own_entry(request, polled=True)
+    policy = queue_of(request).policy
     return page(request, "call_live.html", {"entry": entry, "callback_error": "", "policy": policy})
 
 
 @protected(Action.queue_call)
 async def call_status(request: web.Request) -> web.Response:
-    entry = await _own_entry(request)
-    _queue, policy = queue_of(request)
-    body = entry.public(policy, utcnow())
+    entry = await _own_entry(request, polled=True)
+    queue = queue_of(request)
+    policy = queue.policy
+    body = entry.public(policy, queue.now())
     # call.js shows the label as it is: in the page's language, never the raw state.
     body["state_label"] = _(request, STATE_LABELS[entry.state])
     return web.json_response({**body, "callback_after_s": policy.callback_after_s})
@@ -230,32 +210,24 @@ async def call_callback(request: web.Request) -> web.StreamResponse:
             {
                 "entry": entry,
                 "callback_error": field_errors(e)["callback_at"],
-                "policy": queue_of(request)[1],
+                "policy": queue_of(request).policy,
             },
             status=422,
         )
-    if entry.state == CallState.waiting:
-        entry.state = CallState.callback
-        entry.callback_at = data.callback_at
-        await queue_of(request)[0].save(entry)
+    with contextlib.suppress(CallNotWaiting):  # answered meanwhile: the page shows it
+        await queue_of(request).book_callback(entry.id, callback_at=data.callback_at)
     raise web.HTTPSeeOther(f"/call/{entry.id}")
 
 
 @protected(Action.queue_call)
 async def call_cancel(request: web.Request) -> web.StreamResponse:
     entry = await _own_entry(request)
-    if entry.state == CallState.waiting:
-        entry.state = CallState.cancelled
-        entry.ended_at = utcnow()
-        await queue_of(request)[0].save(entry)
+    with contextlib.suppress(CallNotWaiting):  # answered meanwhile: nothing to cancel
+        await queue_of(request).cancel(entry.id)
     raise web.HTTPSeeOther("/call")
 
 
 def setup(app: web.Application) -> None:
-    if keys.call_queue not in app:
-        app[keys.call_queue] = InProcessCallQueue()
-    if keys.call_queue_policy not in app:
-        app[keys.call_queue_policy] = policy_from(app[keys.settings])
     app.router.add_get("/call", call_form, name="call")
     app.router.add_post("/call", call_submit)
     app.router.add_get(r"/call/{entry_id:\d+}", call_live, name="call_live")

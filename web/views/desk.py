@@ -16,7 +16,7 @@ from server.cases.service import transition
 from server.db import utcnow
 from server.errors import AppError, NotFound, PermissionDenied
 from server.org.models import Role, Staff, StaffRole
-from server.queue.service import STATE_LABELS, CallEntry, CallState, accept_call
+from server.queue import STATE_LABELS, CallEntry, CallState, CallTaken
 from web.i18n import _
 from web.render import page
 from web.views.call import clean_text, field_errors, form_dict, queue_of
@@ -34,8 +34,8 @@ INVITABLE_ROLES = (Role.dept_handler, Role.mediator, Role.dept_leader, Role.expe
 @protected(Action.queue_answer)
 async def desk(request: web.Request) -> web.Response:
     staff = signed_in_staff(request)
-    queue, policy = queue_of(request)
-    now = utcnow()
+    queue = queue_of(request)
+    policy, now = queue.policy, queue.now()
     entries = await queue.entries()
     waiting = [e.public(policy, now) for e in entries if e.state == CallState.waiting]
     mine = [
@@ -53,8 +53,8 @@ async def desk(request: web.Request) -> web.Response:
 
 @protected(Action.queue_answer)
 async def queue_json(request: web.Request) -> web.Response:
-    queue, policy = queue_of(request)
-    now = utcnow()
+    queue = queue_of(request)
+    policy, now = queue.policy, queue.now()
     entries = await queue.entries()
     return web.json_response(
         {
@@ -68,27 +68,24 @@ async def queue_json(request: web.Request) -> web.Response:
 @protected(Action.queue_answer)
 async def accept(request: web.Request) -> web.StreamResponse:
     staff = signed_in_staff(request)
-    queue, _policy = queue_of(request)
     entry_id = int(request.match_info["entry_id"])
     form = await request.post()
     case_id_raw = str(form.get("case_id", "")).strip()
     case_id = int(case_id_raw) if case_id_raw.isdigit() else None
-    async with request.app[keys.db].begin() as session:
-        await accept_call(
-            session,
-            queue,
-            pii=request.app[keys.pii],
-            entry_id=entry_id,
-            officer=staff,
-            now=utcnow(),
-            case_id=case_id,
-        )
+    queue = queue_of(request)
+    try:
+        async with request.app[keys.db].begin() as session:
+            await queue.accept(session, entry_id=entry_id, officer=staff, case_id=case_id)
+    except CallTaken:
+        raise  # someone else's (or this officer's, from another tab): leave it as it is
+    except BaseException:
+        await queue.release(entry_id, officer=staff)  # e.g. the commit failed: no case
+        raise
     raise web.HTTPSeeOther(f"/desk/calls/{entry_id}")
 
 
 async def _entry_for(request: web.Request, staff: StaffIdentity) -> CallEntry:
-    queue, _ = queue_of(request)
-    entry = await queue.get(int(request.match_info["entry_id"]))
+    entry = await queue_of(request).get(int(request.match_info["entry_id"]))
     if staff.staff_id not in (entry.accepted_by_id, entry.assigned_to_id, *entry.invited_ids):
         raise PermissionDenied("this call is handled by another officer")
     return entry
@@ -198,7 +195,8 @@ class StaffPick(BaseModel):
         return clean_text(v, "请选择工作人员")
 
 
-async def _pick(request: web.Request, entry: CallEntry) -> tuple[int, str] | web.Response:
+async def _pick(request: web.Request, entry: CallEntry) -> tuple[int, str, str] | web.Response:
+    """(staff id, display name, note) of the colleague picked in the form."""
     form = await request.post()
     values = form_dict(form, ("username", "note"))
     try:
@@ -211,8 +209,7 @@ async def _pick(request: web.Request, entry: CallEntry) -> tuple[int, str] | web
         return await _reception(
             request, entry, values=values, errors={"username": "未找到该工作人员"}, status=422
         )
-    entry.handover_note = data.note or entry.handover_note
-    return row.id, row.display_name
+    return row.id, row.display_name, data.note
 
 
 @protected(Action.queue_answer)
@@ -222,8 +219,7 @@ async def invite(request: web.Request) -> web.Response:
     picked = await _pick(request, entry)
     if isinstance(picked, web.Response):
         return picked
-    entry.invited_ids.add(picked[0])
-    await queue_of(request)[0].save(entry)
+    entry = await queue_of(request).invite(entry.id, staff_id=picked[0], note=picked[2])
     return await _reception(
         request, entry, notice="已邀请工作人员加入联合调处：", notice_name=picked[1]
     )
@@ -236,8 +232,7 @@ async def handover(request: web.Request) -> web.StreamResponse:
     picked = await _pick(request, entry)
     if isinstance(picked, web.Response):
         return picked
-    entry.assigned_to_id = picked[0]
-    await queue_of(request)[0].save(entry)
+    await queue_of(request).hand_over(entry.id, staff_id=picked[0], note=picked[2])
     raise web.HTTPSeeOther("/desk")
 
 
@@ -249,8 +244,7 @@ async def end(request: web.Request) -> web.StreamResponse:
     outcome = str(form.get("outcome", ""))
     if outcome not in OUTCOMES:
         return await _reception(request, entry, errors={"outcome": "请选择接访结果"}, status=422)
-    entry.state, entry.outcome, entry.ended_at = CallState.ended, outcome, utcnow()
-    await queue_of(request)[0].save(entry)
+    await queue_of(request).end(entry.id, outcome=outcome)
     raise web.HTTPSeeOther("/desk")
 
 

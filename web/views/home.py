@@ -11,8 +11,8 @@ from server import keys
 from server.auth.permissions import Action, StaffIdentity
 from server.auth.web import current_staff, public
 from server.cases.service import cases_for_receiver
-from server.db import utcnow
 from server.org.models import Role, Site
+from server.queue import CallState
 from server.sessions.models import CallSession, SessionState
 from web.render import page
 
@@ -67,12 +67,9 @@ async def home(request: web.Request) -> web.StreamResponse:
 
 async def _live_context(request: web.Request, staff: StaffIdentity) -> dict[str, Any]:
     """My queue, my sessions today and invitations; the supervisor's all-sites overview."""
-    from server.queue.service import CallState
-
-    queue = request.app.get(keys.call_queue)
-    policy = request.app[keys.call_queue_policy]
-    now = utcnow()
-    entries = await queue.entries() if queue is not None else []
+    queue = request.app[keys.call_queue]
+    policy, now = queue.policy, queue.now()
+    entries = await queue.entries()
     waiting = [e.public(policy, now) for e in entries if e.state == CallState.waiting]
     mine = [
         e

@@ -1,17 +1,22 @@
 """The reception queue's thresholds are settings (ONEDOOR_QUEUE_FLAG_AFTER_S,
 ONEDOOR_QUEUE_CALLBACK_AFTER_S): the desk flags a call that waited too long, the community
-point's page offers a call-back booking, and both pages state the configured times."""
+point's page offers a call-back booking, and both pages state the configured times. The queue's
+clock is injected where time must pass."""
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator
 from contextlib import asynccontextmanager
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from server.app import create_app
+from server import keys
+from server.app import create_app, make_queue_service
+from server.queue.service import ABANDONED_AFTER
+from tests.component.signaling.harness import Participant
 from tests.conftest import DEMO_USERS, make_settings, sign_in, signed_in
 
 Client = TestClient[Any, Any]
@@ -101,3 +106,66 @@ async def test_english_hint_states_the_threshold(tmp_path: Path, demo_sqlite_url
         entry_id = await _place_call(client)
         page = await (await client.get(f"/call/{entry_id}?lang=en")).text()
     assert "If nobody answers within 1.5 minutes, you can book a call back" in page
+
+
+class FakeClock:
+    """The queue's clock (server.queue.service.Clock): tests move it, nothing sleeps."""
+
+    def __init__(self, now: datetime) -> None:
+        self.current = now
+
+    def __call__(self) -> datetime:
+        return self.current
+
+
+@asynccontextmanager
+async def _clocked(tmp_path: Path, db_url: str, clock: FakeClock) -> AsyncIterator[Client]:
+    app = create_app(make_settings(tmp_path, db_url))
+    app[keys.call_queue] = make_queue_service(app, None, clock=clock)
+    async with TestClient(TestServer(app)) as client:
+        yield client
+
+
+async def test_the_flag_and_the_callback_offer_come_with_time(
+    tmp_path: Path, demo_sqlite_url: str
+) -> None:
+    clock = FakeClock(datetime(2026, 3, 2, 9, 0, tzinfo=UTC))
+    async with _clocked(tmp_path, demo_sqlite_url, clock) as client:
+        assert isinstance(client.server, TestServer)
+        entry_id = await _place_call(client)  # the agent, in `client`
+        officer = await Participant.create(client.server, "officer")  # another browser
+        try:
+            await _clocked_journey(client, officer, clock, entry_id)
+        finally:
+            await officer.close()
+
+
+async def _clocked_journey(
+    client: Client, officer: Participant, clock: FakeClock, entry_id: int
+) -> None:
+    """The agent (`client`) placed call `entry_id` at the clock's start; a window officer
+    watches the desk from another browser while time passes."""
+    await officer.sign_in(DEMO_USERS["window_officer"])
+
+    async def state() -> tuple[bool, bool, bool]:
+        """(flagged in the desk's JSON, on the desk page, call back offered to the agent)"""
+        status = await (await client.get(f"/api/queue/calls/{entry_id}")).json()
+        _, queue = await officer.api("GET", "/api/queue")
+        async with officer.session.get(officer.base + "/desk") as resp:
+            page = await resp.text()
+        return queue["waiting"][0]["flagged"], "等待过久" in page, status["callback_offered"]
+
+    clock.current += timedelta(seconds=179)
+    assert await state() == (False, False, False)
+    clock.current += timedelta(seconds=1)  # 180 s: ONEDOOR_QUEUE_FLAG_AFTER_S
+    assert await state() == (True, True, False)
+    for _ in range(2):  # the agent's page keeps polling (each poll keeps the call)
+        clock.current += timedelta(seconds=209.5)
+        assert await state() == (True, True, False)
+    clock.current += timedelta(seconds=1)  # 600 s: ONEDOOR_QUEUE_CALLBACK_AFTER_S
+    assert await state() == (True, True, True)
+
+    # The agent's page stops polling: after ABANDONED_AFTER the call leaves the desk.
+    clock.current += ABANDONED_AFTER
+    assert (await officer.api("GET", "/api/queue"))[1]["waiting"] == []
+    assert (await client.get(f"/api/queue/calls/{entry_id}")).status == 404
