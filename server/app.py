@@ -13,6 +13,7 @@ import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
 
+import server.models  # noqa: F401  (every mapper, so foreign keys resolve in any process)
 import signaling.ws as signaling_ws
 from server import keys
 from server.api import cases as cases_api
