@@ -55,6 +55,8 @@ from scheduling.schemas import BookingOut, BookingRequest, JobOut, ParticipantOu
 from server.audit.service import record as audit
 from server.errors import BookingConflict, IllegalTransition, InvalidInput, NotFound
 from server.org.models import Resource, Staff
+from server.sessions import service as sessions
+from server.sessions.errors import SessionNotFound
 from server.sessions.models import (
     CallSession,
     ParticipantRole,
@@ -63,6 +65,7 @@ from server.sessions.models import (
     SessionParticipant,
     SessionState,
 )
+from server.sessions.schemas import SessionView
 
 logger = logging.getLogger(__name__)
 
@@ -85,10 +88,6 @@ class _Owner:
     key: str
     site_id: int | None
     policy: BookingPolicy
-
-
-def new_room_id() -> str:
-    return "r-" + secrets.token_urlsafe(9).replace("_", "x").replace("-", "y")
 
 
 def new_ical_uid() -> str:
@@ -387,7 +386,7 @@ async def book(
     return await confirm(session, booking_id=held.id, actor=actor, now=now, lobby_lead=lobby_lead)
 
 
-async def _create_session(session: AsyncSession, *, booking: Booking, now: datetime) -> CallSession:
+async def _create_session(session: AsyncSession, *, booking: Booking, now: datetime) -> SessionView:
     req = booking.request
     staff_refs = req.get("staff", [])
     staff_rows = {
@@ -408,23 +407,19 @@ async def _create_session(session: AsyncSession, *, booking: Booking, now: datet
         if resource_rows
         else (staff_rows[staff_refs[0]["staff_id"]].site_id if staff_refs else None)
     )
-    call = CallSession(
-        room_id=new_room_id(),
-        case_id=req.get("case_id"),
+    call = await sessions.create_session(
+        session,
         kind=SessionKind(req.get("kind", "mediation")),
         mode=SessionMode(req.get("mode", "video")),
-        state=SessionState.scheduled,
         title=req.get("title") or "预约会话",
+        case_id=req.get("case_id"),
         host_site_id=host_site,
         created_by_id=booking.created_by_id,
         planned_start=booking.start_at,
         planned_end=booking.end_at,
         ical_uid=new_ical_uid(),
-        ical_sequence=0,
-        created_at=now,
+        now=now,
     )
-    session.add(call)
-    await session.flush()
     for ref in staff_refs:
         s = staff_rows[ref["staff_id"]]
         session.add(
@@ -462,7 +457,7 @@ async def _create_session(session: AsyncSession, *, booking: Booking, now: datet
 async def _enqueue_all(
     session: AsyncSession,
     *,
-    call: CallSession,
+    call: SessionView,
     booking: Booking,
     kind: JobKind,
     now: datetime,
@@ -546,15 +541,21 @@ async def _get_booking(
     return row
 
 
-async def _live_session(session: AsyncSession, booking: Booking) -> CallSession:
+async def _live_session(session: AsyncSession, booking: Booking) -> SessionView:
+    """The booking's session, locked and still `scheduled` (checked by the sessions service)."""
     if booking.status != BookingStatus.confirmed or booking.session_id is None:
         raise BookingClosed(f"booking {booking.id} is {booking.status}")
-    call = await session.get(CallSession, booking.session_id, with_for_update=True)
-    if call is None:
-        raise NotFound(f"no session for booking {booking.id}")
-    if call.state != SessionState.scheduled:
-        raise IllegalTransition(f"the session is already {call.state}")
-    return call
+    try:
+        return await sessions.require_scheduled(session, session_id=booking.session_id)
+    except SessionNotFound:
+        raise NotFound(f"no session for booking {booking.id}") from None
+
+
+async def _session(session: AsyncSession, session_id: int) -> SessionView:
+    try:
+        return await sessions.get_session_by_id(session, session_id=session_id)
+    except SessionNotFound:
+        raise NotFound(f"no session {session_id}") from None
 
 
 async def reschedule(
@@ -609,9 +610,7 @@ async def reschedule(
     old.status = BookingStatus.rescheduled
     old.closed_at = now
     old.reason = reason
-    call.planned_start = start
-    call.planned_end = end
-    call.ical_sequence += 1
+    call = await sessions.reschedule(session, session_id=call.id, start=start, end=end)
     await _cancel_pending_jobs(session, session_id=call.id, now=now)
     await _enqueue_all(
         session, call=call, booking=new, kind=JobKind.update, now=now, lobby_lead=lobby_lead
@@ -653,8 +652,7 @@ async def cancel(
     booking.status = BookingStatus.cancelled
     booking.closed_at = now
     booking.reason = reason
-    call.state = SessionState.cancelled
-    call.ical_sequence += 1
+    call = await sessions.cancel(session, session_id=call.id)
     await _cancel_pending_jobs(session, session_id=call.id, now=now)
     await _enqueue_all(
         session, call=call, booking=booking, kind=JobKind.cancel, now=now, lobby_lead=timedelta(0)
@@ -736,9 +734,7 @@ async def mark_no_show(
 ) -> SessionRecord:
     """Mark (or unmark) one participant as absent. Once the start has passed and every
     party is absent, a session still waiting in the lobby becomes no_show."""
-    call = await session.get(CallSession, session_id, with_for_update=True)
-    if call is None:
-        raise NotFound(f"no session {session_id}")
+    call = await _session(session, session_id)
     part = await session.get(SessionParticipant, participant_id)
     if part is None or part.session_id != session_id:
         raise NotFound(f"no participant {participant_id} in session {session_id}")
@@ -755,7 +751,7 @@ async def mark_no_show(
         )
     )
     if parties and all(p.no_show for p in parties) and call.state in OPEN_STATES:
-        call.state = SessionState.no_show
+        await sessions.mark_no_show(session, session_id=call.id)
         await _cancel_pending_jobs(session, session_id=call.id, now=now)
     await audit(
         session,
@@ -773,7 +769,7 @@ async def mark_no_show(
 
 
 async def _booking_out(session: AsyncSession, booking: Booking) -> BookingOut:
-    call = await session.get(CallSession, booking.session_id) if booking.session_id else None
+    call = await _session(session, booking.session_id) if booking.session_id else None
     req = booking.request
     return BookingOut(
         id=booking.id,
@@ -798,9 +794,7 @@ async def get_booking(session: AsyncSession, *, booking_id: int) -> BookingOut:
 
 
 async def session_record(session: AsyncSession, *, session_id: int) -> SessionRecord:
-    call = await session.get(CallSession, session_id)
-    if call is None:
-        raise NotFound(f"no session {session_id}")
+    call = await _session(session, session_id)
     participants = await session.scalars(
         select(SessionParticipant)
         .where(SessionParticipant.session_id == session_id)
@@ -916,17 +910,6 @@ async def calendar_entries(
 
 async def my_sessions(
     session: AsyncSession, *, staff_id: int, since: datetime, limit: int = 100
-) -> list[CallSession]:
-    """Sessions the staff member takes part in, from `since` on, earliest first."""
-    rows = await session.scalars(
-        select(CallSession)
-        .join(SessionParticipant, SessionParticipant.session_id == CallSession.id)
-        .where(
-            SessionParticipant.staff_id == staff_id,
-            CallSession.planned_end.is_not(None),
-            CallSession.planned_end >= since,
-        )
-        .order_by(CallSession.planned_start)
-        .limit(limit)
-    )
-    return list(rows)
+) -> list[SessionView]:
+    """Planned sessions the staff member takes part in, ending from `since` on, earliest first."""
+    return await sessions.planned_sessions_of(session, staff_id=staff_id, since=since, limit=limit)

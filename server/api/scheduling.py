@@ -2,7 +2,8 @@
 
 Availability, the slot finder, holds and bookings, reschedule/cancel/follow-on, no-show, the
 session record and the .ics download. Also the reminder runner's cleanup context
-(`reminder_runner`) and the join-link issuer backed by signaling tokens. See docs/scheduling.md.
+(`reminder_runner`, which hands out join links through `server.sessions.service.JoinLinks`).
+See docs/scheduling.md.
 """
 
 from __future__ import annotations
@@ -11,7 +12,6 @@ import asyncio
 import contextlib
 import logging
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Any
 
@@ -56,8 +56,11 @@ from server.auth.web import protected, signed_in_staff
 from server.cases.models import Holiday
 from server.db import utcnow
 from server.errors import InvalidInput, NotFound
-from server.org.models import Resource, Site, Staff
-from server.sessions.models import CallSession, SessionParticipant
+from server.org import service as org
+from server.org.models import Resource, Staff
+from server.sessions import service as sessions
+from server.sessions.errors import SessionNotFound
+from server.sessions.models import SessionState
 from server.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
@@ -513,17 +516,17 @@ async def session_ics(
     session: AsyncSession, *, session_id: int, now: datetime, tz: str, base_url: str
 ) -> tuple[bytes, str]:
     """The invite as it stands: REQUEST, or CANCEL once the session is cancelled."""
-    call = await session.get(CallSession, session_id)
-    if call is None or call.planned_start is None or call.planned_end is None:
+    try:
+        call = await sessions.get_session_by_id(session, session_id=session_id)
+    except SessionNotFound:
+        raise NotFound(f"no scheduled session {session_id}") from None
+    if call.planned_start is None or call.planned_end is None:
         raise NotFound(f"no scheduled session {session_id}")
-    parts = await session.scalars(
-        select(SessionParticipant).where(SessionParticipant.session_id == session_id)
-    )
-    site = await session.get(Site, call.host_site_id) if call.host_site_id else None
-    method: Method = "CANCEL" if call.state == "cancelled" else "REQUEST"
+    parts = await sessions.participants(session, session_id=session_id)
+    method: Method = "CANCEL" if call.state == SessionState.cancelled else "REQUEST"
     invite = reminders.invite_for(
         call,
-        site_name=site.name if site else "",
+        site_name=await org.site_name(session, site_id=call.host_site_id),
         url=f"{base_url}/rooms/{call.room_id}",
         now=now,
         tz=tz,
@@ -547,61 +550,7 @@ async def _audit(
     )
 
 
-# --- join links and the runner -------------------------------------------------------------
-
-
-@dataclass(frozen=True, slots=True)
-class SignalingLinks:
-    """Join links: staff open /rooms/{room_id} signed in; guests get a signed join token
-    (signaling/tokens.py), recorded so it can be listed and revoked."""
-
-    secret: bytes
-    base_url: str
-
-    async def __call__(
-        self,
-        session: AsyncSession,
-        *,
-        call: CallSession,
-        participant: SessionParticipant,
-        not_before: datetime,
-        expires_at: datetime,
-    ) -> str:
-        if participant.staff_id is not None:
-            return f"{self.base_url}/rooms/{call.room_id}"
-        from signaling import store
-        from signaling.protocol import Role
-        from signaling.room import GUEST_ROLES, ROLE_PERMISSIONS
-        from signaling.tokens import JoinGrant, issue_join_token, new_jti
-
-        role: Role = "party"
-        for candidate in GUEST_ROLES:
-            if candidate == participant.role.value:
-                role = candidate
-        jti = new_jti()
-        grant = JoinGrant(
-            jti=jti,
-            room_id=call.room_id,
-            identity=participant.identity,
-            display_name=participant.display_name,
-            role=role,
-            permissions=ROLE_PERMISSIONS[role],
-            not_before=not_before,
-            expires_at=expires_at,
-            site_id=participant.site_id,
-        )
-        token = issue_join_token(self.secret, grant)
-        await store.record_join_token(
-            session,
-            jti=jti,
-            session_id=call.id,
-            role=role,
-            display_name=participant.display_name,
-            issued_by_id=call.created_by_id,
-            not_before=not_before,
-            expires_at=expires_at,
-        )
-        return f"{self.base_url}/join/{token}"
+# --- the runner -------------------------------------------------------------
 
 
 async def reminder_runner(app: web.Application) -> AsyncIterator[None]:
@@ -623,7 +572,7 @@ async def reminder_runner(app: web.Application) -> AsyncIterator[None]:
     wake = asyncio.Event()
     app[runner_wake] = wake
     base_url = settings.effective_public_url
-    issuer = SignalingLinks(settings.secret_bytes(), base_url)
+    issuer = sessions.JoinLinks(settings.secret_bytes(), base_url)
 
     def on_backlog(count: int) -> None:
         backlog_gauge.set(count)

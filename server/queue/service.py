@@ -11,7 +11,6 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Protocol
 
-from sqlalchemy import update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.service import record
@@ -21,7 +20,8 @@ from server.cases.schemas import PetitionerInput
 from server.cases.service import create_case, get_case
 from server.crypto import PiiCipher
 from server.errors import Conflict, NotFound
-from server.sessions.models import CallSession, SessionKind
+from server.sessions import service as sessions
+from server.sessions.models import SessionKind
 
 
 class CallState(enum.StrEnum):
@@ -202,9 +202,7 @@ async def enqueue_call(
     now: datetime,
 ) -> CallEntry:
     """Open a reception session (signaling room) for the community point and queue the call."""
-    from signaling import store  # signaling imports server; import at call time
-
-    view = await store.create_session(
+    view = await sessions.create_session(
         session,
         kind=SessionKind.reception,
         title=f"远程视频接访 · {site_name} · {matter_name}",
@@ -274,9 +272,7 @@ async def accept_call(
                 matter_type=entry.matter_code or None,
                 actor=officer.actor,
             )
-        await session.execute(
-            update(CallSession).where(CallSession.id == entry.session_id).values(case_id=case.id)
-        )
+        await sessions.attach_case(session, session_id=entry.session_id, case_id=case.id)
         await record(
             session,
             actor=officer.actor,

@@ -573,3 +573,21 @@ async def _follow_room(session: AsyncSession, ev: EventRecord) -> None:
         await go_live(session, session_id=row.id, now=ev.at)
     else:
         await end(session, session_id=row.id, now=ev.at)
+
+
+async def planned_sessions_of(
+    session: AsyncSession, *, staff_id: int, since: datetime, limit: int = 100
+) -> list[SessionView]:
+    """Planned sessions the staff member takes part in, ending from `since` on, earliest first."""
+    rows = await session.scalars(
+        select(CallSession)
+        .join(SessionParticipant, SessionParticipant.session_id == CallSession.id)
+        .where(
+            SessionParticipant.staff_id == staff_id,
+            CallSession.planned_end.is_not(None),
+            CallSession.planned_end >= since,
+        )
+        .order_by(CallSession.planned_start)
+        .limit(limit)
+    )
+    return [SessionView.from_row(r) for r in rows]
