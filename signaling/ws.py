@@ -29,7 +29,7 @@ from server.errors import InvalidInput, NotFound
 from server.org import service as org
 from server.sessions import service as sessions
 from server.sessions.errors import JoinTokenNotFound
-from server.sessions.models import SessionKind
+from server.sessions.schemas import SessionKind
 from server.sessions.tokens import verify_join_token
 from server.settings import Settings
 from server.tasks import cancel_and_wait

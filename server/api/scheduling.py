@@ -60,7 +60,7 @@ from server.org import service as org
 from server.org.models import Resource, Staff
 from server.sessions import service as sessions
 from server.sessions.errors import SessionNotFound
-from server.sessions.models import SessionState
+from server.sessions.schemas import SessionState
 from server.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)

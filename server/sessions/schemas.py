@@ -8,15 +8,14 @@ from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any, Literal
 
-from server.sessions.models import (
-    CallSession,
-    ParticipantRole,
-    SessionKind,
-    SessionMode,
-    SessionOutcome,
-    SessionParticipant,
-    SessionState,
-)
+from server.sessions.models import CallSession, SessionParticipant
+
+# The enums are part of the views; edges take them from here, not from the models module.
+from server.sessions.models import ParticipantRole as ParticipantRole
+from server.sessions.models import SessionKind as SessionKind
+from server.sessions.models import SessionMode as SessionMode
+from server.sessions.models import SessionOutcome as SessionOutcome
+from server.sessions.models import SessionState as SessionState
 
 #: A participant's role in a room (the values of `ParticipantRole`).
 Role = Literal["host", "mediator", "official", "party", "agent", "observer"]
