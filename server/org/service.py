@@ -121,3 +121,10 @@ async def site_name(session: AsyncSession, *, site_id: int | None) -> str:
         return ""
     name = await session.scalar(select(Site.name).where(Site.id == site_id))
     return name or ""
+
+
+async def site_names(session: AsyncSession, *, site_ids: set[int]) -> dict[int, str]:
+    if not site_ids:
+        return {}
+    rows = await session.execute(select(Site.id, Site.name).where(Site.id.in_(sorted(site_ids))))
+    return dict(rows.tuples())

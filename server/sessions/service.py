@@ -135,6 +135,17 @@ async def sessions_created_by(
     return [SessionView.from_row(r) for r in rows]
 
 
+async def active_sessions(session: AsyncSession, *, limit: int = 200) -> list[SessionView]:
+    """Sessions in the lobby or live, newest first (the supervisor's overview)."""
+    rows = await session.scalars(
+        select(CallSession)
+        .where(CallSession.state.in_((S.lobby, S.live)))
+        .order_by(CallSession.id.desc())
+        .limit(limit)
+    )
+    return [SessionView.from_row(r) for r in rows]
+
+
 async def participants(session: AsyncSession, *, session_id: int) -> list[ParticipantView]:
     rows = await session.scalars(
         select(SessionParticipant)
@@ -142,6 +153,24 @@ async def participants(session: AsyncSession, *, session_id: int) -> list[Partic
         .order_by(SessionParticipant.id)
     )
     return [ParticipantView.from_row(r) for r in rows]
+
+
+async def planned_sessions_of(
+    session: AsyncSession, *, staff_id: int, since: datetime, limit: int = 100
+) -> list[SessionView]:
+    """Planned sessions the staff member takes part in, ending from `since` on, earliest first."""
+    rows = await session.scalars(
+        select(CallSession)
+        .join(SessionParticipant, SessionParticipant.session_id == CallSession.id)
+        .where(
+            SessionParticipant.staff_id == staff_id,
+            CallSession.planned_end.is_not(None),
+            CallSession.planned_end >= since,
+        )
+        .order_by(CallSession.planned_start)
+        .limit(limit)
+    )
+    return [SessionView.from_row(r) for r in rows]
 
 
 # --- lifecycle -------------------------------------------------------------------------------
@@ -573,21 +602,3 @@ async def _follow_room(session: AsyncSession, ev: EventRecord) -> None:
         await go_live(session, session_id=row.id, now=ev.at)
     else:
         await end(session, session_id=row.id, now=ev.at)
-
-
-async def planned_sessions_of(
-    session: AsyncSession, *, staff_id: int, since: datetime, limit: int = 100
-) -> list[SessionView]:
-    """Planned sessions the staff member takes part in, ending from `since` on, earliest first."""
-    rows = await session.scalars(
-        select(CallSession)
-        .join(SessionParticipant, SessionParticipant.session_id == CallSession.id)
-        .where(
-            SessionParticipant.staff_id == staff_id,
-            CallSession.planned_end.is_not(None),
-            CallSession.planned_end >= since,
-        )
-        .order_by(CallSession.planned_start)
-        .limit(limit)
-    )
-    return [SessionView.from_row(r) for r in rows]

@@ -3,9 +3,6 @@ link/QR. Residents reach the same room page through /join/{token}."""
 
 from __future__ import annotations
 
-from datetime import datetime
-from zoneinfo import ZoneInfo
-
 from aiohttp import web
 
 from server import keys
@@ -13,13 +10,7 @@ from server.auth.permissions import Action
 from server.auth.web import protected, signed_in_staff
 from server.db import utcnow
 from server.sessions import service as sessions
-from web.render import page
-
-
-def start_of_local_day(now: datetime, tz: str) -> datetime:
-    """Midnight of `now`'s day in the district (`Settings.timezone`), as an aware time."""
-    local = now.astimezone(ZoneInfo(tz))
-    return local.replace(hour=0, minute=0, second=0, microsecond=0)
+from web.render import page, start_of_local_day
 
 
 @protected(Action.session_join)

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from web.views.room import start_of_local_day
+from web.render import start_of_local_day
 
 TZ = "Asia/Shanghai"
 
