@@ -24,8 +24,12 @@ from scheduling.models import GuestContact, JobKind, JobStatus, ScheduledJob
 from scheduling.service import HOST_ROLES, Cipher
 from server.kernel import jobs
 from server.notify import Attachment, NotificationFailed, Notifier, NotifyChannel
-from server.org.models import Site, Staff
-from server.sessions.models import CallSession, SessionParticipant, SessionState
+from server.org import service as org
+from server.org.models import Staff
+from server.sessions import service as sessions
+from server.sessions.errors import SessionNotFound
+from server.sessions.models import SessionParticipant, SessionState
+from server.sessions.schemas import ParticipantView, SessionView
 
 logger = logging.getLogger(__name__)
 
@@ -33,14 +37,15 @@ TOKEN_VALID_AFTER_END = timedelta(hours=2)
 
 
 class JoinLinkIssuer(Protocol):
-    """Makes a participant's join link (signaling issues and records the token)."""
+    """Makes a participant's join link (server.sessions.service.JoinLinks issues and records
+    the token)."""
 
     async def __call__(
         self,
         session: AsyncSession,
         *,
-        call: CallSession,
-        participant: SessionParticipant,
+        call: SessionView,
+        participant: ParticipantView,
         not_before: datetime,
         expires_at: datetime,
     ) -> str: ...
@@ -56,8 +61,8 @@ class StaffRoomLinks:
         self,
         session: AsyncSession,
         *,
-        call: CallSession,
-        participant: SessionParticipant,
+        call: SessionView,
+        participant: ParticipantView,
         not_before: datetime,
         expires_at: datetime,
     ) -> str:
@@ -99,13 +104,14 @@ async def _prepare(
     cipher: Cipher,
     tz: str,
 ) -> list[_Message]:
-    call = await session.get(CallSession, job.session_id)
-    if call is None:
-        raise _skip("session gone")
+    try:
+        call = await sessions.get_session_by_id(session, session_id=job.session_id)
+    except SessionNotFound:
+        raise _skip("session gone") from None
     if job.kind == JobKind.room_open and job.participant_id is None:
         # Open the room (scheduled → lobby) and fan out one job per host.
         if call.state == SessionState.scheduled:
-            call.state = SessionState.lobby
+            call = await sessions.open_lobby(session, session_id=call.id)
             hosts = await session.scalars(
                 select(SessionParticipant).where(
                     SessionParticipant.session_id == call.id,
@@ -172,11 +178,11 @@ async def _prepare(
         link = await issuer(
             session,
             call=call,
-            participant=part,
+            participant=ParticipantView.from_row(part),
             not_before=call.planned_start - timedelta(minutes=30),
             expires_at=call.planned_end + TOKEN_VALID_AFTER_END,
         )
-    site = await session.get(Site, call.host_site_id) if call.host_site_id else None
+    site_name = await org.site_name(session, site_id=call.host_site_id)
     when = f"{_local(call.planned_start, tz)}–{_local(call.planned_end, tz)[-5:]}"
     lines = {
         JobKind.invite: f"您好，{part.display_name}：已为您预约「{call.title}」，时间 {when}。",
@@ -192,7 +198,7 @@ async def _prepare(
         ics = build_ics(
             invite_for(
                 call,
-                site_name=site.name if site else "",
+                site_name=site_name,
                 url=link,
                 now=now,
                 tz=tz,
@@ -206,7 +212,7 @@ async def _prepare(
 
 
 def invite_for(
-    call: CallSession,
+    call: SessionView,
     *,
     site_name: str,
     url: str,

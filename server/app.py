@@ -8,16 +8,14 @@ import dataclasses
 import logging
 import weakref
 from collections.abc import AsyncIterator
-from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
 import aiohttp
 from aiohttp import web
 from redis.asyncio import Redis
-from sqlalchemy import update
-from sqlalchemy.ext.asyncio import AsyncSession
 
+import server.models  # noqa: F401  (every mapper, so foreign keys resolve in any process)
 import signaling.ws as signaling_ws
 from scheduling.clock import SystemClock
 from scheduling.reminders import ReminderJobs
@@ -41,18 +39,13 @@ from server.queue import (
     InProcessCallQueue,
     QueuePolicy,
     QueueService,
-    ReceptionRoom,
     RedisCallQueue,
 )
-from server.queue.service import Clock
+from server.queue.service import Clock, SessionReceptionRooms
 from server.ratelimit import InProcessRateLimiter, RedisRateLimiter
-from server.sessions.models import CallSession, SessionKind, SessionParticipant
+from server.sessions.service import JoinLinks
 from server.settings import Settings
 from server.tasks import cancel_and_wait
-from signaling import store
-from signaling.protocol import Role
-from signaling.room import GUEST_ROLES, ROLE_PERMISSIONS
-from signaling.tokens import JoinGrant, issue_join_token, new_jti
 from web import setup as web_setup
 
 logger = logging.getLogger(__name__)
@@ -91,42 +84,6 @@ async def redis_context(app: web.Application) -> AsyncIterator[None]:
         await client.aclose()
 
 
-class StoreReceptionRooms:
-    """The queue's reception sessions (`server.queue.ReceptionRooms`), kept by signaling's
-    session store for now.
-
-    MERGE: once `server/sessions/service.py` owns session creation, `open` calls its create
-    function and `link_case` its "attach a case" function; this class (or two functions of the
-    sessions service with these signatures) is all the queue needs."""
-
-    async def open(
-        self,
-        session: AsyncSession,
-        *,
-        title: str,
-        site_id: int,
-        created_by_id: int,
-        now: datetime,
-    ) -> ReceptionRoom:
-        view = await store.create_session(
-            session,
-            kind=SessionKind.reception,
-            title=title,
-            case_id=None,
-            capacity=4,
-            host_site_id=site_id,
-            created_by_id=created_by_id,
-            recording_allowed=False,
-            now=now,
-        )
-        return ReceptionRoom(session_id=view.id, room_id=view.room_id)
-
-    async def link_case(self, session: AsyncSession, *, session_id: int, case_id: int) -> None:
-        await session.execute(
-            update(CallSession).where(CallSession.id == session_id).values(case_id=case_id)
-        )
-
-
 def queue_policy(settings: Settings) -> QueuePolicy:
     return QueuePolicy(
         flag_after_s=settings.queue_flag_after_s,
@@ -148,7 +105,7 @@ def make_queue_service(
     service = QueueService(
         queue=queue,
         policy=queue_policy(app[keys.settings]),
-        rooms=StoreReceptionRooms(),
+        rooms=SessionReceptionRooms(),
         pii=app[keys.pii],
     )
     return service if clock is None else dataclasses.replace(service, clock=clock)
@@ -180,56 +137,6 @@ async def background_context(app: web.Application) -> AsyncIterator[None]:
     await cancel_and_wait(list(tasks))
 
 
-@dataclass(frozen=True, slots=True)
-class SignalingLinks:
-    """Join links in invites and reminders (a `scheduling.reminders.JoinLinkIssuer`): staff
-    open /rooms/{room_id} signed in; guests get a signed join token (signaling/tokens.py),
-    recorded so it can be listed and revoked."""
-
-    secret: bytes
-    base_url: str
-
-    async def __call__(
-        self,
-        session: AsyncSession,
-        *,
-        call: CallSession,
-        participant: SessionParticipant,
-        not_before: datetime,
-        expires_at: datetime,
-    ) -> str:
-        if participant.staff_id is not None:
-            return f"{self.base_url}/rooms/{call.room_id}"
-        role: Role = "party"
-        for candidate in GUEST_ROLES:
-            if candidate == participant.role.value:
-                role = candidate
-        jti = new_jti()
-        grant = JoinGrant(
-            jti=jti,
-            room_id=call.room_id,
-            identity=participant.identity,
-            display_name=participant.display_name,
-            role=role,
-            permissions=ROLE_PERMISSIONS[role],
-            not_before=not_before,
-            expires_at=expires_at,
-            site_id=participant.site_id,
-        )
-        token = issue_join_token(self.secret, grant)
-        await store.record_join_token(
-            session,
-            jti=jti,
-            session_id=call.id,
-            role=role,
-            display_name=participant.display_name,
-            issued_by_id=call.created_by_id,
-            not_before=not_before,
-            expires_at=expires_at,
-        )
-        return f"{self.base_url}/join/{token}"
-
-
 async def jobs_context(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: the one job runner of this node (server.kernel.jobs) with the deadline
     sweep, the deadline notifications and the scheduling jobs (invites, reminders, room
@@ -257,7 +164,7 @@ async def jobs_context(app: web.Application) -> AsyncIterator[None]:
     runner.add_handler(
         ReminderJobs(
             notifier=app[keys.notifier],
-            issuer=SignalingLinks(settings.secret_bytes(), settings.effective_public_url),
+            issuer=JoinLinks(settings.secret_bytes(), settings.effective_public_url),
             cipher=app[keys.pii],
             tz=settings.timezone,
         )

@@ -6,7 +6,14 @@ They are sent as `error` messages and never close the socket unless `close_code`
 from __future__ import annotations
 
 from media import errors as media_errors
-from server.errors import JoinRateLimited, SignalingError
+from server.errors import AppError, JoinRateLimited, SignalingError
+
+# A join link's errors and a missing session belong to the sessions domain (it verifies
+# tokens and looks sessions up); signaling sends them under the same codes.
+from server.sessions.errors import SessionNotFound as RoomNotFound
+from server.sessions.errors import TokenExpired as TokenExpired
+from server.sessions.errors import TokenInvalid as TokenInvalid
+from server.sessions.errors import TokenRevoked as TokenRevoked
 
 
 class BadMessage(SignalingError):
@@ -37,28 +44,12 @@ class OutOfOrder(SignalingError):
     code, http_status, message_zh = "out_of_order", 409, "消息顺序有误"
 
 
-class TokenInvalid(SignalingError):
-    code, http_status, message_zh = "token_invalid", 401, "链接无效"
-
-
-class TokenExpired(SignalingError):
-    code, http_status, message_zh = "token_expired", 401, "链接已过期"
-
-
-class TokenRevoked(SignalingError):
-    code, http_status, message_zh = "token_revoked", 401, "链接已被撤销"
-
-
 class NotAuthenticated(SignalingError):
     code, http_status, message_zh = "not_authenticated", 401, "请先登录或使用邀请链接"
 
 
 class Forbidden(SignalingError):
     code, http_status, message_zh = "forbidden", 403, "没有权限"
-
-
-class RoomNotFound(SignalingError):
-    code, http_status, message_zh = "room_not_found", 404, "会话不存在"
 
 
 class RoomFull(SignalingError):
@@ -74,6 +65,8 @@ class RoomLocked(SignalingError):
 
 
 class SessionClosed(SignalingError):
+    """The room has ended (room state); the domain's own is server.sessions.errors."""
+
     code, http_status, message_zh = "session_closed", 410, "会话已结束"
 
 
@@ -132,7 +125,7 @@ CLOSE_CODES: dict[str, int] = {
     "resume_failed": 4411,
 }
 
-ALL_ERRORS: list[type[SignalingError]] = [
+ALL_ERRORS: list[type[AppError]] = [
     BadMessage,
     UnknownType,
     MessageTooLarge,

@@ -49,6 +49,7 @@ from server.db import utcnow
 from server.errors import OUTAGE_ERRORS, AppError
 from server.logging import peer_id_var, room_id_var
 from server.ratelimit import RateLimiter, check_join_rate
+from server.sessions.tokens import verify_join_token
 from server.tasks import cancel_and_wait
 from signaling import errors, store
 from signaling.bus import Envelope, RoomDirectory, RoomEvent, SignalBus
@@ -93,7 +94,6 @@ from signaling.tokens import (
     ResumeClaim,
     issue_resume_token,
     turn_credentials,
-    verify_join_token,
     verify_resume_token,
 )
 

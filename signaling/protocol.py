@@ -14,12 +14,12 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+# Role and Permission belong to the sessions domain (join tokens carry them).
+from server.sessions.schemas import Permission as Permission
+from server.sessions.schemas import Role as Role
 from signaling.errors import ERROR_CODES
 
 PROTOCOL = "onedoor.v1"
-
-Role = Literal["host", "mediator", "official", "party", "agent", "observer"]
-Permission = Literal["audio", "video", "screen", "chat", "moderate", "admit", "record"]
 ParticipantStatus = Literal["connecting", "lobby", "joined", "left"]
 Quality = Literal["good", "fair", "poor", "lost", "unknown"]
 TrackKind = Literal["audio", "video"]

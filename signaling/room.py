@@ -26,6 +26,10 @@ from typing import Any, Literal
 
 from pydantic import BaseModel
 
+# Which role may do what is the sessions domain's (join tokens carry it).
+from server.sessions.schemas import ALL_PERMISSIONS as ALL_PERMISSIONS
+from server.sessions.schemas import GUEST_ROLES as GUEST_ROLES
+from server.sessions.schemas import ROLE_PERMISSIONS as ROLE_PERMISSIONS
 from signaling import errors
 from signaling.protocol import (
     Admitted,
@@ -54,19 +58,7 @@ from signaling.protocol import (
     UnmuteRequest,
 )
 
-ALL_PERMISSIONS: frozenset[Permission] = frozenset(
-    {"audio", "video", "screen", "chat", "moderate", "admit", "record"}
-)
-ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
-    "host": ALL_PERMISSIONS,
-    "mediator": ALL_PERMISSIONS,
-    "official": frozenset({"audio", "video", "screen", "chat"}),
-    "party": frozenset({"audio", "video", "chat"}),
-    "agent": frozenset({"audio", "video", "screen", "chat"}),
-    "observer": frozenset(),
-}
 OFFICIAL_ROLES: frozenset[Role] = frozenset({"host", "mediator", "official"})
-GUEST_ROLES: frozenset[Role] = frozenset({"party", "agent", "observer"})
 
 Status = Literal["lobby", "joined", "left"]
 LeaveReason = Literal["left", "removed", "timeout", "ended"]

@@ -23,23 +23,22 @@ from server.api.openapi import documented
 from server.audit.service import record as audit
 from server.auth.permissions import Action
 from server.auth.web import client_ip, current_staff, protected, public
+from server.cases.service import CaseNotFound, get_case
 from server.db import utcnow
 from server.errors import InvalidInput, NotFound
-from server.sessions.models import SessionKind
+from server.org import service as org
+from server.sessions import service as sessions
+from server.sessions.errors import JoinTokenNotFound
+from server.sessions.schemas import SessionKind
+from server.sessions.tokens import verify_join_token
 from server.settings import Settings
 from server.tasks import cancel_and_wait
-from signaling import errors, store
+from signaling import errors
 from signaling.bus import SignalBus, make_bus, make_directory
 from signaling.node import Limits, NodeConfig, SignalingNode
-from signaling.protocol import PROTOCOL, Error, Hello, Permission, encode
-from signaling.room import GUEST_ROLES, ROLE_PERMISSIONS
-from signaling.tokens import (
-    JoinGrant,
-    issue_join_token,
-    join_link_qr_png,
-    new_jti,
-    verify_join_token,
-)
+from signaling.protocol import PROTOCOL, Error, Hello, encode
+from signaling.room import GUEST_ROLES
+from signaling.tokens import join_link_qr_png
 
 logger = logging.getLogger(__name__)
 
@@ -343,9 +342,12 @@ async def create_session(request: web.Request) -> web.Response:
     body = CreateSession.model_validate(await _json(request))
     settings = request.app[keys.settings]
     async with request.app[keys.db].begin() as session:
-        if body.case_id is not None and not await store.case_exists(session, case_id=body.case_id):
-            raise InvalidInput("no such case", field="case_id")
-        view = await store.create_session(
+        if body.case_id is not None:
+            try:
+                await get_case(session, case_id=body.case_id)
+            except CaseNotFound:
+                raise InvalidInput("no such case", field="case_id") from None
+        view = await sessions.create_session(
             session,
             kind=SessionKind(body.kind),
             title=body.title,
@@ -395,38 +397,26 @@ async def issue_token(request: web.Request) -> web.Response:
     now = utcnow()
     not_before = body.valid_from or now
     expires_at = not_before + timedelta(seconds=body.ttl_s)
-    jti = new_jti()
     role = body.role
     assert role in GUEST_ROLES
     async with request.app[keys.db].begin() as session:
-        view = await store.get_session_by_id(session, session_id=session_id)
-        if body.site_id is not None and not await store.site_name(session, site_id=body.site_id):
+        view = await sessions.get_session_by_id(session, session_id=session_id)
+        if body.site_id is not None and not await org.site_name(session, site_id=body.site_id):
             raise InvalidInput("no such site", field="site_id")
         if not view.open:
             raise errors.SessionClosed("the session has ended")
-        perms: frozenset[Permission] = ROLE_PERMISSIONS[role]
-        grant = JoinGrant(
-            jti=jti,
-            room_id=view.room_id,
-            identity=f"guest:{jti}",
-            display_name=body.display_name,
-            role=role,
-            permissions=perms,
-            not_before=not_before,
-            expires_at=expires_at,
-            site_id=body.site_id,
-        )
-        token = issue_join_token(request.app[keys.settings].secret_bytes(), grant)
-        await store.record_join_token(
+        issued = await sessions.issue_join_token(
             session,
-            jti=jti,
+            secret=request.app[keys.settings].secret_bytes(),
             session_id=view.id,
             role=role,
             display_name=body.display_name,
-            issued_by_id=staff.staff_id,
             not_before=not_before,
             expires_at=expires_at,
+            issued_by_id=staff.staff_id,
+            site_id=body.site_id,
         )
+        jti, token = issued.jti, issued.token
         await audit(
             session,
             actor=staff.actor,
@@ -464,8 +454,8 @@ async def revoke_token(request: web.Request) -> web.Response:
         raise NotFound("no such join token")
     async with request.app[keys.db].begin() as session:
         try:
-            session_id = await store.revoke_join_token(session, jti=jti, now=utcnow())
-        except errors.PeerNotFound:
+            session_id = await sessions.revoke_join_token(session, jti=jti, now=utcnow())
+        except JoinTokenNotFound:
             raise NotFound("no such join token") from None
         await audit(
             session,

@@ -52,8 +52,11 @@ from server.auth.web import protected, signed_in_staff
 from server.cases.models import Holiday
 from server.db import utcnow
 from server.errors import InvalidInput, NotFound
-from server.org.models import Resource, Site, Staff
-from server.sessions.models import CallSession, SessionParticipant
+from server.org import service as org
+from server.org.models import Resource, Staff
+from server.sessions import service as sessions
+from server.sessions.errors import SessionNotFound
+from server.sessions.schemas import SessionState
 
 logger = logging.getLogger(__name__)
 routes = web.RouteTableDef()
@@ -506,17 +509,17 @@ async def session_ics(
     session: AsyncSession, *, session_id: int, now: datetime, tz: str, base_url: str
 ) -> tuple[bytes, str]:
     """The invite as it stands: REQUEST, or CANCEL once the session is cancelled."""
-    call = await session.get(CallSession, session_id)
-    if call is None or call.planned_start is None or call.planned_end is None:
+    try:
+        call = await sessions.get_session_by_id(session, session_id=session_id)
+    except SessionNotFound:
+        raise NotFound(f"no scheduled session {session_id}") from None
+    if call.planned_start is None or call.planned_end is None:
         raise NotFound(f"no scheduled session {session_id}")
-    parts = await session.scalars(
-        select(SessionParticipant).where(SessionParticipant.session_id == session_id)
-    )
-    site = await session.get(Site, call.host_site_id) if call.host_site_id else None
-    method: Method = "CANCEL" if call.state == "cancelled" else "REQUEST"
+    parts = await sessions.participants(session, session_id=session_id)
+    method: Method = "CANCEL" if call.state == SessionState.cancelled else "REQUEST"
     invite = reminders.invite_for(
         call,
-        site_name=site.name if site else "",
+        site_name=await org.site_name(session, site_id=call.host_site_id),
         url=f"{base_url}/rooms/{call.room_id}",
         now=now,
         tz=tz,

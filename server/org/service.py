@@ -113,3 +113,18 @@ async def add_staff(session: AsyncSession, *, new: NewStaff, password: str) -> S
         department=dept.name if dept else None,
         roles=sorted(staff.role_set),
     )
+
+
+async def site_name(session: AsyncSession, *, site_id: int | None) -> str:
+    """The site's name, or "" for no site or an unknown one."""
+    if site_id is None:
+        return ""
+    name = await session.scalar(select(Site.name).where(Site.id == site_id))
+    return name or ""
+
+
+async def site_names(session: AsyncSession, *, site_ids: set[int]) -> dict[int, str]:
+    if not site_ids:
+        return {}
+    rows = await session.execute(select(Site.id, Site.name).where(Site.id.in_(sorted(site_ids))))
+    return dict(rows.tuples())

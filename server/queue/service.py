@@ -30,6 +30,8 @@ from server.cases.service import create_case, get_case
 from server.crypto import PiiCipher
 from server.db import utcnow
 from server.errors import Conflict, NotFound
+from server.sessions import service as sessions
+from server.sessions.schemas import SessionKind
 
 Clock = Callable[[], datetime]
 
@@ -317,6 +319,36 @@ class ReceptionRooms(Protocol):
     async def link_case(self, session: AsyncSession, *, session_id: int, case_id: int) -> None:
         """Attach the session to the case created (or chosen) when the call is accepted."""
         ...
+
+
+class SessionReceptionRooms:
+    """`ReceptionRooms` kept by the sessions service: a reception session for four, not
+    recorded, filed under the case once the call is answered."""
+
+    async def open(
+        self,
+        session: AsyncSession,
+        *,
+        title: str,
+        site_id: int,
+        created_by_id: int,
+        now: datetime,
+    ) -> ReceptionRoom:
+        view = await sessions.create_session(
+            session,
+            kind=SessionKind.reception,
+            title=title,
+            case_id=None,
+            capacity=4,
+            host_site_id=site_id,
+            created_by_id=created_by_id,
+            recording_allowed=False,
+            now=now,
+        )
+        return ReceptionRoom(session_id=view.id, room_id=view.room_id)
+
+    async def link_case(self, session: AsyncSession, *, session_id: int, case_id: int) -> None:
+        await sessions.attach_case(session, session_id=session_id, case_id=case_id)
 
 
 @dataclass(frozen=True, slots=True)

@@ -5,16 +5,17 @@ from __future__ import annotations
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import select
 
 from server import keys
 from server.auth.permissions import Action, StaffIdentity
 from server.auth.web import current_staff, public
 from server.cases.service import cases_for_receiver
-from server.org.models import Role, Site
+from server.org import service as org
+from server.org.models import Role
 from server.queue import CallState
-from server.sessions.models import CallSession, SessionState
-from web.render import page
+from server.sessions import service as sessions
+from server.sessions.schemas import SessionView
+from web.render import page, start_of_local_day
 
 #: Role → the tiles shown on its home page (label, url, action that must be allowed).
 HOME_TILES: list[tuple[str, str, Action]] = [
@@ -83,31 +84,19 @@ async def _live_context(request: web.Request, staff: StaffIdentity) -> dict[str,
         if e.agent_id == staff.staff_id
         and e.state in (CallState.waiting, CallState.accepted, CallState.callback)
     ]
-    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    start = start_of_local_day(now, request.app[keys.settings].timezone)
     supervisor = staff.can(Action.case_supervise)
     async with request.app[keys.db].begin() as session:
-        my_sessions = (
-            await session.scalars(
-                select(CallSession)
-                .where(CallSession.created_by_id == staff.staff_id)
-                .where(CallSession.created_at >= start)
-                .order_by(CallSession.id.desc())
-                .limit(20)
-            )
-        ).all()
-        live_sessions = []
+        my_sessions = await sessions.sessions_created_by(
+            session, staff_id=staff.staff_id, since=start, limit=20
+        )
+        live_sessions: list[tuple[SessionView, str | None]] = []
         if supervisor:
-            live_sessions = list(
-                (
-                    await session.execute(
-                        select(CallSession, Site.name)
-                        .outerjoin(Site, Site.id == CallSession.host_site_id)
-                        .where(CallSession.state.in_((SessionState.lobby, SessionState.live)))
-                        .order_by(CallSession.id.desc())
-                        .limit(200)
-                    )
-                ).all()
+            active = await sessions.active_sessions(session, limit=200)
+            names = await org.site_names(
+                session, site_ids={s.host_site_id for s in active if s.host_site_id}
             )
+            live_sessions = [(s, names.get(s.host_site_id or -1)) for s in active]
     return {
         "queue_waiting": waiting if staff.can(Action.queue_answer) or supervisor else [],
         "my_calls": mine,

@@ -9,6 +9,14 @@ from server import keys
 from server.auth.web import client_ip, public
 from server.db import utcnow
 from server.ratelimit import check_join_rate
+from server.sessions import service as sessions
+from server.sessions.errors import (
+    SessionClosed,
+    SessionNotFound,
+    TokenExpired,
+    TokenInvalid,
+    TokenRevoked,
+)
 from web.render import page
 
 #: Error code → (title, what the resident should do), zh-CN msgids.
@@ -41,9 +49,6 @@ LINK_PROBLEMS = {
     "(rate-limited per address)"
 )
 async def join(request: web.Request) -> web.Response:
-    from signaling import errors, store
-    from signaling.tokens import verify_join_token
-
     token = request.match_info["token"]
     await check_join_rate(
         request.app[keys.ratelimiter],
@@ -51,19 +56,14 @@ async def join(request: web.Request) -> web.Response:
         per_min=request.app[keys.settings].join_rate_per_min,
     )
     try:
-        grant = verify_join_token(request.app[keys.settings].secret_bytes(), token, now=utcnow())
         async with request.app[keys.db].begin() as session:
-            view = await store.get_session(session, room_id=grant.room_id)
-            await store.check_join_token(session, jti=grant.jti, session_id=view.id)
-            if not view.open:
-                raise errors.SessionClosed("the session has ended")
-    except (
-        errors.TokenExpired,
-        errors.TokenRevoked,
-        errors.TokenInvalid,
-        errors.SessionClosed,
-        errors.RoomNotFound,
-    ) as e:
+            admission = await sessions.admit_join_token(
+                session,
+                secret=request.app[keys.settings].secret_bytes(),
+                token=token,
+                now=utcnow(),
+            )
+    except (TokenExpired, TokenRevoked, TokenInvalid, SessionClosed, SessionNotFound) as e:
         title, advice = LINK_PROBLEMS[e.code]
         status = 410 if e.code in ("token_expired", "token_revoked", "session_closed") else 404
         return page(
@@ -72,6 +72,7 @@ async def join(request: web.Request) -> web.Response:
             {"title": title, "advice": advice, "code": e.code},
             status=status,
         )
+    grant, view = admission.grant, admission.session
     response = page(
         request,
         "join.html",

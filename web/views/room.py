@@ -4,32 +4,22 @@ link/QR. Residents reach the same room page through /join/{token}."""
 from __future__ import annotations
 
 from aiohttp import web
-from sqlalchemy import select
 
 from server import keys
 from server.auth.permissions import Action
 from server.auth.web import protected, signed_in_staff
 from server.db import utcnow
-from server.sessions.models import CallSession
-from web.render import page
+from server.sessions import service as sessions
+from web.render import page, start_of_local_day
 
 
 @protected(Action.session_join)
-async def sessions(request: web.Request) -> web.Response:
-    """My sessions today: the ones I created or was invited to (reception calls included)."""
+async def sessions_today(request: web.Request) -> web.Response:
+    """My sessions today (the district's day): the ones I created (reception calls included)."""
     staff = signed_in_staff(request)
-    now = utcnow()
-    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    since = start_of_local_day(utcnow(), request.app[keys.settings].timezone)
     async with request.app[keys.db].begin() as session:
-        rows = (
-            await session.scalars(
-                select(CallSession)
-                .where(CallSession.created_by_id == staff.staff_id)
-                .where(CallSession.created_at >= start)
-                .order_by(CallSession.id.desc())
-                .limit(50)
-            )
-        ).all()
+        rows = await sessions.sessions_created_by(session, staff_id=staff.staff_id, since=since)
     return page(
         request,
         "sessions.html",
@@ -43,11 +33,9 @@ async def sessions(request: web.Request) -> web.Response:
 
 @protected(Action.session_join)
 async def room(request: web.Request) -> web.Response:
-    from signaling import store
-
     staff = signed_in_staff(request)
     async with request.app[keys.db].begin() as session:
-        view = await store.get_session(session, room_id=request.match_info["room_id"])
+        view = await sessions.get_session(session, room_id=request.match_info["room_id"])
     return page(
         request,
         "room.html",
@@ -64,5 +52,5 @@ async def room(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
-    app.router.add_get("/sessions", sessions, name="sessions")
+    app.router.add_get("/sessions", sessions_today, name="sessions")
     app.router.add_get(r"/rooms/{room_id}", room, name="room")

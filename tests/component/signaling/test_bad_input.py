@@ -9,7 +9,7 @@ from typing import Any
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestServer
 
-from signaling.tokens import JoinGrant, issue_join_token
+from server.sessions.tokens import JoinGrant, issue_join_token
 from signaling.ws import node_key
 from tests.component.signaling.conftest import MakeParticipant
 from tests.component.signaling.harness import Participant, new_session, new_token

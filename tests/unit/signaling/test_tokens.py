@@ -7,15 +7,13 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from server.sessions.tokens import JoinGrant, issue_join_token, verify_join_token
 from signaling import errors
 from signaling.tokens import (
-    JoinGrant,
     ResumeClaim,
-    issue_join_token,
     issue_resume_token,
     join_link_qr_png,
     turn_credentials,
-    verify_join_token,
     verify_resume_token,
 )
 

@@ -23,8 +23,7 @@ from server.kernel.signing import (
     Signer,
     derive_key,
 )
-from server.sessions import recordings
-from signaling import errors, tokens
+from server.sessions import errors, recordings, tokens
 from web.views import kiosk
 
 SECRET = b"s" * 32
