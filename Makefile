@@ -8,7 +8,7 @@ export ONEDOOR_DATA_DIR ?= $(CURDIR)/data
 TEST_DEBS := chromium coturn docker-compose iproute2 fonts-noto-cjk
 BENCH_DEBS := janus
 
-.PHONY: run test lint typecheck pytest e2e bench install test-install clean
+.PHONY: run test lint jslint typecheck pytest jstest e2e bench install test-install clean
 
 $(BIN)/python:
 	$(PYTHON) -m venv $(VENV)
@@ -22,6 +22,11 @@ $(VENV)/.test-installed: pyproject.toml | $(BIN)/python
 	$(BIN)/pip install --quiet -e ".[test,bench]"
 	touch $(VENV)/.installed $@
 
+# The browser client's dev tools (ESLint), pinned by package-lock.json.
+node_modules/.installed: package.json package-lock.json
+	npm ci --no-audit --no-fund --loglevel=error
+	touch $@
+
 install: $(VENV)/.installed
 
 ## make run: migrate the SQLite database in $(ONEDOOR_DATA_DIR), load the demo district once,
@@ -31,7 +36,7 @@ run: install
 	$(BIN)/onedoor demo load
 	$(BIN)/onedoor serve
 
-test-install: $(VENV)/.test-installed
+test-install: $(VENV)/.test-installed node_modules/.installed
 	@missing=""; for p in $(TEST_DEBS); do dpkg -s $$p >/dev/null 2>&1 || missing="$$missing $$p"; done; \
 	if [ -n "$$missing" ]; then \
 	  echo "installing Debian packages:$$missing"; \
@@ -41,6 +46,13 @@ test-install: $(VENV)/.test-installed
 lint: test-install
 	$(BIN)/ruff check server signaling media web scheduling tests bench
 	$(BIN)/ruff format --check server signaling media web scheduling tests bench
+
+## The browser client (web/static): ESLint, and the room model's unit tests (node --test, no DOM).
+jslint: test-install
+	node_modules/.bin/eslint
+
+jstest: test-install
+	node --test tests/js/
 
 typecheck: test-install
 	$(BIN)/mypy
@@ -54,11 +66,11 @@ e2e: test-install
 	tests/e2e/run-in-netns.sh $(BIN)/pytest -m e2e -p no:cacheprovider
 
 ## make test: installs what the tests need, then lint, types, the suite, and the browser tests.
-test: lint typecheck pytest e2e
+test: lint jslint typecheck pytest jstest e2e
 
 bench: test-install
 	@dpkg -s $(BENCH_DEBS) >/dev/null 2>&1 || (apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq --no-install-recommends $(BENCH_DEBS) >/dev/null)
 	$(BIN)/python -m bench
 
 clean:
-	rm -rf $(VENV) .mypy_cache .ruff_cache .pytest_cache artifacts
+	rm -rf $(VENV) node_modules .mypy_cache .ruff_cache .pytest_cache artifacts

@@ -8,6 +8,6 @@ document.getElementById('end-form').addEventListener('submit', async (e) => {
   if (!form.outcome.value || ui.status !== 'joined' || form.dataset.ending) return;
   e.preventDefault();
   form.dataset.ending = '1';
-  try { await ui.sig.request({ type: 'end_session' }, 3000); } catch { /* still record the outcome */ }
+  try { await ui.model.endSession(3000); } catch { /* still record the outcome */ }
   form.submit();
 });

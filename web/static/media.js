@@ -5,6 +5,7 @@
 //
 // Events: track {peerId, kind, track, mid}, quality {quality, rttMs, lossPct},
 //         connection {state}, failed {}
+import { peerOfTrackId } from './room-model.js';
 
 const MAX_VIDEO_BITRATE = 600_000;
 const GATHER_TIMEOUT_MS = 2500;
@@ -20,8 +21,7 @@ function waitGathering(pc) {
 }
 
 export function peerOfTrack(track) {
-  const [peer] = String(track.id).split('.');
-  return peer;
+  return peerOfTrackId(track.id);
 }
 
 export class MediaLink extends EventTarget {

@@ -2,8 +2,13 @@
 // resident's join page: video grid (2-8), active speaker, names with roles and sites, own
 // mute/camera/screen, chat, the host's lobby panel and controls, recording consent and
 // indicator, connection quality, and a visible reconnect state.
+//
+// The room's state lives in RoomModel (room-model.js, no DOM): it applies the signaling
+// messages and emits change events. This file renders those events, owns the local devices
+// and the media connection (media.js), and turns clicks into the model's actions.
 import { Signaling } from './signaling.js';
 import { MediaLink } from './media.js';
+import { RoomModel } from './room-model.js';
 import { openLocalMedia } from './prejoin.js';
 import { t } from './i18n.js';
 
@@ -16,6 +21,9 @@ const el = (tag, attrs = {}, text = '') => {
   if (text) e.textContent = text;
   return e;
 };
+
+/** The final line for each way the room ends; any other code shows the server's message. */
+const FINAL_TEXT = { denied: 'room.denied', removed: 'room.removed', ended: 'room.ended', left: 'room.left' };
 
 function fmtWait(iso) {
   const s = Math.max(0, Math.round((Date.now() - Date.parse(iso)) / 1000));
@@ -30,80 +38,45 @@ export class RoomUI {
   constructor(root, { roomId, token = null, role = null, localStream = null }) {
     this.root = root;
     this.sig = new Signaling({ roomId, token, role });
+    this.model = new RoomModel(this.sig);
     this.localStream = localStream;
     this.media = null;
-    this.me = null;
-    this.permissions = new Set();
-    this.participants = new Map(); // peer_id → info
-    this.remote = new Map(); // peer_id → {stream, screen}
-    this.iceServers = [];
-    this.status = 'new';
+    this.streams = new Map(); // peer_id → the MediaStream of their camera tile
     this.screenTrack = null;
     this.grid = $(root, '.grid');
     this.banner = $(root, '.room-banner');
+    this.waitText = $(root, '.room-wait').textContent;
     window.onedoorRoom = this; // tests and the page scripts read state from here
+    this._subscribe();
     this._wire();
   }
+
+  /** 'new' | 'lobby' | 'joined' | 'ended' (the model's). */
+  get status() { return this.model.status; }
 
   // ------------------------------------------------------------------ lifecycle
 
   async start() {
     if (!this.localStream) this.localStream = await openLocalMedia();
-    this._addTile('self', { display_name: t('room.me'), role: this.role || '', site_name: '' }, this.localStream, true);
+    this._addTile('self', { display_name: t('room.me'), role: '', site_name: '' }, this.localStream, true);
     this._setBanner(t('room.connecting'), 'info');
     try {
       await this.sig.connect();
     } catch (e) {
-      this._final(e.message_zh || e.message || t('room.closed'), e.code);
+      this.model.failed(e.code, e.message_zh || e.message);
     }
   }
 
-  async leave() {
-    await this.sig.leave();
-    this._final(t('room.left'), 'left');
-  }
-
-  _onWelcome(w) {
-    this.me = w.peer_id;
-    this.role = w.role;
-    this.permissions = new Set(w.permissions);
-    this.iceServers = w.ice_servers;
-    this.root.dataset.role = w.role;
-    this.root.dataset.peer = w.peer_id;
-    this.root.classList.toggle('can-moderate', this.permissions.has('moderate'));
-    this.root.classList.toggle('can-admit', this.permissions.has('admit'));
-    this.root.classList.toggle('can-record', this.permissions.has('record'));
-    this.root.classList.toggle('can-screen', this.permissions.has('screen') && !!navigator.mediaDevices.getDisplayMedia);
-    const selfTile = this.grid.querySelector('[data-peer=self]');
-    if (selfTile) selfTile.dataset.me = w.peer_id;
-    this._roomInfo(w.room);
-    this.participants.clear();
-    for (const p of w.participants) this.participants.set(p.peer_id, p);
-    this._renderParticipants();
-    this._renderLobby(w.lobby || []);
-    this._setStatus(w.status);
-    if (w.status === 'joined') {
-      // A resume keeps the media connection unless it is gone (new owner node, failed ICE).
-      const pcState = this.media && this.media.pc && this.media.pc.connectionState;
-      if (!this.media || w.media_reset || !w.resumed || ['failed', 'closed'].includes(pcState)) this._startMedia();
-      else this.media.resumed();
-    }
-  }
-
-  _setStatus(status) {
-    this.status = status;
-    this.root.dataset.status = status;
-    $(this.root, '.room-wait').hidden = status !== 'lobby';
-  }
+  leave() { return this.model.leave(); }
 
   _startMedia() {
     if (this.media) this.media.destroy();
-    this.media = new MediaLink(this.sig, this.iceServers, this.localStream);
-    this.media.addEventListener('track', (e) => this._onTrack(e.detail));
+    this.media = new MediaLink(this.sig, this.model.iceServers, this.localStream);
+    this.media.addEventListener('track', (e) => this.model.trackReceived(e.detail.track));
     this.media.addEventListener('quality', (e) => this._quality('self', e.detail.quality));
     this.media.addEventListener('failed', () => {
       // ICE failed (network change): a fresh connection and offer.
-      if (this.sig.state === 'joined' && this.status === 'joined') setTimeout(() => this._startMedia(), 1000);
+      if (this.model.connection.state === 'joined' && this.model.status === 'joined') setTimeout(() => this._startMedia(), 1000);
     });
     this.media.start();
   }
@@ -111,17 +84,16 @@ export class RoomUI {
   _stopMedia() {
     if (this.media) this.media.destroy();
     this.media = null;
-    for (const peer of [...this.remote.keys()]) this._removeRemote(peer);
   }
 
-  _final(text, code) {
-    this._stopMedia();
+  _final({ code, message_zh: messageZh }) {
     if (this.localStream) this.localStream.getTracks().forEach((tr) => tr.stop());
     if (this.screenTrack) this.screenTrack.stop();
     this.root.dataset.status = 'ended';
-    this.root.dataset.final = code || 'closed';
+    this.root.dataset.final = code;
     const fin = $(this.root, '.room-final');
-    fin.textContent = text; fin.hidden = false;
+    fin.textContent = FINAL_TEXT[code] ? t(FINAL_TEXT[code]) : messageZh || t('room.closed');
+    fin.hidden = false;
     $(this.root, '.room-wait').hidden = true;
     this._setBanner('', '');
     this.root.dispatchEvent(new CustomEvent('room-final', { detail: { code }, bubbles: true }));
@@ -133,46 +105,69 @@ export class RoomUI {
     this.banner.hidden = !text;
   }
 
-  // ------------------------------------------------------------------ wiring
+  // ------------------------------------------------------------------ rendering the model
+
+  _subscribe() {
+    const m = this.model;
+    const on = (type, fn) => m.addEventListener(type, (e) => fn(e.detail));
+    on('connection', ({ state, attempt, reconnected }) => {
+      this.root.dataset.conn = state;
+      if (state === 'reconnecting') this._setBanner(t('room.reconnecting', { n: attempt }), 'warn');
+      else if (state === 'joined') {
+        if (reconnected) { this._setBanner(t('room.reconnected'), 'ok'); setTimeout(() => { if (m.connection.state === 'joined') this._setBanner('', ''); }, 2500); }
+        else this._setBanner('', '');
+      }
+    });
+    on('self', ({ peerId, role, permissions }) => {
+      const can = new Set(permissions);
+      this.root.dataset.role = role;
+      this.root.dataset.peer = peerId;
+      this.root.classList.toggle('can-moderate', can.has('moderate'));
+      this.root.classList.toggle('can-admit', can.has('admit'));
+      this.root.classList.toggle('can-record', can.has('record'));
+      this.root.classList.toggle('can-screen', can.has('screen') && !!navigator.mediaDevices.getDisplayMedia);
+      const selfTile = this.grid.querySelector('[data-peer=self]');
+      if (selfTile) selfTile.dataset.me = peerId;
+    });
+    on('status', ({ status, paused, final }) => {
+      if (status === 'ended') { this._final(final); return; }
+      this.root.dataset.status = status;
+      const wait = $(this.root, '.room-wait');
+      wait.hidden = status !== 'lobby';
+      wait.textContent = paused ? t('room.paused') : this.waitText;
+    });
+    on('media', ({ action }) => {
+      if (action === 'stop') { this._stopMedia(); return; }
+      const pcState = this.media && this.media.pc && this.media.pc.connectionState;
+      if (action === 'start' || !this.media || ['failed', 'closed'].includes(pcState)) this._startMedia();
+      else this.media.resumed();
+    });
+    on('participants', () => this._renderParticipants());
+    on('lobby', ({ waiting }) => this._renderLobby(waiting));
+    on('room', ({ room }) => this._roomInfo(room));
+    on('recording', ({ active }) => this._recording(active));
+    on('chat', ({ message, mine }) => this._chat(message, mine));
+    on('consent_prompt', ({ prompt }) => {
+      const d = $(this.root, '.consent-dialog');
+      if (prompt && !d.open) d.showModal();
+      else if (!prompt && d.open) d.close();
+    });
+    on('consent', (c) => this._consentState(c));
+    on('track', (tr) => this._onTrack(tr));
+    on('track_removed', ({ peerId, slot }) => {
+      if (slot === 'screen') { this._removeTile(`${peerId}:screen`); return; }
+      this.streams.delete(peerId);
+      this._removeTile(peerId);
+      this._removeTile(`${peerId}:screen`);
+    });
+    on('forced_mute', (f) => this._forced(f));
+    on('unmute_request', ({ kind }) => { if (kind === 'audio' && confirm(t('room.askunmute'))) this._setMic(true); });
+    on('notice', ({ message_zh: text }) => this._toast(text || t('err.generic')));
+  }
+
+  // ------------------------------------------------------------------ user input
 
   _wire() {
-    const s = this.sig;
-    s.addEventListener('state', (e) => {
-      const d = e.detail;
-      this.root.dataset.conn = d.state;
-      if (d.state === 'reconnecting') this._setBanner(t('room.reconnecting', { n: d.attempt }), 'warn');
-      else if (d.state === 'joined') {
-        if (d.reconnected) { this._setBanner(t('room.reconnected'), 'ok'); setTimeout(() => { if (this.sig.state === 'joined') this._setBanner('', ''); }, 2500); }
-        else this._setBanner('', '');
-      } else if (d.state === 'closed' && !this.root.dataset.final) this._final(d.message_zh || t('room.closed'), String(d.reason));
-    });
-    s.addEventListener('welcome', (e) => this._onWelcome(e.detail));
-    s.addEventListener('admitted', (e) => {
-      this.participants.clear();
-      for (const p of e.detail.participants) this.participants.set(p.peer_id, p);
-      this._renderParticipants();
-      this._setStatus('joined');
-      this._startMedia();
-    });
-    s.addEventListener('paused', () => { this._stopMedia(); this._setStatus('lobby'); $(this.root, '.room-wait').textContent = t('room.paused'); });
-    s.addEventListener('denied', () => this._final(t('room.denied'), 'denied'));
-    s.addEventListener('removed', () => this._final(t('room.removed'), 'removed'));
-    s.addEventListener('session_ended', () => this._final(t('room.ended'), 'ended'));
-    s.addEventListener('participant_joined', (e) => { this.participants.set(e.detail.participant.peer_id, e.detail.participant); this._renderParticipants(); });
-    s.addEventListener('participant_update', (e) => { this.participants.set(e.detail.participant.peer_id, e.detail.participant); this._renderParticipants(); });
-    s.addEventListener('participant_left', (e) => { this.participants.delete(e.detail.peer_id); this._removeRemote(e.detail.peer_id); this._renderParticipants(); });
-    s.addEventListener('lobby_update', (e) => this._renderLobby(e.detail.waiting));
-    s.addEventListener('room_update', (e) => this._roomInfo(e.detail.room));
-    s.addEventListener('chat_message', (e) => this._chat(e.detail));
-    s.addEventListener('consent_request', () => this._askConsent());
-    s.addEventListener('consent_state', (e) => this._consentState(e.detail));
-    s.addEventListener('recording_state', (e) => this._recording(e.detail.active));
-    s.addEventListener('forced_mute', (e) => this._forced(e.detail));
-    s.addEventListener('unmute_request', (e) => {
-      if (e.detail.kind === 'audio' && confirm(t('room.askunmute'))) this._setMic(true);
-    });
-    s.addEventListener('error', (e) => { if (!e.detail.re) this._toast(e.detail.message_zh || t('err.generic')); });
-
     this.root.addEventListener('click', (e) => {
       const btn = e.target.closest('button[data-act]');
       if (!btn) return;
@@ -184,37 +179,32 @@ export class RoomUI {
       const input = form.querySelector('[name=text]');
       const text = input.value.trim();
       if (!text) return;
-      this.sig.request({ type: 'chat', text }).then(() => { input.value = ''; }).catch((err) => this._toast(err.message || t('err.generic')));
+      this.model.sendChat(text).then(() => { input.value = ''; }).catch((err) => this._toast(err.message || t('err.generic')));
     });
     const dialog = $(this.root, '.consent-dialog');
     dialog.addEventListener('click', (e) => {
       const b = e.target.closest('button[data-consent]');
       if (!b) return;
-      this.sig.send({ type: 'recording_consent', consent: b.dataset.consent === 'yes' });
-      dialog.close();
+      this.model.answerConsent(b.dataset.consent === 'yes'); // the dialog closes on its event
     });
   }
 
   _action(act, peer, btn) {
-    const s = this.sig;
+    const m = this.model;
     switch (act) {
       case 'mic': this._setMic(!this._micOn()); break;
       case 'cam': this._setCam(!this._camOn()); break;
       case 'screen': this._toggleScreen(); break;
       case 'leave': this.leave(); break;
-      case 'lock': s.send({ type: 'lock', locked: !this.locked }); break;
-      case 'end': if (confirm(btn.dataset.confirm || '')) s.send({ type: 'end_session' }); break;
-      case 'consent': s.send({ type: 'request_consent' }); break;
-      case 'rec-start': s.request({ type: 'recording_start' }).catch((e) => this._toast(e.message)); break;
-      case 'rec-stop': s.send({ type: 'recording_stop' }); break;
-      case 'admit': s.send({ type: 'admit', peer_id: peer }); break;
-      case 'deny': s.send({ type: 'deny', peer_id: peer }); break;
-      case 'force-mute': {
-        const p = this.participants.get(peer);
-        s.send({ type: 'force_mute', peer_id: peer, kind: 'audio', muted: !(p && p.forced_audio) });
-        break;
-      }
-      case 'remove': s.send({ type: 'remove', peer_id: peer }); break;
+      case 'lock': m.toggleLock(); break;
+      case 'end': if (confirm(btn.dataset.confirm || '')) m.endSession().catch(() => {}); break;
+      case 'consent': m.requestConsent(); break;
+      case 'rec-start': m.startRecording().catch((e) => this._toast(e.message)); break;
+      case 'rec-stop': m.stopRecording(); break;
+      case 'admit': m.admit(peer); break;
+      case 'deny': m.deny(peer); break;
+      case 'force-mute': m.toggleForceMute(peer); break;
+      case 'remove': m.remove(peer); break;
       case 'unmute-audio': this.grid.querySelectorAll('video').forEach((v) => { if (v.dataset.self !== 'true') { v.muted = false; v.play().catch(() => {}); } }); btn.hidden = true; break;
       default: break;
     }
@@ -229,14 +219,14 @@ export class RoomUI {
     this.localStream.getAudioTracks().forEach((tr) => { tr.enabled = on; });
     const b = $(this.root, '[data-act=mic]');
     b.setAttribute('aria-pressed', String(!on)); b.textContent = on ? t('room.mute') : t('room.unmute');
-    this.sig.send({ type: 'presence', muted_audio: !on });
+    this.model.setPresence({ muted_audio: !on });
   }
 
   _setCam(on) {
     this.localStream.getVideoTracks().forEach((tr) => { tr.enabled = on; });
     const b = $(this.root, '[data-act=cam]');
     b.setAttribute('aria-pressed', String(!on)); b.textContent = on ? t('room.camoff') : t('room.camon');
-    this.sig.send({ type: 'presence', muted_video: !on });
+    this.model.setPresence({ muted_video: !on });
   }
 
   async _toggleScreen() {
@@ -262,26 +252,22 @@ export class RoomUI {
 
   // ------------------------------------------------------------------ tiles
 
-  _onTrack({ peerId, kind, track }) {
-    let r = this.remote.get(peerId);
-    if (!r) { r = { stream: new MediaStream(), screen: null }; this.remote.set(peerId, r); }
-    if (kind === 'video' && r.stream.getVideoTracks().some((v) => v.readyState === 'live' && v.id !== track.id)) {
-      // A second video track from the same participant: the screen share, in its own tile.
-      r.screen = new MediaStream([track]);
-      this._addTile(`${peerId}:screen`, this.participants.get(peerId) || {}, r.screen, false, true);
-      track.addEventListener('ended', () => this._removeTile(`${peerId}:screen`));
-      track.addEventListener('mute', () => this._removeTile(`${peerId}:screen`));
+  /** A received track, placed by the model: the participant's camera tile, or their screen. */
+  _onTrack({ peerId, kind, slot, track, participant }) {
+    const info = participant || {};
+    if (slot === 'screen') {
+      this._addTile(`${peerId}:screen`, info, new MediaStream([track]), false, true);
+      // Its tile goes when the share stops (the server mutes or ends the forwarded track).
+      const gone = () => this.model.trackEnded(track);
+      track.addEventListener('ended', gone);
+      track.addEventListener('mute', gone);
       return;
     }
-    r.stream.getTracks().filter((x) => x.kind === kind).forEach((x) => r.stream.removeTrack(x));
-    r.stream.addTrack(track);
-    this._addTile(peerId, this.participants.get(peerId) || {}, r.stream, false);
-  }
-
-  _removeRemote(peerId) {
-    this.remote.delete(peerId);
-    this._removeTile(peerId);
-    this._removeTile(`${peerId}:screen`);
+    let stream = this.streams.get(peerId);
+    if (!stream) { stream = new MediaStream(); this.streams.set(peerId, stream); }
+    stream.getTracks().filter((x) => x.kind === kind).forEach((x) => stream.removeTrack(x));
+    stream.addTrack(track);
+    this._addTile(peerId, info, stream, false);
   }
 
   _addTile(key, info, stream, self = false, screen = false) {
@@ -346,26 +332,27 @@ export class RoomUI {
   _renderParticipants() {
     const ul = $(this.root, '.participants');
     ul.innerHTML = '';
-    const canModerate = this.permissions.has('moderate');
-    for (const p of this.participants.values()) {
+    const { me, participants } = this.model;
+    const canModerate = this.model.can('moderate');
+    for (const p of participants.values()) {
       const li = el('li', { 'data-peer': p.peer_id });
-      const label = `${p.display_name}${p.peer_id === this.me ? `（${t('room.me')}）` : ''}`;
+      const label = `${p.display_name}${p.peer_id === me ? `（${t('room.me')}）` : ''}`;
       li.append(el('span', { class: 'p-name' }, label), el('span', { class: 'p-meta' }, [t(`role.${p.role}`), p.site_name].filter(Boolean).join(' · ')));
       if (p.muted_audio || p.forced_audio) li.append(el('span', { class: 'tag' }, t('room.muted')));
       if (!p.connected) li.append(el('span', { class: 'tag warn' }, t('q.lost')));
-      if (canModerate && p.peer_id !== this.me) {
+      if (canModerate && p.peer_id !== me) {
         li.append(el('button', { type: 'button', 'data-act': 'force-mute', 'data-peer': p.peer_id, class: 'small' }, p.forced_audio ? t('room.unmute') : t('room.forcemute')));
         li.append(el('button', { type: 'button', 'data-act': 'remove', 'data-peer': p.peer_id, class: 'small danger' }, t('room.remove')));
       }
       ul.append(li);
       const tile = this.grid.querySelector(`[data-peer="${CSS.escape(p.peer_id)}"]`);
       if (tile) this._fillTile(tile, p.peer_id, p);
-      if (p.peer_id === this.me) {
+      if (p.peer_id === me) {
         const self = this.grid.querySelector('[data-peer=self]');
         if (self) { self.classList.toggle('speaking', !!p.speaking); self.querySelector('.tile-meta').textContent = [t(`role.${p.role}`), p.site_name].filter(Boolean).join(' · '); }
       }
     }
-    $(this.root, '.p-count').textContent = String(this.participants.size);
+    $(this.root, '.p-count').textContent = String(participants.size);
   }
 
   _renderLobby(waiting) {
@@ -383,33 +370,26 @@ export class RoomUI {
   }
 
   _roomInfo(room) {
-    this.locked = room.locked;
     const b = $(this.root, '[data-act=lock]');
     if (b) { b.textContent = room.locked ? t('room.unlock') : t('room.lock'); b.setAttribute('aria-pressed', String(room.locked)); }
     this.root.dataset.locked = String(room.locked);
     this.root.dataset.recordingAllowed = String(room.recording_allowed);
-    this._recording(room.recording);
   }
 
-  _chat(m) {
+  _chat(m, mine) {
     const log = $(this.root, '.chat-log');
-    const li = el('li', { class: m.from_peer === this.me ? 'mine' : '' });
+    const li = el('li', { class: mine ? 'mine' : '' });
     const time = new Date(m.at).toLocaleTimeString('zh-CN', { hour: '2-digit', minute: '2-digit' });
     li.append(el('b', {}, m.display_name), el('time', {}, time), el('p', {}, m.text));
     log.append(li);
     log.scrollTop = log.scrollHeight;
   }
 
-  _askConsent() {
-    const d = $(this.root, '.consent-dialog');
-    if (!d.open) d.showModal();
-  }
-
   _consentState(s) {
     const out = $(this.root, '.consent-state');
     out.hidden = false;
     out.textContent = t('room.consent.state', { c: s.consented.length, r: s.refused.length, p: s.pending.length })
-      + (s.minutes_required ? ` ${t('room.consent.minutes')}` : '');
+      + (s.minutesRequired ? ` ${t('room.consent.minutes')}` : '');
     out.dataset.pending = String(s.pending.length);
     out.dataset.refused = String(s.refused.length);
   }

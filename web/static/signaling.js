@@ -190,7 +190,7 @@ export class Signaling extends EventTarget {
     if (this.ws && this.ws._handled) return;
     if (this.ws) { this.ws._handled = true; this.ws.onclose = null; this.ws.onmessage = null; }
     clearInterval(this.pingTimer);
-    for (const [id, p] of this.pending) {
+    for (const p of this.pending.values()) {
       clearTimeout(p.timer);
       p.reject(Object.assign(new Error('connection lost'), { code: 'connection_lost' }));
     }
