@@ -28,6 +28,7 @@ from pathlib import Path
 from typing import Protocol
 
 from redis.asyncio import Redis
+from redis.exceptions import RedisError
 from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
@@ -137,8 +138,10 @@ class RedisWitness:
     async def _write(self, head: Head) -> None:
         try:
             await self._redis.eval(_SET_IF_NEWER, 1, self._key, str(head.entry_id), head.hash)
-        except Exception:
-            logger.warning("audit head %s not witnessed in Redis", head.entry_id, exc_info=True)
+        except (RedisError, OSError) as e:  # an outage: the next commit's head catches up
+            logger.warning(
+                "audit head %s not witnessed in Redis (%s)", head.entry_id, type(e).__name__
+            )
 
     async def flush(self) -> None:
         """Wait for witness writes under way (shutdown, tests)."""
