@@ -88,7 +88,8 @@ from signaling.protocol import (
     client_adapter,
     encode,
 )
-from signaling.room import ROLE_PERMISSIONS, Effects, Member, MemberSpec, Room, RoomState
+from signaling.room import Room
+from signaling.roomstate import ROLE_PERMISSIONS, Effects, Member, MemberSpec, RoomState
 from signaling.tokens import (
     ResumeClaim,
     issue_resume_token,

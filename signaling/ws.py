@@ -32,7 +32,7 @@ from signaling import errors, store
 from signaling.bus import SignalBus, make_bus, make_directory
 from signaling.node import Limits, NodeConfig, SignalingNode
 from signaling.protocol import PROTOCOL, Error, Hello, Permission, encode
-from signaling.room import GUEST_ROLES, ROLE_PERMISSIONS
+from signaling.roomstate import GUEST_ROLES, ROLE_PERMISSIONS
 from signaling.tokens import (
     JoinGrant,
     issue_join_token,

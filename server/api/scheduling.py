@@ -571,7 +571,7 @@ class SignalingLinks:
             return f"{self.base_url}/rooms/{call.room_id}"
         from signaling import store
         from signaling.protocol import Role
-        from signaling.room import GUEST_ROLES, ROLE_PERMISSIONS
+        from signaling.roomstate import GUEST_ROLES, ROLE_PERMISSIONS
         from signaling.tokens import JoinGrant, issue_join_token, new_jti
 
         role: Role = "party"
