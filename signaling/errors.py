@@ -5,7 +5,8 @@ They are sent as `error` messages and never close the socket unless `close_code`
 
 from __future__ import annotations
 
-from server.errors import SignalingError
+from server.errors import AppError, SignalingError
+from signaling.protocol import Error
 
 
 class BadMessage(SignalingError):
@@ -161,3 +162,15 @@ ALL_ERRORS: list[type[SignalingError]] = [
     MediaUnavailable,
     ResumeFailed,
 ]
+
+
+def error_message(exc: AppError, re: str | None) -> Error:
+    """The `error` message a client gets for `exc` (in answer to its message `re`)."""
+    fields = exc.details.get("field") if exc.details else None
+    return Error(
+        re=re,
+        code=exc.code,
+        message=str(exc),
+        message_zh=exc.message_zh,
+        field=str(fields) if fields else None,
+    )

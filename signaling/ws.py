@@ -30,7 +30,8 @@ from server.settings import Settings
 from server.tasks import cancel_and_wait
 from signaling import errors, store
 from signaling.bus import SignalBus, make_bus, make_directory
-from signaling.node import Limits, NodeConfig, SignalingNode
+from signaling.config import Limits, NodeConfig
+from signaling.node import SignalingNode
 from signaling.protocol import PROTOCOL, Error, Hello, Permission, encode
 from signaling.roomstate import GUEST_ROLES, ROLE_PERMISSIONS
 from signaling.tokens import (

@@ -12,7 +12,7 @@ from hypothesis import strategies as st
 from pydantic import ValidationError
 
 from server.errors import SignalingError
-from signaling.node import parse
+from signaling.edge import parse
 from signaling.protocol import (
     PROTOCOL,
     Ack,
