@@ -329,8 +329,11 @@ def _detach(d: dict[str, Any]) -> Detach:
 
 def _out(d: dict[str, Any]) -> Out:
     conn_ids = d.get("c")
-    if not isinstance(conn_ids, list) or not all(isinstance(c, str) for c in conn_ids):
+    if not isinstance(conn_ids, list):
         raise EnvelopeError("'c' must be a list of connection ids")
+    for conn_id in conn_ids:  # a loop, not all(...): no generator per envelope
+        if not isinstance(conn_id, str):
+            raise EnvelopeError("'c' must be a list of connection ids")
     return Out(conn_ids=conn_ids, text=_str(d, "t"))
 
 
