@@ -15,6 +15,7 @@ nodes serve one deployment. Imports `server` (settings, errors, models, audit) a
 - `room.py`: the pure state machine: lobby, official rule, moderation, consent; no I/O.
 - `edge.py`: one client socket: limits, parsing, join and resume (through `EdgeContext`).
 - `owner.py`: one room on its owner node: inbox, effects, grace periods (`OwnerContext`).
+- `commands.py`: which `Room` operation each room-level client message asks for.
 - `lane.py`: one participant's negotiation, in order.
 - `node.py`: the node: leases, re-homing, saved room state, routing; the two contexts.
 - `config.py`: `NodeConfig` and `Limits`.

@@ -39,6 +39,7 @@ from server.logging import peer_id_var, room_id_var
 from server.tasks import cancel_and_wait
 from signaling import errors, store
 from signaling.bus import RoomEvent
+from signaling.commands import room_operation
 from signaling.config import NodeConfig
 from signaling.envelopes import (
     Attach,
@@ -55,28 +56,16 @@ from signaling.errors import error_message
 from signaling.lane import Lane
 from signaling.protocol import (
     Ack,
-    Admit,
     Admitted,
     Answer,
-    AskUnmute,
     Candidate,
     ClientMessage,
-    Deny,
-    EndSession,
     Error,
-    ForceMute,
     IceServerInfo,
     Leave,
-    Lock,
     Offer,
-    RecordingConsent,
-    Remove,
-    RequestConsent,
     SendChat,
     ServerMessage,
-    SetPresence,
-    StartRecording,
-    StopRecording,
     Welcome,
     client_adapter,
     encode,
@@ -437,36 +426,7 @@ class RoomActor:
             if not ok:
                 raise errors.RateLimited("too many negotiation messages queued")
             return
-        if isinstance(msg, SendChat):
-            fx = room.chat(peer, msg.text, now)
-        elif isinstance(msg, SetPresence):
-            fx = room.presence(
-                peer, muted_audio=msg.muted_audio, muted_video=msg.muted_video, quality=msg.quality
-            )
-        elif isinstance(msg, Admit):
-            fx = room.admit(peer, msg.peer_id, now)
-        elif isinstance(msg, Deny):
-            fx = room.deny(peer, msg.peer_id, msg.reason, now)
-        elif isinstance(msg, Remove):
-            fx = room.remove(peer, msg.peer_id, msg.reason, now)
-        elif isinstance(msg, Lock):
-            fx = room.lock(peer, msg.locked, now)
-        elif isinstance(msg, AskUnmute):
-            fx = room.ask_unmute(peer, msg.peer_id, msg.kind)
-        elif isinstance(msg, ForceMute):
-            fx = room.force_mute(peer, msg.peer_id, msg.kind, msg.muted, now)
-        elif isinstance(msg, EndSession):
-            fx = room.end(peer, now)
-        elif isinstance(msg, RecordingConsent):
-            fx = room.consent(peer, msg.consent, now)
-        elif isinstance(msg, RequestConsent):
-            fx = room.request_consent(peer)
-        elif isinstance(msg, StartRecording):
-            fx = room.start_recording(peer, now)
-        elif isinstance(msg, StopRecording):
-            fx = room.stop_recording(peer, now)
-        else:
-            raise errors.InvalidState(f"{msg.type} is not valid now")
+        fx = room_operation(room, peer, msg, now)
         self.send_to(peer, Ack(re=msg.id))
         await self.apply(fx)
 
