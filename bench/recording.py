@@ -26,8 +26,9 @@ from aiortc.contrib.media import MediaRecorder
 
 from bench.sfu import LoadClient, encode_clip
 from media import adapter
+from media.forwarding import TrackForwarder
 from media.interfaces import PeerDescription, RecordingFile
-from media.sfu import SfuMediaNode, TrackForwarder
+from media.sfu import SfuMediaNode
 from media.workers import WorkerPoolMediaNode
 
 PUBLISHERS = 4

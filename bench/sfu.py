@@ -36,8 +36,9 @@ from aiortc.contrib.media import MediaRelay
 
 from bench import media_clip
 from media import adapter
+from media.forwarding import ForwardedTrack, TrackForwarder
 from media.interfaces import PeerDescription, PublishGrant, SessionDescription
-from media.sfu import ForwardedTrack, SfuMediaNode, TrackForwarder
+from media.sfu import SfuMediaNode
 from media.workers import WorkerPoolMediaNode
 
 FPS = 15

@@ -78,7 +78,7 @@ def _serve_ours(
     from server.org.models import Role
     from server.settings import Settings
     from signaling import ws as sws
-    from signaling.node import Limits
+    from signaling.config import Limits
 
     @web.middleware
     async def bench_staff(request: web.Request, handler: Any) -> web.StreamResponse:

@@ -1,6 +1,6 @@
 """What signaling/ may know about the media plane: plain values and the MediaNode Protocol.
 
-Nothing here imports aiortc; `media/adapter.py` is the only module that touches its internals.
+Nothing here imports aiortc; `media/adapter/` is the only package that touches its internals.
 
     signaling ──accept_offer/accept_answer/add_candidate/close_peer──► MediaNode
     signaling ◄──────────────── events(): MediaEvent ───────────────── MediaNode

@@ -29,11 +29,20 @@ from redis.asyncio import Redis
 
 from server.errors import OUTAGE_ERRORS
 from server.tasks import cancel_and_wait
+from signaling.envelopes import (
+    EnvelopeError,
+    NodeBound,
+    RoomBound,
+    decode_node,
+    decode_room,
+    encode,
+)
 
 logger = logging.getLogger(__name__)
 
-Envelope = dict[str, Any]
-Handler = Callable[[Envelope], None]
+#: Where a node's `SignalBus` hands what arrives for a room it owns, and for the node itself.
+RoomHandler = Callable[[RoomBound], None]
+NodeHandler = Callable[[NodeBound], None]
 
 MAX_OUTBOX = 50_000
 MAX_EVENT_QUEUE = 1000
@@ -57,13 +66,13 @@ class RoomEvent:
     at: datetime
     payload: dict[str, Any] = field(default_factory=dict)
 
-    def to_json(self) -> Envelope:
+    def to_json(self) -> dict[str, Any]:
         d = asdict(self)
         d["at"] = self.at.isoformat()
         return d
 
     @classmethod
-    def from_json(cls, d: Envelope) -> RoomEvent:
+    def from_json(cls, d: dict[str, Any]) -> RoomEvent:
         return cls(
             type=d["type"],
             room_id=d["room_id"],
@@ -119,17 +128,17 @@ class _EventHub:
 class SignalBus(Protocol):
     node_id: str
 
-    async def start(self, on_node_message: Handler) -> None: ...
+    async def start(self, on_node_message: NodeHandler) -> None: ...
 
     async def close(self) -> None: ...
 
-    def send_room(self, room_id: str, envelope: Envelope) -> None:
+    def send_room(self, room_id: str, envelope: RoomBound) -> None:
         """To the node owning the room (non-blocking; delivered in order per sender)."""
         ...
 
-    def send_node(self, node_id: str, envelope: Envelope) -> None: ...
+    def send_node(self, node_id: str, envelope: NodeBound) -> None: ...
 
-    async def host_room(self, room_id: str, handler: Handler) -> None:
+    async def host_room(self, room_id: str, handler: RoomHandler) -> None:
         """This node owns the room now: deliver `send_room` envelopes to `handler`."""
         ...
 
@@ -186,25 +195,25 @@ class InProcessSignalBus(_EventHub):
     def __init__(self, node_id: str) -> None:
         super().__init__()
         self.node_id = node_id
-        self._on_node: Handler | None = None
-        self._rooms: dict[str, Handler] = {}
+        self._on_node: NodeHandler | None = None
+        self._rooms: dict[str, RoomHandler] = {}
 
-    async def start(self, on_node_message: Handler) -> None:
+    async def start(self, on_node_message: NodeHandler) -> None:
         self._on_node = on_node_message
 
     async def close(self) -> None:
         self._rooms.clear()
 
-    def send_room(self, room_id: str, envelope: Envelope) -> None:
+    def send_room(self, room_id: str, envelope: RoomBound) -> None:
         handler = self._rooms.get(room_id)
         if handler is not None:
             handler(envelope)
 
-    def send_node(self, node_id: str, envelope: Envelope) -> None:
+    def send_node(self, node_id: str, envelope: NodeBound) -> None:
         if node_id == self.node_id and self._on_node is not None:
             self._on_node(envelope)
 
-    async def host_room(self, room_id: str, handler: Handler) -> None:
+    async def host_room(self, room_id: str, handler: RoomHandler) -> None:
         self._rooms[room_id] = handler
 
     async def unhost_room(self, room_id: str) -> None:
@@ -388,8 +397,8 @@ class RedisSignalBus(_EventHub):
         self._prefix = prefix
         self._pubsub = redis.pubsub(ignore_subscribe_messages=True)
         self._outbox: asyncio.Queue[tuple[str, str]] = asyncio.Queue(maxsize=MAX_OUTBOX)
-        self._rooms: dict[str, Handler] = {}
-        self._on_node: Handler | None = None
+        self._rooms: dict[str, RoomHandler] = {}
+        self._on_node: NodeHandler | None = None
         self._tasks: list[asyncio.Task[None]] = []
         self._idle = asyncio.Event()
         self._idle.set()
@@ -407,7 +416,7 @@ class RedisSignalBus(_EventHub):
     def _events_channel(self) -> str:
         return f"{self._prefix}events"
 
-    async def start(self, on_node_message: Handler) -> None:
+    async def start(self, on_node_message: NodeHandler) -> None:
         self._on_node = on_node_message
         await self._pubsub.subscribe(self._node_channel(self.node_id), self._events_channel)
         self._tasks = [
@@ -429,20 +438,20 @@ class RedisSignalBus(_EventHub):
             if self.dropped % 1000 == 1:  # one line per thousand, not one per message
                 logger.warning("signal bus outbox full; %d messages dropped", self.dropped)
 
-    def send_room(self, room_id: str, envelope: Envelope) -> None:
+    def send_room(self, room_id: str, envelope: RoomBound) -> None:
         handler = self._rooms.get(room_id)
         if handler is not None:  # we own it: no round trip through Redis
             handler(envelope)
             return
-        self._enqueue(self._room_channel(room_id), json.dumps(envelope, ensure_ascii=False))
+        self._enqueue(self._room_channel(room_id), encode(envelope))
 
-    def send_node(self, node_id: str, envelope: Envelope) -> None:
+    def send_node(self, node_id: str, envelope: NodeBound) -> None:
         if node_id == self.node_id and self._on_node is not None:
             self._on_node(envelope)
             return
-        self._enqueue(self._node_channel(node_id), json.dumps(envelope, ensure_ascii=False))
+        self._enqueue(self._node_channel(node_id), encode(envelope))
 
-    async def host_room(self, room_id: str, handler: Handler) -> None:
+    async def host_room(self, room_id: str, handler: RoomHandler) -> None:
         self._rooms[room_id] = handler
         await self._pubsub.subscribe(self._room_channel(room_id))
 
@@ -526,17 +535,19 @@ class RedisSignalBus(_EventHub):
                 continue
             channel: bytes = msg["channel"]
             try:
-                data = json.loads(msg["data"])
                 if channel == node:
                     if self._on_node is not None:
-                        self._on_node(data)
+                        self._on_node(decode_node(msg["data"]))
                 elif channel == events:
+                    data = json.loads(msg["data"])
                     if data.get("origin") != self.node_id:
                         self._deliver_event(RoomEvent.from_json(data["event"]))
                 elif channel.startswith(room_prefix):
                     handler = self._rooms.get(channel[len(room_prefix) :].decode())
                     if handler is not None:
-                        handler(data)
+                        handler(decode_room(msg["data"]))
+            except EnvelopeError as e:  # one line, no traceback: the sender is at fault
+                logger.warning("rejected an envelope on %r: %s: %s", channel, e.code, e)
             except Exception:
                 logger.exception("bad message on %r", channel)
 

@@ -14,6 +14,8 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
+from server.errors import AppError
+
 # Role and Permission belong to the sessions domain (join tokens carry them).
 from server.sessions.schemas import Permission as Permission
 from server.sessions.schemas import Role as Role
@@ -509,6 +511,18 @@ ServerMessage = Annotated[
     Field(discriminator="type"),
 ]
 server_adapter: TypeAdapter[ServerMessage] = TypeAdapter(ServerMessage)
+
+
+def error_message(exc: AppError, re: str | None) -> Error:
+    """The `error` message a client gets for `exc` (in answer to its message `re`)."""
+    fields = exc.details.get("field") if exc.details else None
+    return Error(
+        re=re,
+        code=exc.code,
+        message=str(exc),
+        message_zh=exc.message_zh,
+        field=str(fields) if fields else None,
+    )
 
 
 def encode(message: _Msg) -> str:

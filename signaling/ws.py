@@ -35,9 +35,10 @@ from server.settings import Settings
 from server.tasks import cancel_and_wait
 from signaling import errors
 from signaling.bus import SignalBus, make_bus, make_directory
-from signaling.node import Limits, NodeConfig, SignalingNode
+from signaling.config import Limits, NodeConfig
+from signaling.node import SignalingNode
 from signaling.protocol import PROTOCOL, Error, Hello, encode
-from signaling.room import GUEST_ROLES
+from signaling.roomstate import GUEST_ROLES
 from signaling.tokens import join_link_qr_png
 
 logger = logging.getLogger(__name__)

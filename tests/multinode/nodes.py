@@ -12,7 +12,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
 
-from signaling.node import Limits
+from signaling.config import Limits
 from tests.component.signaling.harness import build_app
 from tests.conftest import make_settings
 

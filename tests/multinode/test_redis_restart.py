@@ -15,7 +15,7 @@ import aiohttp
 import pytest
 from aiohttp.test_utils import TestServer
 
-from signaling.node import Limits
+from signaling.config import Limits
 from signaling.ws import node_key
 from tests.component.signaling.harness import Participant, new_session, new_token
 from tests.conftest import PrivateRedis

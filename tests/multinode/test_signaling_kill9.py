@@ -29,7 +29,7 @@ from bench.server_process import ServerProcess, start_node
 from bench.sigclient import SigClient, SignalingError, Staff
 from server.crypto import PiiCipher
 from signaling.bus import RedisRoomDirectory
-from signaling.room import RoomState
+from signaling.roomstate import RoomState
 from tests.conftest import PrivateRedis
 
 pytestmark = pytest.mark.multinode

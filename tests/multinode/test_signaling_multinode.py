@@ -14,7 +14,7 @@ import pytest
 from aiohttp.test_utils import TestServer
 
 from server.db import utcnow
-from signaling.node import Limits
+from signaling.config import Limits
 from signaling.ws import bus_key, node_key
 from tests.component.signaling.harness import (
     FakeMediaNode,

@@ -6,7 +6,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
-from signaling.node import Limits
+from signaling.config import Limits
 from tests.component.signaling.harness import FakeMediaNode, Participant, build_app
 from tests.conftest import make_settings
 

@@ -29,7 +29,7 @@ from media.interfaces import (
     TrackKind,
 )
 from server.settings import Settings
-from signaling.node import Limits
+from signaling.config import Limits
 from signaling.protocol import PROTOCOL
 from signaling.ws import limits_key, media_factory_key, prefix_key
 

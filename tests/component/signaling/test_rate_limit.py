@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from signaling.node import Limits
+from signaling.config import Limits
 from tests.component.signaling.conftest import MakeParticipant
 from tests.component.signaling.harness import new_session
 

@@ -11,7 +11,7 @@ from typing import Any
 
 import av
 
-from media import sfu
+from media import forwarding, sfu
 from media.interfaces import TrackKind
 
 KEY = bytes([0x50, 0x42, 0x00, 0x9D, 0x01, 0x2A]) + struct.pack("<HH", 64, 48)
@@ -43,11 +43,18 @@ async def settle() -> None:
         await asyncio.sleep(0)
 
 
-async def make_forwarder(kind: TrackKind = "video") -> tuple[sfu.TrackForwarder, Any]:
+async def make_forwarder(kind: TrackKind = "video") -> tuple[forwarding.TrackForwarder, Any]:
     node = sfu.SfuMediaNode()
     receiver = PublisherReceiver()
-    forwarder = sfu.TrackForwarder(
-        node, sfu.Room("r"), "pub", kind, "t1", receiver, "vp8" if kind == "video" else "opus", True
+    forwarder = forwarding.TrackForwarder(
+        node,
+        forwarding.Room("r"),
+        "pub",
+        kind,
+        "t1",
+        receiver,
+        "vp8" if kind == "video" else "opus",
+        True,
     )
     return forwarder, receiver
 
@@ -57,7 +64,7 @@ async def test_a_fresh_keyframe_starts_a_new_subscriber_without_a_pli() -> None:
     now = time.monotonic()
     forwarder.on_frame(frame(KEY, 0), now)
     forwarder.on_frame(frame(DELTA, 6000), now)
-    track = sfu.ForwardedTrack(forwarder, "sub")
+    track = forwarding.ForwardedTrack(forwarder, "sub")
     forwarder.subscribers["sub"] = track
     assert track.queued == 2 and not track.waiting_keyframe
     track.activate()
@@ -68,10 +75,10 @@ async def test_a_fresh_keyframe_starts_a_new_subscriber_without_a_pli() -> None:
 
 async def test_a_stale_keyframe_is_not_used_and_one_pli_is_sent() -> None:
     forwarder, receiver = await make_forwarder()
-    old = time.monotonic() - 10 * sfu.FRESH_KEYFRAME_S
+    old = time.monotonic() - 10 * forwarding.FRESH_KEYFRAME_S
     forwarder.on_frame(frame(KEY, 0), old)
     forwarder.on_frame(frame(DELTA, 6000), old)
-    track = sfu.ForwardedTrack(forwarder, "sub")
+    track = forwarding.ForwardedTrack(forwarder, "sub")
     forwarder.subscribers["sub"] = track
     assert track.queued == 0 and track.waiting_keyframe
     forwarder.on_frame(frame(DELTA, 12000), time.monotonic())  # no keyframe: skipped
@@ -83,7 +90,7 @@ async def test_a_stale_keyframe_is_not_used_and_one_pli_is_sent() -> None:
 
 async def test_an_inactive_subscription_keeps_video_from_the_next_keyframe() -> None:
     forwarder, receiver = await make_forwarder()
-    track = sfu.ForwardedTrack(forwarder, "sub")
+    track = forwarding.ForwardedTrack(forwarder, "sub")
     forwarder.subscribers["sub"] = track
     forwarder.on_frame(frame(DELTA, 0), time.monotonic())
     forwarder.on_frame(frame(KEY, 6000), time.monotonic())
@@ -96,10 +103,10 @@ async def test_an_inactive_subscription_keeps_video_from_the_next_keyframe() -> 
 
 async def test_a_start_that_went_stale_before_activation_is_dropped_for_a_new_keyframe() -> None:
     forwarder, receiver = await make_forwarder()
-    track = sfu.ForwardedTrack(forwarder, "sub")
+    track = forwarding.ForwardedTrack(forwarder, "sub")
     forwarder.subscribers["sub"] = track
     forwarder.on_frame(frame(KEY, 0), time.monotonic())
-    track.started_at -= 10 * sfu.FRESH_KEYFRAME_S  # the answer came late
+    track.started_at -= 10 * forwarding.FRESH_KEYFRAME_S  # the answer came late
     track.activate()
     await settle()
     assert track.queued == 0 and track.waiting_keyframe and receiver.plis == 1
@@ -107,10 +114,10 @@ async def test_a_start_that_went_stale_before_activation_is_dropped_for_a_new_ke
 
 async def test_an_inactive_queue_that_fills_up_restarts_without_asking_the_publisher() -> None:
     forwarder, receiver = await make_forwarder()
-    track = sfu.ForwardedTrack(forwarder, "sub")
+    track = forwarding.ForwardedTrack(forwarder, "sub")
     forwarder.subscribers["sub"] = track
     forwarder.on_frame(frame(KEY, 0), time.monotonic())
-    for i in range(sfu.MAX_QUEUED_VIDEO_FRAMES):
+    for i in range(forwarding.MAX_QUEUED_VIDEO_FRAMES):
         forwarder.on_frame(frame(DELTA, 6000 * (i + 1)), time.monotonic())
     await settle()
     assert track.queued == 0 and track.waiting_keyframe and receiver.plis == 0
@@ -118,7 +125,7 @@ async def test_an_inactive_queue_that_fills_up_restarts_without_asking_the_publi
 
 async def test_inactive_audio_is_not_kept() -> None:
     forwarder, _ = await make_forwarder("audio")
-    track = sfu.ForwardedTrack(forwarder, "sub")
+    track = forwarding.ForwardedTrack(forwarder, "sub")
     forwarder.subscribers["sub"] = track
     forwarder.on_frame(frame(b"\xfc\xff\xfe", 0), time.monotonic())
     assert track.queued == 0

@@ -14,8 +14,8 @@ from jsonschema import Draft202012Validator
 from pydantic import ValidationError
 
 from server.errors import SignalingError
+from signaling.edge import parse
 from signaling.errors import ERROR_CODES
-from signaling.node import parse
 from signaling.protocol import (
     PROTOCOL,
     Ack,

@@ -29,7 +29,8 @@ from signaling.protocol import (
     SessionEnded,
     TrackKind,
 )
-from signaling.room import ROLE_PERMISSIONS, Effects, LeaveReason, MemberSpec, Room, RoomState
+from signaling.room import Room
+from signaling.roomstate import ROLE_PERMISSIONS, Effects, LeaveReason, MemberSpec, RoomState
 from tests.unit.signaling.test_room_state import taken_over
 
 PEOPLE: dict[str, tuple[Role, bool]] = {

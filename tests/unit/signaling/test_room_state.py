@@ -12,7 +12,8 @@ from hypothesis import given
 from hypothesis import strategies as st
 
 from signaling.protocol import RecordingState, Role
-from signaling.room import ROLE_PERMISSIONS, MemberSpec, MemberState, Room, RoomState
+from signaling.room import Room
+from signaling.roomstate import ROLE_PERMISSIONS, MemberSpec, MemberState, RoomState
 
 NOW = datetime(2026, 11, 24, 9, tzinfo=UTC)
 CAPACITY = 4

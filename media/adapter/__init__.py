@@ -1,0 +1,98 @@
+"""Every aiortc/aioice internal the passthrough SFU touches, in this package and nowhere else
+(aiortc pinned to 1.16.0). Callers import the package (`from media import adapter`).
+
+What is replaced or used, and why:
+
+- `aiortc.rtcrtpreceiver.decoder_worker(loop, input_q, output_q, decode_error)` runs in the
+  receiver's thread and decodes `(codec, JitterFrame)` tuples. `RTCRtpReceiver.receive()` looks
+  it up at call time, so replacing the module attribute is enough. Our replacement checks whether
+  `output_q` (the remote track's `_queue`) is a `PassthroughSink` installed by `attach_sink()` in
+  the `track` event; if so it replaces `put` on that receiver's `input_q` instance (the
+  `queue.Queue` that `_handle_rtp_packet` fills from the event loop) so that each JitterFrame is
+  wrapped as an `av.Packet` (pts = RTP timestamp, time_base = 1/clockRate) and handed to the
+  sink right there, on the event loop, and the thread exits: no decode and no thread hop. Any
+  other track gets the original decoder.
+- `RTCRtpSender._send_keyframe()` is what an incoming PLI/FIR calls; on the `pack()` path it
+  is a no-op, so `on_keyframe_request()` replaces it per sender instance.
+- `RTCRtpReceiver._send_rtcp_pli(media_ssrc)` asks the publisher for a keyframe.
+- `RTCRtpReceiver._handle_rtp_packet(packet, arrival_time_ms)` is wrapped per receiver instance
+  to read the RFC 6464 audio-level header extension (cheaper than decoding Opus).
+- `aioice.ice.get_host_addresses(use_ipv4, use_ipv6)` is replaced by `restrict_host_addresses()`.
+- `RTCPeerConnection.createOffer()` resets every transceiver's codecs and header extensions to
+  aiortc's defaults (`aiortc.rtcpeerconnection.CODECS` / `HEADER_EXTENSIONS`, opus=96, VP8=97,
+  mid=1, audio-level=2, abs-send-time=3) before building the offer, even for m-lines already
+  negotiated with other numbers. A renegotiation offer then renumbers what the browser
+  negotiated (Chrome: opus=111, VP8=96, rtx=97, its own extension ids): Chrome refuses changed
+  extension ids, and accepts changed payload types but then sends VP8 as PT 97, which the
+  server's already started receiver takes for RTX. `create_offer(pc)` swaps in per-connection
+  tables built from what was negotiated for the duration of the (fully synchronous) call.
+- `RTCDtlsTransport._handle_rtp_data(data, arrival_time_ms)` is replaced (class-wide) so that
+  nothing a remote party sends ends the transport's receive loop: aiortc 1.16 raises
+  `struct.error` for an ssrc-audio-level extension of the wrong length, which killed the whole
+  bundled connection. Such a packet is kept without its header extensions; one that does not
+  parse at all, or whose handling raises, is dropped (counted in `stats`).
+
+- `RTCRtpReceiver.__jitter_buffer` (an `aiortc.jitterbuffer.JitterBuffer`) is replaced per
+  passthrough receiver by `complete_frames_early()`. aiortc's buffer hands a frame over only when
+  a packet of the *next* frame arrives (and holds audio back 4 packets more): through the SFU
+  that is one frame interval of added video latency (66 ms at 15 fps) and 80-100 ms of audio.
+  The replacement completes a video frame at its RTP marker bit (the last packet of a frame,
+  RFC 7741 / RFC 6184) when every packet from the buffer's origin to it is present, and passes
+  each Opus packet (one frame per packet) on as it arrives, dropping late duplicates. Its
+  `add(packet) -> (pli_flag, frame | None)` contract and loss handling are aiortc's.
+- `aiortc.clock.current_ntp_time()` and `current_ms()` are replaced (module attributes, read
+  at call time as `clock.current_ntp_time()`) by equivalents computed from `time.time_ns()`
+  instead of `datetime.now(utc) - NTP_EPOCH`: every sent RTP packet calls `current_ntp_time()`
+  twice (abs-send-time, SR bookkeeping) and every received one `current_ms()`; profiled in a
+  room of 8 the datetime arithmetic was about 6% of the SFU worker.
+
+`check_aiortc_internals()` verifies all of the above at start-up and raises
+`AiortcInternalsChanged` naming what differs.
+
+Modules: `internals` (the check, what was replaced, counters), `receive` (passthrough sink and
+decoder_worker hook), `jitter` (early frame completion), `rtp` (clock, malformed RTP guard),
+`negotiation` (offers, codec pinning and preferences), `rtcp` (PLI both ways, audio level),
+`network` (host addresses), `bitstream` (keyframes and VP8 size from bytes; no aiortc).
+"""
+
+from __future__ import annotations
+
+from media.adapter.bitstream import is_keyframe, vp8_dimensions
+from media.adapter.internals import (
+    EXPECTED_AIORTC_VERSION,
+    AiortcInternalsChanged,
+    check_aiortc_internals,
+    stats,
+)
+from media.adapter.jitter import complete_frames_early, early_frame_buffer
+from media.adapter.negotiation import (
+    audio_codec_preferences,
+    create_offer,
+    pin_negotiated_codecs,
+    video_codec_preferences,
+)
+from media.adapter.network import restrict_host_addresses
+from media.adapter.receive import PassthroughSink, attach_sink, install_passthrough
+from media.adapter.rtcp import observe_audio_level, on_keyframe_request, send_pli
+
+__all__ = [
+    "EXPECTED_AIORTC_VERSION",
+    "AiortcInternalsChanged",
+    "PassthroughSink",
+    "attach_sink",
+    "audio_codec_preferences",
+    "check_aiortc_internals",
+    "complete_frames_early",
+    "create_offer",
+    "early_frame_buffer",
+    "install_passthrough",
+    "is_keyframe",
+    "observe_audio_level",
+    "on_keyframe_request",
+    "pin_negotiated_codecs",
+    "restrict_host_addresses",
+    "send_pli",
+    "stats",
+    "video_codec_preferences",
+    "vp8_dimensions",
+]

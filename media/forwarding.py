@@ -1,0 +1,339 @@
+"""Forwarding inside the passthrough SFU: one `TrackForwarder` per published track fans its
+encoded frames out to one `ForwardedTrack` per subscriber (a bounded queue that an aiortc
+sender drains) and to the room's recording; `PeerSession` and `Room` are the SFU's view of a
+participant and of a room. No negotiation here (sfu.py), no aiortc internals (adapter/).
+
+    RTCRtpReceiver ─(adapter)─► TrackForwarder.on_frame ─┬─► ForwardedTrack (bounded) ─► sender
+                                                         └─► Recording (bounded, writer thread)
+    subscriber PLI/FIR ─► TrackForwarder.request_keyframe() (≈1/s) ─► PLI to the publisher
+"""
+
+from __future__ import annotations
+
+import asyncio
+import collections
+import logging
+import re
+import time
+import uuid
+from collections.abc import Coroutine
+from dataclasses import dataclass, field
+from typing import Any, Protocol
+
+import av
+from aiortc import MediaStreamTrack, RTCPeerConnection
+from aiortc.mediastreams import MediaStreamError
+
+from media import adapter
+from media.interfaces import PublishGrant, TrackKind
+from media.recorder import Recording, TrackKey
+from media.speaker import SpeakerDetector
+
+logger = logging.getLogger(__name__)
+
+MAX_QUEUED_VIDEO_FRAMES = 30  # 2 s at 15 fps
+MAX_QUEUED_AUDIO_FRAMES = 50  # 1 s of 20 ms Opus frames
+KEYFRAME_MIN_INTERVAL_S = 1.0
+# A subscription may start from a keyframe already received if it is at most this old: the
+# frames since then reach the subscriber as a short burst, which its jitter buffer absorbs.
+FRESH_KEYFRAME_S = 0.25
+
+
+class ForwarderHost(Protocol):
+    """What a forwarder needs from its media node (`SfuMediaNode`)."""
+
+    @property
+    def keyframe_min_interval_s(self) -> float: ...
+
+    def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]: ...
+
+
+def _token(value: str) -> str:
+    return re.sub(r"[^A-Za-z0-9_-]", "_", value)[:48]
+
+
+class ForwardedTrack(MediaStreamTrack):
+    """One subscriber's copy of one published track: a bounded queue of encoded frames.
+
+    Video starts at a keyframe. When the queue is full (the subscriber's sender is not keeping
+    up) the frame is dropped, video waits for the next keyframe and one is requested.
+
+    Before the subscriber's answer starts the sender (`active`), video is already kept from a
+    keyframe on: the publisher's last keyframe if it is fresh (`FRESH_KEYFRAME_S`), else the next
+    one (asked for when the subscriber's first offer came in). At activation a fresh start is
+    sent at once; only a missing or stale one costs a keyframe request and its round trip.
+    """
+
+    def __init__(self, forwarder: TrackForwarder, subscriber_id: str) -> None:
+        super().__init__()
+        self.kind = forwarder.kind
+        # The msid track id the subscriber sees: "<publisher>.<kind>.<random>".
+        self._id = f"{_token(forwarder.publisher_id)}.{forwarder.kind}.{uuid.uuid4().hex[:8]}"
+        self.forwarder = forwarder
+        self.subscriber_id = subscriber_id
+        self.max_queued = (
+            MAX_QUEUED_VIDEO_FRAMES if forwarder.kind == "video" else MAX_QUEUED_AUDIO_FRAMES
+        )
+        # A single-consumer queue (the sender's RTP task): a deque and at most one waiter,
+        # leaner per frame than asyncio.Queue (no unfinished-task Event, no getter list).
+        self._queue: collections.deque[av.Packet[Any] | None] = collections.deque()
+        self._waiter: asyncio.Future[None] | None = None
+        self.active = False  # set once the subscriber's answer made the sender start
+        self.waiting_keyframe = forwarder.kind == "video"
+        self.started_at = 0.0  # arrival of the keyframe that began an inactive video queue
+        self.forwarded = 0
+        self.dropped = 0
+        self.skipped = 0  # video frames not forwarded while waiting for a keyframe
+        fresh = forwarder.fresh_frames()
+        if fresh:
+            self._queue.extend(fresh)
+            self.forwarded += len(fresh)
+            self.waiting_keyframe = False
+            self.started_at = forwarder.keyframe_at
+
+    @property
+    def queued(self) -> int:
+        return len(self._queue)
+
+    def _wake(self) -> None:
+        waiter = self._waiter
+        if waiter is not None and not waiter.done():
+            waiter.set_result(None)
+
+    def push(self, packet: av.Packet[Any], keyframe: bool) -> None:
+        if self.readyState != "live" or not (self.active or self.kind == "video"):
+            return
+        if self.waiting_keyframe:
+            if not keyframe:
+                self.skipped += 1
+                return
+            self.waiting_keyframe = False
+            if not self.active:
+                self.started_at = time.monotonic()
+            if logger.isEnabledFor(logging.DEBUG):
+                logger.debug(
+                    "room %s: %s gets %s's video from a keyframe (%d frames skipped)",
+                    self.forwarder.room.room_id,
+                    self.subscriber_id,
+                    self.forwarder.publisher_id,
+                    self.skipped,
+                )
+        if len(self._queue) >= self.max_queued:
+            self.dropped += 1
+            if self.kind == "video":
+                self.waiting_keyframe = True
+                if self.active:
+                    self.forwarder.request_keyframe()
+                else:  # not started yet: begin again from a newer keyframe
+                    self._queue.clear()
+            return
+        self._queue.append(packet)
+        self.forwarded += 1
+        self._wake()
+
+    def activate(self) -> None:
+        """The sender has started: keep a fresh start, else ask the publisher for a keyframe."""
+        self.active = True
+        if self.kind != "video":
+            return
+        if not self.waiting_keyframe and time.monotonic() - self.started_at > FRESH_KEYFRAME_S:
+            self._queue.clear()  # stale: would play late; start from a new keyframe instead
+            self.waiting_keyframe = True
+        if self.waiting_keyframe:
+            self.forwarder.request_keyframe()
+
+    async def recv(self) -> Any:
+        if self.readyState != "live":
+            raise MediaStreamError
+        queue = self._queue
+        while not queue:
+            self._waiter = asyncio.get_running_loop().create_future()
+            try:
+                await self._waiter
+            finally:
+                self._waiter = None
+        packet = queue.popleft()
+        if packet is None:
+            raise MediaStreamError
+        return packet
+
+    def stop(self) -> None:
+        if self.readyState == "live":
+            super().stop()
+            self._queue.clear()
+            self._queue.append(None)
+            self._wake()
+
+
+class TrackForwarder:
+    """One published track: fans its encoded frames out to subscribers and the recording."""
+
+    def __init__(
+        self,
+        node: ForwarderHost,
+        room: Room,
+        publisher_id: str,
+        kind: TrackKind,
+        track_id: str,
+        receiver: Any,
+        codec: str,
+        forwarded: bool,
+    ) -> None:
+        self.node = node
+        self.room = room
+        self.publisher_id = publisher_id
+        self.kind: TrackKind = kind
+        self.track_id = track_id
+        self.receiver = receiver
+        self.codec = codec
+        self.granted = forwarded
+        self.enabled = True  # moderation (forced mute)
+        self.subscribers: dict[str, ForwardedTrack] = {}
+        self.frames_in = 0
+        self.keyframes_in = 0
+        self.plis_sent = 0
+        self.ended = False
+        self.keyframe_at = 0.0  # arrival of the last keyframe
+        self._since_keyframe: list[av.Packet[Any]] = []  # while that keyframe is fresh
+        self._last_pli_at = -1e9
+        self._pli_scheduled: asyncio.TimerHandle | None = None
+
+    @property
+    def key(self) -> str:
+        return f"{self.publisher_id}/{self.track_id}"
+
+    def on_frame(self, packet: av.Packet[Any], arrival_monotonic_s: float) -> None:
+        self.frames_in += 1
+        if not (self.granted and self.enabled):
+            return
+        data = bytes(packet) if (self.kind == "video" or self.room.recording) else b""
+        keyframe = self.kind == "audio" or adapter.is_keyframe(self.codec, data)
+        if self.kind == "video":
+            if keyframe:
+                self.keyframes_in += 1
+                self.keyframe_at = arrival_monotonic_s
+                self._since_keyframe = [packet]
+            elif self._since_keyframe:
+                if arrival_monotonic_s - self.keyframe_at <= FRESH_KEYFRAME_S:
+                    self._since_keyframe.append(packet)
+                else:
+                    self._since_keyframe = []
+        for track in self.subscribers.values():
+            track.push(packet, keyframe)
+        recording = self.room.recording
+        if recording is not None:
+            assert packet.pts is not None and packet.time_base is not None
+            recording.write(
+                TrackKey(self.publisher_id, self.kind, self.track_id),
+                self.codec,
+                data,
+                packet.pts,
+                packet.time_base,
+                time.time(),
+                keyframe,
+            )
+
+    def on_end(self) -> None:
+        self.ended = True
+
+    @property
+    def has_fresh_keyframe(self) -> bool:
+        return bool(self._since_keyframe) and (
+            time.monotonic() - self.keyframe_at <= FRESH_KEYFRAME_S
+        )
+
+    def fresh_frames(self) -> list[av.Packet[Any]]:
+        """The last keyframe and the frames since, if it is fresh enough to start a subscriber."""
+        return list(self._since_keyframe) if self.has_fresh_keyframe else []
+
+    def request_keyframe(self, *, at_once: bool = False) -> None:
+        """PLI to the publisher, at most one per KEYFRAME_MIN_INTERVAL_S; later ones coalesce.
+        `at_once`: a one-off need that must not wait out the interval (a recording starts:
+        everything until the publisher's next keyframe is lost to it)."""
+        if self.kind != "video" or self.ended:
+            return
+        now = time.monotonic()
+        wait_s = self._last_pli_at + self.node.keyframe_min_interval_s - now
+        if wait_s <= 0 or at_once:
+            if self._pli_scheduled is not None:  # this PLI answers the waiting requests too
+                self._pli_scheduled.cancel()
+                self._pli_scheduled = None
+            self._last_pli_at = now
+            _ = self.node.spawn(self._send_pli(), f"pli:{self.key}")
+        elif self._pli_scheduled is None:
+            loop = asyncio.get_running_loop()
+
+            def fire() -> None:
+                self._pli_scheduled = None
+                self.request_keyframe()
+
+            self._pli_scheduled = loop.call_later(wait_s, fire)
+
+    async def _send_pli(self) -> None:
+        sent = await adapter.send_pli(self.receiver)
+        if sent:
+            self.plis_sent += 1
+        if logger.isEnabledFor(logging.DEBUG):
+            logger.debug(
+                "room %s: PLI to %s for %s%s",
+                self.room.room_id,
+                self.publisher_id,
+                self.track_id,
+                "" if sent else " not sent: no SSRC received yet",
+            )
+
+    def close(self) -> None:
+        self.ended = True
+        self._since_keyframe = []
+        if self._pli_scheduled is not None:
+            self._pli_scheduled.cancel()
+        for track in self.subscribers.values():
+            track.stop()
+        self.subscribers.clear()
+
+
+@dataclass(eq=False)
+class PeerSession:
+    room: Room
+    peer_id: str
+    pc: RTCPeerConnection
+    grant: PublishGrant
+    lock: asyncio.Lock = field(default_factory=asyncio.Lock)
+    published: dict[str, TrackForwarder] = field(default_factory=dict)
+    # forwarder key -> (server transceiver, the subscriber's ForwardedTrack)
+    subscriptions: dict[str, tuple[Any, ForwardedTrack]] = field(default_factory=dict)
+    renegotiate_needed: bool = False
+    connected: bool = False
+    closed: bool = False
+    watchdog: asyncio.Task[None] | None = None
+
+
+@dataclass(eq=False)
+class Room:
+    room_id: str
+    peers: dict[str, PeerSession] = field(default_factory=dict)
+    recording: Recording | None = None
+    speaker: SpeakerDetector = field(default_factory=SpeakerDetector)
+    speaker_task: asyncio.Task[None] | None = None
+    debug_task: asyncio.Task[None] | None = None
+
+    def forwarders(self) -> list[TrackForwarder]:
+        return [
+            f
+            for p in self.peers.values()
+            for f in p.published.values()
+            if f.granted and not f.ended
+        ]
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriptionStats:
+    """Diagnostics for one (subscriber, publisher track) pair."""
+
+    subscriber_id: str
+    publisher_id: str
+    kind: TrackKind
+    queued: int
+    max_queued: int
+    forwarded: int
+    dropped: int
