@@ -13,8 +13,8 @@ import enum
 from collections.abc import Mapping
 
 from scheduling.models import BookingStatus, JobKind, JobStatus
+from server.cases.labels import STATE_LABELS as CASE_STATE_LABELS
 from server.cases.models import CaseState
-from server.cases.service import STATE_LABELS as CASE_STATE_LABELS
 from server.cases.statemachine import TRANSITIONS
 from server.queue.service import STATE_LABELS as CALL_STATE_LABELS
 from server.sessions.models import ParticipantRole, SessionState
@@ -90,7 +90,7 @@ JOB_STATUS_LABELS: Mapping[str, str] = {
     JobStatus.cancelled: "已取消",
 }
 
-#: `CaseDeadline.status` (server/cases/deadline_service.py).
+#: `CaseDeadline.status` (server/cases/deadline_clock.py, deadline_sweep.py).
 DEADLINE_STATUS_LABELS: Mapping[str, str] = {
     "open": "计时中",
     "overdue": "已超期",

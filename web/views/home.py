@@ -10,7 +10,7 @@ from sqlalchemy import select
 from server import keys
 from server.auth.permissions import Action, StaffIdentity
 from server.auth.web import current_staff, public
-from server.cases.service import cases_for_receiver
+from server.cases.queries import cases_for_receiver
 from server.db import utcnow
 from server.org.models import Role, Site
 from server.sessions.models import CallSession, SessionState

@@ -16,9 +16,9 @@ from sqlalchemy import select
 
 from server import keys
 from server.auth.web import client_ip, public
+from server.cases.intake import create_case
 from server.cases.models import Channel, PetitionCase
 from server.cases.schemas import PetitionerInput
-from server.cases.service import create_case
 from server.db import utcnow
 from server.errors import KioskRateLimited, NotFound
 from server.org.models import Site, SiteLevel
