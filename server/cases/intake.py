@@ -8,7 +8,7 @@ a CaseEvent and an audit entry in the caller's transaction.
 from __future__ import annotations
 
 import re
-from datetime import date, datetime, timedelta
+from datetime import datetime, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -43,6 +43,7 @@ from server.cases.schemas import (
     RepresentativeInput,
 )
 from server.cases.statemachine import STATE_TIMESTAMP
+from server.cases.validation import validate_attributes
 from server.crypto import PiiCipher
 from server.errors import InvalidInput, NotFound, PermissionDenied
 from server.org.models import Department, Site
@@ -249,65 +250,6 @@ def similarity(a: str, b: str) -> float:
     return len(x & y) / len(x | y) if x and y else 0.0
 
 
-ATTRIBUTE_TEXT_MAX = 500
-
-
-def _validate_attributes(mt: MatterType, attributes: dict[str, Any]) -> dict[str, Any]:
-    """The matter type's typed attributes: required ones present, each of its type
-    (text: a string of at most 500 characters; int: a whole number; date: an ISO date;
-    bool: true/false), nothing unknown. Raises InvalidInput naming the field."""
-    out: dict[str, Any] = {}
-    for spec in mt.fields or []:
-        name, kind = spec["name"], spec.get("type", "text")
-        label = spec.get("label", name)
-        value = attributes.get(name)
-        if value in (None, ""):
-            if spec.get("required"):
-                raise InvalidInput(
-                    f"{mt.code} needs {name}",
-                    field=name,
-                    reason_zh=f"请填写“{label}”",
-                )
-            continue
-        if kind == "int":
-            if isinstance(value, bool) or not (
-                isinstance(value, int) or (isinstance(value, str) and value.isdigit())
-            ):
-                raise InvalidInput(
-                    f"{name} must be a whole number",
-                    field=name,
-                    reason_zh=f"“{label}”应为整数",
-                )
-            out[name] = int(value)
-        elif kind == "bool":
-            if not isinstance(value, bool):
-                raise InvalidInput(
-                    f"{name} must be true or false", field=name, reason_zh=f"“{label}”应为是或否"
-                )
-            out[name] = value
-        elif kind == "date":
-            try:
-                out[name] = date.fromisoformat(str(value)).isoformat()
-            except ValueError:
-                raise InvalidInput(
-                    f"{name} must be a date (YYYY-MM-DD)",
-                    field=name,
-                    reason_zh=f"“{label}”应为日期（年-月-日）",
-                ) from None
-        else:
-            if not isinstance(value, str) or len(value) > ATTRIBUTE_TEXT_MAX:
-                raise InvalidInput(
-                    f"{name} must be text of at most {ATTRIBUTE_TEXT_MAX} characters",
-                    field=name,
-                    reason_zh=f"“{label}”应为不超过{ATTRIBUTE_TEXT_MAX}字的文字",
-                )
-            out[name] = value
-    unknown = set(attributes) - {s["name"] for s in mt.fields or []}
-    if unknown:
-        raise InvalidInput(f"unknown attributes: {sorted(unknown)}", fields=sorted(unknown))
-    return out
-
-
 async def intake(
     session: AsyncSession,
     *,
@@ -366,7 +308,7 @@ async def intake(
         if mt is None:
             raise InvalidInput(f"unknown matter type {request.matter_type!r}", field="matter_type")
         category = mt.category
-        attributes = _validate_attributes(mt, request.attributes)
+        attributes = validate_attributes(mt.code, mt.fields or [], request.attributes)
         if mt.default_department_code:
             lead_dept_id = await session.scalar(
                 select(Department.id).where(Department.code == mt.default_department_code)
