@@ -1,6 +1,8 @@
-"""Who may see which case, in ONE place: `visible_case` for one case (the same 404 as a
-missing case when it is out of scope) and `visibility_branches`/`visibility_clause` for lists,
-kept in step with `statemachine.can_view`.
+"""Who may see which case and who may be given a confidential one, in ONE place:
+`visible_case` for one case (the same 404 as a missing case when it is out of scope),
+`visibility_branches`/`visibility_clause` for lists, kept in step with the pure rules in
+`statemachine` (`can_view`; the transfer block in `check_transition`), and
+`check_not_accused` for adding handlers to an accusation (检举控告) case.
 """
 
 from __future__ import annotations
@@ -11,13 +13,30 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from server.auth.permissions import Action, StaffIdentity
 from server.cases.models import CaseHandler, PetitionCase
-from server.cases.statemachine import CaseFacts, can_view
+from server.cases.statemachine import CaseFacts, ConfidentialTransferBlocked, can_view
 from server.errors import NotFound
 from server.org.models import Role, Site
 
 
 class CaseNotFound(NotFound):
     code, message_zh = "case_not_found", "案件不存在或无权查看"
+
+
+def check_not_accused(
+    row: PetitionCase, *, department_id: int | None = None, member_of: int | None = None
+) -> None:
+    """A confidential case never goes to the accused unit: not as a handling department
+    (`department_id`), nor to a member of it (`member_of`: the person's department).
+
+    Raises:
+        ConfidentialTransferBlocked: it would.
+    """
+    if not row.confidential or row.accused_dept_id is None:
+        return
+    if member_of is not None and member_of == row.accused_dept_id:
+        raise ConfidentialTransferBlocked("a member of the accused unit may not handle it")
+    if department_id is not None and department_id == row.accused_dept_id:
+        raise ConfidentialTransferBlocked("accusation material may not go to the accused unit")
 
 
 async def case_for_update(session: AsyncSession, case_id: int) -> PetitionCase:

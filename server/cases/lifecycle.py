@@ -17,7 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.audit.service import record
 from server.auth.permissions import Action, StaffIdentity
 from server.cases import deadline_clock
-from server.cases.access import case_for_update, load_facts, visible_case
+from server.cases.access import case_for_update, check_not_accused, load_facts, visible_case
 from server.cases.evaluation import ReplyNotice, issue_evaluation
 from server.cases.intake import insert_case
 from server.cases.models import CaseEscalation, CaseEvent, CaseHandler, MatterType, PetitionCase
@@ -33,7 +33,6 @@ from server.cases.schemas import (
 from server.cases.statemachine import (
     OPEN_STATES,
     STATE_TIMESTAMP,
-    ConfidentialTransferBlocked,
     check_review_request,
     check_transition,
 )
@@ -324,12 +323,10 @@ async def add_handler(
         if person is None:
             raise InvalidInput("unknown staff member", field="staff_id")
         dept_id = dept_id or person.department_id
-        if row.confidential and person.department_id == row.accused_dept_id and row.accused_dept_id:
-            raise ConfidentialTransferBlocked("a member of the accused unit may not handle it")
+        check_not_accused(row, member_of=person.department_id)
     if dept_id is not None and await session.get(Department, dept_id) is None:
         raise InvalidInput("unknown department", field="department_id")
-    if row.confidential and dept_id is not None and dept_id == row.accused_dept_id:
-        raise ConfidentialTransferBlocked("accusation material may not go to the accused unit")
+    check_not_accused(row, department_id=dept_id)
     h = CaseHandler(
         case_id=case_id,
         department_id=dept_id,
