@@ -337,7 +337,7 @@ async def post_extension(request: web.Request) -> web.Response:
     body = await _body(request, ExtensionRequest)
     case_id = _int(request, "case_id")
     async with request.app[keys.db].begin() as session:
-        await access.visible_case(session, staff=staff, case_id=case_id)
+        await access.check_visible(session, staff=staff, case_id=case_id)
         phone = await queries.petitioner_phone(session, pii=request.app[keys.pii], case_id=case_id)
         row = await deadline_clock.extend_deadline(
             session,
@@ -366,7 +366,7 @@ async def post_pause(request: web.Request) -> web.Response:
     body = await _body(request, PauseRequest)
     case_id = _int(request, "case_id")
     async with request.app[keys.db].begin() as session:
-        await access.visible_case(session, staff=staff, case_id=case_id)
+        await access.check_visible(session, staff=staff, case_id=case_id)
         if request.match_info["action"] == "pause":
             row = await deadline_clock.pause_deadline(
                 session,
@@ -580,7 +580,7 @@ async def get_dispatch(request: web.Request) -> web.Response:
     staff = signed_in_staff(request)
     model = await dispatch.load_model(request.app[keys.settings].data_dir / "dispatch.pkl")
     async with request.app[keys.db].begin() as session:
-        await access.visible_case(session, staff=staff, case_id=_int(request, "case_id"))
+        await access.check_visible(session, staff=staff, case_id=_int(request, "case_id"))
         data = await dispatch.suggest_for_case(
             session, staff=staff, case_id=_int(request, "case_id"), model=model, now=utcnow()
         )

@@ -95,6 +95,12 @@ async def visible_case(
     return row, facts
 
 
+async def check_visible(session: AsyncSession, *, staff: StaffIdentity, case_id: int) -> None:
+    """Raise CaseNotFound unless the staff member may see the case (for handlers that act on
+    a case through another service)."""
+    await visible_case(session, staff=staff, case_id=case_id)
+
+
 def visibility_branches(staff: StaffIdentity) -> list[ColumnElement[bool]]:
     """`can_view` for lists, as disjuncts: a case is visible iff it satisfies one of them.
 
