@@ -150,8 +150,7 @@ async def _load(url: str, n: int) -> None:
 
 async def run(scale: float = 1.0) -> dict[str, Any]:
     from server.auth.permissions import StaffIdentity
-    from server.cases import deadline_service as dls
-    from server.cases import service
+    from server.cases import deadline_service, intake, queries
     from server.cases.catalogue import load_case_reference
     from server.cases.models import Channel
     from server.cases.schemas import CaseQuery, IntakeRequest, PetitionerInput
@@ -212,7 +211,7 @@ async def run(scale: float = 1.0) -> dict[str, Any]:
             for i, (who, q) in enumerate(queries):
                 async with maker() as s:
                     started = time.perf_counter()
-                    await service.list_cases(s, staff=who, query=q)
+                    await queries.list_cases(s, staff=who, query=q)
                     ms = (time.perf_counter() - started) * 1000
                 if rep:  # first round warms the caches
                     latencies.append(ms)
@@ -220,10 +219,10 @@ async def run(scale: float = 1.0) -> dict[str, Any]:
         async with maker.begin() as s:
             await load_case_reference(s)
         started = time.perf_counter()
-        report = await dls.run_deadline_sweep(maker, now=NOW, notifier=LogNotifier())
+        report = await deadline_service.run_deadline_sweep(maker, now=NOW, notifier=LogNotifier())
         sweep_s = time.perf_counter() - started
         started = time.perf_counter()
-        await dls.run_deadline_sweep(maker, now=NOW, notifier=LogNotifier())
+        await deadline_service.run_deadline_sweep(maker, now=NOW, notifier=LogNotifier())
         idle_sweep_s = time.perf_counter() - started
         # intake throughput: concurrent registrations at one window
         pii = PiiCipher(secrets.token_bytes(32))
@@ -239,7 +238,7 @@ async def run(scale: float = 1.0) -> dict[str, Any]:
 
         async def one(i: int) -> None:
             async with maker.begin() as s:
-                await service.intake(
+                await intake.intake(
                     s,
                     pii=pii,
                     staff=window,

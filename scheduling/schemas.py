@@ -7,6 +7,10 @@ from typing import Annotated, Literal, Self
 
 from pydantic import AfterValidator, BaseModel, Field, model_validator
 
+# The statuses pages label: part of this package's vocabulary, imported from here by edges.
+from scheduling.models import BookingStatus as BookingStatus
+from scheduling.models import JobKind as JobKind
+from scheduling.models import JobStatus as JobStatus
 from server.org.models import ResourceType, Role
 from server.sessions.models import ParticipantRole, SessionKind, SessionMode
 

@@ -12,6 +12,7 @@ import socket
 from collections.abc import Mapping
 from pathlib import Path
 from typing import Annotated, Any, Literal, Self
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
 
 from pydantic import (
     BaseModel,
@@ -120,6 +121,8 @@ class Settings(BaseModel, frozen=True, extra="forbid"):
     #: MAX_REPRESENTATIVES_CAP (server.cases.validation), the input's hard bound.
     collective_max_representatives: int = Field(default=5, ge=1, le=20)
 
+    #: The district's time zone (IANA name): case numbers' year, working-day deadlines,
+    #: calendars, and what "today" means on the home page.
     timezone: str = "Asia/Shanghai"
     #: Case numbers: unique and gap-free per site and year.
     case_no_format: str = "{admin_code}-{year}-{seq:06d}"
@@ -133,6 +136,17 @@ class Settings(BaseModel, frozen=True, extra="forbid"):
                 f"must not be shorter than ONEDOOR_QUEUE_FLAG_AFTER_S ({flag}): a call is flagged "
                 "on the desk before the resident is offered a call back"
             )
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        try:
+            ZoneInfo(value)
+        except (ZoneInfoNotFoundError, ValueError, OSError):
+            raise ValueError(
+                f"unknown time zone {value!r} (an IANA name such as Asia/Shanghai)"
+            ) from None
         return value
 
     @field_validator("database_url")

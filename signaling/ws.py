@@ -23,7 +23,8 @@ from server.api.openapi import documented
 from server.audit.service import record as audit
 from server.auth.permissions import Action
 from server.auth.web import client_ip, current_staff, protected, public
-from server.cases.service import CaseNotFound, get_case
+from server.cases.access import CaseNotFound
+from server.cases.queries import get_case
 from server.db import utcnow
 from server.errors import InvalidInput, NotFound
 from server.org import service as org

@@ -12,12 +12,29 @@ from __future__ import annotations
 import enum
 from collections.abc import Mapping
 
-from scheduling.models import BookingStatus, JobKind, JobStatus
-from server.cases.models import CaseState
-from server.cases.service import STATE_LABELS as CASE_STATE_LABELS
+from scheduling.schemas import BookingStatus, JobKind, JobStatus
+from server.cases.labels import STATE_LABELS as CASE_STATE_LABELS
+from server.cases.schemas import CaseState
 from server.cases.statemachine import TRANSITIONS
+from server.org.schemas import Role
 from server.queue.service import STATE_LABELS as CALL_STATE_LABELS
-from server.sessions.models import ParticipantRole, SessionState
+from server.sessions.schemas import ParticipantRole, SessionState
+
+#: Staff roles, as the home page and the site page show them.
+ROLE_LABELS: Mapping[Role, str] = {
+    Role.community_agent: "代办员",
+    Role.street_coordinator: "协调员",
+    Role.centre_supervisor: "督导员",
+    Role.window_officer: "窗口接待员",
+    Role.dept_handler: "承办人",
+    Role.dept_leader: "部门负责人",
+    Role.supervising_leader: "督办领导",
+    Role.mediator: "调解员",
+    Role.expert: "专家",
+    Role.sys_admin: "系统管理员",
+    Role.sec_admin: "安全管理员",
+    Role.audit_admin: "审计管理员",
+}
 
 #: Case states in the words a petitioner reads on the follow page (kiosk QR code).
 CASE_STATE_PUBLIC_LABELS: Mapping[str, str] = {
@@ -90,7 +107,7 @@ JOB_STATUS_LABELS: Mapping[str, str] = {
     JobStatus.cancelled: "已取消",
 }
 
-#: `CaseDeadline.status` (server/cases/deadline_service.py).
+#: `CaseDeadline.status` (server/cases/deadline_clock.py, deadline_sweep.py).
 DEADLINE_STATUS_LABELS: Mapping[str, str] = {
     "open": "计时中",
     "overdue": "已超期",

@@ -7,8 +7,10 @@ is checked against the permission table and the case's scope. See docs/cases.md.
 
 from __future__ import annotations
 
+import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
@@ -21,13 +23,17 @@ from server.api.openapi import document_table
 from server.auth.permissions import Action
 from server.auth.web import client_ip, protected, public, signed_in_staff
 from server.cases import (
+    access,
     agreements,
-    deadline_service,
+    deadline_clock,
     escalation,
     evaluation,
     exchange,
-    service,
+    intake,
+    lifecycle,
+    queries,
 )
+from server.cases.evaluation import ReplyNotice
 from server.cases.schemas import (
     MAX_REPRESENTATIVES,
     AgreementDraft,
@@ -45,7 +51,6 @@ from server.cases.schemas import (
     SupervisionRequest,
     TransitionRequest,
 )
-from server.cases.service import ReplyNotice
 from server.db import utcnow
 from server.dispatch import service as dispatch
 from server.errors import InvalidInput
@@ -107,7 +112,7 @@ async def list_cases(request: web.Request) -> web.Response:
     staff = signed_in_staff(request)
     query = CaseQuery.model_validate(dict(request.query))
     async with request.app[keys.db].begin() as session:
-        items = await service.list_cases(session, staff=staff, query=query)
+        items = await queries.list_cases(session, staff=staff, query=query)
     return _json(
         {
             "items": [i.model_dump(mode="json") for i in items],
@@ -123,7 +128,7 @@ async def create_case(request: web.Request) -> web.Response:
     body = await _body(request, IntakeRequest, context=_intake_context(request))
     settings = request.app[keys.settings]
     async with request.app[keys.db].begin() as session:
-        result = await service.intake(
+        result = await intake.intake(
             session,
             pii=request.app[keys.pii],
             staff=staff,
@@ -141,11 +146,11 @@ async def create_case(request: web.Request) -> web.Response:
 @public("online petition (网上信访) by residents without accounts")
 async def public_petition(request: web.Request) -> web.Response:
     body = await _body(request, IntakeRequest, context=_intake_context(request))
-    if body.channel not in service.SELF_SERVICE:
+    if body.channel not in intake.SELF_SERVICE:
         raise InvalidInput("the public form takes kiosk, qr and web petitions", field="channel")
     settings = request.app[keys.settings]
     async with request.app[keys.db].begin() as session:
-        result = await service.intake(
+        result = await intake.intake(
             session,
             pii=request.app[keys.pii],
             staff=None,
@@ -211,7 +216,7 @@ async def import_cases(request: web.Request) -> web.Response:
 async def get_case(request: web.Request) -> web.Response:
     staff = signed_in_staff(request)
     async with request.app[keys.db].begin() as session:
-        detail = await service.case_detail(
+        detail = await queries.case_detail(
             session,
             staff=staff,
             case_id=_int(request, "case_id"),
@@ -226,7 +231,7 @@ async def get_case(request: web.Request) -> web.Response:
 async def get_timeline(request: web.Request) -> web.Response:
     staff = signed_in_staff(request)
     async with request.app[keys.db].begin() as session:
-        events = await service.timeline(session, staff=staff, case_id=_int(request, "case_id"))
+        events = await queries.timeline(session, staff=staff, case_id=_int(request, "case_id"))
     return _json([e.model_dump(mode="json") for e in events])
 
 
@@ -236,7 +241,7 @@ async def post_transition(request: web.Request) -> web.Response:
     staff = signed_in_staff(request)
     body = await _body(request, TransitionRequest)
     async with request.app[keys.db].begin() as session:
-        detail = await service.transition(
+        detail = await lifecycle.transition(
             session,
             staff=staff,
             case_id=_int(request, "case_id"),
@@ -254,7 +259,7 @@ async def post_transition(request: web.Request) -> web.Response:
 async def post_claim(request: web.Request) -> web.Response:
     staff = signed_in_staff(request)
     async with request.app[keys.db].begin() as session:
-        summary = await service.claim(
+        summary = await lifecycle.claim(
             session, staff=staff, case_id=_int(request, "case_id"), now=utcnow()
         )
     return _json(summary)
@@ -271,7 +276,7 @@ async def post_review(request: web.Request) -> web.Response:
     body = await _body(request, ReviewRequestBody)
     settings = request.app[keys.settings]
     async with request.app[keys.db].begin() as session:
-        child = await service.request_review(
+        child = await lifecycle.request_review(
             session,
             staff=staff,
             case_id=_int(request, "case_id"),
@@ -289,7 +294,7 @@ async def post_handler(request: web.Request) -> web.Response:
     staff = signed_in_staff(request)
     body = await _body(request, HandlerRequest)
     async with request.app[keys.db].begin() as session:
-        view = await service.add_handler(
+        view = await lifecycle.add_handler(
             session, staff=staff, case_id=_int(request, "case_id"), request=body, now=utcnow()
         )
     return _json(view, status=201)
@@ -301,7 +306,7 @@ async def post_supervision(request: web.Request) -> web.Response:
     staff = signed_in_staff(request)
     body = await _body(request, SupervisionRequest)
     async with request.app[keys.db].begin() as session:
-        esc_id = await service.supervise(
+        esc_id = await lifecycle.supervise(
             session, staff=staff, case_id=_int(request, "case_id"), request=body, now=utcnow()
         )
     return _json({"id": esc_id}, status=201)
@@ -315,7 +320,7 @@ async def post_supervision(request: web.Request) -> web.Response:
 async def get_deadlines(request: web.Request) -> web.Response:
     staff = signed_in_staff(request)
     async with request.app[keys.db].begin() as session:
-        detail = await service.case_detail(
+        detail = await queries.case_detail(
             session,
             staff=staff,
             case_id=_int(request, "case_id"),
@@ -332,9 +337,9 @@ async def post_extension(request: web.Request) -> web.Response:
     body = await _body(request, ExtensionRequest)
     case_id = _int(request, "case_id")
     async with request.app[keys.db].begin() as session:
-        await service.visible_case(session, staff=staff, case_id=case_id)
-        phone = await _petitioner_phone(request, session, case_id)
-        row = await deadline_service.extend_deadline(
+        await access.check_visible(session, staff=staff, case_id=case_id)
+        phone = await queries.petitioner_phone(session, pii=request.app[keys.pii], case_id=case_id)
+        row = await deadline_clock.extend_deadline(
             session,
             staff=staff,
             case_id=case_id,
@@ -361,9 +366,9 @@ async def post_pause(request: web.Request) -> web.Response:
     body = await _body(request, PauseRequest)
     case_id = _int(request, "case_id")
     async with request.app[keys.db].begin() as session:
-        await service.visible_case(session, staff=staff, case_id=case_id)
+        await access.check_visible(session, staff=staff, case_id=case_id)
         if request.match_info["action"] == "pause":
-            row = await deadline_service.pause_deadline(
+            row = await deadline_clock.pause_deadline(
                 session,
                 staff=staff,
                 case_id=case_id,
@@ -372,7 +377,7 @@ async def post_pause(request: web.Request) -> web.Response:
                 now=utcnow(),
             )
         else:
-            row = await deadline_service.resume_deadline(
+            row = await deadline_clock.resume_deadline(
                 session,
                 staff=staff,
                 case_id=case_id,
@@ -383,20 +388,8 @@ async def post_pause(request: web.Request) -> web.Response:
         return _json({"kind": row.kind, "status": row.status, "due_at": row.due_at.isoformat()})
 
 
-def _zone(request: web.Request) -> Any:
-    from zoneinfo import ZoneInfo
-
+def _zone(request: web.Request) -> ZoneInfo:
     return ZoneInfo(_tz(request))
-
-
-async def _petitioner_phone(request: web.Request, session: Any, case_id: int) -> str | None:
-    from server.cases.models import PetitionCase, Petitioner
-
-    row = await session.get(PetitionCase, case_id)
-    if row is None or row.petitioner_id is None:
-        return None
-    p = await session.get(Petitioner, row.petitioner_id)
-    return request.app[keys.pii].decrypt(p.phone_enc) if p and p.phone_enc else None
 
 
 # --- evaluations and reports ---------------------------------------------------------------
@@ -522,10 +515,6 @@ async def post_judicial(request: web.Request) -> web.Response:
 @routes.get(r"/api/agreements/{agreement_id:\d+}/pdf")
 @protected(Action.case_view)
 async def get_agreement_pdf(request: web.Request) -> web.Response:
-    import asyncio
-
-    from server.cases.models import PetitionCase
-
     staff = signed_in_staff(request)
     async with request.app[keys.db].begin() as session:
         view = await agreements.view_agreement(
@@ -535,8 +524,7 @@ async def get_agreement_pdf(request: web.Request) -> web.Response:
             ip=client_ip(request),
             action="agreement.export_pdf",
         )
-        case = await session.get(PetitionCase, view.case_id)
-        case_no = case.case_no if case else ""
+        case_no = await queries.case_number(session, case_id=view.case_id)
     pdf = await asyncio.to_thread(agreements.agreement_pdf, view, case_no=case_no)
     return web.Response(
         body=pdf,
@@ -592,7 +580,7 @@ async def get_dispatch(request: web.Request) -> web.Response:
     staff = signed_in_staff(request)
     model = await dispatch.load_model(request.app[keys.settings].data_dir / "dispatch.pkl")
     async with request.app[keys.db].begin() as session:
-        await service.visible_case(session, staff=staff, case_id=_int(request, "case_id"))
+        await access.check_visible(session, staff=staff, case_id=_int(request, "case_id"))
         data = await dispatch.suggest_for_case(
             session, staff=staff, case_id=_int(request, "case_id"), model=model, now=utcnow()
         )

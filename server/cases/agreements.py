@@ -16,10 +16,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.service import record
 from server.auth.permissions import Action, StaffIdentity
-from server.cases import deadline_service as dls
+from server.cases import deadline_clock
+from server.cases.access import visible_case
 from server.cases.models import AgreementSignature, CaseEvent, MediationAgreement, PetitionCase
 from server.cases.schemas import AgreementDraft, AgreementView, SignatureView, SignRequest
-from server.cases.service import visible_case
 from server.errors import Conflict, InvalidInput, NotFound, PermissionDenied, ServiceUnavailable
 
 CJK_FONT_CANDIDATES = (
@@ -222,7 +222,7 @@ async def sign_agreement(
     if not view.missing_signers:
         a.status = "effective"
         a.effective_at = now
-        dl = await dls.open_deadline(
+        dl = await deadline_clock.open_deadline(
             session,
             case_id=a.case_id,
             kind="judicial_confirmation",
@@ -270,7 +270,9 @@ async def record_judicial_confirmation(
         raise InvalidInput("judicial confirmation needs an effective agreement")
     a.judicial_requested_at = requested_at
     a.judicial_result = result
-    await dls.meet_deadline(session, case_id=a.case_id, kind="judicial_confirmation", now=now)
+    await deadline_clock.meet_deadline(
+        session, case_id=a.case_id, kind="judicial_confirmation", now=now
+    )
     await record(
         session,
         actor=staff.actor,

@@ -142,3 +142,17 @@ async def load_case_reference(session: AsyncSession, *, knowledge_at: Any = None
             added += 1
     await session.flush()
     return added
+
+
+async def active_matter_types(session: AsyncSession) -> list[tuple[str, str]]:
+    """(code, name) of the active matter types; the built-in catalogue if none is loaded."""
+    rows = (
+        await session.execute(
+            select(MatterType.code, MatterType.name)
+            .where(MatterType.active.is_(True))
+            .order_by(MatterType.id)
+        )
+    ).all()
+    if rows:
+        return [(str(c), str(n)) for c, n in rows]
+    return [(code, name) for code, name, *_ in MATTER_TYPES]

@@ -19,7 +19,7 @@ from server.auth.permissions import Action, StaffIdentity
 from server.cases.models import EscalationContact
 from server.cases.validation import normalize_phone
 from server.errors import InvalidInput, NotFound, PermissionDenied
-from server.org.models import Department, Staff
+from server.org.models import Department, Role, Staff, StaffRole
 
 ContactKey = tuple[int | None, int]  # (department id or None for the deployment, level)
 
@@ -194,3 +194,33 @@ def contacts_for(
     if department_id is not None and contacts.get((department_id, level)):
         return contacts[(department_id, level)]
     return contacts.get((None, level)) or None
+
+
+async def role_recipients(
+    session: AsyncSession,
+    *,
+    role: str,
+    department_id: int | None,
+    cache: dict[tuple[str, int | None], list[str]] | None = None,
+) -> list[str]:
+    if role not in ("dept_leader", "dept_handler"):
+        department_id = None
+    if cache is not None and (role, department_id) in cache:
+        return cache[(role, department_id)]
+    phones = await _query_recipients(session, role=role, department_id=department_id)
+    if cache is not None:
+        cache[(role, department_id)] = phones
+    return phones
+
+
+async def _query_recipients(
+    session: AsyncSession, *, role: str, department_id: int | None
+) -> list[str]:
+    stmt = (
+        select(Staff.phone)
+        .join(StaffRole, StaffRole.staff_id == Staff.id)
+        .where(StaffRole.role == Role(role), Staff.active.is_(True))
+    )
+    if role in ("dept_leader", "dept_handler") and department_id is not None:
+        stmt = stmt.where(Staff.department_id == department_id)
+    return [p for p in await session.scalars(stmt) if p]

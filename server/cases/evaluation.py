@@ -12,6 +12,7 @@ import hashlib
 import hmac
 import secrets
 from collections import defaultdict
+from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
@@ -20,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.service import record
 from server.auth.permissions import Action, StaffIdentity
-from server.cases import deadline_service as dls
+from server.cases import deadline_clock
 from server.cases.models import (
     CaseDeadline,
     CaseEvent,
@@ -32,10 +33,27 @@ from server.cases.models import (
     PublicationReport,
     RevisitTask,
 )
+from server.cases.outbox import enqueue
 from server.cases.schemas import Dashboard, EvaluationSubmit, RateRow
+from server.crypto import PiiCipher
 from server.errors import AppError, Conflict, NotFound, PermissionDenied
 from server.kernel.signing import Legacy, SignatureExpired, SignatureInvalid, Signer
 from server.org.models import Department, Site, Staff
+
+
+@dataclass(frozen=True, slots=True)
+class ReplyNotice:
+    """What `transition` needs to send the evaluation link on reply (双评)."""
+
+    pii: PiiCipher
+    secret: bytes
+    base_url: str
+    #: The evaluation window in days (ONEDOOR_EVALUATION_WINDOW_DAYS); None: the
+    #: `evaluation` deadline policy's limit (reference data, 7 days as seeded).
+    evaluation_days: int | None = None
+    #: Only if the case has no evaluation deadline row (never after `reply`).
+    default_window: timedelta = timedelta(days=7)
+
 
 REVISIT_AFTER_DISSATISFACTION = timedelta(days=7)
 ASSESSED_KINDS = ("acceptance", "handling", "review_decision", "re_review_decision")
@@ -111,17 +129,19 @@ def parse_token(secret: bytes, token: str, *, now: datetime) -> tuple[int, str]:
 
 
 async def issue_evaluation(
-    session: AsyncSession, *, case: PetitionCase, staff_id: int | None, now: datetime, notice: Any
+    session: AsyncSession,
+    *,
+    case: PetitionCase,
+    staff_id: int | None,
+    now: datetime,
+    notice: ReplyNotice,
 ) -> str:
-    """Create the evaluation row and queue the link to the petitioner (SMS). Returns the token.
-
-    `notice` is a `server.cases.service.ReplyNotice`.
-    """
+    """Create the evaluation row and queue the link to the petitioner (SMS). Returns the token."""
     # The link lives as long as the evaluation window (the `evaluation` deadline opened by
     # the reply); an earlier reply's unused link stops working now.
     due = await session.scalar(
         select(CaseDeadline.due_at).where(
-            CaseDeadline.case_id == case.id, CaseDeadline.kind == dls.EVALUATION
+            CaseDeadline.case_id == case.id, CaseDeadline.kind == deadline_clock.EVALUATION
         )
     )
     await session.execute(
@@ -154,7 +174,7 @@ async def issue_evaluation(
         if p is not None and p.phone_enc:
             phone = notice.pii.decrypt(p.phone_enc)
     if phone:
-        await dls.enqueue(
+        await enqueue(
             session,
             key=f"eval:{ev.id}",
             case_id=case.id,
@@ -187,7 +207,7 @@ async def evaluation_for_token(
         raise InvalidEvaluationLink("no such evaluation link")
     if ev.used_at is not None:
         raise EvaluationLinkUsed("this link was used already")
-    if ev.staff_rating == dls.UNRATED:
+    if ev.staff_rating == deadline_clock.UNRATED:
         raise EvaluationTimedOut("the evaluation window ran out; recorded as not evaluated")
     if ev.expires_at <= now:
         raise EvaluationLinkExpired("this link has expired")
@@ -226,7 +246,7 @@ async def submit_evaluation(
     await session.refresh(ev)
     case = await session.get(PetitionCase, ev.case_id)
     assert case is not None
-    await dls.meet_deadline(session, case_id=case.id, kind="evaluation", now=now)
+    await deadline_clock.meet_deadline(session, case_id=case.id, kind="evaluation", now=now)
     dissatisfied = "dissatisfied" in (submit.staff_rating, submit.dept_rating)
     if dissatisfied:
         session.add(

@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.service import record
 from server.auth.permissions import Action, StaffIdentity
-from server.cases import service
+from server.cases.intake import intake
 from server.cases.models import CaseEvent, CaseRepresentative, CaseState, Channel, PetitionCase
 from server.cases.schemas import (
     MAX_REPRESENTATIVES,
@@ -206,7 +206,7 @@ async def import_cases(
             continue
         try:
             async with session.begin_nested():
-                result = await service.intake(
+                result = await intake(
                     session,
                     pii=pii,
                     staff=None,

@@ -14,7 +14,10 @@ from pydantic import (
     model_validator,
 )
 
-from server.cases.models import CaseState, Category, Channel
+# The enums are part of this domain's vocabulary: edges import them from here.
+from server.cases.models import CaseState as CaseState
+from server.cases.models import Category as Category
+from server.cases.models import Channel as Channel
 from server.cases.validation import (
     MAX_HEADCOUNT,
     MAX_REPRESENTATIVES_CAP,

@@ -1,4 +1,5 @@
-"""Edge validation of Chinese identity numbers (GB 11643-1999) and mainland mobile numbers.
+"""Edge validation of Chinese identity numbers (GB 11643-1999), mainland mobile numbers and
+a matter type's typed attributes.
 
 Each check returns the normalised value or raises `InvalidIdNumber` / `InvalidPhone`, whose
 `message_zh` tells the person at the window exactly what is wrong.
@@ -8,6 +9,7 @@ from __future__ import annotations
 
 import re
 from datetime import date
+from typing import Any
 
 from server.errors import InvalidInput
 
@@ -183,3 +185,64 @@ def check_collective(
                 reason_zh=f"第{index + 1}位代表与前面的代表重复（手机号码或身份证号码相同）",
             )
         seen |= keys
+
+
+ATTRIBUTE_TEXT_MAX = 500
+
+
+def validate_attributes(
+    code: str, fields: list[dict[str, Any]], attributes: dict[str, Any]
+) -> dict[str, Any]:
+    """The typed attributes of matter type `code` (its `fields`): required ones present, each
+    of its type (text: a string of at most 500 characters; int: a whole number; date: an ISO
+    date; bool: true/false), nothing unknown. Raises InvalidInput naming the field."""
+    out: dict[str, Any] = {}
+    for spec in fields:
+        name, kind = spec["name"], spec.get("type", "text")
+        label = spec.get("label", name)
+        value = attributes.get(name)
+        if value in (None, ""):
+            if spec.get("required"):
+                raise InvalidInput(
+                    f"{code} needs {name}",
+                    field=name,
+                    reason_zh=f"请填写“{label}”",
+                )
+            continue
+        if kind == "int":
+            if isinstance(value, bool) or not (
+                isinstance(value, int) or (isinstance(value, str) and value.isdigit())
+            ):
+                raise InvalidInput(
+                    f"{name} must be a whole number",
+                    field=name,
+                    reason_zh=f"“{label}”应为整数",
+                )
+            out[name] = int(value)
+        elif kind == "bool":
+            if not isinstance(value, bool):
+                raise InvalidInput(
+                    f"{name} must be true or false", field=name, reason_zh=f"“{label}”应为是或否"
+                )
+            out[name] = value
+        elif kind == "date":
+            try:
+                out[name] = date.fromisoformat(str(value)).isoformat()
+            except ValueError:
+                raise InvalidInput(
+                    f"{name} must be a date (YYYY-MM-DD)",
+                    field=name,
+                    reason_zh=f"“{label}”应为日期（年-月-日）",
+                ) from None
+        else:
+            if not isinstance(value, str) or len(value) > ATTRIBUTE_TEXT_MAX:
+                raise InvalidInput(
+                    f"{name} must be text of at most {ATTRIBUTE_TEXT_MAX} characters",
+                    field=name,
+                    reason_zh=f"“{label}”应为不超过{ATTRIBUTE_TEXT_MAX}字的文字",
+                )
+            out[name] = value
+    unknown = set(attributes) - {s["name"] for s in fields}
+    if unknown:
+        raise InvalidInput(f"unknown attributes: {sorted(unknown)}", fields=sorted(unknown))
+    return out

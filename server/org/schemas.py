@@ -4,7 +4,18 @@ from __future__ import annotations
 
 from pydantic import BaseModel, ConfigDict
 
-from server.org.models import ResourceType, Role, SiteLevel
+# The enums are part of this domain's vocabulary: edges import them from here.
+from server.org.models import ResourceType as ResourceType
+from server.org.models import Role as Role
+from server.org.models import SiteLevel as SiteLevel
+
+
+class NamedRef(BaseModel):
+    """A department or site in a choice list."""
+
+    model_config = ConfigDict(frozen=True)
+    id: int
+    name: str
 
 
 class SiteNode(BaseModel):

@@ -10,8 +10,15 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.auth.passwords import check_password_policy, hash_password
 from server.auth.permissions import check_role_combination
 from server.errors import Conflict, InvalidInput, NotFound
-from server.org.models import Department, Resource, Site, Staff, StaffRole
-from server.org.schemas import NewStaff, ResourceView, SiteDetail, SiteNode, StaffView
+from server.org.models import Department, Resource, Site, SiteLevel, Staff, StaffRole
+from server.org.schemas import (
+    NamedRef,
+    NewStaff,
+    ResourceView,
+    SiteDetail,
+    SiteNode,
+    StaffView,
+)
 
 
 async def site_tree(session: AsyncSession) -> list[SiteNode]:
@@ -73,6 +80,48 @@ async def site_detail(session: AsyncSession, *, site_id: int) -> SiteDetail:
             for s in staff
         ],
     )
+
+
+async def departments(session: AsyncSession) -> list[NamedRef]:
+    """Every department, in creation order (a form's choice list)."""
+    rows = await session.execute(select(Department.id, Department.name).order_by(Department.id))
+    return [NamedRef(id=i, name=n) for i, n in rows.all()]
+
+
+async def sites(session: AsyncSession, *, community: bool) -> list[NamedRef]:
+    """The community points (community=True) or the centre and streets (False), by id."""
+    level = Site.level == SiteLevel.community if community else Site.level != SiteLevel.community
+    rows = await session.execute(select(Site.id, Site.name).where(level).order_by(Site.id))
+    return [NamedRef(id=i, name=n) for i, n in rows.all()]
+
+
+async def site_or_district(session: AsyncSession, *, site_id: int | None) -> int:
+    """`site_id` if that site exists, else the district centre's (a kiosk without a valid
+    site parameter registers there).
+
+    Raises:
+        NotFound: no such site and no district site configured.
+    """
+    if site_id is not None and await session.get(Site, site_id) is not None:
+        return site_id
+    district = await session.scalar(
+        select(Site.id).where(Site.level == SiteLevel.district).limit(1)
+    )
+    if district is None:
+        raise NotFound("no district site configured")
+    return int(district)
+
+
+async def staff_name(session: AsyncSession, *, staff_id: int) -> str | None:
+    """A staff member's display name; None if there is no such staff member."""
+    row = await session.get(Staff, staff_id)
+    return row.display_name if row is not None else None
+
+
+async def resource_name(session: AsyncSession, *, resource_id: int) -> str | None:
+    """A resource's name; None if there is no such resource."""
+    row = await session.get(Resource, resource_id)
+    return row.name if row is not None else None
 
 
 async def add_staff(session: AsyncSession, *, new: NewStaff, password: str) -> StaffView:

@@ -24,9 +24,10 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.service import record
 from server.auth.permissions import StaffIdentity
+from server.cases.intake import create_case
 from server.cases.models import Channel
+from server.cases.queries import get_case
 from server.cases.schemas import PetitionerInput
-from server.cases.service import create_case, get_case
 from server.crypto import PiiCipher
 from server.db import utcnow
 from server.errors import Conflict, NotFound

@@ -23,7 +23,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.auth.permissions import StaffIdentity
-from server.cases.service import visible_case
+from server.cases.access import visible_case
 from server.errors import Conflict, NotFound, PermissionDenied
 from server.kernel.signing import Legacy, SignatureExpired, SignatureInvalid, Signer
 from server.sessions.models import CallSession, Recording, SessionParticipant

@@ -1,6 +1,6 @@
 """Community point → district centre video call (连线区信访超市): the agent picks the matter,
 confirms the resident's name and phone, passes the prejoin check and waits in the centre's
-queue; shared form helpers (matter types, zh-CN validation messages) for the other views."""
+queue; shared form helpers (zh-CN validation messages) for the other views."""
 
 from __future__ import annotations
 
@@ -10,14 +10,11 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import select
-from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import keys
 from server.auth.permissions import Action
 from server.auth.web import protected, signed_in_staff
-from server.cases.catalogue import MATTER_TYPES
-from server.cases.models import MatterType
+from server.cases.catalogue import active_matter_types
 from server.errors import PermissionDenied
 from server.org.models import Site
 from server.queue import STATE_LABELS, CallEntry, CallNotWaiting, QueueService
@@ -28,20 +25,6 @@ PHONE_RE = re.compile(r"^1[3-9]\d{9}$")
 
 
 # ------------------------------------------------------------------ shared form helpers
-
-
-async def matter_types(session: AsyncSession) -> list[tuple[str, str]]:
-    """(code, name) of the active matter types; the built-in catalogue if none is loaded."""
-    rows = (
-        await session.execute(
-            select(MatterType.code, MatterType.name)
-            .where(MatterType.active.is_(True))
-            .order_by(MatterType.id)
-        )
-    ).all()
-    if rows:
-        return [(str(c), str(n)) for c, n in rows]
-    return [(code, name) for code, name, *_ in MATTER_TYPES]
 
 
 def clean_phone(value: str) -> str:
@@ -113,7 +96,7 @@ async def _render_form(
     request: web.Request, values: dict[str, str], errors: dict[str, str], status: int = 200
 ) -> web.Response:
     async with request.app[keys.db].begin() as session:
-        matters = await matter_types(session)
+        matters = await active_matter_types(session)
     return page(
         request,
         "call.html",
@@ -137,7 +120,7 @@ async def call_submit(request: web.Request) -> web.StreamResponse:
     except ValidationError as e:
         return await _render_form(request, values, field_errors(e), status=422)
     async with request.app[keys.db].begin() as session:
-        matters = dict(await matter_types(session))
+        matters = dict(await active_matter_types(session))
         if data.matter_code not in matters:
             await session.rollback()
             return await _render_form(

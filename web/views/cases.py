@@ -12,8 +12,8 @@ from server import keys
 from server.api.common import path_int
 from server.auth.permissions import Action
 from server.auth.web import client_ip, protected, public, signed_in_staff
-from server.cases import agreements, evaluation, service
-from server.cases.models import PetitionCase
+from server.cases import agreements, evaluation, queries
+from server.cases.labels import STATE_LABELS
 from server.cases.schemas import RATING_LABELS, CaseQuery, EvaluationSubmit
 from server.db import utcnow
 from server.errors import AppError
@@ -27,11 +27,11 @@ async def case_list(request: web.Request) -> web.Response:
     staff = signed_in_staff(request)
     query = CaseQuery.model_validate({k: v for k, v in request.query.items() if v and k != "lang"})
     async with request.app[keys.db].begin() as session:
-        items = await service.list_cases(session, staff=staff, query=query)
+        items = await queries.list_cases(session, staff=staff, query=query)
     return page(
         request,
         "cases/list.html",
-        {"items": items, "q": query.q or "", "labels": service.STATE_LABELS},
+        {"items": items, "q": query.q or "", "labels": STATE_LABELS},
     )
 
 
@@ -40,10 +40,10 @@ async def case_page(request: web.Request) -> web.Response:
     staff = signed_in_staff(request)
     case_id = path_int(request, "case_id")
     async with request.app[keys.db].begin() as session:
-        detail = await service.case_detail(
+        detail = await queries.case_detail(
             session, staff=staff, case_id=case_id, ip=client_ip(request), pii=request.app[keys.pii]
         )
-        events = await service.timeline(session, staff=staff, case_id=case_id)
+        events = await queries.timeline(session, staff=staff, case_id=case_id)
         case_agreements = await agreements.case_agreements(session, case_id=case_id)
     return page(
         request,
@@ -51,7 +51,7 @@ async def case_page(request: web.Request) -> web.Response:
         {
             "case": detail,
             "events": events,
-            "labels": service.STATE_LABELS,
+            "labels": STATE_LABELS,
             "agreements": case_agreements,
             "masked_id_number": masked_id_number,
         },
@@ -82,8 +82,7 @@ async def agreement_page(request: web.Request) -> web.Response:
         view = await agreements.view_agreement(
             session, staff=staff, agreement_id=agreement_id, ip=client_ip(request)
         )
-        case = await session.get(PetitionCase, view.case_id)
-        case_no = case.case_no if case else ""
+        case_no = await queries.case_number(session, case_id=view.case_id)
     signers = []
     for key in view.missing_signers:
         if key == "mediator":

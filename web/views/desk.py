@@ -11,8 +11,8 @@ from sqlalchemy import select
 from server import keys
 from server.auth.permissions import Action, StaffIdentity
 from server.auth.web import client_ip, protected, signed_in_staff
+from server.cases.lifecycle import transition
 from server.cases.schemas import TransitionRequest
-from server.cases.service import transition
 from server.db import utcnow
 from server.errors import AppError, NotFound, PermissionDenied
 from server.org.models import Role, Staff, StaffRole

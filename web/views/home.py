@@ -9,13 +9,12 @@ from aiohttp import web
 from server import keys
 from server.auth.permissions import Action, StaffIdentity
 from server.auth.web import current_staff, public
-from server.cases.service import cases_for_receiver
-from server.org import service as org
-from server.org.models import Role
+from server.cases.queries import cases_for_receiver
+from server.kernel.localday import day_bounds_utc
 from server.queue import CallState
-from server.sessions import service as sessions
-from server.sessions.schemas import SessionView
-from web.render import page, start_of_local_day
+from server.sessions.overview import live_sessions, sessions_created_by
+from web.labels import ROLE_LABELS
+from web.render import page
 
 #: Role → the tiles shown on its home page (label, url, action that must be allowed).
 HOME_TILES: list[tuple[str, str, Action]] = [
@@ -27,21 +26,6 @@ HOME_TILES: list[tuple[str, str, Action]] = [
     ("组织机构", "/org", Action.org_view),
     ("审计日志", "/audit", Action.audit_read),
 ]
-
-ROLE_LABELS: dict[Role, str] = {
-    Role.community_agent: "代办员",
-    Role.street_coordinator: "协调员",
-    Role.centre_supervisor: "督导员",
-    Role.window_officer: "窗口接待员",
-    Role.dept_handler: "承办人",
-    Role.dept_leader: "部门负责人",
-    Role.supervising_leader: "督办领导",
-    Role.mediator: "调解员",
-    Role.expert: "专家",
-    Role.sys_admin: "系统管理员",
-    Role.sec_admin: "安全管理员",
-    Role.audit_admin: "审计管理员",
-}
 
 
 @public("redirects to sign-in when nobody is signed in")
@@ -84,26 +68,21 @@ async def _live_context(request: web.Request, staff: StaffIdentity) -> dict[str,
         if e.agent_id == staff.staff_id
         and e.state in (CallState.waiting, CallState.accepted, CallState.callback)
     ]
-    start = start_of_local_day(now, request.app[keys.settings].timezone)
+    # "today" is the district's day, not the UTC day (which starts at 08:00 there)
+    start, end = day_bounds_utc(now, tz=request.app[keys.settings].timezone)
     supervisor = staff.can(Action.case_supervise)
     async with request.app[keys.db].begin() as session:
-        my_sessions = await sessions.sessions_created_by(
-            session, staff_id=staff.staff_id, since=start, limit=20
+        my_sessions = await sessions_created_by(
+            session, staff_id=staff.staff_id, since=start, until=end, limit=20
         )
-        live_sessions: list[tuple[SessionView, str | None]] = []
-        if supervisor:
-            active = await sessions.active_sessions(session, limit=200)
-            names = await org.site_names(
-                session, site_ids={s.host_site_id for s in active if s.host_site_id}
-            )
-            live_sessions = [(s, names.get(s.host_site_id or -1)) for s in active]
+        live = await live_sessions(session, limit=200) if supervisor else []
     return {
         "queue_waiting": waiting if staff.can(Action.queue_answer) or supervisor else [],
         "my_calls": mine,
         "placed_calls": placed,
         "my_sessions": my_sessions,
         "supervisor": supervisor,
-        "live_sessions": live_sessions,
+        "live_sessions": live,
     }
 
 

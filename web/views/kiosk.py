@@ -14,20 +14,21 @@ from typing import Any
 import segno
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import select
 
 from server import keys
 from server.auth.web import client_ip, public
-from server.cases.models import Channel, PetitionCase
-from server.cases.schemas import PetitionerInput
-from server.cases.service import create_case
+from server.cases.access import CaseNotFound
+from server.cases.catalogue import active_matter_types
+from server.cases.intake import create_case
+from server.cases.queries import get_case
+from server.cases.schemas import Channel, PetitionerInput
 from server.db import utcnow
 from server.errors import KioskRateLimited, NotFound
 from server.kernel.signing import Legacy, SignatureInvalid, Signer
-from server.org.models import Site, SiteLevel
+from server.org.service import site_or_district
 from web.labels import CASE_STATE_PUBLIC_LABELS
 from web.render import page
-from web.views.call import clean_phone, clean_text, field_errors, form_dict, matter_types
+from web.views.call import clean_phone, clean_text, field_errors, form_dict
 
 KIOSK_FIELDS = ("matter_code", "description", "name", "phone", "site")
 STATE_LABELS = CASE_STATE_PUBLIC_LABELS
@@ -99,14 +100,7 @@ def check_follow_token(secret: bytes, token: str, *, now: datetime) -> int:
 
 async def _site_id(request: web.Request, raw: str) -> int:
     async with request.app[keys.db].begin() as session:
-        if raw.isdigit() and await session.get(Site, int(raw)) is not None:
-            return int(raw)
-        site = await session.scalar(
-            select(Site.id).where(Site.level == SiteLevel.district).limit(1)
-        )
-    if site is None:
-        raise NotFound("no district site configured")
-    return int(site)
+        return await site_or_district(session, site_id=int(raw) if raw.isdigit() else None)
 
 
 async def _form(
@@ -118,7 +112,7 @@ async def _form(
     notice: str | None = None,
 ) -> web.Response:
     async with request.app[keys.db].begin() as session:
-        matters = await matter_types(session)
+        matters = await active_matter_types(session)
     return page(
         request,
         "kiosk.html",
@@ -154,7 +148,7 @@ async def kiosk_submit(request: web.Request) -> web.Response:
         return await _form(request, values, field_errors(e), status=422)
     site_id = await _site_id(request, values["site"])
     async with request.app[keys.db].begin() as session:
-        matters = dict(await matter_types(session))
+        matters = dict(await active_matter_types(session))
         if data.matter_code not in matters:
             await session.rollback()
             return await _form(request, values, {"matter_code": "请选择您要反映的事项"}, status=422)
@@ -191,17 +185,18 @@ async def follow(request: web.Request) -> web.Response:
     case_id = check_follow_token(
         request.app[keys.settings].secret_bytes(), request.match_info["token"], now=utcnow()
     )
-    async with request.app[keys.db].begin() as session:
-        row = await session.get(PetitionCase, case_id)
-        if row is None:
-            raise NotFound("no such case")
-        state = row.state.value
-        info = {
-            "case_no": row.case_no,
-            "registered_at": row.registered_at,
-            "state": state,
-            "state_label": STATE_LABELS.get(state, state),
-        }
+    try:
+        async with request.app[keys.db].begin() as session:
+            case = await get_case(session, case_id=case_id)
+    except CaseNotFound:
+        raise NotFound("no such case") from None
+    state = case.state.value
+    info = {
+        "case_no": case.case_no,
+        "registered_at": case.registered_at,
+        "state": state,
+        "state_label": STATE_LABELS.get(state, state),
+    }
     return page(request, "follow.html", info)
 
 

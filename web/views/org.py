@@ -9,8 +9,8 @@ from server.auth.permissions import Action
 from server.auth.web import protected
 from server.errors import NotFound
 from server.org.service import site_detail, site_tree
+from web.labels import ROLE_LABELS
 from web.render import page
-from web.views.home import ROLE_LABELS
 
 RESOURCE_LABELS = {
     "window": "综合窗口",

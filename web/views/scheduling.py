@@ -10,16 +10,17 @@ from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from pydantic import ValidationError
-from sqlalchemy import select
 
 from scheduling import loader, service
+from scheduling.availability import working_intervals
 from scheduling.schemas import BookingRequest, SlotQuery
 from server import keys
 from server.auth.permissions import Action
 from server.auth.web import protected, signed_in_staff
 from server.db import utcnow
 from server.errors import AppError, InvalidInput, NotFound
-from server.org.models import Department, Resource, ResourceType, Site, SiteLevel, Staff
+from server.org import service as org
+from server.org.schemas import ResourceType
 from web.labels import SESSION_STATE_LABELS
 from web.render import page
 
@@ -85,11 +86,13 @@ async def week_calendar(request: web.Request) -> web.Response:
     end = start + timedelta(days=7)
     now = utcnow()
     async with request.app[keys.db].begin() as session:
-        person = await session.get(Staff, int(ident)) if kind == "staff" else None
-        thing = await session.get(Resource, int(ident)) if kind == "resource" else None
-        if person is None and thing is None:
+        label = (
+            await org.staff_name(session, staff_id=int(ident))
+            if kind == "staff"
+            else await org.resource_name(session, resource_id=int(ident))
+        )
+        if label is None:
             raise NotFound(f"no {owner}")
-        label = person.display_name if person is not None else thing.name if thing else owner
         entries = await service.calendar_entries(
             session, keys=[owner], start=start, end=end, now=now
         )
@@ -99,8 +102,6 @@ async def week_calendar(request: web.Request) -> web.Response:
             )
         )[owner]
         cal = await loader.load_calendar(session)
-    from scheduling.availability import working_intervals
-
     hours = working_intervals(av.hours, start=start, end=end, calendar=cal, tz=str(zone))
     days = []
     for i in range(7):
@@ -150,14 +151,11 @@ async def site_day(request: web.Request) -> web.Response:
     day = _day(request, "day", utcnow().astimezone(zone).date())
     start = datetime.combine(day, time(0), tzinfo=zone)
     async with request.app[keys.db].begin() as session:
-        site = await session.get(Site, site_id)
-        if site is None:
-            raise NotFound("no such site")
-        resources = list(
-            await session.scalars(
-                select(Resource).where(Resource.site_id == site_id).order_by(Resource.id)
-            )
-        )
+        try:
+            site = await org.site_detail(session, site_id=site_id)
+        except NotFound:
+            raise NotFound("no such site") from None
+        resources = site.resources
         entries = await service.calendar_entries(
             session,
             keys=[loader.resource_key(r.id) for r in resources],
@@ -197,17 +195,9 @@ async def site_day(request: web.Request) -> web.Response:
 
 async def _form_options(request: web.Request) -> dict[str, Any]:
     async with request.app[keys.db].begin() as session:
-        depts = list(await session.scalars(select(Department).order_by(Department.id)))
-        streets = list(
-            await session.scalars(
-                select(Site).where(Site.level != SiteLevel.community).order_by(Site.id)
-            )
-        )
-        communities = list(
-            await session.scalars(
-                select(Site).where(Site.level == SiteLevel.community).order_by(Site.id)
-            )
-        )
+        depts = await org.departments(session)
+        streets = await org.sites(session, community=False)
+        communities = await org.sites(session, community=True)
     return {"depts": depts, "streets": streets, "communities": communities}
 
 

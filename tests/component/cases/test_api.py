@@ -2,12 +2,16 @@
 
 from __future__ import annotations
 
+from datetime import datetime
 from typing import Any
 
 from aiohttp.test_utils import TestClient
+from sqlalchemy import select
 
+from server import keys
 from server.auth import csrf
-from tests.conftest import signed_in
+from server.cases.models import CaseNotification
+from tests.conftest import sign_in, signed_in
 
 
 async def post(client: TestClient[Any, Any], token: str, path: str, body: dict[str, Any]) -> Any:
@@ -90,3 +94,82 @@ async def test_public_petition_and_claim(app_client: TestClient[Any, Any]) -> No
     items = (await (await app_client.get("/api/cases", params={"q": case_no})).json())["items"]
     claimed = await post(app_client, token, f"/api/cases/{items[0]['id']}/claim", {})
     assert (await claimed.json())["first_receiver_id"] == me["staff_id"]
+
+
+async def test_deadline_extension_pause_and_resume(app_client: TestClient[Any, Any]) -> None:
+    """The deadline endpoints answer from the service's view (no rows at the edge), and a
+    department leader outside the case's scope gets the same 404 as for a missing case."""
+    token = await signed_in(app_client, "window_officer")
+    me = await (await app_client.get("/api/me")).json()
+    resp = await post(
+        app_client,
+        token,
+        "/api/cases",
+        {
+            "channel": "window",
+            "site_id": me["site_id"],
+            "summary": "物业公司乱收停车费",
+            "matter_type": "property_management",
+            "attributes": {"estate": "和睦新村"},
+            "petitioner": {"name": "张三", "phone": "13812345678"},
+        },
+    )
+    assert resp.status == 201, await resp.text()
+    case_id = (await resp.json())["case"]["id"]
+    token = await sign_in(app_client, "handler02")
+    accepted = await post(
+        app_client, token, f"/api/cases/{case_id}/transitions", {"transition": "accept"}
+    )
+    assert accepted.status == 200, await accepted.text()
+    before = {d["kind"]: d for d in (await accepted.json())["deadlines"]}["handling"]
+
+    token = await sign_in(app_client, "leader01")  # leads another department
+    outside = await post(
+        app_client,
+        token,
+        f"/api/cases/{case_id}/deadlines/extension",
+        {"kind": "handling", "days": 10, "reason": "需现场勘验"},
+    )
+    assert outside.status == 404 and (await outside.json())["error"] == "case_not_found"
+
+    token = await sign_in(app_client, "leader02")
+    extended = await post(
+        app_client,
+        token,
+        f"/api/cases/{case_id}/deadlines/extension",
+        {"kind": "handling", "days": 10, "reason": "需现场勘验"},
+    )
+    assert extended.status == 200, await extended.text()
+    body = await extended.json()
+    assert body["kind"] == "handling" and body["extension_days"] == 10
+    assert datetime.fromisoformat(body["due_at"]) > datetime.fromisoformat(before["due_at"])
+    async with app_client.app[keys.db]() as session:  # the petitioner is told the reason
+        told = (
+            await session.scalars(
+                select(CaseNotification.to).where(
+                    CaseNotification.case_id == case_id,
+                    CaseNotification.body.contains("需现场勘验"),
+                )
+            )
+        ).all()
+    assert told == ["13812345678"]
+    paused = await post(
+        app_client,
+        token,
+        f"/api/cases/{case_id}/deadlines/pause",
+        {"kind": "handling", "reason": "听证"},
+    )
+    assert paused.status == 200 and (await paused.json())["status"] == "paused"
+    resumed = await post(
+        app_client,
+        token,
+        f"/api/cases/{case_id}/deadlines/resume",
+        {"kind": "handling", "reason": "听证结束"},
+    )
+    assert resumed.status == 200 and (await resumed.json())["status"] == "open"
+    timeline = await (await app_client.get(f"/api/cases/{case_id}/timeline")).json()
+    assert [e["type"] for e in timeline][-3:] == [
+        "deadline_extended",
+        "deadline_paused",
+        "deadline_resumed",
+    ]

@@ -12,7 +12,7 @@ from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.auth import csrf
-from server.cases import exchange, service
+from server.cases import exchange, intake, queries
 from server.cases.models import CaseCounter, CaseRepresentative, PetitionCase
 from server.cases.schemas import IntakeRequest
 from server.cases.validation import TooManyRepresentatives
@@ -40,7 +40,7 @@ async def window_intake(
             **fields,
         }
     )
-    result = await service.intake(
+    result = await intake.intake(
         session,
         pii=pii,
         staff=await who(session, "window01"),
@@ -65,10 +65,10 @@ async def test_intake_reads_back_and_keeps_representatives_encrypted(
     async with db.begin() as s:
         case_id = await window_intake(s, pii, collective=True, headcount=30, representatives=GROUP)
     async with db.begin() as s:
-        detail = await service.case_detail(
+        detail = await queries.case_detail(
             s, staff=await who(s, "window01"), case_id=case_id, pii=pii
         )
-        without_pii = await service.case_detail(s, staff=await who(s, "window01"), case_id=case_id)
+        without_pii = await queries.case_detail(s, staff=await who(s, "window01"), case_id=case_id)
     assert detail.collective and detail.headcount == 30
     assert [r.model_dump() for r in detail.representatives or []] == [
         {"name": "赵一", "phone": "13900001111", "id_number": ID},
@@ -148,7 +148,7 @@ async def test_rotation_rewrites_representatives_and_their_lookup_hashes(
     assert rows[0].id_number_hash == only_new.lookup_hash(ID)
     assert all(r.key_id == only_new.key_id for r in rows)
     async with db.begin() as s:
-        detail = await service.case_detail(
+        detail = await queries.case_detail(
             s, staff=await who(s, "window01"), case_id=case_id, pii=only_new
         )
     assert [r.name for r in detail.representatives or []] == ["赵一", "钱二"]
@@ -239,7 +239,7 @@ async def test_exchange_round_trip_validates_collective_records_one_by_one(
             )
         )
         assert new_id is not None
-        detail = await service.case_detail(
+        detail = await queries.case_detail(
             s, staff=await who(s, "supervisor01"), case_id=new_id, pii=pii
         )
     assert (detail.collective, detail.headcount) == (True, 120)

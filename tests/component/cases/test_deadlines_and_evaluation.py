@@ -11,9 +11,9 @@ import pytest
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.cases import deadline_service as dls
-from server.cases import evaluation, service
+from server.cases import deadline_clock, deadline_service, evaluation, intake, queries
 from server.cases.deadlines import ExtensionRefused
+from server.cases.evaluation import ReplyNotice
 from server.cases.models import (
     CaseDeadline,
     CaseEscalation,
@@ -24,7 +24,6 @@ from server.cases.models import (
     RevisitTask,
 )
 from server.cases.schemas import CaseQuery, EvaluationSubmit, IntakeRequest
-from server.cases.service import ReplyNotice
 from server.crypto import PiiCipher
 from server.errors import PermissionDenied
 from server.notify import Attachment, NotifyChannel
@@ -70,9 +69,9 @@ async def test_extension_once_within_limit_by_the_leader_only(
 ) -> None:
     case_id = await handling_case(db, pii)
 
-    async def extend(username: str, days: int) -> CaseDeadline:
+    async def extend(username: str, days: int) -> deadline_clock.DeadlineState:
         async with db.begin() as s:
-            return await dls.extend_deadline(
+            return await deadline_clock.extend_deadline(
                 s,
                 staff=await who(s, username),
                 case_id=case_id,
@@ -102,7 +101,7 @@ async def test_extension_once_within_limit_by_the_leader_only(
 async def test_pause_stops_the_clock(db: async_sessionmaker[AsyncSession], pii: PiiCipher) -> None:
     case_id = await handling_case(db, pii)
     async with db.begin() as s:
-        await dls.pause_deadline(
+        await deadline_clock.pause_deadline(
             s,
             staff=await who(s, "leader02"),
             case_id=case_id,
@@ -111,7 +110,7 @@ async def test_pause_stops_the_clock(db: async_sessionmaker[AsyncSession], pii: 
             now=NOW + timedelta(days=5),
         )
     async with db.begin() as s:
-        row = await dls.resume_deadline(
+        row = await deadline_clock.resume_deadline(
             s,
             staff=await who(s, "leader02"),
             case_id=case_id,
@@ -137,16 +136,18 @@ async def test_sweep_warns_escalates_once_and_is_idempotent(
             assert staff is not None
             staff.phone = phone
     notifier = RecordingNotifier()
-    report = await dls.run_deadline_sweep(db, now=NOW + timedelta(days=10), notifier=notifier)
+    report = await deadline_service.run_deadline_sweep(
+        db, now=NOW + timedelta(days=10), notifier=notifier
+    )
     assert report.ran and report.warnings == 0  # nothing due yet
     late = NOW + timedelta(days=65)  # 4 days late: yellow, red, overdue, levels 1 and 2
-    report = await dls.run_deadline_sweep(db, now=late, notifier=notifier)
+    report = await deadline_service.run_deadline_sweep(db, now=late, notifier=notifier)
     assert report.overdue >= 1 and report.escalations >= 2
     first = list(notifier.sent)
     assert ("13900000002", "红色预警：办理期限") in first
     assert any(to == "13900000012" and "第1级" in subject for to, subject in first)
     assert any(to == "13900000099" and "第2级" in subject for to, subject in first)
-    again = await dls.run_deadline_sweep(db, now=late, notifier=notifier)
+    again = await deadline_service.run_deadline_sweep(db, now=late, notifier=notifier)
     assert (again.warnings, again.overdue, again.escalations, again.sent) == (0, 0, 0, 0)
     assert notifier.sent == first
     async with db() as s:
@@ -160,7 +161,7 @@ async def test_sweep_warns_escalates_once_and_is_idempotent(
             await s.scalars(select(CaseEscalation.level).where(CaseEscalation.deadline_id == dl.id))
         )
         assert sorted(levels) == [1, 2]
-        overdue = await service.list_cases(
+        overdue = await queries.list_cases(
             s, staff=await who(s, "supervisor01"), query=CaseQuery(overdue=True)
         )
         assert case_id in {c.id for c in overdue}
@@ -228,7 +229,7 @@ async def test_case_numbers_unique_and_gap_free_under_concurrency(
 
     async def one(i: int) -> str:
         async with db.begin() as s:
-            result = await service.intake(
+            result = await intake.intake(
                 s,
                 pii=pii,
                 staff=window,

@@ -13,8 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.auth import csrf
-from server.cases import deadline_service as dls
-from server.cases import escalation
+from server.cases import deadline_service, escalation
 from server.cases.escalation import ContactInput, contacts_for
 from server.cases.models import CaseEvent, PetitionCase
 from server.cases.validation import InvalidPhone
@@ -129,7 +128,7 @@ async def test_sweep_sends_each_level_to_its_contact_list(
 
     notifier = RecordingNotifier()
     late = NOW + timedelta(days=75)  # handling due after 60 days: levels 1, 2 and 3
-    report = await dls.run_deadline_sweep(db, now=late, notifier=notifier)
+    report = await deadline_service.run_deadline_sweep(db, now=late, notifier=notifier)
     assert report.escalations == 3
     by_level: dict[str, set[str]] = {}
     for to, subject in notifier.sent:
@@ -152,7 +151,7 @@ async def test_sweep_sends_each_level_to_its_contact_list(
         (2, "contacts"),
         (3, "roles"),
     ]
-    again = await dls.run_deadline_sweep(db, now=late, notifier=notifier)
+    again = await deadline_service.run_deadline_sweep(db, now=late, notifier=notifier)
     assert (again.escalations, again.sent) == (0, 0)
 
 

@@ -13,8 +13,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.auth import csrf
-from server.cases import deadline_service as dls
-from server.cases import evaluation
+from server.cases import deadline_service, deadline_sweep, evaluation
+from server.cases.evaluation import ReplyNotice
 from server.cases.models import (
     CaseDeadline,
     CaseEvent,
@@ -24,7 +24,6 @@ from server.cases.models import (
     PetitionCase,
 )
 from server.cases.schemas import EvaluationSubmit
-from server.cases.service import ReplyNotice
 from server.crypto import PiiCipher
 from server.settings import Settings
 
@@ -43,8 +42,12 @@ class FakeClock:
         return self.current
 
 
-async def sweep(db: async_sessionmaker[AsyncSession], clock: FakeClock) -> dls.SweepReport:
-    return await dls.run_deadline_sweep(db, now=clock.now(), notifier=RecordingNotifier())
+async def sweep(
+    db: async_sessionmaker[AsyncSession], clock: FakeClock
+) -> deadline_sweep.SweepReport:
+    return await deadline_service.run_deadline_sweep(
+        db, now=clock.now(), notifier=RecordingNotifier()
+    )
 
 
 async def replied_case(

@@ -9,7 +9,8 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.audit.models import AuditEntry
-from server.cases import service
+from server.cases import access, intake, lifecycle, queries
+from server.cases.evaluation import ReplyNotice
 from server.cases.models import (
     CaseDeadline,
     CaseEvent,
@@ -25,7 +26,6 @@ from server.cases.schemas import (
     PetitionerInput,
     TransitionRequest,
 )
-from server.cases.service import ReplyNotice
 from server.cases.statemachine import ConfidentialTransferBlocked, MissingField
 from server.crypto import PiiCipher
 from server.errors import IllegalTransition, InvalidInput, PermissionDenied
@@ -59,7 +59,7 @@ async def register(
             else ({"employer": "某公司", "months": 3} if matter == "wage_arrears" else {}),
             **kw,
         )
-        result = await service.intake(s, pii=pii, staff=staff, request=req, now=NOW)
+        result = await intake.intake(s, pii=pii, staff=staff, request=req, now=NOW)
         return result.case.id
 
 
@@ -75,7 +75,7 @@ async def fire(
 ) -> CaseState:
     async with db.begin() as s:
         staff = await who(s, username)
-        detail = await service.transition(
+        detail = await lifecycle.transition(
             s,
             staff=staff,
             case_id=case_id,
@@ -165,7 +165,7 @@ async def test_denied_and_illegal_transitions_write_nothing(
         await fire(db, "handler01", case_id, "reply", reply="x")
     with pytest.raises(PermissionDenied):
         await fire(db, "window02", case_id, "accept")  # sees the site's cases, not its handler
-    with pytest.raises(service.CaseNotFound):
+    with pytest.raises(access.CaseNotFound):
         await fire(db, "handler03", case_id, "accept")  # another department: not even visible
     with pytest.raises(MissingField):
         await fire(db, "handler01", case_id, "not_accept", reason=" ")
@@ -201,7 +201,7 @@ async def test_transfer_adds_handlers_and_never_moves_the_first_receiver(
         ]
     # the first receiver still sees and tracks it
     async with db.begin() as s:
-        detail = await service.case_detail(s, staff=await who(s, "window01"), case_id=case_id)
+        detail = await queries.case_detail(s, staff=await who(s, "window01"), case_id=case_id)
         assert detail.state == CaseState.accepted
 
 
@@ -221,7 +221,7 @@ async def test_confidential_accusation_hidden_from_the_accused_unit(
     async with db.begin() as s:
         supervisor = await who(s, "supervisor01")
         with pytest.raises(ConfidentialTransferBlocked):
-            await service.add_handler(
+            await lifecycle.add_handler(
                 s,
                 staff=supervisor,
                 case_id=case_id,
@@ -230,7 +230,7 @@ async def test_confidential_accusation_hidden_from_the_accused_unit(
             )
     async with db.begin() as s:
         handler = await who(s, "handler02")
-        await service.add_handler(
+        await lifecycle.add_handler(
             s,
             staff=await who(s, "supervisor01"),
             case_id=case_id,
@@ -239,11 +239,11 @@ async def test_confidential_accusation_hidden_from_the_accused_unit(
         )
     async with db.begin() as s:
         assert (
-            await service.case_detail(s, staff=await who(s, "handler02"), case_id=case_id)
+            await queries.case_detail(s, staff=await who(s, "handler02"), case_id=case_id)
         ).confidential
         for outsider in ("handler03", "leader02", "window02"):
-            with pytest.raises(service.CaseNotFound):
-                await service.case_detail(s, staff=await who(s, outsider), case_id=case_id)
+            with pytest.raises(access.CaseNotFound):
+                await queries.case_detail(s, staff=await who(s, outsider), case_id=case_id)
         from server.cases.schemas import CaseQuery
 
         for username, visible in (
@@ -251,7 +251,7 @@ async def test_confidential_accusation_hidden_from_the_accused_unit(
             ("supervisor01", True),
             ("handler02", True),
         ):
-            items = await service.list_cases(s, staff=await who(s, username), query=CaseQuery())
+            items = await queries.list_cases(s, staff=await who(s, username), query=CaseQuery())
             assert (case_id in {i.id for i in items}) is visible
         views = await s.scalar(
             select(func.count())
@@ -270,13 +270,13 @@ async def test_repeat_petition_linked_and_flagged_after_re_review(
     await fire(db, "handler01", first, "reply", reply="答复")
     async with db.begin() as s:
         window = await who(s, "window01")
-        review = await service.request_review(
+        review = await lifecycle.request_review(
             s, staff=window, case_id=first, reason="不服答复", now=NOW
         )
     assert review.state == CaseState.review
     await fire(db, "window01", review.id, "reply", reply="维持原答复")
     async with db.begin() as s:
-        re_review = await service.request_review(
+        re_review = await lifecycle.request_review(
             s, staff=await who(s, "window01"), case_id=review.id, reason="仍不服", now=NOW
         )
     assert re_review.state == CaseState.re_review
@@ -285,12 +285,12 @@ async def test_repeat_petition_linked_and_flagged_after_re_review(
         from server.cases.statemachine import FinalDecision
 
         with pytest.raises(FinalDecision):
-            await service.request_review(
+            await lifecycle.request_review(
                 s, staff=await who(s, "window01"), case_id=re_review.id, reason="再次不服", now=NOW
             )
     # the same person (found by ID number hash) with the same matter again
     async with db.begin() as s:
-        result = await service.intake(
+        result = await intake.intake(
             s,
             pii=pii,
             staff=await who(s, "window01"),

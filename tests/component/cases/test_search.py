@@ -1,5 +1,5 @@
 """Case list and search on SQLite and PostgreSQL: the split, two-phase query in
-`service.list_cases` returns exactly what the plain "visible AND filters ORDER BY id DESC
+`queries.list_cases` returns exactly what the plain "visible AND filters ORDER BY id DESC
 LIMIT n" query returns."""
 
 from __future__ import annotations
@@ -12,7 +12,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.auth.permissions import StaffIdentity
-from server.cases import service
+from server.cases import access, queries
 from server.cases.models import CaseHandler, CaseState, Channel, PetitionCase
 from server.cases.schemas import CaseQuery
 from server.org.models import Site
@@ -100,23 +100,23 @@ async def _seed(db: async_sessionmaker[AsyncSession]) -> list[int]:
 
 async def _reference(s: AsyncSession, staff: StaffIdentity, query: CaseQuery) -> list[int]:
     """The plain query: one WHERE with the ORed visibility, newest first."""
-    stmt = select(PetitionCase.id).where(service.visibility_clause(staff), *service._filters(query))
+    stmt = select(PetitionCase.id).where(access.visibility_clause(staff), *queries._filters(query))
     if query.q:
-        stmt = stmt.where(service._text_match(query.q.strip()))
+        stmt = stmt.where(queries._text_match(query.q.strip()))
     return list(await s.scalars(stmt.order_by(PetitionCase.id.desc()).limit(query.limit)))
 
 
-@pytest.mark.parametrize("window", [1, 4, 25, service.SEARCH_WINDOW])
+@pytest.mark.parametrize("window", [1, 4, 25, queries.SEARCH_WINDOW])
 async def test_list_matches_the_plain_query(
     db: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch, window: int
 ) -> None:
     """Small windows send every branch to step 2 (the text index)."""
     await _seed(db)
-    monkeypatch.setattr(service, "SEARCH_WINDOW", window)
+    monkeypatch.setattr(queries, "SEARCH_WINDOW", window)
     async with db() as s:
         for username, query in itertools.product(STAFF, QUERIES):
             staff = await who(s, username)
-            got = [i.id for i in await service.list_cases(s, staff=staff, query=query)]
+            got = [i.id for i in await queries.list_cases(s, staff=staff, query=query)]
             assert got == await _reference(s, staff, query), (username, query)
 
 
@@ -124,10 +124,10 @@ async def test_two_character_chinese_search(
     db: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ids = await _seed(db)
-    monkeypatch.setattr(service, "SEARCH_WINDOW", 2)
+    monkeypatch.setattr(queries, "SEARCH_WINDOW", 2)
     async with db() as s:
         supervisor = await who(s, "supervisor01")
-        rows = await service.list_cases(s, staff=supervisor, query=CaseQuery(q="噪声", limit=200))
+        rows = await queries.list_cases(s, staff=supervisor, query=CaseQuery(q="噪声", limit=200))
         summaries = {r.id: r.summary for r in rows}
         expected = {
             case_id
@@ -139,9 +139,9 @@ async def test_two_character_chinese_search(
         assert all("噪声" in text for text in summaries.values())
         assert [r.id for r in rows] == sorted(summaries, reverse=True)
         # Latin letters match case-insensitively on both backends
-        upper = await service.list_cases(s, staff=supervisor, query=CaseQuery(q="ab", limit=200))
+        upper = await queries.list_cases(s, staff=supervisor, query=CaseQuery(q="ab", limit=200))
         assert {r.id for r in upper} == {ids[i] for i in range(60) if i % len(PHRASES) == 6}
-        by_number = await service.list_cases(s, staff=supervisor, query=CaseQuery(q="T-0007"))
+        by_number = await queries.list_cases(s, staff=supervisor, query=CaseQuery(q="T-0007"))
         assert [r.case_no for r in by_number] == ["T-0007"]
 
 
@@ -149,14 +149,14 @@ async def test_department_handler_sees_lead_co_and_named_cases_only(
     db: async_sessionmaker[AsyncSession], monkeypatch: pytest.MonkeyPatch
 ) -> None:
     ids = await _seed(db)
-    monkeypatch.setattr(service, "SEARCH_WINDOW", 3)
+    monkeypatch.setattr(queries, "SEARCH_WINDOW", 3)
     async with db() as s:
         labour, housing, urban = [await dept_id(s, c) for c in ("hrss", "housing", "urban")]
         for username, dept in (("handler01", labour), ("handler02", housing)):
             staff = await who(s, username)
             assert staff.department_id == dept
         handler02 = await who(s, "handler02")
-        got = await service.list_cases(s, staff=handler02, query=CaseQuery(q="噪声", limit=200))
+        got = await queries.list_cases(s, staff=handler02, query=CaseQuery(q="噪声", limit=200))
         rows = {r.id: await s.get(PetitionCase, r.id) for r in got}
         co = {ids[i] for i in range(0, 60, 7)}
         named = {ids[i] for i in range(0, 60, 11)}

@@ -12,9 +12,9 @@ from sqlalchemy import func, select, update
 from server.audit.models import AuditEntry
 from server.audit.service import record, verify
 from server.auth.service import load_session, sign_in
+from server.cases.intake import create_case
 from server.cases.models import Channel, PetitionCase, Petitioner
 from server.cases.schemas import PetitionerInput
-from server.cases.service import create_case
 from server.crypto import PiiCipher
 from server.db import make_engine, make_sessionmaker
 from server.errors import AccountLocked, InvalidCredentials

@@ -4,9 +4,9 @@ from datetime import UTC, datetime
 
 from sqlalchemy import select
 
+from server.cases.intake import create_case
 from server.cases.models import Channel, Petitioner
 from server.cases.schemas import PetitionerInput
-from server.cases.service import create_case
 from server.crypto import PiiCipher
 from server.db import make_engine, make_sessionmaker
 from server.pii_rotation import rotate

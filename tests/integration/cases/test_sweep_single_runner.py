@@ -12,7 +12,7 @@ from redis.asyncio import Redis
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.cases import deadline_service as dls
+from server.cases import deadline_service
 from server.cases.catalogue import load_case_reference
 from server.cases.models import CaseNotification
 from server.crypto import PiiCipher
@@ -86,10 +86,12 @@ async def test_two_runners_one_sweep(
     gate = GateNotifier()
     try:
         first = asyncio.create_task(
-            dls.run_deadline_sweep(pg_db, now=late, notifier=gate, redis=redis, lock_name=lock)
+            deadline_service.run_deadline_sweep(
+                pg_db, now=late, notifier=gate, redis=redis, lock_name=lock
+            )
         )
         await asyncio.wait_for(gate.entered.wait(), 30)
-        second = await dls.run_deadline_sweep(
+        second = await deadline_service.run_deadline_sweep(
             pg_db, now=late, notifier=gate, redis=redis, lock_name=lock
         )
         assert not second.ran
@@ -98,7 +100,7 @@ async def test_two_runners_one_sweep(
         assert report.ran and report.escalations == 6  # levels 1 and 2 for each case
         assert len(gate.sent) == len(set(gate.sent)) == report.sent
         # a third run after the first finished: the lock is free, and there is nothing to do
-        third = await dls.run_deadline_sweep(
+        third = await deadline_service.run_deadline_sweep(
             pg_db, now=late, notifier=gate, redis=redis, lock_name=lock
         )
         assert third.ran and (third.warnings, third.escalations, third.sent) == (0, 0, 0)
@@ -140,7 +142,7 @@ async def test_concurrent_sweeps_on_both_sides_of_the_lock_never_duplicate(
     notifier = Counting()
     late = NOW + timedelta(days=65)
     reports = await asyncio.gather(
-        *(dls.run_deadline_sweep(pg_db, now=late, notifier=notifier) for _ in range(5))
+        *(deadline_service.run_deadline_sweep(pg_db, now=late, notifier=notifier) for _ in range(5))
     )
     assert sum(r.escalations for r in reports) == 4
     assert len(notifier.sent) == len(set(notifier.sent))
@@ -168,7 +170,7 @@ async def test_evaluation_timeouts_once_with_racing_runners(
     try:
         reports = await asyncio.gather(
             *(
-                dls.run_deadline_sweep(
+                deadline_service.run_deadline_sweep(
                     pg_db, now=late, notifier=RecordingNotifier(), redis=redis, lock_name=lock
                 )
                 for _ in range(5)

@@ -10,9 +10,9 @@ from sqlalchemy import select
 
 from server.audit.service import record, verify
 from server.backup import BackupError, backup, restore
+from server.cases.intake import add_representatives, create_case
 from server.cases.models import Channel
 from server.cases.schemas import PetitionerInput, RepresentativeInput
-from server.cases.service import add_representatives, create_case
 from server.crypto import PiiCipher
 from server.db import Base, make_engine, make_sessionmaker
 

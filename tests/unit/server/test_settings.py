@@ -82,3 +82,11 @@ def test_queue_thresholds_and_rate_limits_come_from_the_environment() -> None:
         )
     with pytest.raises(SettingsError, match="ONEDOOR_JOIN_RATE_PER_MIN"):
         Settings.from_env({"ONEDOOR_JOIN_RATE_PER_MIN": "0"})
+
+
+def test_timezone_is_checked_and_named() -> None:
+    assert Settings.from_env({}).timezone == "Asia/Shanghai"
+    assert Settings.from_env({"ONEDOOR_TIMEZONE": "Asia/Urumqi"}).timezone == "Asia/Urumqi"
+    for bad in ("Asia/Shanghia", "Asia", "../etc/passwd", ""):
+        with pytest.raises(SettingsError, match=r"ONEDOOR_TIMEZONE: .*unknown time zone"):
+            Settings.from_env({"ONEDOOR_TIMEZONE": bad})

@@ -1,0 +1,157 @@
+"""Who may see which case and who may be given a confidential one, in ONE place:
+`visible_case` for one case (the same 404 as a missing case when it is out of scope),
+`visibility_branches`/`visibility_clause` for lists, kept in step with the pure rules in
+`statemachine` (`can_view`; the transfer block in `check_transition`), and
+`check_not_accused` for adding handlers to an accusation (检举控告) case.
+"""
+
+from __future__ import annotations
+
+from sqlalchemy import and_, false, or_, select
+from sqlalchemy.ext.asyncio import AsyncSession
+from sqlalchemy.sql.elements import ColumnElement
+
+from server.auth.permissions import Action, StaffIdentity
+from server.cases.models import CaseHandler, PetitionCase
+from server.cases.statemachine import CaseFacts, ConfidentialTransferBlocked, can_view
+from server.errors import NotFound
+from server.org.models import Role, Site
+
+
+class CaseNotFound(NotFound):
+    code, message_zh = "case_not_found", "案件不存在或无权查看"
+
+
+def check_not_accused(
+    row: PetitionCase, *, department_id: int | None = None, member_of: int | None = None
+) -> None:
+    """A confidential case never goes to the accused unit: not as a handling department
+    (`department_id`), nor to a member of it (`member_of`: the person's department).
+
+    Raises:
+        ConfidentialTransferBlocked: it would.
+    """
+    if not row.confidential or row.accused_dept_id is None:
+        return
+    if member_of is not None and member_of == row.accused_dept_id:
+        raise ConfidentialTransferBlocked("a member of the accused unit may not handle it")
+    if department_id is not None and department_id == row.accused_dept_id:
+        raise ConfidentialTransferBlocked("accusation material may not go to the accused unit")
+
+
+async def case_for_update(session: AsyncSession, case_id: int) -> PetitionCase:
+    row = await session.scalar(
+        select(PetitionCase).where(PetitionCase.id == case_id).with_for_update()
+    )
+    if row is None:
+        raise CaseNotFound(f"case {case_id} does not exist")
+    return row
+
+
+async def site_path(session: AsyncSession, site_id: int) -> frozenset[int]:
+    path: list[int] = []
+    current: int | None = site_id
+    while current is not None and len(path) < 8:
+        path.append(current)
+        current = await session.scalar(select(Site.parent_id).where(Site.id == current))
+    return frozenset(path)
+
+
+async def load_facts(session: AsyncSession, row: PetitionCase) -> CaseFacts:
+    handlers = (
+        await session.scalars(
+            select(CaseHandler).where(CaseHandler.case_id == row.id, CaseHandler.active.is_(True))
+        )
+    ).all()
+    return CaseFacts(
+        state=row.state,
+        site_id=row.site_id,
+        first_receiver_id=row.first_receiver_id,
+        lead_dept_id=row.lead_dept_id,
+        review_level=row.review_level,
+        confidential=row.confidential,
+        accused_dept_id=row.accused_dept_id,
+        site_path=await site_path(session, row.site_id),
+        handler_staff_ids=frozenset(h.staff_id for h in handlers if h.staff_id is not None),
+        handler_dept_ids=frozenset(
+            h.department_id for h in handlers if h.department_id is not None
+        ),
+    )
+
+
+async def visible_case(
+    session: AsyncSession, *, staff: StaffIdentity, case_id: int, for_update: bool = False
+) -> tuple[PetitionCase, CaseFacts]:
+    """Load a case the staff member may see; otherwise the same 404 as a missing case (no
+    disclosure that a confidential case exists)."""
+    row = await (
+        case_for_update(session, case_id) if for_update else session.get(PetitionCase, case_id)
+    )
+    if row is None:
+        raise CaseNotFound(f"case {case_id} does not exist")
+    facts = await load_facts(session, row)
+    if not can_view(staff, facts):
+        raise CaseNotFound(f"case {case_id} does not exist or is outside your scope")
+    return row, facts
+
+
+async def check_visible(session: AsyncSession, *, staff: StaffIdentity, case_id: int) -> None:
+    """Raise CaseNotFound unless the staff member may see the case (for handlers that act on
+    a case through another service)."""
+    await visible_case(session, staff=staff, case_id=case_id)
+
+
+def visibility_branches(staff: StaffIdentity) -> list[ColumnElement[bool]]:
+    """`can_view` for lists, as disjuncts: a case is visible iff it satisfies one of them.
+
+    Kept in step with statemachine.can_view. Each disjunct is one index-friendly shape
+    (first receiver, named handler, lead department, co-handling department, site), so
+    `list_cases` runs them as separate queries: ORed together, no index serves the whole.
+    An empty list means the staff member sees nothing.
+    """
+    if not staff.can(Action.case_view):
+        return []
+    not_accused: ColumnElement[bool] = or_(
+        PetitionCase.confidential.is_(False),
+        PetitionCase.accused_dept_id.is_(None),
+        PetitionCase.accused_dept_id != (staff.department_id or -1),
+    )
+    if staff.can(Action.case_view_all):
+        return [not_accused]
+    named = PetitionCase.id.in_(
+        select(CaseHandler.case_id).where(
+            CaseHandler.staff_id == staff.staff_id, CaseHandler.active.is_(True)
+        )
+    )
+    branches: list[ColumnElement[bool]] = [
+        and_(not_accused, PetitionCase.first_receiver_id == staff.staff_id),
+        and_(not_accused, named),
+    ]
+    open_case = and_(not_accused, PetitionCase.confidential.is_(False))
+    if staff.department_id is not None and staff.roles & {Role.dept_handler, Role.dept_leader}:
+        branches.append(and_(open_case, PetitionCase.lead_dept_id == staff.department_id))
+        branches.append(
+            and_(
+                open_case,
+                PetitionCase.id.in_(
+                    select(CaseHandler.case_id).where(
+                        CaseHandler.department_id == staff.department_id,
+                        CaseHandler.active.is_(True),
+                    )
+                ),
+            )
+        )
+    if Role.street_coordinator in staff.roles:
+        streets = select(Site.id).where(
+            or_(Site.id == staff.site_id, Site.parent_id == staff.site_id)
+        )
+        branches.append(and_(open_case, PetitionCase.site_id.in_(streets)))
+    if staff.roles & {Role.window_officer, Role.community_agent}:
+        branches.append(and_(open_case, PetitionCase.site_id == staff.site_id))
+    return branches
+
+
+def visibility_clause(staff: StaffIdentity) -> ColumnElement[bool]:
+    """SQL form of `can_view` (the OR of `visibility_branches`)."""
+    branches = visibility_branches(staff)
+    return or_(*branches) if branches else false()

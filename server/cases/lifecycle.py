@@ -1,0 +1,415 @@
+"""The case lifecycle: claiming a self-service case, transitions (with their deadlines and
+the evaluation link on reply), review requests (复查/复核), handlers and supervision (督办).
+
+Services take the session first, never commit, and return views. Every state change writes
+the per-state timestamp, a CaseEvent and an audit entry in the caller's transaction.
+"""
+
+from __future__ import annotations
+
+from datetime import datetime, timedelta
+from typing import Any
+from zoneinfo import ZoneInfo
+
+from sqlalchemy import select
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.audit.service import record
+from server.auth.permissions import Action, StaffIdentity
+from server.cases import deadline_clock
+from server.cases.access import case_for_update, check_not_accused, load_facts, visible_case
+from server.cases.evaluation import ReplyNotice, issue_evaluation
+from server.cases.intake import insert_case
+from server.cases.models import CaseEscalation, CaseEvent, CaseHandler, MatterType, PetitionCase
+from server.cases.queries import detail_of, summary_of
+from server.cases.schemas import (
+    CaseDetail,
+    CaseSummary,
+    HandlerRequest,
+    HandlerView,
+    SupervisionRequest,
+    TransitionRequest,
+)
+from server.cases.statemachine import (
+    OPEN_STATES,
+    STATE_TIMESTAMP,
+    check_review_request,
+    check_transition,
+)
+from server.crypto import PiiCipher
+from server.errors import IllegalTransition, InvalidInput, PermissionDenied
+from server.org.models import Department, Staff
+
+
+class AlreadyClaimed(PermissionDenied):
+    code, message_zh = "already_claimed", "该案件已由其他工作人员认领"
+
+
+async def claim(
+    session: AsyncSession, *, staff: StaffIdentity, case_id: int, now: datetime
+) -> CaseSummary:
+    """认领: the first staff member to claim a self-service case becomes its first receiver."""
+    if not staff.can(Action.case_create):
+        raise PermissionDenied("your roles may not claim cases")
+    row = await case_for_update(session, case_id)
+    if row.first_receiver_id is not None:
+        if row.first_receiver_id == staff.staff_id:
+            return summary_of(row)
+        raise AlreadyClaimed("this case already has a first receiver")
+    facts = await load_facts(session, row)
+    if staff.site_id not in facts.site_path and not staff.can(Action.case_view_all):
+        raise PermissionDenied("claim cases of your own site")
+    row.first_receiver_id = staff.staff_id
+    row.updated_at = now
+    session.add(
+        CaseEvent(case_id=row.id, actor_id=staff.staff_id, type="claimed", payload={}, at=now)
+    )
+    await record(
+        session, actor=staff.actor, action="case.claim", object_type="case", object_id=str(case_id)
+    )
+    return summary_of(row)
+
+
+async def transition(
+    session: AsyncSession,
+    *,
+    staff: StaffIdentity | None,
+    case_id: int,
+    request: TransitionRequest,
+    now: datetime,
+    timezone: str = "Asia/Shanghai",
+    ip: str = "",
+    reply_notice: ReplyNotice | None = None,
+) -> CaseDetail:
+    """Fire one lifecycle transition; all effects in the caller's transaction.
+
+    Raises:
+        CaseNotFound, IllegalTransition, PermissionDenied, MissingField,
+        ConfidentialTransferBlocked: nothing is written.
+    """
+    tz = ZoneInfo(timezone)
+    if staff is not None:
+        row, facts = await visible_case(session, staff=staff, case_id=case_id, for_update=True)
+    else:
+        row = await case_for_update(session, case_id)
+        facts = await load_facts(session, row)
+    fields = request.model_dump(exclude={"transition", "attachments"})
+    t = check_transition(staff, facts, request.transition, fields)
+    if t.name == "transfer":
+        target = await session.get(Department, request.target_department_id)
+        if target is None:
+            raise InvalidInput("unknown target department", field="target_department_id")
+    before = row.state
+    actor_id = staff.staff_id if staff else None
+    payload: dict[str, Any] = {"from": before.value, "to": t.target.value}
+    for key in ("reason", "legal_route", "target_department_id", "note"):
+        if fields.get(key) not in (None, ""):
+            payload[key] = fields[key]
+    if request.attachments:
+        payload["attachments"] = request.attachments
+
+    match t.name:
+        case "accept":
+            if row.lead_dept_id is None and staff is not None and staff.department_id is not None:
+                row.lead_dept_id = staff.department_id
+                session.add(
+                    CaseHandler(
+                        case_id=row.id,
+                        department_id=staff.department_id,
+                        staff_id=staff.staff_id,
+                        role="lead",
+                        task="受理承办",
+                        added_by_id=actor_id,
+                        added_at=now,
+                    )
+                )
+            await deadline_clock.meet_deadline(session, case_id=row.id, kind="acceptance", now=now)
+            await deadline_clock.open_deadline(
+                session,
+                case_id=row.id,
+                kind="handling",
+                start=now,
+                now=now,
+                tz=tz,
+                limit_days=await _matter_days(session, row, "handling"),
+            )
+        case "not_accept" | "redirect_legal":
+            row.legal_route = request.legal_route
+            await deadline_clock.meet_deadline(session, case_id=row.id, kind="acceptance", now=now)
+            await deadline_clock.cancel_deadlines(session, case_id=row.id, now=now)
+        case "transfer":
+            target_id = int(fields["target_department_id"])
+            await _deactivate_lead(session, row.id)
+            session.add(
+                CaseHandler(
+                    case_id=row.id,
+                    department_id=target_id,
+                    role="lead",
+                    task=request.reason or "转送/交办",
+                    added_by_id=actor_id,
+                    added_at=now,
+                )
+            )
+            row.lead_dept_id = target_id
+        case "reply":
+            row.reply_text = request.reply
+            kind = {0: "handling", 1: "review_decision", 2: "re_review_decision"}[row.review_level]
+            await deadline_clock.meet_deadline(session, case_id=row.id, kind=kind, now=now)
+            # A second reply (after reopening) starts both windows again.
+            await deadline_clock.open_deadline(
+                session,
+                case_id=row.id,
+                kind=deadline_clock.EVALUATION,
+                start=now,
+                now=now,
+                tz=tz,
+                limit_days=reply_notice.evaluation_days if reply_notice else None,
+                restart=True,
+            )
+            await deadline_clock.open_deadline(
+                session, case_id=row.id, kind="revisit", start=now, now=now, tz=tz, restart=True
+            )
+            if row.review_level < 2:
+                await deadline_clock.open_deadline(
+                    session,
+                    case_id=row.id,
+                    now=now,
+                    tz=tz,
+                    start=now,
+                    kind="review_request" if row.review_level == 0 else "re_review_request",
+                )
+        case "revisit" | "close":
+            await deadline_clock.meet_deadline(session, case_id=row.id, kind="revisit", now=now)
+            if t.name == "close":
+                await deadline_clock.cancel_deadlines(
+                    session, case_id=row.id, now=now, keep=("review_request", "re_review_request")
+                )
+        case "reopen":
+            payload["reopened"] = True
+        case "terminate":
+            await deadline_clock.cancel_deadlines(session, case_id=row.id, now=now)
+        case _:
+            pass
+    row.state = t.target
+    setattr(row, STATE_TIMESTAMP[t.target], now)
+    row.updated_at = now
+    session.add(CaseEvent(case_id=row.id, actor_id=actor_id, type=t.name, payload=payload, at=now))
+    await session.flush()
+    if t.name == "reply" and reply_notice is not None:
+        await issue_evaluation(session, case=row, staff_id=actor_id, now=now, notice=reply_notice)
+    await record(
+        session,
+        actor=staff.actor if staff else "system",
+        action=f"case.{t.name}",
+        object_type="case",
+        object_id=str(row.id),
+        ip=ip,
+        detail={"from": before.value, "to": t.target.value},
+    )
+    return await detail_of(session, row, await load_facts(session, row), staff)
+
+
+async def _matter_days(session: AsyncSession, row: PetitionCase, kind: str) -> int | None:
+    if row.matter_type is None:
+        return None
+    days = await session.scalar(
+        select(MatterType.deadline_days).where(MatterType.code == row.matter_type)
+    )
+    value = (days or {}).get(kind)
+    return int(value) if value is not None else None
+
+
+async def _deactivate_lead(session: AsyncSession, case_id: int) -> None:
+    for h in await session.scalars(
+        select(CaseHandler).where(
+            CaseHandler.case_id == case_id, CaseHandler.role == "lead", CaseHandler.active.is_(True)
+        )
+    ):
+        h.active = False
+
+
+async def request_review(
+    session: AsyncSession,
+    *,
+    staff: StaffIdentity,
+    case_id: int,
+    reason: str,
+    now: datetime,
+    timezone: str = "Asia/Shanghai",
+    case_no_format: str = "{admin_code}-{year}-{seq:06d}",
+    pii: PiiCipher | None = None,
+) -> CaseSummary:
+    """Register a 复查 (or 复核) request as a child case linked by parent_case_id."""
+    if not staff.can(Action.case_create) and not staff.can(Action.case_handle):
+        raise PermissionDenied("your roles may not register a review request")
+    parent, facts = await visible_case(session, staff=staff, case_id=case_id, for_update=True)
+    state = check_review_request(facts)
+    if not reason.strip():
+        raise InvalidInput("a review request needs the petitioner's reasons", field="reason")
+    level = parent.review_level + 1
+    child = await insert_case(
+        session,
+        pii=pii,
+        site_id=parent.site_id,
+        channel=parent.channel,
+        summary=f"{'复查' if level == 1 else '复核'}申请：{reason}",
+        petitioner=None,
+        petitioner_id=parent.petitioner_id,
+        first_receiver_id=staff.staff_id,
+        now=now,
+        matter_type=parent.matter_type,
+        case_no_format=case_no_format,
+        timezone=timezone,
+        state=state,
+        parent_case_id=parent.id,
+        review_level=level,
+        category=parent.category,
+        confidential=parent.confidential,
+        accused_dept_id=parent.accused_dept_id,
+    )
+    child.attributes = {}
+    await deadline_clock.meet_deadline(
+        session,
+        case_id=parent.id,
+        kind="review_request" if level == 1 else "re_review_request",
+        now=now,
+    )
+    await deadline_clock.open_deadline(
+        session,
+        case_id=child.id,
+        now=now,
+        tz=ZoneInfo(timezone),
+        start=now,
+        kind="review_decision" if level == 1 else "re_review_decision",
+    )
+    session.add(
+        CaseEvent(
+            case_id=parent.id,
+            actor_id=staff.staff_id,
+            type="review_requested",
+            payload={"child_case_no": child.case_no, "level": level},
+            at=now,
+        )
+    )
+    await record(
+        session,
+        actor=staff.actor,
+        action="case.request_review",
+        object_type="case",
+        object_id=str(parent.id),
+        detail={"child": child.id, "level": level},
+    )
+    return summary_of(child)
+
+
+async def add_handler(
+    session: AsyncSession,
+    *,
+    staff: StaffIdentity,
+    case_id: int,
+    request: HandlerRequest,
+    now: datetime,
+) -> HandlerView:
+    """Add a co-handling department or a named expert/supervisor/mediator. Never removes the
+    first receiver; blocks the accused unit on confidential cases."""
+    if not staff.can(Action.case_assign):
+        raise PermissionDenied("your roles may not assign handlers")
+    row, facts = await visible_case(session, staff=staff, case_id=case_id, for_update=True)
+    if request.department_id is None and request.staff_id is None:
+        raise InvalidInput("name a department or a staff member", field="department_id")
+    dept_id = request.department_id
+    if request.staff_id is not None:
+        person = await session.get(Staff, request.staff_id)
+        if person is None:
+            raise InvalidInput("unknown staff member", field="staff_id")
+        dept_id = dept_id or person.department_id
+        check_not_accused(row, member_of=person.department_id)
+    if dept_id is not None and await session.get(Department, dept_id) is None:
+        raise InvalidInput("unknown department", field="department_id")
+    check_not_accused(row, department_id=dept_id)
+    h = CaseHandler(
+        case_id=case_id,
+        department_id=dept_id,
+        staff_id=request.staff_id,
+        role=request.role,
+        task=request.task,
+        added_by_id=staff.staff_id,
+        added_at=now,
+        active=True,
+    )
+    session.add(h)
+    row.updated_at = now
+    await session.flush()
+    session.add(
+        CaseEvent(
+            case_id=case_id,
+            actor_id=staff.staff_id,
+            type="handler_added",
+            payload={"department_id": dept_id, "staff_id": request.staff_id, "role": request.role},
+            at=now,
+        )
+    )
+    await record(
+        session,
+        actor=staff.actor,
+        action="case.add_handler",
+        object_type="case",
+        object_id=str(case_id),
+        detail={"department_id": dept_id, "role": request.role},
+    )
+    del facts
+    return HandlerView(
+        id=h.id,
+        department_id=h.department_id,
+        staff_id=h.staff_id,
+        role=h.role,
+        task=h.task,
+        reply=h.reply,
+        active=h.active,
+    )
+
+
+async def supervise(
+    session: AsyncSession,
+    *,
+    staff: StaffIdentity,
+    case_id: int,
+    request: SupervisionRequest,
+    now: datetime,
+) -> int:
+    """督办: attaches at any open state and never changes the state."""
+    if not staff.can(Action.case_supervise):
+        raise PermissionDenied("your roles may not issue supervision orders")
+    row, facts = await visible_case(session, staff=staff, case_id=case_id)
+    if facts.state not in OPEN_STATES:
+        raise IllegalTransition("supervision attaches to open cases only")
+    esc = CaseEscalation(
+        case_id=case_id,
+        type=request.type,
+        level=1,
+        to_role="dept_leader",
+        note=request.note,
+        due_at=now + timedelta(days=request.due_days),
+        created_by_id=staff.staff_id,
+        created_at=now,
+    )
+    session.add(esc)
+    await session.flush()
+    session.add(
+        CaseEvent(
+            case_id=case_id,
+            actor_id=staff.staff_id,
+            type="supervision",
+            payload={"type": request.type, "note": request.note},
+            at=now,
+        )
+    )
+    await record(
+        session,
+        actor=staff.actor,
+        action="case.supervise",
+        object_type="case",
+        object_id=str(row.id),
+        detail={"type": request.type},
+    )
+    return esc.id
