@@ -23,6 +23,8 @@ from pydantic import (
     field_validator,
 )
 
+from server.kernel import clock
+
 PREFIX = "ONEDOOR_"
 
 
@@ -120,6 +122,8 @@ class Settings(BaseModel, frozen=True, extra="forbid"):
     #: MAX_REPRESENTATIVES_CAP (server.cases.validation), the input's hard bound.
     collective_max_representatives: int = Field(default=5, ge=1, le=20)
 
+    #: The district's time zone (an IANA name): times are stored in UTC and shown, printed,
+    #: texted and invited in this zone; deadlines count its days (server.kernel.clock).
     timezone: str = "Asia/Shanghai"
     #: Case numbers: unique and gap-free per site and year.
     case_no_format: str = "{admin_code}-{year}-{seq:06d}"
@@ -133,6 +137,12 @@ class Settings(BaseModel, frozen=True, extra="forbid"):
                 f"must not be shorter than ONEDOOR_QUEUE_FLAG_AFTER_S ({flag}): a call is flagged "
                 "on the desk before the resident is offered a call back"
             )
+        return value
+
+    @field_validator("timezone")
+    @classmethod
+    def _known_zone(cls, value: str) -> str:
+        clock.zone(value)  # ValueError names the zone
         return value
 
     @field_validator("database_url")

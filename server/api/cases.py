@@ -537,7 +537,7 @@ async def get_agreement_pdf(request: web.Request) -> web.Response:
         )
         case = await session.get(PetitionCase, view.case_id)
         case_no = case.case_no if case else ""
-    pdf = await asyncio.to_thread(agreements.agreement_pdf, view, case_no=case_no)
+    pdf = await asyncio.to_thread(agreements.agreement_pdf, view, case_no=case_no, tz=_tz(request))
     return web.Response(
         body=pdf,
         content_type="application/pdf",

@@ -50,7 +50,7 @@ from server.cases.models import (
     PetitionCase,
 )
 from server.errors import Conflict, InvalidInput, NotFound, PermissionDenied
-from server.kernel import jobs
+from server.kernel import clock, jobs
 from server.notify import NotificationFailed, Notifier
 from server.org.models import Role, Staff, StaffRole
 
@@ -509,6 +509,7 @@ async def _sweep_batch(
     report: SweepReport,
     cache: dict[tuple[str, int | None], list[str]],
     contacts: dict[ContactKey, list[str]] | None = None,
+    tz: str = clock.DEFAULT_TIMEZONE,
 ) -> int:
     """One batch of due deadlines: the decisions are made in Python (`sweep_step`), and the
     writes go out as one UPDATE and one INSERT per table (executemany), not row by row."""
@@ -602,7 +603,7 @@ async def _sweep_batch(
             report.warnings += 1
             colour = "黄色" if level == WarnLevel.yellow else "红色"
             body = (
-                f"案件{dl.case_no}的{label}将于{dl.due_at:%Y-%m-%d %H:%M}（UTC）到期"
+                f"案件{dl.case_no}的{label}将于{clock.format_local(dl.due_at, tz=tz)}到期"
                 if level == WarnLevel.yellow
                 else f"案件{dl.case_no}的{label}已到期，请立即办理"
             )
@@ -839,6 +840,7 @@ async def run_deadline_sweep(
     redis: Redis | None = None,
     lock_name: str = "onedoor:lock:deadline_sweep",
     max_batches: int = 1000,
+    tz: str = clock.DEFAULT_TIMEZONE,
 ) -> SweepReport:
     """One sweep: warnings, overdue, escalations, then (given a notifier) outbox delivery.
     The job runner sweeps without a notifier: it delivers the outbox itself, as a job table.
@@ -863,6 +865,7 @@ async def run_deadline_sweep(
                     report=report,
                     cache=cache,
                     contacts=contacts,
+                    tz=tz,
                 )
             if n < SWEEP_BATCH:
                 break
