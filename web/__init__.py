@@ -17,7 +17,7 @@ from aiohttp import web
 
 from server import keys
 from server.kernel import clock
-from web import i18n, labels
+from web import i18n, labels, links
 from web.views import (
     audit,
     auth,
@@ -60,6 +60,7 @@ def setup(app: web.Application) -> None:
     # Versioned URLs (?v=<hash>), so browsers never run a stale client after an upgrade.
     env.globals["static"] = lambda filename: str(static.url_for(filename=filename))
     env.globals["label"] = labels.label  # {{ _(label("session_state", s.state)) }}
+    env.globals["can_open"] = links.can_open  # {% if can_open("/cases/dashboard") %}
     env.filters["local"] = local_filter(app[keys.settings].timezone)  # {{ e.at|local }}
     auth.setup(app)
     home.setup(app)
