@@ -61,6 +61,8 @@ def setup(app: web.Application) -> None:
     env.globals["static"] = lambda filename: str(static.url_for(filename=filename))
     env.globals["label"] = labels.label  # {{ _(label("session_state", s.state)) }}
     env.globals["can_open"] = links.can_open  # {% if can_open("/cases/dashboard") %}
+    # The browser shows live times (chat, desk refresh) in the district's zone too.
+    env.globals["district_timezone"] = app[keys.settings].timezone
     env.filters["local"] = local_filter(app[keys.settings].timezone)  # {{ e.at|local }}
     auth.setup(app)
     home.setup(app)

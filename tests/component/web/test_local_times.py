@@ -13,7 +13,7 @@ from typing import Any
 
 import pytest
 from aiohttp import web
-from aiohttp.test_utils import TestServer
+from aiohttp.test_utils import TestClient, TestServer
 
 from scheduling.models import BookingStatus, JobKind, JobStatus
 from server.app import create_app
@@ -191,3 +191,9 @@ def test_no_template_formats_a_time_itself() -> None:
         if "UTC" in source or ".strftime(" in source or ".isoformat(" in source:
             offenders.append(path.name)
     assert not offenders, offenders
+
+
+async def test_the_browser_is_told_the_district_zone(app_client: TestClient[Any, Any]) -> None:
+    """room.js and desk.js format live times with `timeZone` from <html data-tz>."""
+    html = await (await app_client.get("/login")).text()
+    assert '<html lang="zh-CN" data-tz="Asia/Shanghai">' in html
