@@ -76,6 +76,12 @@ def format_local(
     return to_local(dt, tz).strftime(FORMATS[style])
 
 
+def local_day_start(dt: datetime, tz: Zone = DEFAULT_TIMEZONE) -> datetime:
+    """The instant (UTC) the district's day containing `dt` began: "today" for queries."""
+    local = to_local(dt, tz)
+    return local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
+
+
 def last_local_day(due: datetime, tz: Zone = DEFAULT_TIMEZONE) -> date:
     """The last district day before `due` (an instant that ends a period: local midnight)."""
     return local_date(due - timedelta(microseconds=1), tz)

@@ -10,6 +10,7 @@ from server import keys
 from server.auth.permissions import Action
 from server.auth.web import protected, signed_in_staff
 from server.db import utcnow
+from server.kernel import clock
 from server.sessions.models import CallSession
 from web.render import page
 
@@ -19,7 +20,7 @@ async def sessions(request: web.Request) -> web.Response:
     """My sessions today: the ones I created or was invited to (reception calls included)."""
     staff = signed_in_staff(request)
     now = utcnow()
-    start = now.replace(hour=0, minute=0, second=0, microsecond=0)
+    start = clock.local_day_start(now, request.app[keys.settings].timezone)  # the district's today
     async with request.app[keys.db].begin() as session:
         rows = (
             await session.scalars(

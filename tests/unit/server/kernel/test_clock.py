@@ -43,6 +43,12 @@ def test_last_day_of_a_deadline_ending_at_local_midnight() -> None:
     assert clock.format_local(due, "last_day") == "2027-04-30"
 
 
+def test_the_district_day_starts_at_beijing_midnight() -> None:
+    start = clock.local_day_start(NEAR_MIDNIGHT)  # 07:30 on 1 April in Beijing
+    assert start == datetime(2027, 3, 31, 16, 0, tzinfo=UTC)  # 00:00 on 1 April in Beijing
+    assert start.tzinfo == UTC
+
+
 def test_unknown_zone_is_refused() -> None:
     with pytest.raises(ValueError, match="unknown time zone"):
         clock.zone("Asia/Beijing")
