@@ -9,6 +9,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
+from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
@@ -49,6 +50,7 @@ from server.cases.service import ReplyNotice
 from server.db import utcnow
 from server.dispatch import service as dispatch
 from server.errors import InvalidInput
+from server.kernel import clock
 
 routes = web.RouteTableDef()
 
@@ -383,10 +385,8 @@ async def post_pause(request: web.Request) -> web.Response:
         return _json({"kind": row.kind, "status": row.status, "due_at": row.due_at.isoformat()})
 
 
-def _zone(request: web.Request) -> Any:
-    from zoneinfo import ZoneInfo
-
-    return ZoneInfo(_tz(request))
+def _zone(request: web.Request) -> ZoneInfo:
+    return clock.zone(_tz(request))
 
 
 async def _petitioner_phone(request: web.Request, session: Any, case_id: int) -> str | None:
