@@ -14,7 +14,6 @@ import logging
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
@@ -22,7 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from scheduling.ics import Attendee, Invite, Method, build_ics, filename
 from scheduling.models import GuestContact, JobKind, JobStatus, ScheduledJob
 from scheduling.service import HOST_ROLES, Cipher
-from server.kernel import jobs
+from server.kernel import clock, jobs
 from server.notify import Attachment, NotificationFailed, Notifier, NotifyChannel
 from server.org import service as org
 from server.org.models import Staff
@@ -92,7 +91,7 @@ SUBJECTS = {
 
 
 def _local(t: datetime | None, tz: str) -> str:
-    return t.astimezone(ZoneInfo(tz)).strftime("%Y-%m-%d %H:%M") if t else ""
+    return clock.format_local(t, "minute", tz)
 
 
 async def _prepare(
@@ -228,7 +227,11 @@ def invite_for(
         start=call.planned_start,
         end=call.planned_end,
         summary=call.title,
-        description="远程视频接访/在线调解。请提前五分钟进入。",
+        # People read the description as it is: the time in the district's zone, no label.
+        description=(
+            f"远程视频接访/在线调解，时间 {_local(call.planned_start, tz)}–"
+            f"{clock.format_local(call.planned_end, 'time', tz)}。请提前五分钟进入。"
+        ),
         location=site_name or "线上视频",
         url=url,
         attendees=attendees,

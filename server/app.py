@@ -156,7 +156,9 @@ async def jobs_context(app: web.Application) -> AsyncIterator[None]:
         metrics.background_failures.labels(job=name).inc()
 
     async def sweep(now: datetime) -> None:
-        await run_deadline_sweep(db, now=now, notifier=None, redis=app[keys.redis])
+        await run_deadline_sweep(
+            db, now=now, notifier=None, redis=app[keys.redis], tz=settings.timezone
+        )
 
     runner = JobRunner(db, clock=SystemClock(), on_backlog=on_backlog, on_failure=on_failure)
     runner.add_periodic(Periodic("deadline_sweep", every=SWEEP_INTERVAL, run=sweep))

@@ -7,13 +7,17 @@ page views that call services, and the static WebRTC client (plain modern JavaSc
 
 from __future__ import annotations
 
+from collections.abc import Callable
+from datetime import date, datetime
 from pathlib import Path
 
 import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from web import i18n, labels
+from server import keys
+from server.kernel import clock
+from web import i18n, labels, links
 from web.views import (
     audit,
     auth,
@@ -32,6 +36,17 @@ from web.views import (
 HERE = Path(__file__).parent
 
 
+def local_filter(tz: str) -> Callable[..., str]:
+    """The `local` filter: a stored (UTC) time in the district's zone, no zone label, "—" for
+    none. `{{ e.at|local }}` → 2027-04-01 07:30; `{{ a.effective_at|local("date") }}`."""
+    zone = clock.zone(tz)
+
+    def local(value: datetime | date | None, style: clock.Style = "minute") -> str:
+        return clock.format_local(value, style, zone) if value is not None else "—"
+
+    return local
+
+
 def setup(app: web.Application) -> None:
     env = aiohttp_jinja2.setup(
         app,
@@ -45,6 +60,10 @@ def setup(app: web.Application) -> None:
     # Versioned URLs (?v=<hash>), so browsers never run a stale client after an upgrade.
     env.globals["static"] = lambda filename: str(static.url_for(filename=filename))
     env.globals["label"] = labels.label  # {{ _(label("session_state", s.state)) }}
+    env.globals["can_open"] = links.can_open  # {% if can_open("/cases/dashboard") %}
+    # The browser shows live times (chat, desk refresh) in the district's zone too.
+    env.globals["district_timezone"] = app[keys.settings].timezone
+    env.filters["local"] = local_filter(app[keys.settings].timezone)  # {{ e.at|local }}
     auth.setup(app)
     home.setup(app)
     org.setup(app)

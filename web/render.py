@@ -2,9 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import datetime
 from typing import Any
-from zoneinfo import ZoneInfo
 
 import aiohttp_jinja2
 from aiohttp import web
@@ -40,10 +38,3 @@ def render_error(request: web.Request, error: AppError) -> web.Response:
     return page(
         request, "error.html", {"code": error.code, "message": message}, status=error.http_status
     )
-
-
-def start_of_local_day(now: datetime, tz: str) -> datetime:
-    """Midnight of `now`'s day in the district (`Settings.timezone`), as an aware time: what
-    the pages mean by "today" (UTC midnight is 08:00 there)."""
-    local = now.astimezone(ZoneInfo(tz))
-    return local.replace(hour=0, minute=0, second=0, microsecond=0)

@@ -54,6 +54,7 @@ from server.cases.schemas import (
 from server.db import utcnow
 from server.dispatch import service as dispatch
 from server.errors import InvalidInput
+from server.kernel import clock
 
 routes = web.RouteTableDef()
 
@@ -389,7 +390,7 @@ async def post_pause(request: web.Request) -> web.Response:
 
 
 def _zone(request: web.Request) -> ZoneInfo:
-    return ZoneInfo(_tz(request))
+    return clock.zone(_tz(request))
 
 
 # --- evaluations and reports ---------------------------------------------------------------
@@ -525,7 +526,7 @@ async def get_agreement_pdf(request: web.Request) -> web.Response:
             action="agreement.export_pdf",
         )
         case_no = await queries.case_number(session, case_id=view.case_id)
-    pdf = await asyncio.to_thread(agreements.agreement_pdf, view, case_no=case_no)
+    pdf = await asyncio.to_thread(agreements.agreement_pdf, view, case_no=case_no, tz=_tz(request))
     return web.Response(
         body=pdf,
         content_type="application/pdf",

@@ -21,6 +21,7 @@ from server.cases.access import visible_case
 from server.cases.models import AgreementSignature, CaseEvent, MediationAgreement, PetitionCase
 from server.cases.schemas import AgreementDraft, AgreementView, SignatureView, SignRequest
 from server.errors import Conflict, InvalidInput, NotFound, PermissionDenied, ServiceUnavailable
+from server.kernel import clock
 
 CJK_FONT_CANDIDATES = (
     Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"),
@@ -351,8 +352,15 @@ def cjk_font() -> Path:
     raise CjkFontMissing("no CJK font found; install fonts-noto-cjk")
 
 
-def agreement_pdf(view: AgreementView, *, case_no: str, font: Path | None = None) -> bytes:
-    """Render the agreement (CPU-bound: call through asyncio.to_thread)."""
+def agreement_pdf(
+    view: AgreementView,
+    *,
+    case_no: str,
+    font: Path | None = None,
+    tz: str = clock.DEFAULT_TIMEZONE,
+) -> bytes:
+    """Render the agreement (CPU-bound: call through asyncio.to_thread). Times and the
+    effective date are the district's (`tz`), never UTC."""
     from fpdf import FPDF
 
     pdf = FPDF(format="A4")
@@ -396,7 +404,7 @@ def agreement_pdf(view: AgreementView, *, case_no: str, font: Path | None = None
             0,
             7,
             f"{label}：{s.signer_name}（{'手写签名' if s.method == 'drawn' else '电子签名'}，"
-            f"{s.signed_at:%Y-%m-%d %H:%M} UTC）",
+            f"{clock.format_local(s.signed_at, tz=tz)}）",
             new_x="LMARGIN",
             new_y="NEXT",
         )
@@ -414,7 +422,7 @@ def agreement_pdf(view: AgreementView, *, case_no: str, font: Path | None = None
         pdf.cell(
             0,
             7,
-            f"本协议自各方签名之日（{view.effective_at:%Y-%m-%d}）起生效。"
+            f"本协议自各方签名之日（{clock.format_local(view.effective_at, 'date', tz)}）起生效。"
             "当事人可自生效之日起三十日内共同向人民法院申请司法确认。",
             new_x="LMARGIN",
             new_y="NEXT",

@@ -26,7 +26,7 @@ from server.cases.deadline_clock import load_policies
 from server.cases.deadline_sweep import SWEEP_BATCH, SweepReport, sweep_batch
 from server.cases.escalation import load_contact_phones
 from server.cases.models import CaseNotification
-from server.kernel import jobs
+from server.kernel import clock, jobs
 from server.notify import NotificationFailed, Notifier
 
 if TYPE_CHECKING:
@@ -135,6 +135,7 @@ async def run_deadline_sweep(
     redis: Redis | None = None,
     lock_name: str = "onedoor:lock:deadline_sweep",
     max_batches: int = 1000,
+    tz: str = clock.DEFAULT_TIMEZONE,
 ) -> SweepReport:
     """One sweep: warnings, overdue, escalations, then (given a notifier) outbox delivery.
     The job runner sweeps without a notifier: it delivers the outbox itself, as a job table.
@@ -159,6 +160,7 @@ async def run_deadline_sweep(
                     report=report,
                     cache=cache,
                     contacts=contacts,
+                    tz=tz,
                 )
             if n < SWEEP_BATCH:
                 break

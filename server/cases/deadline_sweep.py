@@ -26,6 +26,7 @@ from server.cases.models import (
     PetitionCase,
 )
 from server.cases.outbox import enqueue_many
+from server.kernel import clock
 
 SWEEP_BATCH = 1000
 
@@ -51,6 +52,7 @@ async def sweep_batch(
     report: SweepReport,
     cache: dict[tuple[str, int | None], list[str]],
     contacts: dict[ContactKey, list[str]] | None = None,
+    tz: str = clock.DEFAULT_TIMEZONE,
 ) -> int:
     """One batch of due deadlines: the decisions are made in Python (`sweep_step`), and the
     writes go out as one UPDATE and one INSERT per table (executemany), not row by row."""
@@ -144,7 +146,7 @@ async def sweep_batch(
             report.warnings += 1
             colour = "黄色" if level == WarnLevel.yellow else "红色"
             body = (
-                f"案件{dl.case_no}的{label}将于{dl.due_at:%Y-%m-%d %H:%M}（UTC）到期"
+                f"案件{dl.case_no}的{label}将于{clock.format_local(dl.due_at, tz=tz)}到期"
                 if level == WarnLevel.yellow
                 else f"案件{dl.case_no}的{label}已到期，请立即办理"
             )

@@ -28,7 +28,7 @@ function render(data) {
     if (keep === String(e.id)) row.querySelector('button').focus();
   }
   empty.hidden = data.waiting.length > 0;
-  updated.textContent = new Date().toLocaleTimeString('zh-CN');
+  updated.textContent = new Date().toLocaleTimeString('zh-CN', { timeZone: document.documentElement.dataset.tz || undefined });
 }
 
 async function poll() {

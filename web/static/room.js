@@ -379,7 +379,8 @@ export class RoomUI {
   _chat(m, mine) {
     const log = $(this.root, '.chat-log');
     const li = el('li', { class: mine ? 'mine' : '' });
-    const time = new Date(m.at).toLocaleTimeString('zh-CN', { hour: '2-digit', minute: '2-digit' });
+    const timeZone = document.documentElement.dataset.tz || undefined; // the district's zone
+    const time = new Date(m.at).toLocaleTimeString('zh-CN', { hour: '2-digit', minute: '2-digit', timeZone });
     li.append(el('b', {}, m.display_name), el('time', {}, time), el('p', {}, m.text));
     log.append(li);
     log.scrollTop = log.scrollHeight;

@@ -10,7 +10,7 @@ from server import keys
 from server.auth.permissions import Action, StaffIdentity
 from server.auth.web import current_staff, public
 from server.cases.queries import cases_for_receiver
-from server.kernel.localday import day_bounds_utc
+from server.kernel.clock import day_bounds_utc
 from server.queue import CallState
 from server.sessions.overview import live_sessions, sessions_created_by
 from web.labels import ROLE_LABELS

@@ -9,15 +9,16 @@ from server import keys
 from server.auth.permissions import Action
 from server.auth.web import protected, signed_in_staff
 from server.db import utcnow
+from server.kernel import clock
 from server.sessions import service as sessions
-from web.render import page, start_of_local_day
+from web.render import page
 
 
 @protected(Action.session_join)
 async def sessions_today(request: web.Request) -> web.Response:
     """My sessions today (the district's day): the ones I created (reception calls included)."""
     staff = signed_in_staff(request)
-    since = start_of_local_day(utcnow(), request.app[keys.settings].timezone)
+    since = clock.local_day_start(utcnow(), request.app[keys.settings].timezone)
     async with request.app[keys.db].begin() as session:
         rows = await sessions.sessions_created_by(session, staff_id=staff.staff_id, since=since)
     return page(

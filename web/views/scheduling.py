@@ -19,6 +19,7 @@ from server.auth.permissions import Action
 from server.auth.web import protected, signed_in_staff
 from server.db import utcnow
 from server.errors import AppError, InvalidInput, NotFound
+from server.kernel import clock
 from server.org import service as org
 from server.org.schemas import ResourceType
 from web.labels import SESSION_STATE_LABELS
@@ -36,7 +37,11 @@ WEEKDAYS_ZH = "一二三四五六日"
 
 
 def _zone(request: web.Request) -> ZoneInfo:
-    return ZoneInfo(request.app[keys.settings].timezone)
+    return clock.zone(request.app[keys.settings].timezone)
+
+
+def _span(start: datetime, end: datetime, zone: ZoneInfo, style: clock.Style = "time") -> str:
+    return f"{clock.format_local(start, style, zone)}–{clock.format_local(end, 'time', zone)}"
 
 
 def _day(request: web.Request, name: str, default: date) -> date:
@@ -60,9 +65,7 @@ async def my_sessions(request: web.Request) -> web.Response:
             "id": r.id,
             "title": r.title,
             "state": STATE_LABELS.get(r.state.value, r.state.value),
-            "start": r.planned_start.astimezone(zone).strftime("%Y-%m-%d %H:%M")
-            if r.planned_start
-            else "",
+            "start": clock.format_local(r.planned_start, "minute", zone),
             "room_id": r.room_id,
         }
         for r in rows
@@ -79,7 +82,7 @@ async def week_calendar(request: web.Request) -> web.Response:
     if kind not in ("staff", "resource") or not ident.isdigit():
         raise InvalidInput("owner must be staff:<id> or resource:<id>")
     zone = _zone(request)
-    today = utcnow().astimezone(zone).date()
+    today = clock.local_date(utcnow(), zone)
     monday = _day(request, "week", today)
     monday -= timedelta(days=monday.weekday())
     start = datetime.combine(monday, time(0), tzinfo=zone)
@@ -110,20 +113,16 @@ async def week_calendar(request: web.Request) -> web.Response:
             {
                 "date": d.isoformat(),
                 "weekday": "周" + WEEKDAYS_ZH[i],
-                "hours": [
-                    f"{s.astimezone(zone):%H:%M}–{e.astimezone(zone):%H:%M}"
-                    for s, e in hours
-                    if s.astimezone(zone).date() == d
-                ],
+                "hours": [_span(s, e, zone) for s, e in hours if clock.local_date(s, zone) == d],
                 "entries": [
                     {
-                        "time": f"{e.start.astimezone(zone):%H:%M}–{e.end.astimezone(zone):%H:%M}",
+                        "time": _span(e.start, e.end, zone),
                         "title": e.title,
                         "status": e.status,
                         "session_id": e.session_id,
                     }
                     for e in entries
-                    if e.start.astimezone(zone).date() == d
+                    if clock.local_date(e.start, zone) == d
                 ],
             }
         )
@@ -148,7 +147,7 @@ async def site_day(request: web.Request) -> web.Response:
     except ValueError:
         raise NotFound("no such site") from None
     zone = _zone(request)
-    day = _day(request, "day", utcnow().astimezone(zone).date())
+    day = _day(request, "day", clock.local_date(utcnow(), zone))
     start = datetime.combine(day, time(0), tzinfo=zone)
     async with request.app[keys.db].begin() as session:
         try:
@@ -170,7 +169,7 @@ async def site_day(request: web.Request) -> web.Response:
             "type": TYPE_LABELS.get(r.type.value, r.type.value),
             "entries": [
                 {
-                    "time": f"{e.start.astimezone(zone):%H:%M}–{e.end.astimezone(zone):%H:%M}",
+                    "time": _span(e.start, e.end, zone),
                     "title": e.title,
                     "session_id": e.session_id,
                 }
@@ -285,7 +284,7 @@ async def book_form(request: web.Request) -> web.Response:
                 slots = await loader.search_slots(session, query=query, now=utcnow(), tz=str(zone))
             context["slots"] = [
                 {
-                    "label": f"{s.start.astimezone(zone):%m-%d %H:%M}–{s.end.astimezone(zone):%H:%M}",
+                    "label": _span(s.start, s.end, zone, "month_day_time"),
                     "start": s.start.isoformat(),
                     "end": s.end.isoformat(),
                     "staff_id": s.staff_ids[0],
@@ -308,15 +307,10 @@ async def session_page(request: web.Request) -> web.Response:
         raise NotFound("no such session") from None
     async with request.app[keys.db].begin() as session:
         record = await service.session_record(session, session_id=session_id)
-    zone = _zone(request)
-
-    def fmt(t: datetime | None) -> str:
-        return t.astimezone(zone).strftime("%Y-%m-%d %H:%M") if t else "—"
-
     return page(
         request,
         "scheduling/session.html",
-        {"r": record, "fmt": fmt, "state": STATE_LABELS.get(record.state, record.state)},
+        {"r": record, "state": STATE_LABELS.get(record.state, record.state)},
     )
 
 

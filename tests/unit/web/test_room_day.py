@@ -4,7 +4,7 @@ from __future__ import annotations
 
 from datetime import UTC, datetime
 
-from web.render import start_of_local_day
+from server.kernel.clock import local_day_start as start_of_local_day
 
 TZ = "Asia/Shanghai"
 

@@ -3,7 +3,7 @@ from zoneinfo import ZoneInfo
 
 import pytest
 
-from server.kernel.localday import day_bounds_utc
+from server.kernel.clock import day_bounds_utc
 
 SHANGHAI = ZoneInfo("Asia/Shanghai")
 

@@ -1,0 +1,102 @@
+"""The district's clock: times are stored in UTC and shown, printed, texted and invited in the
+district's zone (`ONEDOOR_TIMEZONE`, Asia/Shanghai by default).
+
+    database (UTC) ──► to_local / local_date / format_local(dt, style, tz=settings.timezone)
+                   ──► pages (the `local` Jinja filter), SMS, PDFs, ICS descriptions
+
+Every conversion for people goes through this module, so no page or message prints a UTC time
+or a UTC date (an agreement signed at 07:30 Beijing time on 1 April is effective on 1 April,
+not on 31 March). A naive datetime is taken as UTC, as the database stores it.
+"""
+
+from __future__ import annotations
+
+from datetime import UTC, date, datetime, time, timedelta
+from functools import lru_cache
+from typing import Literal
+from zoneinfo import ZoneInfo, ZoneInfoNotFoundError
+
+DEFAULT_TIMEZONE = "Asia/Shanghai"
+
+#: "last_day": the last district day before a deadline that ends at local midnight (a due of
+#: 2027-05-01 00:00 is printed 2027-04-30, the day by which to act).
+Style = Literal["minute", "second", "date", "time", "month_day_time", "last_day"]
+
+FORMATS: dict[Style, str] = {
+    "minute": "%Y-%m-%d %H:%M",
+    "second": "%Y-%m-%d %H:%M:%S",
+    "date": "%Y-%m-%d",
+    "time": "%H:%M",
+    "month_day_time": "%m-%d %H:%M",
+    "last_day": "%Y-%m-%d",
+}
+
+Zone = str | ZoneInfo
+
+
+@lru_cache(maxsize=16)
+def _zone(name: str) -> ZoneInfo:
+    return ZoneInfo(name)
+
+
+def zone(tz: Zone = DEFAULT_TIMEZONE) -> ZoneInfo:
+    """The zone named `tz` (cached); raises ValueError for an unknown name."""
+    if isinstance(tz, ZoneInfo):
+        return tz
+    try:
+        return _zone(tz)
+    except (ZoneInfoNotFoundError, ValueError) as e:
+        raise ValueError(f"unknown time zone {tz!r} (an IANA name, e.g. Asia/Shanghai)") from e
+
+
+def to_local(dt: datetime, tz: Zone = DEFAULT_TIMEZONE) -> datetime:
+    """`dt` (aware, or naive meaning UTC) as wall-clock time in the district's zone."""
+    if dt.tzinfo is None:
+        dt = dt.replace(tzinfo=UTC)
+    return dt.astimezone(zone(tz))
+
+
+def local_date(dt: datetime, tz: Zone = DEFAULT_TIMEZONE) -> date:
+    """The district's calendar day at `dt` (deadlines count Beijing days)."""
+    return to_local(dt, tz).date()
+
+
+def format_local(
+    dt: datetime | date | None, style: Style = "minute", tz: Zone = DEFAULT_TIMEZONE
+) -> str:
+    """`dt` for people, in the district's zone, without a zone label; "" for None.
+
+    A `date` (already a district day, e.g. a term's 履行期限) is printed as it is."""
+    if dt is None:
+        return ""
+    if not isinstance(dt, datetime):
+        return dt.strftime(FORMATS["date"])
+    if style == "last_day":
+        return last_local_day(dt, tz).strftime(FORMATS["date"])
+    return to_local(dt, tz).strftime(FORMATS[style])
+
+
+def day_bounds_utc(instant: datetime, *, tz: str | ZoneInfo) -> tuple[datetime, datetime]:
+    """The local day containing `instant`, as [start, end) in UTC.
+
+    The end is the next local midnight, so a day that gains or loses an hour to a
+    daylight-saving change (not in China, but the zone is a setting) is 23 or 25 hours long.
+    """
+    if instant.tzinfo is None:
+        raise ValueError("instant must be timezone-aware")
+    zone = tz if isinstance(tz, ZoneInfo) else ZoneInfo(tz)
+    day = instant.astimezone(zone).date()
+    start = datetime.combine(day, time(0), tzinfo=zone)
+    end = datetime.combine(day + timedelta(days=1), time(0), tzinfo=zone)
+    return start.astimezone(UTC), end.astimezone(UTC)
+
+
+def local_day_start(dt: datetime, tz: Zone = DEFAULT_TIMEZONE) -> datetime:
+    """The instant (UTC) the district's day containing `dt` began: "today" for queries."""
+    local = to_local(dt, tz)
+    return local.replace(hour=0, minute=0, second=0, microsecond=0).astimezone(UTC)
+
+
+def last_local_day(due: datetime, tz: Zone = DEFAULT_TIMEZONE) -> date:
+    """The last district day before `due` (an instant that ends a period: local midnight)."""
+    return local_date(due - timedelta(microseconds=1), tz)

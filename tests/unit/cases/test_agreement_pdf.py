@@ -1,0 +1,73 @@
+"""The agreement PDF prints the district's dates and times: an agreement whose last signature
+is at 07:30 on 1 April in Beijing (23:30 UTC on 31 March) takes effect on 1 April."""
+
+from __future__ import annotations
+
+from datetime import UTC, datetime
+from typing import Any
+
+import fpdf
+import pytest
+
+from server.cases import agreements
+from server.cases.schemas import AgreementView, SignatureView
+
+SIGNED = datetime(2027, 3, 31, 23, 30, tzinfo=UTC)
+
+
+def _view() -> AgreementView:
+    return AgreementView(
+        id=5,
+        case_id=1,
+        session_id=None,
+        mediator_id=3,
+        parties=[{"name": "赵一", "role": "applicant"}, {"name": "钱二", "role": "respondent"}],
+        facts="楼上住户卫生间漏水，损坏楼下吊顶。",
+        terms=[{"term": "钱二赔偿赵一维修费3000元", "how": "银行转账", "by": "2027-04-15"}],
+        status="effective",
+        effective_at=SIGNED,
+        judicial_due_at=datetime(2027, 4, 30, 16, 0, tzinfo=UTC),
+        judicial_requested_at=None,
+        judicial_result=None,
+        signatures=[
+            SignatureView(
+                signer=signer, signer_name=name, method="typed", data=name, signed_at=SIGNED
+            )
+            for signer, name in (("party:0", "赵一"), ("party:1", "钱二"), ("mediator", "调解员甲"))
+        ],
+        missing_signers=[],
+    )
+
+
+def _printed(monkeypatch: pytest.MonkeyPatch, **kw: Any) -> str:
+    """Render the PDF and return every text line handed to fpdf."""
+    try:
+        font = agreements.cjk_font()
+    except agreements.CjkFontMissing:
+        pytest.skip("no CJK font installed")
+    lines: list[str] = []
+    for name in ("cell", "multi_cell"):
+        original = getattr(fpdf.FPDF, name)
+
+        def record(self: Any, *args: Any, _original: Any = original, **kwargs: Any) -> Any:
+            text = args[2] if len(args) > 2 else kwargs.get("text", kwargs.get("txt", ""))
+            lines.append(str(text))
+            return _original(self, *args, **kwargs)
+
+        monkeypatch.setattr(fpdf.FPDF, name, record)
+    pdf = agreements.agreement_pdf(_view(), case_no="330105-2027-000001", font=font, **kw)
+    assert pdf.startswith(b"%PDF")
+    return "\n".join(lines)
+
+
+def test_effective_date_and_signing_times_are_beijings(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = _printed(monkeypatch)
+    assert "本协议自各方签名之日（2027-04-01）起生效" in text
+    assert text.count("2027-04-01 07:30") == 3  # each signature's time
+    assert "2027-03-31" not in text and "UTC" not in text
+
+
+def test_the_configured_zone_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
+    text = _printed(monkeypatch, tz="UTC")
+    assert "本协议自各方签名之日（2027-03-31）起生效" in text
+    assert "2027-03-31 23:30" in text and "UTC" not in text
