@@ -46,6 +46,7 @@ test-install: $(VENV)/.test-installed node_modules/.installed
 lint: test-install
 	$(BIN)/ruff check server signaling media web scheduling tests bench
 	$(BIN)/ruff format --check server signaling media web scheduling tests bench
+	$(BIN)/lint-imports
 
 ## The browser client (web/static): ESLint, and the room model's unit tests (node --test, no DOM).
 jslint: test-install

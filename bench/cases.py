@@ -88,8 +88,8 @@ def _arr(values: list[str]) -> str:
 
 
 async def _load(url: str, n: int) -> None:
-    from server.db import make_engine, make_sessionmaker
-    from server.org.demo import load_demo
+    from server.demo.loader import load_demo
+    from server.kernel.db import make_engine, make_sessionmaker
 
     engine = make_engine(url)
     async with make_sessionmaker(engine).begin() as s:
@@ -155,9 +155,9 @@ async def run(scale: float = 1.0) -> dict[str, Any]:
     from server.cases.models import Channel
     from server.cases.schemas import CaseQuery, IntakeRequest, PetitionerInput
     from server.cli import alembic_upgrade
-    from server.crypto import PiiCipher
-    from server.db import make_engine, make_sessionmaker
-    from server.notify import LogNotifier
+    from server.kernel.crypto import PiiCipher
+    from server.kernel.db import make_engine, make_sessionmaker
+    from server.kernel.notify import LogNotifier
     from server.org.models import Role
 
     n = max(1000, int(1_000_000 * scale))

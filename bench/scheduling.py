@@ -48,8 +48,8 @@ def _psql(sql: str, db: str = "postgres") -> None:
 
 
 async def _load(url: str, n_bookings: int) -> dict[str, int]:
-    from server.db import make_engine, make_sessionmaker
-    from server.org.demo import load_demo
+    from server.demo.loader import load_demo
+    from server.kernel.db import make_engine, make_sessionmaker
 
     engine = make_engine(url)
     async with make_sessionmaker(engine).begin() as s:
@@ -120,9 +120,9 @@ async def run(scale: float = 1.0) -> dict[str, Any]:
     from scheduling import loader, service
     from scheduling.schemas import BookingRequest, SlotQuery
     from server.cli import alembic_upgrade
-    from server.crypto import PiiCipher
-    from server.db import make_sessionmaker
-    from server.errors import BookingConflict
+    from server.kernel.crypto import PiiCipher
+    from server.kernel.db import make_sessionmaker
+    from server.kernel.errors import BookingConflict
 
     name = f"sched_bench_{os.getpid()}"
     _psql(f'DROP DATABASE IF EXISTS "{name}"')

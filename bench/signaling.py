@@ -71,12 +71,12 @@ def _serve_ours(
 ) -> None:
     from pydantic import SecretStr
 
-    from server import keys
     from server.app import db_context, redis_context
     from server.auth.permissions import StaffIdentity
-    from server.metrics import Metrics
+    from server.http import keys
+    from server.kernel.metrics import Metrics
+    from server.kernel.settings import Settings
     from server.org.models import Role
-    from server.settings import Settings
     from signaling import ws as sws
     from signaling.config import Limits
 
@@ -207,7 +207,7 @@ async def _seed(db_url: str, rooms: int, staff: int) -> None:
     from sqlalchemy import insert
 
     from server.cli import alembic_upgrade
-    from server.db import make_engine, utcnow
+    from server.kernel.db import make_engine, utcnow
     from server.org.models import Site, Staff
     from server.sessions.models import CallSession
 

@@ -8,8 +8,8 @@ from alembic import context
 from sqlalchemy.engine import Connection
 
 import server.models  # noqa: F401  (fills Base.metadata)
-from server.db import Base, make_engine
-from server.settings import Settings
+from server.kernel.db import Base, make_engine
+from server.kernel.settings import Settings
 
 config = context.config
 if config.config_file_name is not None and not config.attributes.get("skip_logging"):
@@ -20,7 +20,7 @@ target_metadata = Base.metadata
 
 def render_item(type_: str, obj: object, autogen_context: object) -> str | bool:
     """Migrations must not import app code: UTCDateTime renders as its plain implementation."""
-    from server.db import UTCDateTime
+    from server.kernel.db import UTCDateTime
 
     if type_ == "type" and isinstance(obj, UTCDateTime):
         return "sa.DateTime(timezone=True)"

@@ -2,7 +2,7 @@
 iCalendar invites and persisted reminders. Services take an `AsyncSession` first and never
 commit; pure parts (intervals, availability, slots, ics) do no I/O.
 
-May import: server.db, server.errors, server.org/sessions/cases models, server.notify
+May import: server.kernel.db, server.kernel.errors, server.org/sessions/cases models, server.kernel.notify
 (the Protocol only). Never aiohttp (server/api/scheduling.py and web/views/scheduling.py are
 the edges).
 

@@ -30,7 +30,7 @@ from scheduling.models import (
 from scheduling.records import booking_out, load_booking, session_record, session_view
 from scheduling.schemas import BookingOut, BookingRequest, SessionRecord
 from server.audit.service import record as audit
-from server.errors import IllegalTransition, InvalidInput, NotFound
+from server.kernel.errors import IllegalTransition, InvalidInput, NotFound
 from server.sessions import service as sessions
 from server.sessions.errors import SessionNotFound
 from server.sessions.models import (

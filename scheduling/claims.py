@@ -10,7 +10,7 @@ Why double booking is impossible:
   overlapping time on one key cannot both commit; the loser gets an IntegrityError that
   becomes `BookingConflict`. Claims are inserted in key order, so two bookings sharing several
   keys queue behind each other instead of deadlocking.
-- SQLite: every write transaction starts with BEGIN IMMEDIATE (server/db.py), so writers run
+- SQLite: every write transaction starts with BEGIN IMMEDIATE (server/kernel/db.py), so writers run
   one at a time; the overlap check below runs in the same transaction as the insert, so no
   other writer can slip in between.
 The explicit overlap check also runs on PostgreSQL: it gives a clear error naming the
@@ -43,7 +43,7 @@ from scheduling.models import (
     BookingStatus,
 )
 from scheduling.schemas import BookingRequest
-from server.errors import BookingConflict, InvalidInput
+from server.kernel.errors import BookingConflict, InvalidInput
 from server.org.models import Resource, Staff
 from server.sessions.models import (
     ParticipantRole,
@@ -57,7 +57,7 @@ OPEN_STATES = frozenset({SessionState.scheduled, SessionState.lobby})
 
 
 class Cipher(Protocol):
-    """Encrypts guests' contact details (server.crypto.PiiCipher implements it)."""
+    """Encrypts guests' contact details (server.kernel.crypto.PiiCipher implements it)."""
 
     def encrypt(self, plaintext: str) -> str: ...
 

@@ -1,8 +1,8 @@
-"""Scheduling errors: leaves of the one AppError root (server/errors.py)."""
+"""Scheduling errors: leaves of the one AppError root (server/kernel/errors.py)."""
 
 from __future__ import annotations
 
-from server.errors import BookingConflict, InvalidInput, NotFound
+from server.kernel.errors import BookingConflict, InvalidInput, NotFound
 
 
 class SlotUnavailable(InvalidInput):

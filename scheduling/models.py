@@ -4,7 +4,7 @@
 migration adds `EXCLUDE USING gist (resource_key WITH =, tstzrange(start_at, end_at) WITH &&)`
 (not declared here: alembic cannot compare exclusion constraints), so two overlapping claims
 on one key can never both commit. On SQLite writers are serialised by BEGIN IMMEDIATE
-(server/db.py) and the service checks for overlaps inside the same transaction.
+(server/kernel/db.py) and the service checks for overlaps inside the same transaction.
 """
 
 from __future__ import annotations
@@ -16,7 +16,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Date, Enum, ForeignKey, Index, Integer, String, Text, Time
 from sqlalchemy.orm import Mapped, mapped_column
 
-from server.db import Base, UTCDateTime
+from server.kernel.db import Base, UTCDateTime
 
 
 def _enum(cls: type[enum.Enum], name: str) -> Enum:

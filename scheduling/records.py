@@ -20,7 +20,7 @@ from scheduling.models import (
     ScheduledJob,
 )
 from scheduling.schemas import BookingOut, JobOut, ParticipantOut, SessionRecord
-from server.errors import NotFound
+from server.kernel.errors import NotFound
 from server.sessions import service as sessions
 from server.sessions.errors import SessionNotFound
 from server.sessions.models import (

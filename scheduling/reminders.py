@@ -22,7 +22,7 @@ from scheduling.ics import Attendee, Invite, Method, build_ics, filename
 from scheduling.models import GuestContact, JobKind, JobStatus, ScheduledJob
 from scheduling.service import HOST_ROLES, Cipher
 from server.kernel import clock, jobs
-from server.notify import Attachment, NotificationFailed, Notifier, NotifyChannel
+from server.kernel.notify import Attachment, NotificationFailed, Notifier, NotifyChannel
 from server.org import service as org
 from server.org.models import Staff
 from server.sessions import service as sessions

@@ -1,15 +1,15 @@
-"""The composition root and the core services: `create_app(settings)` wires every package.
+"""The server side of onedoor, in layers that import only downward (docs/architecture.md;
+import-linter checks it in `make test`):
 
-Settings (`ONEDOOR_*`), the error root, the database (one declarative Base, alembic), staff
-sign-in and the one permission table, the hash-chained audit log, personal-data encryption,
-the organisation (sites, departments, resources, staff), case files, the REST API, operations
-endpoints and the `onedoor` command. Domain modules never import aiohttp; only `app.py`,
-`middlewares.py`, `auth/web.py` and `api/` do.
+    composition root   app.py (create_app), cli.py (onedoor), middlewares.py, demo/,
+                       backup.py, pii_rotation.py, models.py (every table, for alembic)
+    edges              api/ (REST)  ·  ../web (pages)  ·  ../signaling (WebSocket)
+    HTTP plumbing      http/ (AppKeys, request auth and CSRF, path parsing, OpenAPI registry)
+    domains            queue/ dispatch/ ../scheduling  ─►  sessions/  ─►  cases/
+                       ─►  auth/ : org/  ─►  audit/
+    kernel             kernel/ (settings, db, errors, crypto, signing, clock, tasks, logging,
+                       notify, ratelimit, metrics, jobs)
 
-    cli.serve ─► app.create_app(settings) ─┬─► api/ (REST, /healthz, /readyz, /metrics, openapi)
-                                           ├─► web.setup (pages)
-                                           ├─► signaling.ws.setup (WebSocket) ─► media
-                                           └─► cleanup contexts: db, redis, notifier,
-                                               deadline sweeper, reminder runner
-    org/ cases/ dispatch/ queue/ audit/ auth/ ─► db (SQLAlchemy 2 async) ◄─ migrations/
+Domain modules never import aiohttp or an edge; each owns its entities (ORM rows never leave
+its service).
 """

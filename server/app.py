@@ -19,21 +19,24 @@ import server.models  # noqa: F401  (every mapper, so foreign keys resolve in an
 import signaling.ws as signaling_ws
 from scheduling.clock import SystemClock
 from scheduling.reminders import ReminderJobs
-from server import keys
 from server.api import cases as cases_api
-from server.api import openapi, ops
+from server.api import ops
 from server.api import org as org_api
 from server.api import scheduling as scheduling_api
 from server.audit.chain import chain_for
 from server.audit.chain import flush as flush_audit_witnesses
-from server.auth.web import auth_middleware, csrf_middleware
 from server.cases.deadline_service import SWEEP_INTERVAL, NotificationJobs, run_deadline_sweep
-from server.crypto import PiiCipher
-from server.db import make_engine, make_sessionmaker
+from server.http import keys, openapi
+from server.http.auth import auth_middleware, csrf_middleware
+from server.kernel.crypto import PiiCipher
+from server.kernel.db import make_engine, make_sessionmaker
 from server.kernel.jobs import JobRunner, Periodic
-from server.metrics import Metrics
+from server.kernel.metrics import Metrics
+from server.kernel.notify import HttpNotifier, LogNotifier
+from server.kernel.ratelimit import InProcessRateLimiter, RedisRateLimiter
+from server.kernel.settings import Settings
+from server.kernel.tasks import cancel_and_wait
 from server.middlewares import app_errors, request_ids, security_headers
-from server.notify import HttpNotifier, LogNotifier
 from server.queue import (
     CallQueue,
     InProcessCallQueue,
@@ -42,10 +45,7 @@ from server.queue import (
     RedisCallQueue,
 )
 from server.queue.service import Clock, SessionReceptionRooms
-from server.ratelimit import InProcessRateLimiter, RedisRateLimiter
 from server.sessions.service import JoinLinks
-from server.settings import Settings
-from server.tasks import cancel_and_wait
 from web import setup as web_setup
 
 logger = logging.getLogger(__name__)
@@ -192,7 +192,7 @@ async def close_websockets(app: web.Application) -> None:
 
 def create_app(settings: Settings) -> web.Application:
     if settings.secret_key is None:
-        raise ValueError("settings need a secret key (server.settings.ensure_secret_key)")
+        raise ValueError("settings need a secret key (server.kernel.settings.ensure_secret_key)")
     app = web.Application(
         middlewares=[request_ids, security_headers, app_errors, auth_middleware, csrf_middleware],
         client_max_size=settings.max_request_bytes,

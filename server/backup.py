@@ -25,7 +25,7 @@ from sqlalchemy import Date, DateTime, Numeric, Time, func, select, text
 from sqlalchemy.ext.asyncio import AsyncEngine
 
 import server.models  # noqa: F401  (fills Base.metadata)
-from server.db import Base
+from server.kernel.db import Base
 
 FORMAT = "onedoor-backup-v1"
 #: A deployment holding rows in any of these is not empty (migrations seed only reference data).

@@ -13,7 +13,7 @@ from collections.abc import Awaitable, Callable
 from pathlib import Path
 from typing import Any
 
-from server.settings import Settings, SettingsError, ensure_secret_key
+from server.kernel.settings import Settings, SettingsError, ensure_secret_key
 
 MIGRATIONS_DIR = Path(__file__).resolve().parent.parent / "migrations"
 
@@ -49,7 +49,7 @@ async def _with_session(settings: Settings, fn: Callable[[Any], Awaitable[Any]])
 
     from server.audit.chain import chain_for
     from server.audit.chain import flush as flush_audit_witnesses
-    from server.db import make_engine, make_sessionmaker
+    from server.kernel.db import make_engine, make_sessionmaker
 
     redis = Redis.from_url(settings.redis_url) if settings.redis_url else None
     engine = make_engine(settings.effective_database_url)
@@ -69,7 +69,7 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from aiohttp import web
 
     from server.app import create_app
-    from server.logging import configure
+    from server.kernel.logging import configure
 
     settings = _load_settings()
     configure(settings.log_level, json_lines=settings.log_json)
@@ -90,7 +90,7 @@ def cmd_db_upgrade(args: argparse.Namespace) -> int:
 
 
 def cmd_demo_load(args: argparse.Namespace) -> int:
-    from server.org.demo import load_demo
+    from server.demo.loader import load_demo
 
     settings = _load_settings()
     result = asyncio.run(_with_session(settings, lambda s: load_demo(s, password=args.password)))
@@ -109,7 +109,7 @@ def cmd_demo_load(args: argparse.Namespace) -> int:
 
 def cmd_user_add(args: argparse.Namespace) -> int:
     from server.audit.service import record
-    from server.errors import AppError
+    from server.kernel.errors import AppError
     from server.org.models import Role
     from server.org.schemas import NewStaff
     from server.org.service import add_staff
@@ -181,7 +181,7 @@ def cmd_check(args: argparse.Namespace) -> int:
     async def probe() -> dict[str, str]:
         from sqlalchemy import text
 
-        from server.db import make_engine
+        from server.kernel.db import make_engine
 
         out: dict[str, str] = {}
         engine = make_engine(settings.effective_database_url)
@@ -216,7 +216,7 @@ def cmd_check(args: argparse.Namespace) -> int:
 
 def cmd_backup(args: argparse.Namespace) -> int:
     from server.backup import backup
-    from server.db import make_engine
+    from server.kernel.db import make_engine
 
     settings = _load_settings()
 
@@ -239,7 +239,7 @@ def cmd_backup(args: argparse.Namespace) -> int:
 
 def cmd_restore(args: argparse.Namespace) -> int:
     from server.backup import BackupError, restore
-    from server.db import make_engine
+    from server.kernel.db import make_engine
 
     settings = _load_settings()
     alembic_upgrade(settings.effective_database_url)
@@ -266,7 +266,7 @@ def cmd_restore(args: argparse.Namespace) -> int:
 
 
 def cmd_pii_rotate(args: argparse.Namespace) -> int:
-    from server.crypto import PiiCipher
+    from server.kernel.crypto import PiiCipher
     from server.pii_rotation import rotate
 
     settings = _load_settings()
@@ -277,8 +277,8 @@ def cmd_pii_rotate(args: argparse.Namespace) -> int:
 
 
 def cmd_dispatch_train(args: argparse.Namespace) -> int:
-    from server.db import make_engine, make_sessionmaker
     from server.dispatch.service import train
+    from server.kernel.db import make_engine, make_sessionmaker
 
     settings = _load_settings()
 

@@ -12,8 +12,8 @@ from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import ValidationError
 
-from server import keys
-from server.errors import (
+from server.http import keys
+from server.kernel.errors import (
     OUTAGE_ERRORS,
     AppError,
     InvalidInput,
@@ -21,7 +21,8 @@ from server.errors import (
     PayloadTooLarge,
     ServiceUnavailable,
 )
-from server.logging import request_id_var
+from server.kernel.logging import request_id_var
+from web.render import render_error
 
 logger = logging.getLogger(__name__)
 
@@ -72,7 +73,6 @@ def _error_response(request: web.Request, error: AppError) -> web.StreamResponse
         )
     if isinstance(error, NotAuthenticated):
         raise web.HTTPSeeOther(f"/login?next={request.rel_url.path}")
-    from web.render import render_error  # web/ renders error pages; imported lazily (no cycle)
 
     return render_error(request, error)
 

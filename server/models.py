@@ -32,7 +32,7 @@ from server.cases.models import (
     PublicationReport,
     RevisitTask,
 )
-from server.db import Base
+from server.kernel.db import Base
 from server.org.models import Department, Resource, Site, Staff, StaffRole
 from server.sessions.models import (
     CallSession,

@@ -10,7 +10,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.service import record
 from server.cases.models import CaseRepresentative, Petitioner
-from server.crypto import PiiCipher
+from server.kernel.crypto import PiiCipher
 
 #: model → [(ciphertext attribute, lookup-hash attribute or None)]. Every encrypted column.
 ENCRYPTED: list[tuple[type[Any], list[tuple[str, str | None]]]] = [

@@ -27,8 +27,8 @@ from typing import Any, Protocol
 
 from redis.asyncio import Redis
 
-from server.errors import OUTAGE_ERRORS
-from server.tasks import cancel_and_wait
+from server.kernel.errors import OUTAGE_ERRORS
+from server.kernel.tasks import cancel_and_wait
 from signaling.envelopes import (
     EnvelopeError,
     NodeBound,

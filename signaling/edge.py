@@ -24,8 +24,8 @@ from pydantic import ValidationError
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.auth.permissions import Action, StaffIdentity
-from server.errors import OUTAGE_ERRORS, AppError
-from server.logging import peer_id_var, room_id_var
+from server.kernel.errors import OUTAGE_ERRORS, AppError
+from server.kernel.logging import peer_id_var, room_id_var
 from server.sessions.tokens import verify_join_token
 from signaling import errors, store
 from signaling.config import NodeConfig

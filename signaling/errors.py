@@ -6,7 +6,7 @@ They are sent as `error` messages and never close the socket unless `close_code`
 from __future__ import annotations
 
 from media import errors as media_errors
-from server.errors import AppError, JoinRateLimited, SignalingError
+from server.kernel.errors import AppError, JoinRateLimited, SignalingError
 
 # A join link's errors and a missing session belong to the sessions domain (it verifies
 # tokens and looks sessions up); signaling sends them under the same codes.

@@ -13,9 +13,9 @@ from typing import Any, Literal, Protocol
 
 from media.errors import MediaFailure
 from media.interfaces import IceServer, MediaNode, PublishGrant, SessionDescription
-from server.errors import AppError
-from server.logging import peer_id_var, room_id_var
-from server.tasks import cancel_and_wait
+from server.kernel.errors import AppError
+from server.kernel.logging import peer_id_var, room_id_var
+from server.kernel.tasks import cancel_and_wait
 from signaling import errors
 from signaling.protocol import (
     Ack,

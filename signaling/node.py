@@ -25,11 +25,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from media.interfaces import MediaNode
 from server.auth.permissions import StaffIdentity
-from server.crypto import PiiCipher
-from server.db import utcnow
-from server.errors import OUTAGE_ERRORS
-from server.ratelimit import RateLimiter, check_join_rate
-from server.tasks import cancel_and_wait
+from server.kernel.crypto import PiiCipher
+from server.kernel.db import utcnow
+from server.kernel.errors import OUTAGE_ERRORS
+from server.kernel.ratelimit import RateLimiter, check_join_rate
+from server.kernel.tasks import cancel_and_wait
 from signaling import errors, store
 from signaling.bus import RoomDirectory, RoomEvent, SignalBus
 from signaling.config import Clock, NodeConfig

@@ -34,9 +34,9 @@ from media.interfaces import (
     RecordingFailed,
     RecordingStopped,
 )
-from server.errors import AppError
-from server.logging import peer_id_var, room_id_var
-from server.tasks import cancel_and_wait
+from server.kernel.errors import AppError
+from server.kernel.logging import peer_id_var, room_id_var
+from server.kernel.tasks import cancel_and_wait
 from signaling import errors, store
 from signaling.bus import RoomEvent
 from signaling.commands import room_operation

@@ -14,7 +14,7 @@ from typing import Annotated, Any, Literal
 
 from pydantic import BaseModel, ConfigDict, Field, TypeAdapter
 
-from server.errors import AppError
+from server.kernel.errors import AppError
 
 # Role and Permission belong to the sessions domain (join tokens carry them).
 from server.sessions.schemas import Permission as Permission

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from media.interfaces import RecordingFile
+from server.kernel.tasks import cancel_and_wait
 from server.org import service as org
 from server.sessions import service as sessions
 from server.sessions.schemas import (
@@ -27,7 +28,6 @@ from server.sessions.schemas import (
     SessionRecordOp,
 )
 from server.sessions.schemas import SessionView as SessionView
-from server.tasks import cancel_and_wait
 from signaling.bus import RoomEvent
 from signaling.protocol import ChatOut
 

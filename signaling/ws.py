@@ -18,22 +18,22 @@ from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field
 
 from media.interfaces import MediaNode
-from server import keys
-from server.api.openapi import documented
 from server.audit.service import record as audit
 from server.auth.permissions import Action
-from server.auth.web import client_ip, current_staff, protected, public
 from server.cases.access import CaseNotFound
 from server.cases.queries import get_case
-from server.db import utcnow
-from server.errors import InvalidInput, NotFound
+from server.http import keys
+from server.http.auth import client_ip, current_staff, protected, public
+from server.http.openapi import documented
+from server.kernel.db import utcnow
+from server.kernel.errors import InvalidInput, NotFound
+from server.kernel.settings import Settings
+from server.kernel.tasks import cancel_and_wait
 from server.org import service as org
 from server.sessions import service as sessions
 from server.sessions.errors import JoinTokenNotFound
 from server.sessions.schemas import SessionKind
 from server.sessions.tokens import verify_join_token
-from server.settings import Settings
-from server.tasks import cancel_and_wait
 from signaling import errors
 from signaling.bus import SignalBus, make_bus, make_directory
 from signaling.config import Limits, NodeConfig

@@ -26,7 +26,7 @@ import pytest
 from aiohttp.test_utils import TestClient, TestServer
 from pydantic import SecretStr
 
-from server.settings import Settings
+from server.kernel.settings import Settings
 
 PG_ADMIN_URL = os.environ.get(
     "ONEDOOR_TEST_PG", "postgresql+asyncpg://postgres@127.0.0.1:5432/test"
@@ -272,8 +272,8 @@ def settings(tmp_path: Path, sqlite_url: str) -> Settings:
 
 
 async def load_demo_into(database_url: str) -> None:
-    from server.db import make_engine, make_sessionmaker
-    from server.org.demo import load_demo
+    from server.demo.loader import load_demo
+    from server.kernel.db import make_engine, make_sessionmaker
 
     engine = make_engine(database_url)
     async with make_sessionmaker(engine).begin() as session:
@@ -340,7 +340,7 @@ async def sign_in(
     return token
 
 
-#: A demo account per role (server/org/demo.py).
+#: A demo account per role (server/demo/loader.py).
 DEMO_USERS = {
     "community_agent": "agent001",
     "street_coordinator": "coord01",

@@ -15,7 +15,7 @@ import aiohttp_jinja2
 import jinja2
 from aiohttp import web
 
-from server import keys
+from server.http import keys
 from server.kernel import clock
 from web import i18n, labels, links
 from web.views import (

@@ -15,6 +15,9 @@ from babel.messages.mofile import write_mo
 from babel.messages.pofile import read_po
 from babel.support import Translations
 
+from server.http import keys
+from server.http.auth import current_staff
+
 LANGUAGES = ("zh-CN", "en")
 DEFAULT = "zh-CN"
 COOKIE = "od_lang"
@@ -72,8 +75,6 @@ def _(request: web.Request, message: str) -> str:
 
 
 def common_context(request: web.Request) -> dict[str, Any]:
-    from server import keys
-    from server.auth.web import current_staff
 
     lang = language_of(request)
     return {

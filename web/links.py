@@ -14,7 +14,7 @@ from aiohttp import web
 from jinja2.runtime import Context
 
 from server.auth.permissions import Action, StaffIdentity
-from server.auth.web import ACTION_ATTR
+from server.http.auth import ACTION_ATTR
 
 
 def required_action(app: web.Application, path: str) -> Action | None:

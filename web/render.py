@@ -7,7 +7,7 @@ from typing import Any
 import aiohttp_jinja2
 from aiohttp import web
 
-from server.errors import AppError
+from server.kernel.errors import AppError
 from web import i18n
 
 

@@ -15,13 +15,7 @@ from zoneinfo import ZoneInfo
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict
 
-from server import keys
-from server.api.common import json_response as _json
-from server.api.common import path_int as _int
-from server.api.common import read_body as _body
-from server.api.openapi import document_table
 from server.auth.permissions import Action
-from server.auth.web import client_ip, protected, public, signed_in_staff
 from server.cases import (
     access,
     agreements,
@@ -51,10 +45,16 @@ from server.cases.schemas import (
     SupervisionRequest,
     TransitionRequest,
 )
-from server.db import utcnow
 from server.dispatch import service as dispatch
-from server.errors import InvalidInput
+from server.http import keys
+from server.http.auth import client_ip, protected, public, signed_in_staff
+from server.http.common import json_response as _json
+from server.http.common import path_int as _int
+from server.http.common import read_body as _body
+from server.http.openapi import document_table
 from server.kernel import clock
+from server.kernel.db import utcnow
+from server.kernel.errors import InvalidInput
 
 routes = web.RouteTableDef()
 

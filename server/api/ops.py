@@ -7,8 +7,8 @@ import asyncio
 from aiohttp import web
 from sqlalchemy import text
 
-from server import keys
-from server.auth.web import public
+from server.http import keys
+from server.http.auth import public
 
 READY_TIMEOUT_S = 2.0
 

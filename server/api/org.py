@@ -5,11 +5,11 @@ from __future__ import annotations
 from aiohttp import web
 from pydantic import BaseModel
 
-from server import keys
-from server.api.openapi import documented
 from server.auth.permissions import Action
-from server.auth.web import current_staff, protected, public
-from server.errors import NotFound
+from server.http import keys
+from server.http.auth import current_staff, protected, public
+from server.http.openapi import documented
+from server.kernel.errors import NotFound
 from server.org.schemas import SiteDetail, SiteNode
 from server.org.service import site_detail, site_tree
 

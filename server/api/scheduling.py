@@ -42,16 +42,17 @@ from scheduling.schemas import (
     SlotQuery,
     WorkingHoursIn,
 )
-from server import keys
-from server.api.common import json_response as _json
-from server.api.common import path_int as _int
-from server.api.common import read_body as _body
-from server.api.openapi import documented
+from server.audit.service import record
 from server.auth.permissions import Action, StaffIdentity
-from server.auth.web import protected, signed_in_staff
 from server.cases.models import Holiday
-from server.db import utcnow
-from server.errors import InvalidInput, NotFound
+from server.http import keys
+from server.http.auth import protected, signed_in_staff
+from server.http.common import json_response as _json
+from server.http.common import path_int as _int
+from server.http.common import read_body as _body
+from server.http.openapi import documented
+from server.kernel.db import utcnow
+from server.kernel.errors import InvalidInput, NotFound
 from server.org import service as org
 from server.org.models import Resource, Staff
 from server.sessions import service as sessions
@@ -531,7 +532,6 @@ async def session_ics(
 async def _audit(
     session: AsyncSession, staff: StaffIdentity, action: str, object_id: str, detail: dict[str, Any]
 ) -> None:
-    from server.audit.service import record
 
     await record(
         session,

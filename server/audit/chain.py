@@ -33,8 +33,8 @@ from sqlalchemy import event
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.orm import Session
 
-from server.crypto import derive_key
-from server.settings import Settings
+from server.kernel.crypto import derive_key
+from server.kernel.settings import Settings
 
 logger = logging.getLogger(__name__)
 

@@ -8,7 +8,7 @@ from typing import Any
 from sqlalchemy import JSON, String
 from sqlalchemy.orm import Mapped, mapped_column
 
-from server.db import Base, UTCDateTime
+from server.kernel.db import Base, UTCDateTime
 
 
 class AuditEntry(Base):

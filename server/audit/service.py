@@ -19,7 +19,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.chain import AuditKeys, Head, Witness, chain_of, newest, note_appended
 from server.audit.models import AuditEntry
-from server.db import utcnow
+from server.kernel.db import utcnow
 
 GENESIS = "0" * 64
 _AUDIT_LOCK_KEY = 0x0D00A0D1  # arbitrary, constant: the advisory lock id for audit appends

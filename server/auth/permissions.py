@@ -1,7 +1,7 @@
 """The one permission table: which business roles may perform which action.
 
 Every view, API endpoint and signaling action asks `allowed()` (through
-`server.auth.web.require` for HTTP); nothing else decides. Scope (own site, own department,
+`server.http.auth.require` for HTTP); nothing else decides. Scope (own site, own department,
 named handler of a confidential case) is checked by the service that loads the object.
 
 The admin roles are separated (三权分立): sys_admin manages accounts and configuration,

@@ -13,7 +13,7 @@ from server.audit.service import record
 from server.auth.models import WebSession
 from server.auth.passwords import verify_password
 from server.auth.permissions import StaffIdentity
-from server.errors import AccountLocked, InvalidCredentials
+from server.kernel.errors import AccountLocked, InvalidCredentials
 from server.org.models import Staff
 
 #: last_seen_at is rewritten at most this often (every request would be a write).

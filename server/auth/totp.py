@@ -18,8 +18,8 @@ import pyotp
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.service import record
-from server.crypto import PiiCipher
-from server.errors import AppError, NotFound
+from server.kernel.crypto import PiiCipher
+from server.kernel.errors import AppError, NotFound
 from server.kernel.signing import Legacy, SignatureExpired, SignatureInvalid, Signer
 from server.org.models import Staff
 

@@ -14,7 +14,7 @@ from sqlalchemy.sql.elements import ColumnElement
 from server.auth.permissions import Action, StaffIdentity
 from server.cases.models import CaseHandler, PetitionCase
 from server.cases.statemachine import CaseFacts, ConfidentialTransferBlocked, can_view
-from server.errors import NotFound
+from server.kernel.errors import NotFound
 from server.org.models import Role, Site
 
 

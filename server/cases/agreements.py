@@ -20,8 +20,14 @@ from server.cases import deadline_clock
 from server.cases.access import visible_case
 from server.cases.models import AgreementSignature, CaseEvent, MediationAgreement, PetitionCase
 from server.cases.schemas import AgreementDraft, AgreementView, SignatureView, SignRequest
-from server.errors import Conflict, InvalidInput, NotFound, PermissionDenied, ServiceUnavailable
 from server.kernel import clock
+from server.kernel.errors import (
+    Conflict,
+    InvalidInput,
+    NotFound,
+    PermissionDenied,
+    ServiceUnavailable,
+)
 
 CJK_FONT_CANDIDATES = (
     Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"),

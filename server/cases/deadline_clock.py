@@ -35,7 +35,7 @@ from server.cases.models import (
 )
 from server.cases.outbox import enqueue
 from server.cases.schemas import DeadlineView
-from server.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from server.kernel.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
 OPEN = ("open", "overdue")
 #: The petitioner's evaluation window (评价期限): when it runs out unanswered the sweep records

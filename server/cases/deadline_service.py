@@ -27,7 +27,7 @@ from server.cases.deadline_sweep import SWEEP_BATCH, SweepReport, sweep_batch
 from server.cases.escalation import load_contact_phones
 from server.cases.models import CaseNotification
 from server.kernel import clock, jobs
-from server.notify import NotificationFailed, Notifier
+from server.kernel.notify import NotificationFailed, Notifier
 
 if TYPE_CHECKING:
     from redis.asyncio import Redis

@@ -17,7 +17,7 @@ from dataclasses import dataclass, field
 from datetime import date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from server.errors import InvalidInput
+from server.kernel.errors import InvalidInput
 
 
 class ExtensionRefused(InvalidInput):

@@ -18,7 +18,7 @@ from server.audit.service import record
 from server.auth.permissions import Action, StaffIdentity
 from server.cases.models import EscalationContact
 from server.cases.validation import normalize_phone
-from server.errors import InvalidInput, NotFound, PermissionDenied
+from server.kernel.errors import InvalidInput, NotFound, PermissionDenied
 from server.org.models import Department, Role, Staff, StaffRole
 
 ContactKey = tuple[int | None, int]  # (department id or None for the deployment, level)

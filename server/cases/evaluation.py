@@ -35,8 +35,8 @@ from server.cases.models import (
 )
 from server.cases.outbox import enqueue
 from server.cases.schemas import Dashboard, EvaluationSubmit, RateRow
-from server.crypto import PiiCipher
-from server.errors import AppError, Conflict, NotFound, PermissionDenied
+from server.kernel.crypto import PiiCipher
+from server.kernel.errors import AppError, Conflict, NotFound, PermissionDenied
 from server.kernel.signing import Legacy, SignatureExpired, SignatureInvalid, Signer
 from server.org.models import Department, Site, Staff
 

@@ -26,8 +26,8 @@ from server.cases.schemas import (
 )
 from server.cases.statemachine import STATE_TIMESTAMP
 from server.cases.validation import MAX_REPRESENTATIVES_CAP
-from server.crypto import PiiCipher
-from server.errors import AppError, InvalidInput, PermissionDenied
+from server.kernel.crypto import PiiCipher
+from server.kernel.errors import AppError, InvalidInput, PermissionDenied
 from server.org.models import Department
 
 FORMAT = "onedoor.cases.v1"

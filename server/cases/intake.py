@@ -44,8 +44,8 @@ from server.cases.schemas import (
 )
 from server.cases.statemachine import STATE_TIMESTAMP
 from server.cases.validation import validate_attributes
-from server.crypto import PiiCipher
-from server.errors import InvalidInput, NotFound, PermissionDenied
+from server.kernel.crypto import PiiCipher
+from server.kernel.errors import InvalidInput, NotFound, PermissionDenied
 from server.org.models import Department, Site
 
 SELF_SERVICE = frozenset({Channel.kiosk, Channel.qr, Channel.web})

@@ -36,8 +36,8 @@ from server.cases.statemachine import (
     check_review_request,
     check_transition,
 )
-from server.crypto import PiiCipher
-from server.errors import IllegalTransition, InvalidInput, PermissionDenied
+from server.kernel.crypto import PiiCipher
+from server.kernel.errors import IllegalTransition, InvalidInput, PermissionDenied
 from server.org.models import Department, Staff
 
 

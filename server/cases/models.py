@@ -26,7 +26,7 @@ from sqlalchemy import (
 )
 from sqlalchemy.orm import Mapped, mapped_column
 
-from server.db import Base, UTCDateTime
+from server.kernel.db import Base, UTCDateTime
 
 
 class Channel(enum.StrEnum):
@@ -60,7 +60,7 @@ def _enum(cls: type[enum.Enum], name: str) -> Enum:
 
 
 class Petitioner(Base):
-    """A petitioner. Personal fields are ciphertext (server.crypto); *_hash are keyed hashes
+    """A petitioner. Personal fields are ciphertext (server.kernel.crypto); *_hash are keyed hashes
     (HMAC) for exact lookup without decrypting."""
 
     __tablename__ = "petitioner"
@@ -157,7 +157,7 @@ class PetitionCase(Base):
 
 class CaseRepresentative(Base):
     """A representative (代表) a collective visit chose (migration 0007). Personal fields are
-    ciphertext like the petitioner's (server.crypto), with keyed hashes for exact lookup;
+    ciphertext like the petitioner's (server.kernel.crypto), with keyed hashes for exact lookup;
     `position` keeps the order they were given in."""
 
     __tablename__ = "case_representative"

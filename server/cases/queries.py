@@ -38,7 +38,7 @@ from server.cases.schemas import (
     TimelineEvent,
 )
 from server.cases.statemachine import STATE_TIMESTAMP, CaseFacts, available_transitions
-from server.crypto import PiiCipher
+from server.kernel.crypto import PiiCipher
 
 
 def summary_of(row: PetitionCase) -> CaseSummary:

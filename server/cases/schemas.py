@@ -26,7 +26,7 @@ from server.cases.validation import (
     normalize_id_number,
     normalize_phone,
 )
-from server.errors import InvalidInput
+from server.kernel.errors import InvalidInput
 
 _IN = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 _OUT = ConfigDict(frozen=True)

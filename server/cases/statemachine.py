@@ -21,7 +21,7 @@ from typing import Any
 
 from server.auth.permissions import Action, StaffIdentity
 from server.cases.models import CaseState
-from server.errors import IllegalTransition, InvalidInput, PermissionDenied
+from server.kernel.errors import IllegalTransition, InvalidInput, PermissionDenied
 from server.org.models import Role
 
 S = CaseState

@@ -11,7 +11,7 @@ import re
 from datetime import date
 from typing import Any
 
-from server.errors import InvalidInput
+from server.kernel.errors import InvalidInput
 
 _WEIGHTS = (7, 9, 10, 5, 8, 4, 2, 1, 6, 3, 7, 9, 10, 5, 8, 4, 2)
 _CHECK_CHARS = "10X98765432"

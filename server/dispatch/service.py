@@ -21,7 +21,7 @@ from server.cases.models import (
     PetitionCase,
 )
 from server.dispatch.model import DispatchModel
-from server.errors import Conflict, NotFound, PermissionDenied
+from server.kernel.errors import Conflict, NotFound, PermissionDenied
 
 TRAIN_STATES = (CaseState.closed, CaseState.revisited, CaseState.evaluated, CaseState.replied)
 

@@ -45,7 +45,7 @@ def zone(tz: Zone = DEFAULT_TIMEZONE) -> ZoneInfo:
         return tz
     try:
         return _zone(tz)
-    except (ZoneInfoNotFoundError, ValueError) as e:
+    except (ZoneInfoNotFoundError, ValueError, OSError) as e:  # OSError: a directory, e.g. "Asia"
         raise ValueError(f"unknown time zone {tz!r} (an IANA name, e.g. Asia/Shanghai)") from e
 
 

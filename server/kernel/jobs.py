@@ -38,7 +38,7 @@ from typing import Any, Literal, Protocol, cast
 from sqlalchemy import CursorResult, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.tasks import cancel_and_wait
+from server.kernel.tasks import cancel_and_wait
 
 logger = logging.getLogger(__name__)
 
@@ -260,7 +260,7 @@ class JobRunner:
     one every `poll_interval`, at a periodic task's time, or as soon as `wake()` is called.
 
     `run_once()` is one round (tests drive it with an injected clock); `start()`/`stop()` run
-    the loop as one task, stopped with `server.tasks.cancel_and_wait`.
+    the loop as one task, stopped with `server.kernel.tasks.cancel_and_wait`.
     """
 
     def __init__(

@@ -24,8 +24,8 @@ from typing import Any, Literal
 
 import jwt
 
-from server.crypto import derive_key as kernel_hkdf
-from server.errors import AppError
+from server.kernel.crypto import derive_key as kernel_hkdf
+from server.kernel.errors import AppError
 
 Purpose = Literal[
     "join",  # signaling join links
@@ -54,7 +54,7 @@ class SignatureExpired(SignatureInvalid):
 
 
 def derive_key(secret: bytes, purpose: Purpose) -> bytes:
-    """The purpose's signing key: the kernel's one HKDF (`server.crypto.derive_key`), with the
+    """The purpose's signing key: the kernel's one HKDF (`server.kernel.crypto.derive_key`), with the
     signing salt folded into the info so these keys never equal another purpose's."""
     return kernel_hkdf(secret, SALT + b":" + purpose.encode())
 

@@ -9,7 +9,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.auth.passwords import check_password_policy, hash_password
 from server.auth.permissions import check_role_combination
-from server.errors import Conflict, InvalidInput, NotFound
+from server.kernel.errors import Conflict, InvalidInput, NotFound
 from server.org.models import Department, Resource, Site, SiteLevel, Staff, StaffRole
 from server.org.schemas import (
     NamedRef,

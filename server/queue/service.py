@@ -28,9 +28,9 @@ from server.cases.intake import create_case
 from server.cases.models import Channel
 from server.cases.queries import get_case
 from server.cases.schemas import PetitionerInput
-from server.crypto import PiiCipher
-from server.db import utcnow
-from server.errors import Conflict, NotFound
+from server.kernel.crypto import PiiCipher
+from server.kernel.db import utcnow
+from server.kernel.errors import Conflict, NotFound
 from server.sessions import service as sessions
 from server.sessions.schemas import SessionKind
 

@@ -25,8 +25,8 @@ from typing import Any
 from redis.asyncio import Redis
 from redis.exceptions import WatchError
 
-from server.crypto import PiiCipher
-from server.errors import ServiceUnavailable
+from server.kernel.crypto import PiiCipher
+from server.kernel.errors import ServiceUnavailable
 from server.queue.service import CallEntry, CallState, call_not_found
 
 #: Redis drops a key this long after its entry expired (the app's clock decides before that).

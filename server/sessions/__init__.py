@@ -1,6 +1,6 @@
 """The sessions domain: every reception or mediation session (a signaling room), its
 lifecycle, join tokens, participants, events, chat and recordings. Imports the kernel
-(`server.db`, `server.errors`) and the audit service; never aiohttp, never an edge.
+(`server.kernel.db`, `server.kernel.errors`) and the audit service; never aiohttp, never an edge.
 
     signaling ─┐                         ┌─► CallSession (scheduled → lobby → live → ended, …)
     scheduling ├─► service.py (the only  ├─► JoinToken (tokens.py signs and verifies)

@@ -4,7 +4,7 @@ the ones signaling clients and the join page already switch on (`token_invalid`,
 
 from __future__ import annotations
 
-from server.errors import AppError, IllegalTransition, NotFound
+from server.kernel.errors import AppError, IllegalTransition, NotFound
 
 
 class TokenInvalid(AppError):

@@ -11,7 +11,7 @@ from typing import Any
 from sqlalchemy import JSON, Boolean, Enum, Float, ForeignKey, Integer, String, Text
 from sqlalchemy.orm import Mapped, mapped_column
 
-from server.db import Base, UTCDateTime
+from server.kernel.db import Base, UTCDateTime
 
 
 class SessionKind(enum.StrEnum):

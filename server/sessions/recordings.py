@@ -24,7 +24,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.auth.permissions import StaffIdentity
 from server.cases.access import visible_case
-from server.errors import Conflict, NotFound, PermissionDenied
+from server.kernel.errors import Conflict, NotFound, PermissionDenied
 from server.kernel.signing import Legacy, SignatureExpired, SignatureInvalid, Signer
 from server.sessions.models import CallSession, Recording, SessionParticipant
 

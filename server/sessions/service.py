@@ -25,7 +25,7 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.service import record as audit
-from server.errors import InvalidInput
+from server.kernel.errors import InvalidInput
 from server.sessions.errors import (
     IllegalSessionTransition,
     JoinTokenNotFound,

@@ -11,8 +11,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
 
-from server import keys
-from server.ratelimit import RedisRateLimiter
+from server.http import keys
+from server.kernel.ratelimit import RedisRateLimiter
 from tests.component.signaling.harness import Participant, new_session, new_token
 from tests.multinode.nodes import two_nodes
 

@@ -27,7 +27,7 @@ from redis.asyncio import Redis
 
 from bench.server_process import ServerProcess, start_node
 from bench.sigclient import SigClient, SignalingError, Staff
-from server.crypto import PiiCipher
+from server.kernel.crypto import PiiCipher
 from signaling.bus import RedisRoomDirectory
 from signaling.roomstate import RoomState
 from tests.conftest import PrivateRedis

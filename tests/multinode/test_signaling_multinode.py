@@ -13,7 +13,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestServer
 
-from server.db import utcnow
+from server.kernel.db import utcnow
 from signaling.config import Limits
 from signaling.ws import bus_key, node_key
 from tests.component.signaling.harness import (

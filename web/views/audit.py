@@ -7,11 +7,11 @@ import io
 
 from aiohttp import web
 
-from server import keys
 from server.audit.service import list_entries, record, verify
 from server.auth.permissions import Action
-from server.auth.web import client_ip, protected, signed_in_staff
-from server.errors import InvalidInput
+from server.http import keys
+from server.http.auth import client_ip, protected, signed_in_staff
+from server.kernel.errors import InvalidInput
 from web.render import page
 
 PAGE_SIZE = 100

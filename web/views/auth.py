@@ -8,12 +8,12 @@ from datetime import timedelta
 import segno
 from aiohttp import web
 
-from server import keys
 from server.auth import totp
 from server.auth.permissions import Action
 from server.auth.service import check_password, count_failure, open_session, sign_out
 from server.auth.totp import Pending
-from server.auth.web import (
+from server.http import keys
+from server.http.auth import (
     SESSION_COOKIE,
     client_ip,
     protected,
@@ -21,8 +21,8 @@ from server.auth.web import (
     set_cookie,
     signed_in_staff,
 )
-from server.db import utcnow
-from server.errors import AccountLocked, AppError, InvalidCredentials, RateLimited
+from server.kernel.db import utcnow
+from server.kernel.errors import AccountLocked, AppError, InvalidCredentials, RateLimited
 from server.org.models import Staff
 from web.i18n import _
 from web.render import page

@@ -11,11 +11,11 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from server import keys
 from server.auth.permissions import Action
-from server.auth.web import protected, signed_in_staff
 from server.cases.catalogue import active_matter_types
-from server.errors import PermissionDenied
+from server.http import keys
+from server.http.auth import protected, signed_in_staff
+from server.kernel.errors import PermissionDenied
 from server.org.models import Site
 from server.queue import STATE_LABELS, CallEntry, CallNotWaiting, QueueService
 from web.i18n import _

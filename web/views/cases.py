@@ -8,15 +8,15 @@ from typing import Any
 from aiohttp import web
 from pydantic import ValidationError
 
-from server import keys
-from server.api.common import path_int
 from server.auth.permissions import Action
-from server.auth.web import client_ip, protected, public, signed_in_staff
 from server.cases import agreements, evaluation, queries
 from server.cases.labels import STATE_LABELS
 from server.cases.schemas import RATING_LABELS, CaseQuery, EvaluationSubmit
-from server.db import utcnow
-from server.errors import AppError
+from server.http import keys
+from server.http.auth import client_ip, protected, public, signed_in_staff
+from server.http.common import path_int
+from server.kernel.db import utcnow
+from server.kernel.errors import AppError
 from web.render import page
 
 BAR_MAX_PX = 240

@@ -8,13 +8,13 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 from sqlalchemy import select
 
-from server import keys
 from server.auth.permissions import Action, StaffIdentity
-from server.auth.web import client_ip, protected, signed_in_staff
 from server.cases.lifecycle import transition
 from server.cases.schemas import TransitionRequest
-from server.db import utcnow
-from server.errors import AppError, NotFound, PermissionDenied
+from server.http import keys
+from server.http.auth import client_ip, protected, signed_in_staff
+from server.kernel.db import utcnow
+from server.kernel.errors import AppError, NotFound, PermissionDenied
 from server.org.models import Role, Staff, StaffRole
 from server.queue import STATE_LABELS, CallEntry, CallState, CallTaken
 from web.i18n import _

@@ -6,10 +6,10 @@ from typing import Any
 
 from aiohttp import web
 
-from server import keys
 from server.auth.permissions import Action, StaffIdentity
-from server.auth.web import current_staff, public
 from server.cases.queries import cases_for_receiver
+from server.http import keys
+from server.http.auth import current_staff, public
 from server.kernel.clock import day_bounds_utc
 from server.queue import CallState
 from server.sessions.overview import live_sessions, sessions_created_by

@@ -5,10 +5,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server import keys
-from server.auth.web import client_ip, public
-from server.db import utcnow
-from server.ratelimit import check_join_rate
+from server.http import keys
+from server.http.auth import client_ip, public
+from server.kernel.db import utcnow
+from server.kernel.ratelimit import check_join_rate
 from server.sessions import service as sessions
 from server.sessions.errors import (
     SessionClosed,

@@ -15,15 +15,15 @@ import segno
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from server import keys
-from server.auth.web import client_ip, public
 from server.cases.access import CaseNotFound
 from server.cases.catalogue import active_matter_types
 from server.cases.intake import create_case
 from server.cases.queries import get_case
 from server.cases.schemas import Channel, PetitionerInput
-from server.db import utcnow
-from server.errors import KioskRateLimited, NotFound
+from server.http import keys
+from server.http.auth import client_ip, public
+from server.kernel.db import utcnow
+from server.kernel.errors import KioskRateLimited, NotFound
 from server.kernel.signing import Legacy, SignatureInvalid, Signer
 from server.org.service import site_or_district
 from web.labels import CASE_STATE_PUBLIC_LABELS

@@ -4,10 +4,10 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server import keys
 from server.auth.permissions import Action
-from server.auth.web import protected
-from server.errors import NotFound
+from server.http import keys
+from server.http.auth import protected
+from server.kernel.errors import NotFound
 from server.org.service import site_detail, site_tree
 from web.labels import ROLE_LABELS
 from web.render import page

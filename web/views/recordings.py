@@ -8,12 +8,12 @@ import asyncio
 from aiohttp import web
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server import keys
-from server.api.common import path_int
 from server.audit.service import record
 from server.auth.permissions import Action
-from server.auth.web import client_ip, protected, signed_in_staff
-from server.db import utcnow
+from server.http import keys
+from server.http.auth import client_ip, protected, signed_in_staff
+from server.http.common import path_int
+from server.kernel.db import utcnow
 from server.sessions import recordings as svc
 from web.render import page
 

@@ -5,11 +5,11 @@ from __future__ import annotations
 
 from aiohttp import web
 
-from server import keys
 from server.auth.permissions import Action
-from server.auth.web import protected, signed_in_staff
-from server.db import utcnow
+from server.http import keys
+from server.http.auth import protected, signed_in_staff
 from server.kernel import clock
+from server.kernel.db import utcnow
 from server.sessions import service as sessions
 from web.render import page
 

@@ -14,12 +14,12 @@ from pydantic import ValidationError
 from scheduling import loader, service
 from scheduling.availability import working_intervals
 from scheduling.schemas import BookingRequest, SlotQuery
-from server import keys
 from server.auth.permissions import Action
-from server.auth.web import protected, signed_in_staff
-from server.db import utcnow
-from server.errors import AppError, InvalidInput, NotFound
+from server.http import keys
+from server.http.auth import protected, signed_in_staff
 from server.kernel import clock
+from server.kernel.db import utcnow
+from server.kernel.errors import AppError, InvalidInput, NotFound
 from server.org import service as org
 from server.org.schemas import ResourceType
 from web.labels import SESSION_STATE_LABELS

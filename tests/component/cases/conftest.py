@@ -11,8 +11,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.auth.permissions import StaffIdentity
 from server.auth.service import identity_of
 from server.cases.catalogue import load_case_reference
-from server.crypto import PiiCipher
-from server.db import make_engine, make_sessionmaker
+from server.kernel.crypto import PiiCipher
+from server.kernel.db import make_engine, make_sessionmaker
 from server.org.models import Department, Site, SiteLevel, Staff
 
 NOW = datetime(2026, 3, 2, 2, 0, tzinfo=UTC)  # Monday 10:00 in Hangzhou

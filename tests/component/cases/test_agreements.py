@@ -17,8 +17,8 @@ from server.cases.schemas import (
     SignRequest,
     TermInput,
 )
-from server.crypto import PiiCipher
-from server.errors import InvalidInput, PermissionDenied
+from server.kernel.crypto import PiiCipher
+from server.kernel.errors import InvalidInput, PermissionDenied
 
 from .conftest import NOW, who
 from .test_lifecycle import register

@@ -8,9 +8,9 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
-from server import keys
 from server.auth import csrf
 from server.cases.models import CaseNotification
+from server.http import keys
 from tests.conftest import sign_in, signed_in
 
 

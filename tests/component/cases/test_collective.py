@@ -16,7 +16,7 @@ from server.cases import exchange, intake, queries
 from server.cases.models import CaseCounter, CaseRepresentative, PetitionCase
 from server.cases.schemas import IntakeRequest
 from server.cases.validation import TooManyRepresentatives
-from server.crypto import PiiCipher
+from server.kernel.crypto import PiiCipher
 from server.pii_rotation import rotate
 from tests.conftest import make_settings, signed_in
 

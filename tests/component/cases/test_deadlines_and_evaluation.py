@@ -24,9 +24,9 @@ from server.cases.models import (
     RevisitTask,
 )
 from server.cases.schemas import CaseQuery, EvaluationSubmit, IntakeRequest
-from server.crypto import PiiCipher
-from server.errors import PermissionDenied
-from server.notify import Attachment, NotifyChannel
+from server.kernel.crypto import PiiCipher
+from server.kernel.errors import PermissionDenied
+from server.kernel.notify import Attachment, NotifyChannel
 from server.org.models import Staff
 
 from .conftest import NOW, centre_id, who

@@ -17,8 +17,8 @@ from server.cases import deadline_service, escalation
 from server.cases.escalation import ContactInput, contacts_for
 from server.cases.models import CaseEvent, PetitionCase
 from server.cases.validation import InvalidPhone
-from server.crypto import PiiCipher
-from server.errors import InvalidInput, PermissionDenied
+from server.kernel.crypto import PiiCipher
+from server.kernel.errors import InvalidInput, PermissionDenied
 from server.org.models import Role, Staff, StaffRole
 from tests.conftest import signed_in
 

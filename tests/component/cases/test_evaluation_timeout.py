@@ -24,8 +24,8 @@ from server.cases.models import (
     PetitionCase,
 )
 from server.cases.schemas import EvaluationSubmit
-from server.crypto import PiiCipher
-from server.settings import Settings
+from server.kernel.crypto import PiiCipher
+from server.kernel.settings import Settings
 
 from .conftest import NOW
 from .test_deadlines_and_evaluation import RecordingNotifier, handling_case

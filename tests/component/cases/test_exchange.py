@@ -14,8 +14,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.auth import csrf
 from server.cases import exchange
 from server.cases.models import CaseCounter, PetitionCase, Petitioner
-from server.crypto import PiiCipher
-from server.errors import PermissionDenied
+from server.kernel.crypto import PiiCipher
+from server.kernel.errors import PermissionDenied
 from tests.conftest import signed_in
 
 from .conftest import NOW, centre_id, who

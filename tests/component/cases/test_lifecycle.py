@@ -27,8 +27,8 @@ from server.cases.schemas import (
     TransitionRequest,
 )
 from server.cases.statemachine import ConfidentialTransferBlocked, MissingField
-from server.crypto import PiiCipher
-from server.errors import IllegalTransition, InvalidInput, PermissionDenied
+from server.kernel.crypto import PiiCipher
+from server.kernel.errors import IllegalTransition, InvalidInput, PermissionDenied
 
 from .conftest import NOW, centre_id, dept_id, who
 

@@ -10,8 +10,8 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.cases import deadline_service as dls
 from server.cases.models import CaseDeadline, CaseNotification
-from server.crypto import PiiCipher
 from server.kernel import clock
+from server.kernel.crypto import PiiCipher
 from server.org.models import Staff
 
 from .conftest import NOW, who

@@ -10,7 +10,7 @@ from server.cases.intake import create_case
 from server.cases.models import Channel, MatterType
 from server.cases.queries import case_number, petitioner_phone
 from server.cases.schemas import PetitionerInput
-from server.crypto import PiiCipher
+from server.kernel.crypto import PiiCipher
 from tests.component.cases.conftest import NOW, centre_id
 
 

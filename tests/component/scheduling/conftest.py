@@ -9,9 +9,9 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.crypto import PiiCipher
-from server.db import make_engine, make_sessionmaker
-from server.notify import Attachment, NotificationFailed, NotifyChannel
+from server.kernel.crypto import PiiCipher
+from server.kernel.db import make_engine, make_sessionmaker
+from server.kernel.notify import Attachment, NotificationFailed, NotifyChannel
 from server.org.models import Resource, ResourceType, Role, Site, SiteLevel, Staff, StaffRole
 
 #: Monday 2026-12-07 08:00 in Hangzhou.

@@ -9,8 +9,8 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from icalendar import Calendar
 
-from server import keys
-from server.db import utcnow
+from server.http import keys
+from server.kernel.db import utcnow
 from server.org.models import ResourceType, Role
 from tests.component.scheduling.conftest import demo_ids
 from tests.conftest import signed_in

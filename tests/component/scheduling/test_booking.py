@@ -18,8 +18,8 @@ from scheduling.errors import (
 )
 from scheduling.models import AvailabilityException, Booking, BookingClaim, ExceptionKind
 from scheduling.schemas import BookingOut, BookingRequest
-from server.crypto import PiiCipher
-from server.errors import BookingConflict, InvalidInput
+from server.kernel.crypto import PiiCipher
+from server.kernel.errors import BookingConflict, InvalidInput
 from server.org.models import ResourceType
 from server.sessions.models import CallSession, SessionParticipant, SessionState
 from tests.component.scheduling.conftest import NOW, TZ, demo_ids

@@ -8,7 +8,7 @@ from datetime import timedelta
 from icalendar import Calendar
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.crypto import PiiCipher
+from server.kernel.crypto import PiiCipher
 from tests.component.scheduling.conftest import NOW, RecordingNotifier
 from tests.component.scheduling.test_reminders import START, _setup, run
 

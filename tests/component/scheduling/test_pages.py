@@ -10,7 +10,7 @@ from typing import Any
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from server import keys
+from server.http import keys
 from tests.component.scheduling.conftest import demo_ids
 from tests.conftest import make_settings, signed_in
 

@@ -13,7 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from scheduling import service
 from scheduling.reminders import StaffRoomLinks, run_due_reminders
 from scheduling.schemas import BookingOut, BookingRequest
-from server.crypto import PiiCipher
+from server.kernel.crypto import PiiCipher
 from server.org.models import Staff
 from tests.component.scheduling.conftest import NOW, TZ, RecordingNotifier, demo_ids
 

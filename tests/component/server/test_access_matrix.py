@@ -15,7 +15,7 @@ from aiohttp import web
 from aiohttp.test_utils import TestClient
 
 from server.auth.permissions import allowed
-from server.auth.web import ACTION_ATTR, PUBLIC_ATTR
+from server.http.auth import ACTION_ATTR, PUBLIC_ATTR
 from server.org.models import Role
 from tests.conftest import DEMO_USERS, signed_in
 

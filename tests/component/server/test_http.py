@@ -8,10 +8,10 @@ from typing import Any
 from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import select
 
-from server import keys
 from server.app import create_app
 from server.audit.models import AuditEntry
-from server.ratelimit import InProcessRateLimiter
+from server.http import keys
+from server.kernel.ratelimit import InProcessRateLimiter
 from tests.conftest import csrf_token, make_settings, sign_in, signed_in
 
 Client = TestClient[Any, Any]

@@ -12,8 +12,8 @@ import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.cases.models import CaseNotification
-from server.db import make_engine, make_sessionmaker
 from server.kernel import jobs
+from server.kernel.db import make_engine, make_sessionmaker
 
 Maker = async_sessionmaker[AsyncSession]
 NOW = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)

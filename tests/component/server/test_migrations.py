@@ -12,7 +12,7 @@ from sqlalchemy import inspect, select, text
 
 from server.cases.models import CaseNotification
 from server.cli import MIGRATIONS_DIR
-from server.db import make_engine, make_sessionmaker
+from server.kernel.db import make_engine, make_sessionmaker
 from tests.conftest import in_thread
 
 CREATED = datetime(2026, 11, 30, 8, 0, tzinfo=UTC)

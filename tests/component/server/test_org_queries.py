@@ -8,8 +8,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.db import make_engine, make_sessionmaker
-from server.errors import NotFound
+from server.kernel.db import make_engine, make_sessionmaker
+from server.kernel.errors import NotFound
 from server.org import service as org
 from server.org.models import Department, Resource, Site, SiteLevel, Staff
 

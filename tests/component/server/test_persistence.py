@@ -15,10 +15,10 @@ from server.auth.service import load_session, sign_in
 from server.cases.intake import create_case
 from server.cases.models import Channel, PetitionCase, Petitioner
 from server.cases.schemas import PetitionerInput
-from server.crypto import PiiCipher
-from server.db import make_engine, make_sessionmaker
-from server.errors import AccountLocked, InvalidCredentials
-from server.org.demo import load_demo
+from server.demo.loader import load_demo
+from server.kernel.crypto import PiiCipher
+from server.kernel.db import make_engine, make_sessionmaker
+from server.kernel.errors import AccountLocked, InvalidCredentials
 from server.org.models import Resource, ResourceType, Site, SiteLevel, Staff
 
 NOW = datetime(2026, 11, 24, 9, 0, tzinfo=UTC)

@@ -7,8 +7,8 @@ from sqlalchemy import select
 from server.cases.intake import create_case
 from server.cases.models import Channel, Petitioner
 from server.cases.schemas import PetitionerInput
-from server.crypto import PiiCipher
-from server.db import make_engine, make_sessionmaker
+from server.kernel.crypto import PiiCipher
+from server.kernel.db import make_engine, make_sessionmaker
 from server.pii_rotation import rotate
 
 

@@ -10,8 +10,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.db import make_engine, make_sessionmaker
-from server.errors import InvalidInput
+from server.kernel.db import make_engine, make_sessionmaker
+from server.kernel.errors import InvalidInput
 from server.sessions import service as sessions
 from server.sessions.errors import (
     IllegalSessionTransition,

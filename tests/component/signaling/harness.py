@@ -28,7 +28,7 @@ from media.interfaces import (
     SessionDescription,
     TrackKind,
 )
-from server.settings import Settings
+from server.kernel.settings import Settings
 from signaling.config import Limits
 from signaling.protocol import PROTOCOL
 from signaling.ws import limits_key, media_factory_key, prefix_key

@@ -9,8 +9,8 @@ from typing import Any
 from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 
-from server import keys
 from server.audit.models import AuditEntry
+from server.http import keys
 from server.sessions.models import ChatMessage, SessionEvent, SessionParticipant
 from signaling.ws import node_key
 from tests.component.signaling.conftest import MakeParticipant

@@ -10,7 +10,7 @@ from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 
 from media.interfaces import ActiveSpeaker, PeerDescription, SessionDescription
-from server import keys
+from server.http import keys
 from server.sessions.models import Recording, SessionParticipant
 from signaling.ws import node_key
 from tests.component.signaling.conftest import MakeParticipant

@@ -6,8 +6,8 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient
 
-from server import keys
-from server.db import utcnow
+from server.http import keys
+from server.kernel.db import utcnow
 from web.views.kiosk import follow_token
 
 

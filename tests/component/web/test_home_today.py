@@ -9,8 +9,8 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from server.db import make_engine, make_sessionmaker
 from server.kernel.clock import day_bounds_utc
+from server.kernel.db import make_engine, make_sessionmaker
 from server.org.models import Site, SiteLevel, Staff
 from server.sessions.models import CallSession, SessionKind, SessionMode, SessionState
 from server.sessions.overview import live_sessions, sessions_created_by

@@ -14,9 +14,9 @@ import pytest
 from aiohttp.test_utils import TestServer
 from sqlalchemy import func, select
 
-from server import keys
 from server.cases.models import Channel, PetitionCase
-from server.ratelimit import InProcessRateLimiter
+from server.http import keys
+from server.kernel.ratelimit import InProcessRateLimiter
 from tests.component.signaling.harness import Participant, build_app, new_session, new_token
 from tests.conftest import make_settings
 

@@ -12,10 +12,10 @@ import pytest
 from aiohttp import web
 from aiohttp.test_utils import TestServer, make_mocked_request
 
-from server import keys
 from server.app import create_app
 from server.auth.permissions import Action, StaffIdentity, allowed
 from server.cases.labels import STATE_LABELS
+from server.http import keys
 from server.org.models import Role
 from tests.component.web.test_status_labels import visible_text
 from tests.conftest import make_settings

@@ -13,8 +13,8 @@ from typing import Any
 
 from aiohttp.test_utils import TestClient, TestServer
 
-from server import keys
 from server.app import create_app, make_queue_service
+from server.http import keys
 from server.queue.service import ABANDONED_AFTER
 from tests.component.signaling.harness import Participant
 from tests.conftest import DEMO_USERS, make_settings, sign_in, signed_in

@@ -16,8 +16,8 @@ import numpy as np
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
-from server import keys
 from server.audit.models import AuditEntry
+from server.http import keys
 from server.org.models import Staff
 from server.sessions.models import (
     CallSession,

@@ -19,11 +19,11 @@ from aiohttp.test_utils import TestServer, make_mocked_request
 from babel.messages.pofile import read_po
 
 from scheduling.models import BookingStatus, JobKind, JobStatus
-from server import keys
 from server.app import create_app
 from server.auth.permissions import StaffIdentity
 from server.cases.models import CaseState
 from server.cases.statemachine import TRANSITIONS
+from server.http import keys
 from server.org.models import Role
 from server.queue.service import CallState, QueuePolicy
 from server.sessions.models import ParticipantRole, SessionState

@@ -8,8 +8,8 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
-from server import keys
 from server.cases.models import Channel, PetitionCase
+from server.http import keys
 from server.org.models import Staff
 from server.sessions.models import CallSession
 from tests.conftest import DEMO_USERS, csrf_token, sign_in, signed_in

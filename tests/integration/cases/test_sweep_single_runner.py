@@ -15,9 +15,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.cases import deadline_service
 from server.cases.catalogue import load_case_reference
 from server.cases.models import CaseNotification
-from server.crypto import PiiCipher
-from server.db import make_engine, make_sessionmaker
-from server.notify import Attachment, NotifyChannel
+from server.kernel.crypto import PiiCipher
+from server.kernel.db import make_engine, make_sessionmaker
+from server.kernel.notify import Attachment, NotifyChannel
 from server.org.models import Staff
 from tests.component.cases.conftest import NOW, who
 from tests.component.cases.test_lifecycle import fire, register

@@ -18,10 +18,10 @@ from scheduling import service
 from scheduling.models import Booking, BookingClaim, ScheduledJob
 from scheduling.reminders import StaffRoomLinks, run_due_reminders
 from scheduling.schemas import BookingOut, BookingRequest
-from server.crypto import PiiCipher
-from server.db import make_engine, make_sessionmaker
-from server.errors import BookingConflict
-from server.notify import Attachment, NotifyChannel
+from server.kernel.crypto import PiiCipher
+from server.kernel.db import make_engine, make_sessionmaker
+from server.kernel.errors import BookingConflict
+from server.kernel.notify import Attachment, NotifyChannel
 from server.org.models import Staff
 from tests.component.scheduling.conftest import NOW, TZ, demo_ids
 from tests.conftest import load_demo_into

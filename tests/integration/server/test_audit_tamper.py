@@ -25,8 +25,8 @@ from server.audit.chain import (
 from server.audit.chain import flush as flush_witnesses
 from server.audit.models import AuditEntry
 from server.audit.service import _body, record, verify
-from server.crypto import derive_key
-from server.db import make_engine, make_sessionmaker
+from server.kernel.crypto import derive_key
+from server.kernel.db import make_engine, make_sessionmaker
 
 SECRET = b"s" * 32
 

@@ -13,8 +13,8 @@ from server.backup import BackupError, backup, restore
 from server.cases.intake import add_representatives, create_case
 from server.cases.models import Channel
 from server.cases.schemas import PetitionerInput, RepresentativeInput
-from server.crypto import PiiCipher
-from server.db import Base, make_engine, make_sessionmaker
+from server.kernel.crypto import PiiCipher
+from server.kernel.db import Base, make_engine, make_sessionmaker
 
 pytestmark = pytest.mark.integration
 

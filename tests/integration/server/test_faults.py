@@ -20,7 +20,7 @@ from sqlalchemy import select
 
 from server.app import create_app
 from server.cases.models import PetitionCase
-from server.db import make_engine, make_sessionmaker
+from server.kernel.db import make_engine, make_sessionmaker
 from tests.conftest import free_port, load_demo_into, make_settings, migrate, signed_in
 
 pytestmark = pytest.mark.integration

@@ -16,9 +16,9 @@ from sqlalchemy.ext.asyncio import AsyncEngine
 
 from server.cases.deadline_service import NotificationJobs
 from server.cases.models import CaseNotification
-from server.db import make_engine, make_sessionmaker
+from server.kernel.db import make_engine, make_sessionmaker
 from server.kernel.jobs import DEFAULT_POLICY, JobRunner, claim
-from server.notify import Attachment, NotifyChannel
+from server.kernel.notify import Attachment, NotifyChannel
 
 pytestmark = pytest.mark.integration
 

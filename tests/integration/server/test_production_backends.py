@@ -8,8 +8,8 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestClient, TestServer
 
-from server import keys
 from server.app import create_app
+from server.http import keys
 from tests.conftest import PrivateRedis, load_demo_into, make_settings, signed_in
 
 pytestmark = pytest.mark.integration

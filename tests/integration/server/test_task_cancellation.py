@@ -12,7 +12,7 @@ import sys
 import pytest
 from redis.asyncio import Redis
 
-from server.tasks import cancel_and_wait
+from server.kernel.tasks import cancel_and_wait
 
 pytestmark = pytest.mark.integration
 

@@ -7,8 +7,8 @@ from pathlib import Path
 from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 
-from server import keys
 from server.audit.service import verify
+from server.http import keys
 from server.sessions.models import (
     CallSession,
     ChatMessage,

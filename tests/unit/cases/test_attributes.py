@@ -7,7 +7,7 @@ from typing import Any
 import pytest
 
 from server.cases.validation import ATTRIBUTE_TEXT_MAX, validate_attributes
-from server.errors import InvalidInput
+from server.kernel.errors import InvalidInput
 
 FIELDS: list[dict[str, Any]] = [
     {"name": "employer", "label": "用人单位", "type": "text", "required": True},

@@ -19,8 +19,8 @@ from server.cases.validation import (
     RepresentativesRequired,
     TooManyRepresentatives,
 )
-from server.errors import InvalidInput
-from server.settings import Settings, SettingsError
+from server.kernel.errors import InvalidInput
+from server.kernel.settings import Settings, SettingsError
 
 ID = "11010519491231002X"  # the GB 11643 standard's own example
 

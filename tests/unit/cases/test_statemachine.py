@@ -17,7 +17,7 @@ from server.cases.statemachine import (
     check_review_request,
     check_transition,
 )
-from server.errors import IllegalTransition, PermissionDenied
+from server.kernel.errors import IllegalTransition, PermissionDenied
 from server.org.models import Role
 
 S = CaseState

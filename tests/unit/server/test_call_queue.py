@@ -12,8 +12,8 @@ from datetime import UTC, datetime, timedelta
 import pytest
 from redis.asyncio import Redis
 
-from server.crypto import PiiCipher
-from server.errors import NotFound
+from server.kernel.crypto import PiiCipher
+from server.kernel.errors import NotFound
 from server.queue import (
     CallEntry,
     CallNotWaiting,

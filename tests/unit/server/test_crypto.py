@@ -1,6 +1,6 @@
 import pytest
 
-from server.crypto import DecryptionFailed, PiiCipher
+from server.kernel.crypto import DecryptionFailed, PiiCipher
 
 
 def test_round_trip_and_no_plaintext() -> None:

@@ -1,6 +1,6 @@
 import pytest
 
-from server.ratelimit import InProcessRateLimiter, RedisRateLimiter
+from server.kernel.ratelimit import InProcessRateLimiter, RedisRateLimiter
 
 
 class Clock:

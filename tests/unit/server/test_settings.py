@@ -4,7 +4,7 @@ from pathlib import Path
 
 import pytest
 
-from server.settings import Settings, SettingsError, ensure_secret_key
+from server.kernel.settings import Settings, SettingsError, ensure_secret_key
 
 
 def test_defaults_are_embedded_single_node(tmp_path: Path) -> None:

@@ -9,7 +9,7 @@ import logging
 
 import pytest
 
-from server.tasks import cancel_and_wait
+from server.kernel.tasks import cancel_and_wait
 
 
 async def test_a_loop_that_swallows_one_cancellation_is_cancelled_again() -> None:
@@ -60,7 +60,7 @@ async def test_a_failed_task_is_logged_and_the_others_still_stop(
     failed = asyncio.create_task(broken(), name="broken")
     idle = asyncio.create_task(asyncio.sleep(3600), name="idle")
     await asyncio.sleep(0)
-    with caplog.at_level(logging.ERROR, logger="server.tasks"):
+    with caplog.at_level(logging.ERROR, logger="server.kernel.tasks"):
         await cancel_and_wait([failed, idle])
     assert idle.cancelled()
     assert [r.getMessage() for r in caplog.records] == ["task broken failed"]

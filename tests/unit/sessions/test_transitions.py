@@ -5,7 +5,7 @@ from __future__ import annotations
 
 import pytest
 
-from server.errors import IllegalTransition
+from server.kernel.errors import IllegalTransition
 from server.sessions.errors import IllegalSessionTransition
 from server.sessions.models import SessionState
 from server.sessions.service import check_transition

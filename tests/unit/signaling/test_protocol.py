@@ -13,7 +13,7 @@ from hypothesis import strategies as st
 from jsonschema import Draft202012Validator
 from pydantic import ValidationError
 
-from server.errors import SignalingError
+from server.kernel.errors import SignalingError
 from signaling.edge import parse
 from signaling.errors import ERROR_CODES
 from signaling.protocol import (

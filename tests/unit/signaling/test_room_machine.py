@@ -17,7 +17,7 @@ from hypothesis import settings
 from hypothesis import strategies as st
 from hypothesis.stateful import RuleBasedStateMachine, invariant, rule
 
-from server.errors import SignalingError
+from server.kernel.errors import SignalingError
 from signaling.protocol import (
     Admitted,
     Denied,

@@ -7,7 +7,7 @@ from datetime import UTC, date, datetime
 import pytest
 
 from server.kernel import clock
-from server.settings import Settings, SettingsError
+from server.kernel.settings import Settings, SettingsError
 
 #: 07:30 on 1 April in Beijing, still 31 March in UTC.
 NEAR_MIDNIGHT = datetime(2027, 3, 31, 23, 30, tzinfo=UTC)

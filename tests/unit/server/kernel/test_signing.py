@@ -15,7 +15,7 @@ import pytest
 
 from server.auth import csrf, totp
 from server.cases import evaluation
-from server.errors import NotFound
+from server.kernel.errors import NotFound
 from server.kernel.signing import (
     Legacy,
     SignatureExpired,

@@ -10,7 +10,7 @@ from typing import Protocol
 
 from redis.asyncio import Redis
 
-from server.errors import JoinRateLimited
+from server.kernel.errors import JoinRateLimited
 
 #: Join limits count per minute (ONEDOOR_JOIN_RATE_PER_MIN).
 JOIN_WINDOW_S = 60

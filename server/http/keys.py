@@ -12,13 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
-    from server.crypto import PiiCipher
+    from server.kernel.crypto import PiiCipher
     from server.kernel.jobs import JobRunner
-    from server.metrics import Metrics
-    from server.notify import Notifier
+    from server.kernel.metrics import Metrics
+    from server.kernel.notify import Notifier
+    from server.kernel.ratelimit import RateLimiter
+    from server.kernel.settings import Settings
     from server.queue.service import QueueService
-    from server.ratelimit import RateLimiter
-    from server.settings import Settings
 
 settings: web.AppKey[Settings] = web.AppKey("settings")
 engine: web.AppKey[AsyncEngine] = web.AppKey("engine")

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.auth.passwords import hash_password
+from server.cases.catalogue import load_case_reference
 from server.org.models import (
     Department,
     LegalRoute,
@@ -215,7 +216,5 @@ async def load_demo(session: AsyncSession, *, password: str | None = None) -> De
         for n, (username, site, roles, dept) in enumerate(people, start=1)
     )
     await session.flush()
-    from server.cases.catalogue import load_case_reference
-
     await load_case_reference(session)
     return DemoResult(created=True, password=password, sites=site_count, staff=len(people))

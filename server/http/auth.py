@@ -11,13 +11,13 @@ from typing import TypeVar
 from aiohttp import web
 from aiohttp.typedefs import Handler
 
-from server import keys
 from server.audit.service import record
 from server.auth import csrf
 from server.auth.permissions import Action, StaffIdentity
 from server.auth.service import load_session
-from server.db import utcnow
-from server.errors import CsrfFailed, NotAuthenticated, PermissionDenied
+from server.http import keys
+from server.kernel.db import utcnow
+from server.kernel.errors import CsrfFailed, NotAuthenticated, PermissionDenied
 
 logger = logging.getLogger(__name__)
 

@@ -14,7 +14,7 @@ from aiohttp import web
 from pydantic import BaseModel
 from pydantic.json_schema import models_json_schema
 
-from server.auth.web import ACTION_ATTR, PUBLIC_ATTR, View, public
+from server.http.auth import ACTION_ATTR, PUBLIC_ATTR, View, public
 
 DOC_ATTR = "__onedoor_doc__"
 REF = "#/components/schemas/{model}"

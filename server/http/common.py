@@ -8,7 +8,7 @@ from typing import Any, TypeVar
 from aiohttp import web
 from pydantic import BaseModel, TypeAdapter
 
-from server.errors import InvalidInput, NotFound
+from server.kernel.errors import InvalidInput, NotFound
 
 M = TypeVar("M", bound=BaseModel)
 _ANY = TypeAdapter(Any)

@@ -1,0 +1,1 @@
+"""The demo district: reference data (district.json) and its loader, `onedoor demo load`."""
