@@ -6,10 +6,10 @@ from aiohttp import web
 from pydantic import BaseModel
 
 from server import keys
+from server.api.common import path_int
 from server.api.openapi import documented
 from server.auth.permissions import Action
 from server.auth.web import current_staff, protected, public
-from server.errors import NotFound
 from server.org.schemas import SiteDetail, SiteNode
 from server.org.service import site_detail, site_tree
 
@@ -39,10 +39,7 @@ async def get_sites(request: web.Request) -> web.Response:
 @documented("One site with its resources and staff", tags=("org",), response=SiteDetail)
 @protected(Action.org_view)
 async def get_site(request: web.Request) -> web.Response:
-    try:
-        site_id = int(request.match_info["site_id"])
-    except ValueError:
-        raise NotFound("no such site") from None
+    site_id = path_int(request, "site_id")
     async with request.app[keys.db].begin() as session:
         detail = await site_detail(session, site_id=site_id)
     return web.json_response(detail.model_dump(mode="json"))

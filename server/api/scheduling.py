@@ -56,6 +56,7 @@ from server.auth.web import protected, signed_in_staff
 from server.cases.models import Holiday
 from server.db import utcnow
 from server.errors import InvalidInput, NotFound
+from server.kernel.ids import parse_id
 from server.org.models import Resource, Site, Staff
 from server.sessions.models import CallSession, SessionParticipant
 from server.tasks import cancel_and_wait
@@ -83,7 +84,7 @@ def _owner(request: web.Request) -> str:
     if owner == loader.DEFAULT_OWNER:
         return owner
     kind, _, ident = owner.partition(":")
-    if kind not in ("staff", "resource") or not ident.isdigit():
+    if kind not in ("staff", "resource") or parse_id(ident) is None:
         raise InvalidInput("owner must be staff:<id>, resource:<id> or default", field="owner")
     return owner
 

@@ -13,6 +13,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server import keys
+from server.api.common import path_int
 from server.auth.permissions import Action
 from server.auth.web import protected, signed_in_staff
 from server.cases.catalogue import MATTER_TYPES
@@ -178,12 +179,7 @@ async def call_submit(request: web.Request) -> web.StreamResponse:
 async def _own_entry(request: web.Request) -> CallEntry:
     agent = signed_in_staff(request)
     queue, _policy = queue_of(request)
-    try:
-        entry = await queue.get(int(request.match_info["entry_id"]))
-    except ValueError:
-        from server.errors import NotFound
-
-        raise NotFound("no such call") from None
+    entry = await queue.get(path_int(request, "entry_id"))
     if entry.agent_id != agent.staff_id:
         raise PermissionDenied("this call was placed by another agent")
     return entry

@@ -9,12 +9,14 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 from sqlalchemy import select
 
 from server import keys
+from server.api.common import path_int
 from server.auth.permissions import Action, StaffIdentity
 from server.auth.web import client_ip, protected, signed_in_staff
 from server.cases.schemas import TransitionRequest
 from server.cases.service import transition
 from server.db import utcnow
 from server.errors import AppError, NotFound, PermissionDenied
+from server.kernel.ids import parse_id
 from server.org.models import Role, Staff, StaffRole
 from server.queue.service import STATE_LABELS, CallEntry, CallState, accept_call
 from web.i18n import _
@@ -69,10 +71,9 @@ async def queue_json(request: web.Request) -> web.Response:
 async def accept(request: web.Request) -> web.StreamResponse:
     staff = signed_in_staff(request)
     queue, _policy = queue_of(request)
-    entry_id = int(request.match_info["entry_id"])
+    entry_id = path_int(request, "entry_id")
     form = await request.post()
-    case_id_raw = str(form.get("case_id", "")).strip()
-    case_id = int(case_id_raw) if case_id_raw.isdigit() else None
+    case_id = parse_id(str(form.get("case_id", "")).strip())
     async with request.app[keys.db].begin() as session:
         await accept_call(
             session,
@@ -88,7 +89,7 @@ async def accept(request: web.Request) -> web.StreamResponse:
 
 async def _entry_for(request: web.Request, staff: StaffIdentity) -> CallEntry:
     queue, _ = queue_of(request)
-    entry = await queue.get(int(request.match_info["entry_id"]))
+    entry = await queue.get(path_int(request, "entry_id"))
     if staff.staff_id not in (entry.accepted_by_id, entry.assigned_to_id, *entry.invited_ids):
         raise PermissionDenied("this call is handled by another officer")
     return entry

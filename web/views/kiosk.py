@@ -21,6 +21,7 @@ from server.cases.schemas import PetitionerInput
 from server.cases.service import create_case
 from server.db import utcnow
 from server.errors import KioskRateLimited, NotFound
+from server.kernel.ids import parse_id
 from server.org.models import Site, SiteLevel
 from web.labels import CASE_STATE_PUBLIC_LABELS
 from web.render import page
@@ -74,8 +75,9 @@ def check_follow_token(secret: bytes, token: str) -> int:
 
 async def _site_id(request: web.Request, raw: str) -> int:
     async with request.app[keys.db].begin() as session:
-        if raw.isdigit() and await session.get(Site, int(raw)) is not None:
-            return int(raw)
+        site_id = parse_id(raw)
+        if site_id is not None and await session.get(Site, site_id) is not None:
+            return site_id
         site = await session.scalar(
             select(Site.id).where(Site.level == SiteLevel.district).limit(1)
         )

@@ -5,9 +5,9 @@ from __future__ import annotations
 from aiohttp import web
 
 from server import keys
+from server.api.common import path_int
 from server.auth.permissions import Action
 from server.auth.web import protected
-from server.errors import NotFound
 from server.org.service import site_detail, site_tree
 from web.render import page
 from web.views.home import ROLE_LABELS
@@ -31,10 +31,7 @@ async def org_tree(request: web.Request) -> web.Response:
 
 @protected(Action.org_view)
 async def org_site(request: web.Request) -> web.Response:
-    try:
-        site_id = int(request.match_info["site_id"])
-    except ValueError:
-        raise NotFound("no such site") from None
+    site_id = path_int(request, "site_id")
     async with request.app[keys.db].begin() as session:
         detail = await site_detail(session, site_id=site_id)
     return page(

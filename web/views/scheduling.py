@@ -15,10 +15,12 @@ from sqlalchemy import select
 from scheduling import loader, service
 from scheduling.schemas import BookingRequest, SlotQuery
 from server import keys
+from server.api.common import path_int
 from server.auth.permissions import Action
 from server.auth.web import protected, signed_in_staff
 from server.db import utcnow
 from server.errors import AppError, InvalidInput, NotFound
+from server.kernel.ids import parse_id
 from server.org.models import Department, Resource, ResourceType, Site, SiteLevel, Staff
 from web.labels import SESSION_STATE_LABELS
 from web.render import page
@@ -75,7 +77,8 @@ async def week_calendar(request: web.Request) -> web.Response:
     staff = signed_in_staff(request)
     owner = request.query.get("owner") or f"staff:{staff.staff_id}"
     kind, _, ident = owner.partition(":")
-    if kind not in ("staff", "resource") or not ident.isdigit():
+    owner_id = parse_id(ident)
+    if kind not in ("staff", "resource") or owner_id is None:
         raise InvalidInput("owner must be staff:<id> or resource:<id>")
     zone = _zone(request)
     today = utcnow().astimezone(zone).date()
@@ -85,8 +88,8 @@ async def week_calendar(request: web.Request) -> web.Response:
     end = start + timedelta(days=7)
     now = utcnow()
     async with request.app[keys.db].begin() as session:
-        person = await session.get(Staff, int(ident)) if kind == "staff" else None
-        thing = await session.get(Resource, int(ident)) if kind == "resource" else None
+        person = await session.get(Staff, owner_id) if kind == "staff" else None
+        thing = await session.get(Resource, owner_id) if kind == "resource" else None
         if person is None and thing is None:
             raise NotFound(f"no {owner}")
         label = person.display_name if person is not None else thing.name if thing else owner
@@ -142,10 +145,7 @@ async def week_calendar(request: web.Request) -> web.Response:
 @protected(Action.schedule_view)
 async def site_day(request: web.Request) -> web.Response:
     """One day of every resource at a site."""
-    try:
-        site_id = int(request.match_info["site_id"])
-    except ValueError:
-        raise NotFound("no such site") from None
+    site_id = path_int(request, "site_id")
     zone = _zone(request)
     day = _day(request, "day", utcnow().astimezone(zone).date())
     start = datetime.combine(day, time(0), tzinfo=zone)
@@ -312,10 +312,7 @@ async def book_form(request: web.Request) -> web.Response:
 
 @protected(Action.schedule_view)
 async def session_page(request: web.Request) -> web.Response:
-    try:
-        session_id = int(request.match_info["session_id"])
-    except ValueError:
-        raise NotFound("no such session") from None
+    session_id = path_int(request, "session_id")
     async with request.app[keys.db].begin() as session:
         record = await service.session_record(session, session_id=session_id)
     zone = _zone(request)
