@@ -8,12 +8,14 @@ from typing import Any, ClassVar
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 #: A backing service (the database, Redis) is down or restarting: retryable, not a bug. The
 #: HTTP edge answers 503 `service_unavailable`; signaling sends `room_unavailable`.
 OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
     OperationalError,
     InterfaceError,
+    PoolTimeout,  # no pooled connection within pool_timeout
     RedisConnectionError,
     RedisTimeoutError,
     ConnectionError,
@@ -110,3 +112,9 @@ class MediaError(AppError):
 
 class ServiceUnavailable(AppError):
     code, http_status, message_zh = "service_unavailable", 503, "服务暂时不可用，请稍后重试"
+
+
+class DatabaseBusy(ServiceUnavailable):
+    """No database connection (or, on SQLite, no turn at the write lock) within the bound."""
+
+    code = "database_busy"
