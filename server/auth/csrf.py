@@ -30,12 +30,12 @@ def well_formed(secret: bytes, token: str | None) -> bool:
     if not token or token.count(".") != 1:
         return False
     nonce, sig = token.split(".")
-    return hmac.compare_digest(sig, _sign(secret, nonce))
+    return hmac.compare_digest(sig.encode(), _sign(secret, nonce).encode())
 
 
 def matches(secret: bytes, cookie: str | None, submitted: str | None) -> bool:
     return (
         well_formed(secret, cookie)
         and submitted is not None
-        and hmac.compare_digest(cookie or "", submitted)
+        and hmac.compare_digest((cookie or "").encode(), submitted.encode())
     )

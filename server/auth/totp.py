@@ -58,7 +58,7 @@ def read_pending(secret: bytes, token: str | None, *, now: float | None = None) 
     try:
         b64, sig = (token or "").rsplit(".", 1)
         body = base64.urlsafe_b64decode(b64)
-        if not hmac.compare_digest(sig, _sign(secret, body)):
+        if not hmac.compare_digest(sig.encode(), _sign(secret, body).encode()):
             raise ValueError("bad signature")
         data = json.loads(body)
         if data["x"] < (now or time.time()):
@@ -99,7 +99,7 @@ async def verify_code(
     step = int(now // totp.interval)
     matched = None
     for offset in (0, -1, 1):  # one step of clock drift either way
-        if hmac.compare_digest(totp.at(now + offset * totp.interval), code):
+        if hmac.compare_digest(totp.at(now + offset * totp.interval).encode(), code.encode()):
             matched = step + offset
             break
     if matched is None or (staff.totp_last_step is not None and matched <= staff.totp_last_step):

@@ -34,6 +34,7 @@ from server.cases.models import (
 )
 from server.cases.schemas import Dashboard, EvaluationSubmit, RateRow
 from server.errors import AppError, Conflict, NotFound, PermissionDenied
+from server.kernel.ids import parse_id
 from server.org.models import Department, Site, Staff
 
 REVISIT_AFTER_DISSATISFACTION = timedelta(days=7)
@@ -71,10 +72,10 @@ def make_token(secret: bytes, evaluation_id: int) -> tuple[str, str]:
 def parse_token(secret: bytes, token: str) -> tuple[int, str]:
     """(evaluation id, stored hash) of a well-signed token; raises InvalidEvaluationLink."""
     parts = token.split(".")
-    if len(parts) != 3 or not parts[0].isdigit():
+    if len(parts) != 3 or parse_id(parts[0]) is None:
         raise InvalidEvaluationLink("malformed evaluation link")
     body = f"{parts[0]}.{parts[1]}"
-    if not hmac.compare_digest(_sign(secret, body), parts[2]):
+    if not hmac.compare_digest(_sign(secret, body).encode(), parts[2].encode()):
         raise InvalidEvaluationLink("evaluation link signature does not match")
     return int(parts[0]), hashlib.sha256(parts[1].encode()).hexdigest()
 

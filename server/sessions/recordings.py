@@ -173,7 +173,7 @@ def read_grant(
         body = base64.urlsafe_b64decode(b64 + "=" * (-len(b64) % 4))
     except ValueError:
         raise ReasonRequired("no playback grant: state a reason first") from None
-    if not any(hmac.compare_digest(sig, _sign(s, body)) for s in secrets):
+    if not any(hmac.compare_digest(sig.encode(), _sign(s, body).encode()) for s in secrets):
         raise ReasonRequired("invalid playback grant")
     try:
         data = json.loads(body)

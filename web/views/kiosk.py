@@ -66,11 +66,12 @@ def follow_token(secret: bytes, case_id: int) -> str:
 
 def check_follow_token(secret: bytes, token: str) -> int:
     case_part, _, _mac = token.partition(".")
-    if not case_part.isdigit() or not hmac.compare_digest(
-        follow_token(secret, int(case_part)), token
+    case_id = parse_id(case_part)
+    if case_id is None or not hmac.compare_digest(
+        follow_token(secret, case_id).encode(), token.encode()
     ):
         raise NotFound("no such follow link")
-    return int(case_part)
+    return case_id
 
 
 async def _site_id(request: web.Request, raw: str) -> int:
