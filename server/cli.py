@@ -294,6 +294,7 @@ BENCHES = (
     "scheduling",
     "soak",
     "fuzz",
+    "hostile",
 )
 
 
