@@ -87,3 +87,17 @@ async def test_failing_requests_release_their_connections(
             )
         assert written == 1
     caplog.clear()  # the thousand 500s logged their tracebacks, as unexpected errors should
+
+
+async def test_healthz_answers_while_the_database_is_held(tmp_path: Path, sqlite_url: str) -> None:
+    """Liveness never touches the database, even for a browser that sends its session cookie:
+    with SQLite's write gate held by another transaction, /healthz still answers 200 (through
+    the database it would wait out the gate and answer 503 database_busy); /readyz may wait."""
+    app = create_app(make_settings(tmp_path, sqlite_url))
+    async with TestClient(TestServer(app)) as client, app[keys.db].begin() as session:
+        await record(session, actor="test", action="test.hold_the_gate")
+        write_gate = gate_of(app[keys.engine])
+        assert write_gate is not None and write_gate.locked
+        async with client.get("/healthz", cookies={"od_session": "x" * 43}) as resp:
+            assert resp.status == 200
+            assert (await resp.json()) == {"status": "ok"}
