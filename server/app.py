@@ -22,6 +22,7 @@ from server.api import scheduling as scheduling_api
 from server.auth.web import auth_middleware, csrf_middleware
 from server.crypto import PiiCipher
 from server.db import make_engine, make_sessionmaker
+from server.kernel.throttle import InProcessSignInThrottle, RedisSignInThrottle, ThrottlePolicy
 from server.metrics import Metrics
 from server.middlewares import app_errors, request_ids, security_headers
 from server.notify import HttpNotifier, LogNotifier
@@ -43,6 +44,15 @@ async def db_context(app: web.Application) -> AsyncIterator[None]:
     await engine.dispose()
 
 
+def signin_policy(settings: Settings) -> ThrottlePolicy:
+    lockout_s = float(settings.login_lockout_s)
+    return ThrottlePolicy(
+        free_failures=settings.login_max_failures,
+        first_delay_s=min(15.0, lockout_s),
+        max_delay_s=lockout_s,
+    )
+
+
 async def redis_context(app: web.Application) -> AsyncIterator[None]:
     url = app[keys.settings].redis_url
     client: Redis | None = None
@@ -57,6 +67,13 @@ async def redis_context(app: web.Application) -> AsyncIterator[None]:
     if keys.ratelimiter not in app:  # tests may provide one with a controlled clock
         app[keys.ratelimiter] = (
             RedisRateLimiter(client) if client is not None else InProcessRateLimiter()
+        )
+    if keys.signin_throttle not in app:
+        policy = signin_policy(app[keys.settings])
+        app[keys.signin_throttle] = (
+            RedisSignInThrottle(client, policy=policy)
+            if client is not None
+            else InProcessSignInThrottle(policy=policy)
         )
     yield
     if client is not None:

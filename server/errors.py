@@ -68,6 +68,13 @@ class AccountLocked(AppError):
     code, http_status, message_zh = "account_locked", 423, "账号已锁定，请稍后再试"
 
 
+class SignInThrottled(AppError):
+    """Too many failed sign-ins for this name from this address: the same answer whether the
+    name exists or not (server/kernel/throttle.py)."""
+
+    code, http_status, message_zh = "sign_in_throttled", 429, "登录失败次数过多，请稍后再试"
+
+
 class InvalidCredentials(AppError):
     code, http_status, message_zh = "invalid_credentials", 401, "用户名或密码错误"
 

@@ -13,6 +13,7 @@ if TYPE_CHECKING:
     from redis.asyncio import Redis
 
     from server.crypto import PiiCipher
+    from server.kernel.throttle import SignInThrottle
     from server.metrics import Metrics
     from server.notify import Notifier
     from server.queue.service import CallQueue, QueuePolicy
@@ -30,6 +31,7 @@ websockets: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("web
 call_queue: web.AppKey[CallQueue] = web.AppKey("call_queue")
 call_queue_policy: web.AppKey[QueuePolicy] = web.AppKey("call_queue_policy")
 ratelimiter: web.AppKey[RateLimiter] = web.AppKey("ratelimiter")
+signin_throttle: web.AppKey[SignInThrottle] = web.AppKey("signin_throttle")
 background: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("background")
 
 # --- per-request storage (web.RequestKey) ---

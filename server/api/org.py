@@ -3,13 +3,14 @@
 from __future__ import annotations
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 
 from server import keys
-from server.api.common import path_int
+from server.api.common import path_int, read_body
 from server.api.openapi import documented
+from server.audit.service import record
 from server.auth.permissions import Action
-from server.auth.web import current_staff, protected, public
+from server.auth.web import client_ip, current_staff, protected, public, signed_in_staff
 from server.org.schemas import SiteDetail, SiteNode
 from server.org.service import site_detail, site_tree
 
@@ -63,7 +64,42 @@ async def whoami(request: web.Request) -> web.Response:
     )
 
 
+class UnlockSignIn(BaseModel, frozen=True, extra="forbid"):
+    username: str = Field(min_length=1, max_length=64)
+
+
+class SignInUnlocked(BaseModel):
+    username: str
+    #: (name, address) pairs whose failures were forgotten; 0 when the name was not throttled
+    #: (or does not exist: the throttle does not know which names exist).
+    cleared_pairs: int
+
+
+@documented(
+    "Clear a name's sign-in throttle at every address (sec_admin)",
+    tags=("auth",),
+    body=UnlockSignIn,
+    response=SignInUnlocked,
+)
+@protected(Action.roles_manage)
+async def unlock_sign_in(request: web.Request) -> web.Response:
+    staff = signed_in_staff(request)
+    body = await read_body(request, UnlockSignIn)
+    cleared = await request.app[keys.signin_throttle].unlock(body.username)
+    async with request.app[keys.db].begin() as session:
+        await record(
+            session,
+            actor=f"staff:{staff.staff_id}",
+            action="auth.unlocked",
+            ip=client_ip(request),
+            detail={"username": body.username, "cleared_pairs": cleared},
+        )
+    out = SignInUnlocked(username=body.username, cleared_pairs=cleared)
+    return web.json_response(out.model_dump(mode="json"))
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get("/api/org/sites", get_sites)
     app.router.add_get(r"/api/org/sites/{site_id}", get_site)
     app.router.add_get("/api/me", whoami)
+    app.router.add_post("/api/auth/unlock", unlock_sign_in)
