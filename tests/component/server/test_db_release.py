@@ -101,3 +101,24 @@ async def test_healthz_answers_while_the_database_is_held(tmp_path: Path, sqlite
         async with client.get("/healthz", cookies={"od_session": "x" * 43}) as resp:
             assert resp.status == 200
             assert (await resp.json()) == {"status": "ok"}
+
+
+async def test_a_request_that_cannot_get_the_database_answers_503_database_busy(
+    tmp_path: Path, demo_sqlite_url: str
+) -> None:
+    """With the write gate held past the bound (shortened here), a request answers 503 with a
+    stable code instead of queueing; once the holder is done, everything is free again."""
+    app = create_app(make_settings(tmp_path, demo_sqlite_url))
+    async with TestClient(TestServer(app)) as client:
+        write_gate = gate_of(app[keys.engine])
+        assert write_gate is not None
+        write_gate.wait_s = 0.2
+        async with app[keys.db].begin() as session:
+            await record(session, actor="test", action="test.hold_the_gate")
+            resp = await client.get("/api/public/reports/1")
+            assert resp.status == 503
+            assert (await resp.json())["error"] == "database_busy"
+        assert not write_gate.locked
+        assert app[keys.engine].sync_engine.pool.checkedout() == 0  # type: ignore[attr-defined]
+        resp = await client.get("/api/public/reports/1")
+        assert resp.status == 404  # reached the database: no such report
