@@ -19,6 +19,7 @@ from server.api import cases as cases_api
 from server.api import openapi, ops
 from server.api import org as org_api
 from server.api import scheduling as scheduling_api
+from server.audit import chain as audit_chain
 from server.auth.web import auth_middleware, csrf_middleware
 from server.crypto import PiiCipher
 from server.db import make_engine, make_sessionmaker
@@ -37,11 +38,15 @@ REDIS_TIMEOUT_S = 5.0
 
 
 async def db_context(app: web.Application) -> AsyncIterator[None]:
-    engine = make_engine(app[keys.settings].effective_database_url)
+    settings = app[keys.settings]
+    engine = make_engine(settings.effective_database_url)
+    chain = audit_chain.for_deployment(settings.secret_bytes(), settings.data_dir)
     app[keys.engine] = engine
-    app[keys.db] = make_sessionmaker(engine)
+    app[keys.db] = make_sessionmaker(engine, **audit_chain.session_options(chain))
     yield
     await engine.dispose()
+    if chain.witness is not None:
+        chain.witness.close()
 
 
 def signin_policy(settings: Settings) -> ThrottlePolicy:

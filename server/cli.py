@@ -43,14 +43,20 @@ def _load_settings() -> Settings:
 
 
 async def _with_session(settings: Settings, fn: Callable[[Any], Awaitable[Any]]) -> Any:
+    from server.audit import chain as audit_chain
     from server.db import make_engine, make_sessionmaker
 
     engine = make_engine(settings.effective_database_url)
+    # Keyed and witnessed like the server's: the CLI's audit entries and `audit verify`.
+    chain = audit_chain.for_deployment(settings.secret_bytes(), settings.data_dir)
     try:
-        async with make_sessionmaker(engine).begin() as session:
+        sessions = make_sessionmaker(engine, **audit_chain.session_options(chain))
+        async with sessions.begin() as session:
             return await fn(session)
     finally:
         await engine.dispose()
+        if chain.witness is not None:
+            chain.witness.close()
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

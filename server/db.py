@@ -96,8 +96,9 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     )
 
 
-def make_sessionmaker(engine: AsyncEngine) -> async_sessionmaker[AsyncSession]:
-    return async_sessionmaker(engine, expire_on_commit=False)
+def make_sessionmaker(engine: AsyncEngine, **options: Any) -> async_sessionmaker[AsyncSession]:
+    """`options`: more Session arguments (the audit chain's `session_options`: info and class)."""
+    return async_sessionmaker(engine, expire_on_commit=False, **options)
 
 
 def utcnow() -> datetime:

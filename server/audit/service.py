@@ -7,6 +7,7 @@ already serialises writers) so two transactions can never chain onto the same pr
 from __future__ import annotations
 
 import hashlib
+import hmac
 import json
 from dataclasses import dataclass
 from datetime import datetime
@@ -15,6 +16,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.audit.chain import PENDING_KEY, config_of
 from server.audit.models import AuditEntry
 from server.db import utcnow
 
@@ -25,6 +27,7 @@ _AUDIT_LOCK_KEY = 0x0D00A0D1  # arbitrary, constant: the advisory lock id for au
 def _digest(
     prev_hash: str,
     *,
+    key: bytes | None,
     at: datetime,
     actor: str,
     action: str,
@@ -40,7 +43,9 @@ def _digest(
         separators=(",", ":"),
         default=str,
     )
-    return hashlib.sha256(body.encode()).hexdigest()
+    if key is None:  # the unkeyed chain of earlier versions (sessions without a ChainConfig)
+        return hashlib.sha256(body.encode()).hexdigest()
+    return hmac.new(key, body.encode(), hashlib.sha256).hexdigest()
 
 
 async def record(
@@ -59,6 +64,7 @@ async def record(
         await session.execute(text("SELECT pg_advisory_xact_lock(:k)"), {"k": _AUDIT_LOCK_KEY})
     prev = await session.scalar(select(AuditEntry.hash).order_by(AuditEntry.id.desc()).limit(1))
     prev_hash = prev or GENESIS
+    config = config_of(session.info)
     when = at or utcnow()
     detail = json.loads(json.dumps(detail or {}, ensure_ascii=False, default=str))
     entry = AuditEntry(
@@ -72,6 +78,7 @@ async def record(
         prev_hash=prev_hash,
         hash=_digest(
             prev_hash,
+            key=config.key if config else None,
             at=when,
             actor=actor,
             action=action,
@@ -83,6 +90,8 @@ async def record(
     )
     session.add(entry)
     await session.flush()
+    # Witnessed outside the database once the caller's transaction commits (server/audit/chain).
+    session.info.setdefault(PENDING_KEY, []).append((entry.id, entry.hash))
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,10 +103,21 @@ class VerifyResult:
 
 
 async def verify(session: AsyncSession, *, batch: int = 5000) -> VerifyResult:
-    """Walk the chain in id order; report the first row whose link or content is broken."""
+    """Walk the chain in id order; report the first row whose link or content is broken, or
+    that disagrees with the witness, and any witnessed entry missing from the table.
+
+    Detects an edited row (its MAC), a row deleted from the middle (the next row's link), a
+    chain recomputed without the key (the MAC of the first rewritten row) or rebuilt as an
+    unkeyed chain from the genesis (the witness), and rows deleted from the tail (the witness).
+    """
+    config = config_of(session.info)
+    witnessed = config.witness.read() if config and config.witness else {}
     prev_hash = GENESIS
     checked = 0
     last_id = 0
+    keyed_seen = False
+    witnessed_ids = sorted(witnessed)
+    next_witnessed = 0  # index into witnessed_ids: the first not yet met in the walk
     while True:
         rows = (
             await session.scalars(
@@ -108,24 +128,49 @@ async def verify(session: AsyncSession, *, batch: int = 5000) -> VerifyResult:
             )
         ).all()
         if not rows:
+            if next_witnessed < len(witnessed_ids):
+                return VerifyResult(
+                    False,
+                    checked,
+                    witnessed_ids[next_witnessed],
+                    "tail truncated: a witnessed entry is missing",
+                )
             return VerifyResult(ok=True, checked=checked)
         for row in rows:
             if row.prev_hash != prev_hash:
                 return VerifyResult(
                     False, checked, row.id, "chain broken: a row before it was deleted or edited"
                 )
-            expected = _digest(
-                row.prev_hash,
-                at=row.at,
-                actor=row.actor,
-                action=row.action,
-                object_type=row.object_type,
-                object_id=row.object_id,
-                ip=row.ip,
-                detail=row.detail,
-            )
-            if expected != row.hash:
+            fields: dict[str, Any] = {
+                "at": row.at,
+                "actor": row.actor,
+                "action": row.action,
+                "object_type": row.object_type,
+                "object_id": row.object_id,
+                "ip": row.ip,
+                "detail": row.detail,
+            }
+            key = config.key if config else None
+            if row.hash == _digest(row.prev_hash, key=key, **fields):
+                keyed_seen = keyed_seen or key is not None
+            elif (
+                key is None or keyed_seen or row.hash != _digest(row.prev_hash, key=None, **fields)
+            ):
+                # Unkeyed rows are legacy only before the first keyed one.
                 return VerifyResult(False, checked, row.id, "row content was edited")
+            if next_witnessed < len(witnessed_ids) and witnessed_ids[next_witnessed] < row.id:
+                return VerifyResult(
+                    False,
+                    checked,
+                    witnessed_ids[next_witnessed],
+                    "a witnessed entry is missing from the chain",
+                )
+            if row.id in witnessed and witnessed[row.id] != row.hash:
+                return VerifyResult(
+                    False, checked, row.id, "row differs from the witness: the chain was rebuilt"
+                )
+            if next_witnessed < len(witnessed_ids) and witnessed_ids[next_witnessed] == row.id:
+                next_witnessed += 1
             prev_hash = row.hash
             checked += 1
             last_id = row.id
