@@ -61,7 +61,13 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     if await throttle.wait_s(username, ip) > 0:
         # The same answer for a name that exists and one that does not; nothing is checked.
         async with request.app[keys.db].begin() as session:
-            await record(session, actor="anonymous", action="auth.sign_in_throttled", ip=ip)
+            await record(
+                session,
+                actor="anonymous",
+                action="auth.sign_in_throttled",
+                ip=ip,
+                detail={"username": username},
+            )
         throttled = SignInThrottled("too many failed sign-ins for this name from this address")
         return _login_failed(request, throttled, username, next_url)
     failure: InvalidCredentials | None = None
