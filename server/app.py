@@ -40,13 +40,14 @@ REDIS_TIMEOUT_S = 5.0
 async def db_context(app: web.Application) -> AsyncIterator[None]:
     settings = app[keys.settings]
     engine = make_engine(settings.effective_database_url)
-    chain = audit_chain.for_deployment(settings.secret_bytes(), settings.data_dir)
+    chain = audit_chain.for_deployment(
+        settings.secret_bytes(), settings.data_dir, settings.redis_url
+    )
     app[keys.engine] = engine
     app[keys.db] = make_sessionmaker(engine, **audit_chain.session_options(chain))
     yield
     await engine.dispose()
-    if chain.witness is not None:
-        chain.witness.close()
+    await chain.aclose()
 
 
 def signin_policy(settings: Settings) -> ThrottlePolicy:

@@ -48,15 +48,16 @@ async def _with_session(settings: Settings, fn: Callable[[Any], Awaitable[Any]])
 
     engine = make_engine(settings.effective_database_url)
     # Keyed and witnessed like the server's: the CLI's audit entries and `audit verify`.
-    chain = audit_chain.for_deployment(settings.secret_bytes(), settings.data_dir)
+    chain = audit_chain.for_deployment(
+        settings.secret_bytes(), settings.data_dir, settings.redis_url
+    )
     try:
         sessions = make_sessionmaker(engine, **audit_chain.session_options(chain))
         async with sessions.begin() as session:
             return await fn(session)
     finally:
         await engine.dispose()
-        if chain.witness is not None:
-            chain.witness.close()
+        await chain.aclose()
 
 
 def cmd_serve(args: argparse.Namespace) -> int:

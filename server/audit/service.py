@@ -111,7 +111,7 @@ async def verify(session: AsyncSession, *, batch: int = 5000) -> VerifyResult:
     unkeyed chain from the genesis (the witness), and rows deleted from the tail (the witness).
     """
     config = config_of(session.info)
-    witnessed = config.witness.read() if config and config.witness else {}
+    witnessed = await config.witnessed() if config else {}
     prev_hash = GENESIS
     checked = 0
     last_id = 0

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from pathlib import Path
 
 import pytest
-from sqlalchemy import delete, select, update
+from sqlalchemy import delete, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.audit import chain as audit_chain
@@ -71,8 +71,7 @@ async def deployment(tmp_path: Path, db_url: str) -> AsyncIterator[Deployment]:
         yield Deployment(audited, raw, config.key, ids)
     finally:
         await engine.dispose()
-        assert config.witness is not None
-        config.witness.close()
+        await config.aclose()
 
 
 async def test_intact_chain_verifies(deployment: Deployment) -> None:
@@ -153,3 +152,45 @@ async def test_rolled_back_entries_are_not_witnessed(deployment: Deployment) -> 
         await record(session, actor="staff:9", action="case.update")
         await session.rollback()
     assert await deployment.verify() == VerifyResult(ok=True, checked=5)
+
+
+@pytest.mark.integration
+async def test_redis_witness_catches_tail_truncation_across_nodes(
+    tmp_path: Path, sqlite_url: str, redis_url: str, redis_prefix: str
+) -> None:
+    """Two nodes of one deployment, no witness file: the head they share in Redis is enough to
+    catch the newest rows being deleted, whichever node wrote them."""
+    from redis.asyncio import Redis
+
+    engine = make_engine(sqlite_url)
+    key = secrets.token_bytes(32)
+    nodes = [
+        audit_chain.ChainConfig(
+            key=key,
+            redis_witness=audit_chain.RedisWitness(
+                Redis.from_url(redis_url), key=f"{redis_prefix}audit:head"
+            ),
+        )
+        for _ in range(2)
+    ]
+    try:
+        makers = [make_sessionmaker(engine, **audit_chain.session_options(c)) for c in nodes]
+        for n in range(4):
+            async with makers[n % 2].begin() as session:
+                await record(session, actor=f"staff:{n}", action="case.update")
+        async with makers[0]() as session:
+            assert (await verify(session)).ok
+            last = await session.scalar(select(func.max(AuditEntry.id)))
+        async with make_sessionmaker(engine).begin() as session:
+            await session.execute(delete(AuditEntry).where(AuditEntry.id == last))
+        async with makers[0]() as session:
+            result = await verify(session)
+        assert (result.ok, result.first_bad_id) == (False, last)
+        assert result.reason.startswith("tail truncated")
+    finally:
+        client = Redis.from_url(redis_url)
+        await client.delete(f"{redis_prefix}audit:head")
+        await client.aclose()
+        for config in nodes:
+            await config.aclose()
+        await engine.dispose()
