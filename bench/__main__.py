@@ -12,7 +12,7 @@ import time
 from pathlib import Path
 from typing import Any
 
-ORDER = ["signaling", "sfu", "sfu_peer", "recording", "join", "cases", "scheduling"]
+ORDER = ["signaling", "sfu", "sfu_peer", "recording", "join", "cases", "scheduling", "hostile"]
 RESULTS = Path(__file__).parent / "results"
 
 

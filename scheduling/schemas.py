@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, Field, model_validator
 from scheduling.models import BookingStatus as BookingStatus
 from scheduling.models import JobKind as JobKind
 from scheduling.models import JobStatus as JobStatus
+from server.kernel.ids import DbId
 from server.org.models import ResourceType, Role
 from server.sessions.models import ParticipantRole, SessionKind, SessionMode
 
@@ -28,10 +29,10 @@ DEFAULT_REMINDERS_S = (86_400, 900)  # [cfg] 1 day and 15 minutes before
 class PersonReq(BaseModel, frozen=True, extra="forbid"):
     """A named staff member, or any staff member with `role` in `department_id`/`site_id`."""
 
-    staff_id: int | None = None
+    staff_id: DbId | None = None
     role: Role | None = None
-    department_id: int | None = None
-    site_id: int | None = None
+    department_id: DbId | None = None
+    site_id: DbId | None = None
     as_role: ParticipantRole = ParticipantRole.official
 
     @model_validator(mode="after")
@@ -44,9 +45,9 @@ class PersonReq(BaseModel, frozen=True, extra="forbid"):
 class ResourceReq(BaseModel, frozen=True, extra="forbid"):
     """A named resource, or any active resource of `type` at one of `site_ids`."""
 
-    resource_id: int | None = None
+    resource_id: DbId | None = None
     type: ResourceType | None = None
-    site_ids: list[int] = Field(default_factory=list, max_length=200)
+    site_ids: list[DbId] = Field(default_factory=list, max_length=200)
 
     @model_validator(mode="after")
     def _one_way(self) -> Self:
@@ -85,14 +86,14 @@ class SlotList(BaseModel, frozen=True):
 
 
 class StaffRef(BaseModel, frozen=True, extra="forbid"):
-    staff_id: int
+    staff_id: DbId
     as_role: ParticipantRole = ParticipantRole.official
     #: If given, the staff member must hold this business role (e.g. mediator).
     must_have_role: Role | None = None
 
 
 class ResourceRef(BaseModel, frozen=True, extra="forbid"):
-    resource_id: int
+    resource_id: DbId
     #: If given, the resource must be of this kind (the form asked for a mediation room...).
     expected_type: ResourceType | None = None
 
@@ -115,7 +116,7 @@ class BookingRequest(BaseModel, frozen=True, extra="forbid"):
     title: str = Field(default="", max_length=200)
     kind: SessionKind = SessionKind.mediation
     mode: SessionMode = SessionMode.video
-    case_id: int | None = None
+    case_id: DbId | None = None
     #: Seconds before the start at which reminders go out.
     reminders_s: list[int] = Field(default_factory=lambda: list(DEFAULT_REMINDERS_S), max_length=5)
 

@@ -36,6 +36,7 @@ from server.kernel.notify import HttpNotifier, LogNotifier
 from server.kernel.ratelimit import InProcessRateLimiter, RedisRateLimiter
 from server.kernel.settings import Settings
 from server.kernel.tasks import cancel_and_wait
+from server.kernel.throttle import InProcessSignInThrottle, RedisSignInThrottle, ThrottlePolicy
 from server.middlewares import app_errors, request_ids, security_headers
 from server.queue import (
     CallQueue,
@@ -64,6 +65,15 @@ async def db_context(app: web.Application) -> AsyncIterator[None]:
     await engine.dispose()
 
 
+def signin_policy(settings: Settings) -> ThrottlePolicy:
+    lockout_s = float(settings.login_lockout_s)
+    return ThrottlePolicy(
+        free_failures=settings.login_max_failures,
+        first_delay_s=min(15.0, lockout_s),
+        max_delay_s=lockout_s,
+    )
+
+
 async def redis_context(app: web.Application) -> AsyncIterator[None]:
     url = app[keys.settings].redis_url
     client: Redis | None = None
@@ -78,6 +88,13 @@ async def redis_context(app: web.Application) -> AsyncIterator[None]:
     if keys.ratelimiter not in app:  # tests may provide one with a controlled clock
         app[keys.ratelimiter] = (
             RedisRateLimiter(client) if client is not None else InProcessRateLimiter()
+        )
+    if keys.signin_throttle not in app:
+        policy = signin_policy(app[keys.settings])
+        app[keys.signin_throttle] = (
+            RedisSignInThrottle(client, policy=policy)
+            if client is not None
+            else InProcessSignInThrottle(policy=policy)
         )
     yield
     if client is not None:

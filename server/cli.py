@@ -153,6 +153,50 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_user_unlock(args: argparse.Namespace) -> int:
+    """Clear a name's sign-in throttle. It lives in Redis when the nodes share one; a single
+    node without Redis keeps it in its own memory, out of this process's reach: there a
+    sec_admin uses POST /api/auth/unlock (or waits out the delay, at most login_lockout_s)."""
+    from redis.asyncio import Redis
+
+    from server.app import signin_policy
+    from server.audit.service import record
+    from server.kernel.throttle import RedisSignInThrottle
+
+    settings = _load_settings()
+    if not settings.redis_url:
+        print(
+            "onedoor: no Redis configured: the sign-in throttle lives in the server's memory; "
+            "a sec_admin clears it with POST /api/auth/unlock",
+            file=sys.stderr,
+        )
+        return 2
+    redis_url = settings.redis_url
+
+    async def run() -> int:
+        client = Redis.from_url(redis_url)
+        try:
+            throttle = RedisSignInThrottle(client, policy=signin_policy(settings))
+            cleared = await throttle.unlock(args.username)
+        finally:
+            await client.aclose()
+
+        async def audit(session: Any) -> None:
+            await record(
+                session,
+                actor="cli",
+                action="auth.unlocked",
+                detail={"username": args.username, "cleared_pairs": cleared},
+            )
+
+        await _with_session(settings, audit)
+        return cleared
+
+    cleared = asyncio.run(run())
+    print(f"sign-in throttle cleared for {args.username} ({cleared} address(es))")
+    return 0
+
+
 def cmd_audit_verify(args: argparse.Namespace) -> int:
     from server.audit.service import verify
 
@@ -311,6 +355,7 @@ BENCHES = (
     "scheduling",
     "soak",
     "fuzz",
+    "hostile",
 )
 
 
@@ -358,6 +403,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--roles", required=True, help="comma-separated role codes")
     p.add_argument("--password", help="(default: asked for at a prompt)")
     p.set_defaults(func=cmd_user_add)
+    p = user.add_parser("unlock", help="clear a name's sign-in throttle (Redis deployments)")
+    p.add_argument("username")
+    p.set_defaults(func=cmd_user_unlock)
     audit = sub.add_parser("audit", help="audit log").add_subparsers(
         dest="audit_command", required=True
     )

@@ -11,6 +11,7 @@ from typing import Any
 from aiohttp import web
 from aiohttp.typedefs import Handler
 from pydantic import ValidationError
+from sqlalchemy.exc import DBAPIError
 
 from server.http import keys
 from server.kernel.errors import (
@@ -18,6 +19,7 @@ from server.kernel.errors import (
     AppError,
     InvalidInput,
     NotAuthenticated,
+    NotFound,
     PayloadTooLarge,
     ServiceUnavailable,
 )
@@ -77,9 +79,31 @@ def _error_response(request: web.Request, error: AppError) -> web.StreamResponse
     return render_error(request, error)
 
 
+def _reject_nul(request: web.Request) -> None:
+    """No text column takes a NUL (PostgreSQL refuses it with an error); no id or token holds
+    one. Path values with one name nothing (404), query values are malformed."""
+    if any("\x00" in value for value in request.match_info.values()):
+        raise NotFound("no such resource")
+    if any("\x00" in key or "\x00" in value for key, value in request.query.items()):
+        raise InvalidInput("a query parameter holds a NUL character")
+
+
+def _is_data_exception(error: DBAPIError) -> bool:
+    """PostgreSQL's class 22 (data exception: a value out of its column's range, a NUL in
+    text): input the edge did not catch, answered 422 without a traceback."""
+    sqlstate = getattr(error.orig, "sqlstate", None) or getattr(error.orig, "pgcode", None)
+    return isinstance(sqlstate, str) and sqlstate.startswith("22")
+
+
+def _internal_error(request: web.Request) -> web.StreamResponse:
+    err = AppError(f"internal error; request id {request.get(keys.request_id, '')}")
+    return _error_response(request, err)
+
+
 @web.middleware
 async def app_errors(request: web.Request, handler: Handler) -> web.StreamResponse:
     try:
+        _reject_nul(request)
         return await handler(request)
     except AppError as e:
         logger.info("request failed: %s (%s)", e.code, e)
@@ -97,14 +121,19 @@ async def app_errors(request: web.Request, handler: Handler) -> web.StreamRespon
         # transaction was rolled back with the connection, so nothing is half-written.
         logger.warning("backing service unavailable: %s", type(e).__name__)
         return _error_response(request, ServiceUnavailable("a backing service is unavailable"))
+    except DBAPIError as e:
+        if not _is_data_exception(e):
+            logger.exception("unhandled error in %s %s", request.method, request.path)
+            return _internal_error(request)
+        logger.info("database rejected a value: %s", type(e.orig).__name__)
+        return _error_response(request, InvalidInput("a value is out of range or malformed"))
     except web.HTTPException as e:
         if e.status == 404 and wants_json(request):
             return _error_response(request, _NotFoundRoute(f"no route {request.path}"))
         raise
     except Exception:
         logger.exception("unhandled error in %s %s", request.method, request.path)
-        err = AppError(f"internal error; request id {request.get(keys.request_id, '')}")
-        return _error_response(request, err)
+        return _internal_error(request)
 
 
 class _NotFoundRoute(AppError):

@@ -27,6 +27,7 @@ from server.http.auth import client_ip, current_staff, protected, public
 from server.http.openapi import documented
 from server.kernel.db import utcnow
 from server.kernel.errors import InvalidInput, NotFound
+from server.kernel.ids import parse_id
 from server.kernel.settings import Settings
 from server.kernel.tasks import cancel_and_wait
 from server.org import service as org
@@ -391,10 +392,9 @@ async def create_session(request: web.Request) -> web.Response:
 async def issue_token(request: web.Request) -> web.Response:
     staff = current_staff(request)
     assert staff is not None
-    raw_id = request.match_info["session_id"]
-    if not raw_id.isdigit() or not 1 <= int(raw_id) < 2**31:
+    session_id = parse_id(request.match_info["session_id"])
+    if session_id is None:
         raise NotFound("no such session")
-    session_id = int(raw_id)
     body = IssueToken.model_validate(await _json(request))
     now = utcnow()
     not_before = body.valid_from or now

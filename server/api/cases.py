@@ -50,6 +50,7 @@ from server.http import keys
 from server.http.auth import client_ip, protected, public, signed_in_staff
 from server.http.common import json_response as _json
 from server.http.common import path_int as _int
+from server.http.common import query_id
 from server.http.common import read_body as _body
 from server.http.openapi import document_table
 from server.kernel import clock
@@ -541,13 +542,9 @@ async def get_agreement_pdf(request: web.Request) -> web.Response:
 @protected(Action.escalation_manage)
 async def get_escalation_contacts(request: web.Request) -> web.Response:
     staff = signed_in_staff(request)
-    raw = request.query.get("department_id")
-    if raw is not None and not raw.isdigit():
-        raise InvalidInput("department_id must be a number", field="department_id")
+    department_id = query_id(request, "department_id")
     async with request.app[keys.db].begin() as session:
-        contacts = await escalation.list_contacts(
-            session, staff=staff, department_id=int(raw) if raw is not None else None
-        )
+        contacts = await escalation.list_contacts(session, staff=staff, department_id=department_id)
     return _json([c.model_dump(mode="json") for c in contacts])
 
 

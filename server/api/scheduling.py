@@ -53,6 +53,7 @@ from server.http.common import read_body as _body
 from server.http.openapi import documented
 from server.kernel.db import utcnow
 from server.kernel.errors import InvalidInput, NotFound
+from server.kernel.ids import parse_id
 from server.org import service as org
 from server.org.models import Resource, Staff
 from server.sessions import service as sessions
@@ -80,7 +81,7 @@ def _owner(request: web.Request) -> str:
     if owner == loader.DEFAULT_OWNER:
         return owner
     kind, _, ident = owner.partition(":")
-    if kind not in ("staff", "resource") or not ident.isdigit():
+    if kind not in ("staff", "resource") or parse_id(ident) is None:
         raise InvalidInput("owner must be staff:<id>, resource:<id> or default", field="owner")
     return owner
 

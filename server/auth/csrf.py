@@ -60,5 +60,5 @@ def matches(secret: bytes, cookie: str | None, submitted: str | None, *, now: da
     return (
         well_formed(secret, cookie, now=now, accept_legacy=True)
         and submitted is not None
-        and hmac.compare_digest(cookie or "", submitted)
+        and hmac.compare_digest((cookie or "").encode(), submitted.encode())
     )

@@ -13,7 +13,7 @@ from server.audit.service import record
 from server.auth.models import WebSession
 from server.auth.passwords import verify_password
 from server.auth.permissions import StaffIdentity
-from server.kernel.errors import AccountLocked, InvalidCredentials
+from server.kernel.errors import InvalidCredentials
 from server.org.models import Staff
 
 #: last_seen_at is rewritten at most this often (every request would be a write).
@@ -41,26 +41,17 @@ async def check_password(
     username: str,
     password: str,
     ip: str,
-    now: datetime,
-    max_failures: int,
-    lockout: timedelta,
 ) -> Staff:
-    """The first factor. Failures count towards the account's lockout.
+    """The first factor. An unknown name and a wrong password take the same path and time (the
+    hash check runs against a dummy hash); throttling repeated failures is the edge's job, per
+    (name, address) pair (server/kernel/throttle.py), never a lock on the account.
 
     Raises:
-        AccountLocked: too many failures; the account stays locked until the lockout ends.
         InvalidCredentials: unknown user or wrong password (one message for both).
     """
     staff = await session.scalar(select(Staff).where(Staff.username == username))
-    if staff is not None and staff.locked_until is not None and staff.locked_until > now:
-        await record(session, actor=f"staff:{staff.id}", action="auth.sign_in_locked", ip=ip)
-        raise AccountLocked("account is locked after repeated failed sign-ins")
     ok = await verify_password(staff.password_hash if staff else None, password)
     if staff is None or not ok or not staff.active:
-        if staff is not None:
-            await count_failure(
-                session, staff=staff, ip=ip, now=now, max_failures=max_failures, lockout=lockout
-            )
         await record(
             session,
             actor="anonymous",
@@ -70,22 +61,6 @@ async def check_password(
         )
         raise InvalidCredentials("wrong username or password")
     return staff
-
-
-async def count_failure(
-    session: AsyncSession,
-    *,
-    staff: Staff,
-    ip: str,
-    now: datetime,
-    max_failures: int,
-    lockout: timedelta,
-) -> None:
-    staff.failed_logins += 1
-    if staff.failed_logins >= max_failures:
-        staff.locked_until = now + lockout
-        staff.failed_logins = 0
-        await record(session, actor=f"staff:{staff.id}", action="auth.locked", ip=ip)
 
 
 async def open_session(
@@ -112,19 +87,9 @@ async def sign_in(
     password: str,
     ip: str,
     now: datetime,
-    max_failures: int,
-    lockout: timedelta,
 ) -> tuple[str, StaffIdentity]:
     """Password-only sign-in (for staff without a second factor)."""
-    staff = await check_password(
-        session,
-        username=username,
-        password=password,
-        ip=ip,
-        now=now,
-        max_failures=max_failures,
-        lockout=lockout,
-    )
+    staff = await check_password(session, username=username, password=password, ip=ip)
     return await open_session(session, staff=staff, ip=ip, now=now)
 
 

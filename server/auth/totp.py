@@ -115,7 +115,7 @@ async def verify_code(
     step = int(now // totp.interval)
     matched = None
     for offset in (0, -1, 1):  # one step of clock drift either way
-        if hmac.compare_digest(totp.at(now + offset * totp.interval), code):
+        if hmac.compare_digest(totp.at(now + offset * totp.interval).encode(), code.encode()):
             matched = step + offset
             break
     if matched is None or (staff.totp_last_step is not None and matched <= staff.totp_last_step):

@@ -27,6 +27,7 @@ from server.cases.validation import (
     normalize_phone,
 )
 from server.kernel.errors import InvalidInput
+from server.kernel.ids import DbId
 
 _IN = ConfigDict(frozen=True, extra="forbid", str_strip_whitespace=True)
 _OUT = ConfigDict(frozen=True)
@@ -285,14 +286,14 @@ class CaseQuery(BaseModel):
     model_config = _IN
     q: str | None = Field(default=None, max_length=100)
     state: CaseState | None = None
-    site_id: int | None = None
-    department_id: int | None = None
+    site_id: DbId | None = None
+    department_id: DbId | None = None
     matter_type: str | None = None
     overdue: bool | None = None
     registered_from: datetime | None = None
     registered_to: datetime | None = None
     limit: int = Field(default=50, ge=1, le=200)
-    before_id: int | None = None
+    before_id: DbId | None = None
 
 
 class CaseListItem(BaseModel):

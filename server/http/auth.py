@@ -33,7 +33,8 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     settings = request.app[keys.settings]
     request[keys.staff] = None
     session_id = request.cookies.get(SESSION_COOKIE)
-    if session_id:
+    # Liveness never touches the database: a browser's cookie must not make it wait there.
+    if session_id and request.path != "/healthz":
         async with request.app[keys.db].begin() as session:
             request[keys.staff] = await load_session(
                 session,

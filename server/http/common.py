@@ -9,6 +9,7 @@ from aiohttp import web
 from pydantic import BaseModel, TypeAdapter
 
 from server.kernel.errors import InvalidInput, NotFound
+from server.kernel.ids import parse_id
 
 M = TypeVar("M", bound=BaseModel)
 _ANY = TypeAdapter(Any)
@@ -33,7 +34,22 @@ async def read_body(
 
 
 def path_int(request: web.Request, name: str) -> int:
-    try:
-        return int(request.match_info[name])
-    except ValueError:
-        raise NotFound(f"no such {name}") from None
+    """The row id in path parameter `name`, for every route (REST and pages). One that cannot
+    name a row (not digits, zero, beyond the 32-bit column) is 404 here, before the database:
+    see server/kernel/ids.py."""
+    value = parse_id(request.match_info[name])
+    if value is None:
+        raise NotFound(f"no such {name.removesuffix('_id')}")
+    return value
+
+
+def query_id(request: web.Request, name: str) -> int | None:
+    """The optional row id in query parameter `name` (absent or empty: None); malformed or out
+    of range is InvalidInput naming the field."""
+    raw = request.query.get(name, "")
+    if not raw:
+        return None
+    value = parse_id(raw)
+    if value is None:
+        raise InvalidInput(f"{name} must be an id", field=name)
+    return value

@@ -18,6 +18,7 @@ if TYPE_CHECKING:
     from server.kernel.notify import Notifier
     from server.kernel.ratelimit import RateLimiter
     from server.kernel.settings import Settings
+    from server.kernel.throttle import SignInThrottle
     from server.queue.service import QueueService
 
 settings: web.AppKey[Settings] = web.AppKey("settings")
@@ -31,6 +32,7 @@ websockets: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("web
 #: The reception queue; its `CallQueue` is in Redis when `redis_url` is set (app.queue_context).
 call_queue: web.AppKey[QueueService] = web.AppKey("call_queue")
 ratelimiter: web.AppKey[RateLimiter] = web.AppKey("ratelimiter")
+signin_throttle: web.AppKey[SignInThrottle] = web.AppKey("signin_throttle")
 background: web.AppKey[set[asyncio.Task[Any]]] = web.AppKey("background")
 #: The job runner (reminders, deadline sweep and notifications); absent without background jobs.
 jobs: web.AppKey[JobRunner] = web.AppKey("jobs")

@@ -16,6 +16,8 @@ from sqlalchemy.ext.asyncio import (
 from sqlalchemy.orm import DeclarativeBase
 from sqlalchemy.types import TypeDecorator
 
+from server.kernel import sqlite_gate
+
 NAMING_CONVENTION = {
     "ix": "ix_%(column_0_label)s",
     "uq": "uq_%(table_name)s_%(column_0_N_name)s",
@@ -50,9 +52,21 @@ class UTCDateTime(TypeDecorator[datetime]):
         return value.astimezone(UTC)
 
 
+#: How long a request may wait for a database connection (and, on SQLite, for its turn at
+#: the write lock) before it answers 503: a bound, so an attack queues nobody for long.
+DB_WAIT_S = 5.0
+#: SQLite's own busy timeout: other processes (the CLI, a backup) and the instant between the
+#: write gate's release and COMMIT; waiters inside the process queue on the gate instead.
+SQLITE_BUSY_TIMEOUT_MS = 5000
+
+
 def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
     if url.startswith("sqlite"):
-        engine = create_async_engine(url, connect_args={"timeout": 30}, **kwargs)
+        kwargs.setdefault("pool_timeout", DB_WAIT_S)
+        engine = create_async_engine(
+            url, connect_args={"timeout": SQLITE_BUSY_TIMEOUT_MS / 1000}, **kwargs
+        )
+        sqlite_gate.install(engine, wait_s=DB_WAIT_S)  # before BEGIN IMMEDIATE below
 
         @event.listens_for(engine.sync_engine, "connect")
         def _sqlite_pragmas(dbapi_conn: Any, _record: Any) -> None:
@@ -61,7 +75,7 @@ def make_engine(url: str, **kwargs: Any) -> AsyncEngine:
             cur = dbapi_conn.cursor()
             cur.execute("PRAGMA foreign_keys=ON")
             cur.execute("PRAGMA journal_mode=WAL")
-            cur.execute("PRAGMA busy_timeout=30000")
+            cur.execute(f"PRAGMA busy_timeout={SQLITE_BUSY_TIMEOUT_MS}")
             cur.close()
 
         @event.listens_for(engine.sync_engine, "begin")

@@ -8,12 +8,14 @@ from typing import Any, ClassVar
 from redis.exceptions import ConnectionError as RedisConnectionError
 from redis.exceptions import TimeoutError as RedisTimeoutError
 from sqlalchemy.exc import InterfaceError, OperationalError
+from sqlalchemy.exc import TimeoutError as PoolTimeout
 
 #: A backing service (the database, Redis) is down or restarting: retryable, not a bug. The
 #: HTTP edge answers 503 `service_unavailable`; signaling sends `room_unavailable`.
 OUTAGE_ERRORS: tuple[type[BaseException], ...] = (
     OperationalError,
     InterfaceError,
+    PoolTimeout,  # no pooled connection within pool_timeout
     RedisConnectionError,
     RedisTimeoutError,
     ConnectionError,
@@ -66,6 +68,13 @@ class AccountLocked(AppError):
     code, http_status, message_zh = "account_locked", 423, "账号已锁定，请稍后再试"
 
 
+class SignInThrottled(AppError):
+    """Too many failed sign-ins for this name from this address: the same answer whether the
+    name exists or not (server/kernel/throttle.py)."""
+
+    code, http_status, message_zh = "sign_in_throttled", 429, "登录失败次数过多，请稍后再试"
+
+
 class InvalidCredentials(AppError):
     code, http_status, message_zh = "invalid_credentials", 401, "用户名或密码错误"
 
@@ -110,3 +119,9 @@ class MediaError(AppError):
 
 class ServiceUnavailable(AppError):
     code, http_status, message_zh = "service_unavailable", 503, "服务暂时不可用，请稍后重试"
+
+
+class DatabaseBusy(ServiceUnavailable):
+    """No database connection (or, on SQLite, no turn at the write lock) within the bound."""
+
+    code = "database_busy"

@@ -21,6 +21,10 @@ class RateLimiter(Protocol):
         """Count one attempt; False when the key is over `limit` in the current window."""
         ...
 
+    async def count(self, key: str, *, window_s: int) -> int:
+        """Attempts counted for `key` in the current window (counts nothing itself)."""
+        ...
+
 
 @dataclass
 class InProcessRateLimiter:
@@ -38,6 +42,10 @@ class InProcessRateLimiter:
             self._windows.clear()  # bounded memory; a flood of keys resets the table
         self._windows[key] = (window, count)
         return count <= limit
+
+    async def count(self, key: str, *, window_s: int) -> int:
+        current_window, count = self._windows.get(key, (-1, 0))
+        return count if current_window == int(self.clock() // window_s) else 0
 
 
 class RedisRateLimiter:
@@ -59,6 +67,11 @@ class RedisRateLimiter:
         if count == 1:
             await self._redis.expire(name, window_s + 1)
         return int(count) <= limit
+
+    async def count(self, key: str, *, window_s: int) -> int:
+        window = int(self._clock() // window_s)
+        raw = await self._redis.get(f"{self._prefix}{key}:{window}")
+        return int(raw) if raw is not None else 0
 
 
 async def check_join_rate(limiter: RateLimiter, ip: str, *, per_min: int) -> None:

@@ -60,13 +60,15 @@ class Settings(BaseModel, frozen=True, extra="forbid"):
 
     # sign-in and sessions (MLPS level 3: lockout and idle timeout)
     session_idle_timeout_s: int = Field(default=1800, ge=60)
+    #: Failures per (username, address) pair before that pair waits; the wait doubles with
+    #: each further failure up to login_lockout_s (server/kernel/throttle.py).
     login_max_failures: int = Field(default=5, ge=1)
     login_lockout_s: int = Field(default=900, ge=1)
     cookie_secure: bool = False
     #: Two-factor sign-in (TOTP) for staff: "optional" lets enrolled staff use it, "required"
     #: makes everyone enrol at their next sign-in (production, MLPS level 3).
     staff_2fa: Literal["off", "optional", "required"] = "optional"
-    #: Sign-in attempts per client address per minute (on top of the per-account lockout).
+    #: Failed sign-in attempts per client address per minute (successes do not count).
     login_rate_per_min: int = Field(default=20, ge=1)
     #: Join-link redemptions per client address per minute, shared by all nodes through Redis:
     #: opening a join page (`/join/{token}`) and joining a room with a token on the signaling

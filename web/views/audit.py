@@ -12,6 +12,7 @@ from server.auth.permissions import Action
 from server.http import keys
 from server.http.auth import client_ip, protected, signed_in_staff
 from server.kernel.errors import InvalidInput
+from server.kernel.ids import parse_id
 from web.render import page
 
 PAGE_SIZE = 100
@@ -20,10 +21,9 @@ EXPORT_LIMIT = 100_000
 
 def _filters(request: web.Request) -> tuple[str, str, int | None]:
     before = request.query.get("before")
-    try:
-        before_id = int(before) if before else None
-    except ValueError:
-        raise InvalidInput("before must be an entry id") from None
+    before_id = parse_id(before) if before else None
+    if before and before_id is None:
+        raise InvalidInput("before must be an entry id")
     return request.query.get("action", "")[:60], request.query.get("actor", "")[:80], before_id
 
 

@@ -3,14 +3,14 @@
 from __future__ import annotations
 
 import time
-from datetime import timedelta
 
 import segno
 from aiohttp import web
 
+from server.audit.service import record
 from server.auth import totp
 from server.auth.permissions import Action
-from server.auth.service import check_password, count_failure, open_session, sign_out
+from server.auth.service import check_password, open_session, sign_out
 from server.auth.totp import Pending
 from server.http import keys
 from server.http.auth import (
@@ -22,7 +22,12 @@ from server.http.auth import (
     signed_in_staff,
 )
 from server.kernel.db import utcnow
-from server.kernel.errors import AccountLocked, AppError, InvalidCredentials, RateLimited
+from server.kernel.errors import (
+    AppError,
+    InvalidCredentials,
+    RateLimited,
+    SignInThrottled,
+)
 from server.org.models import Staff
 from web.i18n import _
 from web.render import page
@@ -53,24 +58,29 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     password = str(form.get("password", ""))[:256]
     next_url = _safe_next(str(form.get("next", "/")))
     settings = request.app[keys.settings]
-    if not await request.app[keys.ratelimiter].hit(
-        f"login:{client_ip(request)}", limit=settings.login_rate_per_min, window_s=60
-    ):
-        raise RateLimited("too many sign-in attempts from this address")
-    failure: InvalidCredentials | AccountLocked | None = None
+    ip = client_ip(request)
+    limiter, throttle = request.app[keys.ratelimiter], request.app[keys.signin_throttle]
+    # Only failures count towards the address's limit: a busy window PC signs in all day.
+    if await limiter.count(f"login-failed:{ip}", window_s=60) >= settings.login_rate_per_min:
+        raise RateLimited("too many failed sign-ins from this address")
+    if await throttle.wait_s(username, ip) > 0:
+        # The same answer for a name that exists and one that does not; nothing is checked.
+        async with request.app[keys.db].begin() as session:
+            await record(
+                session,
+                actor="anonymous",
+                action="auth.sign_in_throttled",
+                ip=ip,
+                detail={"username": username},
+            )
+        throttled = SignInThrottled("too many failed sign-ins for this name from this address")
+        return _login_failed(request, throttled, username, next_url)
+    failure: InvalidCredentials | None = None
     session_id = ""
     pending: Pending | None = None
     async with request.app[keys.db].begin() as session:
         try:
-            staff = await check_password(
-                session,
-                username=username,
-                password=password,
-                ip=client_ip(request),
-                now=utcnow(),
-                max_failures=settings.login_max_failures,
-                lockout=timedelta(seconds=settings.login_lockout_s),
-            )
+            staff = await check_password(session, username=username, password=password, ip=ip)
             if settings.staff_2fa == "off" or (
                 settings.staff_2fa == "optional" and staff.totp_secret_enc is None
             ):
@@ -81,21 +91,30 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
                 pending = Pending(staff_id=staff.id, enrol_secret=None)
             else:  # required and not yet enrolled: enrol now
                 pending = Pending(staff_id=staff.id, enrol_secret=totp.new_secret())
-        except (InvalidCredentials, AccountLocked) as e:
-            # Caught inside the transaction: the failure counter and audit entries commit.
+        except InvalidCredentials as e:
+            # Caught inside the transaction: the audit entry commits.
             failure = e
     if failure is not None:
-        return page(
-            request,
-            "login.html",
-            {"error": _(request, failure.message_zh), "username": username, "next": next_url},
-            status=failure.http_status,
-        )
+        await limiter.hit(f"login-failed:{ip}", limit=settings.login_rate_per_min, window_s=60)
+        await throttle.failed(username, ip)
+        return _login_failed(request, failure, username, next_url)
+    await throttle.succeeded(username, ip)
     if pending is not None:
         return _to_second_step(request, pending, next_url)
     response = web.HTTPSeeOther(next_url)
     set_cookie(request, response, SESSION_COOKIE, session_id)
     raise response
+
+
+def _login_failed(
+    request: web.Request, failure: AppError, username: str, next_url: str
+) -> web.Response:
+    return page(
+        request,
+        "login.html",
+        {"error": _(request, failure.message_zh), "username": username, "next": next_url},
+        status=failure.http_status,
+    )
 
 
 def _to_second_step(request: web.Request, pending: Pending, next_url: str) -> web.StreamResponse:
@@ -156,6 +175,7 @@ async def second_factor_submit(request: web.Request) -> web.StreamResponse:
     ):
         raise RateLimited("too many codes tried")
     failure: AppError | None = None
+    failed_name: str | None = None
     session_id = ""
     async with request.app[keys.db].begin() as session:
         try:
@@ -173,17 +193,11 @@ async def second_factor_submit(request: web.Request) -> web.StreamResponse:
             )
         except totp.InvalidCode as e:
             failed = await session.get(Staff, pending.staff_id)
-            if failed is not None:
-                await count_failure(
-                    session,
-                    staff=failed,
-                    ip=client_ip(request),
-                    now=utcnow(),
-                    max_failures=settings.login_max_failures,
-                    lockout=timedelta(seconds=settings.login_lockout_s),
-                )
+            failed_name = failed.username if failed is not None else None
             failure = e
     if failure is not None:
+        if failed_name is not None:  # a wrong code slows this name at this address down too
+            await request.app[keys.signin_throttle].failed(failed_name, client_ip(request))
         return await _second_factor_page(
             request, pending, error=_(request, failure.message_zh), status=failure.http_status
         )

@@ -15,6 +15,7 @@ from server.auth.permissions import Action
 from server.cases.catalogue import active_matter_types
 from server.http import keys
 from server.http.auth import protected, signed_in_staff
+from server.http.common import path_int
 from server.kernel.errors import PermissionDenied
 from server.org.models import Site
 from server.queue import STATE_LABELS, CallEntry, CallNotWaiting, QueueService
@@ -144,7 +145,7 @@ async def _own_entry(request: web.Request, *, polled: bool = False) -> CallEntry
     (which keeps a waiting call from expiring)."""
     agent = signed_in_staff(request)
     queue = queue_of(request)
-    entry_id = int(request.match_info["entry_id"])  # the route admits digits only
+    entry_id = path_int(request, "entry_id")
     entry = await (queue.status(entry_id) if polled else queue.get(entry_id))
     if entry.agent_id != agent.staff_id:
         raise PermissionDenied("this call was placed by another agent")

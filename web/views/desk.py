@@ -13,8 +13,10 @@ from server.cases.lifecycle import transition
 from server.cases.schemas import TransitionRequest
 from server.http import keys
 from server.http.auth import client_ip, protected, signed_in_staff
+from server.http.common import path_int
 from server.kernel.db import utcnow
 from server.kernel.errors import AppError, NotFound, PermissionDenied
+from server.kernel.ids import parse_id
 from server.org.models import Role, Staff, StaffRole
 from server.queue import STATE_LABELS, CallEntry, CallState, CallTaken
 from web.i18n import _
@@ -68,10 +70,10 @@ async def queue_json(request: web.Request) -> web.Response:
 @protected(Action.queue_answer)
 async def accept(request: web.Request) -> web.StreamResponse:
     staff = signed_in_staff(request)
-    entry_id = int(request.match_info["entry_id"])
+    entry_id = path_int(request, "entry_id")
     form = await request.post()
     case_id_raw = str(form.get("case_id", "")).strip()
-    case_id = int(case_id_raw) if case_id_raw.isdigit() else None
+    case_id = parse_id(case_id_raw)
     queue = queue_of(request)
     try:
         async with request.app[keys.db].begin() as session:
@@ -85,7 +87,7 @@ async def accept(request: web.Request) -> web.StreamResponse:
 
 
 async def _entry_for(request: web.Request, staff: StaffIdentity) -> CallEntry:
-    entry = await queue_of(request).get(int(request.match_info["entry_id"]))
+    entry = await queue_of(request).get(path_int(request, "entry_id"))
     if staff.staff_id not in (entry.accepted_by_id, entry.assigned_to_id, *entry.invited_ids):
         raise PermissionDenied("this call is handled by another officer")
     return entry

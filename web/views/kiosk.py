@@ -24,6 +24,7 @@ from server.http import keys
 from server.http.auth import client_ip, public
 from server.kernel.db import utcnow
 from server.kernel.errors import KioskRateLimited, NotFound
+from server.kernel.ids import parse_id
 from server.kernel.signing import Legacy, SignatureInvalid, Signer
 from server.org.service import site_or_district
 from web.labels import CASE_STATE_PUBLIC_LABELS
@@ -74,14 +75,15 @@ LEGACY_FOLLOW_UNTIL = datetime(2027, 12, 3, tzinfo=UTC)
 def _legacy_follow(secret: bytes) -> Legacy:
     def verify(token: str, now: datetime) -> dict[str, Any]:
         case_part, _, mac = token.partition(".")
-        if not case_part.isdigit():
+        case_id = parse_id(case_part)
+        if case_id is None:
             raise SignatureInvalid("not a follow link")
         good = hmac.new(secret, f"onedoor-follow:{case_part}".encode(), hashlib.sha256)
         if not hmac.compare_digest(
             base64.urlsafe_b64encode(good.digest()[:12]).decode().rstrip("="), mac
         ):
             raise SignatureInvalid("follow link signature does not match")
-        return {"c": int(case_part)}
+        return {"c": case_id}
 
     return Legacy(until=LEGACY_FOLLOW_UNTIL, verify=verify)
 
@@ -100,7 +102,7 @@ def check_follow_token(secret: bytes, token: str, *, now: datetime) -> int:
 
 async def _site_id(request: web.Request, raw: str) -> int:
     async with request.app[keys.db].begin() as session:
-        return await site_or_district(session, site_id=int(raw) if raw.isdigit() else None)
+        return await site_or_district(session, site_id=parse_id(raw))
 
 
 async def _form(

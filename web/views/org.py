@@ -7,7 +7,7 @@ from aiohttp import web
 from server.auth.permissions import Action
 from server.http import keys
 from server.http.auth import protected
-from server.kernel.errors import NotFound
+from server.http.common import path_int
 from server.org.service import site_detail, site_tree
 from web.labels import ROLE_LABELS
 from web.render import page
@@ -31,10 +31,7 @@ async def org_tree(request: web.Request) -> web.Response:
 
 @protected(Action.org_view)
 async def org_site(request: web.Request) -> web.Response:
-    try:
-        site_id = int(request.match_info["site_id"])
-    except ValueError:
-        raise NotFound("no such site") from None
+    site_id = path_int(request, "site_id")
     async with request.app[keys.db].begin() as session:
         detail = await site_detail(session, site_id=site_id)
     return page(

@@ -17,9 +17,11 @@ from scheduling.schemas import BookingRequest, SlotQuery
 from server.auth.permissions import Action
 from server.http import keys
 from server.http.auth import protected, signed_in_staff
+from server.http.common import path_int
 from server.kernel import clock
 from server.kernel.db import utcnow
 from server.kernel.errors import AppError, InvalidInput, NotFound
+from server.kernel.ids import parse_id
 from server.org import service as org
 from server.org.schemas import ResourceType
 from web.labels import SESSION_STATE_LABELS
@@ -79,7 +81,8 @@ async def week_calendar(request: web.Request) -> web.Response:
     staff = signed_in_staff(request)
     owner = request.query.get("owner") or f"staff:{staff.staff_id}"
     kind, _, ident = owner.partition(":")
-    if kind not in ("staff", "resource") or not ident.isdigit():
+    owner_id = parse_id(ident)
+    if kind not in ("staff", "resource") or owner_id is None:
         raise InvalidInput("owner must be staff:<id> or resource:<id>")
     zone = _zone(request)
     today = clock.local_date(utcnow(), zone)
@@ -90,9 +93,9 @@ async def week_calendar(request: web.Request) -> web.Response:
     now = utcnow()
     async with request.app[keys.db].begin() as session:
         label = (
-            await org.staff_name(session, staff_id=int(ident))
+            await org.staff_name(session, staff_id=owner_id)
             if kind == "staff"
-            else await org.resource_name(session, resource_id=int(ident))
+            else await org.resource_name(session, resource_id=owner_id)
         )
         if label is None:
             raise NotFound(f"no {owner}")
@@ -142,10 +145,7 @@ async def week_calendar(request: web.Request) -> web.Response:
 @protected(Action.schedule_view)
 async def site_day(request: web.Request) -> web.Response:
     """One day of every resource at a site."""
-    try:
-        site_id = int(request.match_info["site_id"])
-    except ValueError:
-        raise NotFound("no such site") from None
+    site_id = path_int(request, "site_id")
     zone = _zone(request)
     day = _day(request, "day", clock.local_date(utcnow(), zone))
     start = datetime.combine(day, time(0), tzinfo=zone)
@@ -301,10 +301,7 @@ async def book_form(request: web.Request) -> web.Response:
 
 @protected(Action.schedule_view)
 async def session_page(request: web.Request) -> web.Response:
-    try:
-        session_id = int(request.match_info["session_id"])
-    except ValueError:
-        raise NotFound("no such session") from None
+    session_id = path_int(request, "session_id")
     async with request.app[keys.db].begin() as session:
         record = await service.session_record(session, session_id=session_id)
     return page(
