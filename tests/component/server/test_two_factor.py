@@ -51,8 +51,9 @@ async def test_enrol_then_sign_in_with_codes(client_2fa: Client) -> None:
 
     wrong = await client_2fa.post("/login/2fa", data={"code": "000000", "_csrf": token})
     assert wrong.status == 401 and "动态验证码错误" in await wrong.text()
+    first = totp.now()
     ok = await client_2fa.post(
-        "/login/2fa", data={"code": totp.now(), "_csrf": token}, allow_redirects=False
+        "/login/2fa", data={"code": first, "_csrf": token}, allow_redirects=False
     )
     assert ok.status == 303
     assert (await _me(client_2fa))["username"] == "mediator01"
@@ -62,7 +63,9 @@ async def test_enrol_then_sign_in_with_codes(client_2fa: Client) -> None:
     token = await _password_step(client_2fa)
     page = await (await client_2fa.get("/login/2fa")).text()
     assert "totp-secret" not in page  # no new secret shown once enrolled
-    replay = await client_2fa.post("/login/2fa", data={"code": totp.now(), "_csrf": token})
+    # The code used above, not totp.now(): a 30 s window may have turned since (the test was
+    # flaky at window boundaries, when now() is already a fresh, valid code).
+    replay = await client_2fa.post("/login/2fa", data={"code": first, "_csrf": token})
     assert replay.status == 401
     assert (await _me(client_2fa))["signed_in"] is False
     later = totp.at(time.time() + 30)
