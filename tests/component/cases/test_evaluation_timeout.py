@@ -27,20 +27,13 @@ from server.cases.schemas import EvaluationSubmit
 from server.cases.service import ReplyNotice
 from server.crypto import PiiCipher
 from server.settings import Settings
+from tests.fakes import FakeClock, RecordingNotifier
 
 from .conftest import NOW
-from .test_deadlines_and_evaluation import RecordingNotifier, handling_case
+from .test_deadlines_and_evaluation import handling_case
 from .test_lifecycle import SECRET, fire
 
 VOTE = EvaluationSubmit(staff_rating="satisfied", dept_rating="fair")
-
-
-class FakeClock:
-    def __init__(self, now: datetime) -> None:
-        self.current = now
-
-    def now(self) -> datetime:
-        return self.current
 
 
 async def sweep(db: async_sessionmaker[AsyncSession], clock: FakeClock) -> dls.SweepReport:
