@@ -12,8 +12,16 @@ import av
 import pytest
 
 from media.interfaces import RecordingFile, RecordingStopped
-from media.sfu import SfuMediaNode
-from tests.media.rtc_clients import CodecCalls, EventPump, TestClient, receive_event, wait_until
+from media.sfu import SfuMediaNode, TrackForwarder
+from tests.media.rtc_clients import (
+    CodecCalls,
+    EventPump,
+    PatternVideoTrack,
+    TestClient,
+    ToneAudioTrack,
+    receive_event,
+    wait_until,
+)
 
 pytestmark = pytest.mark.media
 
@@ -39,7 +47,9 @@ def _packets(report: Any, stats_type: str, field: str) -> int:
 
 async def _settled(node: SfuMediaNode, room_id: str, clients: list[TestClient]) -> bool:
     """Every source is held at its gate and the node received every RTP packet it sent."""
-    forwarders = {(f.publisher_id, f.kind): f for f in node._rooms[room_id].forwarders()}
+    forwarders: dict[tuple[str, str], TrackForwarder] = {
+        (f.publisher_id, f.kind): f for f in node._rooms[room_id].forwarders()
+    }
     for client in clients:
         for track in (client.video, client.audio):
             assert track is not None
@@ -73,10 +83,13 @@ async def test_three_party_recording_yields_playable_webm_with_matching_hashes(
         await wait_until(lambda c=client: len(c.publishers("video", 3)) == 2, 15, "video")
     videos = [c.video for c in clients if c.video is not None]
     audios = [c.audio for c in clients if c.audio is not None]
-    for track in (*videos, *audios):
+    sources: list[PatternVideoTrack | ToneAudioTrack] = [*videos, *audios]
+    for track in sources:
         track.gate.hold()
     await settle(node, "rec", clients, "the frames sent before recording")
-    forwarders = {(f.publisher_id, f.kind): f for f in node._rooms["rec"].forwarders()}
+    forwarders: dict[tuple[str, str], TrackForwarder] = {
+        (f.publisher_id, f.kind): f for f in node._rooms["rec"].forwarders()
+    }
     calls = CodecCalls()
     started = time.time()
     with calls.installed():
