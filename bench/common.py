@@ -13,6 +13,7 @@ import statistics
 import sys
 import threading
 import time
+import traceback
 from collections.abc import Callable
 from dataclasses import dataclass
 from pathlib import Path
@@ -130,6 +131,15 @@ def _kill_children() -> None:
             child.send_signal(signal.SIGKILL)
 
 
+def _where(exc: BaseException) -> str:
+    """` (in bench/x.py:N f)`: the innermost frame of ours, so a JSON says which step failed."""
+    frames = [f for f in traceback.extract_tb(exc.__traceback__) if "/bench/" in f.filename]
+    if not frames:
+        return ""
+    f = frames[-1]
+    return f" (in bench/{Path(f.filename).name}:{f.lineno} {f.name})"
+
+
 async def _bounded(
     name: str, module: ModuleType, scale: float, limit_s: float, **kwargs: Any
 ) -> dict[str, Any]:
@@ -144,11 +154,11 @@ async def _bounded(
     except TimeoutError as exc:
         if deadline.expired():
             reason = f"TimeoutError: no result within the benchmark's bound of {limit_s:.0f} s"
-        else:  # a step of the benchmark timed out (joining a room, say)
-            reason = f"TimeoutError: {exc or 'a step timed out'}"
+        else:  # a step of the benchmark timed out (joining a room, say): say where
+            reason = f"TimeoutError: {str(exc) or 'a step timed out'}{_where(exc)}"
         result = {"bench": name, "error": reason}
     except Exception as exc:  # one failure must end with the JSON saying what failed
-        reason = f"{type(exc).__name__}: {exc}"
+        reason = f"{type(exc).__name__}: {exc}{_where(exc)}"
         result = {"bench": name, "error": reason}
     result["checks"] = complete_checks(list(result.get("checks", [])), declared, reason)
     result.setdefault("load", {})

@@ -27,7 +27,7 @@ CHECKS = (
     "api_fuzz_server_errors",
     "api_fuzz_generated",
 )
-TIMEOUT = (180.0, 3600.0)  # overall bound in s: fixed + per unit of scale
+TIMEOUT = (600.0, 3600.0)  # overall bound in s: fixed + per unit of scale
 
 
 def schemathesis(

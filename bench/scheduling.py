@@ -32,7 +32,7 @@ CHECKS = (
     "overlapping_claims",
     "unexpected_errors",
 )
-TIMEOUT = (180.0, 1800.0)  # overall bound in s: fixed + per unit of scale
+TIMEOUT = (300.0, 1800.0)  # overall bound in s: fixed + per unit of scale
 
 
 def _psql(sql: str, db: str = "postgres") -> None:

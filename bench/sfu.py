@@ -48,7 +48,7 @@ CHECKS = (
     "room8_server_cores",
     "room8_frames_delivered",
 )
-TIMEOUT = (240.0, 900.0)  # overall bound in s: fixed + per unit of scale
+TIMEOUT = (600.0, 900.0)  # overall bound in s: fixed + per unit of scale
 WIDTH, HEIGHT = 640, 480
 BITRATE_BPS = 500_000
 CLIP_FRAMES = 60  # one keyframe every 4 s when the clip loops
@@ -324,8 +324,8 @@ async def run(scale: float = 1.0) -> dict[str, Any]:
     clip = await asyncio.to_thread(encode_clip)
     audio = await asyncio.to_thread(media_clip.encode_opus)
     results = []
-    # a smoke run: the fewest rooms that still give every check (two sizes per fit, room 8)
-    for size in (2, 8) if smoke(scale) else (2, 4, 8):
+    # a smoke run: the fewest rooms that still give every check (two sizes per fit, 4 and 8)
+    for size in (4, 8) if smoke(scale) else (2, 4, 8):
         results.append(await measure_room("passthrough", size, window_s, clip, audio))
     for size in (2, 4):  # re-encoding 8 rooms saturates 2 cores: not measured
         results.append(await measure_room("reencode", size, window_s, clip, audio))

@@ -54,7 +54,7 @@ CHECKS = (
     "janus_room8_video_forwarded",
     "onedoor_room8_video_forwarded",
 )
-TIMEOUT = (240.0, 600.0)  # overall bound in s: fixed + per unit of scale
+TIMEOUT = (600.0, 600.0)  # overall bound in s: fixed + per unit of scale
 ADDRESS = "10.99.0.1"
 PREFIX = 24
 INNER_ENV = "ONEDOOR_SFU_PEER_NS"
@@ -697,12 +697,18 @@ async def run(scale: float = 1.0) -> dict[str, Any]:
             cwd=str(ROOT),
             env=env,
         )
+        inner_limit_s = 300 + 160 * scale  # set-up is slow on a loaded machine
         try:
-            async with asyncio.timeout(60 + 160 * max(scale, 0.25)):
+            async with asyncio.timeout(inner_limit_s):
                 rc = await process.wait()
-        except TimeoutError:
-            process.kill()
+        except BaseException as exc:  # the deadline, or the benchmark's own bound cancelling
+            with contextlib.suppress(ProcessLookupError):
+                process.kill()
             await process.wait()
+            if isinstance(exc, TimeoutError):
+                raise TimeoutError(
+                    f"measurement in the namespace ran over {inner_limit_s:.0f} s"
+                ) from exc
             raise
         inner = _read_inner(out, rc)
     finally:

@@ -30,7 +30,7 @@ ROOT = Path(__file__).resolve().parents[2]
 SCALE = SMOKE_BELOW / 10
 PARALLEL = 3  # benchmarks at once: most of a smoke run waits on servers starting and windows
 LONGEST_FIRST = ("join", "signaling", "soak", "fuzz", "sfu", "sfu-peer", "scheduling", "cases")
-RUN_TIMEOUT_S = 420  # a backstop only: each benchmark bounds itself (bench.common)
+RUN_TIMEOUT_S = 900  # a backstop only: each benchmark bounds itself (bench.common)
 #: Checks that may report themselves skipped, and when (what CI lacks).
 MAY_SKIP = {
     "onedoor_over_janus_cpu_per_stream": shutil.which("janus") is None,
@@ -57,6 +57,7 @@ def run_bench(bench: str, plots: Path) -> tuple[int, str, str]:
         timeout=RUN_TIMEOUT_S,
         check=False,
     )
+    (plots / f"{bench}.stderr").write_text(done.stderr)  # kept with pytest's tmp dirs
     return done.returncode, done.stdout, done.stderr
 
 
