@@ -28,8 +28,8 @@ pytestmark = [pytest.mark.integration, pytest.mark.media]
 
 ROOT = Path(__file__).resolve().parents[2]
 SCALE = SMOKE_BELOW / 10
-PARALLEL = 3  # benchmarks at once: most of a smoke run waits on servers starting and windows
-LONGEST_FIRST = ("join", "signaling", "soak", "fuzz", "sfu", "sfu-peer", "scheduling", "cases")
+PARALLEL = 4  # benchmarks at once: most of a smoke run waits on servers starting and windows
+LONGEST_FIRST = ("fuzz", "signaling", "join", "sfu", "sfu-peer", "recording", "soak", "scheduling")
 RUN_TIMEOUT_S = 900  # a backstop only: each benchmark bounds itself (bench.common)
 #: Checks that may report themselves skipped, and when (what CI lacks).
 MAY_SKIP = {
