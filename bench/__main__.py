@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import argparse
-import asyncio
 import importlib
 import json
 import platform
@@ -11,6 +10,8 @@ import sys
 import time
 from pathlib import Path
 from typing import Any
+
+from bench.common import run_benchmark
 
 ORDER = ["signaling", "sfu", "sfu_peer", "recording", "join", "cases", "scheduling", "hostile"]
 RESULTS = Path(__file__).parent / "results"
@@ -43,22 +44,22 @@ def main() -> int:
             summary["benches"][name] = {"error": str(e)}
             failed = True
             continue
-        started = time.monotonic()
-        try:
-            result = asyncio.run(module.run(scale=args.scale))
-        except Exception as e:  # one broken benchmark must not hide the others' figures
-            print(f"{name}: FAILED ({type(e).__name__}: {e})")
-            summary["benches"][name] = {"error": f"{type(e).__name__}: {e}"}
-            failed = True
-            continue
-        result["elapsed_s"] = round(time.monotonic() - started, 1)
+        out = RESULTS / f"{name}.json"
+        result = run_benchmark(
+            name,
+            module,
+            args.scale,
+            lambda r, out=out: out.write_text(json.dumps(r, ensure_ascii=False, indent=2)),
+        )
         summary["benches"][name] = result
-        (RESULTS / f"{name}.json").write_text(json.dumps(result, ensure_ascii=False, indent=2))
+        if "error" in result:
+            print(f"{name}: FAILED ({result['error']})")
+            failed = True
         for check in result.get("checks", []):
             mark = "PASS" if check["pass"] else "FAIL"
             failed |= not check["pass"]
             print(
-                f"{name:12s} {check['name']:45s} {check['value']!s:>12} {check['unit']:8s} "
+                f"{name:12s} {check['name']:45s} {check['value']!s:>12} {check['unit']!s:8s} "
                 f"goal {check['goal']}  {mark}"
             )
     (RESULTS / "latest.json").write_text(json.dumps(summary, ensure_ascii=False, indent=2))

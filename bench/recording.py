@@ -14,7 +14,6 @@ from __future__ import annotations
 
 import argparse
 import asyncio
-import contextlib
 import json
 import tempfile
 import time
@@ -24,6 +23,7 @@ from typing import Any
 from aiortc import MediaStreamTrack
 from aiortc.contrib.media import MediaRecorder
 
+from bench.common import smoke
 from bench.sfu import LoadClient, encode_clip
 from media import adapter
 from media.forwarding import TrackForwarder
@@ -32,6 +32,12 @@ from media.sfu import SfuMediaNode
 from media.workers import WorkerPoolMediaNode
 
 PUBLISHERS = 4
+#: Every check this benchmark reports (bench.common marks one it could not measure).
+CHECKS = (
+    "recorder_over_passthrough_cpu_per_stream",
+    "passthrough_cores_per_stream",
+)
+TIMEOUT = (300.0, 300.0)  # overall bound in s: fixed + per unit of scale
 
 
 class MediaRecorderNode(SfuMediaNode):
@@ -59,7 +65,7 @@ class MediaRecorderNode(SfuMediaNode):
         return ()
 
 
-async def measure(mode: str, window_s: float, clip: list[bytes]) -> float:
+async def measure(mode: str, window_s: float, clip: list[bytes], settle_s: float = 2.0) -> float:
     node_class = (
         "bench.recording:MediaRecorderNode" if mode == "mediarecorder" else "media.sfu:SfuMediaNode"
     )
@@ -69,7 +75,8 @@ async def measure(mode: str, window_s: float, clip: list[bytes]) -> float:
     async with WorkerPoolMediaNode(
         workers=1, host_addresses=["127.0.0.1"], node_class=node_class
     ) as pool:
-        clients = [LoadClient(pool, "rec", f"p{i}", clip) for i in range(PUBLISHERS)]
+        # video only (audio=None): the recorded streams are the clip's VP8
+        clients = [LoadClient(pool, "rec", f"p{i}", clip, None) for i in range(PUBLISHERS)]
 
         offers: set[asyncio.Task[None]] = set()
 
@@ -80,32 +87,37 @@ async def measure(mode: str, window_s: float, clip: list[bytes]) -> float:
                     offers.add(asyncio.create_task(client.on_offer(event.description)))
 
         pump_task = asyncio.create_task(pump())
-        for client in clients:
-            await client.join()
-        await asyncio.sleep(2.0)
-        with tempfile.TemporaryDirectory() as directory:
-            if mode != "baseline":
-                await pool.start_recording(room_id="rec", directory=Path(directory))
-                await asyncio.sleep(1.0)
-            before = await pool.worker_cpu_s()
-            start = time.monotonic()
-            await asyncio.sleep(window_s)
-            cores = (await pool.worker_cpu_s() - before) / (time.monotonic() - start)
-            if mode != "baseline":
-                await pool.stop_recording(room_id="rec")
-        pump_task.cancel()
-        with contextlib.suppress(asyncio.CancelledError):
-            await pump_task
-        for client in clients:
-            await client.pc.close()
+        try:
+            for client in clients:
+                await client.join()
+            await asyncio.sleep(settle_s)
+            with tempfile.TemporaryDirectory() as directory:
+                if mode != "baseline":
+                    await pool.start_recording(room_id="rec", directory=Path(directory))
+                    await asyncio.sleep(settle_s / 2)
+                before = await pool.worker_cpu_s()
+                start = time.monotonic()
+                await asyncio.sleep(window_s)
+                cores = (await pool.worker_cpu_s() - before) / (time.monotonic() - start)
+                if mode != "baseline":
+                    await pool.stop_recording(room_id="rec")
+        finally:  # also when cancelled at the benchmark's deadline
+            pump_task.cancel()
+            for task in offers:
+                task.cancel()
+            await asyncio.gather(pump_task, *offers, return_exceptions=True)
+            for client in clients:
+                await client.pc.close()
     return cores
 
 
 async def run(scale: float = 1.0) -> dict[str, Any]:
-    window_s = max(2.0, 8.0 * scale)
+    window_s = 0.5 if smoke(scale) else max(2.0, 8.0 * scale)
+    settle_s = 1.0 if smoke(scale) else 2.0
     clip = await asyncio.to_thread(encode_clip)
     cores = {
-        m: await measure(m, window_s, clip) for m in ("baseline", "passthrough", "mediarecorder")
+        m: await measure(m, window_s, clip, settle_s)
+        for m in ("baseline", "passthrough", "mediarecorder")
     }
     # Below ~0.001 cores per stream the difference is within the noise of two runs: floor it
     # there so the ratio is conservative rather than infinite.

@@ -20,7 +20,7 @@ from pathlib import Path
 
 ROOT = Path(__file__).resolve().parent.parent
 DEMO_PASSWORD = "demo-pass-2026"
-START_TIMEOUT_S = 30
+START_TIMEOUT_S = 90  # imports the whole service: slow on a loaded machine
 
 
 def free_port() -> int:
@@ -140,4 +140,5 @@ def _serve(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen[b
         except OSError:
             time.sleep(0.1)
     process.kill()
-    raise RuntimeError("onedoor serve did not start")
+    process.wait()
+    raise RuntimeError(f"onedoor serve did not start within {START_TIMEOUT_S} s")

@@ -52,7 +52,7 @@ from typing import Any
 
 import aiohttp
 
-from bench.common import check, percentile, process_cpu_seconds
+from bench.common import check, percentile, process_cpu_seconds, smoke
 from bench.sigclient import MediaParticipant, SigClient, Staff
 
 log = logging.getLogger("bench.soak")
@@ -67,6 +67,20 @@ HOSTS = (
 ERROR_LINE = re.compile(r"\b(ERROR|CRITICAL)\b|Traceback|unhandled", re.IGNORECASE)
 LEAK_WAIT_S = 30.0
 FLOW_TIMEOUT_S = 60.0
+CLOSE_TIMEOUT_S = 30.0
+#: Every check this benchmark reports (bench.common marks one it could not measure).
+CHECKS = (
+    "server_errors",
+    "participants_dropped",
+    "participants_stalled_intervals",
+    "idle_connections_dropped",
+    "server_rss_growth_after_warmup",
+    "server_fds_after_leave_over_baseline",
+    "server_udp_sockets_after_leave",
+    "server_threads_after_leave_over_baseline",
+    "server_tcp_sockets_after_leave_over_baseline",
+)
+TIMEOUT = (600.0, 1200.0)  # overall bound in s: fixed + per unit of scale
 
 
 @dataclass
@@ -83,6 +97,17 @@ class SoakConfig:
 
     @classmethod
     def for_scale(cls, scale: float, duration_s: float | None = None) -> SoakConfig:
+        if smoke(scale):  # the smallest soak that runs every step: 1 room of 2, a few seconds
+            return cls(
+                rooms=1,
+                per_room=2,
+                idle=4,
+                duration_s=duration_s if duration_s is not None else 4.0,
+                warmup_s=1.0,
+                sample_s=1.0,
+                video_fps=5,
+                audio_per_room=2,
+            )
         duration = duration_s if duration_s is not None else max(30.0, 600.0 * scale)
         return cls(
             rooms=max(2, round(20 * scale)),
@@ -230,6 +255,7 @@ async def soak(cfg: SoakConfig, workdir: Path) -> dict[str, Any]:
     pid = server.process.pid
     participants: list[MediaParticipant] = []
     idle: list[SigClient] = []
+    rooms: list[RoomLoad] = []
     samples: list[dict[str, Any]] = []
     timeline: dict[str, float] = {}
     ping_rtts: list[float] = []
@@ -277,7 +303,16 @@ async def soak(cfg: SoakConfig, workdir: Path) -> dict[str, Any]:
                 async with room_sem:
                     await _start_room(room, cfg, http, server.base_url, clip)
 
-            await asyncio.gather(*(room_one(r) for r in rooms))
+            # A room that fails to start (a join timing out on a loaded machine) stops the
+            # others: the benchmark ends with that error instead of going on half set up.
+            starting = [asyncio.create_task(room_one(r)) for r in rooms]
+            try:
+                await asyncio.gather(*starting)
+            except BaseException:
+                for task in starting:
+                    task.cancel()
+                await asyncio.gather(*starting, return_exceptions=True)
+                raise
             participants = [p for r in rooms for p in r.members]
             timeline["rooms_joined_s"] = time.monotonic() - started
             deadline = time.monotonic() + FLOW_TIMEOUT_S
@@ -353,8 +388,15 @@ async def soak(cfg: SoakConfig, workdir: Path) -> dict[str, Any]:
                 await asyncio.sleep(1.0)
             timeline["released_s"] = time.monotonic() - started
     finally:
-        await asyncio.gather(*(p.close(leave=False) for p in participants), return_exceptions=True)
-        await asyncio.gather(*(c.close() for c in idle), return_exceptions=True)
+        # Everyone who got a peer connection, also in rooms that never finished starting: an
+        # unclosed aiortc connection keeps non-daemon threads that stop the process exiting.
+        everyone = [p for r in rooms for p in r.members] or participants
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(CLOSE_TIMEOUT_S):
+                await asyncio.gather(
+                    *(p.close(leave=False) for p in everyone), return_exceptions=True
+                )
+                await asyncio.gather(*(c.close() for c in idle), return_exceptions=True)
         server.stop()
     errors = server_errors(server.log_path)
 

@@ -5,7 +5,6 @@ from __future__ import annotations
 import argparse
 import asyncio
 import getpass
-import json
 import logging
 import os
 import sys
@@ -369,12 +368,17 @@ def cmd_bench(args: argparse.Namespace) -> int:
     except ModuleNotFoundError as e:
         print(f"onedoor: benchmark {args.name!r} is not available ({e})", file=sys.stderr)
         return 2
-    result = asyncio.run(module.run(scale=args.scale))
-    if args.json:
-        print(json.dumps(result, ensure_ascii=False))
-    else:
-        print(json.dumps(result, ensure_ascii=False, indent=2))
-    return 0 if all(c.get("pass") for c in result.get("checks", [])) else 1
+    common = importlib.import_module("bench.common")
+    # Bounded: ends within the benchmark's timeout (or --timeout) and always prints its JSON,
+    # with an `error` and the checks it could not measure marked failed.
+    result = common.run_benchmark(
+        args.name,
+        module,
+        args.scale,
+        lambda r: common.print_json(r, indent=None if args.json else 2),
+        limit_s=args.timeout,
+    )
+    return 0 if common.passed(result) else 1
 
 
 def build_parser() -> argparse.ArgumentParser:
@@ -433,6 +437,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("name", choices=BENCHES)
     p.add_argument("--json", action="store_true", help="print one JSON object")
     p.add_argument("--scale", type=float, default=1.0)
+    p.add_argument(
+        "--timeout", type=float, help="overall bound in seconds (default: the benchmark's own)"
+    )
     p.set_defaults(func=cmd_bench)
     return parser
 

@@ -37,6 +37,40 @@ AUDIO_RATE = 48000
 AUDIO_SAMPLES = 960
 
 
+class FrameGate:
+    """Lets a source track make frames only while allowed, so a test knows exactly which frames
+    its peer sent. Open (unlimited) until `hold()`; then `allow(n)` lets n more frames through.
+    `idle` means the track's sender is blocked asking for a frame: everything it was given
+    before has been encoded and sent (aiortc's sender asks for the next frame only then)."""
+
+    def __init__(self) -> None:
+        self._allowed: int | None = None  # None: open
+        self._changed = asyncio.Event()
+        self.waiting = False
+        self.passed = 0
+
+    def hold(self) -> None:
+        self._allowed = 0
+
+    def allow(self, frames: int) -> None:
+        self._allowed = (self._allowed or 0) + frames
+        self._changed.set()
+
+    @property
+    def idle(self) -> bool:
+        return self.waiting and self._allowed == 0
+
+    async def wait(self) -> None:
+        while self._allowed is not None and self._allowed <= 0:
+            self.waiting = True
+            self._changed.clear()
+            await self._changed.wait()
+        self.waiting = False
+        if self._allowed is not None:
+            self._allowed -= 1
+        self.passed += 1
+
+
 class PatternVideoTrack(VideoStreamTrack):
     """Moving gradient, 320x240 at 30 fps (aiortc's VideoStreamTrack pacing)."""
 
@@ -46,8 +80,10 @@ class PatternVideoTrack(VideoStreamTrack):
         self._base = np.tile(x, (height, 1))
         self._n = 0
         self.frames = 0
+        self.gate = FrameGate()
 
     async def recv(self) -> av.VideoFrame:
+        await self.gate.wait()
         pts, time_base = await self.next_timestamp()
         self._n += 1
         plane = ((self._base + self._n * 4) % 256).astype(np.uint8)
@@ -69,8 +105,10 @@ class ToneAudioTrack(MediaStreamTrack):
         self.amplitude = amplitude
         self._pts = 0
         self._start: float | None = None
+        self.gate = FrameGate()
 
     async def recv(self) -> av.AudioFrame:
+        await self.gate.wait()
         if self._start is None:
             self._start = time.monotonic()
         wait = self._start + self._pts / AUDIO_RATE - time.monotonic()

@@ -3,7 +3,6 @@
 from __future__ import annotations
 
 import asyncio
-from dataclasses import dataclass, field
 from datetime import timedelta
 from zoneinfo import ZoneInfo
 
@@ -26,30 +25,13 @@ from server.cases.models import (
 from server.cases.schemas import CaseQuery, EvaluationSubmit, IntakeRequest
 from server.kernel.crypto import PiiCipher
 from server.kernel.errors import PermissionDenied
-from server.kernel.notify import Attachment, NotifyChannel
 from server.org.models import Staff
+from tests.fakes import RecordingNotifier
 
 from .conftest import NOW, centre_id, who
 from .test_lifecycle import SECRET, fire, register
 
 TZ = ZoneInfo("Asia/Shanghai")
-
-
-@dataclass
-class RecordingNotifier:
-    sent: list[tuple[str, str]] = field(default_factory=list)
-
-    async def send(
-        self,
-        *,
-        to: str,
-        channel: NotifyChannel,
-        subject: str,
-        body: str,
-        attachments: list[Attachment] | None = None,
-    ) -> None:
-        await asyncio.sleep(0)
-        self.sent.append((to, subject))
 
 
 async def handling_case(db: async_sessionmaker[AsyncSession], pii: PiiCipher) -> int:
@@ -143,13 +125,13 @@ async def test_sweep_warns_escalates_once_and_is_idempotent(
     late = NOW + timedelta(days=65)  # 4 days late: yellow, red, overdue, levels 1 and 2
     report = await deadline_service.run_deadline_sweep(db, now=late, notifier=notifier)
     assert report.overdue >= 1 and report.escalations >= 2
-    first = list(notifier.sent)
+    first = [(m.to, m.subject) for m in notifier.sent]
     assert ("13900000002", "红色预警：办理期限") in first
     assert any(to == "13900000012" and "第1级" in subject for to, subject in first)
     assert any(to == "13900000099" and "第2级" in subject for to, subject in first)
     again = await deadline_service.run_deadline_sweep(db, now=late, notifier=notifier)
     assert (again.warnings, again.overdue, again.escalations, again.sent) == (0, 0, 0, 0)
-    assert notifier.sent == first
+    assert [(m.to, m.subject) for m in notifier.sent] == first
     async with db() as s:
         dl = await s.scalar(
             select(CaseDeadline).where(

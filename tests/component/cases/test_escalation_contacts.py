@@ -21,9 +21,10 @@ from server.kernel.crypto import PiiCipher
 from server.kernel.errors import InvalidInput, PermissionDenied
 from server.org.models import Role, Staff, StaffRole
 from tests.conftest import signed_in
+from tests.fakes import RecordingNotifier
 
 from .conftest import NOW, dept_id, who
-from .test_deadlines_and_evaluation import RecordingNotifier, handling_case
+from .test_deadlines_and_evaluation import handling_case
 
 
 def test_department_list_then_deployment_list_then_roles() -> None:
@@ -131,10 +132,10 @@ async def test_sweep_sends_each_level_to_its_contact_list(
     report = await deadline_service.run_deadline_sweep(db, now=late, notifier=notifier)
     assert report.escalations == 3
     by_level: dict[str, set[str]] = {}
-    for to, subject in notifier.sent:
+    for message in notifier.sent:
         for level in ("1", "2", "3"):
-            if f"第{level}级" in subject:
-                by_level.setdefault(level, set()).add(to)
+            if f"第{level}级" in message.subject:
+                by_level.setdefault(level, set()).add(message.to)
     assert by_level["1"] == {"13700000001"}  # the department's list, not leader02
     assert by_level["2"] == {"13900000077"}  # the deployment's list, not dleader01
     assert by_level["3"] == role_phones  # no list for level 3: the policy's role

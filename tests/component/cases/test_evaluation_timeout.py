@@ -26,20 +26,13 @@ from server.cases.models import (
 from server.cases.schemas import EvaluationSubmit
 from server.kernel.crypto import PiiCipher
 from server.kernel.settings import Settings
+from tests.fakes import FakeClock, RecordingNotifier
 
 from .conftest import NOW
-from .test_deadlines_and_evaluation import RecordingNotifier, handling_case
+from .test_deadlines_and_evaluation import handling_case
 from .test_lifecycle import SECRET, fire
 
 VOTE = EvaluationSubmit(staff_rating="satisfied", dept_rating="fair")
-
-
-class FakeClock:
-    def __init__(self, now: datetime) -> None:
-        self.current = now
-
-    def now(self) -> datetime:
-        return self.current
 
 
 async def sweep(

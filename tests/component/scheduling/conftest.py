@@ -2,7 +2,7 @@ from __future__ import annotations
 
 import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
+from dataclasses import dataclass
 from datetime import UTC, datetime
 
 import pytest
@@ -11,7 +11,6 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.kernel.crypto import PiiCipher
 from server.kernel.db import make_engine, make_sessionmaker
-from server.kernel.notify import Attachment, NotificationFailed, NotifyChannel
 from server.org.models import Resource, ResourceType, Role, Site, SiteLevel, Staff, StaffRole
 
 #: Monday 2026-12-07 08:00 in Hangzhou.
@@ -29,35 +28,6 @@ async def db(demo_db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]
 @pytest.fixture
 def pii() -> PiiCipher:
     return PiiCipher(secrets.token_bytes(32))
-
-
-@dataclass
-class RecordingNotifier:
-    """Keeps what was sent; `down=True` makes the gateway refuse everything."""
-
-    sent: list[dict[str, object]] = field(default_factory=list)
-    down: bool = False
-
-    async def send(
-        self,
-        *,
-        to: str,
-        channel: NotifyChannel,
-        subject: str,
-        body: str,
-        attachments: list[Attachment] | None = None,
-    ) -> None:
-        if self.down:
-            raise NotificationFailed("gateway unreachable: test")
-        self.sent.append(
-            {
-                "to": to,
-                "channel": channel,
-                "subject": subject,
-                "body": body,
-                "attachments": list(attachments or []),
-            }
-        )
 
 
 @dataclass(frozen=True)

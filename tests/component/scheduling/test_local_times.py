@@ -9,8 +9,9 @@ from icalendar import Calendar
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.kernel.crypto import PiiCipher
-from tests.component.scheduling.conftest import NOW, RecordingNotifier
+from tests.component.scheduling.conftest import NOW
 from tests.component.scheduling.test_reminders import START, _setup, run
+from tests.fakes import RecordingNotifier
 
 Maker = async_sessionmaker[AsyncSession]
 
@@ -22,12 +23,12 @@ async def test_invite_and_reminder_texts_are_in_beijing_time(db: Maker, pii: Pii
     await run(db, pii, notifier, START - timedelta(days=1))
     assert len(notifier.sent) >= 3
     for message in notifier.sent:
-        body = str(message["body"])
+        body = message.body
         assert "2026-12-08 09:00" in body, body
         assert "UTC" not in body and "01:00" not in body, body
-    email = next(m for m in notifier.sent if m["channel"] == "email")
-    attachments = email["attachments"]
-    assert isinstance(attachments, list)
+    email = next(m for m in notifier.sent if m.channel == "email")
+    attachments = email.attachments
+    assert len(attachments) == 1
     event = Calendar.from_ical(attachments[0][1]).walk("VEVENT")[0]
     description = str(event["DESCRIPTION"])
     assert "2026-12-08 09:00–10:00" in description and "UTC" not in description

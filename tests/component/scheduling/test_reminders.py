@@ -15,18 +15,11 @@ from scheduling.reminders import StaffRoomLinks, run_due_reminders
 from scheduling.schemas import BookingOut, BookingRequest
 from server.kernel.crypto import PiiCipher
 from server.org.models import Staff
-from tests.component.scheduling.conftest import NOW, TZ, RecordingNotifier, demo_ids
+from tests.component.scheduling.conftest import NOW, TZ, demo_ids
+from tests.fakes import FakeClock, RecordingNotifier
 
 Maker = async_sessionmaker[AsyncSession]
 START = datetime.fromisoformat("2026-12-08T09:00:00+08:00")
-
-
-class FakeClock:
-    def __init__(self, now: datetime) -> None:
-        self.current = now
-
-    def now(self) -> datetime:
-        return self.current
 
 
 async def _setup(db: Maker, pii: PiiCipher) -> BookingOut:
@@ -62,10 +55,10 @@ async def test_invites_reminders_and_room_opening_fire_once(db: Maker, pii: PiiC
     clock = FakeClock(NOW)
     assert await run(db, pii, notifier, clock.now()) == 2  # two invites
     assert await run(db, pii, notifier, clock.now()) == 0  # never twice
-    email = next(m for m in notifier.sent if m["channel"] == "email")
-    assert email["to"] == "wang@example.cn" and "https://od.test/rooms/" in str(email["body"])
-    attachments = email["attachments"]
-    assert isinstance(attachments, list) and len(attachments) == 1
+    email = next(m for m in notifier.sent if m.channel == "email")
+    assert email.to == "wang@example.cn" and "https://od.test/rooms/" in email.body
+    attachments = email.attachments
+    assert len(attachments) == 1
     _name, ics, mimetype = attachments[0]
     cal = Calendar.from_ical(ics)
     assert mimetype == "text/calendar" and cal["METHOD"] == "REQUEST"
@@ -78,7 +71,7 @@ async def test_invites_reminders_and_room_opening_fire_once(db: Maker, pii: PiiC
     clock.current = START  # room opens; the host is told (fan-out job, then the message)
     await run(db, pii, notifier, clock.now())
     await run(db, pii, notifier, clock.now())
-    subjects = [m["subject"] for m in notifier.sent]
+    subjects = [m.subject for m in notifier.sent]
     assert subjects.count("【信访超市】会议提醒") == 4
     assert subjects.count("【信访超市】会议室已开放") == 1
     async with db() as session:
@@ -143,9 +136,9 @@ async def test_reschedule_sends_updates_and_cancel_sends_cancel(db: Maker, pii: 
     await run(db, pii, notifier, NOW)
     seqs = []
     for m in notifier.sent:
-        if m["channel"] != "email":
+        if m.channel != "email":
             continue
-        cal = Calendar.from_ical(m["attachments"][0][1])  # type: ignore[index]
+        cal = Calendar.from_ical(m.attachments[0][1])
         event = cal.walk("VEVENT")[0]
         seqs.append((str(cal["METHOD"]), int(str(event["SEQUENCE"])), str(event["UID"])))
     assert seqs == [

@@ -14,18 +14,11 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.cases.models import CaseNotification
 from server.kernel import jobs
 from server.kernel.db import make_engine, make_sessionmaker
+from tests.fakes import FakeClock
 
 Maker = async_sessionmaker[AsyncSession]
 NOW = datetime(2026, 12, 2, 8, 0, tzinfo=UTC)
 MINUTE = timedelta(minutes=1)
-
-
-class FakeClock:
-    def __init__(self, now: datetime) -> None:
-        self.current = now
-
-    def now(self) -> datetime:
-        return self.current
 
 
 @dataclass

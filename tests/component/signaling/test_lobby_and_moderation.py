@@ -3,7 +3,6 @@ fake media node: lobby, admission, the official rule, moderation, chat and the s
 
 from __future__ import annotations
 
-import asyncio
 from typing import Any
 
 from aiohttp.test_utils import TestServer
@@ -15,6 +14,7 @@ from server.sessions.models import ChatMessage, SessionEvent, SessionParticipant
 from signaling.ws import node_key
 from tests.component.signaling.conftest import MakeParticipant
 from tests.component.signaling.harness import FakeMediaNode, new_session, new_token
+from tests.polling import eventually
 
 
 async def _flush(server: TestServer) -> None:
@@ -210,11 +210,7 @@ async def test_an_emptied_room_keeps_its_lock_and_deny_list(
     assert (await host.request("lock", locked=True))["type"] == "ack"
     assert (await host.request("leave"))["type"] == "ack"
     node = server.app[node_key]
-    for _ in range(100):
-        if sess["room_id"] not in node.rooms:
-            break
-        await asyncio.sleep(0.01)
-    assert sess["room_id"] not in node.rooms  # retired
+    await eventually(lambda: sess["room_id"] not in node.rooms, what="the room to retire")
 
     await b.connect()
     err = await b.request("join", room_id=sess["room_id"], token=tb["token"])

@@ -15,6 +15,7 @@ from server.sessions.models import Recording, SessionParticipant
 from signaling.ws import node_key
 from tests.component.signaling.conftest import MakeParticipant
 from tests.component.signaling.harness import FakeMediaNode, Participant, new_session, new_token
+from tests.polling import eventually
 
 
 async def _room(
@@ -144,17 +145,17 @@ async def test_recording_needs_everyones_consent(
     assert fake_media.recording[sess["room_id"]] == node.config.recordings_dir / sess["room_id"]
     assert (await host.request("recording_stop"))["type"] == "ack"
     assert (await guest.expect("recording_state"))["active"] is False
+
     # The files are stored from the media node's RecordingStopped event, exactly once.
-    rows: list[Recording] = []
-    for _ in range(50):
+    async def stored() -> bool:
         await node.journal.flush()
         async with server.app[keys.db]() as session:
-            rows = list((await session.scalars(select(Recording).where(
-                Recording.session_id == sess["id"]))).all())  # fmt: skip
-        if len(rows) >= 2:
-            break
-        await asyncio.sleep(0.05)
-    await asyncio.sleep(0.2)
+            rows = (await session.scalars(select(Recording).where(
+                Recording.session_id == sess["id"]))).all()  # fmt: skip
+        return len(rows) >= 2
+
+    await eventually(stored, what="both recording files stored")
+    await asyncio.sleep(0.2)  # room for a duplicate to show up: nothing to poll for
     await node.journal.flush()
     async with server.app[keys.db]() as session:
         rows = list((await session.scalars(select(Recording).where(

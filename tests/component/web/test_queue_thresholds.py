@@ -18,6 +18,7 @@ from server.http import keys
 from server.queue.service import ABANDONED_AFTER
 from tests.component.signaling.harness import Participant
 from tests.conftest import DEMO_USERS, make_settings, sign_in, signed_in
+from tests.fakes import FakeClock
 
 Client = TestClient[Any, Any]
 
@@ -106,16 +107,6 @@ async def test_english_hint_states_the_threshold(tmp_path: Path, demo_sqlite_url
         entry_id = await _place_call(client)
         page = await (await client.get(f"/call/{entry_id}?lang=en")).text()
     assert "If nobody answers within 1.5 minutes, you can book a call back" in page
-
-
-class FakeClock:
-    """The queue's clock (server.queue.service.Clock): tests move it, nothing sleeps."""
-
-    def __init__(self, now: datetime) -> None:
-        self.current = now
-
-    def __call__(self) -> datetime:
-        return self.current
 
 
 @asynccontextmanager

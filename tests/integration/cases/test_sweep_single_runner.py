@@ -17,34 +17,12 @@ from server.cases.catalogue import load_case_reference
 from server.cases.models import CaseNotification
 from server.kernel.crypto import PiiCipher
 from server.kernel.db import make_engine, make_sessionmaker
-from server.kernel.notify import Attachment, NotifyChannel
 from server.org.models import Staff
 from tests.component.cases.conftest import NOW, who
 from tests.component.cases.test_lifecycle import fire, register
+from tests.fakes import RecordingNotifier
 
 pytestmark = pytest.mark.integration
-
-
-class GateNotifier:
-    """Blocks in send() until released, so a second runner provably overlaps the first."""
-
-    def __init__(self) -> None:
-        self.entered = asyncio.Event()
-        self.release = asyncio.Event()
-        self.sent: list[str] = []
-
-    async def send(
-        self,
-        *,
-        to: str,
-        channel: NotifyChannel,
-        subject: str,
-        body: str,
-        attachments: list[Attachment] | None = None,
-    ) -> None:
-        self.entered.set()
-        await self.release.wait()
-        self.sent.append(f"{to}:{subject}:{body}")
 
 
 @pytest.fixture
@@ -83,7 +61,7 @@ async def test_two_runners_one_sweep(
     redis = Redis.from_url(redis_url) if use_redis else None
     lock = f"{redis_prefix}lock:sweep"
     late = NOW + timedelta(days=65)
-    gate = GateNotifier()
+    gate = RecordingNotifier(held=True)
     try:
         first = asyncio.create_task(
             deadline_service.run_deadline_sweep(
@@ -123,23 +101,7 @@ async def test_concurrent_sweeps_on_both_sides_of_the_lock_never_duplicate(
     """Without a gate: five runners race; messages are still sent exactly once."""
     await _overdue_cases(pg_db, 2)
 
-    class Counting:
-        def __init__(self) -> None:
-            self.sent: list[str] = []
-
-        async def send(
-            self,
-            *,
-            to: str,
-            channel: NotifyChannel,
-            subject: str,
-            body: str,
-            attachments: list[Attachment] | None = None,
-        ) -> None:
-            await asyncio.sleep(0)
-            self.sent.append(f"{to}:{subject}:{body}")
-
-    notifier = Counting()
+    notifier = RecordingNotifier()
     late = NOW + timedelta(days=65)
     reports = await asyncio.gather(
         *(deadline_service.run_deadline_sweep(pg_db, now=late, notifier=notifier) for _ in range(5))
@@ -158,7 +120,6 @@ async def test_evaluation_timeouts_once_with_racing_runners(
     with one timeline entry, and its link stops working."""
     from server.cases import evaluation
     from server.cases.models import CaseEvent, CaseState, Evaluation, PetitionCase
-    from tests.component.cases.test_deadlines_and_evaluation import RecordingNotifier
     from tests.component.cases.test_evaluation_timeout import VOTE, replied_case
     from tests.component.cases.test_lifecycle import SECRET
 

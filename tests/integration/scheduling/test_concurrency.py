@@ -7,7 +7,6 @@ from __future__ import annotations
 import asyncio
 import secrets
 from collections.abc import AsyncIterator
-from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 
 import pytest
@@ -21,10 +20,10 @@ from scheduling.schemas import BookingOut, BookingRequest
 from server.kernel.crypto import PiiCipher
 from server.kernel.db import make_engine, make_sessionmaker
 from server.kernel.errors import BookingConflict
-from server.kernel.notify import Attachment, NotifyChannel
 from server.org.models import Staff
 from tests.component.scheduling.conftest import NOW, TZ, demo_ids
 from tests.conftest import load_demo_into
+from tests.fakes import RecordingNotifier
 
 START = datetime.fromisoformat("2026-12-08T09:00:00+08:00")
 CONTENDERS = 50
@@ -92,23 +91,6 @@ async def test_fifty_conflicting_bookings_exactly_one_wins(
         assert claims == 1
 
 
-@dataclass
-class SlowNotifier:
-    sent: list[tuple[str, str]] = field(default_factory=list)
-
-    async def send(
-        self,
-        *,
-        to: str,
-        channel: NotifyChannel,
-        subject: str,
-        body: str,
-        attachments: list[Attachment] | None = None,
-    ) -> None:
-        await asyncio.sleep(0.001)  # let the other runner interleave
-        self.sent.append((to, body))
-
-
 @pytest.mark.integration
 async def test_two_runners_send_every_job_exactly_once(pg_url: str) -> None:
     await load_demo_into(pg_url)
@@ -147,7 +129,7 @@ async def test_two_runners_send_every_job_exactly_once(pg_url: str) -> None:
                     cipher=pii,
                 )
             expected = 12 * 2  # guests' invites (the mediator has no phone: those fail)
-        notifier = SlowNotifier()
+        notifier = RecordingNotifier(delay_s=0.001)  # let the other runner interleave
 
         async def runner(maker: async_sessionmaker[AsyncSession]) -> None:
             while True:

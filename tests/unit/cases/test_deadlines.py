@@ -17,18 +17,11 @@ from server.cases.deadlines import (
     effective_due,
     sweep_step,
 )
+from tests.fakes import FakeClock
 
 TZ = ZoneInfo("Asia/Shanghai")
 NONE = HolidayCalendar()
 HANDLING = Policy("handling", 60, yellow_days=7, extension_max_days=30)
-
-
-class FakeClock:
-    def __init__(self, now: datetime) -> None:
-        self.current = now
-
-    def now(self) -> datetime:
-        return self.current
 
 
 def local(y: int, m: int, d: int, h: int = 10) -> datetime:
