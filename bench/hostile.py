@@ -28,6 +28,16 @@ import aiohttp
 from bench.common import check, percentile
 from bench.server_process import ServerProcess, start_server
 
+#: Every check this benchmark reports (bench.common marks one it could not measure); the
+#: PostgreSQL run, when ONEDOOR_BENCH_PG is set, adds the same four prefixed `postgresql_`.
+CHECKS = (
+    "sqlite_attack_5xx",
+    "sqlite_tracebacks_logged",
+    "sqlite_healthz_max",
+    "sqlite_normal_p99_ratio",
+)
+TIMEOUT = (120.0, 120.0)  # overall bound in s: fixed + per unit of scale (2 phases per database)
+
 PHASE_S = 10.0
 ATTACKERS = 4
 NORMAL_CLIENTS = 2
@@ -174,8 +184,8 @@ async def run(scale: float = 1.0) -> dict[str, Any]:
             checks += [
                 check(f"{label}_attack_5xx", one["server_5xx"], "<= 0", "answers"),
                 check(f"{label}_tracebacks_logged", one["tracebacks_logged"], "<= 0", "lines"),
-                check(f"{label}_healthz_max", one["attack"]["healthz_max_ms"], "<= 500", "ms"),
-                check(f"{label}_normal_p99_ratio", one["p99_ratio"], "<= 5", "x"),
+                check(f"{label}_healthz_max", one["attack"]["healthz_max_ms"], "<= 100", "ms"),
+                check(f"{label}_normal_p99_ratio", one["p99_ratio"], "<= 2", "x"),
             ]
     finally:
         shutil.rmtree(tmp, ignore_errors=True)
