@@ -13,18 +13,11 @@ from datetime import datetime, timedelta
 from typing import Any
 
 from aiohttp import web
-from sqlalchemy import delete, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from scheduling import loader, reminders, service
-from scheduling.availability import RuleError, WorkingHours, free_intervals
+from scheduling import calendars, loader, reminders, service
+from scheduling.availability import RuleError, WorkingHours
 from scheduling.ics import Attendee, Method, build_ics, filename
-from scheduling.models import (
-    AvailabilityException,
-    AvailabilityRule,
-    BookingPolicyRow,
-    ExceptionKind,
-)
 from scheduling.schemas import (
     AvailabilityIn,
     AvailabilityOut,
@@ -35,16 +28,13 @@ from scheduling.schemas import (
     FollowOnRequest,
     HolidayIn,
     NoShowRequest,
-    PolicyIn,
     RescheduleRequest,
     SessionRecord,
     SlotList,
     SlotQuery,
-    WorkingHoursIn,
 )
 from server.audit.service import record
 from server.auth.permissions import Action, StaffIdentity
-from server.cases.models import Holiday
 from server.http import keys
 from server.http.auth import protected, signed_in_staff
 from server.http.common import json_response as _json
@@ -55,7 +45,6 @@ from server.kernel.db import utcnow
 from server.kernel.errors import InvalidInput, NotFound
 from server.kernel.ids import parse_id
 from server.org import service as org
-from server.org.models import Resource, Staff
 from server.sessions import service as sessions
 from server.sessions.errors import SessionNotFound
 from server.sessions.schemas import SessionState
@@ -84,15 +73,6 @@ def _owner(request: web.Request) -> str:
     if kind not in ("staff", "resource") or parse_id(ident) is None:
         raise InvalidInput("owner must be staff:<id>, resource:<id> or default", field="owner")
     return owner
-
-
-async def _check_owner_exists(session: AsyncSession, owner: str) -> None:
-    if owner == loader.DEFAULT_OWNER:
-        return
-    kind, ident = loader.parse_key(owner)
-    row = await session.get(Staff if kind == "staff" else Resource, ident)
-    if row is None:
-        raise NotFound(f"no {owner}")
 
 
 def _window(request: web.Request, days: int = 7) -> tuple[datetime, datetime]:
@@ -129,64 +109,11 @@ async def get_availability(request: web.Request) -> web.Response:
     start, end = _window(request)
     now = utcnow()
     async with request.app[keys.db].begin() as session:
-        await _check_owner_exists(session, owner)
-        out = await _availability_out(
+        await calendars.check_owner_exists(session, owner)
+        out = await calendars.availability_out(
             session, owner=owner, start=start, end=end, now=now, tz=_tz(request)
         )
     return _json(out)
-
-
-async def _availability_out(
-    session: AsyncSession, *, owner: str, start: datetime, end: datetime, now: datetime, tz: str
-) -> AvailabilityOut:
-    av = (await loader.load_availability(session, keys=[owner], start=start, end=end, tz=tz))[owner]
-    busy = await loader.load_busy(
-        session,
-        keys=[owner],
-        start=start - timedelta(days=1),
-        end=end + timedelta(days=1),
-        now=now,
-    )
-    calendar = await loader.load_calendar(session)
-    free = free_intervals(
-        av, busy=busy.get(owner, []), start=start, end=end, now=now, calendar=calendar
-    )
-    excs = await session.scalars(
-        select(AvailabilityException).where(
-            AvailabilityException.owner_key == owner,
-            AvailabilityException.start_at < end,
-            AvailabilityException.end_at > start,
-        )
-    )
-    p = av.policy
-    return AvailabilityOut(
-        owner_key=owner,
-        hours=[
-            WorkingHoursIn(
-                rrule=h.rrule,
-                start_local=h.start_local,
-                end_local=h.end_local,
-                valid_from=h.valid_from,
-                valid_until=h.valid_until,
-                observe_holidays=h.observe_holidays,
-            )
-            for h in av.hours
-        ],
-        policy=PolicyIn.model_validate(
-            {
-                "buffer_before_min": int(p.buffer_before.total_seconds() // 60),
-                "buffer_after_min": int(p.buffer_after.total_seconds() // 60),
-                "min_notice_min": int(p.min_notice.total_seconds() // 60),
-                "max_advance_days": p.max_advance.days,
-                "slot_step_min": int(p.slot_step.total_seconds() // 60),
-            }
-        ),
-        exceptions=[
-            ExceptionIn(kind=e.kind.value, start=e.start_at, end=e.end_at, reason=e.reason)
-            for e in excs
-        ],
-        free=free,
-    )
 
 
 @routes.put("/api/scheduling/availability/{owner}")
@@ -207,33 +134,14 @@ async def put_availability(request: web.Request) -> web.Response:
     staff = signed_in_staff(request)
     now = utcnow()
     async with request.app[keys.db].begin() as session:
-        await _check_owner_exists(session, owner)
-        await session.execute(delete(AvailabilityRule).where(AvailabilityRule.owner_key == owner))
-        for h in hours:
-            session.add(
-                AvailabilityRule(
-                    owner_key=owner,
-                    rrule=h.rrule,
-                    start_local=h.start_local,
-                    end_local=h.end_local,
-                    valid_from=h.valid_from,
-                    valid_until=h.valid_until,
-                    observe_holidays=h.observe_holidays,
-                    tz=_tz(request),
-                )
-            )
-        if body.policy is not None:
-            row = await session.get(BookingPolicyRow, owner)
-            if row is None:
-                row = BookingPolicyRow(owner_key=owner)
-                session.add(row)
-            for name, value in body.policy.model_dump().items():
-                setattr(row, name, value)
-        await session.flush()
+        await calendars.check_owner_exists(session, owner)
+        await calendars.set_availability(
+            session, owner=owner, hours=hours, policy=body.policy, tz=_tz(request)
+        )
         await _audit(
             session, staff, "schedule.availability_set", owner, body.model_dump(mode="json")
         )
-        out = await _availability_out(
+        out = await calendars.availability_out(
             session, owner=owner, start=now, end=now + timedelta(days=7), now=now, tz=_tz(request)
         )
     return _json(out)
@@ -247,20 +155,11 @@ async def add_exception(request: web.Request) -> web.Response:
     body = await _body(request, ExceptionIn)
     staff = signed_in_staff(request)
     async with request.app[keys.db].begin() as session:
-        await _check_owner_exists(session, owner)
-        row = AvailabilityException(
-            owner_key=owner,
-            kind=ExceptionKind(body.kind),
-            start_at=body.start,
-            end_at=body.end,
-            reason=body.reason,
-        )
-        session.add(row)
-        await session.flush()
+        await calendars.check_owner_exists(session, owner)
+        exc_id = await calendars.add_exception(session, owner=owner, exception=body)
         await _audit(
             session, staff, "schedule.exception_added", owner, body.model_dump(mode="json")
         )
-        exc_id = row.id
     return _json({"id": exc_id}, status=201)
 
 
@@ -277,11 +176,7 @@ async def put_holiday(request: web.Request) -> web.Response:
         raise InvalidInput("the day in the path and the body differ", field="day")
     staff = signed_in_staff(request)
     async with request.app[keys.db].begin() as session:
-        row = await session.get(Holiday, body.day)
-        if row is None:
-            session.add(Holiday(day=body.day, workday=body.workday, name=body.name))
-        else:
-            row.workday, row.name = body.workday, body.name
+        await calendars.set_holiday(session, holiday=body)
         await _audit(
             session,
             staff,

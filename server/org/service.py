@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from collections import defaultdict
+from collections.abc import Iterable
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -10,7 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.auth.passwords import check_password_policy, hash_password
 from server.auth.permissions import check_role_combination
 from server.kernel.errors import Conflict, InvalidInput, NotFound
-from server.org.models import Department, Resource, Site, SiteLevel, Staff, StaffRole
+from server.org.models import Department, Resource, Role, Site, SiteLevel, Staff, StaffRole
 from server.org.schemas import (
     NamedRef,
     NewStaff,
@@ -116,6 +117,36 @@ async def staff_name(session: AsyncSession, *, staff_id: int) -> str | None:
     """A staff member's display name; None if there is no such staff member."""
     row = await session.get(Staff, staff_id)
     return row.display_name if row is not None else None
+
+
+async def staff_username(session: AsyncSession, *, staff_id: int) -> str | None:
+    """A staff member's user name; None if there is no such staff member."""
+    row = await session.get(Staff, staff_id)
+    return row.username if row is not None else None
+
+
+async def staff_by_username(session: AsyncSession, *, username: str) -> NamedRef | None:
+    """(id, display name) of the staff member signing in as `username`; None if there is none."""
+    row = await session.scalar(select(Staff).where(Staff.username == username))
+    return NamedRef(id=row.id, name=row.display_name) if row is not None else None
+
+
+async def active_staff_with_roles(
+    session: AsyncSession, *, roles: Iterable[Role], limit: int = 200
+) -> list[tuple[str, str]]:
+    """(user name, display name) of active staff holding any of `roles`, by user name."""
+    rows = (
+        await session.execute(
+            select(Staff.username, Staff.display_name)
+            .join(StaffRole, StaffRole.staff_id == Staff.id)
+            .where(StaffRole.role.in_(tuple(roles)))
+            .where(Staff.active.is_(True))
+            .distinct()
+            .order_by(Staff.username)
+            .limit(limit)
+        )
+    ).all()
+    return [(str(u), str(n)) for u, n in rows]
 
 
 async def resource_name(session: AsyncSession, *, resource_id: int) -> str | None:

@@ -28,7 +28,7 @@ from server.kernel.errors import (
     RateLimited,
     SignInThrottled,
 )
-from server.org.models import Staff
+from server.org import service as org
 from web.i18n import _
 from web.render import page
 
@@ -143,8 +143,7 @@ async def _second_factor_page(
     qr_svg = manual = None
     if pending.enrol_secret:
         async with request.app[keys.db].begin() as session:
-            staff = await session.get(Staff, pending.staff_id)
-            username = staff.username if staff else ""
+            username = await org.staff_username(session, staff_id=pending.staff_id) or ""
         uri = totp.provisioning_uri(pending.enrol_secret, username)
         qr_svg = segno.make(uri, error="m").svg_data_uri(scale=5)
         manual = pending.enrol_secret
@@ -192,8 +191,7 @@ async def second_factor_submit(request: web.Request) -> web.StreamResponse:
                 session, staff=staff, ip=client_ip(request), now=utcnow()
             )
         except totp.InvalidCode as e:
-            failed = await session.get(Staff, pending.staff_id)
-            failed_name = failed.username if failed is not None else None
+            failed_name = await org.staff_username(session, staff_id=pending.staff_id)
             failure = e
     if failure is not None:
         if failed_name is not None:  # a wrong code slows this name at this address down too

@@ -17,7 +17,7 @@ from server.http import keys
 from server.http.auth import protected, signed_in_staff
 from server.http.common import path_int
 from server.kernel.errors import PermissionDenied
-from server.org.models import Site
+from server.org import service as org
 from server.queue import STATE_LABELS, CallEntry, CallNotWaiting, QueueService
 from web.i18n import _
 from web.render import page
@@ -127,11 +127,11 @@ async def call_submit(request: web.Request) -> web.StreamResponse:
             return await _render_form(
                 request, values, {"matter_code": "请选择事项类型"}, status=422
             )
-        site = await session.get(Site, agent.site_id)
+        site_name = await org.site_name(session, site_id=agent.site_id)
         entry = await queue_of(request).enqueue(
             session,
             agent=agent,
-            site_name=site.name if site else "",
+            site_name=site_name,
             matter_code=data.matter_code,
             matter_name=matters[data.matter_code],
             resident_name=data.resident_name,

@@ -6,7 +6,6 @@ from __future__ import annotations
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
-from sqlalchemy import select
 
 from server.auth.permissions import Action, StaffIdentity
 from server.cases.lifecycle import transition
@@ -17,7 +16,8 @@ from server.http.common import path_int
 from server.kernel.db import utcnow
 from server.kernel.errors import AppError, NotFound, PermissionDenied
 from server.kernel.ids import parse_id
-from server.org.models import Role, Staff, StaffRole
+from server.org import service as org
+from server.org.schemas import Role
 from server.queue import STATE_LABELS, CallEntry, CallState, CallTaken
 from web.i18n import _
 from web.render import page
@@ -95,17 +95,10 @@ async def _entry_for(request: web.Request, staff: StaffIdentity) -> CallEntry:
 
 async def _invitable(request: web.Request) -> list[tuple[str, str]]:
     async with request.app[keys.db].begin() as session:
-        rows = (
-            await session.execute(
-                select(Staff.username, Staff.display_name, StaffRole.role)
-                .join(StaffRole, StaffRole.staff_id == Staff.id)
-                .where(StaffRole.role.in_((*INVITABLE_ROLES, Role.window_officer)))
-                .where(Staff.active.is_(True))
-                .order_by(Staff.username)
-                .limit(200)
-            )
-        ).all()
-    return [(str(u), f"{n}（{u}）") for u, n, _r in rows]
+        rows = await org.active_staff_with_roles(
+            session, roles=(*INVITABLE_ROLES, Role.window_officer), limit=200
+        )
+    return [(u, f"{n}（{u}）") for u, n in rows]
 
 
 async def _reception(
@@ -206,12 +199,12 @@ async def _pick(request: web.Request, entry: CallEntry) -> tuple[int, str, str] 
     except ValidationError as e:
         return await _reception(request, entry, values=values, errors=field_errors(e), status=422)
     async with request.app[keys.db].begin() as session:
-        row = await session.scalar(select(Staff).where(Staff.username == data.username))
-    if row is None:
+        picked = await org.staff_by_username(session, username=data.username)
+    if picked is None:
         return await _reception(
             request, entry, values=values, errors={"username": "未找到该工作人员"}, status=422
         )
-    return row.id, row.display_name, data.note
+    return picked.id, picked.name, data.note
 
 
 @protected(Action.queue_answer)
