@@ -59,6 +59,7 @@ What is replaced or used, and why:
 from __future__ import annotations
 
 import asyncio
+import collections
 import contextlib
 import copy
 import datetime
@@ -755,6 +756,7 @@ DEFAULT_RTT_S = 0.1
 RESUME_AFTER_S = 0.5
 _REASSEMBLY_CAPACITY = 512  # packets held at most (aiortc's video capacity)
 _MAX_MISORDER = 100  # aiortc.jitterbuffer.MAX_MISORDER: further back means a new sequence
+_MAX_TRACKED_GAP = 64  # longer runs of missing packets are an outage, not a loss to time
 
 
 def loss_wait_s(rtt_s: float | None) -> float:
@@ -792,8 +794,9 @@ class LossTolerantVideo:
 
     - The wait for a missing packet starts once the frame holding it is otherwise over (a
       marked packet after the gap has arrived): a keyframe that takes a second to cross a slow
-      uplink is not cut short while its own packets still arrive. After `max_wait_s()`
-      (`loss_wait_s` of the round trip) the incomplete frame(s) are dropped, `on_keyframe_needed
+      uplink is not cut short while its own packets still arrive. After `wait_s()`
+      (`loss_wait_s` of the round trip, or longer if retransmissions were seen to take longer,
+      at most LOSS_WAIT_MAX_S) the incomplete frame(s) are dropped, `on_keyframe_needed
       (False)` asks for a keyframe (the caller throttles), and nothing is handed over until a
       complete keyframe: a subscriber's decoder never sees a frame that refers to a dropped one.
     - While a keyframe is awaited, frames before a keyframe that has started arriving are
@@ -828,6 +831,8 @@ class LossTolerantVideo:
         self._before_next: Any = None  # the packet at _next - 1, if it was seen
         self._blocked_since: float | None = None
         self._last_arrival: float | None = None
+        self._gap_seen_at: dict[int, float] = {}  # missing extended seq -> when noticed
+        self._recovery_s: collections.deque[float] = collections.deque(maxlen=16)
         self.waiting_keyframe = False
         # counters (diagnostics and tests)
         self.frames_out = 0
@@ -860,6 +865,7 @@ class LossTolerantVideo:
         elif ext in self._packets:
             return False, self._drain(now)
         self._packets[ext] = packet
+        self._note_gaps(ext, now)
         self._highest = max(self._highest, ext)
         if packet.marker:
             self._last_marker = max(self._last_marker, ext)
@@ -873,6 +879,25 @@ class LossTolerantVideo:
         return _REASSEMBLY_CAPACITY
 
     # -- internals
+
+    def _note_gaps(self, ext: int, now: float) -> None:
+        """Learn how long retransmissions take here: a wait shorter than that drops frames
+        that were about to complete (the round trip is unknown while a publisher subscribes to
+        nobody, and a retransmission can queue behind a keyframe on a slow uplink)."""
+        if ext > self._highest + 1:
+            if ext - self._highest <= _MAX_TRACKED_GAP:
+                for missing in range(self._highest + 1, ext):
+                    self._gap_seen_at[missing] = now
+        elif ext < self._highest:
+            seen_at = self._gap_seen_at.pop(ext, None)
+            if seen_at is not None:
+                self._recovery_s.append(now - seen_at)
+
+    def wait_s(self) -> float:
+        """The current bound: `max_wait_s()`, or more if retransmissions were seen to take
+        longer (with a margin), never above LOSS_WAIT_MAX_S."""
+        learned = 1.25 * max(self._recovery_s, default=0.0)
+        return min(LOSS_WAIT_MAX_S, max(self._max_wait_s(), learned))
 
     def _extend(self, seq: int) -> int:
         """RTP sequence number -> monotonic extended number (nearest to the highest seen)."""
@@ -889,6 +914,7 @@ class LossTolerantVideo:
         self._last_marker = -1
         self._before_next = None
         self._blocked_since = None
+        self._gap_seen_at.clear()
         if need_keyframe:
             if dropped_packets:
                 self.frames_dropped += 1
@@ -946,6 +972,8 @@ class LossTolerantVideo:
         self._before_next = self._packets.get(to - 1)
         self._next = to
         self._blocked_since = None
+        if self._gap_seen_at:
+            self._gap_seen_at = {e: t for e, t in self._gap_seen_at.items() if e >= to}
 
     def _skip_to_frame(self, after: int, *, keyframe: bool) -> bool:
         """Drop everything before the first known frame start (keyframe start) after `after`."""
@@ -994,7 +1022,7 @@ class LossTolerantVideo:
                 return None
             if self._blocked_since is None:
                 self._blocked_since = now
-            if now - self._blocked_since < self._max_wait_s():
+            if now - self._blocked_since < self.wait_s():
                 return None
             self._give_up(now)
         return None

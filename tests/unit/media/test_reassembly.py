@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from typing import Any
 
+import pytest
 from aiortc.rtp import RtpPacket
 
 from media import adapter
@@ -263,3 +264,21 @@ def test_loss_wait_is_two_round_trips_within_bounds() -> None:
     assert adapter.loss_wait_s(0.01) == adapter.LOSS_WAIT_MIN_S
     assert adapter.loss_wait_s(0.15) == 0.3
     assert adapter.loss_wait_s(2.0) == adapter.LOSS_WAIT_MAX_S
+
+
+def test_the_wait_grows_to_how_long_retransmissions_were_seen_to_take() -> None:
+    h = Harness(max_wait_s=0.2)
+    send_stream(h, range(3), keyframes={0})
+    late = frame_packets(1000 + 2 * 3, 3)[1]
+    send_stream(h, range(3, 6), lose={late.sequence_number})
+    # the gap is noticed when frame 4 begins; the retransmission comes 0.29 s later, with
+    # nothing arriving meanwhile that would have noticed the 0.2 s bound passing: it is used
+    h.clock.now = 100.0 + 4 * FRAME_S + 0.29
+    h.buffer.add(late)
+    assert h.buffer.stalls == 0
+    assert h.frames() == [0, 1, 2] and h.buffer.frames_out == 4
+    assert h.buffer.wait_s() == pytest.approx(1.25 * 0.29)
+    assert adapter.LossTolerantVideo("vp8").wait_s() == adapter.loss_wait_s(None)
+    h.clock.now = 1000.0  # a long way on: the learned bound is capped
+    h.buffer._recovery_s.append(5.0)
+    assert h.buffer.wait_s() == adapter.LOSS_WAIT_MAX_S
