@@ -749,7 +749,7 @@ def pin_negotiated_codecs(transceiver: Any, allowed: Sequence[Any]) -> bool:
 
 #: Shortest and longest wait for a missing packet once the frames after it are complete.
 LOSS_WAIT_MIN_S = 0.1
-LOSS_WAIT_MAX_S = 0.5
+LOSS_WAIT_MAX_S = 1.0
 #: Round trip assumed before one is measured.
 DEFAULT_RTT_S = 0.1
 #: No video packet from a publisher for this long, then one: its link was down.
@@ -1022,7 +1022,10 @@ class LossTolerantVideo:
                 return None
             if self._blocked_since is None:
                 self._blocked_since = now
-            if now - self._blocked_since < self.wait_s():
+            # a keyframe waits as long as allowed: giving it up costs another request and
+            # another keyframe, which on a congested uplink loses packets again
+            keyframe = self._next in self._packets and self._starts_keyframe(self._next)
+            if now - self._blocked_since < (LOSS_WAIT_MAX_S if keyframe else self.wait_s()):
                 return None
             self._give_up(now)
         return None
