@@ -218,6 +218,12 @@ def check_aiortc_internals() -> None:
         and "self.__jitter_buffer = JitterBuffer(" in inspect.getsource(receiver_cls.__init__),
         "RTCRtpReceiver.__jitter_buffer: JitterBuffer(_origin, _packets, _capacity, add, remove)",
     )
+    expect(
+        "self.__nack_generator = NackGenerator()" in inspect.getsource(receiver_cls.__init__)
+        and "self.missing: set[int]"
+        in inspect.getsource(aiortc.rtcrtpreceiver.NackGenerator.__init__),
+        "RTCRtpReceiver.__nack_generator: NackGenerator with a `missing` set of sequence numbers",
+    )
     sender_cls: Any = aiortc.rtcrtpsender.RTCRtpSender
     expect(
         _params(sender_cls._handle_rtcp_packet) == ["self", "packet"]
@@ -819,8 +825,11 @@ class LossTolerantVideo:
         on_keyframe_needed: Callable[[bool], None] | None = None,
         max_wait_s: Callable[[], float] | None = None,
         clock: Callable[[], float] = time.monotonic,
+        nack_missing: set[int] | None = None,
     ) -> None:
         self.codec = codec
+        # the receiver's NackGenerator.missing: packets given up on are no longer asked for
+        self._nack_missing = nack_missing
         self._on_keyframe_needed = on_keyframe_needed
         self._max_wait_s = max_wait_s or (lambda: loss_wait_s(None))
         self._clock = clock
@@ -915,10 +924,18 @@ class LossTolerantVideo:
         self._before_next = None
         self._blocked_since = None
         self._gap_seen_at.clear()
+        self._stop_asking_before_next()
         if need_keyframe:
             if dropped_packets:
                 self.frames_dropped += 1
             self._want_keyframe(urgent)
+
+    def _stop_asking_before_next(self) -> None:
+        """Retransmissions of packets given up on would only crowd the uplink: stop NACKing."""
+        missing = self._nack_missing
+        if missing and self._next is not None:
+            for seq in [s for s in missing if self._extend(s) < self._next]:
+                missing.discard(seq)
 
     def _want_keyframe(self, urgent: bool) -> None:
         self.waiting_keyframe = True
@@ -991,6 +1008,7 @@ class LossTolerantVideo:
         _, missing = self._frame_at_next()
         if not self._skip_to_frame(missing, keyframe=False):
             self._advance(self._highest + 1)
+        self._stop_asking_before_next()
         self._want_keyframe(False)  # again if the awaited keyframe was the frame lost
 
     def _drain(self, now: float) -> Any:
@@ -1016,6 +1034,7 @@ class LossTolerantVideo:
                 and self._skip_to_frame(self._next, keyframe=True)
             ):
                 self.frames_dropped += 1
+                self._stop_asking_before_next()
                 continue
             if missing >= self._last_marker:
                 self._blocked_since = None  # the frame is still arriving: no loss yet
@@ -1039,7 +1058,13 @@ def loss_tolerant_video(
     max_wait_s: Callable[[], float] | None = None,
 ) -> LossTolerantVideo:
     """Give a passthrough video receiver a `LossTolerantVideo` (before its first packet)."""
-    buffer = LossTolerantVideo(codec, on_keyframe_needed=on_keyframe_needed, max_wait_s=max_wait_s)
+    nack = receiver._RTCRtpReceiver__nack_generator
+    buffer = LossTolerantVideo(
+        codec,
+        on_keyframe_needed=on_keyframe_needed,
+        max_wait_s=max_wait_s,
+        nack_missing=nack.missing if nack is not None else None,
+    )
     receiver._RTCRtpReceiver__jitter_buffer = buffer
     return buffer
 

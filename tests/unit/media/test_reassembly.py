@@ -106,11 +106,13 @@ class Harness:
     def __init__(self, max_wait_s: float = 0.2) -> None:
         self.clock = FakeClock()
         self.requests: list[bool] = []
+        self.nack_missing: set[int] = set()  # stands in for the receiver's NackGenerator.missing
         self.buffer = adapter.LossTolerantVideo(
             "vp8",
             on_keyframe_needed=self.requests.append,
             max_wait_s=lambda: max_wait_s,
             clock=self.clock,
+            nack_missing=self.nack_missing,
         )
         self.out: list[tuple[float, int]] = []
 
@@ -282,3 +284,14 @@ def test_the_wait_grows_to_how_long_retransmissions_were_seen_to_take() -> None:
     h.clock.now = 1000.0  # a long way on: the learned bound is capped
     h.buffer._recovery_s.append(5.0)
     assert h.buffer.wait_s() == adapter.LOSS_WAIT_MAX_S
+
+
+def test_packets_given_up_on_are_no_longer_asked_for() -> None:
+    h = Harness(max_wait_s=0.2)
+    lost = 1000 + 2 * 5 + 1
+    send_stream(h, range(7), lose={lost}, keyframes={0})
+    h.nack_missing.add(lost)  # what aiortc's NackGenerator noted and keeps NACKing
+    h.nack_missing.add(1000 + 2 * 40)  # a later gap stays asked for
+    send_stream(h, range(7, 20))
+    assert h.buffer.stalls == 1
+    assert h.nack_missing == {1000 + 2 * 40}
