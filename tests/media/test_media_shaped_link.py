@@ -13,10 +13,11 @@ from media import adapter, sfu
 from tests.media.shaped_call import run_call
 from tests.netshape import NetshapeUnavailable, unavailable_reason
 
+UNAVAILABLE = unavailable_reason()  # not root, no `ip netns`: skipped, saying why
 pytestmark = [
     pytest.mark.media,
     pytest.mark.timeout(180),
-    pytest.mark.skipif(unavailable_reason() is not None, reason=str(unavailable_reason())),
+    pytest.mark.skipif(UNAVAILABLE is not None, reason=str(UNAVAILABLE)),
 ]
 
 #: The longest a subscriber may go without C's video while C's link is up: the loss bound, a
