@@ -197,6 +197,12 @@ class TrackForwarder:
         self._since_keyframe: list[av.Packet[Any]] = []  # while that keyframe is fresh
         self._last_pli_at = -1e9
         self._pli_scheduled: asyncio.TimerHandle | None = None
+        self.reassembly: adapter.LossTolerantVideo | None = None  # video: its counters
+
+    def on_keyframe_needed(self, urgent: bool) -> None:
+        """The receive path dropped frames it could not complete (throttled request), or the
+        publisher's packets resumed after its link was down (`urgent`: asked at once)."""
+        self.request_keyframe(at_once=urgent)
 
     @property
     def key(self) -> str:

@@ -23,6 +23,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import functools
 import logging
 import time
 from collections.abc import AsyncIterator
@@ -341,6 +342,11 @@ class SfuMediaNode:
                 self._video_prefs if forwarder.kind == "video" else self._audio_prefs
             )
             adapter.on_keyframe_request(transceiver.sender, forwarder.request_keyframe)
+            if forwarder.kind == "video":
+                # the subscriber's link is back: its decoder needs a keyframe now, not in 1 s
+                adapter.on_link_back(
+                    transceiver.sender, functools.partial(forwarder.request_keyframe, at_once=True)
+                )
             forwarder.subscribers[session.peer_id] = track
             session.subscriptions[key] = (transceiver, track)
             changed = True
@@ -454,7 +460,21 @@ class SfuMediaNode:
     # Override points (the benchmark's re-encoding baseline replaces both).
     def _attach_publisher_track(self, track: MediaStreamTrack, forwarder: TrackForwarder) -> None:
         adapter.attach_sink(track, adapter.PassthroughSink(forwarder.on_frame, forwarder.on_end))
-        adapter.complete_frames_early(forwarder.receiver, forwarder.kind)
+        if forwarder.kind != "video":
+            adapter.complete_frames_early(forwarder.receiver, forwarder.kind)
+            return
+        session = forwarder.room.peers.get(forwarder.publisher_id)
+        pc = session.pc if session is not None else None
+
+        def max_wait_s() -> float:
+            return adapter.loss_wait_s(adapter.round_trip_time_s(pc) if pc else None)
+
+        forwarder.reassembly = adapter.loss_tolerant_video(
+            forwarder.receiver,
+            forwarder.codec,
+            on_keyframe_needed=forwarder.on_keyframe_needed,
+            max_wait_s=max_wait_s,
+        )
 
     def _subscriber_track(self, forwarder: TrackForwarder, subscriber_id: str) -> ForwardedTrack:
         return ForwardedTrack(forwarder, subscriber_id)
@@ -567,7 +587,13 @@ class SfuMediaNode:
             for peer_id, session in list(room.peers.items()):
                 published = ", ".join(
                     f"{f.kind} in={f.frames_in} key={f.keyframes_in} pli={f.plis_sent}"
-                    f"{'' if f.granted and f.enabled else ' (not forwarded)'}"
+                    + (
+                        f" stalls={f.reassembly.stalls} dropped={f.reassembly.frames_dropped}"
+                        f" resumes={f.reassembly.resumes}"
+                        if f.reassembly is not None
+                        else ""
+                    )
+                    + f"{'' if f.granted and f.enabled else ' (not forwarded)'}"
                     for f in session.published.values()
                 )
                 subscribed = ", ".join(

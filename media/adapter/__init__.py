@@ -40,6 +40,13 @@ What is replaced or used, and why:
   RFC 7741 / RFC 6184) when every packet from the buffer's origin to it is present, and passes
   each Opus packet (one frame per packet) on as it arrives, dropping late duplicates. Its
   `add(packet) -> (pli_flag, frame | None)` contract and loss handling are aiortc's.
+- For video, `LossTolerantVideo` (see `loss_tolerant_video()`) replaces that buffer instead: a
+  packet that NACK/RTX does not recover within about two round trips no longer holds back every
+  later frame (aiortc's buffer waits until 512 newer packets push the gap out); the incomplete
+  frames are dropped and output resumes at the next keyframe. The round trip is aiortc's
+  `RTCRtpSender.__rtt` (from receiver reports) on the same connection.
+- `RTCRtpSender._handle_rtcp_packet(packet)` is wrapped per subscriber sender by
+  `on_link_back()` to notice RTCP resuming after the subscriber's link was down.
 - `aiortc.clock.current_ntp_time()` and `current_ms()` are replaced (module attributes, read
   at call time as `clock.current_ntp_time()`) by equivalents computed from `time.time_ns()`
   instead of `datetime.now(utc) - NTP_EPOCH`: every sent RTP packet calls `current_ntp_time()`
@@ -52,7 +59,8 @@ What is replaced or used, and why:
 Modules: `internals` (the check, what was replaced, counters), `receive` (passthrough sink and
 decoder_worker hook), `jitter` (early frame completion), `rtp` (clock, malformed RTP guard),
 `negotiation` (offers, codec pinning and preferences), `rtcp` (PLI both ways, audio level),
-`network` (host addresses), `bitstream` (keyframes and VP8 size from bytes; no aiortc).
+`network` (host addresses), `bitstream` (keyframes and VP8 size from bytes; no aiortc),
+`loss` (loss-tolerant video reassembly, link-back detection).
 """
 
 from __future__ import annotations
@@ -65,6 +73,18 @@ from media.adapter.internals import (
     stats,
 )
 from media.adapter.jitter import complete_frames_early, early_frame_buffer
+from media.adapter.loss import (
+    DEFAULT_RTT_S,
+    LINK_SILENT_S,
+    LOSS_WAIT_MAX_S,
+    LOSS_WAIT_MIN_S,
+    RESUME_AFTER_S,
+    LossTolerantVideo,
+    loss_tolerant_video,
+    loss_wait_s,
+    on_link_back,
+    round_trip_time_s,
+)
 from media.adapter.negotiation import (
     audio_codec_preferences,
     create_offer,
@@ -76,8 +96,14 @@ from media.adapter.receive import PassthroughSink, attach_sink, install_passthro
 from media.adapter.rtcp import observe_audio_level, on_keyframe_request, send_pli
 
 __all__ = [
+    "DEFAULT_RTT_S",
     "EXPECTED_AIORTC_VERSION",
+    "LINK_SILENT_S",
+    "LOSS_WAIT_MAX_S",
+    "LOSS_WAIT_MIN_S",
+    "RESUME_AFTER_S",
     "AiortcInternalsChanged",
+    "LossTolerantVideo",
     "PassthroughSink",
     "attach_sink",
     "audio_codec_preferences",
@@ -87,10 +113,14 @@ __all__ = [
     "early_frame_buffer",
     "install_passthrough",
     "is_keyframe",
+    "loss_tolerant_video",
+    "loss_wait_s",
     "observe_audio_level",
     "on_keyframe_request",
+    "on_link_back",
     "pin_negotiated_codecs",
     "restrict_host_addresses",
+    "round_trip_time_s",
     "send_pli",
     "stats",
     "video_codec_preferences",

@@ -105,6 +105,20 @@ def check_aiortc_internals() -> None:
         _params(aiortc.rtcrtpsender.RTCRtpSender._send_keyframe) == ["self"],
         "RTCRtpSender._send_keyframe(self)",
     )
+    expect(
+        "self.__nack_generator = NackGenerator()" in inspect.getsource(receiver_cls.__init__)
+        and "self.missing: set[int]"
+        in inspect.getsource(aiortc.rtcrtpreceiver.NackGenerator.__init__),
+        "RTCRtpReceiver.__nack_generator: NackGenerator with a `missing` set of sequence numbers",
+    )
+    sender_cls: Any = aiortc.rtcrtpsender.RTCRtpSender
+    expect(
+        _params(sender_cls._handle_rtcp_packet) == ["self", "packet"]
+        and "recipient._handle_rtcp_packet(packet)"
+        in inspect.getsource(aiortc.rtcdtlstransport.RTCDtlsTransport)
+        and "self.__rtt" in inspect.getsource(sender_cls.__init__),
+        "RTCRtpSender._handle_rtcp_packet(self, packet) called per recipient; RTCRtpSender.__rtt",
+    )
     sender_src = inspect.getsource(aiortc.rtcrtpsender.RTCRtpSender._handle_rtcp_packet)
     expect("self._send_keyframe()" in sender_src, "RTCRtpSender handles PLI/FIR via _send_keyframe")
     next_src = inspect.getsource(aiortc.rtcrtpsender.RTCRtpSender._next_encoded_frame)

@@ -1,0 +1,378 @@
+"""Loss-tolerant video reassembly and link-back detection (issue #18).
+
+Replaces `jitter._MarkerCompletedVideo` for passthrough video (see `loss_tolerant_video`): a
+packet that NACK/RTX does not recover within about two round trips no longer holds back every
+later frame; the incomplete frames are dropped and output resumes at the next keyframe. It
+touches no aiortc internals beyond what `complete_frames_early` already does (the receiver's
+`__jitter_buffer` attribute, the `add(packet) -> (pli_flag, JitterFrame | None)` contract,
+`RtpPacket` fields and `_data`), plus the receiver's `__nack_generator.missing`, the sender's
+`__rtt` and `RTCRtpSender._handle_rtcp_packet` (checked in `internals.check_aiortc_internals`).
+"""
+
+from __future__ import annotations
+
+import collections
+import time
+from collections.abc import Callable
+from typing import Any
+
+import aiortc
+import aiortc.jitterbuffer
+import aiortc.rtcrtpreceiver
+import aiortc.rtcrtpsender
+import aiortc.rtp
+
+from media.adapter.bitstream import is_keyframe
+
+#: Shortest and longest wait for a missing packet once the frames after it are complete.
+LOSS_WAIT_MIN_S = 0.1
+LOSS_WAIT_MAX_S = 1.0
+#: Round trip assumed before one is measured.
+DEFAULT_RTT_S = 0.1
+#: No video packet from a publisher for this long, then one: its link was down.
+RESUME_AFTER_S = 0.5
+_REASSEMBLY_CAPACITY = 512  # packets held at most (aiortc's video capacity)
+_MAX_MISORDER = 100  # aiortc.jitterbuffer.MAX_MISORDER: further back means a new sequence
+_MAX_TRACKED_GAP = 64  # longer runs of missing packets are an outage, not a loss to time
+
+
+def loss_wait_s(rtt_s: float | None) -> float:
+    """How long a frame waits for a retransmission: two round trips, within bounds."""
+    rtt = DEFAULT_RTT_S if rtt_s is None else rtt_s
+    return min(LOSS_WAIT_MAX_S, max(LOSS_WAIT_MIN_S, 2 * rtt))
+
+
+def vp8_starts_frame(payload: bytes) -> bool:
+    """RFC 7741 §4.2: S bit set and partition index 0 is the first packet of a frame."""
+    return len(payload) > 0 and payload[0] & 0x17 == 0x10
+
+
+def h264_starts_keyframe(payload: bytes) -> bool:
+    """RFC 6184: a STAP-A, an SPS, or the first fragment (FU-A) of an IDR slice."""
+    if not payload:
+        return False
+    nal_type = payload[0] & 0x1F
+    if nal_type in (5, 7, 24):
+        return True
+    return (
+        nal_type == 28
+        and len(payload) > 1
+        and bool(payload[1] & 0x80)
+        and payload[1] & 0x1F in (5, 7)
+    )
+
+
+class LossTolerantVideo:
+    """Video reassembly that never waits for a lost packet longer than a bound.
+
+    Like `_MarkerCompletedVideo`, a frame leaves at its marker bit (or when the next frame
+    begins) once every packet of it is present, in order. Unlike aiortc's buffer, a gap does
+    not hold back every later frame until 512 newer packets push it out:
+
+    - The wait for a missing packet starts once the frame holding it is otherwise over (a
+      marked packet after the gap has arrived): a keyframe that takes a second to cross a slow
+      uplink is not cut short while its own packets still arrive. After `wait_s()`
+      (`loss_wait_s` of the round trip, or longer if retransmissions were seen to take longer,
+      at most LOSS_WAIT_MAX_S) the incomplete frame(s) are dropped, `on_keyframe_needed
+      (False)` asks for a keyframe (the caller throttles), and nothing is handed over until a
+      complete keyframe: a subscriber's decoder never sees a frame that refers to a dropped one.
+    - While a keyframe is awaited, frames before a keyframe that has started arriving are
+      dropped at once, so output resumes as soon as that keyframe is complete.
+    - Packets of frames already handed over or dropped (late retransmissions, duplicates) are
+      discarded.
+    - The first packet after `RESUME_AFTER_S` of silence with packets missing before it (the
+      publisher's link was down) drops
+      whatever was held, waits for a keyframe and asks for one with `on_keyframe_needed(True)`:
+      at once, not throttled.
+
+    `clock()` is monotonic seconds (tests inject their own). `add` only ever returns
+    `pli_flag=False`: keyframe requests go through `on_keyframe_needed`, which the SFU throttles.
+    """
+
+    def __init__(
+        self,
+        codec: str,
+        *,
+        on_keyframe_needed: Callable[[bool], None] | None = None,
+        max_wait_s: Callable[[], float] | None = None,
+        clock: Callable[[], float] = time.monotonic,
+        nack_missing: set[int] | None = None,
+    ) -> None:
+        self.codec = codec
+        # the receiver's NackGenerator.missing: packets given up on are no longer asked for
+        self._nack_missing = nack_missing
+        self._on_keyframe_needed = on_keyframe_needed
+        self._max_wait_s = max_wait_s or (lambda: loss_wait_s(None))
+        self._clock = clock
+        self._packets: dict[int, Any] = {}  # extended sequence number -> RtpPacket
+        self._next: int | None = None  # extended seq of the first packet not handed over
+        self._highest = 0  # highest extended seq seen
+        self._last_marker = -1  # highest extended seq of a stored marked packet
+        self._before_next: Any = None  # the packet at _next - 1, if it was seen
+        self._blocked_since: float | None = None
+        self._last_arrival: float | None = None
+        self._gap_seen_at: dict[int, float] = {}  # missing extended seq -> when noticed
+        self._recovery_s: collections.deque[float] = collections.deque(maxlen=16)
+        self.waiting_keyframe = False
+        # counters (diagnostics and tests)
+        self.frames_out = 0
+        self.frames_dropped = 0
+        self.stalls = 0  # gaps given up on after the bound
+        self.late_packets = 0
+        self.resumes = 0
+
+    # -- the receiver's contract
+
+    def add(self, packet: Any) -> tuple[bool, Any]:
+        now = self._clock()
+        ext = self._extend(packet.sequence_number)
+        # silence, and packets were lost meanwhile (a quiet screen share loses none)
+        resumed = (
+            self._last_arrival is not None
+            and now - self._last_arrival > RESUME_AFTER_S
+            and ext > self._highest + 1
+        )
+        self._last_arrival = now
+        if self._next is None or resumed:
+            if resumed:
+                self.resumes += 1
+            self._restart(ext, need_keyframe=resumed, urgent=True)
+        elif ext < self._next:
+            if self._next - ext < _MAX_MISORDER:
+                self.late_packets += 1  # already handed over or given up on
+                return False, self._drain(now)
+            self._restart(ext, need_keyframe=True, urgent=False)  # a new sequence
+        elif ext in self._packets:
+            return False, self._drain(now)
+        self._packets[ext] = packet
+        self._note_gaps(ext, now)
+        self._highest = max(self._highest, ext)
+        if packet.marker:
+            self._last_marker = max(self._last_marker, ext)
+        assert self._next is not None
+        if ext - self._next >= _REASSEMBLY_CAPACITY:
+            self._give_up(now)  # far more held than any bound allows: skip at once
+        return False, self._drain(now)
+
+    @property
+    def capacity(self) -> int:
+        return _REASSEMBLY_CAPACITY
+
+    # -- internals
+
+    def _note_gaps(self, ext: int, now: float) -> None:
+        """Learn how long retransmissions take here: a wait shorter than that drops frames
+        that were about to complete (the round trip is unknown while a publisher subscribes to
+        nobody, and a retransmission can queue behind a keyframe on a slow uplink)."""
+        if ext > self._highest + 1:
+            if ext - self._highest <= _MAX_TRACKED_GAP:
+                for missing in range(self._highest + 1, ext):
+                    self._gap_seen_at[missing] = now
+        elif ext < self._highest:
+            seen_at = self._gap_seen_at.pop(ext, None)
+            if seen_at is not None:
+                self._recovery_s.append(now - seen_at)
+
+    def wait_s(self) -> float:
+        """The current bound: `max_wait_s()`, or more if retransmissions were seen to take
+        longer (with a margin), never above LOSS_WAIT_MAX_S."""
+        learned = 1.25 * max(self._recovery_s, default=0.0)
+        return min(LOSS_WAIT_MAX_S, max(self._max_wait_s(), learned))
+
+    def _extend(self, seq: int) -> int:
+        """RTP sequence number -> monotonic extended number (nearest to the highest seen)."""
+        if self._next is None:
+            return seq
+        delta = (seq - self._highest) & 0xFFFF
+        return self._highest + delta if delta < 0x8000 else self._highest - (0x10000 - delta)
+
+    def _restart(self, ext: int, *, need_keyframe: bool, urgent: bool) -> None:
+        dropped_packets = bool(self._packets)
+        self._packets.clear()
+        self._next = ext
+        self._highest = ext
+        self._last_marker = -1
+        self._before_next = None
+        self._blocked_since = None
+        self._gap_seen_at.clear()
+        self._stop_asking_before_next()
+        if need_keyframe:
+            if dropped_packets:
+                self.frames_dropped += 1
+            self._want_keyframe(urgent)
+
+    def _stop_asking_before_next(self) -> None:
+        """Retransmissions of packets given up on would only crowd the uplink: stop NACKing."""
+        missing = self._nack_missing
+        if missing and self._next is not None:
+            for seq in [s for s in missing if self._extend(s) < self._next]:
+                missing.discard(seq)
+
+    def _want_keyframe(self, urgent: bool) -> None:
+        self.waiting_keyframe = True
+        if self._on_keyframe_needed is not None:
+            self._on_keyframe_needed(urgent)
+
+    def _starts_frame(self, ext: int) -> bool | None:
+        """Whether the packet at `ext` begins a frame; None if that cannot be told."""
+        packet = self._packets[ext]
+        before = self._before_next if ext == self._next else self._packets.get(ext - 1)
+        if before is not None:
+            return bool(before.marker or before.timestamp != packet.timestamp)
+        if self.codec == "vp8":
+            return vp8_starts_frame(packet.payload)
+        return None
+
+    def _starts_keyframe(self, ext: int) -> bool:
+        packet = self._packets[ext]
+        if self.codec == "h264":
+            return self._starts_frame(ext) is not False and h264_starts_keyframe(packet.payload)
+        return bool(self._starts_frame(ext)) and is_keyframe(self.codec, packet._data)
+
+    def _frame_at_next(self) -> tuple[int | None, int]:
+        """(last seq of the complete frame at `_next` or None, first missing seq from `_next`)."""
+        assert self._next is not None
+        ext = self._next
+        packet = self._packets.get(ext)
+        if packet is None:
+            return None, ext
+        timestamp = packet.timestamp
+        while True:
+            if packet.marker:
+                return ext, ext + 1
+            following = self._packets.get(ext + 1)
+            if following is None:
+                return None, ext + 1
+            if following.timestamp != timestamp:
+                return ext, ext + 1  # the marked packet was lost; the next frame began
+            ext += 1
+            packet = following
+
+    def _advance(self, to: int) -> None:
+        """Forget every packet before `to`."""
+        assert self._next is not None
+        if to - self._next > len(self._packets):
+            for ext in [e for e in self._packets if e < to]:
+                del self._packets[ext]
+        else:
+            for ext in range(self._next, to):
+                self._packets.pop(ext, None)
+        self._before_next = self._packets.get(to - 1)
+        self._next = to
+        self._blocked_since = None
+        if self._gap_seen_at:
+            self._gap_seen_at = {e: t for e, t in self._gap_seen_at.items() if e >= to}
+
+    def _skip_to_frame(self, after: int, *, keyframe: bool) -> bool:
+        """Drop everything before the first known frame start (keyframe start) after `after`."""
+        for ext in sorted(e for e in self._packets if e > after):
+            if self._starts_keyframe(ext) if keyframe else self._starts_frame(ext):
+                self._advance(ext)
+                return True
+        return False
+
+    def _give_up(self, now: float) -> None:
+        """Drop the blocked frame(s) and wait for a keyframe."""
+        assert self._next is not None
+        self.stalls += 1
+        self.frames_dropped += 1
+        _, missing = self._frame_at_next()
+        if not self._skip_to_frame(missing, keyframe=False):
+            self._advance(self._highest + 1)
+        self._stop_asking_before_next()
+        self._want_keyframe(False)  # again if the awaited keyframe was the frame lost
+
+    def _drain(self, now: float) -> Any:
+        """The next frame to hand over, if any (one per call: the receiver takes one per packet;
+        frames still complete here leave with the following packets)."""
+        while self._packets:
+            assert self._next is not None
+            end, missing = self._frame_at_next()
+            if end is not None:
+                packets = [self._packets[e] for e in range(self._next, end + 1)]
+                self._advance(end + 1)
+                data = b"".join(p._data for p in packets)
+                if self.waiting_keyframe and not is_keyframe(self.codec, data):
+                    self.frames_dropped += 1
+                    continue
+                self.waiting_keyframe = False
+                self.frames_out += 1
+                return aiortc.jitterbuffer.JitterFrame(data=data, timestamp=packets[0].timestamp)
+            # waiting for a keyframe, the frame at the origin is of no use: jump to one that began
+            if (
+                self.waiting_keyframe
+                and not (self._next in self._packets and self._starts_keyframe(self._next))
+                and self._skip_to_frame(self._next, keyframe=True)
+            ):
+                self.frames_dropped += 1
+                self._stop_asking_before_next()
+                continue
+            if missing >= self._last_marker:
+                self._blocked_since = None  # the frame is still arriving: no loss yet
+                return None
+            if self._blocked_since is None:
+                self._blocked_since = now
+            # a keyframe waits as long as allowed: giving it up costs another request and
+            # another keyframe, which on a congested uplink loses packets again
+            keyframe = self._next in self._packets and self._starts_keyframe(self._next)
+            if now - self._blocked_since < (LOSS_WAIT_MAX_S if keyframe else self.wait_s()):
+                return None
+            self._give_up(now)
+        return None
+
+
+def loss_tolerant_video(
+    receiver: Any,
+    codec: str,
+    *,
+    on_keyframe_needed: Callable[[bool], None],
+    max_wait_s: Callable[[], float] | None = None,
+) -> LossTolerantVideo:
+    """Give a passthrough video receiver a `LossTolerantVideo` (before its first packet)."""
+    nack = receiver._RTCRtpReceiver__nack_generator
+    buffer = LossTolerantVideo(
+        codec,
+        on_keyframe_needed=on_keyframe_needed,
+        max_wait_s=max_wait_s,
+        nack_missing=nack.missing if nack is not None else None,
+    )
+    receiver._RTCRtpReceiver__jitter_buffer = buffer
+    return buffer
+
+
+def round_trip_time_s(pc: Any) -> float | None:
+    """The smoothed round trip aiortc measured from RTCP receiver reports on any of `pc`'s
+    senders (the same path as its receivers under BUNDLE); None before the first report."""
+    rtts = [
+        rtt
+        for sender in pc.getSenders()
+        if (rtt := getattr(sender, "_RTCRtpSender__rtt", None)) is not None
+    ]
+    return max(rtts) if rtts else None
+
+
+#: No RTCP from a subscriber for this long, then some: its link was down (receivers report
+#: every 0.5-1.5 s in aiortc, about every second in Chrome).
+LINK_SILENT_S = 2.5
+
+
+def on_link_back(
+    sender: Any,
+    callback: Callable[[], None],
+    *,
+    silent_s: float = LINK_SILENT_S,
+    clock: Callable[[], float] = time.monotonic,
+) -> None:
+    """Call `callback` when RTCP about `sender`'s stream arrives again after `silent_s` without
+    any: the subscriber's link returned (and its decoder lost whatever was sent meanwhile)."""
+    original = sender._handle_rtcp_packet
+    last: list[float] = []
+
+    def handle(packet: Any) -> Any:  # returns original's coroutine
+        now = clock()
+        if last and now - last[0] > silent_s:
+            callback()
+        last[:] = [now]
+        return original(packet)
+
+    sender._handle_rtcp_packet = handle

@@ -1,0 +1,51 @@
+"""Cutting an aiortc client's link in-process: its RTP/RTCP stops, ICE consent goes on.
+
+For tests of what happens when a participant's network drops out for a few seconds without the
+connection failing. The real thing (rate limits, delay, loss) is `tests/netshape.py`.
+"""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiortc import RTCPeerConnection
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket
+
+
+async def _drop(*args: Any, **kwargs: Any) -> None:
+    return None
+
+
+class LinkCut:
+    """`up`: nothing the client sends (RTP and RTCP) leaves; `down`: nothing reaches it."""
+
+    def __init__(self, pc: RTCPeerConnection) -> None:
+        transports = {t.sender.transport for t in pc.getTransceivers()}
+        assert len(transports) == 1, "expected one bundled transport"
+        self.transport: Any = transports.pop()
+
+    def cut(self, *, up: bool = True, down: bool = False) -> None:
+        if up:
+            self.transport._send_rtp = _drop
+        if down:
+            self.transport._handle_rtp_data = _drop
+            self.transport._handle_rtcp_data = _drop
+
+    def restore(self) -> None:
+        for name in ("_send_rtp", "_handle_rtp_data", "_handle_rtcp_data"):
+            self.transport.__dict__.pop(name, None)
+
+
+def ignore_remb(pc: RTCPeerConnection) -> None:
+    """Make `pc`'s senders ignore REMB. aiortc's VP8 encoder restarts, with a keyframe, whenever
+    the estimate moves its target bitrate by more than 10 %: tests that count keyframes
+    asked for need a publisher that makes none by itself."""
+    for sender in pc.getSenders():
+        original = sender._handle_rtcp_packet
+
+        def handle(packet: Any, original: Any = original) -> Any:
+            if isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+                return _drop()
+            return original(packet)
+
+        sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
