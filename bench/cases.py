@@ -194,7 +194,7 @@ async def run(scale: float = 1.0) -> dict[str, Any]:
             department_id=3,
             roles=frozenset({Role.dept_handler}),
         )
-        queries = [
+        searches = [
             (supervisor, CaseQuery(q="电梯故障")),
             (supervisor, CaseQuery(q="和睦新村拖欠工资")),
             (supervisor, CaseQuery(q="B-4242")),
@@ -215,7 +215,7 @@ async def run(scale: float = 1.0) -> dict[str, Any]:
         latencies: list[float] = []
         per_query: dict[str, float] = {}
         for rep in range(6):
-            for i, (who, q) in enumerate(queries):
+            for i, (who, q) in enumerate(searches):
                 async with maker() as s:
                     started = time.perf_counter()
                     await queries.list_cases(s, staff=who, query=q)
