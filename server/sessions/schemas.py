@@ -41,6 +41,17 @@ CLOSED_STATES = frozenset({SessionState.ended, SessionState.cancelled})
 
 
 @dataclass(frozen=True, slots=True)
+class SessionLine:
+    """One session in an overview list; `site_name` is the host site's, where known."""
+
+    id: int
+    room_id: str
+    title: str
+    state: SessionState
+    site_name: str | None = None
+
+
+@dataclass(frozen=True, slots=True)
 class SessionView:
     id: int
     room_id: str

@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.service import record as audit
 from server.kernel.errors import InvalidInput
+from server.org import service as org
 from server.sessions.errors import (
     IllegalSessionTransition,
     JoinTokenNotFound,
@@ -56,6 +57,7 @@ from server.sessions.schemas import (
     ParticipantView,
     RecordingRecord,
     Role,
+    SessionLine,
     SessionRecordOp,
     SessionView,
 )
@@ -123,15 +125,20 @@ async def get_session_by_id(session: AsyncSession, *, session_id: int) -> Sessio
 
 
 async def sessions_created_by(
-    session: AsyncSession, *, staff_id: int, since: datetime, limit: int = 50
+    session: AsyncSession,
+    *,
+    staff_id: int,
+    since: datetime,
+    until: datetime | None = None,
+    limit: int = 50,
 ) -> list[SessionView]:
-    """Sessions the staff member created from `since` on, newest first."""
-    rows = await session.scalars(
-        select(CallSession)
-        .where(CallSession.created_by_id == staff_id, CallSession.created_at >= since)
-        .order_by(CallSession.id.desc())
-        .limit(limit)
+    """Sessions the staff member created in [since, until), newest first."""
+    query = select(CallSession).where(
+        CallSession.created_by_id == staff_id, CallSession.created_at >= since
     )
+    if until is not None:
+        query = query.where(CallSession.created_at < until)
+    rows = await session.scalars(query.order_by(CallSession.id.desc()).limit(limit))
     return [SessionView.from_row(r) for r in rows]
 
 
@@ -144,6 +151,25 @@ async def active_sessions(session: AsyncSession, *, limit: int = 200) -> list[Se
         .limit(limit)
     )
     return [SessionView.from_row(r) for r in rows]
+
+
+async def live_overview(session: AsyncSession, *, limit: int = 200) -> list[SessionLine]:
+    """Every session in the lobby or live, newest first, with its host site's name (the
+    supervisor's overview on the home page)."""
+    active = await active_sessions(session, limit=limit)
+    names = await org.site_names(
+        session, site_ids={s.host_site_id for s in active if s.host_site_id is not None}
+    )
+    return [
+        SessionLine(
+            id=s.id,
+            room_id=s.room_id,
+            title=s.title,
+            state=s.state,
+            site_name=names.get(s.host_site_id) if s.host_site_id is not None else None,
+        )
+        for s in active
+    ]
 
 
 async def participants(session: AsyncSession, *, session_id: int) -> list[ParticipantView]:

@@ -12,7 +12,7 @@ from server.http import keys
 from server.http.auth import current_staff, public
 from server.kernel.clock import day_bounds_utc
 from server.queue import CallState
-from server.sessions.overview import live_sessions, sessions_created_by
+from server.sessions import service as sessions
 from web.labels import ROLE_LABELS
 from web.render import page
 
@@ -72,10 +72,10 @@ async def _live_context(request: web.Request, staff: StaffIdentity) -> dict[str,
     start, end = day_bounds_utc(now, tz=request.app[keys.settings].timezone)
     supervisor = staff.can(Action.case_supervise)
     async with request.app[keys.db].begin() as session:
-        my_sessions = await sessions_created_by(
+        my_sessions = await sessions.sessions_created_by(
             session, staff_id=staff.staff_id, since=start, until=end, limit=20
         )
-        live = await live_sessions(session, limit=200) if supervisor else []
+        live = await sessions.live_overview(session, limit=200) if supervisor else []
     return {
         "queue_waiting": waiting if staff.can(Action.queue_answer) or supervisor else [],
         "my_calls": mine,

@@ -13,7 +13,7 @@ from server.kernel.clock import day_bounds_utc
 from server.kernel.db import make_engine, make_sessionmaker
 from server.org.models import Site, SiteLevel, Staff
 from server.sessions.models import CallSession, SessionKind, SessionMode, SessionState
-from server.sessions.overview import live_sessions, sessions_created_by
+from server.sessions.service import live_overview, sessions_created_by
 
 #: 2027-01-01 23:30 in the district (Asia/Shanghai) is 15:30 UTC.
 NOW = datetime(2027, 1, 1, 15, 30, tzinfo=UTC)
@@ -80,7 +80,7 @@ async def test_live_sessions_with_their_site(db: async_sessionmaker[AsyncSession
             ]
         )
     async with db() as s:
-        lines = await live_sessions(s)
+        lines = await live_overview(s)
     assert [(line.room_id, line.site_name) for line in lines] == [
         ("r-live", None),
         ("r-lobby", centre.name),
