@@ -207,4 +207,4 @@ async def site_names(session: AsyncSession, *, site_ids: set[int]) -> dict[int, 
     if not site_ids:
         return {}
     rows = await session.execute(select(Site.id, Site.name).where(Site.id.in_(sorted(site_ids))))
-    return dict(rows.tuples())
+    return {int(site_id): str(name) for site_id, name in rows.tuples()}
