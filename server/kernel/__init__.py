@@ -1,2 +1,3 @@
-"""The kernel: what every layer may import (settings, db, errors, crypto, signing, tasks,
-logging, notify, ratelimit, metrics, jobs). It imports no domain, no edge and no aiohttp."""
+"""The kernel: what every layer may import (settings, db, errors, crypto, signing, clock, ids,
+tasks, logging, notify, ratelimit, throttle, sqlite_gate, metrics, jobs). It imports no domain
+and no edge; its only aiohttp use is the HTTP notifier's client session."""
