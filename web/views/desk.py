@@ -38,7 +38,7 @@ async def desk(request: web.Request) -> web.Response:
     staff = signed_in_staff(request)
     queue = queue_of(request)
     policy, now = queue.policy, queue.now()
-    entries = await queue.entries()
+    entries = await queue.entries(viewer=staff)
     waiting = [e.public(policy, now) for e in entries if e.state == CallState.waiting]
     mine = [
         e
@@ -57,7 +57,7 @@ async def desk(request: web.Request) -> web.Response:
 async def queue_json(request: web.Request) -> web.Response:
     queue = queue_of(request)
     policy, now = queue.policy, queue.now()
-    entries = await queue.entries()
+    entries = await queue.entries(viewer=signed_in_staff(request))
     return web.json_response(
         {
             "waiting": [e.public(policy, now) for e in entries if e.state == CallState.waiting],
