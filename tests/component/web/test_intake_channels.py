@@ -9,7 +9,7 @@ from the accused unit: not on its desk, not readable, not claimable, not exporte
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Awaitable, Callable
 from dataclasses import dataclass
 from datetime import date, datetime, timedelta
 from pathlib import Path
@@ -170,15 +170,26 @@ async def via_rest(
     return int((await resp.json())["case"]["id"])
 
 
-async def via_window(client: Client, db: async_sessionmaker[AsyncSession], *a: str) -> int:
-    return await via_rest(client, db, *a, username=OFFICER, channel="window")
+async def via_window(
+    client: Client, db: async_sessionmaker[AsyncSession], matter: str, phone: str, accused: str
+) -> int:
+    return await via_rest(client, db, matter, phone, accused, username=OFFICER, channel="window")
 
 
-async def via_agent(client: Client, db: async_sessionmaker[AsyncSession], *a: str) -> int:
-    return await via_rest(client, db, *a, username=AGENT, channel="agent")
+async def via_agent(
+    client: Client, db: async_sessionmaker[AsyncSession], matter: str, phone: str, accused: str
+) -> int:
+    return await via_rest(client, db, matter, phone, accused, username=AGENT, channel="agent")
 
 
-CHANNELS = {"window": via_window, "agent": via_agent, "kiosk": via_kiosk, "video": via_video}
+#: (client, db, matter type, petitioner's phone, accused department id or "") -> case id
+Register = Callable[[Client, async_sessionmaker[AsyncSession], str, str, str], Awaitable[int]]
+CHANNELS: dict[str, Register] = {
+    "window": via_window,
+    "agent": via_agent,
+    "kiosk": via_kiosk,
+    "video": via_video,
+}
 
 
 @dataclass(frozen=True)
