@@ -29,6 +29,7 @@ from server.cases.intake import intake
 from server.cases.models import Channel
 from server.cases.queries import get_case
 from server.cases.schemas import IntakeRequest, PetitionerInput
+from server.cases.statemachine import ConfidentialTransferBlocked
 from server.kernel.crypto import PiiCipher
 from server.kernel.db import utcnow
 from server.kernel.errors import Conflict, NotFound
@@ -299,6 +300,11 @@ class CallQueue(Protocol):
         ...
 
 
+def _check_not_accused(entry: CallEntry, department_id: int | None) -> None:
+    if entry.accused_department_id is not None and department_id == entry.accused_department_id:
+        raise ConfidentialTransferBlocked("a member of the accused unit may not join the call")
+
+
 def call_not_found(entry_id: int) -> NotFound:
     return NotFound(f"no queued call {entry_id}")
 
@@ -540,17 +546,37 @@ class QueueService:
             entry_id, lambda e: callback_booked(e, callback_at=callback_at, now=now), now=now
         )
 
-    async def invite(self, entry_id: int, *, staff_id: int, note: str) -> CallEntry:
-        now = self.clock()
-        return await self.queue.update(
-            entry_id, lambda e: invited(e, staff_id=staff_id, note=note, now=now), now=now
-        )
+    async def invite(
+        self, entry_id: int, *, staff_id: int, department_id: int | None, note: str
+    ) -> CallEntry:
+        """Invite a colleague (`department_id`: theirs) into the reception.
 
-    async def hand_over(self, entry_id: int, *, staff_id: int, note: str) -> CallEntry:
+        Raises:
+            ConfidentialTransferBlocked: they belong to the unit the accusation accuses.
+        """
         now = self.clock()
-        return await self.queue.update(
-            entry_id, lambda e: handed_over(e, staff_id=staff_id, note=note, now=now), now=now
-        )
+
+        def change(e: CallEntry) -> CallEntry:
+            _check_not_accused(e, department_id)
+            return invited(e, staff_id=staff_id, note=note, now=now)
+
+        return await self.queue.update(entry_id, change, now=now)
+
+    async def hand_over(
+        self, entry_id: int, *, staff_id: int, department_id: int | None, note: str
+    ) -> CallEntry:
+        """Hand the call to a colleague (`department_id`: theirs) at another window.
+
+        Raises:
+            ConfidentialTransferBlocked: they belong to the unit the accusation accuses.
+        """
+        now = self.clock()
+
+        def change(e: CallEntry) -> CallEntry:
+            _check_not_accused(e, department_id)
+            return handed_over(e, staff_id=staff_id, note=note, now=now)
+
+        return await self.queue.update(entry_id, change, now=now)
 
     async def end(self, entry_id: int, *, outcome: str) -> CallEntry:
         now = self.clock()

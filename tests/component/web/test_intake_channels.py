@@ -329,6 +329,23 @@ async def test_a_video_accusation_is_not_answered_by_the_accused_unit(
         assert row is not None and row.channel.value == "video"
         first = await s.scalar(select(Staff.id).where(Staff.username == OFFICER))
         assert row.first_receiver_id == first
+    # nor can the call be handed over to, or shared with, the accused unit
+    token = await as_user(client, OFFICER)
+    for step in ("handover", "invite"):
+        blocked = await client.post(
+            f"/desk/calls/{entry_id}/{step}",
+            data={"_csrf": token, "username": ACCUSED_OFFICER, "note": "请协助"},
+            headers={"Accept": "application/json"},
+            allow_redirects=False,
+        )
+        assert blocked.status == 403, await blocked.text()
+        assert (await blocked.json())["error"] == "confidential_transfer_blocked"
+    shared = await client.post(
+        f"/desk/calls/{entry_id}/invite",
+        data={"_csrf": token, "username": "window02", "note": "请协助"},
+        allow_redirects=False,
+    )
+    assert shared.status == 200, await shared.text()
     await assert_hidden_from_the_accused_unit(client, db, case_id)
 
 
