@@ -124,6 +124,8 @@ def make_queue_service(
         policy=queue_policy(app[keys.settings]),
         rooms=SessionReceptionRooms(),
         pii=app[keys.pii],
+        timezone=app[keys.settings].timezone,
+        case_no_format=app[keys.settings].case_no_format,
     )
     return service if clock is None else dataclasses.replace(service, clock=clock)
 

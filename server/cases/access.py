@@ -13,7 +13,12 @@ from sqlalchemy.sql.elements import ColumnElement
 
 from server.auth.permissions import Action, StaffIdentity
 from server.cases.models import CaseHandler, PetitionCase
-from server.cases.statemachine import CaseFacts, ConfidentialTransferBlocked, can_view
+from server.cases.statemachine import (
+    CaseFacts,
+    ConfidentialTransferBlocked,
+    can_view,
+    is_accused_unit,
+)
 from server.kernel.errors import NotFound
 from server.org.models import Role, Site
 
@@ -99,6 +104,18 @@ async def check_visible(session: AsyncSession, *, staff: StaffIdentity, case_id:
     """Raise CaseNotFound unless the staff member may see the case (for handlers that act on
     a case through another service)."""
     await visible_case(session, staff=staff, case_id=case_id)
+
+
+async def check_not_accused_unit(
+    session: AsyncSession, *, staff: StaffIdentity, case_id: int
+) -> None:
+    """Raise CaseNotFound if the staff member belongs to the unit the (confidential) case
+    accuses, or it does not exist: for acting on a case found by number, not by listing."""
+    row = await session.get(PetitionCase, case_id)
+    if row is None:
+        raise CaseNotFound(f"case {case_id} does not exist")
+    if is_accused_unit(staff, await load_facts(session, row)):
+        raise CaseNotFound(f"case {case_id} does not exist or is outside your scope")
 
 
 def visibility_branches(staff: StaffIdentity) -> list[ColumnElement[bool]]:

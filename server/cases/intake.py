@@ -42,13 +42,17 @@ from server.cases.schemas import (
     PetitionerInput,
     RepresentativeInput,
 )
-from server.cases.statemachine import STATE_TIMESTAMP
+from server.cases.statemachine import STATE_TIMESTAMP, ConfidentialTransferBlocked
 from server.cases.validation import validate_attributes
 from server.kernel.crypto import PiiCipher
 from server.kernel.errors import InvalidInput, NotFound, PermissionDenied
 from server.org.models import Department, Site
 
 SELF_SERVICE = frozenset({Channel.kiosk, Channel.qr, Channel.web})
+#: Quick registrations: the kiosk's three fields and a video call accepted before the resident
+#: has spoken. The matter type's typed attributes are checked if given, and completed during
+#: handling; everything else (category, confidentiality, routing, deadline) is decided as usual.
+ATTRIBUTES_LATER = frozenset({Channel.kiosk, Channel.video})
 REPEAT_SIMILARITY = 0.35
 REPEAT_LOOKBACK = timedelta(days=3 * 365)
 
@@ -155,7 +159,9 @@ async def create_case(
     timezone: str = "Asia/Shanghai",
     actor: str = "system",
 ) -> CaseSummary:
-    """Register a case (state `registered`) with its gap-free number, in the caller's transaction."""
+    """A bare case record (state `registered`) with its gap-free number, in the caller's
+    transaction: no category, routing, confidentiality or deadline. For restores and fixtures
+    only; every intake channel goes through `intake`."""
     row = await insert_case(
         session,
         pii=pii,
@@ -262,11 +268,16 @@ async def intake(
     ip: str = "",
     max_representatives: int = STATUTORY_MAX_REPRESENTATIVES,
 ) -> IntakeResult:
-    """Register a petition from any channel.
+    """Register a petition from any channel: the one intake pipeline (REST, kiosk, video desk).
+
+    Decided here and only here: the category and confidentiality (from the matter type), the
+    lead department (the matter type's default competent department, never the accused unit),
+    repeat detection, the first receiver and the acceptance deadline (受理告知).
 
     Staff channels (window, agent, letter, video) need a signed-in staff member who becomes the
-    first receiver (首问责任人); self-service channels (kiosk, qr, web) leave it empty until a
-    staff member claims the case. Repeat petitions are linked; after 复核, the same facts are
+    first receiver (首问责任人: for the video desk, the officer who accepts the call), and who
+    may not belong to the unit an accusation accuses; self-service channels (kiosk, qr, web)
+    leave it empty until a staff member claims the case. Repeat petitions are linked; after 复核, the same facts are
     flagged for non-acceptance (a person decides). A collective visit (集体访) keeps its
     headcount and its representatives (at most `max_representatives`, the deployment's
     setting: the request may have been validated without it).
@@ -308,7 +319,12 @@ async def intake(
         if mt is None:
             raise InvalidInput(f"unknown matter type {request.matter_type!r}", field="matter_type")
         category = mt.category
-        attributes = validate_attributes(mt.code, mt.fields or [], request.attributes)
+        attributes = validate_attributes(
+            mt.code,
+            mt.fields or [],
+            request.attributes,
+            require=request.channel not in ATTRIBUTES_LATER,
+        )
         if mt.default_department_code:
             lead_dept_id = await session.scalar(
                 select(Department.id).where(Department.code == mt.default_department_code)
@@ -322,6 +338,14 @@ async def intake(
         if lead_dept_id == request.accused_department_id:
             lead_dept_id = None
             warnings.append("默认承办单位为被检举单位，已取消默认分派，请另行指定承办单位")
+    if (
+        confidential
+        and request.accused_department_id is not None
+        and first_receiver_id is not None
+        and staff is not None
+        and staff.department_id == request.accused_department_id
+    ):
+        raise ConfidentialTransferBlocked("a member of the accused unit may not receive it")
     row = await insert_case(
         session,
         pii=pii,

@@ -17,7 +17,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.audit.service import record
 from server.auth.permissions import Action, StaffIdentity
 from server.cases import deadline_clock
-from server.cases.access import case_for_update, check_not_accused, load_facts, visible_case
+from server.cases.access import (
+    CaseNotFound,
+    case_for_update,
+    check_not_accused,
+    load_facts,
+    visible_case,
+)
 from server.cases.evaluation import ReplyNotice, issue_evaluation
 from server.cases.intake import insert_case
 from server.cases.models import CaseEscalation, CaseEvent, CaseHandler, MatterType, PetitionCase
@@ -35,6 +41,7 @@ from server.cases.statemachine import (
     STATE_TIMESTAMP,
     check_review_request,
     check_transition,
+    is_accused_unit,
 )
 from server.kernel.crypto import PiiCipher
 from server.kernel.errors import IllegalTransition, InvalidInput, PermissionDenied
@@ -48,15 +55,18 @@ class AlreadyClaimed(PermissionDenied):
 async def claim(
     session: AsyncSession, *, staff: StaffIdentity, case_id: int, now: datetime
 ) -> CaseSummary:
-    """认领: the first staff member to claim a self-service case becomes its first receiver."""
+    """认领: the first staff member to claim a self-service case becomes its first receiver.
+    Never a member of the unit an accusation accuses: to them the case does not exist."""
     if not staff.can(Action.case_create):
         raise PermissionDenied("your roles may not claim cases")
     row = await case_for_update(session, case_id)
+    facts = await load_facts(session, row)
+    if is_accused_unit(staff, facts):
+        raise CaseNotFound(f"case {case_id} does not exist or is outside your scope")
     if row.first_receiver_id is not None:
         if row.first_receiver_id == staff.staff_id:
             return summary_of(row)
         raise AlreadyClaimed("this case already has a first receiver")
-    facts = await load_facts(session, row)
     if staff.site_id not in facts.site_path and not staff.can(Action.case_view_all):
         raise PermissionDenied("claim cases of your own site")
     row.first_receiver_id = staff.staff_id

@@ -191,9 +191,10 @@ ATTRIBUTE_TEXT_MAX = 500
 
 
 def validate_attributes(
-    code: str, fields: list[dict[str, Any]], attributes: dict[str, Any]
+    code: str, fields: list[dict[str, Any]], attributes: dict[str, Any], *, require: bool = True
 ) -> dict[str, Any]:
-    """The typed attributes of matter type `code` (its `fields`): required ones present, each
+    """The typed attributes of matter type `code` (its `fields`): required ones present (unless
+    not `require`d yet: completed during handling), each
     of its type (text: a string of at most 500 characters; int: a whole number; date: an ISO
     date; bool: true/false), nothing unknown. Raises InvalidInput naming the field."""
     out: dict[str, Any] = {}
@@ -202,7 +203,7 @@ def validate_attributes(
         label = spec.get("label", name)
         value = attributes.get(name)
         if value in (None, ""):
-            if spec.get("required"):
+            if require and spec.get("required"):
                 raise InvalidInput(
                     f"{code} needs {name}",
                     field=name,

@@ -131,6 +131,11 @@ async def staff_by_username(session: AsyncSession, *, username: str) -> NamedRef
     return NamedRef(id=row.id, name=row.display_name) if row is not None else None
 
 
+async def staff_department(session: AsyncSession, *, staff_id: int) -> int | None:
+    """The department of staff member `staff_id` (None: none, or no such staff member)."""
+    return await session.scalar(select(Staff.department_id).where(Staff.id == staff_id))
+
+
 async def active_staff_with_roles(
     session: AsyncSession, *, roles: Iterable[Role], limit: int = 200
 ) -> list[tuple[str, str]]:

@@ -24,10 +24,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.service import record
 from server.auth.permissions import StaffIdentity
-from server.cases.intake import create_case
+from server.cases.access import check_not_accused_unit
+from server.cases.intake import intake
 from server.cases.models import Channel
 from server.cases.queries import get_case
-from server.cases.schemas import PetitionerInput
+from server.cases.schemas import IntakeRequest, PetitionerInput
+from server.cases.statemachine import ConfidentialTransferBlocked
 from server.kernel.crypto import PiiCipher
 from server.kernel.db import utcnow
 from server.kernel.errors import Conflict, NotFound
@@ -120,6 +122,16 @@ class CallEntry:
     callback_at: str = ""
     outcome: str = ""
     ended_at: datetime | None = None
+    #: An accusation (检举控告): the unit it accuses, as the community point recorded it. No
+    #: officer of that unit may accept the call.
+    accused_department_id: int | None = None
+
+    def hidden_from(self, staff: StaffIdentity) -> bool:
+        """An accusation's call is not shown to (nor accepted by) the accused unit."""
+        return (
+            self.accused_department_id is not None
+            and staff.department_id == self.accused_department_id
+        )
 
     def waited_s(self, now: datetime) -> int:
         return max(0, int((now - self.waiting_since).total_seconds()))
@@ -288,6 +300,11 @@ class CallQueue(Protocol):
         ...
 
 
+def _check_not_accused(entry: CallEntry, department_id: int | None) -> None:
+    if entry.accused_department_id is not None and department_id == entry.accused_department_id:
+        raise ConfidentialTransferBlocked("a member of the accused unit may not join the call")
+
+
 def call_not_found(entry_id: int) -> NotFound:
     return NotFound(f"no queued call {entry_id}")
 
@@ -361,12 +378,20 @@ class QueueService:
     rooms: ReceptionRooms
     pii: PiiCipher
     clock: Clock = utcnow
+    #: The deployment's settings for the cases the desk registers (as the REST intake has).
+    timezone: str = "Asia/Shanghai"
+    case_no_format: str = "{admin_code}-{year}-{seq:06d}"
 
     def now(self) -> datetime:
         return self.clock()
 
-    async def entries(self) -> list[CallEntry]:
-        return await self.queue.entries(now=self.clock())
+    async def entries(self, *, viewer: StaffIdentity | None = None) -> list[CallEntry]:
+        """Every live entry; for a `viewer`, without the calls hidden from them (an accusation
+        never shows its caller to the accused unit)."""
+        entries = await self.queue.entries(now=self.clock())
+        if viewer is None:
+            return entries
+        return [e for e in entries if not e.hidden_from(viewer)]
 
     async def get(self, entry_id: int) -> CallEntry:
         return await self.queue.get(entry_id, now=self.clock())
@@ -389,6 +414,7 @@ class QueueService:
         matter_name: str,
         resident_name: str,
         resident_phone: str,
+        accused_department_id: int | None = None,
     ) -> CallEntry:
         """Open a reception session (signaling room) for the community point and queue the
         call. The entry is queued last, so a failed database step queues nothing; if the
@@ -426,6 +452,7 @@ class QueueService:
             room_id=room.room_id,
             seen_at=now,
             expires_at=now + ABANDONED_AFTER,
+            accused_department_id=accused_department_id,
         )
         await self.queue.add(entry, now=now)
         return entry
@@ -438,39 +465,51 @@ class QueueService:
         officer: StaffIdentity,
         case_id: int | None = None,
     ) -> CallEntry:
-        """Claim a waiting call; create its case (channel video, the officer as first receiver)
-        or link a known case, and attach the reception session to it.
+        """Claim a waiting call; create its case through the intake pipeline (channel video, the
+        officer as first receiver; category, confidentiality, routing and the acceptance
+        deadline as for any channel) or link a known case, and attach the reception session.
 
         Raises:
+            NotFound: no such call, or it is hidden from the officer (an accusation against
+                their unit: the pipeline would refuse them as its first receiver too).
             CallTaken: another officer (on any node) was faster, or the call is no longer
                 waiting.
         """
         now = self.clock()
-        entry = await self.queue.update(
-            entry_id,
-            lambda e: claimed(
+
+        def claim(e: CallEntry) -> CallEntry:
+            if e.hidden_from(officer):  # the accused unit: to them the call is not there
+                raise call_not_found(e.id)
+            return claimed(
                 e, officer_id=officer.staff_id, officer_name=officer.display_name, now=now
-            ),
-            now=now,
-        )
+            )
+
+        entry = await self.queue.update(entry_id, claim, now=now)
         try:
             if case_id is not None:
+                await check_not_accused_unit(session, staff=officer, case_id=case_id)
                 case = await get_case(session, case_id=case_id)
             else:
-                case = await create_case(
-                    session,
-                    pii=self.pii,
-                    site_id=entry.site_id,
-                    channel=Channel.video,
-                    summary=f"远程视频接访：{entry.matter_name}（{entry.site_name}）",
-                    petitioner=PetitionerInput(
-                        name=entry.resident_name, phone=entry.resident_phone
-                    ),
-                    first_receiver_id=officer.staff_id,
-                    now=now,
-                    matter_type=entry.matter_code or None,
-                    actor=officer.actor,
-                )
+                case = (
+                    await intake(
+                        session,
+                        pii=self.pii,
+                        staff=officer,
+                        request=IntakeRequest(
+                            channel=Channel.video,
+                            site_id=entry.site_id,
+                            summary=f"远程视频接访：{entry.matter_name}（{entry.site_name}）",
+                            matter_type=entry.matter_code or None,
+                            petitioner=PetitionerInput(
+                                name=entry.resident_name, phone=entry.resident_phone
+                            ),
+                            accused_department_id=entry.accused_department_id,
+                        ),
+                        now=now,
+                        timezone=self.timezone,
+                        case_no_format=self.case_no_format,
+                    )
+                ).case
             await self.rooms.link_case(session, session_id=entry.session_id, case_id=case.id)
             await record(
                 session,
@@ -507,17 +546,37 @@ class QueueService:
             entry_id, lambda e: callback_booked(e, callback_at=callback_at, now=now), now=now
         )
 
-    async def invite(self, entry_id: int, *, staff_id: int, note: str) -> CallEntry:
-        now = self.clock()
-        return await self.queue.update(
-            entry_id, lambda e: invited(e, staff_id=staff_id, note=note, now=now), now=now
-        )
+    async def invite(
+        self, entry_id: int, *, staff_id: int, department_id: int | None, note: str
+    ) -> CallEntry:
+        """Invite a colleague (`department_id`: theirs) into the reception.
 
-    async def hand_over(self, entry_id: int, *, staff_id: int, note: str) -> CallEntry:
+        Raises:
+            ConfidentialTransferBlocked: they belong to the unit the accusation accuses.
+        """
         now = self.clock()
-        return await self.queue.update(
-            entry_id, lambda e: handed_over(e, staff_id=staff_id, note=note, now=now), now=now
-        )
+
+        def change(e: CallEntry) -> CallEntry:
+            _check_not_accused(e, department_id)
+            return invited(e, staff_id=staff_id, note=note, now=now)
+
+        return await self.queue.update(entry_id, change, now=now)
+
+    async def hand_over(
+        self, entry_id: int, *, staff_id: int, department_id: int | None, note: str
+    ) -> CallEntry:
+        """Hand the call to a colleague (`department_id`: theirs) at another window.
+
+        Raises:
+            ConfidentialTransferBlocked: they belong to the unit the accusation accuses.
+        """
+        now = self.clock()
+
+        def change(e: CallEntry) -> CallEntry:
+            _check_not_accused(e, department_id)
+            return handed_over(e, staff_id=staff_id, note=note, now=now)
+
+        return await self.queue.update(entry_id, change, now=now)
 
     async def end(self, entry_id: int, *, outcome: str) -> CallEntry:
         now = self.clock()

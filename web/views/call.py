@@ -18,6 +18,7 @@ from server.http.auth import protected, signed_in_staff
 from server.http.common import path_int
 from server.kernel.errors import PermissionDenied
 from server.org import service as org
+from server.org.schemas import NamedRef
 from server.queue import STATE_LABELS, CallEntry, CallNotWaiting, QueueService
 from web.i18n import _
 from web.render import page
@@ -62,6 +63,24 @@ def form_dict(form: Any, names: tuple[str, ...]) -> dict[str, str]:
     return {n: str(form.get(n, ""))[:4000] for n in names}
 
 
+#: An accusation's accused unit (被检举单位), optional on the kiosk and the call form: the
+#: intake pipeline keeps the case from that unit (confidential, never routed or shown to it).
+ACCUSED_FIELD = "accused_department"
+ACCUSED_ERROR = "请选择被检举单位"
+
+
+def accused_department(raw: str, departments: list[NamedRef]) -> int | None:
+    """The department picked as the accused unit, None if none was; ValueError if the choice is
+    not a department."""
+    raw = raw.strip()
+    if not raw:
+        return None
+    picked = next((d.id for d in departments if str(d.id) == raw), None)
+    if picked is None:
+        raise ValueError(raw)
+    return picked
+
+
 class CallForm(BaseModel):
     model_config = ConfigDict(extra="ignore")
     matter_code: str = Field(max_length=64)
@@ -90,7 +109,7 @@ def queue_of(request: web.Request) -> QueueService:
 
 # ------------------------------------------------------------------ views
 
-CALL_FIELDS = ("matter_code", "resident_name", "resident_phone")
+CALL_FIELDS = ("matter_code", "resident_name", "resident_phone", ACCUSED_FIELD)
 
 
 async def _render_form(
@@ -98,10 +117,11 @@ async def _render_form(
 ) -> web.Response:
     async with request.app[keys.db].begin() as session:
         matters = await active_matter_types(session)
+        departments = await org.departments(session)
     return page(
         request,
         "call.html",
-        {"matters": matters, "values": values, "errors": errors},
+        {"matters": matters, "departments": departments, "values": values, "errors": errors},
         status=status,
     )
 
@@ -127,6 +147,11 @@ async def call_submit(request: web.Request) -> web.StreamResponse:
             return await _render_form(
                 request, values, {"matter_code": "请选择事项类型"}, status=422
             )
+        try:
+            accused = accused_department(values[ACCUSED_FIELD], await org.departments(session))
+        except ValueError:
+            await session.rollback()
+            return await _render_form(request, values, {ACCUSED_FIELD: ACCUSED_ERROR}, status=422)
         site_name = await org.site_name(session, site_id=agent.site_id)
         entry = await queue_of(request).enqueue(
             session,
@@ -136,6 +161,7 @@ async def call_submit(request: web.Request) -> web.StreamResponse:
             matter_name=matters[data.matter_code],
             resident_name=data.resident_name,
             resident_phone=data.resident_phone,
+            accused_department_id=accused,
         )
     raise web.HTTPSeeOther(f"/call/{entry.id}")
 

@@ -38,7 +38,7 @@ async def desk(request: web.Request) -> web.Response:
     staff = signed_in_staff(request)
     queue = queue_of(request)
     policy, now = queue.policy, queue.now()
-    entries = await queue.entries()
+    entries = await queue.entries(viewer=staff)
     waiting = [e.public(policy, now) for e in entries if e.state == CallState.waiting]
     mine = [
         e
@@ -57,7 +57,7 @@ async def desk(request: web.Request) -> web.Response:
 async def queue_json(request: web.Request) -> web.Response:
     queue = queue_of(request)
     policy, now = queue.policy, queue.now()
-    entries = await queue.entries()
+    entries = await queue.entries(viewer=signed_in_staff(request))
     return web.json_response(
         {
             "waiting": [e.public(policy, now) for e in entries if e.state == CallState.waiting],
@@ -190,8 +190,10 @@ class StaffPick(BaseModel):
         return clean_text(v, "请选择工作人员")
 
 
-async def _pick(request: web.Request, entry: CallEntry) -> tuple[int, str, str] | web.Response:
-    """(staff id, display name, note) of the colleague picked in the form."""
+async def _pick(
+    request: web.Request, entry: CallEntry
+) -> tuple[int, str, int | None, str] | web.Response:
+    """(staff id, display name, department, note) of the colleague picked in the form."""
     form = await request.post()
     values = form_dict(form, ("username", "note"))
     try:
@@ -200,11 +202,14 @@ async def _pick(request: web.Request, entry: CallEntry) -> tuple[int, str, str] 
         return await _reception(request, entry, values=values, errors=field_errors(e), status=422)
     async with request.app[keys.db].begin() as session:
         picked = await org.staff_by_username(session, username=data.username)
+        department = (
+            await org.staff_department(session, staff_id=picked.id) if picked is not None else None
+        )
     if picked is None:
         return await _reception(
             request, entry, values=values, errors={"username": "未找到该工作人员"}, status=422
         )
-    return picked.id, picked.name, data.note
+    return picked.id, picked.name, department, data.note
 
 
 @protected(Action.queue_answer)
@@ -214,7 +219,9 @@ async def invite(request: web.Request) -> web.Response:
     picked = await _pick(request, entry)
     if isinstance(picked, web.Response):
         return picked
-    entry = await queue_of(request).invite(entry.id, staff_id=picked[0], note=picked[2])
+    entry = await queue_of(request).invite(
+        entry.id, staff_id=picked[0], department_id=picked[2], note=picked[3]
+    )
     return await _reception(
         request, entry, notice="已邀请工作人员加入联合调处：", notice_name=picked[1]
     )
@@ -227,7 +234,9 @@ async def handover(request: web.Request) -> web.StreamResponse:
     picked = await _pick(request, entry)
     if isinstance(picked, web.Response):
         return picked
-    await queue_of(request).hand_over(entry.id, staff_id=picked[0], note=picked[2])
+    await queue_of(request).hand_over(
+        entry.id, staff_id=picked[0], department_id=picked[2], note=picked[3]
+    )
     raise web.HTTPSeeOther("/desk")
 
 

@@ -54,7 +54,7 @@ async def _live_context(request: web.Request, staff: StaffIdentity) -> dict[str,
     """My queue, my sessions today and invitations; the supervisor's all-sites overview."""
     queue = request.app[keys.call_queue]
     policy, now = queue.policy, queue.now()
-    entries = await queue.entries()
+    entries = await queue.entries(viewer=staff)
     waiting = [e.public(policy, now) for e in entries if e.state == CallState.waiting]
     mine = [
         e

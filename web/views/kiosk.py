@@ -1,5 +1,7 @@
-"""Kiosk mode (自助机): full screen, large touch targets, a three-field registration that creates
-a case (channel kiosk; the first staff member to claim it becomes its first receiver), then the
+"""Kiosk mode (自助机): full screen, large touch targets, a three-field registration that goes
+through the intake pipeline like every channel (channel kiosk: category, confidentiality,
+routing and the acceptance deadline from the matter type; the first staff member to claim it
+becomes its first receiver; an accusation may name the accused unit), then the
 case number and a QR code to follow it online. The page resets itself after inactivity and links
 nowhere else."""
 
@@ -17,21 +19,29 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from server.cases.access import CaseNotFound
 from server.cases.catalogue import active_matter_types
-from server.cases.intake import create_case
+from server.cases.intake import intake
 from server.cases.queries import get_case
-from server.cases.schemas import Channel, PetitionerInput
+from server.cases.schemas import Channel, IntakeRequest, PetitionerInput
 from server.http import keys
 from server.http.auth import client_ip, public
 from server.kernel.db import utcnow
 from server.kernel.errors import KioskRateLimited, NotFound
 from server.kernel.ids import parse_id
 from server.kernel.signing import Legacy, SignatureInvalid, Signer
-from server.org.service import site_or_district
+from server.org.service import departments, site_or_district
 from web.labels import CASE_STATE_PUBLIC_LABELS
 from web.render import page
-from web.views.call import clean_phone, clean_text, field_errors, form_dict
+from web.views.call import (
+    ACCUSED_ERROR,
+    ACCUSED_FIELD,
+    accused_department,
+    clean_phone,
+    clean_text,
+    field_errors,
+    form_dict,
+)
 
-KIOSK_FIELDS = ("matter_code", "description", "name", "phone", "site")
+KIOSK_FIELDS = ("matter_code", "description", "name", "phone", "site", ACCUSED_FIELD)
 STATE_LABELS = CASE_STATE_PUBLIC_LABELS
 
 
@@ -115,10 +125,17 @@ async def _form(
 ) -> web.Response:
     async with request.app[keys.db].begin() as session:
         matters = await active_matter_types(session)
+        units = await departments(session)
     return page(
         request,
         "kiosk.html",
-        {"matters": matters, "values": values, "errors": errors, "notice": notice},
+        {
+            "matters": matters,
+            "departments": units,
+            "values": values,
+            "errors": errors,
+            "notice": notice,
+        },
         status=status,
     )
 
@@ -154,18 +171,31 @@ async def kiosk_submit(request: web.Request) -> web.Response:
         if data.matter_code not in matters:
             await session.rollback()
             return await _form(request, values, {"matter_code": "请选择您要反映的事项"}, status=422)
-        case = await create_case(
-            session,
-            pii=request.app[keys.pii],
-            site_id=site_id,
-            channel=Channel.kiosk,
-            summary=data.description,
-            petitioner=PetitionerInput(name=data.name, phone=data.phone),
-            first_receiver_id=None,
-            now=utcnow(),
-            matter_type=data.matter_code,
-            actor="kiosk",
-        )
+        try:
+            accused = accused_department(values[ACCUSED_FIELD], await departments(session))
+        except ValueError:
+            await session.rollback()
+            return await _form(request, values, {ACCUSED_FIELD: ACCUSED_ERROR}, status=422)
+        settings = request.app[keys.settings]
+        case = (
+            await intake(
+                session,
+                pii=request.app[keys.pii],
+                staff=None,
+                request=IntakeRequest(
+                    channel=Channel.kiosk,
+                    site_id=site_id,
+                    summary=data.description,
+                    matter_type=data.matter_code,
+                    petitioner=PetitionerInput(name=data.name, phone=data.phone),
+                    accused_department_id=accused,
+                ),
+                now=utcnow(),
+                timezone=settings.timezone,
+                case_no_format=settings.case_no_format,
+                ip=client_ip(request),
+            )
+        ).case
     token = follow_token(request.app[keys.settings].secret_bytes(), case.id, now=utcnow())
     url = str(request.url.with_path(f"/follow/{token}").with_query(None))
     qr = segno.make(url, error="m").svg_data_uri(scale=6, border=2)
