@@ -145,6 +145,11 @@ class OwnerContext(Protocol):
         """What the room's previous owner saved, if anything."""
         ...
 
+    async def seal(self, actor: RoomActor) -> None:
+        """The room just ended: make the end durable (the session record says `ended`) before
+        the room is let go, so no join or resume can bring it back."""
+        ...
+
 
 @dataclass(slots=True)
 class _Link:
@@ -234,6 +239,8 @@ class RoomActor:
 
     def deliver(self, msg: Inbox) -> None:
         if self.stopped:
+            if self.room.ended and isinstance(msg, Attach):
+                self._refuse_closed(msg)
             return
         try:
             self.inbox.put_nowait(msg)
@@ -253,9 +260,32 @@ class RoomActor:
             except Exception:
                 self.ctx.mark_dirty(self)
                 logger.exception("room %s failed on %s", self.room_id, type(msg).__name__)
-            if self.room.empty or self.room.ended:
+            if self.room.ended:
+                await self._finish()
+                return
+            if self.room.empty:
                 await self.ctx.retire(self)
                 return
+
+    async def _finish(self) -> None:
+        """The session ended: seal it, let the room go, and refuse whoever tried to come in
+        meanwhile (their attach waits in the inbox; later ones are refused by `deliver`)."""
+        try:
+            await self.ctx.seal(self)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the journal still carries `session.ended`
+            logger.exception("sealing the end of room %s failed", self.room_id)
+        await self.ctx.retire(self)
+        while not self.inbox.empty():
+            msg = self.inbox.get_nowait()
+            if isinstance(msg, Attach):
+                self._refuse_closed(msg)
+
+    def _refuse_closed(self, env: Attach) -> None:
+        e = errors.SessionClosed("the session has ended")
+        self._reply(env.node_id, env.conn_id, error_message(e, env.re))
+        self.ctx.route_node(env.node_id, Refused(env.conn_id, e.code))
 
     async def _handle(self, env: Inbox) -> bool:
         """Returns False when the room's durable state cannot have changed (chat, negotiation,

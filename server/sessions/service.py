@@ -248,6 +248,18 @@ async def end(session: AsyncSession, *, session_id: int, now: datetime) -> Sessi
     return SessionView.from_row(row)
 
 
+async def end_from_room(session: AsyncSession, *, session_id: int, now: datetime) -> SessionView:
+    """The session's room ended: the session is `ended` (already closed: left as it is).
+    Signaling calls it before it lets an ended room go, so that a join or resume read after
+    it finds the session closed (the journal's `session.ended` event may come later)."""
+    row = await _row(session, session_id, lock=True)
+    if can_transition(row.state, S.ended):
+        row.state = S.ended
+        row.actual_end = now
+        await session.flush()
+    return SessionView.from_row(row)
+
+
 async def cancel(session: AsyncSession, *, session_id: int) -> SessionView:
     """scheduled → cancelled; the invite's SEQUENCE goes up (METHOD:CANCEL follows)."""
     row = await _move(session, session_id, S.cancelled)
