@@ -37,6 +37,7 @@ from media.interfaces import (
 from server.kernel.errors import AppError
 from server.kernel.logging import peer_id_var, room_id_var
 from server.kernel.tasks import cancel_and_wait
+from server.sessions import service as sessions
 from signaling import errors, store
 from signaling.bus import RoomEvent
 from signaling.commands import room_operation
@@ -59,6 +60,7 @@ from signaling.protocol import (
     Answer,
     Candidate,
     ClientMessage,
+    EndSession,
     Error,
     IceServerInfo,
     Leave,
@@ -194,6 +196,7 @@ class RoomActor:
             recording_allowed=session.recording_allowed,
         )
         room.started = session.state.value == "live"
+        room.opens_at = sessions.opens_at(session, lobby_lead=self.ctx.config.lobby_lead)
         return room
 
     # ----- durable state
@@ -456,6 +459,10 @@ class RoomActor:
             if not ok:
                 raise errors.RateLimited("too many negotiation messages queued")
             return
+        if isinstance(msg, EndSession):  # never a booked session ended before its window
+            sessions.check_can_end(
+                self.session, now=now, lobby_lead=self.ctx.config.lobby_lead, live=room.started
+            )
         fx = room_operation(room, peer, msg, now)
         self.send_to(peer, Ack(re=msg.id))
         await self.apply(fx)
