@@ -8,6 +8,8 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from pathlib import Path
 
+from server.sessions.service import DEFAULT_LOBBY_LEAD
+
 Clock = Callable[[], datetime]
 
 
@@ -45,4 +47,4 @@ class NodeConfig:
     join_rate_per_min: int | None = None
     #: How long before its planned start a booked session opens (ONEDOOR_SESSION_LOBBY_OPEN_MIN):
     #: before that it can be neither started nor ended.
-    lobby_lead: timedelta = timedelta(minutes=30)
+    lobby_lead: timedelta = DEFAULT_LOBBY_LEAD

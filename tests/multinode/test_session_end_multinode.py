@@ -73,8 +73,11 @@ async def test_resume_and_join_on_either_node_right_after_the_end_are_refused(
                 assert answer["type"] == "error", (i, p.name, answer)
                 assert answer["code"] == "session_closed", (i, p.name, answer)
                 assert p.seen("welcome") == [], (i, p.name)
-            await eventually(lambda r=room_id: r not in node_a.rooms and r not in node_b.rooms,
-                             what="the room let go on both nodes")  # fmt: skip
+
+            def let_go(r: str = room_id) -> bool:
+                return r not in node_a.rooms and r not in node_b.rooms
+
+            await eventually(let_go, what="the room let go on both nodes")
             # After the room is gone: the resident's resume on B is refused too.
             assert spare_b.ws is not None
             await spare_b.ws.close()

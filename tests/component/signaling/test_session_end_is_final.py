@@ -54,7 +54,10 @@ async def test_join_and_resume_right_after_the_end_are_refused_every_time(
         rejoin = await host.request("join", room_id=room_id)
         assert rejoin["code"] == "session_closed", (i, rejoin)
 
-        await eventually(lambda r=room_id: r not in node.rooms, what="the room let go")
+        def let_go(r: str = room_id) -> bool:
+            return r not in node.rooms
+
+        await eventually(let_go, what="the room let go")
         for p in (host, guest, spare, late):
             assert p.ws is not None
             await p.ws.close()

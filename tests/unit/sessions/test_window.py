@@ -8,6 +8,7 @@ from datetime import UTC, datetime, timedelta
 
 import pytest
 
+from server.kernel.settings import Settings
 from server.sessions.errors import SessionNotOpen
 from server.sessions.models import SessionKind, SessionState
 from server.sessions.schemas import SessionView
@@ -39,7 +40,10 @@ def _view(state: SessionState = SessionState.scheduled, *, planned: bool = True)
 
 
 def test_the_default_window_opens_30_minutes_before_the_start() -> None:
-    assert DEFAULT_LOBBY_LEAD == timedelta(minutes=30)
+    assert (
+        timedelta(minutes=Settings.model_fields["session_lobby_open_min"].default)
+        == DEFAULT_LOBBY_LEAD
+    )
     assert opens_at(_view(), lobby_lead=LEAD) == START - LEAD
     assert opens_at(_view(planned=False), lobby_lead=LEAD) is None
 
