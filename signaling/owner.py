@@ -226,16 +226,22 @@ class RoomActor:
         self.rebuilt = True
         self.gone_peers = set(self.room.identities) - set(self.room.members)
         loop, now = asyncio.get_running_loop(), ctx.now()
+        expired: list[str] = []
         for peer_id, member in self.room.members.items():
+            delay = member.grace_left(ctx.config.grace_s, now)
+            if delay <= 0:  # abandoned long ago: gone before anyone sees the room (no ghost)
+                expired.append(peer_id)
+                continue
             generation = next(self._generation)
             self.links[peer_id] = _Link("", "", connected=False, generation=generation)
-            delay = member.grace_left(ctx.config.grace_s, now)
             self._timers[peer_id] = loop.call_later(
                 delay, self.deliver, Expire(peer_id, generation)
             )
         logger.info("restored room %s: %d participants, locked=%s", self.room_id,
                     len(self.room.members), self.room.locked)  # fmt: skip
         await self.apply(fx)
+        for peer_id in expired:
+            await self.apply(self.room.leave(peer_id, now, reason="timeout"))
         ctx.mark_dirty(self)
 
     # ----- inbox
