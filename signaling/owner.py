@@ -314,7 +314,15 @@ class RoomActor:
         if isinstance(env, Attach):
             await self._attach(env)
         elif isinstance(env, Detach):
-            self._detach(env.peer_id, env.conn_id)
+            link = self.links.get(env.peer_id)
+            peer_id = env.peer_id
+            if link is None or link.conn_id != env.conn_id:
+                # An edge that gave up on its attach knows only the peer id it asked for; the
+                # room may have given the identity's existing place instead.
+                peer_id = next(
+                    (p for p, x in self.links.items() if x.conn_id == env.conn_id), peer_id
+                )
+            self._detach(peer_id, env.conn_id)
         elif isinstance(env, Expire):
             link = self.links.get(env.peer_id)
             if link is not None and not link.connected and link.generation == env.generation:

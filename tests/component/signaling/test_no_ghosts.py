@@ -9,8 +9,13 @@ from typing import Any
 
 import pytest
 from aiohttp.test_utils import TestServer
+from sqlalchemy import select
 
+from server.http import keys
 from server.kernel.db import utcnow
+from server.org.models import Staff
+from signaling.envelopes import Attach, Detach
+from signaling.roomstate import ROLE_PERMISSIONS, MemberSpec
 from signaling.ws import node_key
 from tests.component.signaling.conftest import MakeParticipant
 from tests.component.signaling.harness import Participant, new_session, new_token
@@ -77,3 +82,30 @@ async def test_a_room_rebuilt_after_the_grace_period_shows_no_ghost(
     welcome = await later.join(room_id)
     assert (await later.request("ping"))["type"] == "pong"
     assert _ghosts(later, welcome, ghost) == []
+
+
+async def test_a_connection_its_edge_gave_up_on_is_not_kept_as_connected(
+    server: TestServer, people: MakeParticipant
+) -> None:
+    """The owner took an attach its edge had given up on (it answered too late): the edge's
+    detach names the peer id it asked for; the owner lets that connection's place go."""
+    node = server.app[node_key]
+    host = await people("host", "mediator01")
+    sess = await new_session(host)
+    await host.connect()
+    await host.join(sess["room_id"])
+    async with server.app[keys.db]() as session:
+        staff_id = await session.scalar(select(Staff.id).where(Staff.username == "expert01"))
+    conn = f"{node.config.node_id}/gave-up"
+    spec = MemberSpec(peer_id="p-asked", identity=f"staff:{staff_id}", display_name="李四",
+                      role="official", is_staff=True,
+                      permissions=ROLE_PERMISSIONS["official"])  # fmt: skip
+    node.to_room(sess["room_id"], Attach(conn, node.config.node_id, spec, "join", None, None))
+    joined = await host.expect("participant_joined")
+    assert joined["participant"]["peer_id"] == "p-asked"
+    # The detach names another peer id (as when the room gave the attach the identity's
+    # existing place): the owner finds the place by its connection.
+    node.to_room(sess["room_id"], Detach(conn, "p-other"))
+    upd = await host.expect_where(lambda m: m["type"] == "participant_update"
+                                  and not m["participant"]["connected"])  # fmt: skip
+    assert upd["participant"]["peer_id"] == "p-asked"
