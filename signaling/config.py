@@ -5,8 +5,10 @@ from __future__ import annotations
 
 from collections.abc import Callable
 from dataclasses import dataclass, field
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
+
+from server.sessions.service import DEFAULT_LOBBY_LEAD
 
 Clock = Callable[[], datetime]
 
@@ -43,3 +45,6 @@ class NodeConfig:
     #: Joins with a token per client address per minute (None: unlimited); counted with the
     #: node's rate limiter, shared with the join page (ONEDOOR_JOIN_RATE_PER_MIN).
     join_rate_per_min: int | None = None
+    #: How long before its planned start a booked session opens (ONEDOOR_SESSION_LOBBY_OPEN_MIN):
+    #: before that it can be neither started nor ended.
+    lobby_lead: timedelta = DEFAULT_LOBBY_LEAD

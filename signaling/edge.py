@@ -284,6 +284,10 @@ class Edge:
             reply = await ctx.attach(view, env, self)
         except BaseException:
             self.state = "new" if self.state == "joining" else self.state
+            # The owner may still take the attach (it answered too late, or we were cancelled):
+            # it must not keep a place for a connection nobody serves (a ghost). A detach for
+            # a connection it never attached changes nothing.
+            ctx.to_room(view.room_id, Detach(self.conn_id, spec.peer_id))
             raise
         if not isinstance(reply, Attached):
             self.state = "new"

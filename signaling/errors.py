@@ -11,6 +11,7 @@ from server.kernel.errors import AppError, JoinRateLimited, SignalingError
 # A join link's errors and a missing session belong to the sessions domain (it verifies
 # tokens and looks sessions up); signaling sends them under the same codes.
 from server.sessions.errors import SessionNotFound as RoomNotFound
+from server.sessions.errors import SessionNotOpen as SessionNotOpen
 from server.sessions.errors import TokenExpired as TokenExpired
 from server.sessions.errors import TokenInvalid as TokenInvalid
 from server.sessions.errors import TokenRevoked as TokenRevoked
@@ -143,6 +144,7 @@ ALL_ERRORS: list[type[AppError]] = [
     LobbyFull,
     RoomLocked,
     SessionClosed,
+    SessionNotOpen,
     PeerNotFound,
     InvalidState,
     NoOfficial,

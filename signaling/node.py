@@ -54,6 +54,10 @@ logger = logging.getLogger(__name__)
 STATE_TTL_MS = 24 * 3600 * 1000
 STATE_REFRESH_S = 6 * 3600.0
 STATE_RETRY_S = 1.0
+#: How long `seal` waits for the journal to write a room's end before it writes it directly.
+SEAL_FLUSH_S = 2.0
+#: Rooms whose session ended here, remembered (most recent) to refuse at once without a query.
+ENDED_MEMORY = 10_000
 
 
 class SignalingNode:
@@ -95,6 +99,8 @@ class SignalingNode:
         self._ownerless: dict[str, float] = {}
         self._missing: dict[str, float] = {}
         self._directory_down = False
+        #: Rooms whose session ended on this node (insertion order: oldest first).
+        self._ended: dict[str, None] = {}
 
     # ----- lifecycle
 
@@ -230,6 +236,8 @@ class SignalingNode:
         limits = self.config.limits
         deadline = time.monotonic() + max(self.config.grace_s, limits.lease_ms / 1000 * 2)
         while True:
+            if view.room_id in self._ended:
+                raise errors.SessionClosed("the session has ended")
             owner = await self.directory.claim(view.room_id, self.config.node_id, limits.lease_ms)
             loop = asyncio.get_running_loop()
             edge.pending = loop.create_future()
@@ -256,6 +264,22 @@ class SignalingNode:
         if len(self.rooms) >= self.config.limits.max_rooms:
             await self.directory.release(view.room_id, self.config.node_id)
             raise errors.NodeFull("this server hosts too many rooms")
+        # The caller's view was read before it asked for the room; the session may have ended
+        # since (its owner seals the end in the record before it lets the room go): a room is
+        # never brought back for a closed session.
+        try:
+            async with self.db.begin() as session:
+                view = await store.get_session(session, room_id=view.room_id)
+        except BaseException:
+            await self.directory.release(view.room_id, self.config.node_id)
+            raise
+        if not view.open:
+            self._remember_ended(view.room_id)
+            await self.directory.release(view.room_id, self.config.node_id)
+            raise errors.SessionClosed("the session has ended")
+        actor = self.rooms.get(view.room_id)  # another attach may have made it meanwhile
+        if actor is not None and not actor.stopped:
+            return actor
         # A session that is already live and unknown here was hosted elsewhere: rebuild it.
         actor = RoomActor(self, view, rebuilt=rebuilt or view.state.value == "live")
         self.rooms[view.room_id] = actor
@@ -270,7 +294,25 @@ class SignalingNode:
                 self.spawn(edge.reattach(), name=f"reattach:{edge.conn_id}")
         return actor
 
+    def _remember_ended(self, room_id: str) -> None:
+        self._ended[room_id] = None
+        while len(self._ended) > ENDED_MEMORY:
+            del self._ended[next(iter(self._ended))]
+
+    async def seal(self, actor: RoomActor) -> None:
+        """The room ended: refuse every attach from now on, and have the session record say
+        `ended` before the room is let go (the journal writes it with the `session.ended`
+        event; if it is slow, the end is written directly — idempotent either way)."""
+        self._remember_ended(actor.room_id)
+        with contextlib.suppress(TimeoutError):
+            async with asyncio.timeout(SEAL_FLUSH_S):
+                await self.journal.flush()
+        async with self.db.begin() as session:
+            await store.seal_ended(session, session_id=actor.session.id, now=self.now())
+
     async def retire(self, actor: RoomActor) -> None:
+        if actor.room.ended:
+            self._remember_ended(actor.room_id)
         if self.rooms.get(actor.room_id) is actor:
             del self.rooms[actor.room_id]
         await actor.stop(close_media=True)

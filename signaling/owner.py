@@ -37,6 +37,7 @@ from media.interfaces import (
 from server.kernel.errors import AppError
 from server.kernel.logging import peer_id_var, room_id_var
 from server.kernel.tasks import cancel_and_wait
+from server.sessions import service as sessions
 from signaling import errors, store
 from signaling.bus import RoomEvent
 from signaling.commands import room_operation
@@ -59,6 +60,7 @@ from signaling.protocol import (
     Answer,
     Candidate,
     ClientMessage,
+    EndSession,
     Error,
     IceServerInfo,
     Leave,
@@ -145,6 +147,11 @@ class OwnerContext(Protocol):
         """What the room's previous owner saved, if anything."""
         ...
 
+    async def seal(self, actor: RoomActor) -> None:
+        """The room just ended: make the end durable (the session record says `ended`) before
+        the room is let go, so no join or resume can bring it back."""
+        ...
+
 
 @dataclass(slots=True)
 class _Link:
@@ -189,6 +196,7 @@ class RoomActor:
             recording_allowed=session.recording_allowed,
         )
         room.started = session.state.value == "live"
+        room.opens_at = sessions.opens_at(session, lobby_lead=self.ctx.config.lobby_lead)
         return room
 
     # ----- durable state
@@ -218,22 +226,30 @@ class RoomActor:
         self.rebuilt = True
         self.gone_peers = set(self.room.identities) - set(self.room.members)
         loop, now = asyncio.get_running_loop(), ctx.now()
+        expired: list[str] = []
         for peer_id, member in self.room.members.items():
+            delay = member.grace_left(ctx.config.grace_s, now)
+            if delay <= 0:  # abandoned long ago: gone before anyone sees the room (no ghost)
+                expired.append(peer_id)
+                continue
             generation = next(self._generation)
             self.links[peer_id] = _Link("", "", connected=False, generation=generation)
-            delay = member.grace_left(ctx.config.grace_s, now)
             self._timers[peer_id] = loop.call_later(
                 delay, self.deliver, Expire(peer_id, generation)
             )
         logger.info("restored room %s: %d participants, locked=%s", self.room_id,
                     len(self.room.members), self.room.locked)  # fmt: skip
         await self.apply(fx)
+        for peer_id in expired:
+            await self.apply(self.room.leave(peer_id, now, reason="timeout"))
         ctx.mark_dirty(self)
 
     # ----- inbox
 
     def deliver(self, msg: Inbox) -> None:
         if self.stopped:
+            if self.room.ended and isinstance(msg, Attach):
+                self._refuse_closed(msg)
             return
         try:
             self.inbox.put_nowait(msg)
@@ -253,9 +269,32 @@ class RoomActor:
             except Exception:
                 self.ctx.mark_dirty(self)
                 logger.exception("room %s failed on %s", self.room_id, type(msg).__name__)
-            if self.room.empty or self.room.ended:
+            if self.room.ended:
+                await self._finish()
+                return
+            if self.room.empty:
                 await self.ctx.retire(self)
                 return
+
+    async def _finish(self) -> None:
+        """The session ended: seal it, let the room go, and refuse whoever tried to come in
+        meanwhile (their attach waits in the inbox; later ones are refused by `deliver`)."""
+        try:
+            await self.ctx.seal(self)
+        except asyncio.CancelledError:
+            raise
+        except Exception:  # the journal still carries `session.ended`
+            logger.exception("sealing the end of room %s failed", self.room_id)
+        await self.ctx.retire(self)
+        while not self.inbox.empty():
+            msg = self.inbox.get_nowait()
+            if isinstance(msg, Attach):
+                self._refuse_closed(msg)
+
+    def _refuse_closed(self, env: Attach) -> None:
+        e = errors.SessionClosed("the session has ended")
+        self._reply(env.node_id, env.conn_id, error_message(e, env.re))
+        self.ctx.route_node(env.node_id, Refused(env.conn_id, e.code))
 
     async def _handle(self, env: Inbox) -> bool:
         """Returns False when the room's durable state cannot have changed (chat, negotiation,
@@ -275,7 +314,15 @@ class RoomActor:
         if isinstance(env, Attach):
             await self._attach(env)
         elif isinstance(env, Detach):
-            self._detach(env.peer_id, env.conn_id)
+            link = self.links.get(env.peer_id)
+            peer_id = env.peer_id
+            if link is None or link.conn_id != env.conn_id:
+                # An edge that gave up on its attach knows only the peer id it asked for; the
+                # room may have given the identity's existing place instead.
+                peer_id = next(
+                    (p for p, x in self.links.items() if x.conn_id == env.conn_id), peer_id
+                )
+            self._detach(peer_id, env.conn_id)
         elif isinstance(env, Expire):
             link = self.links.get(env.peer_id)
             if link is not None and not link.connected and link.generation == env.generation:
@@ -426,6 +473,10 @@ class RoomActor:
             if not ok:
                 raise errors.RateLimited("too many negotiation messages queued")
             return
+        if isinstance(msg, EndSession):  # never a booked session ended before its window
+            sessions.check_can_end(
+                self.session, now=now, lobby_lead=self.ctx.config.lobby_lead, live=room.started
+            )
         fx = room_operation(room, peer, msg, now)
         self.send_to(peer, Ack(re=msg.id))
         await self.apply(fx)

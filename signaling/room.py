@@ -85,6 +85,9 @@ class Room:
         self.ended = False
         #: An official has been here (the session is live); set from the record on rebuild.
         self.started = False
+        #: A booked session's window (server.sessions.service.opens_at): before it, officials
+        #: may enter but the session does not start. None: open at once.
+        self.opens_at: datetime | None = None
         self.members: dict[str, Member] = {}
         #: peer id → identity of everyone who was ever in the room (recordings outlive members).
         self.identities: dict[str, str] = {}
@@ -113,7 +116,10 @@ class Room:
         )
 
     def official_present(self) -> bool:
-        return any(m.spec.is_official for m in self.joined())
+        return self._first_official() is not None
+
+    def _first_official(self) -> Member | None:
+        return next((m for m in self.joined() if m.spec.is_official), None)
 
     @property
     def paused(self) -> bool:
@@ -327,9 +333,11 @@ class Room:
         """`m` just became joined: it gets the roster, the others get it."""
         fx.send(self._ids(self.joined(), but=m.peer_id), ParticipantJoined(participant=m.info()))
         self._event(fx, now, event, m.spec.identity, m)
-        if m.spec.is_official and not self.started:
-            self.started = True
-            fx.events.append(EventRecord("session.started", m.spec.identity, {}, now))
+        if not self.started and (self.opens_at is None or now >= self.opens_at):
+            official = m if m.spec.is_official else self._first_official()
+            if official is not None:  # an official waited in the room for the window
+                self.started = True
+                fx.events.append(EventRecord("session.started", official.spec.identity, {}, now))
         if self.recording and m.consent is not True:
             self._stop_recording(fx, now, by=None, reason="consent_missing")
 

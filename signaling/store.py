@@ -47,6 +47,11 @@ async def check_join_token(session: AsyncSession, *, jti: str, session_id: int) 
     await sessions.check_join_token(session, jti=jti, session_id=session_id)
 
 
+async def seal_ended(session: AsyncSession, *, session_id: int, now: datetime) -> None:
+    """The room ended: the session is `ended` from now on (nothing if it already is)."""
+    await sessions.end_from_room(session, session_id=session_id, now=now)
+
+
 async def site_name(session: AsyncSession, *, site_id: int | None) -> str:
     return await org.site_name(session, site_id=site_id)
 

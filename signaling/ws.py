@@ -99,6 +99,7 @@ async def signaling_context(app: web.Application) -> AsyncIterator[None]:
         recordings_dir=settings.effective_recordings_dir,
         limits=app.get(limits_key, Limits()),
         join_rate_per_min=settings.join_rate_per_min,
+        lobby_lead=timedelta(minutes=settings.session_lobby_open_min),
     )
     node = SignalingNode(
         config=config,

@@ -97,6 +97,9 @@ class Settings(BaseModel, frozen=True, extra="forbid"):
     # signaling
     signaling_grace_s: float = Field(default=30.0, gt=0)
     room_capacity: int = Field(default=8, ge=2, le=64)
+    #: A booked session opens this many minutes before its planned start: from then on it may
+    #: start and be ended (server.sessions.service.opens_at).
+    session_lobby_open_min: int = Field(default=30, ge=0, le=24 * 60)
 
     # the reception queue (远程视频接访)
     #: A call waiting this long is flagged on the reception desk (等待过久).

@@ -29,6 +29,17 @@ class SessionClosed(AppError):
     code, http_status, message_zh = "session_closed", 410, "会话已结束"
 
 
+class SessionNotOpen(AppError):
+    """A booked session before its room opens (its window): it can be neither started nor
+    ended yet; `details` say when it opens."""
+
+    code, http_status, message_zh = (
+        "session_not_open",
+        409,
+        "预约的会话尚未到开放时间，不能开始或结束",
+    )
+
+
 class JoinTokenNotFound(NotFound):
     code, message_zh = "join_token_not_found", "邀请链接不存在"
 

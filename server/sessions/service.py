@@ -19,7 +19,7 @@ import logging
 import secrets
 from collections.abc import Sequence
 from dataclasses import dataclass
-from datetime import datetime
+from datetime import datetime, timedelta
 
 from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -32,6 +32,7 @@ from server.sessions.errors import (
     JoinTokenNotFound,
     SessionClosed,
     SessionNotFound,
+    SessionNotOpen,
     TokenInvalid,
     TokenRevoked,
 )
@@ -80,6 +81,9 @@ TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
 WAITING_STATES = frozenset({S.scheduled, S.lobby})
 #: An outcome is recorded while or after the session runs.
 OUTCOME_STATES = frozenset({S.live, S.ended})
+#: How long before its planned start a booked session's room opens, unless configured
+#: (ONEDOOR_SESSION_LOBBY_OPEN_MIN); join links are valid from then on as well.
+DEFAULT_LOBBY_LEAD = timedelta(minutes=30)
 #: Never written to the event table or the audit log (PII stays in SessionParticipant).
 PRIVATE_KEYS = ("display_name",)
 
@@ -101,6 +105,42 @@ def check_transition(current: SessionState, target: SessionState) -> None:
             state=current.value,
             target=target.value,
         )
+
+
+# --- the window of a booked session ---------------------------------------------------------
+#
+# A booked session (planned start and end) opens `lobby_lead` before its planned start: from
+# then on it may start (an official enters) and be ended (结束会话). Before that, nothing that
+# closes or starts it is allowed: a host who enters tomorrow's room today cannot end it. A
+# session that is live has started in its window and may always be ended; an unplanned session
+# (a reception call) is open at once.
+
+
+def opens_at(view: SessionView, *, lobby_lead: timedelta) -> datetime | None:
+    """When a booked session's window opens (None: unplanned, open at once)."""
+    return None if view.planned_start is None else view.planned_start - lobby_lead
+
+
+def check_can_start(view: SessionView, *, now: datetime, lobby_lead: timedelta) -> None:
+    """Raises:
+    SessionNotOpen: a booked session before its window opens."""
+    start = opens_at(view, lobby_lead=lobby_lead)
+    if start is not None and now < start:
+        raise SessionNotOpen(
+            f"the session opens at {start.isoformat()}", opens_at=start.isoformat()
+        )
+
+
+def check_can_end(
+    view: SessionView, *, now: datetime, lobby_lead: timedelta, live: bool = False
+) -> None:
+    """`live`: the room knows the session started (its record may not say so yet).
+
+    Raises:
+        SessionNotOpen: a booked session, not live, before its window opens."""
+    if live or view.state == S.live:
+        return
+    check_can_start(view, now=now, lobby_lead=lobby_lead)
 
 
 # --- reads -----------------------------------------------------------------------------------
@@ -271,6 +311,18 @@ async def end(session: AsyncSession, *, session_id: int, now: datetime) -> Sessi
     row = await _move(session, session_id, S.ended)
     row.actual_end = now
     await session.flush()
+    return SessionView.from_row(row)
+
+
+async def end_from_room(session: AsyncSession, *, session_id: int, now: datetime) -> SessionView:
+    """The session's room ended: the session is `ended` (already closed: left as it is).
+    Signaling calls it before it lets an ended room go, so that a join or resume read after
+    it finds the session closed (the journal's `session.ended` event may come later)."""
+    row = await _row(session, session_id, lock=True)
+    if can_transition(row.state, S.ended):
+        row.state = S.ended
+        row.actual_end = now
+        await session.flush()
     return SessionView.from_row(row)
 
 

@@ -197,7 +197,8 @@ export class RoomUI {
       case 'screen': this._toggleScreen(); break;
       case 'leave': this.leave(); break;
       case 'lock': m.toggleLock(); break;
-      case 'end': if (confirm(btn.dataset.confirm || '')) m.endSession().catch(() => {}); break;
+      // A booked session before its window: session_not_open, shown (nothing else changes).
+      case 'end': if (confirm(btn.dataset.confirm || '')) m.endSession().catch((e) => this._toast(e.message || t('err.generic'))); break;
       case 'consent': m.requestConsent(); break;
       case 'rec-start': m.startRecording().catch((e) => this._toast(e.message)); break;
       case 'rec-stop': m.stopRecording(); break;

@@ -6,13 +6,18 @@ from __future__ import annotations
 import json
 from datetime import UTC, datetime
 
+import pytest
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from server.sessions.models import SessionKind, SessionState
+from server.sessions.schemas import SessionView
 from signaling import store
 from signaling.config import Limits, NodeConfig
 from signaling.edge import Edge
 from signaling.envelopes import Attach, AttachReply, Detach, PeerMessage, RoomBound
+from signaling.errors import RoomUnavailable
 from signaling.protocol import SendChat
+from signaling.roomstate import MemberSpec
 
 NOW = datetime(2026, 12, 2, 9, 0, tzinfo=UTC)
 
@@ -101,3 +106,24 @@ async def test_closing_the_socket_detaches_once() -> None:
     edge.on_closed()
     assert node.to_rooms == [("r-1", Detach(edge.conn_id, "p-1"))]
     assert node.forgotten == [edge]
+
+
+class SlowOwnerNode(FakeNode):
+    """The room's owner does not answer in time (it may still take the attach later)."""
+
+    async def attach(self, view: store.SessionView, msg: Attach, edge: Edge) -> AttachReply:
+        raise RoomUnavailable("the session's server does not answer")
+
+
+async def test_an_attach_given_up_asks_the_owner_to_let_the_connection_go() -> None:
+    node, transport = SlowOwnerNode(Limits()), FakeTransport()
+    edge = Edge(node, transport, None, "127.0.0.1")
+    view = SessionView(id=1, room_id="r-1", kind=SessionKind.mediation, title="",
+                       capacity=8, recording_allowed=False, state=SessionState.lobby,
+                       case_id=None)  # fmt: skip
+    spec = MemberSpec(peer_id="p-9", identity="guest:j1", display_name="张三", role="party",
+                      is_staff=False, permissions=frozenset({"chat"}))  # fmt: skip
+    with pytest.raises(RoomUnavailable):
+        await edge._attach(view, spec, mode="join", status=None, re="1")
+    assert edge.state == "new"
+    assert node.to_rooms == [("r-1", Detach(edge.conn_id, "p-9"))]
