@@ -227,21 +227,25 @@ class InProcessSignalBus(_EventHub):
 
 
 class InProcessRoomDirectory:
-    def __init__(self) -> None:
+    """Leases and saved room state for one process. `clock` is monotonic seconds (injectable
+    so tests move time instead of sleeping)."""
+
+    def __init__(self, clock: Callable[[], float] = time.monotonic) -> None:
+        self._clock = clock
         self._leases: dict[str, tuple[str, float]] = {}
         #: room id → (state blob, monotonic expiry)
         self._states: dict[str, tuple[str, float]] = {}
 
     def _live(self, room_id: str) -> str | None:
         lease = self._leases.get(room_id)
-        if lease is None or lease[1] < time.monotonic():
+        if lease is None or lease[1] < self._clock():
             return None
         return lease[0]
 
     async def claim(self, room_id: str, node_id: str, lease_ms: int) -> str:
         owner = self._live(room_id)
         if owner is None:
-            self._leases[room_id] = (node_id, time.monotonic() + lease_ms / 1000)
+            self._leases[room_id] = (node_id, self._clock() + lease_ms / 1000)
             return node_id
         return owner
 
@@ -252,7 +256,7 @@ class InProcessRoomDirectory:
         lost = []
         for room_id in room_ids:
             if self._live(room_id) in (node_id, None):  # late but unclaimed: still ours
-                self._leases[room_id] = (node_id, time.monotonic() + lease_ms / 1000)
+                self._leases[room_id] = (node_id, self._clock() + lease_ms / 1000)
             else:
                 lost.append(room_id)
         return lost
@@ -270,7 +274,7 @@ class InProcessRoomDirectory:
     async def save_state(self, room_id: str, node_id: str, blob: str, ttl_ms: int) -> bool:
         if self._live(room_id) != node_id:
             return False
-        now = time.monotonic()
+        now = self._clock()
         if len(self._states) > MAX_IN_PROCESS_STATES:
             self._states = {k: v for k, v in self._states.items() if v[1] > now}
         self._states[room_id] = (blob, now + ttl_ms / 1000)
@@ -278,7 +282,7 @@ class InProcessRoomDirectory:
 
     async def load_state(self, room_id: str) -> str | None:
         state = self._states.get(room_id)
-        if state is None or state[1] < time.monotonic():
+        if state is None or state[1] < self._clock():
             return None
         return state[0]
 
