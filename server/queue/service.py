@@ -554,13 +554,7 @@ class QueueService:
         Raises:
             ConfidentialTransferBlocked: they belong to the unit the accusation accuses.
         """
-        now = self.clock()
-
-        def change(e: CallEntry) -> CallEntry:
-            _check_not_accused(e, department_id)
-            return invited(e, staff_id=staff_id, note=note, now=now)
-
-        return await self.queue.update(entry_id, change, now=now)
+        return await self._to_colleague(invited, entry_id, staff_id, department_id, note)
 
     async def hand_over(
         self, entry_id: int, *, staff_id: int, department_id: int | None, note: str
@@ -570,11 +564,22 @@ class QueueService:
         Raises:
             ConfidentialTransferBlocked: they belong to the unit the accusation accuses.
         """
+        return await self._to_colleague(handed_over, entry_id, staff_id, department_id, note)
+
+    async def _to_colleague(
+        self,
+        step: Callable[..., CallEntry],
+        entry_id: int,
+        staff_id: int,
+        department_id: int | None,
+        note: str,
+    ) -> CallEntry:
+        """Invite or hand over (`step`), never to the unit an accusation accuses."""
         now = self.clock()
 
         def change(e: CallEntry) -> CallEntry:
             _check_not_accused(e, department_id)
-            return handed_over(e, staff_id=staff_id, note=note, now=now)
+            return step(e, staff_id=staff_id, note=note, now=now)
 
         return await self.queue.update(entry_id, change, now=now)
 
