@@ -151,7 +151,11 @@ CHANNEL_LABELS: Mapping[str, str] = {
 }
 
 #: `PetitionCase.grade`: 简易/普通/复杂 handling.
-GRADE_LABELS: Mapping[str, str] = {"simple": "简易办理", "normal": "普通办理", "complex": "复杂事项"}
+GRADE_LABELS: Mapping[str, str] = {
+    "simple": "简易办理",
+    "normal": "普通办理",
+    "complex": "复杂事项",
+}
 
 LABELS: Mapping[str, Mapping[str, str]] = {
     "case_state": CASE_STATE_LABELS,

@@ -46,8 +46,8 @@ from server.cases.schemas import (
 )
 from server.dispatch import service as dispatch
 from server.http import keys
-from server.http.case_context import reply_notice
 from server.http.auth import client_ip, protected, public, signed_in_staff
+from server.http.case_context import reply_notice
 from server.http.common import json_response as _json
 from server.http.common import path_int as _int
 from server.http.common import query_id

@@ -49,9 +49,7 @@ async def check_page(page: Any, name: str) -> None:
     """Fail on any serious/critical axe violation or a page wider than its viewport."""
     violations = await axe_violations(page)
     assert not violations, f"{name} ({page.url}): {describe(violations)}"
-    widths = await page.evaluate(
-        "[document.documentElement.scrollWidth, window.innerWidth]"
-    )
+    widths = await page.evaluate("[document.documentElement.scrollWidth, window.innerWidth]")
     assert widths[0] <= widths[1], f"{name} overflows: {widths[0]} px wide at {widths[1]} px"
 
 

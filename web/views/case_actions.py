@@ -215,7 +215,7 @@ FORMS: dict[str, type[BaseModel]] = {
 
 
 def _check_offered(staff: StaffIdentity, detail: CaseDetail, name: str) -> str:
-    """"" if the viewer may take the action now; else the stale-state message, or raise
+    """ "" if the viewer may take the action now; else the stale-state message, or raise
     PermissionDenied when their roles or scope never allow it."""
     state = detail.state
     if name in {*detail.transitions, *detail.actions}:
@@ -321,12 +321,10 @@ async def post_action(request: web.Request) -> web.Response:
     if name not in FORMS or (name in TRANSITIONS and TRANSITIONS[name].system_only):
         raise NotFound(f"no case action {name!r}")
     form = await request.post()
-    names = tuple(f for f, _, _ in FORM_FIELDS[name]) + ("confirm",)
+    names = (*(f for f, _, _ in FORM_FIELDS[name]), "confirm")
     values = form_dict(form, names)
     async with request.app[keys.db].begin() as session:
-        detail = await queries.case_detail(
-            session, staff=staff, case_id=case_id, audit_view=False
-        )
+        detail = await queries.case_detail(session, staff=staff, case_id=case_id, audit_view=False)
     stale = _check_offered(staff, detail, name)
     if stale:
         return await render_case_page(
@@ -368,4 +366,3 @@ async def post_action(request: web.Request) -> web.Response:
 
 def setup(app: web.Application) -> None:
     app.router.add_post(r"/cases/{case_id:\d+}/actions/{name:[a-z_]+}", post_action)
-

@@ -39,9 +39,7 @@ async def case_list(request: web.Request) -> web.Response:
 @protected(Action.case_view)
 async def case_page(request: web.Request) -> web.Response:
     """The case file and the forms for what the viewer may do now (web/views/case_file.py)."""
-    return await render_case_page(
-        request, signed_in_staff(request), path_int(request, "case_id")
-    )
+    return await render_case_page(request, signed_in_staff(request), path_int(request, "case_id"))
 
 
 PARTY_ROLES = {

@@ -21,6 +21,7 @@ from server.http.auth import client_ip, protected, signed_in_staff
 from server.kernel.db import utcnow
 from server.kernel.errors import AppError
 from server.org.service import departments
+from web.render import page
 from web.views.call import (
     ACCUSED_ERROR,
     ACCUSED_FIELD,
@@ -30,7 +31,6 @@ from web.views.call import (
     field_errors,
     form_dict,
 )
-from web.render import page
 
 FIELDS = (
     "channel",

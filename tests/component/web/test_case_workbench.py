@@ -72,9 +72,7 @@ async def register(client: Client, **overrides: str) -> int:
     return int(match.group(1))
 
 
-async def act(
-    client: Client, token: str, case_id: int, name: str, **fields: str
-) -> Any:
+async def act(client: Client, token: str, case_id: int, name: str, **fields: str) -> Any:
     return await client.post(
         f"/cases/{case_id}/actions/{name}",
         data={"_csrf": token, **fields},
@@ -93,7 +91,9 @@ async def state_of(db: async_sessionmaker[AsyncSession], case_id: int) -> str:
         return row.state.value
 
 
-async def counts(db: async_sessionmaker[AsyncSession], case_id: int, action: str) -> tuple[int, int]:
+async def counts(
+    db: async_sessionmaker[AsyncSession], case_id: int, action: str
+) -> tuple[int, int]:
     """(timeline entries of the case, audit entries with `action` on it)."""
     async with db() as s:
         events = await s.scalar(
@@ -136,7 +136,7 @@ async def test_a_walk_in_is_registered_and_its_page_shows_the_case_in_words(
         row = await s.get(PetitionCase, case_id)
         assert row is not None and row.channel.value == "window"
         assert row.first_receiver_id is not None and row.lead_dept_id is not None
-    events, audits = await counts(db, case_id, "case.petitioner_view")
+    _, audits = await counts(db, case_id, "case.petitioner_view")
     assert audits == 1
 
 
@@ -185,7 +185,7 @@ async def test_a_transfer_accept_handle_reply_revisit_close_each_write_timeline_
     housing = await dept_id(db, "housing")
     token = await as_user(client, "supervisor01")
     page = await (await client.get(f"/cases/{case_id}")).text()
-    assert 'action="/cases/%d/actions/transfer"' % case_id in page
+    assert f'action="/cases/{case_id}/actions/transfer"' in page
     before = await counts(db, case_id, "case.transfer")
     resp = await act(client, token, case_id, "transfer", target_department_id=str(housing))
     assert resp.status == 303 and resp.headers["Location"] == f"/cases/{case_id}?done=transfer"
@@ -216,7 +216,9 @@ async def test_a_validation_error_keeps_the_typed_text_and_changes_nothing(
     case_id = await register(client)
     token = await as_user(client, "window01")
     before = await counts(db, case_id, "case.redirect_legal")
-    resp = await act(client, token, case_id, "redirect_legal", reason="应通过仲裁解决", confirm="yes")
+    resp = await act(
+        client, token, case_id, "redirect_legal", reason="应通过仲裁解决", confirm="yes"
+    )
     html = await resp.text()
     assert resp.status == 422
     assert 'id="f-redirect_legal-legal_route-err"' in html and "请选择法定途径" in html
@@ -305,10 +307,14 @@ async def test_a_leader_extends_and_pauses_a_deadline_from_the_page(
     token = await as_user(client, "leader05")  # 区民政局, the lead department
     html = await (await client.get(f"/cases/{case_id}")).text()
     assert "/actions/extend" in html and "/actions/pause" in html
-    bad = await act(client, token, case_id, "extend", kind="handling", days="abc", reason="需要调查")
+    bad = await act(
+        client, token, case_id, "extend", kind="handling", days="abc", reason="需要调查"
+    )
     assert bad.status == 422 and "请填写延长天数" in await bad.text()
     before = await counts(db, case_id, "case.deadline_extend")
-    resp = await act(client, token, case_id, "extend", kind="handling", days="10", reason="需要现场调查")
+    resp = await act(
+        client, token, case_id, "extend", kind="handling", days="10", reason="需要现场调查"
+    )
     assert resp.status == 303, text_of(await resp.text())[:300]
     assert await counts(db, case_id, "case.deadline_extend") == (before[0] + 1, before[1] + 1)
     resp = await act(client, token, case_id, "pause", kind="handling", reason="等待司法鉴定")

@@ -197,4 +197,3 @@ async def test_the_browser_is_told_the_district_zone(app_client: TestClient[Any,
     """room.js and desk.js format live times with `timeZone` from <html data-tz>."""
     html = await (await app_client.get("/login")).text()
     assert '<html lang="zh-CN" data-tz="Asia/Shanghai">' in html
-

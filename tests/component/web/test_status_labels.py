@@ -308,4 +308,3 @@ async def test_pages_show_labels_never_codes(
     en = render(app, template, context, "en")
     for table, code in shown:
         assert ENGLISH[label(table, code)] in en, (name, table, code)
-
