@@ -321,3 +321,94 @@ async def test_a_leader_extends_and_pauses_a_deadline_from_the_page(
     assert resp.status == 303
     html = await (await client.get(f"/cases/{case_id}")).text()
     assert "/actions/resume" in html and "计时已中止" in html
+
+
+async def test_refusals_and_terminations_need_their_reason_and_write_the_history(
+    client: Client, db: async_sessionmaker[AsyncSession]
+) -> None:
+    refused = await register(client)
+    token = await as_user(client, "window01")
+    resp = await act(client, token, refused, "not_accept", reason="", confirm="yes")
+    assert resp.status == 422 and 'id="f-not_accept-reason-err"' in await resp.text()
+    resp = await act(client, token, refused, "not_accept", reason="不属于信访事项", confirm="yes")
+    assert resp.status == 303 and await state_of(db, refused) == "not_accepted"
+    assert (await counts(db, refused, "case.not_accept"))[1] == 1
+    redirected = await register(client)
+    token = await as_user(client, "window01")
+    resp = await act(
+        client, token, redirected, "redirect_legal", legal_route="arbitration",
+        reason="劳动争议应申请仲裁", confirm="yes",
+    )  # fmt: skip
+    assert resp.status == 303 and await state_of(db, redirected) == "redirected_legal"
+    words = text_of(await (await client.get(f"/cases/{redirected}")).text())
+    assert "途径：仲裁" in words and "劳动争议应申请仲裁" in words
+    terminated = await register(client)
+    token = await as_user(client, "supervisor01")  # 终止 is the assigning roles' (case.assign)
+    resp = await act(client, token, terminated, "terminate", reason="信访人撤回", confirm="yes")
+    assert resp.status == 303 and await state_of(db, terminated) == "terminated"
+    assert (await counts(db, terminated, "case.terminate"))[1] == 1
+
+
+async def test_supervision_handlers_resume_reopen_and_review_from_the_page(
+    client: Client, db: async_sessionmaker[AsyncSession]
+) -> None:
+    case_id = await register(client)
+    civil_handler, housing = "handler05", await dept_id(db, "housing")
+    token = await as_user(client, "supervisor01")
+    resp = await act(client, token, case_id, "supervise", type="supervision", note="", due_days="7")
+    assert resp.status == 422 and "请填写督办意见" in await resp.text()
+    resp = await act(
+        client, token, case_id, "supervise", type="supervision", note="请加快办理", due_days="7"
+    )
+    assert resp.status == 303
+    assert (await counts(db, case_id, "case.supervise"))[1] == 1
+    resp = await act(client, token, case_id, "add_handler", department_id=str(housing), role="co")
+    assert resp.status == 303
+    assert "区住建局" in text_of(await (await client.get(f"/cases/{case_id}")).text())
+    resp = await act(client, token, case_id, "pause", kind="acceptance", reason="等待材料补正")
+    assert resp.status == 303
+    resp = await act(client, token, case_id, "resume", kind="acceptance")
+    assert resp.status == 303
+    assert (await counts(db, case_id, "case.deadline_resume"))[1] == 1
+    token = await as_user(client, civil_handler)
+    for name, fields in (
+        ("accept", {}),
+        ("start_handling", {}),
+        ("reply", {"reply": "经核查，养老院已公开收费明细，详见书面清单。"}),
+        ("reopen", {"reason": "信访人称收费明细仍不完整"}),
+    ):
+        resp = await act(client, token, case_id, name, **fields)
+        assert resp.status == 303, (name, text_of(await resp.text())[:300])
+    assert await state_of(db, case_id) == "handling"
+    resp = await act(client, token, case_id, "reply", reply="已补充公开全部收费项目和标准。")
+    assert resp.status == 303
+    resp = await act(client, token, case_id, "request_review", reason="对答复不服，申请复查")
+    assert resp.status == 303
+    assert (await counts(db, case_id, "case.request_review"))[1] == 1
+    assert "新事项" in text_of(await (await client.get(f"/cases/{case_id}")).text())
+
+
+async def test_an_accusation_is_never_offered_to_the_accused_unit(
+    client: Client, db: async_sessionmaker[AsyncSession]
+) -> None:
+    urban = await dept_id(db, "urban")
+    case_id = await register(
+        client,
+        matter_type="official_misconduct",
+        summary="举报某执法人员收受好处",
+        accused_department=str(urban),
+        **{"attr-official_misconduct-accused": "区城管局某中队"},
+    )
+    await as_user(client, "supervisor01")
+    html = await (await client.get(f"/cases/{case_id}")).text()
+    form = html[
+        html.index('id="action-transfer"') : html.index(
+            "</details>", html.index('id="action-transfer"')
+        )
+    ]
+    assert "区住建局" in form and "区城管局" not in form
+    assert "检举控告件，依法保密" in text_of(html)
+    token = await as_user(client, "supervisor01")
+    resp = await act(client, token, case_id, "transfer", target_department_id=str(urban))
+    assert resp.status == 403
+    assert await state_of(db, case_id) == "registered"
