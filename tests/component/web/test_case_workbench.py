@@ -21,6 +21,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.app import create_app
 from server.audit.models import AuditEntry
+from server.auth import csrf
 from server.cases.models import CaseEvent, PetitionCase
 from server.kernel.db import make_engine, make_sessionmaker
 from server.org.models import Department
@@ -412,3 +413,40 @@ async def test_an_accusation_is_never_offered_to_the_accused_unit(
     resp = await act(client, token, case_id, "transfer", target_department_id=str(urban))
     assert resp.status == 403
     assert await state_of(db, case_id) == "registered"
+
+
+async def test_the_note_typed_at_the_video_desk_is_shown_on_the_case_page(client: Client) -> None:
+    token = await as_user(client, "window01")
+    me = await (await client.get("/api/me")).json()
+    headers = {csrf.HEADER: token}
+    created = await client.post(
+        "/api/cases",
+        json={"channel": "video", "site_id": me["site_id"], "summary": "视频接访：养老补贴",
+              "matter_type": "elderly_care", "petitioner": {"name": "周七", "phone": "13712345678"}},
+        headers=headers,
+    )  # fmt: skip
+    assert created.status == 201, await created.text()
+    case_id = (await created.json())["case"]["id"]
+    # what the desk's 受理 form does (web/views/desk.py): the officer's summary as the note
+    note = "来访人反映养老补贴三个月未到账，已核实身份"
+    accepted = await client.post(
+        f"/api/cases/{case_id}/transitions",
+        json={"transition": "accept", "note": note},
+        headers=headers,
+    )
+    assert accepted.status == 200, await accepted.text()
+    html = await (await client.get(f"/cases/{case_id}")).text()
+    assert 'id="intake-notes"' in html and note in html
+    assert "视频接访" in text_of(html)
+
+
+async def test_a_group_at_the_window_needs_a_representative(
+    client: Client, db: async_sessionmaker[AsyncSession]
+) -> None:
+    token = await as_user(client, "window01")
+    resp = await client.post("/cases/new", data={"_csrf": token, **WALK_IN, "headcount": "6"})
+    html = await resp.text()
+    assert resp.status == 422 and 'id="err-rep_name"' in html and 'value="6"' in html
+    case_id = await register(client, headcount="6", rep_name="吴六", rep_phone="13612345678")
+    words = text_of(await (await client.get(f"/cases/{case_id}")).text())
+    assert "来访（联名）人数：6人" in words and "吴六" in words
