@@ -22,9 +22,11 @@ from web.views import (
     audit,
     auth,
     call,
+    case_actions,
     cases,
     desk,
     home,
+    intake,
     join,
     kiosk,
     org,
@@ -69,6 +71,8 @@ def setup(app: web.Application) -> None:
     org.setup(app)
     audit.setup(app)
     cases.setup(app)
+    case_actions.setup(app)
+    intake.setup(app)
     scheduling.setup(app)
     call.setup(app)
     desk.setup(app)

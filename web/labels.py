@@ -139,6 +139,24 @@ CASE_EVENT_LABELS: Mapping[str, str] = {
     "evaluation_timeout": "评价超时，记为未评价",
 }
 
+#: `PetitionCase.channel`: how the petition came in.
+CHANNEL_LABELS: Mapping[str, str] = {
+    "window": "来访（窗口）",
+    "kiosk": "自助机",
+    "qr": "扫码登记",
+    "web": "网上信访",
+    "video": "视频接访",
+    "agent": "代办员代办",
+    "letter": "来信",
+}
+
+#: `PetitionCase.grade`: 简易/普通/复杂 handling.
+GRADE_LABELS: Mapping[str, str] = {
+    "simple": "简易办理",
+    "normal": "普通办理",
+    "complex": "复杂事项",
+}
+
 LABELS: Mapping[str, Mapping[str, str]] = {
     "case_state": CASE_STATE_LABELS,
     "case_state_public": CASE_STATE_PUBLIC_LABELS,
@@ -151,6 +169,7 @@ LABELS: Mapping[str, Mapping[str, str]] = {
     "job_kind": JOB_KIND_LABELS,
     "job_status": JOB_STATUS_LABELS,
     "call_state": {str(k): v for k, v in CALL_STATE_LABELS.items()},
+    "channel": CHANNEL_LABELS,
 }
 
 #: Every value each table must cover, where the codes are an enum.

@@ -19,7 +19,7 @@ from server.auth.permissions import Action
 from server.cases import (
     access,
     agreements,
-    deadline_clock,
+    case_deadlines,
     escalation,
     evaluation,
     exchange,
@@ -27,7 +27,6 @@ from server.cases import (
     lifecycle,
     queries,
 )
-from server.cases.evaluation import ReplyNotice
 from server.cases.schemas import (
     MAX_REPRESENTATIVES,
     AgreementDraft,
@@ -48,6 +47,7 @@ from server.cases.schemas import (
 from server.dispatch import service as dispatch
 from server.http import keys
 from server.http.auth import client_ip, protected, public, signed_in_staff
+from server.http.case_context import reply_notice
 from server.http.common import json_response as _json
 from server.http.common import path_int as _int
 from server.http.common import query_id
@@ -75,16 +75,6 @@ def _intake_context(request: web.Request) -> dict[str, Any]:
     """Validation context for intake bodies: the deployment's limit on representatives."""
     limit = request.app[keys.settings].collective_max_representatives
     return {MAX_REPRESENTATIVES: limit}
-
-
-def _notice(request: web.Request) -> ReplyNotice:
-    settings = request.app[keys.settings]
-    return ReplyNotice(
-        pii=request.app[keys.pii],
-        secret=settings.secret_bytes(),
-        base_url=str(request.url.origin()),
-        evaluation_days=settings.evaluation_window_days,
-    )
 
 
 def _since_until(request: web.Request) -> tuple[datetime, datetime]:
@@ -251,7 +241,7 @@ async def post_transition(request: web.Request) -> web.Response:
             now=utcnow(),
             timezone=_tz(request),
             ip=client_ip(request),
-            reply_notice=_notice(request),
+            reply_notice=reply_notice(request),
         )
     return _json(detail)
 
@@ -339,9 +329,7 @@ async def post_extension(request: web.Request) -> web.Response:
     body = await _body(request, ExtensionRequest)
     case_id = _int(request, "case_id")
     async with request.app[keys.db].begin() as session:
-        await access.check_visible(session, staff=staff, case_id=case_id)
-        phone = await queries.petitioner_phone(session, pii=request.app[keys.pii], case_id=case_id)
-        row = await deadline_clock.extend_deadline(
+        row = await case_deadlines.extend(
             session,
             staff=staff,
             case_id=case_id,
@@ -350,7 +338,7 @@ async def post_extension(request: web.Request) -> web.Response:
             reason=body.reason,
             now=utcnow(),
             tz=_zone(request),
-            petitioner_phone=phone,
+            pii=request.app[keys.pii],
         )
         return _json(
             {
@@ -368,9 +356,8 @@ async def post_pause(request: web.Request) -> web.Response:
     body = await _body(request, PauseRequest)
     case_id = _int(request, "case_id")
     async with request.app[keys.db].begin() as session:
-        await access.check_visible(session, staff=staff, case_id=case_id)
         if request.match_info["action"] == "pause":
-            row = await deadline_clock.pause_deadline(
+            row = await case_deadlines.pause(
                 session,
                 staff=staff,
                 case_id=case_id,
@@ -379,7 +366,7 @@ async def post_pause(request: web.Request) -> web.Response:
                 now=utcnow(),
             )
         else:
-            row = await deadline_clock.resume_deadline(
+            row = await case_deadlines.resume(
                 session,
                 staff=staff,
                 case_id=case_id,

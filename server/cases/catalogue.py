@@ -156,3 +156,16 @@ async def active_matter_types(session: AsyncSession) -> list[tuple[str, str]]:
     if rows:
         return [(str(c), str(n)) for c, n in rows]
     return [(code, name) for code, name, *_ in MATTER_TYPES]
+
+
+async def matter_type_fields(session: AsyncSession) -> dict[str, list[dict[str, Any]]]:
+    """Each active matter type's typed attributes (name, label, type, required), for the
+    intake form; the built-in catalogue's if none is loaded."""
+    rows = (
+        await session.execute(
+            select(MatterType.code, MatterType.fields).where(MatterType.active.is_(True))
+        )
+    ).all()
+    if rows:
+        return {str(c): list(f or []) for c, f in rows}
+    return {code: fields for code, _, _, _, fields, _ in MATTER_TYPES}

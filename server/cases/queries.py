@@ -34,11 +34,19 @@ from server.cases.schemas import (
     CaseQuery,
     CaseSummary,
     HandlerView,
+    PetitionerView,
     RepresentativeView,
     TimelineEvent,
 )
-from server.cases.statemachine import STATE_TIMESTAMP, CaseFacts, available_transitions
+from server.cases.statemachine import (
+    STATE_TIMESTAMP,
+    CaseFacts,
+    available_transitions,
+    may_see_petitioner,
+    other_actions,
+)
 from server.kernel.crypto import PiiCipher
+from server.org.models import Department
 
 
 def summary_of(row: PetitionCase) -> CaseSummary:
@@ -160,6 +168,7 @@ async def detail_of(
         ],
         deadlines=deadline_clock.deadline_views(list(deadlines), policies),
         transitions=[t.name for t in available_transitions(staff, facts)] if staff else [],
+        actions=other_actions(staff, facts) if staff else [],
     )
 
 
@@ -400,3 +409,56 @@ async def petitioner_phone(session: AsyncSession, *, pii: PiiCipher, case_id: in
         .where(PetitionCase.id == case_id)
     )
     return pii.decrypt(phone_enc) if phone_enc else None
+
+
+def _mask(value: str, keep_start: int, keep_end: int) -> str:
+    hidden = max(len(value) - keep_start - keep_end, 1)
+    return value[:keep_start] + "*" * hidden + (value[-keep_end:] if keep_end else "")
+
+
+async def case_petitioner(
+    session: AsyncSession, *, staff: StaffIdentity, case_id: int, pii: PiiCipher, ip: str = ""
+) -> PetitionerView | None:
+    """The case's petitioner for the case page (None if the case has none): decrypted for
+    those `may_see_petitioner` allows, and that view written to the audit log; masked
+    (王**, 139****5678, region and last four of the ID number) for everyone else."""
+    row, facts = await visible_case(session, staff=staff, case_id=case_id)
+    if row.petitioner_id is None:
+        return None
+    person = await session.get(Petitioner, row.petitioner_id)
+    if person is None:
+        return None
+    name = pii.decrypt(person.name_enc)
+    phone = pii.decrypt(person.phone_enc) if person.phone_enc else None
+    id_number = pii.decrypt(person.id_number_enc) if person.id_number_enc else None
+    if may_see_petitioner(staff, facts):
+        await record(
+            session,
+            actor=staff.actor,
+            action="case.petitioner_view",
+            object_type="case",
+            object_id=str(case_id),
+            ip=ip,
+        )
+        masked_id = _mask(id_number, 6, 4) if id_number else None
+        return PetitionerView(name=name, phone=phone, id_number=masked_id, in_clear=True)
+    return PetitionerView(
+        name=_mask(name, 1, 0),
+        phone=_mask(phone, 3, 4) if phone else None,
+        id_number=_mask(id_number, 6, 4) if id_number else None,
+        in_clear=False,
+    )
+
+
+async def transfer_targets(
+    session: AsyncSession, *, staff: StaffIdentity, case_id: int
+) -> list[tuple[int, str]]:
+    """(id, name) of the departments the case may be transferred to: every department but
+    the current lead one and never the unit the petition accuses (检举控告材料不得转送被检举单位)."""
+    row, facts = await visible_case(session, staff=staff, case_id=case_id)
+    rows = await session.execute(select(Department.id, Department.name).order_by(Department.id))
+    return [
+        (int(i), str(n))
+        for i, n in rows.tuples()
+        if i not in (row.lead_dept_id, facts.accused_dept_id)
+    ]

@@ -271,6 +271,20 @@ class CaseDetail(BaseModel):
     handlers: list[HandlerView]
     deadlines: list[DeadlineView]
     transitions: list[str]
+    #: The viewer's other actions now (claim, add_handler, extend, pause, resume, supervise,
+    #: request_review: statemachine.other_actions).
+    actions: list[str] = Field(default_factory=list)
+
+
+class PetitionerView(BaseModel):
+    """The petitioner as the case page shows them: in clear for those allowed
+    (statemachine.may_see_petitioner, each such view audited), masked for everyone else."""
+
+    model_config = _OUT
+    name: str
+    phone: str | None
+    id_number: str | None
+    in_clear: bool
 
 
 class TimelineEvent(BaseModel):

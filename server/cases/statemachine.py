@@ -296,6 +296,74 @@ def available_transitions(staff: StaffIdentity, facts: CaseFacts) -> list[Transi
     ]
 
 
+#: Case-page actions besides the transitions (each has its own service in lifecycle or
+#: deadline_clock, which checks again): the labels the forms and success messages use.
+OTHER_ACTIONS = {
+    "claim": "认领",
+    "add_handler": "增加协办单位",
+    "extend": "延长办理期限",
+    "pause": "中止计时",
+    "resume": "恢复计时",
+    "supervise": "督办",
+    "request_review": "登记复查/复核申请",
+}
+
+
+def other_actions(staff: StaffIdentity, facts: CaseFacts) -> list[str]:
+    """The non-transition actions this staff member could take on the case now (for the
+    forms on the case page); the services behind them decide again."""
+    if not can_view(staff, facts):
+        return []
+    out: list[str] = []
+    if (
+        facts.state == S.registered
+        and facts.first_receiver_id is None
+        and staff.can(Action.case_create)
+        and (staff.site_id in facts.site_path or staff.can(Action.case_view_all))
+    ):
+        out.append("claim")
+    if facts.state in OPEN_STATES:
+        if staff.can(Action.case_assign):
+            out.append("add_handler")
+        if staff.can(Action.case_extend_approve) and facts.lead_dept_id in (
+            None,
+            staff.department_id,
+        ):
+            out.append("extend")
+        if staff.can(Action.case_extend_approve) or staff.can(Action.case_supervise):
+            out += ["pause", "resume"]
+        if staff.can(Action.case_supervise):
+            out.append("supervise")
+    if (
+        facts.state in REVIEWABLE_STATES
+        and facts.review_level < MAX_REVIEW_LEVEL
+        and (staff.can(Action.case_create) or staff.can(Action.case_handle))
+    ):
+        out.append("request_review")
+    return out
+
+
+def may_see_petitioner(staff: StaffIdentity, facts: CaseFacts) -> bool:
+    """Whether the case page shows the petitioner's name and phone in clear: the first
+    receiver, the named handlers, the handling departments' handlers and leaders, and the
+    centre's supervisors; for an accusation (检举控告) only the first receiver, the named
+    handlers and the supervisors. Everyone else sees them masked."""
+    if not can_view(staff, facts):
+        return False
+    if staff.can(Action.case_view_all):
+        return True
+    if staff.staff_id == facts.first_receiver_id or staff.staff_id in facts.handler_staff_ids:
+        return True
+    if facts.confidential:
+        return False
+    depts = facts.handler_dept_ids | ({facts.lead_dept_id} if facts.lead_dept_id else set())
+    return (
+        staff.department_id is not None
+        and staff.department_id in depts
+        and bool(staff.roles & {Role.dept_handler, Role.dept_leader})
+    )
+
+
 def _blank(value: Any) -> bool:
     return value is None or (isinstance(value, str) and not value.strip())
 

@@ -213,3 +213,23 @@ async def site_names(session: AsyncSession, *, site_ids: set[int]) -> dict[int, 
         return {}
     rows = await session.execute(select(Site.id, Site.name).where(Site.id.in_(sorted(site_ids))))
     return {int(site_id): str(name) for site_id, name in rows.tuples()}
+
+
+async def staff_names(session: AsyncSession, *, staff_ids: set[int]) -> dict[int, str]:
+    """Display names of these staff members (unknown ids are left out)."""
+    if not staff_ids:
+        return {}
+    rows = await session.execute(
+        select(Staff.id, Staff.display_name).where(Staff.id.in_(sorted(staff_ids)))
+    )
+    return {int(i): str(n) for i, n in rows.tuples()}
+
+
+async def department_names(session: AsyncSession, *, department_ids: set[int]) -> dict[int, str]:
+    """Names of these departments (unknown ids are left out)."""
+    if not department_ids:
+        return {}
+    rows = await session.execute(
+        select(Department.id, Department.name).where(Department.id.in_(sorted(department_ids)))
+    )
+    return {int(i): str(n) for i, n in rows.tuples()}

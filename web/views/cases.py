@@ -18,6 +18,7 @@ from server.http.common import path_int
 from server.kernel.db import utcnow
 from server.kernel.errors import AppError
 from web.render import page
+from web.views.case_file import render_case_page
 
 BAR_MAX_PX = 240
 
@@ -37,31 +38,8 @@ async def case_list(request: web.Request) -> web.Response:
 
 @protected(Action.case_view)
 async def case_page(request: web.Request) -> web.Response:
-    staff = signed_in_staff(request)
-    case_id = path_int(request, "case_id")
-    async with request.app[keys.db].begin() as session:
-        detail = await queries.case_detail(
-            session, staff=staff, case_id=case_id, ip=client_ip(request), pii=request.app[keys.pii]
-        )
-        events = await queries.timeline(session, staff=staff, case_id=case_id)
-        case_agreements = await agreements.case_agreements(session, case_id=case_id)
-    return page(
-        request,
-        "cases/detail.html",
-        {
-            "case": detail,
-            "events": events,
-            "labels": STATE_LABELS,
-            "agreements": case_agreements,
-            "masked_id_number": masked_id_number,
-        },
-    )
-
-
-def masked_id_number(value: str | None) -> str:
-    """An ID number on the page shows region and last four only (330106********123X); the
-    full number is in the audited API answer."""
-    return f"{value[:6]}{'*' * (len(value) - 10)}{value[-4:]}" if value else ""
+    """The case file and the forms for what the viewer may do now (web/views/case_file.py)."""
+    return await render_case_page(request, signed_in_staff(request), path_int(request, "case_id"))
 
 
 PARTY_ROLES = {

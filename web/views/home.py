@@ -20,6 +20,7 @@ from web.render import page
 HOME_TILES: list[tuple[str, str, Action]] = [
     ("接访工作台", "/desk", Action.queue_answer),
     ("连线区信访超市", "/call", Action.queue_call),
+    ("登记来访/来信", "/cases/new", Action.case_create),
     ("我的信访事项", "/cases", Action.case_view),
     ("调解与视频会议", "/sessions", Action.session_join),
     ("预约日程", "/scheduling", Action.schedule_view),

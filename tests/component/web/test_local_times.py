@@ -20,7 +20,7 @@ from server.app import create_app
 from server.cases.labels import STATE_LABELS
 from server.cases.models import CaseState
 from server.sessions.models import ParticipantRole
-from tests.component.web.test_status_labels import render
+from tests.component.web.test_status_labels import case_page_context, render
 from tests.conftest import make_settings
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "web" / "templates"
@@ -61,8 +61,8 @@ def _pages() -> Iterator[tuple[str, str, dict[str, Any], list[str]]]:
         "case page (deadlines, timeline)",
         "cases/detail.html",
         {
-            "case": case,
-            "events": [_ns(at=AT, type="registered", payload={})],
+            **case_page_context(case),
+            "events": [_ns(at=AT, type="registered", payload={}, actor_id=None)],
             "labels": STATE_LABELS,
             "agreements": [],
         },

@@ -21,7 +21,7 @@ from babel.messages.pofile import read_po
 from scheduling.models import BookingStatus, JobKind, JobStatus
 from server.app import create_app
 from server.auth.permissions import StaffIdentity
-from server.cases.models import CaseState
+from server.cases.models import CaseState, Channel
 from server.cases.statemachine import TRANSITIONS
 from server.http import keys
 from server.org.models import Role
@@ -37,6 +37,7 @@ from web.labels import (
     label,
 )
 from web.render import page
+from web.views.case_file import case_context
 
 ROOT = Path(__file__).resolve().parents[3]
 AT = datetime(2026, 11, 24, 9, 30, tzinfo=UTC)
@@ -48,6 +49,33 @@ STAFF = StaffIdentity(
     department_id=None,
     roles=frozenset({Role.centre_supervisor}),
 )
+
+
+def case_page_context(case: Any) -> dict[str, Any]:
+    """What the case page adds to the case (web/views/case_file.py), for a plain case."""
+    fields = vars(case) | {
+        "deadlines": [SimpleNamespace(**{"kind": "handling", **vars(d)}) for d in case.deadlines]
+    }
+    full = SimpleNamespace(
+        id=1, state=CaseState.handling, channel=Channel.window, grade="simple",
+        matter_type=None, lead_dept_id=None, first_receiver_id=None, site_id=1,
+        handlers=[], transitions=[], actions=[], **fields,
+    )  # fmt: skip
+    return {
+        "case": full,
+        **case_context(
+            full,  # type: ignore[arg-type]
+            [],
+            petitioner=None,
+            matters={},
+            staff_names={},
+            dept_names={},
+            site_name="",
+            targets=[],
+            form=None,
+            done="",
+        ),
+    }
 
 
 def _catalogue() -> dict[str, str]:
@@ -228,8 +256,8 @@ def _pages() -> Iterator[tuple[str, str, dict[str, Any], list[tuple[str, str]]]]
         "case detail",
         "cases/detail.html",
         {
-            "case": case,
-            "events": [_ns(at=AT, type=t, payload={}) for t in CASE_EVENT_LABELS],
+            **case_page_context(case),
+            "events": [_ns(at=AT, type=t, payload={}, actor_id=None) for t in CASE_EVENT_LABELS],
             "labels": LABELS["case_state"],
             "agreements": [],
         },

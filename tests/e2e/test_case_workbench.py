@@ -1,0 +1,123 @@
+"""A petition's day in the browser (issue #15): a window officer registers a walk-in at
+/cases/new, the centre's supervisor (督导员, who assigns and transfers across the district)
+sends it to a department, the department's handler accepts it, starts handling, replies,
+records the follow-up visit and closes it. Every page on the way is screenshot at 1280 and
+390 px into artifacts/e2e/ and checked by axe-core (no serious or critical violation) and for
+horizontal overflow."""
+
+from __future__ import annotations
+
+import re
+from collections.abc import AsyncIterator
+from typing import Any
+
+import pytest
+
+from tests.conftest import DEMO_PASSWORD
+from tests.e2e.axe import shoot
+from tests.e2e.conftest import Server
+
+pytestmark = pytest.mark.e2e
+
+SHOT = "case-workbench"
+
+
+@pytest.fixture
+async def as_user(browser: Any, server: Server) -> AsyncIterator[Any]:
+    """A function opening a signed-in page for a demo account (its own browser context)."""
+    contexts: list[Any] = []
+
+    async def open_as(username: str) -> Any:
+        context = await browser.new_context(
+            viewport={"width": 1280, "height": 900}, locale="zh-CN", bypass_csp=True
+        )
+        contexts.append(context)
+        page = await context.new_page()
+        page.set_default_timeout(15_000)
+        await page.goto(server.base_url + "/login")
+        await page.fill("input[name=username]", username)
+        await page.fill("input[name=password]", DEMO_PASSWORD)
+        await page.click("button[type=submit]")
+        await page.wait_for_selector("h1")
+        return page
+
+    yield open_as
+    for context in contexts:
+        await context.close()
+
+
+async def act(page: Any, name: str, fields: dict[str, str] | None = None) -> None:
+    """Open the action's form on the case page, fill it and submit it."""
+    await page.click(f"#action-{name} > summary")
+    for selector, value in (fields or {}).items():
+        if selector.startswith("select:"):
+            await page.select_option(selector.removeprefix("select:"), label=value)
+        elif selector.startswith("check:"):
+            await page.check(selector.removeprefix("check:"))
+        else:
+            await page.fill(selector, value)
+    await page.click(f"#action-{name} button[type=submit]")
+
+
+async def test_walk_in_to_closed_case(server: Server, as_user: Any) -> None:
+    window = await as_user("window01")
+    await shoot(window, f"{SHOT}-01-home-window-officer")
+    await window.click("a.menu-tile[href='/cases/new']")
+    await window.wait_for_selector("#intake-form")
+    await shoot(window, f"{SHOT}-02-intake-form")
+    # a typing error: the message next to the field, what was typed kept
+    await window.fill("#i-name", "孙丽华")
+    await window.fill("#i-phone", "1391234")
+    await window.select_option("#i-matter", "policy_suggestion")
+    await window.fill("#i-summary", "建议在小区门口增设公交站点，方便老年人出行")
+    await window.click("#intake-form button[type=submit]")
+    await window.wait_for_selector("#err-phone")
+    assert await window.input_value("#i-name") == "孙丽华"
+    await shoot(window, f"{SHOT}-03-intake-error")
+    await window.fill("#i-phone", "13912345678")
+    await window.click("#intake-form button[type=submit]")
+    await window.wait_for_selector("#flash")
+    case_url = window.url.split("?")[0]
+    assert re.search(r"/cases/\d+$", case_url)
+    assert await window.text_content("#petitioner") is not None
+    assert "孙丽华" in (await window.text_content("#petitioner") or "")
+    assert "尚未确定" in (await window.text_content("#lead-dept") or "")
+    await shoot(window, f"{SHOT}-04-registered")
+
+    supervisor = await as_user("supervisor01")
+    await supervisor.goto(case_url)
+    await shoot(supervisor, f"{SHOT}-05-supervisor-case")
+    await act(supervisor, "transfer", {"select:#f-transfer-target_department_id": "区住建局"})
+    await supervisor.wait_for_selector("#flash")
+    assert "区住建局" in (await supervisor.text_content("#lead-dept") or "")
+    await shoot(supervisor, f"{SHOT}-06-transferred")
+
+    handler = await as_user("handler02")
+    await handler.goto(case_url)
+    await shoot(handler, f"{SHOT}-07-handler-case")
+    await act(handler, "accept", {"#f-accept-note": "属于本局职责，予以受理"})
+    await handler.wait_for_selector("#flash")
+    await act(handler, "start_handling")
+    await handler.wait_for_selector("#action-reply")
+    await act(handler, "reply", {"#f-reply-reply": "太短"})
+    await handler.wait_for_selector("#f-reply-reply-err")
+    assert await handler.input_value("#f-reply-reply") == "太短"
+    await shoot(handler, f"{SHOT}-08-reply-error")
+    await handler.fill(
+        "#f-reply-reply", "经与公交集团会商，拟于明年一季度在小区东门增设公交停靠站，届时另行公告。"
+    )
+    await handler.click("#action-reply button[type=submit]")
+    await handler.wait_for_selector("#action-revisit")
+    await shoot(handler, f"{SHOT}-09-replied")
+    await act(handler, "revisit", {"#f-revisit-note": "电话回访，信访人对答复表示满意"})
+    await handler.wait_for_selector("#action-close")
+    await handler.click("#action-close > summary")
+    await shoot(handler, f"{SHOT}-10-close-confirm")
+    await handler.check("#f-close-confirm")
+    await handler.click("#action-close button[type=submit]")
+    await handler.wait_for_selector("#flash")
+    assert "已结案" in (await handler.text_content("h1") or "")
+    timeline = await handler.text_content("#timeline") or ""
+    for words in ("转送至区住建局", "受理", "开始办理", "书面答复", "回访", "结案"):
+        assert words in timeline, words
+    await shoot(handler, f"{SHOT}-11-closed")
