@@ -59,6 +59,7 @@ async def _signaling_profile(messages: int) -> dict[str, float]:
         port = bs._free_port()
         out = str(tmp / "serve.prof")
         argv = ["--serve", "ours", "--port", str(port), "--db", db_url, "--secret", secret]
+        argv += ["--data", str(tmp)]
         proc = await asyncio.create_subprocess_exec(
             sys.executable,
             "-c",
