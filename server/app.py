@@ -37,7 +37,7 @@ from server.kernel.ratelimit import InProcessRateLimiter, RedisRateLimiter
 from server.kernel.settings import Settings
 from server.kernel.tasks import cancel_and_wait
 from server.kernel.throttle import InProcessSignInThrottle, RedisSignInThrottle, ThrottlePolicy
-from server.middlewares import app_errors, request_ids, security_headers
+from server.middlewares import app_errors, error_budget, request_ids, security_headers
 from server.queue import (
     CallQueue,
     InProcessCallQueue,
@@ -213,7 +213,14 @@ def create_app(settings: Settings) -> web.Application:
     if settings.secret_key is None:
         raise ValueError("settings need a secret key (server.kernel.settings.ensure_secret_key)")
     app = web.Application(
-        middlewares=[request_ids, security_headers, app_errors, auth_middleware, csrf_middleware],
+        middlewares=[
+            request_ids,
+            security_headers,
+            app_errors,
+            auth_middleware,
+            error_budget,
+            csrf_middleware,
+        ],
         client_max_size=settings.max_request_bytes,
     )
     app[keys.settings] = settings

@@ -1,7 +1,9 @@
-"""Edge middlewares: request ids, the one place errors become responses, security headers."""
+"""Edge middlewares: request ids, the one place errors become responses, security headers,
+and the error budget."""
 
 from __future__ import annotations
 
+import asyncio
 import json
 import logging
 import secrets
@@ -22,6 +24,7 @@ from server.kernel.errors import (
     NotFound,
     PayloadTooLarge,
     ServiceUnavailable,
+    TooManyErrors,
 )
 from server.kernel.logging import request_id_var
 from web.render import render_error
@@ -134,6 +137,50 @@ async def app_errors(request: web.Request, handler: Handler) -> web.StreamRespon
     except Exception:
         logger.exception("unhandled error in %s %s", request.method, request.path)
         return _internal_error(request)
+
+
+#: The error budget's window (Settings.error_budget_per_10s).
+ERROR_WINDOW_S = 10
+#: Paths that never count or wait: liveness and metrics scrapes.
+ERROR_BUDGET_EXEMPT = frozenset({"/healthz", "/metrics"})
+
+
+def _failure_status(error: BaseException) -> int | None:
+    if isinstance(error, AppError):
+        return error.http_status
+    if isinstance(error, ValidationError):
+        return 422
+    if isinstance(error, web.HTTPException):
+        return error.status
+    return None
+
+
+@web.middleware
+async def error_budget(request: web.Request, handler: Handler) -> web.StreamResponse:
+    """Count each client's failed requests (4xx but 429); over budget, a request waits
+    `error_tarpit_s` and is refused. Runs after sign-in, so the client is the staff member when
+    there is one (officers behind one address do not share a budget), else the address. The
+    wait is the point: a looping prober gets one answer per wait, so its load stays small."""
+    settings = request.app[keys.settings]
+    budget = settings.error_budget_per_10s
+    if not budget or request.path in ERROR_BUDGET_EXEMPT:
+        return await handler(request)
+    staff = request.get(keys.staff)
+    key = f"errors:staff:{staff.staff_id}" if staff is not None else f"errors:ip:{request.remote}"
+    limiter = request.app[keys.ratelimiter]
+    if await limiter.count(key, window_s=ERROR_WINDOW_S) >= budget:
+        await asyncio.sleep(settings.error_tarpit_s)
+        raise TooManyErrors(f"more than {budget} failed requests in {ERROR_WINDOW_S} s")
+    try:
+        response = await handler(request)
+    except BaseException as e:
+        status = _failure_status(e)
+        if status is not None and 400 <= status < 500 and status != 429:
+            await limiter.hit(key, limit=budget, window_s=ERROR_WINDOW_S)
+        raise
+    if 400 <= response.status < 500 and response.status != 429:
+        await limiter.hit(key, limit=budget, window_s=ERROR_WINDOW_S)
+    return response
 
 
 class _NotFoundRoute(AppError):

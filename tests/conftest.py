@@ -261,6 +261,9 @@ def make_settings(tmp_path: Path, database_url: str, **overrides: Any) -> Settin
         # Periodic jobs would run at arbitrary moments inside tests; the tests that need them
         # turn them on, and the jobs' own tests call them directly.
         "background_jobs": False,
+        # Many tests probe routes and permissions on purpose (a 403 per role, a 404 per
+        # route); the error budget's own tests turn it on.
+        "error_budget_per_10s": 0,
     }
     values.update(overrides)
     return Settings(**values)

@@ -99,6 +99,12 @@ class RateLimited(AppError):
     code, http_status, message_zh = "rate_limited", 429, "操作过于频繁，请稍后再试"
 
 
+class TooManyErrors(RateLimited):
+    """A client whose requests keep failing (probing ids, routes, permissions) waits."""
+
+    code, message_zh = "too_many_errors", "请求错误过多，请稍后再试"
+
+
 class JoinRateLimited(RateLimited):
     """Too many join links redeemed from one address (page and signaling join together)."""
 

@@ -77,6 +77,13 @@ class Settings(BaseModel, frozen=True, extra="forbid"):
     #: Kiosk registrations (cases created at a self-service kiosk) per client address per minute.
     kiosk_rate_per_min: int = Field(default=30, ge=1)
     max_request_bytes: int = Field(default=1_048_576, ge=1024)
+    #: Failed requests (4xx) one client may make per 10 s before each further request waits
+    #: `error_tarpit_s` and is refused (429 too_many_errors): a client probing ids, routes or
+    #: permissions in a loop slows itself down, not everyone else. The client is the signed-in
+    #: staff member, else the address; counted in Redis across nodes when Redis is set.
+    #: 0 turns the budget off.
+    error_budget_per_10s: int = Field(default=60, ge=0)
+    error_tarpit_s: float = Field(default=1.0, ge=0, le=30)
 
     # media and ICE
     #: Host addresses aioice may gather (empty: every interface). Tests: 127.0.0.1.
