@@ -17,6 +17,7 @@ from server.http.auth import client_ip, protected, public, signed_in_staff
 from server.http.common import path_int
 from server.kernel.db import utcnow
 from server.kernel.errors import AppError
+from server.sessions import record as session_records
 from web.render import page
 
 BAR_MAX_PX = 240
@@ -45,6 +46,9 @@ async def case_page(request: web.Request) -> web.Response:
         )
         events = await queries.timeline(session, staff=staff, case_id=case_id)
         case_agreements = await agreements.case_agreements(session, case_id=case_id)
+        sessions = await session_records.records_for_case(
+            session, case_id=case_id, viewer=staff, ip=client_ip(request)
+        )
     return page(
         request,
         "cases/detail.html",
@@ -53,6 +57,7 @@ async def case_page(request: web.Request) -> web.Response:
             "events": events,
             "labels": STATE_LABELS,
             "agreements": case_agreements,
+            "sessions": sessions,
             "masked_id_number": masked_id_number,
         },
     )

@@ -13,6 +13,8 @@ from pydantic import ValidationError
 
 from scheduling import loader, service
 from scheduling.availability import working_intervals
+from scheduling.case_link import link_case
+from scheduling.handover import issue_handover_links
 from scheduling.schemas import BookingRequest, SlotQuery
 from server.auth.permissions import Action
 from server.http import keys
@@ -24,6 +26,8 @@ from server.kernel.errors import AppError, InvalidInput, NotFound
 from server.kernel.ids import parse_id
 from server.org import service as org
 from server.org.schemas import ResourceType
+from server.sessions.record import check_visible
+from server.sessions.service import JoinLinks
 from web.labels import SESSION_STATE_LABELS
 from web.render import page
 
@@ -192,6 +196,10 @@ async def site_day(request: web.Request) -> web.Response:
     )
 
 
+#: Fields of the booking form an error can be shown next to.
+BOOKING_FIELDS = frozenset({"case_no", "title", "guest_name", "guest_phone"})
+
+
 async def _form_options(request: web.Request) -> dict[str, Any]:
     async with request.app[keys.db].begin() as session:
         depts = await org.departments(session)
@@ -216,11 +224,16 @@ async def book_form(request: web.Request) -> web.Response:
         "error": None,
         "error_detail": "",
         "searched": False,
+        "field_errors": {},
+        "chosen": None,
     }
     if request.method == "POST":
+        field_errors: dict[str, str] = {}
+        context["field_errors"] = field_errors
         try:
             start = datetime.fromisoformat(str(values["start"]))
             end = datetime.fromisoformat(str(values["end"]))
+            context["chosen"] = _span(start, end, zone, "month_day_time")
             body = BookingRequest.model_validate(
                 {
                     "start": start,
@@ -242,24 +255,31 @@ async def book_form(request: web.Request) -> web.Response:
                         else []
                     ),
                     "title": values.get("title", ""),
+                    "case_no": str(values.get("case_no", "")).strip() or None,
                 }
             )
             async with request.app[keys.db].begin() as session:
                 out = await service.book(
                     session,
-                    request=body,
+                    request=await link_case(session, body, booker=staff),
                     actor=staff.actor,
                     actor_staff_id=staff.staff_id,
                     now=utcnow(),
                     tz=str(zone),
                     cipher=request.app[keys.pii],
                 )
-            raise web.HTTPSeeOther(f"/scheduling/sessions/{out.session_id}")
+            raise web.HTTPSeeOther(f"/scheduling/sessions/{out.session_id}?booked=1")
         except (ValidationError, KeyError, ValueError) as e:
             context["error"], context["error_detail"] = "输入有误", str(e)
         except AppError as e:
-            context["error"], context["error_detail"] = e.message_zh, str(e)
-        return page(request, "scheduling/book.html", context, status=422)
+            field = e.details.get("field")
+            if isinstance(field, str) and field in BOOKING_FIELDS:
+                field_errors[field] = e.message_zh
+                context["error"] = "请更正下列标出的内容。"
+            else:
+                context["error"], context["error_detail"] = e.message_zh, str(e)
+        status = 404 if field_errors.get("case_no") else 422
+        return page(request, "scheduling/book.html", context, status=status)
     if values.get("dept"):
         try:
             resources: list[dict[str, Any]] = []
@@ -301,14 +321,47 @@ async def book_form(request: web.Request) -> web.Response:
 
 @protected(Action.schedule_view)
 async def session_page(request: web.Request) -> web.Response:
+    return await _session_page(request)
+
+
+async def _session_page(request: web.Request, *, links: list[Any] | None = None) -> web.Response:
+    staff = signed_in_staff(request)
     session_id = path_int(request, "session_id")
     async with request.app[keys.db].begin() as session:
+        await check_visible(session, viewer=staff, session_id=session_id)
         record = await service.session_record(session, session_id=session_id)
     return page(
         request,
         "scheduling/session.html",
-        {"r": record, "state": STATE_LABELS.get(record.state, record.state)},
+        {
+            "r": record,
+            "state": STATE_LABELS.get(record.state, record.state),
+            "links": links,
+            "booked": request.query.get("booked") == "1",
+            "can_issue_links": staff.can(Action.schedule_book)
+            and record.state in ("scheduled", "lobby", "live")
+            and any(p.staff_id is None for p in record.participants),
+        },
     )
+
+
+@protected(Action.schedule_book)
+async def session_links(request: web.Request) -> web.Response:
+    """POST: fresh join links for the session's guests, shown to the staff member to hand
+    over (copy, print, read out) besides the SMS."""
+    staff = signed_in_staff(request)
+    session_id = path_int(request, "session_id")
+    settings = request.app[keys.settings]
+    async with request.app[keys.db].begin() as session:
+        await check_visible(session, viewer=staff, session_id=session_id)
+        links = await issue_handover_links(
+            session,
+            session_id=session_id,
+            issuer=JoinLinks(settings.secret_bytes(), settings.effective_public_url),
+            actor=staff.actor,
+            now=utcnow(),
+        )
+    return await _session_page(request, links=links)
 
 
 def setup(app: web.Application) -> None:
@@ -319,4 +372,7 @@ def setup(app: web.Application) -> None:
     app.router.add_route("POST", "/scheduling/book", book_form)
     app.router.add_get(
         r"/scheduling/sessions/{session_id:\d+}", session_page, name="scheduling_session"
+    )
+    app.router.add_post(
+        r"/scheduling/sessions/{session_id:\d+}/links", session_links, name="scheduling_links"
     )
