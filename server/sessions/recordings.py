@@ -113,10 +113,10 @@ async def load_session(
         if row.case_id is not None:
             await check_not_accused_unit(session, staff=staff, case_id=row.case_id)
         return row
+    if row.case_id is not None:  # out of the case's scope: 404 before any role check
+        await visible_case(session, staff=staff, case_id=row.case_id)
     if not staff.can(Action.recording_play):
         raise PermissionDenied("only supervisors and the session's host or mediator may play it")
-    if row.case_id is not None:
-        await visible_case(session, staff=staff, case_id=row.case_id)
     return row
 
 
