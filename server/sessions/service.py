@@ -396,6 +396,8 @@ async def attach_case(session: AsyncSession, *, session_id: int, case_id: int) -
     """File the session under a case (the desk does it when a call is answered)."""
     row = await _row(session, session_id, lock=True)
     row.case_id = case_id
+    if row.actual_start is not None:  # it started before it was filed: the case says so
+        await casefile.note(session, row, "session_started", row.actual_start)
     await session.flush()
     return SessionView.from_row(row)
 

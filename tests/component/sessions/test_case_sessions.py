@@ -219,6 +219,31 @@ async def test_the_case_timeline_says_when_its_session_started_ended_and_its_out
     assert events[1].payload["outcome"] == "agreement"
 
 
+async def test_a_reception_filed_under_its_case_after_it_started_says_so_on_the_timeline(
+    app_client: Client,
+) -> None:
+    """The desk creates the case while the call runs: the start comes before the case."""
+    case_id, _ = await _register(app_client)
+    async with app_client.app[keys.db].begin() as s:
+        view = await sessions.create_session(
+            s, kind=SessionKind.reception, title="远程视频接访", case_id=None,
+            host_site_id=None, created_by_id=None, now=T0,
+        )  # fmt: skip
+        await sessions.go_live(s, session_id=view.id, now=T0 + timedelta(minutes=1))
+        await sessions.attach_case(s, session_id=view.id, case_id=case_id)
+        await sessions.end_from_room(s, session_id=view.id, now=T0 + timedelta(minutes=9))
+    async with app_client.app[keys.db]() as s:
+        events = await s.execute(
+            select(CaseEvent.type, CaseEvent.at)
+            .where(CaseEvent.case_id == case_id, CaseEvent.type.like("session_%"))
+            .order_by(CaseEvent.id)
+        )
+        assert list(events) == [
+            ("session_started", T0 + timedelta(minutes=1)),
+            ("session_ended", T0 + timedelta(minutes=9)),
+        ]
+
+
 # --- confidentiality ------------------------------------------------------------------------
 
 
