@@ -438,3 +438,31 @@ async def test_the_openapi_document_lists_the_case_sessions(app_client: Client) 
     assert "cases" in op["tags"]
     schema = op["responses"]["200"]["content"]["application/json"]["schema"]
     assert schema["type"] == "array"
+
+
+async def test_a_room_made_from_sessions_takes_the_case_number_with_the_same_rule(
+    app_client: Client,
+) -> None:
+    case_id, case_no = await _register(app_client)
+    _, secret_no = await _register(app_client, accusation=True)
+    token = await sign_in(app_client, "handler03")  # urban: may not see the accusation
+    headers = {"X-CSRF-Token": token}
+    for number in ("330105-2099-999999", secret_no):
+        resp = await app_client.post(
+            "/api/sessions",
+            json={"kind": "mediation", "title": "调解", "case_no": number},
+            headers=headers,
+        )
+        body = await resp.json()
+        assert resp.status == 404 and body["error"] == "case_not_found", body
+    app_client.session.cookie_jar.clear()
+    token = await signed_in(app_client, "window_officer")
+    resp = await app_client.post(
+        "/api/sessions",
+        json={"kind": "mediation", "title": "调解", "case_no": case_no},
+        headers={"X-CSRF-Token": token},
+    )
+    out = await resp.json()
+    assert resp.status == 201, out
+    async with app_client.app[keys.db]() as s:
+        assert (await sessions.get_session_by_id(s, session_id=out["id"])).case_id == case_id
