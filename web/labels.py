@@ -73,6 +73,10 @@ SESSION_OUTCOME_LABELS: Mapping[str, str] = {
     SessionOutcome.party_withdrew: "当事人撤回",
     SessionOutcome.completed: "已办结",
     SessionOutcome.interrupted: "中断",
+    SessionOutcome.case_accepted: "已受理为案件",
+    SessionOutcome.advice_given: "当场答复",
+    SessionOutcome.referred: "引导至法定途径",
+    SessionOutcome.joint_mediation: "转联合调处",
 }
 
 #: A participant's last answer to the recording question (server.sessions.record).

@@ -466,3 +466,37 @@ async def test_a_room_made_from_sessions_takes_the_case_number_with_the_same_rul
     assert resp.status == 201, out
     async with app_client.app[keys.db]() as s:
         assert (await sessions.get_session_by_id(s, session_id=out["id"])).case_id == case_id
+
+
+async def test_the_desk_ending_a_reception_closes_its_session_with_the_outcome(
+    app_client: Client,
+) -> None:
+    token = await signed_in(app_client, "community_agent")
+    resp = await app_client.post(
+        "/call",
+        data={"_csrf": token, "matter_code": "wage_arrears", "resident_name": "王五",
+              "resident_phone": "13912345678"},
+        allow_redirects=False,
+    )  # fmt: skip
+    entry_id = int(resp.headers["Location"].rsplit("/", 1)[1])
+    app_client.session.cookie_jar.clear()
+    token = await signed_in(app_client, "window_officer")
+    accept = await app_client.post(
+        f"/desk/calls/{entry_id}/accept", data={"_csrf": token}, allow_redirects=False
+    )
+    assert accept.status == 303
+    end = await app_client.post(
+        f"/desk/calls/{entry_id}/end",
+        data={"_csrf": token, "outcome": "accepted"},
+        allow_redirects=False,
+    )
+    assert end.status == 303
+    async with app_client.app[keys.db]() as s:
+        case_id = await s.scalar(
+            select(CaseEvent.case_id).where(CaseEvent.type == "session_outcome")
+        )
+    assert case_id is not None
+    [rec] = await (await app_client.get(f"/api/cases/{case_id}/sessions")).json()
+    assert (rec["kind"], rec["state"], rec["outcome"]) == ("reception", "ended", "case_accepted")
+    page = await (await app_client.get(f"/cases/{case_id}")).text()
+    assert "已受理为案件" in page and "视频会话结束" in page
