@@ -56,7 +56,7 @@ async def test_a_reception_shows_on_its_case_page(server: Server, browser: Any) 
         card = officer.locator("#case-sessions article.session-record").first
         await card.wait_for(timeout=10_000)
         text = await card.inner_text()
-        assert "视频接访" in text and "已结束" in text, text
+        assert "视频接访" in text and "已结束" in text and "已受理为案件" in text, text
         assert "工作人员" in text or "主持人" in text, text
         await officer.screenshot(path=str(ARTIFACTS / "case-sessions-1280.png"), full_page=True)
         await officer.set_viewport_size({"width": 390, "height": 844})
