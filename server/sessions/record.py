@@ -18,7 +18,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.service import record as audit
-from server.auth.permissions import StaffIdentity
+from server.auth.permissions import Action, StaffIdentity
 from server.cases import access as cases_access
 from server.cases import queries as cases
 from server.org import service as org
@@ -129,6 +129,22 @@ async def _visible_row(
         except cases_access.CaseNotFound:
             raise SessionNotFound(f"no session {session_id}") from None
     return row
+
+
+async def _took_part(session: AsyncSession, row: CallSession, viewer: StaffIdentity) -> bool:
+    """A session filed under no case: its record (chat included) is for those who created it
+    or took part, and for supervisors who see every case."""
+    if viewer.can(Action.case_view_all) or row.created_by_id == viewer.staff_id:
+        return True
+    found = await session.scalar(
+        select(SessionParticipant.id)
+        .where(
+            SessionParticipant.session_id == row.id,
+            SessionParticipant.staff_id == viewer.staff_id,
+        )
+        .limit(1)
+    )
+    return found is not None
 
 
 async def check_visible(session: AsyncSession, *, viewer: StaffIdentity, session_id: int) -> None:
@@ -276,6 +292,8 @@ async def record(
         SessionNotFound: no such session, or its case is hidden from the viewer.
     """
     row = await _visible_row(session, viewer=viewer, session_id=session_id)
+    if row.case_id is None and not await _took_part(session, row, viewer):
+        raise SessionNotFound(f"no session {session_id}")
     case_no = (
         await cases.case_number(session, case_id=row.case_id) if row.case_id is not None else None
     )

@@ -500,3 +500,33 @@ async def test_the_desk_ending_a_reception_closes_its_session_with_the_outcome(
     assert (rec["kind"], rec["state"], rec["outcome"]) == ("reception", "ended", "case_accepted")
     page = await (await app_client.get(f"/cases/{case_id}")).text()
     assert "已受理为案件" in page and "视频会话结束" in page
+
+
+async def test_a_session_without_a_case_is_read_only_by_those_who_took_part(
+    app_client: Client,
+) -> None:
+    creator = await _staff(app_client, "window01")
+    async with app_client.app[keys.db].begin() as s:
+        view = await sessions.create_session(
+            s, kind=SessionKind.mediation, title="临时调解", case_id=None,
+            host_site_id=None, created_by_id=creator.id, now=T0,
+        )  # fmt: skip
+        await sessions.write_records(
+            s, [ChatRecord(view.id, "guest:x", "赵六", "我的电话是 139…", T0)]
+        )
+    await sign_in(app_client, "mediator02")
+    assert (await app_client.get(f"/sessions/{view.id}/record")).status == 404
+    app_client.session.cookie_jar.clear()
+    await signed_in(app_client, "window_officer")
+    page = await app_client.get(f"/sessions/{view.id}/record")
+    assert page.status == 200 and "我的电话是" in await page.text()
+
+
+async def test_the_case_page_offers_a_booking_for_the_case(app_client: Client) -> None:
+    case_id, case_no = await _register(app_client)
+    await signed_in(app_client, "window_officer")
+    html = await (await app_client.get(f"/cases/{case_id}")).text()
+    link = re.search(r'id="book-for-case" href="([^"]+)"', html)
+    assert link and case_no in link[1]
+    form = await (await app_client.get(link[1].replace("&amp;", "&"))).text()
+    assert f'name="case_no" maxlength="40" autocomplete="off" value="{case_no}"' in form
