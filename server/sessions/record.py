@@ -10,6 +10,7 @@ read by anyone the route admits. Every read is audited like a read of case conte
 
 from __future__ import annotations
 
+from collections.abc import Iterable
 from datetime import datetime
 from typing import Literal
 
@@ -151,6 +152,33 @@ async def check_visible(session: AsyncSession, *, viewer: StaffIdentity, session
     """Raise SessionNotFound (404 `room_not_found`) unless the viewer may see the session's
     case: for the scheduling API and pages, which show a session's title and guests."""
     await _visible_row(session, viewer=viewer, session_id=session_id)
+
+
+async def hidden_sessions(
+    session: AsyncSession, *, viewer: StaffIdentity, session_ids: Iterable[int]
+) -> set[int]:
+    """Of these sessions, the ones whose case the viewer may not see (a calendar shows them
+    as busy time, without title or link)."""
+    ids = set(session_ids)
+    if not ids:
+        return set()
+    rows = await session.execute(
+        select(CallSession.id, CallSession.case_id).where(
+            CallSession.id.in_(ids), CallSession.case_id.is_not(None)
+        )
+    )
+    visible: dict[int, bool] = {}
+    hidden = set()
+    for session_id, case_id in rows:
+        if case_id not in visible:
+            try:
+                await cases_access.check_visible(session, staff=viewer, case_id=case_id)
+                visible[case_id] = True
+            except cases_access.CaseNotFound:
+                visible[case_id] = False
+        if not visible[case_id]:
+            hidden.add(session_id)
+    return hidden
 
 
 def _participants(

@@ -26,7 +26,7 @@ from server.kernel.errors import AppError, InvalidInput, NotFound
 from server.kernel.ids import parse_id
 from server.org import service as org
 from server.org.schemas import ResourceType
-from server.sessions.record import check_visible
+from server.sessions.record import check_visible, hidden_sessions
 from server.sessions.service import JoinLinks
 from web.labels import SESSION_STATE_LABELS
 from web.render import page
@@ -40,6 +40,8 @@ TYPE_LABELS = {
     "kiosk": "自助机",
 }
 WEEKDAYS_ZH = "一二三四五六日"
+#: What a calendar shows for a session whose case the viewer may not see (no title, no link).
+BUSY = "已占用"
 
 
 def _zone(request: web.Request) -> ZoneInfo:
@@ -106,6 +108,9 @@ async def week_calendar(request: web.Request) -> web.Response:
         entries = await service.calendar_entries(
             session, keys=[owner], start=start, end=end, now=now
         )
+        hidden = await hidden_sessions(
+            session, viewer=staff, session_ids=(e.session_id for e in entries if e.session_id)
+        )
         av = (
             await loader.load_availability(
                 session, keys=[owner], start=start, end=end, tz=str(zone)
@@ -124,9 +129,9 @@ async def week_calendar(request: web.Request) -> web.Response:
                 "entries": [
                     {
                         "time": _span(e.start, e.end, zone),
-                        "title": e.title,
+                        "title": BUSY if e.session_id in hidden else e.title,
                         "status": e.status,
-                        "session_id": e.session_id,
+                        "session_id": None if e.session_id in hidden else e.session_id,
                     }
                     for e in entries
                     if clock.local_date(e.start, zone) == d
@@ -166,6 +171,11 @@ async def site_day(request: web.Request) -> web.Response:
             end=start + timedelta(days=1),
             now=utcnow(),
         )
+        hidden = await hidden_sessions(
+            session,
+            viewer=signed_in_staff(request),
+            session_ids=(e.session_id for e in entries if e.session_id),
+        )
     rows = [
         {
             "id": r.id,
@@ -174,8 +184,8 @@ async def site_day(request: web.Request) -> web.Response:
             "entries": [
                 {
                     "time": _span(e.start, e.end, zone),
-                    "title": e.title,
-                    "session_id": e.session_id,
+                    "title": BUSY if e.session_id in hidden else e.title,
+                    "session_id": None if e.session_id in hidden else e.session_id,
                 }
                 for e in entries
                 if e.key == loader.resource_key(r.id)

@@ -530,3 +530,24 @@ async def test_the_case_page_offers_a_booking_for_the_case(app_client: Client) -
     assert link and case_no in link[1]
     form = await (await app_client.get(link[1].replace("&amp;", "&"))).text()
     assert f'name="case_no" maxlength="40" autocomplete="off" value="{case_no}"' in form
+
+
+async def test_calendars_show_an_accusations_session_to_the_accused_unit_as_busy_time(
+    app_client: Client,
+) -> None:
+    _, secret_no = await _register(app_client, accusation=True)
+    mediator = await _staff(app_client, "mediator01")
+    token = await signed_in(app_client, "centre_supervisor")
+    slot = await _free_slot(app_client, token, mediator.id)
+    booking = _booking(secret_no, mediator.id, slot) | {"title": "检举件约谈"}
+    resp = await app_client.post(
+        "/api/scheduling/bookings", json=booking, headers={"X-CSRF-Token": token}
+    )
+    assert resp.status == 201, await resp.text()
+    week = f"/scheduling/calendar?owner=staff:{mediator.id}&week={slot[0][:10]}"
+    assert "检举件约谈" in await (await app_client.get(week)).text()
+    app_client.session.cookie_jar.clear()
+    await sign_in(app_client, "handler03")  # the accused unit
+    html = await (await app_client.get(week)).text()
+    assert "检举件约谈" not in html and "已占用" in html
+    assert "/scheduling/sessions/" not in html
