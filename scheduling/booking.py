@@ -197,6 +197,11 @@ async def _create_session(session: AsyncSession, *, booking: Booking, now: datet
         mode=SessionMode(req.get("mode", "video")),
         title=req.get("title") or "预约会话",
         case_id=req.get("case_id"),
+        recording_allowed=(
+            req["recording_allowed"]
+            if req.get("recording_allowed") is not None
+            else req.get("kind", "mediation") == SessionKind.mediation.value
+        ),
         host_site_id=host_site,
         created_by_id=booking.created_by_id,
         planned_start=booking.start_at,

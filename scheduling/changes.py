@@ -244,7 +244,7 @@ async def mark_no_show(
         )
     )
     if parties and all(p.no_show for p in parties) and call.state in OPEN_STATES:
-        await sessions.mark_no_show(session, session_id=call.id)
+        await sessions.mark_no_show(session, session_id=call.id, now=now)
         await cancel_pending_jobs(session, session_id=call.id, now=now)
     await audit(
         session,

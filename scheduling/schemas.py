@@ -116,7 +116,14 @@ class BookingRequest(BaseModel, frozen=True, extra="forbid"):
     title: str = Field(default="", max_length=200)
     kind: SessionKind = SessionKind.mediation
     mode: SessionMode = SessionMode.video
+    #: The case the session belongs to, by its case number (案件编号, as the case page shows
+    #: it); the booker must be able to see the case (404 `case_not_found` otherwise).
+    case_no: str | None = Field(default=None, max_length=40)
+    #: Internal: set by the server from `case_no` (a client sending it is checked the same way).
     case_id: DbId | None = None
+    #: Whether the room offers recording (with every participant's consent); by default a
+    #: mediation's does, a reception's does not.
+    recording_allowed: bool | None = None
     #: Seconds before the start at which reminders go out.
     reminders_s: list[int] = Field(default_factory=lambda: list(DEFAULT_REMINDERS_S), max_length=5)
 

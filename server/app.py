@@ -19,6 +19,7 @@ import server.models  # noqa: F401  (every mapper, so foreign keys resolve in an
 import signaling.ws as signaling_ws
 from scheduling.clock import SystemClock
 from scheduling.reminders import ReminderJobs
+from server.api import case_sessions as case_sessions_api
 from server.api import cases as cases_api
 from server.api import ops
 from server.api import org as org_api
@@ -237,6 +238,7 @@ def create_app(settings: Settings) -> web.Application:
     ops.setup(app)
     org_api.setup(app)
     cases_api.setup(app)
+    case_sessions_api.setup(app)
     scheduling_api.setup(app)
     signaling_ws.setup(app)
     web_setup(app)

@@ -20,8 +20,7 @@ from pydantic import BaseModel, ConfigDict, Field
 from media.interfaces import MediaNode
 from server.audit.service import record as audit
 from server.auth.permissions import Action
-from server.cases.access import CaseNotFound
-from server.cases.queries import get_case
+from server.cases.access import CaseNotFound, check_visible, visible_case_id
 from server.http import keys
 from server.http.auth import client_ip, current_staff, protected, public
 from server.http.openapi import documented
@@ -288,6 +287,9 @@ DbId = Annotated[int, Field(strict=True, ge=1, le=2**31 - 1)]
 class CreateSession(_Body):
     kind: Literal["reception", "mediation"]
     title: str = Field(default="", max_length=200)
+    #: The case, by its case number (案件编号); a case the creator may not see is 404
+    #: `case_not_found`, like one that does not exist.
+    case_no: str | None = Field(default=None, max_length=40)
     case_id: DbId | None = None
     capacity: int | None = Field(default=None, ge=2, le=64)
     recording_allowed: bool = True
@@ -346,16 +348,19 @@ async def create_session(request: web.Request) -> web.Response:
     body = CreateSession.model_validate(await _json(request))
     settings = request.app[keys.settings]
     async with request.app[keys.db].begin() as session:
-        if body.case_id is not None:
-            try:
-                await get_case(session, case_id=body.case_id)
-            except CaseNotFound:
-                raise InvalidInput("no such case", field="case_id") from None
+        case_id = body.case_id
+        try:
+            if body.case_no and body.case_no.strip():
+                case_id = await visible_case_id(session, staff=staff, case_no=body.case_no)
+            elif case_id is not None:
+                await check_visible(session, staff=staff, case_id=case_id)
+        except CaseNotFound:
+            raise CaseNotFound("no such case that you may see", field="case_no") from None
         view = await sessions.create_session(
             session,
             kind=SessionKind(body.kind),
             title=body.title,
-            case_id=body.case_id,
+            case_id=case_id,
             capacity=body.capacity or settings.room_capacity,
             host_site_id=staff.site_id,
             created_by_id=staff.staff_id,
@@ -369,7 +374,7 @@ async def create_session(request: web.Request) -> web.Response:
             object_type="call_session",
             object_id=str(view.id),
             ip=client_ip(request),
-            detail={"room_id": view.room_id, "kind": body.kind, "case_id": body.case_id},
+            detail={"room_id": view.room_id, "kind": body.kind, "case_id": case_id},
         )
     return web.json_response(
         {

@@ -33,6 +33,7 @@ from web.views import (
     recordings,
     room,
     scheduling,
+    session_record,
 )
 
 HERE = Path(__file__).parent
@@ -80,3 +81,4 @@ def setup(app: web.Application) -> None:
     join.setup(app)
     kiosk.setup(app)
     recordings.setup(app)
+    session_record.setup(app)

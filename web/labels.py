@@ -18,7 +18,7 @@ from server.cases.schemas import CaseState
 from server.cases.statemachine import TRANSITIONS
 from server.org.schemas import Role
 from server.queue.service import STATE_LABELS as CALL_STATE_LABELS
-from server.sessions.schemas import ParticipantRole, SessionState
+from server.sessions.schemas import ParticipantRole, SessionKind, SessionOutcome, SessionState
 
 #: Staff roles, as the home page and the site page show them.
 ROLE_LABELS: Mapping[Role, str] = {
@@ -60,6 +60,36 @@ SESSION_STATE_LABELS: Mapping[str, str] = {
     SessionState.ended: "已结束",
     SessionState.cancelled: "已取消",
     SessionState.no_show: "未到场",
+}
+
+SESSION_KIND_LABELS: Mapping[str, str] = {
+    SessionKind.reception: "视频接访",
+    SessionKind.mediation: "视频调解",
+}
+
+SESSION_OUTCOME_LABELS: Mapping[str, str] = {
+    SessionOutcome.agreement: "达成调解协议",
+    SessionOutcome.no_agreement: "未达成协议",
+    SessionOutcome.party_withdrew: "当事人撤回",
+    SessionOutcome.completed: "已办结",
+    SessionOutcome.interrupted: "中断",
+    SessionOutcome.case_accepted: "已受理为案件",
+    SessionOutcome.advice_given: "当场答复",
+    SessionOutcome.referred: "引导至法定途径",
+    SessionOutcome.joint_mediation: "转联合调处",
+}
+
+#: A participant's last answer to the recording question (server.sessions.record).
+CONSENT_LABELS: Mapping[str, str] = {
+    "given": "同意录音录像",
+    "refused": "拒绝录音录像",
+    "none": "未作答",
+}
+
+#: How a participant was identified (server.sessions.record.IdentityKind).
+IDENTITY_KIND_LABELS: Mapping[str, str] = {
+    "staff": "工作人员账号",
+    "guest": "经验证的邀请链接",
 }
 
 PARTICIPANT_ROLE_LABELS: Mapping[str, str] = {
@@ -137,6 +167,10 @@ CASE_EVENT_LABELS: Mapping[str, str] = {
     "deadline_overdue": "期限已超期",
     "escalated": "三级抄告",
     "evaluation_timeout": "评价超时，记为未评价",
+    "session_started": "视频会话开始",
+    "session_ended": "视频会话结束",
+    "session_no_show": "视频会话当事人未到场",
+    "session_outcome": "视频会话结果已记录",
 }
 
 #: `PetitionCase.channel`: how the petition came in.
@@ -163,6 +197,10 @@ LABELS: Mapping[str, Mapping[str, str]] = {
     "case_event": CASE_EVENT_LABELS,
     "deadline_status": DEADLINE_STATUS_LABELS,
     "session_state": SESSION_STATE_LABELS,
+    "session_kind": SESSION_KIND_LABELS,
+    "session_outcome": SESSION_OUTCOME_LABELS,
+    "consent": CONSENT_LABELS,
+    "identity_kind": IDENTITY_KIND_LABELS,
     "participant_role": PARTICIPANT_ROLE_LABELS,
     "invite_status": INVITE_STATUS_LABELS,
     "booking_status": BOOKING_STATUS_LABELS,
@@ -177,6 +215,8 @@ ENUMS: Mapping[str, type[enum.StrEnum]] = {
     "case_state": CaseState,
     "case_state_public": CaseState,
     "session_state": SessionState,
+    "session_kind": SessionKind,
+    "session_outcome": SessionOutcome,
     "participant_role": ParticipantRole,
     "booking_status": BookingStatus,
     "job_kind": JobKind,

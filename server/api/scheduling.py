@@ -17,6 +17,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduling import calendars, loader, reminders, service
 from scheduling.availability import RuleError, WorkingHours
+from scheduling.case_link import link_case
 from scheduling.ics import Attendee, Method, build_ics, filename
 from scheduling.schemas import (
     AvailabilityIn,
@@ -47,6 +48,7 @@ from server.kernel.ids import parse_id
 from server.org import service as org
 from server.sessions import service as sessions
 from server.sessions.errors import SessionNotFound
+from server.sessions.record import check_visible
 from server.sessions.schemas import SessionState
 
 logger = logging.getLogger(__name__)
@@ -214,7 +216,7 @@ async def create_hold(request: web.Request) -> web.Response:
     async with request.app[keys.db].begin() as session:
         out = await service.hold(
             session,
-            request=body,
+            request=await link_case(session, body, booker=staff),
             actor_staff_id=staff.staff_id,
             now=utcnow(),
             tz=_tz(request),
@@ -248,7 +250,7 @@ async def create_booking(request: web.Request) -> web.Response:
     async with request.app[keys.db].begin() as session:
         out = await service.book(
             session,
-            request=body,
+            request=await link_case(session, body, booker=staff),
             actor=staff.actor,
             actor_staff_id=staff.staff_id,
             now=utcnow(),
@@ -356,6 +358,7 @@ async def follow_on(request: web.Request) -> web.Response:
 async def session_record(request: web.Request) -> web.Response:
     session_id = _int(request, "session_id")
     async with request.app[keys.db].begin() as session:
+        await check_visible(session, viewer=signed_in_staff(request), session_id=session_id)
         out = await service.session_record(session, session_id=session_id)
     return _json(out)
 
@@ -370,6 +373,7 @@ async def no_show(request: web.Request) -> web.Response:
     body = await _body(request, NoShowRequest)
     staff = signed_in_staff(request)
     async with request.app[keys.db].begin() as session:
+        await check_visible(session, viewer=staff, session_id=session_id)
         out = await service.mark_no_show(
             session,
             session_id=session_id,
@@ -387,6 +391,7 @@ async def no_show(request: web.Request) -> web.Response:
 async def invite_ics(request: web.Request) -> web.Response:
     session_id = _int(request, "session_id")
     async with request.app[keys.db].begin() as session:
+        await check_visible(session, viewer=signed_in_staff(request), session_id=session_id)
         body, name = await session_ics(
             session,
             session_id=session_id,

@@ -106,6 +106,18 @@ async def check_visible(session: AsyncSession, *, staff: StaffIdentity, case_id:
     await visible_case(session, staff=staff, case_id=case_id)
 
 
+async def visible_case_id(session: AsyncSession, *, staff: StaffIdentity, case_no: str) -> int:
+    """The id of the case with this case number (案件编号), if the staff member may see it;
+    otherwise the same CaseNotFound as for a number that does not exist (nothing disclosed)."""
+    case_id = await session.scalar(
+        select(PetitionCase.id).where(PetitionCase.case_no == case_no.strip())
+    )
+    if case_id is None:
+        raise CaseNotFound(f"no case numbered {case_no!r}")
+    await visible_case(session, staff=staff, case_id=case_id)
+    return case_id
+
+
 async def check_not_accused_unit(
     session: AsyncSession, *, staff: StaffIdentity, case_id: int
 ) -> None:

@@ -35,11 +35,17 @@ class SessionState(enum.StrEnum):
 
 
 class SessionOutcome(enum.StrEnum):
+    # a mediation
     agreement = "agreement"
     no_agreement = "no_agreement"
     party_withdrew = "party_withdrew"
     completed = "completed"
     interrupted = "interrupted"
+    # a reception (the desk's 接访结果)
+    case_accepted = "case_accepted"
+    advice_given = "advice_given"
+    referred = "referred"
+    joint_mediation = "joint_mediation"
 
 
 class ParticipantRole(enum.StrEnum):

@@ -22,11 +22,11 @@ from typing import Any
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.auth.permissions import StaffIdentity
-from server.cases.access import visible_case
+from server.auth.permissions import Action, StaffIdentity
+from server.cases.access import check_not_accused_unit, visible_case
 from server.kernel.errors import Conflict, NotFound, PermissionDenied
 from server.kernel.signing import Legacy, SignatureExpired, SignatureInvalid, Signer
-from server.sessions.models import CallSession, Recording, SessionParticipant
+from server.sessions.models import CallSession, ParticipantRole, Recording, SessionParticipant
 
 GRANT_TTL_S = 30 * 60
 REASON_MAX = 200
@@ -72,16 +72,51 @@ class Grant:
     expires_at: int
 
 
+#: Who ran a session: their own session's recordings are theirs to play back.
+RUNNING_ROLES = frozenset({ParticipantRole.host, ParticipantRole.mediator})
+
+
+def ran_session(
+    staff: StaffIdentity, call: CallSession, participants: list[SessionParticipant]
+) -> bool:
+    """The staff member created the session or took part in it as host or mediator."""
+    return call.created_by_id == staff.staff_id or any(
+        p.staff_id == staff.staff_id and p.role in RUNNING_ROLES for p in participants
+    )
+
+
+def may_play(
+    staff: StaffIdentity, call: CallSession, participants: list[SessionParticipant]
+) -> bool:
+    """Playback scope, for a staff member who may already see the session: holders of
+    `recording.play` (supervisors, department leaders, mediators), and the session's own host
+    and mediator whatever their roles."""
+    return staff.can(Action.recording_play) or ran_session(staff, call, participants)
+
+
 async def load_session(
     session: AsyncSession, *, staff: StaffIdentity, session_id: int
 ) -> CallSession:
-    """The call session, if it exists and its case (if any) is within the staff member's scope;
-    otherwise the same 404."""
+    """The call session, if it exists and the staff member may play its recordings: the
+    session's own host or mediator (never in the unit a confidential case accuses), or a
+    holder of `recording.play` within the case's scope. Otherwise 404 (no session, or its case
+    is out of scope) or 403 (neither the session's own nor a holder of `recording.play`)."""
     row = await session.get(CallSession, session_id)
     if row is None:
         raise NotFound(f"session {session_id} does not exist")
-    if row.case_id is not None:
+    participants = list(
+        await session.scalars(
+            select(SessionParticipant).where(SessionParticipant.session_id == session_id)
+        )
+    )
+    if ran_session(staff, row, participants):
+        if row.case_id is not None:
+            await check_not_accused_unit(session, staff=staff, case_id=row.case_id)
+        return row
+    if row.case_id is not None:  # out of the case's scope: 404 before any role check
         await visible_case(session, staff=staff, case_id=row.case_id)
+    if not staff.can(Action.recording_play):
+        raise PermissionDenied("only supervisors and the session's host or mediator may play it")
     return row
 
 

@@ -25,8 +25,10 @@ from sqlalchemy import insert, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.service import record as audit
+from server.kernel.db import utcnow
 from server.kernel.errors import InvalidInput
 from server.org import service as org
+from server.sessions import casefile
 from server.sessions.errors import (
     IllegalSessionTransition,
     JoinTokenNotFound,
@@ -302,7 +304,10 @@ async def open_lobby(session: AsyncSession, *, session_id: int) -> SessionView:
 async def go_live(session: AsyncSession, *, session_id: int, now: datetime) -> SessionView:
     """scheduled/lobby → live; the first start is kept as `actual_start`."""
     row = await _move(session, session_id, S.live)
+    first = row.actual_start is None
     row.actual_start = row.actual_start or now
+    if first:
+        await casefile.note(session, row, "session_started", now)
     await session.flush()
     return SessionView.from_row(row)
 
@@ -310,6 +315,7 @@ async def go_live(session: AsyncSession, *, session_id: int, now: datetime) -> S
 async def end(session: AsyncSession, *, session_id: int, now: datetime) -> SessionView:
     row = await _move(session, session_id, S.ended)
     row.actual_end = now
+    await casefile.note(session, row, "session_ended", now)
     await session.flush()
     return SessionView.from_row(row)
 
@@ -322,6 +328,7 @@ async def end_from_room(session: AsyncSession, *, session_id: int, now: datetime
     if can_transition(row.state, S.ended):
         row.state = S.ended
         row.actual_end = now
+        await casefile.note(session, row, "session_ended", now)
         await session.flush()
     return SessionView.from_row(row)
 
@@ -334,15 +341,18 @@ async def cancel(session: AsyncSession, *, session_id: int) -> SessionView:
     return SessionView.from_row(row)
 
 
-async def mark_no_show(session: AsyncSession, *, session_id: int) -> SessionView:
+async def mark_no_show(
+    session: AsyncSession, *, session_id: int, now: datetime | None = None
+) -> SessionView:
     """scheduled/lobby → no_show (every party stayed away)."""
     row = await _move(session, session_id, S.no_show)
+    await casefile.note(session, row, "session_no_show", now or utcnow())
     await session.flush()
     return SessionView.from_row(row)
 
 
 async def record_outcome(
-    session: AsyncSession, *, session_id: int, outcome: SessionOutcome
+    session: AsyncSession, *, session_id: int, outcome: SessionOutcome, now: datetime | None = None
 ) -> SessionView:
     row = await _row(session, session_id, lock=True)
     if row.state not in OUTCOME_STATES:
@@ -352,6 +362,7 @@ async def record_outcome(
             target="outcome",
         )
     row.outcome = outcome
+    await casefile.note(session, row, "session_outcome", now or utcnow())
     await session.flush()
     return SessionView.from_row(row)
 
@@ -385,6 +396,8 @@ async def attach_case(session: AsyncSession, *, session_id: int, case_id: int) -
     """File the session under a case (the desk does it when a call is answered)."""
     row = await _row(session, session_id, lock=True)
     row.case_id = case_id
+    if row.actual_start is not None:  # it started before it was filed: the case says so
+        await casefile.note(session, row, "session_started", row.actual_start)
     await session.flush()
     return SessionView.from_row(row)
 

@@ -9,11 +9,8 @@ if (form) {
     const title = form.title.value.trim();
     if (!title) { err.textContent = t('form.title'); err.hidden = false; form.title.focus(); return; }
     const body = { kind: 'mediation', title, recording_allowed: form.recording_allowed.checked };
-    const caseId = form.case_id.value.trim();
-    if (caseId) {
-      if (!/^\d+$/.test(caseId)) { err.textContent = t('form.caseid'); err.hidden = false; return; }
-      body.case_id = Number(caseId);
-    }
+    const caseNo = form.case_no.value.trim();
+    if (caseNo) body.case_no = caseNo;
     const r = await fetch('/api/sessions', { method: 'POST', headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': document.querySelector('meta[name=csrf-token]').content }, body: JSON.stringify(body) });
     const out = await r.json().catch(() => ({}));
     if (!r.ok) { err.textContent = out.message_zh || t('err.generic'); err.hidden = false; return; }

@@ -22,6 +22,7 @@ from server.http import keys
 from server.http.auth import client_ip
 from server.kernel.db import utcnow
 from server.org import service as org
+from server.sessions import record as session_records
 from web.labels import CHANNEL_LABELS, GRADE_LABELS
 from web.render import page
 
@@ -176,6 +177,9 @@ async def render_case_page(
         )
         events = await queries.timeline(session, staff=staff, case_id=case_id)
         case_agreements = await agreements.case_agreements(session, case_id=case_id)
+        sessions = await session_records.records_for_case(
+            session, case_id=case_id, viewer=staff, ip=client_ip(request)
+        )
         matters = dict(await active_matter_types(session))
         targets = (
             await queries.transfer_targets(session, staff=staff, case_id=case_id)
@@ -205,6 +209,7 @@ async def render_case_page(
             "events": events,
             "labels": STATE_LABELS,
             "agreements": case_agreements,
+            "sessions": sessions,
             "masked_id_number": masked_id_number,
             **case_context(
                 detail,

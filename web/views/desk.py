@@ -19,6 +19,7 @@ from server.kernel.ids import parse_id
 from server.org import service as org
 from server.org.schemas import Role
 from server.queue import STATE_LABELS, CallEntry, CallState, CallTaken
+from server.sessions.outcomes import close_reception
 from web.i18n import _
 from web.render import page
 from web.views.call import clean_text, field_errors, form_dict, queue_of
@@ -249,6 +250,10 @@ async def end(request: web.Request) -> web.StreamResponse:
     if outcome not in OUTCOMES:
         return await _reception(request, entry, errors={"outcome": "请选择接访结果"}, status=422)
     await queue_of(request).end(entry.id, outcome=outcome)
+    async with request.app[keys.db].begin() as session:
+        await close_reception(
+            session, session_id=entry.session_id, desk_outcome=outcome, now=utcnow()
+        )
     raise web.HTTPSeeOther("/desk")
 
 

@@ -57,12 +57,12 @@ async def _render(
     )
 
 
-@protected(Action.recording_play)
+@protected(Action.session_join)
 async def recordings_page(request: web.Request) -> web.Response:
     return await _render(request)
 
 
-@protected(Action.recording_play)
+@protected(Action.session_join)
 async def recordings_play(request: web.Request) -> web.Response:
     """The reason form: audit `recording.play` with the reason, then show the player."""
     staff = signed_in_staff(request)
@@ -80,7 +80,7 @@ async def recordings_play(request: web.Request) -> web.Response:
     return await _render(request, reason=reason, grant=grant)
 
 
-@protected(Action.recording_play)
+@protected(Action.session_join)
 async def recording_media(request: web.Request) -> web.FileResponse:
     """The WebM file (Range requests answered by FileResponse), for a grant holder only."""
     staff = signed_in_staff(request)

@@ -13,6 +13,8 @@ from pydantic import ValidationError
 
 from scheduling import loader, service
 from scheduling.availability import working_intervals
+from scheduling.case_link import link_case
+from scheduling.handover import issue_handover_links
 from scheduling.schemas import BookingRequest, SlotQuery
 from server.auth.permissions import Action
 from server.http import keys
@@ -24,6 +26,8 @@ from server.kernel.errors import AppError, InvalidInput, NotFound
 from server.kernel.ids import parse_id
 from server.org import service as org
 from server.org.schemas import ResourceType
+from server.sessions.record import check_visible, hidden_sessions
+from server.sessions.service import JoinLinks
 from web.labels import SESSION_STATE_LABELS
 from web.render import page
 
@@ -36,6 +40,8 @@ TYPE_LABELS = {
     "kiosk": "自助机",
 }
 WEEKDAYS_ZH = "一二三四五六日"
+#: What a calendar shows for a session whose case the viewer may not see (no title, no link).
+BUSY = "已占用"
 
 
 def _zone(request: web.Request) -> ZoneInfo:
@@ -102,6 +108,9 @@ async def week_calendar(request: web.Request) -> web.Response:
         entries = await service.calendar_entries(
             session, keys=[owner], start=start, end=end, now=now
         )
+        hidden = await hidden_sessions(
+            session, viewer=staff, session_ids=(e.session_id for e in entries if e.session_id)
+        )
         av = (
             await loader.load_availability(
                 session, keys=[owner], start=start, end=end, tz=str(zone)
@@ -120,9 +129,9 @@ async def week_calendar(request: web.Request) -> web.Response:
                 "entries": [
                     {
                         "time": _span(e.start, e.end, zone),
-                        "title": e.title,
+                        "title": BUSY if e.session_id in hidden else e.title,
                         "status": e.status,
-                        "session_id": e.session_id,
+                        "session_id": None if e.session_id in hidden else e.session_id,
                     }
                     for e in entries
                     if clock.local_date(e.start, zone) == d
@@ -162,6 +171,11 @@ async def site_day(request: web.Request) -> web.Response:
             end=start + timedelta(days=1),
             now=utcnow(),
         )
+        hidden = await hidden_sessions(
+            session,
+            viewer=signed_in_staff(request),
+            session_ids=(e.session_id for e in entries if e.session_id),
+        )
     rows = [
         {
             "id": r.id,
@@ -170,8 +184,8 @@ async def site_day(request: web.Request) -> web.Response:
             "entries": [
                 {
                     "time": _span(e.start, e.end, zone),
-                    "title": e.title,
-                    "session_id": e.session_id,
+                    "title": BUSY if e.session_id in hidden else e.title,
+                    "session_id": None if e.session_id in hidden else e.session_id,
                 }
                 for e in entries
                 if e.key == loader.resource_key(r.id)
@@ -190,6 +204,10 @@ async def site_day(request: web.Request) -> web.Response:
             "next": (day + timedelta(days=1)).isoformat(),
         },
     )
+
+
+#: Fields of the booking form an error can be shown next to.
+BOOKING_FIELDS = frozenset({"case_no", "title", "guest_name", "guest_phone"})
 
 
 async def _form_options(request: web.Request) -> dict[str, Any]:
@@ -216,11 +234,16 @@ async def book_form(request: web.Request) -> web.Response:
         "error": None,
         "error_detail": "",
         "searched": False,
+        "field_errors": {},
+        "chosen": None,
     }
     if request.method == "POST":
+        field_errors: dict[str, str] = {}
+        context["field_errors"] = field_errors
         try:
             start = datetime.fromisoformat(str(values["start"]))
             end = datetime.fromisoformat(str(values["end"]))
+            context["chosen"] = _span(start, end, zone, "month_day_time")
             body = BookingRequest.model_validate(
                 {
                     "start": start,
@@ -242,24 +265,31 @@ async def book_form(request: web.Request) -> web.Response:
                         else []
                     ),
                     "title": values.get("title", ""),
+                    "case_no": str(values.get("case_no", "")).strip() or None,
                 }
             )
             async with request.app[keys.db].begin() as session:
                 out = await service.book(
                     session,
-                    request=body,
+                    request=await link_case(session, body, booker=staff),
                     actor=staff.actor,
                     actor_staff_id=staff.staff_id,
                     now=utcnow(),
                     tz=str(zone),
                     cipher=request.app[keys.pii],
                 )
-            raise web.HTTPSeeOther(f"/scheduling/sessions/{out.session_id}")
+            raise web.HTTPSeeOther(f"/scheduling/sessions/{out.session_id}?booked=1")
         except (ValidationError, KeyError, ValueError) as e:
             context["error"], context["error_detail"] = "输入有误", str(e)
         except AppError as e:
-            context["error"], context["error_detail"] = e.message_zh, str(e)
-        return page(request, "scheduling/book.html", context, status=422)
+            field = e.details.get("field")
+            if isinstance(field, str) and field in BOOKING_FIELDS:
+                field_errors[field] = e.message_zh
+                context["error"] = "请更正下列标出的内容。"
+            else:
+                context["error"], context["error_detail"] = e.message_zh, str(e)
+        status = 404 if field_errors.get("case_no") else 422
+        return page(request, "scheduling/book.html", context, status=status)
     if values.get("dept"):
         try:
             resources: list[dict[str, Any]] = []
@@ -301,14 +331,47 @@ async def book_form(request: web.Request) -> web.Response:
 
 @protected(Action.schedule_view)
 async def session_page(request: web.Request) -> web.Response:
+    return await _session_page(request)
+
+
+async def _session_page(request: web.Request, *, links: list[Any] | None = None) -> web.Response:
+    staff = signed_in_staff(request)
     session_id = path_int(request, "session_id")
     async with request.app[keys.db].begin() as session:
+        await check_visible(session, viewer=staff, session_id=session_id)
         record = await service.session_record(session, session_id=session_id)
     return page(
         request,
         "scheduling/session.html",
-        {"r": record, "state": STATE_LABELS.get(record.state, record.state)},
+        {
+            "r": record,
+            "state": STATE_LABELS.get(record.state, record.state),
+            "links": links,
+            "booked": request.query.get("booked") == "1",
+            "can_issue_links": staff.can(Action.schedule_book)
+            and record.state in ("scheduled", "lobby", "live")
+            and any(p.staff_id is None for p in record.participants),
+        },
     )
+
+
+@protected(Action.schedule_book)
+async def session_links(request: web.Request) -> web.Response:
+    """POST: fresh join links for the session's guests, shown to the staff member to hand
+    over (copy, print, read out) besides the SMS."""
+    staff = signed_in_staff(request)
+    session_id = path_int(request, "session_id")
+    settings = request.app[keys.settings]
+    async with request.app[keys.db].begin() as session:
+        await check_visible(session, viewer=staff, session_id=session_id)
+        links = await issue_handover_links(
+            session,
+            session_id=session_id,
+            issuer=JoinLinks(settings.secret_bytes(), settings.effective_public_url),
+            actor=staff.actor,
+            now=utcnow(),
+        )
+    return await _session_page(request, links=links)
 
 
 def setup(app: web.Application) -> None:
@@ -319,4 +382,7 @@ def setup(app: web.Application) -> None:
     app.router.add_route("POST", "/scheduling/book", book_form)
     app.router.add_get(
         r"/scheduling/sessions/{session_id:\d+}", session_page, name="scheduling_session"
+    )
+    app.router.add_post(
+        r"/scheduling/sessions/{session_id:\d+}/links", session_links, name="scheduling_links"
     )

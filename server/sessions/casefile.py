@@ -1,0 +1,24 @@
+"""A session tied to a case leaves its marks on the case's timeline (办理过程): started, ended,
+no-show, outcome recorded. Written through the cases service, in the caller's transaction."""
+
+from __future__ import annotations
+
+from datetime import datetime
+
+from sqlalchemy.ext.asyncio import AsyncSession
+
+from server.cases.timeline import append_event
+from server.sessions.models import CallSession
+
+#: The case event types a session writes (labelled in web/labels.py CASE_EVENT_LABELS).
+SESSION_CASE_EVENTS = ("session_started", "session_ended", "session_no_show", "session_outcome")
+
+
+async def note(session: AsyncSession, row: CallSession, type: str, at: datetime) -> None:
+    """Append `type` to the session's case timeline (nothing for a session without a case)."""
+    if row.case_id is None:
+        return
+    payload: dict[str, object] = {"session_id": row.id, "kind": row.kind.value}
+    if type == "session_outcome" and row.outcome is not None:
+        payload["outcome"] = row.outcome.value
+    await append_event(session, case_id=row.case_id, type=type, at=at, payload=payload)
