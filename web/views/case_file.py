@@ -23,7 +23,7 @@ from server.http.auth import client_ip
 from server.kernel.db import utcnow
 from server.org import service as org
 from server.sessions import record as session_records
-from web.labels import CHANNEL_LABELS, GRADE_LABELS
+from web.labels import CHANNEL_LABELS, GRADE_LABELS, SESSION_OUTCOME_LABELS
 from web.render import page
 
 #: The service chain (接、转、调、诉、化) in order, with what each link means.
@@ -151,6 +151,9 @@ def event_words(e: TimelineEvent, dept_names: dict[int, str]) -> list[str]:
         out.append("途径：" + LEGAL_ROUTES.get(str(p["legal_route"]), str(p["legal_route"])))
     if e.type == "deadline_extended" and p.get("days"):
         out.append(f"延长{p['days']}日")
+    if e.type == "session_outcome" and p.get("outcome"):
+        outcome = str(p["outcome"])
+        out.append("结果：" + SESSION_OUTCOME_LABELS.get(outcome, outcome))
     if p.get("child_case_no"):
         out.append("新事项：" + str(p["child_case_no"]))
     for key in ("reason", "note"):

@@ -217,6 +217,9 @@ async def test_the_case_timeline_says_when_its_session_started_ended_and_its_out
         ("session_ended", T0 + timedelta(minutes=32), sid),
     ]
     assert events[1].payload["outcome"] == "agreement"
+    await signed_in(app_client, "window_officer")
+    page = await (await app_client.get(f"/cases/{case_id}")).text()
+    assert "结果：达成调解协议" in page  # the timeline says which outcome
 
 
 async def test_a_reception_filed_under_its_case_after_it_started_says_so_on_the_timeline(
