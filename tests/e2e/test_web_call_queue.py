@@ -10,6 +10,7 @@ from typing import Any
 import pytest
 
 from tests.conftest import DEMO_USERS
+from tests.e2e.axe import shoot
 from tests.e2e.conftest import ARTIFACTS, Server
 from tests.e2e.webclient import db_rows, remote_colours, sign_in, wait_frames, watch
 
@@ -20,7 +21,9 @@ async def test_community_call_queued_accepted_and_both_decode_video(
     server: Server, browser: Any
 ) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
-    ctx_a = await browser.new_context(viewport={"width": 1280, "height": 720}, locale="zh-CN")
+    ctx_a = await browser.new_context(
+        viewport={"width": 1280, "height": 720}, locale="zh-CN", bypass_csp=True
+    )
     ctx_b = await browser.new_context(viewport={"width": 1280, "height": 720}, locale="zh-CN")
     agent, officer = await ctx_a.new_page(), await ctx_b.new_page()
     for p, name in ((agent, "agent"), (officer, "officer")):
@@ -60,10 +63,29 @@ async def test_community_call_queued_accepted_and_both_decode_video(
             case_no,
         )
         assert rows == [(DEMO_USERS["window_officer"], "video")]
-        # Ending the reception closes the session on the agent's side too.
+        # Ending the reception ends it on the agent's side too: the room goes, and the page
+        # shows the resident's case number, the next step and the follow QR code (#16 item 6).
         await officer.select_option("select[name=outcome]", "accepted")
         await officer.click("#end-form button[type=submit]")
         await officer.wait_for_url("**/desk", timeout=10_000)
-        await agent.wait_for_selector("#room[data-final=ended]", timeout=10_000)
+        await agent.wait_for_selector("#call-receipt", timeout=15_000)
+        assert (await agent.inner_text("#receipt-case-no")).strip() == case_no
+        assert "规定期限内办理" in await agent.inner_text("#receipt-next")
+        assert await agent.locator("#room").count() == 0  # no mute, camera, leave or chat
+        assert await agent.locator("#cancel-form").count() == 0
+        follow = (await agent.inner_text(".follow-url")).strip()
+        await shoot(agent, "call-receipt")
+        sms = db_rows(
+            server.data_dir,
+            "SELECT n.body FROM case_notification n JOIN petition_case c ON c.id = n.case_id "
+            "WHERE c.case_no = ? AND n.dedupe_key LIKE 'reception:%'",
+            case_no,
+        )
+        assert len(sms) == 1 and case_no in sms[0][0]
+        sms_link = sms[0][0].split("查询办理进度：", 1)[1]
+        for link in (follow, sms_link):  # both work for the resident, with no account
+            assert link.startswith(server.base_url + "/follow/")
+            await agent.goto(link)
+            assert case_no in await agent.inner_text("main")
     finally:
         await asyncio.gather(ctx_a.close(), ctx_b.close())

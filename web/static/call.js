@@ -24,7 +24,9 @@ async function poll() {
       // The threshold (ONEDOOR_QUEUE_CALLBACK_AFTER_S) is in the page; the server decides.
       document.getElementById('callback-hint').hidden = e.state !== 'waiting' || e.callback_offered;
       document.getElementById('cancel-form').hidden = e.state !== 'waiting';
-      if (e.state === 'ended' || e.state === 'cancelled') return;
+      // Ended: the page itself shows the case number, the next step and the follow QR code.
+      if (e.state === 'ended') { window.location.reload(); return; }
+      if (e.state === 'cancelled') return;
     }
   } catch { /* offline: the room banner shows the reconnect state; keep polling */ }
   setTimeout(poll, 2000);

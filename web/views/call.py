@@ -13,13 +13,15 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from server.auth.permissions import Action
 from server.cases.catalogue import active_matter_types
+from server.cases.receipts import next_step
 from server.http import keys
 from server.http.auth import protected, signed_in_staff
 from server.http.common import path_int
 from server.kernel.errors import PermissionDenied
 from server.org import service as org
 from server.org.schemas import NamedRef
-from server.queue import STATE_LABELS, CallEntry, CallNotWaiting, QueueService
+from server.queue import STATE_LABELS, CallEntry, CallNotWaiting, CallState, QueueService
+from web.follow_links import follow_link
 from web.i18n import _
 from web.render import page
 
@@ -178,11 +180,34 @@ async def _own_entry(request: web.Request, *, polled: bool = False) -> CallEntry
     return entry
 
 
+def _receipt(request: web.Request, entry: CallEntry) -> dict[str, str] | None:
+    """What the resident takes home once the desk has ended the reception: the case number,
+    the next step and the follow link with its QR code (the SMS says the same)."""
+    if entry.state != CallState.ended or entry.case_id is None:
+        return None
+    url, qr = follow_link(request, entry.case_id)
+    return {
+        "case_no": entry.case_no,
+        "next_step": next_step(entry.outcome),
+        "follow_url": url,
+        "qr": qr,
+    }
+
+
 @protected(Action.queue_call)
 async def call_live(request: web.Request) -> web.Response:
     entry = await _own_entry(request, polled=True)
     policy = queue_of(request).policy
-    return page(request, "call_live.html", {"entry": entry, "callback_error": "", "policy": policy})
+    return page(
+        request,
+        "call_live.html",
+        {
+            "entry": entry,
+            "callback_error": "",
+            "policy": policy,
+            "receipt": _receipt(request, entry),
+        },
+    )
 
 
 @protected(Action.queue_call)
@@ -221,6 +246,7 @@ async def call_callback(request: web.Request) -> web.StreamResponse:
                 "entry": entry,
                 "callback_error": field_errors(e)["callback_at"],
                 "policy": queue_of(request).policy,
+                "receipt": None,
             },
             status=422,
         )

@@ -9,6 +9,7 @@ from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_valida
 
 from server.auth.permissions import Action, StaffIdentity
 from server.cases.lifecycle import transition
+from server.cases.receipts import send_reception_receipt
 from server.cases.schemas import TransitionRequest
 from server.http import keys
 from server.http.auth import client_ip, protected, signed_in_staff
@@ -20,6 +21,7 @@ from server.org import service as org
 from server.org.schemas import Role
 from server.queue import STATE_LABELS, CallEntry, CallState, CallTaken
 from server.sessions.outcomes import close_reception
+from web.follow_links import follow_link
 from web.i18n import _
 from web.render import page
 from web.views.call import clean_text, field_errors, form_dict, queue_of
@@ -250,10 +252,19 @@ async def end(request: web.Request) -> web.StreamResponse:
     if outcome not in OUTCOMES:
         return await _reception(request, entry, errors={"outcome": "请选择接访结果"}, status=422)
     await queue_of(request).end(entry.id, outcome=outcome)
+    now = utcnow()
     async with request.app[keys.db].begin() as session:
-        await close_reception(
-            session, session_id=entry.session_id, desk_outcome=outcome, now=utcnow()
-        )
+        await close_reception(session, session_id=entry.session_id, desk_outcome=outcome, now=now)
+        if entry.case_id is not None:  # the resident takes the case number home, by SMS too
+            await send_reception_receipt(
+                session,
+                pii=request.app[keys.pii],
+                case_id=entry.case_id,
+                session_id=entry.session_id,
+                outcome=outcome,
+                follow_url=follow_link(request, entry.case_id)[0],
+                now=now,
+            )
     raise web.HTTPSeeOther("/desk")
 
 

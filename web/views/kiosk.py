@@ -7,13 +7,6 @@ nowhere else."""
 
 from __future__ import annotations
 
-import base64
-import hashlib
-import hmac
-from datetime import UTC, datetime, timedelta
-from typing import Any
-
-import segno
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
@@ -27,8 +20,8 @@ from server.http.auth import client_ip, public
 from server.kernel.db import utcnow
 from server.kernel.errors import KioskRateLimited, NotFound
 from server.kernel.ids import parse_id
-from server.kernel.signing import Legacy, SignatureInvalid, Signer
 from server.org.service import departments, site_or_district
+from web.follow_links import check_follow_token, follow_link
 from web.labels import CASE_STATE_PUBLIC_LABELS
 from web.render import page
 from web.views.call import (
@@ -71,43 +64,6 @@ class KioskForm(BaseModel):
     @classmethod
     def _phone(cls, v: str) -> str:
         return clean_phone(v)
-
-
-#: How long the QR code printed at the kiosk lets the petitioner follow the case.
-FOLLOW_TTL = timedelta(days=365)
-
-# LEGACY: follow links from before server.kernel.signing (`<case id>.<hmac(secret,
-# "onedoor-follow:<id>")[:12]>`, no expiry). They are treated as issued at the upgrade and live
-# as long as a new one: remove `_legacy_follow` and LEGACY_FOLLOW_UNTIL after 2027-12-03.
-LEGACY_FOLLOW_UNTIL = datetime(2027, 12, 3, tzinfo=UTC)
-
-
-def _legacy_follow(secret: bytes) -> Legacy:
-    def verify(token: str, now: datetime) -> dict[str, Any]:
-        case_part, _, mac = token.partition(".")
-        case_id = parse_id(case_part)
-        if case_id is None:
-            raise SignatureInvalid("not a follow link")
-        good = hmac.new(secret, f"onedoor-follow:{case_part}".encode(), hashlib.sha256)
-        if not hmac.compare_digest(
-            base64.urlsafe_b64encode(good.digest()[:12]).decode().rstrip("="), mac
-        ):
-            raise SignatureInvalid("follow link signature does not match")
-        return {"c": case_id}
-
-    return Legacy(until=LEGACY_FOLLOW_UNTIL, verify=verify)
-
-
-def follow_token(secret: bytes, case_id: int, *, now: datetime) -> str:
-    return Signer(secret).sign("follow_link", {"c": case_id}, expires_at=now + FOLLOW_TTL)
-
-
-def check_follow_token(secret: bytes, token: str, *, now: datetime) -> int:
-    try:
-        claims = Signer(secret).verify("follow_link", token, now=now, legacy=_legacy_follow(secret))
-        return int(claims["c"])
-    except (SignatureInvalid, KeyError, TypeError, ValueError):
-        raise NotFound("no such follow link") from None
 
 
 async def _site_id(request: web.Request, raw: str) -> int:
@@ -196,9 +152,7 @@ async def kiosk_submit(request: web.Request) -> web.Response:
                 ip=client_ip(request),
             )
         ).case
-    token = follow_token(request.app[keys.settings].secret_bytes(), case.id, now=utcnow())
-    url = str(request.url.with_path(f"/follow/{token}").with_query(None))
-    qr = segno.make(url, error="m").svg_data_uri(scale=6, border=2)
+    url, qr = follow_link(request, case.id)
     return page(
         request,
         "kiosk_done.html",

@@ -8,7 +8,7 @@ from aiohttp.test_utils import TestClient
 
 from server.http import keys
 from server.kernel.db import utcnow
-from web.views.kiosk import follow_token
+from web.follow_links import follow_token
 
 
 async def test_a_well_signed_link_to_a_missing_case_is_not_found(

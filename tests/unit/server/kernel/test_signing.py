@@ -24,7 +24,7 @@ from server.kernel.signing import (
     derive_key,
 )
 from server.sessions import errors, recordings, tokens
-from web.views import kiosk
+from web import follow_links
 
 SECRET = b"s" * 32
 NOW = datetime(2026, 12, 2, 10, 0, tzinfo=UTC)
@@ -212,12 +212,14 @@ def test_old_evaluation_link_still_verifies() -> None:
 def test_old_follow_link_still_verifies() -> None:
     mac = hmac.new(SECRET, b"onedoor-follow:42", hashlib.sha256).digest()[:12]
     old = f"42.{base64.urlsafe_b64encode(mac).decode().rstrip('=')}"
-    assert kiosk.check_follow_token(SECRET, old, now=NOW) == 42
+    assert follow_links.check_follow_token(SECRET, old, now=NOW) == 42
     with pytest.raises(NotFound):
-        kiosk.check_follow_token(SECRET, "43." + old[3:], now=NOW)
+        follow_links.check_follow_token(SECRET, "43." + old[3:], now=NOW)
     with pytest.raises(NotFound):
-        kiosk.check_follow_token(SECRET, old, now=kiosk.LEGACY_FOLLOW_UNTIL)
-    new = kiosk.follow_token(SECRET, 42, now=NOW)
-    assert kiosk.check_follow_token(SECRET, new, now=NOW + kiosk.FOLLOW_TTL) == 42
+        follow_links.check_follow_token(SECRET, old, now=follow_links.LEGACY_FOLLOW_UNTIL)
+    new = follow_links.follow_token(SECRET, 42, now=NOW)
+    assert follow_links.check_follow_token(SECRET, new, now=NOW + follow_links.FOLLOW_TTL) == 42
     with pytest.raises(NotFound):
-        kiosk.check_follow_token(SECRET, new, now=NOW + kiosk.FOLLOW_TTL + timedelta(seconds=1))
+        follow_links.check_follow_token(
+            SECRET, new, now=NOW + follow_links.FOLLOW_TTL + timedelta(seconds=1)
+        )
