@@ -18,19 +18,30 @@ STATE_LABELS = {
     "re_review": "复核",
     "terminated": "终止",
 }
-#: The service-chain link (接、转、调、诉、化) a state belongs to.
+#: The service-chain link (接、转、调、诉、化, DOMAIN.md: receive, transfer, mediate, litigate,
+#: resolve) of each state. 复查/复核 are handled again inside the petition system (转), not in a
+#: court; a case being mediated is in 调 (`chain_link`); a terminated case is in no link.
 CHAIN_LINK = {
     "registered": "接",
     "accepted": "接",
+    "not_accepted": "接",
     "transferred": "转",
-    "handling": "调",
+    "handling": "转",
+    "review": "转",
+    "re_review": "转",
     "redirected_legal": "诉",
-    "review": "诉",
-    "re_review": "诉",
     "replied": "化",
     "evaluated": "化",
     "revisited": "化",
     "closed": "化",
-    "not_accepted": "接",
-    "terminated": "化",
+    "terminated": "",
 }
+#: States in which a mediation (a mediation session or agreement of the case) puts it in 调.
+MEDIATION_STATES = frozenset({"accepted", "transferred", "handling", "review", "re_review"})
+
+
+def chain_link(state: str, *, mediating: bool = False) -> str:
+    """The link a case is in ("" when it is in none: terminated)."""
+    if mediating and state in MEDIATION_STATES:
+        return "调"
+    return CHAIN_LINK.get(state, "")

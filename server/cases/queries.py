@@ -17,7 +17,7 @@ from server.audit.service import record
 from server.auth.permissions import StaffIdentity
 from server.cases import deadline_clock
 from server.cases.access import CaseNotFound, visibility_branches, visible_case
-from server.cases.labels import CHAIN_LINK, STATE_LABELS
+from server.cases.labels import STATE_LABELS, chain_link
 from server.cases.models import (
     CaseDeadline,
     CaseEvent,
@@ -25,6 +25,7 @@ from server.cases.models import (
     CaseRepresentative,
     CaseState,
     Category,
+    MediationAgreement,
     PetitionCase,
     Petitioner,
 )
@@ -107,6 +108,21 @@ async def case_detail(
     return await detail_of(session, row, facts, staff, pii=pii)
 
 
+async def _mediating(session: AsyncSession, case_id: int) -> bool:
+    """A mediation agreement of the case, or a mediation session on its timeline."""
+    agreement = await session.scalar(
+        select(MediationAgreement.id).where(MediationAgreement.case_id == case_id).limit(1)
+    )
+    if agreement is not None:
+        return True
+    kinds = await session.scalars(
+        select(CaseEvent.payload).where(
+            CaseEvent.case_id == case_id, CaseEvent.type == "session_started"
+        )
+    )
+    return any((payload or {}).get("kind") == "mediation" for payload in kinds)
+
+
 async def detail_of(
     session: AsyncSession,
     row: PetitionCase,
@@ -136,7 +152,7 @@ async def detail_of(
         site_id=row.site_id,
         state=row.state,
         state_label=STATE_LABELS[row.state.value],
-        link=CHAIN_LINK[row.state.value],
+        link=chain_link(row.state.value, mediating=await _mediating(session, row.id)),
         summary=row.summary,
         confidential=row.confidential,
         collective=row.collective,

@@ -15,7 +15,7 @@ from aiohttp import web
 from server.auth.permissions import StaffIdentity
 from server.cases import agreements, queries
 from server.cases.catalogue import active_matter_types
-from server.cases.labels import CHAIN_LINK, STATE_LABELS
+from server.cases.labels import STATE_LABELS
 from server.cases.schemas import CaseDetail, DeadlineView, TimelineEvent
 from server.cases.statemachine import LEGAL_ROUTES, OTHER_ACTIONS, TRANSITIONS
 from server.http import keys
@@ -29,9 +29,9 @@ from web.render import page
 #: The service chain (接、转、调、诉、化) in order, with what each link means.
 CHAIN = [
     ("接", "接待登记"),
-    ("转", "转送交办"),
-    ("调", "调处办理"),
-    ("诉", "依法分流、复查复核"),
+    ("转", "转送交办、复查复核"),
+    ("调", "调解"),
+    ("诉", "诉讼、仲裁、行政复议"),
     ("化", "答复化解"),
 ]
 
@@ -276,7 +276,7 @@ def case_context(
         "event_words": lambda e: event_words(e, dept_names),
         "clock": lambda d: deadline_clock_text(d, now),
         "chain": CHAIN,
-        "chain_current": CHAIN_LINK.get(detail.state.value, ""),
+        "chain_current": detail.link,
         "actions": [
             {
                 "name": n,
