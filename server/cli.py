@@ -70,15 +70,29 @@ def cmd_serve(args: argparse.Namespace) -> int:
     from server.app import create_app
     from server.kernel.logging import configure
 
-    settings = _load_settings()
+    settings = serve_settings(_load_settings(), host=args.host, port=args.port)
     configure(settings.log_level, json_lines=settings.log_json)
-    host = args.host or settings.host
-    port = args.port or settings.port
-    logging.getLogger(__name__).info("onedoor serving on http://%s:%s", host, port)
+    log = logging.getLogger(__name__)
+    log.info("onedoor serving on http://%s:%s", settings.host, settings.port)
+    if settings.public_url is None:
+        log.info("links in invitations and SMS use %s", settings.effective_public_url)
     web.run_app(
-        create_app(settings), host=host, port=port, print=None, access_log=None, shutdown_timeout=10
+        create_app(settings),
+        host=settings.host,
+        port=settings.port,
+        print=None,
+        access_log=None,
+        shutdown_timeout=10,
     )
     return 0
+
+
+def serve_settings(settings: Settings, *, host: str | None, port: int | None) -> Settings:
+    """The settings the server runs with: `--host`/`--port` override the environment, so the
+    links it writes into invitations (without ONEDOOR_PUBLIC_URL) name the port it serves on."""
+    return settings.model_copy(
+        update={"host": host or settings.host, "port": port or settings.port}
+    )
 
 
 def cmd_db_upgrade(args: argparse.Namespace) -> int:

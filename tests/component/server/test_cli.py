@@ -10,6 +10,9 @@ from pathlib import Path
 
 import pytest
 
+from server.cli import serve_settings
+from tests.conftest import make_settings
+
 ROOT = Path(__file__).resolve().parents[3]
 
 
@@ -127,3 +130,15 @@ def test_check_hides_secrets_and_reports_reachability(data_dir: Path) -> None:
 def test_invalid_setting_fails_at_start_naming_the_variable(data_dir: Path) -> None:
     bad = onedoor(data_dir, "serve", check=False, ONEDOOR_DATABASE_URL="mysql://x/y")
     assert bad.returncode == 2 and "ONEDOOR_DATABASE_URL" in bad.stderr
+
+
+def test_serve_port_is_the_port_in_invitation_links(tmp_path: Path) -> None:
+    """`onedoor serve --port 9100` without ONEDOOR_PUBLIC_URL: links name 9100, not 8080."""
+    settings = make_settings(tmp_path, "sqlite+aiosqlite:///:memory:")
+    served = serve_settings(settings, host="127.0.0.1", port=9100)
+    assert served.effective_public_url == "http://127.0.0.1:9100"
+    assert serve_settings(settings, host=None, port=None).port == settings.port
+    public = settings.model_copy(update={"public_url": "https://xf.example.cn"})
+    assert serve_settings(public, host=None, port=9100).effective_public_url == (
+        "https://xf.example.cn"
+    )
