@@ -42,7 +42,7 @@ from server.cases.schemas import (
     PetitionerInput,
     RepresentativeInput,
 )
-from server.cases.statemachine import STATE_TIMESTAMP, ConfidentialTransferBlocked
+from server.cases.statemachine import STATE_TIMESTAMP, ConfidentialTransferBlocked, agent_only
 from server.cases.validation import validate_attributes
 from server.kernel.crypto import PiiCipher
 from server.kernel.errors import InvalidInput, NotFound, PermissionDenied
@@ -298,6 +298,11 @@ async def intake(
                 "an agent registration needs the resident's consent",
                 field="on_behalf_consent",
                 reason_zh="代办须经信访人同意",
+            )
+        if agent_only(staff) and request.site_id != staff.site_id:
+            raise PermissionDenied(
+                "a community agent registers for residents of their own community only",
+                reason_zh="代办员只能为本社区群众登记",
             )
         first_receiver_id = staff.staff_id
     if request.channel in (Channel.web, Channel.qr, Channel.kiosk) and request.petitioner is None:

@@ -203,10 +203,32 @@ def can_view(staff: StaffIdentity, facts: CaseFacts) -> bool:
     )
 
 
+#: What a community agent (代办员) may do to a case besides registering it and following it
+#: up (DOMAIN.md §10): the revisit. Accepting, refusing, replying and closing are the handling
+#: unit's; an agent who registered a case is its first receiver but not its handler.
+AGENT_TRANSITIONS = frozenset({"revisit"})
+
+
+def agent_only(staff: StaffIdentity) -> bool:
+    """The community agent role is the only business role this member of staff holds."""
+    return Role.community_agent in staff.roles and not (
+        staff.roles
+        & {
+            Role.window_officer,
+            Role.street_coordinator,
+            Role.centre_supervisor,
+            Role.dept_handler,
+            Role.dept_leader,
+        }
+    )
+
+
 def may_act(staff: StaffIdentity, facts: CaseFacts, transition: Transition) -> bool:
     """Scope of a transition beyond the permission table."""
     if not can_view(staff, facts):
         return False
+    if agent_only(staff):
+        return transition.name in AGENT_TRANSITIONS
     if staff.can(Action.case_view_all) and transition.action in (
         Action.case_assign,
         Action.case_transfer,

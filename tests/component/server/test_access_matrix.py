@@ -40,7 +40,10 @@ def _concrete(path: str, pattern: str | None) -> str:
     """A URL that matches the route: numbers for ids, the first choice of `a|b` parameters."""
     values: dict[str, str] = {}
     for name, regex in re.findall(r"\(\?P<(\w+)>([^)]*)\)", pattern or ""):
-        values[name] = regex.split("|")[0] if re.fullmatch(r"[\w|]+", regex) else "1"
+        if re.fullmatch(r"[\w|]+", regex):
+            values[name] = regex.split("|")[0]
+        else:  # an id, or a name such as an action's ([a-z_]+)
+            values[name] = next(v for v in ("1", "accept") if re.fullmatch(regex, v))
     return re.sub(r"\{(\w+)[^}]*\}", lambda m: values.get(m.group(1), "1"), path)
 
 

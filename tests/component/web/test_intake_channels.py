@@ -389,3 +389,28 @@ async def test_a_member_of_the_accused_unit_cannot_be_its_first_receiver(
     assert resp.status == 403 and (await resp.json())["error"] == "confidential_transfer_blocked"
     async with db() as s:
         assert await s.scalar(select(PetitionCase.id).limit(1)) is None
+
+
+async def test_an_agent_registers_for_their_own_community_only(
+    client: Client, db: async_sessionmaker[AsyncSession]
+) -> None:
+    """#17 finding 11: an agent registered cases for communities of another street."""
+    token = await as_user(client, AGENT)
+    async with db() as s:
+        own = await s.scalar(select(Staff.site_id).where(Staff.username == AGENT))
+        other = await s.scalar(
+            select(Site.id).where(Site.level == SiteLevel.community, Site.id != own).limit(1)
+        )
+    body = {"channel": "agent", "summary": "反映小区电梯故障", "matter_type": "wage_arrears",
+            "petitioner": {"name": "赵六", "phone": "13912340009"}, "on_behalf_consent": True,
+            "attributes": {"employer": "某公司", "months": 2}}  # fmt: skip
+    resp = await client.post(
+        "/api/cases", json={**body, "site_id": other}, headers={csrf.HEADER: token}
+    )
+    assert resp.status == 403 and (await resp.json())["error"] == "permission_denied"
+    async with db() as s:
+        assert await s.scalar(select(PetitionCase.id).limit(1)) is None  # nothing half-written
+    resp = await client.post(
+        "/api/cases", json={**body, "site_id": own}, headers={csrf.HEADER: token}
+    )
+    assert resp.status == 201, await resp.text()

@@ -67,7 +67,12 @@ def facts(state: CaseState = S.registered, **kw: Any) -> CaseFacts:
         (HANDLER, "accept", S.registered, True),
         (LEADER, "accept", S.registered, True),
         (OTHER_HANDLER, "accept", S.registered, False),  # not the lead department
-        (AGENT, "accept", S.registered, True),  # first receiver
+        # the agent registered it (first receiver) but handling is the unit's (#17 finding 11)
+        (AGENT, "accept", S.registered, False),
+        (AGENT, "not_accept", S.registered, False),
+        (AGENT, "reply", S.handling, False),
+        (AGENT, "close", S.revisited, False),
+        (AGENT, "revisit", S.replied, True),  # follow-up visits are the agent's
         (COORD, "accept", S.registered, True),  # own street
         (OTHER_COORD, "accept", S.registered, False),
         (EXPERT, "accept", S.registered, False),  # read and opine only
@@ -83,7 +88,7 @@ def facts(state: CaseState = S.registered, **kw: Any) -> CaseFacts:
     ],
 )
 def test_roles_and_scope(staff: StaffIdentity, name: str, state: CaseState, ok: bool) -> None:
-    fields = {"reply": "答复", "reason": "理由", "target_department_id": URBAN}
+    fields = {"reply": "答复", "note": "已回访", "reason": "理由", "target_department_id": URBAN}
     if ok:
         assert check_transition(staff, facts(state), name, fields).name == name
     else:
