@@ -118,10 +118,14 @@ def parse(text: str) -> ClientMessage:
         return client_adapter.validate_json(text)
     except ValidationError as e:
         first = e.errors()[0]
-        if first["type"] in ("union_tag_invalid", "union_tag_not_found"):
-            raise errors.UnknownType(
-                f"unknown message type {_peek(text, 'type')!r}", field="type"
-            ) from None
+        if first["type"] == "union_tag_not_found":
+            raise errors.BadMessage("type: a message needs a string type", field="type") from None
+        if first["type"] == "union_tag_invalid":
+            name = _peek(text, "type")
+            if name is None:  # a number, an object, a very long string...
+                raise errors.BadMessage("type: must be a message type name", field="type") from None
+            raise errors.UnknownType(f"unknown message type {name!r}", field="type") from None
+        # "(message)": the text is not a JSON object at all (no field to name)
         loc = ".".join(str(p) for p in first["loc"][1:]) or "(message)"
         raise errors.BadMessage(f"{loc}: {first['msg']}", field=loc) from None
 

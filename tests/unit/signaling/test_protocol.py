@@ -42,7 +42,9 @@ def test_parses_each_kind_of_client_message() -> None:
     ("text", "code", "field"),
     [
         ('{"type": "fly", "id": "1"}', "unknown_type", "type"),
-        ('{"id": "1"}', "unknown_type", "type"),
+        ('{"id": "1"}', "bad_message", "type"),  # #19 finding 5: not unknown_type None
+        ('{"type": 5, "id": "1"}', "bad_message", "type"),
+        ('{"type": null, "id": "1"}', "bad_message", "type"),
         ('{"type": "chat", "id": "1"}', "bad_message", "text"),
         ('{"type": "chat", "id": "1", "text": ""}', "bad_message", "text"),
         ('{"type": "chat", "text": "x"}', "bad_message", "id"),
@@ -50,8 +52,8 @@ def test_parses_each_kind_of_client_message() -> None:
         ('{"type": "join", "id": "1", "room_id": "../etc"}', "bad_message", "room_id"),
         ('{"type": "candidate", "id": "1", "candidate": "c", "sdp_mline_index": -1}',
          "bad_message", "sdp_mline_index"),
-        ("[1, 2]", "bad_message", None),
-        ("{", "bad_message", None),
+        ("[1, 2]", "bad_message", "(message)"),
+        ("{", "bad_message", "(message)"),
     ],
 )  # fmt: skip
 def test_bad_messages_raise_typed_errors(text: str, code: str, field: str | None) -> None:
