@@ -203,6 +203,13 @@ async def role_recipients(
     department_id: int | None,
     cache: dict[tuple[str, int | None], list[str]] | None = None,
 ) -> list[str]:
+    """Phones of the active staff holding `role`; for a department's roles (handler, leader)
+    those of `department_id` only. A case with no lead department yet (an accusation whose
+    unit is still to be chosen, a registration nobody routed) has no department to warn: its
+    warnings go to the centre's supervisors, never to every department (which would include
+    an accused unit: #17 finding 2)."""
+    if role in ("dept_leader", "dept_handler") and department_id is None:
+        role = Role.centre_supervisor.value
     if role not in ("dept_leader", "dept_handler"):
         department_id = None
     if cache is not None and (role, department_id) in cache:

@@ -25,6 +25,7 @@ from tests.fakes import RecordingNotifier
 
 from .conftest import NOW, dept_id, who
 from .test_deadlines_and_evaluation import handling_case
+from .test_lifecycle import register
 
 
 def test_department_list_then_deployment_list_then_roles() -> None:
@@ -222,3 +223,43 @@ async def test_contact_api(app_client: TestClient[Any, Any]) -> None:
         f"/api/escalation-contacts/{created['id']}", headers={csrf.HEADER: token}
     )
     assert again.status == 404
+
+
+async def test_a_case_with_no_lead_department_warns_the_centre_not_every_department(
+    db: async_sessionmaker[AsyncSession], pii: PiiCipher
+) -> None:
+    """#17 finding 2: with no lead department, warnings went to all 12 departments' handlers
+    (the accused unit of an accusation among them) and 抄告 to all their leaders."""
+    async with db.begin() as s:
+        urban = await dept_id(s, "urban")
+    case_id = await register(
+        db,
+        pii,
+        matter="official_misconduct",
+        summary="检举城管执法人员收受好处",
+        attributes={"accused": "区城管局某中队"},
+        accused_department_id=urban,
+    )
+    async with db.begin() as s:
+        case = await s.get(PetitionCase, case_id)
+        assert case is not None
+        case.lead_dept_id = None  # not routed yet
+        department_phones: set[str] = set()
+        for i, staff in enumerate(
+            await s.scalars(
+                select(Staff)
+                .join(StaffRole, StaffRole.staff_id == Staff.id)
+                .where(StaffRole.role.in_([Role.dept_handler, Role.dept_leader]))
+            )
+        ):
+            staff.phone = f"1390000{i:04d}"
+            department_phones.add(staff.phone)
+        await set_phone(s, "supervisor01", "13900009999")
+    notifier = RecordingNotifier()
+    report = await deadline_service.run_deadline_sweep(
+        db, now=NOW + timedelta(days=40), notifier=notifier
+    )
+    assert report.warnings >= 1
+    recipients = {m.to for m in notifier.sent}
+    assert "13900009999" in recipients
+    assert not recipients & department_phones
