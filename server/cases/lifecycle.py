@@ -26,7 +26,15 @@ from server.cases.access import (
 )
 from server.cases.evaluation import ReplyNotice, issue_evaluation
 from server.cases.intake import insert_case
-from server.cases.models import CaseEscalation, CaseEvent, CaseHandler, MatterType, PetitionCase
+from server.cases.models import (
+    CaseEscalation,
+    CaseEvent,
+    CaseHandler,
+    CaseState,
+    MatterType,
+    PetitionCase,
+    RevisitTask,
+)
 from server.cases.queries import detail_of, summary_of
 from server.cases.schemas import (
     CaseDetail,
@@ -190,12 +198,30 @@ async def transition(
                 )
         case "revisit" | "close":
             await deadline_clock.meet_deadline(session, case_id=row.id, kind="revisit", now=now)
+            if t.name == "revisit":
+                await _close_revisit_tasks(
+                    session, row, resolved=True, note=request.note, new=t.target, now=now
+                )
             if t.name == "close":
                 await deadline_clock.cancel_deadlines(
                     session, case_id=row.id, now=now, keep=("review_request", "re_review_request")
                 )
         case "reopen":
             payload["reopened"] = True
+            await _close_revisit_tasks(
+                session, row, resolved=False, note=request.reason, new=t.target, now=now
+            )
+            # back in handling: a new handling period runs from now (DOMAIN §6)
+            await deadline_clock.open_deadline(
+                session,
+                case_id=row.id,
+                kind="handling",
+                start=now,
+                now=now,
+                tz=tz,
+                limit_days=await _matter_days(session, row, "handling"),
+                restart=True,
+            )
         case "terminate":
             await deadline_clock.cancel_deadlines(session, case_id=row.id, now=now)
         case _:
@@ -217,6 +243,28 @@ async def transition(
         detail={"from": before.value, "to": t.target.value},
     )
     return await detail_of(session, row, await load_facts(session, row), staff)
+
+
+async def _close_revisit_tasks(
+    session: AsyncSession,
+    row: PetitionCase,
+    *,
+    resolved: bool,
+    note: str | None,
+    new: CaseState,
+    now: datetime,
+) -> None:
+    """A revisit answers the open revisit tasks of the case (a dissatisfied evaluation opens
+    one): resolved, or not (the case goes back to handling), with the old and new state."""
+    tasks = await session.scalars(
+        select(RevisitTask).where(RevisitTask.case_id == row.id, RevisitTask.status == "open")
+    )
+    for task in tasks:
+        task.status = "done"
+        task.resolved = resolved
+        task.new_state = new.value
+        task.note = note or None
+        task.done_at = now
 
 
 async def _matter_days(session: AsyncSession, row: PetitionCase, kind: str) -> int | None:

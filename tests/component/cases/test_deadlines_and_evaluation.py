@@ -229,3 +229,50 @@ async def test_case_numbers_unique_and_gap_free_under_concurrency(
     assert len(numbers) == 45 and len(set(numbers)) == 45
     seqs = sorted(int(n.rsplit("-", 1)[1]) for n in numbers)
     assert seqs == list(range(1, 46))
+
+
+async def test_a_revisit_closes_its_task_and_a_reopened_case_gets_a_handling_deadline(
+    db: async_sessionmaker[AsyncSession], pii: PiiCipher
+) -> None:
+    """#17 finding 12: revisit tasks never closed; a reopened case had no handling deadline."""
+    case_id = await handling_case(db, pii)
+    await fire(db, "handler02", case_id, "start_handling")
+    notice = ReplyNotice(pii=pii, secret=SECRET, base_url="https://xf.example")
+    await fire(db, "handler02", case_id, "reply", reply="已处理", notice=notice)
+    async with db() as s:
+        sms = await s.scalar(
+            select(CaseNotification.body).where(
+                CaseNotification.dedupe_key.like("eval:%"), CaseNotification.case_id == case_id
+            )
+        )
+    assert sms is not None
+    vote = EvaluationSubmit(staff_rating="dissatisfied", dept_rating="dissatisfied")
+    async with db.begin() as s:
+        await evaluation.submit_evaluation(
+            s, secret=SECRET, token=sms.split("/evaluate/")[1], submit=vote, now=NOW
+        )
+    # the revisit finds it unresolved: back to handling, with a new handling period
+    reopened_at = timedelta(days=70)  # the first handling period (60 days) is long over
+    await fire(db, "handler02", case_id, "reopen", at=reopened_at, reason="问题未解决")
+    async with db() as s:
+        task = await s.scalar(select(RevisitTask).where(RevisitTask.case_id == case_id))
+        assert task is not None
+        assert (task.status, task.resolved, task.new_state) == ("done", False, "handling")
+        assert task.note == "问题未解决" and task.done_at == NOW + reopened_at
+        handling = await s.scalar(
+            select(CaseDeadline).where(
+                CaseDeadline.case_id == case_id, CaseDeadline.kind == "handling"
+            )
+        )
+        assert handling is not None and handling.status == "open"
+        assert handling.due_at > NOW + reopened_at + timedelta(days=50)
+    # replied again and revisited as resolved: no task stays open
+    await fire(db, "handler02", case_id, "reply", at=reopened_at, reply="已整改", notice=notice)
+    await fire(db, "handler02", case_id, "revisit", at=reopened_at, note="已解决")
+    async with db() as s:
+        open_tasks = await s.scalar(
+            select(func.count())
+            .select_from(RevisitTask)
+            .where(RevisitTask.case_id == case_id, RevisitTask.status == "open")
+        )
+    assert open_tasks == 0
