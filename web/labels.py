@@ -190,6 +190,7 @@ GRADE_LABELS: Mapping[str, str] = {
     "simple": "简易办理",
     "normal": "普通办理",
     "complex": "复杂事项",
+    "hard": "疑难积案",
 }
 
 LABELS: Mapping[str, Mapping[str, str]] = {

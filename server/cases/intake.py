@@ -42,7 +42,13 @@ from server.cases.schemas import (
     PetitionerInput,
     RepresentativeInput,
 )
-from server.cases.statemachine import STATE_TIMESTAMP, ConfidentialTransferBlocked, agent_only
+from server.cases.statemachine import (
+    GRADE_COMPLEX,
+    STATE_TIMESTAMP,
+    ConfidentialTransferBlocked,
+    agent_only,
+    escalated_grade,
+)
 from server.cases.validation import validate_attributes
 from server.kernel.crypto import PiiCipher
 from server.kernel.errors import InvalidInput, NotFound, PermissionDenied
@@ -390,6 +396,8 @@ async def intake(
     if repeat_of is not None:
         row.repeat_of_id = repeat_of.id
         row.non_accept_proposed = proposed
+        # 梯次滤化 (DOMAIN §4): a repeated petition is no longer an initial, simple one
+        row.grade = escalated_grade(row.grade, GRADE_COMPLEX)
         session.add(
             CaseEvent(
                 case_id=row.id,

@@ -45,10 +45,12 @@ from server.cases.schemas import (
     TransitionRequest,
 )
 from server.cases.statemachine import (
+    GRADE_COMPLEX,
     OPEN_STATES,
     STATE_TIMESTAMP,
     check_review_request,
     check_transition,
+    escalated_grade,
     is_accused_unit,
 )
 from server.kernel.crypto import PiiCipher
@@ -153,6 +155,8 @@ async def transition(
             )
         case "not_accept" | "redirect_legal":
             row.legal_route = request.legal_route
+            if t.name == "redirect_legal":  # 诉访分离: a matter for the statutory procedures
+                row.grade = escalated_grade(row.grade, GRADE_COMPLEX)
             await deadline_clock.meet_deadline(session, case_id=row.id, kind="acceptance", now=now)
             await deadline_clock.cancel_deadlines(session, case_id=row.id, now=now)
         case "transfer":
@@ -326,6 +330,7 @@ async def request_review(
         accused_dept_id=parent.accused_dept_id,
     )
     child.attributes = {}
+    child.grade = escalated_grade(parent.grade, GRADE_COMPLEX)  # 复查/复核: no longer simple
     await deadline_clock.meet_deadline(
         session,
         case_id=parent.id,

@@ -203,6 +203,20 @@ def can_view(staff: StaffIdentity, facts: CaseFacts) -> bool:
     )
 
 
+#: 梯次滤化 (DOMAIN §4): simple (初信初访, the departments' windows), complex (repeated or
+#: complex: statutory procedures, 复查/复核), hard (疑难积案: the expert panel). A case's grade
+#: only rises: a repeat petition, a review request or a legal route make it complex; the
+#: supervisors mark long-standing cases hard.
+GRADE_SIMPLE, GRADE_COMPLEX, GRADE_HARD = "simple", "complex", "hard"
+GRADES = (GRADE_SIMPLE, GRADE_COMPLEX, GRADE_HARD)
+
+
+def escalated_grade(current: str, at_least: str) -> str:
+    """`current` raised to `at_least` (never lowered)."""
+    rank = {g: i for i, g in enumerate(GRADES)}
+    return at_least if rank.get(at_least, 0) > rank.get(current, 0) else current
+
+
 #: What a community agent (代办员) may do to a case besides registering it and following it
 #: up (DOMAIN.md §10): the revisit. Accepting, refusing, replying and closing are the handling
 #: unit's; an agent who registered a case is its first receiver but not its handler.

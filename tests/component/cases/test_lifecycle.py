@@ -307,6 +307,16 @@ async def test_repeat_petition_linked_and_flagged_after_re_review(
     assert result.repeat_of_case_no is not None
     assert result.non_accept_proposed
     assert result.case.state == CaseState.registered  # a person decides
+    # 梯次滤化 (#17 finding 12: every case stayed simple): the first petition is simple; its
+    # 复查, 复核 and the repeat petition are complex
+    async with db() as s:
+        grades = {
+            case_id: await s.scalar(select(PetitionCase.grade).where(PetitionCase.id == case_id))
+            for case_id in (first, review.id, re_review.id, result.case.id)
+        }
+    assert grades == {
+        first: "simple", review.id: "complex", re_review.id: "complex", result.case.id: "complex"
+    }  # fmt: skip
 
 
 async def test_matter_type_required_fields(

@@ -341,6 +341,10 @@ async def test_refusals_and_terminations_need_their_reason_and_write_the_history
         reason="劳动争议应申请仲裁", confirm="yes",
     )  # fmt: skip
     assert resp.status == 303 and await state_of(db, redirected) == "redirected_legal"
+    async with db() as s:  # 诉访分离: a legal-route matter is no longer a simple one
+        assert await s.scalar(select(PetitionCase.grade).where(PetitionCase.id == redirected)) == (
+            "complex"
+        )
     words = text_of(await (await client.get(f"/cases/{redirected}")).text())
     assert "途径：仲裁" in words and "劳动争议应申请仲裁" in words
     terminated = await register(client)

@@ -16,6 +16,7 @@ from server.cases.statemachine import (
     can_view,
     check_review_request,
     check_transition,
+    escalated_grade,
 )
 from server.kernel.errors import IllegalTransition, PermissionDenied
 from server.org.models import Role
@@ -177,3 +178,10 @@ def test_available_transitions_for_buttons() -> None:
     assert {"accept", "not_accept", "redirect_legal", "transfer"} <= names
     assert "evaluate" not in {t.name for t in available_transitions(LEADER, facts(S.replied))}
     assert set(TRANSITIONS) >= names
+
+
+def test_a_grade_only_rises() -> None:
+    assert escalated_grade("simple", "complex") == "complex"
+    assert escalated_grade("complex", "hard") == "hard"
+    assert escalated_grade("hard", "complex") == "hard"  # a hard case stays hard
+    assert escalated_grade("complex", "simple") == "complex"
