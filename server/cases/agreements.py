@@ -4,6 +4,7 @@ when all have signed; the 30-day judicial-confirmation window is tracked as a de
 
 from __future__ import annotations
 
+import functools
 import itertools
 import re
 from datetime import datetime
@@ -358,6 +359,30 @@ def cjk_font() -> Path:
     raise CjkFontMissing("no CJK font found; install fonts-noto-cjk")
 
 
+@functools.cache
+def _face_index(font: Path) -> int:
+    """In a font collection (.ttc), the Simplified Chinese face: Noto Sans CJK's first face is
+    the Japanese one, whose glyph variants are wrong for Chinese text."""
+    if font.suffix.lower() != ".ttc":
+        return 0
+    from fontTools.ttLib import TTCollection
+
+    collection = TTCollection(str(font), lazy=True)
+    try:
+        for index, face in enumerate(collection.fonts):
+            family = str(face["name"].getDebugName(1) or "")
+            if family.endswith(" SC") and "Mono" not in family:
+                return index
+    finally:
+        collection.close()
+    return 0
+
+
+def _paragraph(pdf: Any, text: str, height: float = 7) -> None:
+    """Text that wraps at the right margin (a `cell` would cut it off)."""
+    pdf.multi_cell(0, height, text, new_x="LMARGIN", new_y="NEXT")
+
+
 def agreement_pdf(
     view: AgreementView,
     *,
@@ -371,7 +396,8 @@ def agreement_pdf(
 
     pdf = FPDF(format="A4")
     pdf.add_page()
-    pdf.add_font("cjk", "", str(font or cjk_font()))
+    font = font or cjk_font()
+    pdf.add_font("cjk", "", str(font), collection_font_number=_face_index(font))
     pdf.set_font("cjk", size=18)
     pdf.cell(0, 12, "人民调解协议书", align="C", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("cjk", size=10)
@@ -386,33 +412,23 @@ def agreement_pdf(
         "third_party": "第三人",
     }
     for p in view.parties:
-        pdf.cell(
-            0, 7, f"{roles.get(p['role'], p['role'])}：{p['name']}", new_x="LMARGIN", new_y="NEXT"
-        )
+        _paragraph(pdf, f"{roles.get(p['role'], p['role'])}：{p['name']}")
     pdf.ln(2)
     pdf.cell(0, 8, "二、纠纷事实及争议事项", new_x="LMARGIN", new_y="NEXT")
-    pdf.multi_cell(0, 7, view.facts, new_x="LMARGIN", new_y="NEXT")
+    _paragraph(pdf, view.facts)
     pdf.ln(2)
     pdf.cell(0, 8, "三、协议内容（履行方式、期限）", new_x="LMARGIN", new_y="NEXT")
     for i, t in enumerate(view.terms, start=1):
-        pdf.multi_cell(
-            0,
-            7,
-            f"{i}. {t['term']}（履行方式：{t['how']}；履行期限：{t['by']}前）",
-            new_x="LMARGIN",
-            new_y="NEXT",
-        )
+        # "1．" with no space after it: a break at a space would leave the number alone
+        _paragraph(pdf, f"{i}．{t['term']}（履行方式：{t['how']}；履行期限：{t['by']}前）")
     pdf.ln(4)
     pdf.cell(0, 8, "四、签名", new_x="LMARGIN", new_y="NEXT")
     for s in view.signatures:
         label = "调解员" if s.signer == "mediator" else "当事人"
-        pdf.cell(
-            0,
-            7,
+        _paragraph(
+            pdf,
             f"{label}：{s.signer_name}（{'手写签名' if s.method == 'drawn' else '电子签名'}，"
             f"{clock.format_local(s.signed_at, tz=tz)}）",
-            new_x="LMARGIN",
-            new_y="NEXT",
         )
         if s.method == "drawn":
             # The drawn strokes, scaled into a 60 x 20 mm box under the line.
@@ -425,13 +441,10 @@ def agreement_pdf(
             pdf.set_y(y0 + SIGNATURE_HEIGHT * scale + 2)
     if view.effective_at:
         pdf.ln(2)
-        pdf.cell(
-            0,
-            7,
+        _paragraph(
+            pdf,
             f"本协议自各方签名之日（{clock.format_local(view.effective_at, 'date', tz)}）起生效。"
             "当事人可自生效之日起三十日内共同向人民法院申请司法确认。",
-            new_x="LMARGIN",
-            new_y="NEXT",
         )
     else:
         pdf.cell(0, 7, "（草稿：尚未全部签名，不发生效力）", new_x="LMARGIN", new_y="NEXT")

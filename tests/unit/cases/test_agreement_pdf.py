@@ -71,3 +71,46 @@ def test_the_configured_zone_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
     text = _printed(monkeypatch, tz="UTC")
     assert "本协议自各方签名之日（2027-03-31）起生效" in text
     assert "2027-03-31 23:30" in text and "UTC" not in text
+
+
+def _font() -> Any:
+    try:
+        return agreements.cjk_font()
+    except agreements.CjkFontMissing:
+        pytest.skip("no CJK font installed")
+
+
+def test_the_simplified_chinese_face_is_embedded() -> None:
+    """#17 finding 13: index 0 of Noto Sans CJK's collection is the Japanese face."""
+    font = _font()
+    pdf = agreements.agreement_pdf(_view(), case_no="330105-2027-000001", font=font)
+    if font.suffix == ".ttc" and "NotoSansCJK" in font.name:
+        assert b"NotoSansCJKSC" in pdf and b"NotoSansCJKJP" not in pdf
+
+
+def test_long_lines_wrap_and_term_numbers_stay_with_their_terms(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    """#17 finding 13: the effective-date sentence was cut off at the margin (a one-line
+    cell), and a term's number sat alone on its line ("1. " broke at the space)."""
+    font = _font()
+    wrapped: list[list[str]] = []
+    original = agreements._paragraph
+
+    def record(pdf: Any, text: str, height: float = 7) -> None:
+        lines = pdf.multi_cell(0, height, text, dry_run=True, output="LINES")
+        wrapped.append([str(line) for line in lines])
+        original(pdf, text, height)
+
+    monkeypatch.setattr(agreements, "_paragraph", record)
+    view = _view().model_copy(
+        update={
+            "terms": [{"term": "钱二赔偿赵一维修费" * 6, "how": "银行转账", "by": "2027-04-15"}]
+        }
+    )
+    agreements.agreement_pdf(view, case_no="330105-2027-000001", font=font)
+    printed = ["".join(lines) for lines in wrapped]
+    last = next(i for i, text in enumerate(printed) if text.startswith("本协议自各方签名之日"))
+    assert printed[last].endswith("申请司法确认。") and len(wrapped[last]) >= 2
+    term = next(lines for lines in wrapped if lines[0].startswith("1．"))
+    assert len(term) >= 2 and len(term[0]) > len("1．")
