@@ -35,6 +35,7 @@ from server.cases.models import (
 )
 from server.cases.outbox import enqueue
 from server.cases.schemas import Dashboard, EvaluationSubmit, RateRow
+from server.cases.statemachine import PARTY_WINDOWS
 from server.kernel.crypto import PiiCipher
 from server.kernel.errors import AppError, Conflict, NotFound, PermissionDenied
 from server.kernel.signing import Legacy, SignatureExpired, SignatureInvalid, Signer
@@ -400,6 +401,10 @@ async def _labels(session: AsyncSession, by: By, ids: list[int]) -> dict[int, st
 # --- publication report (《今日拱墅》) -----------------------------------------------------------
 
 
+class DrafterMayNotApprove(PermissionDenied):
+    code, message_zh = "drafter_may_not_approve", "报告须由起草人以外的督导员审批"
+
+
 class ReportNotApproved(NotFound):
     code, message_zh = "report_not_approved", "报告尚未审批，不能公开"
 
@@ -408,7 +413,10 @@ async def draft_publication_report(
     session: AsyncSession, *, staff: StaffIdentity, since: datetime, until: datetime, now: datetime
 ) -> int:
     """Overdue or unsatisfactory handling in a period: no personal data, no confidential cases,
-    no free text (summaries may name people); department, matter type and the problem only."""
+    no free text (summaries may name people), no case number (it names the community);
+    department, matter type and the problem only. Only a unit's own obligations count: a
+    petitioner's or the parties' window (复查/复核 requests, evaluation, 司法确认) is nobody's
+    delay."""
     if not staff.can(Action.report_publish):
         raise PermissionDenied("your roles may not prepare publication reports")
     items: list[dict[str, Any]] = []
@@ -426,16 +434,16 @@ async def draft_publication_report(
         .outerjoin(MatterType, MatterType.code == PetitionCase.matter_type)
         .where(
             CaseDeadline.status == "overdue",
+            CaseDeadline.kind.not_in(PARTY_WINDOWS),
             PetitionCase.confidential.is_(False),
             CaseDeadline.due_at >= since,
             CaseDeadline.due_at < until,
         )
         .order_by(CaseDeadline.due_at)
     )
-    for case_no, dept, matter, kind, due in overdue.all():
+    for _case_no, dept, matter, kind, due in overdue.all():
         items.append(
             {
-                "case_no": case_no,
                 "department": dept or "未指定",
                 "matter_type": matter or "",
                 "problem": "overdue",
@@ -456,10 +464,9 @@ async def draft_publication_report(
             Evaluation.used_at < until,
         )
     )
-    for case_no, dept, matter in unsatisfied.all():
+    for _case_no, dept, matter in unsatisfied.all():
         items.append(
             {
-                "case_no": case_no,
                 "department": dept or "未指定",
                 "matter_type": matter or "",
                 "problem": "dissatisfied",
@@ -496,6 +503,8 @@ async def approve_publication_report(
         raise NotFound(f"report {report_id} does not exist")
     if report.status == "approved":
         return
+    if report.created_by_id == staff.staff_id:
+        raise DrafterMayNotApprove("the drafter of a report may not approve it")
     report.status = "approved"
     report.approved_by_id = staff.staff_id
     report.approved_at = now

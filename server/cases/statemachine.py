@@ -203,6 +203,12 @@ def can_view(staff: StaffIdentity, facts: CaseFacts) -> bool:
     )
 
 
+#: Deadlines that are a petitioner's or the parties' window, not a unit's obligation: when one
+#: passes, nobody is late (no warning, no 抄告, never in a report against a department).
+PARTY_WINDOWS = frozenset(
+    {"review_request", "re_review_request", "evaluation", "judicial_confirmation"}
+)
+
 #: 梯次滤化 (DOMAIN §4): simple (初信初访, the departments' windows), complex (repeated or
 #: complex: statutory procedures, 复查/复核), hard (疑难积案: the expert panel). A case's grade
 #: only rises: a repeat petition, a review request or a legal route make it complex; the
