@@ -163,6 +163,7 @@ CASE_EVENT_LABELS: Mapping[str, str] = {
     "deadline_resumed": "恢复计时",
     "evaluation_link_sent": "已发送评价链接",
     "reception_receipt_sent": "已告知群众事项编号和查询方式",
+    "judicial_requested": "已申请司法确认",
     "dispatch_decision": "确定承办单位（智能分派）",
     "deadline_warning": "期限预警",
     "deadline_overdue": "期限已超期",

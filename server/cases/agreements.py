@@ -144,8 +144,13 @@ async def draft_agreement(
 ) -> AgreementView:
     if not staff.can(Action.agreement_manage):
         raise PermissionDenied("only a mediator drafts an agreement")
-    if await session.get(PetitionCase, case_id) is None:
+    case = await session.get(PetitionCase, case_id)
+    if case is None:
         raise NotFound(f"case {case_id} does not exist")
+    if case.confidential:
+        # an accusation: only a mediator who may see the case (a named handler), and the same
+        # 404 as for a case that does not exist (#17 finding 10)
+        await visible_case(session, staff=staff, case_id=case_id)
     a = MediationAgreement(
         case_id=case_id,
         session_id=draft.session_id,
@@ -274,12 +279,34 @@ async def record_judicial_confirmation(
     a = await session.get(MediationAgreement, agreement_id)
     if a is None:
         raise NotFound(f"agreement {agreement_id} does not exist")
-    if a.status != "effective":
+    if staff.staff_id != a.mediator_id:
+        raise PermissionDenied(
+            "only the agreement's own mediator records its judicial confirmation"
+        )
+    if a.status != "effective" or a.effective_at is None:
         raise InvalidInput("judicial confirmation needs an effective agreement")
+    if requested_at < a.effective_at or requested_at > now:
+        raise InvalidInput(
+            "the request date must lie between the agreement's effect and now",
+            field="requested_at",
+        )
+    # 人民调解法 Art. 33: the parties apply jointly within 30 days of the agreement's effect. A
+    # later application is recorded (the court decides) but flagged, and the window stays missed.
+    late = a.judicial_due_at is not None and requested_at > a.judicial_due_at
     a.judicial_requested_at = requested_at
     a.judicial_result = result
-    await deadline_clock.meet_deadline(
-        session, case_id=a.case_id, kind="judicial_confirmation", now=now
+    if not late:
+        await deadline_clock.meet_deadline(
+            session, case_id=a.case_id, kind="judicial_confirmation", now=now
+        )
+    session.add(
+        CaseEvent(
+            case_id=a.case_id,
+            actor_id=staff.staff_id,
+            type="judicial_requested",
+            payload={"agreement_id": a.id, "late": late, "result": result},
+            at=now,
+        )
     )
     await record(
         session,
@@ -287,7 +314,7 @@ async def record_judicial_confirmation(
         action="agreement.judicial",
         object_type="agreement",
         object_id=str(a.id),
-        detail={"result": result},
+        detail={"result": result, "late": late},
     )
     return await _view(session, a)
 

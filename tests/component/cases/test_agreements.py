@@ -7,9 +7,12 @@ from datetime import date, timedelta
 from typing import Literal
 
 import pytest
+from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.cases import agreements
+from server.cases.access import CaseNotFound
+from server.cases.models import CaseDeadline, CaseEvent
 from server.cases.schemas import (
     AgreementDraft,
     AgreementView,
@@ -20,7 +23,7 @@ from server.cases.schemas import (
 from server.kernel.crypto import PiiCipher
 from server.kernel.errors import InvalidInput, PermissionDenied
 
-from .conftest import NOW, who
+from .conftest import NOW, dept_id, who
 from .test_lifecycle import register
 
 
@@ -82,6 +85,7 @@ async def test_effective_only_when_all_have_signed(db: async_sessionmaker[AsyncS
     )
     with pytest.raises(agreements.AgreementLocked):
         await sign("party:1", "钱二")
+    await _judicial_confirmation_checks(db, v)
     try:
         font = agreements.cjk_font()
     except agreements.CjkFontMissing:
@@ -99,3 +103,71 @@ def _draft() -> AgreementDraft:
         facts="楼上住户卫生间漏水，损坏楼下吊顶。",
         terms=[TermInput(term="钱二赔偿赵一维修费3000元", how="银行转账", by=date(2026, 4, 1))],
     )
+
+
+async def _judicial_confirmation_checks(
+    db: async_sessionmaker[AsyncSession], v: AgreementView
+) -> None:
+    """#17 finding 10: another mediator recorded a confirmation requested two months after the
+    30-day window; it was accepted and the deadline marked met."""
+    assert v.effective_at is not None and v.judicial_due_at is not None
+    effective = v.effective_at
+
+    async def judicial(username: str, requested: timedelta, now: timedelta) -> AgreementView:
+        async with db.begin() as s:
+            return await agreements.record_judicial_confirmation(
+                s,
+                staff=await who(s, username),
+                agreement_id=v.id,
+                requested_at=effective + requested,
+                result=None,
+                now=effective + now,
+            )
+
+    with pytest.raises(PermissionDenied):  # not the agreement's mediator
+        await judicial("mediator02", timedelta(days=3), timedelta(days=3))
+    with pytest.raises(InvalidInput):  # before the agreement took effect
+        await judicial("mediator01", timedelta(days=-1), timedelta(days=3))
+    with pytest.raises(InvalidInput):  # in the future
+        await judicial("mediator01", timedelta(days=9), timedelta(days=3))
+    await judicial("mediator01", timedelta(days=60), timedelta(days=61))  # late: flagged
+    async with db() as s:
+        status = await s.scalar(
+            select(CaseDeadline.status).where(
+                CaseDeadline.case_id == v.case_id, CaseDeadline.kind == "judicial_confirmation"
+            )
+        )
+        late = await s.scalar(
+            select(CaseEvent.payload).where(
+                CaseEvent.case_id == v.case_id, CaseEvent.type == "judicial_requested"
+            )
+        )
+    assert status != "met" and late is not None and late["late"] is True
+    await judicial("mediator01", timedelta(days=3), timedelta(days=61))  # within the window
+    async with db() as s:
+        status = await s.scalar(
+            select(CaseDeadline.status).where(
+                CaseDeadline.case_id == v.case_id, CaseDeadline.kind == "judicial_confirmation"
+            )
+        )
+    assert status == "met"
+
+
+async def test_a_mediator_who_may_not_see_an_accusation_cannot_draft_on_it(
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    async with db() as s:
+        urban = await dept_id(s, "urban")
+    case_id = await register(
+        db,
+        PiiCipher(secrets.token_bytes(32)),
+        matter="official_misconduct",
+        summary="检举城管执法人员收受好处",
+        attributes={"accused": "区城管局某中队"},
+        accused_department_id=urban,
+    )
+    async with db.begin() as s:
+        with pytest.raises(CaseNotFound):
+            await agreements.draft_agreement(
+                s, staff=await who(s, "mediator01"), case_id=case_id, draft=_draft(), now=NOW
+            )
