@@ -12,7 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from server.auth.permissions import Action, StaffIdentity
-from server.cases.models import CaseHandler, PetitionCase
+from server.cases.models import (
+    CaseEscalation,
+    CaseEscalationRecipient,
+    CaseEvent,
+    CaseHandler,
+    PetitionCase,
+)
 from server.cases.statemachine import (
     CaseFacts,
     ConfidentialTransferBlocked,
@@ -68,6 +74,9 @@ async def load_facts(session: AsyncSession, row: PetitionCase) -> CaseFacts:
             select(CaseHandler).where(CaseHandler.case_id == row.id, CaseHandler.active.is_(True))
         )
     ).all()
+    escalated = await session.scalars(
+        select(CaseEscalationRecipient.staff_id).where(CaseEscalationRecipient.case_id == row.id)
+    )
     return CaseFacts(
         state=row.state,
         site_id=row.site_id,
@@ -81,7 +90,35 @@ async def load_facts(session: AsyncSession, row: PetitionCase) -> CaseFacts:
         handler_dept_ids=frozenset(
             h.department_id for h in handlers if h.department_id is not None
         ),
+        escalated_staff_ids=frozenset(escalated),
+        supervision=(await latest_supervision(session, row.id))[1],
     )
+
+
+async def latest_supervision(
+    session: AsyncSession, case_id: int
+) -> tuple[CaseEscalation | None, str]:
+    """The case's latest 督办 issued by a person (not the sweep's level-3 抄告) and where it
+    stands: "open" (awaiting the unit's response), "responded" (awaiting the verdict), or ""
+    (settled, or none)."""
+    esc = await session.scalar(
+        select(CaseEscalation)
+        .where(CaseEscalation.case_id == case_id, CaseEscalation.created_by_id.is_not(None))
+        .order_by(CaseEscalation.id.desc())
+        .limit(1)
+    )
+    if esc is None:
+        return None, ""
+    if esc.responded_at is None:
+        return esc, "open"
+    verdicts = await session.scalars(
+        select(CaseEvent.payload).where(
+            CaseEvent.case_id == case_id, CaseEvent.type == "supervision_verdict"
+        )
+    )
+    if any((p or {}).get("escalation_id") == esc.id for p in verdicts):
+        return esc, ""
+    return esc, "responded"
 
 
 async def visible_case(
@@ -122,7 +159,7 @@ def visibility_branches(staff: StaffIdentity) -> list[ColumnElement[bool]]:
     """`can_view` for lists, as disjuncts: a case is visible iff it satisfies one of them.
 
     Kept in step with statemachine.can_view. Each disjunct is one index-friendly shape
-    (first receiver, named handler, lead department, co-handling department, site), so
+    (first receiver, named handler, told by 抄告/督办, lead department, co-handling department, site), so
     `list_cases` runs them as separate queries: ORed together, no index serves the whole.
     An empty list means the staff member sees nothing.
     """
@@ -140,9 +177,15 @@ def visibility_branches(staff: StaffIdentity) -> list[ColumnElement[bool]]:
             CaseHandler.staff_id == staff.staff_id, CaseHandler.active.is_(True)
         )
     )
+    told = PetitionCase.id.in_(
+        select(CaseEscalationRecipient.case_id).where(
+            CaseEscalationRecipient.staff_id == staff.staff_id
+        )
+    )
     branches: list[ColumnElement[bool]] = [
         and_(not_accused, PetitionCase.first_receiver_id == staff.staff_id),
         and_(not_accused, named),
+        and_(not_accused, told),
     ]
     open_case = and_(not_accused, PetitionCase.confidential.is_(False))
     if staff.department_id is not None and staff.roles & {Role.dept_handler, Role.dept_leader}:

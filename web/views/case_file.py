@@ -76,6 +76,11 @@ FORM_FIELDS: dict[str, list[tuple[str, str, str]]] = {
         ("due_days", "办理时限（天）", "due_days"),
     ],
     "request_review": [("reason", "复查/复核请求及理由", "textarea")],
+    "respond_supervision": [("response", "督办答复（已采取的措施和办理结果）", "textarea")],
+    "close_supervision": [
+        ("verdict", "评议结果", "verdict"),
+        ("comment", "评议意见（不满意时必填）", "textarea"),
+    ],
 }
 
 HANDLER_ROLES = {"co": "协办单位", "expert": "专家", "supervisor": "督导", "mediator": "调解"}
@@ -105,7 +110,10 @@ DONE_MESSAGES = {
     "resume": "已恢复计时",
     "supervise": "已督办",
     "request_review": "复查/复核申请已登记",
+    "respond_supervision": "督办答复已提交",
+    "close_supervision": "督办评议已记录",
 }
+VERDICTS = {"satisfied": "满意", "unsatisfied": "不满意"}
 
 
 def action_label(name: str) -> str:
@@ -152,6 +160,12 @@ def event_words(e: TimelineEvent, dept_names: dict[int, str]) -> list[str]:
         out.append(f"延长{p['days']}日")
     if p.get("child_case_no"):
         out.append("新事项：" + str(p["child_case_no"]))
+    if e.type == "supervision_response" and p.get("response"):
+        out.append("答复：" + str(p["response"]))
+    if e.type == "supervision_verdict":
+        out.append("评议：" + ("满意" if p.get("satisfied") else "不满意"))
+        if p.get("comment"):
+            out.append(str(p["comment"]))
     for key in ("reason", "note"):
         if p.get(key):
             out.append(str(p[key]))
@@ -285,6 +299,7 @@ def case_context(
             "deadline_paused": paused_kinds,
             "handler_role": list(HANDLER_ROLES.items()),
             "supervision_type": list(SUPERVISION_TYPES.items()),
+            "verdict": list(VERDICTS.items()),
         },
         "form": form or FormState(action=""),
         "done": DONE_MESSAGES.get(done, ""),
