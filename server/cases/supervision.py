@@ -26,7 +26,7 @@ class SupervisionSettled(IllegalTransition):
 async def _check(
     session: AsyncSession, staff: StaffIdentity, case_id: int, name: str, wanted: str
 ) -> int:
-    row, facts = await visible_case(session, staff=staff, case_id=case_id, for_update=True)
+    _, facts = await visible_case(session, staff=staff, case_id=case_id, for_update=True)
     if name in other_actions(staff, facts):
         esc, _ = await latest_supervision(session, case_id)
         assert esc is not None
