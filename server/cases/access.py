@@ -161,11 +161,11 @@ async def facts_for_many(session: AsyncSession, rows: list[PetitionCase]) -> dic
     for row in rows:
         if row.site_id not in paths:
             paths[row.site_id] = await site_path(session, row.site_id)
-        esc = latest.get(row.id)
+        last = latest.get(row.id)
         supervision = (
             ""
-            if esc is None or row.id in judged
-            else ("open" if esc.responded_at is None else "responded")
+            if last is None or row.id in judged
+            else ("open" if last.responded_at is None else "responded")
         )
         mine = [h for h in handlers if h.case_id == row.id]
         out[row.id] = CaseFacts(

@@ -85,7 +85,7 @@ class ListFilters(BaseModel):
             matter_type=self.matter_type,
             channel=self.channel,
             site_id=self.site_id,
-            deadline=self.deadline,  # type: ignore[arg-type]
+            deadline=self.deadline,
             registered_from=start(self.date_from) if self.date_from else None,
             registered_to=start(self.date_to + timedelta(days=1)) if self.date_to else None,
         )
