@@ -160,10 +160,14 @@ def event_words(e: TimelineEvent, dept_names: dict[int, str]) -> list[str]:
         out.append(f"延长{p['days']}日")
     if p.get("child_case_no"):
         out.append("新事项：" + str(p["child_case_no"]))
+    if e.type == "escalated" and p.get("level"):
+        out.append(f"第{p['level']}级")
+    if e.type == "deadline_warning" and p.get("level") in ("yellow", "red"):
+        out.append("黄色预警" if p["level"] == "yellow" else "红色预警")
     if e.type == "supervision_response" and p.get("response"):
-        out.append("答复：" + str(p["response"]))
+        out.append(str(p["response"]))
     if e.type == "supervision_verdict":
-        out.append("评议：" + ("满意" if p.get("satisfied") else "不满意"))
+        out.append("满意" if p.get("satisfied") else "不满意")
         if p.get("comment"):
             out.append(str(p["comment"]))
     for key in ("reason", "note"):

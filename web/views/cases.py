@@ -18,15 +18,20 @@ from server.kernel.db import utcnow
 from server.kernel.errors import AppError
 from web.render import page
 from web.views import case_list
-from web.views.case_file import render_case_page
+from web.views.case_file import FORM_FIELDS, FormState, render_case_page
 
 BAR_MAX_PX = 240
 
 
 @protected(Action.case_view)
 async def case_page(request: web.Request) -> web.Response:
-    """The case file and the forms for what the viewer may do now (web/views/case_file.py)."""
-    return await render_case_page(request, signed_in_staff(request), path_int(request, "case_id"))
+    """The case file and the forms for what the viewer may do now (web/views/case_file.py);
+    `?open=<action>` opens that action's form (the supervision board's 督办 link)."""
+    wanted = request.query.get("open", "")
+    form = FormState(wanted) if wanted in FORM_FIELDS else None
+    return await render_case_page(
+        request, signed_in_staff(request), path_int(request, "case_id"), form=form
+    )
 
 
 PARTY_ROLES = {

@@ -228,7 +228,7 @@ async def test_the_board_lists_overdue_cases_with_filters(
     row = row[: row.index("</tr>")]
     assert f'href="/cases/{late}"' in row and 'data-colour="red"' in row
     assert "第3级" in text_of(row) and "区民政局" in text_of(row)
-    assert f'href="/cases/{late}#action-supervise"' in row
+    assert f'href="/cases/{late}?open=supervise#action-supervise"' in row
     assert f'data-case="{late}"' not in await (await client.get("/cases/board?level=yellow")).text()
     assert f'data-case="{late}"' in await (await client.get("/cases/board?level=overdue")).text()
     housing = await dept_id(db, "housing")

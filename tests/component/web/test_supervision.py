@@ -17,9 +17,9 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.app import create_app
 from server.cases.deadline_service import run_deadline_sweep
-from server.cases.models import CaseDeadline, CaseEscalation
+from server.cases.models import CaseDeadline, CaseEscalation, EscalationContact, PetitionCase
 from server.kernel.db import make_engine, make_sessionmaker, utcnow
-from server.org.models import Staff
+from server.org.models import Role, Staff, StaffRole
 from tests.component.web.test_case_workbench import (
     act,
     as_user,
@@ -89,8 +89,6 @@ async def test_a_confidential_case_stays_hidden_from_the_accused_unit_after_esca
         # the accused unit's leader is also a level-2 contact: still never shown the case
         leader = await s.scalar(select(Staff).where(Staff.username == "leader03"))
         assert leader is not None and leader.department_id == urban
-        from server.cases.models import EscalationContact
-
         s.add(
             EscalationContact(department_id=None, level=2, staff_id=leader.id, created_at=utcnow())
         )
@@ -138,7 +136,7 @@ async def test_the_unit_answers_a_supervision_and_the_supervisor_records_the_ver
     assert resp.status == 303
     assert (await counts(db, case_id, "case.supervision_close"))[1] == 1
     words = text_of(await (await client.get(f"/cases/{case_id}")).text())
-    assert "督办评议" in words and "评议：满意" in words
+    assert "督办评议：满意" in words
     assert "action-close_supervision" not in words
 
 
@@ -151,3 +149,38 @@ async def test_a_handler_of_another_unit_may_not_answer(
     token = await as_user(client, "handler02")
     resp = await act(client, token, case_id, "respond_supervision", response="不是我们的事")
     assert resp.status in (403, 404)
+
+
+async def test_the_leader_of_the_unit_a_supervision_is_addressed_to_may_open_a_confidential_case(
+    client: Client, db: async_sessionmaker[AsyncSession]
+) -> None:
+    urban = await dept_id(db, "urban")
+    case_id = await register(
+        client,
+        matter_type="official_misconduct",
+        summary="举报某执法人员收受好处",
+        accused_department=str(urban),
+        **{"attr-official_misconduct-accused": "区城管局某中队"},
+    )
+    housing = await dept_id(db, "housing")  # its leader is leader02
+    token = await as_user(client, "supervisor01")
+    resp = await act(client, token, case_id, "transfer", target_department_id=str(housing))
+    assert resp.status == 303
+    async with db() as s:
+        row = await s.get(PetitionCase, case_id)
+        assert row is not None and row.confidential and row.lead_dept_id == housing
+        leader = await s.scalar(
+            select(Staff.username)
+            .join(StaffRole, StaffRole.staff_id == Staff.id)
+            .where(Staff.department_id == housing, StaffRole.role == Role.dept_leader)
+        )
+    assert leader is not None
+    await as_user(client, leader)
+    assert (await client.get(f"/cases/{case_id}")).status == 404  # confidential: named only
+    token = await as_user(client, "supervisor01")
+    resp = await act(client, token, case_id, "supervise", type="supervision",
+                     note="请核查并报告", due_days="7")  # fmt: skip
+    assert resp.status == 303
+    await as_user(client, leader)
+    page = await client.get(f"/cases/{case_id}")
+    assert page.status == 200 and 'id="action-respond_supervision"' in await page.text()
