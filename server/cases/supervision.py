@@ -29,7 +29,8 @@ async def _check(
     _, facts = await visible_case(session, staff=staff, case_id=case_id, for_update=True)
     if name in other_actions(staff, facts):
         esc, _ = await latest_supervision(session, case_id)
-        assert esc is not None
+        if esc is None:  # cannot happen: facts.supervision came from it
+            raise SupervisionSettled("no supervision on this case", transition=name)
         return esc.id
     if facts.supervision != wanted:
         raise SupervisionSettled(f"no supervision awaiting {name}", transition=name)
@@ -52,7 +53,8 @@ async def respond_supervision(
         raise InvalidInput("a supervision response needs text", field="response")
     esc_id = await _check(session, staff, case_id, "respond_supervision", "open")
     esc, _ = await latest_supervision(session, case_id)
-    assert esc is not None and esc.id == esc_id
+    if esc is None or esc.id != esc_id:
+        raise SupervisionSettled("the supervision changed", transition="respond_supervision")
     esc.response = response
     esc.responded_at = now
     session.add(
