@@ -26,15 +26,15 @@ Client = TestClient[Any, Any]
 
 
 @pytest.fixture
-async def db(demo_sqlite_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
-    engine = make_engine(demo_sqlite_url)
+async def db(demo_db_url: str) -> AsyncIterator[async_sessionmaker[AsyncSession]]:
+    engine = make_engine(demo_db_url)
     yield make_sessionmaker(engine)
     await engine.dispose()
 
 
 @pytest.fixture
-async def client(tmp_path: Path, demo_sqlite_url: str) -> AsyncIterator[Client]:
-    app = create_app(make_settings(tmp_path, demo_sqlite_url))
+async def client(tmp_path: Path, demo_db_url: str) -> AsyncIterator[Client]:
+    app = create_app(make_settings(tmp_path, demo_db_url))
     async with TestClient(TestServer(app)) as c:
         yield c
 
