@@ -156,6 +156,8 @@ CASE_EVENT_LABELS: Mapping[str, str] = {
     "review_requested": "申请复查复核",
     "handler_added": "增加承办人",
     "supervision": "督办",
+    "supervision_response": "督办答复",
+    "supervision_verdict": "督办评议",
     "agreement_drafted": "起草调解协议书",
     "agreement_effective": "调解协议书生效",
     "deadline_extended": "延长办理期限",

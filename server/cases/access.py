@@ -12,7 +12,13 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from server.auth.permissions import Action, StaffIdentity
-from server.cases.models import CaseHandler, PetitionCase
+from server.cases.models import (
+    CaseEscalation,
+    CaseEscalationRecipient,
+    CaseEvent,
+    CaseHandler,
+    PetitionCase,
+)
 from server.cases.statemachine import (
     CaseFacts,
     ConfidentialTransferBlocked,
@@ -68,6 +74,9 @@ async def load_facts(session: AsyncSession, row: PetitionCase) -> CaseFacts:
             select(CaseHandler).where(CaseHandler.case_id == row.id, CaseHandler.active.is_(True))
         )
     ).all()
+    escalated = await session.scalars(
+        select(CaseEscalationRecipient.staff_id).where(CaseEscalationRecipient.case_id == row.id)
+    )
     return CaseFacts(
         state=row.state,
         site_id=row.site_id,
@@ -81,7 +90,99 @@ async def load_facts(session: AsyncSession, row: PetitionCase) -> CaseFacts:
         handler_dept_ids=frozenset(
             h.department_id for h in handlers if h.department_id is not None
         ),
+        escalated_staff_ids=frozenset(escalated),
+        supervision=(await latest_supervision(session, row.id))[1],
     )
+
+
+async def latest_supervision(
+    session: AsyncSession, case_id: int
+) -> tuple[CaseEscalation | None, str]:
+    """The case's latest 督办 issued by a person (not the sweep's level-3 抄告) and where it
+    stands: "open" (awaiting the unit's response), "responded" (awaiting the verdict), or ""
+    (settled, or none)."""
+    esc = await session.scalar(
+        select(CaseEscalation)
+        .where(CaseEscalation.case_id == case_id, CaseEscalation.created_by_id.is_not(None))
+        .order_by(CaseEscalation.id.desc())
+        .limit(1)
+    )
+    if esc is None:
+        return None, ""
+    if esc.responded_at is None:
+        return esc, "open"
+    verdicts = await session.scalars(
+        select(CaseEvent.payload).where(
+            CaseEvent.case_id == case_id, CaseEvent.type == "supervision_verdict"
+        )
+    )
+    if any((p or {}).get("escalation_id") == esc.id for p in verdicts):
+        return esc, ""
+    return esc, "responded"
+
+
+async def facts_for_many(session: AsyncSession, rows: list[PetitionCase]) -> dict[int, CaseFacts]:
+    """`load_facts` for many cases at once (a handful of queries, not a handful per case):
+    for the home page's "waiting for my action" and the supervision board."""
+    ids = [r.id for r in rows]
+    if not ids:
+        return {}
+    handlers = (
+        await session.scalars(
+            select(CaseHandler).where(CaseHandler.case_id.in_(ids), CaseHandler.active.is_(True))
+        )
+    ).all()
+    told = (
+        await session.execute(
+            select(CaseEscalationRecipient.case_id, CaseEscalationRecipient.staff_id).where(
+                CaseEscalationRecipient.case_id.in_(ids)
+            )
+        )
+    ).all()
+    latest: dict[int, CaseEscalation] = {}
+    for esc in await session.scalars(
+        select(CaseEscalation)
+        .where(CaseEscalation.case_id.in_(ids), CaseEscalation.created_by_id.is_not(None))
+        .order_by(CaseEscalation.id)
+    ):
+        latest[esc.case_id] = esc
+    judged: set[int] = set()
+    answered = [e.case_id for e in latest.values() if e.responded_at is not None]
+    if answered:
+        for case_id, payload in await session.execute(
+            select(CaseEvent.case_id, CaseEvent.payload).where(
+                CaseEvent.case_id.in_(answered), CaseEvent.type == "supervision_verdict"
+            )
+        ):
+            if (payload or {}).get("escalation_id") == latest[case_id].id:
+                judged.add(case_id)
+    paths: dict[int, frozenset[int]] = {}
+    out: dict[int, CaseFacts] = {}
+    for row in rows:
+        if row.site_id not in paths:
+            paths[row.site_id] = await site_path(session, row.site_id)
+        last = latest.get(row.id)
+        supervision = (
+            ""
+            if last is None or row.id in judged
+            else ("open" if last.responded_at is None else "responded")
+        )
+        mine = [h for h in handlers if h.case_id == row.id]
+        out[row.id] = CaseFacts(
+            state=row.state,
+            site_id=row.site_id,
+            first_receiver_id=row.first_receiver_id,
+            lead_dept_id=row.lead_dept_id,
+            review_level=row.review_level,
+            confidential=row.confidential,
+            accused_dept_id=row.accused_dept_id,
+            site_path=paths[row.site_id],
+            handler_staff_ids=frozenset(h.staff_id for h in mine if h.staff_id is not None),
+            handler_dept_ids=frozenset(h.department_id for h in mine if h.department_id),
+            escalated_staff_ids=frozenset(s for c, s in told if c == row.id),
+            supervision=supervision,
+        )
+    return out
 
 
 async def visible_case(
@@ -134,7 +235,7 @@ def visibility_branches(staff: StaffIdentity) -> list[ColumnElement[bool]]:
     """`can_view` for lists, as disjuncts: a case is visible iff it satisfies one of them.
 
     Kept in step with statemachine.can_view. Each disjunct is one index-friendly shape
-    (first receiver, named handler, lead department, co-handling department, site), so
+    (first receiver, named handler, told by 抄告/督办, lead department, co-handling department, site), so
     `list_cases` runs them as separate queries: ORed together, no index serves the whole.
     An empty list means the staff member sees nothing.
     """
@@ -152,9 +253,15 @@ def visibility_branches(staff: StaffIdentity) -> list[ColumnElement[bool]]:
             CaseHandler.staff_id == staff.staff_id, CaseHandler.active.is_(True)
         )
     )
+    told = PetitionCase.id.in_(
+        select(CaseEscalationRecipient.case_id).where(
+            CaseEscalationRecipient.staff_id == staff.staff_id
+        )
+    )
     branches: list[ColumnElement[bool]] = [
         and_(not_accused, PetitionCase.first_receiver_id == staff.staff_id),
         and_(not_accused, named),
+        and_(not_accused, told),
     ]
     open_case = and_(not_accused, PetitionCase.confidential.is_(False))
     if staff.department_id is not None and staff.roles & {Role.dept_handler, Role.dept_leader}:

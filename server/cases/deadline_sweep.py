@@ -15,7 +15,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.cases.deadline_clock import EVALUATION, OPEN, UNRATED, policy_of
 from server.cases.deadlines import WarnLevel, sweep_step
-from server.cases.escalation import ContactKey, contacts_for, role_recipients
+from server.cases.escalation import ContactKey, contacts_for, record_recipients, role_recipients
 from server.cases.models import (
     CaseDeadline,
     CaseEscalation,
@@ -79,6 +79,7 @@ async def sweep_batch(
     updates: list[dict[str, Any]] = []
     events: list[dict[str, Any]] = []
     escalations: list[dict[str, Any]] = []
+    notified: list[tuple[int, int | None, int, str]] = []  # who may then open the case
     messages: dict[str, dict[str, Any]] = {}
 
     def message(key: str, case_id: int, to: str, subject: str, body: str) -> None:
@@ -197,6 +198,7 @@ async def sweep_batch(
                     session, role=role, department_id=dl.lead_dept_id, cache=cache
                 )
             )
+            notified.append((dl.case_id, dl.lead_dept_id, esc_level, role))
             for to in recipients:
                 message(
                     f"dl:{dl.id}:esc:{esc_level}:{to}",
@@ -232,6 +234,7 @@ async def sweep_batch(
         events.extend(await _time_out_evaluations(session, case_ids=timed_out, now=now))
     if escalations:
         await session.execute(insert(CaseEscalation), escalations)
+        await record_recipients(session, notified, now=now)
     if events:
         await session.execute(insert(CaseEvent), events)
     await enqueue_many(session, list(messages.values()))

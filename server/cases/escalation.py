@@ -16,7 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.service import record
 from server.auth.permissions import Action, StaffIdentity
-from server.cases.models import EscalationContact
+from server.cases.models import CaseEscalationRecipient, EscalationContact
 from server.cases.validation import normalize_phone
 from server.kernel.errors import InvalidInput, NotFound, PermissionDenied
 from server.org.models import Department, Role, Staff, StaffRole
@@ -231,3 +231,57 @@ async def _query_recipients(
     if role in ("dept_leader", "dept_handler") and department_id is not None:
         stmt = stmt.where(Staff.department_id == department_id)
     return [p for p in await session.scalars(stmt) if p]
+
+
+async def recipient_staff_ids(
+    session: AsyncSession, *, department_id: int | None, level: int, role: str
+) -> list[int]:
+    """The staff members among the recipients of level `level` for a case led by
+    `department_id`, chosen as `contacts_for` then `role_recipients` choose the phones: the
+    department's reachable contacts, else the deployment's, else the holders of `role`."""
+    rows = (
+        await session.execute(
+            select(
+                EscalationContact.department_id,
+                EscalationContact.phone,
+                EscalationContact.staff_id,
+                Staff.phone,
+                Staff.active,
+            )
+            .outerjoin(Staff, Staff.id == EscalationContact.staff_id)
+            .where(EscalationContact.active.is_(True), EscalationContact.level == level)
+        )
+    ).all()
+    reachable = [r for r in rows if r[1] or (r[3] and r[4])]
+    own = [r for r in reachable if department_id is not None and r[0] == department_id]
+    listed = own or [r for r in reachable if r[0] is None]
+    if listed:
+        return sorted({int(r[2]) for r in listed if r[2] is not None and r[4]})
+    stmt = (
+        select(Staff.id, Staff.phone)
+        .join(StaffRole, StaffRole.staff_id == Staff.id)
+        .where(StaffRole.role == Role(role), Staff.active.is_(True))
+    )
+    if role in ("dept_leader", "dept_handler") and department_id is not None:
+        stmt = stmt.where(Staff.department_id == department_id)
+    return sorted({int(i) for i, phone in (await session.execute(stmt)).all() if phone})
+
+
+async def record_recipients(
+    session: AsyncSession,
+    escalated: list[tuple[int, int | None, int, str]],
+    *,
+    now: datetime,
+) -> None:
+    """Remember who was told of each (case, lead department, level, role) escalation, so that
+    they may open the case (CaseEscalationRecipient)."""
+    for case_id, department_id, level, role in escalated:
+        for staff_id in await recipient_staff_ids(
+            session, department_id=department_id, level=level, role=role
+        ):
+            session.add(
+                CaseEscalationRecipient(
+                    case_id=case_id, staff_id=staff_id, level=level, created_at=now
+                )
+            )
+    await session.flush()

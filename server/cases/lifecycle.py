@@ -24,6 +24,7 @@ from server.cases.access import (
     load_facts,
     visible_case,
 )
+from server.cases.escalation import record_recipients
 from server.cases.evaluation import ReplyNotice, issue_evaluation
 from server.cases.intake import insert_case
 from server.cases.models import (
@@ -458,6 +459,10 @@ async def supervise(
     )
     session.add(esc)
     await session.flush()
+    # the 督办 goes to the lead department's leaders: they may open the case even when it is
+    # confidential (the lead department is never the accused unit)
+    if row.lead_dept_id is not None:
+        await record_recipients(session, [(case_id, row.lead_dept_id, 0, "dept_leader")], now=now)
     session.add(
         CaseEvent(
             case_id=case_id,

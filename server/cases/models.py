@@ -306,6 +306,19 @@ class CaseEscalation(Base):
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
 
 
+class CaseEscalationRecipient(Base):
+    """A staff member who was told of a case by 三级抄告 (the deadline sweep, `level` 1-3) or is
+    the target of a 督办 (`level` 0): they may open the case (statemachine.can_view), except
+    a member of the unit a confidential case accuses. Migration 0012."""
+
+    __tablename__ = "case_escalation_recipient"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("petition_case.id"), index=True)
+    staff_id: Mapped[int] = mapped_column(ForeignKey("staff.id"), index=True)
+    level: Mapped[int] = mapped_column(Integer, default=0)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
 class EscalationContact(Base):
     """Who is told at each level of 三级抄告, per department (`department_id`) or for the
     whole deployment (NULL). A contact is a staff member (their phone) or a named person with

@@ -8,15 +8,32 @@ from __future__ import annotations
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import Integer, Text, func, literal, literal_column, or_, select, text, union_all
+from sqlalchemy import (
+    Integer,
+    Text,
+    and_,
+    func,
+    literal,
+    literal_column,
+    not_,
+    or_,
+    select,
+    text,
+    union_all,
+)
 from sqlalchemy.dialects import postgresql as pg
 from sqlalchemy.ext.asyncio import AsyncSession
 from sqlalchemy.sql.elements import ColumnElement
 
 from server.audit.service import record
-from server.auth.permissions import StaffIdentity
+from server.auth.permissions import Action, StaffIdentity
 from server.cases import deadline_clock
-from server.cases.access import CaseNotFound, visibility_branches, visible_case
+from server.cases.access import (
+    CaseNotFound,
+    visibility_branches,
+    visibility_clause,
+    visible_case,
+)
 from server.cases.labels import STATE_LABELS, chain_link
 from server.cases.models import (
     CaseDeadline,
@@ -47,6 +64,8 @@ from server.cases.statemachine import (
     other_actions,
 )
 from server.kernel.crypto import PiiCipher
+from server.kernel.db import utcnow
+from server.kernel.errors import PermissionDenied
 from server.org.models import Department
 
 
@@ -210,10 +229,35 @@ def _like_escape(q: str) -> str:
 SEARCH_WINDOW = 16384
 
 
-def _filters(query: CaseQuery) -> list[ColumnElement[bool]]:
+def _deadline_filter(deadline: str, now: datetime) -> ColumnElement[bool]:
+    """Cases with a running deadline of that colour (worklist.colour_of, in SQL)."""
+    running = CaseDeadline.status.in_(("open", "overdue"))
+    late = or_(CaseDeadline.status == "overdue", CaseDeadline.due_at < now)
+    if deadline == "overdue":
+        cond = late
+    elif deadline == "red":
+        cond = or_(late, CaseDeadline.warn_level == "red")
+    elif deadline == "yellow":
+        cond = and_(CaseDeadline.warn_level == "yellow", not_(late))
+    else:  # green: running, and none of its running deadlines warned or late
+        warned = select(CaseDeadline.case_id).where(
+            running, or_(late, CaseDeadline.warn_level.in_(("yellow", "red")))
+        )
+        return and_(
+            PetitionCase.id.in_(select(CaseDeadline.case_id).where(running)),
+            PetitionCase.id.not_in(warned),
+        )
+    return PetitionCase.id.in_(select(CaseDeadline.case_id).where(running, cond))
+
+
+def _filters(query: CaseQuery, now: datetime | None = None) -> list[ColumnElement[bool]]:
     out: list[ColumnElement[bool]] = []
     if query.state is not None:
         out.append(PetitionCase.state == query.state)
+    if query.channel is not None:
+        out.append(PetitionCase.channel == query.channel)
+    if query.deadline is not None:
+        out.append(_deadline_filter(query.deadline, now or utcnow()))
     if query.site_id is not None:
         out.append(PetitionCase.site_id == query.site_id)
     if query.department_id is not None:
@@ -297,7 +341,7 @@ async def list_cases(
         # generic plan: one that cannot see that "%噪声%" has no trigram scans the whole
         # trigram index (0.4 s instead of 10 ms). Plan these with the values, always.
         await session.execute(text("SET LOCAL plan_cache_mode = force_custom_plan"))
-    filters = _filters(query)
+    filters = _filters(query, now)
     n = query.limit
     q = (query.q or "").strip()
     if q:
@@ -331,9 +375,94 @@ async def list_cases(
             lead_dept_id=r.lead_dept_id,
             confidential=r.confidential,
             registered_at=r.registered_at,
+            channel=r.channel,
+            site_id=r.site_id,
         )
         for r in rows
     ]
+
+
+#: The case list page's page size, and the most rows one export writes.
+PAGE_SIZE = 20
+EXPORT_MAX = 5000
+
+
+def _item(r: PetitionCase) -> CaseListItem:
+    return CaseListItem(
+        id=r.id,
+        case_no=r.case_no,
+        state=r.state,
+        summary=r.summary,
+        matter_type=r.matter_type,
+        lead_dept_id=r.lead_dept_id,
+        confidential=r.confidential,
+        registered_at=r.registered_at,
+        channel=r.channel,
+        site_id=r.site_id,
+    )
+
+
+def _page_where(staff: StaffIdentity, query: CaseQuery, now: datetime) -> list[Any]:
+    where: list[Any] = [visibility_clause(staff), *_filters(query, now)]
+    q = (query.q or "").strip()
+    if q:
+        where.append(_text_match(q))
+    return where
+
+
+async def list_page(
+    session: AsyncSession, *, staff: StaffIdentity, query: CaseQuery, page: int, now: datetime
+) -> tuple[list[CaseListItem], int]:
+    """One page (PAGE_SIZE rows, newest first) of the cases the staff member may see that
+    match the filters and the search, and how many match in all (for the page links)."""
+    where = _page_where(staff, query, now)
+    total = int(
+        await session.scalar(select(func.count()).select_from(PetitionCase).where(*where)) or 0
+    )
+    rows = await session.scalars(
+        select(PetitionCase)
+        .where(*where)
+        .order_by(PetitionCase.id.desc())
+        .offset((max(page, 1) - 1) * PAGE_SIZE)
+        .limit(PAGE_SIZE)
+    )
+    return [_item(r) for r in rows], total
+
+
+async def export_cases(
+    session: AsyncSession,
+    *,
+    staff: StaffIdentity,
+    query: CaseQuery,
+    now: datetime,
+    ip: str = "",
+) -> list[CaseListItem]:
+    """Every case of the list's filters (at most EXPORT_MAX), under the same visibility and
+    confidentiality rule as the list, for the roles that exchange case data; the export is
+    written to the audit log with its filters and row count.
+
+    Raises:
+        PermissionDenied: the roles may not export.
+    """
+    if not staff.can(Action.case_exchange):
+        raise PermissionDenied("your roles may not export cases")
+    rows = await session.scalars(
+        select(PetitionCase)
+        .where(*_page_where(staff, query, now))
+        .order_by(PetitionCase.id.desc())
+        .limit(EXPORT_MAX)
+    )
+    items = [_item(r) for r in rows]
+    await record(
+        session,
+        actor=staff.actor,
+        action="case.export",
+        object_type="case",
+        object_id="",
+        ip=ip,
+        detail={"rows": len(items), "filters": query.model_dump(mode="json", exclude_none=True)},
+    )
+    return items
 
 
 def _lit(n: int) -> ColumnElement[int]:

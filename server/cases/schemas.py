@@ -308,6 +308,9 @@ class CaseQuery(BaseModel):
     registered_to: datetime | None = None
     limit: int = Field(default=50, ge=1, le=200)
     before_id: DbId | None = None
+    channel: Channel | None = None
+    #: The colour of a running deadline: overdue, red (incl. overdue), yellow, green.
+    deadline: Literal["overdue", "red", "yellow", "green"] | None = None
 
 
 class CaseListItem(BaseModel):
@@ -320,6 +323,8 @@ class CaseListItem(BaseModel):
     lead_dept_id: int | None
     confidential: bool
     registered_at: datetime
+    channel: Channel | None = None
+    site_id: int | None = None
 
 
 class ExtensionRequest(BaseModel):

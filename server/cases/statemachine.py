@@ -168,6 +168,11 @@ class CaseFacts:
     site_path: frozenset[int] = frozenset()
     handler_staff_ids: frozenset[int] = frozenset()
     handler_dept_ids: frozenset[int] = frozenset()
+    #: Staff told of the case by 三级抄告 or addressed by a 督办 (CaseEscalationRecipient).
+    escalated_staff_ids: frozenset[int] = frozenset()
+    #: The latest 督办 issued by a person: "" none or settled, "open" awaiting the unit's
+    #: response, "responded" awaiting the supervisor's verdict.
+    supervision: str = ""
 
 
 def is_accused_unit(staff: StaffIdentity, facts: CaseFacts) -> bool:
@@ -186,6 +191,8 @@ def can_view(staff: StaffIdentity, facts: CaseFacts) -> bool:
     if staff.can(Action.case_view_all):
         return True
     if staff.staff_id == facts.first_receiver_id or staff.staff_id in facts.handler_staff_ids:
+        return True
+    if staff.staff_id in facts.escalated_staff_ids:
         return True
     if facts.confidential:
         return False
@@ -348,6 +355,8 @@ OTHER_ACTIONS = {
     "resume": "恢复计时",
     "supervise": "督办",
     "request_review": "登记复查/复核申请",
+    "respond_supervision": "答复督办",
+    "close_supervision": "督办评议",
 }
 
 
@@ -382,7 +391,20 @@ def other_actions(staff: StaffIdentity, facts: CaseFacts) -> list[str]:
         and (staff.can(Action.case_create) or staff.can(Action.case_handle))
     ):
         out.append("request_review")
+    if facts.supervision == "open" and in_lead_unit(staff, facts):
+        out.append("respond_supervision")
+    if facts.supervision == "responded" and staff.can(Action.case_supervise):
+        out.append("close_supervision")
     return out
+
+
+def in_lead_unit(staff: StaffIdentity, facts: CaseFacts) -> bool:
+    """A handler or leader of the case's lead department (who answers a 督办)."""
+    return (
+        facts.lead_dept_id is not None
+        and staff.department_id == facts.lead_dept_id
+        and bool(staff.roles & {Role.dept_handler, Role.dept_leader})
+    )
 
 
 def may_see_petitioner(staff: StaffIdentity, facts: CaseFacts) -> bool:

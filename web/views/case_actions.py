@@ -19,7 +19,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from server.auth.permissions import Action, StaffIdentity
-from server.cases import case_deadlines, lifecycle, queries
+from server.cases import case_deadlines, lifecycle, queries, supervision
 from server.cases.lifecycle import AlreadyClaimed
 from server.cases.schemas import CaseDetail, HandlerRequest, SupervisionRequest, TransitionRequest
 from server.cases.statemachine import LEGAL_ROUTES, TRANSITIONS
@@ -45,6 +45,8 @@ OTHER_ACTION_PERMISSIONS: dict[str, tuple[Action, ...]] = {
     "resume": (Action.case_extend_approve, Action.case_supervise),
     "supervise": (Action.case_supervise,),
     "request_review": (Action.case_create, Action.case_handle),
+    "respond_supervision": (Action.case_handle,),
+    "close_supervision": (Action.case_supervise,),
 }
 
 _FORM = ConfigDict(extra="ignore", str_strip_whitespace=True)
@@ -193,6 +195,32 @@ class Supervise(BaseModel):
         return v
 
 
+class RespondSupervision(BaseModel):
+    model_config = _FORM
+    response: str = Field(max_length=4000)
+
+    @field_validator("response")
+    @classmethod
+    def _response(cls, v: str) -> str:
+        v = clean_text(v, "请填写督办答复（已采取的措施和办理结果）")
+        if len(v) < 2:
+            raise ValueError("督办答复过短")
+        return v
+
+
+class CloseSupervision(BaseModel):
+    model_config = _FORM
+    verdict: str
+    comment: str = Field(default="", max_length=2000)
+
+    @field_validator("verdict")
+    @classmethod
+    def _verdict(cls, v: str) -> str:
+        if v not in ("satisfied", "unsatisfied"):
+            raise ValueError("请选择评议结果")
+        return v
+
+
 FORMS: dict[str, type[BaseModel]] = {
     "accept": Note,
     "not_accept": Reason,
@@ -211,6 +239,8 @@ FORMS: dict[str, type[BaseModel]] = {
     "resume": Resume,
     "supervise": Supervise,
     "request_review": Reason,
+    "respond_supervision": RespondSupervision,
+    "close_supervision": CloseSupervision,
 }
 
 
@@ -299,6 +329,19 @@ async def _perform(
                 request=SupervisionRequest(
                     type=data.type, note=data.note, due_days=int(data.due_days)
                 ),
+                now=now,
+            )
+        elif name == "respond_supervision":
+            await supervision.respond_supervision(
+                session, staff=staff, case_id=case_id, response=data.response, now=now
+            )
+        elif name == "close_supervision":
+            await supervision.close_supervision(
+                session,
+                staff=staff,
+                case_id=case_id,
+                satisfied=data.verdict == "satisfied",
+                comment=data.comment,
                 now=now,
             )
         elif name == "request_review":

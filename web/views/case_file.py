@@ -77,6 +77,11 @@ FORM_FIELDS: dict[str, list[tuple[str, str, str]]] = {
         ("due_days", "办理时限（天）", "due_days"),
     ],
     "request_review": [("reason", "复查/复核请求及理由", "textarea")],
+    "respond_supervision": [("response", "督办答复（已采取的措施和办理结果）", "textarea")],
+    "close_supervision": [
+        ("verdict", "评议结果", "verdict"),
+        ("comment", "评议意见（不满意时必填）", "textarea"),
+    ],
 }
 
 HANDLER_ROLES = {"co": "协办单位", "expert": "专家", "supervisor": "督导", "mediator": "调解"}
@@ -106,7 +111,10 @@ DONE_MESSAGES = {
     "resume": "已恢复计时",
     "supervise": "已督办",
     "request_review": "复查/复核申请已登记",
+    "respond_supervision": "督办答复已提交",
+    "close_supervision": "督办评议已记录",
 }
+VERDICTS = {"satisfied": "满意", "unsatisfied": "不满意"}
 
 
 def action_label(name: str) -> str:
@@ -156,6 +164,16 @@ def event_words(e: TimelineEvent, dept_names: dict[int, str]) -> list[str]:
         out.append("结果：" + SESSION_OUTCOME_LABELS.get(outcome, outcome))
     if p.get("child_case_no"):
         out.append("新事项：" + str(p["child_case_no"]))
+    if e.type == "escalated" and p.get("level"):
+        out.append(f"第{p['level']}级")
+    if e.type == "deadline_warning" and p.get("level") in ("yellow", "red"):
+        out.append("黄色预警" if p["level"] == "yellow" else "红色预警")
+    if e.type == "supervision_response" and p.get("response"):
+        out.append(str(p["response"]))
+    if e.type == "supervision_verdict":
+        out.append("满意" if p.get("satisfied") else "不满意")
+        if p.get("comment"):
+            out.append(str(p["comment"]))
     for key in ("reason", "note"):
         if p.get(key):
             out.append(str(p[key]))
@@ -293,6 +311,7 @@ def case_context(
             "deadline_paused": paused_kinds,
             "handler_role": list(HANDLER_ROLES.items()),
             "supervision_type": list(SUPERVISION_TYPES.items()),
+            "verdict": list(VERDICTS.items()),
         },
         "form": form or FormState(action=""),
         "done": DONE_MESSAGES.get(done, ""),

@@ -10,36 +10,28 @@ from pydantic import ValidationError
 
 from server.auth.permissions import Action
 from server.cases import agreements, evaluation, queries
-from server.cases.labels import STATE_LABELS
-from server.cases.schemas import RATING_LABELS, CaseQuery, EvaluationSubmit
+from server.cases.schemas import RATING_LABELS, EvaluationSubmit
 from server.http import keys
 from server.http.auth import client_ip, protected, public, signed_in_staff
 from server.http.common import path_int
 from server.kernel.db import utcnow
 from server.kernel.errors import AppError
 from web.render import page
-from web.views.case_file import render_case_page
+from web.views import case_list
+from web.views.case_file import FORM_FIELDS, FormState, render_case_page
 
 BAR_MAX_PX = 240
 
 
 @protected(Action.case_view)
-async def case_list(request: web.Request) -> web.Response:
-    staff = signed_in_staff(request)
-    query = CaseQuery.model_validate({k: v for k, v in request.query.items() if v and k != "lang"})
-    async with request.app[keys.db].begin() as session:
-        items = await queries.list_cases(session, staff=staff, query=query)
-    return page(
-        request,
-        "cases/list.html",
-        {"items": items, "q": query.q or "", "labels": STATE_LABELS},
-    )
-
-
-@protected(Action.case_view)
 async def case_page(request: web.Request) -> web.Response:
-    """The case file and the forms for what the viewer may do now (web/views/case_file.py)."""
-    return await render_case_page(request, signed_in_staff(request), path_int(request, "case_id"))
+    """The case file and the forms for what the viewer may do now (web/views/case_file.py);
+    `?open=<action>` opens that action's form (the supervision board's 督办 link)."""
+    wanted = request.query.get("open", "")
+    form = FormState(wanted) if wanted in FORM_FIELDS else None
+    return await render_case_page(
+        request, signed_in_staff(request), path_int(request, "case_id"), form=form
+    )
 
 
 PARTY_ROLES = {
@@ -180,7 +172,7 @@ async def evaluate_form(request: web.Request) -> web.Response:
 
 
 def setup(app: web.Application) -> None:
-    app.router.add_get("/cases", case_list, name="cases")
+    case_list.setup(app)  # /cases, /cases/export.csv, /cases/board
     app.router.add_get("/cases/dashboard", dashboard_page, name="cases_dashboard")
     app.router.add_get(r"/cases/{case_id:\d+}", case_page, name="case")
     app.router.add_get(r"/agreements/{agreement_id:\d+}", agreement_page, name="agreement")

@@ -7,14 +7,20 @@ from typing import Any
 from aiohttp import web
 
 from server.auth.permissions import Action, StaffIdentity
+from server.cases import worklist
 from server.cases.queries import cases_for_receiver
 from server.http import keys
 from server.http.auth import current_staff, public
 from server.kernel.clock import day_bounds_utc
+from server.kernel.db import utcnow
 from server.queue import CallState
 from server.sessions import service as sessions
 from web.labels import ROLE_LABELS
 from web.render import page
+from web.views.case_list import mark_words
+
+#: How many cases each "my work" list shows (the count says how many there are).
+HOME_LIST_MAX = 10
 
 #: Role → the tiles shown on its home page (label, url, action that must be allowed).
 HOME_TILES: list[tuple[str, str, Action]] = [
@@ -22,6 +28,7 @@ HOME_TILES: list[tuple[str, str, Action]] = [
     ("连线区信访超市", "/call", Action.queue_call),
     ("登记来访/来信", "/cases/new", Action.case_create),
     ("我的信访事项", "/cases", Action.case_view),
+    ("逾期预警督办台", "/cases/board", Action.case_supervise),
     ("调解与视频会议", "/sessions", Action.session_join),
     ("预约日程", "/scheduling", Action.schedule_view),
     ("组织机构", "/org", Action.org_view),
@@ -36,17 +43,34 @@ async def home(request: web.Request) -> web.StreamResponse:
         raise web.HTTPSeeOther("/login")
     tiles = [(label, url) for label, url, action in HOME_TILES if staff.can(action)]
     my_cases = []
+    work = worklist.MyWork()
+    board = 0
+    now = utcnow()
     if staff.can(Action.case_view):
         async with request.app[keys.db].begin() as session:
             my_cases = await cases_for_receiver(session, staff_id=staff.staff_id, limit=10)
+            work = await worklist.my_work(session, staff=staff, now=now)
+            if staff.can(Action.case_supervise):
+                board = len(await worklist.supervision_board(session, staff=staff, now=now))
+    live = await _live_context(request, staff)
     return page(
         request,
         "home.html",
         {
             "tiles": tiles,
+            # the number on a tile: what waits there (an accessible label says so in words)
+            "tile_counts": {
+                "/cases": len(work.waiting),
+                "/cases/board": board,
+                "/desk": len(live["queue_waiting"]),
+            },
             "role_labels": [ROLE_LABELS[r] for r in sorted(staff.roles)],
             "my_cases": my_cases,
-            **await _live_context(request, staff),
+            "work": work,
+            "shown": HOME_LIST_MAX,
+            "mark": lambda m: mark_words(m, now),
+            "case_viewer": staff.can(Action.case_view),
+            **live,
         },
     )
 

@@ -14,13 +14,13 @@ from aiohttp.test_utils import TestServer, make_mocked_request
 
 from server.app import create_app
 from server.auth.permissions import Action, StaffIdentity, allowed
-from server.cases.labels import STATE_LABELS
 from server.http import keys
 from server.org.models import Role
 from tests.component.web.test_status_labels import visible_text
 from tests.conftest import make_settings
 from web.links import may_open, required_action
 from web.render import page
+from web.views.case_list import list_context
 from web.views.home import HOME_TILES
 
 
@@ -70,7 +70,7 @@ async def test_routes_answer_for_links(app: web.Application) -> None:
 
 @pytest.mark.parametrize("role", list(Role), ids=[r.value for r in Role])
 async def test_gated_links_follow_the_permission_table(app: web.Application, role: Role) -> None:
-    cases = _render(app, role, "cases/list.html", {"items": [], "q": "", "labels": STATE_LABELS})
+    cases = _render(app, role, "cases/list.html", list_context())
     assert ("双评双考" in cases) == allowed({role}, Action.case_assess), role
     mine = _render(app, role, "scheduling/mine.html", {"items": [], "me": "staff:1"})
     assert ("新建预约" in mine) == allowed({role}, Action.schedule_book), role

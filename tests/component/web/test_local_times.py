@@ -22,6 +22,7 @@ from server.cases.models import CaseState
 from server.sessions.models import ParticipantRole
 from tests.component.web.test_status_labels import case_page_context, render
 from tests.conftest import make_settings
+from web.views.case_list import list_context
 
 TEMPLATES = Path(__file__).resolve().parents[3] / "web" / "templates"
 #: Stored instant: 23:30 UTC on 31 March = 07:30 on 1 April in Beijing.
@@ -40,14 +41,13 @@ def _pages() -> Iterator[tuple[str, str, dict[str, Any], list[str]]]:
     yield (
         "case list",
         "cases/list.html",
-        {
-            "items": [
-                _ns(id=1, case_no="330105-2027-000001", confidential=False,
+        list_context(
+            items=[
+                _ns(id=1, case_no="330105-2027-000001", confidential=False, lead_dept_id=None,
                     state=CaseState.registered, summary="诉求", registered_at=AT)
             ],
-            "q": "",
-            "labels": STATE_LABELS,
-        },
+            total=1,
+        ),
         [LOCAL],
     )  # fmt: skip
     case = _ns(

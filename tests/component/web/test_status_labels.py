@@ -23,6 +23,7 @@ from server.app import create_app
 from server.auth.permissions import StaffIdentity
 from server.cases.models import CaseState, Channel
 from server.cases.statemachine import TRANSITIONS
+from server.cases.worklist import MyWork
 from server.http import keys
 from server.org.models import Role
 from server.queue.service import CallState, QueuePolicy
@@ -189,6 +190,11 @@ def _pages() -> Iterator[tuple[str, str, dict[str, Any], list[tuple[str, str]]]]
             "my_sessions": sessions,
             "supervisor": True,
             "live_sessions": sessions,
+            "tile_counts": {},
+            "work": MyWork(),
+            "shown": 10,
+            "mark": lambda m: ("grey", "—", 0),
+            "case_viewer": True,
         },
         [("session_state", s.value) for s in SessionState]
         + [("case_state", s.value) for s in CaseState],
