@@ -5,7 +5,7 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduling.booking import book, cancel_pending_jobs, enqueue_all
@@ -31,11 +31,9 @@ from scheduling.records import booking_out, load_booking, session_record, sessio
 from scheduling.schemas import BookingOut, BookingRequest, SessionRecord
 from server.audit.service import record as audit
 from server.kernel.errors import IllegalTransition, InvalidInput, NotFound
+from server.sessions import participants
 from server.sessions import service as sessions
 from server.sessions.errors import SessionNotFound
-from server.sessions.models import (
-    SessionParticipant,
-)
 from server.sessions.schemas import SessionView
 
 # --- reschedule, cancel, follow-on, no-show ------------------------------------------------
@@ -228,21 +226,20 @@ async def mark_no_show(
     """Mark (or unmark) one participant as absent. Once the start has passed and every
     party is absent, a session still waiting in the lobby becomes no_show."""
     call = await session_view(session, session_id)
-    part = await session.get(SessionParticipant, participant_id)
+    try:
+        part = await participants.get_participant(session, participant_id=participant_id)
+    except participants.ParticipantNotFound:
+        part = None
     if part is None or part.session_id != session_id:
         raise NotFound(f"no participant {participant_id} in session {session_id}")
     if call.planned_start is not None and now < call.planned_start:
         raise IllegalTransition("attendance can be marked only after the start")
-    part.no_show = no_show
-    await session.flush()
-    parties = list(
-        await session.scalars(
-            select(SessionParticipant).where(
-                SessionParticipant.session_id == session_id,
-                SessionParticipant.role.not_in(list(HOST_ROLES)),
-            )
-        )
-    )
+    await participants.set_no_show(session, participant_id=participant_id, no_show=no_show)
+    parties = [
+        p
+        for p in await participants.participants_of(session, session_id=session_id)
+        if p.role not in HOST_ROLES
+    ]
     if parties and all(p.no_show for p in parties) and call.state in OPEN_STATES:
         await sessions.mark_no_show(session, session_id=call.id, now=now)
         await cancel_pending_jobs(session, session_id=call.id, now=now)

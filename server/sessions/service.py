@@ -14,7 +14,6 @@ Like every service: the caller's `AsyncSession` comes first, nothing here commit
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import secrets
 from collections.abc import Sequence
@@ -29,6 +28,7 @@ from server.kernel.db import utcnow
 from server.kernel.errors import InvalidInput
 from server.org import service as org
 from server.sessions import casefile
+from server.sessions import participants as participant_rows
 from server.sessions.errors import (
     IllegalSessionTransition,
     JoinTokenNotFound,
@@ -215,12 +215,8 @@ async def live_overview(session: AsyncSession, *, limit: int = 200) -> list[Sess
 
 
 async def participants(session: AsyncSession, *, session_id: int) -> list[ParticipantView]:
-    rows = await session.scalars(
-        select(SessionParticipant)
-        .where(SessionParticipant.session_id == session_id)
-        .order_by(SessionParticipant.id)
-    )
-    return [ParticipantView.from_row(r) for r in rows]
+    """Every participant row of the session (server.sessions.participants.participants_of)."""
+    return await participant_rows.participants_of(session, session_id=session_id)
 
 
 async def planned_sessions_of(
@@ -566,28 +562,6 @@ async def write_records(session: AsyncSession, records: Sequence[SessionRecordOp
             await write_record(session, r)
 
 
-def _staff_id(identity: str) -> int | None:
-    if identity.startswith("staff:"):
-        with contextlib.suppress(ValueError):
-            return int(identity[6:])
-    return None
-
-
-async def _open_participant(
-    session: AsyncSession, session_id: int, identity: str
-) -> SessionParticipant | None:
-    row: SessionParticipant | None = await session.scalar(
-        select(SessionParticipant)
-        .where(
-            SessionParticipant.session_id == session_id,
-            SessionParticipant.identity == identity,
-        )
-        .order_by(SessionParticipant.id.desc())
-        .limit(1)
-    )
-    return row
-
-
 async def write_record(session: AsyncSession, record: SessionRecordOp) -> None:
     if isinstance(record, ChatRecord):
         session.add(
@@ -635,45 +609,8 @@ async def _write_event(session: AsyncSession, ev: EventRecord) -> None:
         detail=public,
         at=ev.at,
     )
-    identity = str(ev.payload.get("identity", ""))
-    if ev.type in ("participant.joined", "participant.resumed") and identity:
-        row = await _open_participant(session, ev.session_id, identity)
-        if row is None or row.left_at is not None:
-            session.add(
-                SessionParticipant(
-                    session_id=ev.session_id,
-                    identity=identity,
-                    role=ParticipantRole(ev.payload["role"]),
-                    staff_id=_staff_id(identity),
-                    display_name=str(ev.payload.get("display_name", ""))[:64],
-                    site_id=ev.payload.get("site_id"),
-                    invite_status="joined",
-                    joined_at=ev.at,
-                )
-            )
-        elif row.joined_at is None:
-            row.joined_at = ev.at
-    elif ev.type in ("participant.left", "participant.removed") and identity:
-        row = await _open_participant(session, ev.session_id, identity)
-        if row is not None and row.left_at is None and row.joined_at is not None:
-            row.left_at = ev.at
-    elif ev.type in ("recording.consent", "recording.refused") and identity:
-        row = await _open_participant(session, ev.session_id, identity)
-        if row is None or row.left_at is not None:
-            row = SessionParticipant(
-                session_id=ev.session_id,
-                identity=identity,
-                role=ParticipantRole(ev.payload["role"]),
-                staff_id=_staff_id(identity),
-                display_name=str(ev.payload.get("display_name", ""))[:64],
-                site_id=ev.payload.get("site_id"),
-                invite_status="lobby",
-            )
-            session.add(row)
-        if ev.type == "recording.consent":
-            row.recording_consent_at = ev.at
-        else:
-            row.recording_refused_at = ev.at
+    if ev.type.startswith(("participant.", "recording.")):
+        await participant_rows.follow_event(session, ev)
     elif ev.type in ("session.started", "session.ended"):
         await _follow_room(session, ev)
     await session.flush()
