@@ -190,6 +190,7 @@ async def follow_on(
         {
             "display_name": g["display_name"],
             "as_role": g.get("as_role", "party"),
+            "side": g.get("side"),
             "phone": cipher.decrypt(g["phone_enc"]) if g.get("phone_enc") else "",
             "email": cipher.decrypt(g["email_enc"]) if g.get("email_enc") else "",
         }

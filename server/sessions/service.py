@@ -5,9 +5,9 @@ API and the pages call it; it returns frozen views (server/sessions/schemas.py).
 Lifecycle (every change is checked against `TRANSITIONS` in `check_transition`):
 
     scheduled ─► lobby ─► live ─► ended
-        │  └──────┼──────►─┘       ▲
-        │         └─► no_show ─────┘   (a room opened after a no-show still closes as ended)
-        └─► cancelled, no_show, ended
+        │  └──────┼──────►─┘│      ▲
+        │         └─► no_show ◄┘───┘   (staff alone in the room: still a no-show; a room
+        └─► cancelled, no_show, ended     closed after a party came late ends as ended)
 
 Like every service: the caller's `AsyncSession` comes first, nothing here commits.
 """
@@ -74,7 +74,7 @@ S = SessionState
 TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
     S.scheduled: frozenset({S.lobby, S.live, S.ended, S.cancelled, S.no_show}),
     S.lobby: frozenset({S.live, S.ended, S.no_show}),
-    S.live: frozenset({S.ended}),
+    S.live: frozenset({S.ended, S.no_show}),
     S.no_show: frozenset({S.ended}),
     S.ended: frozenset(),
     S.cancelled: frozenset(),
@@ -321,12 +321,20 @@ async def end_from_room(session: AsyncSession, *, session_id: int, now: datetime
     Signaling calls it before it lets an ended room go, so that a join or resume read after
     it finds the session closed (the journal's `session.ended` event may come later)."""
     row = await _row(session, session_id, lock=True)
-    if can_transition(row.state, S.ended):
+    if row.state == S.no_show and not await _a_party_came(session, row.id):
+        row.actual_end = row.actual_end or now  # staff alone closed it: still a no-show
+        await session.flush()
+    elif can_transition(row.state, S.ended):
         row.state = S.ended
         row.actual_end = now
         await casefile.note(session, row, "session_ended", now)
         await session.flush()
     return SessionView.from_row(row)
+
+
+async def _a_party_came(session: AsyncSession, session_id: int) -> bool:
+    people = await participant_rows.participants_of(session, session_id=session_id)
+    return any(p.required_party and p.joined_at is not None for p in people)
 
 
 async def cancel(session: AsyncSession, *, session_id: int) -> SessionView:
@@ -340,7 +348,7 @@ async def cancel(session: AsyncSession, *, session_id: int) -> SessionView:
 async def mark_no_show(
     session: AsyncSession, *, session_id: int, now: datetime | None = None
 ) -> SessionView:
-    """scheduled/lobby → no_show (every party stayed away)."""
+    """scheduled/lobby/live → no_show (every party stayed away, whoever of the staff came)."""
     row = await _move(session, session_id, S.no_show)
     await casefile.note(session, row, "session_no_show", now or utcnow())
     await session.flush()
@@ -623,6 +631,9 @@ async def _follow_room(session: AsyncSession, ev: EventRecord) -> None:
     if row is None:
         return
     target = S.live if ev.type == "session.started" else S.ended
+    if row.state == S.no_show and not await _a_party_came(session, row.id):
+        logger.info("session %s stays no_show on %s (no party came)", ev.session_id, ev.type)
+        return
     if not can_transition(row.state, target):
         logger.info("session %s stays %s on %s", ev.session_id, row.state.value, ev.type)
         return
