@@ -348,7 +348,13 @@ async def cancel(session: AsyncSession, *, session_id: int) -> SessionView:
 async def mark_no_show(
     session: AsyncSession, *, session_id: int, now: datetime | None = None
 ) -> SessionView:
-    """scheduled/lobby/live → no_show (every party stayed away, whoever of the staff came)."""
+    """scheduled/lobby/live → no_show (every party stayed away, whoever of the staff came);
+    a live session a party came to is no no-show (IllegalSessionTransition)."""
+    row = await _row(session, session_id, lock=True)
+    if row.state == S.live and await _a_party_came(session, session_id):
+        raise IllegalSessionTransition(
+            "a party came: the session is no no-show", state=row.state.value, target="no_show"
+        )
     row = await _move(session, session_id, S.no_show)
     await casefile.note(session, row, "session_no_show", now or utcnow())
     await session.flush()
