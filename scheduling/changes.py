@@ -10,7 +10,6 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduling.booking import book, cancel_pending_jobs, enqueue_all
 from scheduling.claims import (
-    HOST_ROLES,
     OPEN_STATES,
     Cipher,
     check_times,
@@ -34,7 +33,7 @@ from server.kernel.errors import IllegalTransition, InvalidInput, NotFound
 from server.sessions import participants
 from server.sessions import service as sessions
 from server.sessions.errors import SessionNotFound
-from server.sessions.schemas import SessionView
+from server.sessions.schemas import SessionState, SessionView
 
 # --- reschedule, cancel, follow-on, no-show ------------------------------------------------
 
@@ -225,7 +224,8 @@ async def mark_no_show(
     now: datetime,
 ) -> SessionRecord:
     """Mark (or unmark) one participant as absent. Once the start has passed and every
-    party is absent, a session still waiting in the lobby becomes no_show."""
+    required party (role `party`) is absent, the session becomes no_show, whatever staff are
+    in the room."""
     call = await session_view(session, session_id)
     try:
         part = await participants.get_participant(session, participant_id=participant_id)
@@ -236,12 +236,17 @@ async def mark_no_show(
     if call.planned_start is not None and now < call.planned_start:
         raise IllegalTransition("attendance can be marked only after the start")
     await participants.set_no_show(session, participant_id=participant_id, no_show=no_show)
+    # the required parties (applicants and respondents), never staff (issue #16 item 5)
     parties = [
         p
         for p in await participants.participants_of(session, session_id=session_id)
-        if p.role not in HOST_ROLES
+        if p.required_party and p.staff_id is None
     ]
-    if parties and all(p.no_show for p in parties) and call.state in OPEN_STATES:
+    if (
+        parties
+        and all(p.no_show and p.joined_at is None for p in parties)
+        and (call.state in OPEN_STATES or call.state == SessionState.live)
+    ):
         await sessions.mark_no_show(session, session_id=call.id, now=now)
         await cancel_pending_jobs(session, session_id=call.id, now=now)
     await audit(
