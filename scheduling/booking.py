@@ -39,14 +39,9 @@ from scheduling.records import booking_out, load_booking
 from scheduling.schemas import BookingOut, BookingRequest
 from server.audit.service import record as audit
 from server.org.models import Resource, Staff
+from server.sessions import participants
 from server.sessions import service as sessions
-from server.sessions.models import (
-    ParticipantRole,
-    SessionKind,
-    SessionMode,
-    SessionParticipant,
-)
-from server.sessions.schemas import SessionView
+from server.sessions.schemas import ParticipantRole, SessionKind, SessionMode, SessionView
 
 # --- hold, confirm, book -------------------------------------------------------------------
 
@@ -211,27 +206,26 @@ async def _create_session(session: AsyncSession, *, booking: Booking, now: datet
     )
     for ref in staff_refs:
         s = staff_rows[ref["staff_id"]]
-        session.add(
-            SessionParticipant(
-                session_id=call.id,
-                identity=staff_key(s.id),
-                role=ParticipantRole(ref.get("as_role", "official")),
-                staff_id=s.id,
-                display_name=s.display_name,
-                site_id=s.site_id,
-                invite_status="queued",
-            )
+        await participants.add_participant(
+            session,
+            session_id=call.id,
+            identity=staff_key(s.id),
+            role=ParticipantRole(ref.get("as_role", "official")),
+            staff_id=s.id,
+            display_name=s.display_name,
+            site_id=s.site_id,
+            invite_status="queued",
         )
     for guest in req.get("guests", []):
-        participant = SessionParticipant(
+        participant = await participants.add_participant(
+            session,
             session_id=call.id,
             identity=f"guest:{secrets.token_urlsafe(16)}",
             role=ParticipantRole(guest.get("as_role", "party")),
             display_name=guest["display_name"],
+            side=guest.get("side"),
             invite_status="queued",
         )
-        session.add(participant)
-        await session.flush()
         session.add(
             GuestContact(
                 participant_id=participant.id,
@@ -254,15 +248,13 @@ async def enqueue_all(
 ) -> None:
     """An invite/update/cancel per participant; for live bookings also reminders and the
     room opening."""
-    participants = list(
-        await session.scalars(
-            select(SessionParticipant).where(SessionParticipant.session_id == call.id)
-        )
-    )
+    people = await participants.participants_of(session, session_id=call.id)
     leads = booking.request.get("reminders_s", [])
-    for p in participants:
+    await participants.set_invite_status(
+        session, participant_ids=[p.id for p in people], status="queued"
+    )
+    for p in people:
         session.add(_job(call.id, p.id, kind, due_at=now, now=now))
-        p.invite_status = "queued"
         if kind == JobKind.cancel:
             continue
         for lead_s in leads:

@@ -5,12 +5,11 @@ from __future__ import annotations
 from datetime import datetime, timedelta
 from typing import Any
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from scheduling.booking import book, cancel_pending_jobs, enqueue_all
 from scheduling.claims import (
-    HOST_ROLES,
     OPEN_STATES,
     Cipher,
     check_times,
@@ -31,12 +30,10 @@ from scheduling.records import booking_out, load_booking, session_record, sessio
 from scheduling.schemas import BookingOut, BookingRequest, SessionRecord
 from server.audit.service import record as audit
 from server.kernel.errors import IllegalTransition, InvalidInput, NotFound
+from server.sessions import participants
 from server.sessions import service as sessions
 from server.sessions.errors import SessionNotFound
-from server.sessions.models import (
-    SessionParticipant,
-)
-from server.sessions.schemas import SessionView
+from server.sessions.schemas import SessionState, SessionView
 
 # --- reschedule, cancel, follow-on, no-show ------------------------------------------------
 
@@ -192,6 +189,7 @@ async def follow_on(
         {
             "display_name": g["display_name"],
             "as_role": g.get("as_role", "party"),
+            "side": g.get("side"),
             "phone": cipher.decrypt(g["phone_enc"]) if g.get("phone_enc") else "",
             "email": cipher.decrypt(g["email_enc"]) if g.get("email_enc") else "",
         }
@@ -226,24 +224,29 @@ async def mark_no_show(
     now: datetime,
 ) -> SessionRecord:
     """Mark (or unmark) one participant as absent. Once the start has passed and every
-    party is absent, a session still waiting in the lobby becomes no_show."""
+    required party (role `party`) is absent, the session becomes no_show, whatever staff are
+    in the room."""
     call = await session_view(session, session_id)
-    part = await session.get(SessionParticipant, participant_id)
+    try:
+        part = await participants.get_participant(session, participant_id=participant_id)
+    except participants.ParticipantNotFound:
+        part = None
     if part is None or part.session_id != session_id:
         raise NotFound(f"no participant {participant_id} in session {session_id}")
     if call.planned_start is not None and now < call.planned_start:
         raise IllegalTransition("attendance can be marked only after the start")
-    part.no_show = no_show
-    await session.flush()
-    parties = list(
-        await session.scalars(
-            select(SessionParticipant).where(
-                SessionParticipant.session_id == session_id,
-                SessionParticipant.role.not_in(list(HOST_ROLES)),
-            )
-        )
-    )
-    if parties and all(p.no_show for p in parties) and call.state in OPEN_STATES:
+    await participants.set_no_show(session, participant_id=participant_id, no_show=no_show)
+    # the required parties (applicants and respondents), never staff (issue #16 item 5)
+    parties = [
+        p
+        for p in await participants.participants_of(session, session_id=session_id)
+        if p.required_party and p.staff_id is None
+    ]
+    if (
+        parties
+        and all(p.no_show and p.joined_at is None for p in parties)
+        and (call.state in OPEN_STATES or call.state == SessionState.live)
+    ):
         await sessions.mark_no_show(session, session_id=call.id, now=now)
         await cancel_pending_jobs(session, session_id=call.id, now=now)
     await audit(

@@ -237,6 +237,7 @@ def request_json(request: BookingRequest, cipher: Cipher) -> dict[str, Any]:
         {
             "display_name": g.display_name,
             "as_role": g.as_role.value,
+            "side": g.side,
             "phone_enc": cipher.encrypt(g.phone) if g.phone else "",
             "email_enc": cipher.encrypt(g.email) if g.email else "",
         }

@@ -21,12 +21,10 @@ from scheduling.models import (
 )
 from scheduling.schemas import BookingOut, JobOut, ParticipantOut, SessionRecord
 from server.kernel.errors import NotFound
+from server.sessions import participants
 from server.sessions import service as sessions
 from server.sessions.errors import SessionNotFound
-from server.sessions.models import (
-    CallSession,
-    SessionParticipant,
-)
+from server.sessions.models import CallSession
 from server.sessions.schemas import SessionView
 
 # --- views ---------------------------------------------------------------------------------
@@ -78,11 +76,7 @@ async def get_booking(session: AsyncSession, *, booking_id: int) -> BookingOut:
 
 async def session_record(session: AsyncSession, *, session_id: int) -> SessionRecord:
     call = await session_view(session, session_id)
-    participants = await session.scalars(
-        select(SessionParticipant)
-        .where(SessionParticipant.session_id == session_id)
-        .order_by(SessionParticipant.id)
-    )
+    people = await participants.participants_of(session, session_id=session_id)
     bookings = await session.scalars(
         select(Booking).where(Booking.session_id == session_id).order_by(Booking.id)
     )
@@ -110,8 +104,9 @@ async def session_record(session: AsyncSession, *, session_id: int) -> SessionRe
                 joined_at=p.joined_at,
                 left_at=p.left_at,
                 no_show=p.no_show,
+                side=p.side,
             )
-            for p in participants
+            for p in people
         ],
         bookings=[await booking_out(session, b) for b in bookings],
         jobs=[

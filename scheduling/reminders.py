@@ -15,7 +15,6 @@ from dataclasses import dataclass
 from datetime import datetime, timedelta
 from typing import Protocol
 
-from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from scheduling.ics import Attendee, Invite, Method, build_ics, filename
@@ -25,10 +24,10 @@ from server.kernel import clock, jobs
 from server.kernel.notify import Attachment, NotificationFailed, Notifier, NotifyChannel
 from server.org import service as org
 from server.org.models import Staff
+from server.sessions import participants
 from server.sessions import service as sessions
 from server.sessions.errors import SessionNotFound
-from server.sessions.models import SessionParticipant, SessionState
-from server.sessions.schemas import ParticipantView, SessionView
+from server.sessions.schemas import ParticipantView, SessionState, SessionView
 
 logger = logging.getLogger(__name__)
 
@@ -111,22 +110,12 @@ async def _prepare(
         # Open the room (scheduled → lobby) and fan out one job per host.
         if call.state == SessionState.scheduled:
             call = await sessions.open_lobby(session, session_id=call.id)
-            hosts = await session.scalars(
-                select(SessionParticipant).where(
-                    SessionParticipant.session_id == call.id,
-                    SessionParticipant.staff_id.is_not(None),
-                )
+            staff_people = await participants.participants_of(
+                session, session_id=call.id, staff_only=True
             )
-            host_list = [h for h in hosts if h.role in HOST_ROLES] or []
+            host_list = [h for h in staff_people if h.role in HOST_ROLES]
             if not host_list:  # no named host: tell every staff participant
-                host_list = list(
-                    await session.scalars(
-                        select(SessionParticipant).where(
-                            SessionParticipant.session_id == call.id,
-                            SessionParticipant.staff_id.is_not(None),
-                        )
-                    )
-                )
+                host_list = staff_people
             for h in host_list:
                 session.add(
                     ScheduledJob(
@@ -145,9 +134,10 @@ async def _prepare(
         return []
     if job.participant_id is None:
         raise _skip("no participant")
-    part = await session.get(SessionParticipant, job.participant_id)
-    if part is None:
-        raise _skip("participant gone")
+    try:
+        part = await participants.get_participant(session, participant_id=job.participant_id)
+    except participants.ParticipantNotFound:
+        raise _skip("participant gone") from None
     if (
         job.kind == JobKind.reminder
         and call.planned_start is not None
@@ -177,7 +167,7 @@ async def _prepare(
         link = await issuer(
             session,
             call=call,
-            participant=ParticipantView.from_row(part),
+            participant=part,
             not_before=call.planned_start - timedelta(minutes=30),
             expires_at=call.planned_end + TOKEN_VALID_AFTER_END,
         )
@@ -285,14 +275,16 @@ class ReminderJobs:
             return
         if job.kind not in (JobKind.invite, JobKind.update, JobKind.cancel):
             return
-        part = await session.get(SessionParticipant, job.participant_id)
-        if part is not None:
-            part.invite_status = {
+        await participants.set_invite_status(
+            session,
+            participant_ids=[job.participant_id],
+            status={
                 JobStatus.sent: "sent" if job.kind != JobKind.cancel else "cancelled",
                 JobStatus.failed: "failed",
                 JobStatus.pending: "retrying",
                 JobStatus.cancelled: "none",
-            }[JobStatus(status)]
+            }[JobStatus(status)],
+        )
 
 
 async def run_due_reminders(

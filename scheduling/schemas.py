@@ -14,6 +14,7 @@ from scheduling.models import JobStatus as JobStatus
 from server.kernel.ids import DbId
 from server.org.models import ResourceType, Role
 from server.sessions.models import ParticipantRole, SessionKind, SessionMode
+from server.sessions.schemas import Side
 
 
 def _aware(value: datetime) -> datetime:
@@ -103,6 +104,8 @@ class Guest(BaseModel, frozen=True, extra="forbid"):
 
     display_name: str = Field(min_length=1, max_length=64)
     as_role: ParticipantRole = ParticipantRole.party
+    #: A party's or agent's side in a mediation (申请人 / 被申请人).
+    side: Side | None = None
     phone: str = Field(default="", max_length=20, pattern=r"^(\+?[0-9]{6,20})?$")
     email: str = Field(default="", max_length=120, pattern=r"^([^@\s]+@[^@\s]+\.[^@\s]+)?$")
 
@@ -182,6 +185,7 @@ class ParticipantOut(BaseModel, frozen=True):
     joined_at: datetime | None
     left_at: datetime | None
     no_show: bool
+    side: Side | None = None
 
 
 class JobOut(BaseModel, frozen=True):

@@ -8,7 +8,7 @@ import dataclasses
 import logging
 import weakref
 from collections.abc import AsyncIterator
-from datetime import datetime
+from datetime import datetime, timedelta
 from typing import Any
 
 import aiohttp
@@ -47,6 +47,7 @@ from server.queue import (
     RedisCallQueue,
 )
 from server.queue.service import Clock, SessionReceptionRooms
+from server.sessions import no_show
 from server.sessions.service import JoinLinks
 from web import setup as web_setup
 
@@ -182,6 +183,7 @@ async def jobs_context(app: web.Application) -> AsyncIterator[None]:
 
     runner = JobRunner(db, clock=SystemClock(), on_backlog=on_backlog, on_failure=on_failure)
     runner.add_periodic(Periodic("deadline_sweep", every=SWEEP_INTERVAL, run=sweep))
+    runner.add_periodic(no_show.periodic(db, after=timedelta(minutes=settings.session_no_show_min)))
     runner.add_handler(NotificationJobs(app[keys.notifier]))
     runner.add_handler(
         ReminderJobs(

@@ -21,6 +21,7 @@ from web import i18n, labels, links
 from web.views import (
     audit,
     auth,
+    booking,
     call,
     case_actions,
     cases,
@@ -75,6 +76,7 @@ def setup(app: web.Application) -> None:
     case_actions.setup(app)
     intake.setup(app)
     scheduling.setup(app)
+    booking.setup(app)  # the booking form and changes from a booking's page (#16 item 2)
     call.setup(app)
     desk.setup(app)
     room.setup(app)

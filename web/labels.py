@@ -71,6 +71,7 @@ SESSION_OUTCOME_LABELS: Mapping[str, str] = {
     SessionOutcome.agreement: "达成调解协议",
     SessionOutcome.no_agreement: "未达成协议",
     SessionOutcome.party_withdrew: "当事人撤回",
+    SessionOutcome.adjourned: "休会改期",
     SessionOutcome.completed: "已办结",
     SessionOutcome.interrupted: "中断",
     SessionOutcome.case_accepted: "已受理为案件",
@@ -98,8 +99,12 @@ PARTICIPANT_ROLE_LABELS: Mapping[str, str] = {
     ParticipantRole.official: "工作人员",
     ParticipantRole.party: "当事人",
     ParticipantRole.agent: "代办员",
+    ParticipantRole.interpreter: "翻译人员",
     ParticipantRole.observer: "旁听",
 }
+
+#: A party's side in a mediation (server.sessions.schemas.Side).
+SIDE_LABELS: Mapping[str, str] = {"applicant": "申请人", "respondent": "被申请人"}
 
 #: `SessionParticipant.invite_status` (scheduling/service.py, scheduling/reminders.py,
 #: signaling/store.py write it).
@@ -207,6 +212,7 @@ LABELS: Mapping[str, Mapping[str, str]] = {
     "consent": CONSENT_LABELS,
     "identity_kind": IDENTITY_KIND_LABELS,
     "participant_role": PARTICIPANT_ROLE_LABELS,
+    "side": SIDE_LABELS,
     "invite_status": INVITE_STATUS_LABELS,
     "booking_status": BOOKING_STATUS_LABELS,
     "job_kind": JOB_KIND_LABELS,

@@ -476,3 +476,28 @@ def agreement_pdf(
     else:
         pdf.cell(0, 7, "（草稿：尚未全部签名，不发生效力）", new_x="LMARGIN", new_y="NEXT")
     return bytes(pdf.output())
+
+
+async def link_session(
+    session: AsyncSession, *, agreement_id: int, case_id: int, session_id: int
+) -> AgreementView:
+    """File the agreement under the mediation session it came from (the session's outcome
+    "agreement" names it). The agreement must belong to the session's case."""
+    a = await session.get(MediationAgreement, agreement_id)
+    if a is None or a.case_id != case_id:
+        raise NotFound(
+            f"agreement {agreement_id} is not one of case {case_id}", field="agreement_id"
+        )
+    a.session_id = session_id
+    await session.flush()
+    return await _view(session, a)
+
+
+async def session_agreement_ids(session: AsyncSession, *, session_id: int) -> list[int]:
+    """The agreements filed under a session, oldest first."""
+    rows = await session.scalars(
+        select(MediationAgreement.id)
+        .where(MediationAgreement.session_id == session_id)
+        .order_by(MediationAgreement.id)
+    )
+    return list(rows)

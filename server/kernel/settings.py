@@ -107,6 +107,10 @@ class Settings(BaseModel, frozen=True, extra="forbid"):
     #: A booked session opens this many minutes before its planned start: from then on it may
     #: start and be ended (server.sessions.service.opens_at).
     session_lobby_open_min: int = Field(default=30, ge=0, le=24 * 60)
+    #: A party who has not joined a booked session this many minutes after its planned start
+    #: is marked absent; with every party absent the session is a no-show
+    #: (server.sessions.no_show).
+    session_no_show_min: int = Field(default=15, ge=1, le=24 * 60)
 
     # the reception queue (远程视频接访)
     #: A call waiting this long is flagged on the reception desk (等待过久).

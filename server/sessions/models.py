@@ -39,6 +39,7 @@ class SessionOutcome(enum.StrEnum):
     agreement = "agreement"
     no_agreement = "no_agreement"
     party_withdrew = "party_withdrew"
+    adjourned = "adjourned"
     completed = "completed"
     interrupted = "interrupted"
     # a reception (the desk's 接访结果)
@@ -54,6 +55,7 @@ class ParticipantRole(enum.StrEnum):
     official = "official"
     party = "party"
     agent = "agent"
+    interpreter = "interpreter"
     observer = "observer"
 
 
@@ -95,6 +97,8 @@ class SessionParticipant(Base):
     staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
     display_name: Mapped[str] = mapped_column(String(64))
     site_id: Mapped[int | None] = mapped_column(ForeignKey("site.id"))
+    #: A party's or agent's side in a mediation: "applicant" (申请人) or "respondent".
+    side: Mapped[str | None] = mapped_column(String(16))
     invite_status: Mapped[str] = mapped_column(String(16), default="none")
     joined_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     left_at: Mapped[datetime | None] = mapped_column(UTCDateTime())

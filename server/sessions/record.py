@@ -4,8 +4,9 @@ with role, site, identity kind, attendance and consent answers, the recordings w
 SHA-256 and playback link, the chat transcript and the outcome.
 
 Who may read it is the case's rule (server.cases.access: the same 404 as for a missing case,
-so nothing of a confidential case leaks to the unit it accuses); a session without a case is
-read by anyone the route admits. Every read is audited like a read of case content.
+so nothing of a confidential case leaks to the unit it accuses), and the session's own host
+and mediator (outside the accused unit); a session without a case is read by those who took
+part, created it, or see every case. Every read is audited like a read of case content.
 """
 
 from __future__ import annotations
@@ -21,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.audit.service import record as audit
 from server.auth.permissions import Action, StaffIdentity
 from server.cases import access as cases_access
+from server.cases import agreements
 from server.cases import queries as cases
 from server.org import service as org
 from server.sessions.errors import SessionNotFound
@@ -34,7 +36,7 @@ from server.sessions.models import (
     SessionParticipant,
     SessionState,
 )
-from server.sessions.recordings import may_play
+from server.sessions.recordings import may_play, ran_session
 
 #: `identity_kind`: a staff account, or a guest admitted by a verified (signed, recorded,
 #: unrevoked) join link.
@@ -46,6 +48,8 @@ class ParticipantEntry(BaseModel, frozen=True):
     identity_kind: IdentityKind
     display_name: str
     role: ParticipantRole
+    #: A party's or agent's side in a mediation ("applicant" / "respondent").
+    side: str | None = None
     staff_id: int | None = None
     site_id: int | None = None
     site_name: str | None = None
@@ -114,6 +118,8 @@ class SessionRecord(BaseModel, frozen=True):
     #: The transcript, on the session's own page (None in the case's list).
     chat: list[ChatLine] | None = None
     outcome: SessionOutcome | None = None
+    #: The mediation agreements filed under the session (the outcome "agreement" names them).
+    agreement_ids: list[int] = Field(default_factory=list)
     record_url: str
 
 
@@ -128,7 +134,21 @@ async def _visible_row(
         try:
             await cases_access.check_visible(session, staff=viewer, case_id=row.case_id)
         except cases_access.CaseNotFound:
-            raise SessionNotFound(f"no session {session_id}") from None
+            # the session's own mediator or host reads its record (and records its outcome)
+            # as they play its recordings, unless they belong to the unit the case accuses
+            parts = list(
+                await session.scalars(
+                    select(SessionParticipant).where(SessionParticipant.session_id == row.id)
+                )
+            )
+            if not ran_session(viewer, row, parts):
+                raise SessionNotFound(f"no session {session_id}") from None
+            try:
+                await cases_access.check_not_accused_unit(
+                    session, staff=viewer, case_id=row.case_id
+                )
+            except cases_access.CaseNotFound:
+                raise SessionNotFound(f"no session {session_id}") from None
     return row
 
 
@@ -203,6 +223,7 @@ def _participants(
                 identity_kind="staff" if first.staff_id is not None else "guest",
                 display_name=next((g.display_name for g in group if g.display_name), identity),
                 role=first.role,
+                side=next((g.side for g in group if g.side), None),
                 staff_id=first.staff_id,
                 site_id=first.site_id,
                 site_name=site_names.get(first.site_id) if first.site_id else None,
@@ -307,6 +328,7 @@ async def _build(
         chat_count=chat_count,
         chat=chat,
         outcome=row.outcome,
+        agreement_ids=await agreements.session_agreement_ids(session, session_id=row.id),
         record_url=f"/sessions/{row.id}/record",
     )
 

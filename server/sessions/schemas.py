@@ -18,7 +18,10 @@ from server.sessions.models import SessionOutcome as SessionOutcome
 from server.sessions.models import SessionState as SessionState
 
 #: A participant's role in a room (the values of `ParticipantRole`).
-Role = Literal["host", "mediator", "official", "party", "agent", "observer"]
+Role = Literal["host", "mediator", "official", "party", "agent", "interpreter", "observer"]
+#: Which side of a dispute a party (or its agent) is on: 申请人 or 被申请人.
+Side = Literal["applicant", "respondent"]
+SIDES: frozenset[Side] = frozenset({"applicant", "respondent"})
 #: What a participant may do in a room.
 Permission = Literal["audio", "video", "screen", "chat", "moderate", "admit", "record"]
 
@@ -31,10 +34,13 @@ ROLE_PERMISSIONS: dict[Role, frozenset[Permission]] = {
     "official": frozenset({"audio", "video", "screen", "chat"}),
     "party": frozenset({"audio", "video", "chat"}),
     "agent": frozenset({"audio", "video", "screen", "chat"}),
+    "interpreter": frozenset({"audio", "video", "chat"}),
     "observer": frozenset(),
 }
 #: Roles a join token (a link for someone without an account) may carry.
-GUEST_ROLES: frozenset[Role] = frozenset({"party", "agent", "observer"})
+GUEST_ROLES: frozenset[Role] = frozenset({"party", "agent", "interpreter", "observer"})
+#: Staff roles in a room: their presence never counts as a party's (no-show rules).
+STAFF_ROLES = frozenset({ParticipantRole.host, ParticipantRole.mediator, ParticipantRole.official})
 
 #: States in which a room can still be entered.
 CLOSED_STATES = frozenset({SessionState.ended, SessionState.cancelled})
@@ -111,9 +117,25 @@ class ParticipantView:
     staff_id: int | None
     display_name: str
     site_id: int | None
+    side: Side | None = None
+    invite_status: str = "none"
+    joined_at: datetime | None = None
+    left_at: datetime | None = None
+    no_show: bool = False
+    recording_consent_at: datetime | None = None
+    recording_refused_at: datetime | None = None
+
+    @property
+    def required_party(self) -> bool:
+        """A party whose absence makes the session a no-show (staff never are)."""
+        return self.role == ParticipantRole.party
 
     @classmethod
     def from_row(cls, row: SessionParticipant) -> ParticipantView:
+        side: Side | None = None
+        for candidate in SIDES:
+            if candidate == row.side:
+                side = candidate
         return cls(
             id=row.id,
             session_id=row.session_id,
@@ -122,6 +144,13 @@ class ParticipantView:
             staff_id=row.staff_id,
             display_name=row.display_name,
             site_id=row.site_id,
+            side=side,
+            invite_status=row.invite_status,
+            joined_at=row.joined_at,
+            left_at=row.left_at,
+            no_show=row.no_show,
+            recording_consent_at=row.recording_consent_at,
+            recording_refused_at=row.recording_refused_at,
         )
 
 

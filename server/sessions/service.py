@@ -5,16 +5,15 @@ API and the pages call it; it returns frozen views (server/sessions/schemas.py).
 Lifecycle (every change is checked against `TRANSITIONS` in `check_transition`):
 
     scheduled ─► lobby ─► live ─► ended
-        │  └──────┼──────►─┘       ▲
-        │         └─► no_show ─────┘   (a room opened after a no-show still closes as ended)
-        └─► cancelled, no_show, ended
+        │  └──────┼──────►─┘│      ▲
+        │         └─► no_show ◄┘───┘   (staff alone in the room: still a no-show; a room
+        └─► cancelled, no_show, ended     closed after a party came late ends as ended)
 
 Like every service: the caller's `AsyncSession` comes first, nothing here commits.
 """
 
 from __future__ import annotations
 
-import contextlib
 import logging
 import secrets
 from collections.abc import Sequence
@@ -29,6 +28,7 @@ from server.kernel.db import utcnow
 from server.kernel.errors import InvalidInput
 from server.org import service as org
 from server.sessions import casefile
+from server.sessions import participants as participant_rows
 from server.sessions.errors import (
     IllegalSessionTransition,
     JoinTokenNotFound,
@@ -74,7 +74,7 @@ S = SessionState
 TRANSITIONS: dict[SessionState, frozenset[SessionState]] = {
     S.scheduled: frozenset({S.lobby, S.live, S.ended, S.cancelled, S.no_show}),
     S.lobby: frozenset({S.live, S.ended, S.no_show}),
-    S.live: frozenset({S.ended}),
+    S.live: frozenset({S.ended, S.no_show}),
     S.no_show: frozenset({S.ended}),
     S.ended: frozenset(),
     S.cancelled: frozenset(),
@@ -215,12 +215,8 @@ async def live_overview(session: AsyncSession, *, limit: int = 200) -> list[Sess
 
 
 async def participants(session: AsyncSession, *, session_id: int) -> list[ParticipantView]:
-    rows = await session.scalars(
-        select(SessionParticipant)
-        .where(SessionParticipant.session_id == session_id)
-        .order_by(SessionParticipant.id)
-    )
-    return [ParticipantView.from_row(r) for r in rows]
+    """Every participant row of the session (server.sessions.participants.participants_of)."""
+    return await participant_rows.participants_of(session, session_id=session_id)
 
 
 async def planned_sessions_of(
@@ -325,12 +321,20 @@ async def end_from_room(session: AsyncSession, *, session_id: int, now: datetime
     Signaling calls it before it lets an ended room go, so that a join or resume read after
     it finds the session closed (the journal's `session.ended` event may come later)."""
     row = await _row(session, session_id, lock=True)
-    if can_transition(row.state, S.ended):
+    if row.state == S.no_show and not await _a_party_came(session, row.id):
+        row.actual_end = row.actual_end or now  # staff alone closed it: still a no-show
+        await session.flush()
+    elif can_transition(row.state, S.ended):
         row.state = S.ended
         row.actual_end = now
         await casefile.note(session, row, "session_ended", now)
         await session.flush()
     return SessionView.from_row(row)
+
+
+async def _a_party_came(session: AsyncSession, session_id: int) -> bool:
+    people = await participant_rows.participants_of(session, session_id=session_id)
+    return any(p.required_party and p.joined_at is not None for p in people)
 
 
 async def cancel(session: AsyncSession, *, session_id: int) -> SessionView:
@@ -344,7 +348,13 @@ async def cancel(session: AsyncSession, *, session_id: int) -> SessionView:
 async def mark_no_show(
     session: AsyncSession, *, session_id: int, now: datetime | None = None
 ) -> SessionView:
-    """scheduled/lobby → no_show (every party stayed away)."""
+    """scheduled/lobby/live → no_show (every party stayed away, whoever of the staff came);
+    a live session a party came to is no no-show (IllegalSessionTransition)."""
+    row = await _row(session, session_id, lock=True)
+    if row.state == S.live and await _a_party_came(session, session_id):
+        raise IllegalSessionTransition(
+            "a party came: the session is no no-show", state=row.state.value, target="no_show"
+        )
     row = await _move(session, session_id, S.no_show)
     await casefile.note(session, row, "session_no_show", now or utcnow())
     await session.flush()
@@ -566,28 +576,6 @@ async def write_records(session: AsyncSession, records: Sequence[SessionRecordOp
             await write_record(session, r)
 
 
-def _staff_id(identity: str) -> int | None:
-    if identity.startswith("staff:"):
-        with contextlib.suppress(ValueError):
-            return int(identity[6:])
-    return None
-
-
-async def _open_participant(
-    session: AsyncSession, session_id: int, identity: str
-) -> SessionParticipant | None:
-    row: SessionParticipant | None = await session.scalar(
-        select(SessionParticipant)
-        .where(
-            SessionParticipant.session_id == session_id,
-            SessionParticipant.identity == identity,
-        )
-        .order_by(SessionParticipant.id.desc())
-        .limit(1)
-    )
-    return row
-
-
 async def write_record(session: AsyncSession, record: SessionRecordOp) -> None:
     if isinstance(record, ChatRecord):
         session.add(
@@ -635,45 +623,8 @@ async def _write_event(session: AsyncSession, ev: EventRecord) -> None:
         detail=public,
         at=ev.at,
     )
-    identity = str(ev.payload.get("identity", ""))
-    if ev.type in ("participant.joined", "participant.resumed") and identity:
-        row = await _open_participant(session, ev.session_id, identity)
-        if row is None or row.left_at is not None:
-            session.add(
-                SessionParticipant(
-                    session_id=ev.session_id,
-                    identity=identity,
-                    role=ParticipantRole(ev.payload["role"]),
-                    staff_id=_staff_id(identity),
-                    display_name=str(ev.payload.get("display_name", ""))[:64],
-                    site_id=ev.payload.get("site_id"),
-                    invite_status="joined",
-                    joined_at=ev.at,
-                )
-            )
-        elif row.joined_at is None:
-            row.joined_at = ev.at
-    elif ev.type in ("participant.left", "participant.removed") and identity:
-        row = await _open_participant(session, ev.session_id, identity)
-        if row is not None and row.left_at is None and row.joined_at is not None:
-            row.left_at = ev.at
-    elif ev.type in ("recording.consent", "recording.refused") and identity:
-        row = await _open_participant(session, ev.session_id, identity)
-        if row is None or row.left_at is not None:
-            row = SessionParticipant(
-                session_id=ev.session_id,
-                identity=identity,
-                role=ParticipantRole(ev.payload["role"]),
-                staff_id=_staff_id(identity),
-                display_name=str(ev.payload.get("display_name", ""))[:64],
-                site_id=ev.payload.get("site_id"),
-                invite_status="lobby",
-            )
-            session.add(row)
-        if ev.type == "recording.consent":
-            row.recording_consent_at = ev.at
-        else:
-            row.recording_refused_at = ev.at
+    if ev.type.startswith(("participant.", "recording.")):
+        await participant_rows.follow_event(session, ev)
     elif ev.type in ("session.started", "session.ended"):
         await _follow_room(session, ev)
     await session.flush()
@@ -686,6 +637,9 @@ async def _follow_room(session: AsyncSession, ev: EventRecord) -> None:
     if row is None:
         return
     target = S.live if ev.type == "session.started" else S.ended
+    if row.state == S.no_show and not await _a_party_came(session, row.id):
+        logger.info("session %s stays no_show on %s (no party came)", ev.session_id, ev.type)
+        return
     if not can_transition(row.state, target):
         logger.info("session %s stays %s on %s", ev.session_id, row.state.value, ev.type)
         return

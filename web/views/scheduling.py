@@ -9,25 +9,19 @@ from typing import Any
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
-from pydantic import ValidationError
 
 from scheduling import loader, service
 from scheduling.availability import working_intervals
-from scheduling.case_link import link_case
-from scheduling.handover import issue_handover_links
-from scheduling.schemas import BookingRequest, SlotQuery
 from server.auth.permissions import Action
 from server.http import keys
 from server.http.auth import protected, signed_in_staff
 from server.http.common import path_int
 from server.kernel import clock
 from server.kernel.db import utcnow
-from server.kernel.errors import AppError, InvalidInput, NotFound
+from server.kernel.errors import InvalidInput, NotFound
 from server.kernel.ids import parse_id
 from server.org import service as org
-from server.org.schemas import ResourceType
 from server.sessions.record import check_visible, hidden_sessions
-from server.sessions.service import JoinLinks
 from web.labels import SESSION_STATE_LABELS
 from web.render import page
 
@@ -206,140 +200,38 @@ async def site_day(request: web.Request) -> web.Response:
     )
 
 
-#: Fields of the booking form an error can be shown next to.
-BOOKING_FIELDS = frozenset({"case_no", "title", "guest_name", "guest_phone"})
-
-
-async def _form_options(request: web.Request) -> dict[str, Any]:
-    async with request.app[keys.db].begin() as session:
-        depts = await org.departments(session)
-        streets = await org.sites(session, community=False)
-        communities = await org.sites(session, community=True)
-    return {"depts": depts, "streets": streets, "communities": communities}
-
-
-@protected(Action.schedule_book)
-async def book_form(request: web.Request) -> web.Response:
-    """GET: the form, and slots once asked; POST: book the chosen slot."""
-    staff = signed_in_staff(request)
-    zone = _zone(request)
-    options = await _form_options(request)
-    values: dict[str, Any] = (
-        dict(request.query) if request.method == "GET" else dict(await request.post())
-    )
-    context: dict[str, Any] = {
-        **options,
-        "values": values,
-        "slots": [],
-        "error": None,
-        "error_detail": "",
-        "searched": False,
-        "field_errors": {},
-        "chosen": None,
-    }
-    if request.method == "POST":
-        field_errors: dict[str, str] = {}
-        context["field_errors"] = field_errors
-        try:
-            start = datetime.fromisoformat(str(values["start"]))
-            end = datetime.fromisoformat(str(values["end"]))
-            context["chosen"] = _span(start, end, zone, "month_day_time")
-            body = BookingRequest.model_validate(
-                {
-                    "start": start,
-                    "end": end,
-                    "staff": [{"staff_id": int(values["staff_id"]), "as_role": "mediator"}],
-                    "resources": [
-                        {"resource_id": int(r)}
-                        for r in str(values.get("resource_ids", "")).split(",")
-                        if r
-                    ],
-                    "guests": (
-                        [
-                            {
-                                "display_name": values["guest_name"],
-                                "phone": values.get("guest_phone", ""),
-                            }
-                        ]
-                        if values.get("guest_name")
-                        else []
-                    ),
-                    "title": values.get("title", ""),
-                    "case_no": str(values.get("case_no", "")).strip() or None,
-                }
-            )
-            async with request.app[keys.db].begin() as session:
-                out = await service.book(
-                    session,
-                    request=await link_case(session, body, booker=staff),
-                    actor=staff.actor,
-                    actor_staff_id=staff.staff_id,
-                    now=utcnow(),
-                    tz=str(zone),
-                    cipher=request.app[keys.pii],
-                )
-            raise web.HTTPSeeOther(f"/scheduling/sessions/{out.session_id}?booked=1")
-        except (ValidationError, KeyError, ValueError) as e:
-            context["error"], context["error_detail"] = "输入有误", str(e)
-        except AppError as e:
-            field = e.details.get("field")
-            if isinstance(field, str) and field in BOOKING_FIELDS:
-                field_errors[field] = e.message_zh
-                context["error"] = "请更正下列标出的内容。"
-            else:
-                context["error"], context["error_detail"] = e.message_zh, str(e)
-        status = 404 if field_errors.get("case_no") else 422
-        return page(request, "scheduling/book.html", context, status=status)
-    if values.get("dept"):
-        try:
-            resources: list[dict[str, Any]] = []
-            if values.get("room_site"):
-                resources.append(
-                    {"type": ResourceType.mediation_room, "site_ids": [int(values["room_site"])]}
-                )
-            for name in ("terminal_a", "terminal_b"):
-                if values.get(name):
-                    resources.append(
-                        {"type": ResourceType.video_terminal, "site_ids": [int(values[name])]}
-                    )
-            query = SlotQuery.model_validate(
-                {
-                    "people": [{"role": "mediator", "department_id": int(values["dept"])}],
-                    "resources": resources,
-                    "duration_min": int(values.get("duration", 60)),
-                    "limit": 8,
-                }
-            )
-            async with request.app[keys.db].begin() as session:
-                slots = await loader.search_slots(session, query=query, now=utcnow(), tz=str(zone))
-            context["slots"] = [
-                {
-                    "label": _span(s.start, s.end, zone, "month_day_time"),
-                    "start": s.start.isoformat(),
-                    "end": s.end.isoformat(),
-                    "staff_id": s.staff_ids[0],
-                    "resource_ids": ",".join(str(r) for r in s.resource_ids),
-                    "sites": s.sites,
-                }
-                for s in slots
-            ]
-            context["searched"] = True
-        except (ValidationError, ValueError) as e:
-            context["error"], context["error_detail"] = "输入有误", str(e)
-    return page(request, "scheduling/book.html", context)
-
-
 @protected(Action.schedule_view)
 async def session_page(request: web.Request) -> web.Response:
-    return await _session_page(request)
+    return await render_session_page(request)
 
 
-async def _session_page(request: web.Request, *, links: list[Any] | None = None) -> web.Response:
+async def render_session_page(
+    request: web.Request,
+    *,
+    links: list[dict[str, Any]] | None = None,
+    change_errors: dict[str, str] | None = None,
+    change_values: dict[str, Any] | None = None,
+    status: int = 200,
+) -> web.Response:
+    """The booking's page; `links`: join links just issued (with QR codes); `change_*`: the
+    reschedule form as typed, with its errors."""
     staff = signed_in_staff(request)
     session_id = path_int(request, "session_id")
     async with request.app[keys.db].begin() as session:
         await check_visible(session, viewer=staff, session_id=session_id)
         record = await service.session_record(session, session_id=session_id)
+    zone = _zone(request)
+    start_local = (
+        record.planned_start.astimezone(zone).strftime("%Y-%m-%dT%H:%M")
+        if record.planned_start
+        else ""
+    )
+    duration = (
+        int((record.planned_end - record.planned_start).total_seconds() // 60)
+        if record.planned_start and record.planned_end
+        else 60
+    )
+    may_book = staff.can(Action.schedule_book)
     return page(
         request,
         "scheduling/session.html",
@@ -348,41 +240,24 @@ async def _session_page(request: web.Request, *, links: list[Any] | None = None)
             "state": STATE_LABELS.get(record.state, record.state),
             "links": links,
             "booked": request.query.get("booked") == "1",
-            "can_issue_links": staff.can(Action.schedule_book)
+            "moved": request.query.get("moved") == "1",
+            "cancelled": request.query.get("cancelled") == "1",
+            "can_issue_links": may_book
             and record.state in ("scheduled", "lobby", "live")
             and any(p.staff_id is None for p in record.participants),
+            "can_change": may_book and record.state == "scheduled" and bool(record.bookings),
+            "change_errors": change_errors or {},
+            "change_values": change_values
+            or {"start_local": start_local, "duration": str(duration), "reason": ""},
         },
+        status=status,
     )
-
-
-@protected(Action.schedule_book)
-async def session_links(request: web.Request) -> web.Response:
-    """POST: fresh join links for the session's guests, shown to the staff member to hand
-    over (copy, print, read out) besides the SMS."""
-    staff = signed_in_staff(request)
-    session_id = path_int(request, "session_id")
-    settings = request.app[keys.settings]
-    async with request.app[keys.db].begin() as session:
-        await check_visible(session, viewer=staff, session_id=session_id)
-        links = await issue_handover_links(
-            session,
-            session_id=session_id,
-            issuer=JoinLinks(settings.secret_bytes(), settings.effective_public_url),
-            actor=staff.actor,
-            now=utcnow(),
-        )
-    return await _session_page(request, links=links)
 
 
 def setup(app: web.Application) -> None:
     app.router.add_get("/scheduling", my_sessions, name="scheduling")
     app.router.add_get("/scheduling/calendar", week_calendar, name="scheduling_calendar")
     app.router.add_get(r"/scheduling/sites/{site_id:\d+}", site_day, name="scheduling_site")
-    app.router.add_route("GET", "/scheduling/book", book_form, name="scheduling_book")
-    app.router.add_route("POST", "/scheduling/book", book_form)
     app.router.add_get(
         r"/scheduling/sessions/{session_id:\d+}", session_page, name="scheduling_session"
-    )
-    app.router.add_post(
-        r"/scheduling/sessions/{session_id:\d+}/links", session_links, name="scheduling_links"
     )

@@ -316,3 +316,35 @@ async def test_follow_on_and_no_show(db: Maker, pii: PiiCipher) -> None:
         )
     assert record.state == SessionState.no_show
     assert [p.no_show for p in record.participants if p.role == "party"] == [True]
+
+
+async def test_marking_both_parties_absent_is_a_no_show_whatever_staff_are_booked(
+    db: Maker, pii: PiiCipher
+) -> None:
+    """Issue #16 item 5: an official booked besides the mediator is staff, not a party; an
+    agent who is absent too does not matter; one party still expected keeps it open."""
+    async with db() as session:
+        ids = await demo_ids(session)
+    req = BookingRequest.model_validate(
+        {
+            "start": START, "end": END, "title": "邻里纠纷调解",
+            "staff": [{"staff_id": ids.mediators[0], "as_role": "mediator"},
+                      {"staff_id": ids.mediators[1], "as_role": "official"}],
+            "guests": [{"display_name": "甲", "side": "applicant"},
+                       {"display_name": "乙", "side": "respondent"},
+                       {"display_name": "丙", "as_role": "agent", "side": "applicant"}],
+        }
+    )  # fmt: skip
+    out = await _book(db, pii, req)
+    async with db() as session:
+        record = await service.session_record(session, session_id=out.session_id or 0)
+    by_name = {p.display_name: p.id for p in record.participants}
+    after = START + timedelta(minutes=20)
+    for name in ("甲", "乙"):
+        async with db.begin() as session:
+            record = await service.mark_no_show(
+                session, session_id=out.session_id or 0, participant_id=by_name[name],
+                no_show=True, actor="staff:1", now=after,
+            )  # fmt: skip
+        assert record.state == ("no_show" if name == "乙" else "scheduled")
+    assert {p.display_name for p in record.participants if p.no_show} == {"甲", "乙"}

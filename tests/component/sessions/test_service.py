@@ -92,6 +92,11 @@ async def test_an_illegal_change_raises_and_changes_nothing(
     view = await _new(db)
     async with db.begin() as s:
         await sessions.go_live(s, session_id=view.id, now=NOW)
+    async with db.begin() as s:  # a party came: a live session is no no-show
+        await sessions.write_records(
+            s, [EventRecord(view.id, "participant.joined", "system",
+                            {"identity": "guest:p", "role": "party"}, NOW)]
+        )  # fmt: skip
     for change in ("open_lobby", "cancel", "mark_no_show"):
         with pytest.raises(IllegalSessionTransition) as info:
             async with db.begin() as s:

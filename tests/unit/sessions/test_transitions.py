@@ -21,6 +21,7 @@ LEGAL = {
     (S.lobby, S.ended),
     (S.lobby, S.no_show),
     (S.live, S.ended),
+    (S.live, S.no_show),  # staff alone in the room while every party stayed away
     (S.no_show, S.ended),
 }
 ALL_PAIRS = [(a, b) for a in S for b in S]
