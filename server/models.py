@@ -10,7 +10,7 @@ from scheduling.models import (
     ScheduledJob,
 )
 from server.audit.models import AuditEntry
-from server.auth.models import WebSession
+from server.auth.models import ApiToken, WebSession
 from server.cases.models import (
     AgreementSignature,
     CaseCounter,
@@ -45,6 +45,7 @@ from server.sessions.models import (
 
 __all__ = [
     "AgreementSignature",
+    "ApiToken",
     "AuditEntry",
     "AvailabilityException",
     "AvailabilityRule",

@@ -127,3 +127,39 @@ def test_check_hides_secrets_and_reports_reachability(data_dir: Path) -> None:
 def test_invalid_setting_fails_at_start_naming_the_variable(data_dir: Path) -> None:
     bad = onedoor(data_dir, "serve", check=False, ONEDOOR_DATABASE_URL="mysql://x/y")
     assert bad.returncode == 2 and "ONEDOOR_DATABASE_URL" in bad.stderr
+
+
+def test_token_create_list_revoke(data_dir: Path) -> None:
+    out = onedoor(
+        data_dir,
+        "token",
+        "create",
+        "--user",
+        "window01",
+        "--name",
+        "排班系统",
+        "--scopes",
+        "case.view,schedule.view",
+        "--days",
+        "30",
+    ).stdout
+    token = out.split("keep it safe: ", 1)[1].strip()
+    assert token.startswith("odt_")
+    token_id = out.split()[1]
+    listing = onedoor(data_dir, "token", "list", "--user", "window01").stdout
+    assert token[:12] in listing and token not in listing and "active" in listing
+    refused = onedoor(
+        data_dir,
+        "token",
+        "create",
+        "--user",
+        "window01",
+        "--name",
+        "x",
+        "--scopes",
+        "audit.read",
+        check=False,
+    )
+    assert refused.returncode == 1 and "token_scope_not_allowed" in refused.stderr
+    onedoor(data_dir, "token", "revoke", token_id)
+    assert "revoked" in onedoor(data_dir, "token", "list").stdout
