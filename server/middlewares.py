@@ -131,8 +131,12 @@ async def app_errors(request: web.Request, handler: Handler) -> web.StreamRespon
         logger.info("database rejected a value: %s", type(e.orig).__name__)
         return _error_response(request, InvalidInput("a value is out of range or malformed"))
     except web.HTTPException as e:
-        if e.status == 404 and wants_json(request):
-            return _error_response(request, _NotFoundRoute(f"no route {request.path}"))
+        if e.status >= 400 and wants_json(request):
+            # aiohttp's own refusals (no route, wrong method, bad body) in the one error model.
+            response = _error_response(request, _http_error(request, e))
+            if "Allow" in e.headers:
+                response.headers["Allow"] = e.headers["Allow"]
+            return response
         raise
     except Exception:
         logger.exception("unhandled error in %s %s", request.method, request.path)
@@ -185,6 +189,38 @@ async def error_budget(request: web.Request, handler: Handler) -> web.StreamResp
 
 class _NotFoundRoute(AppError):
     code, http_status, message_zh = "route_not_found", 404, "页面不存在"
+
+
+class MethodNotAllowed(AppError):
+    """The route exists, but not with this method (`details.allowed` lists those it takes)."""
+
+    code, http_status, message_zh = "method_not_allowed", 405, "不支持该请求方法"
+
+
+class UnsupportedMediaType(AppError):
+    code, http_status, message_zh = "unsupported_media_type", 415, "不支持的内容类型"
+
+
+class BadRequest(AppError):
+    """A request aiohttp refused before any handler (malformed, or an unusual 4xx)."""
+
+    code, http_status, message_zh = "bad_request", 400, "请求有误"
+
+
+def _http_error(request: web.Request, e: web.HTTPException) -> AppError:
+    if e.status == 404:
+        return _NotFoundRoute(f"no route {request.path}")
+    if isinstance(e, web.HTTPMethodNotAllowed):
+        return MethodNotAllowed(
+            f"{request.method} is not allowed here", allowed=sorted(e.allowed_methods)
+        )
+    if e.status == 413:
+        return PayloadTooLarge("request body too large")
+    if e.status == 415:
+        return UnsupportedMediaType(e.reason)
+    if e.status >= 500:
+        return AppError(f"internal error; request id {request.get(keys.request_id, '')}")
+    return BadRequest(e.reason)
 
 
 CSP = (

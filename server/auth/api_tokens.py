@@ -33,18 +33,18 @@ TOUCH_INTERVAL = timedelta(seconds=60)
 NEVER_SCOPES = frozenset({Action.api_token_manage})
 
 
-class TokenInvalid(AppError):
+class ApiTokenInvalid(AppError):
     """The bearer token is unknown (or its owner is no longer active)."""
 
-    code, http_status, message_zh = "token_invalid", 401, "访问令牌无效"
+    code, http_status, message_zh = "api_token_invalid", 401, "访问令牌无效"
 
 
-class TokenExpired(AppError):
-    code, http_status, message_zh = "token_expired", 401, "访问令牌已过期"
+class ApiTokenExpired(AppError):
+    code, http_status, message_zh = "api_token_expired", 401, "访问令牌已过期"
 
 
-class TokenRevoked(AppError):
-    code, http_status, message_zh = "token_revoked", 401, "访问令牌已撤销"
+class ApiTokenRevoked(AppError):
+    code, http_status, message_zh = "api_token_revoked", 401, "访问令牌已撤销"
 
 
 class TokenScopeNotAllowed(AppError):
@@ -220,18 +220,18 @@ async def authenticate(
     """The identity a bearer token acts as (narrowed to its scopes); the use is audited.
 
     Raises:
-        TokenInvalid, TokenExpired, TokenRevoked (all 401).
+        ApiTokenInvalid, ApiTokenExpired, ApiTokenRevoked (all 401).
     """
     row = await session.scalar(select(ApiToken).where(ApiToken.token_hash == _hash(token)))
     if row is None:
-        raise TokenInvalid("unknown API token")
+        raise ApiTokenInvalid("unknown API token")
     if row.revoked_at is not None:
-        raise TokenRevoked("the API token was revoked")
+        raise ApiTokenRevoked("the API token was revoked")
     if row.expires_at <= now:
-        raise TokenExpired("the API token has expired")
+        raise ApiTokenExpired("the API token has expired")
     staff = await session.get(Staff, row.staff_id)
     if staff is None or not staff.active:
-        raise TokenInvalid("the API token's owner is not active")
+        raise ApiTokenInvalid("the API token's owner is not active")
     if row.last_used_at is None or now - row.last_used_at > TOUCH_INTERVAL:
         row.last_used_at = now
     await record(

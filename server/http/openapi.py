@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 
 from server.http.auth import ACTION_ATTR, PUBLIC_ATTR, View, public
@@ -52,17 +52,19 @@ def documented(
     return wrap
 
 
-ERROR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["error", "message"],
-    "properties": {
-        "error": {"type": "string", "description": "stable error code"},
-        "message": {"type": "string"},
-        "message_zh": {"type": "string"},
-        "request_id": {"type": "string"},
-        "details": {"type": "object"},
-    },
-}
+class ErrorBody(BaseModel, extra="forbid"):
+    """Every REST error (server/middlewares.py answers each failure so; docs/api.md)."""
+
+    error: str = Field(description="stable error code (docs/api.md lists them)")
+    message: str = Field(description="English detail")
+    message_zh: str = Field(description="Simplified Chinese message for people")
+    details: dict[str, Any] | None = Field(
+        default=None, description="e.g. `fields`: [{field, message}] for invalid input"
+    )
+    request_id: str = Field(description="the X-Request-Id of the request (quote it)")
+
+
+ERROR_SCHEMA: dict[str, Any] = ErrorBody.model_json_schema(ref_template=REF)
 
 
 def build_document(app: web.Application) -> dict[str, Any]:
@@ -86,7 +88,7 @@ def build_document(app: web.Application) -> dict[str, Any]:
     ]
     _, defs = models_json_schema(keyed, ref_template=REF)
     schemas: dict[str, Any] = dict(defs.get("$defs", {}))
-    schemas["Error"] = ERROR_SCHEMA
+    schemas["ErrorBody"] = ERROR_SCHEMA
     paths: dict[str, dict[str, Any]] = {}
     for method, path, handler, doc in sorted(operations, key=lambda o: (o[1], o[0])):
         op: dict[str, Any] = {
@@ -123,13 +125,13 @@ def build_document(app: web.Application) -> dict[str, Any]:
             ok["content"] = {doc.content_type: {"schema": {"type": "string", "format": "binary"}}}
         error = {
             "description": "error",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
         }
         op["responses"] = {"200": ok, "4XX": error, "5XX": error}
         action = getattr(handler, ACTION_ATTR, None)
         if action is not None:
             op["x-onedoor-permission"] = str(action)
-            op["security"] = [{"session": []}]
+            op["security"] = [{"session": []}, {"bearer": []}]
         elif hasattr(handler, PUBLIC_ATTR):
             op["security"] = []
         paths.setdefault(path, {})[method] = op
@@ -139,13 +141,27 @@ def build_document(app: web.Application) -> dict[str, Any]:
             "title": "onedoor API",
             "version": "1",
             "description": "REST API of onedoor (信访超市 video reception and mediation). "
-            "State-changing calls need the X-CSRF-Token header.",
+            "Authenticate with an API token (Authorization: Bearer) or the browser "
+            "session cookie (then state-changing calls need the X-CSRF-Token header). "
+            "Every error is an ErrorBody. See docs/api.md.",
         },
         "paths": paths,
         "components": {
             "schemas": schemas,
             "securitySchemes": {
-                "session": {"type": "apiKey", "in": "cookie", "name": "od_session"}
+                "session": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "od_session",
+                    "description": "browser sign-in; state-changing calls also need the "
+                    "X-CSRF-Token header carrying the od_csrf cookie's value",
+                },
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "personal API token (odt_…) from /account/tokens or "
+                    "`onedoor token create`; no CSRF header (docs/api.md)",
+                },
             },
         },
     }

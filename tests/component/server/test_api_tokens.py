@@ -138,9 +138,9 @@ async def test_revoked_expired_and_unknown_tokens_get_401_with_a_stable_code(
     api = await _bare(app_client)
     try:
         for value, code in (
-            (token, "token_revoked"),
-            (expired, "token_expired"),
-            ("odt_nonsense", "token_invalid"),
+            (token, "api_token_revoked"),
+            (expired, "api_token_expired"),
+            ("odt_nonsense", "api_token_invalid"),
         ):
             resp = await api.get("/api/cases", headers={"Authorization": f"Bearer {value}"})
             body = await resp.json()
