@@ -29,6 +29,8 @@ class Doc:
     response: type[BaseModel] | None = None
     response_list: bool = False
     content_type: str = "application/json"
+    #: The success status the handler answers with (201 for a creation, 204 for no body).
+    status: int = 200
 
 
 def documented(
@@ -40,12 +42,13 @@ def documented(
     response: type[BaseModel] | None = None,
     response_list: bool = False,
     content_type: str = "application/json",
+    status: int = 200,
 ) -> Callable[[View[Any]], View[Any]]:
     def wrap(handler: View[Any]) -> View[Any]:
         setattr(
             handler,
             DOC_ATTR,
-            Doc(summary, tags, body, query, response, response_list, content_type),
+            Doc(summary, tags, body, query, response, response_list, content_type, status),
         )
         return handler
 
@@ -116,7 +119,7 @@ def build_document(app: web.Application) -> dict[str, Any]:
                     "application/json": {"schema": {"$ref": REF.format(model=doc.body.__name__)}}
                 },
             }
-        ok: dict[str, Any] = {"description": "OK"}
+        ok: dict[str, Any] = {"description": "Created" if doc.status == 201 else "OK"}
         if doc.response is not None:
             ref = {"$ref": REF.format(model=doc.response.__name__)}
             schema = {"type": "array", "items": ref} if doc.response_list else ref
@@ -127,7 +130,9 @@ def build_document(app: web.Application) -> dict[str, Any]:
             "description": "error",
             "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
         }
-        op["responses"] = {"200": ok, "4XX": error, "5XX": error}
+        if doc.status == 204:
+            ok = {"description": "No Content"}
+        op["responses"] = {str(doc.status): ok, "4XX": error, "5XX": error}
         action = getattr(handler, ACTION_ATTR, None)
         if action is not None:
             op["x-onedoor-permission"] = str(action)
@@ -167,22 +172,42 @@ def build_document(app: web.Application) -> dict[str, Any]:
     }
 
 
+Key = tuple[str, str]
+
+
 def document_table(
     routes: web.RouteTableDef,
-    models: dict[tuple[str, str], tuple[type[BaseModel] | None, type[BaseModel] | None]],
+    models: dict[Key, tuple[type[BaseModel] | None, type[BaseModel] | None]],
     *,
     tag: str,
+    lists: frozenset[Key] = frozenset(),
+    statuses: dict[Key, int] | None = None,
+    content_types: dict[Key, str] | None = None,
+    queries: dict[Key, type[BaseModel]] | None = None,
 ) -> None:
-    """Attach request/response models given as {(path, method): (body, response)}."""
+    """Attach request/response models given as {(path, method): (body, response)}; `lists`
+    names the routes answering a JSON array of the response model, `statuses` those answering
+    other than 200, `content_types` those answering other than JSON."""
     import re
 
     for route in routes:
         if not isinstance(route, web.RouteDef):
             continue
         path = re.sub(r"\{(\w+):[^}]+\}", r"{\1}", route.path)
-        body, response = models.get((path, route.method.lower()), (None, None))
+        key = (path, route.method.lower())
+        body, response = models.get(key, (None, None))
         summary = (route.handler.__doc__ or route.handler.__name__).strip().splitlines()[0]
-        setattr(route.handler, DOC_ATTR, Doc(summary, (tag,), body, None, response))
+        doc = Doc(
+            summary,
+            (tag,),
+            body,
+            (queries or {}).get(key),
+            response,
+            response_list=key in lists,
+            content_type=(content_types or {}).get(key, "application/json"),
+            status=(statuses or {}).get(key, 200),
+        )
+        setattr(route.handler, DOC_ATTR, doc)
 
 
 def _path_params(path: str) -> list[str]:
