@@ -42,6 +42,7 @@ from server.sessions.models import (
     SessionEvent,
     SessionParticipant,
 )
+from server.webhooks.models import WebhookDelivery
 
 __all__ = [
     "AgreementSignature",
@@ -85,4 +86,5 @@ __all__ = [
     "Staff",
     "StaffRole",
     "WebSession",
+    "WebhookDelivery",
 ]
