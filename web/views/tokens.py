@@ -25,6 +25,38 @@ from server.kernel.errors import InvalidInput, PermissionDenied
 from web.render import page
 
 LIFETIMES = (30, 90, 180, 365)
+#: What each scope lets a token do, for the form (the action's code is shown beside it).
+SCOPE_LABELS = {
+    "org.view": "查看组织机构",
+    "staff.manage": "管理工作人员账号",
+    "roles.manage": "管理角色权限",
+    "settings.manage": "管理系统配置",
+    "audit.read": "查看审计日志",
+    "case.create": "登记事项",
+    "case.view": "查看事项",
+    "case.view_all": "查看全部事项",
+    "case.handle": "办理事项",
+    "case.assign": "交办事项",
+    "case.supervise": "督办事项",
+    "case.extend_approve": "审批延期",
+    "case.opinion": "出具专家意见",
+    "report.publish": "发布评价报告",
+    "case.transfer": "转送事项",
+    "case.assess": "查看考核统计",
+    "case.exchange": "与省平台交换数据",
+    "agreement.manage": "管理调解协议",
+    "escalation.manage": "管理抄告名单",
+    "session.create": "创建会话",
+    "session.join": "加入会话",
+    "session.host": "主持会话",
+    "session.invite": "邀请参与人",
+    "recording.play": "调阅录像",
+    "queue.answer": "接听视频接访",
+    "queue.call": "发起视频接访",
+    "schedule.view": "查看日程",
+    "schedule.book": "预约会话",
+    "schedule.manage": "管理日程",
+}
 
 
 class TokenForm(BaseModel):
@@ -57,7 +89,7 @@ async def _render(
         {
             "tokens": tokens,
             "now": utcnow(),
-            "scopes": [str(a) for a in grantable(staff)],
+            "scopes": [(str(a), SCOPE_LABELS.get(str(a), str(a))) for a in grantable(staff)],
             "lifetimes": LIFETIMES,
             "typed": typed or {"name": "", "days": 90, "scopes": []},
             "errors": errors or {},

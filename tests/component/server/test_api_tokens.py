@@ -22,7 +22,7 @@ from server.org.models import Staff
 from tests.conftest import signed_in
 
 Client = TestClient[Any, Any]
-_TOKEN = re.compile(r'<code id="token-value">(odt_[\w-]+)</code>')
+_TOKEN = re.compile(r'<code id="token-value"[^>]*>(odt_[\w-]+)</code>')
 
 
 async def _create(client: Client, csrf: str, **form: Any) -> tuple[int, str]:
