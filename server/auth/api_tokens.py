@@ -65,6 +65,8 @@ class TokenView:
     expires_at: datetime
     revoked_at: datetime | None
     last_used_at: datetime | None
+    #: The owner's username.
+    owner: str = ""
 
     def active(self, now: datetime) -> bool:
         return self.revoked_at is None and self.expires_at > now
@@ -74,7 +76,7 @@ def _hash(token: str) -> str:
     return hashlib.sha256(token.encode()).hexdigest()
 
 
-def _view(row: ApiToken) -> TokenView:
+def _view(row: ApiToken, owner: str = "") -> TokenView:
     return TokenView(
         id=row.id,
         name=row.name,
@@ -86,6 +88,7 @@ def _view(row: ApiToken) -> TokenView:
         expires_at=row.expires_at,
         revoked_at=row.revoked_at,
         last_used_at=row.last_used_at,
+        owner=owner,
     )
 
 
@@ -172,15 +175,27 @@ async def create_token(
         ip=ip,
         detail={"owner": staff.id, "name": name, "scopes": row.scopes.split(",")},
     )
-    return token, _view(row)
+    return token, _view(row, staff.username)
 
 
 async def list_tokens(session: AsyncSession, *, staff_id: int | None = None) -> list[TokenView]:
     """Tokens of one staff member (or every token), newest first."""
-    query = select(ApiToken).order_by(ApiToken.id.desc())
+    query = (
+        select(ApiToken, Staff.username)
+        .join(Staff, Staff.id == ApiToken.staff_id)
+        .order_by(ApiToken.id.desc())
+    )
     if staff_id is not None:
         query = query.where(ApiToken.staff_id == staff_id)
-    return [_view(r) for r in (await session.scalars(query)).all()]
+    return [_view(r, username) for r, username in (await session.execute(query)).all()]
+
+
+async def staff_id_by_username(session: AsyncSession, username: str) -> int | None:
+    """The active staff member a sys_admin names as a token's owner (a service account)."""
+    staff_id: int | None = await session.scalar(
+        select(Staff.id).where(Staff.username == username.strip(), Staff.active.is_(True))
+    )
+    return staff_id
 
 
 async def revoke_token(

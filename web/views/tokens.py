@@ -9,12 +9,14 @@ from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 
 from server.auth.api_tokens import (
+    NEVER_SCOPES,
     TokenScopeNotAllowed,
     create_token,
     grantable,
     list_tokens,
     parse_scopes,
     revoke_token,
+    staff_id_by_username,
 )
 from server.auth.permissions import Action, StaffIdentity
 from server.http import keys
@@ -59,10 +61,19 @@ SCOPE_LABELS = {
 }
 
 
-class TokenForm(BaseModel):
+class _Refused(Exception):
+    """The form was refused at a field (already in `errors`)."""
+
+
+class TokenForm(BaseModel, extra="ignore"):
     name: str = Field(min_length=1, max_length=80)
     days: int = Field(ge=1, le=366)
     scopes: list[str] = Field(min_length=1)
+
+
+def _for_others(staff: StaffIdentity) -> bool:
+    """A sys_admin also makes and revokes tokens of service accounts (any staff account)."""
+    return staff.can(Action.staff_manage)
 
 
 def _browser_staff(request: web.Request) -> StaffIdentity:
@@ -81,17 +92,20 @@ async def _render(
     new_token: str | None = None,
     status: int = 200,
 ) -> web.Response:
+    admin = _for_others(staff)
     async with request.app[keys.db].begin() as session:
-        tokens = await list_tokens(session, staff_id=staff.staff_id)
+        tokens = await list_tokens(session, staff_id=None if admin else staff.staff_id)
+    offered = [a for a in Action if a not in NEVER_SCOPES] if admin else grantable(staff)
     return page(
         request,
         "account_tokens.html",
         {
             "tokens": tokens,
             "now": utcnow(),
-            "scopes": [(str(a), SCOPE_LABELS.get(str(a), str(a))) for a in grantable(staff)],
+            "scopes": [(str(a), SCOPE_LABELS.get(str(a), str(a))) for a in offered],
             "lifetimes": LIFETIMES,
-            "typed": typed or {"name": "", "days": 90, "scopes": []},
+            "admin": admin,
+            "typed": typed or {"name": "", "days": 90, "scopes": [], "owner": staff.username},
             "errors": errors or {},
             "new_token": new_token,
         },
@@ -108,10 +122,12 @@ async def tokens_page(request: web.Request) -> web.Response:
 async def tokens_create(request: web.Request) -> web.Response:
     staff = _browser_staff(request)
     form = await request.post()
-    typed = {
+    owner_name = str(form.get("owner", staff.username))[:64].strip()
+    typed: dict[str, Any] = {
         "name": str(form.get("name", "")),
         "days": str(form.get("days", "")),
         "scopes": [str(v) for v in form.getall("scopes", [])],
+        "owner": owner_name,
     }
     errors: dict[str, str] = {}
     token = ""
@@ -120,9 +136,15 @@ async def tokens_create(request: web.Request) -> web.Response:
         scopes = parse_scopes(valid.scopes)
         now = utcnow()
         async with request.app[keys.db].begin() as session:
+            owner_id: int | None = staff.staff_id
+            if _for_others(staff) and owner_name != staff.username:
+                owner_id = await staff_id_by_username(session, owner_name)
+            if owner_id is None:
+                errors["owner"] = "没有这个账号（或已停用）。"
+                raise _Refused
             token, _ = await create_token(
                 session,
-                staff_id=staff.staff_id,
+                staff_id=owner_id,
                 name=valid.name,
                 scopes=scopes,
                 expires_at=now + timedelta(days=valid.days),
@@ -138,8 +160,14 @@ async def tokens_create(request: web.Request) -> web.Response:
                 "days": "请选择有效期。",
                 "scopes": "请至少选择一项权限。",
             }.get(field, "输入有误")
+    except _Refused:
+        pass
     except TokenScopeNotAllowed:
-        errors["scopes"] = "所选权限超出了您的角色。"
+        errors["scopes"] = (
+            "所选权限超出了您的角色。"
+            if owner_name == staff.username
+            else "所选权限超出了该账号的角色。"
+        )
     except InvalidInput:
         errors["scopes"] = "请至少选择一项权限。"
     if errors:
@@ -157,7 +185,7 @@ async def tokens_revoke(request: web.Request) -> web.Response:
             token_id=token_id,
             now=utcnow(),
             actor=staff.actor,
-            owner_id=staff.staff_id,
+            owner_id=None if _for_others(staff) else staff.staff_id,
             ip=client_ip(request),
         )
     raise web.HTTPSeeOther("/account/tokens")

@@ -10,6 +10,7 @@ from datetime import timedelta
 from typing import Any
 
 import aiohttp
+import pytest
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
@@ -177,3 +178,85 @@ async def test_another_staff_members_token_cannot_be_revoked(app_client: Client)
     async with app_client.app[keys.db].begin() as session:
         row = await session.get(ApiToken, token_id)
         assert row is not None and row.revoked_at is None
+
+
+async def test_a_sys_admin_makes_a_service_accounts_token(app_client: Client) -> None:
+    from server.http import keys
+
+    csrf = await signed_in(app_client, "sys_admin")
+    page = await (await app_client.get("/account/tokens")).text()
+    assert 'name="owner"' in page and 'value="case.view"' in page
+    status, html = await _create(app_client, csrf, owner="nobody-here")
+    assert status == 422 and 'id="err-owner"' in html
+    status, html = await _create(app_client, csrf, owner="window01", scopes="audit.read")
+    assert status == 422 and "所选权限超出了该账号的角色" in html
+    status, html = await _create(app_client, csrf, owner="window01")
+    assert status == 201, html
+    token = _TOKEN.search(html).group(1)  # type: ignore[union-attr]
+    api = await _bare(app_client)
+    try:
+        me = await api.get("/api/me", headers={"Authorization": f"Bearer {token}"})
+        assert (await me.json())["username"] == "window01"
+    finally:
+        await api.close()
+    async with app_client.app[keys.db].begin() as session:
+        row = await session.scalar(select(ApiToken))
+        admin = await session.scalar(select(Staff.id).where(Staff.username == "sysadmin"))
+        assert row is not None and row.created_by == f"staff:{admin}"
+
+
+async def test_others_cannot_name_an_owner(app_client: Client) -> None:
+    from server.http import keys
+
+    csrf = await signed_in(app_client, "window_officer")
+    assert 'name="owner"' not in await (await app_client.get("/account/tokens")).text()
+    status, _ = await _create(app_client, csrf, owner="coord01")
+    assert status == 201
+    async with app_client.app[keys.db].begin() as session:
+        row = await session.scalar(select(ApiToken))
+        owner = await session.scalar(select(Staff.id).where(Staff.username == "window01"))
+        assert row is not None and row.staff_id == owner
+
+
+async def test_the_token_service_on_each_database(demo_db_url: str) -> None:
+    from server.auth.api_tokens import (
+        ApiTokenRevoked,
+        authenticate,
+        list_tokens,
+        revoke_token,
+    )
+    from server.kernel.db import make_engine, make_sessionmaker
+
+    engine = make_engine(demo_db_url)
+    db = make_sessionmaker(engine)
+    now = utcnow()
+    try:
+        async with db.begin() as session:
+            owner = await session.scalar(select(Staff.id).where(Staff.username == "mediator01"))
+            assert owner is not None
+            token, view = await create_token(
+                session,
+                staff_id=owner,
+                name="调解排期",
+                scopes=frozenset({Action.schedule_view}),
+                expires_at=now + timedelta(days=1),
+                now=now,
+                created_by="test",
+            )
+        async with db.begin() as session:
+            who = await authenticate(
+                session, token=token, now=now, ip="127.0.0.1", method="GET", path="/api/me"
+            )
+        assert who.staff_id == owner and who.token_id == view.id
+        assert who.can(Action.schedule_view) and not who.can(Action.session_host)
+        async with db.begin() as session:
+            await revoke_token(session, token_id=view.id, now=now, actor="test")
+            [listed] = await list_tokens(session, staff_id=owner)
+            assert listed.owner == "mediator01" and listed.revoked_at is not None
+        async with db.begin() as session:
+            with pytest.raises(ApiTokenRevoked):
+                await authenticate(
+                    session, token=token, now=now, ip="", method="GET", path="/api/me"
+                )
+    finally:
+        await engine.dispose()
