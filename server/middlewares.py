@@ -72,6 +72,8 @@ def _error_response(request: web.Request, error: AppError) -> web.StreamResponse
     request.app[keys.metrics].app_errors.labels(error.code).inc()
     if wants_json(request):
         body = error.to_json()
+        if "details" in body:
+            body["details"] = _one_field_shape(body["details"], str(error))
         body["request_id"] = request.get(keys.request_id, "")
         return web.json_response(
             body, status=error.http_status, dumps=lambda o: json.dumps(o, ensure_ascii=False)
@@ -80,6 +82,17 @@ def _error_response(request: web.Request, error: AppError) -> web.StreamResponse
         raise web.HTTPSeeOther(f"/login?next={request.rel_url.path}")
 
     return render_error(request, error)
+
+
+def _one_field_shape(details: dict[str, Any], message: str) -> dict[str, Any]:
+    """`details.fields` is always a list of {field, message} (docs/api.md): a single `field`
+    (kept as it was, for clients of the former shape) and a list of names become it too."""
+    fields = details.get("fields")
+    if isinstance(fields, list) and all(isinstance(f, str) for f in fields):
+        return {**details, "fields": [{"field": f, "message": message} for f in fields]}
+    if fields is None and isinstance(details.get("field"), str):
+        return {**details, "fields": [{"field": details["field"], "message": message}]}
+    return details
 
 
 def _reject_nul(request: web.Request) -> None:

@@ -55,14 +55,25 @@ def documented(
     return wrap
 
 
+class FieldError(BaseModel, extra="forbid"):
+    field: str = Field(description="the offending field (dotted path into the body)")
+    message: str
+
+
+class ErrorDetails(BaseModel, extra="allow"):
+    """Named values of the failure; `fields` whenever fields are at fault."""
+
+    fields: list[FieldError] | None = None
+
+
 class ErrorBody(BaseModel, extra="forbid"):
     """Every REST error (server/middlewares.py answers each failure so; docs/api.md)."""
 
     error: str = Field(description="stable error code (docs/api.md lists them)")
     message: str = Field(description="English detail")
     message_zh: str = Field(description="Simplified Chinese message for people")
-    details: dict[str, Any] | None = Field(
-        default=None, description="e.g. `fields`: [{field, message}] for invalid input"
+    details: ErrorDetails | None = Field(
+        default=None, description="`fields`: [{field, message}] when fields are at fault"
     )
     request_id: str = Field(description="the X-Request-Id of the request (quote it)")
 

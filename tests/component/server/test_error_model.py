@@ -94,3 +94,34 @@ async def test_every_route_answers_errors_in_one_model(app_client: Client) -> No
         "route_not_found",
     ):
         assert code in seen, code
+
+
+async def test_fields_at_fault_always_come_as_one_list(app_client: Client) -> None:
+    csrf = await signed_in(app_client, "window_officer")
+    headers = {"X-CSRF-Token": csrf}
+    me = await (await app_client.get("/api/me")).json()
+    intake = {
+        "channel": "window",
+        "site_id": me["site_id"],
+        "summary": "小区路灯损坏多日无人修",
+        "petitioner": {"name": "张三", "phone": "13812345678"},
+    }
+    one = await app_client.post(
+        "/api/cases", json={**intake, "matter_type": "no-such-type"}, headers=headers
+    )
+    body = ErrorBody.model_validate(await one.json())
+    assert body.error == "invalid_input" and body.details is not None
+    assert [f.field for f in body.details.fields or []] == ["matter_type"]
+    assert (await one.json())["details"]["field"] == "matter_type"  # the former shape kept
+    case = (await (await app_client.post("/api/cases", json=intake, headers=headers)).json())[
+        "case"
+    ]
+    missing = await app_client.post(
+        f"/api/cases/{case['id']}/transitions", json={"transition": "not_accept"}, headers=headers
+    )
+    body = ErrorBody.model_validate(await missing.json())
+    assert body.error == "missing_field" and body.details is not None
+    assert body.details.fields and body.details.fields[0].field == "reason"
+    bad = await app_client.post("/api/cases", json={**intake, "summary": 5}, headers=headers)
+    body = ErrorBody.model_validate(await bad.json())
+    assert body.details is not None and [f.field for f in body.details.fields or []] == ["summary"]
