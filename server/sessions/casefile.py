@@ -18,7 +18,7 @@ SESSION_CASE_EVENTS = ("session_started", "session_ended", "session_no_show", "s
 async def note(session: AsyncSession, row: CallSession, type: str, at: datetime) -> None:
     """Append `type` to the session's case timeline (nothing for a session without a case),
     and queue its webhook event (for every session)."""
-    await hooks.emit(session, row.id, hooks.CASE_NOTE_EVENTS[type], at=at)
+    await hooks.emit_case_note(session, row.id, type, at)
     if row.case_id is None:
         return
     payload: dict[str, object] = {"session_id": row.id, "kind": row.kind.value}

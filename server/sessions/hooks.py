@@ -56,6 +56,13 @@ async def emit(
     await enqueue(session, event=event, data=data, now=at)
 
 
+async def emit_case_note(session: AsyncSession, session_id: int, type: str, at: datetime) -> None:
+    """A session's case-timeline note that integrators hear of (others send nothing)."""
+    event = CASE_NOTE_EVENTS.get(type)
+    if event is not None:
+        await emit(session, session_id, event, at=at)
+
+
 async def emit_journal(
     session: AsyncSession, session_id: int, type: str, payload: Mapping[str, object], at: datetime
 ) -> None:
