@@ -274,3 +274,38 @@ def test_verify_refuses_a_stale_or_altered_signature() -> None:
     assert not verify(SECRET, b'{"a":2}', header, now=1000)
     assert not verify(SECRET, b'{"a":1}', header, now=1000 + 301)
     assert not verify(OTHER_SECRET, b'{"a":1}', header, now=1000)
+
+
+async def test_the_app_wires_endpoints_into_sessions_and_the_runner(
+    tmp_path: Any, demo_sqlite_url: str
+) -> None:
+    from aiohttp.test_utils import TestClient
+
+    from server.app import create_app
+    from server.http import keys
+    from tests.conftest import make_settings
+
+    endpoint = {"url": "http://127.0.0.1:9/hook", "secret": SECRET, "events": ["*"]}
+    settings = make_settings(
+        tmp_path, demo_sqlite_url, webhooks=json.dumps([endpoint]), background_jobs=True
+    )
+    async with TestClient(TestServer(create_app(settings))) as client:
+        app = client.app
+        assert "webhooks" in app[keys.jobs].names
+        await app[keys.jobs].stop()  # nothing is sent from this test
+        async with app[keys.db].begin() as s:
+            view = await service.create_session(
+                s,
+                kind=SessionKind.reception,
+                title="接访",
+                case_id=None,
+                host_site_id=None,
+                created_by_id=None,
+                now=NOW,
+            )
+            await service.go_live(s, session_id=view.id, now=NOW)
+        async with app[keys.db]() as s:
+            rows = (await s.scalars(select(WebhookDelivery))).all()
+    assert [(r.event, r.url, r.status) for r in rows] == [
+        ("session.started", "http://127.0.0.1:9/hook", "pending")
+    ]
