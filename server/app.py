@@ -49,6 +49,7 @@ from server.queue import (
 from server.queue.service import Clock, SessionReceptionRooms
 from server.sessions import no_show
 from server.sessions.service import JoinLinks
+from server.webhooks import service as webhooks
 from web import setup as web_setup
 
 logger = logging.getLogger(__name__)
@@ -61,7 +62,9 @@ async def db_context(app: web.Application) -> AsyncIterator[None]:
     engine = make_engine(settings.effective_database_url)
     chain = chain_for(settings, app[keys.redis])
     app[keys.engine] = engine
-    app[keys.db] = make_sessionmaker(engine, info=chain.info())
+    app[keys.db] = make_sessionmaker(
+        engine, info={**chain.info(), **webhooks.session_info(settings.webhooks)}
+    )
     yield
     await flush_audit_witnesses(chain)
     await engine.dispose()
@@ -193,6 +196,7 @@ async def jobs_context(app: web.Application) -> AsyncIterator[None]:
             tz=settings.timezone,
         )
     )
+    runner.add_handler(webhooks.WebhookJobs(settings.webhooks))
     app[keys.jobs] = runner
     runner.start()
     yield

@@ -1,4 +1,5 @@
-"""The `onedoor` command: serve, db upgrade, demo load, user add, audit verify, check, bench."""
+"""The `onedoor` command: serve, db upgrade, demo load, user add, token, audit verify, check,
+bench."""
 
 from __future__ import annotations
 
@@ -163,6 +164,91 @@ def cmd_user_add(args: argparse.Namespace) -> int:
         print(f"onedoor: {e.code}: {e}", file=sys.stderr)
         return 1
     print(f"created staff {view.username} (id {view.id}) with roles {', '.join(view.roles)}")
+    return 0
+
+
+def cmd_token_create(args: argparse.Namespace) -> int:
+    """A personal API token (or a service account's): printed once, stored hashed."""
+    from datetime import timedelta
+
+    from sqlalchemy import select
+
+    from server.auth.api_tokens import create_token, parse_scopes
+    from server.kernel.db import utcnow
+    from server.kernel.errors import AppError
+    from server.org.models import Staff
+
+    settings = _load_settings()
+
+    async def run(session: Any) -> Any:
+        staff_id = await session.scalar(select(Staff.id).where(Staff.username == args.user))
+        if staff_id is None:
+            raise AppError(f"no staff member {args.user!r}")
+        now = utcnow()
+        return await create_token(
+            session,
+            staff_id=staff_id,
+            name=args.name,
+            scopes=parse_scopes(args.scopes.split(",")),
+            expires_at=now + timedelta(days=args.days),
+            now=now,
+            created_by="cli",
+        )
+
+    try:
+        token, view = asyncio.run(_with_session(settings, run))
+    except AppError as e:
+        print(f"onedoor: {e.code}: {e}", file=sys.stderr)
+        return 1
+    print(f"token {view.id} for {args.user}, expires {view.expires_at.isoformat()}")
+    print(f"scopes: {', '.join(view.scopes)}")
+    print(f"shown once, keep it safe: {token}")
+    return 0
+
+
+def cmd_token_list(args: argparse.Namespace) -> int:
+    from sqlalchemy import select
+
+    from server.auth.api_tokens import list_tokens
+    from server.kernel.db import utcnow
+    from server.org.models import Staff
+
+    settings = _load_settings()
+
+    async def run(session: Any) -> Any:
+        staff_id = None
+        if args.user:
+            staff_id = await session.scalar(select(Staff.id).where(Staff.username == args.user))
+            if staff_id is None:
+                return []
+        return await list_tokens(session, staff_id=staff_id)
+
+    now = utcnow()
+    for t in asyncio.run(_with_session(settings, run)):
+        state = "revoked" if t.revoked_at else ("active" if t.active(now) else "expired")
+        print(
+            f"{t.id}\t{t.prefix}…\tstaff:{t.staff_id}\t{t.name}\t{state}\t"
+            f"expires {t.expires_at.isoformat()}\t{','.join(t.scopes)}"
+        )
+    return 0
+
+
+def cmd_token_revoke(args: argparse.Namespace) -> int:
+    from server.auth.api_tokens import revoke_token
+    from server.kernel.db import utcnow
+    from server.kernel.errors import AppError
+
+    settings = _load_settings()
+
+    async def run(session: Any) -> Any:
+        return await revoke_token(session, token_id=args.id, now=utcnow(), actor="cli")
+
+    try:
+        asyncio.run(_with_session(settings, run))
+    except AppError as e:
+        print(f"onedoor: {e.code}: {e}", file=sys.stderr)
+        return 1
+    print(f"token {args.id} revoked")
     return 0
 
 
@@ -424,6 +510,21 @@ def build_parser() -> argparse.ArgumentParser:
     p = user.add_parser("unlock", help="clear a name's sign-in throttle (Redis deployments)")
     p.add_argument("username")
     p.set_defaults(func=cmd_user_unlock)
+    token = sub.add_parser("token", help="API tokens for integrators").add_subparsers(
+        dest="token_command", required=True
+    )
+    p = token.add_parser("create", help="create an API token (shown once)")
+    p.add_argument("--user", required=True, help="the owner's username (a person or service)")
+    p.add_argument("--name", required=True, help="what the token is for")
+    p.add_argument("--scopes", required=True, help="comma-separated actions, e.g. case.view")
+    p.add_argument("--days", type=int, default=90, help="lifetime in days (at most 366)")
+    p.set_defaults(func=cmd_token_create)
+    p = token.add_parser("list", help="list API tokens")
+    p.add_argument("--user", help="only this username's tokens")
+    p.set_defaults(func=cmd_token_list)
+    p = token.add_parser("revoke", help="revoke an API token")
+    p.add_argument("id", type=int)
+    p.set_defaults(func=cmd_token_revoke)
     audit = sub.add_parser("audit", help="audit log").add_subparsers(
         dest="audit_command", required=True
     )

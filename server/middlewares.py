@@ -72,6 +72,8 @@ def _error_response(request: web.Request, error: AppError) -> web.StreamResponse
     request.app[keys.metrics].app_errors.labels(error.code).inc()
     if wants_json(request):
         body = error.to_json()
+        if "details" in body:
+            body["details"] = _one_field_shape(body["details"], str(error))
         body["request_id"] = request.get(keys.request_id, "")
         return web.json_response(
             body, status=error.http_status, dumps=lambda o: json.dumps(o, ensure_ascii=False)
@@ -80,6 +82,17 @@ def _error_response(request: web.Request, error: AppError) -> web.StreamResponse
         raise web.HTTPSeeOther(f"/login?next={request.rel_url.path}")
 
     return render_error(request, error)
+
+
+def _one_field_shape(details: dict[str, Any], message: str) -> dict[str, Any]:
+    """`details.fields` is always a list of {field, message} (docs/api.md): a single `field`
+    (kept as it was, for clients of the former shape) and a list of names become it too."""
+    fields = details.get("fields")
+    if isinstance(fields, list) and all(isinstance(f, str) for f in fields):
+        return {**details, "fields": [{"field": f, "message": message} for f in fields]}
+    if fields is None and isinstance(details.get("field"), str):
+        return {**details, "fields": [{"field": details["field"], "message": message}]}
+    return details
 
 
 def _reject_nul(request: web.Request) -> None:
@@ -131,8 +144,12 @@ async def app_errors(request: web.Request, handler: Handler) -> web.StreamRespon
         logger.info("database rejected a value: %s", type(e.orig).__name__)
         return _error_response(request, InvalidInput("a value is out of range or malformed"))
     except web.HTTPException as e:
-        if e.status == 404 and wants_json(request):
-            return _error_response(request, _NotFoundRoute(f"no route {request.path}"))
+        if e.status >= 400 and wants_json(request):
+            # aiohttp's own refusals (no route, wrong method, bad body) in the one error model.
+            response = _error_response(request, _http_error(request, e))
+            if "Allow" in e.headers:
+                response.headers["Allow"] = e.headers["Allow"]
+            return response
         raise
     except Exception:
         logger.exception("unhandled error in %s %s", request.method, request.path)
@@ -185,6 +202,38 @@ async def error_budget(request: web.Request, handler: Handler) -> web.StreamResp
 
 class _NotFoundRoute(AppError):
     code, http_status, message_zh = "route_not_found", 404, "页面不存在"
+
+
+class MethodNotAllowed(AppError):
+    """The route exists, but not with this method (`details.allowed` lists those it takes)."""
+
+    code, http_status, message_zh = "method_not_allowed", 405, "不支持该请求方法"
+
+
+class UnsupportedMediaType(AppError):
+    code, http_status, message_zh = "unsupported_media_type", 415, "不支持的内容类型"
+
+
+class BadRequest(AppError):
+    """A request aiohttp refused before any handler (malformed, or an unusual 4xx)."""
+
+    code, http_status, message_zh = "bad_request", 400, "请求有误"
+
+
+def _http_error(request: web.Request, e: web.HTTPException) -> AppError:
+    if e.status == 404:
+        return _NotFoundRoute(f"no route {request.path}")
+    if isinstance(e, web.HTTPMethodNotAllowed):
+        return MethodNotAllowed(
+            f"{request.method} is not allowed here", allowed=sorted(e.allowed_methods)
+        )
+    if e.status == 413:
+        return PayloadTooLarge("request body too large")
+    if e.status == 415:
+        return UnsupportedMediaType(e.reason)
+    if e.status >= 500:
+        return AppError(f"internal error; request id {request.get(keys.request_id, '')}")
+    return BadRequest(e.reason)
 
 
 CSP = (

@@ -10,7 +10,7 @@ from scheduling.models import (
     ScheduledJob,
 )
 from server.audit.models import AuditEntry
-from server.auth.models import WebSession
+from server.auth.models import ApiToken, WebSession
 from server.cases.models import (
     AgreementSignature,
     CaseCounter,
@@ -42,9 +42,11 @@ from server.sessions.models import (
     SessionEvent,
     SessionParticipant,
 )
+from server.webhooks.models import WebhookDelivery
 
 __all__ = [
     "AgreementSignature",
+    "ApiToken",
     "AuditEntry",
     "AvailabilityException",
     "AvailabilityRule",
@@ -84,4 +86,5 @@ __all__ = [
     "Staff",
     "StaffRole",
     "WebSession",
+    "WebhookDelivery",
 ]

@@ -323,6 +323,10 @@ class TokenIssued(_Body):
     expires_at: datetime
 
 
+class JoinQrQuery(BaseModel):
+    token: str = Field(description="the join token of the link (its credential)")
+
+
 class TokenRevoked(_Body):
     jti: str
     revoked: bool
@@ -340,6 +344,7 @@ async def _json(request: web.Request) -> Any:
     tags=("signaling",),
     body=CreateSession,
     response=SessionCreated,
+    status=201,
 )
 @protected(Action.session_create)
 async def create_session(request: web.Request) -> web.Response:
@@ -393,6 +398,7 @@ async def create_session(request: web.Request) -> web.Response:
     tags=("signaling",),
     body=IssueToken,
     response=TokenIssued,
+    status=201,
 )
 @protected(Action.session_invite)
 async def issue_token(request: web.Request) -> web.Response:
@@ -477,7 +483,12 @@ async def revoke_token(request: web.Request) -> web.Response:
     return web.json_response({"jti": jti, "revoked": True})
 
 
-@documented("PNG QR code of a join link", tags=("signaling",), content_type="image/png")
+@documented(
+    "PNG QR code of a join link",
+    tags=("signaling",),
+    query=JoinQrQuery,
+    content_type="image/png",
+)
 @public("the QR code of a join link; the token in the query is the credential")
 async def join_qr(request: web.Request) -> web.Response:
     token = request.query.get("token", "")

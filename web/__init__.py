@@ -35,6 +35,7 @@ from web.views import (
     room,
     scheduling,
     session_record,
+    tokens,
 )
 
 HERE = Path(__file__).parent
@@ -84,3 +85,4 @@ def setup(app: web.Application) -> None:
     kiosk.setup(app)
     recordings.setup(app)
     session_record.setup(app)
+    tokens.setup(app)

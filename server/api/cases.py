@@ -32,8 +32,10 @@ from server.cases.schemas import (
     AgreementDraft,
     AgreementView,
     CaseDetail,
+    CaseListItem,
     CaseQuery,
     Dashboard,
+    DeadlineView,
     EvaluationSubmit,
     ExtensionRequest,
     HandlerRequest,
@@ -42,10 +44,11 @@ from server.cases.schemas import (
     PauseRequest,
     SignRequest,
     SupervisionRequest,
+    TimelineEvent,
     TransitionRequest,
 )
 from server.dispatch import service as dispatch
-from server.http import keys
+from server.http import doc_models, keys
 from server.http.auth import client_ip, protected, public, signed_in_staff
 from server.http.case_context import reply_notice
 from server.http.common import json_response as _json
@@ -58,6 +61,13 @@ from server.kernel.db import utcnow
 from server.kernel.errors import InvalidInput
 
 routes = web.RouteTableDef()
+
+
+class CaseList(BaseModel):
+    """A page of cases, newest first; pass `next_before_id` as `before_id` for the next."""
+
+    items: list[CaseListItem]
+    next_before_id: int | None
 
 
 class ImportRequest(BaseModel):
@@ -106,10 +116,7 @@ async def list_cases(request: web.Request) -> web.Response:
     async with request.app[keys.db].begin() as session:
         items = await queries.list_cases(session, staff=staff, query=query)
     return _json(
-        {
-            "items": [i.model_dump(mode="json") for i in items],
-            "next_before_id": items[-1].id if len(items) == query.limit else None,
-        }
+        CaseList(items=items, next_before_id=items[-1].id if len(items) == query.limit else None)
     )
 
 
@@ -617,9 +624,45 @@ OPENAPI_MODELS: dict[tuple[str, str], tuple[type[BaseModel] | None, type[BaseMod
     ("/api/cases/{case_id}/agreements", "post"): (AgreementDraft, AgreementView),
     ("/api/agreements/{agreement_id}/signatures", "post"): (SignRequest, AgreementView),
     ("/api/escalation-contacts", "post"): (escalation.ContactInput, escalation.ContactView),
+    ("/api/cases", "get"): (None, CaseList),
+    ("/api/cases/{case_id}/timeline", "get"): (None, TimelineEvent),
+    ("/api/cases/{case_id}/deadlines", "get"): (None, DeadlineView),
+    ("/api/escalation-contacts", "get"): (None, escalation.ContactView),
+    ("/api/agreements/{agreement_id}", "get"): (None, AgreementView),
+    ("/api/knowledge", "get"): (None, doc_models.KnowledgeHit),
+    ("/api/cases/{case_id}/dispatch", "get"): (None, doc_models.DispatchSuggestion),
+    ("/api/public/reports/{report_id}", "get"): (None, doc_models.PublishedReport),
+}
+#: Routes answering a JSON array of their response model.
+OPENAPI_LISTS = frozenset(
+    {
+        ("/api/cases/{case_id}/timeline", "get"),
+        ("/api/cases/{case_id}/deadlines", "get"),
+        ("/api/escalation-contacts", "get"),
+        ("/api/knowledge", "get"),
+    }
+)
+OPENAPI_STATUSES = {
+    ("/api/cases", "post"): 201,
+    ("/api/public/petitions", "post"): 201,
+    ("/api/cases/{case_id}/review", "post"): 201,
+    ("/api/cases/{case_id}/handlers", "post"): 201,
+    ("/api/cases/{case_id}/supervision", "post"): 201,
+    ("/api/cases/reports", "post"): 201,
+    ("/api/cases/{case_id}/agreements", "post"): 201,
+    ("/api/escalation-contacts", "post"): 201,
+    ("/api/escalation-contacts/{contact_id}", "delete"): 204,
 }
 
 
 def setup(app: web.Application) -> None:
-    document_table(routes, OPENAPI_MODELS, tag="cases")
+    document_table(
+        routes,
+        OPENAPI_MODELS,
+        tag="cases",
+        lists=OPENAPI_LISTS,
+        statuses=OPENAPI_STATUSES,
+        content_types={("/api/agreements/{agreement_id}/pdf", "get"): "application/pdf"},
+        queries={("/api/cases", "get"): CaseQuery},
+    )
     app.router.add_routes(routes)

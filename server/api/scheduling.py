@@ -150,7 +150,7 @@ async def put_availability(request: web.Request) -> web.Response:
 
 
 @routes.post("/api/scheduling/availability/{owner}/exceptions")
-@documented("Add leave, a blocked period or extra hours", tags=TAGS, body=ExceptionIn)
+@documented("Add leave, a blocked period or extra hours", tags=TAGS, body=ExceptionIn, status=201)
 @protected(Action.schedule_manage)
 async def add_exception(request: web.Request) -> web.Response:
     owner = _owner(request)
@@ -208,6 +208,7 @@ async def find_slots(request: web.Request) -> web.Response:
     tags=TAGS,
     body=BookingRequest,
     response=BookingOut,
+    status=201,
 )
 @protected(Action.schedule_book)
 async def create_hold(request: web.Request) -> web.Response:
@@ -241,7 +242,11 @@ async def confirm_hold(request: web.Request) -> web.Response:
 
 @routes.post("/api/scheduling/bookings")
 @documented(
-    "Book people and resources at once", tags=TAGS, body=BookingRequest, response=BookingOut
+    "Book people and resources at once",
+    tags=TAGS,
+    body=BookingRequest,
+    response=BookingOut,
+    status=201,
 )
 @protected(Action.schedule_book)
 async def create_booking(request: web.Request) -> web.Response:
@@ -325,6 +330,7 @@ async def cancel(request: web.Request) -> web.Response:
     tags=TAGS,
     body=FollowOnRequest,
     response=BookingOut,
+    status=201,
 )
 @protected(Action.schedule_book)
 async def follow_on(request: web.Request) -> web.Response:

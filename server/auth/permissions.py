@@ -54,6 +54,8 @@ class Action(enum.StrEnum):
     schedule_view = "schedule.view"
     schedule_book = "schedule.book"
     schedule_manage = "schedule.manage"
+    # API tokens (one's own, from a browser session; never a token's scope)
+    api_token_manage = "api_token.manage"
 
 
 _CASE_WORKERS = {
@@ -120,6 +122,7 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.schedule_view: frozenset(_CASE_WORKERS),
     Action.schedule_book: frozenset(_HOSTS | {R.community_agent}),
     Action.schedule_manage: frozenset({R.centre_supervisor, R.sys_admin}),
+    Action.api_token_manage: frozenset(Role),
 }
 
 
@@ -149,9 +152,14 @@ class StaffIdentity:
     site_id: int
     department_id: int | None
     roles: frozenset[Role]
+    #: Signed in with an API token: the Actions it was issued for (None: a browser session).
+    scopes: frozenset[Action] | None = None
+    #: Signed in with an API token: its id (audited with each use).
+    token_id: int | None = None
 
     def can(self, action: Action) -> bool:
-        return allowed(self.roles, action)
+        """The roles allow `action` and, for an API token, the token's scopes include it."""
+        return allowed(self.roles, action) and (self.scopes is None or action in self.scopes)
 
     @property
     def actor(self) -> str:

@@ -13,6 +13,7 @@ from aiohttp.typedefs import Handler
 
 from server.audit.service import record
 from server.auth import csrf
+from server.auth.api_tokens import authenticate
 from server.auth.permissions import Action, StaffIdentity
 from server.auth.service import load_session
 from server.http import keys
@@ -22,6 +23,7 @@ from server.kernel.errors import CsrfFailed, NotAuthenticated, PermissionDenied
 logger = logging.getLogger(__name__)
 
 SESSION_COOKIE = "od_session"
+BEARER = "bearer "
 
 
 def client_ip(request: web.Request) -> str:
@@ -32,6 +34,20 @@ def client_ip(request: web.Request) -> str:
 async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
     settings = request.app[keys.settings]
     request[keys.staff] = None
+    authorization = request.headers.get("Authorization", "")
+    if authorization[: len(BEARER)].lower() == BEARER:
+        # An API client: the token alone says who it is (any cookie is ignored); an unknown,
+        # expired or revoked token is refused, never treated as anonymous.
+        async with request.app[keys.db].begin() as session:
+            request[keys.staff] = await authenticate(
+                session,
+                token=authorization[len(BEARER) :].strip(),
+                now=utcnow(),
+                ip=client_ip(request),
+                method=request.method,
+                path=request.path,
+            )
+        return await handler(request)
     session_id = request.cookies.get(SESSION_COOKIE)
     # Liveness never touches the database: a browser's cookie must not make it wait there.
     if session_id and request.path != "/healthz":
@@ -45,8 +61,18 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
     return await handler(request)
 
 
+def _bearer(request: web.Request) -> bool:
+    staff = request.get(keys.staff)
+    return staff is not None and staff.token_id is not None
+
+
 @web.middleware
 async def csrf_middleware(request: web.Request, handler: Handler) -> web.StreamResponse:
+    if _bearer(request):
+        # CSRF guards cookies a browser sends by itself; a bearer token is sent only by a
+        # client that holds it (and the cookie was ignored), so there is nothing to forge.
+        request[keys.csrf_token] = ""
+        return await handler(request)
     secret = request.app[keys.settings].secret_bytes()
     cookie = request.cookies.get(csrf.COOKIE)
     now = utcnow()

@@ -11,7 +11,7 @@ from dataclasses import dataclass
 from typing import Any, Literal
 
 from aiohttp import web
-from pydantic import BaseModel
+from pydantic import BaseModel, Field
 from pydantic.json_schema import models_json_schema
 
 from server.http.auth import ACTION_ATTR, PUBLIC_ATTR, View, public
@@ -29,6 +29,8 @@ class Doc:
     response: type[BaseModel] | None = None
     response_list: bool = False
     content_type: str = "application/json"
+    #: The success status the handler answers with (201 for a creation, 204 for no body).
+    status: int = 200
 
 
 def documented(
@@ -40,29 +42,43 @@ def documented(
     response: type[BaseModel] | None = None,
     response_list: bool = False,
     content_type: str = "application/json",
+    status: int = 200,
 ) -> Callable[[View[Any]], View[Any]]:
     def wrap(handler: View[Any]) -> View[Any]:
         setattr(
             handler,
             DOC_ATTR,
-            Doc(summary, tags, body, query, response, response_list, content_type),
+            Doc(summary, tags, body, query, response, response_list, content_type, status),
         )
         return handler
 
     return wrap
 
 
-ERROR_SCHEMA: dict[str, Any] = {
-    "type": "object",
-    "required": ["error", "message"],
-    "properties": {
-        "error": {"type": "string", "description": "stable error code"},
-        "message": {"type": "string"},
-        "message_zh": {"type": "string"},
-        "request_id": {"type": "string"},
-        "details": {"type": "object"},
-    },
-}
+class FieldError(BaseModel, extra="forbid"):
+    field: str = Field(description="the offending field (dotted path into the body)")
+    message: str
+
+
+class ErrorDetails(BaseModel, extra="allow"):
+    """Named values of the failure; `fields` whenever fields are at fault."""
+
+    fields: list[FieldError] | None = None
+
+
+class ErrorBody(BaseModel, extra="forbid"):
+    """Every REST error (server/middlewares.py answers each failure so; docs/api.md)."""
+
+    error: str = Field(description="stable error code (docs/api.md lists them)")
+    message: str = Field(description="English detail")
+    message_zh: str = Field(description="Simplified Chinese message for people")
+    details: ErrorDetails | None = Field(
+        default=None, description="`fields`: [{field, message}] when fields are at fault"
+    )
+    request_id: str = Field(description="the X-Request-Id of the request (quote it)")
+
+
+ERROR_SCHEMA: dict[str, Any] = ErrorBody.model_json_schema(ref_template=REF)
 
 
 def build_document(app: web.Application) -> dict[str, Any]:
@@ -86,7 +102,7 @@ def build_document(app: web.Application) -> dict[str, Any]:
     ]
     _, defs = models_json_schema(keyed, ref_template=REF)
     schemas: dict[str, Any] = dict(defs.get("$defs", {}))
-    schemas["Error"] = ERROR_SCHEMA
+    schemas["ErrorBody"] = ERROR_SCHEMA
     paths: dict[str, dict[str, Any]] = {}
     for method, path, handler, doc in sorted(operations, key=lambda o: (o[1], o[0])):
         op: dict[str, Any] = {
@@ -114,7 +130,7 @@ def build_document(app: web.Application) -> dict[str, Any]:
                     "application/json": {"schema": {"$ref": REF.format(model=doc.body.__name__)}}
                 },
             }
-        ok: dict[str, Any] = {"description": "OK"}
+        ok: dict[str, Any] = {"description": "Created" if doc.status == 201 else "OK"}
         if doc.response is not None:
             ref = {"$ref": REF.format(model=doc.response.__name__)}
             schema = {"type": "array", "items": ref} if doc.response_list else ref
@@ -123,13 +139,15 @@ def build_document(app: web.Application) -> dict[str, Any]:
             ok["content"] = {doc.content_type: {"schema": {"type": "string", "format": "binary"}}}
         error = {
             "description": "error",
-            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/Error"}}},
+            "content": {"application/json": {"schema": {"$ref": "#/components/schemas/ErrorBody"}}},
         }
-        op["responses"] = {"200": ok, "4XX": error, "5XX": error}
+        if doc.status == 204:
+            ok = {"description": "No Content"}
+        op["responses"] = {str(doc.status): ok, "4XX": error, "5XX": error}
         action = getattr(handler, ACTION_ATTR, None)
         if action is not None:
             op["x-onedoor-permission"] = str(action)
-            op["security"] = [{"session": []}]
+            op["security"] = [{"session": []}, {"bearer": []}]
         elif hasattr(handler, PUBLIC_ATTR):
             op["security"] = []
         paths.setdefault(path, {})[method] = op
@@ -139,34 +157,68 @@ def build_document(app: web.Application) -> dict[str, Any]:
             "title": "onedoor API",
             "version": "1",
             "description": "REST API of onedoor (信访超市 video reception and mediation). "
-            "State-changing calls need the X-CSRF-Token header.",
+            "Authenticate with an API token (Authorization: Bearer) or the browser "
+            "session cookie (then state-changing calls need the X-CSRF-Token header). "
+            "Every error is an ErrorBody. See docs/api.md.",
         },
         "paths": paths,
         "components": {
             "schemas": schemas,
             "securitySchemes": {
-                "session": {"type": "apiKey", "in": "cookie", "name": "od_session"}
+                "session": {
+                    "type": "apiKey",
+                    "in": "cookie",
+                    "name": "od_session",
+                    "description": "browser sign-in; state-changing calls also need the "
+                    "X-CSRF-Token header carrying the od_csrf cookie's value",
+                },
+                "bearer": {
+                    "type": "http",
+                    "scheme": "bearer",
+                    "description": "personal API token (odt_…) from /account/tokens or "
+                    "`onedoor token create`; no CSRF header (docs/api.md)",
+                },
             },
         },
     }
 
 
+Key = tuple[str, str]
+
+
 def document_table(
     routes: web.RouteTableDef,
-    models: dict[tuple[str, str], tuple[type[BaseModel] | None, type[BaseModel] | None]],
+    models: dict[Key, tuple[type[BaseModel] | None, type[BaseModel] | None]],
     *,
     tag: str,
+    lists: frozenset[Key] = frozenset(),
+    statuses: dict[Key, int] | None = None,
+    content_types: dict[Key, str] | None = None,
+    queries: dict[Key, type[BaseModel]] | None = None,
 ) -> None:
-    """Attach request/response models given as {(path, method): (body, response)}."""
+    """Attach request/response models given as {(path, method): (body, response)}; `lists`
+    names the routes answering a JSON array of the response model, `statuses` those answering
+    other than 200, `content_types` those answering other than JSON."""
     import re
 
     for route in routes:
         if not isinstance(route, web.RouteDef):
             continue
         path = re.sub(r"\{(\w+):[^}]+\}", r"{\1}", route.path)
-        body, response = models.get((path, route.method.lower()), (None, None))
+        key = (path, route.method.lower())
+        body, response = models.get(key, (None, None))
         summary = (route.handler.__doc__ or route.handler.__name__).strip().splitlines()[0]
-        setattr(route.handler, DOC_ATTR, Doc(summary, (tag,), body, None, response))
+        doc = Doc(
+            summary,
+            (tag,),
+            body,
+            (queries or {}).get(key),
+            response,
+            response_list=key in lists,
+            content_type=(content_types or {}).get(key, "application/json"),
+            status=(statuses or {}).get(key, 200),
+        )
+        setattr(route.handler, DOC_ATTR, doc)
 
 
 def _path_params(path: str) -> list[str]:

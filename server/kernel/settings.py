@@ -6,6 +6,7 @@ Nothing here runs at import time.
 
 from __future__ import annotations
 
+import json
 import os
 import secrets
 import socket
@@ -35,6 +36,41 @@ def _comma_list(value: Any) -> Any:
 
 
 CommaList = Annotated[list[str], BeforeValidator(_comma_list)]
+
+#: The events a webhook endpoint may subscribe to (docs/api.md#webhooks); "*" is all of them.
+WEBHOOK_EVENTS = frozenset(
+    {
+        "session.started",
+        "session.ended",
+        "session.no_show",
+        "session.outcome_recorded",
+        "participant.joined",
+        "participant.left",
+        "recording.ready",
+    }
+)
+
+
+class WebhookEndpoint(BaseModel, frozen=True, extra="forbid"):
+    """One receiver of signed webhooks (ONEDOOR_WEBHOOKS is a JSON list of these)."""
+
+    url: str = Field(pattern=r"^https?://", max_length=500)
+    secret: SecretStr = Field(min_length=16)
+    events: list[str] = Field(min_length=1)
+
+    @field_validator("events")
+    @classmethod
+    def _known(cls, v: list[str]) -> list[str]:
+        unknown = sorted(set(v) - WEBHOOK_EVENTS - {"*"})
+        if unknown:
+            raise ValueError(f"unknown events {unknown}; known: {sorted(WEBHOOK_EVENTS)}")
+        return v
+
+
+def _json_list(value: Any) -> Any:
+    if isinstance(value, str):
+        return json.loads(value) if value.strip() else []
+    return value
 
 
 class SettingsError(Exception):
@@ -126,6 +162,12 @@ class Settings(BaseModel, frozen=True, extra="forbid"):
     #: Secrets in use before the current one: personal data they encrypted stays readable
     #: until `onedoor pii rotate` re-encrypts it under the current secret.
     previous_secret_keys: CommaList = Field(default_factory=list)
+
+    # integrations
+    #: Signed webhooks for session events: a JSON list of {url, secret, events}.
+    webhooks: Annotated[list[WebhookEndpoint], BeforeValidator(_json_list)] = Field(
+        default_factory=list
+    )
     log_retention_days: int = Field(default=183, ge=183)  # Network Security Law: >= 6 months
 
     # case files
@@ -217,6 +259,11 @@ class Settings(BaseModel, frozen=True, extra="forbid"):
             field_value = getattr(self, name)
             if isinstance(field_value, SecretStr) or name == "previous_secret_keys":
                 out[PREFIX + name.upper()] = "**********"
+            elif name == "webhooks":
+                out[PREFIX + name.upper()] = [
+                    {"url": e.url, "secret": "**********", "events": e.events}
+                    for e in self.webhooks
+                ]
             elif name in ("database_url", "redis_url") and value:
                 out[PREFIX + name.upper()] = _hide_password(str(value))
             else:

@@ -8,6 +8,7 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.cases.timeline import append_event
+from server.sessions import hooks
 from server.sessions.models import CallSession
 
 #: The case event types a session writes (labelled in web/labels.py CASE_EVENT_LABELS).
@@ -15,7 +16,9 @@ SESSION_CASE_EVENTS = ("session_started", "session_ended", "session_no_show", "s
 
 
 async def note(session: AsyncSession, row: CallSession, type: str, at: datetime) -> None:
-    """Append `type` to the session's case timeline (nothing for a session without a case)."""
+    """Append `type` to the session's case timeline (nothing for a session without a case),
+    and queue its webhook event (for every session)."""
+    await hooks.emit_case_note(session, row.id, type, at)
     if row.case_id is None:
         return
     payload: dict[str, object] = {"session_id": row.id, "kind": row.kind.value}

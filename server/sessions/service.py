@@ -27,7 +27,7 @@ from server.audit.service import record as audit
 from server.kernel.db import utcnow
 from server.kernel.errors import InvalidInput
 from server.org import service as org
-from server.sessions import casefile
+from server.sessions import casefile, hooks
 from server.sessions import participants as participant_rows
 from server.sessions.errors import (
     IllegalSessionTransition,
@@ -603,6 +603,7 @@ async def write_record(session: AsyncSession, record: SessionRecordOp) -> None:
                     interrupted=record.interrupted,
                 )
             )
+        await hooks.emit_recording(session, record)
         return
     await _write_event(session, record)
 
@@ -614,6 +615,7 @@ async def _write_event(session: AsyncSession, ev: EventRecord) -> None:
             session_id=ev.session_id, type=ev.type, actor=ev.actor, payload=public, at=ev.at
         )
     )
+    await hooks.emit_journal(session, ev.session_id, ev.type, ev.payload, ev.at)
     await audit(
         session,
         actor=ev.actor,

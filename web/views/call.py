@@ -17,6 +17,8 @@ from server.cases.receipts import next_step
 from server.http import keys
 from server.http.auth import protected, signed_in_staff
 from server.http.common import path_int
+from server.http.doc_models import CallStatus
+from server.http.openapi import documented
 from server.kernel.errors import PermissionDenied
 from server.org import service as org
 from server.org.schemas import NamedRef
@@ -210,6 +212,9 @@ async def call_live(request: web.Request) -> web.Response:
     )
 
 
+@documented(
+    "A community point's own call (its page polls it)", tags=("queue",), response=CallStatus
+)
 @protected(Action.queue_call)
 async def call_status(request: web.Request) -> web.Response:
     entry = await _own_entry(request, polled=True)

@@ -14,6 +14,8 @@ from server.cases.schemas import TransitionRequest
 from server.http import keys
 from server.http.auth import client_ip, protected, signed_in_staff
 from server.http.common import path_int
+from server.http.doc_models import QueueView
+from server.http.openapi import documented
 from server.kernel.db import utcnow
 from server.kernel.errors import AppError, NotFound, PermissionDenied
 from server.kernel.ids import parse_id
@@ -56,6 +58,7 @@ async def desk(request: web.Request) -> web.Response:
     )
 
 
+@documented("The reception queue (the desk polls it)", tags=("queue",), response=QueueView)
 @protected(Action.queue_answer)
 async def queue_json(request: web.Request) -> web.Response:
     queue = queue_of(request)

@@ -5,6 +5,7 @@ the community), and its drafter may not approve it."""
 from __future__ import annotations
 
 from datetime import timedelta
+from typing import Any
 
 import pytest
 from sqlalchemy import select
@@ -25,13 +26,14 @@ async def test_only_units_delays_no_case_numbers_and_another_supervisor_approves
 ) -> None:
     # closed on time: replied at once, the petitioner never asked for 复查
     on_time = await register(db, pii)
-    for name, fields in (
+    steps: list[tuple[str, dict[str, Any]]] = [
         ("accept", {}),
         ("start_handling", {}),
         ("reply", {"reply": "已答复"}),
         ("revisit", {"note": "已解决"}),
         ("close", {}),
-    ):
+    ]
+    for name, fields in steps:
         await fire(db, "handler01", on_time, name, **fields)
     # late: accepted, never replied
     late = await register(db, pii)

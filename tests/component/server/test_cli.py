@@ -142,3 +142,39 @@ def test_serve_port_is_the_port_in_invitation_links(tmp_path: Path) -> None:
     assert serve_settings(public, host=None, port=9100).effective_public_url == (
         "https://xf.example.cn"
     )
+
+
+def test_token_create_list_revoke(data_dir: Path) -> None:
+    out = onedoor(
+        data_dir,
+        "token",
+        "create",
+        "--user",
+        "window01",
+        "--name",
+        "排班系统",
+        "--scopes",
+        "case.view,schedule.view",
+        "--days",
+        "30",
+    ).stdout
+    token = out.split("keep it safe: ", 1)[1].strip()
+    assert token.startswith("odt_")
+    token_id = out.split()[1]
+    listing = onedoor(data_dir, "token", "list", "--user", "window01").stdout
+    assert token[:12] in listing and token not in listing and "active" in listing
+    refused = onedoor(
+        data_dir,
+        "token",
+        "create",
+        "--user",
+        "window01",
+        "--name",
+        "x",
+        "--scopes",
+        "audit.read",
+        check=False,
+    )
+    assert refused.returncode == 1 and "token_scope_not_allowed" in refused.stderr
+    onedoor(data_dir, "token", "revoke", token_id)
+    assert "revoked" in onedoor(data_dir, "token", "list").stdout
