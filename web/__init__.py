@@ -23,6 +23,7 @@ from web.views import (
     auth,
     call,
     case_actions,
+    case_notices,
     cases,
     desk,
     home,
@@ -73,6 +74,7 @@ def setup(app: web.Application) -> None:
     audit.setup(app)
     cases.setup(app)
     case_actions.setup(app)
+    case_notices.setup(app)
     intake.setup(app)
     scheduling.setup(app)
     call.setup(app)

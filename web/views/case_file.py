@@ -25,6 +25,7 @@ from server.org import service as org
 from server.sessions import record as session_records
 from web.labels import CHANNEL_LABELS, GRADE_LABELS, SESSION_OUTCOME_LABELS
 from web.render import page
+from web.views import case_notices
 
 #: The service chain (接、转、调、诉、化) in order, with what each link means.
 CHAIN = [
@@ -214,6 +215,7 @@ async def render_case_page(
             "agreements": case_agreements,
             "sessions": sessions,
             "masked_id_number": masked_id_number,
+            "notices": case_notices.notice_links(detail),  # written notices (PDF)
             **case_context(
                 detail,
                 events,
