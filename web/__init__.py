@@ -24,6 +24,7 @@ from web.views import (
     call,
     case_actions,
     case_notices,
+    case_sign_off,
     cases,
     desk,
     home,
@@ -75,6 +76,7 @@ def setup(app: web.Application) -> None:
     cases.setup(app)
     case_actions.setup(app)
     case_notices.setup(app)
+    case_sign_off.setup(app)
     intake.setup(app)
     scheduling.setup(app)
     call.setup(app)

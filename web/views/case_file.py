@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from server.auth.permissions import StaffIdentity
-from server.cases import agreements, queries
+from server.cases import agreements, queries, sign_off
 from server.cases.catalogue import active_matter_types
 from server.cases.labels import STATE_LABELS
 from server.cases.schemas import CaseDetail, DeadlineView, TimelineEvent
@@ -107,6 +107,10 @@ DONE_MESSAGES = {
     "resume": "已恢复计时",
     "supervise": "已督办",
     "request_review": "复查/复核申请已登记",
+    # 签发 (server.cases.sign_off)
+    "drafted": "已提交，等待承办单位领导签发",
+    "sign_off": "已签发，已送达信访人",
+    "return_draft": "已退回修改",
 }
 
 
@@ -205,6 +209,9 @@ async def render_case_page(
             dept_ids.add(detail.lead_dept_id)
         dept_names = await org.department_names(session, department_ids=dept_ids)
         site_name = await org.site_name(session, site_id=detail.site_id)
+        draft = await sign_off.draft_view(session, staff=staff, case_id=case_id)
+        if draft is not None and draft["drafted_by"] is not None:
+            staff_names |= await org.staff_names(session, staff_ids={int(str(draft["drafted_by"]))})
     return page(
         request,
         "cases/detail.html",
@@ -216,6 +223,7 @@ async def render_case_page(
             "sessions": sessions,
             "masked_id_number": masked_id_number,
             "notices": case_notices.notice_links(detail),  # written notices (PDF)
+            "draft": draft,  # 签发: a draft reply/refusal awaiting the leader
             **case_context(
                 detail,
                 events,
