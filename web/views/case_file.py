@@ -109,7 +109,7 @@ DONE_MESSAGES = {
     "request_review": "复查/复核申请已登记",
     # 签发 (server.cases.sign_off)
     "drafted": "已提交，等待承办单位领导签发",
-    "sign_off": "已签发，已送达信访人",
+    "sign_off": "已签发，书面意见已发出",
     "return_draft": "已退回修改",
 }
 
@@ -223,7 +223,6 @@ async def render_case_page(
             "sessions": sessions,
             "masked_id_number": masked_id_number,
             "notices": case_notices.notice_links(detail),  # written notices (PDF)
-            "draft": draft,  # 签发: a draft reply/refusal awaiting the leader
             **case_context(
                 detail,
                 events,
@@ -235,6 +234,7 @@ async def render_case_page(
                 targets=targets,
                 form=form,
                 done=request.query.get("done", ""),
+                draft=draft,
             ),
         },
         status=status,
@@ -253,6 +253,7 @@ def case_context(
     targets: list[tuple[int, str]],
     form: FormState | None,
     done: str,
+    draft: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The template context beyond the case itself (separate so that template tests can build
     it from plain values)."""
@@ -305,6 +306,7 @@ def case_context(
             "supervision_type": list(SUPERVISION_TYPES.items()),
         },
         "form": form or FormState(action=""),
+        "draft": draft,  # 签发: a draft reply/refusal awaiting the leader (sign_off.draft_view)
         "done": DONE_MESSAGES.get(done, ""),
     }
 
