@@ -6,12 +6,17 @@ signed says so and changes nothing."""
 
 from __future__ import annotations
 
+from pathlib import Path
 from typing import Any
 
+from aiohttp.test_utils import TestClient, TestServer
 from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from server.app import create_app
+from server.auth import csrf
 from server.cases.models import CaseEvent, CaseNotification
+from server.kernel.settings import Settings
 from tests.component.web.test_case_workbench import (
     act,
     as_user,
@@ -23,6 +28,7 @@ from tests.component.web.test_case_workbench import (
     state_of,
     text_of,
 )
+from tests.conftest import make_settings
 
 __all__ = ["client", "db"]
 
@@ -185,3 +191,39 @@ async def test_a_handlers_refusal_waits_for_sign_off_too(
     assert await state_of(db, case_id) == "not_accepted"
     resp = await client.get(f"/cases/{case_id}/notices/refusal.pdf")
     assert resp.status == 200
+
+
+async def test_a_handlers_reply_through_the_api_is_a_draft_too(
+    client: Client, db: async_sessionmaker[AsyncSession]
+) -> None:
+    case_id = await handling_in_housing(client, db)
+    token = await as_user(client, "handler02")
+    resp = await client.post(
+        f"/api/cases/{case_id}/transitions",
+        json={"transition": "reply", "reply": REPLY},
+        headers={csrf.HEADER: token},
+    )
+    assert resp.status == 200, await resp.text()
+    assert (await resp.json())["state"] == "handling"
+    assert await state_of(db, case_id) == "handling"
+    await as_user(client, "leader02")
+    assert (await sign(client, case_id)).status == 303
+    assert await state_of(db, case_id) == "replied"
+
+
+async def test_with_sign_off_turned_off_a_handlers_reply_goes_out_directly(
+    tmp_path: Path, demo_sqlite_url: str, db: async_sessionmaker[AsyncSession]
+) -> None:
+    app = create_app(make_settings(tmp_path, demo_sqlite_url, reply_sign_off=False))
+    async with TestClient(TestServer(app)) as plain:
+        case_id = await handling_in_housing(plain, db)
+        token = await as_user(plain, "handler02")
+        resp = await act(plain, token, case_id, "reply", reply=REPLY)
+        assert resp.status == 303 and resp.headers["Location"].endswith("done=reply")
+        assert await state_of(db, case_id) == "replied"
+
+
+def test_the_sign_off_setting_is_read_from_the_environment() -> None:
+    env = {"ONEDOOR_SECRET_KEY": "x" * 32}
+    assert Settings.from_env(env).reply_sign_off is True
+    assert Settings.from_env({**env, "ONEDOOR_REPLY_SIGN_OFF": "false"}).reply_sign_off is False
