@@ -79,3 +79,32 @@ async def test_a_viewer_who_may_not_see_the_case_gets_no_notice(
     assert (await client.get(f"/cases/{case_id}/notices/legal_route.pdf")).status == 404
     assert (await client.get(f"/cases/{case_id}/notices/nonsense.pdf")).status == 404
     assert await downloads(db, case_id) == 1
+
+
+async def test_the_reply_notice_names_the_leader_who_signed_it_and_masks_for_outsiders(
+    client: Client, db: async_sessionmaker[AsyncSession]
+) -> None:
+    from server.cases import notices
+    from server.http import keys
+    from server.org.models import Staff
+    from tests.component.cases.conftest import who
+    from tests.component.web.test_case_sign_off import REPLY, handling_in_housing, sign
+
+    case_id = await handling_in_housing(client, db)
+    token = await as_user(client, "handler02")
+    assert (await act(client, token, case_id, "reply", reply=REPLY)).status == 303
+    await as_user(client, "leader02")
+    assert (await sign(client, case_id)).status == 303
+    pii = client.server.app[keys.pii]
+    async with db() as s, s.begin():
+        leader_name = await s.scalar(select(Staff.display_name).where(Staff.username == "leader02"))
+        inside = await notices.notice_facts(
+            s, staff=await who(s, "leader02"), case_id=case_id, kind="reply", pii=pii
+        )
+        outside = await notices.notice_facts(
+            s, staff=await who(s, "window02"), case_id=case_id, kind="reply", pii=pii
+        )
+    assert inside.signer == leader_name and inside.text == REPLY
+    assert inside.petitioner == "赵小梅" and outside.petitioner == "赵**"
+    assert inside.unit == "区住建局" and inside.case_no.startswith("330105-")
+    assert inside.district  # the district's name heads the notice
