@@ -25,7 +25,7 @@ from server.cases.access import visible_case
 from server.cases.evaluation import ReplyNotice
 from server.cases.models import CaseEvent
 from server.cases.schemas import CaseDetail, TransitionRequest
-from server.cases.statemachine import CaseFacts, check_transition
+from server.cases.statemachine import TRANSITIONS, CaseFacts, check_transition
 from server.kernel.errors import Conflict, InvalidInput, PermissionDenied
 from server.org.models import Role
 
@@ -263,6 +263,8 @@ async def draft_view(
     draft, pending = await latest_draft(session, case_id)
     if draft is None or not (pending or draft.returned_note):
         return None
+    if facts.state not in TRANSITIONS[draft.transition].sources:
+        return None  # decided meanwhile (e.g. the leader replied himself)
     return {
         "transition": draft.transition,
         "label": "书面答复意见" if draft.transition == "reply" else "不予受理理由",

@@ -227,3 +227,18 @@ def test_the_sign_off_setting_is_read_from_the_environment() -> None:
     env = {"ONEDOOR_SECRET_KEY": "x" * 32}
     assert Settings.from_env(env).reply_sign_off is True
     assert Settings.from_env({**env, "ONEDOOR_REPLY_SIGN_OFF": "false"}).reply_sign_off is False
+
+
+async def test_a_returned_draft_is_no_longer_shown_once_the_leader_replied_himself(
+    client: Client, db: async_sessionmaker[AsyncSession]
+) -> None:
+    case_id = await handling_in_housing(client, db)
+    token = await as_user(client, "handler02")
+    assert (await act(client, token, case_id, "reply", reply=REPLY)).status == 303
+    await as_user(client, "leader02")
+    assert (await sign(client, case_id, "return_draft", note="我来答复")).status == 303
+    assert 'id="draft-returned"' in await (await client.get(f"/cases/{case_id}")).text()
+    token = await as_user(client, "leader02")
+    assert (await act(client, token, case_id, "reply", reply=REPLY + "（领导答复）")).status == 303
+    html = await (await client.get(f"/cases/{case_id}")).text()
+    assert 'id="sign-off"' not in html and await state_of(db, case_id) == "replied"
