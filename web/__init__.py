@@ -24,6 +24,8 @@ from web.views import (
     booking,
     call,
     case_actions,
+    case_notices,
+    case_sign_off,
     cases,
     desk,
     home,
@@ -75,6 +77,8 @@ def setup(app: web.Application) -> None:
     audit.setup(app)
     cases.setup(app)
     case_actions.setup(app)
+    case_notices.setup(app)
+    case_sign_off.setup(app)
     intake.setup(app)
     scheduling.setup(app)
     booking.setup(app)  # the booking form and changes from a booking's page (#16 item 2)

@@ -26,6 +26,7 @@ from server.cases import (
     intake,
     lifecycle,
     queries,
+    sign_off,
 )
 from server.cases.schemas import (
     MAX_REPRESENTATIVES,
@@ -240,6 +241,22 @@ async def post_transition(request: web.Request) -> web.Response:
     staff = signed_in_staff(request)
     body = await _body(request, TransitionRequest)
     async with request.app[keys.db].begin() as session:
+        if body.transition in sign_off.DRAFT_EVENTS:  # 签发: a handler's reply is a draft
+            await sign_off.reply_or_draft(
+                session,
+                staff=staff,
+                case_id=_int(request, "case_id"),
+                request=body,
+                now=utcnow(),
+                timezone=_tz(request),
+                ip=client_ip(request),
+                reply_notice=reply_notice(request),
+                require_sign_off=request.app[keys.settings].reply_sign_off,
+            )
+            detail = await queries.case_detail(
+                session, staff=staff, case_id=_int(request, "case_id"), audit_view=False
+            )
+            return _json(detail)
         detail = await lifecycle.transition(
             session,
             staff=staff,

@@ -4,7 +4,6 @@ when all have signed; the 30-day judicial-confirmation window is tracked as a de
 
 from __future__ import annotations
 
-import functools
 import itertools
 import re
 from datetime import datetime
@@ -20,6 +19,11 @@ from server.auth.permissions import Action, StaffIdentity
 from server.cases import deadline_clock
 from server.cases.access import visible_case
 from server.cases.models import AgreementSignature, CaseEvent, MediationAgreement, PetitionCase
+from server.cases.pdf import CJK_FONT_CANDIDATES as CJK_FONT_CANDIDATES
+from server.cases.pdf import CjkFontMissing as CjkFontMissing
+from server.cases.pdf import cjk_font as cjk_font
+from server.cases.pdf import face_index as _face_index
+from server.cases.pdf import paragraph as _paragraph
 from server.cases.schemas import AgreementDraft, AgreementView, SignatureView, SignRequest
 from server.kernel import clock
 from server.kernel.errors import (
@@ -27,22 +31,11 @@ from server.kernel.errors import (
     InvalidInput,
     NotFound,
     PermissionDenied,
-    ServiceUnavailable,
-)
-
-CJK_FONT_CANDIDATES = (
-    Path("/usr/share/fonts/opentype/noto/NotoSansCJK-Regular.ttc"),
-    Path("/usr/share/fonts/opentype/noto/NotoSerifCJK-Regular.ttc"),
-    Path("/usr/share/fonts/truetype/wqy/wqy-microhei.ttc"),
 )
 
 
 class AgreementLocked(Conflict):
     code, message_zh = "agreement_locked", "协议已生效，不能修改或重复签署"
-
-
-class CjkFontMissing(ServiceUnavailable):
-    code, message_zh = "cjk_font_missing", "服务器缺少中文字体，无法生成PDF"
 
 
 class InvalidSignature(InvalidInput):
@@ -377,37 +370,6 @@ def signature_strokes(data: str) -> list[list[tuple[float, float]]]:
             strokes.append([])
         strokes[-1].append((float(x), float(y)))
     return strokes
-
-
-def cjk_font() -> Path:
-    for path in CJK_FONT_CANDIDATES:
-        if path.exists():
-            return path
-    raise CjkFontMissing("no CJK font found; install fonts-noto-cjk")
-
-
-@functools.cache
-def _face_index(font: Path) -> int:
-    """In a font collection (.ttc), the Simplified Chinese face: Noto Sans CJK's first face is
-    the Japanese one, whose glyph variants are wrong for Chinese text."""
-    if font.suffix.lower() != ".ttc":
-        return 0
-    from fontTools.ttLib import TTCollection
-
-    collection = TTCollection(str(font), lazy=True)
-    try:
-        for index, face in enumerate(collection.fonts):
-            family = str(face["name"].getDebugName(1) or "")
-            if family.endswith(" SC") and "Mono" not in family:
-                return index
-    finally:
-        collection.close()
-    return 0
-
-
-def _paragraph(pdf: Any, text: str, height: float = 7) -> None:
-    """Text that wraps at the right margin (a `cell` would cut it off)."""
-    pdf.multi_cell(0, height, text, new_x="LMARGIN", new_y="NEXT")
 
 
 def agreement_pdf(

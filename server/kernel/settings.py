@@ -180,6 +180,10 @@ class Settings(BaseModel, frozen=True, extra="forbid"):
     #: MAX_REPRESENTATIVES_CAP (server.cases.validation), the input's hard bound.
     collective_max_representatives: int = Field(default=5, ge=1, le=20)
 
+    #: 签发: a department handler's written reply or refusal waits for the lead department
+    #: leader's sign-off before it goes out (server.cases.sign_off). Off: replies go out directly.
+    reply_sign_off: bool = True
+
     #: The district's time zone (an IANA name): times are stored in UTC and shown, printed,
     #: texted and invited in this zone; deadlines count its days (server.kernel.clock).
     timezone: str = "Asia/Shanghai"

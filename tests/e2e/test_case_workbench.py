@@ -1,9 +1,10 @@
 """A petition's day in the browser (issue #15): a window officer registers a walk-in at
 /cases/new, the centre's supervisor (督导员, who assigns and transfers across the district)
-sends it to a department, the department's handler accepts it, starts handling, replies,
-records the follow-up visit and closes it. Every page on the way is screenshot at 1280 and
-390 px into artifacts/e2e/ and checked by axe-core (no serious or critical violation) and for
-horizontal overflow."""
+sends it to a department, the department's handler accepts it, starts handling and drafts the
+reply, the department's leader signs it off (签发) and the notices can be downloaded, the
+handler records the follow-up visit and closes it. Every page on the way is screenshot at 1280
+and 390 px into artifacts/e2e/ and checked by axe-core (no serious or critical violation) and
+for horizontal overflow."""
 
 from __future__ import annotations
 
@@ -107,8 +108,25 @@ async def test_walk_in_to_closed_case(server: Server, as_user: Any) -> None:
         "#f-reply-reply", "经与公交集团会商，拟于明年一季度在小区东门增设公交停靠站，届时另行公告。"
     )
     await handler.click("#action-reply button[type=submit]")
+    await handler.wait_for_selector("#sign-off")
+    assert "等待承办单位领导签发" in (await handler.text_content("#flash") or "")
+    await shoot(handler, f"{SHOT}-09-reply-drafted")
+
+    # 签发: the department's leader reads the draft, signs it off, and it goes out
+    leader = await as_user("leader02")
+    await leader.goto(case_url)
+    assert "公交停靠站" in (await leader.text_content("#draft-text") or "")
+    await shoot(leader, f"{SHOT}-09a-leader-sign-off")
+    await leader.click("#sign-off button[type=submit]")
+    await leader.wait_for_selector("#flash")
+    assert "已答复" in (await leader.text_content("h1") or "")
+    assert await leader.query_selector("#notices a[data-notice=reply]") is not None
+    assert await leader.query_selector("#notices a[data-notice=acceptance]") is not None
+    await shoot(leader, f"{SHOT}-09b-signed-off")
+
+    await handler.goto(case_url)
     await handler.wait_for_selector("#action-revisit")
-    await shoot(handler, f"{SHOT}-09-replied")
+    await shoot(handler, f"{SHOT}-09c-replied")
     await act(handler, "revisit", {"#f-revisit-note": "电话回访，信访人对答复表示满意"})
     await handler.wait_for_selector("#action-close")
     await handler.click("#action-close > summary")
@@ -118,6 +136,6 @@ async def test_walk_in_to_closed_case(server: Server, as_user: Any) -> None:
     await handler.wait_for_selector("#flash")
     assert "已结案" in (await handler.text_content("h1") or "")
     timeline = await handler.text_content("#timeline") or ""
-    for words in ("转送至区住建局", "受理", "开始办理", "书面答复", "回访", "结案"):
+    for words in ("转送至区住建局", "受理", "开始办理", "书面答复", "领导签发", "回访", "结案"):
         assert words in timeline, words
     await shoot(handler, f"{SHOT}-11-closed")

@@ -19,7 +19,7 @@ from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
 from server.auth.permissions import Action, StaffIdentity
-from server.cases import case_deadlines, lifecycle, queries, supervision
+from server.cases import case_deadlines, lifecycle, queries, sign_off, supervision
 from server.cases.lifecycle import AlreadyClaimed
 from server.cases.schemas import CaseDetail, HandlerRequest, SupervisionRequest, TransitionRequest
 from server.cases.statemachine import LEGAL_ROUTES, TRANSITIONS
@@ -264,10 +264,25 @@ def _check_offered(staff: StaffIdentity, detail: CaseDetail, name: str) -> str:
 
 async def _perform(
     request: web.Request, staff: StaffIdentity, case_id: int, name: str, data: Any
-) -> None:
+) -> str | None:
+    """Take the action; returns another `done` message key when the outcome differs (a
+    reply kept as a draft for the leader's sign-off)."""
     now = utcnow()
     settings = request.app[keys.settings]
     async with request.app[keys.db].begin() as session:
+        if name in sign_off.DRAFT_EVENTS:  # 签发: a handler's reply/refusal is a draft
+            drafted = await sign_off.reply_or_draft(
+                session,
+                staff=staff,
+                case_id=case_id,
+                request=TransitionRequest(transition=name, **data.model_dump()),
+                now=now,
+                timezone=settings.timezone,
+                ip=client_ip(request),
+                reply_notice=reply_notice(request),
+                require_sign_off=settings.reply_sign_off,
+            )
+            return "drafted" if drafted else None
         if name in TRANSITIONS:
             fields = data.model_dump()
             if name == "transfer":
@@ -354,6 +369,7 @@ async def _perform(
                 timezone=settings.timezone,
                 case_no_format=settings.case_no_format,
             )
+    return None
 
 
 @protected(Action.case_view)
@@ -386,7 +402,7 @@ async def post_action(request: web.Request) -> web.Response:
             request, staff, case_id, form=FormState(name, values, errors), status=422
         )
     try:
-        await _perform(request, staff, case_id, name, data)
+        done = await _perform(request, staff, case_id, name, data) or name
     except (Conflict, AlreadyClaimed) as e:
         # Another officer acted between the page and this form: nothing was written.
         message = STALE if e.code == "illegal_transition" else e.message_zh
@@ -404,7 +420,7 @@ async def post_action(request: web.Request) -> web.Response:
             else FormState(name, values, message=message)
         )
         return await render_case_page(request, staff, case_id, form=state, status=e.http_status)
-    raise web.HTTPSeeOther(f"/cases/{case_id}?done={name}")
+    raise web.HTTPSeeOther(f"/cases/{case_id}?done={done}")
 
 
 def setup(app: web.Application) -> None:

