@@ -1,8 +1,18 @@
 """The session record page (/sessions/{id}/record): one reception or mediation with its
 participants, consent answers, recordings, outcome and chat transcript. Visibility and audit
-are the sessions service's (server.sessions.record), which follows the case's rule."""
+are the sessions service's (server.sessions.record), which follows the case's rule.
+
+The evidence package (POST /sessions/{id}/evidence with a reason): for those who may play the
+session's recordings (the same rule as playback), every download audited
+(`session.evidence_download`); the ZIP is written to a temporary file and streamed."""
 
 from __future__ import annotations
+
+import asyncio
+import contextlib
+import os
+import tempfile
+from pathlib import Path
 
 from aiohttp import web
 
@@ -10,20 +20,100 @@ from server.auth.permissions import Action
 from server.http import keys
 from server.http.auth import client_ip, protected, signed_in_staff
 from server.http.common import path_int
+from server.kernel.db import utcnow
+from server.sessions import recordings as playback
+from server.sessions.evidence.package import write_package
+from server.sessions.evidence.service import EvidenceContext, PackagePlan, plan_download
 from server.sessions.record import record
 from web.render import page
 
+_CHUNK = 1 << 20
 
-@protected(Action.case_view)
-async def session_record_page(request: web.Request) -> web.Response:
+
+async def _render(
+    request: web.Request, *, reason: str = "", error: str = "", status: int = 200
+) -> web.Response:
     staff = signed_in_staff(request)
     session_id = path_int(request, "session_id")
     async with request.app[keys.db].begin() as session:
         s = await record(session, session_id=session_id, viewer=staff, ip=client_ip(request))
-    return page(request, "sessions/record.html", {"s": s})
+    return page(
+        request,
+        "sessions/record.html",
+        {
+            "s": s,
+            "reason_max": playback.REASON_MAX,
+            "evidence_reason": reason,
+            "evidence_error": error,
+        },
+        status=status,
+    )
+
+
+@protected(Action.case_view)
+async def session_record_page(request: web.Request) -> web.Response:
+    return await _render(request)
+
+
+def _write(plan: PackagePlan) -> Path:
+    fd, name = tempfile.mkstemp(prefix="evidence-", suffix=".zip")
+    try:
+        with os.fdopen(fd, "wb") as fh:
+            write_package(fh, plan)
+    except BaseException:
+        os.unlink(name)
+        raise
+    return Path(name)
+
+
+@protected(Action.session_join)
+async def evidence_download(request: web.Request) -> web.StreamResponse:
+    staff = signed_in_staff(request)
+    session_id = path_int(request, "session_id")
+    form = await request.post()
+    raw = form.get("reason")
+    reason = playback.clean_reason(raw if isinstance(raw, str) else "")
+    ctx = EvidenceContext.from_settings(request.app[keys.settings])
+    if len(reason) < 2:
+        # The access rule first: a reader who may not download gets 403/404, not the form.
+        async with request.app[keys.db].begin() as session:
+            await playback.load_session(session, staff=staff, session_id=session_id)
+        return await _render(request, reason=reason, error="reason", status=422)
+    plan = await plan_download(
+        request.app[keys.db],
+        staff=staff,
+        session_id=session_id,
+        reason=reason,
+        ctx=ctx,
+        now=utcnow(),
+        ip=client_ip(request),
+    )
+    path = await asyncio.to_thread(_write, plan)
+    try:
+        resp = web.StreamResponse(
+            headers={
+                "Content-Type": "application/zip",
+                "Content-Disposition": f'attachment; filename="evidence-session-{session_id}.zip"',
+                "Content-Length": str(path.stat().st_size),
+                "Cache-Control": "private, no-store",
+                "X-Content-Type-Options": "nosniff",
+            }
+        )
+        await resp.prepare(request)
+        with path.open("rb") as fh:
+            while chunk := await asyncio.to_thread(fh.read, _CHUNK):
+                await resp.write(chunk)
+        await resp.write_eof()
+        return resp
+    finally:
+        with contextlib.suppress(OSError):
+            path.unlink()
 
 
 def setup(app: web.Application) -> None:
     app.router.add_get(
         r"/sessions/{session_id:\d+}/record", session_record_page, name="session_record"
+    )
+    app.router.add_post(
+        r"/sessions/{session_id:\d+}/evidence", evidence_download, name="session_evidence"
     )
