@@ -366,7 +366,21 @@ async def plan_download(
     """
     async with db.begin() as session:
         await load_session(session, staff=staff, session_id=session_id)
-    stored = await ensure_manifest(db, session_id=session_id, ctx=ctx, now=now)
+    try:
+        stored = await ensure_manifest(db, session_id=session_id, ctx=ctx, now=now)
+    except RecordingTampered as exc:
+        async with db.begin() as session:
+            await audit(
+                session,
+                actor=staff.actor,
+                action="recording.tampered",
+                object_type="call_session",
+                object_id=str(session_id),
+                ip=ip,
+                detail={"why": str(exc), "during": "evidence_download"},
+                at=now,
+            )
+        raise
     async with db.begin() as session:
         recs = {original_name(r): r for r in await _recordings(session, session_id)}
         plan = PackagePlan(
