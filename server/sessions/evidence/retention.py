@@ -18,7 +18,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, select, update
+from sqlalchemy import CursorResult, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.audit.service import record as audit
@@ -61,6 +61,15 @@ async def _candidates(
     session: AsyncSession, days: dict[SessionKind, int], now: datetime
 ) -> dict[int, list[int]]:
     """Recording ids due for deletion, by session (at most BATCH)."""
+    due_now = [Recording.retention_until <= now]
+    for kind, keep in days.items():
+        if keep > 0:
+            ended = func.coalesce(CallSession.actual_end, Recording.started_at)
+            due_now.append(
+                Recording.retention_until.is_(None)
+                & (CallSession.kind == kind)
+                & (ended <= now - timedelta(days=keep))
+            )
     rows = await session.execute(
         select(Recording, CallSession)
         .join(CallSession, CallSession.id == Recording.session_id)
@@ -68,17 +77,15 @@ async def _candidates(
             Recording.deleted_at.is_(None),
             Recording.legal_hold.is_(False),
             CallSession.state.in_(FINISHED),
+            or_(*due_now),
         )
         .order_by(Recording.id)
+        .limit(BATCH)
     )
     due: dict[int, list[int]] = {}
-    count = 0
     for rec, call in rows.tuples():
-        if _due(rec, call, days, now):
+        if _due(rec, call, days, now):  # the same rule, in Python: the SQL only narrows
             due.setdefault(call.id, []).append(rec.id)
-            count += 1
-            if count >= BATCH:
-                break
     return due
 
 

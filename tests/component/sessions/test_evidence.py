@@ -73,12 +73,12 @@ async def tsa(tmp_path: Path) -> AsyncIterator[Tsa]:
 
 
 @pytest.fixture
-async def client(tmp_path: Path, demo_sqlite_url: str, tsa: Tsa) -> AsyncIterator[Client]:
+async def client(tmp_path: Path, demo_db_url: str, tsa: Tsa) -> AsyncIterator[Client]:
     from server.app import create_app
 
     settings = make_settings(
         tmp_path,
-        demo_sqlite_url,
+        demo_db_url,
         tsa_url=tsa.url,
         tsa_cert=tsa.cert_path,
         retention_days_mediation=30,
