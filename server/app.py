@@ -48,6 +48,10 @@ from server.queue import (
 )
 from server.queue.service import Clock, SessionReceptionRooms
 from server.sessions import no_show
+from server.sessions.evidence.retention import EVERY as RETENTION_EVERY
+from server.sessions.evidence.retention import days_from as retention_days
+from server.sessions.evidence.retention import run_retention
+from server.sessions.evidence.service import EvidenceContext
 from server.sessions.service import JoinLinks
 from server.webhooks import service as webhooks
 from web import setup as web_setup
@@ -163,8 +167,8 @@ async def background_context(app: web.Application) -> AsyncIterator[None]:
 
 async def jobs_context(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: the one job runner of this node (server.kernel.jobs) with the deadline
-    sweep, the deadline notifications and the scheduling jobs (invites, reminders, room
-    opening). Several nodes may all run it: claims are leased (SKIP LOCKED) and the sweep takes
+    sweep, the recording retention, the deadline notifications and the scheduling jobs
+    (invites, reminders, room opening). Several nodes may all run it: claims are leased (SKIP LOCKED) and the sweep takes
     its own lock. Needs db, redis, notifier and metrics; stopped with cancel_and_wait."""
     settings = app[keys.settings]
     metrics = app[keys.metrics]
@@ -184,9 +188,20 @@ async def jobs_context(app: web.Application) -> AsyncIterator[None]:
             db, now=now, notifier=None, redis=app[keys.redis], tz=settings.timezone
         )
 
+    async def retention(now: datetime) -> None:
+        await run_retention(
+            db,
+            ctx=EvidenceContext.from_settings(settings),
+            days=retention_days(
+                settings.retention_days_reception, settings.retention_days_mediation
+            ),
+            now=now,
+        )
+
     runner = JobRunner(db, clock=SystemClock(), on_backlog=on_backlog, on_failure=on_failure)
     runner.add_periodic(Periodic("deadline_sweep", every=SWEEP_INTERVAL, run=sweep))
     runner.add_periodic(no_show.periodic(db, after=timedelta(minutes=settings.session_no_show_min)))
+    runner.add_periodic(Periodic("recording_retention", every=RETENTION_EVERY, run=retention))
     runner.add_handler(NotificationJobs(app[keys.notifier]))
     runner.add_handler(
         ReminderJobs(

@@ -1,5 +1,5 @@
-"""The `onedoor` command: serve, db upgrade, demo load, user add, token, audit verify, check,
-bench."""
+"""The `onedoor` command: serve, db upgrade, demo load, user add, token, audit verify, evidence,
+check, bench."""
 
 from __future__ import annotations
 
@@ -444,6 +444,89 @@ def cmd_dispatch_train(args: argparse.Namespace) -> int:
     return 0
 
 
+def _evidence_keys(settings: Settings | None) -> Any:
+    from server.sessions.evidence.keys import EvidenceKeys
+
+    if settings is None or settings.secret_key is None:
+        return None
+    return EvidenceKeys(settings.secret_bytes(), previous=settings.previous_secret_bytes())
+
+
+def _settings_if_any() -> Settings | None:
+    """The deployment's settings with its secret, if this machine has one (never makes one:
+    `evidence verify` also runs on a third party's machine)."""
+    try:
+        settings = Settings.from_env(os.environ)
+    except SettingsError as e:
+        print(f"onedoor: {e}", file=sys.stderr)
+        raise SystemExit(2) from None
+    if settings.secret_key is None and (settings.data_dir / "secret_key").is_file():
+        settings = ensure_secret_key(settings)
+    return settings if settings.secret_key is not None else None
+
+
+def cmd_evidence_pubkey(args: argparse.Namespace) -> int:
+    """The deployment's evidence public keys (PEM): the current one, then previous ones."""
+    from server.sessions.evidence.keys import public_pem
+
+    keys = _evidence_keys(ensure_secret_key(_load_settings()))
+    for kid, public in sorted(keys.public_keys.items(), key=lambda kv: kv[0] != keys.key_id):
+        label = "current" if kid == keys.key_id else "previous"
+        if args.all or label == "current":
+            if args.all:
+                print(f"# key id {kid} ({label})")
+            print(public_pem(public).decode(), end="")
+    return 0
+
+
+def cmd_evidence_verify(args: argparse.Namespace) -> int:
+    from server.sessions.evidence.keys import key_id, load_public_pem
+    from server.sessions.evidence.package import verify_package
+
+    trusted: dict[str, Any] | None = None
+    trusted_by = "given"
+    if args.pubkey:
+        trusted = {}
+        for pem in args.pubkey:
+            public = load_public_pem(Path(pem).read_bytes())
+            trusted[key_id(public)] = public
+    else:
+        settings = _settings_if_any()
+        keys = _evidence_keys(settings)
+        if keys is not None:
+            trusted, trusted_by = dict(keys.public_keys), "deployment"
+    tsa_pem = Path(args.tsa_cert).read_bytes() if args.tsa_cert else None
+    result = verify_package(
+        Path(args.package),
+        trusted_keys=trusted,
+        trusted_by=trusted_by,
+        tsa_certs_pem=tsa_pem,
+        allow_missing=args.allow_missing,
+    )
+    if not result.ok:
+        print(f"evidence package DOES NOT VERIFY: {result.first}")
+        print(f"({len(result.checked)} items verified before it)")
+        return 1
+    how = {
+        "given": "a key given with --pubkey",
+        "deployment": "this deployment's key (current or previous)",
+        "package": "the package's own pubkey.pem: compare it with the published key",
+    }[result.trusted_by]
+    print(f"signature OK: key {result.key_id}, trusted as {how}")
+    if result.timestamp is not None:
+        print(
+            f"timestamp OK: {result.timestamp.gen_time.isoformat()} "
+            f"(serial {result.timestamp.serial_number})"
+        )
+    else:
+        print("no timestamp in the package")
+    files = [c for c in result.checked if c not in ("manifest.sig", "manifest.tsr")]
+    print(f"{len(files)} files OK (size, SHA-256, SM3)")
+    for name in result.missing:
+        print(f"absent (deleted by retention?): {name}")
+    return 0
+
+
 BENCHES = (
     "sfu",
     "sfu-peer",
@@ -547,6 +630,20 @@ def build_parser() -> argparse.ArgumentParser:
     dispatch.add_parser("train", help="retrain on concluded cases").set_defaults(
         func=cmd_dispatch_train
     )
+    evidence = sub.add_parser("evidence", help="evidence packages (证据包)").add_subparsers(
+        dest="evidence_command", required=True
+    )
+    p = evidence.add_parser("pubkey", help="print the evidence signing public key (PEM)")
+    p.add_argument("--all", action="store_true", help="previous keys too, each with its key id")
+    p.set_defaults(func=cmd_evidence_pubkey)
+    p = evidence.add_parser("verify", help="verify an evidence package ZIP")
+    p.add_argument("package")
+    p.add_argument("--pubkey", action="append", help="trusted public key PEM (repeatable)")
+    p.add_argument("--tsa-cert", help="TSA certificate PEM (default: the package's tsa.pem)")
+    p.add_argument(
+        "--allow-missing", action="store_true", help="files deleted by retention may be absent"
+    )
+    p.set_defaults(func=cmd_evidence_verify)
     sub.add_parser("check", help="show settings and reachability").set_defaults(func=cmd_check)
     p = sub.add_parser("bench", help="run a benchmark")
     p.add_argument("name", choices=BENCHES)

@@ -22,6 +22,7 @@ from pydantic import (
     ValidationError,
     ValidationInfo,
     field_validator,
+    model_validator,
 )
 
 from server.kernel import clock
@@ -132,6 +133,18 @@ class Settings(BaseModel, frozen=True, extra="forbid"):
     turn_ttl_s: int = Field(default=3600, ge=60)
     recordings_dir: Path | None = None
 
+    # evidence (server.sessions.evidence, docs/evidence.md)
+    #: An RFC 3161 time-stamping authority: each evidence manifest gets a timestamp token from
+    #: it. None: manifests are signed but not timestamped.
+    tsa_url: str | None = None
+    #: PEM file with the TSA's certificate (first) and its issuers (the last one trusted as the
+    #: root); required with tsa_url. Replies are verified against it on receipt.
+    tsa_cert: Path | None = None
+    #: Days after a session ends before the retention job deletes its recorded files (the
+    #: signed manifest is kept). 0 keeps them for good.
+    retention_days_reception: int = Field(default=3650, ge=0)
+    retention_days_mediation: int = Field(default=3650, ge=0)
+
     #: The job runner on this node (server.kernel.jobs: deadline sweep, deadline notifications,
     #: scheduling reminders). Several nodes may all run it: job claims are leased with SKIP
     #: LOCKED and the sweep takes a lock, so each job is done once.
@@ -200,6 +213,14 @@ class Settings(BaseModel, frozen=True, extra="forbid"):
                 "on the desk before the resident is offered a call back"
             )
         return value
+
+    @model_validator(mode="after")
+    def _tsa_cert_with_url(self) -> Self:
+        if self.tsa_url and self.tsa_cert is None:
+            raise ValueError(
+                "ONEDOOR_TSA_CERT is required when ONEDOOR_TSA_URL is set (the TSA's certificate)"
+            )
+        return self
 
     @field_validator("timezone")
     @classmethod

@@ -8,7 +8,18 @@ import enum
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import JSON, Boolean, Enum, Float, ForeignKey, Integer, String, Text
+from sqlalchemy import (
+    JSON,
+    Boolean,
+    Enum,
+    Float,
+    ForeignKey,
+    Integer,
+    LargeBinary,
+    String,
+    Text,
+    UniqueConstraint,
+)
 from sqlalchemy.orm import Mapped, mapped_column
 
 from server.kernel.db import Base, UTCDateTime
@@ -157,3 +168,29 @@ class Recording(Base):
     interrupted: Mapped[bool] = mapped_column(Boolean, default=False)
     retention_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     legal_hold: Mapped[bool] = mapped_column(Boolean, default=False)
+    #: When the retention job deleted the file (the row, its digest and the manifest stay).
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+
+
+class EvidenceManifest(Base):
+    """A session's signed evidence manifest (server.sessions.evidence), stored when the
+    evidence package is first built or before the retention job deletes a file, and kept for
+    good: the exact bytes that were signed and timestamped, never rebuilt from newer rows.
+    `seq` counts manifests of one session (a later file kind, e.g. a composite, makes a new
+    one); the newest is the one a package carries."""
+
+    __tablename__ = "evidence_manifest"
+    __table_args__ = (UniqueConstraint("session_id", "seq"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("call_session.id"), index=True)
+    seq: Mapped[int] = mapped_column(Integer)
+    #: Canonical JSON (UTF-8), exactly as signed.
+    manifest: Mapped[bytes] = mapped_column(LargeBinary)
+    #: Raw Ed25519 signature (64 bytes) and the id of the key that made it.
+    signature: Mapped[bytes] = mapped_column(LargeBinary)
+    key_id: Mapped[str] = mapped_column(String(16))
+    #: The RFC 3161 TimeStampResp (DER) over SHA-256(manifest), if a TSA was configured.
+    timestamp_token: Mapped[bytes | None] = mapped_column(LargeBinary)
+    #: Files the manifest lists that are not on disk (the chat transcript), by name.
+    inline_files: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())

@@ -38,6 +38,9 @@ from server.sessions.models import (
 )
 from server.sessions.recordings import may_play, ran_session
 
+#: A session whose files no longer change: its evidence package may be made.
+_OVER = frozenset({SessionState.ended, SessionState.cancelled, SessionState.no_show})
+
 #: `identity_kind`: a staff account, or a guest admitted by a verified (signed, recorded,
 #: unrevoked) join link.
 IdentityKind = Literal["staff", "guest"]
@@ -83,6 +86,8 @@ class RecordingEntry(BaseModel, frozen=True):
     interrupted: bool
     #: The playback page (reason and audit first); None for a reader who may not play it.
     playback_url: str | None = None
+    #: When the retention job deleted the file (its digest and the manifest are kept).
+    deleted_at: datetime | None = None
 
 
 class ChatLine(BaseModel, frozen=True):
@@ -114,6 +119,11 @@ class SessionRecord(BaseModel, frozen=True):
     recordings: list[RecordingEntry] = Field(default_factory=list)
     #: The playback page of all the session's recordings, for a reader who may play them.
     recordings_url: str | None = None
+    #: Every recorded file was deleted at the end of its retention period (manifest kept).
+    recordings_deleted: bool = False
+    #: The evidence package download (POST with a reason), for a reader who may play the
+    #: recordings of a session that is over.
+    evidence_url: str | None = None
     chat_count: int = 0
     #: The transcript, on the session's own page (None in the case's list).
     chat: list[ChatLine] | None = None
@@ -276,6 +286,7 @@ async def _build(
             sha256=r.sha256,
             interrupted=r.interrupted,
             playback_url=f"/sessions/{row.id}/recordings" if playable else None,
+            deleted_at=r.deleted_at,
         )
         for r in await session.scalars(
             select(Recording)
@@ -325,6 +336,8 @@ async def _build(
         recording_allowed=row.recording_allowed,
         recordings=recordings,
         recordings_url=f"/sessions/{row.id}/recordings" if playable and recordings else None,
+        recordings_deleted=bool(recordings) and all(r.deleted_at for r in recordings),
+        evidence_url=f"/sessions/{row.id}/evidence" if playable and row.state in _OVER else None,
         chat_count=chat_count,
         chat=chat,
         outcome=row.outcome,
