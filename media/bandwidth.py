@@ -53,6 +53,12 @@ class BandwidthSettings:
     #: How often the SFU evaluates every subscriber.
     interval_s: float = 0.5
 
+    def __post_init__(self) -> None:
+        if self.resume_above_ratio < self.pause_below_ratio or self.resume_loss > self.pause_loss:
+            raise ValueError("resume thresholds must be at least as strict as pause thresholds")
+        if self.max_pause_s < self.min_pause_s:
+            raise ValueError("max_pause_s must be at least min_pause_s")
+
 
 class BandwidthEstimator:
     """One subscriber's congestion feedback: REMB (bits per second over a set of SSRCs) and the
