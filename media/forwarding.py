@@ -25,6 +25,7 @@ from aiortc import MediaStreamTrack, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError
 
 from media import adapter
+from media.bandwidth import BandwidthEstimator, RateMeter, VideoPausePolicy
 from media.interfaces import PublishGrant, TrackKind
 from media.recorder import Recording, TrackKey
 from media.speaker import SpeakerDetector
@@ -84,6 +85,8 @@ class ForwardedTrack(MediaStreamTrack):
         self.forwarded = 0
         self.dropped = 0
         self.skipped = 0  # video frames not forwarded while waiting for a keyframe
+        self.paused = False  # video held back from this subscriber (audio first, audio only)
+        self.paused_frames = 0
         fresh = forwarder.fresh_frames()
         if fresh:
             self._queue.extend(fresh)
@@ -102,6 +105,9 @@ class ForwardedTrack(MediaStreamTrack):
 
     def push(self, packet: av.Packet[Any], keyframe: bool) -> None:
         if self.readyState != "live" or not (self.active or self.kind == "video"):
+            return
+        if self.paused:
+            self.paused_frames += 1
             return
         if self.waiting_keyframe:
             if not keyframe:
@@ -130,6 +136,25 @@ class ForwardedTrack(MediaStreamTrack):
         self._queue.append(packet)
         self.forwarded += 1
         self._wake()
+
+    def set_paused(self, paused: bool) -> None:
+        """Hold this subscriber's video back (what is queued goes too) or resume it from a
+        keyframe (a throttled request). Audio is never paused."""
+        if self.kind != "video" or paused == self.paused:
+            return
+        self.paused = paused
+        if paused:
+            if self.readyState == "live":
+                self._queue.clear()
+            return
+        self.waiting_keyframe = True
+        if self.active:
+            self.forwarder.request_keyframe()
+
+    def request_keyframe(self) -> None:
+        """The subscriber asked (PLI/FIR): pass it on unless its video is paused."""
+        if not self.paused:
+            self.forwarder.request_keyframe()
 
     def activate(self) -> None:
         """The sender has started: keep a fresh start, else ask the publisher for a keyframe."""
@@ -190,6 +215,8 @@ class TrackForwarder:
         self.enabled = True  # moderation (forced mute)
         self.subscribers: dict[str, ForwardedTrack] = {}
         self.frames_in = 0
+        self.bytes_in = 0
+        self.rate = RateMeter()  # bits per second of what it forwards, measured
         self.keyframes_in = 0
         self.plis_sent = 0
         self.ended = False
@@ -210,6 +237,7 @@ class TrackForwarder:
 
     def on_frame(self, packet: av.Packet[Any], arrival_monotonic_s: float) -> None:
         self.frames_in += 1
+        self.bytes_in += packet.size
         if not (self.granted and self.enabled):
             return
         data = bytes(packet) if (self.kind == "video" or self.room.recording) else b""
@@ -312,6 +340,11 @@ class PeerSession:
     connected: bool = False
     closed: bool = False
     watchdog: asyncio.Task[None] | None = None
+    # audio first (media/bandwidth.py): this participant as a subscriber
+    estimator: BandwidthEstimator = field(default_factory=BandwidthEstimator)
+    policy: VideoPausePolicy = field(default_factory=VideoPausePolicy)
+    receive_video: bool = True  # False: the participant chose audio only
+    reported_paused: set[str] = field(default_factory=set)  # publishers told as paused
 
 
 @dataclass(eq=False)
@@ -321,6 +354,7 @@ class Room:
     recording: Recording | None = None
     speaker: SpeakerDetector = field(default_factory=SpeakerDetector)
     speaker_task: asyncio.Task[None] | None = None
+    bandwidth_task: asyncio.Task[None] | None = None
     debug_task: asyncio.Task[None] | None = None
 
     def forwarders(self) -> list[TrackForwarder]:
@@ -343,3 +377,47 @@ class SubscriptionStats:
     max_queued: int
     forwarded: int
     dropped: int
+
+
+def log_room_stats(log: logging.Logger, room: Room) -> None:
+    """DEBUG: per peer, frames in per published track and frames forwarded per subscription."""
+    levels = room.speaker.levels(time.monotonic())
+    log.debug(
+        "room %s: speaker %s, audio levels %s",
+        room.room_id,
+        room.speaker.current,
+        {peer: round(level) for peer, level in levels.items()},
+    )
+    for peer_id, session in list(room.peers.items()):
+        published = ", ".join(
+            f"{f.kind} in={f.frames_in} key={f.keyframes_in} pli={f.plis_sent}"
+            + (
+                f" stalls={f.reassembly.stalls} dropped={f.reassembly.frames_dropped}"
+                f" resumes={f.reassembly.resumes}"
+                if f.reassembly is not None
+                else ""
+            )
+            + f" kbps={(f.rate.bps or 0) / 1000:.0f}"
+            + f"{'' if f.granted and f.enabled else ' (not forwarded)'}"
+            for f in session.published.values()
+        )
+        subscribed = ", ".join(
+            f"{t.forwarder.publisher_id}/{t.kind}{'' if t.active else ' (inactive)'}"
+            f" fwd={t.forwarded} drop={t.dropped} skip={t.skipped}"
+            f"{' waiting-key' if t.waiting_keyframe else ''}"
+            f"{f' paused({t.paused_frames})' if t.paused else ''} q={t.queued}"
+            for _, t in session.subscriptions.values()
+        )
+        estimate = session.estimator.estimate_bps()
+        loss = session.estimator.loss(None)
+        log.debug(
+            "room %s peer %s (%s): published [%s] subscribed [%s] estimate %s kbps loss %s%s",
+            room.room_id,
+            peer_id,
+            session.pc.connectionState,
+            published,
+            subscribed,
+            None if estimate is None else estimate // 1000,
+            None if loss is None else round(loss, 3),
+            " video paused" if session.policy.paused else "",
+        )

@@ -120,6 +120,18 @@ class RecordingFailed:
     reason: str
 
 
+@dataclass(frozen=True, slots=True)
+class VideoPaused:
+    """The video `peer_id` receives from `publisher_ids` is paused because its link cannot
+    carry it (its audio continues), or resumed (`paused=False`). Not sent for the
+    participant's own audio-only choice (`set_receive_video`)."""
+
+    room_id: str
+    peer_id: str
+    publisher_ids: tuple[str, ...]
+    paused: bool
+
+
 MediaEvent = (
     PeerDescription
     | PeerConnected
@@ -128,6 +140,7 @@ MediaEvent = (
     | ActiveSpeaker
     | RecordingStopped
     | RecordingFailed
+    | VideoPaused
 )
 
 
@@ -170,6 +183,11 @@ class MediaNode(Protocol):
 
     async def request_keyframe(self, *, room_id: str, peer_id: str) -> None:
         """Ask every publisher a (resumed) subscriber receives from for a keyframe."""
+        ...
+
+    async def set_receive_video(self, *, room_id: str, peer_id: str, enabled: bool) -> None:
+        """The participant's audio-only choice: stop (or resume) forwarding any video to it.
+        Its audio, and what it publishes, are not affected."""
         ...
 
     async def start_recording(self, *, room_id: str, directory: Path) -> None: ...

@@ -44,6 +44,8 @@ from aiortc.exceptions import InternalError, OperationError
 from aiortc.sdp import candidate_from_sdp
 
 from media import adapter
+from media.bandwidth import BandwidthEstimator, BandwidthSettings, VideoPausePolicy
+from media.congestion import apply_pause, evaluate
 from media.errors import (
     InvalidDescription,
     MediaFailure,
@@ -59,6 +61,7 @@ from media.forwarding import (
     Room,
     SubscriptionStats,
     TrackForwarder,
+    log_room_stats,
 )
 from media.interfaces import (
     ActiveSpeaker,
@@ -98,6 +101,11 @@ _SDP_ERRORS = (
 )
 
 
+def _link_back(track: ForwardedTrack) -> None:
+    if not track.paused:
+        track.forwarder.request_keyframe(at_once=True)
+
+
 def _validate_sdp(text: str) -> None:
     """aiortc parses almost anything (even "not an sdp") into a description with no media."""
     if not text.startswith("v=0"):
@@ -116,6 +124,7 @@ class SfuMediaNode:
             (process-wide, see `adapter.restrict_host_addresses`); None leaves aioice's default.
         ice_connect_timeout_s: a peer not `connected` by then gets PeerFailed and is closed.
         keyframe_min_interval_s: PLI throttle per publisher.
+        bandwidth: thresholds of the audio-first policy (media/bandwidth.py).
     """
 
     def __init__(
@@ -126,6 +135,7 @@ class SfuMediaNode:
         ice_connect_timeout_s: float = ICE_CONNECT_TIMEOUT_S,
         keyframe_min_interval_s: float = KEYFRAME_MIN_INTERVAL_S,
         speaker_interval_s: float = SPEAKER_INTERVAL_S,
+        bandwidth: BandwidthSettings | None = None,
     ) -> None:
         adapter.install_passthrough()
         if host_addresses is not None:
@@ -136,6 +146,7 @@ class SfuMediaNode:
         self.ice_connect_timeout_s = ice_connect_timeout_s
         self.keyframe_min_interval_s = keyframe_min_interval_s
         self.speaker_interval_s = speaker_interval_s
+        self.bandwidth = bandwidth or BandwidthSettings()
         self._rooms: dict[str, Room] = {}
         self._events: asyncio.Queue[MediaEvent] = asyncio.Queue(maxsize=MAX_QUEUED_EVENTS)
         self._tasks: set[asyncio.Task[Any]] = set()
@@ -205,6 +216,7 @@ class SfuMediaNode:
         room = self._rooms.get(room_id)
         if room is None:
             room = self._rooms[room_id] = Room(room_id)
+            room.bandwidth_task = self.spawn(self._bandwidth_loop(room), f"bandwidth:{room_id}")
             if logger.isEnabledFor(logging.DEBUG):
                 room.debug_task = self.spawn(self._debug_loop(room), f"debug:{room_id}")
         session = room.peers.get(peer_id)
@@ -220,7 +232,14 @@ class SfuMediaNode:
                     for s in ice_servers
                 ]
             )
-            session = PeerSession(room, peer_id, RTCPeerConnection(configuration=config), grant)
+            session = PeerSession(
+                room,
+                peer_id,
+                RTCPeerConnection(configuration=config),
+                grant,
+                estimator=BandwidthEstimator(self.bandwidth),
+                policy=VideoPausePolicy(self.bandwidth),
+            )
             room.peers[peer_id] = session
             self._wire_peer(session)
         session.grant = grant
@@ -341,15 +360,17 @@ class SfuMediaNode:
             transceiver.setCodecPreferences(
                 self._video_prefs if forwarder.kind == "video" else self._audio_prefs
             )
-            adapter.on_keyframe_request(transceiver.sender, forwarder.request_keyframe)
+            adapter.on_keyframe_request(transceiver.sender, track.request_keyframe)
+            adapter.on_congestion_feedback(
+                transceiver.sender, session.estimator.on_remb, session.estimator.on_report
+            )
             if forwarder.kind == "video":
                 # the subscriber's link is back: its decoder needs a keyframe now, not in 1 s
-                adapter.on_link_back(
-                    transceiver.sender, functools.partial(forwarder.request_keyframe, at_once=True)
-                )
+                adapter.on_link_back(transceiver.sender, functools.partial(_link_back, track))
             forwarder.subscribers[session.peer_id] = track
             session.subscriptions[key] = (transceiver, track)
             changed = True
+        apply_pause(session)  # a new sender's video starts paused if the subscriber's is
         return changed
 
     async def _renegotiate(self, session: PeerSession) -> None:
@@ -525,7 +546,7 @@ class SfuMediaNode:
                 await self.stop_recording(room_id=room_id)
         for peer_id in list(room.peers):
             await self.close_peer(room_id=room_id, peer_id=peer_id)
-        for task in (room.speaker_task, room.debug_task):
+        for task in (room.speaker_task, room.bandwidth_task, room.debug_task):
             if task is not None:
                 task.cancel()
         self._rooms.pop(room_id, None)
@@ -559,7 +580,18 @@ class SfuMediaNode:
         for _, track in session.subscriptions.values():
             track.forwarder.request_keyframe()
 
-    # ------------------------------------------------------------ active speaker
+    async def set_receive_video(self, *, room_id: str, peer_id: str, enabled: bool) -> None:
+        session = self._session(room_id, peer_id)
+        session.receive_video = enabled
+        apply_pause(session)
+
+    # ------------------------------------------------------------ audio first, active speaker
+
+    async def _bandwidth_loop(self, room: Room) -> None:
+        while True:
+            await asyncio.sleep(self.bandwidth.interval_s)
+            for event in evaluate(room, self.bandwidth, time.monotonic()):
+                self.emit(event)
 
     async def _speaker_loop(self, room: Room) -> None:
         while True:
@@ -575,41 +607,8 @@ class SfuMediaNode:
         forwarded per subscription, every DEBUG_STATS_INTERVAL_S."""
         while True:
             await asyncio.sleep(DEBUG_STATS_INTERVAL_S)
-            if not logger.isEnabledFor(logging.DEBUG):
-                continue
-            levels = room.speaker.levels(time.monotonic())
-            logger.debug(
-                "room %s: speaker %s, audio levels %s",
-                room.room_id,
-                room.speaker.current,
-                {peer: round(level) for peer, level in levels.items()},
-            )
-            for peer_id, session in list(room.peers.items()):
-                published = ", ".join(
-                    f"{f.kind} in={f.frames_in} key={f.keyframes_in} pli={f.plis_sent}"
-                    + (
-                        f" stalls={f.reassembly.stalls} dropped={f.reassembly.frames_dropped}"
-                        f" resumes={f.reassembly.resumes}"
-                        if f.reassembly is not None
-                        else ""
-                    )
-                    + f"{'' if f.granted and f.enabled else ' (not forwarded)'}"
-                    for f in session.published.values()
-                )
-                subscribed = ", ".join(
-                    f"{t.forwarder.publisher_id}/{t.kind}{'' if t.active else ' (inactive)'}"
-                    f" fwd={t.forwarded} drop={t.dropped} skip={t.skipped}"
-                    f"{' waiting-key' if t.waiting_keyframe else ''} q={t.queued}"
-                    for _, t in session.subscriptions.values()
-                )
-                logger.debug(
-                    "room %s peer %s (%s): published [%s] subscribed [%s]",
-                    room.room_id,
-                    peer_id,
-                    session.pc.connectionState,
-                    published,
-                    subscribed,
-                )
+            if logger.isEnabledFor(logging.DEBUG):
+                log_room_stats(logger, room)
 
     # ------------------------------------------------------------ recording
 

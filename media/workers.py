@@ -29,6 +29,7 @@ from typing import Any, Literal
 import av
 
 from media import errors
+from media.bandwidth import BandwidthSettings
 from media.errors import MediaFailure, RecordingError
 from media.interfaces import (
     IceCandidate,
@@ -54,6 +55,7 @@ _ALLOWED_METHODS = frozenset(
         "add_candidate",
         "close_peer",
         "set_forwarding",
+        "set_receive_video",
         "request_keyframe",
         "start_recording",
         "stop_recording",
@@ -166,8 +168,8 @@ class WorkerPoolMediaNode:
 
     Args:
         workers: number of processes (default: os.cpu_count()).
-        video_codec, host_addresses, ice_connect_timeout_s, keyframe_min_interval_s: passed
-            to each worker's SfuMediaNode.
+        video_codec, host_addresses, ice_connect_timeout_s, keyframe_min_interval_s,
+            bandwidth: passed to each worker's SfuMediaNode.
         restart_workers: start a new process when one dies.
         node_class: "module:Class" of the node each worker runs (an SfuMediaNode subclass;
             the benchmark's re-encoding baseline uses this).
@@ -183,6 +185,7 @@ class WorkerPoolMediaNode:
         host_addresses: list[str] | None = None,
         ice_connect_timeout_s: float | None = None,
         keyframe_min_interval_s: float | None = None,
+        bandwidth: BandwidthSettings | None = None,
         restart_workers: bool = True,
         node_class: str = "media.sfu:SfuMediaNode",
     ) -> None:
@@ -194,6 +197,8 @@ class WorkerPoolMediaNode:
             self._options["ice_connect_timeout_s"] = ice_connect_timeout_s
         if keyframe_min_interval_s is not None:
             self._options["keyframe_min_interval_s"] = keyframe_min_interval_s
+        if bandwidth is not None:
+            self._options["bandwidth"] = bandwidth
         self.restart_workers = restart_workers
         self._ctx = multiprocessing.get_context("spawn")
         self._workers: list[_Worker] = []
@@ -416,6 +421,12 @@ class WorkerPoolMediaNode:
             peer_id=peer_id,
             kind=kind,
             enabled=enabled,
+        )
+
+    async def set_receive_video(self, *, room_id: str, peer_id: str, enabled: bool) -> None:
+        room = self._worker_for(room_id, create=False)
+        await self._call(
+            room.worker, "set_receive_video", room_id=room_id, peer_id=peer_id, enabled=enabled
         )
 
     async def request_keyframe(self, *, room_id: str, peer_id: str) -> None:

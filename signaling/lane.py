@@ -48,6 +48,9 @@ class LaneHost(Protocol):
     @property
     def media(self) -> MediaNode: ...
 
+    #: Participants who chose audio only.
+    video_off: set[str]
+
     def ice_servers(self, identity: str) -> list[IceServerInfo]: ...
 
     def send_to(self, peer_id: str, msg: ServerMessage) -> None: ...
@@ -150,6 +153,10 @@ class Lane:
             for track_kind in forced:
                 await media.set_forwarding(
                     room_id=host.room_id, peer_id=self.peer_id, kind=track_kind, enabled=False
+                )
+            if self.peer_id in host.video_off:  # audio only, chosen before this connection
+                await media.set_receive_video(
+                    room_id=host.room_id, peer_id=self.peer_id, enabled=False
                 )
             host.send_to(self.peer_id, ServerAnswer(re=re or "", sdp=answer.sdp))
         elif kind == "answer":

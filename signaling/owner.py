@@ -33,6 +33,7 @@ from media.interfaces import (
     PeerFailed,
     RecordingFailed,
     RecordingStopped,
+    VideoPaused,
 )
 from server.kernel.errors import AppError
 from server.kernel.logging import peer_id_var, room_id_var
@@ -65,8 +66,11 @@ from signaling.protocol import (
     IceServerInfo,
     Leave,
     Offer,
+    ReceiveVideo,
     SendChat,
     ServerMessage,
+    VideoPausedOut,
+    VideoResumedOut,
     Welcome,
     client_adapter,
     encode,
@@ -80,7 +84,7 @@ logger = logging.getLogger(__name__)
 
 STATE_LOAD_TIMEOUT_S = 2.0
 #: Client messages that never change a room's durable state: no state write after them.
-_STATELESS = (SendChat, Offer, Answer, Candidate)
+_STATELESS = (SendChat, Offer, Answer, Candidate, ReceiveVideo)
 
 
 # ----------------------------------------------------------------------------- local inbox
@@ -176,6 +180,8 @@ class RoomActor:
         self.saved_at = 0.0
         self.links: dict[str, _Link] = {}
         self.lanes: dict[str, Lane] = {}
+        #: Participants who chose audio only (applied again to a new media connection).
+        self.video_off: set[str] = set()
         self.gone_peers: set[str] = set()
         self.inbox: asyncio.Queue[Inbox] = asyncio.Queue(maxsize=ctx.config.limits.room_inbox)
         self.stopped = False
@@ -329,7 +335,7 @@ class RoomActor:
                 await self.apply(self.room.leave(env.peer_id, self.ctx.now(), reason="timeout"))
         elif isinstance(env, MediaNotice):
             await self._media_event(env.event)
-            return not isinstance(env.event, PeerDescription | ActiveSpeaker)
+            return not isinstance(env.event, PeerDescription | ActiveSpeaker | VideoPaused)
         else:  # EdgeDown
             for peer_id, link in list(self.links.items()):
                 if link.node_id == env.node_id:
@@ -473,6 +479,21 @@ class RoomActor:
             if not ok:
                 raise errors.RateLimited("too many negotiation messages queued")
             return
+        if isinstance(msg, ReceiveVideo):
+            if msg.enabled:
+                self.video_off.discard(peer)
+            else:
+                self.video_off.add(peer)
+            lane = self.lanes.get(peer)
+            if lane is not None and lane.has_peer:  # else the lane applies it after its offer
+                try:
+                    await self.media.set_receive_video(
+                        room_id=self.room_id, peer_id=peer, enabled=msg.enabled
+                    )
+                except MediaFailure as e:
+                    logger.info("receive_video for %s: %s", peer, e.code)
+            self.send_to(peer, Ack(re=msg.id))
+            return
         if isinstance(msg, EndSession):  # never a booked session ended before its window
             sessions.check_can_end(
                 self.session, now=now, lobby_lead=self.ctx.config.lobby_lead, live=room.started
@@ -490,6 +511,12 @@ class RoomActor:
                 lane.put("server_offer", event.description.sdp, None)
         elif isinstance(event, ActiveSpeaker):
             self._emit(self.room.active_speaker(event.peer_id))
+        elif isinstance(event, VideoPaused):
+            peers = list(event.publisher_ids)
+            self.send_to(
+                event.peer_id,
+                VideoPausedOut(peers=peers) if event.paused else VideoResumedOut(peers=peers),
+            )
         elif isinstance(event, PeerFailed):
             lane = self.lanes.pop(event.peer_id, None)
             if lane is not None:
@@ -593,6 +620,7 @@ class RoomActor:
         for cmd in fx.media:
             try:
                 if cmd.op == "close_peer":
+                    self.video_off.discard(cmd.peer_id)
                     lane = self.lanes.pop(cmd.peer_id, None)
                     if lane is not None:
                         await lane.close()

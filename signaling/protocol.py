@@ -129,6 +129,17 @@ class SetPresence(_ClientMsg):
     quality: Quality | None = None
 
 
+class ReceiveVideo(_ClientMsg):
+    """Audio only (`enabled: false`): the server stops forwarding any video to this participant
+    (its audio, and what it publishes, go on); `true` resumes it, from a keyframe.
+
+    `{"type": "receive_video", "id": "9", "enabled": false}`
+    """
+
+    type: Literal["receive_video"] = "receive_video"
+    enabled: bool
+
+
 class Admit(_ClientMsg):
     """`{"type": "admit", "id": "8", "peer_id": "p-3"}`"""
 
@@ -226,6 +237,7 @@ ClientMessage = Annotated[
     | Candidate
     | SendChat
     | SetPresence
+    | ReceiveVideo
     | Admit
     | Deny
     | Remove
@@ -452,6 +464,22 @@ class ForcedMute(_Msg):
     by: str
 
 
+class VideoPausedOut(_Msg):
+    """To one participant: its link cannot carry the video of these senders, so the server
+    paused it (their audio goes on). Show "视频已暂停（网络较差）" on their tiles until
+    `video_resumed` names them."""
+
+    type: Literal["video_paused"] = "video_paused"
+    peers: list[PeerId]
+
+
+class VideoResumedOut(_Msg):
+    """To one participant: the video of these senders is forwarded again (a keyframe follows)."""
+
+    type: Literal["video_resumed"] = "video_resumed"
+    peers: list[PeerId]
+
+
 class ConsentRequest(_Msg):
     """Please answer with `recording_consent` (consent or refusal)."""
 
@@ -504,6 +532,8 @@ ServerMessage = Annotated[
     | ServerAnswer
     | UnmuteRequest
     | ForcedMute
+    | VideoPausedOut
+    | VideoResumedOut
     | ConsentRequest
     | ConsentState
     | RecordingState

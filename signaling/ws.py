@@ -17,6 +17,7 @@ from typing import Annotated, Any, Literal
 from aiohttp import WSCloseCode, WSMsgType, web
 from pydantic import BaseModel, ConfigDict, Field
 
+from media.bandwidth import BandwidthSettings
 from media.interfaces import MediaNode
 from server.audit.service import record as audit
 from server.auth.permissions import Action
@@ -63,16 +64,27 @@ MAX_TOKEN_TTL = timedelta(days=30)
 async def default_media(settings: Settings) -> MediaNode:
     """`media_workers == 0`: the SFU in this process; otherwise a pool of worker processes."""
     hosts = list(settings.media_host_addresses) or None
+    bandwidth = BandwidthSettings(
+        pause_below_ratio=settings.media_video_pause_ratio,
+        resume_above_ratio=settings.media_video_resume_ratio,
+        pause_loss=settings.media_video_pause_loss,
+        resume_loss=settings.media_video_resume_loss,
+        min_pause_s=settings.media_video_min_pause_s,
+        max_pause_s=max(40.0, settings.media_video_min_pause_s),
+    )
     if settings.media_workers == 0:
         from media.sfu import SfuMediaNode
 
-        return SfuMediaNode(video_codec=settings.media_video_codec, host_addresses=hosts)
+        return SfuMediaNode(
+            video_codec=settings.media_video_codec, host_addresses=hosts, bandwidth=bandwidth
+        )
     from media.workers import WorkerPoolMediaNode
 
     pool = WorkerPoolMediaNode(
         workers=settings.media_workers,
         video_codec=settings.media_video_codec,
         host_addresses=hosts,
+        bandwidth=bandwidth,
     )
     await pool.start()
     return pool

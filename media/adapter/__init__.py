@@ -46,7 +46,12 @@ What is replaced or used, and why:
   frames are dropped and output resumes at the next keyframe. The round trip is aiortc's
   `RTCRtpSender.__rtt` (from receiver reports) on the same connection.
 - `RTCRtpSender._handle_rtcp_packet(packet)` is wrapped per subscriber sender by
-  `on_link_back()` to notice RTCP resuming after the subscriber's link was down.
+  `on_link_back()` to notice RTCP resuming after the subscriber's link was down, and by
+  `on_congestion_feedback()` to read the subscriber's REMB and receiver-report loss (aiortc
+  parses REMB only to retarget its own encoder, which the passthrough senders do not have).
+- `aiortc.codecs.CODECS["audio"]`'s Opus entry gets `useinbandfec=1; usedtx=1`
+  (`enable_opus_fec_and_dtx()`, at install): aiortc copies the local codec's parameters into
+  every answer and offer, so senders use Opus in-band FEC and DTX.
 - `aiortc.clock.current_ntp_time()` and `current_ms()` are replaced (module attributes, read
   at call time as `clock.current_ntp_time()`) by equivalents computed from `time.time_ns()`
   instead of `datetime.now(utc) - NTP_EPOCH`: every sent RTP packet calls `current_ntp_time()`
@@ -93,7 +98,14 @@ from media.adapter.negotiation import (
 )
 from media.adapter.network import restrict_host_addresses
 from media.adapter.receive import PassthroughSink, attach_sink, install_passthrough
-from media.adapter.rtcp import observe_audio_level, on_keyframe_request, send_pli
+from media.adapter.rtcp import (
+    OPUS_FMTP,
+    enable_opus_fec_and_dtx,
+    observe_audio_level,
+    on_congestion_feedback,
+    on_keyframe_request,
+    send_pli,
+)
 
 __all__ = [
     "DEFAULT_RTT_S",
@@ -101,6 +113,7 @@ __all__ = [
     "LINK_SILENT_S",
     "LOSS_WAIT_MAX_S",
     "LOSS_WAIT_MIN_S",
+    "OPUS_FMTP",
     "RESUME_AFTER_S",
     "AiortcInternalsChanged",
     "LossTolerantVideo",
@@ -111,11 +124,13 @@ __all__ = [
     "complete_frames_early",
     "create_offer",
     "early_frame_buffer",
+    "enable_opus_fec_and_dtx",
     "install_passthrough",
     "is_keyframe",
     "loss_tolerant_video",
     "loss_wait_s",
     "observe_audio_level",
+    "on_congestion_feedback",
     "on_keyframe_request",
     "on_link_back",
     "pin_negotiated_codecs",

@@ -21,6 +21,7 @@ import aiortc.rtcdtlstransport
 import aiortc.rtcpeerconnection
 import aiortc.rtcrtpreceiver
 import aiortc.rtcrtpsender
+import aiortc.rtp
 
 logger = logging.getLogger(__name__)
 
@@ -121,6 +122,17 @@ def check_aiortc_internals() -> None:
     )
     sender_src = inspect.getsource(aiortc.rtcrtpsender.RTCRtpSender._handle_rtcp_packet)
     expect("self._send_keyframe()" in sender_src, "RTCRtpSender handles PLI/FIR via _send_keyframe")
+    expect(
+        "unpack_remb_fci(packet.fci)" in sender_src
+        and "self._ssrc" in inspect.getsource(sender_cls.__init__)
+        and "fraction_lost" in inspect.signature(aiortc.rtp.RtcpReceiverInfo).parameters,
+        "RTCRtpSender gets REMB (unpack_remb_fci) and receiver reports (fraction_lost); _ssrc",
+    )
+    expect(
+        any(c.mimeType.lower() == "audio/opus" for c in aiortc.codecs.CODECS["audio"])
+        and vars(aiortc.rtcpeerconnection).get("CODECS") is aiortc.codecs.CODECS,
+        "aiortc.codecs.CODECS['audio'] has Opus and is the table negotiation uses",
+    )
     next_src = inspect.getsource(aiortc.rtcrtpsender.RTCRtpSender._next_encoded_frame)
     expect(".pack(data)" in next_src, "RTCRtpSender packs non-Frame data without encoding")
     track_src = inspect.getsource(aiortc.rtcrtpreceiver.RemoteStreamTrack.__init__)

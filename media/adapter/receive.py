@@ -18,6 +18,7 @@ import aiortc.rtcrtpreceiver
 import av
 
 from media.adapter.internals import check_aiortc_internals, install_lock, originals, stats
+from media.adapter.rtcp import enable_opus_fec_and_dtx
 from media.adapter.rtp import install_fast_clock, install_rtp_guard
 
 logger = logging.getLogger(__name__)
@@ -124,8 +125,8 @@ def _decoder_worker(
 
 
 def install_passthrough() -> None:
-    """Check the internals and install the decoder_worker hook and the RTP guard. Idempotent;
-    call before peers."""
+    """Check the internals and install the decoder_worker hook, the RTP guard and the Opus
+    FEC/DTX parameters. Idempotent; call before peers."""
     with install_lock:
         if not originals.internals_checked:
             check_aiortc_internals()
@@ -135,3 +136,4 @@ def install_passthrough() -> None:
             aiortc.rtcrtpreceiver.decoder_worker = _decoder_worker
         install_fast_clock()
         install_rtp_guard()
+        enable_opus_fec_and_dtx()

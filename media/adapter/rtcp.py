@@ -1,10 +1,20 @@
-"""RTCP and header extensions on aiortc's senders and receivers: keyframe requests both ways
-and the RFC 6464 audio level."""
+"""RTCP and header extensions on aiortc's senders and receivers: keyframe requests both ways,
+the RFC 6464 audio level, a subscriber's congestion feedback (REMB, receiver reports) and the
+Opus parameters the server asks for."""
 
 from __future__ import annotations
 
 from collections.abc import Callable
 from typing import Any
+
+import aiortc.codecs
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RtcpPsfbPacket,
+    RtcpRrPacket,
+    RtcpSrPacket,
+    unpack_remb_fci,
+)
 
 
 def on_keyframe_request(sender: Any, callback: Callable[[], None]) -> None:
@@ -34,3 +44,44 @@ def observe_audio_level(receiver: Any, callback: Callable[[int], None]) -> None:
         return original(packet, arrival_time_ms)
 
     receiver._handle_rtp_packet = handle
+
+
+def on_congestion_feedback(
+    sender: Any,
+    on_remb: Callable[[int, list[int]], None],
+    on_report: Callable[[int, int, str], None],
+) -> None:
+    """Read what the subscriber behind `sender` reports about it: each REMB (aiortc 1.16 parses
+    it only to retarget its own encoder, which the `pack()` path has not) as
+    `on_remb(bitrate_bps, ssrcs)`, and each receiver report block about this sender's stream as
+    `on_report(ssrc, fraction_lost, kind)` (`fraction_lost` × 256, RFC 3550). aiortc routes a
+    REMB to every sender it names, so the same REMB may arrive once per named sender."""
+    original = sender._handle_rtcp_packet
+
+    def handle(packet: Any) -> Any:  # returns original's coroutine
+        try:
+            if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
+                for report in packet.reports:
+                    if report.ssrc == sender._ssrc:
+                        on_report(report.ssrc, report.fraction_lost, sender.kind)
+            elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+                on_remb(bitrate, ssrcs)
+        except ValueError:
+            pass  # not a REMB (another application-layer feedback)
+        return original(packet)
+
+    sender._handle_rtcp_packet = handle
+
+
+OPUS_FMTP = {"useinbandfec": 1, "usedtx": 1}
+
+
+def enable_opus_fec_and_dtx() -> None:
+    """Put `useinbandfec=1; usedtx=1` on aiortc's Opus codec, so every answer and offer the
+    server makes asks senders for in-band FEC (a lost packet is concealed from the next one)
+    and DTX (no packets in silence). aiortc copies the local codec's parameters into what it
+    negotiates (`find_common_codecs`, `filter_preferred_codecs`). Process-wide; idempotent."""
+    for codec in aiortc.codecs.CODECS["audio"]:
+        if codec.mimeType.lower() == "audio/opus":
+            codec.parameters = {**codec.parameters, **OPUS_FMTP}

@@ -127,6 +127,16 @@ class Settings(BaseModel, frozen=True, extra="forbid"):
     media_host_addresses: CommaList = Field(default_factory=list)
     media_workers: int = Field(default=0, ge=0)  # 0: the SFU runs inside the server process
     media_video_codec: Literal["vp8", "h264"] = "vp8"
+    #: Audio first (docs/media.md "Audio first"): video to a participant pauses when its link's
+    #: estimate is below `pause_ratio` × what it is sent or the loss it reports on video is above
+    #: `pause_loss`, for 2 s; it resumes after at least `min_pause_s` (doubling when a pause
+    #: follows a resume within 30 s) once the loss is at most `resume_loss` and any new
+    #: estimate at least `resume_ratio` × what it would be sent. Audio is never paused.
+    media_video_pause_ratio: float = Field(default=0.85, gt=0, le=10)
+    media_video_resume_ratio: float = Field(default=1.2, gt=0, le=10)
+    media_video_pause_loss: float = Field(default=0.10, gt=0, le=1)
+    media_video_resume_loss: float = Field(default=0.03, ge=0, le=1)
+    media_video_min_pause_s: float = Field(default=5.0, ge=0.5, le=600)
     stun_urls: CommaList = Field(default_factory=list)
     turn_urls: CommaList = Field(default_factory=list)
     turn_secret: SecretStr | None = None

@@ -36,7 +36,7 @@ class FakeSignal extends EventTarget {
 
 const EVENTS = ['status', 'connection', 'self', 'participants', 'lobby', 'room', 'recording', 'chat',
   'consent_prompt', 'consent', 'media', 'track', 'track_removed', 'forced_mute', 'unmute_request',
-  'notice'];
+  'notice', 'video_paused', 'audio_only'];
 
 function setUp() {
   const signal = new FakeSignal();
@@ -427,5 +427,40 @@ describe('host controls and messages', () => {
     signal.server({ type: 'error', re: '6', code: 'rate_limited', message: 'slow down', message_zh: '操作过于频繁' });
     signal.server({ type: 'error', code: 'media_failed', message: 'media failed', message_zh: '媒体连接失败' });
     assert.deepEqual(seen('notice'), [{ code: 'media_failed', message_zh: '媒体连接失败' }]);
+  });
+});
+
+describe('audio first', () => {
+  test('video paused for a weak link follows the server, per sender, and clears with a new connection', () => {
+    const { signal, model, seen } = setUp();
+    signal.server(hostWelcome());
+    signal.server({ type: 'participant_joined', participant: ZHANG });
+    signal.server({ type: 'participant_joined', participant: LI });
+    signal.server({ type: 'video_paused', peers: [ZHANG.peer_id, LI.peer_id] });
+    assert.deepEqual(seen('video_paused').at(-1).peers, [ZHANG.peer_id, LI.peer_id]);
+    signal.server({ type: 'video_resumed', peers: [ZHANG.peer_id] });
+    assert.deepEqual(seen('video_paused').at(-1).peers, [LI.peer_id]);
+    assert.deepEqual([...model.videoPaused], [LI.peer_id]);
+    signal.server({ type: 'participant_left', peer_id: LI.peer_id, reason: 'left' });
+    assert.deepEqual(seen('video_paused').at(-1).peers, []);
+    signal.server({ type: 'video_paused', peers: [ZHANG.peer_id] });
+    signal.server(hostWelcome({ resumed: true, media_reset: true })); // a new media connection
+    assert.deepEqual(seen('video_paused').at(-1).peers, []);
+  });
+
+  test('audio only asks the server for no video, and again for every new media connection', () => {
+    const { signal, model, seen } = setUp();
+    signal.server(hostWelcome());
+    model.setAudioOnly(true);
+    assert.deepEqual(signal.sent.at(-1), { type: 'receive_video', enabled: false });
+    assert.deepEqual(seen('audio_only'), [{ on: true }]);
+    signal.sent.length = 0;
+    signal.server(hostWelcome({ resumed: true, media_reset: true }));
+    assert.deepEqual(signal.sent, [{ type: 'receive_video', enabled: false }]);
+    model.setAudioOnly(false);
+    assert.deepEqual(signal.sent.at(-1), { type: 'receive_video', enabled: true });
+    signal.sent.length = 0;
+    signal.server(hostWelcome({ resumed: true, media_reset: true }));
+    assert.deepEqual(signal.sent, []);
   });
 });

@@ -46,6 +46,8 @@ export class MediaLink extends EventTarget {
     this.screenTransceiver = null;
     this.qualityTimer = null;
     this.lastQuality = 'unknown';
+    /** False while the participant chose audio only: the camera's sender carries no track. */
+    this.sendVideo = true;
     this._onServerOffer = (e) => this._enqueue(() => this._answer(e.detail.sdp));
     sig.addEventListener('offer', this._onServerOffer);
   }
@@ -66,7 +68,10 @@ export class MediaLink extends EventTarget {
       for (const track of this.localStream.getTracks()) {
         const tr = pc.addTransceiver(track, { direction: 'sendonly', streams: [this.localStream] });
         this.senders[track.kind] = tr.sender;
-        if (track.kind === 'video') this._capBitrate(tr.sender);
+        if (track.kind === 'video') {
+          if (!this.sendVideo) await tr.sender.replaceTrack(null);
+          this._capBitrate(tr.sender);
+        }
       }
       pc.ontrack = (ev) => {
         const track = ev.track;
@@ -135,6 +140,13 @@ export class MediaLink extends EventTarget {
   async replaceTrack(kind, track) {
     const sender = this.senders[kind];
     if (sender) await sender.replaceTrack(track);
+  }
+
+  /** Audio only: stop sending the camera (no bytes leave; the m-line stays) or send it again. */
+  async setSendVideo(on) {
+    this.sendVideo = on;
+    const camera = this.localStream.getVideoTracks()[0] || null;
+    await this.replaceTrack('video', on ? camera : null);
   }
 
   async startScreen(track) {

@@ -23,6 +23,9 @@
 //   track           {peerId, kind, slot, track, participant}   slot: 'camera' | 'screen'
 //   track_removed   {peerId, slot}   slot: 'camera' | 'screen' | 'all'
 //   forced_mute     {kind, muted, by}
+//   video_paused    {peers}   the senders whose video the server paused for this client's
+//                   weak link (audio goes on): every one of them, after each change
+//   audio_only      {on}      this client's own "仅音频" choice
 //   unmute_request  {kind, by}
 //   notice          {code, message_zh}   an error the server sent on its own (no `re`)
 
@@ -106,6 +109,10 @@ export class RoomModel extends EventTarget {
     this.chat = [];
     /** @type {Map<string, PeerTracks>} peer_id → the tracks received from that participant */
     this.tracks = new Map();
+    /** @type {Set<string>} senders whose video the server paused: this client's link is weak */
+    this.videoPaused = new Set();
+    /** This client chose audio only: it receives no video and sends none. */
+    this.audioOnly = false;
     signal.addEventListener('state', (e) => this.applyConnection(/** @type {CustomEvent} */ (e).detail));
     signal.addEventListener('message', (e) => this.apply(/** @type {CustomEvent} */ (e).detail));
   }
@@ -142,7 +149,7 @@ export class RoomModel extends EventTarget {
         this.paused = false;
         this._setRoster(msg.participants);
         this._setStatus('joined');
-        this._emit('media', { action: 'start' });
+        this._mediaStart('start');
         break;
       case 'paused':
         this.paused = true;
@@ -182,6 +189,13 @@ export class RoomModel extends EventTarget {
         break;
       case 'forced_mute': this._emit('forced_mute', { kind: msg.kind, muted: msg.muted, by: msg.by }); break;
       case 'unmute_request': this._emit('unmute_request', { kind: msg.kind, by: msg.by }); break;
+      case 'video_paused': case 'video_resumed':
+        for (const peer of msg.peers || []) {
+          if (msg.type === 'video_paused') this.videoPaused.add(peer);
+          else this.videoPaused.delete(peer);
+        }
+        this._emitVideoPaused();
+        break;
       case 'error':
         // Answers to our own requests reach whoever asked; the rest is news for the user.
         if (!msg.re) this._emit('notice', { code: msg.code, message_zh: msg.message_zh || null });
@@ -204,7 +218,7 @@ export class RoomModel extends EventTarget {
     if (w.status === 'joined') {
       // A resume keeps the media connection unless the server says it is gone (a new owner
       // node, never negotiated); the page also restarts one that failed meanwhile.
-      this._emit('media', { action: w.media_reset || !w.resumed ? 'start' : 'keep' });
+      this._mediaStart(w.media_reset || !w.resumed ? 'start' : 'keep');
     }
   }
 
@@ -298,7 +312,18 @@ export class RoomModel extends EventTarget {
    */
   participantOfTrack(trackId) { return this.participants.get(peerOfTrackId(trackId)); }
 
+  /** A media connection starts (or is kept): nothing is paused on a new one yet, and the
+   * server is told again that this client wants audio only (it forgets with the connection). */
+  _mediaStart(action) {
+    if (action === 'start' && this.videoPaused.size) { this.videoPaused.clear(); this._emitVideoPaused(); }
+    this._emit('media', { action });
+    if (this.audioOnly) this.signal.send({ type: 'receive_video', enabled: false });
+  }
+
+  _emitVideoPaused() { this._emit('video_paused', { peers: [...this.videoPaused] }); }
+
   _dropTracks(peerId) {
+    if (this.videoPaused.delete(peerId)) this._emitVideoPaused();
     this.tracks.delete(peerId);
     this._emit('track_removed', { peerId, slot: 'all' });
   }
@@ -355,6 +380,16 @@ export class RoomModel extends EventTarget {
 
   /** Resolves once the server acknowledged it; rejects with its error. @param {string} text */
   sendChat(text) { return this.signal.request({ type: 'chat', text }); }
+
+  /**
+   * Audio only on or off: the server stops (or resumes) forwarding video to this client; the
+   * page stops sending its own camera (room.js). @param {boolean} on
+   */
+  setAudioOnly(on) {
+    this.audioOnly = !!on;
+    this._emit('audio_only', { on: this.audioOnly });
+    return this.signal.send({ type: 'receive_video', enabled: !this.audioOnly });
+  }
 
   /** Own presence: {muted_audio} / {muted_video} / {quality}. */
   setPresence(fields) { return this.signal.send({ type: 'presence', ...fields }); }

@@ -72,6 +72,7 @@ export class RoomUI {
   _startMedia() {
     if (this.media) this.media.destroy();
     this.media = new MediaLink(this.sig, this.model.iceServers, this.localStream);
+    this.media.sendVideo = !this.model.audioOnly;
     this.media.addEventListener('track', (e) => this.model.trackReceived(e.detail.track));
     this.media.addEventListener('quality', (e) => this._quality('self', e.detail.quality));
     this.media.addEventListener('failed', () => {
@@ -161,6 +162,13 @@ export class RoomUI {
       this._removeTile(`${peerId}:screen`);
     });
     on('forced_mute', (f) => this._forced(f));
+    on('video_paused', ({ peers }) => this._videoPaused(new Set(peers)));
+    on('audio_only', ({ on: audioOnly }) => {
+      this.root.classList.toggle('audio-only', audioOnly);
+      const b = $(this.root, '[data-act=audio-only]');
+      if (b) { b.setAttribute('aria-pressed', String(audioOnly)); b.textContent = audioOnly ? t('room.audioonlyoff') : t('room.audioonly'); }
+      if (this.media) this.media.setSendVideo(!audioOnly).catch(() => {});
+    });
     on('unmute_request', ({ kind }) => { if (kind === 'audio' && confirm(t('room.askunmute'))) this._setMic(true); });
     on('notice', ({ message_zh: text }) => this._toast(text || t('err.generic')));
   }
@@ -195,6 +203,7 @@ export class RoomUI {
       case 'mic': this._setMic(!this._micOn()); break;
       case 'cam': this._setCam(!this._camOn()); break;
       case 'screen': this._toggleScreen(); break;
+      case 'audio-only': m.setAudioOnly(!m.audioOnly); break;
       case 'leave': this.leave(); break;
       case 'lock': m.toggleLock(); break;
       // A booked session before its window: session_not_open, shown (nothing else changes).
@@ -295,6 +304,7 @@ export class RoomUI {
     }
     this._fillTile(tile, key, info);
     this._layout();
+    if (!self) this._videoPaused(this.model.videoPaused);
   }
 
   _fillTile(tile, key, info) {
@@ -307,6 +317,17 @@ export class RoomUI {
     const q = info.quality || 'unknown';
     const dot = tile.querySelector('.q-dot');
     dot.dataset.q = q; dot.title = t(`q.${q}`); dot.setAttribute('aria-label', t(`q.${q}`));
+  }
+
+  /** "视频已暂停（网络较差）" on the tiles (camera and screen) of the senders in `peers`. */
+  _videoPaused(peers) {
+    this.grid.querySelectorAll('.tile:not(.self)').forEach((tile) => {
+      const paused = peers.has(tile.dataset.peer.replace(/:screen$/, ''));
+      tile.classList.toggle('video-paused', paused);
+      let note = tile.querySelector('.tile-paused');
+      if (paused && !note) { note = el('p', { class: 'tile-paused', 'aria-live': 'polite' }, t('room.videopaused')); tile.append(note); }
+      if (!paused && note) note.remove();
+    });
   }
 
   _removeTile(key) {

@@ -44,6 +44,7 @@ class FakeMediaNode:
     def __init__(self) -> None:
         self.peers: dict[tuple[str, str], PublishGrant] = {}
         self.forwarding: dict[tuple[str, str, str], bool] = {}
+        self.receive_video: dict[tuple[str, str], bool] = {}
         self.candidates: list[tuple[str, IceCandidate | None]] = []
         self.answers: list[tuple[str, str]] = []
         self.recording: dict[str, Path] = {}
@@ -81,6 +82,9 @@ class FakeMediaNode:
 
     async def request_keyframe(self, *, room_id: str, peer_id: str) -> None:
         return None
+
+    async def set_receive_video(self, *, room_id: str, peer_id: str, enabled: bool) -> None:
+        self.receive_video[(room_id, peer_id)] = enabled
 
     async def start_recording(self, *, room_id: str, directory: Path) -> None:
         self.recording[room_id] = directory

@@ -1,0 +1,206 @@
+"""What each subscriber's link can take, and when its video pauses (audio first, issue #18).
+
+No aiortc here: `media.adapter.on_congestion_feedback` reads the RTCP a subscriber sends about
+the server's senders and calls `BandwidthEstimator.on_remb` / `on_report`; the SFU's room loop
+asks `VideoPausePolicy.update` with the estimate, the loss and the bitrate the subscriber is
+sent, and pauses or resumes that subscriber's video (never its audio).
+
+    subscriber ─RTCP REMB / RR─► adapter ─► BandwidthEstimator ─┐
+    publishers' measured bitrates (RateMeter) ──────────────────┴─► VideoPausePolicy ─► pause/resume
+"""
+
+from __future__ import annotations
+
+import time
+from collections.abc import Callable, Iterable
+from dataclasses import dataclass
+
+Clock = Callable[[], float]
+
+
+@dataclass(frozen=True, slots=True)
+class BandwidthSettings:
+    """Thresholds of the audio-first policy (`SfuMediaNode(bandwidth=...)`).
+
+    A subscriber is *weak* when its estimate is below `pause_below_ratio` × what it is sent
+    (video it receives plus audio), or when the loss it reports on its video is above
+    `pause_loss`. Weak for `pause_after_s` → its video pauses. It resumes after at least the
+    pause's length (`min_pause_s`, doubled for each pause that follows a resume within
+    `backoff_reset_s`, up to `max_pause_s`) once it has been good for `resume_after_s`: loss at
+    most `resume_loss` and, if it sent an estimate since the pause began, that estimate at least
+    `resume_above_ratio` × what it would be sent. While video is paused a receiver's estimate
+    usually stops (no video packets to measure), so resuming is then a probe; a pause soon after
+    lengthens the next one, so a link that cannot carry video does not flap.
+    """
+
+    pause_below_ratio: float = 0.85
+    resume_above_ratio: float = 1.2
+    pause_loss: float = 0.10
+    resume_loss: float = 0.03
+    pause_after_s: float = 2.0
+    resume_after_s: float = 2.0
+    min_pause_s: float = 5.0
+    max_pause_s: float = 40.0
+    backoff_reset_s: float = 30.0
+    #: RTCP older than this no longer counts (receivers report about every second).
+    feedback_fresh_s: float = 3.0
+    #: Estimates in a subscriber's first seconds are ignored (receivers start low and ramp up).
+    warmup_s: float = 5.0
+    #: Loss reports are smoothed: new = old + alpha × (report - old).
+    loss_alpha: float = 0.5
+    #: Bitrate assumed for an audio stream not measured yet.
+    audio_bps: int = 40_000
+    #: How often the SFU evaluates every subscriber.
+    interval_s: float = 0.5
+
+    def __post_init__(self) -> None:
+        if self.resume_above_ratio < self.pause_below_ratio or self.resume_loss > self.pause_loss:
+            raise ValueError("resume thresholds must be at least as strict as pause thresholds")
+        if self.max_pause_s < self.min_pause_s:
+            raise ValueError("max_pause_s must be at least min_pause_s")
+
+
+class BandwidthEstimator:
+    """One subscriber's congestion feedback: REMB (bits per second over a set of SSRCs) and the
+    fraction lost of each stream from its receiver reports."""
+
+    def __init__(self, settings: BandwidthSettings | None = None, clock: Clock = time.monotonic):
+        self.settings = settings or BandwidthSettings()
+        self.clock = clock
+        self._remb: dict[frozenset[int], tuple[int, float]] = {}  # ssrcs -> (bps, at)
+        self._loss: dict[int, tuple[float, float, str]] = {}  # ssrc -> (smoothed, at, kind)
+        self.rembs = 0
+        self.reports = 0
+
+    def on_remb(self, bitrate_bps: int, ssrcs: Iterable[int]) -> None:
+        key = frozenset(ssrcs)
+        if key:
+            self._remb[key] = (bitrate_bps, self.clock())
+            self.rembs += 1
+
+    def on_report(self, ssrc: int, fraction_lost: int, kind: str) -> None:
+        """`fraction_lost` as in RTCP: lost packets since the last report, × 256."""
+        lost = min(max(fraction_lost, 0), 255) / 256
+        previous = self._loss.get(ssrc)
+        now = self.clock()
+        if previous is not None and now - previous[1] <= self.settings.feedback_fresh_s:
+            lost = previous[0] + self.settings.loss_alpha * (lost - previous[0])
+        self._loss[ssrc] = (lost, now, kind)
+        self.reports += 1
+
+    def estimate_bps(self, since: float | None = None) -> int | None:
+        """The subscriber's estimate: the sum of its fresh REMBs over disjoint SSRC sets (Chrome
+        sends one for all streams, aiortc one per receiver; the newest wins an overlap); None
+        when none is fresh (or none arrived at or after `since`)."""
+        now = self.clock()
+        oldest = now - self.settings.feedback_fresh_s
+        if since is not None:
+            oldest = max(oldest, since)
+        covered: set[int] = set()
+        total = 0
+        found = False
+        for ssrcs, (bps, at) in sorted(self._remb.items(), key=lambda kv: -kv[1][1]):
+            if at < oldest or covered & ssrcs:
+                continue
+            covered |= ssrcs
+            total += bps
+            found = True
+        return total if found else None
+
+    def loss(self, kind: str | None = "video") -> float | None:
+        """The highest smoothed fraction lost over fresh reports of streams of `kind`."""
+        oldest = self.clock() - self.settings.feedback_fresh_s
+        fresh = [
+            lost
+            for lost, at, k in self._loss.values()
+            if at >= oldest and (kind is None or k == kind)
+        ]
+        return max(fresh) if fresh else None
+
+    def forget(self, ssrc: int) -> None:
+        """A stream the subscriber no longer receives (its subscription ended)."""
+        self._loss.pop(ssrc, None)
+        for key in [k for k in self._remb if ssrc in k]:
+            del self._remb[key]
+
+
+class RateMeter:
+    """Bits per second of a growing byte counter, sampled now and then, smoothed."""
+
+    def __init__(self, alpha: float = 0.5) -> None:
+        self.alpha = alpha
+        self.bps: float | None = None
+        self._last: tuple[int, float] | None = None
+
+    def update(self, total_bytes: int, now: float) -> float | None:
+        last = self._last
+        self._last = (total_bytes, now)
+        if last is None or now <= last[1]:
+            return self.bps
+        sample = (total_bytes - last[0]) * 8 / (now - last[1])
+        self.bps = sample if self.bps is None else self.bps + self.alpha * (sample - self.bps)
+        return self.bps
+
+
+class VideoPausePolicy:
+    """Pause or resume one subscriber's video, with hysteresis and back-off (see
+    `BandwidthSettings`). `update` returns True when video must pause now, False when it must
+    resume now, None when nothing changes."""
+
+    def __init__(self, settings: BandwidthSettings | None = None, clock: Clock = time.monotonic):
+        self.settings = settings or BandwidthSettings()
+        self.clock = clock
+        self.created_at = clock()
+        self.paused = False
+        self.paused_at = 0.0
+        self.pause_s = self.settings.min_pause_s
+        self.resumed_at: float | None = None
+        self.pauses = 0
+        self._since: float | None = None  # the condition to change has held since then
+        self.reason = ""
+
+    def update(self, estimator: BandwidthEstimator, needed_bps: float) -> bool | None:
+        s = self.settings
+        now = self.clock()
+        if not self.paused:
+            estimate = estimator.estimate_bps() if now - self.created_at >= s.warmup_s else None
+            loss = estimator.loss("video")
+            low = (
+                estimate is not None
+                and needed_bps > 0
+                and estimate < s.pause_below_ratio * needed_bps
+            )
+            lossy = loss is not None and loss > s.pause_loss
+            if not (low or lossy):
+                self._since = None
+                return None
+            if self._since is None:
+                self._since = now
+            if now - self._since < s.pause_after_s:
+                return None
+            recent = self.resumed_at is not None and now - self.resumed_at < s.backoff_reset_s
+            self.pause_s = min(self.pause_s * 2, s.max_pause_s) if recent else s.min_pause_s
+            self.paused, self.paused_at, self._since = True, now, None
+            self.pauses += 1
+            self.reason = (
+                f"estimate {estimate} bps < {needed_bps:.0f} bps needed"
+                if low
+                else f"loss {loss:.2f}"
+            )
+            return True
+        # paused: only what was measured since the pause says anything about the link now
+        estimate = estimator.estimate_bps(since=self.paused_at)
+        loss = estimator.loss(None)  # audio keeps flowing and being reported
+        good = (loss is None or loss <= s.resume_loss) and (
+            estimate is None or estimate >= s.resume_above_ratio * needed_bps
+        )
+        if not good:
+            self._since = None
+            return None
+        if self._since is None:
+            self._since = now
+        if now - self.paused_at < self.pause_s or now - self._since < s.resume_after_s:
+            return None
+        self.paused, self.resumed_at, self._since = False, now, None
+        self.reason = ""
+        return False

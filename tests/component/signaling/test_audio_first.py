@@ -1,0 +1,47 @@
+"""Audio first through signaling: the media node's VideoPaused reaches that participant only,
+and the "audio only" switch (`receive_video`) reaches the media node, also for a media
+connection made after it was chosen."""
+
+from __future__ import annotations
+
+from media.interfaces import VideoPaused
+from tests.component.signaling.conftest import MakeParticipant
+from tests.component.signaling.harness import FakeMediaNode, new_session, new_token
+
+
+async def test_video_paused_goes_to_the_weak_participant_and_audio_only_to_the_media_node(
+    people: MakeParticipant, fake_media: FakeMediaNode
+) -> None:
+    host = await people("host", "mediator01")
+    sess = await new_session(host)
+    room_id = sess["room_id"]
+    await host.connect()
+    await host.join(room_id)
+    guest = await people("guest")
+    tok = await new_token(host, sess["id"])
+    await guest.connect()
+    await guest.join(room_id, token=tok["token"])
+    await host.request("admit", peer_id=guest.peer_id)
+    await guest.expect("admitted")
+    await host.expect("participant_joined")
+
+    # audio only, chosen before the media connection: applied once the offer is answered
+    assert (await guest.request("receive_video", enabled=False))["type"] == "ack"
+    assert (room_id, guest.peer_id) not in fake_media.receive_video
+    offer_id = await guest.send("offer", sdp="v=0 guest offer")
+    await guest.expect("answer", re=offer_id)
+    assert fake_media.receive_video[(room_id, guest.peer_id)] is False
+    # and switched back on a running connection
+    assert (await guest.request("receive_video", enabled=True))["type"] == "ack"
+    assert fake_media.receive_video[(room_id, guest.peer_id)] is True
+
+    fake_media.push(VideoPaused(room_id, guest.peer_id, (host.peer_id,), True))
+    paused = await guest.expect("video_paused")
+    assert paused["peers"] == [host.peer_id]
+    fake_media.push(VideoPaused(room_id, guest.peer_id, (host.peer_id,), False))
+    resumed = await guest.expect("video_resumed")
+    assert resumed["peers"] == [host.peer_id]
+    # the host was told nothing: its next message is the answer to its own ping
+    pong = await host.request("ping")
+    assert pong["type"] in ("ack", "pong")
+    assert not host.seen("video_paused") and not host.seen("video_resumed")

@@ -1,0 +1,155 @@
+"""The per-subscriber estimate and the audio-first pause/resume policy, on a fake clock."""
+
+from __future__ import annotations
+
+from media.bandwidth import BandwidthEstimator, BandwidthSettings, RateMeter, VideoPausePolicy
+
+SETTINGS = BandwidthSettings(
+    pause_after_s=2.0,
+    resume_after_s=2.0,
+    min_pause_s=5.0,
+    max_pause_s=40.0,
+    backoff_reset_s=30.0,
+    warmup_s=0.0,
+)
+NEEDED = 800_000  # bits per second the subscriber is sent
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make(
+    settings: BandwidthSettings = SETTINGS,
+) -> tuple[Clock, BandwidthEstimator, VideoPausePolicy]:
+    clock = Clock()
+    return clock, BandwidthEstimator(settings, clock), VideoPausePolicy(settings, clock)
+
+
+def run(
+    clock: Clock,
+    estimator: BandwidthEstimator,
+    policy: VideoPausePolicy,
+    seconds: float,
+    *,
+    remb: int | None = None,
+    video_loss: int | None = None,
+    audio_loss: int | None = None,
+    until_change: bool = False,
+) -> list[bool]:
+    """Feed feedback every 0.5 s for `seconds`; the policy's decisions, in order."""
+    decisions = []
+    end = clock.now + seconds
+    while clock.now < end:
+        clock.now += 0.5
+        if remb is not None:
+            estimator.on_remb(remb, [1, 2])
+        if video_loss is not None:
+            estimator.on_report(1, video_loss, "video")
+        if audio_loss is not None:
+            estimator.on_report(3, audio_loss, "audio")
+        decision = policy.update(estimator, NEEDED)
+        if decision is not None:
+            decisions.append(decision)
+            if until_change:
+                break
+    return decisions
+
+
+def test_estimate_sums_disjoint_rembs_and_the_newest_wins_an_overlap() -> None:
+    clock, estimator, _ = make()
+    estimator.on_remb(300_000, [1])
+    estimator.on_remb(200_000, [2])
+    assert estimator.estimate_bps() == 500_000  # aiortc: one REMB per receiver
+    clock.now += 1
+    estimator.on_remb(900_000, [1, 2])  # Chrome: one REMB for every stream
+    assert estimator.estimate_bps() == 900_000
+    clock.now += SETTINGS.feedback_fresh_s + 0.1
+    assert estimator.estimate_bps() is None  # stale
+    estimator.on_remb(100_000, [1])
+    assert estimator.estimate_bps(since=clock.now + 1) is None
+
+
+def test_loss_is_smoothed_per_stream_and_by_kind() -> None:
+    clock, estimator, _ = make()
+    estimator.on_report(1, 128, "video")  # 50 %
+    assert estimator.loss("video") == 0.5
+    estimator.on_report(1, 0, "video")
+    assert estimator.loss("video") == 0.25
+    assert estimator.loss("audio") is None
+    estimator.on_report(3, 64, "audio")
+    assert estimator.loss(None) == 0.25
+    clock.now += SETTINGS.feedback_fresh_s + 0.1
+    assert estimator.loss(None) is None
+    estimator.forget(1)
+    assert estimator.loss("video") is None
+
+
+def test_rate_meter_measures_bits_per_second() -> None:
+    meter = RateMeter(alpha=1.0)
+    assert meter.update(0, 10.0) is None
+    assert meter.update(50_000, 11.0) == 400_000
+
+
+def test_a_good_link_never_pauses() -> None:
+    clock, estimator, policy = make()
+    assert run(clock, estimator, policy, 60, remb=1_500_000, video_loss=5) == []
+    assert not policy.paused
+
+
+def test_a_low_estimate_pauses_only_after_it_held_and_resumes_when_it_recovers() -> None:
+    clock, estimator, policy = make()
+    # a short dip does not pause
+    assert run(clock, estimator, policy, 1.5, remb=300_000) == []
+    assert run(clock, estimator, policy, 1, remb=1_500_000) == []
+    assert run(clock, estimator, policy, 2.5, remb=300_000) == [True]
+    assert policy.paused
+    # the receiver keeps saying it is weak: video stays paused, however long
+    assert run(clock, estimator, policy, 30, remb=300_000, audio_loss=0) == []
+    # the estimate recovers: resume (once, after it held)
+    assert run(clock, estimator, policy, 5, remb=1_200_000, audio_loss=0) == [False]
+
+
+def test_high_loss_pauses_and_a_silent_estimator_resumes_as_a_probe_after_the_pause() -> None:
+    clock, estimator, policy = make()
+    assert run(clock, estimator, policy, 3, remb=2_000_000, video_loss=60) == [True]
+    paused_at = clock.now
+    # no video, so no estimate; the audio comes through clean: resume after the minimum pause
+    decisions = run(clock, estimator, policy, 10, audio_loss=0)
+    assert decisions == [False]
+    assert clock.now - paused_at >= SETTINGS.min_pause_s
+
+
+def test_lossy_audio_while_paused_keeps_video_paused() -> None:
+    clock, estimator, policy = make()
+    run(clock, estimator, policy, 3, video_loss=60)
+    assert policy.paused
+    assert run(clock, estimator, policy, 60, audio_loss=40) == []
+
+
+def test_pauses_soon_after_a_resume_last_longer_so_the_video_does_not_flap() -> None:
+    clock, estimator, policy = make()
+    lengths = []
+    for _ in range(4):
+        run(clock, estimator, policy, 3, video_loss=60)  # each probe fails at once
+        assert policy.paused
+        assert run(clock, estimator, policy, 100, audio_loss=0, until_change=True) == [False]
+        lengths.append(policy.pause_s)
+        assert not policy.paused
+        assert clock.now - policy.paused_at >= policy.pause_s
+    assert lengths == [5.0, 10.0, 20.0, 40.0]
+    # a resume that lasts: the next pause is short again
+    run(clock, estimator, policy, SETTINGS.backoff_reset_s + 1, remb=2_000_000, video_loss=0)
+    run(clock, estimator, policy, 3, video_loss=60)
+    assert policy.paused and policy.pause_s == SETTINGS.min_pause_s
+
+
+def test_estimates_during_warm_up_are_ignored() -> None:
+    settings = BandwidthSettings(warmup_s=5.0)
+    clock, estimator, policy = make(settings)
+    assert run(clock, estimator, policy, 4.5, remb=100_000) == []
+    assert run(clock, estimator, policy, 3, remb=100_000) == [True]
