@@ -77,9 +77,9 @@ def ref_due(
         t = min(a for a, _ in pauses)
         end = max(b for _, b in pauses)
         while t < end:
-            if t >= start and any(a <= t < b for a, b in pauses):
-                if mode == DayMode.calendar or ref_is_office(t, cal, hours):
-                    paused += 1
+            in_pause = t >= start and any(a <= t < b for a, b in pauses)
+            if in_pause and (mode == DayMode.calendar or ref_is_office(t, cal, hours)):
+                paused += 1
             t += SLOT
     if mode == DayMode.calendar:
         due += paused * SLOT
