@@ -1,12 +1,23 @@
 """Statutory time limits as pure functions (DOMAIN §6): day counting in calendar or working
 days with an editable holiday calendar (including 调休 make-up workdays), pauses that stop the
-clock, one extension, and the warning/escalation ladder the sweep walks.
+clock, one extension, the roll-over of a period that ends on a day off, and the
+warning/escalation ladder the sweep walks.
 
-All figures come from `DeadlinePolicy` rows (reference data); nothing here reads a clock.
+All figures come from `DeadlinePolicy` rows (reference data) and the deployment's
+`ClockRules` (settings); nothing here reads a clock. The rules are written down in
+docs/deadlines.md.
 
-Day counting: a limit of N days starting at instant t ends at the end of the N-th day after
-t's local date (the start day does not count), i.e. at local midnight starting day N+1. In
-working-day mode only working days count.
+Day counting (民法典 第二百零一条、第二百零三条): a limit of N days starting at instant t ends at
+the end of the N-th day after t's local date (the start day does not count), i.e. at local
+midnight starting day N+1. In working-day mode only working days count. With roll-over
+(`Rollover.next_working_day`, the default of the deployment) a period whose last day is a
+day off (weekend or public holiday, unless a 调休 make-up workday) ends at the end of the next
+working day.
+
+Pauses (中止计时, e.g. a hearing 听证) add back the time the clock stood still: wall-clock time
+in calendar mode; in working-day mode the *working time* of the pause, i.e. its overlap with
+the office hours (`ClockRules.office_hours`) of working days, added after the nominal end in
+office hours of the following working days.
 """
 
 from __future__ import annotations
@@ -14,7 +25,7 @@ from __future__ import annotations
 import enum
 from collections.abc import Iterable, Sequence
 from dataclasses import dataclass, field
-from datetime import date, datetime, time, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
 from server.kernel.errors import InvalidInput
@@ -24,9 +35,50 @@ class ExtensionRefused(InvalidInput):
     code, message_zh = "extension_refused", "延期申请不符合规定（只能延期一次，且不超过规定天数）"
 
 
+class ExtensionTooLate(ExtensionRefused):
+    code, message_zh = "extension_after_expiry", "期限已届满，不能再延期；逾期状态和抄告级别保留"
+
+
 class DayMode(enum.StrEnum):
     calendar = "calendar"
     working = "working"
+
+
+class Rollover(enum.StrEnum):
+    """What happens to a period whose last day is a day off (setting
+    `ONEDOOR_DEADLINE_HOLIDAY_ROLLOVER`)."""
+
+    #: 民法典 第二百零三条: the period ends on the day after the days off (the default).
+    next_working_day = "next_working_day"
+    #: The period ends on its last day whatever that day is.
+    none = "none"
+
+
+#: Office hours on a working day, local wall-clock [start, end) intervals, ascending.
+OfficeHours = tuple[tuple[time, time], ...]
+DEFAULT_OFFICE_HOURS: OfficeHours = ((time(8, 30), time(17, 30)),)
+#: How far the arithmetic looks for a working day before giving up (a calendar without one).
+_MAX_SEARCH_DAYS = 3660
+
+
+def parse_office_hours(text: str) -> OfficeHours:
+    """`"08:30-12:00,13:30-17:30"` → intervals; raises ValueError naming the problem."""
+    out: list[tuple[time, time]] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            a, b = (time.fromisoformat(x.strip()) for x in part.split("-"))
+        except ValueError:
+            raise ValueError(f"office hours {part!r}: write HH:MM-HH:MM") from None
+        if a >= b:
+            raise ValueError(f"office hours {part!r}: the end must come after the start")
+        if out and a < out[-1][1]:
+            raise ValueError(f"office hours {part!r}: intervals must be ascending, not overlapping")
+        out.append((a, b))
+    if not out:
+        raise ValueError("office hours: at least one interval, e.g. 08:30-17:30")
+    return tuple(out)
 
 
 class WarnLevel(enum.StrEnum):
@@ -51,6 +103,14 @@ class HolidayCalendar:
         if day in self.days_off:
             return False
         return day.weekday() < 5
+
+
+@dataclass(frozen=True, slots=True)
+class ClockRules:
+    """The deployment's counting rules (settings, not reference data)."""
+
+    rollover: Rollover = Rollover.next_working_day
+    office_hours: OfficeHours = DEFAULT_OFFICE_HOURS
 
 
 @dataclass(frozen=True, slots=True)
@@ -94,29 +154,118 @@ def end_of_day(day: date, tz: ZoneInfo) -> datetime:
     return datetime.combine(day + timedelta(days=1), time(0), tzinfo=tz)
 
 
-def base_due(start: datetime, policy: Policy, calendar: HolidayCalendar, tz: ZoneInfo) -> datetime:
-    last = add_days(start.astimezone(tz).date(), policy.limit_days, policy.day_mode, calendar)
-    return end_of_day(last, tz)
+def last_day(due: datetime, tz: ZoneInfo) -> date:
+    """The local day a period ending at `due` ends on (midnight belongs to the day before)."""
+    return (due - timedelta(microseconds=1)).astimezone(tz).date()
 
 
-def _paused_days(
-    pauses: Iterable[Pause], mode: DayMode, calendar: HolidayCalendar, tz: ZoneInfo, now: datetime
-) -> tuple[timedelta, int]:
-    """Total paused time (calendar mode) and paused working days (working mode)."""
+def next_working_day(day: date, calendar: HolidayCalendar) -> date:
+    """`day` if it is a working day, else the first working day after it."""
+    for _ in range(_MAX_SEARCH_DAYS):
+        if calendar.is_workday(day):
+            return day
+        day += timedelta(days=1)
+    raise ValueError(f"no working day within {_MAX_SEARCH_DAYS} days of {day}")
+
+
+def roll_over(due: datetime, calendar: HolidayCalendar, tz: ZoneInfo) -> datetime:
+    """A period ending on a day off ends at the end of the next working day instead."""
+    last = last_day(due, tz)
+    if calendar.is_workday(last):
+        return due
+    return end_of_day(next_working_day(last, calendar), tz)
+
+
+def office_intervals(
+    day: date, calendar: HolidayCalendar, tz: ZoneInfo, hours: OfficeHours
+) -> list[tuple[datetime, datetime]]:
+    """The office hours of a local day as UTC instants (none on a day off)."""
+    if not calendar.is_workday(day):
+        return []
+    return [
+        (
+            datetime.combine(day, a, tzinfo=tz).astimezone(UTC),
+            datetime.combine(day, b, tzinfo=tz).astimezone(UTC),
+        )
+        for a, b in hours
+    ]
+
+
+def working_time(
+    start: datetime, end: datetime, calendar: HolidayCalendar, tz: ZoneInfo, hours: OfficeHours
+) -> timedelta:
+    """The office time of working days within [start, end)."""
     total = timedelta()
-    workdays = 0
-    for pause in pauses:
-        end = pause.end or now
-        if end <= pause.start:
-            continue
-        total += end - pause.start
-        day = pause.start.astimezone(tz).date()
-        last = end.astimezone(tz).date()
-        while day <= last:
-            if calendar.is_workday(day) and mode == DayMode.working:
-                workdays += 1
-            day += timedelta(days=1)
-    return total, workdays
+    if end <= start:
+        return total
+    day = start.astimezone(tz).date() - timedelta(days=1)
+    last = end.astimezone(tz).date() + timedelta(days=1)
+    while day <= last:
+        for a, b in office_intervals(day, calendar, tz, hours):
+            lo, hi = max(a, start), min(b, end)
+            if hi > lo:
+                total += hi - lo
+        day += timedelta(days=1)
+    return total
+
+
+def add_working_time(
+    instant: datetime,
+    amount: timedelta,
+    calendar: HolidayCalendar,
+    tz: ZoneInfo,
+    hours: OfficeHours,
+) -> datetime:
+    """The earliest instant after which `amount` of office time has passed since `instant`;
+    one that falls on the close of a day's last office interval is moved to the end of that
+    day (local midnight), so whole office days shift a deadline by whole working days."""
+    if amount <= timedelta():
+        return instant
+    day = instant.astimezone(tz).date()
+    for _ in range(_MAX_SEARCH_DAYS):
+        intervals = office_intervals(day, calendar, tz, hours)
+        for i, (a, b) in enumerate(intervals):
+            lo = max(a, instant)
+            if lo >= b:
+                continue
+            if amount <= b - lo:
+                t = lo + amount
+                if t == b and i == len(intervals) - 1:
+                    return end_of_day(day, tz)
+                return t
+            amount -= b - lo
+        day += timedelta(days=1)
+    raise ValueError(f"no working time within {_MAX_SEARCH_DAYS} days of {instant}")
+
+
+def merge_pauses(
+    pauses: Iterable[Pause], *, since: datetime, now: datetime
+) -> list[tuple[datetime, datetime]]:
+    """The pauses as disjoint [start, end) intervals from `since` on (an open one ends at
+    `now`; overlapping ones count once)."""
+    spans = sorted(
+        (max(p.start, since), p.end or now) for p in pauses if (p.end or now) > max(p.start, since)
+    )
+    merged: list[tuple[datetime, datetime]] = []
+    for a, b in spans:
+        if merged and a <= merged[-1][1]:
+            merged[-1] = (merged[-1][0], max(merged[-1][1], b))
+        else:
+            merged.append((a, b))
+    return merged
+
+
+def base_due(
+    start: datetime,
+    policy: Policy,
+    calendar: HolidayCalendar,
+    tz: ZoneInfo,
+    *,
+    rollover: Rollover = Rollover.none,
+) -> datetime:
+    last = add_days(start.astimezone(tz).date(), policy.limit_days, policy.day_mode, calendar)
+    due = end_of_day(last, tz)
+    return roll_over(due, calendar, tz) if rollover == Rollover.next_working_day else due
 
 
 def effective_due(
@@ -128,34 +277,57 @@ def effective_due(
     pauses: Sequence[Pause] = (),
     extension_days: int = 0,
     now: datetime | None = None,
+    rollover: Rollover = Rollover.none,
+    office_hours: OfficeHours = DEFAULT_OFFICE_HOURS,
 ) -> datetime:
-    """The due instant after the extension and every pause.
+    """The due instant after the extension, every pause and the roll-over.
 
-    An extension adds days (in the policy's day mode) to the original due date. A pause shifts
-    the due time by its length (calendar mode) or by the working days it touched (working mode);
-    an open pause counts up to `now`.
+    The nominal period (start day not counted) is extended by `extension_days` days in the
+    policy's day mode from its last day; pauses then add the time the clock stood still
+    (calendar mode: its length; working-day mode: its office time on working days, added in
+    office time); an open pause counts up to `now`. Last, with `Rollover.next_working_day`, a
+    period whose last day is a day off ends at the end of the next working day.
     """
-    due = base_due(start, policy, calendar, tz)
+    last = add_days(start.astimezone(tz).date(), policy.limit_days, policy.day_mode, calendar)
     if extension_days:
-        last = (due - timedelta(microseconds=1)).astimezone(tz).date()
-        due = end_of_day(add_days(last, extension_days, policy.day_mode, calendar), tz)
+        last = add_days(last, extension_days, policy.day_mode, calendar)
+    due = end_of_day(last, tz)
     if pauses:
         ref = now or max((p.end or p.start) for p in pauses)
-        total, workdays = _paused_days(pauses, policy.day_mode, calendar, tz, ref)
+        spans = merge_pauses(pauses, since=start, now=ref)
         if policy.day_mode == DayMode.calendar:
-            due += total
-        elif workdays:
-            last = (due - timedelta(microseconds=1)).astimezone(tz).date()
-            due = end_of_day(add_days(last, workdays, DayMode.working, calendar), tz)
+            due += sum((b - a for a, b in spans), timedelta())
+        else:
+            paused = sum(
+                (working_time(a, b, calendar, tz, office_hours) for a, b in spans), timedelta()
+            )
+            due = add_working_time(due, paused, calendar, tz, office_hours)
+    if rollover == Rollover.next_working_day:
+        due = roll_over(due, calendar, tz)
     return due
 
 
-def check_extension(policy: Policy, *, days: int, already_extended: bool) -> None:
-    """Extensions: once, by a positive number of days, at most the policy's maximum.
+def check_extension(
+    policy: Policy,
+    *,
+    days: int,
+    already_extended: bool,
+    due: datetime | None = None,
+    now: datetime | None = None,
+) -> None:
+    """Extensions: before the deadline expires, once, by a positive number of days, at most
+    the policy's maximum (信访工作条例: 延长期限不得超过三十日).
 
     Raises:
+        ExtensionTooLate: `now` is at or after `due` (code extension_after_expiry).
         ExtensionRefused: with `reason` once / days / limit.
     """
+    if due is not None and now is not None and now >= due:
+        raise ExtensionTooLate(
+            "the deadline has expired; an extension must be approved before it",
+            reason="expired",
+            due_at=due.isoformat(),
+        )
     if already_extended:
         raise ExtensionRefused("a deadline may be extended once only", reason="once")
     if days <= 0:

@@ -8,9 +8,11 @@ import pytest
 from server.cases.deadlines import (
     DayMode,
     ExtensionRefused,
+    ExtensionTooLate,
     HolidayCalendar,
     Pause,
     Policy,
+    Rollover,
     WarnLevel,
     add_days,
     check_extension,
@@ -99,11 +101,12 @@ def test_pauses_stop_the_clock() -> None:
     )
 
 
-def test_pause_in_working_day_mode_shifts_by_working_days() -> None:
+def test_pause_in_working_day_mode_shifts_by_its_office_time() -> None:
     p = Policy("handling", 10, day_mode=DayMode.working)
     start = local(2026, 3, 2)  # Monday
     base = effective_due(start=start, policy=p, calendar=NONE, tz=TZ)
-    # paused Fri 6 → Mon 9: two working days touched
+    assert base == datetime(2026, 3, 17, tzinfo=TZ)  # 10 working days: Tue 3 … Mon 16
+    # paused Fri 6 10:00 → Mon 9 10:00: 7.5 + 1.5 office hours (08:30-17:30) = one office day
     due = effective_due(
         start=start,
         policy=p,
@@ -111,8 +114,68 @@ def test_pause_in_working_day_mode_shifts_by_working_days() -> None:
         tz=TZ,
         pauses=[Pause(local(2026, 3, 6), local(2026, 3, 9))],
     )
-    assert base == datetime(2026, 3, 17, tzinfo=TZ)  # 10 working days: Tue 3 … Mon 16
-    assert due == datetime(2026, 3, 19, tzinfo=TZ)
+    assert due == datetime(2026, 3, 18, tzinfo=TZ)
+
+
+def test_finding_9_a_one_hour_pause_adds_one_office_hour_not_a_working_day() -> None:
+    p = Policy("handling", 10, day_mode=DayMode.working)
+    start = local(2026, 3, 2)
+    due = effective_due(
+        start=start,
+        policy=p,
+        calendar=NONE,
+        tz=TZ,
+        pauses=[Pause(local(2026, 3, 4, 10), local(2026, 3, 4, 11))],  # Wednesday 10-11
+    )
+    # one office hour after the nominal end (Mon 16, 24:00): Tue 17 09:30
+    assert due == datetime(2026, 3, 17, 9, 30, tzinfo=TZ)
+
+
+def test_finding_9_a_weekend_pause_adds_no_working_time() -> None:
+    p = Policy("handling", 10, day_mode=DayMode.working)
+    start = local(2026, 3, 2)
+    base = effective_due(start=start, policy=p, calendar=NONE, tz=TZ)
+    due = effective_due(
+        start=start,
+        policy=p,
+        calendar=NONE,
+        tz=TZ,
+        pauses=[Pause(local(2026, 3, 6, 18), local(2026, 3, 9, 8))],  # Fri 18:00 → Mon 08:00
+    )
+    assert due == base
+
+
+def test_finding_9_calendar_days_ending_on_a_holiday_roll_to_the_next_working_day() -> None:
+    national_day = HolidayCalendar(
+        days_off=frozenset({date(2026, 10, d) for d in range(1, 8)}),
+        makeup_workdays=frozenset({date(2026, 10, 10)}),
+    )
+    p = Policy("review_request", 30)
+    start = local(2026, 9, 1)  # 30 calendar days: last day Thu 1 Oct (国庆)
+    assert effective_due(start=start, policy=p, calendar=national_day, tz=TZ) == datetime(
+        2026, 10, 2, tzinfo=TZ
+    )
+    rolled = effective_due(
+        start=start, policy=p, calendar=national_day, tz=TZ, rollover=Rollover.next_working_day
+    )
+    assert rolled == datetime(2026, 10, 9, tzinfo=TZ)  # ends with Thu 8 Oct
+    # a 调休 make-up Saturday is a working day: a period ending on it does not move
+    sat = effective_due(
+        start=local(2026, 9, 10),
+        policy=p,
+        calendar=national_day,
+        tz=TZ,
+        rollover=Rollover.next_working_day,
+    )
+    assert sat == datetime(2026, 10, 11, tzinfo=TZ)
+
+
+def test_extension_is_refused_once_the_deadline_has_expired() -> None:
+    due = local(2026, 3, 1, 0)
+    check_extension(HANDLING, days=30, already_extended=False, due=due, now=due - timedelta(1))
+    with pytest.raises(ExtensionTooLate) as err:
+        check_extension(HANDLING, days=30, already_extended=False, due=due, now=due)
+    assert err.value.code == "extension_after_expiry"
 
 
 def test_sweep_ladder_is_monotonic_and_idempotent() -> None:
