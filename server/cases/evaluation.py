@@ -401,7 +401,10 @@ async def _labels(session: AsyncSession, by: By, ids: list[int]) -> dict[int, st
 # --- publication report (《今日拱墅》) -----------------------------------------------------------
 
 
-class DrafterMayNotApprove(PermissionDenied):
+class DrafterMayNotApprove(Conflict):
+    """Four eyes: the report waits for a second supervisor (the role may approve; this person
+    may not approve their own draft)."""
+
     code, message_zh = "drafter_may_not_approve", "报告须由起草人以外的督导员审批"
 
 
