@@ -87,7 +87,14 @@ async def test_background_jobs_start_and_stop_with_the_app(
     async with TestClient(TestServer(app)) as client:
         names = {t.get_name() for t in asyncio.all_tasks()}
         assert "jobs-runner" in names
-        assert app[keys.jobs].names == ["deadline_sweep", "deadline_notifications", "reminders"]
+        assert app[keys.jobs].names == [
+            "deadline_sweep",
+            "session_no_show",
+            "recording_retention",
+            "deadline_notifications",
+            "reminders",
+            "webhooks",
+        ]
         assert (await client.get("/readyz")).status == 200
         await app[keys.jobs].run_once()  # one round for sure (the loop's may still be running)
         metrics = await (await client.get("/metrics")).text()
