@@ -81,4 +81,10 @@ def evaluate(room: Room, settings: BandwidthSettings, now: float) -> list[VideoP
                 )
             )
         session.reported_paused = now_paused
+        session.quality.sample(
+            interval_s=settings.interval_s,
+            estimate_bps=session.estimator.estimate_bps(),
+            loss=session.estimator.loss(None),
+            paused=bool(tracks) and session.policy.paused,
+        )
     return events

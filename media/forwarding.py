@@ -27,6 +27,7 @@ from aiortc.mediastreams import MediaStreamError
 from media import adapter
 from media.bandwidth import BandwidthEstimator, RateMeter, VideoPausePolicy
 from media.interfaces import PublishGrant, TrackKind
+from media.quality import QualityMeter
 from media.recorder import Recording, TrackKey
 from media.speaker import SpeakerDetector
 
@@ -345,6 +346,7 @@ class PeerSession:
     policy: VideoPausePolicy = field(default_factory=VideoPausePolicy)
     receive_video: bool = True  # False: the participant chose audio only
     reported_paused: set[str] = field(default_factory=set)  # publishers told as paused
+    quality: QualityMeter = field(default_factory=QualityMeter)  # for the session record
 
 
 @dataclass(eq=False)

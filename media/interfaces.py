@@ -13,6 +13,8 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
+from media.quality import LinkQuality
+
 TrackKind = Literal["audio", "video"]
 SdpType = Literal["offer", "answer"]
 
@@ -132,6 +134,16 @@ class VideoPaused:
     paused: bool
 
 
+@dataclass(frozen=True, slots=True)
+class PeerQuality:
+    """The participant's media ended: how its downlink was while connected (for the session
+    record). Sent once per peer connection that was sampled at least once."""
+
+    room_id: str
+    peer_id: str
+    quality: LinkQuality
+
+
 MediaEvent = (
     PeerDescription
     | PeerConnected
@@ -141,6 +153,7 @@ MediaEvent = (
     | RecordingStopped
     | RecordingFailed
     | VideoPaused
+    | PeerQuality
 )
 
 

@@ -71,6 +71,7 @@ from media.interfaces import (
     PeerConnected,
     PeerDescription,
     PeerFailed,
+    PeerQuality,
     PublishGrant,
     RecordingFile,
     RecordingStopped,
@@ -530,6 +531,9 @@ class SfuMediaNode:
             track.stop()
             track.forwarder.subscribers.pop(peer_id, None)
         room.speaker.remove(peer_id)
+        quality = session.quality.summary()
+        if quality is not None:
+            self.emit(PeerQuality(room_id, peer_id, quality))
         if session.published:
             self._renegotiate_others(room, peer_id)
         # Shielded: aiortc may be closing this connection itself (it does when the connection

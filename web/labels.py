@@ -87,6 +87,13 @@ CONSENT_LABELS: Mapping[str, str] = {
     "none": "未作答",
 }
 
+#: A participant's connection quality over a session (media.quality.Grade).
+LINK_GRADE_LABELS: Mapping[str, str] = {
+    "good": "网络良好",
+    "fair": "网络一般",
+    "poor": "网络较差",
+}
+
 #: How a participant was identified (server.sessions.record.IdentityKind).
 IDENTITY_KIND_LABELS: Mapping[str, str] = {
     "staff": "工作人员账号",
@@ -216,6 +223,7 @@ LABELS: Mapping[str, Mapping[str, str]] = {
     "session_outcome": SESSION_OUTCOME_LABELS,
     "consent": CONSENT_LABELS,
     "identity_kind": IDENTITY_KIND_LABELS,
+    "link_grade": LINK_GRADE_LABELS,
     "participant_role": PARTICIPANT_ROLE_LABELS,
     "side": SIDE_LABELS,
     "invite_status": INVITE_STATUS_LABELS,

@@ -116,6 +116,9 @@ class SessionParticipant(Base):
     no_show: Mapped[bool] = mapped_column(Boolean, default=False)
     recording_consent_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     recording_refused_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: How the participant's link was (media.quality.LinkQuality as JSON), merged over its
+    #: media connections; None until its media has ended.
+    quality: Mapped[dict[str, Any] | None] = mapped_column(JSON)
 
 
 class SessionEvent(Base):

@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import contextlib
 from collections.abc import Iterable
+from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -188,6 +189,11 @@ async def follow_event(session: AsyncSession, ev: EventRecord) -> None:
         row = await _latest(session, ev.session_id, identity)
         if row is not None and row.left_at is None and row.joined_at is not None:
             row.left_at = ev.at
+    elif ev.type == "participant.quality":
+        row = await _latest(session, ev.session_id, identity)
+        quality = ev.payload.get("quality")
+        if row is not None and isinstance(quality, dict):
+            row.quality = merge_quality(row.quality, quality)
     elif ev.type in ("recording.consent", "recording.refused"):
         row = await _latest(session, ev.session_id, identity)
         if row is None or row.left_at is not None:
@@ -197,3 +203,40 @@ async def follow_event(session: AsyncSession, ev: EventRecord) -> None:
             row.recording_consent_at = ev.at
         else:
             row.recording_refused_at = ev.at
+
+
+_GRADES = ("good", "fair", "poor")
+
+
+def merge_quality(old: dict[str, Any] | None, new: dict[str, Any]) -> dict[str, Any]:
+    """One participant's quality over several media connections (a reconnect starts a new
+    one): durations add up, loss is weighted by time, extremes and the grade take the worst,
+    the median estimate is the longer connection's."""
+    if not old:
+        return dict(new)
+    a, b = float(old.get("seconds") or 0), float(new.get("seconds") or 0)
+    longer = old if a >= b else new
+
+    def worst(key: str, pick: Any) -> Any:
+        values = [v for v in (old.get(key), new.get(key)) if v is not None]
+        return pick(values) if values else None
+
+    losses = [
+        (float(q["loss_pct"]), s) for q, s in ((old, a), (new, b)) if q.get("loss_pct") is not None
+    ]
+    weight = sum(s for _, s in losses)
+    return {
+        "seconds": round(a + b, 1),
+        "median_kbps": longer.get("median_kbps"),
+        "min_kbps": worst("min_kbps", min),
+        "loss_pct": round(sum(v * s for v, s in losses) / weight, 1) if weight else None,
+        "max_loss_pct": worst("max_loss_pct", max),
+        "video_paused_s": round(
+            float(old.get("video_paused_s") or 0) + float(new.get("video_paused_s") or 0), 1
+        ),
+        "grade": max(
+            (str(q.get("grade")) for q in (old, new) if q.get("grade") in _GRADES),
+            key=_GRADES.index,
+            default="good",
+        ),
+    }

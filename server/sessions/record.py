@@ -13,7 +13,7 @@ from __future__ import annotations
 
 from collections.abc import Iterable
 from datetime import datetime
-from typing import Literal
+from typing import Any, Literal
 
 from pydantic import BaseModel, Field, computed_field
 from sqlalchemy import func, select
@@ -25,6 +25,7 @@ from server.cases import access as cases_access
 from server.cases import agreements
 from server.cases import queries as cases
 from server.org import service as org
+from server.sessions import participants as participant_rows
 from server.sessions.errors import SessionNotFound
 from server.sessions.models import (
     CallSession,
@@ -46,6 +47,18 @@ _OVER = frozenset({SessionState.ended, SessionState.cancelled, SessionState.no_s
 IdentityKind = Literal["staff", "guest"]
 
 
+class LinkSummary(BaseModel, frozen=True):
+    """How a participant's downlink was (the SFU's samples, docs/api.md#session-record)."""
+
+    grade: Literal["good", "fair", "poor"]
+    seconds: float
+    median_kbps: int | None = None
+    min_kbps: int | None = None
+    loss_pct: float | None = None
+    max_loss_pct: float | None = None
+    video_paused_s: float = 0.0
+
+
 class ParticipantEntry(BaseModel, frozen=True):
     identity: str
     identity_kind: IdentityKind
@@ -63,6 +76,9 @@ class ParticipantEntry(BaseModel, frozen=True):
     no_show: bool = False
     recording_consent_at: datetime | None = None
     recording_refused_at: datetime | None = None
+    #: The participant's link while in the room (media.quality.LinkQuality merged over its
+    #: connections): grade good/fair/poor, median estimate, loss, video paused time.
+    quality: LinkSummary | None = None
 
     @computed_field  # type: ignore[prop-decorator]
     @property
@@ -227,6 +243,10 @@ def _participants(
         lefts = [g.left_at for g in group if g.left_at is not None]
         consents = [g.recording_consent_at for g in group if g.recording_consent_at]
         refusals = [g.recording_refused_at for g in group if g.recording_refused_at]
+        quality: dict[str, Any] | None = None
+        for g in group:
+            if g.quality:
+                quality = participant_rows.merge_quality(quality, g.quality)
         out.append(
             ParticipantEntry(
                 identity=identity,
@@ -243,6 +263,7 @@ def _participants(
                 no_show=any(g.no_show for g in group) and not joins,
                 recording_consent_at=max(consents, default=None),
                 recording_refused_at=max(refusals, default=None),
+                quality=LinkSummary.model_validate(quality) if quality else None,
             )
         )
     return out

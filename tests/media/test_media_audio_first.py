@@ -17,7 +17,7 @@ import pytest
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
 
 from media.bandwidth import BandwidthSettings
-from media.interfaces import VideoPaused
+from media.interfaces import PeerQuality, VideoPaused
 from media.sfu import SfuMediaNode
 from tests.media.rtc_clients import EventPump, TestClient, receive_event, wait_until
 
@@ -123,6 +123,14 @@ async def test_a_weak_subscriber_keeps_audio_loses_video_alone_and_gets_it_back(
             lambda: weak.frames_from("a", "video") >= video + 10, 15, "weak's video back"
         )
         assert not af_pump.errors
+
+        # its media ends: the session record learns how its link was (issue #16 item 1)
+        await af_node.close_peer(room_id="r", peer_id="weak")
+        event = await receive_event(af_pump, PeerQuality, 10, peer_id="weak")
+        quality = event.quality
+        assert quality.min_kbps == 20 and quality.median_kbps is not None
+        assert quality.video_paused_s > 0 and quality.grade != "good"
+        assert quality.seconds >= quality.video_paused_s
     finally:
         if remb is not None:
             await remb.stop()

@@ -71,6 +71,12 @@ async def _register(client: Client, *, accusation: bool = False) -> tuple[int, s
         return result.case.id, result.case.case_no
 
 
+GOOD = {"seconds": 1740.0, "median_kbps": 1800, "min_kbps": 900, "loss_pct": 0.2,
+        "max_loss_pct": 1.0, "video_paused_s": 0.0, "grade": "good"}  # fmt: skip
+POOR = {"seconds": 720.0, "median_kbps": 160, "min_kbps": 40, "loss_pct": 6.5,
+        "max_loss_pct": 30.0, "video_paused_s": 300.0, "grade": "poor"}  # fmt: skip
+
+
 async def _held_session(client: Client, case_id: int, *, host: str = "window01") -> int:
     """A mediation of the case, held as signaling records it: the host and mediator01 and a
     guest join, answer the recording question, chat, are recorded; it ends with an outcome."""
@@ -112,6 +118,10 @@ async def _held_session(client: Client, case_id: int, *, host: str = "window01")
             ),
         ),
         ev("participant.left", 30, identity=guest),
+        # the SFU's summaries of their links (media/quality.py), the guest's over a reconnect
+        ev("participant.quality", 10, identity=guest, quality=dict(POOR, seconds=480.0)),
+        ev("participant.quality", 30, identity=guest, quality=POOR),
+        ev("participant.quality", 31, identity=staff_med, quality=GOOD),
         ev("participant.left", 31, identity=staff_med),
         ev("participant.left", 32, identity=staff_host),
     ]
@@ -160,6 +170,9 @@ async def test_the_case_api_returns_its_sessions_with_attendance_consent_and_rec
         "2026-11-30T01:03:30"
     )
     assert people["窗口甲"]["consent"] == "refused"
+    assert zhang["quality"] == {**POOR, "seconds": 1200.0, "video_paused_s": 600.0}
+    assert people["调解员甲"]["quality"]["grade"] == "good"
+    assert people["窗口甲"]["quality"] is None  # no media summary arrived
     assert people["窗口甲"]["recording_refused_at"].startswith("2026-11-30T01:04")
     assert [(r["display_name"], r["sha256"]) for r in rec["recordings"]] == [
         ("张三", "ab" * 32),
@@ -191,7 +204,8 @@ async def test_the_session_page_has_the_transcript_and_the_case_page_the_session
     section = html[html.index('id="case-sessions"') : html.index('id="timeline"')]
     for text in ("视频调解", "张三", "调解员甲", "同意录音录像", "拒绝录音录像", "30 分钟",
                  "达成调解协议", f"/sessions/{sid}/record", f"/sessions/{sid}/recordings",
-                 "2026-11-30 09:02"):  # fmt: skip
+                 "2026-11-30 09:02", "网络较差", "带宽约 160 kbps", "丢包 6.5%",
+                 "视频暂停 600 秒", "网络良好"):  # fmt: skip
         assert text in section, text
     timeline = html[html.index('id="timeline"') :]
     assert "视频会话开始" in timeline and "视频会话结束" in timeline

@@ -4,9 +4,17 @@ connection made after it was chosen."""
 
 from __future__ import annotations
 
-from media.interfaces import VideoPaused
+from aiohttp.test_utils import TestServer
+from sqlalchemy import select
+
+from media.interfaces import PeerQuality, VideoPaused
+from media.quality import LinkQuality
+from server.http import keys
+from server.sessions.models import SessionParticipant
+from signaling.ws import node_key
 from tests.component.signaling.conftest import MakeParticipant
 from tests.component.signaling.harness import FakeMediaNode, new_session, new_token
+from tests.polling import eventually
 
 
 async def test_video_paused_goes_to_the_weak_participant_and_audio_only_to_the_media_node(
@@ -45,3 +53,50 @@ async def test_video_paused_goes_to_the_weak_participant_and_audio_only_to_the_m
     pong = await host.request("ping")
     assert pong["type"] in ("ack", "pong")
     assert not host.seen("video_paused") and not host.seen("video_resumed")
+
+
+async def test_a_participants_link_quality_reaches_the_session_record(
+    server: TestServer, people: MakeParticipant, fake_media: FakeMediaNode
+) -> None:
+    host = await people("host", "mediator01")
+    sess = await new_session(host)
+    room_id = sess["room_id"]
+    await host.connect()
+    await host.join(room_id)
+    guest = await people("guest")
+    tok = await new_token(host, sess["id"])
+    await guest.connect()
+    await guest.join(room_id, token=tok["token"])
+    await host.request("admit", peer_id=guest.peer_id)
+    await guest.expect("admitted")
+
+    quality = LinkQuality(
+        seconds=60.0,
+        median_kbps=180,
+        min_kbps=40,
+        loss_pct=7.5,
+        max_loss_pct=25.0,
+        video_paused_s=20.0,
+        grade="poor",
+    )
+    fake_media.push(PeerQuality(room_id, guest.peer_id, quality))
+    fake_media.push(PeerQuality(room_id, "p-unknown", quality))  # nobody's: ignored
+    node = server.app[node_key]
+
+    async def qualities() -> list[dict[str, object] | None]:
+        await node.journal.flush()
+        async with server.app[keys.db]() as session:
+            rows = await session.scalars(
+                select(SessionParticipant).where(SessionParticipant.session_id == sess["id"])
+            )
+            return [r.quality for r in rows if r.quality is not None]
+
+    async def stored() -> bool:
+        return bool(await qualities())
+
+    await eventually(stored, what="the guest's link quality stored")
+    assert await qualities() == [quality.as_json()]
+    # it is for the record, not for the other participants
+    pong = await host.request("ping")
+    assert pong["type"] in ("ack", "pong")
+    assert not host.seen("participant_quality")

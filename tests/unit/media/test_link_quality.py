@@ -1,0 +1,63 @@
+"""A participant's connection-quality summary (media/quality.py, issue #16 item 1)."""
+
+from __future__ import annotations
+
+import pytest
+
+from media.quality import QualityMeter, grade_of
+
+
+def test_a_never_sampled_participant_has_no_summary() -> None:
+    assert QualityMeter().summary() is None
+
+
+def test_summary_of_a_steady_good_link() -> None:
+    meter = QualityMeter()
+    for _ in range(20):
+        meter.sample(interval_s=0.5, estimate_bps=1_500_000, loss=0.0, paused=False)
+    q = meter.summary()
+    assert q is not None
+    assert (q.seconds, q.median_kbps, q.min_kbps, q.loss_pct) == (10.0, 1500, 1500, 0.0)
+    assert q.video_paused_s == 0 and q.grade == "good"
+
+
+def test_summary_counts_pauses_and_takes_the_worst_of_estimate_and_loss() -> None:
+    meter = QualityMeter()
+    for i in range(10):
+        meter.sample(
+            interval_s=1.0,
+            estimate_bps=100_000 if i < 6 else 900_000,
+            loss=0.2 if i == 0 else 0.0,
+            paused=i < 4,
+        )
+    q = meter.summary()
+    assert q is not None
+    assert q.min_kbps == 100 and q.median_kbps == 100
+    assert q.max_loss_pct == 20.0 and q.loss_pct == 2.0
+    assert q.video_paused_s == 4.0 and q.grade == "poor"
+    assert q.as_json()["grade"] == "poor"
+
+
+def test_unknown_estimate_and_loss_do_not_count_against_the_link() -> None:
+    meter = QualityMeter()
+    meter.sample(interval_s=0.5, estimate_bps=None, loss=None, paused=False)
+    q = meter.summary()
+    assert q is not None and q.median_kbps is None and q.loss_pct is None
+    assert q.grade == "good"
+
+
+@pytest.mark.parametrize(
+    ("kbps", "loss", "paused", "grade"),
+    [
+        (2000, 0.0, 0.0, "good"),
+        (400, 0.0, 0.0, "fair"),
+        (2000, 0.05, 0.0, "fair"),
+        (2000, 0.0, 0.1, "fair"),
+        (100, 0.0, 0.0, "poor"),
+        (2000, 0.1, 0.0, "poor"),
+        (2000, 0.0, 0.5, "poor"),
+        (None, None, 0.0, "good"),
+    ],
+)
+def test_grades(kbps: int | None, loss: float | None, paused: float, grade: str) -> None:
+    assert grade_of(kbps, loss, paused) == grade
