@@ -38,6 +38,7 @@ from scheduling.models import (
 from scheduling.records import booking_out, load_booking
 from scheduling.schemas import BookingOut, BookingRequest
 from server.audit.service import record as audit
+from server.cases import team
 from server.org.models import Resource, Staff
 from server.sessions import participants
 from server.sessions import service as sessions
@@ -122,7 +123,7 @@ async def confirm(
         raise HoldExpired(f"the hold on booking {booking_id} expired and the time was taken")
     booking.status = BookingStatus.confirmed
     booking.hold_expires_at = None
-    call = await _create_session(session, booking=booking, now=now)
+    call = await _create_session(session, booking=booking, actor=actor, now=now)
     booking.session_id = call.id
     await session.flush()
     await enqueue_all(
@@ -165,7 +166,9 @@ async def book(
     return await confirm(session, booking_id=held.id, actor=actor, now=now, lobby_lead=lobby_lead)
 
 
-async def _create_session(session: AsyncSession, *, booking: Booking, now: datetime) -> SessionView:
+async def _create_session(
+    session: AsyncSession, *, booking: Booking, actor: str, now: datetime
+) -> SessionView:
     req = booking.request
     staff_refs = req.get("staff", [])
     staff_rows = {
@@ -216,6 +219,16 @@ async def _create_session(session: AsyncSession, *, booking: Booking, now: datet
             site_id=s.site_id,
             invite_status="queued",
         )
+        if req.get("case_id") and ref.get("as_role") == ParticipantRole.mediator.value:
+            # the mediator booked for the case's mediation may open the case they mediate
+            await team.name_mediator(
+                session,
+                case_id=req["case_id"],
+                staff_id=s.id,
+                added_by_id=booking.created_by_id,
+                actor=actor,
+                now=now,
+            )
     for guest in req.get("guests", []):
         participant = await participants.add_participant(
             session,

@@ -19,11 +19,12 @@ import contextlib
 import logging
 import time
 from collections import defaultdict
+from datetime import datetime
 from typing import Any
 
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
-from media.interfaces import MediaNode
+from media.interfaces import MediaNode, PeerQuality
 from server.auth.permissions import StaffIdentity
 from server.kernel.crypto import PiiCipher
 from server.kernel.db import utcnow
@@ -58,6 +59,24 @@ STATE_RETRY_S = 1.0
 SEAL_FLUSH_S = 2.0
 #: Rooms whose session ended here, remembered (most recent) to refuse at once without a query.
 ENDED_MEMORY = 10_000
+
+
+def quality_event(
+    event: PeerQuality, session_id: int, identities: dict[str, str], now: datetime
+) -> RoomEvent | None:
+    """The session-record event of a participant's link quality (`participant.quality`), or
+    None for a peer the room never knew."""
+    identity = identities.get(event.peer_id)
+    if identity is None:
+        return None
+    return RoomEvent(
+        type="participant.quality",
+        room_id=event.room_id,
+        session_id=session_id,
+        actor="system",
+        at=now,
+        payload={"identity": identity, "quality": event.quality.as_json()},
+    )
 
 
 class SignalingNode:
@@ -101,6 +120,9 @@ class SignalingNode:
         self._directory_down = False
         #: Rooms whose session ended on this node (insertion order: oldest first).
         self._ended: dict[str, None] = {}
+        #: Rooms let go here: their session and who was who, for the media node's last
+        #: words about them (PeerQuality arrives as the media closes, after the actor).
+        self._retired: dict[str, tuple[int, dict[str, str]]] = {}
 
     # ----- lifecycle
 
@@ -315,6 +337,9 @@ class SignalingNode:
             self._remember_ended(actor.room_id)
         if self.rooms.get(actor.room_id) is actor:
             del self.rooms[actor.room_id]
+        self._retired[actor.room_id] = (actor.session.id, dict(actor.room.identities))
+        while len(self._retired) > ENDED_MEMORY:
+            del self._retired[next(iter(self._retired))]
         await actor.stop(close_media=True)
         await self.bus.unhost_room(actor.room_id)
         try:  # while we still hold the lease: an emptied room keeps its lock and bans
@@ -473,6 +498,23 @@ class SignalingNode:
 
     async def _media_events(self) -> None:
         async for event in self.media.events():
+            if isinstance(event, PeerQuality):
+                self._journal_quality(event)
+                continue
             actor = self.rooms.get(event.room_id)
             if actor is not None:
                 actor.deliver(MediaNotice(event))
+
+    def _journal_quality(self, event: PeerQuality) -> None:
+        """A participant's link quality, for the session record only (never sent to the room).
+        It comes as the peer's media closes: often while its room ends or after it was let
+        go, so it is written here, not by the room's actor."""
+        actor = self.rooms.get(event.room_id)
+        known = (
+            (actor.session.id, actor.room.identities)
+            if actor is not None
+            else self._retired.get(event.room_id)
+        )
+        record = quality_event(event, *known, self.now()) if known is not None else None
+        if record is not None:
+            self.journal.event(record)

@@ -31,7 +31,6 @@ from media.interfaces import (
     MediaNode,
     PeerDescription,
     PeerFailed,
-    PeerQuality,
     RecordingFailed,
     RecordingStopped,
     VideoPaused,
@@ -336,9 +335,7 @@ class RoomActor:
                 await self.apply(self.room.leave(env.peer_id, self.ctx.now(), reason="timeout"))
         elif isinstance(env, MediaNotice):
             await self._media_event(env.event)
-            return not isinstance(
-                env.event, PeerDescription | ActiveSpeaker | VideoPaused | PeerQuality
-            )
+            return not isinstance(env.event, PeerDescription | ActiveSpeaker | VideoPaused)
         else:  # EdgeDown
             for peer_id, link in list(self.links.items()):
                 if link.node_id == env.node_id:
@@ -538,19 +535,6 @@ class RoomActor:
                 self._emit(self.room.recording_failed("interrupted", self.ctx.now()))
         elif isinstance(event, RecordingFailed):
             self._emit(self.room.recording_failed(event.reason, self.ctx.now()))
-        elif isinstance(event, PeerQuality):
-            identity = self.room.identities.get(event.peer_id)
-            if identity is not None:  # for the session record, not for other participants
-                self.ctx.journal.event(
-                    RoomEvent(
-                        type="participant.quality",
-                        room_id=self.room_id,
-                        session_id=self.session.id,
-                        actor="system",
-                        at=self.ctx.now(),
-                        payload={"identity": identity, "quality": event.quality.as_json()},
-                    )
-                )
 
     def _store_recording(self, files: tuple[Any, ...], interrupted: bool) -> None:
         if files:

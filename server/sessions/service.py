@@ -20,7 +20,7 @@ from collections.abc import Sequence
 from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import insert, select
+from sqlalchemy import and_, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.service import record as audit
@@ -181,6 +181,40 @@ async def sessions_created_by(
     if until is not None:
         query = query.where(CallSession.created_at < until)
     rows = await session.scalars(query.order_by(CallSession.id.desc()).limit(limit))
+    return [SessionView.from_row(r) for r in rows]
+
+
+async def sessions_of_day(
+    session: AsyncSession, *, staff_id: int, start: datetime, end: datetime, limit: int = 20
+) -> list[SessionView]:
+    """A staff member's sessions of one day [start, end): the booked ones they take part in
+    (host, mediator, invited staff) planned to start that day, and the rooms they opened that
+    day; earliest first, cancelled bookings left out."""
+    booked = (
+        select(SessionParticipant.session_id)
+        .where(SessionParticipant.staff_id == staff_id)
+        .scalar_subquery()
+    )
+    rows = await session.scalars(
+        select(CallSession)
+        .where(
+            or_(
+                and_(
+                    CallSession.id.in_(booked),
+                    CallSession.planned_start >= start,
+                    CallSession.planned_start < end,
+                ),
+                and_(
+                    CallSession.created_by_id == staff_id,
+                    CallSession.created_at >= start,
+                    CallSession.created_at < end,
+                ),
+            ),
+            CallSession.state != S.cancelled,
+        )
+        .order_by(func.coalesce(CallSession.planned_start, CallSession.created_at))
+        .limit(limit)
+    )
     return [SessionView.from_row(r) for r in rows]
 
 

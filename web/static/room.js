@@ -16,7 +16,7 @@ const $ = (root, sel) => root.querySelector(sel);
 const el = (tag, attrs = {}, text = '') => {
   const e = document.createElement(tag);
   for (const [k, v] of Object.entries(attrs)) {
-    if (k === 'class') e.className = v; else if (k.startsWith('data-') || k.startsWith('aria-')) e.setAttribute(k, v); else e[k] = v;
+    if (k === 'class') e.className = v; else if (k.startsWith('data-') || k.startsWith('aria-') || k === 'role') e.setAttribute(k, v); else e[k] = v;
   }
   if (text) e.textContent = text;
   return e;
@@ -288,7 +288,7 @@ export class RoomUI {
       v.setAttribute('playsinline', '');
       if (self) { v.muted = true; v.dataset.self = 'true'; }
       const cap = el('figcaption');
-      cap.append(el('span', { class: 'tile-name' }), el('span', { class: 'tile-meta' }), el('span', { class: 'tile-icons' }), el('span', { class: 'q-dot', 'data-q': 'unknown' }));
+      cap.append(el('span', { class: 'tile-name' }), el('span', { class: 'tile-meta' }), el('span', { class: 'tile-icons' }), el('span', { class: 'q-dot', 'data-q': 'unknown', role: 'img' }));
       tile.append(v, cap);
       this.grid.append(tile);
     }

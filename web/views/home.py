@@ -97,8 +97,8 @@ async def _live_context(request: web.Request, staff: StaffIdentity) -> dict[str,
     start, end = day_bounds_utc(now, tz=request.app[keys.settings].timezone)
     supervisor = staff.can(Action.case_supervise)
     async with request.app[keys.db].begin() as session:
-        my_sessions = await sessions.sessions_created_by(
-            session, staff_id=staff.staff_id, since=start, until=end, limit=20
+        my_sessions = await sessions.sessions_of_day(
+            session, staff_id=staff.staff_id, start=start, end=end
         )
         live = await sessions.live_overview(session, limit=200) if supervisor else []
     return {

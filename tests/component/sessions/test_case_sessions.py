@@ -392,6 +392,21 @@ async def test_booking_takes_the_case_number_and_never_reveals_a_hidden_case(
         call = await sessions.get_session_by_id(s, session_id=out["session_id"])
     assert call.case_id == case_id and call.recording_allowed  # a mediation records
 
+    # the mediator booked for it may now open the case they mediate (a named handler)
+    app_client.session.cookie_jar.clear()
+    await sign_in(app_client, "mediator01")
+    assert (await app_client.get(f"/api/cases/{case_id}")).status == 200
+    page = await app_client.get(f"/cases/{case_id}")
+    assert page.status == 200 and "调解" in await page.text()
+
+
+async def test_a_mediator_sees_only_the_cases_they_are_booked_to_mediate(
+    app_client: Client,
+) -> None:
+    case_id, _ = await _register(app_client)
+    await sign_in(app_client, "mediator01")
+    assert (await app_client.get(f"/api/cases/{case_id}")).status == 404
+
 
 async def test_the_booking_form_shows_an_unknown_case_number_next_to_the_field(
     app_client: Client,

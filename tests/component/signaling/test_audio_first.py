@@ -100,3 +100,13 @@ async def test_a_participants_link_quality_reaches_the_session_record(
     pong = await host.request("ping")
     assert pong["type"] in ("ack", "pong")
     assert not host.seen("participant_quality")
+
+    # the room ends and is let go; the media node's summary of the host comes after that
+    assert (await host.request("end_session"))["type"] == "ack"
+    await eventually(lambda: room_id not in node.rooms, what="the room let go")
+    fake_media.push(PeerQuality(room_id, host.peer_id, quality))
+
+    async def both() -> bool:
+        return len(await qualities()) == 2
+
+    await eventually(both, what="the host's link quality stored after the room ended")

@@ -12,8 +12,15 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 from server.kernel.clock import day_bounds_utc
 from server.kernel.db import make_engine, make_sessionmaker
 from server.org.models import Site, SiteLevel, Staff
-from server.sessions.models import CallSession, SessionKind, SessionMode, SessionState
-from server.sessions.service import live_overview, sessions_created_by
+from server.sessions.models import (
+    CallSession,
+    ParticipantRole,
+    SessionKind,
+    SessionMode,
+    SessionParticipant,
+    SessionState,
+)
+from server.sessions.service import live_overview, sessions_created_by, sessions_of_day
 
 #: 2027-01-01 23:30 in the district (Asia/Shanghai) is 15:30 UTC.
 NOW = datetime(2027, 1, 1, 15, 30, tzinfo=UTC)
@@ -65,6 +72,58 @@ async def test_sessions_of_the_district_day(db: async_sessionmaker[AsyncSession]
         mine = await sessions_created_by(s, staff_id=me, since=start, until=end)
     assert [line.room_id for line in mine] == ["r-late", "r-early"]
     assert mine[0].title == "会话r-late" and mine[0].state == SessionState.live
+
+
+async def test_the_days_sessions_include_the_booked_ones_i_take_part_in(
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    """A mediator's home lists the mediation someone else booked for them today (district
+    day), not tomorrow's, not a cancelled one, not one they are not in."""
+    async with db.begin() as s:
+        me = await s.scalar(select(Staff.id).order_by(Staff.id).limit(1))
+        other = await s.scalar(select(Staff.id).order_by(Staff.id.desc()).limit(1))
+        assert me is not None and other is not None
+        booked_at = datetime(2026, 12, 20, 2, 0, tzinfo=UTC)
+
+        async def booked(room_id: str, start: datetime, state: SessionState, staff: int) -> None:
+            row = call(room_id, by=other, at=booked_at, state=state)
+            row.planned_start = start
+            s.add(row)
+            await s.flush()
+            s.add(
+                SessionParticipant(
+                    session_id=row.id,
+                    identity=f"staff:{staff}",
+                    role=ParticipantRole.mediator,
+                    staff_id=staff,
+                    display_name="调解员",
+                )
+            )
+
+        # 09:00 on 1 January in the district (01:00 UTC): today
+        await booked("r-today", datetime(2027, 1, 1, 1, 0, tzinfo=UTC), SessionState.scheduled, me)
+        # 08:00 on 2 January in the district (00:00 UTC): tomorrow
+        await booked(
+            "r-tomorrow", datetime(2027, 1, 2, 0, 0, tzinfo=UTC), SessionState.scheduled, me
+        )
+        await booked(
+            "r-cancelled", datetime(2027, 1, 1, 2, 0, tzinfo=UTC), SessionState.cancelled, me
+        )
+        await booked(
+            "r-not-mine", datetime(2027, 1, 1, 3, 0, tzinfo=UTC), SessionState.scheduled, other
+        )
+        s.add(
+            call(
+                "r-opened",
+                by=me,
+                at=datetime(2027, 1, 1, 5, 0, tzinfo=UTC),
+                state=SessionState.live,
+            )
+        )
+    start, end = day_bounds_utc(NOW, tz="Asia/Shanghai")
+    async with db() as s:
+        day = await sessions_of_day(s, staff_id=me, start=start, end=end)
+    assert [line.room_id for line in day] == ["r-today", "r-opened"]
 
 
 async def test_live_sessions_with_their_site(db: async_sessionmaker[AsyncSession]) -> None:
