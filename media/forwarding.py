@@ -26,7 +26,7 @@ from aiortc.mediastreams import MediaStreamError
 
 from media import adapter
 from media.bandwidth import BandwidthEstimator, RateMeter, VideoPausePolicy
-from media.interfaces import PublishGrant, TrackKind
+from media.interfaces import PublishGrant, TrackKind, TrackSource
 from media.quality import QualityMeter
 from media.recorder import Recording, TrackKey
 from media.speaker import SpeakerDetector
@@ -213,6 +213,8 @@ class TrackForwarder:
         self.receiver = receiver
         self.codec = codec
         self.granted = forwarded
+        #: What it carries: "microphone", "camera", or "screen" (a participant's second video).
+        self.source: TrackSource = "microphone" if kind == "audio" else "camera"
         self.enabled = True  # moderation (forced mute)
         self.subscribers: dict[str, ForwardedTrack] = {}
         self.frames_in = 0

@@ -16,6 +16,7 @@ from typing import Literal, Protocol
 from media.quality import LinkQuality
 
 TrackKind = Literal["audio", "video"]
+TrackSource = Literal["microphone", "camera", "screen"]
 SdpType = Literal["offer", "answer"]
 
 
@@ -144,6 +145,27 @@ class PeerQuality:
     quality: LinkQuality
 
 
+@dataclass(frozen=True, slots=True)
+class SubscribedTrack:
+    """One track a subscriber receives: its id there (`<publisher>.<kind>.<random>`), whose
+    it is and what it carries."""
+
+    track_id: str
+    publisher_id: str
+    kind: TrackKind
+    source: TrackSource
+
+
+@dataclass(frozen=True, slots=True)
+class SubscriberTracks:
+    """Everything `peer_id` now receives, sent with each description that changes it (the
+    server's offer, or the answer to the subscriber's own offer)."""
+
+    room_id: str
+    peer_id: str
+    tracks: tuple[SubscribedTrack, ...]
+
+
 MediaEvent = (
     PeerDescription
     | PeerConnected
@@ -154,6 +176,7 @@ MediaEvent = (
     | RecordingFailed
     | VideoPaused
     | PeerQuality
+    | SubscriberTracks
 )
 
 

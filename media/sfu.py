@@ -76,8 +76,11 @@ from media.interfaces import (
     RecordingFile,
     RecordingStopped,
     SessionDescription,
+    SubscribedTrack,
+    SubscriberTracks,
     TrackKind,
     TrackPublished,
+    TrackSource,
 )
 from media.recorder import Recording
 
@@ -398,6 +401,8 @@ class SfuMediaNode:
                 )
                 self._fail(session, f"renegotiation failed: {exc}")
                 return
+            if changed:  # which track is whose, before the offer that brings them
+                self.emit(self._subscriber_tracks(session))
             self.emit(
                 PeerDescription(
                     session.room.room_id,
@@ -405,6 +410,22 @@ class SfuMediaNode:
                     SessionDescription(type="offer", sdp=session.pc.localDescription.sdp),
                 )
             )
+
+    @staticmethod
+    def _subscriber_tracks(session: PeerSession) -> SubscriberTracks:
+        return SubscriberTracks(
+            session.room.room_id,
+            session.peer_id,
+            tuple(
+                SubscribedTrack(
+                    track.id,
+                    track.forwarder.publisher_id,
+                    track.forwarder.kind,
+                    track.forwarder.source,
+                )
+                for _, track in session.subscriptions.values()
+            ),
+        )
 
     def _renegotiate_others(self, room: Room, except_peer: str) -> None:
         for other in list(room.peers.values()):
@@ -421,11 +442,13 @@ class SfuMediaNode:
         def on_track(track: MediaStreamTrack) -> None:
             receiver = next(t.receiver for t in pc.getTransceivers() if t.receiver.track is track)
             kind: TrackKind = "audio" if track.kind == "audio" else "video"
+            source: TrackSource = "microphone"
             if kind == "audio":
                 granted = session.grant.audio
             else:
                 videos = sum(1 for f in session.published.values() if f.kind == "video")
                 granted = session.grant.video if videos == 0 else session.grant.screen
+                source = "camera" if videos == 0 else "screen"
             forwarder = TrackForwarder(
                 self,
                 room,
@@ -436,6 +459,7 @@ class SfuMediaNode:
                 self.video_codec if kind == "video" else "opus",
                 granted,
             )
+            forwarder.source = source
             self._attach_publisher_track(track, forwarder)
             session.published[track.id] = forwarder
             logger.debug(

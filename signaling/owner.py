@@ -33,6 +33,7 @@ from media.interfaces import (
     PeerFailed,
     RecordingFailed,
     RecordingStopped,
+    SubscriberTracks,
     VideoPaused,
 )
 from server.kernel.errors import AppError
@@ -69,6 +70,8 @@ from signaling.protocol import (
     ReceiveVideo,
     SendChat,
     ServerMessage,
+    TrackPublishedOut,
+    TrackUnpublishedOut,
     VideoPausedOut,
     VideoResumedOut,
     Welcome,
@@ -180,6 +183,8 @@ class RoomActor:
         self.saved_at = 0.0
         self.links: dict[str, _Link] = {}
         self.lanes: dict[str, Lane] = {}
+        #: The tracks each participant was told it receives (track_published), by track id.
+        self.told_tracks: dict[str, dict[str, str]] = {}
         #: Participants who chose audio only (applied again to a new media connection).
         self.video_off: set[str] = set()
         self.gone_peers: set[str] = set()
@@ -335,7 +340,9 @@ class RoomActor:
                 await self.apply(self.room.leave(env.peer_id, self.ctx.now(), reason="timeout"))
         elif isinstance(env, MediaNotice):
             await self._media_event(env.event)
-            return not isinstance(env.event, PeerDescription | ActiveSpeaker | VideoPaused)
+            return not isinstance(
+                env.event, PeerDescription | ActiveSpeaker | VideoPaused | SubscriberTracks
+            )
         else:  # EdgeDown
             for peer_id, link in list(self.links.items()):
                 if link.node_id == env.node_id:
@@ -517,7 +524,10 @@ class RoomActor:
                 event.peer_id,
                 VideoPausedOut(peers=peers) if event.paused else VideoResumedOut(peers=peers),
             )
+        elif isinstance(event, SubscriberTracks):
+            self._tell_tracks(event)
         elif isinstance(event, PeerFailed):
+            self.told_tracks.pop(event.peer_id, None)  # its next connection starts afresh
             lane = self.lanes.pop(event.peer_id, None)
             if lane is not None:
                 await lane.close()
@@ -535,6 +545,27 @@ class RoomActor:
                 self._emit(self.room.recording_failed("interrupted", self.ctx.now()))
         elif isinstance(event, RecordingFailed):
             self._emit(self.room.recording_failed(event.reason, self.ctx.now()))
+
+    def _tell_tracks(self, event: SubscriberTracks) -> None:
+        """`track_published` for each track the participant now receives that it was not told
+        of, `track_unpublished` for each it no longer does (a new media connection starts
+        afresh: the old tracks are gone with it)."""
+        told = self.told_tracks.setdefault(event.peer_id, {})
+        now = {t.track_id: t for t in event.tracks}
+        for track_id in [t for t in told if t not in now]:
+            self.send_to(
+                event.peer_id, TrackUnpublishedOut(track_id=track_id, peer_id=told[track_id])
+            )
+            del told[track_id]
+        for track_id, t in now.items():
+            if track_id not in told:
+                self.send_to(
+                    event.peer_id,
+                    TrackPublishedOut(
+                        track_id=track_id, peer_id=t.publisher_id, kind=t.kind, source=t.source
+                    ),
+                )
+                told[track_id] = t.publisher_id
 
     def _store_recording(self, files: tuple[Any, ...], interrupted: bool) -> None:
         if files:
@@ -584,6 +615,7 @@ class RoomActor:
                 self.ctx.route_node(link.node_id, Close(link.conn_id, code, reason))
         for peer_id in fx.gone:
             self.links.pop(peer_id, None)
+            self.told_tracks.pop(peer_id, None)
             self.gone_peers.add(peer_id)
             timer = self._timers.pop(peer_id, None)
             if timer is not None:

@@ -473,6 +473,26 @@ class VideoPausedOut(_Msg):
     peers: list[PeerId]
 
 
+class TrackPublishedOut(_Msg):
+    """To one participant, before the server's `offer` that brings it: a track you will
+    receive, by its id (`MediaStreamTrack.id`), whose it is and what it carries
+    (`source`: the sender's microphone, camera or shared screen)."""
+
+    type: Literal["track_published"] = "track_published"
+    track_id: str = Field(max_length=80)
+    peer_id: PeerId
+    kind: TrackKind
+    source: Literal["microphone", "camera", "screen"]
+
+
+class TrackUnpublishedOut(_Msg):
+    """To one participant: a track you received has ended (its sender stopped it or left)."""
+
+    type: Literal["track_unpublished"] = "track_unpublished"
+    track_id: str = Field(max_length=80)
+    peer_id: PeerId
+
+
 class VideoResumedOut(_Msg):
     """To one participant: the video of these senders is forwarded again (a keyframe follows)."""
 
@@ -534,6 +554,8 @@ ServerMessage = Annotated[
     | ForcedMute
     | VideoPausedOut
     | VideoResumedOut
+    | TrackPublishedOut
+    | TrackUnpublishedOut
     | ConsentRequest
     | ConsentState
     | RecordingState

@@ -8,11 +8,18 @@ import pytest
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCRtpSender
 
 from media.errors import InvalidDescription, PeerNotFound
-from media.interfaces import ActiveSpeaker, PeerFailed, PublishGrant, SessionDescription
+from media.interfaces import (
+    ActiveSpeaker,
+    PeerFailed,
+    PublishGrant,
+    SessionDescription,
+    SubscriberTracks,
+)
 from media.sfu import SfuMediaNode
 from tests.media.rtc_clients import (
     CodecCalls,
     EventPump,
+    PatternVideoTrack,
     TestClient,
     receive_event,
     wait_until,
@@ -268,3 +275,39 @@ async def test_a_cancelled_close_peer_does_not_break_aiortcs_own_close(
     assert server_pc.connectionState == "closed"
     for client in clients:
         await client.close()
+
+
+async def test_each_subscriber_is_told_which_track_is_whose_and_what_it_carries(
+    node: SfuMediaNode, pump: EventPump
+) -> None:
+    """`SubscriberTracks` (signaling's track_published/track_unpublished, issue #19): the ids
+    the subscriber really gets, the sender, and microphone / camera / shared screen."""
+    a = pump.add(TestClient(node, "r-src", "a", grant=PublishGrant(screen=True)))
+    a.pc.addTransceiver(PatternVideoTrack(), direction="sendonly")  # its shared screen
+    b = pump.add(TestClient(node, "r-src", "b", video=False, audio=False))
+    try:
+        await a.join()
+        await b.join()
+
+        def told_b(count: int) -> SubscriberTracks | None:
+            for event in reversed(pump.events):
+                if isinstance(event, SubscriberTracks) and event.peer_id == "b":
+                    return event if len(event.tracks) == count else None
+            return None
+
+        await wait_until(lambda: told_b(3) is not None, 20, "b told of a's three tracks")
+        await wait_until(lambda: len(b.received) == 3, 20, "b receiving a's three tracks")
+        told = told_b(3)
+        assert told is not None
+        assert {t.track_id for t in told.tracks} == set(b.received)
+        assert {t.publisher_id for t in told.tracks} == {"a"}
+        assert sorted((t.kind, t.source) for t in told.tracks) == [
+            ("audio", "microphone"),
+            ("video", "camera"),
+            ("video", "screen"),
+        ]
+        await node.close_peer(room_id="r-src", peer_id="a")
+        await wait_until(lambda: told_b(0) is not None, 20, "b told a's tracks ended")
+    finally:
+        await a.close()
+        await b.close()

@@ -86,6 +86,10 @@ class MinimalClient:
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.peer_id = ""
         self.broken: AssertionError | None = None
+        #: track_published by track id, and the ids of the tracks ontrack brought (with
+        #: whether they had been announced by then: the server says so before its offer)
+        self.announced: dict[str, dict[str, Any]] = {}
+        self.received: dict[str, bool] = {}
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
         self.frames: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
@@ -116,7 +120,9 @@ class MinimalClient:
                 self.broken = e
                 await self.inbox.put({"type": "error", "code": "schema", "message": str(e)})
                 return
-            if message["type"] == "offer" and "re" not in message:
+            if message["type"] == "track_published":
+                self.announced[message["track_id"]] = message
+            elif message["type"] == "offer" and "re" not in message:
                 self._tasks.append(asyncio.create_task(self._answer(message)))
             else:
                 await self.inbox.put(message)
@@ -167,6 +173,7 @@ class MinimalClient:
     def _on_track(self, track: MediaStreamTrack) -> None:
         peer_id, kind = track.id.split(".")[:2]  # the documented track-id rule
         assert kind == track.kind
+        self.received[track.id] = track.id in self.announced
         self._tasks.append(asyncio.create_task(self._count(peer_id, track)))
 
     async def _count(self, peer_id: str, track: MediaStreamTrack) -> None:
@@ -253,15 +260,23 @@ async def test_a_client_written_from_the_docs_holds_a_three_party_mediation(
 
         def everyone_sees_everyone() -> bool:
             return all(
-                client.frames.get(_safe(other.peer_id), 0) >= 5
+                client.frames.get(_safe(other.peer_id), 0) >= 3
                 for client in everyone
                 for other in everyone
                 if other is not client
             )
 
         await eventually(
-            everyone_sees_everyone, what="each party decoding the other two", timeout_s=30
+            everyone_sees_everyone, what="each party decoding the other two", timeout_s=60
         )
+
+        for client in everyone:  # each track was announced before the offer that brought it
+            others = {_safe(o.peer_id): o.peer_id for o in everyone if o is not client}
+            assert len(client.received) == 2 and all(client.received.values()), client.received
+            for track_id in client.received:
+                note = client.announced[track_id]
+                assert note["peer_id"] == others[track_id.split(".")[0]]
+                assert (note["kind"], note["source"]) == ("video", "camera")
 
         chat = await guests[0].send("chat", text="三方都能看到吗？")
         await guests[0].expect("ack", chat)
