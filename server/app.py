@@ -24,6 +24,7 @@ from server.api import cases as cases_api
 from server.api import ops
 from server.api import org as org_api
 from server.api import scheduling as scheduling_api
+from server.audit.anchors import ANCHOR_FILE, anchor_newest
 from server.audit.chain import chain_for
 from server.audit.chain import flush as flush_audit_witnesses
 from server.cases.deadline_service import SWEEP_INTERVAL, NotificationJobs, run_deadline_sweep
@@ -38,6 +39,7 @@ from server.kernel.ratelimit import InProcessRateLimiter, RedisRateLimiter
 from server.kernel.settings import Settings
 from server.kernel.tasks import cancel_and_wait
 from server.kernel.throttle import InProcessSignInThrottle, RedisSignInThrottle, ThrottlePolicy
+from server.kernel.tsa import TsaConfig
 from server.middlewares import app_errors, error_budget, request_ids, security_headers
 from server.queue import (
     CallQueue,
@@ -202,6 +204,15 @@ async def jobs_context(app: web.Application) -> AsyncIterator[None]:
     runner.add_periodic(Periodic("deadline_sweep", every=SWEEP_INTERVAL, run=sweep))
     runner.add_periodic(no_show.periodic(db, after=timedelta(minutes=settings.session_no_show_min)))
     runner.add_periodic(Periodic("recording_retention", every=RETENTION_EVERY, run=retention))
+    if settings.tsa_url and settings.tsa_cert is not None:
+        tsa = TsaConfig(url=settings.tsa_url, certs_pem=settings.tsa_cert.read_bytes())
+        anchors = settings.data_dir / ANCHOR_FILE
+
+        async def anchor(now: datetime) -> None:
+            await anchor_newest(db, path=anchors, config=tsa)
+
+        every = timedelta(minutes=settings.audit_anchor_every_min)
+        runner.add_periodic(Periodic("audit_anchor", every=every, run=anchor))
     runner.add_handler(NotificationJobs(app[keys.notifier]))
     runner.add_handler(
         ReminderJobs(

@@ -211,12 +211,19 @@ def _after_rollback(sync: Session, previous_transaction: object) -> None:
 
 
 def chain_for(settings: Settings, redis: Redis | None) -> AuditChain:
-    """The deployment's chain: keys from its secrets, the data directory's witness file and,
-    when Redis is configured, the Redis witness."""
+    """The deployment's chain: keys from its secrets, the data directory's witness file,
+    when Redis is configured the Redis witness, and with a TSA the time-stamped anchors
+    (server/audit/anchors.py)."""
     settings.data_dir.mkdir(parents=True, exist_ok=True)
     witnesses: list[Witness] = [FileWitness(settings.data_dir / WITNESS_FILE)]
     if redis is not None:
         witnesses.append(RedisWitness(redis))
+    if settings.tsa_url and settings.tsa_cert is not None:
+        from server.audit.anchors import ANCHOR_FILE, TsaWitness  # it imports Head from here
+
+        witnesses.append(
+            TsaWitness(settings.data_dir / ANCHOR_FILE, settings.tsa_cert.read_bytes())
+        )
     keys = AuditKeys(settings.secret_bytes(), old_secrets=settings.previous_secret_bytes())
     return AuditChain(keys, tuple(witnesses))
 

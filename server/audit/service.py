@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy import select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.audit.anchors import AnchorInvalid
 from server.audit.chain import AuditKeys, Head, Witness, chain_of, newest, note_appended
 from server.audit.models import AuditEntry
 from server.kernel.db import utcnow
@@ -134,7 +135,19 @@ async def verify(
         witnesses = chain.witnesses if chain is not None else ()
     witnessed: dict[int, str] = {}
     for witness in witnesses:
-        for head in await witness.heads():
+        try:
+            heads = await witness.heads()
+        except AnchorInvalid as e:
+            return VerifyResult(False, 0, e.entry_id, str(e), witnesses=(witness.name,))
+        for head in heads:
+            if witnessed.get(head.entry_id, head.hash) != head.hash:
+                return VerifyResult(
+                    False,
+                    0,
+                    head.entry_id,
+                    f"re-chained: the witnesses disagree about entry {head.entry_id}",
+                    witnesses=tuple(w.name for w in witnesses),
+                )
             witnessed[head.entry_id] = head.hash
     prev_hash = GENESIS
     checked = 0

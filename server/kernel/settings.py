@@ -150,6 +150,8 @@ class Settings(BaseModel, frozen=True, extra="forbid"):
     #: PEM file with the TSA's certificate (first) and its issuers (the last one trusted as the
     #: root); required with tsa_url. Replies are verified against it on receipt.
     tsa_cert: Path | None = None
+    #: With a TSA, how often the audit chain's newest head is time-stamped (server/audit/anchors).
+    audit_anchor_every_min: int = Field(default=60, ge=1)
     #: Days after a session ends before the retention job deletes its recorded files (the
     #: signed manifest is kept). 0 keeps them for good.
     retention_days_reception: int = Field(default=3650, ge=0)

@@ -22,10 +22,10 @@ from typing import IO
 from cryptography.hazmat.primitives.asymmetric.ed25519 import Ed25519PublicKey
 from rfc3161_client import VerificationError
 
+from server.kernel.tsa import TimestampInfo, verify_token
 from server.sessions.evidence import manifest as mf
 from server.sessions.evidence.keys import key_id, load_public_pem, verify_with
 from server.sessions.evidence.service import PackagePlan
-from server.sessions.evidence.tsa import TimestampInfo, verify_token
 
 MANIFEST, SIGNATURE, TIMESTAMP = "manifest.json", "manifest.sig", "manifest.tsr"
 PUBKEY, TSA_CERT, SUMS, README = "pubkey.pem", "tsa.pem", "SHA256SUMS", "README.txt"

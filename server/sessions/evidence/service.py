@@ -26,10 +26,10 @@ from server.auth.permissions import StaffIdentity
 from server.cases import queries as cases
 from server.kernel.errors import Conflict
 from server.kernel.settings import Settings
+from server.kernel.tsa import TsaConfig, request_timestamp
 from server.org import service as org
 from server.sessions.evidence import manifest as mf
 from server.sessions.evidence.keys import EvidenceKeys, public_pem
-from server.sessions.evidence.tsa import TsaConfig, request_timestamp
 from server.sessions.models import (
     CallSession,
     ChatMessage,

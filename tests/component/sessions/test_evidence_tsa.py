@@ -10,7 +10,7 @@ from pathlib import Path
 import pytest
 from rfc3161_client import VerificationError
 
-from server.sessions.evidence.tsa import (
+from server.kernel.tsa import (
     TimestampFailed,
     TsaConfig,
     request_timestamp,
