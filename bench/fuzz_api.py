@@ -1,13 +1,18 @@
 """Property-based fuzzing of the REST API with schemathesis, against /api/openapi.json.
 
 `python -m bench.fuzz_api` (or `onedoor bench fuzz`) runs the long variant (≥ 100,000
-generated requests at scale 1); CI runs a short one (tests/integration/server/test_api_fuzz.py).
-The check is `not_a_server_error`: whatever a client sends, the server answers 4xx, never 5xx.
+generated requests at scale 1, 8 concurrent workers) on SQLite and, when ONEDOOR_BENCH_PG names
+a PostgreSQL server, on a fresh database there too; CI runs a short one
+(tests/integration/server/test_api_fuzz.py) and `make test` this at a tiny scale. Checks per
+database: `not_a_server_error` (whatever a client sends, the server answers 4xx, never 5xx),
+no traceback in the server's log for rejected input, and no stall (schemathesis's
+`--max-response-time`: no answer slower than STALL_S).
 """
 
 from __future__ import annotations
 
 import asyncio
+import os
 import re
 import shutil
 import subprocess
@@ -18,15 +23,20 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import check, smoke
-from bench.server_process import start_server
+from bench.server_process import database_env, start_server
 
 SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
 ROLES = ("supervisor01", "window01", "mediator01")
 #: Every check this benchmark reports (bench.common marks one it could not measure).
 CHECKS = (
-    "api_fuzz_server_errors",
-    "api_fuzz_generated",
+    "sqlite_api_fuzz_server_errors",
+    "sqlite_api_fuzz_tracebacks",
+    "sqlite_api_fuzz_stalls",
+    "sqlite_api_fuzz_generated",
 )
+#: An answer slower than this (seconds) is a stall.
+STALL_S = 5.0
+WORKERS = 8
 TIMEOUT = (600.0, 3600.0)  # overall bound in s: fixed + per unit of scale
 
 
@@ -37,6 +47,8 @@ def schemathesis(
     csrf: str,
     max_examples: int,
     seed: int = 1,
+    workers: int = 1,
+    stall_s: float | None = None,
     workdir: Path | None = None,
 ) -> tuple[int, str]:
     result = subprocess.run(
@@ -50,6 +62,9 @@ def schemathesis(
             f"X-CSRF-Token: {csrf}",
             "-c",
             "not_a_server_error",
+            *(["--max-response-time", str(stall_s)] if stall_s else []),
+            "-w",
+            str(workers),
             "-n",
             str(max_examples),
             "--seed",
@@ -70,10 +85,38 @@ def generated_count(output: str) -> int:
     return int(match.group(1)) if match else 0
 
 
-def fuzz(max_examples: int, *, roles: tuple[str, ...] = ROLES) -> dict[str, Any]:
+def stalls(output: str) -> int:
+    """Answers schemathesis found slower than `--max-response-time`."""
+    return len(re.findall(r"Response time limit exceeded|exceeded the limit of", output))
+
+
+def fuzz(
+    max_examples: int,
+    *,
+    roles: tuple[str, ...] = ROLES,
+    database: str = "sqlite",
+    workers: int = WORKERS,
+    stall_s: float | None = None,
+) -> dict[str, Any]:
+    """`stall_s`: also fail answers slower than this (the benchmark; never in a CI test)."""
     tmp = Path(tempfile.mkdtemp(prefix="onedoor-fuzz-"))
+    with database_env(database, label="fuzz") as env:
+        try:
+            return _fuzz(tmp, env, max_examples, roles, workers, stall_s)
+        finally:
+            shutil.rmtree(tmp, ignore_errors=True)
+
+
+def _fuzz(
+    tmp: Path,
+    env: dict[str, str],
+    max_examples: int,
+    roles: tuple[str, ...],
+    workers: int,
+    stall_s: float | None,
+) -> dict[str, Any]:
     # the fuzzer probes the handlers, not the error budget (which would answer most with 429)
-    server = start_server(tmp, ONEDOOR_ERROR_BUDGET_PER_10S="0")
+    server = start_server(tmp, ONEDOOR_ERROR_BUDGET_PER_10S="0", **env)
     runs = []
     try:
         for seed, username in enumerate(roles, start=1):
@@ -85,6 +128,8 @@ def fuzz(max_examples: int, *, roles: tuple[str, ...] = ROLES) -> dict[str, Any]
                 csrf=csrf,
                 max_examples=max_examples,
                 seed=seed,
+                workers=workers,
+                stall_s=stall_s,
                 workdir=tmp,
             )
             runs.append(
@@ -92,32 +137,55 @@ def fuzz(max_examples: int, *, roles: tuple[str, ...] = ROLES) -> dict[str, Any]
                     "role_user": username,
                     "exit": rc,
                     "generated": generated_count(output),
+                    "stalls": stalls(output),
                     "seconds": round(time.monotonic() - started, 1),
-                    "failures": output.split("FAILURES", 1)[1][:4000] if rc else "",
+                    "failures": output.split("FAILURES", 1)[-1][-4000:] if rc else "",
                 }
             )
-        server_errors = server.log_path.read_text().count("unhandled error")
+        log = server.log_path.read_text()
     finally:
         server.stop()
-        shutil.rmtree(tmp, ignore_errors=True)
     return {
         "runs": runs,
-        "server_errors_logged": server_errors,
+        "workers": workers,
+        "server_errors_logged": log.count("unhandled error"),
+        "tracebacks_logged": log.count("Traceback"),
+        "first_traceback": log[max(0, log.find("Traceback") - 300) :][:3000]
+        if "Traceback" in log
+        else "",
+        "stalls": sum(r["stalls"] for r in runs),
         "generated": sum(r["generated"] for r in runs),
+        "seconds": round(sum(r["seconds"] for r in runs), 1),
     }
 
 
 async def run(scale: float = 1.0) -> dict[str, Any]:
-    if smoke(scale):  # one role, one example per operation: that the fuzzer still runs
-        result = await asyncio.to_thread(fuzz, 1, roles=ROLES[:1])
-    else:
-        result = await asyncio.to_thread(fuzz, max(5, int(400 * scale)))
-    result["checks"] = [
-        check("api_fuzz_server_errors", result["server_errors_logged"], "<= 0", "errors"),
-        check(
-            "api_fuzz_generated", result["generated"], ">= " + str(int(100_000 * scale)), "requests"
-        ),
-    ]
+    databases = ["sqlite"]
+    if os.environ.get("ONEDOOR_BENCH_PG"):
+        databases.append(os.environ["ONEDOOR_BENCH_PG"])
+    result: dict[str, Any] = {}
+    checks = []
+    for database in databases:
+        label = "sqlite" if database == "sqlite" else "postgresql"
+        if smoke(scale):  # one role, one example per operation: that the fuzzer still runs
+            one = await asyncio.to_thread(fuzz, 1, roles=ROLES[:1], database=database, workers=1)
+        else:
+            one = await asyncio.to_thread(
+                fuzz, max(5, int(400 * scale)), database=database, stall_s=STALL_S
+            )
+        result[label] = one
+        checks += [
+            check(f"{label}_api_fuzz_server_errors", one["server_errors_logged"], "<= 0", "errors"),
+            check(f"{label}_api_fuzz_tracebacks", one["tracebacks_logged"], "<= 0", "lines"),
+            check(f"{label}_api_fuzz_stalls", one["stalls"], "<= 0", "answers"),
+            check(
+                f"{label}_api_fuzz_generated",
+                one["generated"],
+                ">= " + str(int(100_000 * scale)),
+                "requests",
+            ),
+        ]
+    result["checks"] = checks
     return result
 
 

@@ -15,10 +15,8 @@ from __future__ import annotations
 import asyncio
 import os
 import shutil
-import subprocess
 import tempfile
 import time
-import uuid
 from collections import Counter
 from pathlib import Path
 from typing import Any
@@ -26,7 +24,7 @@ from typing import Any
 import aiohttp
 
 from bench.common import check, percentile
-from bench.server_process import ServerProcess, start_server
+from bench.server_process import ServerProcess, database_env, start_server
 
 #: Every check this benchmark reports (bench.common marks one it could not measure); the
 #: PostgreSQL run, when ONEDOOR_BENCH_PG is set, adds the same four prefixed `postgresql_`.
@@ -135,30 +133,16 @@ async def _phase(server: ServerProcess, seconds: float, *, attack: bool) -> dict
     }
 
 
-def _psql(sql: str) -> None:
-    subprocess.run(
-        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc", sql],
-        check=True,
-        capture_output=True,
-    )
-
-
 async def _one(database: str, seconds: float, tmp: Path) -> dict[str, Any]:
-    env = {"ONEDOOR_LOGIN_RATE_PER_MIN": "100000"}
-    pg_name = None
-    if database != "sqlite":
-        pg_name = f"onedoor_bench_hostile_{uuid.uuid4().hex[:8]}"
-        _psql(f'CREATE DATABASE "{pg_name}"')
-        env["ONEDOOR_DATABASE_URL"] = f"{database.rstrip('/')}/{pg_name}"
-    server = await asyncio.to_thread(start_server, tmp, **env)
-    try:
-        baseline = await _phase(server, seconds, attack=False)
-        attacked = await _phase(server, seconds, attack=True)
-        log = server.log_path.read_text()
-    finally:
-        server.stop()
-        if pg_name is not None:
-            _psql(f'DROP DATABASE IF EXISTS "{pg_name}" WITH (FORCE)')
+    with database_env(database, label="hostile") as env:
+        env["ONEDOOR_LOGIN_RATE_PER_MIN"] = "100000"
+        server = await asyncio.to_thread(start_server, tmp, **env)
+        try:
+            baseline = await _phase(server, seconds, attack=False)
+            attacked = await _phase(server, seconds, attack=True)
+            log = server.log_path.read_text()
+        finally:
+            server.stop()
     return {
         "baseline": baseline,
         "attack": attacked,

@@ -4,6 +4,7 @@ multi-node deployment (one PostgreSQL, one Redis: the kill -9 test)."""
 
 from __future__ import annotations
 
+import contextlib
 import http.cookiejar
 import os
 import re
@@ -14,7 +15,8 @@ import sys
 import time
 import urllib.parse
 import urllib.request
-from collections.abc import Mapping
+import uuid
+from collections.abc import Iterator, Mapping
 from dataclasses import dataclass
 from pathlib import Path
 
@@ -142,3 +144,27 @@ def _serve(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen[b
     process.kill()
     process.wait()
     raise RuntimeError(f"onedoor serve did not start within {START_TIMEOUT_S} s")
+
+
+def _psql(sql: str) -> None:
+    subprocess.run(
+        ["psql", "-h", "127.0.0.1", "-U", "postgres", "-d", "postgres", "-qc", sql],
+        check=True,
+        capture_output=True,
+    )
+
+
+@contextlib.contextmanager
+def database_env(database: str, *, label: str) -> Iterator[dict[str, str]]:
+    """`ONEDOOR_*` settings for a benchmark's server on `database`: "sqlite" (the data
+    directory's, nothing to set) or a PostgreSQL server URL (e.g. ONEDOOR_BENCH_PG), on which a
+    fresh database is created for the run and dropped after it."""
+    if database == "sqlite":
+        yield {}
+        return
+    name = f"onedoor_bench_{label}_{uuid.uuid4().hex[:8]}"
+    _psql(f'CREATE DATABASE "{name}"')
+    try:
+        yield {"ONEDOOR_DATABASE_URL": f"{database.rstrip('/')}/{name}"}
+    finally:
+        _psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')

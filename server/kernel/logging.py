@@ -19,6 +19,26 @@ class ContextFilter(logging.Filter):
         return True
 
 
+class MalformedRequestFilter(logging.Filter):
+    """aiohttp logs a request its HTTP parser rejects (a NUL in a header, a bad request line)
+    at ERROR with a traceback, although it answered 400 and nothing failed on our side: such
+    input is the client's problem, so it becomes one INFO line without a traceback (a probe
+    must not fill the log with tracebacks, issue #21)."""
+
+    def filter(self, record: logging.LogRecord) -> bool:
+        from aiohttp.http_exceptions import HttpProcessingError
+
+        error = record.exc_info[1] if record.exc_info else None
+        if isinstance(error, HttpProcessingError):
+            first = str(error).strip().splitlines()[0] if str(error).strip() else ""
+            record.msg = "malformed HTTP request refused: %s"
+            record.args = (first[:200],)
+            record.exc_info = None
+            record.exc_text = None
+            record.levelno, record.levelname = logging.INFO, "INFO"
+        return True
+
+
 class JsonFormatter(logging.Formatter):
     def format(self, record: logging.LogRecord) -> str:
         out = {
@@ -51,3 +71,6 @@ def configure(level: str = "INFO", *, json_lines: bool = False) -> None:
     root.handlers[:] = [handler]
     root.setLevel(level)
     logging.getLogger("aiohttp.access").setLevel("WARNING")
+    server_log = logging.getLogger("aiohttp.server")
+    if not any(isinstance(f, MalformedRequestFilter) for f in server_log.filters):
+        server_log.addFilter(MalformedRequestFilter())
