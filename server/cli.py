@@ -537,6 +537,7 @@ BENCHES = (
     "scheduling",
     "soak",
     "fuzz",
+    "fuzz-signaling",
     "hostile",
 )
 
