@@ -13,7 +13,7 @@ from typing import Any, Literal, cast
 from zoneinfo import ZoneInfo
 
 from aiohttp import web
-from pydantic import BaseModel, ConfigDict
+from pydantic import BaseModel, ConfigDict, Field
 
 from server.auth.permissions import Action
 from server.cases import (
@@ -267,6 +267,46 @@ async def post_transition(request: web.Request) -> web.Response:
             ip=client_ip(request),
             reply_notice=reply_notice(request),
         )
+    return _json(detail)
+
+
+class ReturnDraftBody(BaseModel):
+    note: str = Field(min_length=1, max_length=2000)
+
+
+@routes.post(r"/api/cases/{case_id:\d+}/sign-off")
+@protected(Action.case_view)
+async def post_sign_off(request: web.Request) -> web.Response:
+    """签发: the lead department's leader signs the pending reply or refusal drafted by a
+    handler; the transition happens now in the leader's name (409 `no_pending_draft` if it was
+    signed or returned meanwhile, 403 for anyone but that leader)."""
+    staff = signed_in_staff(request)
+    async with request.app[keys.db].begin() as session:
+        detail = await sign_off.sign(
+            session,
+            staff=staff,
+            case_id=_int(request, "case_id"),
+            now=utcnow(),
+            timezone=_tz(request),
+            ip=client_ip(request),
+            reply_notice=reply_notice(request),
+        )
+    return _json(detail)
+
+
+@routes.post(r"/api/cases/{case_id:\d+}/sign-off/return")
+@protected(Action.case_view)
+async def post_return_draft(request: web.Request) -> web.Response:
+    """退回修改: the leader returns the pending draft to its author with a note."""
+    staff = signed_in_staff(request)
+    body = await _body(request, ReturnDraftBody)
+    case_id = _int(request, "case_id")
+    async with request.app[keys.db].begin() as session:
+        await sign_off.return_draft(
+            session, staff=staff, case_id=case_id, note=body.note, now=utcnow(),
+            ip=client_ip(request),
+        )  # fmt: skip
+        detail = await queries.case_detail(session, staff=staff, case_id=case_id, audit_view=False)
     return _json(detail)
 
 
@@ -630,6 +670,8 @@ OPENAPI_MODELS: dict[tuple[str, str], tuple[type[BaseModel] | None, type[BaseMod
     ("/api/public/petitions", "post"): (IntakeRequest, None),
     ("/api/cases/{case_id}", "get"): (None, CaseDetail),
     ("/api/cases/{case_id}/transitions", "post"): (TransitionRequest, CaseDetail),
+    ("/api/cases/{case_id}/sign-off", "post"): (None, CaseDetail),
+    ("/api/cases/{case_id}/sign-off/return", "post"): (ReturnDraftBody, CaseDetail),
     ("/api/cases/{case_id}/handlers", "post"): (HandlerRequest, None),
     ("/api/cases/{case_id}/supervision", "post"): (SupervisionRequest, None),
     ("/api/cases/{case_id}/deadlines/extension", "post"): (ExtensionRequest, None),

@@ -242,3 +242,33 @@ async def test_a_returned_draft_is_no_longer_shown_once_the_leader_replied_himse
     assert (await act(client, token, case_id, "reply", reply=REPLY + "（领导答复）")).status == 303
     html = await (await client.get(f"/cases/{case_id}")).text()
     assert 'id="sign-off"' not in html and await state_of(db, case_id) == "replied"
+
+
+async def test_the_sign_off_over_the_rest_api(
+    client: Client, db: async_sessionmaker[AsyncSession]
+) -> None:
+    """The same four eyes for programs: POST /api/cases/{id}/sign-off and …/sign-off/return."""
+    case_id = await handling_in_housing(client, db)
+    token = await as_user(client, "handler02")
+    headers = {"X-CSRF-Token": token}
+    drafted = await client.post(
+        f"/api/cases/{case_id}/transitions",
+        json={"transition": "reply", "reply": REPLY},
+        headers=headers,
+    )
+    assert drafted.status == 200 and (await drafted.json())["state"] == "handling"
+    refused = await client.post(f"/api/cases/{case_id}/sign-off", headers=headers)
+    assert refused.status == 403, await refused.text()
+
+    token = await as_user(client, "leader02")
+    headers = {"X-CSRF-Token": token}
+    empty = await client.post(
+        f"/api/cases/{case_id}/sign-off/return", json={"note": ""}, headers=headers
+    )
+    assert empty.status == 422 and (await empty.json())["details"]["fields"][0]["field"] == "note"
+    signed = await client.post(f"/api/cases/{case_id}/sign-off", headers=headers)
+    body = await signed.json()
+    assert signed.status == 200 and body["state"] == "replied", body
+    again = await client.post(f"/api/cases/{case_id}/sign-off", headers=headers)
+    assert again.status == 409 and (await again.json())["error"] == "no_pending_draft"
+    assert await state_of(db, case_id) == "replied"
