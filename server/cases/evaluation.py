@@ -215,6 +215,38 @@ async def evaluation_for_token(
     return ev
 
 
+@dataclass(frozen=True, slots=True)
+class EvaluationSubject:
+    """What the petitioner is asked to rate (the evaluation page says it above the form)."""
+
+    case_no: str
+    department: str
+    staff: str
+    replied_at: datetime | None
+    reply_summary: str
+
+
+async def evaluation_subject(
+    session: AsyncSession, *, secret: bytes, token: str, now: datetime
+) -> EvaluationSubject:
+    """The case number, the unit and officer being rated and the reply's opening, for a valid
+    link (the same errors as `evaluation_for_token`)."""
+    ev = await evaluation_for_token(session, secret=secret, token=token, now=now)
+    case = await session.get(PetitionCase, ev.case_id)
+    if case is None:
+        raise InvalidEvaluationLink("the case of this link is gone")
+    department = await session.get(Department, ev.department_id) if ev.department_id else None
+    officer = await session.get(Staff, ev.staff_id) if ev.staff_id else None
+    reply = " ".join((case.reply_text or "").split())
+    return EvaluationSubject(
+        case_no=case.case_no,
+        department=department.name if department is not None else "",
+        staff=officer.display_name if officer is not None else "",
+        replied_at=case.replied_at,
+        reply_summary=reply if len(reply) <= 120 else reply[:120] + "……",
+    )
+
+
 async def submit_evaluation(
     session: AsyncSession,
     *,

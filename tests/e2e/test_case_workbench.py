@@ -2,6 +2,8 @@
 /cases/new, the centre's supervisor (督导员, who assigns and transfers across the district)
 sends it to a department, the department's handler accepts it, starts handling and drafts the
 reply, the department's leader signs it off (签发) and the notices can be downloaded, the
+petitioner rates the reply on a phone by the SMS link (the page says which case, unit, officer
+and reply),
 handler records the follow-up visit and closes it. Every page on the way is screenshot at 1280
 and 390 px into artifacts/e2e/ and checked by axe-core (no serious or critical violation) and
 for horizontal overflow."""
@@ -17,6 +19,7 @@ import pytest
 from tests.conftest import DEMO_PASSWORD
 from tests.e2e.axe import shoot
 from tests.e2e.conftest import Server
+from tests.e2e.webclient import db_rows
 
 pytestmark = pytest.mark.e2e
 
@@ -60,7 +63,7 @@ async def act(page: Any, name: str, fields: dict[str, str] | None = None) -> Non
     await page.click(f"#action-{name} button[type=submit]")
 
 
-async def test_walk_in_to_closed_case(server: Server, as_user: Any) -> None:
+async def test_walk_in_to_closed_case(server: Server, as_user: Any, browser: Any) -> None:
     window = await as_user("window01")
     await shoot(window, f"{SHOT}-01-home-window-officer")
     await window.click("a.menu-tile[href='/cases/new']")
@@ -127,6 +130,32 @@ async def test_walk_in_to_closed_case(server: Server, as_user: Any) -> None:
     await handler.goto(case_url)
     await handler.wait_for_selector("#action-revisit")
     await shoot(handler, f"{SHOT}-09c-replied")
+
+    # the petitioner rates the reply on their phone, by the link in the SMS
+    [(sms,)] = db_rows(
+        server.data_dir,
+        "SELECT body FROM case_notification WHERE dedupe_key LIKE 'eval:%' AND case_id = ?",
+        int(case_url.rsplit("/", 1)[1]),
+    )
+    link = re.findall(r"https?://\S+/evaluate/\S+", sms)[0]
+    phone = await browser.new_context(
+        viewport={"width": 390, "height": 800}, locale="zh-CN", bypass_csp=True
+    )
+    try:
+        petitioner = await phone.new_page()
+        await petitioner.goto(server.base_url + "/evaluate/" + link.split("/evaluate/")[1])
+        subject = await petitioner.inner_text("#evaluation-subject")
+        assert "区住建局" in subject and "公交停靠站" in subject and "330105-" in subject
+        await shoot(petitioner, f"{SHOT}-09d-evaluation")
+        await petitioner.check("input[name=staff_rating][value=satisfied]")
+        await petitioner.check("input[name=dept_rating][value=satisfied]")
+        await petitioner.click("form button[type=submit]")
+        await petitioner.wait_for_selector("#thanks")
+    finally:
+        await phone.close()
+
+    await handler.goto(case_url)
+    await handler.wait_for_selector("#action-revisit")
     await act(handler, "revisit", {"#f-revisit-note": "电话回访，信访人对答复表示满意"})
     await handler.wait_for_selector("#action-close")
     await handler.click("#action-close > summary")

@@ -3,6 +3,7 @@ public evaluation form. Thin: they call server.cases services and render."""
 
 from __future__ import annotations
 
+import contextlib
 from typing import Any
 
 from aiohttp import web
@@ -128,6 +129,12 @@ async def evaluate_form(request: web.Request) -> web.Response:
     done = False
     values: dict[str, str] = {}
     secret = request.app[keys.settings].secret_bytes()
+    subject: evaluation.EvaluationSubject | None = None
+    with contextlib.suppress(AppError):  # an invalid link: its error is shown below
+        async with request.app[keys.db]() as session:
+            subject = await evaluation.evaluation_subject(
+                session, secret=secret, token=token, now=utcnow()
+            )
     if request.method == "POST":
         form = await request.post()
         values = {k: str(form.get(k, "")) for k in ("staff_rating", "dept_rating", "comment")}
@@ -162,6 +169,7 @@ async def evaluate_form(request: web.Request) -> web.Response:
         "cases/evaluate.html",
         {
             "token": token,
+            "subject": subject,
             "error": error,
             "done": done,
             "values": values,

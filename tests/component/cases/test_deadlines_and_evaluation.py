@@ -164,6 +164,14 @@ async def test_evaluation_link_single_use_expiring_and_unforgeable(
         )
     assert sms is not None
     token = sms.split("/evaluate/")[1]
+    # the page says what is rated: the case, the unit, the officer and the reply (issue #15)
+    async with db() as s:
+        subject = await evaluation.evaluation_subject(
+            s, secret=SECRET, token=token, now=NOW + timedelta(hours=1)
+        )
+        case_no = (await s.get(PetitionCase, case_id)).case_no  # type: ignore[union-attr]
+    assert subject.case_no == case_no and subject.reply_summary == "已处理"
+    assert subject.department == "区住建局" and subject.staff
     vote = EvaluationSubmit(staff_rating="satisfied", dept_rating="dissatisfied", comment="太慢")
     forged = token[:-4] + ("0000" if not token.endswith("0000") else "1111")
     for bad in (forged, "1.abc.def", "garbage"):
