@@ -3,8 +3,7 @@
 sends it to a department, the department's handler accepts it, starts handling and drafts the
 reply, the department's leader signs it off (签发) and the notices can be downloaded, the
 petitioner rates the reply on a phone by the SMS link (the page says which case, unit, officer
-and reply),
-handler records the follow-up visit and closes it. Every page on the way is screenshot at 1280
+and reply), the handler records the follow-up visit and closes it. Every page on the way is screenshot at 1280
 and 390 px into artifacts/e2e/ and checked by axe-core (no serious or critical violation) and
 for horizontal overflow."""
 
