@@ -100,9 +100,16 @@ def build_document(app: web.Application) -> dict[str, Any]:
     keyed: list[tuple[type[BaseModel], Literal["validation"]]] = [
         (m, "validation") for m in sorted(models, key=lambda m: m.__name__)
     ]
-    _, defs = models_json_schema(keyed, ref_template=REF)
+    refs, defs = models_json_schema(keyed, ref_template=REF)
+
+    def ref_of(model: type[BaseModel]) -> dict[str, Any]:
+        """The model's `$ref` as pydantic keyed it (module-qualified when two share a name)."""
+        return dict(refs[(model, "validation")])
+
     schemas: dict[str, Any] = dict(defs.get("$defs", {}))
-    schemas["ErrorBody"] = ERROR_SCHEMA
+    error_body = dict(ERROR_SCHEMA)
+    schemas.update(error_body.pop("$defs", {}))  # FieldError, ErrorDetails: in components
+    schemas["ErrorBody"] = error_body
     paths: dict[str, dict[str, Any]] = {}
     for method, path, handler, doc in sorted(operations, key=lambda o: (o[1], o[0])):
         op: dict[str, Any] = {
@@ -116,6 +123,7 @@ def build_document(app: web.Application) -> dict[str, Any]:
         ]
         if doc.query is not None:
             qschema = doc.query.model_json_schema(ref_template=REF)
+            schemas.update(qschema.pop("$defs", {}))
             required = set(qschema.get("required", []))
             for name, prop in qschema.get("properties", {}).items():
                 params.append(
@@ -126,13 +134,11 @@ def build_document(app: web.Application) -> dict[str, Any]:
         if doc.body is not None:
             op["requestBody"] = {
                 "required": True,
-                "content": {
-                    "application/json": {"schema": {"$ref": REF.format(model=doc.body.__name__)}}
-                },
+                "content": {"application/json": {"schema": ref_of(doc.body)}},
             }
         ok: dict[str, Any] = {"description": "Created" if doc.status == 201 else "OK"}
         if doc.response is not None:
-            ref = {"$ref": REF.format(model=doc.response.__name__)}
+            ref = ref_of(doc.response)
             schema = {"type": "array", "items": ref} if doc.response_list else ref
             ok["content"] = {doc.content_type: {"schema": schema}}
         elif doc.content_type != "application/json":

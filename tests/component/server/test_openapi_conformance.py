@@ -136,3 +136,28 @@ async def test_created_routes_document_201(app_client: Client) -> None:
     assert any(p["name"] == "token" and p["in"] == "query" for p in qr["parameters"])
     assert set(doc["components"]["securitySchemes"]) == {"session", "bearer"}
     assert doc["paths"]["/api/cases"]["get"]["security"] == [{"session": []}, {"bearer": []}]
+
+
+async def test_every_reference_in_the_document_resolves(app_client: Client) -> None:
+    """A dangling `$ref` (ErrorBody's FieldError once was) makes clients and schemathesis skip
+    the parts that use it: every one must name a schema in components."""
+    doc = await (await app_client.get("/api/openapi.json")).json()
+    schemas = doc["components"]["schemas"]
+    refs: set[str] = set()
+
+    def walk(node: Any) -> None:
+        if isinstance(node, dict):
+            for key, value in node.items():
+                if key == "$ref" and isinstance(value, str):
+                    refs.add(value)
+                else:
+                    walk(value)
+        elif isinstance(node, list):
+            for item in node:
+                walk(item)
+
+    walk(doc)
+    assert refs, "no references at all: the walk is broken"
+    dangling = {r for r in refs if r.removeprefix("#/components/schemas/") not in schemas}
+    assert not dangling, sorted(dangling)
+    assert all("$defs" not in schema for schema in schemas.values())
