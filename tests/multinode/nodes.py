@@ -12,6 +12,8 @@ from aiohttp import web
 from aiohttp.test_utils import TestServer
 from redis.asyncio import Redis
 
+from server.http import keys
+from server.kernel.ratelimit import RedisRateLimiter
 from signaling.config import Limits
 from tests.component.signaling.harness import build_app
 from tests.conftest import make_settings
@@ -61,3 +63,28 @@ async def two_nodes(
             if leftover:
                 await redis.delete(*leftover)
             await redis.aclose()
+
+
+@contextlib.asynccontextmanager
+async def nodes_with_one_limiter(
+    tmp_path: Path, database_url: str, redis_url: str, *, prefix: str, **overrides: Any
+) -> AsyncIterator[tuple[TestServer, TestServer]]:
+    """`two_nodes` whose rate limiters share Redis under one fixed window for the whole test
+    (each node with its own Redis connection): what one node counts, the other sees."""
+    clients: list[Redis] = []
+
+    def own_limiter(app: web.Application) -> None:
+        client = Redis.from_url(redis_url)
+        clients.append(client)
+        app[keys.ratelimiter] = RedisRateLimiter(
+            client, prefix=prefix + "rl:", clock=lambda: 1_000_000.0
+        )
+
+    try:
+        async with two_nodes(
+            tmp_path, database_url, redis_url, prefix=prefix, prepare=own_limiter, **overrides
+        ) as servers:
+            yield servers
+    finally:
+        for client in clients:
+            await client.aclose()

@@ -8,13 +8,9 @@ from pathlib import Path
 
 import aiohttp
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestServer
-from redis.asyncio import Redis
 
-from server.http import keys
-from server.kernel.ratelimit import RedisRateLimiter
-from tests.multinode.nodes import two_nodes
+from tests.multinode.nodes import nodes_with_one_limiter
 
 pytestmark = pytest.mark.multinode
 
@@ -26,30 +22,15 @@ MISSING = f"/api/public/reports/{2**31 - 1}"
 async def nodes(
     tmp_path: Path, demo_sqlite_url: str, redis_url: str, redis_prefix: str
 ) -> AsyncIterator[tuple[TestServer, TestServer]]:
-    clients: list[Redis] = []
-
-    def own_limiter(app: web.Application) -> None:
-        # One fixed window for the whole test; each node has its own Redis connection.
-        client = Redis.from_url(redis_url)
-        clients.append(client)
-        app[keys.ratelimiter] = RedisRateLimiter(
-            client, prefix=redis_prefix + "rl:", clock=lambda: 1_000_000.0
-        )
-
-    try:
-        async with two_nodes(
-            tmp_path,
-            demo_sqlite_url,
-            redis_url,
-            prefix=redis_prefix,
-            prepare=own_limiter,
-            error_budget_per_10s=BUDGET,
-            error_tarpit_s=0,
-        ) as servers:
-            yield servers
-    finally:
-        for client in clients:
-            await client.aclose()
+    async with nodes_with_one_limiter(
+        tmp_path,
+        demo_sqlite_url,
+        redis_url,
+        prefix=redis_prefix,
+        error_budget_per_10s=BUDGET,
+        error_tarpit_s=0,
+    ) as servers:
+        yield servers
 
 
 async def _status(http: aiohttp.ClientSession, server: TestServer, path: str) -> tuple[int, str]:

@@ -7,14 +7,10 @@ from collections.abc import AsyncIterator
 from pathlib import Path
 
 import pytest
-from aiohttp import web
 from aiohttp.test_utils import TestServer
-from redis.asyncio import Redis
 
-from server.http import keys
-from server.kernel.ratelimit import RedisRateLimiter
 from tests.component.signaling.harness import Participant, new_session, new_token
-from tests.multinode.nodes import two_nodes
+from tests.multinode.nodes import nodes_with_one_limiter
 
 pytestmark = pytest.mark.multinode
 
@@ -23,23 +19,10 @@ pytestmark = pytest.mark.multinode
 async def nodes(
     tmp_path: Path, demo_sqlite_url: str, redis_url: str, redis_prefix: str
 ) -> AsyncIterator[tuple[TestServer, TestServer]]:
-    clients: list[Redis] = []
-
-    def own_limiter(app: web.Application) -> None:
-        # One fixed window for the whole test; each node has its own Redis connection.
-        client = Redis.from_url(redis_url)
-        clients.append(client)
-        app[keys.ratelimiter] = RedisRateLimiter(
-            client, prefix=redis_prefix + "rl:", clock=lambda: 1_000_000.0
-        )
-
-    try:
-        async with two_nodes(tmp_path, demo_sqlite_url, redis_url, prefix=redis_prefix,
-                             prepare=own_limiter, join_rate_per_min=4) as servers:  # fmt: skip
-            yield servers
-    finally:
-        for client in clients:
-            await client.aclose()
+    async with nodes_with_one_limiter(
+        tmp_path, demo_sqlite_url, redis_url, prefix=redis_prefix, join_rate_per_min=4
+    ) as servers:
+        yield servers
 
 
 async def test_join_budget_is_shared_by_both_nodes(

@@ -6,6 +6,7 @@ from pathlib import Path
 import pytest
 from aiohttp.test_utils import TestServer
 
+from media.sfu import SfuMediaNode
 from signaling.config import Limits
 from tests.component.signaling.harness import FakeMediaNode, Participant, build_app
 from tests.conftest import make_settings
@@ -16,6 +17,15 @@ MakeParticipant = Callable[..., Awaitable[Participant]]
 @pytest.fixture
 def fake_media() -> FakeMediaNode:
     return FakeMediaNode()
+
+
+@pytest.fixture
+async def sfu() -> AsyncIterator[SfuMediaNode]:
+    """The real in-process SFU; a module that wants it for its server overrides `fake_media`:
+    `def fake_media(sfu): return sfu`."""
+    node = SfuMediaNode(host_addresses=["127.0.0.1"])
+    yield node
+    await node.close()
 
 
 @pytest.fixture

@@ -280,3 +280,21 @@ async def new_token(host: Participant, session_id: int, name: str = "张三",
     )
     assert status == 201, body
     return dict(body)
+
+
+async def host_and_admitted_guest(
+    people: Any, host_user: str = "mediator01"
+) -> tuple[Participant, Participant, dict[str, Any]]:
+    """A host in a new mediation room and a guest who came by a join link and was admitted;
+    returns (host, guest, session)."""
+    host = await people("host", host_user)
+    sess = await new_session(host)
+    await host.connect()
+    await host.join(sess["room_id"])
+    guest = await people("guest")
+    tok = await new_token(host, sess["id"])
+    await guest.connect()
+    await guest.join(sess["room_id"], token=tok["token"])
+    await host.request("admit", peer_id=guest.peer_id)
+    await guest.expect("admitted")
+    return host, guest, sess

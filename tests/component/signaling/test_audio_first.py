@@ -13,24 +13,15 @@ from server.http import keys
 from server.sessions.models import SessionParticipant
 from signaling.ws import node_key
 from tests.component.signaling.conftest import MakeParticipant
-from tests.component.signaling.harness import FakeMediaNode, new_session, new_token
+from tests.component.signaling.harness import FakeMediaNode, host_and_admitted_guest
 from tests.polling import eventually
 
 
 async def test_video_paused_goes_to_the_weak_participant_and_audio_only_to_the_media_node(
     people: MakeParticipant, fake_media: FakeMediaNode
 ) -> None:
-    host = await people("host", "mediator01")
-    sess = await new_session(host)
+    host, guest, sess = await host_and_admitted_guest(people)
     room_id = sess["room_id"]
-    await host.connect()
-    await host.join(room_id)
-    guest = await people("guest")
-    tok = await new_token(host, sess["id"])
-    await guest.connect()
-    await guest.join(room_id, token=tok["token"])
-    await host.request("admit", peer_id=guest.peer_id)
-    await guest.expect("admitted")
     await host.expect("participant_joined")
 
     # audio only, chosen before the media connection: applied once the offer is answered
@@ -58,17 +49,8 @@ async def test_video_paused_goes_to_the_weak_participant_and_audio_only_to_the_m
 async def test_a_participants_link_quality_reaches_the_session_record(
     server: TestServer, people: MakeParticipant, fake_media: FakeMediaNode
 ) -> None:
-    host = await people("host", "mediator01")
-    sess = await new_session(host)
+    host, guest, sess = await host_and_admitted_guest(people)
     room_id = sess["room_id"]
-    await host.connect()
-    await host.join(room_id)
-    guest = await people("guest")
-    tok = await new_token(host, sess["id"])
-    await guest.connect()
-    await guest.join(room_id, token=tok["token"])
-    await host.request("admit", peer_id=guest.peer_id)
-    await guest.expect("admitted")
 
     quality = LinkQuality(
         seconds=60.0,

@@ -6,7 +6,6 @@ from __future__ import annotations
 import asyncio
 import contextlib
 import json
-from collections.abc import AsyncIterator
 from pathlib import Path
 from typing import Any
 
@@ -73,13 +72,6 @@ class Browser:
             task.cancel()
         await asyncio.gather(*self._tasks, return_exceptions=True)
         await self.pc.close()
-
-
-@pytest.fixture
-async def sfu() -> AsyncIterator[SfuMediaNode]:
-    node = SfuMediaNode(host_addresses=["127.0.0.1"])
-    yield node
-    await node.close()
 
 
 @pytest.fixture

@@ -15,7 +15,6 @@ import asyncio
 import contextlib
 import itertools
 import json
-from collections.abc import AsyncIterator
 from datetime import timedelta
 from pathlib import Path
 from typing import Any
@@ -41,13 +40,6 @@ pytestmark = pytest.mark.media
 
 SCHEMA_PATH = Path(__file__).resolve().parents[3] / "docs" / "signaling.schema.json"
 PROTOCOL = "onedoor.v1"
-
-
-@pytest.fixture
-async def sfu() -> AsyncIterator[SfuMediaNode]:
-    node = SfuMediaNode(host_addresses=["127.0.0.1"])
-    yield node
-    await node.close()
 
 
 @pytest.fixture
