@@ -283,12 +283,12 @@ async def new_token(host: Participant, session_id: int, name: str = "张三",
 
 
 async def host_and_admitted_guest(
-    people: Any, host_user: str = "mediator01"
+    people: Any, host_user: str = "mediator01", **session_extra: Any
 ) -> tuple[Participant, Participant, dict[str, Any]]:
-    """A host in a new mediation room and a guest who came by a join link and was admitted;
-    returns (host, guest, session)."""
+    """A host in a new mediation room (`session_extra` for POST /api/sessions) and a guest who
+    came by a join link and was admitted; returns (host, guest, session)."""
     host = await people("host", host_user)
-    sess = await new_session(host)
+    sess = await new_session(host, **session_extra)
     await host.connect()
     await host.join(sess["room_id"])
     guest = await people("guest")

@@ -4,7 +4,6 @@ from __future__ import annotations
 
 import json
 from datetime import UTC, datetime, timedelta
-from typing import Any
 
 from aiohttp import WSMsgType
 from aiohttp.test_utils import TestServer
@@ -12,29 +11,17 @@ from aiohttp.test_utils import TestServer
 from server.sessions.tokens import JoinGrant, issue_join_token
 from signaling.ws import node_key
 from tests.component.signaling.conftest import MakeParticipant
-from tests.component.signaling.harness import Participant, new_session, new_token
-
-
-async def _room_with_guest(
-    people: MakeParticipant,
-) -> tuple[Participant, Participant, dict[str, Any]]:
-    host = await people("host", "mediator01")
-    sess = await new_session(host)
-    await host.connect()
-    await host.join(sess["room_id"])
-    guest = await people("guest")
-    tok = await new_token(host, sess["id"])
-    await guest.connect()
-    await guest.join(sess["room_id"], token=tok["token"])
-    await host.request("admit", peer_id=guest.peer_id)
-    await guest.expect("admitted")
-    return host, guest, sess
+from tests.component.signaling.harness import (
+    host_and_admitted_guest,
+    new_session,
+    new_token,
+)
 
 
 async def test_malformed_messages_get_typed_errors_and_the_room_goes_on(
     people: MakeParticipant,
 ) -> None:
-    host, guest, _ = await _room_with_guest(people)
+    host, guest, _ = await host_and_admitted_guest(people)
     # Another room with its own participants, which must not notice anything.
     other_host = await people("other host", "window01")
     other = await new_session(other_host)
@@ -69,7 +56,7 @@ async def test_malformed_messages_get_typed_errors_and_the_room_goes_on(
 
 
 async def test_field_is_named_in_the_error(people: MakeParticipant) -> None:
-    _, guest, _ = await _room_with_guest(people)
+    _, guest, _ = await host_and_admitted_guest(people)
     await guest.ws.send_str('{"type": "presence", "id": "f1", "quality": "superb"}')  # type: ignore[union-attr]
     err = await guest.expect("error")
     assert err["code"] == "bad_message" and err["field"] == "quality"

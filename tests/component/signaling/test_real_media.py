@@ -14,7 +14,7 @@ from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
 from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 
 from media.sfu import SfuMediaNode
-from tests.component.signaling.harness import Participant, new_session, new_token
+from tests.component.signaling.harness import Participant, host_and_admitted_guest
 from tests.media.rtc_clients import PatternVideoTrack
 
 pytestmark = pytest.mark.media
@@ -82,16 +82,7 @@ def fake_media(sfu: SfuMediaNode) -> Any:  # the server fixture takes this media
 async def test_two_browsers_see_each_other_through_the_real_sfu(
     people: Any, tmp_path: Path
 ) -> None:
-    host = await people("host", "mediator01")
-    sess = await new_session(host)
-    await host.connect()
-    await host.join(sess["room_id"])
-    guest = await people("guest")
-    tok = await new_token(host, sess["id"])
-    await guest.connect()
-    await guest.join(sess["room_id"], token=tok["token"])
-    await host.request("admit", peer_id=guest.peer_id)
-    await guest.expect("admitted")
+    host, guest, _ = await host_and_admitted_guest(people)
 
     browsers = [Browser(host), Browser(guest)]
     try:

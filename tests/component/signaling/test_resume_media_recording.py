@@ -14,23 +14,20 @@ from server.http import keys
 from server.sessions.models import Recording, SessionParticipant
 from signaling.ws import node_key
 from tests.component.signaling.conftest import MakeParticipant
-from tests.component.signaling.harness import FakeMediaNode, Participant, new_session, new_token
+from tests.component.signaling.harness import (
+    FakeMediaNode,
+    Participant,
+    host_and_admitted_guest,
+    new_session,
+    new_token,
+)
 from tests.polling import eventually
 
 
 async def _room(
     people: MakeParticipant, **extra: Any
 ) -> tuple[Participant, Participant, dict[str, Any]]:
-    host = await people("host", "mediator01")
-    sess = await new_session(host, **extra)
-    await host.connect()
-    await host.join(sess["room_id"])
-    guest = await people("guest")
-    tok = await new_token(host, sess["id"])
-    await guest.connect()
-    await guest.join(sess["room_id"], token=tok["token"])
-    await host.request("admit", peer_id=guest.peer_id)
-    await guest.expect("admitted")
+    host, guest, sess = await host_and_admitted_guest(people, **extra)
     await host.expect("participant_joined")
     return host, guest, sess
 

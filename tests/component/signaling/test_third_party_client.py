@@ -250,9 +250,11 @@ async def test_a_client_written_from_the_docs_holds_a_three_party_mediation(
         for client in everyone:
             await client.publish()
 
+        # Two decoded frames per direction prove the path; the rate is not the point (after
+        # other in-process SFU tests on a loaded machine, aiortc decodes only a few per second).
         def everyone_sees_everyone() -> bool:
             return all(
-                client.frames.get(_safe(other.peer_id), 0) >= 3
+                client.frames.get(_safe(other.peer_id), 0) >= 2
                 for client in everyone
                 for other in everyone
                 if other is not client
