@@ -4,7 +4,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { RoomModel, parseTrackId, peerOfTrackId } from '../../web/static/room-model.js';
+import { RoomModel, linkQuality, parseTrackId, peerOfTrackId } from '../../web/static/room-model.js';
 
 /** What signaling.js's Signaling offers the model: 'state'/'message' events, send, request, leave. */
 class FakeSignal extends EventTarget {
@@ -462,5 +462,26 @@ describe('audio first', () => {
     signal.sent.length = 0;
     signal.server(hostWelcome({ resumed: true, media_reset: true }));
     assert.deepEqual(signal.sent, []);
+  });
+});
+
+describe('linkQuality (one getStats sample)', () => {
+  const ok = { state: 'connected', lossPct: 0, rttMs: 40, stalledMs: 0, receiving: true };
+  test('a clean connected link is good', () => assert.equal(linkQuality(ok), 'good'));
+  test('loss and round trips make it fair, then poor', () => {
+    assert.equal(linkQuality({ ...ok, lossPct: 3 }), 'fair');
+    assert.equal(linkQuality({ ...ok, rttMs: 300 }), 'fair');
+    assert.equal(linkQuality({ ...ok, lossPct: 9 }), 'poor');
+    assert.equal(linkQuality({ ...ok, rttMs: 700 }), 'poor');
+  });
+  test('nothing arriving for 1.5 s while "connected" is a lost link, not a good one', () => {
+    assert.equal(linkQuality({ ...ok, stalledMs: 1000 }), 'good');
+    assert.equal(linkQuality({ ...ok, stalledMs: 1500 }), 'lost');
+    assert.equal(linkQuality({ ...ok, stalledMs: 5000, receiving: false }), 'good'); // alone in the room
+  });
+  test('ICE states decide first', () => {
+    assert.equal(linkQuality({ ...ok, state: 'disconnected' }), 'lost');
+    assert.equal(linkQuality({ ...ok, state: 'failed' }), 'lost');
+    assert.equal(linkQuality({ ...ok, state: 'new' }), 'unknown');
   });
 });

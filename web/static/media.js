@@ -5,7 +5,7 @@
 //
 // Events: track {peerId, kind, track, mid}, quality {quality, rttMs, lossPct},
 //         connection {state}, failed {}
-import { peerOfTrackId } from './room-model.js';
+import { linkQuality, peerOfTrackId } from './room-model.js';
 
 const MAX_VIDEO_BITRATE = 600_000;
 const GATHER_TIMEOUT_MS = 2500;
@@ -174,34 +174,38 @@ export class MediaLink extends EventTarget {
   _startQuality() {
     clearInterval(this.qualityTimer);
     let prev = null;
+    let lastArrival = Date.now();
     this.qualityTimer = setInterval(async () => {
       const pc = this.pc;
       if (!pc) return;
-      let rtt = null; let lost = 0; let received = 0;
+      let rtt = null; let lost = 0; let received = 0; let streams = 0;
       try {
         const stats = await pc.getStats();
         stats.forEach((s) => {
           if (s.type === 'candidate-pair' && s.nominated && s.currentRoundTripTime != null) rtt = s.currentRoundTripTime * 1000;
-          if (s.type === 'inbound-rtp') { lost += s.packetsLost || 0; received += s.packetsReceived || 0; }
+          if (s.type === 'inbound-rtp') { lost += s.packetsLost || 0; received += s.packetsReceived || 0; streams += 1; }
         });
       } catch { return; }
       let lossPct = 0;
+      const now = Date.now();
       if (prev) {
         const dl = lost - prev.lost; const dr = received - prev.received;
-        lossPct = dl + dr > 0 ? (100 * dl) / (dl + dr) : 0;
+        lossPct = dl + dr > 0 ? (100 * Math.max(dl, 0)) / (Math.max(dl, 0) + dr) : 0;
+        if (dr > 0) lastArrival = now;
+      } else {
+        lastArrival = now;
       }
       prev = { lost, received };
-      let quality = 'good';
-      if (pc.connectionState === 'failed' || pc.connectionState === 'disconnected') quality = 'lost';
-      else if (pc.connectionState !== 'connected') quality = 'unknown';
-      else if (lossPct > 8 || (rtt ?? 0) > 600) quality = 'poor';
-      else if (lossPct > 2 || (rtt ?? 0) > 250) quality = 'fair';
+      // Sampled every second: a link that went down shows "连接中断" within about 2 s.
+      const quality = linkQuality({
+        state: pc.connectionState, lossPct, rttMs: rtt, stalledMs: now - lastArrival, receiving: streams > 0,
+      });
       this._emit('quality', { quality, rttMs: rtt, lossPct });
       if (quality !== this.lastQuality) {
         this.lastQuality = quality;
         if (quality !== 'unknown') this.sig.send({ type: 'presence', quality });
       }
-    }, 2000);
+    }, 1000);
   }
 
   _closePc() {

@@ -69,6 +69,25 @@ export function peerOfTrackId(id) {
   return parsed ? parsed.peerId : String(id).split('.')[0];
 }
 
+/**
+ * One's own link quality from one getStats() sample (media.js samples every second).
+ * `stalledMs`: how long no RTP packet has arrived on any inbound stream while the connection
+ * still says "connected" (a link that went down is only noticed by ICE after several seconds;
+ * with Opus DTX a live link still brings a few packets a second, so 1.5 s of nothing is down).
+ * @param {{state: string, lossPct: number, rttMs: number|null, stalledMs: number,
+ *          receiving: boolean}} s
+ * @returns {'good'|'fair'|'poor'|'lost'|'unknown'}
+ */
+export function linkQuality(s) {
+  if (s.state === 'failed' || s.state === 'disconnected') return 'lost';
+  if (s.state !== 'connected') return 'unknown';
+  if (s.receiving && s.stalledMs >= 1500) return 'lost';
+  const rtt = s.rttMs ?? 0;
+  if (s.lossPct > 8 || rtt > 600) return 'poor';
+  if (s.lossPct > 2 || rtt > 250) return 'fair';
+  return 'good';
+}
+
 export class RoomModel extends EventTarget {
   /**
    * @param {SignalClient & EventTarget} signal  emits 'state' and 'message' (signaling.js);
