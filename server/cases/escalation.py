@@ -208,16 +208,24 @@ async def role_recipients(
     unit is still to be chosen, a registration nobody routed) has no department to warn: its
     warnings go to the centre's supervisors, never to every department (which would include
     an accused unit: #17 finding 2)."""
-    if role in ("dept_leader", "dept_handler") and department_id is None:
-        role = Role.centre_supervisor.value
-    if role not in ("dept_leader", "dept_handler"):
-        department_id = None
+    role, department_id = _recipient_role(role, department_id)
     if cache is not None and (role, department_id) in cache:
         return cache[(role, department_id)]
     phones = await _query_recipients(session, role=role, department_id=department_id)
     if cache is not None:
         cache[(role, department_id)] = phones
     return phones
+
+
+def _recipient_role(role: str, department_id: int | None) -> tuple[str, int | None]:
+    """Whose phones a (role, lead department) resolves to: a department's roles (handler,
+    leader) of that department only, and with no lead department the centre's supervisors —
+    never every department's (which would include an accused unit, #17 finding 2)."""
+    if role in ("dept_leader", "dept_handler") and department_id is None:
+        return Role.centre_supervisor.value, None
+    if role not in ("dept_leader", "dept_handler"):
+        return role, None
+    return role, department_id
 
 
 async def _query_recipients(
@@ -257,6 +265,7 @@ async def recipient_staff_ids(
     listed = own or [r for r in reachable if r[0] is None]
     if listed:
         return sorted({int(r[2]) for r in listed if r[2] is not None and r[4]})
+    role, department_id = _recipient_role(role, department_id)
     stmt = (
         select(Staff.id, Staff.phone)
         .join(StaffRole, StaffRole.staff_id == Staff.id)
