@@ -217,6 +217,34 @@ async def role_recipients(
     return phones
 
 
+async def without_accused_unit(
+    session: AsyncSession,
+    phones: list[str],
+    *,
+    accused_dept_id: int | None,
+    cache: dict[tuple[str, int | None], list[str]] | None = None,
+) -> list[str]:
+    """`phones` less those of the accused unit's staff: a confidential case's warnings and
+    抄告 never reach the unit it accuses (检举控告材料不得泄露给被检举单位), whatever the
+    contact lists say. `accused_dept_id` is None for any other case (nothing removed)."""
+    if accused_dept_id is None or not phones:
+        return phones
+    key = ("accused_unit", accused_dept_id)
+    if cache is not None and key in cache:
+        barred = set(cache[key])
+    else:
+        barred = {
+            p
+            for p in await session.scalars(
+                select(Staff.phone).where(Staff.department_id == accused_dept_id)
+            )
+            if p
+        }
+        if cache is not None:
+            cache[key] = sorted(barred)
+    return [p for p in phones if p not in barred]
+
+
 def _recipient_role(role: str, department_id: int | None) -> tuple[str, int | None]:
     """Whose phones a (role, lead department) resolves to: a department's roles (handler,
     leader) of that department only, and with no lead department the centre's supervisors —
