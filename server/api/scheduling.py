@@ -364,8 +364,8 @@ async def follow_on(request: web.Request) -> web.Response:
 async def session_record(request: web.Request) -> web.Response:
     session_id = _int(request, "session_id")
     async with request.app[keys.db].begin() as session:
-        await check_visible(session, viewer=signed_in_staff(request), session_id=session_id)
-        out = await service.session_record(session, session_id=session_id)
+        clear = await check_visible(session, viewer=signed_in_staff(request), session_id=session_id)
+        out = await service.session_record(session, session_id=session_id, guests_in_clear=clear)
     return _json(out)
 
 
