@@ -17,6 +17,7 @@ from server.cases.deadline_clock import EVALUATION, OPEN, UNRATED, policy_of
 from server.cases.deadlines import WarnLevel, sweep_step
 from server.cases.escalation import (
     ContactKey,
+    confidential_warning_phones,
     contacts_for,
     record_recipients,
     role_recipients,
@@ -160,13 +161,19 @@ async def sweep_batch(
                 if level == WarnLevel.yellow
                 else f"案件{dl.case_no}的{label}已到期，请立即办理"
             )
-            for to in await without_accused_unit(
-                session,
-                await role_recipients(
+            if not roles:
+                handlers: list[str] = []
+            elif dl.confidential:
+                handlers = await confidential_warning_phones(
+                    session, case_id=dl.case_id, cache=cache
+                )
+            else:
+                handlers = await role_recipients(
                     session, role="dept_handler", department_id=dl.lead_dept_id, cache=cache
                 )
-                if roles
-                else [],
+            for to in await without_accused_unit(
+                session,
+                handlers,
                 accused_dept_id=accused,
                 cache=cache,
             ):

@@ -11,12 +11,17 @@ from collections import defaultdict
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.service import record
 from server.auth.permissions import Action, StaffIdentity
-from server.cases.models import CaseEscalationRecipient, EscalationContact
+from server.cases.models import (
+    CaseEscalationRecipient,
+    CaseHandler,
+    EscalationContact,
+    PetitionCase,
+)
 from server.cases.validation import normalize_phone
 from server.kernel.errors import InvalidInput, NotFound, PermissionDenied
 from server.org.models import Department, Role, Staff, StaffRole
@@ -243,6 +248,37 @@ async def without_accused_unit(
         if cache is not None:
             cache[key] = sorted(barred)
     return [p for p in phones if p not in barred]
+
+
+async def confidential_warning_phones(
+    session: AsyncSession,
+    *,
+    case_id: int,
+    cache: dict[tuple[str, int | None], list[str]] | None = None,
+) -> list[str]:
+    """Whom the yellow/red warnings of a confidential case go to: those who may know it
+    (`statemachine.can_view`) and handle it — its named handlers and its first receiver —,
+    else the centre's supervisors; not every handler of the lead department."""
+    rows = await session.scalars(
+        select(Staff.phone)
+        .where(Staff.active.is_(True))
+        .where(
+            or_(
+                Staff.id.in_(
+                    select(CaseHandler.staff_id).where(
+                        CaseHandler.case_id == case_id, CaseHandler.active.is_(True)
+                    )
+                ),
+                Staff.id.in_(
+                    select(PetitionCase.first_receiver_id).where(PetitionCase.id == case_id)
+                ),
+            )
+        )
+    )
+    phones = sorted({p for p in rows if p})
+    return phones or await role_recipients(
+        session, role=Role.centre_supervisor.value, department_id=None, cache=cache
+    )
 
 
 def _recipient_role(role: str, department_id: int | None) -> tuple[str, int | None]:
