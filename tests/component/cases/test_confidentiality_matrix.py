@@ -128,6 +128,7 @@ class District:
     control: tuple[int, str] = (0, "")
     session_ids: dict[str, int] = field(default_factory=dict)
     phones: dict[str, str] = field(default_factory=dict)  # username -> phone
+    staff_ids: dict[str, int] = field(default_factory=dict)  # username -> id
     sms_to: dict[int, set[str]] = field(default_factory=dict)  # case id -> phones
     report: str = ""
     cache: dict[tuple[str, str], Any] = field(default_factory=dict)
@@ -150,6 +151,10 @@ class District:
             self.cache[key] = (resp.status, body.decode("utf-8", "replace"))
         status, text = self.cache[key]
         return int(status), str(text)
+
+
+def session_title(channel: str) -> str:
+    return f"检举事项约谈（{channel}）"
 
 
 def petitioner(channel: str) -> tuple[str, str]:
@@ -253,8 +258,9 @@ async def _session_for(d: District, case_id: int, channel: str) -> int:
         host = await s.scalar(select(Staff).where(Staff.username == username))
         assert host is not None
         view = await sessions.create_session(
-            s, kind=SessionKind.mediation, title=f"检举事项约谈{channel}", case_id=case_id,
+            s, kind=SessionKind.mediation, title=session_title(channel), case_id=case_id,
             host_site_id=host.site_id, created_by_id=host.id, now=utcnow(),
+            planned_start=utcnow() + timedelta(hours=2), planned_end=utcnow() + timedelta(hours=3),
         )  # fmt: skip
     async with d.db.begin() as s:
         await sessions.write_records(s, [EventRecord(
@@ -308,6 +314,7 @@ async def district(
                 select(Staff.username, Staff.id, Staff.phone))}  # fmt: skip
         assert centre is not None
         d.phones = {u: p for u, (_, p) in staff.items() if p}
+        d.staff_ids = {u: i for u, (i, _) in staff.items()}
         for channel in CHANNELS:
             case_id = await _register(d, channel, ids, centre)
             async with d.db() as s:
@@ -441,6 +448,19 @@ async def _paths(d: District, role: str, channel: str) -> list[str]:
         check(path, not hidden(status), want.exists)
         if name in text:
             check(path + ": the accuser", True, want.accuser)
+    status, text = await d.get(user, f"/api/scheduling/sessions/{sid}/invite.ics")
+    check("session invite (.ics)", not hidden(status), want.exists)
+    if name in text:
+        check("session invite (.ics): the accuser", True, want.accuser)
+    for path, url in (
+        ("sessions today", "/sessions"),
+        ("calendar", "/scheduling/calendar"),
+        ("scheduling page", "/scheduling"),
+        ("case dashboard page", "/cases/dashboard"),
+    ):
+        _, text = await d.get(user, url)
+        if session_title(channel) in text or case_no in text:
+            check(path, True, want.exists)
     # SMS (warnings, 抄告): only to those who may know of the case
     phone_of = d.phones.get(user)
     if phone_of and phone_of in d.sms_to.get(case_id, set()):
@@ -452,9 +472,7 @@ async def _paths(d: District, role: str, channel: str) -> list[str]:
             .where(
                 AuditEntry.action == "case.petitioner_view",
                 AuditEntry.object_id == str(case_id),
-                AuditEntry.actor.like("staff:%"),
-                AuditEntry.actor
-                == f"staff:{await s.scalar(select(Staff.id).where(Staff.username == user))}",
+                AuditEntry.actor == f"staff:{d.staff_ids[user]}",
             )
             .limit(1)
         )
