@@ -181,8 +181,16 @@ async def _took_part(session: AsyncSession, row: CallSession, viewer: StaffIdent
 async def _guests_in_clear(session: AsyncSession, row: CallSession, viewer: StaffIdentity) -> bool:
     """Whether the viewer may read the names residents (guests) gave in the session: those
     who may know the case's petitioner (for an accusation, the accuser: first receiver, named
-    handlers, supervisors); a session under no case, those who may read it at all."""
+    handlers, supervisors), and whoever ran the session (they met the guests; never one of
+    the accused unit, who gets a 404 first); a session under no case, those who may read it."""
     if row.case_id is None:
+        return True
+    parts = list(
+        await session.scalars(
+            select(SessionParticipant).where(SessionParticipant.session_id == row.id)
+        )
+    )
+    if ran_session(viewer, row, parts):
         return True
     return await cases_access.petitioner_in_clear(session, staff=viewer, case_id=row.case_id)
 
