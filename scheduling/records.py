@@ -20,6 +20,7 @@ from scheduling.models import (
     ScheduledJob,
 )
 from scheduling.schemas import BookingOut, JobOut, ParticipantOut, SessionRecord
+from server.cases.access import masked_name
 from server.kernel.errors import NotFound
 from server.sessions import participants
 from server.sessions import service as sessions
@@ -74,7 +75,12 @@ async def get_booking(session: AsyncSession, *, booking_id: int) -> BookingOut:
     return await booking_out(session, await load_booking(session, booking_id))
 
 
-async def session_record(session: AsyncSession, *, session_id: int) -> SessionRecord:
+async def session_record(
+    session: AsyncSession, *, session_id: int, guests_in_clear: bool = True
+) -> SessionRecord:
+    """The session with its participants and bookings; residents' (guests') names masked
+    (王**) unless `guests_in_clear` (what `server.sessions.record.check_visible` returns for
+    the viewer: whether they may know the case's petitioner)."""
     call = await session_view(session, session_id)
     people = await participants.participants_of(session, session_id=session_id)
     bookings = await session.scalars(
@@ -97,7 +103,9 @@ async def session_record(session: AsyncSession, *, session_id: int) -> SessionRe
         participants=[
             ParticipantOut(
                 id=p.id,
-                display_name=p.display_name,
+                display_name=p.display_name
+                if guests_in_clear or p.staff_id is not None
+                else masked_name(p.display_name),
                 role=p.role,
                 staff_id=p.staff_id,
                 invite_status=p.invite_status,

@@ -36,6 +36,7 @@ from scheduling.schemas import (
 )
 from server.audit.service import record
 from server.auth.permissions import Action, StaffIdentity
+from server.cases.access import masked_name
 from server.http import keys
 from server.http.auth import protected, signed_in_staff
 from server.http.common import json_response as _json
@@ -364,8 +365,8 @@ async def follow_on(request: web.Request) -> web.Response:
 async def session_record(request: web.Request) -> web.Response:
     session_id = _int(request, "session_id")
     async with request.app[keys.db].begin() as session:
-        await check_visible(session, viewer=signed_in_staff(request), session_id=session_id)
-        out = await service.session_record(session, session_id=session_id)
+        clear = await check_visible(session, viewer=signed_in_staff(request), session_id=session_id)
+        out = await service.session_record(session, session_id=session_id, guests_in_clear=clear)
     return _json(out)
 
 
@@ -397,13 +398,14 @@ async def no_show(request: web.Request) -> web.Response:
 async def invite_ics(request: web.Request) -> web.Response:
     session_id = _int(request, "session_id")
     async with request.app[keys.db].begin() as session:
-        await check_visible(session, viewer=signed_in_staff(request), session_id=session_id)
+        clear = await check_visible(session, viewer=signed_in_staff(request), session_id=session_id)
         body, name = await session_ics(
             session,
             session_id=session_id,
             now=utcnow(),
             tz=_tz(request),
             base_url=str(request.url.origin()),
+            guests_in_clear=clear,
         )
     return web.Response(
         body=body,
@@ -414,9 +416,16 @@ async def invite_ics(request: web.Request) -> web.Response:
 
 
 async def session_ics(
-    session: AsyncSession, *, session_id: int, now: datetime, tz: str, base_url: str
+    session: AsyncSession,
+    *,
+    session_id: int,
+    now: datetime,
+    tz: str,
+    base_url: str,
+    guests_in_clear: bool = True,
 ) -> tuple[bytes, str]:
-    """The invite as it stands: REQUEST, or CANCEL once the session is cancelled."""
+    """The invite as it stands: REQUEST, or CANCEL once the session is cancelled; residents'
+    names masked unless the viewer may know the case's petitioner (`guests_in_clear`)."""
     try:
         call = await sessions.get_session_by_id(session, session_id=session_id)
     except SessionNotFound:
@@ -431,7 +440,15 @@ async def session_ics(
         url=f"{base_url}/rooms/{call.room_id}",
         now=now,
         tz=tz,
-        attendees=[Attendee(p.display_name, key=p.identity) for p in parts],
+        attendees=[
+            Attendee(
+                p.display_name
+                if guests_in_clear or p.staff_id is not None
+                else masked_name(p.display_name),
+                key=p.identity,
+            )
+            for p in parts
+        ],
     )
     return build_ics(invite, method=method), filename(call.ical_uid or "", method)
 

@@ -24,6 +24,7 @@ from server.cases.statemachine import (
     ConfidentialTransferBlocked,
     can_view,
     is_accused_unit,
+    may_see_petitioner,
 )
 from server.kernel.errors import NotFound
 from server.org.models import Role, Site
@@ -229,6 +230,21 @@ async def check_not_accused_unit(
         raise CaseNotFound(f"case {case_id} does not exist")
     if is_accused_unit(staff, await load_facts(session, row)):
         raise CaseNotFound(f"case {case_id} does not exist or is outside your scope")
+
+
+def masked_name(name: str) -> str:
+    """A person's name as those who may not know the petitioner see it: 王**."""
+    return name[:1] + "*" * max(len(name) - 1, 1)
+
+
+async def petitioner_in_clear(session: AsyncSession, *, staff: StaffIdentity, case_id: int) -> bool:
+    """Whether the staff member may know who petitioned (`may_see_petitioner`: for an
+    accusation only the first receiver, the named handlers and the supervisors): the case
+    page's petitioner, and the names residents gave in the case's sessions and chats."""
+    row = await session.get(PetitionCase, case_id)
+    if row is None:
+        return False
+    return may_see_petitioner(staff, await load_facts(session, row))
 
 
 def visibility_branches(staff: StaffIdentity) -> list[ColumnElement[bool]]:

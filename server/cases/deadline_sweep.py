@@ -15,7 +15,14 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.cases.deadline_clock import EVALUATION, OPEN, UNRATED, policy_of
 from server.cases.deadlines import WarnLevel, sweep_step
-from server.cases.escalation import ContactKey, contacts_for, record_recipients, role_recipients
+from server.cases.escalation import (
+    ContactKey,
+    confidential_warning_phones,
+    contacts_for,
+    record_recipients,
+    role_recipients,
+    without_accused_unit,
+)
 from server.cases.models import (
     CaseDeadline,
     CaseEscalation,
@@ -68,6 +75,8 @@ async def sweep_batch(
                 CaseDeadline.escalation_level,
                 PetitionCase.case_no,
                 PetitionCase.lead_dept_id,
+                PetitionCase.confidential,
+                PetitionCase.accused_dept_id,
             )
             .join(PetitionCase, PetitionCase.id == CaseDeadline.case_id)
             .where(CaseDeadline.status.in_(OPEN), CaseDeadline.next_action_at <= now)
@@ -143,6 +152,7 @@ async def sweep_batch(
         )
         label = prow.label_zh
         roles = list(prow.escalation_roles or [])
+        accused = dl.accused_dept_id if dl.confidential else None
         for level in step.new_warnings:
             report.warnings += 1
             colour = "黄色" if level == WarnLevel.yellow else "红色"
@@ -151,12 +161,21 @@ async def sweep_batch(
                 if level == WarnLevel.yellow
                 else f"案件{dl.case_no}的{label}已到期，请立即办理"
             )
-            for to in (
-                await role_recipients(
+            if not roles:
+                handlers: list[str] = []
+            elif dl.confidential:
+                handlers = await confidential_warning_phones(
+                    session, case_id=dl.case_id, cache=cache
+                )
+            else:
+                handlers = await role_recipients(
                     session, role="dept_handler", department_id=dl.lead_dept_id, cache=cache
                 )
-                if roles
-                else []
+            for to in await without_accused_unit(
+                session,
+                handlers,
+                accused_dept_id=accused,
+                cache=cache,
             ):
                 message(
                     f"dl:{dl.id}:warn:{level.value}:{to}",
@@ -191,12 +210,15 @@ async def sweep_batch(
             # 三级抄告 recipients: the contact list of the department (or the deployment) for
             # this level if there is one, else the staff holding the policy's role.
             listed = contacts_for(contacts or {}, department_id=dl.lead_dept_id, level=esc_level)
-            recipients = (
+            recipients = await without_accused_unit(
+                session,
                 listed
                 if listed is not None
                 else await role_recipients(
                     session, role=role, department_id=dl.lead_dept_id, cache=cache
-                )
+                ),
+                accused_dept_id=accused,
+                cache=cache,
             )
             notified.append((dl.case_id, dl.lead_dept_id, esc_level, role))
             for to in recipients:

@@ -11,12 +11,17 @@ from collections import defaultdict
 from datetime import datetime
 
 from pydantic import BaseModel, ConfigDict, Field, field_validator, model_validator
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.service import record
 from server.auth.permissions import Action, StaffIdentity
-from server.cases.models import CaseEscalationRecipient, EscalationContact
+from server.cases.models import (
+    CaseEscalationRecipient,
+    CaseHandler,
+    EscalationContact,
+    PetitionCase,
+)
 from server.cases.validation import normalize_phone
 from server.kernel.errors import InvalidInput, NotFound, PermissionDenied
 from server.org.models import Department, Role, Staff, StaffRole
@@ -208,16 +213,83 @@ async def role_recipients(
     unit is still to be chosen, a registration nobody routed) has no department to warn: its
     warnings go to the centre's supervisors, never to every department (which would include
     an accused unit: #17 finding 2)."""
-    if role in ("dept_leader", "dept_handler") and department_id is None:
-        role = Role.centre_supervisor.value
-    if role not in ("dept_leader", "dept_handler"):
-        department_id = None
+    role, department_id = _recipient_role(role, department_id)
     if cache is not None and (role, department_id) in cache:
         return cache[(role, department_id)]
     phones = await _query_recipients(session, role=role, department_id=department_id)
     if cache is not None:
         cache[(role, department_id)] = phones
     return phones
+
+
+async def without_accused_unit(
+    session: AsyncSession,
+    phones: list[str],
+    *,
+    accused_dept_id: int | None,
+    cache: dict[tuple[str, int | None], list[str]] | None = None,
+) -> list[str]:
+    """`phones` less those of the accused unit's staff: a confidential case's warnings and
+    抄告 never reach the unit it accuses (检举控告材料不得泄露给被检举单位), whatever the
+    contact lists say. `accused_dept_id` is None for any other case (nothing removed)."""
+    if accused_dept_id is None or not phones:
+        return phones
+    key = ("accused_unit", accused_dept_id)
+    if cache is not None and key in cache:
+        barred = set(cache[key])
+    else:
+        barred = {
+            p
+            for p in await session.scalars(
+                select(Staff.phone).where(Staff.department_id == accused_dept_id)
+            )
+            if p
+        }
+        if cache is not None:
+            cache[key] = sorted(barred)
+    return [p for p in phones if p not in barred]
+
+
+async def confidential_warning_phones(
+    session: AsyncSession,
+    *,
+    case_id: int,
+    cache: dict[tuple[str, int | None], list[str]] | None = None,
+) -> list[str]:
+    """Whom the yellow/red warnings of a confidential case go to: those who may know it
+    (`statemachine.can_view`) and handle it — its named handlers and its first receiver —,
+    else the centre's supervisors; not every handler of the lead department."""
+    rows = await session.scalars(
+        select(Staff.phone)
+        .where(Staff.active.is_(True))
+        .where(
+            or_(
+                Staff.id.in_(
+                    select(CaseHandler.staff_id).where(
+                        CaseHandler.case_id == case_id, CaseHandler.active.is_(True)
+                    )
+                ),
+                Staff.id.in_(
+                    select(PetitionCase.first_receiver_id).where(PetitionCase.id == case_id)
+                ),
+            )
+        )
+    )
+    phones = sorted({p for p in rows if p})
+    return phones or await role_recipients(
+        session, role=Role.centre_supervisor.value, department_id=None, cache=cache
+    )
+
+
+def _recipient_role(role: str, department_id: int | None) -> tuple[str, int | None]:
+    """Whose phones a (role, lead department) resolves to: a department's roles (handler,
+    leader) of that department only, and with no lead department the centre's supervisors —
+    never every department's (which would include an accused unit, #17 finding 2)."""
+    if role in ("dept_leader", "dept_handler") and department_id is None:
+        return Role.centre_supervisor.value, None
+    if role not in ("dept_leader", "dept_handler"):
+        return role, None
+    return role, department_id
 
 
 async def _query_recipients(
@@ -257,6 +329,7 @@ async def recipient_staff_ids(
     listed = own or [r for r in reachable if r[0] is None]
     if listed:
         return sorted({int(r[2]) for r in listed if r[2] is not None and r[4]})
+    role, department_id = _recipient_role(role, department_id)
     stmt = (
         select(Staff.id, Staff.phone)
         .join(StaffRole, StaffRole.staff_id == Staff.id)

@@ -194,10 +194,29 @@ async def _took_part(session: AsyncSession, row: CallSession, viewer: StaffIdent
     return found is not None
 
 
-async def check_visible(session: AsyncSession, *, viewer: StaffIdentity, session_id: int) -> None:
+async def _guests_in_clear(session: AsyncSession, row: CallSession, viewer: StaffIdentity) -> bool:
+    """Whether the viewer may read the names residents (guests) gave in the session: those
+    who may know the case's petitioner (for an accusation, the accuser: first receiver, named
+    handlers, supervisors), and whoever ran the session (they met the guests; never one of
+    the accused unit, who gets a 404 first); a session under no case, those who may read it."""
+    if row.case_id is None:
+        return True
+    parts = list(
+        await session.scalars(
+            select(SessionParticipant).where(SessionParticipant.session_id == row.id)
+        )
+    )
+    if ran_session(viewer, row, parts):
+        return True
+    return await cases_access.petitioner_in_clear(session, staff=viewer, case_id=row.case_id)
+
+
+async def check_visible(session: AsyncSession, *, viewer: StaffIdentity, session_id: int) -> bool:
     """Raise SessionNotFound (404 `room_not_found`) unless the viewer may see the session's
-    case: for the scheduling API and pages, which show a session's title and guests."""
-    await _visible_row(session, viewer=viewer, session_id=session_id)
+    case: for the scheduling API and pages, which show a session's title and guests. Returns
+    whether the guests' names may be shown in clear (else `cases_access.masked_name`)."""
+    row = await _visible_row(session, viewer=viewer, session_id=session_id)
+    return await _guests_in_clear(session, row, viewer)
 
 
 async def hidden_sessions(
@@ -289,6 +308,19 @@ async def _build(
         site_ids.add(row.host_site_id)
     site_names = await org.site_names(session, site_ids=site_ids)
     entries = _participants(parts, site_names)
+    #: guests (residents) by identity, when the viewer may not know who they are
+    guests = (
+        set()
+        if await _guests_in_clear(session, row, viewer)
+        else {p.identity for p in parts if p.staff_id is None}
+    )
+    if guests:
+        entries = [
+            e.model_copy(update={"display_name": cases_access.masked_name(e.display_name)})
+            if e.identity in guests
+            else e
+            for e in entries
+        ]
     names = {e.identity: e.display_name for e in entries}
     hosts = [e.display_name for e in entries if e.role == ParticipantRole.host]
     if not hosts and row.created_by_id is not None:
@@ -324,7 +356,13 @@ async def _build(
     chat = None
     if with_chat:
         chat = [
-            ChatLine(at=c.at, display_name=c.display_name, text=c.text)
+            ChatLine(
+                at=c.at,
+                display_name=cases_access.masked_name(c.display_name)
+                if c.sender in guests
+                else c.display_name,
+                text=c.text,
+            )
             for c in await session.scalars(
                 select(ChatMessage)
                 .where(ChatMessage.session_id == row.id)

@@ -338,8 +338,8 @@ async def cancel(request: web.Request) -> web.Response:
     staff = signed_in_staff(request)
     session_id = path_int(request, "session_id")
     async with request.app[keys.db].begin() as session:
-        await check_visible(session, viewer=staff, session_id=session_id)
-        record = await service.session_record(session, session_id=session_id)
+        clear = await check_visible(session, viewer=staff, session_id=session_id)
+        record = await service.session_record(session, session_id=session_id, guests_in_clear=clear)
     context: dict[str, Any] = {"r": record, "error": None, "reason": ""}
     if request.method == "POST":
         form = await request.post()
@@ -410,8 +410,8 @@ async def links_print(request: web.Request) -> web.Response:
     session_id = path_int(request, "session_id")
     staff = signed_in_staff(request)
     async with request.app[keys.db].begin() as session:
-        await check_visible(session, viewer=staff, session_id=session_id)
-        record = await service.session_record(session, session_id=session_id)
+        clear = await check_visible(session, viewer=staff, session_id=session_id)
+        record = await service.session_record(session, session_id=session_id, guests_in_clear=clear)
     links = with_qr(await issue_links(request, session_id)) if request.method == "POST" else None
     sides = {p.id: p.side for p in record.participants}
     return page(

@@ -218,8 +218,8 @@ async def render_session_page(
     staff = signed_in_staff(request)
     session_id = path_int(request, "session_id")
     async with request.app[keys.db].begin() as session:
-        await check_visible(session, viewer=staff, session_id=session_id)
-        record = await service.session_record(session, session_id=session_id)
+        clear = await check_visible(session, viewer=staff, session_id=session_id)
+        record = await service.session_record(session, session_id=session_id, guests_in_clear=clear)
     zone = _zone(request)
     start_local = (
         record.planned_start.astimezone(zone).strftime("%Y-%m-%dT%H:%M")
