@@ -134,8 +134,26 @@ async def test_reschedule_and_cancel_from_the_bookings_page(app_client: Client) 
     sid, slot = await _book(app_client, token, case_no)
     page = await (await app_client.get(f"/scheduling/sessions/{sid}")).text()
     assert 'id="reschedule-form"' in page and f'href="/scheduling/sessions/{sid}/cancel"' in page
-    start = datetime.fromisoformat(slot["start"]) + timedelta(days=1)
+    # a free slot of the mediator and the room on a later day, from the slot finder (not
+    # "tomorrow": a weekend or a public holiday has no office hours)
+    mediator = await _staff(app_client, "mediator01")
     zone = ZoneInfo(app_client.app[keys.settings].timezone)  # the form takes the district's time
+    booked = datetime.fromisoformat(slot["start"]).astimezone(zone)
+    next_day = datetime.combine(booked.date() + timedelta(days=1), datetime.min.time(), zone)
+    found = await app_client.post(
+        "/api/scheduling/slots",
+        json={
+            "people": [{"staff_id": mediator.id}],
+            "resources": [{"resource_id": await _room_id(app_client)}],
+            "duration_min": 60,
+            "start": next_day.isoformat(),
+            "limit": 1,
+        },
+        headers={"X-CSRF-Token": token},
+    )
+    body = await found.json()
+    assert found.status == 200, body
+    start = datetime.fromisoformat(body["slots"][0]["start"])
     start_local = start.astimezone(zone).strftime("%Y-%m-%dT%H:%M")
     no_reason = await app_client.post(
         f"/scheduling/sessions/{sid}/reschedule",
