@@ -34,8 +34,11 @@ class Notifier(Protocol):
 
 @dataclass
 class LogNotifier:
-    """Development backend: logs that a message was sent (never its body: it may carry links)
-    and keeps the last messages in memory so the demo and tests can show them."""
+    """Development backend (no SMS gateway configured, as with `make run`): logs each message
+    with its text — so a demo runs end to end: the join, follow and evaluation links a resident
+    would get by SMS appear in the log — and keeps the last messages in memory for the tests.
+    The phone number stays masked. Production sets ONEDOOR_NOTIFY_BACKEND=http, which logs no
+    message text."""
 
     outbox: list[dict[str, object]] = field(default_factory=list)
     keep: int = 200
@@ -49,7 +52,9 @@ class LogNotifier:
         body: str,
         attachments: list[Attachment] | None = None,
     ) -> None:
-        logger.info("notification via %s to %s: %s", channel, _mask(to), subject)
+        logger.info(
+            "notification via %s to %s: %s\n%s", channel, _mask(to), subject, body.strip()
+        )
         self.outbox.append(
             {
                 "to": to,
