@@ -260,5 +260,5 @@ def setup(app: web.Application) -> None:
     app.router.add_post(r"/security/staff/{staff_id:\d+}/roles", change_role)
     app.router.add_post(r"/security/staff/{staff_id:\d+}/totp-reset", totp_reset)
     app.router.add_get("/security/sessions", sessions_page, name="security_sessions")
-    app.router.add_post(r"/security/sessions/{handle:[0-9a-f]{64}}/end", session_end)
+    app.router.add_post(r"/security/sessions/{handle:[0-9a-f]+}/end", session_end)
     app.router.add_get("/security/keys", keys_page, name="security_keys")
