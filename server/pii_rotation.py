@@ -10,6 +10,7 @@ from server.audit.service import record
 from server.cases.pii_keys import ENCRYPTED
 from server.kernel.crypto import PiiCipher
 
+
 async def rotate(session: AsyncSession, *, pii: PiiCipher, batch: int = 500) -> int:
     """Rewrite every row that still uses an old key. Returns the number of rows rewritten."""
     rewritten = 0

@@ -254,4 +254,4 @@ async def key_usage(session: AsyncSession) -> dict[str, int]:
     rows = await session.execute(
         select(AuditEntry.key_id, func.count()).group_by(AuditEntry.key_id)
     )
-    return {k: n for k, n in rows.all()}
+    return {str(k): int(n) for k, n in rows.all()}

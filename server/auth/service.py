@@ -4,9 +4,8 @@ from __future__ import annotations
 
 import hashlib
 import secrets
-from datetime import datetime, timedelta
-
 from dataclasses import dataclass
+from datetime import datetime, timedelta
 
 from sqlalchemy import delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -171,7 +170,9 @@ def _escape_like(text: str) -> str:
     return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
 
 
-async def find_accounts(session: AsyncSession, *, query: str, limit: int = 30) -> list[StaffAccount]:
+async def find_accounts(
+    session: AsyncSession, *, query: str, limit: int = 30
+) -> list[StaffAccount]:
     """Accounts whose username or display name contains `query` (all when it is empty)."""
     stmt = select(Staff).order_by(Staff.username).limit(limit)
     query = query.strip()
@@ -204,7 +205,10 @@ async def staff_names(session: AsyncSession, staff_ids: set[int]) -> dict[int, t
 
 
 async def staff_id_named(session: AsyncSession, username: str) -> int | None:
-    return await session.scalar(select(Staff.id).where(Staff.username == username.strip()))
+    staff_id: int | None = await session.scalar(
+        select(Staff.id).where(Staff.username == username.strip())
+    )
+    return staff_id
 
 
 async def _change_role(

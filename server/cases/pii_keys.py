@@ -50,5 +50,7 @@ async def key_usage(session: AsyncSession) -> list[KeyUsage]:
             rows = await session.execute(
                 select(kid, func.count()).where(col.is_not(None)).group_by(kid)
             )
-            out.append(KeyUsage(model.__tablename__, enc_attr, {k: n for k, n in rows.all()}))
+            out.append(
+                KeyUsage(model.__tablename__, enc_attr, {str(k): int(n) for k, n in rows.all()})
+            )
     return out

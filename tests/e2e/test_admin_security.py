@@ -4,7 +4,9 @@ grant with names and labels, and exports it as CSV. Every page at 1280 and 390 p
 
 from __future__ import annotations
 
+import asyncio
 import time
+from pathlib import Path
 from typing import Any
 
 import pyotp
@@ -81,7 +83,9 @@ async def test_sec_admin_grants_and_resets_then_audit_admin_reads_it(
         await shoot(page, f"{SHOT}-04-keys", height=1200)
         await page.goto(base + "/security")
         await page.fill("#unlock-username", "")
-        await page.evaluate("document.querySelector('#unlock-username').removeAttribute('required')")
+        await page.evaluate(
+            "document.querySelector('#unlock-username').removeAttribute('required')"
+        )
         await page.click("#unlock-form button[type=submit]")
         await page.wait_for_selector("#err-username")
         await shoot(page, f"{SHOT}-05-unlock-error")
@@ -113,7 +117,8 @@ async def test_sec_admin_grants_and_resets_then_audit_admin_reads_it(
         async with page.expect_download() as info:
             await page.click("#audit-export")
         download = await info.value
-        content = open(await download.path(), encoding="utf-8-sig").read()
+        raw = await asyncio.to_thread(Path(await download.path()).read_bytes)
+        content = raw.decode("utf-8-sig")
         assert "授予角色" in content and "secadmin" in content
         await page.goto(base + "/audit?action=audit.export")
         await page.wait_for_selector("#audit >> text=导出审计日志")

@@ -15,6 +15,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
 
+from server.audit.chain import AuditKeys
 from server.audit.service import key_usage as audit_key_usage
 from server.audit.service import record
 from server.auth.permissions import Action, StaffIdentity
@@ -30,7 +31,6 @@ from server.auth.service import (
     revoke_role,
 )
 from server.cases.pii_keys import key_usage as pii_key_usage
-from server.audit.chain import AuditKeys
 from server.http import keys
 from server.http.auth import client_ip, protected, signed_in_staff
 from server.http.common import path_int
@@ -42,6 +42,21 @@ from web.render import page
 
 #: Roles the security administrator grants (admin roles come with the account: sys_admin).
 BUSINESS_ROLES = [r for r in Role if r not in (Role.sys_admin, Role.sec_admin, Role.audit_admin)]
+
+#: The key status page's words for tables, columns and signing purposes.
+_TABLE_WORDS = {"petitioner": "信访人", "case_representative": "代表人/代理人"}
+_COLUMN_WORDS = {
+    "name_enc": "姓名",
+    "phone_enc": "电话",
+    "id_number_enc": "身份证号",
+    "address_enc": "住址",
+}
+_PURPOSE_WORDS = {
+    "csrf": "表单防伪令牌",
+    "join": "视频入会链接",
+    "resume": "视频重连凭证",
+    "pending_2fa": "登录第二步",
+}
 
 _ROLE_ERRORS = {
     RoleCombinationRefused: "管理员账号不能再授予业务角色（三员分立），也不能兼任其他管理员角色。",
@@ -79,9 +94,11 @@ async def _render_home(
     unlocked: str = "",
     status: int = 200,
 ) -> web.Response:
-    q = request.query.get("q", "")[:64]
-    async with request.app[keys.db].begin() as session:
-        accounts = await find_accounts(session, query=q)
+    q = request.query.get("q", "")[:64].strip()
+    accounts = []
+    if q:  # a list only when asked: the district has hundreds of accounts
+        async with request.app[keys.db].begin() as session:
+            accounts = await find_accounts(session, query=q)
     return page(
         request,
         "security.html",
@@ -106,7 +123,10 @@ async def unlock(request: web.Request) -> web.Response:
         valid = UnlockForm.model_validate({"username": typed})
     except ValidationError:
         return await _render_home(
-            request, unlock_typed=typed[:200], unlock_error="请填写用户名（1至64个字符）。", status=422
+            request,
+            unlock_typed=typed[:200],
+            unlock_error="请填写用户名（1至64个字符）。",
+            status=422,
         )
     cleared = await request.app[keys.signin_throttle].unlock(valid.username)
     async with request.app[keys.db].begin() as session:
@@ -237,13 +257,22 @@ async def keys_page(request: web.Request) -> web.Response:
         pii_usage = await pii_key_usage(session)
         audit_usage = await audit_key_usage(session)
     pii_old = sum(n for u in pii_usage for k, n in u.by_key.items() if k != pii.key_id)
-    signing = [(p, signer.key_ids(p)) for p in ("csrf", "join", "resume", "pending_2fa")]
+    signing = [
+        (_PURPOSE_WORDS[p], signer.key_ids(p)) for p in ("csrf", "join", "resume", "pending_2fa")
+    ]
     return page(
         request,
         "security_keys.html",
         {
             "pii_key": pii.key_id,
-            "pii_usage": pii_usage,
+            "pii_usage": [
+                (
+                    _TABLE_WORDS.get(u.table, u.table),
+                    _COLUMN_WORDS.get(u.column, u.column),
+                    u.by_key,
+                )
+                for u in pii_usage
+            ],
             "pii_old": pii_old,
             "previous_count": len(previous),
             "signing": signing,

@@ -27,7 +27,7 @@ Client = TestClient[Any, Any]
 
 async def _staff(client: Client, username: str) -> Staff:
     async with client.app[keys.db].begin() as session:
-        staff = await session.scalar(select(Staff).where(Staff.username == username))
+        staff: Staff | None = await session.scalar(select(Staff).where(Staff.username == username))
         assert staff is not None
         session.expunge(staff)
         return staff
@@ -135,9 +135,7 @@ async def test_sec_admin_lists_and_ends_a_browser_session(app_client: Client) ->
     listing = await (await app_client.get("/security/sessions")).text()
     assert name in listing and "10.1.2.3" in listing
     async with app_client.app[keys.db].begin() as session:
-        handle = await session.scalar(
-            select(WebSession.id_hash).where(WebSession.ip == "10.1.2.3")
-        )
+        handle = await session.scalar(select(WebSession.id_hash).where(WebSession.ip == "10.1.2.3"))
     resp = await app_client.post(
         f"/security/sessions/{handle}/end",
         data={"_csrf": csrf, "back": "https://evil.example/"},
@@ -175,7 +173,12 @@ async def test_key_rotation_status_counts_rows_under_each_key(app_client: Client
     pii = app_client.app[keys.pii]
     assert f'<code id="pii-key">{pii.key_id}</code>' in html
     assert "所有个人信息都已使用当前密钥加密" in html
-    assert "petitioner" in html and "审计日志链密钥" in html
+    assert (
+        "信访人" in html
+        and "身份证号" in html
+        and "petitioner" not in html
+        and "审计日志链密钥" in html
+    )
 
 
 # --- the audit log ---------------------------------------------------------------------
@@ -245,7 +248,7 @@ async def test_audit_date_range_and_paging(app_client: Client) -> None:
         newest = await session.scalar(select(AuditEntry.id).order_by(AuditEntry.id.desc()))
     assert newest is not None
     older = await (await app_client.get("/audit", params={"before": str(newest)})).text()
-    assert f"<td data-label=\"编号\">{newest}</td>" not in older and "最新的条目" in older
+    assert f'<td data-label="编号">{newest}</td>' not in older and "最新的条目" in older
 
 
 async def test_the_csv_export_is_in_words_and_audited(app_client: Client) -> None:
@@ -286,13 +289,13 @@ _AUDIT_PAGES = ["/audit", "/audit/export.csv"]
     ("role", "forbidden_gets", "forbidden_posts"),
     [
         # sys_admin: no role grants, no audit reading
-        ("sys_admin", _SEC_PAGES + _AUDIT_PAGES, _SEC_POSTS + ["/api/auth/unlock"]),
+        ("sys_admin", _SEC_PAGES + _AUDIT_PAGES, [*_SEC_POSTS, "/api/auth/unlock"]),
         # sec_admin: no audit reading, no account management
         ("sec_admin", _AUDIT_PAGES, []),
         # audit_admin: reads only — changes nothing
-        ("audit_admin", _SEC_PAGES, _SEC_POSTS + ["/api/auth/unlock"]),
+        ("audit_admin", _SEC_PAGES, [*_SEC_POSTS, "/api/auth/unlock"]),
         # a business role: none of it
-        ("centre_supervisor", _SEC_PAGES + _AUDIT_PAGES, _SEC_POSTS + ["/api/auth/unlock"]),
+        ("centre_supervisor", _SEC_PAGES + _AUDIT_PAGES, [*_SEC_POSTS, "/api/auth/unlock"]),
     ],
 )
 async def test_admin_separation(
@@ -309,7 +312,9 @@ async def test_admin_separation(
             )
             assert resp.status == 403 and (await resp.json())["error"] == "permission_denied"
         else:
-            resp = await app_client.post(path, data={"_csrf": csrf, "username": "x", "role": "expert", "op": "grant"})
+            resp = await app_client.post(
+                path, data={"_csrf": csrf, "username": "x", "role": "expert", "op": "grant"}
+            )
             assert resp.status == 403, (role, path)
     assert await _roles(app_client, "window01") == {Role.window_officer}
     assert not await _entries(app_client, "auth.unlocked")
@@ -317,3 +322,14 @@ async def test_admin_separation(
     if role == "sec_admin":
         html = await (await app_client.get("/account/tokens")).text()
         assert 'name="owner"' not in html
+
+
+async def test_an_action_family_filter_selects_the_whole_family(app_client: Client) -> None:
+    csrf = await signed_in(app_client, "sec_admin")
+    window = await _staff(app_client, "window01")
+    await _change(app_client, csrf, window.id, "expert", "grant")
+    await _change(app_client, csrf, window.id, "expert", "revoke")
+    await signed_in(app_client, "audit_admin")
+    html = await (await app_client.get("/audit", params={"action": "role."})).text()
+    table = html.split('id="audit"')[1]
+    assert ">授予角色<" in table and ">收回角色<" in table and ">登录<" not in table

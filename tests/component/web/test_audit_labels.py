@@ -13,7 +13,6 @@ from server.cases.sign_off import DRAFT_EVENTS
 from server.cases.statemachine import TRANSITIONS
 from web.audit_labels import AUDIT_ACTION_LABELS, action_label
 
-
 ROOT = Path(__file__).resolve().parents[3]
 _CODE = re.compile(r"^[a-z_]+(\.[a-z_]+)+$")
 _HELPERS = {"record", "audit", "_audit"}
@@ -34,16 +33,25 @@ def _written_codes() -> dict[str, str]:
                         values += node.args
                 elif isinstance(node, ast.AsyncFunctionDef | ast.FunctionDef):
                     args = node.args.args + node.args.kwonlyargs
-                    defaults = [None] * (len(node.args.args) - len(node.args.defaults))
-                    defaults += node.args.defaults + node.args.kw_defaults  # type: ignore[operator]
-                    values += [d for a, d in zip(args, defaults, strict=True) if a.arg == "action" and d]
+                    defaults: list[ast.expr | None] = [None] * (
+                        len(node.args.args) - len(node.args.defaults)
+                    )
+                    defaults += [*node.args.defaults, *node.args.kw_defaults]
+                    values += [
+                        d
+                        for a, d in zip(args, defaults, strict=True)
+                        if a.arg == "action" and d is not None
+                    ]
                 while values:
                     v = values.pop()
                     if isinstance(v, ast.IfExp):  # action="a" if x else "b"
                         values += [v.body, v.orelse]
-                    elif isinstance(v, ast.Constant) and isinstance(v.value, str):
-                        if _CODE.match(v.value):
-                            found.setdefault(v.value, str(path.relative_to(ROOT)))
+                    elif (
+                        isinstance(v, ast.Constant)
+                        and isinstance(v.value, str)
+                        and _CODE.match(v.value)
+                    ):
+                        found.setdefault(v.value, str(path.relative_to(ROOT)))
     return found
 
 
