@@ -58,7 +58,7 @@ async def test_sec_admin_grants_and_resets_then_audit_admin_reads_it(
         page = await _sign_in(sec, base, "secadmin")
         assert await page.locator("a[href='/audit']").count() == 0
         await page.click("a[href='/security']")
-        await page.wait_for_selector("#accounts")
+        await page.wait_for_selector("#q")
         await page.fill("#q", "window01")
         await page.click("form[role=search] button")
         await page.wait_for_selector("#accounts >> text=window01")

@@ -333,3 +333,36 @@ async def test_an_action_family_filter_selects_the_whole_family(app_client: Clie
     html = await (await app_client.get("/audit", params={"action": "role."})).text()
     table = html.split('id="audit"')[1]
     assert ">授予角色<" in table and ">收回角色<" in table and ">登录<" not in table
+
+
+async def test_the_security_api_grants_and_resets_and_refuses_other_roles(
+    app_client: Client,
+) -> None:
+    window = await _staff(app_client, "window01")
+    url = f"/api/security/staff/{window.id}"
+    for role in ("sys_admin", "audit_admin"):
+        csrf = await signed_in(app_client, role)
+        resp = await app_client.post(
+            url + "/roles", json={"role": "expert", "op": "grant"}, headers={"X-CSRF-Token": csrf}
+        )
+        assert resp.status == 403 and (await resp.json())["error"] == "permission_denied"
+    csrf = await signed_in(app_client, "sec_admin")
+    headers = {"X-CSRF-Token": csrf}
+    resp = await app_client.post(
+        url + "/roles", json={"role": "expert", "op": "grant"}, headers=headers
+    )
+    assert resp.status == 200 and (await resp.json())["roles"] == ["expert", "window_officer"]
+    auditadmin = await _staff(app_client, "auditadmin")
+    refused = await app_client.post(
+        f"/api/security/staff/{auditadmin.id}/roles",
+        json={"role": "expert", "op": "grant"},
+        headers=headers,
+    )
+    assert refused.status == 409 and (await refused.json())["error"] == "role_combination_refused"
+    bad = await app_client.post(
+        url + "/roles", json={"role": "boss", "op": "grant"}, headers=headers
+    )
+    assert bad.status == 422
+    reset = await app_client.post(url + "/totp-reset", headers=headers)
+    assert reset.status == 204
+    assert len(await _entries(app_client, "auth.totp_reset")) == 1
