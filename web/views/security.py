@@ -99,12 +99,14 @@ async def _render_home(
     if q:  # a list only when asked: the district has hundreds of accounts
         async with request.app[keys.db].begin() as session:
             accounts = await find_accounts(session, query=q)
+    waiting = await request.app[keys.signin_throttle].waiting()
     return page(
         request,
         "security.html",
         {
             "q": q,
             "accounts": accounts,
+            "waiting": waiting,
             "role_labels": ROLE_LABELS,
             "unlock_typed": unlock_typed,
             "unlock_error": unlock_error,

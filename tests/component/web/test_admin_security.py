@@ -156,6 +156,9 @@ async def test_sec_admin_clears_a_sign_in_lockout(app_client: Client) -> None:
     for _ in range(8):
         await throttle.failed("window01", "10.9.9.9")
     assert await throttle.wait_s("window01", "10.9.9.9") > 0
+    listed = await (await app_client.get("/security")).text()
+    lockouts = listed.split('id="lockouts"')[1].split("</table>")[0]
+    assert "window01" in lockouts and "10.9.9.9" in lockouts and ">8<" in lockouts
     resp = await app_client.post("/security/unlock", data={"username": "window01", "_csrf": csrf})
     assert resp.status == 200 and "已解除 window01 的登录限制" in await resp.text()
     assert await throttle.wait_s("window01", "10.9.9.9") == 0
