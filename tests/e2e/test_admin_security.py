@@ -46,11 +46,26 @@ async def _enrol_totp(browser: Any, base: str, username: str) -> None:
         await context.close()
 
 
+async def _wrong_passwords(browser: Any, base: str, username: str, *, times: int) -> None:
+    context = await browser.new_context(locale="zh-CN", bypass_csp=True)
+    try:
+        page = await context.new_page()
+        for _ in range(times):
+            await page.goto(base + "/login")
+            await page.fill("input[name=username]", username)
+            await page.fill("input[name=password]", "not-the-password")
+            await page.click("button[type=submit]")
+            await page.wait_for_selector("[role=alert]")
+    finally:
+        await context.close()
+
+
 async def test_sec_admin_grants_and_resets_then_audit_admin_reads_it(
     server: Server, browser: Any
 ) -> None:
     base = server.base_url
     await _enrol_totp(browser, base, "window01")
+    await _wrong_passwords(browser, base, "coord01", times=6)
     sec = await browser.new_context(
         viewport={"width": 1280, "height": 900}, locale="zh-CN", bypass_csp=True
     )
@@ -59,6 +74,12 @@ async def test_sec_admin_grants_and_resets_then_audit_admin_reads_it(
         assert await page.locator("a[href='/audit']").count() == 0
         await page.click("a[href='/security']")
         await page.wait_for_selector("#q")
+        # the name typed wrong too often waits; the security administrator lifts it
+        await page.wait_for_selector("#lockouts >> text=coord01")
+        await shoot(page, f"{SHOT}-00-lockouts")
+        await page.click("#lockouts button")
+        await page.wait_for_selector("#unlock-done >> text=已解除 coord01 的登录限制")
+        assert "coord01" not in (await page.text_content("#lockouts") or "")
         await page.fill("#q", "window01")
         await page.click("form[role=search] button")
         await page.wait_for_selector("#accounts >> text=window01")
