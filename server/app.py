@@ -24,6 +24,7 @@ from server.api import cases as cases_api
 from server.api import ops
 from server.api import org as org_api
 from server.api import scheduling as scheduling_api
+from server.api import security as security_api
 from server.audit.anchors import ANCHOR_FILE, anchor_newest
 from server.audit.chain import chain_for
 from server.audit.chain import flush as flush_audit_witnesses
@@ -272,6 +273,7 @@ def create_app(settings: Settings) -> web.Application:
     cases_api.setup(app)
     case_sessions_api.setup(app)
     scheduling_api.setup(app)
+    security_api.setup(app)
     signaling_ws.setup(app)
     web_setup(app)
     openapi.setup(app)  # last: documents every route registered above

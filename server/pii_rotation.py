@@ -3,35 +3,12 @@ old one moved to ONEDOOR_PREVIOUS_SECRET_KEYS), recomputing the keyed lookup has
 
 from __future__ import annotations
 
-from typing import Any
-
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.service import record
-from server.cases.models import CaseRepresentative, Petitioner
+from server.cases.pii_keys import ENCRYPTED
 from server.kernel.crypto import PiiCipher
-
-#: model → [(ciphertext attribute, lookup-hash attribute or None)]. Every encrypted column.
-ENCRYPTED: list[tuple[type[Any], list[tuple[str, str | None]]]] = [
-    (
-        Petitioner,
-        [
-            ("name_enc", None),
-            ("phone_enc", "phone_hash"),
-            ("id_number_enc", "id_number_hash"),
-            ("address_enc", None),
-        ],
-    ),
-    (
-        CaseRepresentative,
-        [
-            ("name_enc", None),
-            ("phone_enc", "phone_hash"),
-            ("id_number_enc", "id_number_hash"),
-        ],
-    ),
-]
 
 
 async def rotate(session: AsyncSession, *, pii: PiiCipher, batch: int = 500) -> int:

@@ -36,6 +36,7 @@ from web.views import (
     recordings,
     room,
     scheduling,
+    security,
     session_record,
     tokens,
 )
@@ -90,3 +91,4 @@ def setup(app: web.Application) -> None:
     recordings.setup(app)
     session_record.setup(app)
     tokens.setup(app)
+    security.setup(app)

@@ -14,7 +14,7 @@ from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select, text
+from sqlalchemy import func, select, text
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.anchors import AnchorInvalid
@@ -231,9 +231,24 @@ async def list_entries(
     actor: str = "",
     before_id: int | None = None,
     limit: int = 100,
+    action: str = "",
+    since: datetime | None = None,
+    until: datetime | None = None,
+    object_type: str = "",
+    object_id: str = "",
 ) -> list[AuditView]:
-    """Newest first; page with `before_id`."""
+    """Newest first; page with `before_id`. `since` inclusive, `until` exclusive (UTC)."""
     query = select(AuditEntry).order_by(AuditEntry.id.desc()).limit(limit)
+    if action:
+        query = query.where(AuditEntry.action == action)
+    if since is not None:
+        query = query.where(AuditEntry.at >= since)
+    if until is not None:
+        query = query.where(AuditEntry.at < until)
+    if object_type:
+        query = query.where(AuditEntry.object_type == object_type)
+    if object_id:
+        query = query.where(AuditEntry.object_id == object_id)
     if action_prefix:
         query = query.where(AuditEntry.action.startswith(action_prefix, autoescape=True))
     if actor:
@@ -245,3 +260,11 @@ async def list_entries(
         AuditView(r.id, r.at, r.actor, r.action, r.object_type, r.object_id, r.ip, r.detail)
         for r in rows
     ]
+
+
+async def key_usage(session: AsyncSession) -> dict[str, int]:
+    """MAC key id → how many audit entries are chained under it ('' : the unkeyed entries)."""
+    rows = await session.execute(
+        select(AuditEntry.key_id, func.count()).group_by(AuditEntry.key_id)
+    )
+    return {str(k): int(n) for k, n in rows.all()}

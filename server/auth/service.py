@@ -4,17 +4,18 @@ from __future__ import annotations
 
 import hashlib
 import secrets
+from dataclasses import dataclass
 from datetime import datetime, timedelta
 
-from sqlalchemy import delete, select
+from sqlalchemy import delete, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.service import record
 from server.auth.models import WebSession
 from server.auth.passwords import verify_password
-from server.auth.permissions import StaffIdentity
-from server.kernel.errors import InvalidCredentials
-from server.org.models import Staff
+from server.auth.permissions import StaffIdentity, check_role_combination
+from server.kernel.errors import AppError, Conflict, InvalidCredentials, NotFound
+from server.org.models import ADMIN_ROLES, Role, Staff, StaffRole
 
 #: last_seen_at is rewritten at most this often (every request would be a write).
 TOUCH_INTERVAL = timedelta(seconds=60)
@@ -117,3 +118,212 @@ async def sign_out(session: AsyncSession, *, session_id: str, ip: str) -> None:
     if row is not None:
         await record(session, actor=f"staff:{row.staff_id}", action="auth.sign_out", ip=ip)
         await session.execute(delete(WebSession).where(WebSession.id_hash == row.id_hash))
+
+
+# --- security administration (sec_admin: roles.manage) -------------------------------------
+
+
+class RoleCombinationRefused(Conflict):
+    """Two admin roles, or an admin role beside a business role (三员分立)."""
+
+    code, http_status, message_zh = (
+        "role_combination_refused",
+        409,
+        "角色组合不允许：管理员角色不能兼任，也不能与业务角色同时持有",
+    )
+
+
+class RoleNotGrantable(AppError):
+    code, http_status, message_zh = (
+        "role_not_grantable",
+        422,
+        "安全管理员只能授予或收回业务角色",
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class StaffAccount:
+    """A staff account as the security administrator sees it (never a secret)."""
+
+    staff_id: int
+    username: str
+    display_name: str
+    active: bool
+    roles: frozenset[Role]
+    totp_enrolled: bool
+    last_login_at: datetime | None
+
+
+def _account(staff: Staff) -> StaffAccount:
+    return StaffAccount(
+        staff_id=staff.id,
+        username=staff.username,
+        display_name=staff.display_name,
+        active=staff.active,
+        roles=staff.role_set,
+        totp_enrolled=staff.totp_secret_enc is not None,
+        last_login_at=staff.last_login_at,
+    )
+
+
+def _escape_like(text: str) -> str:
+    return text.replace("\\", "\\\\").replace("%", "\\%").replace("_", "\\_")
+
+
+async def find_accounts(
+    session: AsyncSession, *, query: str, limit: int = 30
+) -> list[StaffAccount]:
+    """Accounts whose username or display name contains `query` (all when it is empty)."""
+    stmt = select(Staff).order_by(Staff.username).limit(limit)
+    query = query.strip()
+    if query:
+        pattern = f"%{_escape_like(query)}%"
+        stmt = stmt.where(
+            or_(
+                Staff.username.ilike(pattern, escape="\\"),
+                Staff.display_name.ilike(pattern, escape="\\"),
+            )
+        )
+    return [_account(s) for s in (await session.scalars(stmt)).all()]
+
+
+async def account(session: AsyncSession, *, staff_id: int) -> StaffAccount:
+    staff = await session.get(Staff, staff_id)
+    if staff is None:
+        raise NotFound(f"staff {staff_id} does not exist")
+    return _account(staff)
+
+
+async def staff_names(session: AsyncSession, staff_ids: set[int]) -> dict[int, tuple[str, str]]:
+    """staff id → (display name, username), for showing who did something."""
+    if not staff_ids:
+        return {}
+    rows = await session.execute(
+        select(Staff.id, Staff.display_name, Staff.username).where(Staff.id.in_(staff_ids))
+    )
+    return {i: (d, u) for i, d, u in rows.all()}
+
+
+async def staff_id_named(session: AsyncSession, username: str) -> int | None:
+    staff_id: int | None = await session.scalar(
+        select(Staff.id).where(Staff.username == username.strip())
+    )
+    return staff_id
+
+
+async def _change_role(
+    session: AsyncSession, *, staff_id: int, role: Role, grant: bool, actor: str, ip: str
+) -> StaffAccount:
+    if role in ADMIN_ROLES:
+        raise RoleNotGrantable(f"{role} is an admin role")
+    staff = await session.get(Staff, staff_id)
+    if staff is None:
+        raise NotFound(f"staff {staff_id} does not exist")
+    current = staff.role_set
+    if grant == (role in current):  # nothing to do (a repeated form): no audit entry either
+        return _account(staff)
+    if grant:
+        try:
+            check_role_combination(current | {role})
+        except ValueError as e:
+            raise RoleCombinationRefused(str(e)) from None
+        staff.roles.append(StaffRole(role=role))
+    else:
+        staff.roles = [r for r in staff.roles if r.role != role]
+    await session.flush()
+    await record(
+        session,
+        actor=actor,
+        action="role.grant" if grant else "role.revoke",
+        object_type="staff",
+        object_id=str(staff.id),
+        ip=ip,
+        detail={"role": str(role)},
+    )
+    return _account(staff)
+
+
+async def grant_role(
+    session: AsyncSession, *, staff_id: int, role: Role, actor: str, ip: str = ""
+) -> StaffAccount:
+    """Give a staff member one more business role (check_role_combination applies).
+
+    Raises:
+        RoleNotGrantable: an admin role (those are set up with the account, not here).
+        RoleCombinationRefused: the account holds an admin role.
+        NotFound: no such account.
+    """
+    return await _change_role(session, staff_id=staff_id, role=role, grant=True, actor=actor, ip=ip)
+
+
+async def revoke_role(
+    session: AsyncSession, *, staff_id: int, role: Role, actor: str, ip: str = ""
+) -> StaffAccount:
+    """Take a business role away from a staff member."""
+    return await _change_role(
+        session, staff_id=staff_id, role=role, grant=False, actor=actor, ip=ip
+    )
+
+
+async def reset_totp(session: AsyncSession, *, staff_id: int, actor: str, ip: str = "") -> None:
+    """Forget a staff member's second factor: the next sign-in enrols a new authenticator."""
+    staff = await session.get(Staff, staff_id)
+    if staff is None:
+        raise NotFound(f"staff {staff_id} does not exist")
+    staff.totp_secret_enc = None
+    staff.totp_last_step = None
+    await record(
+        session,
+        actor=actor,
+        action="auth.totp_reset",
+        object_type="staff",
+        object_id=str(staff.id),
+        ip=ip,
+    )
+
+
+@dataclass(frozen=True, slots=True)
+class SessionView:
+    """A signed-in browser session. `handle` is the stored hash (not usable as a cookie)."""
+
+    handle: str
+    staff_id: int
+    display_name: str
+    username: str
+    created_at: datetime
+    last_seen_at: datetime
+    ip: str
+
+
+async def list_web_sessions(
+    session: AsyncSession, *, staff_id: int | None = None, limit: int = 200
+) -> list[SessionView]:
+    stmt = (
+        select(WebSession, Staff.display_name, Staff.username)
+        .join(Staff, Staff.id == WebSession.staff_id)
+        .order_by(WebSession.last_seen_at.desc())
+        .limit(limit)
+    )
+    if staff_id is not None:
+        stmt = stmt.where(WebSession.staff_id == staff_id)
+    return [
+        SessionView(w.id_hash, w.staff_id, d, u, w.created_at, w.last_seen_at, w.ip)
+        for w, d, u in (await session.execute(stmt)).all()
+    ]
+
+
+async def end_web_session(session: AsyncSession, *, handle: str, actor: str, ip: str = "") -> None:
+    """Sign a browser session out from the security page (its next request needs a sign-in)."""
+    row = await session.get(WebSession, handle)
+    if row is None:
+        raise NotFound("no such session")
+    await record(
+        session,
+        actor=actor,
+        action="auth.session_ended",
+        object_type="staff",
+        object_id=str(row.staff_id),
+        ip=ip,
+        detail={"session": handle[:12]},
+    )
+    await session.execute(delete(WebSession).where(WebSession.id_hash == handle))

@@ -52,9 +52,7 @@ class LogNotifier:
         body: str,
         attachments: list[Attachment] | None = None,
     ) -> None:
-        logger.info(
-            "notification via %s to %s: %s\n%s", channel, _mask(to), subject, body.strip()
-        )
+        logger.info("notification via %s to %s: %s\n%s", channel, _mask(to), subject, body.strip())
         self.outbox.append(
             {
                 "to": to,

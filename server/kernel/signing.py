@@ -17,6 +17,7 @@ the fallbacks live next to their purpose and name that date.
 
 from __future__ import annotations
 
+import hashlib
 from collections.abc import Callable, Mapping
 from dataclasses import dataclass
 from datetime import datetime, timedelta
@@ -86,6 +87,11 @@ class Signer:
         if keys is None:
             keys = self._keys[purpose] = tuple(derive_key(s, purpose) for s in self._secrets)
         return keys
+
+    def key_ids(self, purpose: Purpose) -> tuple[str, ...]:
+        """Short ids of the purpose's keys, current first (shown to the security administrator;
+        an id reveals nothing of its key)."""
+        return tuple(hashlib.sha256(k).hexdigest()[:8] for k in self._keys_for(purpose))
 
     def sign(
         self,

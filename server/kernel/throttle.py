@@ -57,6 +57,18 @@ class SignInThrottle(Protocol):
         """Forget every address's failures for `username`; returns how many pairs there were."""
         ...
 
+    async def waiting(self, limit: int = 200) -> list[Waiting]:
+        """The pairs that must wait now (the security administrator's list of lockouts)."""
+        ...
+
+
+@dataclass(frozen=True, slots=True)
+class Waiting:
+    username: str
+    ip: str
+    failures: int
+    wait_s: float
+
 
 @dataclass
 class InProcessSignInThrottle:
@@ -89,6 +101,16 @@ class InProcessSignInThrottle:
         cleared = len(self._pairs.pop(username, {}))
         self._count -= cleared
         return cleared
+
+    async def waiting(self, limit: int = 200) -> list[Waiting]:
+        now = self.clock()
+        out = []
+        for username, by_ip in self._pairs.items():
+            for ip, (failures, last) in by_ip.items():
+                wait = last + self.policy.delay_s(failures) - now
+                if wait > 0:
+                    out.append(Waiting(username, ip, failures, wait))
+        return sorted(out, key=lambda w: -w.wait_s)[:limit]
 
 
 class RedisSignInThrottle:
@@ -136,3 +158,21 @@ class RedisSignInThrottle:
         cleared = int(await self._redis.hlen(key))
         await self._redis.delete(key)
         return cleared
+
+    async def waiting(self, limit: int = 200) -> list[Waiting]:
+        now = self._clock()
+        out: list[Waiting] = []
+        async for raw_key in self._redis.scan_iter(match=f"{self._prefix}*", count=500):
+            key = raw_key.decode() if isinstance(raw_key, bytes) else str(raw_key)
+            username = key.removeprefix(self._prefix)
+            for raw_ip, raw in (await self._redis.hgetall(key)).items():
+                ip = raw_ip.decode() if isinstance(raw_ip, bytes) else str(raw_ip)
+                value = raw.decode() if isinstance(raw, bytes) else str(raw)
+                failures_s, _, last_s = value.partition(":")
+                failures, last = int(failures_s), float(last_s)
+                wait = last + self.policy.delay_s(failures) - now
+                if wait > 0:
+                    out.append(Waiting(username, ip, failures, wait))
+            if len(out) >= limit * 5:
+                break
+        return sorted(out, key=lambda w: -w.wait_s)[:limit]

@@ -45,6 +45,13 @@ async def _scenario(throttle: SignInThrottle, clock: Clock) -> None:
     for _ in range(3):
         await throttle.failed("no-such-user", "10.0.0.9")
     assert await throttle.wait_s("no-such-user", "10.0.0.9") == pytest.approx(10)
+    # The security administrator's list: every pair that waits now, the longest wait first.
+    waiting = await throttle.waiting()
+    assert [(w.username, w.ip, w.failures) for w in waiting] == [
+        ("window01", "10.0.0.9", 4),
+        ("no-such-user", "10.0.0.9", 3),
+    ]
+    assert waiting[0].wait_s == pytest.approx(20)
     # Success clears the pair; unlock clears every address of a name.
     await throttle.succeeded("no-such-user", "10.0.0.9")
     assert await throttle.wait_s("no-such-user", "10.0.0.9") == 0
