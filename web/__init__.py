@@ -19,6 +19,7 @@ from server.http import keys
 from server.kernel import clock
 from web import i18n, labels, links
 from web.views import (
+    admin_holidays,
     audit,
     auth,
     booking,
@@ -72,6 +73,7 @@ def setup(app: web.Application) -> None:
     env.globals["district_timezone"] = app[keys.settings].timezone
     env.filters["local"] = local_filter(app[keys.settings].timezone)  # {{ e.at|local }}
     auth.setup(app)
+    admin_holidays.setup(app)
     home.setup(app)
     org.setup(app)
     audit.setup(app)
