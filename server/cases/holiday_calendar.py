@@ -97,9 +97,7 @@ def parse_holiday_file(raw: bytes | str) -> HolidayFile:
     except ValidationError as e:
         first = e.errors()[0]
         where = ".".join(str(p) for p in first["loc"])
-        raise HolidayFileInvalid(
-            "invalid holiday file", reason=f"{where}: {first['msg']}"
-        ) from e
+        raise HolidayFileInvalid("invalid holiday file", reason=f"{where}: {first['msg']}") from e
     outside = [d.date for d in parsed.days if d.date.year != parsed.year]
     if outside:
         raise HolidayFileInvalid(

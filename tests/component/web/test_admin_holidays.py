@@ -49,9 +49,7 @@ def test_the_shipped_files_parse_and_2027_is_provisional() -> None:
         b"not json",
         b"{}",
         json.dumps({"year": 2028, "days": [{"date": "2029-01-01", "name": "x"}]}).encode(),
-        json.dumps(
-            {"year": 2028, "days": [{"date": "2028-01-01", "name": "a"}] * 2}
-        ).encode(),
+        json.dumps({"year": 2028, "days": [{"date": "2028-01-01", "name": "a"}] * 2}).encode(),
         json.dumps({"year": 2028, "days": [{"date": "2028-01-01", "name": ""}]}).encode(),
     ],
     ids=["not-json", "empty", "outside-year", "twice", "no-name"],
@@ -88,11 +86,15 @@ async def test_the_demo_has_both_years_and_the_page_warns_for_the_provisional_on
 
 async def test_add_and_remove_a_day_audited_and_errors_at_the_field(app_client: Client) -> None:
     csrf = await signed_in(app_client, "sys_admin")
-    resp = await _post(app_client, "/admin/holidays/days", csrf, day="2026-12-31", kind="off", name="")
+    resp = await _post(
+        app_client, "/admin/holidays/days", csrf, day="2026-12-31", kind="off", name=""
+    )
     assert resp.status == 422
     html = await resp.text()
     assert 'id="err-name"' in html and 'value="2026-12-31"' in html
-    resp = await _post(app_client, "/admin/holidays/days", csrf, day="2026-13-01", kind="off", name="x")
+    resp = await _post(
+        app_client, "/admin/holidays/days", csrf, day="2026-13-01", kind="off", name="x"
+    )
     assert resp.status == 422 and 'id="err-day"' in await resp.text()
     resp = await _post(
         app_client, "/admin/holidays/days", csrf, day="2026-12-31", kind="off", name="测试假日"
@@ -139,9 +141,9 @@ async def test_loading_a_year_replaces_it_and_a_bad_file_changes_nothing(
     async with app_client.app[keys.db].begin() as session:
         view = await year_view(session, 2027)
         entry = await session.scalar(
-            select(AuditEntry).where(AuditEntry.action == "holiday.year_loaded").order_by(
-                AuditEntry.id.desc()
-            )
+            select(AuditEntry)
+            .where(AuditEntry.action == "holiday.year_loaded")
+            .order_by(AuditEntry.id.desc())
         )
     assert [d.day.isoformat() for d in view.days] == ["2027-02-05", "2027-02-20"]
     assert not view.provisional and view.source == "国务院办公厅通知（测试）"
