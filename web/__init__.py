@@ -20,6 +20,7 @@ from server.kernel import clock
 from web import i18n, labels, links
 from web.views import (
     admin_holidays,
+    admin_staff,
     audit,
     auth,
     booking,
@@ -74,6 +75,7 @@ def setup(app: web.Application) -> None:
     env.filters["local"] = local_filter(app[keys.settings].timezone)  # {{ e.at|local }}
     auth.setup(app)
     admin_holidays.setup(app)
+    admin_staff.setup(app)
     home.setup(app)
     org.setup(app)
     audit.setup(app)
