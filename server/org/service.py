@@ -8,8 +8,8 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.auth.passwords import check_password_policy, hash_password
 from server.audit.service import record
+from server.auth.passwords import check_password_policy, hash_password
 from server.auth.permissions import check_role_combination
 from server.kernel.errors import Conflict, InvalidInput, NotFound
 from server.org.models import Department, Resource, Role, Site, SiteLevel, Staff, StaffRole

@@ -34,6 +34,7 @@ HOME_TILES: list[tuple[str, str, Action]] = [
     ("组织机构", "/org", Action.org_view),
     ("审计日志", "/audit", Action.audit_read),
     ("工作人员账号", "/admin/staff", Action.staff_manage),
+    ("办理时限", "/admin/deadlines", Action.settings_manage),
     ("节假日安排", "/admin/holidays", Action.settings_manage),
 ]
 
