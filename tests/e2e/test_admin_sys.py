@@ -1,6 +1,7 @@
-"""The system administrator's holiday calendar in a real Chromium: from the home tile to
+"""The system administrator's pages in a real Chromium: from the home tile to
 /admin/holidays, a refused day stays at its field (typed values kept), a day is added, the provisional 2027 file is
-loaded from disk (warning shown); screenshots at 1280 and 390 px, axe-core clean."""
+loaded from disk (warning shown); a staff account is created (password shown once) and
+disabled; a deadline figure is refused at its field; screenshots at 1280 and 390 px, axe-core clean."""
 
 from __future__ import annotations
 
@@ -18,7 +19,7 @@ pytestmark = pytest.mark.e2e
 SHOT = "admin-sys"
 
 
-async def test_sys_admin_edits_the_holiday_calendar(server: Server, browser: Any) -> None:
+async def test_sys_admin_pages(server: Server, browser: Any) -> None:
     context = await browser.new_context(
         viewport={"width": 1280, "height": 900}, locale="zh-CN", bypass_csp=True
     )
@@ -51,5 +52,31 @@ async def test_sys_admin_edits_the_holiday_calendar(server: Server, browser: Any
         await page.wait_for_selector("#provisional")
         assert "2027-02-05" in await page.content()
         await shoot(page, f"{SHOT}-04-provisional-2027", height=1400)
+        # a staff account, with a generated initial password shown once
+        await page.goto(server.base_url + "/")
+        await page.click("a[href='/admin/staff']")
+        await page.wait_for_selector("#staff-create")
+        await shoot(page, f"{SHOT}-05-staff")
+        await page.fill("#staff-create input[name=username]", "clerk-new")
+        await page.fill("#staff-create input[name=display_name]", "新同事")
+        await page.select_option("#staff-create select[name=site_id]", index=1)
+        await page.click("#staff-create button[type=submit]")
+        await page.wait_for_selector("#initial-password")
+        await shoot(page, f"{SHOT}-06-staff-created")
+        await page.fill("#staff-search input[name=q]", "clerk-new")
+        await page.click("#staff-search button[type=submit]")
+        await page.click("#accounts a >> text=clerk-new")
+        await page.wait_for_selector("#staff-edit")
+        await page.click("#staff-active button[type=submit]")
+        await page.wait_for_selector("#account-state >> text=已停用")
+        await shoot(page, f"{SHOT}-07-staff-disabled")
+        # deadline policies
+        await page.goto(server.base_url + "/")
+        await page.click("a[href='/admin/deadlines']")
+        await page.wait_for_selector("#policy-acceptance")
+        await page.fill("#policy-acceptance input[name=yellow_days]", "99")
+        await page.click("#policy-acceptance button[type=submit]")
+        await page.wait_for_selector("#err-acceptance-yellow_days")
+        await shoot(page, f"{SHOT}-08-deadlines", height=1400)
     finally:
         await context.close()
