@@ -61,6 +61,11 @@ class HolidayDay:
     workday: bool
     name: str
 
+    @property
+    def iso(self) -> str:
+        """The date as a form value (YYYY-MM-DD)."""
+        return self.day.isoformat()
+
 
 @dataclass(frozen=True, slots=True)
 class HolidayYearView:
