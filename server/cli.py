@@ -167,6 +167,33 @@ def cmd_user_add(args: argparse.Namespace) -> int:
     return 0
 
 
+def cmd_holidays_load(args: argparse.Namespace) -> int:
+    """Replace one year of the holiday calendar with a JSON file's (one transaction)."""
+    from pathlib import Path
+
+    from server.cases.holiday_calendar import load_year, parse_holiday_file
+    from server.kernel.db import utcnow
+    from server.kernel.errors import AppError
+
+    settings = _load_settings()
+    try:
+        data = parse_holiday_file(Path(args.file).read_bytes())
+    except OSError as e:
+        print(f"onedoor: cannot read {args.file}: {e}", file=sys.stderr)
+        return 2
+    except AppError as e:
+        print(f"onedoor: {e.code}: {e.message_zh}: {e.details.get('reason', e)}", file=sys.stderr)
+        return 1
+
+    async def run(session: Any) -> int:
+        return await load_year(session, data=data, actor="cli", now=utcnow())
+
+    count = asyncio.run(_with_session(settings, run))
+    note = " (provisional: replace when the State Council notice is published)"
+    print(f"loaded {count} days for {data.year}{note if data.provisional else ''}")
+    return 0
+
+
 def cmd_token_create(args: argparse.Namespace) -> int:
     """A personal API token (or a service account's): printed once, stored hashed."""
     from datetime import timedelta
@@ -594,6 +621,12 @@ def build_parser() -> argparse.ArgumentParser:
     p = user.add_parser("unlock", help="clear a name's sign-in throttle (Redis deployments)")
     p.add_argument("username")
     p.set_defaults(func=cmd_user_unlock)
+    holidays = sub.add_parser("holidays", help="the holiday calendar").add_subparsers(
+        dest="holidays_command", required=True
+    )
+    p = holidays.add_parser("load", help="replace a year with a JSON file's days")
+    p.add_argument("file")
+    p.set_defaults(func=cmd_holidays_load)
     token = sub.add_parser("token", help="API tokens for integrators").add_subparsers(
         dest="token_command", required=True
     )

@@ -19,6 +19,9 @@ from server.http import keys
 from server.kernel import clock
 from web import i18n, labels, links
 from web.views import (
+    admin_deadlines,
+    admin_holidays,
+    admin_staff,
     audit,
     auth,
     booking,
@@ -73,6 +76,9 @@ def setup(app: web.Application) -> None:
     env.globals["district_timezone"] = app[keys.settings].timezone
     env.filters["local"] = local_filter(app[keys.settings].timezone)  # {{ e.at|local }}
     auth.setup(app)
+    admin_deadlines.setup(app)
+    admin_holidays.setup(app)
+    admin_staff.setup(app)
     home.setup(app)
     org.setup(app)
     audit.setup(app)

@@ -1,7 +1,7 @@
 """sessions: each participant's connection quality (the session record, issue #16)
 
 Revision ID: 0024
-Revises: 0017
+Revises: 0018
 Create Date: 2026-12-03 06:30:00
 
 `session_participant.quality`: the SFU's summary of the participant's downlink while in the
@@ -14,7 +14,7 @@ import sqlalchemy as sa
 
 
 revision: str = '0024'
-down_revision: Union[str, Sequence[str], None] = '0017'
+down_revision: Union[str, Sequence[str], None] = '0018'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

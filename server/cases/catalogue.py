@@ -3,12 +3,12 @@ holiday calendar. `load_case_reference` is idempotent; the demo loader and tests
 
 from __future__ import annotations
 
-from datetime import date
 from typing import Any
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.cases.holiday_calendar import shipped_days
 from server.cases.models import Category, Holiday, KnowledgeArticle, MatterType
 
 _T = {"name": "", "label": "", "type": "text", "required": False}
@@ -64,25 +64,6 @@ MATTER_TYPES: list[tuple[str, str, Category, str | None, list[dict[str, Any]], d
     ),
 ]
 
-#: A sample of the State Council holiday arrangement (edit per year): days off and 调休 workdays.
-HOLIDAYS_2026: list[tuple[date, bool, str]] = [
-    (date(2026, 1, 1), False, "元旦"),
-    (date(2026, 1, 2), False, "元旦"),
-    (date(2026, 1, 4), True, "元旦调休上班"),
-    *[(date(2026, 2, d), False, "春节") for d in range(15, 24)],
-    (date(2026, 2, 14), True, "春节调休上班"),
-    (date(2026, 2, 28), True, "春节调休上班"),
-    (date(2026, 4, 5), False, "清明节"),
-    (date(2026, 4, 6), False, "清明节"),
-    *[(date(2026, 5, d), False, "劳动节") for d in range(1, 6)],
-    (date(2026, 5, 9), True, "劳动节调休上班"),
-    (date(2026, 6, 19), False, "端午节"),
-    (date(2026, 9, 25), False, "中秋节"),
-    *[(date(2026, 10, d), False, "国庆节") for d in range(1, 8)],
-    (date(2026, 9, 20), True, "国庆调休上班"),
-    (date(2026, 10, 10), True, "国庆调休上班"),
-]
-
 KNOWLEDGE: list[tuple[str, str, str | None]] = [
     (
         "拖欠工资怎么办",
@@ -127,9 +108,10 @@ async def load_case_reference(session: AsyncSession, *, knowledge_at: Any = None
             )
             added += 1
     days_have = set(await session.scalars(select(Holiday.day)))
-    for day, workday, label in HOLIDAYS_2026:
-        if day not in days_have:
-            session.add(Holiday(day=day, workday=workday, name=label))
+    # the shipped 2026 calendar (the demo loader and the admin page load whole years)
+    for entry in shipped_days(2026):
+        if entry.date not in days_have:
+            session.add(Holiday(day=entry.date, workday=entry.workday, name=entry.name))
             added += 1
     if (
         knowledge_at is not None

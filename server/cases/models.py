@@ -254,6 +254,18 @@ class Holiday(Base):
     name: Mapped[str] = mapped_column(String(64), default="")
 
 
+class HolidayYear(Base):
+    """Where a year of the holiday calendar came from. `provisional`: the State Council notice
+    for that year is not yet published (statutory days only, no 调休); replace it when it is."""
+
+    __tablename__ = "holiday_year"
+    year: Mapped[int] = mapped_column(Integer, primary_key=True)
+    provisional: Mapped[bool] = mapped_column(Boolean, default=False)
+    source: Mapped[str] = mapped_column(String(200), default="")
+    loaded_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    loaded_by: Mapped[str] = mapped_column(String(64), default="")
+
+
 class CaseDeadline(Base):
     __tablename__ = "case_deadline"
     __table_args__ = (

@@ -18,6 +18,8 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.auth.passwords import hash_password
 from server.cases.catalogue import load_case_reference
+from server.cases.holiday_calendar import load_shipped
+from server.kernel.db import utcnow
 from server.org.models import (
     Department,
     LegalRoute,
@@ -217,4 +219,5 @@ async def load_demo(session: AsyncSession, *, password: str | None = None) -> De
     )
     await session.flush()
     await load_case_reference(session)
+    await load_shipped(session, actor="demo", now=utcnow())
     return DemoResult(created=True, password=password, sites=site_count, staff=len(people))

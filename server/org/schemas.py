@@ -64,3 +64,26 @@ class NewStaff(BaseModel):
     site_admin_code: str
     department_code: str | None = None
     roles: list[Role]
+
+
+class StaffAccountView(BaseModel):
+    """One row of the account list (/admin/staff)."""
+
+    model_config = ConfigDict(frozen=True)
+    id: int
+    username: str
+    display_name: str
+    site_id: int
+    site: str
+    department_id: int | None
+    department: str | None
+    roles: list[Role]
+    active: bool
+
+
+class StaffPage(BaseModel):
+    model_config = ConfigDict(frozen=True)
+    items: list[StaffAccountView]
+    total: int
+    offset: int
+    limit: int

@@ -8,6 +8,7 @@ from collections.abc import Iterable
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.audit.service import record
 from server.auth.passwords import check_password_policy, hash_password
 from server.auth.permissions import check_role_combination
 from server.kernel.errors import Conflict, InvalidInput, NotFound
@@ -18,6 +19,8 @@ from server.org.schemas import (
     ResourceView,
     SiteDetail,
     SiteNode,
+    StaffAccountView,
+    StaffPage,
     StaffView,
 )
 
@@ -233,3 +236,180 @@ async def department_names(session: AsyncSession, *, department_ids: set[int]) -
         select(Department.id, Department.name).where(Department.id.in_(sorted(department_ids)))
     )
     return {int(i): str(n) for i, n in rows.tuples()}
+
+
+# --- account administration (sys_admin: staff.manage; role grants: sec_admin, roles.manage) ---
+
+
+class UsernameTaken(Conflict):
+    code, message_zh = "username_taken", "该用户名已被使用"
+
+
+def _account_view(staff: Staff, sites: dict[int, str], depts: dict[int, str]) -> StaffAccountView:
+    return StaffAccountView(
+        id=staff.id,
+        username=staff.username,
+        display_name=staff.display_name,
+        site_id=staff.site_id,
+        site=sites.get(staff.site_id, ""),
+        department_id=staff.department_id,
+        department=depts.get(staff.department_id) if staff.department_id else None,
+        roles=sorted(staff.role_set),
+        active=staff.active,
+    )
+
+
+async def list_accounts(
+    session: AsyncSession, *, query: str = "", offset: int = 0, limit: int = 20
+) -> StaffPage:
+    """Accounts by username, filtered by a substring of the username or display name."""
+    stmt = select(Staff)
+    if query:
+        like = f"%{query.replace('%', '').replace('_', '')}%"
+        stmt = stmt.where(Staff.username.ilike(like) | Staff.display_name.ilike(like))
+    total = len((await session.scalars(stmt.with_only_columns(Staff.id))).all())
+    rows = (
+        await session.scalars(stmt.order_by(Staff.username).offset(max(offset, 0)).limit(limit))
+    ).all()
+    sites = await site_names(session, site_ids={r.site_id for r in rows})
+    depts = await department_names(
+        session, department_ids={r.department_id for r in rows if r.department_id}
+    )
+    return StaffPage(
+        items=[_account_view(r, sites, depts) for r in rows],
+        total=total,
+        offset=max(offset, 0),
+        limit=limit,
+    )
+
+
+async def account(session: AsyncSession, *, staff_id: int) -> StaffAccountView:
+    staff = await session.get(Staff, staff_id)
+    if staff is None:
+        raise NotFound(f"staff {staff_id} does not exist")
+    sites = await site_names(session, site_ids={staff.site_id})
+    depts = await department_names(
+        session, department_ids={staff.department_id} if staff.department_id else set()
+    )
+    return _account_view(staff, sites, depts)
+
+
+async def _check_placement(
+    session: AsyncSession, *, site_id: int, department_id: int | None
+) -> None:
+    if await session.get(Site, site_id) is None:
+        raise InvalidInput(f"no site {site_id}", field="site_id")
+    if department_id is not None and await session.get(Department, department_id) is None:
+        raise InvalidInput(f"no department {department_id}", field="department_id")
+
+
+async def create_account(
+    session: AsyncSession,
+    *,
+    username: str,
+    display_name: str,
+    site_id: int,
+    department_id: int | None,
+    password: str,
+    actor: str,
+    ip: str = "",
+) -> StaffAccountView:
+    """A staff account with no role (the security administrator grants roles: 三员分立).
+
+    Raises:
+        InvalidInput: password policy (field "password"), unknown site or department.
+        UsernameTaken: the username exists.
+    """
+    try:
+        check_password_policy(password)
+    except ValueError as e:
+        raise InvalidInput(str(e), field="password") from e
+    await _check_placement(session, site_id=site_id, department_id=department_id)
+    if await session.scalar(select(Staff.id).where(Staff.username == username)):
+        raise UsernameTaken(f"username {username} is taken")
+    staff = Staff(
+        username=username,
+        display_name=display_name,
+        password_hash=await hash_password(password),
+        site_id=site_id,
+        department_id=department_id,
+        roles=[],
+    )
+    session.add(staff)
+    await session.flush()
+    await record(
+        session,
+        actor=actor,
+        action="staff.create",
+        object_type="staff",
+        object_id=str(staff.id),
+        ip=ip,
+        detail={
+            "username": username,
+            "display_name": display_name,
+            "site_id": site_id,
+            "department_id": department_id,
+        },
+    )
+    return await account(session, staff_id=staff.id)
+
+
+async def update_account(
+    session: AsyncSession,
+    *,
+    staff_id: int,
+    display_name: str,
+    site_id: int,
+    department_id: int | None,
+    actor: str,
+    ip: str = "",
+) -> StaffAccountView:
+    staff = await session.get(Staff, staff_id)
+    if staff is None:
+        raise NotFound(f"staff {staff_id} does not exist")
+    await _check_placement(session, site_id=site_id, department_id=department_id)
+    before = {
+        "display_name": staff.display_name,
+        "site_id": staff.site_id,
+        "department_id": staff.department_id,
+    }
+    after = {"display_name": display_name, "site_id": site_id, "department_id": department_id}
+    staff.display_name, staff.site_id, staff.department_id = display_name, site_id, department_id
+    await session.flush()
+    changed = {k: [before[k], after[k]] for k in after if before[k] != after[k]}
+    if changed:
+        await record(
+            session,
+            actor=actor,
+            action="staff.update",
+            object_type="staff",
+            object_id=str(staff_id),
+            ip=ip,
+            detail={"changed": changed},
+        )
+    return await account(session, staff_id=staff_id)
+
+
+async def set_account_active(
+    session: AsyncSession, *, staff_id: int, active: bool, actor: str, ip: str = ""
+) -> None:
+    """Disable or enable an account (a disabled account cannot sign in; its sessions end at
+    their next request). An administrator cannot disable their own account."""
+    staff = await session.get(Staff, staff_id)
+    if staff is None:
+        raise NotFound(f"staff {staff_id} does not exist")
+    if actor == f"staff:{staff_id}" and not active:
+        raise Conflict("an administrator cannot disable their own account")
+    if staff.active == active:
+        return
+    staff.active = active
+    await session.flush()
+    await record(
+        session,
+        actor=actor,
+        action="staff.enable" if active else "staff.disable",
+        object_type="staff",
+        object_id=str(staff_id),
+        ip=ip,
+        detail={"username": staff.username},
+    )

@@ -34,6 +34,9 @@ HOME_TILES: list[tuple[str, str, Action]] = [
     ("组织机构", "/org", Action.org_view),
     ("审计日志", "/audit", Action.audit_read),
     ("安全管理（角色、登录、密钥）", "/security", Action.roles_manage),
+    ("工作人员账号", "/admin/staff", Action.staff_manage),
+    ("办理时限", "/admin/deadlines", Action.settings_manage),
+    ("节假日安排", "/admin/holidays", Action.settings_manage),
 ]
 
 

@@ -178,3 +178,28 @@ def test_token_create_list_revoke(data_dir: Path) -> None:
     assert refused.returncode == 1 and "token_scope_not_allowed" in refused.stderr
     onedoor(data_dir, "token", "revoke", token_id)
     assert "revoked" in onedoor(data_dir, "token", "list").stdout
+
+
+def test_holidays_load_replaces_a_year_and_refuses_a_bad_file(
+    data_dir: Path, tmp_path: Path
+) -> None:
+    db = sqlite3.connect(data_dir / "onedoor.db")
+    try:
+        before = db.execute("SELECT count(*) FROM holiday WHERE day LIKE '2027-%'").fetchone()[0]
+        assert before == 13  # the demo loaded the provisional 2027 file
+        bad = tmp_path / "bad.json"
+        bad.write_text('{"year": 2027, "days": [{"date": "2028-01-01", "name": "x"}]}')
+        out = onedoor(data_dir, "holidays", "load", str(bad), check=False)
+        assert out.returncode == 1 and "holiday_file_invalid" in out.stderr
+        assert (
+            db.execute("SELECT count(*) FROM holiday WHERE day LIKE '2027-%'").fetchone()[0] == 13
+        )
+        good = tmp_path / "good.json"
+        good.write_text(
+            '{"year": 2027, "days": [{"date": "2027-02-05", "workday": false, "name": "春节"}]}'
+        )
+        ok = onedoor(data_dir, "holidays", "load", str(good))
+        assert "loaded 1 days for 2027" in ok.stdout
+        assert db.execute("SELECT count(*) FROM holiday WHERE day LIKE '2027-%'").fetchone()[0] == 1
+    finally:
+        db.close()
