@@ -110,11 +110,12 @@ def test_user_add_and_bad_roles(data_dir: Path) -> None:
 def test_audit_verify_detects_an_edited_row(data_dir: Path) -> None:
     assert "audit chain intact" in onedoor(data_dir, "audit", "verify").stdout
     with sqlite3.connect(data_dir / "onedoor.db") as conn:
+        [(actor,)] = conn.execute("SELECT actor FROM audit_log WHERE id = 1").fetchall()
         conn.execute("UPDATE audit_log SET actor = 'staff:999' WHERE id = 1")
     broken = onedoor(data_dir, "audit", "verify", check=False)
     assert broken.returncode == 1 and "BROKEN at entry 1" in broken.stdout
     with sqlite3.connect(data_dir / "onedoor.db") as conn:
-        conn.execute("UPDATE audit_log SET actor = 'cli' WHERE id = 1")
+        conn.execute("UPDATE audit_log SET actor = ? WHERE id = 1", (actor,))
     assert onedoor(data_dir, "audit", "verify").returncode == 0
 
 
