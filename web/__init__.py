@@ -37,6 +37,7 @@ from web.views import (
     room,
     scheduling,
     session_record,
+    supervision_batches,
     tokens,
 )
 
@@ -90,3 +91,4 @@ def setup(app: web.Application) -> None:
     recordings.setup(app)
     session_record.setup(app)
     tokens.setup(app)
+    supervision_batches.setup(app)
