@@ -243,7 +243,10 @@ async def _views(
                 case_no=c.case_no,
                 state_label=STATE_LABELS[c.state.value],
                 closed=c.state not in OPEN_STATES,
-                overdue=(c.state in OPEN_STATES and (now > b.due_at or (c.id in marks and marks[c.id].overdue))),
+                overdue=(
+                    c.state in OPEN_STATES
+                    and (now > b.due_at or (c.id in marks and marks[c.id].overdue))
+                ),
                 lead_dept_id=c.lead_dept_id,
             )
             for bid, c in links
@@ -384,4 +387,3 @@ async def red_card_counts(
     if until is not None:
         stmt = stmt.where(RedCard.issued_at < until)
     return {int(d): int(n) for d, n in (await session.execute(stmt)).all()}
-

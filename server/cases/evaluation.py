@@ -22,6 +22,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.audit.service import record
 from server.auth.permissions import Action, StaffIdentity
 from server.cases import deadline_clock
+from server.cases.batches import RED_CARD_PENALTY, red_card_counts
 from server.cases.models import (
     CaseDeadline,
     CaseEvent,
@@ -33,7 +34,6 @@ from server.cases.models import (
     PublicationReport,
     RevisitTask,
 )
-from server.cases.batches import RED_CARD_PENALTY, red_card_counts
 from server.cases.outbox import enqueue
 from server.cases.schemas import Dashboard, EvaluationSubmit, RateRow
 from server.cases.statemachine import PARTY_WINDOWS
@@ -392,7 +392,9 @@ async def dashboard(
     return Dashboard(by=by, rows=rows)
 
 
-AssessKind = Literal["evaluated", "satisfied", "fair", "dissatisfied", "closed", "on_time", "overdue"]
+AssessKind = Literal[
+    "evaluated", "satisfied", "fair", "dissatisfied", "closed", "on_time", "overdue"
+]
 ASSESS_KINDS: tuple[str, ...] = (
     "evaluated",
     "satisfied",

@@ -69,7 +69,10 @@ class ListFilters(BaseModel):
     date_from: date | None = None
     date_to: date | None = None
     #: the 双评双考 drill-down (web/views/cases.dashboard_page links here)
-    assess: Literal["evaluated", "satisfied", "fair", "dissatisfied", "closed", "on_time", "overdue"] | None = None
+    assess: (
+        Literal["evaluated", "satisfied", "fair", "dissatisfied", "closed", "on_time", "overdue"]
+        | None
+    ) = None
     assess_by: Literal["staff", "department", "site"] = "department"
     assess_key: int | None = Field(default=None, ge=1, le=2**31 - 1)
     assess_from: date | None = None

@@ -157,7 +157,11 @@ async def dashboard_page(request: web.Request) -> web.Response:
             ("逾期率", "overdue_rate"),
         )
     ]
-    range_q = {"assess_by": by, "assess_from": day_from.isoformat(), "assess_to": day_to.isoformat()}
+    range_q = {
+        "assess_by": by,
+        "assess_from": day_from.isoformat(),
+        "assess_to": day_to.isoformat(),
+    }
 
     def drill(kind: str, key: str) -> str:
         return "/cases?" + urlencode({"assess": kind, **range_q, "assess_key": key})

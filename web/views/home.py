@@ -29,7 +29,7 @@ HOME_TILES: list[tuple[str, str, Action]] = [
     ("登记来访/来信", "/cases/new", Action.case_create),
     ("我的信访事项", "/cases", Action.case_view),
     ("逾期预警督办台", "/cases/board", Action.case_supervise),
-    ("集中交办", "/cases/batches", Action.case_supervise),
+    ("集中交办", "/cases/batches", Action.case_assess),
     ("调解与视频会议", "/sessions", Action.session_join),
     ("预约日程", "/scheduling", Action.schedule_view),
     ("组织机构", "/org", Action.org_view),

@@ -3,7 +3,7 @@ board) and 红牌 red cards (/cases/red-cards: list, and the form that issues on
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, time
+from datetime import UTC, date, datetime, time
 from typing import Any
 
 from aiohttp import web
@@ -78,7 +78,7 @@ async def _batch_page(
     )
 
 
-@protected(Action.case_view)
+@protected(Action.case_assess)
 async def batches_page(request: web.Request) -> web.Response:
     return await _batch_page(request, signed_in_staff(request))
 
@@ -104,7 +104,7 @@ async def batches_create(request: web.Request) -> web.Response:
         return await _batch_page(request, staff, typed=typed, errors=errors, status=400)
     tz = request.app[keys.settings].timezone
     try:
-        day = datetime.strptime(valid.due_date, "%Y-%m-%d").date()
+        day = date.fromisoformat(valid.due_date)
     except ValueError:
         errors["due_date"] = FIELD_MESSAGES["due_date"]
         return await _batch_page(request, staff, typed=typed, errors=errors, status=400)

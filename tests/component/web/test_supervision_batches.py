@@ -80,7 +80,7 @@ async def test_a_batch_goes_to_the_leader_who_sees_it_at_home_and_opens_its_case
         assert row is not None
         row.phone = "13800000001"
     token = await as_user(client, "supervisor01")
-    board = await (await client.get("/cases/batches?case=%d&case=%d" % (a, b))).text()
+    board = await (await client.get(f"/cases/batches?case={a}&case={b}")).text()
     assert f'name="case_ids" value="{a}" checked' in board
     resp = await post_batch(
         client,
@@ -157,7 +157,9 @@ async def test_bad_batch_input_is_said_in_chinese_and_nothing_is_assigned(
         assert await s.scalar(select(SupervisionBatch.id)) is None
 
 
-async def test_roles_not_allowed_get_403(client: Client, db: async_sessionmaker[AsyncSession]) -> None:
+async def test_roles_not_allowed_get_403(
+    client: Client, db: async_sessionmaker[AsyncSession]
+) -> None:
     case_id = await register(client)
     token = await as_user(client, "handler05")
     resp = await post_batch(
@@ -247,6 +249,8 @@ async def test_the_dashboard_range_drill_down_and_empty_state(
     assert f'href="/cases/{case_id}"' in listing
     assert "仅显示双评双考统计中该项数字对应的事项" in text_of(listing)
     other = await (
-        await client.get(link.group(1).replace("&amp;", "&").replace("assess=overdue", "assess=on_time"))
+        await client.get(
+            link.group(1).replace("&amp;", "&").replace("assess=overdue", "assess=on_time")
+        )
     ).text()
     assert f'href="/cases/{case_id}"' not in other
