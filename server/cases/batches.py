@@ -226,15 +226,10 @@ async def _views(
         )
     ).all()
     marks = await deadline_marks(session, [c.id for _, c in links], now)
-    names = dict(
-        (
-            await session.execute(
-                select(Staff.id, Staff.display_name).where(
-                    Staff.id.in_({b.leader_id for b in batches})
-                )
-            )
-        ).all()
+    leader_rows = await session.execute(
+        select(Staff.id, Staff.display_name).where(Staff.id.in_({b.leader_id for b in batches}))
     )
+    names: dict[int, str] = {int(i): str(n) for i, n in leader_rows.all()}
     out = []
     for b in batches:
         cases = [
