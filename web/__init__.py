@@ -41,6 +41,7 @@ from web.views import (
     scheduling,
     security,
     session_record,
+    supervision_batches,
     tokens,
 )
 
@@ -98,3 +99,4 @@ def setup(app: web.Application) -> None:
     session_record.setup(app)
     tokens.setup(app)
     security.setup(app)
+    supervision_batches.setup(app)

@@ -170,6 +170,8 @@ CASE_EVENT_LABELS: Mapping[str, str] = {
     "supervision": "督办",
     "supervision_response": "督办答复",
     "supervision_verdict": "督办评议",
+    "batch_assigned": "集中交办",
+    "red_card": "红牌警告",
     "agreement_drafted": "起草调解协议书",
     "agreement_effective": "调解协议书生效",
     "deadline_extended": "延长办理期限",

@@ -42,6 +42,7 @@ class Action(enum.StrEnum):
     case_exchange = "case.exchange"
     agreement_manage = "agreement.manage"
     escalation_manage = "escalation.manage"
+    red_card_issue = "red_card.issue"
     # sessions (reception and mediation)
     session_create = "session.create"
     session_join = "session.join"
@@ -109,6 +110,7 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     ),
     Action.case_assess: frozenset({R.centre_supervisor, R.dept_leader, R.supervising_leader}),
     Action.case_exchange: frozenset({R.centre_supervisor}),
+    Action.red_card_issue: frozenset({R.centre_supervisor}),
     Action.agreement_manage: frozenset({R.mediator}),
     # 三级抄告 contact lists: configuration (sys_admin) or the centre that issues 抄告.
     Action.escalation_manage: frozenset({R.centre_supervisor, R.sys_admin}),

@@ -16,12 +16,13 @@ from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal
 
-from sqlalchemy import func, select, update
+from sqlalchemy import Select, func, select, update
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.service import record
 from server.auth.permissions import Action, StaffIdentity
 from server.cases import deadline_clock
+from server.cases.batches import RED_CARD_PENALTY, red_card_counts
 from server.cases.models import (
     CaseDeadline,
     CaseEvent,
@@ -389,10 +390,19 @@ async def dashboard(
             stats[key]["on_time"] += n
         else:
             stats[key]["overdue"] += n
+    cards: dict[int, int] = {}
+    if by == "department":
+        cards = await red_card_counts(session, since=since, until=until)
+        if Action.case_view_all not in _actions(staff) and staff.department_id:
+            cards = {k: v for k, v in cards.items() if k == staff.department_id}
+        for key in cards:
+            stats[key]["red_cards"] = cards[key]
     labels = await _labels(session, by, list(stats))
     rows = []
     for key in sorted(stats):
         s = stats[key]
+        satisfaction = _rate(s["satisfied"] + s["fair"], s["evaluations"])
+        on_time_rate = _rate(s["on_time"], s["closed"])
         rows.append(
             RateRow(
                 key=str(key),
@@ -401,15 +411,101 @@ async def dashboard(
                 satisfied=s["satisfied"],
                 fair=s["fair"],
                 dissatisfied=s["dissatisfied"],
-                satisfaction_rate=_rate(s["satisfied"] + s["fair"], s["evaluations"]),
+                satisfaction_rate=satisfaction,
                 closed_deadlines=s["closed"],
                 on_time=s["on_time"],
                 overdue=s["overdue"],
-                on_time_rate=_rate(s["on_time"], s["closed"]),
+                on_time_rate=on_time_rate,
                 overdue_rate=_rate(s["overdue"], s["closed"]),
+                red_cards=s["red_cards"],
+                score=assessment_score(satisfaction, on_time_rate, s["red_cards"]),
             )
         )
     return Dashboard(by=by, rows=rows)
+
+
+AssessKind = Literal[
+    "evaluated", "satisfied", "fair", "dissatisfied", "closed", "on_time", "overdue"
+]
+ASSESS_KINDS: tuple[str, ...] = (
+    "evaluated",
+    "satisfied",
+    "fair",
+    "dissatisfied",
+    "closed",
+    "on_time",
+    "overdue",
+)
+
+
+def assessment_cases(
+    kind: AssessKind,
+    *,
+    by: By,
+    key: int | None,
+    since: datetime | None,
+    until: datetime | None,
+) -> Select[tuple[int]]:
+    """The ids of the cases behind one dashboard figure (the drill-down from 双考 to the case
+    list): the same grouping and range as `dashboard`."""
+    stmt: Select[tuple[int]]
+    if kind in ("evaluated", "satisfied", "fair", "dissatisfied"):
+        group = {
+            "staff": Evaluation.staff_id,
+            "department": Evaluation.department_id,
+            "site": PetitionCase.site_id,
+        }[by]
+        rating_col = Evaluation.staff_rating if by == "staff" else Evaluation.dept_rating
+        stmt = (
+            select(Evaluation.case_id)
+            .join(PetitionCase, PetitionCase.id == Evaluation.case_id)
+            .where(Evaluation.used_at.is_not(None))
+        )
+        if kind != "evaluated":
+            stmt = stmt.where(rating_col == kind)
+        if since is not None:
+            stmt = stmt.where(Evaluation.used_at >= since)
+        if until is not None:
+            stmt = stmt.where(Evaluation.used_at < until)
+    else:
+        group = {
+            "staff": PetitionCase.first_receiver_id,
+            "department": PetitionCase.lead_dept_id,
+            "site": PetitionCase.site_id,
+        }[by]
+        on_time = (CaseDeadline.met_at.is_not(None)) & (CaseDeadline.met_at <= CaseDeadline.due_at)
+        stmt = (
+            select(CaseDeadline.case_id)
+            .join(PetitionCase, PetitionCase.id == CaseDeadline.case_id)
+            .where(
+                CaseDeadline.kind.in_(ASSESSED_KINDS),
+                CaseDeadline.status.in_(("met", "overdue")),
+            )
+        )
+        if kind == "on_time":
+            stmt = stmt.where(CaseDeadline.status == "met", on_time)
+        elif kind == "overdue":
+            stmt = stmt.where(~((CaseDeadline.status == "met") & on_time))
+        if since is not None:
+            stmt = stmt.where(CaseDeadline.due_at >= since)
+        if until is not None:
+            stmt = stmt.where(CaseDeadline.due_at < until)
+    if key is not None:
+        stmt = stmt.where(group == key)
+    return stmt
+
+
+def assessment_score(
+    satisfaction_rate: float | None, on_time_rate: float | None, red_cards: int
+) -> float | None:
+    """The 双考 score (0-100): the mean of the known rates (satisfaction, on-time) times 100,
+    less RED_CARD_PENALTY points per red card, never below 0. No known rate and no red card:
+    None (nothing to assess); no known rate but red cards: 100 less the penalty."""
+    known = [r for r in (satisfaction_rate, on_time_rate) if r is not None]
+    if not known and not red_cards:
+        return None
+    base = 100 * sum(known) / len(known) if known else 100.0
+    return round(max(0.0, base - RED_CARD_PENALTY * red_cards), 1)
 
 
 def _actions(staff: StaffIdentity) -> set[Action]:

@@ -497,3 +497,41 @@ class KnowledgeArticle(Base):
     matter_type: Mapped[str | None] = mapped_column(String(64))
     department_id: Mapped[int | None] = mapped_column(ForeignKey("department.id"))
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SupervisionBatch(Base):
+    """集中交办: a batch of prominent cases a centre supervisor (or supervising leader) assigns
+    to one responsible leader with a deadline. The leader may open the batch's cases (a level-0
+    CaseEscalationRecipient row per case). Migration 0022."""
+
+    __tablename__ = "supervision_batch"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    title: Mapped[str] = mapped_column(String(128))
+    note: Mapped[str] = mapped_column(Text, default="")
+    leader_id: Mapped[int] = mapped_column(ForeignKey("staff.id"), index=True)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    created_by_id: Mapped[int] = mapped_column(ForeignKey("staff.id"))
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SupervisionBatchCase(Base):
+    """One case of a 集中交办 batch. Migration 0022."""
+
+    __tablename__ = "supervision_batch_case"
+    __table_args__ = (UniqueConstraint("batch_id", "case_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    batch_id: Mapped[int] = mapped_column(ForeignKey("supervision_batch.id"), index=True)
+    case_id: Mapped[int] = mapped_column(ForeignKey("petition_case.id"), index=True)
+
+
+class RedCard(Base):
+    """红牌警告: issued by the centre to a unit (department) that shirks (推诿), with the reason
+    and optionally the case; counted in 双考 (evaluation.dashboard). Migration 0022."""
+
+    __tablename__ = "red_card"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    department_id: Mapped[int] = mapped_column(ForeignKey("department.id"), index=True)
+    case_id: Mapped[int | None] = mapped_column(ForeignKey("petition_case.id"), index=True)
+    reason: Mapped[str] = mapped_column(Text)
+    issued_by_id: Mapped[int] = mapped_column(ForeignKey("staff.id"))
+    issued_at: Mapped[datetime] = mapped_column(UTCDateTime(), index=True)

@@ -34,6 +34,7 @@ from server.cases.access import (
     visibility_clause,
     visible_case,
 )
+from server.cases.evaluation import assessment_cases
 from server.cases.labels import STATE_LABELS, chain_link
 from server.cases.models import (
     CaseDeadline,
@@ -274,6 +275,18 @@ def _filters(query: CaseQuery, now: datetime | None = None) -> list[ColumnElemen
             PetitionCase.id.in_(overdue_ids)
             if query.overdue
             else PetitionCase.id.not_in(overdue_ids)
+        )
+    if query.assess is not None:
+        out.append(
+            PetitionCase.id.in_(
+                assessment_cases(
+                    query.assess,
+                    by=query.assess_by,
+                    key=query.assess_key,
+                    since=query.assess_from,
+                    until=query.assess_to,
+                )
+            )
         )
     if query.before_id is not None:
         out.append(PetitionCase.id < query.before_id)

@@ -311,6 +311,16 @@ class CaseQuery(BaseModel):
     channel: Channel | None = None
     #: The colour of a running deadline: overdue, red (incl. overdue), yellow, green.
     deadline: Literal["overdue", "red", "yellow", "green"] | None = None
+    #: The drill-down from the 双评双考 dashboard: the cases behind one figure
+    #: (evaluation.assessment_cases): the figure, the grouping and its key, the range.
+    assess: (
+        Literal["evaluated", "satisfied", "fair", "dissatisfied", "closed", "on_time", "overdue"]
+        | None
+    ) = None
+    assess_by: Literal["staff", "department", "site"] = "department"
+    assess_key: DbId | None = None
+    assess_from: datetime | None = None
+    assess_to: datetime | None = None
 
 
 class CaseListItem(BaseModel):
@@ -376,6 +386,10 @@ class RateRow(BaseModel):
     overdue: int
     on_time_rate: float | None
     overdue_rate: float | None
+    #: 红牌 issued to the department in the range (department grouping only).
+    red_cards: int = 0
+    #: 双考 score 0-100: evaluation.assessment_score.
+    score: float | None = None
 
 
 class Dashboard(BaseModel):

@@ -179,6 +179,8 @@ def event_words(e: TimelineEvent, dept_names: dict[int, str]) -> list[str]:
         out.append("满意" if p.get("satisfied") else "不满意")
         if p.get("comment"):
             out.append(str(p["comment"]))
+    if e.type == "batch_assigned":
+        out.append(f"{p.get('title', '')}，责任领导：{p.get('leader', '')}")
     for key in ("reason", "note"):
         if p.get(key):
             out.append(str(p[key]))

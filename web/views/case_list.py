@@ -9,7 +9,7 @@ import csv
 import io
 import math
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, Literal
 from urllib.parse import urlencode
 from zoneinfo import ZoneInfo
 
@@ -47,6 +47,11 @@ FILTER_MESSAGES = {
     "page": "页码无效",
     "q": "搜索词过长（最多100字）",
     "matter_type": "请选择有效的事项类型",
+    "assess": "考核统计条件无效",
+    "assess_by": "考核统计条件无效",
+    "assess_key": "考核统计条件无效",
+    "assess_from": "考核统计条件无效",
+    "assess_to": "考核统计条件无效",
 }
 
 
@@ -63,6 +68,15 @@ class ListFilters(BaseModel):
     deadline: str | None = None
     date_from: date | None = None
     date_to: date | None = None
+    #: the 双评双考 drill-down (web/views/cases.dashboard_page links here)
+    assess: (
+        Literal["evaluated", "satisfied", "fair", "dissatisfied", "closed", "on_time", "overdue"]
+        | None
+    ) = None
+    assess_by: Literal["staff", "department", "site"] = "department"
+    assess_key: int | None = Field(default=None, ge=1, le=2**31 - 1)
+    assess_from: date | None = None
+    assess_to: date | None = None
     page: int = Field(default=1, ge=1, le=100000)
 
     @field_validator("deadline")
@@ -88,6 +102,11 @@ class ListFilters(BaseModel):
             deadline=self.deadline,
             registered_from=start(self.date_from) if self.date_from else None,
             registered_to=start(self.date_to + timedelta(days=1)) if self.date_to else None,
+            assess=self.assess,
+            assess_by=self.assess_by,
+            assess_key=self.assess_key,
+            assess_from=start(self.assess_from) if self.assess_from else None,
+            assess_to=start(self.assess_to + timedelta(days=1)) if self.assess_to else None,
         )
 
 

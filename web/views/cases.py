@@ -4,7 +4,9 @@ public evaluation form. Thin: they call server.cases services and render."""
 from __future__ import annotations
 
 import contextlib
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
+from urllib.parse import urlencode
 
 from aiohttp import web
 from pydantic import ValidationError
@@ -15,6 +17,7 @@ from server.cases.schemas import RATING_LABELS, EvaluationSubmit
 from server.http import keys
 from server.http.auth import client_ip, protected, public, signed_in_staff
 from server.http.common import path_int
+from server.kernel import clock
 from server.kernel.db import utcnow
 from server.kernel.errors import AppError
 from web.render import page
@@ -99,14 +102,54 @@ def bars(rows: list[Any], attr: str) -> list[dict[str, Any]]:
     return out
 
 
+def _month_range(today: date) -> tuple[date, date]:
+    """This district month: its first day to its last."""
+    first = today.replace(day=1)
+    nxt = (first + timedelta(days=32)).replace(day=1)
+    return first, nxt - timedelta(days=1)
+
+
+def _day(raw: str) -> date | None:
+    try:
+        return date.fromisoformat(raw.strip()) if raw.strip() else None
+    except ValueError:
+        return None
+
+
 @protected(Action.case_assess)
 async def dashboard_page(request: web.Request) -> web.Response:
+    """双评双考 over a date range (district days, this month by default); every figure links to
+    the case list filtered to the cases behind it; red cards and the score per department."""
     staff = signed_in_staff(request)
     by = request.query.get("by", "department")
     if by not in ("staff", "department", "site"):
         by = "department"
+    tz = request.app[keys.settings].timezone
+    default_from, default_to = _month_range(clock.local_date(utcnow(), tz))
+    errors: dict[str, str] = {}
+    raw_from, raw_to = request.query.get("from", ""), request.query.get("to", "")
+    day_from = _day(raw_from) if raw_from else default_from
+    day_to = _day(raw_to) if raw_to else default_to
+    if day_from is None:
+        errors["from"] = "请按“年-月-日”填写开始日期"
+        day_from = default_from
+    if day_to is None:
+        errors["to"] = "请按“年-月-日”填写结束日期"
+        day_to = default_to
+    if not errors and day_from > day_to:
+        errors["to"] = "结束日期不能早于开始日期"
+        day_from, day_to = default_from, default_to
+    zone = clock.zone(tz)
+    since = datetime.combine(day_from, time(0), tzinfo=zone).astimezone(UTC)
+    until = datetime.combine(day_to + timedelta(days=1), time(0), tzinfo=zone).astimezone(UTC)
     async with request.app[keys.db].begin() as session:
-        board = await evaluation.dashboard(session, staff=staff, by=by)  # type: ignore[arg-type]
+        board = await evaluation.dashboard(
+            session,
+            staff=staff,
+            by=by,  # type: ignore[arg-type]
+            since=since,
+            until=until,
+        )
     charts = [
         (title, bars(board.rows, attr))
         for title, attr in (
@@ -115,10 +158,30 @@ async def dashboard_page(request: web.Request) -> web.Response:
             ("逾期率", "overdue_rate"),
         )
     ]
+    range_q = {
+        "assess_by": by,
+        "assess_from": day_from.isoformat(),
+        "assess_to": day_to.isoformat(),
+    }
+
+    def drill(kind: str, key: str) -> str:
+        return "/cases?" + urlencode({"assess": kind, **range_q, "assess_key": key})
+
     return page(
         request,
         "cases/dashboard.html",
-        {"board": board, "charts": charts, "bar_max": BAR_MAX_PX, "by": by},
+        {
+            "board": board,
+            "charts": charts,
+            "bar_max": BAR_MAX_PX,
+            "by": by,
+            "day_from": day_from.isoformat(),
+            "day_to": day_to.isoformat(),
+            "errors": errors,
+            "drill": drill,
+            "range_q": urlencode({"from": day_from.isoformat(), "to": day_to.isoformat()}),
+        },
+        status=400 if errors else 200,
     )
 
 

@@ -7,7 +7,7 @@ from typing import Any
 from aiohttp import web
 
 from server.auth.permissions import Action, StaffIdentity
-from server.cases import worklist
+from server.cases import batches, worklist
 from server.cases.queries import cases_for_receiver
 from server.http import keys
 from server.http.auth import current_staff, public
@@ -29,6 +29,7 @@ HOME_TILES: list[tuple[str, str, Action]] = [
     ("登记来访/来信", "/cases/new", Action.case_create),
     ("我的信访事项", "/cases", Action.case_view),
     ("逾期预警督办台", "/cases/board", Action.case_supervise),
+    ("集中交办", "/cases/batches", Action.case_assess),
     ("调解与视频会议", "/sessions", Action.session_join),
     ("预约日程", "/scheduling", Action.schedule_view),
     ("组织机构", "/org", Action.org_view),
@@ -49,11 +50,13 @@ async def home(request: web.Request) -> web.StreamResponse:
     my_cases = []
     work = worklist.MyWork()
     board = 0
+    my_batches: list[batches.BatchView] = []
     now = utcnow()
     if staff.can(Action.case_view):
         async with request.app[keys.db].begin() as session:
             my_cases = await cases_for_receiver(session, staff_id=staff.staff_id, limit=10)
             work = await worklist.my_work(session, staff=staff, now=now)
+            my_batches = await batches.my_batches(session, staff=staff, now=now)
             if staff.can(Action.case_supervise):
                 board = len(await worklist.supervision_board(session, staff=staff, now=now))
     live = await _live_context(request, staff)
@@ -71,6 +74,7 @@ async def home(request: web.Request) -> web.StreamResponse:
             "role_labels": [ROLE_LABELS[r] for r in sorted(staff.roles)],
             "my_cases": my_cases,
             "work": work,
+            "my_batches": my_batches,
             "shown": HOME_LIST_MAX,
             "mark": lambda m: mark_words(m, now),
             "case_viewer": staff.can(Action.case_view),

@@ -58,6 +58,7 @@ SCOPE_LABELS = {
     "schedule.view": "查看日程",
     "schedule.book": "预约会话",
     "schedule.manage": "管理日程",
+    "red_card.issue": "签发红牌",
 }
 
 

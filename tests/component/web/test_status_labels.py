@@ -192,6 +192,7 @@ def _pages() -> Iterator[tuple[str, str, dict[str, Any], list[tuple[str, str]]]]
             "live_sessions": sessions,
             "tile_counts": {},
             "work": MyWork(),
+            "my_batches": [],
             "shown": 10,
             "mark": lambda m: ("grey", "—", 0),
             "case_viewer": True,
