@@ -173,7 +173,8 @@ def _fmt(t: datetime | None) -> str:
 
 def _pages() -> Iterator[tuple[str, str, dict[str, Any], list[tuple[str, str]]]]:
     """(page, template, context, [(table, code) shown on it])."""
-    sessions = [_ns(id=i, room_id=f"r-{i}", title=f"会话{i}", state=s, site_name="拱墅区信访超市")
+    sessions = [_ns(id=i, room_id=f"r-{i}", title=f"会话{i}", state=s, site_name="拱墅区信访超市",
+                    planned_start=None)
                 for i, s in enumerate(SessionState, 1)]  # fmt: skip
     cases = [_ns(id=i, case_no=f"330105-2026-{i:06d}", summary="诉求", state=s)
              for i, s in enumerate(CaseState, 1)]  # fmt: skip
