@@ -3,58 +3,34 @@ estimate fits only the base layer receives fewer frames per second but keeps its
 pause); a good subscriber of the same publisher receives every frame.
 
 aiortc's VP8 encoder has no temporal layers, so the publisher's RTP payload descriptors are
-rewritten in this test (its `Vp8Encoder.encode` is wrapped): frames are labelled in the L1T3
-pattern 0 2 1 2 from each keyframe on, with the layer-sync bit on the first TL1 and TL2 frame
-after it, as libvpx does. The stream is not really temporally scalable (each frame refers to the
-one before), so the weak subscriber's picture would show artefacts; what is checked is which
-frames the SFU forwards to whom. The SFU's own senders re-packetize with `pack`, not `encode`.
+labelled L1T3 by `tests.media.temporal.label_l1t3` (see there: the stream is not really
+temporally scalable; what is checked is which frames the SFU forwards to whom).
 """
 
 from __future__ import annotations
 
 from collections.abc import AsyncIterator, Iterator
-from typing import Any
 
 import pytest
-from aiortc.codecs.vpx import Vp8Encoder, VpxPayloadDescriptor
 
 from media.bandwidth import BandwidthSettings
 from media.congestion import needed_bps
 from media.interfaces import VideoPaused
 from media.sfu import SfuMediaNode
 from tests.media.rtc_clients import EventPump, TestClient, wait_until
+from tests.media.temporal import label_l1t3
 from tests.media.test_media_audio_first import RembReporter
 
 pytestmark = pytest.mark.media
 
 SETTINGS = BandwidthSettings(warmup_s=0.0, pause_after_s=0.5, interval_s=0.2)
-PATTERN = (0, 2, 1, 2)
 
 
 @pytest.fixture
-def l1t3_publishers(monkeypatch: pytest.MonkeyPatch) -> Iterator[None]:
+def l1t3_publishers() -> Iterator[None]:
     """Every aiortc VP8 encoder of this test labels its frames with L1T3 temporal layer ids."""
-    original = Vp8Encoder.encode
-
-    def encode(self: Any, frame: Any, force_keyframe: bool = False) -> tuple[list[bytes], int]:
-        payloads, timestamp = original(self, frame, force_keyframe)
-        if not payloads:
-            return payloads, timestamp
-        _, data = VpxPayloadDescriptor.parse(payloads[0])
-        index = 0 if data[0] & 1 == 0 else getattr(self, "_test_since_key", 0) + 1
-        self._test_since_key = index
-        tid = PATTERN[index % 4]
-        sync = index in (1, 2)  # the first TL2 and TL1 frame after the keyframe
-        out = []
-        for payload in payloads:
-            descr, rest = VpxPayloadDescriptor.parse(payload)
-            descr.tid = (tid, int(sync))
-            descr.tl0picidx = (index // 4) & 0xFF
-            out.append(bytes(descr) + rest)
-        return out, timestamp
-
-    monkeypatch.setattr(Vp8Encoder, "encode", encode)
-    yield
+    with label_l1t3():
+        yield
 
 
 @pytest.fixture
