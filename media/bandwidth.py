@@ -12,7 +12,7 @@ sent, and pauses or resumes that subscriber's video (never its audio).
 from __future__ import annotations
 
 import time
-from collections.abc import Callable, Iterable
+from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
 Clock = Callable[[], float]
@@ -204,3 +204,115 @@ class VideoPausePolicy:
         self.paused, self.resumed_at, self._since = False, now, None
         self.reason = ""
         return False
+
+
+#: VP8 L1T3: temporal layers 0 (base), 1, 2.
+MAX_LAYER = 2
+
+
+@dataclass(frozen=True, slots=True)
+class LayerSettings:
+    """Thresholds of the temporal-layer step before the video pause (`LayerPolicy`).
+
+    `needed[L]` is what the subscriber is sent with layers 0..L of every publisher's video (plus
+    audio). *Weak* as for the pause (`BandwidthSettings.pause_below_ratio` of `needed` at the
+    current layer, or video loss above `pause_loss`) for `down_after_s` → down to the highest
+    layer whose `needed` fits the estimate (or one layer down on loss alone), at once several if
+    needed. Up one layer when, for `up_after_s`, the loss is at most `resume_loss` and an
+    estimate received since the last change is either ≥ `up_above_ratio` × `needed` of the next
+    layer, or ≥ `resume_above_ratio` × `needed` of the current one after holding it `hold_s`
+    (a probe: a receiver's estimate rarely grows far beyond what it receives). A down soon after
+    an up (within `backoff_reset_s`) doubles `hold_s`, up to `max_hold_s`.
+    """
+
+    down_after_s: float = 1.0
+    up_after_s: float = 3.0
+    up_above_ratio: float = 1.05
+    hold_s: float = 5.0
+    max_hold_s: float = 40.0
+
+
+class LayerPolicy:
+    """One subscriber's highest VP8 temporal layer (0..MAX_LAYER), with hysteresis. `update`
+    returns the new cap when it changes, else None. While the subscriber's video is paused the
+    SFU calls `to_base()`: a resume starts from the base layer and climbs (layer-drop → pause →
+    resume → layer-up)."""
+
+    def __init__(
+        self,
+        settings: BandwidthSettings | None = None,
+        layers: LayerSettings | None = None,
+        clock: Clock = time.monotonic,
+    ) -> None:
+        self.settings = settings or BandwidthSettings()
+        self.layers = layers or LayerSettings()
+        self.clock = clock
+        self.created_at = clock()
+        self.layer = MAX_LAYER
+        self.changed_at = self.created_at
+        self.upped_at: float | None = None
+        self.hold_s = self.layers.hold_s
+        self.downs = 0
+        self._down_since: float | None = None
+        self._up_since: float | None = None
+
+    def to_base(self) -> None:
+        if self.layer != 0:
+            self.layer, self.changed_at = 0, self.clock()
+        self._down_since = self._up_since = None
+
+    def effective(self, top: int) -> int:
+        """The cap given the highest layer the publishers send."""
+        return max(0, min(self.layer, top))
+
+    def update(self, estimator: BandwidthEstimator, needed: Sequence[float]) -> int | None:
+        """`needed[L]`: bits/s the subscriber is sent with layers 0..L (len = layers sent)."""
+        s, ls = self.settings, self.layers
+        now = self.clock()
+        top = len(needed) - 1
+        if top < 1:
+            self._down_since = self._up_since = None
+            return None
+        current = self.effective(top)
+        estimate = estimator.estimate_bps() if now - self.created_at >= s.warmup_s else None
+        loss = estimator.loss("video")
+        low = estimate is not None and estimate < s.pause_below_ratio * needed[current]
+        lossy = loss is not None and loss > s.pause_loss
+        if low or lossy:
+            self._up_since = None
+            if current == 0:
+                self._down_since = None
+                return None  # the pause policy's turn
+            if self._down_since is None:
+                self._down_since = now
+            if now - self._down_since < ls.down_after_s:
+                return None
+            target = current - 1
+            if low:
+                assert estimate is not None
+                fits = [lay for lay in range(current) if estimate >= needed[lay]]
+                target = min(target, fits[-1] if fits else 0)
+            recent = self.upped_at is not None and now - self.upped_at < s.backoff_reset_s
+            self.hold_s = min(self.hold_s * 2, ls.max_hold_s) if recent else ls.hold_s
+            self.layer, self.changed_at, self._down_since = target, now, None
+            self.downs += 1
+            return target
+        self._down_since = None
+        if current >= top or self.layer >= MAX_LAYER:
+            self._up_since = None
+            return None
+        fresh = estimator.estimate_bps(since=self.changed_at)
+        good_loss = loss is None or loss <= s.resume_loss
+        fits_next = fresh is not None and fresh >= ls.up_above_ratio * needed[current + 1]
+        probe = now - self.changed_at >= self.hold_s and (
+            fresh is None or fresh >= s.resume_above_ratio * needed[current]
+        )
+        if not (good_loss and (fits_next or probe)):
+            self._up_since = None
+            return None
+        if self._up_since is None:
+            self._up_since = now
+        if now - self._up_since < ls.up_after_s:
+            return None
+        self.layer, self.changed_at, self.upped_at, self._up_since = current + 1, now, now, None
+        return self.layer

@@ -4,6 +4,10 @@ publisher's forwarded bitrate, `TrackForwarder.rate`), asks its `VideoPausePolic
 `BandwidthEstimator` (fed by the adapter from the subscriber's REMB and receiver reports), and
 pauses or resumes that subscriber's video subscriptions; audio is never touched. No aiortc.
 
+Before any pause, VP8 temporal layers: each subscriber's `LayerPolicy` caps the temporal layer
+it receives (from every publisher's measured bitrate per layer); only at the base layer does
+the `VideoPausePolicy` get its turn (layer-drop → pause → resume → layer-up).
+
 Also applied here: a participant's own choice to receive no video (`receive_video`, the room's
 "仅音频" switch), through the same `ForwardedTrack.set_paused`.
 """
@@ -12,26 +16,62 @@ from __future__ import annotations
 
 import logging
 
-from media.bandwidth import BandwidthSettings
+from media.bandwidth import MAX_LAYER, BandwidthSettings
 from media.forwarding import ForwardedTrack, PeerSession, Room
 from media.interfaces import VideoPaused
 
 logger = logging.getLogger(__name__)
 
 
-def needed_bps(session: PeerSession, settings: BandwidthSettings) -> float:
-    """What the subscriber is sent when its video flows: the video it receives plus audio."""
+def needed_bps(session: PeerSession, settings: BandwidthSettings, layer: int = MAX_LAYER) -> float:
+    """What the subscriber is sent when its video flows with temporal layers 0..`layer`: that
+    video plus audio."""
     total = 0.0
     for _, track in session.subscriptions.values():
         forwarder = track.forwarder
         if not (forwarder.granted and forwarder.enabled) or forwarder.ended:
             continue
-        rate = forwarder.rate.bps
         if track.kind == "audio":
+            rate = forwarder.rate.bps
             total += rate if rate else settings.audio_bps
         else:
-            total += rate or 0.0
+            total += forwarder.rate_up_to(layer) or 0.0
     return total
+
+
+def top_layer(session: PeerSession) -> int:
+    """The highest temporal layer any publisher this subscriber receives sends (0: none)."""
+    return max(
+        (t.forwarder.top_layer for t in video_tracks(session) if not t.forwarder.ended),
+        default=0,
+    )
+
+
+def _choose_layer(session: PeerSession, settings: BandwidthSettings, now: float) -> bool:
+    """Layer-drop before pause, layer-up after resume. Returns whether the pause policy has its
+    turn (the subscriber is at the base layer, or its publishers send no temporal layers)."""
+    tracks = video_tracks(session)
+    layers = session.layers
+    at_base = True
+    if session.policy.paused or not session.receive_video:
+        layers.to_base()
+    else:
+        top = top_layer(session)
+        needed = [needed_bps(session, settings, lay) for lay in range(top + 1)]
+        change = layers.update(session.estimator, needed)
+        if change is not None:
+            logger.info(
+                "room %s: temporal layers up to %d for %s (needs %s bps)",
+                session.room.room_id,
+                change,
+                session.peer_id,
+                [round(n) for n in needed],
+            )
+        at_base = layers.effective(top) == 0
+    for track in tracks:
+        track.set_max_layer(layers.layer, now)
+        track.check_layer_sync(now)
+    return session.policy.paused or not session.receive_video or at_base
 
 
 def video_tracks(session: PeerSession) -> list[ForwardedTrack]:
@@ -48,14 +88,15 @@ def apply_pause(session: PeerSession) -> None:
 def evaluate(room: Room, settings: BandwidthSettings, now: float) -> list[VideoPaused]:
     """One round for every subscriber of the room; the events to tell subscribers."""
     for forwarder in room.forwarders():
-        forwarder.rate.update(forwarder.bytes_in, now)
+        forwarder.update_rates(now)
     events: list[VideoPaused] = []
     for session in list(room.peers.values()):
         if session.closed or not session.connected:
             continue
         tracks = video_tracks(session)
-        if tracks:
-            decision = session.policy.update(session.estimator, needed_bps(session, settings))
+        if tracks and _choose_layer(session, settings, now):
+            # only the base layer is left: pause when even it does not fit
+            decision = session.policy.update(session.estimator, needed_bps(session, settings, 0))
             if decision is not None:
                 logger.info(
                     "room %s: %s video to %s (%s)",

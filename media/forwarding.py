@@ -25,7 +25,13 @@ from aiortc import MediaStreamTrack, RTCPeerConnection
 from aiortc.mediastreams import MediaStreamError
 
 from media import adapter
-from media.bandwidth import BandwidthEstimator, RateMeter, VideoPausePolicy
+from media.bandwidth import (
+    MAX_LAYER,
+    BandwidthEstimator,
+    LayerPolicy,
+    RateMeter,
+    VideoPausePolicy,
+)
 from media.interfaces import PublishGrant, TrackKind, TrackSource
 from media.quality import QualityMeter
 from media.recorder import Recording, TrackKey
@@ -39,6 +45,11 @@ KEYFRAME_MIN_INTERVAL_S = 1.0
 # A subscription may start from a keyframe already received if it is at most this old: the
 # frames since then reach the subscriber as a short burst, which its jitter buffer absorbs.
 FRESH_KEYFRAME_S = 0.25
+#: A subscriber whose temporal layer cap went up waits this long for a layer-sync frame of the
+#: next layer, then asks the publisher for a keyframe (throttled per publisher as any request).
+LAYER_SYNC_WAIT_S = 4.0
+#: RFC 7741 TIDs are 2 bits; per-layer bitrates are kept for all four.
+TIDS = 4
 
 
 class ForwarderHost(Protocol):
@@ -88,6 +99,13 @@ class ForwardedTrack(MediaStreamTrack):
         self.skipped = 0  # video frames not forwarded while waiting for a keyframe
         self.paused = False  # video held back from this subscriber (audio first, audio only)
         self.paused_frames = 0
+        # VP8 temporal layers: frames above `layer` are not forwarded; `max_layer` is the cap
+        # chosen for this subscriber (LayerPolicy); `layer` climbs to it one layer at a time,
+        # at a layer-sync frame of the next layer or at a keyframe.
+        self.max_layer = MAX_LAYER
+        self.layer = MAX_LAYER
+        self.layer_up_since: float | None = None  # waiting for a sync frame since then
+        self.layer_dropped = 0  # frames not forwarded because of their temporal layer
         fresh = forwarder.fresh_frames()
         if fresh:
             self._queue.extend(fresh)
@@ -104,12 +122,30 @@ class ForwardedTrack(MediaStreamTrack):
         if waiter is not None and not waiter.done():
             waiter.set_result(None)
 
-    def push(self, packet: av.Packet[Any], keyframe: bool) -> None:
+    def push(
+        self, packet: av.Packet[Any], keyframe: bool, layer: adapter.TemporalLayer | None = None
+    ) -> None:
         if self.readyState != "live" or not (self.active or self.kind == "video"):
             return
         if self.paused:
             self.paused_frames += 1
             return
+        if keyframe:  # references nothing: every layer up to the cap may follow
+            self.layer = self.max_layer
+            self.layer_up_since = None
+        elif layer is not None and layer.tid > self.layer:
+            # Frames of a layer reference only that layer and those below (RFC 7741, the VP8
+            # temporal pattern), so dropping them never breaks what is forwarded. Climb only
+            # at a frame of the next layer with the layer-sync bit: it references the base
+            # layer alone. A base-layer frame is not enough (the next layer-1 frame may refer
+            # to an earlier layer-1 frame this subscriber never got).
+            if layer.sync and layer.tid == self.layer + 1 and layer.tid <= self.max_layer:
+                self.layer = layer.tid
+                if self.layer == self.max_layer:
+                    self.layer_up_since = None
+            else:
+                self.layer_dropped += 1
+                return
         if self.waiting_keyframe:
             if not keyframe:
                 self.skipped += 1
@@ -150,6 +186,29 @@ class ForwardedTrack(MediaStreamTrack):
             return
         self.waiting_keyframe = True
         if self.active:
+            self.forwarder.request_keyframe()
+
+    def set_max_layer(self, max_layer: int, now: float) -> None:
+        """The subscriber's temporal layer cap: down at once (frames above it are dropped from
+        the next one on), up from the next layer-sync frame (or keyframe)."""
+        if self.kind != "video" or max_layer == self.max_layer:
+            return
+        self.max_layer = max_layer
+        if max_layer < self.layer:
+            self.layer = max_layer
+            self.layer_up_since = None
+        elif self.layer_up_since is None:
+            self.layer_up_since = now
+
+    def check_layer_sync(self, now: float) -> None:
+        """No layer-sync frame came within LAYER_SYNC_WAIT_S of a raised cap: a keyframe
+        (throttled per publisher) lets this subscriber climb."""
+        since = self.layer_up_since
+        if since is None or self.layer >= min(self.max_layer, self.forwarder.top_layer):
+            self.layer_up_since = None
+            return
+        if now - since >= LAYER_SYNC_WAIT_S and not self.paused:
+            self.layer_up_since = now
             self.forwarder.request_keyframe()
 
     def request_keyframe(self) -> None:
@@ -220,6 +279,11 @@ class TrackForwarder:
         self.frames_in = 0
         self.bytes_in = 0
         self.rate = RateMeter()  # bits per second of what it forwards, measured
+        # VP8 temporal layers: bytes and measured bits/s per TID (a frame without one is TID 0)
+        self.layer_bytes = [0] * TIDS
+        self.layer_rates = [RateMeter() for _ in range(TIDS)]
+        self.layer_frames = [0] * TIDS  # frames in per TID (diagnostics, e2e)
+        self.top_layer = 0  # the highest TID seen
         self.keyframes_in = 0
         self.plis_sent = 0
         self.ended = False
@@ -238,9 +302,19 @@ class TrackForwarder:
     def key(self) -> str:
         return f"{self.publisher_id}/{self.track_id}"
 
-    def on_frame(self, packet: av.Packet[Any], arrival_monotonic_s: float) -> None:
+    def on_frame(
+        self,
+        packet: av.Packet[Any],
+        arrival_monotonic_s: float,
+        layer: adapter.TemporalLayer | None = None,
+    ) -> None:
         self.frames_in += 1
         self.bytes_in += packet.size
+        tid = layer.tid if layer is not None else 0
+        self.layer_bytes[tid] += packet.size
+        self.layer_frames[tid] += 1
+        if tid > self.top_layer:
+            self.top_layer = tid
         if not (self.granted and self.enabled):
             return
         data = bytes(packet) if (self.kind == "video" or self.room.recording) else b""
@@ -256,7 +330,7 @@ class TrackForwarder:
                 else:
                     self._since_keyframe = []
         for track in self.subscribers.values():
-            track.push(packet, keyframe)
+            track.push(packet, keyframe, layer)
         recording = self.room.recording
         if recording is not None:
             assert packet.pts is not None and packet.time_base is not None
@@ -272,6 +346,20 @@ class TrackForwarder:
 
     def on_end(self) -> None:
         self.ended = True
+
+    def update_rates(self, now: float) -> None:
+        self.rate.update(self.bytes_in, now)
+        for meter, total in zip(self.layer_rates, self.layer_bytes, strict=True):
+            meter.update(total, now)
+
+    def rate_up_to(self, layer: int) -> float | None:
+        """Bits/s of layers 0..`layer` (all of it for a stream without temporal layers)."""
+        if self.top_layer == 0 or layer >= self.top_layer:
+            return self.rate.bps
+        rates = [r.bps for r in self.layer_rates[: layer + 1]]
+        if any(r is None for r in rates):
+            return self.rate.bps
+        return sum(r for r in rates if r is not None)
 
     @property
     def has_fresh_keyframe(self) -> bool:
@@ -346,6 +434,7 @@ class PeerSession:
     # audio first (media/bandwidth.py): this participant as a subscriber
     estimator: BandwidthEstimator = field(default_factory=BandwidthEstimator)
     policy: VideoPausePolicy = field(default_factory=VideoPausePolicy)
+    layers: LayerPolicy = field(default_factory=LayerPolicy)  # the step before the pause
     receive_video: bool = True  # False: the participant chose audio only
     reported_paused: set[str] = field(default_factory=set)  # publishers told as paused
     quality: QualityMeter = field(default_factory=QualityMeter)  # for the session record
@@ -381,6 +470,12 @@ class SubscriptionStats:
     max_queued: int
     forwarded: int
     dropped: int
+    #: VP8 temporal layers: this subscriber's current layer and cap, frames not forwarded for
+    #: their layer, and the publisher's frames in per TID 0..3
+    layer: int = MAX_LAYER
+    max_layer: int = MAX_LAYER
+    layer_dropped: int = 0
+    frames_in_by_tid: tuple[int, ...] = (0, 0, 0, 0)
 
 
 def log_room_stats(log: logging.Logger, room: Room) -> None:

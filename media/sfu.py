@@ -44,7 +44,7 @@ from aiortc.exceptions import InternalError, OperationError
 from aiortc.sdp import candidate_from_sdp
 
 from media import adapter
-from media.bandwidth import BandwidthEstimator, BandwidthSettings, VideoPausePolicy
+from media.bandwidth import BandwidthEstimator, BandwidthSettings, LayerPolicy, VideoPausePolicy
 from media.congestion import apply_pause, evaluate
 from media.errors import (
     InvalidDescription,
@@ -199,6 +199,10 @@ class SfuMediaNode:
                 max_queued=track.max_queued,
                 forwarded=track.forwarded,
                 dropped=track.dropped,
+                layer=track.layer,
+                max_layer=track.max_layer,
+                layer_dropped=track.layer_dropped,
+                frames_in_by_tid=tuple(track.forwarder.layer_frames),
             )
             for s in room.peers.values()
             for _, track in s.subscriptions.values()
@@ -243,6 +247,7 @@ class SfuMediaNode:
                 grant,
                 estimator=BandwidthEstimator(self.bandwidth),
                 policy=VideoPausePolicy(self.bandwidth),
+                layers=LayerPolicy(self.bandwidth),
             )
             room.peers[peer_id] = session
             self._wire_peer(session)

@@ -70,7 +70,13 @@ decoder_worker hook), `jitter` (early frame completion), `rtp` (clock, malformed
 
 from __future__ import annotations
 
-from media.adapter.bitstream import is_keyframe, vp8_dimensions
+from media.adapter.bitstream import (
+    BASE_LAYER,
+    TemporalLayer,
+    is_keyframe,
+    vp8_dimensions,
+    vp8_temporal_layer,
+)
 from media.adapter.internals import (
     EXPECTED_AIORTC_VERSION,
     AiortcInternalsChanged,
@@ -108,6 +114,7 @@ from media.adapter.rtcp import (
 )
 
 __all__ = [
+    "BASE_LAYER",
     "DEFAULT_RTT_S",
     "EXPECTED_AIORTC_VERSION",
     "LINK_SILENT_S",
@@ -118,6 +125,7 @@ __all__ = [
     "AiortcInternalsChanged",
     "LossTolerantVideo",
     "PassthroughSink",
+    "TemporalLayer",
     "attach_sink",
     "audio_codec_preferences",
     "check_aiortc_internals",
@@ -140,4 +148,5 @@ __all__ = [
     "stats",
     "video_codec_preferences",
     "vp8_dimensions",
+    "vp8_temporal_layer",
 ]

@@ -22,7 +22,7 @@ import aiortc.rtcrtpreceiver
 import aiortc.rtcrtpsender
 import aiortc.rtp
 
-from media.adapter.bitstream import is_keyframe
+from media.adapter.bitstream import is_keyframe, vp8_temporal_layer
 
 #: Shortest and longest wait for a missing packet once the frames after it are complete.
 LOSS_WAIT_MIN_S = 0.1
@@ -297,7 +297,10 @@ class LossTolerantVideo:
                     continue
                 self.waiting_keyframe = False
                 self.frames_out += 1
-                return aiortc.jitterbuffer.JitterFrame(data=data, timestamp=packets[0].timestamp)
+                frame = aiortc.jitterbuffer.JitterFrame(data=data, timestamp=packets[0].timestamp)
+                if self.codec == "vp8":  # its temporal layer, from the frame's first packet
+                    frame.layer = vp8_temporal_layer(packets[0].payload)  # type: ignore[attr-defined]
+                return frame
             # waiting for a keyframe, the frame at the origin is of no use: jump to one that began
             if (
                 self.waiting_keyframe

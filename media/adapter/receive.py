@@ -17,6 +17,7 @@ from typing import Any
 import aiortc.rtcrtpreceiver
 import av
 
+from media.adapter.bitstream import TemporalLayer
 from media.adapter.internals import check_aiortc_internals, install_lock, originals, stats
 from media.adapter.rtcp import enable_opus_fec_and_dtx
 from media.adapter.rtp import install_fast_clock, install_rtp_guard
@@ -27,14 +28,16 @@ logger = logging.getLogger(__name__)
 class PassthroughSink(asyncio.Queue[Any]):
     """Stands in for RemoteStreamTrack._queue; marks the track as passthrough.
 
-    It stays empty: frames go to `on_frame(packet, arrival_monotonic_s)` on the event loop;
-    `on_end()` is called when the receiver stops. Subclassing asyncio.Queue keeps
+    It stays empty: frames go to `on_frame(packet, arrival_monotonic_s, layer)` on the event
+    loop, `layer` being the VP8 frame's `TemporalLayer` (RFC 7741 TID and Y bit, read from the
+    frame's first packet by `LossTolerantVideo`) or None (no TID: audio, H.264, VP8 without
+    temporal layers); `on_end()` is called when the receiver stops. Subclassing asyncio.Queue keeps
     RemoteStreamTrack.recv() harmless if anything ever calls it.
     """
 
     def __init__(
         self,
-        on_frame: Callable[[av.Packet[Any], float], None],
+        on_frame: Callable[[av.Packet[Any], float, TemporalLayer | None], None],
         on_end: Callable[[], None],
     ) -> None:
         super().__init__(maxsize=1)
@@ -105,7 +108,7 @@ class _InlineDelivery:
         packet.time_base = time_base
         stats["passthrough_frames"] += 1
         try:
-            self.sink.on_frame(packet, time.monotonic())
+            self.sink.on_frame(packet, time.monotonic(), getattr(encoded_frame, "layer", None))
         except Exception:  # a sink bug must not look like a malformed RTP packet
             logger.exception("passthrough sink failed on a frame")
 

@@ -6,8 +6,10 @@ and receives both through "4G weak" by default (down 800 kbit/s, up 300 kbit/s, 
 second, the longest video gap, audio frames against the 50 per second sent (the rest is what
 C's decoder would have to conceal), and the longest audio gap; A ↔ B as the control.
 
-`python -m tests.media.shaped_subscriber [--no-audio-first] [--seconds 30]` prints JSON
-(`--no-audio-first`: the SFU without the pause policy, for before/after figures).
+`python -m tests.media.shaped_subscriber [--no-audio-first] [--l1t3] [--seconds 30]` prints JSON
+(`--no-audio-first`: the SFU without the pause policy, for before/after figures; `--l1t3`: A's
+and B's VP8 labelled with L1T3 temporal layer ids, `tests.media.temporal`, so the SFU can drop
+layers for C before it pauses C's video).
 """
 
 from __future__ import annotations
@@ -22,6 +24,7 @@ from typing import Any
 from media.bandwidth import BandwidthSettings
 from media.sfu import SfuMediaNode
 from tests.media.shaped_call import SETUP_TIMEOUT_S, TimedClient, _async, _NodeProxy, _pump_offers
+from tests.media.temporal import label_l1t3
 from tests.netshape import (
     LinkShape,
     NamespaceLoop,
@@ -63,6 +66,11 @@ def _server_counters(node: SfuMediaNode) -> dict[str, Any]:
     session = node._rooms["call"].peers["c"]
     return {
         "c_pauses": session.policy.pauses,
+        "c_layer_downs": session.layers.downs,
+        "c_layer_at_end": session.layers.layer,
+        "c_frames_dropped_for_layer": sum(
+            t.layer_dropped for _, t in session.subscriptions.values() if t.kind == "video"
+        ),
         "c_video_paused_at_end": session.policy.paused,
         "c_estimate_kbps": (session.estimator.estimate_bps() or 0) // 1000,
         "c_rembs": session.estimator.rembs,
@@ -74,7 +82,19 @@ def _server_counters(node: SfuMediaNode) -> dict[str, Any]:
     }
 
 
-def run(*, shape: LinkShape = WEAK_4G, seconds: float = 30.0, audio_first: bool = True) -> Any:
+def run(
+    *,
+    shape: LinkShape = WEAK_4G,
+    seconds: float = 30.0,
+    audio_first: bool = True,
+    l1t3: bool = False,
+) -> Any:
+    with label_l1t3() if l1t3 else contextlib.nullcontext():
+        result = _run(shape=shape, seconds=seconds, audio_first=audio_first)
+    return {"l1t3": l1t3, **result}
+
+
+def _run(*, shape: LinkShape, seconds: float, audio_first: bool) -> Any:
     reason = unavailable_reason()
     if reason is not None:
         raise NetshapeUnavailable(reason)
@@ -148,9 +168,12 @@ def run(*, shape: LinkShape = WEAK_4G, seconds: float = 30.0, audio_first: bool 
 def main() -> None:
     parser = argparse.ArgumentParser(description=__doc__)
     parser.add_argument("--no-audio-first", action="store_true")
+    parser.add_argument("--l1t3", action="store_true")
     parser.add_argument("--seconds", type=float, default=30.0)
     args = parser.parse_args()
-    print(json.dumps(run(seconds=args.seconds, audio_first=not args.no_audio_first)))
+    print(
+        json.dumps(run(seconds=args.seconds, audio_first=not args.no_audio_first, l1t3=args.l1t3))
+    )
 
 
 if __name__ == "__main__":

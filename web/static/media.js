@@ -9,6 +9,8 @@ import { linkQuality, peerOfTrackId } from './room-model.js';
 
 const MAX_VIDEO_BITRATE = 600_000;
 const GATHER_TIMEOUT_MS = 2500;
+// VP8 temporal scalability, preferred first (the SFU drops upper layers for weak subscribers).
+const TEMPORAL_MODES = ['L1T3', 'L1T2'];
 
 function waitGathering(pc) {
   if (pc.iceGatheringState === 'complete') return Promise.resolve();
@@ -43,6 +45,8 @@ export class MediaLink extends EventTarget {
     this.pc = null;
     this.chain = Promise.resolve(); // every negotiation step runs in order
     this.senders = {};
+    /** The camera's scalabilityMode once set; null when none could be. */
+    this._scalability = undefined;
     this.screenTransceiver = null;
     this.qualityTimer = null;
     this.lastQuality = 'unknown';
@@ -93,6 +97,36 @@ export class MediaLink extends EventTarget {
       p.encodings[0].maxBitrate = MAX_VIDEO_BITRATE;
       await sender.setParameters(p);
     } catch { /* not negotiated yet: applied on the next change */ }
+    await this._temporalLayers(sender);
+  }
+
+  /**
+   * VP8 with temporal layers (L1T3, else L1T2), so the SFU can forward fewer frames per second
+   * to a weak subscriber instead of pausing its video (docs/media.md, "Temporal layers").
+   * Only once VP8 was negotiated: an H.264 room is left as it is.
+   */
+  async _temporalLayers(sender) {
+    if (this._scalability === null) return; // tried: not supported here
+    let p;
+    try { p = sender.getParameters(); } catch { return; }
+    const codec = p.codecs && p.codecs[0];
+    if (!codec || !p.encodings || !p.encodings.length) return; // not negotiated yet
+    if ((codec.mimeType || '').toLowerCase() !== 'video/vp8') return;
+    if (this._scalability && p.encodings[0].scalabilityMode === this._scalability) return;
+    let modes = TEMPORAL_MODES;
+    const caps = typeof RTCRtpSender.getCapabilities === 'function' && RTCRtpSender.getCapabilities('video');
+    const vp8 = caps && caps.codecs.find((c) => (c.mimeType || '').toLowerCase() === 'video/vp8');
+    if (vp8 && Array.isArray(vp8.scalabilityModes)) modes = modes.filter((m) => vp8.scalabilityModes.includes(m));
+    for (const mode of modes) {
+      try {
+        const q = sender.getParameters();
+        q.encodings[0].scalabilityMode = mode;
+        await sender.setParameters(q);
+        this._scalability = mode;
+        return;
+      } catch { /* not this mode: try the next */ }
+    }
+    this._scalability = null;
   }
 
   async _offer() {
@@ -213,6 +247,7 @@ export class MediaLink extends EventTarget {
     this.pc = null;
     this.senders = {};
     this.screenTransceiver = null;
+    this._scalability = undefined; // a new connection's sender: set again once negotiated
   }
 
   close() {

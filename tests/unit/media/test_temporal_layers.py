@@ -1,0 +1,366 @@
+"""VP8 temporal layers per subscriber (issue #18 item 3): the RFC 7741 descriptor parser, the
+layer choice on a fake clock, and a subscription's drop / switch-up rule on synthetic frames."""
+
+from __future__ import annotations
+
+import asyncio
+import struct
+from fractions import Fraction
+from types import SimpleNamespace
+from typing import Any, cast
+
+import av
+import pytest
+from aiortc.rtp import RtpPacket
+
+from media import adapter, congestion, forwarding, sfu
+from media.adapter import TemporalLayer, vp8_temporal_layer
+from media.bandwidth import (
+    BandwidthEstimator,
+    BandwidthSettings,
+    LayerPolicy,
+    LayerSettings,
+    VideoPausePolicy,
+)
+from media.interfaces import PublishGrant
+
+# -- the payload descriptor (RFC 7741 §4.2)
+
+X, PID, L, T, K = 0x80, 0x80, 0x40, 0x20, 0x10
+S = 0x10  # start of a VP8 partition
+
+
+def tid_byte(tid: int, sync: bool, keyidx: int = 0) -> int:
+    return (tid << 6) | (0x20 if sync else 0) | keyidx
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        # Chrome's usual form: X; I (PictureID) with a 15-bit PictureID (M bit), L, T
+        (
+            bytes([X | S, PID | L | T, 0x80 | 0x12, 0x34, 0x07, tid_byte(2, True)]) + b"\x9d",
+            (2, True),
+        ),
+        # 7-bit PictureID
+        (bytes([X | S, PID | L | T, 0x12, 0x07, tid_byte(1, False)]), (1, False)),
+        # T alone, with a KEYIDX in the same byte (K) that must not leak into TID/Y
+        (bytes([X, T | K, tid_byte(0, False, keyidx=0x1F)]), (0, False)),
+        (bytes([X, T, tid_byte(3, True)]), (3, True)),
+        # no TID: no X bit, X without T, K without T
+        (bytes([S, 0x00, 0x00]), None),
+        (bytes([X | S, PID | L, 0x12, 0x07, 0xFF]), None),
+        (bytes([X, K, tid_byte(2, True)]), None),
+        # truncated descriptors
+        (bytes([X, PID | L | T]), None),
+        (bytes([X, PID | L | T, 0x80]), None),
+        (bytes([X, PID | L | T, 0x80, 0x01, 0x02]), None),
+        (b"", None),
+    ],
+)
+def test_the_descriptor_gives_tid_and_layer_sync(
+    payload: bytes, expected: tuple[int, bool] | None
+) -> None:
+    layer = vp8_temporal_layer(payload)
+    assert (None if layer is None else (layer.tid, layer.sync)) == expected
+
+
+def test_reassembly_hands_the_first_packets_layer_on_with_the_frame() -> None:
+    buffer = adapter.LossTolerantVideo("vp8")
+    first = RtpPacket(payload_type=96, sequence_number=1, timestamp=3000)
+    first.payload = bytes([X | S, T, tid_byte(2, True)]) + b"\x01"
+    first._data = b"\x01"  # type: ignore[attr-defined]
+    second = RtpPacket(payload_type=96, sequence_number=2, timestamp=3000, marker=1)
+    second.payload = bytes([X, T, tid_byte(0, False)]) + b"\xff"  # not the frame's start
+    second._data = b"\xff"  # type: ignore[attr-defined]
+    buffer.waiting_keyframe = False
+    buffer.add(first)
+    _, frame = buffer.add(second)
+    assert frame is not None and frame.layer == TemporalLayer(2, True)
+
+
+# -- a subscription's drop and switch-up rule
+
+KEY = bytes([0x50, 0x42, 0x00, 0x9D, 0x01, 0x2A]) + struct.pack("<HH", 64, 48)
+DELTA = bytes([0x51, 0x01, 0x00]) + b"\x00" * 8
+
+
+class PublisherReceiver:
+    def __init__(self) -> None:
+        self.plis = 0
+
+    def getSynchronizationSources(self) -> list[Any]:
+        return [SimpleNamespace(source=1234)]
+
+    async def _send_rtcp_pli(self, media_ssrc: int) -> None:
+        self.plis += 1
+
+
+def packet(data: bytes, pts: int) -> av.Packet[Any]:
+    p = av.Packet(data)
+    p.pts = p.dts = pts
+    p.time_base = Fraction(1, 90000)
+    return p
+
+
+class Stream:
+    """A publisher sending L1T3 (0 2 1 2 0 2 1 2 ...) into a forwarder with one subscriber."""
+
+    def __init__(self, node: sfu.SfuMediaNode) -> None:
+        self.receiver = PublisherReceiver()
+        self.forwarder = forwarding.TrackForwarder(
+            node, forwarding.Room("r"), "pub", "video", "t", self.receiver, "vp8", True
+        )
+        self.track = forwarding.ForwardedTrack(self.forwarder, "sub")
+        self.forwarder.subscribers["sub"] = self.track
+        self.track.activate()
+        self.pts = 0
+
+    def send(self, tid: int, *, sync: bool = False, key: bool = False) -> int:
+        """One frame; returns its pts."""
+        self.pts += 6000
+        layer = TemporalLayer(tid, sync)
+        self.forwarder.on_frame(packet(KEY if key else DELTA, self.pts), 0.0, layer)
+        return self.pts
+
+    def received(self) -> list[int]:
+        out = []
+        while self.track.queued:
+            item = self.track._queue.popleft()
+            assert item is not None and item.pts is not None
+            out.append(item.pts)
+        return out
+
+
+async def settle() -> None:
+    for _ in range(3):
+        await asyncio.sleep(0)
+
+
+async def test_a_capped_subscription_drops_higher_layers_and_climbs_only_at_sync_frames() -> None:
+    stream = Stream(sfu.SfuMediaNode())
+    key = stream.send(0, key=True)
+    stream.track.set_max_layer(0, now=0.0)
+    t2 = stream.send(2, sync=True)
+    t1 = stream.send(1, sync=True)
+    t0 = stream.send(0)
+    assert stream.received() == [key, t0]  # only the base layer
+    assert stream.track.layer_dropped == 2
+
+    stream.track.set_max_layer(2, now=0.0)
+    stream.send(2)  # not a sync frame: may refer to TL2/TL1 frames never forwarded
+    stream.send(1)  # same for TL1
+    stream.send(2, sync=True)  # sync, but TL1 is not being received yet: TL2 waits for it
+    t0b = stream.send(0)  # a base frame alone is no switch point
+    t1s = stream.send(1, sync=True)  # references only TL0: the subscriber climbs to TL1
+    t2n = stream.send(2)  # TL2 still needs its own sync frame
+    t2s = stream.send(2, sync=True)
+    t1b = stream.send(1)
+    t2b = stream.send(2)
+    assert stream.received() == [t0b, t1s, t2s, t1b, t2b]
+    assert t2n not in [t1s, t2s] and stream.track.layer == 2
+    assert t1 and t2  # (sent while capped)
+
+
+async def test_a_lower_cap_applies_at_once_and_a_keyframe_restores_every_layer() -> None:
+    stream = Stream(sfu.SfuMediaNode())
+    stream.send(0, key=True)
+    stream.send(2)
+    stream.received()
+    stream.track.set_max_layer(1, now=0.0)
+    stream.send(2)
+    t1 = stream.send(1)
+    assert stream.received() == [t1]
+    stream.track.set_max_layer(2, now=0.0)
+    stream.send(2)
+    key = stream.send(0, key=True)  # references nothing: every layer up to the cap follows
+    t2 = stream.send(2)
+    assert stream.received() == [key, t2]
+
+
+async def test_without_a_sync_frame_a_raised_cap_asks_for_a_keyframe_after_a_while() -> None:
+    node = sfu.SfuMediaNode(keyframe_min_interval_s=0.0)  # count every request
+    stream = Stream(node)
+    stream.send(0, key=True)
+    stream.send(2)
+    stream.track.set_max_layer(0, now=10.0)
+    stream.track.set_max_layer(2, now=10.0)
+    stream.send(2)
+    stream.track.check_layer_sync(10.0 + forwarding.LAYER_SYNC_WAIT_S - 0.1)
+    await settle()
+    plis_before = stream.receiver.plis
+    stream.track.check_layer_sync(10.0 + forwarding.LAYER_SYNC_WAIT_S)
+    await settle()
+    assert stream.receiver.plis == plis_before + 1
+    await node.close()
+
+
+async def test_a_stream_without_temporal_layers_never_asks_for_a_sync_keyframe() -> None:
+    node = sfu.SfuMediaNode()
+    stream = Stream(node)
+    stream.forwarder.on_frame(packet(KEY, 1), 0.0)  # no TID at all: layer 0
+    stream.track.set_max_layer(0, now=0.0)
+    stream.track.set_max_layer(2, now=0.0)
+    stream.forwarder.on_frame(packet(DELTA, 2), 0.0)
+    await settle()
+    plis_before = stream.receiver.plis
+    stream.track.check_layer_sync(100.0)
+    await settle()
+    assert stream.receiver.plis == plis_before
+    assert stream.received() == [1, 2]
+    await node.close()
+
+
+# -- the layer choice (LayerPolicy), fake clock
+
+SETTINGS = BandwidthSettings(warmup_s=0.0)
+# bits/s the subscriber is sent with layers 0, 0-1, 0-2 (video of two publishers plus audio)
+NEEDED = [440_000.0, 640_000.0, 840_000.0]
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def make_policy() -> tuple[Clock, BandwidthEstimator, LayerPolicy]:
+    clock = Clock()
+    return clock, BandwidthEstimator(SETTINGS, clock), LayerPolicy(SETTINGS, LayerSettings(), clock)
+
+
+def run(
+    clock: Clock,
+    estimator: BandwidthEstimator,
+    policy: LayerPolicy,
+    seconds: float,
+    *,
+    remb: int | None = None,
+    video_loss: int | None = None,
+    needed: list[float] = NEEDED,
+) -> list[tuple[float, int]]:
+    """Feedback every 0.5 s; (seconds since start, new cap) of each change."""
+    start = clock.now
+    changes = []
+    while clock.now < start + seconds:
+        clock.now += 0.5
+        if remb is not None:
+            estimator.on_remb(remb, [1])
+        if video_loss is not None:
+            estimator.on_report(1, video_loss, "video")
+        change = policy.update(estimator, needed)
+        if change is not None:
+            changes.append((clock.now - start, change))
+    return changes
+
+
+def test_a_link_that_carries_every_layer_keeps_them() -> None:
+    clock, estimator, policy = make_policy()
+    assert run(clock, estimator, policy, 20, remb=900_000) == []
+    assert policy.layer == 2
+
+
+def test_a_weaker_link_drops_to_the_highest_layer_that_fits_after_a_second() -> None:
+    clock, estimator, policy = make_policy()
+    # weak from the first report (0.5 s) on; a second later, straight to what fits
+    assert run(clock, estimator, policy, 5, remb=500_000) == [(1.5, 0)]
+    # below even the base layer: nothing more to drop, the pause policy's turn
+    assert run(clock, estimator, policy, 5, remb=300_000) == []
+    assert policy.layer == 0
+
+
+def test_a_short_dip_changes_nothing() -> None:
+    clock, estimator, policy = make_policy()
+    assert run(clock, estimator, policy, 0.5, remb=500_000) == []
+    assert run(clock, estimator, policy, 5, remb=900_000) == []
+
+
+def test_loss_alone_drops_one_layer_at_a_time() -> None:
+    clock, estimator, policy = make_policy()
+    assert run(clock, estimator, policy, 3.5, video_loss=64) == [(1.5, 1), (3.0, 0)]
+
+
+def test_layers_climb_one_at_a_time_once_the_estimate_fits_the_next_for_three_seconds() -> None:
+    clock, estimator, policy = make_policy()
+    run(clock, estimator, policy, 2, remb=450_000)
+    assert policy.layer == 0
+    # fits layer 1 (640k × 1.05) but not layer 2 (840k × 1.05)
+    assert run(clock, estimator, policy, 10, remb=700_000) == [(3.5, 1)]
+    assert run(clock, estimator, policy, 10, remb=900_000) == [(3.5, 2)]
+
+
+def test_a_down_soon_after_an_up_doubles_the_probe_hold() -> None:
+    clock, estimator, policy = make_policy()
+    assert run(clock, estimator, policy, 2, remb=450_000) == [(1.5, 0)]
+    # 540k covers the base layer with margin (1.2 × 440k) but not layer 1 (0.85 × 640k): a
+    # probe once the base layer was held 5 s and the estimate stayed good 3 s, which fails
+    assert run(clock, estimator, policy, 10, remb=540_000) == [(7.5, 1), (9.0, 0)]
+    assert policy.hold_s == 10.0  # the next probe waits twice as long
+    assert run(clock, estimator, policy, 14, remb=540_000) == [(12.0, 1), (13.5, 0)]
+    assert policy.hold_s == 20.0
+
+
+def test_a_publisher_without_temporal_layers_leaves_the_choice_alone() -> None:
+    clock, estimator, policy = make_policy()
+    assert run(clock, estimator, policy, 5, remb=100_000, needed=[800_000.0]) == []
+    assert policy.effective(0) == 0
+
+
+# -- the order: layer-drop → pause → resume → layer-up (congestion.evaluate)
+
+
+async def test_layers_drop_before_video_pauses_and_climb_after_it_resumes() -> None:
+    clock = Clock()
+    settings = BandwidthSettings(warmup_s=0.0, min_pause_s=5.0)
+    node = sfu.SfuMediaNode()
+    room = forwarding.Room("r")
+    receiver = PublisherReceiver()
+    pub = forwarding.TrackForwarder(node, room, "pub", "video", "t", receiver, "vp8", True)
+    sub = forwarding.PeerSession(
+        room,
+        "sub",
+        cast(Any, SimpleNamespace(connectionState="connected")),
+        PublishGrant(),
+        estimator=BandwidthEstimator(settings, clock),
+        policy=VideoPausePolicy(settings, clock),
+        layers=LayerPolicy(settings, LayerSettings(), clock),
+    )
+    sub.connected = True
+    publisher = forwarding.PeerSession(
+        room, "pub", cast(Any, SimpleNamespace()), PublishGrant(), published={"t": pub}
+    )
+    room.peers = {"pub": publisher, "sub": sub}
+    track = forwarding.ForwardedTrack(pub, "sub")
+    pub.subscribers["sub"] = track
+    sub.subscriptions[pub.key] = (None, track)
+    # 15 fps L1T3 at 300 (TL0) + 100 (TL1) + 200 (TL2) kbit/s = 600 kbit/s
+    per_frame = {0: 300_000 / 8 / 3.75, 1: 100_000 / 8 / 3.75, 2: 200_000 / 8 / 7.5}
+    pattern = [0, 2, 1, 2]
+    timeline: list[tuple[float, int, bool]] = []
+
+    def second(remb: int) -> None:
+        for half in range(2):
+            for i in range(8):  # 7.5 frames per half second, near enough
+                tid = pattern[i % 4]
+                pub.on_frame(
+                    packet(b"\x01" * int(per_frame[tid]), i), 0.0, TemporalLayer(tid, False)
+                )
+            clock.now += 0.5
+            sub.estimator.on_remb(remb, [1])
+            congestion.evaluate(room, settings, clock.now)
+            state = (sub.layers.layer, sub.policy.paused)
+            if not timeline or timeline[-1][1:] != state:
+                timeline.append((clock.now, *state))
+            del half
+
+    for _ in range(6):
+        second(1_000_000)
+    for _ in range(8):
+        second(150_000)  # below even the base layer
+    for _ in range(60):
+        second(1_000_000)
+    states = [(layer, paused) for _, layer, paused in timeline]
+    assert states == [(2, False), (0, False), (0, True), (0, False), (1, False), (2, False)]
+    assert track.max_layer == 2
