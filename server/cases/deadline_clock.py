@@ -71,6 +71,10 @@ class DeadlineNotOpen(Conflict):
     code, message_zh = "deadline_not_open", "该期限已结束或不存在"
 
 
+class PauseTooLate(Conflict):
+    code, message_zh = "pause_after_expiry", "期限已届满，不能中止计时；逾期状态和抄告级别保留"
+
+
 def policy_of(row: DeadlinePolicy) -> Policy:
     return Policy(
         kind=row.kind,
@@ -276,7 +280,14 @@ async def extend_deadline(
         raise DeadlineNotOpen(f"the {kind} deadline is {row.status}")
     prow = await session.get(DeadlinePolicy, kind)
     assert prow is not None
-    check_extension(policy_of(prow), days=days, already_extended=row.extension_days > 0)
+    check_extension(
+        policy_of(prow),
+        days=days,
+        already_extended=row.extension_days > 0,
+        # a paused clock has not run out; an overdue or expired one keeps its status (#17 f.6)
+        due=None if row.status == "paused" else row.due_at,
+        now=now,
+    )
     if not reason.strip():
         raise InvalidInput("an extension needs a reason", field="reason")
     row.extension_days = days
@@ -335,6 +346,9 @@ async def pause_deadline(
     row = await _deadline_for_update(session, case_id, kind)
     if row.status not in OPEN:
         raise DeadlineNotOpen(f"the {kind} deadline is {row.status}")
+    if row.status == "overdue" or now >= row.due_at:
+        # resuming would turn it back to open and erase overdue and escalation (#17 finding 6)
+        raise PauseTooLate(f"the {kind} deadline expired at {row.due_at.isoformat()}")
     session.add(
         DeadlinePause(deadline_id=row.id, reason=reason, approver_id=staff.staff_id, start_at=now)
     )

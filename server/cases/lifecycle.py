@@ -28,6 +28,7 @@ from server.cases.escalation import record_recipients
 from server.cases.evaluation import ReplyNotice, issue_evaluation
 from server.cases.intake import insert_case
 from server.cases.models import (
+    CaseDeadline,
     CaseEscalation,
     CaseEvent,
     CaseHandler,
@@ -49,6 +50,9 @@ from server.cases.statemachine import (
     GRADE_COMPLEX,
     OPEN_STATES,
     STATE_TIMESTAMP,
+    FinalDecision,
+    ReviewAlreadyRequested,
+    ReviewWindowClosed,
     check_review_request,
     check_transition,
     escalated_grade,
@@ -307,6 +311,7 @@ async def request_review(
         raise PermissionDenied("your roles may not register a review request")
     parent, facts = await visible_case(session, staff=staff, case_id=case_id, for_update=True)
     state = check_review_request(facts)
+    await _check_review_chain(session, parent, now=now, tz=ZoneInfo(timezone))
     if not reason.strip():
         raise InvalidInput("a review request needs the petitioner's reasons", field="reason")
     level = parent.review_level + 1
@@ -364,6 +369,51 @@ async def request_review(
         detail={"child": child.id, "level": level},
     )
     return summary_of(child)
+
+
+async def _check_review_chain(
+    session: AsyncSession, parent: PetitionCase, *, now: datetime, tz: ZoneInfo
+) -> None:
+    """复核 is final for the whole chain (original, 复查, 复核: DOMAIN §6), each reply may be
+    reviewed once, and only within its 30-day window (the case's review_request or
+    re_review_request deadline, opened by the written reply)."""
+    root = parent
+    while root.parent_case_id is not None:
+        up = await session.get(PetitionCase, root.parent_case_id)
+        if up is None:
+            break
+        root = up
+    chain_ids = [root.id]
+    frontier = [root.id]
+    while frontier:
+        children = list(
+            await session.scalars(
+                select(PetitionCase.id).where(PetitionCase.parent_case_id.in_(frontier))
+            )
+        )
+        frontier = [c for c in children if c not in chain_ids]
+        chain_ids.extend(frontier)
+    levels = list(
+        await session.scalars(
+            select(PetitionCase.review_level).where(PetitionCase.id.in_(chain_ids))
+        )
+    )
+    if max(levels, default=0) >= 2:
+        raise FinalDecision("the chain already has a re-review (复核) decision; it is final")
+    if max(levels, default=0) > parent.review_level:
+        raise ReviewAlreadyRequested("a review of this reply is already registered")
+    window = await session.scalar(
+        select(CaseDeadline).where(
+            CaseDeadline.case_id == parent.id,
+            CaseDeadline.kind.in_(("review_request", "re_review_request")),
+        )
+    )
+    if window is not None and now > window.due_at:
+        ends = window.due_at.astimezone(tz)
+        raise ReviewWindowClosed(
+            f"the review window closed at {window.due_at.isoformat()}",
+            ends_local=f"{ends:%Y年%m月%d日 %H:%M}",
+        )
 
 
 async def add_handler(

@@ -60,6 +60,19 @@ class FinalDecision(IllegalTransition):
     code, message_zh = "final_decision", "复核意见为最终意见，不再受理复查复核"
 
 
+class ReviewAlreadyRequested(IllegalTransition):
+    code, message_zh = "review_already_requested", "该答复意见已登记复查（复核）申请，不能重复申请"
+
+
+class ReviewWindowClosed(IllegalTransition):
+    code, message_zh = "review_window_closed", "申请期限已届满，不再受理"
+
+    def __init__(self, message: str = "", *, ends_local: str, **details: Any) -> None:
+        super().__init__(message, ends=ends_local, **details)
+        # the window's end (district zone) belongs in the message the clerk reads
+        self.message_zh = f"申请期限已于{ends_local}届满，不再受理"  # type: ignore[misc]
+
+
 @dataclass(frozen=True, slots=True)
 class Transition:
     name: str

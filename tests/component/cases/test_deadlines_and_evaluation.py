@@ -284,3 +284,52 @@ async def test_a_revisit_closes_its_task_and_a_reopened_case_gets_a_handling_dea
             .where(RevisitTask.case_id == case_id, RevisitTask.status == "open")
         )
     assert open_tasks == 0
+
+
+async def test_an_overdue_deadline_is_neither_extended_nor_paused(
+    db: async_sessionmaker[AsyncSession], pii: PiiCipher
+) -> None:
+    """#17 finding 6: a handling deadline overdue at escalation level 3 could still be
+    extended, and went back to open."""
+    from server.cases.deadline_clock import PauseTooLate
+    from server.cases.deadlines import ExtensionTooLate
+
+    case_id = await handling_case(db, pii)
+    late = NOW + timedelta(days=80)
+    await deadline_service.run_deadline_sweep(db, now=late, notifier=RecordingNotifier())
+
+    async def state() -> tuple[str, int]:
+        async with db() as s:
+            dl = await s.scalar(
+                select(CaseDeadline).where(
+                    CaseDeadline.case_id == case_id, CaseDeadline.kind == "handling"
+                )
+            )
+            assert dl is not None
+            return dl.status, dl.escalation_level
+
+    before = await state()
+    assert before[0] == "overdue" and before[1] >= 1
+    with pytest.raises(ExtensionTooLate):
+        async with db.begin() as s:
+            await deadline_clock.extend_deadline(
+                s,
+                staff=await who(s, "leader02"),
+                case_id=case_id,
+                kind="handling",
+                days=10,
+                reason="需现场勘验",
+                now=late,
+                tz=TZ,
+            )
+    with pytest.raises(PauseTooLate):
+        async with db.begin() as s:
+            await deadline_clock.pause_deadline(
+                s,
+                staff=await who(s, "leader02"),
+                case_id=case_id,
+                kind="handling",
+                reason="听证",
+                now=late,
+            )
+    assert await state() == before

@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 from datetime import timedelta
+from zoneinfo import ZoneInfo
 
 import pytest
 from sqlalchemy import func, select
@@ -327,3 +328,68 @@ async def test_matter_type_required_fields(
     assert err.value.details["field"] == "months"
     with pytest.raises(InvalidInput):
         await register(db, pii, attributes={"employer": "某公司", "months": "三"})
+
+
+async def _replied(db: async_sessionmaker[AsyncSession], pii: PiiCipher) -> int:
+    case_id = await register(db, pii)
+    await fire(db, "handler01", case_id, "accept")
+    await fire(db, "handler01", case_id, "start_handling")
+    await fire(db, "handler01", case_id, "reply", reply="答复")
+    return case_id
+
+
+async def _review(
+    db: async_sessionmaker[AsyncSession], case_id: int, *, at: timedelta = timedelta()
+) -> int:
+    async with db.begin() as s:
+        child = await lifecycle.request_review(
+            s, staff=await who(s, "window01"), case_id=case_id, reason="不服", now=NOW + at
+        )
+        return child.id
+
+
+async def test_re_review_is_final_for_the_whole_chain(
+    db: async_sessionmaker[AsyncSession], pii: PiiCipher
+) -> None:
+    """#17 finding 5: after 复查 and 复核 a further review was accepted."""
+    from server.cases.statemachine import FinalDecision, ReviewAlreadyRequested
+
+    first = await _replied(db, pii)
+    review = await _review(db, first)
+    with pytest.raises(ReviewAlreadyRequested):
+        await _review(db, first)  # the same reply reviewed twice
+    await fire(db, "window01", review, "reply", reply="维持原答复")
+    re_review = await _review(db, review)
+    await fire(db, "window01", re_review, "reply", reply="复核维持")
+    for case_id in (first, review, re_review):
+        with pytest.raises(FinalDecision) as err:
+            await _review(db, case_id)
+        assert err.value.http_status == 409
+    async with db() as s:
+        levels = list(
+            await s.scalars(select(PetitionCase.review_level).where(PetitionCase.id > first))
+        )
+    assert sorted(levels) == [1, 2]  # nothing was created by the refused requests
+
+
+async def test_late_review_request_refused_with_the_window_end(
+    db: async_sessionmaker[AsyncSession], pii: PiiCipher
+) -> None:
+    """#17 finding 5: a 复查 requested 70 days after its 30-day window was accepted."""
+    from server.cases.statemachine import ReviewWindowClosed
+
+    first = await _replied(db, pii)
+    async with db() as s:
+        due = await s.scalar(
+            select(CaseDeadline.due_at).where(
+                CaseDeadline.case_id == first, CaseDeadline.kind == "review_request"
+            )
+        )
+    assert due is not None
+    with pytest.raises(ReviewWindowClosed) as err:
+        await _review(db, first, at=due - NOW + timedelta(days=70))
+    local = due.astimezone(ZoneInfo("Asia/Shanghai"))
+    assert f"{local:%Y年%m月%d日}" in err.value.to_json()["message_zh"]
+    assert err.value.code == "review_window_closed"
+    # within the window the request is registered
+    assert await _review(db, first, at=due - NOW - timedelta(minutes=1))
