@@ -4,9 +4,11 @@ when all have signed; the 30-day judicial-confirmation window is tracked as a de
 
 from __future__ import annotations
 
+import hashlib
 import itertools
+import json
 import re
-from datetime import datetime
+from datetime import datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -32,6 +34,7 @@ from server.kernel.errors import (
     NotFound,
     PermissionDenied,
 )
+from server.kernel.signing import Signer
 
 
 class AgreementLocked(Conflict):
@@ -40,6 +43,65 @@ class AgreementLocked(Conflict):
 
 class InvalidSignature(InvalidInput):
     code, message_zh = "invalid_signature", "手写签名无效，请点击“重签”后重新签名"
+
+
+class AgreementChanged(Conflict):
+    code, message_zh = (
+        "agreement_changed",
+        "协议内容在发送签署链接后已修改，此链接不能再签署，请向调解员索取新链接",
+    )
+
+
+#: How long a party's signing link stays valid.
+SIGN_LINK_TTL = timedelta(days=3)
+
+
+def agreement_content_hash(agreement: MediationAgreement) -> str:
+    """SHA-256 over what a party agrees to (parties, facts, terms): a signing link is bound to it,
+    so a link sent before the text changed no longer signs."""
+    body = json.dumps(
+        {"parties": agreement.parties, "facts": agreement.facts, "terms": agreement.terms},
+        ensure_ascii=False,
+        sort_keys=True,
+        separators=(",", ":"),
+    )
+    return hashlib.sha256(body.encode()).hexdigest()
+
+
+def party_sign_token(
+    agreement: MediationAgreement, *, party_index: int, secret: bytes, now: datetime
+) -> str:
+    """A signed, expiring link token for one party of one agreement, bound to its content."""
+    if not 0 <= party_index < len(agreement.parties):
+        raise InvalidInput(f"party {party_index} is not a party of this agreement", field="signer")
+    return Signer(secret).sign(
+        "agreement_sign",
+        {"a": agreement.id, "p": party_index, "h": agreement_content_hash(agreement)[:32]},
+        expires_at=now + SIGN_LINK_TTL,
+    )
+
+
+async def verify_party_sign_token(
+    session: AsyncSession, *, token: str | None, secret: bytes, now: datetime
+) -> tuple[MediationAgreement, str]:
+    """The agreement and signer key (`party:N`) a link token names.
+
+    Raises SignatureInvalid / SignatureExpired (bad or old link), NotFound (agreement gone),
+    AgreementChanged (the text changed after the link was made), AgreementLocked (effective).
+    """
+    claims = Signer(secret).verify("agreement_sign", token, now=now)
+    try:
+        agreement_id, index, digest = int(claims["a"]), int(claims["p"]), str(claims["h"])
+    except (KeyError, TypeError, ValueError):
+        raise InvalidInput("the signing link lacks its claims", field="token") from None
+    a = await session.get(MediationAgreement, agreement_id)
+    if a is None:
+        raise NotFound(f"agreement {agreement_id} does not exist")
+    if not 0 <= index < len(a.parties) or agreement_content_hash(a)[:32] != digest:
+        raise AgreementChanged("the agreement changed after the link was made")
+    if a.status != "draft":
+        raise AgreementLocked("the agreement is already effective")
+    return a, f"party:{index}"
 
 
 #: The drawing area of a signature, in path units (the pad scales to it; pages draw the path

@@ -36,6 +36,7 @@ Purpose = Literal[
     "evaluation_link",  # 双评 SMS links
     "follow_link",  # kiosk QR code to follow a case
     "csrf",  # double-submit cookie
+    "agreement_sign",  # one party's link to sign one mediation agreement
 ]
 
 ALGORITHM = "HS256"

@@ -171,3 +171,49 @@ async def test_a_mediator_who_may_not_see_an_accusation_cannot_draft_on_it(
             await agreements.draft_agreement(
                 s, staff=await who(s, "mediator01"), case_id=case_id, draft=_draft(), now=NOW
             )
+
+
+async def test_a_party_link_signs_only_its_agreement_and_text(
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    from server.cases.models import MediationAgreement
+    from server.kernel.signing import SignatureExpired, SignatureInvalid, Signer
+
+    case_id = await register(
+        db, PiiCipher(secrets.token_bytes(32)), matter="neighbour_dispute", summary="漏水纠纷"
+    )
+    async with db.begin() as s:
+        view = await agreements.draft_agreement(
+            s, staff=await who(s, "mediator01"), case_id=case_id, draft=_draft(), now=NOW
+        )
+    secret = secrets.token_bytes(32)
+    async with db.begin() as s:
+        a = await s.get(MediationAgreement, view.id)
+        assert a is not None
+        with pytest.raises(InvalidInput):
+            agreements.party_sign_token(a, party_index=5, secret=secret, now=NOW)
+        token = agreements.party_sign_token(a, party_index=1, secret=secret, now=NOW)
+        got, signer = await agreements.verify_party_sign_token(
+            s, token=token, secret=secret, now=NOW + timedelta(hours=1)
+        )
+        assert (got.id, signer) == (view.id, "party:1")
+        with pytest.raises(SignatureInvalid):  # another deployment's key: forged
+            await agreements.verify_party_sign_token(
+                s, token=token, secret=secrets.token_bytes(32), now=NOW
+            )
+        with pytest.raises(SignatureInvalid):  # a token for another purpose
+            await agreements.verify_party_sign_token(
+                s,
+                token=Signer(secret).sign("csrf", {"a": view.id}, expires_at=NOW + timedelta(1)),
+                secret=secret,
+                now=NOW,
+            )
+        with pytest.raises(SignatureExpired):
+            await agreements.verify_party_sign_token(
+                s, token=token, secret=secret, now=NOW + agreements.SIGN_LINK_TTL * 2
+            )
+        a.terms = [*a.terms, {"what": "另赔偿100元", "by": "2026-12-31"}]
+        await s.flush()
+        with pytest.raises(agreements.AgreementChanged) as err:
+            await agreements.verify_party_sign_token(s, token=token, secret=secret, now=NOW)
+        assert "已修改" in err.value.message_zh
