@@ -21,6 +21,7 @@ from web import i18n, labels, links
 from web.views import (
     admin_deadlines,
     admin_holidays,
+    admin_org,
     admin_staff,
     audit,
     auth,
@@ -78,6 +79,7 @@ def setup(app: web.Application) -> None:
     env.filters["local"] = local_filter(app[keys.settings].timezone)  # {{ e.at|local }}
     auth.setup(app)
     admin_deadlines.setup(app)
+    admin_org.setup(app)
     admin_holidays.setup(app)
     admin_staff.setup(app)
     home.setup(app)

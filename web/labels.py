@@ -87,6 +87,22 @@ CONSENT_LABELS: Mapping[str, str] = {
     "none": "未作答",
 }
 
+#: The kinds of bookable rooms and windows (server.org.models.ResourceType).
+RESOURCE_TYPE_LABELS: Mapping[str, str] = {
+    "window": "综合窗口",
+    "legal_room": "法定途径接谈室",
+    "mediation_room": "调解室",
+    "video_terminal": "视频接访终端",
+    "kiosk": "自助机",
+}
+
+#: The levels of the agency network (server.org.models.SiteLevel).
+SITE_LEVEL_LABELS: Mapping[str, str] = {
+    "district": "区信访超市",
+    "street": "街道代办站",
+    "community": "社区代办点",
+}
+
 #: A participant's connection quality over a session (media.quality.Grade).
 LINK_GRADE_LABELS: Mapping[str, str] = {
     "good": "网络良好",

@@ -36,6 +36,7 @@ HOME_TILES: list[tuple[str, str, Action]] = [
     ("审计日志", "/audit", Action.audit_read),
     ("安全管理（角色、登录、密钥）", "/security", Action.roles_manage),
     ("工作人员账号", "/admin/staff", Action.staff_manage),
+    ("组织机构管理", "/admin/org", Action.settings_manage),
     ("办理时限", "/admin/deadlines", Action.settings_manage),
     ("节假日安排", "/admin/holidays", Action.settings_manage),
 ]

@@ -9,17 +9,11 @@ from server.http import keys
 from server.http.auth import protected
 from server.http.common import path_int
 from server.org.service import site_detail, site_tree
-from web.labels import ROLE_LABELS
+from web.labels import RESOURCE_TYPE_LABELS, ROLE_LABELS, SITE_LEVEL_LABELS
 from web.render import page
 
-RESOURCE_LABELS = {
-    "window": "综合窗口",
-    "legal_room": "法定途径接谈室",
-    "mediation_room": "调解室",
-    "video_terminal": "视频接访终端",
-    "kiosk": "自助机",
-}
-LEVEL_LABELS = {"district": "区信访超市", "street": "街道代办站", "community": "社区代办点"}
+RESOURCE_LABELS = RESOURCE_TYPE_LABELS
+LEVEL_LABELS = SITE_LEVEL_LABELS
 
 
 @protected(Action.org_view)

@@ -79,9 +79,13 @@ def _pages() -> Iterator[tuple[str, str, dict[str, Any], list[str]]]:
         "audit log",
         "audit.html",
         {
-            "entries": [_ns(id=1, at=AT, actor="staff:1", action="case.view",
-                            object_type="case", object_id="1", ip="10.0.0.1")],
-            "action": "", "actor": "", "chain": None, "page_size": 50,
+            "rows": [_ns(id=1, at=AT, actor_name="王建国", actor_username="window01",
+                         action="case.view", action_label="查看信访事项", target="信访事项 1",
+                         detail="", ip="10.0.0.1")],
+            "typed": {"actor": "", "action": "", "object_type": "", "target": "",
+                      "since": "", "until": "", "before": ""},
+            "errors": {}, "query": None, "chain": None, "more": False, "paged": False,
+            "actions": [], "object_types": [],
         },
         [LOCAL + ":00"],
     )  # fmt: skip

@@ -1,0 +1,197 @@
+"""/admin/org: sites, departments, and the rooms and windows that are booked, for the system
+administrator (settings.manage): add, rename, take a room or window out of use. Thin: it calls
+server.org.admin and renders admin/org.html; each form keeps what was typed on error with the
+message in Chinese next to the field."""
+
+from __future__ import annotations
+
+from typing import Any
+
+from aiohttp import web
+from pydantic import BaseModel, Field, ValidationError
+
+from server.auth.permissions import Action
+from server.http import keys
+from server.http.auth import client_ip, protected, signed_in_staff
+from server.http.common import path_int
+from server.kernel.errors import AppError
+from server.org import admin
+from server.org.models import ResourceType, SiteLevel
+from web.labels import RESOURCE_TYPE_LABELS, SITE_LEVEL_LABELS
+from web.render import page
+
+_MESSAGES = {
+    "name": "请填写名称（1至100个字）。",
+    "admin_code": "请填写区划或站点代码（数字，2至20位）。",
+    "code": "请填写部门代码（小写字母、数字或下划线，2至32位）。",
+    "level": "请选择类型：街道或社区。",
+    "parent_id": "请选择上级：街道属于区中心，社区属于街道。",
+    "site_id": "请选择所在站点。",
+    "type": "请选择类型。",
+    "capacity": "容纳人数为1至200。",
+    "address": "地址最多200个字。",
+}
+
+
+class SiteForm(BaseModel, extra="ignore"):
+    name: str = Field(min_length=1, max_length=100)
+    admin_code: str = Field(pattern=r"^[0-9]{2,20}$")
+    level: SiteLevel
+    parent_id: int = Field(ge=1)
+    address: str = Field(default="", max_length=200)
+
+
+class RenameForm(BaseModel, extra="ignore"):
+    name: str = Field(min_length=1, max_length=100)
+    address: str = Field(default="", max_length=200)
+
+
+class DepartmentForm(BaseModel, extra="ignore"):
+    code: str = Field(pattern=r"^[a-z0-9_]{2,32}$")
+    name: str = Field(min_length=1, max_length=100)
+
+
+class ResourceForm(BaseModel, extra="ignore"):
+    type: ResourceType
+    name: str = Field(min_length=1, max_length=100)
+    site_id: int = Field(ge=1)
+    capacity: int = Field(default=1, ge=1, le=200)
+
+
+def _errors(e: ValidationError) -> dict[str, str]:
+    out: dict[str, str] = {}
+    for err in e.errors():
+        field = str(err["loc"][0]) if err["loc"] else "name"
+        out.setdefault(field, _MESSAGES.get(field, "输入有误"))
+    return out
+
+
+async def _render(
+    request: web.Request,
+    *,
+    form: str = "",
+    typed: dict[str, str] | None = None,
+    errors: dict[str, str] | None = None,
+    status: int = 200,
+) -> web.Response:
+    async with request.app[keys.db].begin() as session:
+        org = await admin.overview(session)
+    return page(
+        request,
+        "admin/org.html",
+        {
+            "org": org,
+            "form": form,
+            "typed": typed or {},
+            "errors": errors or {},
+            "done": request.query.get("done", ""),
+            "level_labels": SITE_LEVEL_LABELS,
+            "type_labels": RESOURCE_TYPE_LABELS,
+            "streets": [s for s in org.sites if s.level == SiteLevel.street],
+            "parents": [s for s in org.sites if s.level != SiteLevel.community],
+        },
+        status=status,
+    )
+
+
+@protected(Action.settings_manage)
+async def org_page(request: web.Request) -> web.Response:
+    return await _render(request)
+
+
+async def _submit(
+    request: web.Request, form_name: str, model: type[BaseModel], apply: Any, done: str
+) -> web.Response:
+    staff = signed_in_staff(request)
+    post = await request.post()
+    typed = {k: str(v).strip() for k, v in post.items() if k != "_csrf"}
+    try:
+        data = model.model_validate(typed)
+    except ValidationError as e:
+        return await _render(request, form=form_name, typed=typed, errors=_errors(e), status=422)
+    try:
+        async with request.app[keys.db].begin() as session:
+            await apply(session, data, staff.actor, client_ip(request))
+    except AppError as e:
+        field = str((e.details or {}).get("field") or "name")
+        return await _render(
+            request, form=form_name, typed=typed, errors={field: e.message_zh}, status=e.http_status
+        )
+    raise web.HTTPSeeOther(f"/admin/org?done={done}#{form_name}")
+
+
+@protected(Action.settings_manage)
+async def site_add(request: web.Request) -> web.Response:
+    async def apply(session: Any, d: SiteForm, actor: str, ip: str) -> None:
+        await admin.add_site(
+            session, name=d.name, admin_code=d.admin_code, level=d.level,
+            parent_id=d.parent_id, address=d.address, actor=actor, ip=ip,
+        )  # fmt: skip
+
+    return await _submit(request, "site-add", SiteForm, apply, "site")
+
+
+@protected(Action.settings_manage)
+async def site_rename(request: web.Request) -> web.Response:
+    site_id = path_int(request, "site_id")
+
+    async def apply(session: Any, d: RenameForm, actor: str, ip: str) -> None:
+        await admin.rename_site(
+            session, site_id=site_id, name=d.name, address=d.address, actor=actor, ip=ip
+        )
+
+    return await _submit(request, f"site-{site_id}", RenameForm, apply, "renamed")
+
+
+@protected(Action.settings_manage)
+async def department_add(request: web.Request) -> web.Response:
+    async def apply(session: Any, d: DepartmentForm, actor: str, ip: str) -> None:
+        await admin.add_department(session, code=d.code, name=d.name, actor=actor, ip=ip)
+
+    return await _submit(request, "department-add", DepartmentForm, apply, "department")
+
+
+@protected(Action.settings_manage)
+async def department_rename(request: web.Request) -> web.Response:
+    dept_id = path_int(request, "department_id")
+
+    async def apply(session: Any, d: RenameForm, actor: str, ip: str) -> None:
+        await admin.rename_department(
+            session, department_id=dept_id, name=d.name, actor=actor, ip=ip
+        )
+
+    return await _submit(request, f"department-{dept_id}", RenameForm, apply, "renamed")
+
+
+@protected(Action.settings_manage)
+async def resource_add(request: web.Request) -> web.Response:
+    async def apply(session: Any, d: ResourceForm, actor: str, ip: str) -> None:
+        await admin.add_resource(
+            session, type_=d.type, name=d.name, site_id=d.site_id, capacity=d.capacity,
+            actor=actor, ip=ip,
+        )  # fmt: skip
+
+    return await _submit(request, "resource-add", ResourceForm, apply, "resource")
+
+
+@protected(Action.settings_manage)
+async def resource_active(request: web.Request) -> web.Response:
+    staff = signed_in_staff(request)
+    resource_id = path_int(request, "resource_id")
+    active = str((await request.post()).get("active", "")) == "1"
+    async with request.app[keys.db].begin() as session:
+        await admin.set_resource_active(
+            session, resource_id=resource_id, active=active, actor=staff.actor,
+            ip=client_ip(request),
+        )  # fmt: skip
+    raise web.HTTPSeeOther("/admin/org?done=resource#resources")
+
+
+def setup(app: web.Application) -> None:
+    app.router.add_get("/admin/org", org_page)
+    app.router.add_post("/admin/org/sites", site_add)
+    app.router.add_post(r"/admin/org/sites/{site_id:\d+}", site_rename)
+    app.router.add_post("/admin/org/departments", department_add)
+    app.router.add_post(r"/admin/org/departments/{department_id:\d+}", department_rename)
+    app.router.add_post("/admin/org/resources", resource_add)
+    app.router.add_post(r"/admin/org/resources/{resource_id:\d+}/active", resource_active)
