@@ -78,5 +78,22 @@ async def test_sys_admin_pages(server: Server, browser: Any) -> None:
         await page.click("#policy-acceptance button[type=submit]")
         await page.wait_for_selector("#err-acceptance-yellow_days")
         await shoot(page, f"{SHOT}-08-deadlines", height=1400)
+
+        # the organisation: a new mediation room at the centre, then a wrong parent refused
+        await page.goto(server.base_url + "/")
+        await page.click("a[href='/admin/org']")
+        await page.wait_for_selector("#resource-add")
+        await page.select_option("#resource-add-type", "mediation_room")
+        await page.fill("#resource-add-name", "第九调解室")
+        await page.click("#resource-add button[type=submit]")
+        await page.wait_for_selector("#flash")
+        assert "第九调解室" in (await page.inner_text("#resource-table"))
+        await page.select_option("#site-add-level", "community")
+        await page.fill("#site-add-name", "错挂社区")
+        await page.fill("#site-add-admin_code", "330105999003")
+        await page.click("#site-add button[type=submit]")
+        await page.wait_for_selector("#site-add-parent_id-err")
+        assert await page.input_value("#site-add-name") == "错挂社区"
+        await shoot(page, f"{SHOT}-09-org", height=1400)
     finally:
         await context.close()

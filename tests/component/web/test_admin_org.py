@@ -54,11 +54,11 @@ async def test_sites_departments_and_rooms_are_kept_here(app_client: Client) -> 
     async with app_client.app[keys.db]() as s:
         res = await s.scalar(select(Resource).where(Resource.name == "第九调解室"))
         assert res is not None and res.active
-        assert (await s.get(Department, dept.id)).name == "区信访局（新）"  # type: ignore[union-attr]
+        assert (await s.get(Department, dept.id)).name == "区信访局（新）"
     off = await _post(app_client, f"/admin/org/resources/{res.id}/active", csrf, active="0")
     assert off.status == 303
     async with app_client.app[keys.db]() as s:
-        assert not (await s.get(Resource, res.id)).active  # type: ignore[union-attr]
+        assert not (await s.get(Resource, res.id)).active
         actions = set(
             await s.scalars(select(AuditEntry.action).where(AuditEntry.action.like("org.%")))
         )
