@@ -539,6 +539,7 @@ BENCHES = (
     "fuzz",
     "fuzz-signaling",
     "hostile",
+    "composite",
 )
 
 

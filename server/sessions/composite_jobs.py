@@ -90,9 +90,10 @@ def view(row: SessionComposite, *, now: datetime) -> CompositeView:
 
 
 async def get(session: AsyncSession, *, session_id: int) -> SessionComposite | None:
-    return await session.scalar(
+    row: SessionComposite | None = await session.scalar(
         select(SessionComposite).where(SessionComposite.session_id == session_id)
     )
+    return row
 
 
 async def enqueue(session: AsyncSession, *, session_id: int, now: datetime) -> bool:
@@ -119,9 +120,7 @@ async def scan(db: async_sessionmaker[AsyncSession], *, now: datetime) -> int:
         ids = (
             await session.scalars(
                 select(CallSession.id)
-                .where(
-                    CallSession.state.in_(ENDED), has_recording, ~has_deleted, ~has_composite
-                )
+                .where(CallSession.state.in_(ENDED), has_recording, ~has_deleted, ~has_composite)
                 .order_by(CallSession.id)
                 .limit(100)
             )
@@ -231,7 +230,9 @@ class CompositeJobs:
                 task.cancel()
         digests = await asyncio.to_thread(digest_file, out)
         root = self.recordings_dir.resolve()
-        uri = str(out.resolve().relative_to(root)) if out.resolve().is_relative_to(root) else str(out)
+        uri = (
+            str(out.resolve().relative_to(root)) if out.resolve().is_relative_to(root) else str(out)
+        )
         async with sessionmaker.begin() as session:
             await session.execute(
                 update(SessionComposite)
@@ -268,9 +269,7 @@ def file_path(recordings_dir: Path, row: SessionComposite) -> Path:
     return resolve_path(recordings_dir, row.storage_uri)
 
 
-async def current(
-    session: AsyncSession, *, session_id: int, now: datetime
-) -> CompositeView | None:
+async def current(session: AsyncSession, *, session_id: int, now: datetime) -> CompositeView | None:
     """The session's composite job as staff see it (None before one was queued)."""
     row = await get(session, session_id=session_id)
     return None if row is None else view(row, now=now)
@@ -303,4 +302,3 @@ async def playable_file(
     except RecordingNotFound:
         raise CompositeNotFound(f"session {session_id}: composite file missing") from None
     return CompositeFile(session_id, path, row.sha256, row.size_bytes)
-

@@ -292,13 +292,14 @@ async def _draft(
 
 async def _composite(session: AsyncSession, session_id: int) -> SessionComposite | None:
     """The session's finished composite MP4 (server.sessions.composite_jobs), if any."""
-    return await session.scalar(
+    row: SessionComposite | None = await session.scalar(
         select(SessionComposite).where(
             SessionComposite.session_id == session_id,
             SessionComposite.status == "sent",
             SessionComposite.storage_uri != "",
         )
     )
+    return row
 
 
 def composite_name(row: SessionComposite) -> str:

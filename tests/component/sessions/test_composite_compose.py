@@ -34,7 +34,10 @@ def _tracks(d: Path) -> list[Track]:
 def _cell_mean(frame: np.ndarray, rect: tuple[int, int, int, int]) -> np.ndarray:
     x, y, w, h = rect
     # the middle of the cell, away from the caption and the moving block
-    return frame[y + h // 4 : y + h // 2, x + w // 3 : x + 2 * w // 3].reshape(-1, 3).mean(axis=0)
+    mean: np.ndarray = (
+        frame[y + h // 4 : y + h // 2, x + w // 3 : x + 2 * w // 3].reshape(-1, 3).mean(axis=0)
+    )
+    return mean
 
 
 def test_composite_is_h264_aac_of_the_session_length_with_each_cell_in_its_colour(
@@ -74,7 +77,7 @@ def test_a_corrupt_track_fails_and_leaves_no_output(tmp_path: Path) -> None:
     bad = tmp_path / "b-video.webm"
     bad.write_bytes(b"\x1a\x45\xdf\xa3" + b"garbage" * 100)
     out = tmp_path / "composite-1.mp4"
-    with pytest.raises(CompositeError, match="b-video.webm"):
+    with pytest.raises(CompositeError, match=r"b-video\.webm"):
         compose(tracks, [Person("a", "张三", "party")], out, tz=TZ)
     assert not out.exists()
     assert not out.with_name(out.name + ".part").exists()

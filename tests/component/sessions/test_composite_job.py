@@ -53,7 +53,10 @@ async def _ended_session(client: Client, *, corrupt: bool = False) -> tuple[int,
     d = root / room
     d.mkdir(parents=True)
     files = [
-        (vp8_webm(d / f"{room}-guest_abc-video.webm", seconds=1.2, colour=(220, 0, 0)), "guest:abc"),
+        (
+            vp8_webm(d / f"{room}-guest_abc-video.webm", seconds=1.2, colour=(220, 0, 0)),
+            "guest:abc",
+        ),
         (opus_webm(d / f"{room}-guest_abc-audio.webm", seconds=1.2), "guest:abc"),
         (vp8_webm(d / f"{room}-staff_9-video.webm", seconds=1.0, colour=(0, 0, 220)), "staff:9"),
     ]

@@ -11,7 +11,8 @@ T0 = datetime(2026, 12, 3, 1, 0, 0, tzinfo=UTC)
 
 
 @pytest.mark.parametrize(
-    ("n", "expected"), [(1, (1, 1)), (2, (2, 1)), (3, (2, 2)), (4, (2, 2)), (5, (3, 3)), (9, (3, 3))]
+    ("n", "expected"),
+    [(1, (1, 1)), (2, (2, 1)), (3, (2, 2)), (4, (2, 2)), (5, (3, 3)), (9, (3, 3))],
 )
 def test_grid_has_one_two_four_or_nine_cells(n: int, expected: tuple[int, int]) -> None:
     assert grid(n) == expected
