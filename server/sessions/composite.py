@@ -94,6 +94,15 @@ def cells(n: int, width: int, height: int) -> list[tuple[int, int, int, int]]:
     return out
 
 
+def fit(src_w: int, src_h: int, box_w: int, box_h: int) -> tuple[int, int, int, int]:
+    """(w, h, dx, dy): the source scaled into the box keeping its aspect ratio, even sizes,
+    centred (black bars left/right or above/below)."""
+    scale = min(box_w / max(src_w, 1), box_h / max(src_h, 1))
+    w = max(2, min(box_w, round(src_w * scale)) & ~1)
+    h = max(2, min(box_h, round(src_h * scale)) & ~1)
+    return w, h, (box_w - w) // 2, (box_h - h) // 2
+
+
 def offsets(started: list[datetime]) -> list[float]:
     """Seconds after the earliest start, per track (the composite's t=0 is the first track)."""
     if not started:
@@ -209,8 +218,15 @@ class _VideoReader:
                     break
             if self._next.time is not None and self._next.time > local:
                 break
-            w, h = self.size
-            self._current = self._next.to_ndarray(width=w, height=h, format="rgb24")
+            w, h, dx, dy = fit(self._next.width, self._next.height, *self.size)
+            if (w, h) == self.size:
+                self._current = self._next.to_ndarray(width=w, height=h, format="rgb24")
+            else:
+                cell = np.zeros((self.size[1], self.size[0], 3), dtype=np.uint8)
+                cell[dy : dy + h, dx : dx + w] = self._next.to_ndarray(
+                    width=w, height=h, format="rgb24"
+                )
+                self._current = cell
             self._next = None
         if local > self._end:
             return None

@@ -5,7 +5,16 @@ from zoneinfo import ZoneInfo
 import numpy as np
 import pytest
 
-from server.sessions.composite import Track, cells, clock_text, grid, mix, offsets, total_duration
+from server.sessions.composite import (
+    Track,
+    cells,
+    clock_text,
+    fit,
+    grid,
+    mix,
+    offsets,
+    total_duration,
+)
 
 T0 = datetime(2026, 12, 3, 1, 0, 0, tzinfo=UTC)
 
@@ -51,3 +60,9 @@ def test_mix_sums_and_clips_instead_of_wrapping() -> None:
 
 def test_clock_shows_district_time() -> None:
     assert clock_text(T0, 61.4, ZoneInfo("Asia/Shanghai")) == "09:01:01"
+
+
+def test_fit_keeps_the_aspect_ratio_and_centres() -> None:
+    assert fit(640, 480, 320, 360) == (320, 240, 0, 60)  # 4:3 in a tall cell: bars above/below
+    assert fit(1280, 720, 320, 180) == (320, 180, 0, 0)
+    assert fit(480, 640, 320, 180) == (134, 180, 93, 0)  # portrait phone: bars left/right
