@@ -52,6 +52,10 @@ class CompositeError(Exception):
     """A track could not be read (corrupt, truncated, not a recording): the composite fails."""
 
 
+class CompositeCancelled(Exception):
+    """Raised by a progress callback to stop composing (the partial file is removed)."""
+
+
 @dataclass(frozen=True, slots=True)
 class Track:
     path: Path
@@ -306,7 +310,9 @@ def compose(
     """Compose `tracks` into `out` (MP4); returns the composite's duration in seconds.
 
     `people` orders the grid (at most 9 cells; a person without tracks still gets a cell).
-    Raises CompositeError if a track cannot be read; `out` is then not created.
+    `progress` is called with the fraction done about once per second of media; it may raise
+    (CompositeCancelled) to stop. Raises CompositeError if a track cannot be read; `out` is
+    then not created.
     """
     if not tracks:
         raise CompositeError("no recordings to compose")

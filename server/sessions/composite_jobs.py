@@ -15,6 +15,7 @@ from __future__ import annotations
 
 import asyncio
 import contextlib
+import threading
 from dataclasses import dataclass
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
@@ -208,10 +209,13 @@ class CompositeJobs:
             raise GiveUp(f"原始录像不可用：{e}", status="failed") from None
         out = comp.output_path(tracks[0].path.parent, session_id)
         done = 0.0
+        stop = threading.Event()
 
         def progress(fraction: float) -> None:
             nonlocal done
             done = fraction
+            if stop.is_set():  # the runner is stopping: end the thread too (no output left)
+                raise comp.CompositeCancelled("composite cancelled")
 
         task = asyncio.create_task(
             asyncio.to_thread(comp.compose, tracks, people, out, tz=self.tz, progress=progress)
@@ -226,8 +230,7 @@ class CompositeJobs:
         except comp.CompositeError as e:
             raise GiveUp(f"原始录像无法解码：{e}", status="failed") from None
         finally:
-            if not task.done():
-                task.cancel()
+            stop.set()
         digests = await asyncio.to_thread(digest_file, out)
         root = self.recordings_dir.resolve()
         uri = (

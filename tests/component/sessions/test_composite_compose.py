@@ -10,7 +10,14 @@ import av
 import numpy as np
 import pytest
 
-from server.sessions.composite import CompositeError, Person, Track, cells, compose
+from server.sessions.composite import (
+    CompositeCancelled,
+    CompositeError,
+    Person,
+    Track,
+    cells,
+    compose,
+)
 from tests.composite_media import opus_webm, vp8_webm
 
 T0 = datetime(2026, 12, 3, 1, 0, 0, tzinfo=UTC)
@@ -79,5 +86,22 @@ def test_a_corrupt_track_fails_and_leaves_no_output(tmp_path: Path) -> None:
     out = tmp_path / "composite-1.mp4"
     with pytest.raises(CompositeError, match=r"b-video\.webm"):
         compose(tracks, [Person("a", "张三", "party")], out, tz=TZ)
+    assert not out.exists()
+    assert not out.with_name(out.name + ".part").exists()
+
+
+def test_a_progress_callback_stops_composing_and_leaves_no_output(tmp_path: Path) -> None:
+    tracks = _tracks(tmp_path)
+    out = tmp_path / "composite-1.mp4"
+    calls: list[float] = []
+
+    def stop(fraction: float) -> None:
+        calls.append(fraction)
+        if fraction > 0:
+            raise CompositeCancelled("stop")
+
+    with pytest.raises(CompositeCancelled):
+        compose(tracks, [Person("a", "张三", "party")], out, tz=TZ, progress=stop)
+    assert len(calls) == 2 and calls[1] < 1.0
     assert not out.exists()
     assert not out.with_name(out.name + ".part").exists()
