@@ -26,6 +26,7 @@ from zoneinfo import ZoneInfo
 
 import av
 import numpy as np
+from av.video.reformatter import VideoReformatter
 from PIL import Image, ImageDraw, ImageFont
 
 from server.cases.pdf import cjk_font, face_index
@@ -36,6 +37,9 @@ AAC_FRAME = 1024
 SIZE_SMALL = (640, 360)
 SIZE_LARGE = (1280, 720)
 PRESET = "veryfast"
+#: swscale's fast bilinear for downscaling into a cell: cheaper than the default bicubic,
+#: no visible difference at cell size.
+SCALER = "FAST_BILINEAR"
 
 ROLE_ZH = {
     "host": "主持人",
@@ -196,6 +200,7 @@ class _VideoReader:
             self._container.close()
             raise CompositeError(f"{path.name}: no video stream")
         self._name = path.name
+        self._scaler = VideoReformatter()
         self._frames = self._decode()
         self._next: Any = None
         self._current: np.ndarray | None = None
@@ -208,6 +213,12 @@ class _VideoReader:
             yield from self._container.decode(stream)
         except av.error.FFmpegError as e:
             raise CompositeError(f"{self._name}: {e}") from None
+
+    def _scale(self, frame: Any, w: int, h: int) -> np.ndarray:
+        # One reformatter per track: its swscale context is made once, not once per frame.
+        out = self._scaler.reformat(frame, width=w, height=h, format="rgb24", interpolation=SCALER)
+        img: np.ndarray = out.to_ndarray()
+        return img
 
     def frame_at(self, t: float) -> np.ndarray | None:
         local = t - self.offset
@@ -224,12 +235,10 @@ class _VideoReader:
                 break
             w, h, dx, dy = fit(self._next.width, self._next.height, *self.size)
             if (w, h) == self.size:
-                self._current = self._next.to_ndarray(width=w, height=h, format="rgb24")
+                self._current = self._scale(self._next, w, h)
             else:
                 cell = np.zeros((self.size[1], self.size[0], 3), dtype=np.uint8)
-                cell[dy : dy + h, dx : dx + w] = self._next.to_ndarray(
-                    width=w, height=h, format="rgb24"
-                )
+                cell[dy : dy + h, dx : dx + w] = self._scale(self._next, w, h)
                 self._current = cell
             self._next = None
         if local > self._end:
