@@ -50,7 +50,7 @@ from server.queue import (
     RedisCallQueue,
 )
 from server.queue.service import Clock, SessionReceptionRooms
-from server.sessions import no_show
+from server.sessions import composite_jobs, no_show
 from server.sessions.evidence.retention import EVERY as RETENTION_EVERY
 from server.sessions.evidence.retention import days_from as retention_days
 from server.sessions.evidence.retention import run_retention
@@ -171,7 +171,7 @@ async def background_context(app: web.Application) -> AsyncIterator[None]:
 async def jobs_context(app: web.Application) -> AsyncIterator[None]:
     """Cleanup context: the one job runner of this node (server.kernel.jobs) with the deadline
     sweep, the recording retention, the deadline notifications and the scheduling jobs
-    (invites, reminders, room opening). Several nodes may all run it: claims are leased (SKIP LOCKED) and the sweep takes
+    (invites, reminders, room opening); a second runner makes the session composites. Several nodes may all run it: claims are leased (SKIP LOCKED) and the sweep takes
     its own lock. Needs db, redis, notifier and metrics; stopped with cancel_and_wait."""
     settings = app[keys.settings]
     metrics = app[keys.metrics]
@@ -225,8 +225,18 @@ async def jobs_context(app: web.Application) -> AsyncIterator[None]:
     )
     runner.add_handler(webhooks.WebhookJobs(settings.webhooks))
     app[keys.jobs] = runner
+    # Composites take minutes of CPU: their own runner, so they never hold up notifications.
+    composites = JobRunner(db, clock=SystemClock(), on_backlog=on_backlog, on_failure=on_failure)
+    composites.add_periodic(composite_jobs.periodic(db))
+    composites.add_handler(
+        composite_jobs.CompositeJobs(
+            recordings_dir=settings.effective_recordings_dir, tz=settings.timezone
+        )
+    )
     runner.start()
+    composites.start(name="composite-runner")
     yield
+    await composites.stop()
     await runner.stop()
 
 

@@ -566,6 +566,7 @@ BENCHES = (
     "fuzz",
     "fuzz-signaling",
     "hostile",
+    "composite",
 )
 
 

@@ -197,3 +197,28 @@ class EvidenceManifest(Base):
     #: Files the manifest lists that are not on disk (the chat transcript), by name.
     inline_files: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+
+
+class SessionComposite(Base):
+    """The one playable MP4 of a session (server.sessions.composite), made offline by a job
+    after the session ended. A job table (server.kernel.jobs: `sent` = done) with its
+    progress and, once done, the file (beside the originals, which stay unchanged)."""
+
+    __tablename__ = "session_composite"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("call_session.id"), unique=True)
+    created_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: When the current (or last) attempt began; None until a runner took the job.
+    started_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    progress: Mapped[int] = mapped_column(Integer, default=0)  # percent
+    storage_uri: Mapped[str] = mapped_column(String(500), default="")
+    sha256: Mapped[str] = mapped_column(String(64), default="")
+    size_bytes: Mapped[int] = mapped_column(Integer, default=0)
+    duration_s: Mapped[float] = mapped_column(Float, default=0.0)
+    # the job columns (server.kernel.jobs)
+    status: Mapped[str] = mapped_column(String(16), default="pending", index=True)
+    due_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    attempts: Mapped[int] = mapped_column(Integer, default=0)
+    last_error: Mapped[str] = mapped_column(Text, default="")
+    locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

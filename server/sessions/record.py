@@ -24,7 +24,9 @@ from server.auth.permissions import Action, StaffIdentity
 from server.cases import access as cases_access
 from server.cases import agreements
 from server.cases import queries as cases
+from server.kernel.db import utcnow
 from server.org import service as org
+from server.sessions import composite_jobs
 from server.sessions import participants as participant_rows
 from server.sessions.errors import SessionNotFound
 from server.sessions.models import (
@@ -106,6 +108,21 @@ class RecordingEntry(BaseModel, frozen=True):
     deleted_at: datetime | None = None
 
 
+class CompositeEntry(BaseModel, frozen=True):
+    """The session's composite MP4 (server.sessions.composite_jobs): its job's progress."""
+
+    state: Literal["pending", "running", "done", "failed"]
+    percent: int = 0
+    #: Why it failed (Chinese, from the job), "" otherwise.
+    reason: str = ""
+    duration_s: float = 0.0
+    size_bytes: int = 0
+    sha256: str = ""
+    #: The playback page (reason and audit first) where it plays and downloads; None for a
+    #: reader who may not play recordings or before it is done.
+    playback_url: str | None = None
+
+
 class ChatLine(BaseModel, frozen=True):
     at: datetime
     display_name: str
@@ -137,6 +154,8 @@ class SessionRecord(BaseModel, frozen=True):
     recordings_url: str | None = None
     #: Every recorded file was deleted at the end of its retention period (manifest kept).
     recordings_deleted: bool = False
+    #: The composite MP4 and its job, once one was queued (after the session ended).
+    composite: CompositeEntry | None = None
     #: The evidence package download (POST with a reason), for a reader who may play the
     #: recordings of a session that is over.
     evidence_url: str | None = None
@@ -347,6 +366,21 @@ async def _build(
             .order_by(Recording.started_at, Recording.id)
         )
     ]
+    composite = None
+    job = await composite_jobs.get(session, session_id=row.id)
+    if job is not None:
+        cv = composite_jobs.view(job, now=utcnow())
+        composite = CompositeEntry(
+            state=cv.state,
+            percent=cv.percent,
+            reason=cv.reason,
+            duration_s=cv.duration_s,
+            size_bytes=cv.size_bytes,
+            sha256=cv.sha256,
+            playback_url=f"/sessions/{row.id}/recordings#composite"
+            if playable and cv.state == "done"
+            else None,
+        )
     chat_count = int(
         await session.scalar(
             select(func.count()).select_from(ChatMessage).where(ChatMessage.session_id == row.id)
@@ -396,6 +430,7 @@ async def _build(
         recordings=recordings,
         recordings_url=f"/sessions/{row.id}/recordings" if playable and recordings else None,
         recordings_deleted=bool(recordings) and all(r.deleted_at for r in recordings),
+        composite=composite,
         evidence_url=f"/sessions/{row.id}/evidence" if playable and row.state in _OVER else None,
         chat_count=chat_count,
         chat=chat,

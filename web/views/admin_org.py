@@ -16,7 +16,7 @@ from server.http.auth import client_ip, protected, signed_in_staff
 from server.http.common import path_int
 from server.kernel.errors import AppError
 from server.org import admin
-from server.org.models import ResourceType, SiteLevel
+from server.org.schemas import ResourceType, SiteLevel
 from web.labels import RESOURCE_TYPE_LABELS, SITE_LEVEL_LABELS
 from web.render import page
 

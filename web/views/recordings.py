@@ -14,6 +14,7 @@ from server.http import keys
 from server.http.auth import client_ip, protected, signed_in_staff
 from server.http.common import path_int
 from server.kernel.db import utcnow
+from server.sessions import composite_jobs
 from server.sessions import recordings as svc
 from web.render import page
 
@@ -30,6 +31,7 @@ async def _render(
     session_id = path_int(request, "session_id")
     async with request.app[keys.db].begin() as session:
         call, items = await svc.list_recordings(session, staff=staff, session_id=session_id)
+        composite = await composite_jobs.current(session, session_id=session_id, now=utcnow())
         if grant:
             await record(
                 session,
@@ -52,6 +54,7 @@ async def _render(
             "grant": grant,
             "total_s": total,
             "reason_max": svc.REASON_MAX,
+            "composite": composite,
         },
         status=status,
     )
@@ -138,6 +141,69 @@ async def recording_media(request: web.Request) -> web.FileResponse:
     )
 
 
+@protected(Action.session_join)
+async def composite_media(request: web.Request) -> web.FileResponse:
+    """The session's composite MP4, for a grant holder only (as the original tracks):
+    `?download=1` sends it as an attachment. Every request is audited."""
+    staff = signed_in_staff(request)
+    session_id = path_int(request, "session_id")
+    settings = request.app[keys.settings]
+    download = request.query.get("download") == "1"
+    detail = {"range": request.headers.get("Range", "")[:100], "download": download}
+
+    async def audit(session: AsyncSession, action: str, why: str | None = None) -> None:
+        await record(
+            session,
+            actor=staff.actor,
+            action=action,
+            object_type="call_session",
+            object_id=str(session_id),
+            ip=client_ip(request),
+            detail={**detail, "composite": True} | ({} if why is None else {"why": why}),
+        )
+
+    async with request.app[keys.db].begin() as session:
+        found = await composite_jobs.playable_file(
+            session,
+            staff=staff,
+            session_id=session_id,
+            recordings_dir=settings.effective_recordings_dir,
+        )
+        try:
+            svc.read_grant(
+                _secrets(request),
+                request.query.get("grant"),
+                staff_id=staff.staff_id,
+                session_id=session_id,
+                now=utcnow(),
+            )
+        except svc.ReasonRequired as exc:
+            await audit(session, "recording.fetch_denied", str(exc))
+            denied: svc.ReasonRequired | None = exc
+        else:
+            denied = None
+    if denied is not None:
+        raise denied
+    try:
+        await asyncio.to_thread(
+            svc.verify_file, found.path, sha256=found.sha256, size_bytes=found.size_bytes
+        )
+    except svc.RecordingTampered as exc:
+        async with request.app[keys.db].begin() as session:
+            await audit(session, "recording.tampered", str(exc))
+        raise
+    async with request.app[keys.db].begin() as session:
+        await audit(session, "recording.fetch")
+    headers = {
+        "Content-Type": "video/mp4",
+        "Cache-Control": "private, no-store",
+        "X-Content-Type-Options": "nosniff",
+    }
+    if download:
+        headers["Content-Disposition"] = f'attachment; filename="session-{session_id}.mp4"'
+    return web.FileResponse(found.path, headers=headers)
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get(
         r"/sessions/{session_id:\d+}/recordings", recordings_page, name="session_recordings"
@@ -147,4 +213,7 @@ def setup(app: web.Application) -> None:
     )
     app.router.add_get(
         r"/recordings/{recording_id:\d+}/media", recording_media, name="recording_media"
+    )
+    app.router.add_get(
+        r"/sessions/{session_id:\d+}/composite", composite_media, name="session_composite"
     )

@@ -35,6 +35,7 @@ from server.sessions.models import (
     ChatMessage,
     EvidenceManifest,
     Recording,
+    SessionComposite,
     SessionParticipant,
     SessionState,
 )
@@ -256,6 +257,18 @@ async def _draft(
                 recorded_sha256=r.sha256.lower(),
             )
         )
+    comp = await _composite(session, call.id)
+    if comp is not None:
+        digests = await asyncio.to_thread(_digest_composite, ctx.recordings_dir, comp)
+        files.append(
+            mf.file_entry(
+                composite_name(comp),
+                mf.FileKind.composite,
+                digests,
+                duration_s=comp.duration_s,
+                made_at=mf.when(comp.sent_at, ctx.tz),
+            )
+        )
     messages = list(
         await session.scalars(
             select(ChatMessage)
@@ -275,6 +288,29 @@ async def _draft(
         "files": files,
     }
     return mf.canonical(body), {CHAT_NAME: chat.decode()}
+
+
+async def _composite(session: AsyncSession, session_id: int) -> SessionComposite | None:
+    """The session's finished composite MP4 (server.sessions.composite_jobs), if any."""
+    row: SessionComposite | None = await session.scalar(
+        select(SessionComposite).where(
+            SessionComposite.session_id == session_id,
+            SessionComposite.status == "sent",
+            SessionComposite.storage_uri != "",
+        )
+    )
+    return row
+
+
+def composite_name(row: SessionComposite) -> str:
+    return f"{mf.FileKind.composite.folder}/session-{row.session_id}.mp4"
+
+
+def _digest_composite(root: Path, row: SessionComposite) -> mf.Digests:
+    digests = mf.digest_file(resolve_path(root, row.storage_uri))
+    if digests.size != row.size_bytes or digests.sha256 != row.sha256.lower():
+        raise RecordingTampered(f"composite of session {row.session_id} differs from what was made")
+    return digests
 
 
 def _listed(stored: StoredManifest) -> set[tuple[str, str]]:
@@ -301,9 +337,12 @@ async def ensure_manifest(
             raise SessionNotFinished(f"session {session_id} is {call.state.value}")
         stored = await latest(session, session_id=session_id)
         recs = await _recordings(session, session_id)
+        wanted = {(original_name(r), r.sha256.lower()) for r in recs}
+        comp = await _composite(session, session_id)
+        if comp is not None:
+            wanted.add((composite_name(comp), comp.sha256.lower()))
         if stored is not None and (
-            any(r.deleted_at is not None for r in recs)
-            or {(original_name(r), r.sha256.lower()) for r in recs} <= _listed(stored)
+            any(r.deleted_at is not None for r in recs) or wanted <= _listed(stored)
         ):
             return stored
         data, inline = await _draft(session, call, ctx, now=now)
@@ -383,6 +422,7 @@ async def plan_download(
         raise
     async with db.begin() as session:
         recs = {original_name(r): r for r in await _recordings(session, session_id)}
+        comp = await _composite(session, session_id)
         plan = PackagePlan(
             stored=stored,
             public_key_pem=public_pem(ctx.keys.public_keys[stored.key_id])
@@ -398,6 +438,8 @@ async def plan_download(
                 plan.deleted.append(name)
             elif name in recs:
                 plan.paths[name] = resolve_path(ctx.recordings_dir, recs[name].storage_uri)
+            elif comp is not None and name == composite_name(comp):
+                plan.paths[name] = resolve_path(ctx.recordings_dir, comp.storage_uri)
         await audit(
             session,
             actor=staff.actor,
