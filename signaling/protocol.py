@@ -30,6 +30,9 @@ MsgId = Annotated[str, Field(min_length=1, max_length=64)]
 PeerId = Annotated[str, Field(min_length=1, max_length=64)]
 RoomId = Annotated[str, Field(min_length=1, max_length=40, pattern=r"^[A-Za-z0-9_-]+$")]
 Sdp = Annotated[str, Field(min_length=1, max_length=60_000)]
+#: Free text that is stored (chat, reasons): no control characters but tab and line breaks (a
+#: NUL cannot be stored in PostgreSQL text; found by the signaling fuzz run).
+NO_CONTROL = r"^[^\x00-\x08\x0b\x0c\x0e-\x1f\x7f]*$"
 
 
 class _Msg(BaseModel):
@@ -114,7 +117,7 @@ class SendChat(_ClientMsg):
     """`{"type": "chat", "id": "6", "text": "您好"}`"""
 
     type: Literal["chat"] = "chat"
-    text: Annotated[str, Field(min_length=1, max_length=2000)]
+    text: Annotated[str, Field(min_length=1, max_length=2000, pattern=NO_CONTROL)]
 
 
 class SetPresence(_ClientMsg):
@@ -152,7 +155,7 @@ class Deny(_ClientMsg):
 
     type: Literal["deny"] = "deny"
     peer_id: PeerId
-    reason: Annotated[str, Field(max_length=200)] = ""
+    reason: Annotated[str, Field(max_length=200, pattern=NO_CONTROL)] = ""
 
 
 class Remove(_ClientMsg):
@@ -160,7 +163,7 @@ class Remove(_ClientMsg):
 
     type: Literal["remove"] = "remove"
     peer_id: PeerId
-    reason: Annotated[str, Field(max_length=200)] = ""
+    reason: Annotated[str, Field(max_length=200, pattern=NO_CONTROL)] = ""
 
 
 class Lock(_ClientMsg):

@@ -49,6 +49,10 @@ def test_parses_each_kind_of_client_message() -> None:
         ('{"type": "chat", "id": "1", "text": ""}', "bad_message", "text"),
         ('{"type": "chat", "text": "x"}', "bad_message", "id"),
         ('{"type": "chat", "id": "1", "text": "x", "evil": true}', "bad_message", "evil"),
+        # a NUL cannot be stored (PostgreSQL text): found by `onedoor bench fuzz-signaling`
+        ('{"type": "chat", "id": "1", "text": "a\\u0000b"}', "bad_message", "text"),
+        ('{"type": "deny", "id": "1", "peer_id": "p-1", "reason": "\\u001b[31m"}',
+         "bad_message", "reason"),
         ('{"type": "join", "id": "1", "room_id": "../etc"}', "bad_message", "room_id"),
         ('{"type": "candidate", "id": "1", "candidate": "c", "sdp_mline_index": -1}',
          "bad_message", "sdp_mline_index"),
@@ -149,6 +153,7 @@ def test_the_published_schema_validates_every_documented_message_as_it_stands() 
         {"id": "1", "text": "no type"},
         {"type": 7, "id": "1"},
         {"type": "chat", "id": "1", "text": "hi", "unexpected": True},
+        {"type": "chat", "id": "1", "text": "a\x00b"},
         {"type": "error", "code": "not_a_documented_code", "message": "x", "message_zh": "x"},
     ],
 )
