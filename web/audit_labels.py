@@ -31,6 +31,7 @@ AUDIT_ACTION_LABELS: Mapping[str, str] = {
     "staff.disable": "停用工作人员账号",
     "staff.enable": "启用工作人员账号",
     "deadline_policy.update": "修改办理时限",
+    "matter_type.update": "修改事项类型",
     "org.site_add": "新增站点",
     "org.site_update": "修改站点",
     "org.department_add": "新增部门",

@@ -106,3 +106,52 @@ async def update_policy(
             detail={"changed": changed},
         )
     return PolicyView(kind, row.label_zh, limit_days, day_mode, yellow_days, extension_max_days)
+
+
+async def update_matter_type(
+    session: AsyncSession,
+    *,
+    code: str,
+    name: str,
+    active: bool,
+    handling_days: int | None,
+    actor: str,
+    ip: str = "",
+) -> MatterTypeView:
+    """Rename a matter type, take it out of the intake forms (or back), and set or clear its
+    own handling time limit (None: the general policy's). Cases already registered keep
+    their deadlines.
+
+    Raises:
+        NotFound: no such matter type.
+        InvalidInput: a name that is empty or too long (field name), or handling days out of
+            range (field handling_days).
+    """
+    row = await session.scalar(select(MatterType).where(MatterType.code == code))
+    if row is None:
+        raise NotFound(f"no matter type {code}")
+    name = name.strip()
+    if not 1 <= len(name) <= 100:
+        raise InvalidInput("name 1 to 100 characters", field="name")
+    if handling_days is not None and not 1 <= handling_days <= MAX_LIMIT_DAYS:
+        raise InvalidInput("handling days out of range", field="handling_days")
+    overrides = dict(row.deadline_days or {})
+    before = {"name": row.name, "active": row.active, "overrides": dict(overrides)}
+    if handling_days is None:
+        overrides.pop("handling", None)
+    else:
+        overrides["handling"] = handling_days
+    row.name, row.active, row.deadline_days = name, active, overrides
+    await session.flush()
+    after = {"name": name, "active": active, "overrides": overrides}
+    if before != after:
+        await record(
+            session,
+            actor=actor,
+            action="matter_type.update",
+            object_type="matter_type",
+            object_id=code,
+            ip=ip,
+            detail={"before": before, "after": after},
+        )
+    return MatterTypeView(code, name, active, overrides)

@@ -14,6 +14,7 @@ from server.cases.deadline_policies import (
     MAX_LIMIT_DAYS,
     list_matter_types,
     list_policies,
+    update_matter_type,
     update_policy,
 )
 from server.http import keys
@@ -102,7 +103,51 @@ async def deadlines_update(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(f"/admin/deadlines?done={kind}#policy-{kind}")
 
 
+@protected(Action.settings_manage)
+async def matter_type_update(request: web.Request) -> web.Response:
+    """One matter type's name, whether intake offers it, and its own handling time limit."""
+    staff = signed_in_staff(request)
+    code = request.match_info["code"]
+    form = await request.post()
+    typed = {
+        "name": str(form.get("name", "")).strip(),
+        "active": "on" if form.get("active") else "",
+        "handling_days": str(form.get("handling_days", "")).strip(),
+    }
+    days = typed["handling_days"]
+    errors: dict[str, str] = {}
+    if days and not days.isdigit():
+        errors["handling_days"] = "专门办理时限为1至366天，留空则按通用时限。"
+    else:
+        try:
+            async with request.app[keys.db].begin() as session:
+                await update_matter_type(
+                    session,
+                    code=code,
+                    name=typed["name"],
+                    active=bool(typed["active"]),
+                    handling_days=int(days) if days else None,
+                    actor=staff.actor,
+                    ip=client_ip(request),
+                )
+        except InvalidInput as e:
+            field = str(e.details.get("field", "name"))
+            errors[field] = (
+                "请填写名称（1至100个字）。"
+                if field == "name"
+                else "专门办理时限为1至366天，留空则按通用时限。"
+            )
+    if errors:
+        return await _render(
+            request, failed=f"matter-{code}", typed=typed, errors=errors, status=422
+        )
+    raise web.HTTPSeeOther(f"/admin/deadlines?done=matter#matter-{code}")
+
+
 def setup(app: web.Application) -> None:
+    app.router.add_post(
+        r"/admin/matter-types/{code:[a-z0-9_]+}", matter_type_update, name="admin_matter_type"
+    )
     app.router.add_get("/admin/deadlines", deadlines_page, name="admin_deadlines")
     app.router.add_post(
         r"/admin/deadlines/{kind:[a-z_]+}", deadlines_update, name="admin_deadlines_update"

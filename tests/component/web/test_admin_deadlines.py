@@ -12,6 +12,7 @@ from sqlalchemy import select
 
 from server.audit.models import AuditEntry
 from server.cases.deadline_policies import list_policies, update_policy
+from server.cases.models import MatterType
 from server.http import keys
 from server.kernel.errors import InvalidInput
 from tests.conftest import signed_in
@@ -81,3 +82,33 @@ async def test_other_roles_get_403(app_client: Client, role: str) -> None:
         extension_max_days="0",
     )
     assert resp.status == 403
+
+
+async def test_a_matter_type_is_renamed_given_its_own_limit_and_taken_out_of_intake(
+    app_client: Any,
+) -> None:
+    csrf = await signed_in(app_client, "sys_admin")
+    async with app_client.app[keys.db]() as s:
+        code = await s.scalar(select(MatterType.code).order_by(MatterType.id).limit(1))
+    bad = await app_client.post(
+        f"/admin/matter-types/{code}",
+        data={"_csrf": csrf, "name": "噪声扰民（改）", "handling_days": "abc", "active": "on"},
+    )
+    html = await bad.text()
+    assert bad.status == 422 and f'id="matter-{code}-days-err"' in html
+    assert 'value="噪声扰民（改）"' in html  # what was typed stays
+    ok = await app_client.post(
+        f"/admin/matter-types/{code}",
+        data={"_csrf": csrf, "name": "噪声扰民（改）", "handling_days": "30"},
+        allow_redirects=False,
+    )
+    assert ok.status == 303
+    async with app_client.app[keys.db]() as s:
+        row = await s.scalar(select(MatterType).where(MatterType.code == code))
+    assert row is not None and row.name == "噪声扰民（改）" and not row.active
+    assert row.deadline_days.get("handling") == 30
+    await signed_in(app_client, "centre_supervisor")
+    refused = await app_client.post(
+        f"/admin/matter-types/{code}", data={"_csrf": csrf, "name": "x"}
+    )
+    assert refused.status == 403
