@@ -58,7 +58,7 @@ class AuditFilters(BaseModel, extra="ignore"):
     until: date | None = None
     object_type: str = Field(default="", max_length=40)
     target: str = Field(default="", max_length=80, pattern=r"^[\w.:-]*$")
-    before: int | None = Field(default=None, ge=1)
+    before: int | None = Field(default=None, ge=1, le=2**31 - 1)
 
 
 def _typed(request: web.Request) -> dict[str, str]:
