@@ -12,7 +12,6 @@ documents and the server disagree, this fails.
 from __future__ import annotations
 
 import asyncio
-import contextlib
 import itertools
 import json
 from datetime import timedelta
@@ -24,7 +23,7 @@ import jsonschema
 import pytest
 from aiohttp.test_utils import TestServer
 from aiortc import RTCConfiguration, RTCPeerConnection, RTCSessionDescription
-from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
+from aiortc.mediastreams import MediaStreamTrack
 from sqlalchemy import select
 
 from media.sfu import SfuMediaNode
@@ -77,13 +76,7 @@ class MinimalClient:
         self.inbox: asyncio.Queue[dict[str, Any]] = asyncio.Queue()
         self.peer_id = ""
         self.broken: AssertionError | None = None
-        #: track_published by track id, and the ids of the tracks ontrack brought (with
-        #: whether they had been announced by then: the server says so before its offer)
-        self.announced: dict[str, dict[str, Any]] = {}
-        self.received: dict[str, bool] = {}
-        self.track_peers: dict[int, str] = {}  # id(remote track) -> its sender's peer id
         self.pc = RTCPeerConnection(RTCConfiguration(iceServers=[]))
-        self.frames: dict[str, int] = {}
         self._tasks: list[asyncio.Task[None]] = []
         self.pc.on("track", self._on_track)
 
@@ -112,9 +105,7 @@ class MinimalClient:
                 self.broken = e
                 await self.inbox.put({"type": "error", "code": "schema", "message": str(e)})
                 return
-            if message["type"] == "track_published":
-                self.announced[message["track_id"]] = message
-            elif message["type"] == "offer" and "re" not in message:
+            if message["type"] == "offer" and "re" not in message:
                 self._tasks.append(asyncio.create_task(self._answer(message)))
             else:
                 await self.inbox.put(message)
@@ -163,17 +154,8 @@ class MinimalClient:
         await self.send("answer", sdp=self.pc.localDescription.sdp)
 
     def _on_track(self, track: MediaStreamTrack) -> None:
-        peer_id, kind = track.id.split(".")[:2]  # the documented track-id rule
+        _, kind = track.id.split(".")[:2]  # the documented track-id rule
         assert kind == track.kind
-        self.received[track.id] = track.id in self.announced
-        self.track_peers[id(track)] = peer_id
-        self._tasks.append(asyncio.create_task(self._count(peer_id, track)))
-
-    async def _count(self, peer_id: str, track: MediaStreamTrack) -> None:
-        with contextlib.suppress(MediaStreamError):
-            while True:
-                await track.recv()
-                self.frames[peer_id] = self.frames.get(peer_id, 0) + 1
 
     async def close(self) -> None:
         for task in self._tasks:
@@ -209,11 +191,6 @@ async def _api_token(server: TestServer) -> str:
             created_by="test",
         )
     return token
-
-
-def _safe(peer_id: str) -> str:
-    """The documented track-id form of a peer id (characters outside A-Za-z0-9_- become _)."""
-    return "".join(c if c.isalnum() or c in "_-" else "_" for c in peer_id)[:48]
 
 
 async def test_a_client_written_from_the_docs_holds_a_three_party_mediation(
