@@ -12,7 +12,6 @@ no traceback in the server's log for rejected input, and no stall (schemathesis'
 from __future__ import annotations
 
 import asyncio
-import os
 import re
 import shutil
 import subprocess
@@ -23,7 +22,7 @@ from pathlib import Path
 from typing import Any
 
 from bench.common import check, smoke
-from bench.server_process import database_env, start_server
+from bench.server_process import bench_databases, database_env, start_server
 
 SCHEMATHESIS = str(Path(sys.executable).with_name("schemathesis"))
 ROLES = ("supervisor01", "window01", "mediator01")
@@ -161,13 +160,9 @@ def _fuzz(
 
 
 async def run(scale: float = 1.0) -> dict[str, Any]:
-    databases = ["sqlite"]
-    if os.environ.get("ONEDOOR_BENCH_PG"):
-        databases.append(os.environ["ONEDOOR_BENCH_PG"])
     result: dict[str, Any] = {}
     checks = []
-    for database in databases:
-        label = "sqlite" if database == "sqlite" else "postgresql"
+    for label, database in bench_databases():
         if smoke(scale):  # one role, one example per operation: that the fuzzer still runs
             one = await asyncio.to_thread(fuzz, 1, roles=ROLES[:1], database=database, workers=1)
         else:

@@ -20,7 +20,6 @@ from __future__ import annotations
 
 import asyncio
 import json
-import os
 import random
 import re
 import shutil
@@ -33,7 +32,7 @@ from typing import Any
 import aiohttp
 
 from bench.common import check, smoke
-from bench.server_process import ServerProcess, database_env, start_server
+from bench.server_process import ServerProcess, bench_databases, database_env, start_server
 from bench.sigclient import PROTOCOL, Staff
 
 ROOT = Path(__file__).resolve().parents[1]
@@ -251,14 +250,10 @@ async def run(scale: float = 1.0) -> dict[str, Any]:
     asked = CONNECTIONS * 4 if smoke(scale) else max(CONNECTIONS, int(FRAMES * scale))
     frames = asked // CONNECTIONS * CONNECTIONS  # each connection sends its equal share
     tmp = Path(tempfile.mkdtemp(prefix="onedoor-sigfuzz-"))
-    databases = ["sqlite"]
-    if os.environ.get("ONEDOOR_BENCH_PG"):
-        databases.append(os.environ["ONEDOOR_BENCH_PG"])
     result: dict[str, Any] = {}
     checks = []
     try:
-        for database in databases:
-            label = "sqlite" if database == "sqlite" else "postgresql"
+        for label, database in bench_databases():
             one = await _one(database, frames, tmp / label)
             result[label] = one
             checks += [

@@ -13,7 +13,6 @@ Bounded in time (two phases of `10 * scale` s per database), loopback only.
 from __future__ import annotations
 
 import asyncio
-import os
 import shutil
 import tempfile
 import time
@@ -24,7 +23,7 @@ from typing import Any
 import aiohttp
 
 from bench.common import check, percentile
-from bench.server_process import ServerProcess, database_env, start_server
+from bench.server_process import ServerProcess, bench_databases, database_env, start_server
 
 #: Every check this benchmark reports (bench.common marks one it could not measure); the
 #: PostgreSQL run, when ONEDOOR_BENCH_PG is set, adds the same four prefixed `postgresql_`.
@@ -155,14 +154,10 @@ async def _one(database: str, seconds: float, tmp: Path) -> dict[str, Any]:
 async def run(scale: float = 1.0) -> dict[str, Any]:
     seconds = max(3.0, PHASE_S * scale)
     tmp = Path(tempfile.mkdtemp(prefix="onedoor-hostile-"))
-    databases = ["sqlite"]
-    if os.environ.get("ONEDOOR_BENCH_PG"):
-        databases.append(os.environ["ONEDOOR_BENCH_PG"])
     result: dict[str, Any] = {"phase_s": seconds}
     checks = []
     try:
-        for database in databases:
-            label = "sqlite" if database == "sqlite" else "postgresql"
+        for label, database in bench_databases():
             one = await _one(database, seconds, tmp / label)
             result[label] = one
             checks += [

@@ -154,6 +154,15 @@ def _psql(sql: str) -> None:
     )
 
 
+def bench_databases() -> list[tuple[str, str]]:
+    """(label, database) pairs a benchmark runs on: SQLite always, and PostgreSQL when
+    ONEDOOR_BENCH_PG names a server (e.g. postgresql+asyncpg://postgres@127.0.0.1:5432)."""
+    out = [("sqlite", "sqlite")]
+    if os.environ.get("ONEDOOR_BENCH_PG"):
+        out.append(("postgresql", os.environ["ONEDOOR_BENCH_PG"]))
+    return out
+
+
 @contextlib.contextmanager
 def database_env(database: str, *, label: str) -> Iterator[dict[str, str]]:
     """`ONEDOOR_*` settings for a benchmark's server on `database`: "sqlite" (the data
