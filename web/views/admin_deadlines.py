@@ -20,6 +20,7 @@ from server.cases.deadline_policies import (
 from server.http import keys
 from server.http.auth import client_ip, protected, signed_in_staff
 from server.kernel.errors import InvalidInput
+from web.form_messages import messages_by_field
 from web.render import page
 
 _MESSAGES = {
@@ -92,9 +93,7 @@ async def deadlines_update(request: web.Request) -> web.Response:
                 ip=client_ip(request),
             )
     except ValidationError as e:
-        for err in e.errors():
-            field = str(err["loc"][0]) if err["loc"] else "limit_days"
-            errors.setdefault(field, _MESSAGES.get(field, "输入有误"))
+        errors.update(messages_by_field(e, _MESSAGES, default_field="limit_days"))
     except InvalidInput as e:
         field = str(e.details.get("field", "limit_days"))
         errors[field] = _MESSAGES.get(field, "输入有误")

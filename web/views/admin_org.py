@@ -17,6 +17,7 @@ from server.http.common import path_int
 from server.kernel.errors import AppError
 from server.org import admin
 from server.org.schemas import ResourceType, SiteLevel
+from web.form_messages import messages_by_field
 from web.labels import RESOURCE_TYPE_LABELS, SITE_LEVEL_LABELS
 from web.render import page
 
@@ -59,11 +60,7 @@ class ResourceForm(BaseModel, extra="ignore"):
 
 
 def _errors(e: ValidationError) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for err in e.errors():
-        field = str(err["loc"][0]) if err["loc"] else "name"
-        out.setdefault(field, _MESSAGES.get(field, "输入有误"))
-    return out
+    return messages_by_field(e, _MESSAGES, default_field="name")
 
 
 async def _render(

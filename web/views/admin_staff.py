@@ -28,6 +28,7 @@ from server.org.service import (
     sites,
     update_account,
 )
+from web.form_messages import messages_by_field
 from web.labels import ROLE_LABELS
 from web.render import page
 
@@ -60,11 +61,7 @@ class NewAccountForm(_Placement):
 
 
 def _errors(e: ValidationError) -> dict[str, str]:
-    out: dict[str, str] = {}
-    for err in e.errors():
-        field = str(err["loc"][0]) if err["loc"] else "username"
-        out.setdefault(field, _MESSAGES.get(field, "输入有误"))
-    return out
+    return messages_by_field(e, _MESSAGES, default_field="username")
 
 
 def _one_time_password() -> str:
