@@ -285,13 +285,18 @@ def effective_due(
     The nominal period (start day not counted) is extended by `extension_days` days in the
     policy's day mode from its last day; pauses then add the time the clock stood still
     (calendar mode: its length; working-day mode: its office time on working days, added in
-    office time); an open pause counts up to `now`. Last, with `Rollover.next_working_day`, a
-    period whose last day is a day off ends at the end of the next working day.
+    office time); an open pause counts up to `now`. With `Rollover.next_working_day`, a
+    period whose last day is a day off ends at the end of the next working day: the rule is
+    applied to the period in days (extension included) before the pauses are added, and again
+    after, so neither an extension nor a pause ever moves the due earlier (a 15-minute pause
+    after a period ending on a Sunday must not end it on Monday 00:15 instead of Monday's end).
     """
     last = add_days(start.astimezone(tz).date(), policy.limit_days, policy.day_mode, calendar)
     if extension_days:
         last = add_days(last, extension_days, policy.day_mode, calendar)
     due = end_of_day(last, tz)
+    if rollover == Rollover.next_working_day:
+        due = roll_over(due, calendar, tz)
     if pauses:
         ref = now or max((p.end or p.start) for p in pauses)
         spans = merge_pauses(pauses, since=start, now=ref)

@@ -7,7 +7,7 @@ from __future__ import annotations
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
-from hypothesis import given, settings
+from hypothesis import example, given, settings
 from hypothesis import strategies as st
 
 from server.cases.deadlines import (
@@ -71,6 +71,8 @@ def ref_due(
     if extension:
         last = ref_last_day(last, extension, mode, cal)
     due = ref_midnight_after(last)
+    if rollover:  # the period in days first (extension included), then again after the pauses
+        due = ref_roll(due, cal)
     # Count the paused slots after the start (overlapping pauses count once).
     paused = 0
     if pauses:
@@ -93,13 +95,16 @@ def ref_due(
         if local.time() == hours[-1][1]:  # the close of the day: the whole day is used
             t = ref_midnight_after(local.date())
         due = t
-    if rollover:
-        day = (due - timedelta(microseconds=1)).astimezone(TZ).date()
-        if not ref_is_workday(cal, day):
-            while not ref_is_workday(cal, day):
-                day += timedelta(days=1)
-            due = ref_midnight_after(day)
-    return due
+    return ref_roll(due, cal) if rollover else due
+
+
+def ref_roll(due: datetime, cal: HolidayCalendar) -> datetime:
+    day = (due - timedelta(microseconds=1)).astimezone(TZ).date()
+    if ref_is_workday(cal, day):
+        return due
+    while not ref_is_workday(cal, day):
+        day += timedelta(days=1)
+    return ref_midnight_after(day)
 
 
 # --- strategies --------------------------------------------------------------------------------
@@ -217,6 +222,18 @@ def test_working_time_matches_slot_counting(c: dict[str, object]) -> None:
 
 @PROPS
 @given(cases())
+@example(  # found by CI: a period ending on a Sunday, extended by 1 day and paused 15 minutes
+    {
+        "start": ORIGIN,
+        "limit": 2,
+        "mode": DayMode.calendar,
+        "cal": HolidayCalendar(days_off=frozenset(), makeup_workdays=frozenset()),
+        "extension": 1,
+        "pauses": [(ORIGIN + timedelta(hours=1), ORIGIN + timedelta(hours=1, minutes=15))],
+        "rollover": True,
+        "hours": ((time(8, 30), time(17, 30)),),
+    }
+)
 def test_the_due_never_moves_earlier_with_pauses_or_extension(c: dict[str, object]) -> None:
     start, limit, mode, cal, pauses, hours = (
         c["start"],
