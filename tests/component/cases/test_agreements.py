@@ -63,6 +63,7 @@ async def test_effective_only_when_all_have_signed(db: async_sessionmaker[AsyncS
                     signer_name=name,
                     method=method,
                     data=data or name,
+                    identification=None if signer == "mediator" else "in_person",
                 ),
             )
 
