@@ -262,6 +262,7 @@ async def test_court_liaison_records_judicial_confirmation_but_never_on_an_accus
         attributes={"accused": "区法院诉讼服务中心"},
         accused_department_id=court_dept,
     )
+    agreement_id = 0
     for case_id, expect in ((plain, None), (accusation, CaseNotFound)):
         agreement_id = await _effective_agreement(db, case_id)
         async with db.begin() as s:
