@@ -305,8 +305,10 @@ async def test_judicial_confirmation_by_mediator_or_court_liaison(
     assert (await ok.json())["judicial_result"] == "confirmed"
     entry = (await _audit(client, "agreement.judicial"))[-1]
     assert entry.detail["late"] is False and entry.actor.startswith("staff:")
-    # the court liaison reads no case content through this role
+    # the court liaison reads no case content through this role; their home page still works
     assert (await client.get(f"/api/agreements/{agreement_id}")).status == 403
+    home = await client.get("/")
+    assert home.status == 200 and "法院联络员" in await home.text()
 
 
 def test_pdf_lists_each_signature_with_how_it_was_given() -> None:
