@@ -307,6 +307,10 @@ async def test_judicial_confirmation_by_mediator_or_court_liaison(
     assert entry.detail["late"] is False and entry.actor.startswith("staff:")
     # the court liaison reads no case content through this role; their home page still works
     assert (await client.get(f"/api/agreements/{agreement_id}")).status == 403
+    await sign_in(client, "mediator01")  # the page shows the request and the court's result
+    html = await (await client.get(f"/agreements/{agreement_id}")).text()
+    assert 'id="judicial" data-late="false"' in html and "法院已确认有效" in html
+    await signed_in(client, "court_liaison")
     home = await client.get("/")
     assert home.status == 200 and "法院联络员" in await home.text()
 

@@ -99,7 +99,8 @@ def _pages() -> Iterator[tuple[str, str, dict[str, Any], list[str]]]:
         {
             "a": _ns(id=5, case_id=1, status="effective",
                      parties=[{"name": "赵一", "role": "applicant"}], facts="漏水", terms=[],
-                     effective_at=AT, judicial_due_at=DUE, signatures=signatures,
+                     effective_at=AT, judicial_due_at=DUE, judicial_requested_at=None,
+                     judicial_result=None, signatures=signatures,
                      missing_signers=[]),
             "case_no": "330105-2027-000001", "roles": {}, "signers": [], "can_sign": False,
             "rows": [], "sent_party": None, "via_labels": {"own_link": "本人链接签署"},
