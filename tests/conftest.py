@@ -354,6 +354,7 @@ DEMO_USERS = {
     "supervising_leader": "dleader01",
     "mediator": "mediator01",
     "expert": "expert01",
+    "court_liaison": "court01",
     "sys_admin": "sysadmin",
     "sec_admin": "secadmin",
     "audit_admin": "auditadmin",

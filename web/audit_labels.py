@@ -76,7 +76,9 @@ AUDIT_ACTION_LABELS: Mapping[str, str] = {
     # agreements
     "agreement.draft": "起草调解协议书",
     "agreement.sign": "签署调解协议书",
-    "agreement.judicial": "申请司法确认",
+    "agreement.judicial": "记录司法确认申请",
+    "agreement.sign_link_sent": "发送调解协议签署链接",
+    "agreement.link_view": "当事人通过签署链接查看调解协议书",
     "agreement.view": "查看调解协议书",
     "agreement.export_pdf": "导出调解协议书 PDF",
     # calls, sessions, recordings

@@ -42,7 +42,12 @@ from server.cases.schemas import (
     HandlerRequest,
     IntakeRequest,
     IntakeResult,
+    LinkSignRequest,
+    PartySigned,
+    PartySignView,
     PauseRequest,
+    SignLinkRequest,
+    SignLinkSent,
     SignRequest,
     SupervisionRequest,
     TimelineEvent,
@@ -529,7 +534,9 @@ async def get_agreement(request: web.Request) -> web.Response:
 @routes.post(r"/api/agreements/{agreement_id:\d+}/signatures")
 @protected(Action.agreement_manage)
 async def post_signature(request: web.Request) -> web.Response:
-    staff = signed_in_staff(request)  # signed on the mediator's device
+    """A signature on the mediator's device: the mediator's own, or a party's with how the
+    party was identified (`identification`, `id_last4`)."""
+    staff = signed_in_staff(request)
     body = await _body(request, SignRequest)
     async with request.app[keys.db].begin() as session:
         view = await agreements.sign_agreement(
@@ -539,8 +546,62 @@ async def post_signature(request: web.Request) -> web.Response:
             staff=staff,
             now=utcnow(),
             timezone=_tz(request),
+            ip=client_ip(request),
         )
     return _json(view)
+
+
+@routes.post(r"/api/agreements/{agreement_id:\d+}/parties/{party:\d{1,2}}/sign-link")
+@protected(Action.agreement_manage)
+async def post_sign_link(request: web.Request) -> web.Response:
+    """发送签署链接: SMS one party their own signing link (the agreement's mediator)."""
+    staff = signed_in_staff(request)
+    body = await _body(request, SignLinkRequest)
+    settings = request.app[keys.settings]
+    async with request.app[keys.db].begin() as session:
+        sent = await agreements.send_sign_link(
+            session,
+            staff=staff,
+            agreement_id=_int(request, "agreement_id"),
+            party_index=int(request.match_info["party"]),
+            phone=body.phone,
+            secret=settings.secret_bytes(),
+            base_url=settings.effective_public_url,
+            now=utcnow(),
+            tz=_tz(request),
+        )
+    return _json(sent, status=201)
+
+
+@routes.get("/api/public/agreements/sign/{token}")
+@public("a party's own signing link is the credential")
+async def get_party_sign(request: web.Request) -> web.Response:
+    async with request.app[keys.db].begin() as session:
+        view = await agreements.party_sign_view(
+            session,
+            token=request.match_info["token"],
+            secret=request.app[keys.settings].secret_bytes(),
+            now=utcnow(),
+            ip=client_ip(request),
+        )
+    return _json(view)
+
+
+@routes.post("/api/public/agreements/sign/{token}")
+@public("a party's own signing link is the credential")
+async def post_party_sign(request: web.Request) -> web.Response:
+    body = await _body(request, LinkSignRequest)
+    async with request.app[keys.db].begin() as session:
+        signed = await agreements.sign_with_link(
+            session,
+            token=request.match_info["token"],
+            secret=request.app[keys.settings].secret_bytes(),
+            request=body,
+            now=utcnow(),
+            timezone=_tz(request),
+            ip=client_ip(request),
+        )
+    return _json(signed)
 
 
 class JudicialBody(BaseModel):
@@ -549,7 +610,7 @@ class JudicialBody(BaseModel):
 
 
 @routes.post(r"/api/agreements/{agreement_id:\d+}/judicial")
-@protected(Action.agreement_manage)
+@protected(Action.agreement_judicial)
 async def post_judicial(request: web.Request) -> web.Response:
     staff = signed_in_staff(request)
     body = await _body(request, JudicialBody)
@@ -682,6 +743,12 @@ OPENAPI_MODELS: dict[tuple[str, str], tuple[type[BaseModel] | None, type[BaseMod
     ("/api/cases/import", "post"): (ImportRequest, exchange.ImportResult),
     ("/api/cases/{case_id}/agreements", "post"): (AgreementDraft, AgreementView),
     ("/api/agreements/{agreement_id}/signatures", "post"): (SignRequest, AgreementView),
+    ("/api/agreements/{agreement_id}/parties/{party}/sign-link", "post"): (
+        SignLinkRequest,
+        SignLinkSent,
+    ),
+    ("/api/public/agreements/sign/{token}", "get"): (None, PartySignView),
+    ("/api/public/agreements/sign/{token}", "post"): (LinkSignRequest, PartySigned),
     ("/api/escalation-contacts", "post"): (escalation.ContactInput, escalation.ContactView),
     ("/api/cases", "get"): (None, CaseList),
     ("/api/cases/{case_id}/timeline", "get"): (None, TimelineEvent),
@@ -709,6 +776,7 @@ OPENAPI_STATUSES = {
     ("/api/cases/{case_id}/supervision", "post"): 201,
     ("/api/cases/reports", "post"): 201,
     ("/api/cases/{case_id}/agreements", "post"): 201,
+    ("/api/agreements/{agreement_id}/parties/{party}/sign-link", "post"): 201,
     ("/api/escalation-contacts", "post"): 201,
     ("/api/escalation-contacts/{contact_id}", "delete"): 204,
 }

@@ -41,6 +41,7 @@ class Action(enum.StrEnum):
     case_assess = "case.assess"
     case_exchange = "case.exchange"
     agreement_manage = "agreement.manage"
+    agreement_judicial = "agreement.judicial"
     escalation_manage = "escalation.manage"
     red_card_issue = "red_card.issue"
     # sessions (reception and mediation)
@@ -112,6 +113,8 @@ PERMISSIONS: dict[Action, frozenset[Role]] = {
     Action.case_exchange: frozenset({R.centre_supervisor}),
     Action.red_card_issue: frozenset({R.centre_supervisor}),
     Action.agreement_manage: frozenset({R.mediator}),
+    # 司法确认: the agreement's own mediator (checked by the service) or the court liaison.
+    Action.agreement_judicial: frozenset({R.mediator, R.court_liaison}),
     # 三级抄告 contact lists: configuration (sys_admin) or the centre that issues 抄告.
     Action.escalation_manage: frozenset({R.centre_supervisor, R.sys_admin}),
     Action.session_create: frozenset(_HOSTS),

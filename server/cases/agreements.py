@@ -8,7 +8,7 @@ import hashlib
 import itertools
 import json
 import re
-from datetime import datetime, timedelta
+from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -19,22 +19,34 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.audit.service import record
 from server.auth.permissions import Action, StaffIdentity
 from server.cases import deadline_clock
-from server.cases.access import visible_case
+from server.cases.access import check_not_accused_unit, masked_name, visible_case
 from server.cases.models import AgreementSignature, CaseEvent, MediationAgreement, PetitionCase
+from server.cases.outbox import enqueue
 from server.cases.pdf import CJK_FONT_CANDIDATES as CJK_FONT_CANDIDATES
 from server.cases.pdf import CjkFontMissing as CjkFontMissing
 from server.cases.pdf import cjk_font as cjk_font
 from server.cases.pdf import face_index as _face_index
 from server.cases.pdf import paragraph as _paragraph
-from server.cases.schemas import AgreementDraft, AgreementView, SignatureView, SignRequest
+from server.cases.schemas import (
+    AgreementDraft,
+    AgreementView,
+    LinkSignRequest,
+    PartySigned,
+    PartySignView,
+    SignatureView,
+    SignLinkSent,
+    SignRequest,
+)
 from server.kernel import clock
 from server.kernel.errors import (
+    AppError,
     Conflict,
     InvalidInput,
     NotFound,
     PermissionDenied,
 )
-from server.kernel.signing import Signer
+from server.kernel.signing import SignatureExpired, SignatureInvalid, Signer
+from server.org.models import Role
 
 
 class AgreementLocked(Conflict):
@@ -52,8 +64,62 @@ class AgreementChanged(Conflict):
     )
 
 
+class InvalidSignLink(AppError):
+    code, http_status, message_zh = (
+        "invalid_sign_link",
+        404,
+        "签署链接无效，请核对短信中的链接，或向调解员索取新链接",
+    )
+
+
+class SignLinkExpired(AppError):
+    code, http_status, message_zh = (
+        "sign_link_expired",
+        410,
+        "签署链接已过期，请向调解员索取新链接",
+    )
+
+
+class SignLinkUsed(Conflict):
+    code, message_zh = "sign_link_used", "您已签署本协议，此链接不能再次使用"
+
+
+class IdentificationRequired(InvalidInput):
+    code, message_zh = (
+        "identification_required",
+        "当事人在调解员设备上签署，须先记录身份核验方式（身份证核验须填写身份证号后4位）",
+    )
+
+
+PARTY_ROLE_LABELS = {
+    "applicant": "申请人",
+    "respondent": "被申请人",
+    "agent": "代理人",
+    "third_party": "第三人",
+}
+
 #: How long a party's signing link stays valid.
 SIGN_LINK_TTL = timedelta(days=3)
+
+#: How a signature was given (`AgreementSignature.via`) and how a party was identified.
+VIA_LABELS = {
+    "own_link": "本人链接签署",
+    "mediator_device": "调解员设备签署",
+    "own_account": "调解员本人签署",
+}
+ID_METHOD_LABELS = {"id_card": "身份证核验", "face": "人脸核验", "in_person": "当面核对"}
+
+
+def how_signed(s: SignatureView) -> str:
+    """The way a signature was given, in words: 本人链接签署 / 调解员设备签署（身份证核验，
+    尾号1234）; the page and the PDF print it next to the signer."""
+    text = VIA_LABELS.get(s.via, s.via)
+    if s.via == "mediator_device" and s.id_method:
+        ident = ID_METHOD_LABELS.get(s.id_method, s.id_method)
+        if s.id_last4:
+            ident += f"，身份证号后4位{s.id_last4}"
+        text += f"（{ident}）"
+    return text
 
 
 def agreement_content_hash(agreement: MediationAgreement) -> str:
@@ -97,11 +163,175 @@ async def verify_party_sign_token(
     a = await session.get(MediationAgreement, agreement_id)
     if a is None:
         raise NotFound(f"agreement {agreement_id} does not exist")
+    signed = await session.scalar(
+        select(AgreementSignature.id).where(
+            AgreementSignature.agreement_id == a.id,
+            AgreementSignature.signer_key == f"party:{index}",
+        )
+    )
+    if signed is not None:
+        raise SignLinkUsed(f"party {index} has signed already")
     if not 0 <= index < len(a.parties) or agreement_content_hash(a)[:32] != digest:
         raise AgreementChanged("the agreement changed after the link was made")
     if a.status != "draft":
         raise AgreementLocked("the agreement is already effective")
     return a, f"party:{index}"
+
+
+async def _link_agreement(
+    session: AsyncSession, *, token: str, secret: bytes, now: datetime
+) -> tuple[MediationAgreement, int]:
+    """`verify_party_sign_token` with the link's own errors for the party's page and API:
+    forged or unknown → InvalidSignLink (404), expired → SignLinkExpired (410); used
+    (SignLinkUsed), changed (AgreementChanged) and effective (AgreementLocked) as they are."""
+    try:
+        a, key = await verify_party_sign_token(session, token=token, secret=secret, now=now)
+    except SignatureExpired:
+        raise SignLinkExpired("the signing link has expired") from None
+    except (SignatureInvalid, NotFound, InvalidInput):
+        raise InvalidSignLink("no such signing link") from None
+    return a, int(key.split(":")[1])
+
+
+def _party_role(role: str) -> str:
+    return PARTY_ROLE_LABELS.get(role, "当事人")
+
+
+async def party_sign_view(
+    session: AsyncSession, *, token: str, secret: bytes, now: datetime, ip: str = ""
+) -> PartySignView:
+    """The agreement as its party sees it through their own link (audited
+    `agreement.link_view`: a read of case content by someone outside the staff)."""
+    a, index = await _link_agreement(session, token=token, secret=secret, now=now)
+    claims = Signer(secret).verify("agreement_sign", token, now=now)
+    await record(
+        session,
+        actor=f"party:{a.id}:{index}",
+        action="agreement.link_view",
+        object_type="agreement",
+        object_id=str(a.id),
+        ip=ip,
+        detail={"case_id": a.case_id, "party": index},
+    )
+    party = a.parties[index]
+    return PartySignView(
+        agreement_id=a.id,
+        party=index,
+        party_role=_party_role(party["role"]),
+        party_name_masked=masked_name(party["name"]),
+        parties_masked=[
+            {"role": _party_role(p["role"]), "name": masked_name(p["name"])} for p in a.parties
+        ],
+        facts=a.facts,
+        terms=a.terms,
+        expires_at=datetime.fromtimestamp(int(claims["exp"]), tz=UTC),
+    )
+
+
+async def sign_with_link(
+    session: AsyncSession,
+    *,
+    token: str,
+    secret: bytes,
+    request: LinkSignRequest,
+    now: datetime,
+    timezone: str = "Asia/Shanghai",
+    ip: str = "",
+) -> PartySigned:
+    """A party signs through their own link (`via` own_link): they confirmed that they read
+    and agree, and typed their full name, which must be the party's."""
+    a, index = await _link_agreement(session, token=token, secret=secret, now=now)
+    view = await _add_signature(
+        session,
+        agreement_id=a.id,
+        signer=f"party:{index}",
+        signer_name=request.signer_name.strip(),
+        method=request.method,
+        data=request.data or request.signer_name.strip(),
+        via="own_link",
+        staff=None,
+        actor=f"party:{a.id}:{index}",
+        now=now,
+        timezone=timezone,
+        ip=ip,
+    )
+    return PartySigned(agreement_id=a.id, party=index, status=view.status, signed_at=now)
+
+
+async def send_sign_link(
+    session: AsyncSession,
+    *,
+    staff: StaffIdentity,
+    agreement_id: int,
+    party_index: int,
+    phone: str,
+    secret: bytes,
+    base_url: str,
+    now: datetime,
+    tz: str = clock.DEFAULT_TIMEZONE,
+) -> SignLinkSent:
+    """发送签署链接: the agreement's mediator sends one party their own signing link by SMS
+    (through the notification outbox). The link is bound to the agreement's text and expires
+    after SIGN_LINK_TTL; the SMS gives its end in district time. Every sending is audited
+    (`agreement.sign_link_sent`) and noted on the case's timeline (without the number)."""
+    if not staff.can(Action.agreement_manage):
+        raise PermissionDenied("only a mediator sends signing links")
+    a = await session.get(MediationAgreement, agreement_id)
+    if a is None:
+        raise NotFound(f"agreement {agreement_id} does not exist")
+    if staff.staff_id != a.mediator_id:
+        raise PermissionDenied("only the agreement's own mediator sends its signing links")
+    if a.status != "draft":
+        raise AgreementLocked("the agreement is already effective")
+    if not 0 <= party_index < len(a.parties):
+        raise InvalidInput(f"party {party_index} is not a party of this agreement", field="party")
+    signed = await session.scalar(
+        select(AgreementSignature.id).where(
+            AgreementSignature.agreement_id == a.id,
+            AgreementSignature.signer_key == f"party:{party_index}",
+        )
+    )
+    if signed is not None:
+        raise AgreementLocked(f"party {party_index} has signed already")
+    token = party_sign_token(a, party_index=party_index, secret=secret, now=now)
+    expires_at = now + SIGN_LINK_TTL
+    party = a.parties[party_index]
+    await enqueue(
+        session,
+        key=f"agreement_link:{a.id}:{party_index}:{now.isoformat()}",
+        case_id=a.case_id,
+        to=phone,
+        subject="人民调解协议书签署",
+        body=(
+            f"{masked_name(party['name'])}您好，请阅读并签署人民调解协议书（协议编号{a.id}）："
+            f"{base_url.rstrip('/')}/sign/{token} "
+            f"链接有效期至{clock.format_local(expires_at, tz=tz)}（北京时间），仅限本人使用。"
+        ),
+        now=now,
+    )
+    session.add(
+        CaseEvent(
+            case_id=a.case_id,
+            actor_id=staff.staff_id,
+            type="agreement_link_sent",
+            payload={"agreement_id": a.id, "party": party_index},
+            at=now,
+        )
+    )
+    await record(
+        session,
+        actor=staff.actor,
+        action="agreement.sign_link_sent",
+        object_type="agreement",
+        object_id=str(a.id),
+        detail={"case_id": a.case_id, "party": party_index},
+    )
+    return SignLinkSent(
+        agreement_id=a.id,
+        party=party_index,
+        to=phone[:3] + "****" + phone[-4:],
+        expires_at=expires_at,
+    )
 
 
 #: The drawing area of a signature, in path units (the pad scales to it; pages draw the path
@@ -182,6 +412,9 @@ async def _view(session: AsyncSession, a: MediationAgreement) -> AgreementView:
                 method=s.method,
                 data=s.data,
                 signed_at=s.signed_at,
+                via=s.via,
+                id_method=s.id_method,
+                id_last4=s.id_last4,
             )
             for s in sigs
         ],
@@ -244,12 +477,76 @@ async def sign_agreement(
     *,
     agreement_id: int,
     request: SignRequest,
-    staff: StaffIdentity | None,
+    staff: StaffIdentity,
     now: datetime,
     timezone: str = "Asia/Shanghai",
+    ip: str = "",
 ) -> AgreementView:
-    """Record one signature. A party signs on the mediator's device or their own link; the
-    mediator's signature must come from the mediator's own account."""
+    """Record one signature given on the agreement's mediator's device: the mediator's own
+    (`own_account`), or a party's, present and identified (`mediator_device`, with how they were
+    identified: the mediator alone cannot sign for the parties without recording each one's
+    identification). A party may instead sign through their own link (`sign_with_link`)."""
+    if not staff.can(Action.agreement_manage):
+        raise PermissionDenied("only a mediator records signatures on their device")
+    a = await session.get(MediationAgreement, agreement_id)
+    if a is None:
+        raise NotFound(f"agreement {agreement_id} does not exist")
+    if staff.staff_id != a.mediator_id:
+        raise PermissionDenied("only the agreement's own mediator records its signatures")
+    id_method: str | None = None
+    id_last4: str | None = None
+    if request.signer.startswith("party:"):
+        if request.identification is None:
+            raise IdentificationRequired(
+                "a party signing on the mediator's device must be identified",
+                field="identification",
+            )
+        if request.identification == "id_card" and not request.id_last4:
+            raise IdentificationRequired(
+                "an ID card check records the ID number's last four characters",
+                field="id_last4",
+            )
+        id_method = request.identification
+        id_last4 = request.id_last4.upper() if request.id_last4 else None
+        if id_method != "id_card":
+            id_last4 = None
+    return await _add_signature(
+        session,
+        agreement_id=agreement_id,
+        signer=request.signer,
+        signer_name=request.signer_name,
+        method=request.method,
+        data=request.data,
+        via="own_account" if request.signer == "mediator" else "mediator_device",
+        id_method=id_method,
+        id_last4=id_last4,
+        staff=staff,
+        actor=staff.actor,
+        now=now,
+        timezone=timezone,
+        ip=ip,
+    )
+
+
+async def _add_signature(
+    session: AsyncSession,
+    *,
+    agreement_id: int,
+    signer: str,
+    signer_name: str,
+    method: str,
+    data: str,
+    via: str,
+    staff: StaffIdentity | None,
+    actor: str,
+    now: datetime,
+    timezone: str,
+    ip: str,
+    id_method: str | None = None,
+    id_last4: str | None = None,
+) -> AgreementView:
+    """Write one signature (the agreement row locked), and make the agreement effective when
+    every party and the mediator have signed: then the 30-day 司法确认 window starts."""
     a = await session.scalar(
         select(MediationAgreement).where(MediationAgreement.id == agreement_id).with_for_update()
     )
@@ -257,32 +554,37 @@ async def sign_agreement(
         raise NotFound(f"agreement {agreement_id} does not exist")
     if a.status != "draft":
         raise AgreementLocked("the agreement is already effective")
-    if request.signer not in required_signers(a):
-        raise InvalidInput(f"{request.signer} is not a signer of this agreement", field="signer")
-    if request.signer == "mediator" and (staff is None or staff.staff_id != a.mediator_id):
+    if signer not in required_signers(a):
+        raise InvalidInput(f"{signer} is not a signer of this agreement", field="signer")
+    if signer == "mediator" and (staff is None or staff.staff_id != a.mediator_id):
         raise PermissionDenied("only the agreement's mediator signs as mediator")
-    if request.signer.startswith("party:"):
-        party = a.parties[int(request.signer.split(":")[1])]
-        if party["name"] != request.signer_name:
+    if signer.startswith("party:"):
+        party = a.parties[int(signer.split(":")[1])]
+        if party["name"] != signer_name:
             raise InvalidInput("the signer's name differs from the party's", field="signer_name")
-    if request.method == "drawn":
-        check_signature_path(request.data)
+    if method == "drawn":
+        check_signature_path(data)
     exists = await session.scalar(
         select(AgreementSignature.id).where(
-            AgreementSignature.agreement_id == a.id, AgreementSignature.signer_key == request.signer
+            AgreementSignature.agreement_id == a.id, AgreementSignature.signer_key == signer
         )
     )
     if exists is not None:
-        raise AgreementLocked(f"{request.signer} has signed already")
+        if via == "own_link":
+            raise SignLinkUsed(f"{signer} has signed already")
+        raise AgreementLocked(f"{signer} has signed already")
     session.add(
         AgreementSignature(
             agreement_id=a.id,
-            signer_key=request.signer,
-            signer_name=request.signer_name,
-            method=request.method,
-            data=request.data,
+            signer_key=signer,
+            signer_name=signer_name,
+            method=method,
+            data=data,
             staff_id=staff.staff_id if staff else None,
             signed_at=now,
+            via=via,
+            id_method=id_method,
+            id_last4=id_last4,
         )
     )
     await session.flush()
@@ -309,13 +611,17 @@ async def sign_agreement(
             )
         )
         view = await _view(session, a)
+    detail: dict[str, Any] = {"signer": signer, "via": via, "effective": a.status == "effective"}
+    if id_method:
+        detail["identification"] = id_method
     await record(
         session,
-        actor=staff.actor if staff else f"party:{request.signer_name}",
+        actor=actor,
         action="agreement.sign",
         object_type="agreement",
         object_id=str(a.id),
-        detail={"signer": request.signer, "effective": a.status == "effective"},
+        ip=ip,
+        detail=detail,
     )
     return view
 
@@ -329,15 +635,22 @@ async def record_judicial_confirmation(
     result: str | None,
     now: datetime,
 ) -> AgreementView:
-    if not staff.can(Action.agreement_manage):
-        raise PermissionDenied("only a mediator records judicial confirmation")
+    if not staff.can(Action.agreement_judicial):
+        raise PermissionDenied("only a mediator or the court liaison records judicial confirmation")
     a = await session.get(MediationAgreement, agreement_id)
     if a is None:
         raise NotFound(f"agreement {agreement_id} does not exist")
+    liaison = Role.court_liaison in staff.roles
     if staff.staff_id != a.mediator_id:
-        raise PermissionDenied(
-            "only the agreement's own mediator records its judicial confirmation"
-        )
+        if not liaison:
+            raise PermissionDenied(
+                "only the agreement's own mediator or the court liaison records its judicial "
+                "confirmation"
+            )
+        try:  # never a member of the unit an accusation accuses (the same 404 as for none)
+            await check_not_accused_unit(session, staff=staff, case_id=a.case_id)
+        except NotFound:
+            raise NotFound(f"agreement {agreement_id} does not exist") from None
     if a.status != "effective" or a.effective_at is None:
         raise InvalidInput("judicial confirmation needs an effective agreement")
     if requested_at < a.effective_at or requested_at > now:
@@ -369,7 +682,7 @@ async def record_judicial_confirmation(
         action="agreement.judicial",
         object_type="agreement",
         object_id=str(a.id),
-        detail={"result": result, "late": late},
+        detail={"result": result, "late": late, "case_id": a.case_id},
     )
     return await _view(session, a)
 
@@ -456,12 +769,7 @@ def agreement_pdf(
     pdf.set_font("cjk", size=12)
     pdf.ln(2)
     pdf.cell(0, 8, "一、当事人", new_x="LMARGIN", new_y="NEXT")
-    roles = {
-        "applicant": "申请人",
-        "respondent": "被申请人",
-        "agent": "代理人",
-        "third_party": "第三人",
-    }
+    roles = PARTY_ROLE_LABELS
     for p in view.parties:
         _paragraph(pdf, f"{roles.get(p['role'], p['role'])}：{p['name']}")
     pdf.ln(2)
@@ -479,7 +787,7 @@ def agreement_pdf(
         _paragraph(
             pdf,
             f"{label}：{s.signer_name}（{'手写签名' if s.method == 'drawn' else '电子签名'}，"
-            f"{clock.format_local(s.signed_at, tz=tz)}）",
+            f"{how_signed(s)}，{clock.format_local(s.signed_at, tz=tz)}）",
         )
         if s.method == "drawn":
             # The drawn strokes, scaled into a 60 x 20 mm box under the line.

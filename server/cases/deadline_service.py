@@ -74,6 +74,12 @@ class NotificationJobs:
         if status == jobs.SENT and row is not None and row.dedupe_key.startswith("eval:"):
             # Evaluation tokens are stored hashed; do not keep the link in the outbox either.
             row.body = row.body.split("/evaluate/")[0] + "/evaluate/[已发送]"
+        elif (
+            status == jobs.SENT and row is not None and row.dedupe_key.startswith("agreement_link:")
+        ):
+            # A party's signing link is their credential: once sent, the outbox forgets it.
+            head, _, tail = row.body.partition("/sign/")
+            row.body = head + "/sign/[已发送] " + tail.partition(" ")[2]
 
 
 async def deliver_notifications(

@@ -466,6 +466,13 @@ class AgreementSignature(Base):
     data: Mapped[str] = mapped_column(Text)
     staff_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
     signed_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    #: own_link (the party's own SMS link) / mediator_device (the party, present and identified,
+    #: on the mediator's device) / own_account (the mediator's own signature)
+    via: Mapped[str] = mapped_column(String(16), server_default="mediator_device")
+    #: how a party signing on the mediator's device was identified: id_card / face / in_person
+    id_method: Mapped[str | None] = mapped_column(String(16))
+    #: for id_card: the last four characters of the ID number the mediator checked
+    id_last4: Mapped[str | None] = mapped_column(String(4))
 
 
 class DispatchSuggestion(Base):

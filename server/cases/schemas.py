@@ -426,12 +426,54 @@ class AgreementDraft(BaseModel):
     terms: list[TermInput] = Field(min_length=1, max_length=50)
 
 
+#: How a party signing on the mediator's device was identified (身份证核验 / 人脸核验 / 当面核对).
+IdMethod = Literal["id_card", "face", "in_person"]
+
+
 class SignRequest(BaseModel):
+    """A signature given on the mediator's device: the mediator's own, or a party's, present
+    and identified (`identification`, and for `id_card` the ID number's last four characters)."""
+
     model_config = _IN
     signer: str = Field(pattern=r"^(party:\d{1,2}|mediator)$")
     signer_name: str = Field(min_length=1, max_length=64)
     method: Literal["typed", "drawn"] = "typed"
     data: str = Field(min_length=1, max_length=20000)
+    identification: IdMethod | None = None
+    id_last4: str | None = Field(default=None, pattern=r"^\d{3}[\dXx]$")
+
+
+class LinkSignRequest(BaseModel):
+    """A party's signature through their own link: they confirm they read and agree, and type
+    their full name (it must be the party's name; the page shows it masked)."""
+
+    model_config = _IN
+    agreed: Literal[True]
+    signer_name: str = Field(min_length=1, max_length=64)
+    method: Literal["typed", "drawn"] = "typed"
+    #: the typed name again, or a drawn SVG path; the typed name when left out
+    data: str | None = Field(default=None, min_length=1, max_length=20000)
+
+
+class SignLinkRequest(BaseModel):
+    """Send one party their signing link by SMS (a mainland mobile number)."""
+
+    model_config = _IN
+    phone: str = Field(min_length=1, max_length=32)
+
+    @field_validator("phone")
+    @classmethod
+    def _phone(cls, value: str) -> str:
+        return normalize_phone(value)
+
+
+class SignLinkSent(BaseModel):
+    model_config = _OUT
+    agreement_id: int
+    party: int
+    #: the phone it went to, masked (139****5678)
+    to: str
+    expires_at: datetime
 
 
 class SignatureView(BaseModel):
@@ -442,6 +484,36 @@ class SignatureView(BaseModel):
     #: the typed text, or the drawn SVG path (absolute M/L commands in a 600x200 area)
     data: str
     signed_at: datetime
+    #: own_link / mediator_device / own_account
+    via: str = "mediator_device"
+    id_method: str | None = None
+    id_last4: str | None = None
+
+
+class PartySigned(BaseModel):
+    """The answer to a party's signature through their own link."""
+
+    model_config = _OUT
+    agreement_id: int
+    party: int
+    #: draft (others still to sign) or effective (this was the last signature)
+    status: str
+    signed_at: datetime
+
+
+class PartySignView(BaseModel):
+    """What a party sees through their own link: the agreement's text, their own name masked
+    and the other parties' too (the link may be forwarded; names are the parties' business)."""
+
+    model_config = _OUT
+    agreement_id: int
+    party: int
+    party_role: str
+    party_name_masked: str
+    parties_masked: list[dict[str, str]]
+    facts: str
+    terms: list[dict[str, Any]]
+    expires_at: datetime
 
 
 class AgreementView(BaseModel):

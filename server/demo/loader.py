@@ -143,6 +143,8 @@ async def load_demo(session: AsyncSession, *, password: str | None = None) -> De
         person(f"leader{i:02d}", centre, [Role.dept_leader], dept)
     for i in range(1, 4):
         person(f"mediator{i:02d}", centre, [Role.mediator], mediation_dept)
+    court_dept = next(x for x in departments if x.legal_route == LegalRoute.litigation)
+    person("court01", centre, [Role.court_liaison], court_dept)
     person("supervisor01", centre, [Role.centre_supervisor])
     person("supervisor02", centre, [Role.centre_supervisor])
     person("dleader01", centre, [Role.supervising_leader])

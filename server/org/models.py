@@ -43,6 +43,8 @@ class Role(enum.StrEnum):
     supervising_leader = "supervising_leader"
     mediator = "mediator"
     expert = "expert"
+    #: 法院联络员: records the parties' 司法确认 requests and the court's result
+    court_liaison = "court_liaison"
     sys_admin = "sys_admin"
     sec_admin = "sec_admin"
     audit_admin = "audit_admin"

@@ -81,6 +81,7 @@ async def test_mediation_agreement_signed_with_drawn_signatures(
     await page.click("#sig-clear")  # 重签
     assert await page.get_attribute("#sig-pad", "data-strokes") == "0"
     await draw(page, [[(0.1, 0.6), (0.2, 0.3), (0.3, 0.7), (0.4, 0.35)], [(0.5, 0.5), (0.7, 0.5)]])
+    await page.check("input[name=identification][value=face]")  # the party, present, identified
     async with page.expect_navigation():
         await page.click("#sign-submit")
     first = page.locator(".signature[data-signer='party:0']")
@@ -95,6 +96,7 @@ async def test_mediation_agreement_signed_with_drawn_signatures(
     assert await page.input_value("#signer_name") == "钱二"
     await page.check("input[name=method][value=typed]")
     await page.fill("#typed_sig", "钱二")
+    await page.check("input[name=identification][value=in_person]")
     async with page.expect_navigation():
         await page.click("#sign-submit")
     await page.locator(".signature[data-signer='party:1'] .sig-typed").wait_for()

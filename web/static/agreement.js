@@ -1,5 +1,7 @@
 // 调解协议书 page: sign for one signer with a drawn signature (the pad) or a typed name, then
-// reload to show the signature rendered with the signer and the time.
+// reload to show the signature rendered with the signer, the time and how it was given. A party
+// signing on the mediator's device must be identified first (身份证核验 with the ID number's
+// last four characters, 人脸核验 or 当面核对); the mediator's own signature needs none.
 import { t } from './i18n.js';
 import { SignaturePad } from './signature-pad.js';
 
@@ -13,13 +15,34 @@ if (form) {
   const typed = form.querySelector('#typed_sig');
   const show = (msg) => { err.textContent = msg; err.hidden = !msg; };
   const method = () => form.querySelector('input[name=method]:checked').value;
-
-  signer.addEventListener('change', () => {
+  const ident = document.getElementById('identification');
+  const last4Area = document.getElementById('id-last4-area');
+  const last4 = document.getElementById('id_last4');
+  const idMethod = () => form.querySelector('input[name=identification]:checked')?.value || '';
+  const isParty = () => signer.value.startsWith('party:');
+  const syncIdent = () => {
+    ident.hidden = !isParty();
+    last4Area.hidden = !isParty() || idMethod() !== 'id_card';
+  };
+  for (const radio of form.querySelectorAll('input[name=identification]')) {
+    radio.addEventListener('change', () => { syncIdent(); show(''); });
+  }
+  const choose = (key) => {
+    signer.value = key;
     name.value = signer.selectedOptions[0].dataset.name || '';
     pad.clear();
     typed.value = '';
+    last4.value = '';
+    for (const radio of form.querySelectorAll('input[name=identification]')) radio.checked = false;
+    syncIdent();
     show('');
-  });
+  };
+  signer.addEventListener('change', () => choose(signer.value));
+  // 在调解员设备上签署 on a party's card: that party in the form below.
+  for (const link of document.querySelectorAll('a.sign-here')) {
+    link.addEventListener('click', () => choose(link.dataset.signer));
+  }
+  syncIdent();
   for (const radio of form.querySelectorAll('input[name=method]')) {
     radio.addEventListener('change', () => {
       document.getElementById('drawn-area').hidden = method() !== 'drawn';
@@ -35,6 +58,16 @@ if (form) {
     e.preventDefault();
     const signerName = name.value.trim();
     if (!signerName) { show(t('sig.name')); name.focus(); return; }
+    const extra = {};
+    if (isParty()) {
+      if (!idMethod()) { show(t('sig.ident')); return; }
+      extra.identification = idMethod();
+      if (idMethod() === 'id_card') {
+        const v = last4.value.trim().toUpperCase();
+        if (!/^\d{3}[\dX]$/.test(v)) { show(t('sig.last4')); last4.focus(); return; }
+        extra.id_last4 = v;
+      }
+    }
     let data;
     if (method() === 'drawn') {
       if (pad.isEmpty()) { show(t('sig.empty')); return; }
@@ -49,7 +82,7 @@ if (form) {
       const r = await fetch(`/api/agreements/${form.dataset.agreement}/signatures`, {
         method: 'POST',
         headers: { 'Content-Type': 'application/json', 'X-CSRF-Token': document.querySelector('meta[name=csrf-token]').content },
-        body: JSON.stringify({ signer: signer.value, signer_name: signerName, method: method(), data }),
+        body: JSON.stringify({ signer: signer.value, signer_name: signerName, method: method(), data, ...extra }),
       });
       const out = await r.json().catch(() => ({}));
       if (!r.ok) {

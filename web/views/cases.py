@@ -13,7 +13,14 @@ from pydantic import ValidationError
 
 from server.auth.permissions import Action
 from server.cases import agreements, evaluation, queries
-from server.cases.schemas import RATING_LABELS, EvaluationSubmit
+from server.cases.schemas import (
+    RATING_LABELS,
+    EvaluationSubmit,
+    LinkSignRequest,
+    PartySigned,
+    PartySignView,
+    SignLinkRequest,
+)
 from server.http import keys
 from server.http.auth import client_ip, protected, public, signed_in_staff
 from server.http.common import path_int
@@ -48,30 +55,94 @@ PARTY_ROLES = {
 
 @protected(Action.case_view)
 async def agreement_page(request: web.Request) -> web.Response:
-    """调解协议书: the text, every signature (drawn ones as SVG), and, for the mediator while
-    it is a draft, the signing form with the signature pad (web/static/agreement.js)."""
+    """调解协议书: the text, every signature (drawn ones as SVG) with who signed, when and how,
+    and, for the agreement's mediator while it is a draft, per party 发送签署链接 (SMS) and
+    在调解员设备上签署 (the signing form with the signature pad, web/static/agreement.js, which
+    records how the party present was identified)."""
+    return await _render_agreement(request, path_int(request, "agreement_id"))
+
+
+@protected(Action.agreement_manage)
+async def send_link_action(request: web.Request) -> web.Response:
+    """The 发送签署链接 form: SMS one party their own signing link; back to the page with a
+    message, or the page again with the error at the party's form (422/409/403)."""
     staff = signed_in_staff(request)
     agreement_id = path_int(request, "agreement_id")
+    party = int(request.match_info["party"])
+    form = await request.post()
+    phone = str(form.get("phone", "")).strip()
+    settings = request.app[keys.settings]
+    try:
+        body = SignLinkRequest(phone=phone)
+        async with request.app[keys.db].begin() as session:
+            await agreements.send_sign_link(
+                session,
+                staff=staff,
+                agreement_id=agreement_id,
+                party_index=party,
+                phone=body.phone,
+                secret=settings.secret_bytes(),
+                base_url=settings.effective_public_url,
+                now=utcnow(),
+                tz=settings.timezone,
+            )
+    except ValidationError:
+        return await _render_agreement(
+            request,
+            agreement_id,
+            link_form={"party": party, "phone": phone, "error": "请输入正确的手机号码"},
+            status=422,
+        )
+    except AppError as e:
+        if e.http_status == 404:
+            raise
+        return await _render_agreement(
+            request,
+            agreement_id,
+            link_form={"party": party, "phone": phone, "error": e.message_zh},
+            status=e.http_status,
+        )
+    raise web.HTTPSeeOther(f"/agreements/{agreement_id}?sent={party}")
+
+
+async def _render_agreement(
+    request: web.Request,
+    agreement_id: int,
+    *,
+    link_form: dict[str, Any] | None = None,
+    status: int = 200,
+) -> web.Response:
+    staff = signed_in_staff(request)
     async with request.app[keys.db].begin() as session:
         view = await agreements.view_agreement(
             session, staff=staff, agreement_id=agreement_id, ip=client_ip(request)
         )
         case_no = await queries.case_number(session, case_id=view.case_id)
+    is_mediator = staff.staff_id == view.mediator_id and staff.can(Action.agreement_manage)
+    can_sign = view.status == "draft" and is_mediator
+    by_signer = {s.signer: s for s in view.signatures}
     signers = []
-    for key in view.missing_signers:
-        if key == "mediator":
-            if staff.staff_id != view.mediator_id:
-                continue  # only the agreement's own mediator signs as mediator
-            signers.append({"key": key, "role": "调解员", "name": staff.display_name})
-        else:
-            party = view.parties[int(key.split(":")[1])]
-            signers.append(
-                {
-                    "key": key,
-                    "role": PARTY_ROLES.get(party["role"], "当事人"),
-                    "name": party["name"],
-                }
-            )
+    rows = []
+    for i, party in enumerate(view.parties):
+        key = f"party:{i}"
+        role = PARTY_ROLES.get(party["role"], "当事人")
+        sig = by_signer.get(key)
+        rows.append(
+            {
+                "index": i,
+                "key": key,
+                "role": role,
+                "name": party["name"],
+                "signature": sig,
+            }
+        )
+        if sig is None:
+            signers.append({"key": key, "role": role, "name": party["name"]})
+    mediator_sig = by_signer.get("mediator")
+    if mediator_sig is None and can_sign:
+        signers.append({"key": "mediator", "role": "调解员", "name": staff.display_name})
+    sent = request.query.get("sent", "")
+    sent_party = int(sent) if sent.isdigit() and int(sent) < len(view.parties) else None
     return page(
         request,
         "cases/agreement.html",
@@ -79,11 +150,19 @@ async def agreement_page(request: web.Request) -> web.Response:
             "a": view,
             "case_no": case_no,
             "roles": PARTY_ROLES,
+            "rows": rows,
+            "mediator_sig": mediator_sig,
+            "via_labels": agreements.VIA_LABELS,
+            "id_labels": agreements.ID_METHOD_LABELS,
             "signers": signers,
-            "can_sign": view.status == "draft" and staff.can(Action.agreement_manage),
+            "can_sign": can_sign,
+            "link_form": link_form,
+            "sent_party": sent_party,
+            "id_methods": list(agreements.ID_METHOD_LABELS.items()),
             "width": agreements.SIGNATURE_WIDTH,
             "height": agreements.SIGNATURE_HEIGHT,
         },
+        status=status,
     )
 
 
@@ -242,10 +321,81 @@ async def evaluate_form(request: web.Request) -> web.Response:
     )
 
 
+@public("a party's own signing link is the credential")
+async def party_sign_page(request: web.Request) -> web.Response:
+    """签署调解协议: a party's own link (phone first, 390 px). The agreement's text, the party's
+    name masked, 我已阅读并同意, and their full name typed as the signature (it must be the
+    party's). A bad link (forged, expired, used, the text changed since) shows why, in words."""
+    token = request.match_info["token"]
+    secret = request.app[keys.settings].secret_bytes()
+    tz = request.app[keys.settings].timezone
+    error: str | None = None
+    field_error: dict[str, str] = {}
+    signed: PartySigned | None = None
+    view: PartySignView | None = None
+    values: dict[str, str] = {}
+    if request.method == "POST":
+        form = await request.post()
+        values = {"signer_name": str(form.get("signer_name", "")).strip()}
+        agreed = form.get("agreed") == "yes"
+        if not agreed:
+            field_error["agreed"] = "请先阅读协议，并勾选“我已阅读并同意”"
+        if not values["signer_name"]:
+            field_error["signer_name"] = "请输入您的姓名"
+        if not field_error:
+            try:
+                async with request.app[keys.db].begin() as session:
+                    signed = await agreements.sign_with_link(
+                        session,
+                        token=token,
+                        secret=secret,
+                        request=LinkSignRequest(agreed=True, signer_name=values["signer_name"]),
+                        now=utcnow(),
+                        timezone=tz,
+                        ip=client_ip(request),
+                    )
+            except AppError as e:
+                if e.code == "invalid_input":
+                    field_error["signer_name"] = "姓名与协议中的当事人不一致，请输入您的完整姓名"
+                else:
+                    error = e.message_zh
+    if signed is None and error is None:
+        try:
+            async with request.app[keys.db].begin() as session:
+                view = await agreements.party_sign_view(
+                    session, token=token, secret=secret, now=utcnow(), ip=client_ip(request)
+                )
+        except AppError as e:
+            error = e.message_zh
+    status = 200
+    if error:
+        status = 404 if request.method == "GET" else 409
+    elif field_error:
+        status = 422
+    return page(
+        request,
+        "cases/sign.html",
+        {
+            "token": token,
+            "view": view,
+            "signed": signed,
+            "error": error,
+            "field_error": field_error,
+            "values": values,
+        },
+        status=status,
+    )
+
+
 def setup(app: web.Application) -> None:
     case_list.setup(app)  # /cases, /cases/export.csv, /cases/board
     app.router.add_get("/cases/dashboard", dashboard_page, name="cases_dashboard")
     app.router.add_get(r"/cases/{case_id:\d+}", case_page, name="case")
     app.router.add_get(r"/agreements/{agreement_id:\d+}", agreement_page, name="agreement")
+    app.router.add_post(
+        r"/agreements/{agreement_id:\d+}/parties/{party:\d{1,2}}/sign-link", send_link_action
+    )
     app.router.add_route("GET", "/evaluate/{token}", evaluate_form, name="evaluate")
     app.router.add_route("POST", "/evaluate/{token}", evaluate_form)
+    app.router.add_route("GET", "/sign/{token}", party_sign_page, name="party_sign")
+    app.router.add_route("POST", "/sign/{token}", party_sign_page)

@@ -21,7 +21,7 @@ from server.cases.schemas import (
     TermInput,
 )
 from server.kernel.crypto import PiiCipher
-from server.kernel.errors import InvalidInput, PermissionDenied
+from server.kernel.errors import InvalidInput, NotFound, PermissionDenied
 
 from .conftest import NOW, dept_id, who
 from .test_lifecycle import register
@@ -63,6 +63,7 @@ async def test_effective_only_when_all_have_signed(db: async_sessionmaker[AsyncS
                     signer_name=name,
                     method=method,
                     data=data or name,
+                    identification=None if signer == "mediator" else "in_person",
                 ),
             )
 
@@ -217,3 +218,130 @@ async def test_a_party_link_signs_only_its_agreement_and_text(
         with pytest.raises(agreements.AgreementChanged) as err:
             await agreements.verify_party_sign_token(s, token=token, secret=secret, now=NOW)
         assert "已修改" in err.value.message_zh
+
+
+async def _effective_agreement(db: async_sessionmaker[AsyncSession], case_id: int) -> int:
+    """An effective agreement on the case, written as rows (a confidential case's named
+    mediator is beside the point here)."""
+    from server.cases.models import MediationAgreement
+
+    async with db.begin() as s:
+        mediator = await who(s, "mediator01")
+        a = MediationAgreement(
+            case_id=case_id,
+            mediator_id=mediator.staff_id,
+            parties=[{"name": "赵一", "role": "applicant"}, {"name": "钱二", "role": "respondent"}],
+            facts="双方就赔偿达成一致。",
+            terms=[{"term": "赔偿100元", "how": "现金", "by": "2026-04-01"}],
+            status="effective",
+            created_at=NOW,
+            effective_at=NOW,
+            judicial_due_at=NOW + timedelta(days=30),
+            performance_status="pending",
+        )
+        s.add(a)
+        await s.flush()
+        return a.id
+
+
+async def test_court_liaison_records_judicial_confirmation_but_never_on_an_accusation_of_his_unit(
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    """#17 item 4: 司法确认 by the agreement's mediator or the court liaison role; a court
+    liaison in the unit an accusation accuses gets the same 404 as for no agreement."""
+    pii = PiiCipher(secrets.token_bytes(32))
+    plain = await register(db, pii, matter="neighbour_dispute", summary="漏水纠纷")
+    async with db() as s:
+        court_dept = (await who(s, "court01")).department_id
+    assert court_dept is not None
+    accusation = await register(
+        db,
+        pii,
+        matter="official_misconduct",
+        summary="检举某法院联络人员收受好处",
+        attributes={"accused": "区法院诉讼服务中心"},
+        accused_department_id=court_dept,
+    )
+    agreement_id = 0
+    for case_id, expect in ((plain, None), (accusation, CaseNotFound)):
+        agreement_id = await _effective_agreement(db, case_id)
+        async with db.begin() as s:
+            court = await who(s, "court01")
+            call = agreements.record_judicial_confirmation(
+                s,
+                staff=court,
+                agreement_id=agreement_id,
+                requested_at=NOW + timedelta(days=40),
+                result=None,
+                now=NOW + timedelta(days=41),
+            )
+            if expect is None:
+                view = await call
+                assert view.judicial_requested_at is not None
+            else:
+                with pytest.raises(NotFound):
+                    await call
+    async with db() as s:
+        late = await s.scalar(
+            select(CaseEvent.payload).where(
+                CaseEvent.case_id == plain, CaseEvent.type == "judicial_requested"
+            )
+        )
+        status = await s.scalar(
+            select(CaseDeadline.status).where(
+                CaseDeadline.case_id == plain, CaseDeadline.kind == "judicial_confirmation"
+            )
+        )
+    assert late is not None and late["late"] is True  # 40 days after effect: flagged
+    assert status != "met"
+    async with db.begin() as s:  # a role with no part in 司法确认
+        with pytest.raises(PermissionDenied):
+            await agreements.record_judicial_confirmation(
+                s,
+                staff=await who(s, "handler01"),
+                agreement_id=agreement_id,
+                requested_at=NOW,
+                result=None,
+                now=NOW,
+            )
+
+
+async def test_the_sent_signing_link_is_blanked_in_the_outbox(
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    from server.cases.deadline_service import deliver_notifications
+    from server.cases.models import CaseNotification
+    from tests.fakes import RecordingNotifier
+
+    case_id = await register(
+        db, PiiCipher(secrets.token_bytes(32)), matter="neighbour_dispute", summary="漏水纠纷"
+    )
+    async with db.begin() as s:
+        view = await agreements.draft_agreement(
+            s, staff=await who(s, "mediator01"), case_id=case_id, draft=_draft(), now=NOW
+        )
+        sent = await agreements.send_sign_link(
+            s,
+            staff=await who(s, "mediator01"),
+            agreement_id=view.id,
+            party_index=1,
+            phone="13912345678",
+            secret=secrets.token_bytes(32),
+            base_url="https://onedoor.example/",
+            now=NOW,
+        )
+    assert sent.to == "139****5678"
+    notifier = RecordingNotifier()
+    await deliver_notifications(db, notifier=notifier, now=NOW)
+    [sms] = [m for m in notifier.sent if "/sign/" in m.body]
+    assert sms.to == "13912345678" and "钱*您好" in sms.body
+    # NOW is 10:00 in Beijing; the link runs three days
+    assert "链接有效期至2026-03-05 10:00（北京时间）" in sms.body
+    async with db() as s:
+        body = await s.scalar(
+            select(CaseNotification.body).where(
+                CaseNotification.dedupe_key.startswith("agreement_link:")
+            )
+        )
+    assert body is not None and "/sign/[已发送] 链接有效期至" in body
+    assert sms.body.split("/sign/")[1].split(" ")[0] not in body

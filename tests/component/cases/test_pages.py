@@ -73,7 +73,13 @@ async def test_agreement_page_signs_and_shows_drawn_signatures(
     sign = f"/api/agreements/{agreement_id}/signatures"
     bad = await client.post(
         sign,
-        json={"signer": "party:0", "signer_name": "赵一", "method": "drawn", "data": "M1 1 C2 2"},
+        json={
+            "signer": "party:0",
+            "signer_name": "赵一",
+            "method": "drawn",
+            "data": "M1 1 C2 2",
+            "identification": "face",
+        },
         headers={csrf.HEADER: token},
     )
     assert bad.status == 422 and (await bad.json())["error"] == "invalid_signature"
@@ -84,6 +90,7 @@ async def test_agreement_page_signs_and_shows_drawn_signatures(
             "signer_name": "赵一",
             "method": "drawn",
             "data": "M10 10 L40 30 L80 12",
+            "identification": "face",
         },
         headers={csrf.HEADER: token},
     )

@@ -90,17 +90,21 @@ def _pages() -> Iterator[tuple[str, str, dict[str, Any], list[str]]]:
         [LOCAL + ":00"],
     )  # fmt: skip
     signatures = [
-        _ns(signer="party:0", signer_name="赵一", method="typed", data="赵一", signed_at=AT)
-    ]
+        _ns(signer="party:0", signer_name="赵一", method="typed", data="赵一", signed_at=AT,
+            via="own_link", id_method=None, id_last4=None)
+    ]  # fmt: skip
     yield (
         "agreement",
         "cases/agreement.html",
         {
-            "a": _ns(id=5, case_id=1, status="effective", parties=[], facts="漏水", terms=[],
-                     effective_at=AT, judicial_due_at=DUE, signatures=signatures,
+            "a": _ns(id=5, case_id=1, status="effective",
+                     parties=[{"name": "赵一", "role": "applicant"}], facts="漏水", terms=[],
+                     effective_at=AT, judicial_due_at=DUE, judicial_requested_at=None,
+                     judicial_result=None, signatures=signatures,
                      missing_signers=[]),
             "case_no": "330105-2027-000001", "roles": {}, "signers": [], "can_sign": False,
-            "width": 600, "height": 200,
+            "rows": [], "sent_party": None, "via_labels": {"own_link": "本人链接签署"},
+            "id_labels": {}, "id_methods": [], "link_form": None, "width": 600, "height": 200,
         },
         [LOCAL, "本协议自 2027-04-01 起生效", "在 2027-04-30 前"],
     )  # fmt: skip

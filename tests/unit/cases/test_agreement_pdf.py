@@ -39,7 +39,7 @@ def _view() -> AgreementView:
     )
 
 
-def _printed(monkeypatch: pytest.MonkeyPatch, **kw: Any) -> str:
+def _printed(monkeypatch: pytest.MonkeyPatch, view: AgreementView | None = None, **kw: Any) -> str:
     """Render the PDF and return every text line handed to fpdf."""
     try:
         font = agreements.cjk_font()
@@ -55,7 +55,7 @@ def _printed(monkeypatch: pytest.MonkeyPatch, **kw: Any) -> str:
             return _original(self, *args, **kwargs)
 
         monkeypatch.setattr(fpdf.FPDF, name, record)
-    pdf = agreements.agreement_pdf(_view(), case_no="330105-2027-000001", font=font, **kw)
+    pdf = agreements.agreement_pdf(view or _view(), case_no="330105-2027-000001", font=font, **kw)
     assert pdf.startswith(b"%PDF")
     return "\n".join(lines)
 
@@ -65,6 +65,24 @@ def test_effective_date_and_signing_times_are_beijings(monkeypatch: pytest.Monke
     assert "本协议自各方签名之日（2027-04-01）起生效" in text
     assert text.count("2027-04-01 07:30") == 3  # each signature's time
     assert "2027-03-31" not in text and "UTC" not in text
+
+
+def test_each_signature_says_how_it_was_given(monkeypatch: pytest.MonkeyPatch) -> None:
+    """#17 item 4: the party's own link, or the mediator's device with the identification."""
+    view = _view()
+    ways = [
+        {"via": "own_link"},
+        {"via": "mediator_device", "id_method": "id_card", "id_last4": "002X"},
+        {"via": "own_account"},
+    ]
+    signatures = [s.model_copy(update=w) for s, w in zip(view.signatures, ways, strict=True)]
+    text = _printed(monkeypatch, view.model_copy(update={"signatures": signatures}))
+    assert "当事人：赵一（电子签名，本人链接签署，2027-04-01 07:30）" in text
+    assert (
+        "当事人：钱二（电子签名，调解员设备签署（身份证核验，身份证号后4位002X），2027-04-01 07:30）"
+        in text
+    )
+    assert "调解员：调解员甲（电子签名，调解员本人签署，2027-04-01 07:30）" in text
 
 
 def test_the_configured_zone_is_used(monkeypatch: pytest.MonkeyPatch) -> None:
