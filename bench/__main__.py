@@ -3,6 +3,7 @@
 from __future__ import annotations
 
 import argparse
+import functools
 import importlib
 import json
 import platform
@@ -27,6 +28,10 @@ def machine() -> dict[str, Any]:
     }
 
 
+def _write(out: Path, result: dict[str, Any]) -> None:
+    out.write_text(json.dumps(result, ensure_ascii=False, indent=2))
+
+
 def main() -> int:
     parser = argparse.ArgumentParser(prog="python -m bench")
     parser.add_argument("names", nargs="*", default=ORDER)
@@ -45,12 +50,7 @@ def main() -> int:
             failed = True
             continue
         out = RESULTS / f"{name}.json"
-        result = run_benchmark(
-            name,
-            module,
-            args.scale,
-            lambda r, out=out: out.write_text(json.dumps(r, ensure_ascii=False, indent=2)),
-        )
+        result = run_benchmark(name, module, args.scale, functools.partial(_write, out))
         summary["benches"][name] = result
         if "error" in result:
             print(f"{name}: FAILED ({result['error']})")

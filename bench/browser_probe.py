@@ -16,8 +16,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from bench.server_process import start_server
 from tests.conftest import DEMO_USERS
-from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS, start_server
+from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
 from tests.e2e.webclient import sign_in
 
 STATS_JS = """async () => {
@@ -36,7 +37,14 @@ async def api(page: Any, base: str, path: str, body: dict[str, Any]) -> dict[str
     csrf = await page.get_attribute("meta[name=csrf-token]", "content")
     resp = await page.request.post(base + path, data=body, headers={"X-CSRF-Token": csrf})
     assert resp.ok, await resp.text()
-    return await resp.json()
+    body_: dict[str, Any] = await resp.json()
+    return body_
+
+
+def watch(page: Any, lines: list[str]) -> None:
+    """Keep a page's console messages and uncaught errors in `lines`."""
+    page.on("console", lambda m: lines.append(f"{m.type}: {m.text}"))
+    page.on("pageerror", lambda e: lines.append(f"pageerror: {e}"))
 
 
 async def main(n: int, wait_s: float) -> None:
@@ -57,8 +65,7 @@ async def main(n: int, wait_s: float) -> None:
                 await p.add_init_script("window.ONEDOOR_DEBUG = true")
                 name = f"p{i}"
                 logs[name] = []
-                p.on("console", lambda m, name=name: logs[name].append(f"{m.type}: {m.text}"))
-                p.on("pageerror", lambda e, name=name: logs[name].append(f"pageerror: {e}"))
+                watch(p, logs[name])
                 pages.append(p)
             host = pages[0]
             await sign_in(host, server.base_url, DEMO_USERS["mediator"])

@@ -96,11 +96,9 @@ def probe(path: Path) -> tuple[float, float, float]:
         duration = (f.duration or 0) / 1e6
         vs, aus = f.streams.video[0], f.streams.audio[0]
         for frame in f.decode(vs, aus):
-            if frame.time is None:
-                continue
-            if isinstance(frame, av.AudioFrame):
+            if isinstance(frame, av.AudioFrame) and frame.time is not None:
                 audio_end = max(audio_end, frame.time + frame.samples / frame.sample_rate)
-            else:
+            elif isinstance(frame, av.VideoFrame) and frame.time is not None:
                 video_end = max(video_end, frame.time + 1 / FPS)
     return duration, video_end, audio_end
 

@@ -116,7 +116,7 @@ def _fuzz(
 ) -> dict[str, Any]:
     # the fuzzer probes the handlers, not the error budget (which would answer most with 429)
     server = start_server(tmp, ONEDOOR_ERROR_BUDGET_PER_10S="0", **env)
-    runs = []
+    runs: list[dict[str, Any]] = []
     try:
         for seed, username in enumerate(roles, start=1):
             cookie, csrf = server.sign_in(username)

@@ -198,7 +198,7 @@ async def _fuzz(server: ServerProcess, frames: int, seed: int) -> dict[str, Any]
         host = Staff(http, server.base_url, cookie, csrf)
         session = await host.create_session("fuzz", capacity=50)
         room = {"type": "join", "room_id": session["room_id"]}
-        fuzzers = []
+        fuzzers: list[tuple[str | None, dict[str, Any]]] = []
         for i in range(CONNECTIONS):
             if i % 4 == 0:  # a staff member, joined (each their own: a second socket of the
                 # same identity would replace the first)

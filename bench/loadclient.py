@@ -126,7 +126,7 @@ class LoadPeer:
             receiver._handle_rtp_packet = handle_rtp  # type: ignore[method-assign]  # cf. adapter.observe_audio_level
             return
 
-        def on_frame(packet: av.Packet[Any], arrival: float) -> None:
+        def on_frame(packet: av.Packet[Any], arrival: float, layer: object = None) -> None:
             count.frames += 1
 
         adapter.attach_sink(track, adapter.PassthroughSink(on_frame, lambda: None))

@@ -141,7 +141,9 @@ class LoadClient:
         counters = self.frames if track.kind == "video" else self.audio_frames
         counters[track.id] = 0
 
-        def count(packet: av.Packet[Any], arrival: float, track_id: str = track.id) -> None:
+        track_id = track.id
+
+        def count(packet: av.Packet[Any], arrival: float, layer: object = None) -> None:
             counters[track_id] += 1
 
         adapter.attach_sink(track, adapter.PassthroughSink(count, lambda: None))

@@ -22,7 +22,7 @@ import socket
 import sys
 import tempfile
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Sequence
 from pathlib import Path
 from typing import Any
 
@@ -104,7 +104,8 @@ def _serve_ours(
             if sid
             else None
         )
-        return await handler(request)
+        response: web.StreamResponse = await handler(request)
+        return response
 
     settings = Settings(
         data_dir=Path(data_dir),
@@ -391,7 +392,7 @@ def _pct(values: list[float], q: float) -> float:
 
 
 async def _sweep(
-    server: Server, *, ours: bool, rooms: int, rates: list[float], duration_s: float
+    server: Server, *, ours: bool, rooms: int, rates: Sequence[float], duration_s: float
 ) -> dict[str, Any]:
     load = Load()
     try:
@@ -406,6 +407,8 @@ async def _sweep(
         steps = []
         best = 0.0
         for rate in rates:
+            result: dict[str, Any] = {}
+            ok = False
             for _attempt in range(2):  # one retry: this machine is shared and noisy
                 result = await load.step(room_sockets, rate / rooms, duration_s)
                 result["rate_total"] = rate

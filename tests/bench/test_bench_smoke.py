@@ -76,6 +76,9 @@ def result_of(runs: dict[str, Future[Any]], bench: str) -> dict[str, Any]:
     assert lines, f"{bench}: no JSON (exit {rc}); stderr ends: {stderr[-3000:]}"
     result: dict[str, Any] = json.loads(lines[-1])
     assert rc in (0, 1), (bench, rc, stderr[-3000:])  # 1: a check did not pass, which is fine
+    # A check may fail at this scale, but the benchmark's own code must not: a sink that raised
+    # on every frame (a changed callback signature) once left `sfu` measuring nothing.
+    assert "Traceback" not in stderr, f"{bench}: a traceback on stderr: {stderr[-3000:]}"
     return result
 
 
