@@ -38,6 +38,8 @@ SWEEP_LOCK_KEY = 0x0D00CA5E  # PostgreSQL advisory lock id for the deadline swee
 SWEEP_INTERVAL = timedelta(seconds=60)
 SWEEP_LOCK_TTL_MS = 300_000
 OUTBOX_BATCH = 200
+#: Messages of a batch handed to the gateway at once (each a round trip to it and a commit).
+OUTBOX_CONCURRENCY = 8
 
 
 @dataclass(frozen=True, slots=True)
@@ -89,7 +91,9 @@ async def deliver_notifications(
     report = jobs.RunReport()
     handler = NotificationJobs(notifier)
     while True:
-        batch = await jobs.run_due(sessionmaker, handler, now=now, limit=OUTBOX_BATCH)
+        batch = await jobs.run_due(
+            sessionmaker, handler, now=now, limit=OUTBOX_BATCH, concurrency=OUTBOX_CONCURRENCY
+        )
         report.add(batch)
         if batch.claimed < OUTBOX_BATCH:
             return report

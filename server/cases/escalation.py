@@ -347,14 +347,19 @@ async def record_recipients(
     now: datetime,
 ) -> None:
     """Remember who was told of each (case, lead department, level, role) escalation, so that
-    they may open the case (CaseEscalationRecipient)."""
+    they may open the case (CaseEscalationRecipient). The recipients of one (department,
+    level, role) are looked up once per call: a sweep batch escalates many cases alike."""
+    known: dict[tuple[int | None, int, str], list[int]] = {}
+    rows = []
     for case_id, department_id, level, role in escalated:
-        for staff_id in await recipient_staff_ids(
-            session, department_id=department_id, level=level, role=role
-        ):
-            session.add(
-                CaseEscalationRecipient(
-                    case_id=case_id, staff_id=staff_id, level=level, created_at=now
-                )
+        key = (department_id, level, role)
+        if key not in known:
+            known[key] = await recipient_staff_ids(
+                session, department_id=department_id, level=level, role=role
             )
+        rows += [
+            CaseEscalationRecipient(case_id=case_id, staff_id=staff_id, level=level, created_at=now)
+            for staff_id in known[key]
+        ]
+    session.add_all(rows)
     await session.flush()
