@@ -214,7 +214,7 @@ async def jobs_context(app: web.Application) -> AsyncIterator[None]:
 
         every = timedelta(minutes=settings.audit_anchor_every_min)
         runner.add_periodic(Periodic("audit_anchor", every=every, run=anchor))
-    runner.add_handler(NotificationJobs(app[keys.notifier]))
+    runner.add_handler(NotificationJobs(app[keys.notifier], app[keys.pii]))
     runner.add_handler(
         ReminderJobs(
             notifier=app[keys.notifier],

@@ -1,5 +1,7 @@
 """Re-encrypt personal data under the current secret (after ONEDOOR_SECRET_KEY changed and the
-old one moved to ONEDOOR_PREVIOUS_SECRET_KEYS), recomputing the keyed lookup hashes."""
+old one moved to ONEDOOR_PREVIOUS_SECRET_KEYS), recomputing the keyed lookup hashes; residents'
+numbers in the SMS outbox are re-encrypted too, and sealed if an earlier version queued them in
+the clear."""
 
 from __future__ import annotations
 
@@ -7,6 +9,7 @@ from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.service import record
+from server.cases.outbox import seal_resident_numbers
 from server.cases.pii_keys import ENCRYPTED
 from server.kernel.crypto import PiiCipher
 
@@ -41,5 +44,6 @@ async def rotate(session: AsyncSession, *, pii: PiiCipher, batch: int = 500) -> 
                         row.key_id = pii.key_id
                     rewritten += 1
             await session.flush()
+    rewritten += await seal_resident_numbers(session, pii=pii)
     await record(session, actor="cli", action="pii.rotate", detail={"rows": rewritten})
     return rewritten

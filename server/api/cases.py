@@ -566,6 +566,7 @@ async def post_sign_link(request: web.Request) -> web.Response:
             party_index=int(request.match_info["party"]),
             phone=body.phone,
             secret=settings.secret_bytes(),
+            pii=request.app[keys.pii],
             base_url=settings.effective_public_url,
             now=utcnow(),
             tz=_tz(request),

@@ -21,7 +21,7 @@ from server.auth.permissions import Action, StaffIdentity
 from server.cases import deadline_clock
 from server.cases.access import check_not_accused_unit, masked_name, visible_case
 from server.cases.models import AgreementSignature, CaseEvent, MediationAgreement, PetitionCase
-from server.cases.outbox import enqueue
+from server.cases.outbox import ResidentPhone, enqueue
 from server.cases.pdf import CJK_FONT_CANDIDATES as CJK_FONT_CANDIDATES
 from server.cases.pdf import CjkFontMissing as CjkFontMissing
 from server.cases.pdf import cjk_font as cjk_font
@@ -38,6 +38,7 @@ from server.cases.schemas import (
     SignRequest,
 )
 from server.kernel import clock
+from server.kernel.crypto import PiiCipher
 from server.kernel.errors import (
     AppError,
     Conflict,
@@ -266,6 +267,7 @@ async def send_sign_link(
     party_index: int,
     phone: str,
     secret: bytes,
+    pii: PiiCipher,
     base_url: str,
     now: datetime,
     tz: str = clock.DEFAULT_TIMEZONE,
@@ -300,7 +302,7 @@ async def send_sign_link(
         session,
         key=f"agreement_link:{a.id}:{party_index}:{now.isoformat()}",
         case_id=a.case_id,
-        to=phone,
+        to=ResidentPhone(phone, pii),
         subject="人民调解协议书签署",
         body=(
             f"{masked_name(party['name'])}您好，请阅读并签署人民调解协议书（协议编号{a.id}）："

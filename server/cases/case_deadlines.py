@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.auth.permissions import StaffIdentity
 from server.cases import deadline_clock
 from server.cases.access import check_visible
+from server.cases.outbox import ResidentPhone
 from server.cases.queries import petitioner_phone
 from server.kernel.crypto import PiiCipher
 
@@ -40,7 +41,7 @@ async def extend(
         reason=reason,
         now=now,
         tz=tz,
-        petitioner_phone=phone,
+        petitioner_phone=ResidentPhone(phone, pii) if phone else None,
     )
 
 

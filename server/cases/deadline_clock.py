@@ -33,7 +33,7 @@ from server.cases.models import (
     Holiday,
     PetitionCase,
 )
-from server.cases.outbox import enqueue
+from server.cases.outbox import ResidentPhone, enqueue
 from server.cases.schemas import DeadlineView
 from server.kernel.errors import Conflict, InvalidInput, NotFound, PermissionDenied
 
@@ -260,7 +260,7 @@ async def extend_deadline(
     reason: str,
     now: datetime,
     tz: ZoneInfo,
-    petitioner_phone: str | None = None,
+    petitioner_phone: ResidentPhone | None = None,
 ) -> DeadlineState:
     """延期: once, at most the policy's maximum, approved by a leader of the handling department.
 

@@ -26,7 +26,9 @@ from server.cases.deadline_clock import load_policies
 from server.cases.deadline_sweep import SWEEP_BATCH, SweepReport, sweep_batch
 from server.cases.escalation import load_contact_phones
 from server.cases.models import CaseNotification
+from server.cases.outbox import recipient_of
 from server.kernel import clock, jobs
+from server.kernel.crypto import DecryptionFailed, PiiCipher
 from server.kernel.notify import NotificationFailed, Notifier
 
 if TYPE_CHECKING:
@@ -48,6 +50,8 @@ class NotificationJobs:
     retried with the runner's backoff, and marked failed after its last attempt."""
 
     notifier: Notifier
+    #: Opens residents' numbers (outbox.ResidentPhone); without it a sealed row fails.
+    pii: PiiCipher | None = None
     name: str = "deadline_notifications"
 
     @property
@@ -61,7 +65,11 @@ class NotificationJobs:
             row = await session.get(CaseNotification, job_id)
             if row is None:
                 raise jobs.GiveUp("message gone")
-            to, channel, subject, body = row.to, row.channel, row.subject, row.body
+            stored, channel, subject, body = row.to, row.channel, row.subject, row.body
+        try:
+            to = recipient_of(stored, self.pii)
+        except DecryptionFailed as e:
+            raise jobs.GiveUp("the recipient's number cannot be decrypted", status="failed") from e
         try:
             await self.notifier.send(
                 to=to, channel="email" if channel == "email" else "sms", subject=subject, body=body
@@ -85,11 +93,15 @@ class NotificationJobs:
 
 
 async def deliver_notifications(
-    sessionmaker: async_sessionmaker[AsyncSession], *, notifier: Notifier, now: datetime
+    sessionmaker: async_sessionmaker[AsyncSession],
+    *,
+    notifier: Notifier,
+    now: datetime,
+    pii: PiiCipher | None = None,
 ) -> jobs.RunReport:
     """Send every due outbox message once (what the job runner does each round)."""
     report = jobs.RunReport()
-    handler = NotificationJobs(notifier)
+    handler = NotificationJobs(notifier, pii)
     while True:
         batch = await jobs.run_due(
             sessionmaker, handler, now=now, limit=OUTBOX_BATCH, concurrency=OUTBOX_CONCURRENCY
@@ -146,6 +158,7 @@ async def run_deadline_sweep(
     lock_name: str = "onedoor:lock:deadline_sweep",
     max_batches: int = 1000,
     tz: str = clock.DEFAULT_TIMEZONE,
+    pii: PiiCipher | None = None,
 ) -> SweepReport:
     """One sweep: warnings, overdue, escalations, then (given a notifier) outbox delivery.
     The job runner sweeps without a notifier: it delivers the outbox itself, as a job table.
@@ -175,7 +188,9 @@ async def run_deadline_sweep(
             if n < SWEEP_BATCH:
                 break
         if notifier is not None:
-            delivered = await deliver_notifications(sessionmaker, notifier=notifier, now=now)
+            delivered = await deliver_notifications(
+                sessionmaker, notifier=notifier, now=now, pii=pii
+            )
             report.sent = delivered.sent
             report.failed = delivered.retrying + delivered.failed
         if report.escalations or report.overdue or report.evaluation_timeouts:

@@ -34,7 +34,7 @@ from server.cases.models import (
     PublicationReport,
     RevisitTask,
 )
-from server.cases.outbox import enqueue
+from server.cases.outbox import ResidentPhone, enqueue
 from server.cases.schemas import Dashboard, EvaluationSubmit, RateRow
 from server.cases.statemachine import PARTY_WINDOWS
 from server.kernel.crypto import PiiCipher
@@ -180,7 +180,7 @@ async def issue_evaluation(
             session,
             key=f"eval:{ev.id}",
             case_id=case.id,
-            to=phone,
+            to=ResidentPhone(phone, notice.pii),
             subject="信访事项评价",
             body=(
                 f"您的信访事项{case.case_no}已答复。请对承办人员和承办单位分别评价："

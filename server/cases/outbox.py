@@ -1,18 +1,53 @@
 """The notification outbox (CaseNotification): messages are added here in the caller's
 transaction, each under a unique dedupe key, and delivered later by
-`server.cases.deadline_service.deliver_outbox`, so a message is never sent twice."""
+`server.cases.deadline_service.deliver_outbox`, so a message is never sent twice.
+
+A resident's number (a petitioner's, a mediation party's) is personal data: it is passed as a
+`ResidentPhone` and kept encrypted with the PII cipher (#17 finding 13), decrypted only by the
+sender (`recipient_of`). Staff numbers, which the staff directory holds anyway, are kept as
+they are. `onedoor pii rotate` also encrypts residents' numbers queued before this rule.
+"""
 
 from __future__ import annotations
 
+from dataclasses import dataclass
 from datetime import datetime
 from typing import Any
 
-from sqlalchemy import select
+from sqlalchemy import or_, select
 from sqlalchemy.dialects.postgresql import insert as pg_insert
 from sqlalchemy.dialects.sqlite import insert as sqlite_insert
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.cases.models import CaseNotification
+from server.kernel.crypto import DecryptionFailed, PiiCipher
+
+#: How an encrypted value starts (`PiiCipher.encrypt`); a phone number never does.
+SEALED_PREFIX = "v1:"
+#: Dedupe-key prefixes of messages to residents (receipts, extensions, evaluation and signing
+#: links): the rows `seal_resident_numbers` encrypts.
+RESIDENT_KEYS = ("reception:", "ext:", "eval:", "agreement_link:")
+
+
+@dataclass(frozen=True, slots=True)
+class ResidentPhone:
+    """A resident's number for the outbox: stored encrypted with `pii`."""
+
+    number: str
+    pii: PiiCipher
+
+
+def recipient_of(stored: str, pii: PiiCipher | None) -> str:
+    """The number to send to: `stored` itself, or decrypted when it was sealed.
+
+    Raises:
+        DecryptionFailed: sealed, and no key (or not the right one) was given.
+    """
+    if not stored.startswith(SEALED_PREFIX):
+        return stored
+    if pii is None:
+        raise DecryptionFailed("a sealed number and no PII key to open it")
+    return pii.decrypt(stored)
 
 
 async def enqueue(
@@ -20,13 +55,14 @@ async def enqueue(
     *,
     key: str,
     case_id: int | None,
-    to: str,
+    to: str | ResidentPhone,
     subject: str,
     body: str,
     now: datetime,
     channel: str = "sms",
 ) -> bool:
-    """Add a message to the outbox unless one with the same key exists (idempotent)."""
+    """Add a message to the outbox unless one with the same key exists (idempotent). A
+    `ResidentPhone` is stored encrypted."""
     exists = await session.scalar(
         select(CaseNotification.id).where(CaseNotification.dedupe_key == key)
     )
@@ -36,7 +72,7 @@ async def enqueue(
         CaseNotification(
             dedupe_key=key,
             case_id=case_id,
-            to=to,
+            to=to.pii.encrypt(to.number) if isinstance(to, ResidentPhone) else to,
             channel=channel,
             subject=subject,
             body=body,
@@ -60,3 +96,30 @@ async def enqueue_many(session: AsyncSession, messages: list[dict[str, Any]]) ->
         upsert(CaseNotification).on_conflict_do_nothing(index_elements=["dedupe_key"]),
         messages,
     )
+
+
+async def seal_resident_numbers(session: AsyncSession, *, pii: PiiCipher) -> int:
+    """Encrypt residents' numbers that an earlier version queued in the clear, and re-encrypt
+    sealed ones still under an old key (part of `onedoor pii rotate`; idempotent). Returns
+    how many rows were rewritten."""
+    plain = (
+        await session.scalars(
+            select(CaseNotification).where(
+                ~CaseNotification.to.startswith(SEALED_PREFIX),
+                or_(*(CaseNotification.dedupe_key.startswith(k) for k in RESIDENT_KEYS)),
+            )
+        )
+    ).all()
+    for row in plain:
+        row.to = pii.encrypt(row.to)
+    old = [
+        row
+        for row in await session.scalars(
+            select(CaseNotification).where(CaseNotification.to.startswith(SEALED_PREFIX))
+        )
+        if pii.needs_rotation(row.to)
+    ]
+    for row in old:
+        row.to = pii.encrypt(pii.decrypt(row.to))
+    await session.flush()
+    return len(plain) + len(old)

@@ -10,7 +10,7 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.cases.outbox import enqueue
+from server.cases.outbox import ResidentPhone, enqueue
 from server.cases.queries import case_number, petitioner_phone
 from server.cases.timeline import append_event
 from server.kernel.crypto import PiiCipher
@@ -54,7 +54,7 @@ async def send_reception_receipt(
             session,
             key=f"reception:{session_id}",
             case_id=case_id,
-            to=phone,
+            to=ResidentPhone(phone, pii),
             subject="信访事项回执",
             body=receipt_text(await case_number(session, case_id=case_id), outcome, follow_url),
             now=now,

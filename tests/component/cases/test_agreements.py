@@ -313,9 +313,8 @@ async def test_the_sent_signing_link_is_blanked_in_the_outbox(
     from server.cases.models import CaseNotification
     from tests.fakes import RecordingNotifier
 
-    case_id = await register(
-        db, PiiCipher(secrets.token_bytes(32)), matter="neighbour_dispute", summary="漏水纠纷"
-    )
+    pii = PiiCipher(secrets.token_bytes(32))
+    case_id = await register(db, pii, matter="neighbour_dispute", summary="漏水纠纷")
     async with db.begin() as s:
         view = await agreements.draft_agreement(
             s, staff=await who(s, "mediator01"), case_id=case_id, draft=_draft(), now=NOW
@@ -327,12 +326,20 @@ async def test_the_sent_signing_link_is_blanked_in_the_outbox(
             party_index=1,
             phone="13912345678",
             secret=secrets.token_bytes(32),
+            pii=pii,
             base_url="https://onedoor.example/",
             now=NOW,
         )
     assert sent.to == "139****5678"
     notifier = RecordingNotifier()
-    await deliver_notifications(db, notifier=notifier, now=NOW)
+    async with db() as s:  # the party's number is kept encrypted until it is sent
+        stored = await s.scalar(
+            select(CaseNotification.to).where(
+                CaseNotification.dedupe_key.startswith("agreement_link:")
+            )
+        )
+    assert stored is not None and "13912345678" not in stored
+    await deliver_notifications(db, notifier=notifier, now=NOW, pii=pii)
     [sms] = [m for m in notifier.sent if "/sign/" in m.body]
     assert sms.to == "13912345678" and "钱*您好" in sms.body
     # NOW is 10:00 in Beijing; the link runs three days

@@ -152,7 +152,9 @@ async def test_deadline_extension_pause_and_resume(app_client: TestClient[Any, A
                 )
             )
         ).all()
-    assert told == ["13812345678"]
+    pii = app_client.app[keys.pii]  # a resident's number is kept encrypted (#17 finding 13)
+    assert [t.startswith("v1:") for t in told] == [True]
+    assert [pii.decrypt(t) for t in told] == ["13812345678"]
     paused = await post(
         app_client,
         token,

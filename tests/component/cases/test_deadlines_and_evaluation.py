@@ -22,6 +22,7 @@ from server.cases.models import (
     PetitionCase,
     RevisitTask,
 )
+from server.cases.outbox import ResidentPhone
 from server.cases.schemas import CaseQuery, EvaluationSubmit, IntakeRequest
 from server.kernel.crypto import PiiCipher
 from server.kernel.errors import PermissionDenied
@@ -62,7 +63,7 @@ async def test_extension_once_within_limit_by_the_leader_only(
                 reason="需现场勘验",
                 now=NOW + timedelta(days=50),
                 tz=TZ,
-                petitioner_phone="13812345678",
+                petitioner_phone=ResidentPhone("13812345678", pii),
             )
 
     with pytest.raises(PermissionDenied):

@@ -36,10 +36,10 @@ VOTE = EvaluationSubmit(staff_rating="satisfied", dept_rating="fair")
 
 
 async def sweep(
-    db: async_sessionmaker[AsyncSession], clock: FakeClock
+    db: async_sessionmaker[AsyncSession], clock: FakeClock, pii: PiiCipher
 ) -> deadline_sweep.SweepReport:
     return await deadline_service.run_deadline_sweep(
-        db, now=clock.now(), notifier=RecordingNotifier()
+        db, now=clock.now(), notifier=RecordingNotifier(), pii=pii
     )
 
 
@@ -102,15 +102,15 @@ async def test_unanswered_evaluation_times_out_to_unrated(
     assert ev is not None and ev.expires_at == dl.due_at  # the link lives as long as the window
 
     clock = FakeClock(NOW + timedelta(days=2))
-    report = await sweep(db, clock)
+    report = await sweep(db, clock, pii)
     assert report.evaluation_timeouts == 0 and report.warnings == 0
     async with db() as s:
         await evaluation.evaluation_for_token(s, secret=SECRET, token=token, now=clock.now())
     clock.current = dl.due_at - timedelta(seconds=1)
-    assert (await sweep(db, clock)).evaluation_timeouts == 0
+    assert (await sweep(db, clock, pii)).evaluation_timeouts == 0
 
     clock.current = dl.due_at + timedelta(minutes=1)
-    report = await sweep(db, clock)
+    report = await sweep(db, clock, pii)
     assert report.evaluation_timeouts == 1
     assert (report.warnings, report.overdue, report.escalations) == (0, 0, 0)  # not staff's
     async with db() as s:
@@ -136,7 +136,7 @@ async def test_unanswered_evaluation_times_out_to_unrated(
 
     # Idempotent: later sweeps change nothing.
     clock.current += timedelta(days=1)
-    again = await sweep(db, clock)
+    again = await sweep(db, clock, pii)
     assert again.evaluation_timeouts == 0 and again.examined == 0
     assert len(await timeout_events(db, case_id)) == 1
 
@@ -162,7 +162,7 @@ async def test_answered_in_time_is_left_alone(
         await evaluation.submit_evaluation(
             s, secret=SECRET, token=token, submit=VOTE, now=NOW + timedelta(days=1)
         )
-    report = await sweep(db, FakeClock(dl.due_at + timedelta(days=1)))
+    report = await sweep(db, FakeClock(dl.due_at + timedelta(days=1)), pii)
     assert report.evaluation_timeouts == 0
     assert await timeout_events(db, case_id) == []
     async with db() as s:
@@ -189,9 +189,9 @@ async def test_a_second_reply_starts_a_new_window(
                 s, secret=SECRET, token=first, submit=VOTE, now=NOW + timedelta(days=10, hours=1)
             )
     clock = FakeClock(NOW + timedelta(days=11))
-    assert (await sweep(db, clock)).evaluation_timeouts == 0
+    assert (await sweep(db, clock, pii)).evaluation_timeouts == 0
     clock.current = dl.due_at
-    assert (await sweep(db, clock)).evaluation_timeouts == 1
+    assert (await sweep(db, clock, pii)).evaluation_timeouts == 1
     async with db() as s:
         count = await s.scalar(
             select(func.count())

@@ -139,7 +139,8 @@ async def test_whole_life_with_timestamps_events_and_audit(
         assert deadlines["handling"].status == "met"
         assert deadlines["review_request"].status == "open"  # the petitioner's 30-day window
         sms = await s.scalar(select(CaseNotification).where(CaseNotification.case_id == case_id))
-        assert sms is not None and sms.to == "13812345678" and "/evaluate/" in sms.body
+        assert sms is not None and "/evaluate/" in sms.body
+        assert "13812345678" not in sms.to and pii.decrypt(sms.to) == "13812345678"
         actions = set(
             await s.scalars(select(AuditEntry.action).where(AuditEntry.object_id == str(case_id)))
         )

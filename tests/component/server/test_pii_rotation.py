@@ -46,3 +46,37 @@ async def test_rotation_rewrites_every_row_and_lookup_still_works(demo_db_url: s
         assert only_new.decrypt(rows[0].id_number_enc or "") == "11010519491231002X"
     finally:
         await engine.dispose()
+
+
+async def test_rotation_seals_residents_numbers_in_the_outbox(db_url: str) -> None:
+    """#17 finding 13: a resident's number queued in the clear by an earlier version is sealed
+    by `onedoor pii rotate`, a sealed one is re-encrypted under the new key, and a staff
+    member's number (the staff directory holds it anyway) is left as it is."""
+    from server.cases.models import CaseNotification
+    from server.cases.outbox import ResidentPhone, enqueue
+
+    engine = make_engine(db_url)
+    db = make_sessionmaker(engine)
+    old = PiiCipher(b"old-secret")
+    at = datetime(2026, 1, 1, tzinfo=UTC)
+    try:
+        async with db.begin() as s:
+            for key, to in (
+                ("reception:1", "13800000001"),  # a resident's, queued as before the rule
+                ("eval:2", ResidentPhone("13800000002", old)),
+                ("warn:3", "13900000003"),  # a staff member's
+            ):
+                await enqueue(s, key=key, case_id=None, to=to, subject="s", body="b", now=at)
+        new = PiiCipher(b"new-secret", old_secrets=(b"old-secret",))
+        async with db.begin() as s:
+            assert await rotate(s, pii=new) == 2
+        async with db.begin() as s:
+            assert await rotate(s, pii=new) == 0  # idempotent
+            rows = await s.execute(select(CaseNotification.dedupe_key, CaseNotification.to))
+            stored: dict[str, str] = dict(rows.tuples().all())
+        assert stored["warn:3"] == "13900000003"
+        only_new = PiiCipher(b"new-secret")
+        assert only_new.decrypt(stored["reception:1"]) == "13800000001"
+        assert only_new.decrypt(stored["eval:2"]) == "13800000002"
+    finally:
+        await engine.dispose()

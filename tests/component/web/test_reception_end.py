@@ -62,6 +62,8 @@ async def test_the_agents_page_shows_the_case_number_and_the_sms_says_the_same(
         events = list(
             await s.scalars(select(CaseEvent).where(CaseEvent.type == "reception_receipt_sent"))
         )
-    assert [(m.to, m.channel) for m in sms] == [("13912345678", "sms")]
+    pii = app_client.app[keys.pii]  # a resident's number is kept encrypted (#17 finding 13)
+    assert [(pii.decrypt(m.to), m.channel) for m in sms] == [("13912345678", "sms")]
+    assert all("13912345678" not in m.to for m in sms)
     assert case_no in sms[0].body and "转入联合调处" in sms[0].body and "/follow/" in sms[0].body
     assert [e.payload for e in events] == [{"outcome": "joint", "sms": True}]

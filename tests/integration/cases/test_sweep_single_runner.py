@@ -132,7 +132,12 @@ async def test_evaluation_timeouts_once_with_racing_runners(
         reports = await asyncio.gather(
             *(
                 deadline_service.run_deadline_sweep(
-                    pg_db, now=late, notifier=RecordingNotifier(), redis=redis, lock_name=lock
+                    pg_db,
+                    now=late,
+                    notifier=RecordingNotifier(),
+                    redis=redis,
+                    lock_name=lock,
+                    pii=pii,
                 )
                 for _ in range(5)
             )
