@@ -130,6 +130,7 @@ OBJECT_TYPE_LABELS: Mapping[str, str] = {
     "action": "权限",
     "escalation_contact": "抄告联系人",
     "report": "评价报告",
+    "resource": "窗口或调解室",
 }
 
 
