@@ -386,6 +386,7 @@ def other_actions(staff: StaffIdentity, facts: CaseFacts) -> list[str]:
     if (
         facts.state == S.registered
         and facts.first_receiver_id is None
+        and staff.staff_id != facts.agent_id
         and staff.can(Action.case_create)
         and (staff.site_id in facts.site_path or staff.can(Action.case_view_all))
     ):

@@ -43,6 +43,7 @@ async def test_an_agent_registration_is_claimed_by_the_street_coordinator(
     await agent.wait_for_selector("#first-receiver")
     case_no = (await agent.inner_text("h1")).split()[0]
     assert "待认领" in (await agent.inner_text("#first-receiver"))
+    assert await agent.locator("#action-claim").count() == 0  # an officer claims it
     await shoot(agent, f"{SHOT}-03-registered", height=1200)
 
     coordinator = await as_user("coord01")

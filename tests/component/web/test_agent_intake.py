@@ -60,7 +60,12 @@ async def test_an_agent_registers_with_consent_and_the_coordinator_claims_it(
         assert row is not None
         assert (row.channel.value, row.agent_id, row.first_receiver_id) == ("agent", agent, None)
     page = await app_client.get(f"/cases/{case_id}")
-    assert page.status == 200 and "待认领" in await page.text()
+    html = await page.text()
+    assert page.status == 200 and "待认领" in html and 'id="action-claim"' not in html
+    own = await app_client.post(
+        f"/api/cases/{case_id}/claim", json={}, headers={csrf.HEADER: token}
+    )
+    assert own.status == 403  # the agent does not claim their own registration
 
     token = await signed_in(app_client, "street_coordinator")
     home = await (await app_client.get("/")).text()
