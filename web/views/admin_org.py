@@ -19,7 +19,7 @@ from server.auth.permissions import Action
 from server.http import keys
 from server.http.auth import client_ip, protected, signed_in_staff
 from server.http.common import path_int
-from server.kernel.errors import AppError
+from server.kernel.errors import AppError, InvalidInput
 from server.org import admin
 from server.org.schemas import ResourceType, SiteLevel
 from web.form_messages import messages_by_field
@@ -202,8 +202,12 @@ async def _submit(
         opened = f"&open={site_id}" if isinstance(site_id, int) else ""
     except AppError as e:
         field = str((e.details or {}).get("field") or "name")
+        # a refused value is said as the field's own message, not the generic 输入有误
+        message = (
+            _MESSAGES.get(field, e.message_zh) if isinstance(e, InvalidInput) else (e.message_zh)
+        )
         return await _render(
-            request, form=form_name, typed=typed, errors={field: e.message_zh}, status=e.http_status
+            request, form=form_name, typed=typed, errors={field: message}, status=e.http_status
         )
     raise web.HTTPSeeOther(f"/admin/org?done={done}{opened}#{form_name}")
 

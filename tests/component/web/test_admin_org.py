@@ -80,7 +80,8 @@ async def test_bad_input_is_said_next_to_the_field_and_changes_nothing(
     wrong = await _post(app_client, "/admin/org/sites", csrf, level="community",
                         parent_id=str(district.id), name="错挂社区", admin_code="330105999002")  # fmt: skip
     html = await wrong.text()
-    assert wrong.status == 422 and 'id="site-add-parent_id-err"' in html and "上级" in html
+    assert wrong.status == 422 and 'id="site-add-parent_id-err"' in html
+    assert "请选择上级：街道属于区中心，社区属于街道" in html
     assert 'value="错挂社区"' in html  # what was typed stays
     dup = await _post(app_client, "/admin/org/sites", csrf, level="street",
                       parent_id=str(district.id), name="重复街道", admin_code=taken)  # fmt: skip
