@@ -1,10 +1,14 @@
 """The audit page's words: a Chinese label for every action code the code base writes to the
 audit log (a test collects the codes from the source and fails on a missing one), and the
-object types. Unknown codes are shown as they are (an old entry of a removed feature)."""
+object types. Unknown codes are shown as they are (an old entry of a removed feature).
+
+The labels are gettext message ids: web/locale/en/LC_MESSAGES/messages.po has the English of
+each (a test fails on a missing one); pass the page's `gettext` to `action_label` and
+`object_label` to have them in the reader's language."""
 
 from __future__ import annotations
 
-from collections.abc import Mapping
+from collections.abc import Callable, Mapping
 
 from web.labels import CASE_EVENT_LABELS
 
@@ -15,7 +19,7 @@ AUDIT_ACTION_LABELS: Mapping[str, str] = {
     "auth.sign_in_throttled": "登录被限制（失败过多）",
     "auth.sign_out": "退出登录",
     "auth.session_expired": "登录超时失效",
-    "auth.session_ended": "强制下线",
+    "auth.session_ended": "会话被强制下线",
     "auth.permission_denied": "越权访问被拒绝",
     "auth.token_create": "创建 API 令牌",
     "auth.token_revoke": "撤销 API 令牌",
@@ -24,12 +28,15 @@ AUDIT_ACTION_LABELS: Mapping[str, str] = {
     "auth.totp_failed": "动态验证码错误",
     "auth.totp_reset": "重置动态验证码（双因素）",
     "auth.unlocked": "解除登录限制",
+    "auth.password_changed": "修改密码",
+    "auth.password_change_failed": "修改密码失败（当前密码错误）",
     "role.grant": "授予角色",
     "role.revoke": "收回角色",
     "staff.create": "创建工作人员账号",
     "staff.update": "修改工作人员账号",
     "staff.disable": "停用工作人员账号",
     "staff.enable": "启用工作人员账号",
+    "staff.password_reset": "管理员重置密码",
     "deadline_policy.update": "修改办理时限",
     "matter_type.update": "修改事项类型",
     "org.site_add": "新增站点",
@@ -123,21 +130,32 @@ OBJECT_TYPE_LABELS: Mapping[str, str] = {
     "action": "权限",
     "escalation_contact": "抄告联系人",
     "report": "评价报告",
+    "resource": "窗口或调解室",
 }
 
 
-def action_label(code: str) -> str:
-    """The Chinese label of an audit action code (the code itself when there is none)."""
+def _same(text: str) -> str:
+    return text
+
+
+#: The label of a signaling event without its own entry; `%(event)s` is the event's code.
+SIGNALING_EVENT = "视频会议事件（%(event)s）"
+
+
+def action_label(code: str, gettext: Callable[[str], str] = _same) -> str:
+    """The label of an audit action code in the language of `gettext` (Chinese without one;
+    the code itself when there is no label)."""
     label = AUDIT_ACTION_LABELS.get(code)
     if label is not None:
-        return label
+        return gettext(label)
     family, _, rest = code.partition(".")
     if family == "case" and rest in CASE_EVENT_LABELS:  # case.<transition>, case.<draft event>
-        return CASE_EVENT_LABELS[rest]
+        return gettext(CASE_EVENT_LABELS[rest])
     if family == "signaling" and rest:
-        return f"视频会议事件（{rest}）"
+        return gettext(SIGNALING_EVENT) % {"event": rest}
     return code
 
 
-def object_label(object_type: str) -> str:
-    return OBJECT_TYPE_LABELS.get(object_type, object_type)
+def object_label(object_type: str, gettext: Callable[[str], str] = _same) -> str:
+    label = OBJECT_TYPE_LABELS.get(object_type)
+    return gettext(label) if label is not None else object_type

@@ -269,4 +269,5 @@ async def authenticate(
         roles=base.roles,
         scopes=scopes,
         token_id=row.id,
+        must_change_password=base.must_change_password,
     )

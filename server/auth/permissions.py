@@ -161,6 +161,9 @@ class StaffIdentity:
     scopes: frozenset[Action] | None = None
     #: Signed in with an API token: its id (audited with each use).
     token_id: int | None = None
+    #: Signed in with a password an administrator set: only /account/password and sign-out
+    #: answer until the staff member chooses their own (server/http/auth.py).
+    must_change_password: bool = False
 
     def can(self, action: Action) -> bool:
         """The roles allow `action` and, for an API token, the token's scopes include it."""

@@ -12,9 +12,9 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.service import record
 from server.auth.models import WebSession
-from server.auth.passwords import verify_password
+from server.auth.passwords import check_password_policy, hash_password, verify_password
 from server.auth.permissions import StaffIdentity, check_role_combination
-from server.kernel.errors import AppError, Conflict, InvalidCredentials, NotFound
+from server.kernel.errors import AppError, Conflict, InvalidCredentials, InvalidInput, NotFound
 from server.org.models import ADMIN_ROLES, Role, Staff, StaffRole
 
 #: last_seen_at is rewritten at most this often (every request would be a write).
@@ -33,6 +33,7 @@ def identity_of(staff: Staff) -> StaffIdentity:
         site_id=staff.site_id,
         department_id=staff.department_id,
         roles=staff.role_set,
+        must_change_password=staff.must_change_password,
     )
 
 
@@ -118,6 +119,68 @@ async def sign_out(session: AsyncSession, *, session_id: str, ip: str) -> None:
     if row is not None:
         await record(session, actor=f"staff:{row.staff_id}", action="auth.sign_out", ip=ip)
         await session.execute(delete(WebSession).where(WebSession.id_hash == row.id_hash))
+
+
+class PasswordChangeRequired(AppError):
+    """Signed in with a password an administrator set: nothing but /account/password and
+    sign-out answers until the staff member chooses their own."""
+
+    code, http_status, message_zh = (
+        "password_change_required",
+        403,
+        "请先修改初始密码（管理员设置的密码须在首次登录时修改）",
+    )
+
+
+class CurrentPasswordWrong(AppError):
+    code, http_status, message_zh = "current_password_wrong", 422, "当前密码不正确"
+
+
+class PasswordUnchanged(AppError):
+    code, http_status, message_zh = (
+        "password_unchanged",
+        422,
+        "新密码不能与当前密码相同",
+    )
+
+
+async def change_password(
+    session: AsyncSession, *, staff_id: int, current: str, new: str, ip: str
+) -> None:
+    """The staff member chooses their own password (required after an administrator set one:
+    `must_change_password` is cleared). The current password is checked again, the new one
+    must meet the policy and differ from the current one.
+
+    Raises:
+        CurrentPasswordWrong, PasswordUnchanged, InvalidInput (policy, field "new_password").
+    """
+    staff = await session.get(Staff, staff_id)
+    if staff is None or not staff.active:
+        raise NotFound(f"staff {staff_id} does not exist")
+    if not await verify_password(staff.password_hash, current):
+        await record(
+            session, actor=f"staff:{staff_id}", action="auth.password_change_failed", ip=ip
+        )
+        raise CurrentPasswordWrong("the current password is wrong")
+    try:
+        check_password_policy(new)
+    except ValueError as e:
+        raise InvalidInput(str(e), field="new_password") from e
+    if new == current:
+        raise PasswordUnchanged("the new password is the current one")
+    forced = staff.must_change_password
+    staff.password_hash = await hash_password(new)
+    staff.must_change_password = False
+    await session.flush()
+    await record(
+        session,
+        actor=f"staff:{staff_id}",
+        action="auth.password_changed",
+        object_type="staff",
+        object_id=str(staff_id),
+        ip=ip,
+        detail={"forced": forced},
+    )
 
 
 # --- security administration (sec_admin: roles.manage) -------------------------------------

@@ -82,6 +82,7 @@ async def load_facts(session: AsyncSession, row: PetitionCase) -> CaseFacts:
         state=row.state,
         site_id=row.site_id,
         first_receiver_id=row.first_receiver_id,
+        agent_id=row.agent_id,
         lead_dept_id=row.lead_dept_id,
         review_level=row.review_level,
         confidential=row.confidential,
@@ -173,6 +174,7 @@ async def facts_for_many(session: AsyncSession, rows: list[PetitionCase]) -> dic
             state=row.state,
             site_id=row.site_id,
             first_receiver_id=row.first_receiver_id,
+            agent_id=row.agent_id,
             lead_dept_id=row.lead_dept_id,
             review_level=row.review_level,
             confidential=row.confidential,
@@ -276,6 +278,7 @@ def visibility_branches(staff: StaffIdentity) -> list[ColumnElement[bool]]:
     )
     branches: list[ColumnElement[bool]] = [
         and_(not_accused, PetitionCase.first_receiver_id == staff.staff_id),
+        and_(not_accused, PetitionCase.agent_id == staff.staff_id),
         and_(not_accused, named),
         and_(not_accused, told),
     ]

@@ -242,7 +242,7 @@ async def insert_case(
     session.add(
         CaseEvent(
             case_id=row.id,
-            actor_id=first_receiver_id,
+            actor_id=first_receiver_id if first_receiver_id is not None else extra.get("agent_id"),
             type=state.value,
             payload={"channel": channel.value},
             at=now,
@@ -311,6 +311,11 @@ async def intake(
                 reason_zh="代办员只能为本社区群众登记",
             )
         first_receiver_id = staff.staff_id
+    agent_id: int | None = None
+    if request.channel == Channel.agent and staff is not None:
+        # the agent registers on the resident's behalf and keeps sight of it; an officer of the
+        # site claims it as first receiver (首问责任人), like a self-service registration
+        agent_id, first_receiver_id = staff.staff_id, None
     if request.channel in (Channel.web, Channel.qr, Channel.kiosk) and request.petitioner is None:
         raise InvalidInput(
             "self-service petitions need the petitioner's name and phone",
@@ -372,6 +377,7 @@ async def intake(
         category=category.value if category else None,
         confidential=confidential,
         accused_dept_id=request.accused_department_id,
+        agent_id=agent_id,
         lead_dept_id=lead_dept_id,
         collective=request.collective,
         headcount=request.headcount,

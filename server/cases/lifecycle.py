@@ -70,7 +70,8 @@ class AlreadyClaimed(PermissionDenied):
 async def claim(
     session: AsyncSession, *, staff: StaffIdentity, case_id: int, now: datetime
 ) -> CaseSummary:
-    """认领: the first staff member to claim a self-service case becomes its first receiver.
+    """认领: the first staff member to claim a self-service or agent case becomes its first
+    receiver (never the agent who registered it).
     Never a member of the unit an accusation accuses: to them the case does not exist."""
     if not staff.can(Action.case_create):
         raise PermissionDenied("your roles may not claim cases")
@@ -84,6 +85,8 @@ async def claim(
         raise AlreadyClaimed("this case already has a first receiver")
     if staff.site_id not in facts.site_path and not staff.can(Action.case_view_all):
         raise PermissionDenied("claim cases of your own site")
+    if row.agent_id == staff.staff_id:
+        raise PermissionDenied("the agent who registered it does not claim it: an officer does")
     row.first_receiver_id = staff.staff_id
     row.updated_at = now
     session.add(

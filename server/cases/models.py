@@ -116,6 +116,9 @@ class PetitionCase(Base):
     summary: Mapped[str] = mapped_column(Text)
     matter_type: Mapped[str | None] = mapped_column(String(64))
     first_receiver_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    #: The community agent who registered it on the resident's behalf (channel agent): they keep
+    #: sight of it, and an officer of the site claims it as first receiver (首问责任人).
+    agent_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
     lead_dept_id: Mapped[int | None] = mapped_column(ForeignKey("department.id"))
     state: Mapped[CaseState] = mapped_column(_enum(CaseState, "case_state"))
     confidential: Mapped[bool] = mapped_column(Boolean, default=False)

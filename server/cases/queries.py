@@ -544,7 +544,7 @@ async def cases_for_receiver(
 ) -> list[CaseSummary]:
     rows = await session.scalars(
         select(PetitionCase)
-        .where(PetitionCase.first_receiver_id == staff_id)
+        .where(or_(PetitionCase.first_receiver_id == staff_id, PetitionCase.agent_id == staff_id))
         .order_by(PetitionCase.id.desc())
         .limit(limit)
     )

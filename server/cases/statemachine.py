@@ -175,6 +175,8 @@ class CaseFacts:
     first_receiver_id: int | None
     lead_dept_id: int | None
     review_level: int = 0
+    #: The community agent who registered it (channel agent); sees it like the first receiver.
+    agent_id: int | None = None
     confidential: bool = False
     accused_dept_id: int | None = None
     #: The case's site and its ancestors (community → street → district).
@@ -204,6 +206,8 @@ def can_view(staff: StaffIdentity, facts: CaseFacts) -> bool:
     if staff.can(Action.case_view_all):
         return True
     if staff.staff_id == facts.first_receiver_id or staff.staff_id in facts.handler_staff_ids:
+        return True
+    if staff.staff_id == facts.agent_id:
         return True
     if staff.staff_id in facts.escalated_staff_ids:
         return True
@@ -382,6 +386,7 @@ def other_actions(staff: StaffIdentity, facts: CaseFacts) -> list[str]:
     if (
         facts.state == S.registered
         and facts.first_receiver_id is None
+        and staff.staff_id != facts.agent_id
         and staff.can(Action.case_create)
         and (staff.site_id in facts.site_path or staff.can(Action.case_view_all))
     ):
@@ -430,6 +435,8 @@ def may_see_petitioner(staff: StaffIdentity, facts: CaseFacts) -> bool:
     if staff.can(Action.case_view_all):
         return True
     if staff.staff_id == facts.first_receiver_id or staff.staff_id in facts.handler_staff_ids:
+        return True
+    if staff.staff_id == facts.agent_id:
         return True
     if facts.confidential:
         return False

@@ -15,7 +15,7 @@ from server.audit.service import record
 from server.auth import csrf
 from server.auth.api_tokens import authenticate
 from server.auth.permissions import Action, StaffIdentity
-from server.auth.service import load_session
+from server.auth.service import PasswordChangeRequired, load_session
 from server.http import keys
 from server.kernel.db import utcnow
 from server.kernel.errors import CsrfFailed, NotAuthenticated, PermissionDenied
@@ -24,6 +24,12 @@ logger = logging.getLogger(__name__)
 
 SESSION_COOKIE = "od_session"
 BEARER = "bearer "
+#: Where a staff member whose password an administrator set may go before changing it.
+PASSWORD_CHANGE_PAGE = "/account/password"
+_OPEN_BEFORE_PASSWORD_CHANGE = frozenset(
+    {PASSWORD_CHANGE_PAGE, "/logout", "/login", "/login/2fa", "/healthz", "/readyz",
+     "/favicon.ico"}
+)  # fmt: skip
 
 
 def client_ip(request: web.Request) -> str:
@@ -47,6 +53,7 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
                 method=request.method,
                 path=request.path,
             )
+        _check_password_changed(request)
         return await handler(request)
     session_id = request.cookies.get(SESSION_COOKIE)
     # Liveness never touches the database: a browser's cookie must not make it wait there.
@@ -58,7 +65,23 @@ async def auth_middleware(request: web.Request, handler: Handler) -> web.StreamR
                 now=utcnow(),
                 idle_timeout=timedelta(seconds=settings.session_idle_timeout_s),
             )
+    _check_password_changed(request)
     return await handler(request)
+
+
+def _check_password_changed(request: web.Request) -> None:
+    """A staff member signed in with a password an administrator set reaches only the change
+    page and sign-out: a page redirects there, the API and any other request answers 403
+    `password_change_required`."""
+    staff = request[keys.staff]
+    if staff is None or not staff.must_change_password:
+        return
+    path = request.path
+    if path in _OPEN_BEFORE_PASSWORD_CHANGE or path.startswith("/static/"):
+        return
+    if request.method in ("GET", "HEAD") and not path.startswith("/api/"):
+        raise web.HTTPSeeOther(PASSWORD_CHANGE_PAGE)
+    raise PasswordChangeRequired("choose your own password first")
 
 
 def _bearer(request: web.Request) -> bool:

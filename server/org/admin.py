@@ -183,8 +183,9 @@ async def add_resource(
 
 async def set_resource_active(
     session: AsyncSession, *, resource_id: int, active: bool, actor: str, ip: str = ""
-) -> None:
-    """Take a room or window out of use (it is no longer offered for booking) or back in."""
+) -> int:
+    """Take a room or window out of use (it is no longer offered for booking) or back in;
+    returns its site's id."""
     res = await session.get(Resource, resource_id)
     if res is None:
         raise NotFound(f"resource {resource_id} does not exist")
@@ -193,3 +194,4 @@ async def set_resource_active(
         session, actor=actor, action="org.resource_active", object_type="resource",
         object_id=str(resource_id), ip=ip, detail={"active": active},
     )  # fmt: skip
+    return res.site_id

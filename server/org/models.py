@@ -6,6 +6,7 @@ import enum
 from datetime import datetime
 
 from sqlalchemy import Boolean, Enum, ForeignKey, Integer, String, UniqueConstraint
+from sqlalchemy import false as sa_false
 from sqlalchemy.orm import Mapped, mapped_column, relationship
 
 from server.kernel.db import Base, UTCDateTime
@@ -102,6 +103,11 @@ class Staff(Base):
     failed_logins: Mapped[int] = mapped_column(Integer, default=0)
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime())
     last_login_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
+    #: The password was set by an administrator (a one-time password): the staff member must
+    #: choose their own before anything else (server/http/auth.py, /account/password).
+    must_change_password: Mapped[bool] = mapped_column(
+        Boolean, default=False, server_default=sa_false()
+    )
     #: TOTP secret (encrypted with the PII cipher); None until the staff member enrols.
     totp_secret_enc: Mapped[str | None] = mapped_column(String(255))
     #: Last accepted TOTP time step: a code is never accepted twice.

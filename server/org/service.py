@@ -314,7 +314,8 @@ async def create_account(
     actor: str,
     ip: str = "",
 ) -> StaffAccountView:
-    """A staff account with no role (the security administrator grants roles: 三员分立).
+    """A staff account with no role (the security administrator grants roles: 三员分立). The
+    initial password is one the administrator knows: it must be changed at the first sign-in.
 
     Raises:
         InvalidInput: password policy (field "password"), unknown site or department.
@@ -333,6 +334,7 @@ async def create_account(
         password_hash=await hash_password(password),
         site_id=site_id,
         department_id=department_id,
+        must_change_password=True,  # the administrator knows it: the owner chooses their own
         roles=[],
     )
     session.add(staff)
@@ -408,6 +410,39 @@ async def set_account_active(
         session,
         actor=actor,
         action="staff.enable" if active else "staff.disable",
+        object_type="staff",
+        object_id=str(staff_id),
+        ip=ip,
+        detail={"username": staff.username},
+    )
+
+
+async def reset_password(
+    session: AsyncSession, *, staff_id: int, password: str, actor: str, ip: str = ""
+) -> None:
+    """The system administrator sets a new one-time password (a forgotten password): it must be
+    changed at the next sign-in. An administrator cannot reset their own this way.
+
+    Raises:
+        NotFound: no such account. Conflict: the administrator's own account.
+        InvalidInput: password policy (field "password").
+    """
+    staff = await session.get(Staff, staff_id)
+    if staff is None:
+        raise NotFound(f"staff {staff_id} does not exist")
+    if actor == f"staff:{staff_id}":
+        raise Conflict("an administrator changes their own password at /account/password")
+    try:
+        check_password_policy(password)
+    except ValueError as e:
+        raise InvalidInput(str(e), field="password") from e
+    staff.password_hash = await hash_password(password)
+    staff.must_change_password = True
+    await session.flush()
+    await record(
+        session,
+        actor=actor,
+        action="staff.password_reset",
         object_type="staff",
         object_id=str(staff_id),
         ip=ip,

@@ -146,5 +146,11 @@ async def test_sec_admin_grants_and_resets_then_audit_admin_reads_it(
         await page.goto(base + "/audit?since=2026-12-09&until=2026-12-01")
         await page.wait_for_selector("#err-until")
         await shoot(page, f"{SHOT}-08-audit-bad-range")
+        # in English, the labels, actors and details are English too
+        await page.goto(base + "/audit?lang=en&action=role.")
+        await page.wait_for_selector("#audit >> text=Role granted")
+        table = await page.text_content("#audit") or ""
+        assert "授予角色" not in table and "Role: " in table
+        await shoot(page, f"{SHOT}-09-audit-english", height=1200)
     finally:
         await audit.close()

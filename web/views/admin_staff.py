@@ -1,6 +1,7 @@
 """/admin/staff: staff accounts for the system administrator (staff.manage): list with search
 and paging, create (the initial password typed or generated and shown once), edit name, site
-and department, disable and enable. Roles are granted by the security administrator
+and department, disable and enable, reset a forgotten password (a new one-time password). A
+one-time password must be changed at the next sign-in (/account/password). Roles are granted by the security administrator
 (roles.manage, 三员分立), never here."""
 
 from __future__ import annotations
@@ -24,6 +25,7 @@ from server.org.service import (
     create_account,
     departments,
     list_accounts,
+    reset_password,
     set_account_active,
     sites,
     update_account,
@@ -182,6 +184,7 @@ async def _render_edit(
     typed: dict[str, Any] | None = None,
     errors: dict[str, str] | None = None,
     notice: str = "",
+    one_time_password: str = "",
     status: int = 200,
 ) -> web.Response:
     async with request.app[keys.db].begin() as session:
@@ -200,6 +203,7 @@ async def _render_edit(
             },
             "errors": errors or {},
             "notice": notice,
+            "one_time_password": one_time_password,
             "self_edit": view.id == signed_in_staff(request).staff_id,
             **await _choices(request),
         },
@@ -261,6 +265,26 @@ async def staff_active(request: web.Request) -> web.Response:
     raise web.HTTPSeeOther(f"/admin/staff/{staff_id}?done={'enabled' if active else 'disabled'}")
 
 
+@protected(Action.staff_manage)
+async def staff_password_reset(request: web.Request) -> web.Response:
+    """A new one-time password for a staff member who forgot theirs, shown once; they must
+    choose their own at the next sign-in. Not for the administrator's own account."""
+    actor = signed_in_staff(request)
+    staff_id = path_int(request, "staff_id")
+    password = _one_time_password()
+    try:
+        async with request.app[keys.db].begin() as session:
+            await reset_password(
+                session, staff_id=staff_id, password=password, actor=actor.actor,
+                ip=client_ip(request),
+            )  # fmt: skip
+    except Conflict:
+        return await _render_edit(
+            request, staff_id, errors={"password": "不能在这里重置自己的密码。"}, status=409
+        )
+    return await _render_edit(request, staff_id, one_time_password=password)
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get("/admin/staff", staff_list, name="admin_staff")
     app.router.add_post("/admin/staff", staff_create, name="admin_staff_create")
@@ -268,4 +292,9 @@ def setup(app: web.Application) -> None:
     app.router.add_post(r"/admin/staff/{staff_id:\d+}", staff_update, name="admin_staff_update")
     app.router.add_post(
         r"/admin/staff/{staff_id:\d+}/active", staff_active, name="admin_staff_active"
+    )
+    app.router.add_post(
+        r"/admin/staff/{staff_id:\d+}/password",
+        staff_password_reset,
+        name="admin_staff_password_reset",
     )

@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import csv
 import io
+from collections.abc import Callable
 from dataclasses import dataclass
 from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
@@ -24,6 +25,7 @@ from server.http import keys
 from server.http.auth import client_ip, protected, signed_in_staff
 from server.kernel.clock import format_local
 from web.audit_labels import AUDIT_ACTION_LABELS, action_label, object_label
+from web.i18n import gettext_for
 from web.labels import ROLE_LABELS
 from web.render import page
 
@@ -103,22 +105,30 @@ def _staff_id(actor: str) -> int | None:
     return int(rest) if kind == "staff" and rest.isdigit() else None
 
 
-def _detail_words(e: AuditView) -> str:
+def _same(text: str) -> str:
+    return text
+
+
+def _detail_words(e: AuditView, gettext: Callable[[str], str] = _same) -> str:
     d = e.detail
     parts = []
     if "role" in d:
         role = str(d["role"])
-        parts.append(f"角色：{ROLE_LABELS.get(role, role)}")  # type: ignore[call-overload]
+        role_label = ROLE_LABELS.get(role, role)  # type: ignore[call-overload]
+        parts.append(gettext("角色：%(role)s") % {"role": gettext(role_label)})
     if "username" in d:
-        parts.append(f"用户名：{d['username']}")
+        parts.append(gettext("用户名：%(username)s") % {"username": d["username"]})
     if "rows" in d:
-        parts.append(f"行数：{d['rows']}")
+        parts.append(gettext("行数：%(rows)s") % {"rows": d["rows"]})
     if "from" in d and "to" in d:
-        parts.append(f"状态：{d['from']} → {d['to']}")
-    return "；".join(parts)
+        parts.append(gettext("状态：%(from)s → %(to)s") % {"from": d["from"], "to": d["to"]})
+    return gettext("；").join(parts)
 
 
-async def _rows(session: AsyncSession, entries: list[AuditView]) -> list[Row]:
+async def _rows(
+    session: AsyncSession, entries: list[AuditView], gettext: Callable[[str], str] = _same
+) -> list[Row]:
+    """The entries in words, in the language of `gettext` (Chinese without one)."""
     ids = {i for e in entries if (i := _staff_id(e.actor)) is not None}
     ids |= {int(e.object_id) for e in entries if e.object_type == "staff" and e.object_id.isdigit()}
     names = await staff_names(session, ids)
@@ -128,26 +138,30 @@ async def _rows(session: AsyncSession, entries: list[AuditView]) -> list[Row]:
         if sid is not None and sid in names:
             actor_name, actor_username = names[sid]
         elif sid is not None:
-            actor_name, actor_username = f"已删除的工作人员（编号 {sid}）", ""
+            actor_name, actor_username = (
+                gettext("已删除的工作人员（编号 %(id)s）") % {"id": sid},
+                "",
+            )
         else:
-            actor_name, actor_username = _ACTOR_WORDS.get(e.actor, e.actor), ""
+            words = _ACTOR_WORDS.get(e.actor)
+            actor_name, actor_username = (gettext(words) if words else e.actor), ""
         target = ""
         if e.object_type:
-            target = f"{object_label(e.object_type)} {e.object_id}".strip()
+            target = f"{object_label(e.object_type, gettext)} {e.object_id}".strip()
             if e.object_type == "staff" and e.object_id.isdigit():
                 who = names.get(int(e.object_id))
                 if who:
-                    target = f"工作人员 {who[0]}（{who[1]}）"
+                    target = f"{object_label('staff', gettext)} {who[0]}（{who[1]}）"
         rows.append(
             Row(
                 e.id,
                 e.at,
                 actor_name,
                 actor_username,
-                action_label(e.action),
+                action_label(e.action, gettext),
                 e.action,
                 target,
-                _detail_words(e),
+                _detail_words(e, gettext),
                 e.ip,
             )
         )
@@ -203,7 +217,7 @@ async def audit_page(request: web.Request) -> web.Response:
     async with request.app[keys.db].begin() as session:
         if filters is not None:
             entries, errors = await _query(request, session, filters, limit=PAGE_SIZE)
-            rows = await _rows(session, entries or [])
+            rows = await _rows(session, entries or [], gettext_for(request).gettext)
         chain = await verify(session) if request.query.get("verify") else None
         await record(
             session,

@@ -3,17 +3,26 @@
 from __future__ import annotations
 
 import time
+from urllib.parse import urlencode
 
 import segno
 from aiohttp import web
 
 from server.audit.service import record
 from server.auth import totp
-from server.auth.permissions import Action
-from server.auth.service import check_password, open_session, sign_out
+from server.auth.permissions import Action, StaffIdentity
+from server.auth.service import (
+    CurrentPasswordWrong,
+    PasswordUnchanged,
+    change_password,
+    check_password,
+    open_session,
+    sign_out,
+)
 from server.auth.totp import Pending
 from server.http import keys
 from server.http.auth import (
+    PASSWORD_CHANGE_PAGE,
     SESSION_COOKIE,
     client_ip,
     protected,
@@ -25,6 +34,7 @@ from server.kernel.db import utcnow
 from server.kernel.errors import (
     AppError,
     InvalidCredentials,
+    InvalidInput,
     RateLimited,
     SignInThrottled,
 )
@@ -78,13 +88,14 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     failure: InvalidCredentials | None = None
     session_id = ""
     pending: Pending | None = None
+    identity: StaffIdentity | None = None
     async with request.app[keys.db].begin() as session:
         try:
             staff = await check_password(session, username=username, password=password, ip=ip)
             if settings.staff_2fa == "off" or (
                 settings.staff_2fa == "optional" and staff.totp_secret_enc is None
             ):
-                session_id, _identity = await open_session(
+                session_id, identity = await open_session(
                     session, staff=staff, ip=client_ip(request), now=utcnow()
                 )
             elif staff.totp_secret_enc is not None:
@@ -101,9 +112,15 @@ async def login_submit(request: web.Request) -> web.StreamResponse:
     await throttle.succeeded(username, ip)
     if pending is not None:
         return _to_second_step(request, pending, next_url)
+    if identity is not None and identity.must_change_password:
+        next_url = _password_change_url(next_url)
     response = web.HTTPSeeOther(next_url)
     set_cookie(request, response, SESSION_COOKIE, session_id)
     raise response
+
+
+def _password_change_url(next_url: str) -> str:
+    return PASSWORD_CHANGE_PAGE + ("" if next_url == "/" else "?" + urlencode({"next": next_url}))
 
 
 def _login_failed(
@@ -187,9 +204,11 @@ async def second_factor_submit(request: web.Request) -> web.StreamResponse:
                 enrol_secret=pending.enrol_secret,
                 ip=client_ip(request),
             )
-            session_id, _identity = await open_session(
+            session_id, identity = await open_session(
                 session, staff=staff, ip=client_ip(request), now=utcnow()
             )
+            if identity.must_change_password:
+                next_url = _password_change_url(next_url)
         except totp.InvalidCode as e:
             failed_name = await org.staff_username(session, staff_id=pending.staff_id)
             failure = e
@@ -225,6 +244,74 @@ async def logout(request: web.Request) -> web.StreamResponse:
     raise response
 
 
+_PASSWORD_MESSAGES = {
+    "current_password": "当前密码不正确。",
+    "new_password": "新密码至少10位，须同时包含字母和数字。",
+    "unchanged": "新密码不能与当前密码相同。",
+    "confirm": "两次输入的新密码不一致。",
+}
+
+
+def _password_page(
+    request: web.Request, *, errors: dict[str, str] | None = None, status: int = 200
+) -> web.Response:
+    staff = signed_in_staff(request)
+    return page(
+        request,
+        "account_password.html",
+        {
+            "forced": staff.must_change_password,
+            "errors": errors or {},
+            "next": _safe_next(request.query.get("next")),
+        },
+        status=status,
+    )
+
+
+@public("any signed-in staff member, whatever their roles; the view requires a sign-in")
+async def password_form(request: web.Request) -> web.Response:
+    """Choose one's own password (the only page besides sign-out while an administrator's
+    one-time password is in use)."""
+    return _password_page(request)
+
+
+@public("any signed-in staff member, whatever their roles; the view requires a sign-in")
+async def password_submit(request: web.Request) -> web.StreamResponse:
+    staff = signed_in_staff(request)
+    form = await request.post()
+    current = str(form.get("current_password", ""))[:256]
+    new = str(form.get("new_password", ""))[:256]
+    confirm = str(form.get("confirm", ""))[:256]
+    next_url = _safe_next(str(form.get("next", "/")))
+    settings = request.app[keys.settings]
+    if not await request.app[keys.ratelimiter].hit(
+        f"password-change:{staff.staff_id}", limit=settings.login_max_failures * 2, window_s=300
+    ):
+        raise RateLimited("too many password changes tried")
+    errors: dict[str, str] = {}
+    if new != confirm:
+        errors["confirm"] = _PASSWORD_MESSAGES["confirm"]
+    else:
+        async with request.app[keys.db].begin() as session:
+            try:
+                await change_password(
+                    session,
+                    staff_id=staff.staff_id,
+                    current=current,
+                    new=new,
+                    ip=client_ip(request),
+                )
+            except CurrentPasswordWrong:  # caught inside: the failure's audit entry commits
+                errors["current_password"] = _PASSWORD_MESSAGES["current_password"]
+            except PasswordUnchanged:
+                errors["new_password"] = _PASSWORD_MESSAGES["unchanged"]
+            except InvalidInput:
+                errors["new_password"] = _PASSWORD_MESSAGES["new_password"]
+    if errors:
+        return _password_page(request, errors=errors, status=422)
+    raise web.HTTPSeeOther(next_url if next_url != PASSWORD_CHANGE_PAGE else "/")
+
+
 def setup(app: web.Application) -> None:
     app.router.add_get("/login", login_form, name="login")
     app.router.add_post("/login", login_submit)
@@ -232,3 +319,5 @@ def setup(app: web.Application) -> None:
     app.router.add_get("/login/2fa", second_factor_form, name="login_2fa")
     app.router.add_post("/login/2fa", second_factor_submit)
     app.router.add_post("/account/2fa", enrol_second_factor, name="account_2fa")
+    app.router.add_get(PASSWORD_CHANGE_PAGE, password_form, name="account_password")
+    app.router.add_post(PASSWORD_CHANGE_PAGE, password_submit)

@@ -1,4 +1,6 @@
-"""Registering a walk-in (来访) or a letter (来信) at a window: the officer types the
+"""Registering a walk-in (来访) or a letter (来信) at a window, or a community agent's 代办 for a
+resident of their own community (with the resident's consent; an officer of the site then claims
+it from their home page): the officer types the
 petitioner's name, phone and ID number, the matter type and its particulars, the summary, an
 accused unit if any and, for a group, the headcount and a representative. It goes through the
 one intake pipeline (server.cases.intake.intake: category, confidentiality, routing, repeat
@@ -12,7 +14,7 @@ from typing import Any
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field, ValidationError, field_validator
 
-from server.auth.permissions import Action
+from server.auth.permissions import Action, StaffIdentity
 from server.cases.catalogue import active_matter_types, matter_type_fields
 from server.cases.intake import intake
 from server.cases.schemas import Channel, IntakeRequest, PetitionerInput, RepresentativeInput
@@ -20,6 +22,7 @@ from server.http import keys
 from server.http.auth import client_ip, protected, signed_in_staff
 from server.kernel.db import utcnow
 from server.kernel.errors import AppError
+from server.org.schemas import Role
 from server.org.service import departments
 from web.render import page
 from web.views.call import (
@@ -45,6 +48,14 @@ FIELDS = (
     "rep_phone",
 )
 CHANNELS = (("window", "来访（走访窗口）"), ("letter", "来信"))
+#: A community agent registers on a resident's behalf (channel agent) and only so.
+AGENT_CHANNELS = (("agent", "代办（为本社区群众登记）"),)
+CONSENT_FIELD = "on_behalf_consent"
+CONSENT_ERROR = "代办须经信访人同意：请确认已征得信访人同意"
+
+
+def channels_for(staff: StaffIdentity) -> tuple[tuple[str, str], ...]:
+    return AGENT_CHANNELS if Role.community_agent in staff.roles else CHANNELS
 
 
 class WindowIntakeForm(BaseModel):
@@ -62,7 +73,7 @@ class WindowIntakeForm(BaseModel):
     @field_validator("channel")
     @classmethod
     def _channel(cls, v: str) -> str:
-        if v not in dict(CHANNELS):
+        if v not in dict(CHANNELS) and v not in dict(AGENT_CHANNELS):
             raise ValueError("请选择来访或来信")
         return v
 
@@ -126,7 +137,7 @@ async def _render(
             "matters": matters,
             "matter_fields": fields,
             "departments": units,
-            "channels": CHANNELS,
+            "channels": channels_for(signed_in_staff(request)),
         },
         status=status,
     )
@@ -134,8 +145,10 @@ async def _render(
 
 @protected(Action.case_create)
 async def new_case_form(request: web.Request) -> web.Response:
-    values = dict.fromkeys(FIELDS, "")
-    values["channel"] = request.query.get("channel", "window")
+    values = dict.fromkeys((*FIELDS, CONSENT_FIELD), "")
+    offered = channels_for(signed_in_staff(request))
+    asked = request.query.get("channel", "")
+    values["channel"] = asked if asked in dict(offered) else offered[0][0]
     return await _render(request, values, {})
 
 
@@ -155,10 +168,19 @@ async def new_case_submit(request: web.Request) -> web.Response:
     values = form_dict(form, FIELDS)
     attributes = _attributes(form, values["matter_type"])
     typed = {f"attr-{values['matter_type']}-{k}": v for k, v in attributes.items()}
+    values[CONSENT_FIELD] = "on" if form.get(CONSENT_FIELD) else ""
     try:
         data = WindowIntakeForm.model_validate(values)
     except ValidationError as e:
         return await _render(request, values, field_errors(e), attributes=typed, status=422)
+    if data.channel not in dict(channels_for(staff)):
+        return await _render(
+            request, values, {"channel": "请选择来访或来信"}, attributes=typed, status=422
+        )
+    if data.channel == "agent" and not values[CONSENT_FIELD]:
+        return await _render(
+            request, values, {CONSENT_FIELD: CONSENT_ERROR}, attributes=typed, status=422
+        )
     settings = request.app[keys.settings]
     try:
         async with request.app[keys.db].begin() as session:
@@ -198,6 +220,7 @@ async def new_case_submit(request: web.Request) -> web.Response:
                     collective=collective,
                     headcount=headcount if collective else None,
                     representatives=reps,
+                    on_behalf_consent=data.channel == "agent" and bool(values[CONSENT_FIELD]),
                 ),
                 now=utcnow(),
                 timezone=settings.timezone,
@@ -210,7 +233,7 @@ async def new_case_submit(request: web.Request) -> web.Response:
         message = str(e.details.get("reason_zh") or e.message_zh)
         if field == "representatives" or field.startswith("representatives."):
             field = "rep_name"
-        if field in FIELDS:
+        if field in FIELDS or field == CONSENT_FIELD:
             return await _render(
                 request, values, {field: message}, attributes=typed, status=e.http_status
             )

@@ -48,6 +48,21 @@ def _ids(values: list[str]) -> list[int]:
     return [int(v) for v in values if v.isdigit() and len(v) < 10]
 
 
+def _invalid_fields(e: ValidationError) -> dict[str, str]:
+    """The message of each field the form model refused (both forms share FIELD_MESSAGES)."""
+    return {
+        str(err["loc"][0]): FIELD_MESSAGES.get(str(err["loc"][0]), "输入有误") for err in e.errors()
+    }
+
+
+def _refused_field(e: AppError, default: str) -> dict[str, str]:
+    """A service's refusal, shown at the field it names (a permission refusal is raised on)."""
+    if e.http_status == 403:
+        raise e
+    field = str(e.details.get("field", default))
+    return {"due_date" if field == "due_at" else field: e.message_zh}
+
+
 async def _batch_page(
     request: web.Request,
     staff: StaffIdentity,
@@ -94,19 +109,16 @@ async def batches_create(request: web.Request) -> web.Response:
         "note": str(form.get("note", "")),
         "case_ids": _ids([str(v) for v in form.getall("case_ids", [])]),
     }
-    errors: dict[str, str] = {}
     try:
         valid = BatchForm.model_validate(typed)
     except ValidationError as e:
-        for err in e.errors():
-            name = str(err["loc"][0])
-            errors[name] = FIELD_MESSAGES.get(name, "输入有误")
+        errors = _invalid_fields(e)
         return await _batch_page(request, staff, typed=typed, errors=errors, status=400)
     tz = request.app[keys.settings].timezone
     try:
         day = date.fromisoformat(valid.due_date)
     except ValueError:
-        errors["due_date"] = FIELD_MESSAGES["due_date"]
+        errors = {"due_date": FIELD_MESSAGES["due_date"]}
         return await _batch_page(request, staff, typed=typed, errors=errors, status=400)
     # the deadline is the end of that district day
     due_at = datetime.combine(day, time(23, 59, 59), tzinfo=clock.zone(tz)).astimezone(UTC)
@@ -123,10 +135,7 @@ async def batches_create(request: web.Request) -> web.Response:
                 now=utcnow(),
             )
     except AppError as e:
-        if e.http_status == 403:
-            raise
-        field = str(e.details.get("field", "case_ids"))
-        errors[field if field != "due_at" else "due_date"] = e.message_zh
+        errors = _refused_field(e, "case_ids")
         return await _batch_page(request, staff, typed=typed, errors=errors, status=400)
     raise web.HTTPSeeOther(f"/cases/batches#batch-{batch_id}")
 
@@ -171,13 +180,10 @@ async def red_cards_create(request: web.Request) -> web.Response:
         "reason": str(form.get("reason", "")).strip(),
         "case_id": str(form.get("case_id", "")).strip() or None,
     }
-    errors: dict[str, str] = {}
     try:
         valid = RedCardForm.model_validate(typed)
     except ValidationError as e:
-        for err in e.errors():
-            name = str(err["loc"][0])
-            errors[name] = FIELD_MESSAGES.get(name, "输入有误")
+        errors = _invalid_fields(e)
         return await _cards_page(request, staff, typed=typed, errors=errors, status=400)
     try:
         async with request.app[keys.db].begin() as session:
@@ -190,10 +196,7 @@ async def red_cards_create(request: web.Request) -> web.Response:
                 now=utcnow(),
             )
     except AppError as e:
-        if e.http_status == 403:
-            raise
-        field = str(e.details.get("field", "case_id"))
-        errors[field] = e.message_zh
+        errors = _refused_field(e, "case_id")
         return await _cards_page(request, staff, typed=typed, errors=errors, status=400)
     raise web.HTTPSeeOther("/cases/red-cards")
 

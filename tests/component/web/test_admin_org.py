@@ -4,6 +4,7 @@ said in Chinese next to the field and changes nothing; everyone else gets 403.""
 
 from __future__ import annotations
 
+import re
 from typing import Any
 
 import pytest
@@ -79,7 +80,8 @@ async def test_bad_input_is_said_next_to_the_field_and_changes_nothing(
     wrong = await _post(app_client, "/admin/org/sites", csrf, level="community",
                         parent_id=str(district.id), name="错挂社区", admin_code="330105999002")  # fmt: skip
     html = await wrong.text()
-    assert wrong.status == 422 and 'id="site-add-parent_id-err"' in html and "上级" in html
+    assert wrong.status == 422 and 'id="site-add-parent_id-err"' in html
+    assert "请选择上级：街道属于区中心，社区属于街道" in html
     assert 'value="错挂社区"' in html  # what was typed stays
     dup = await _post(app_client, "/admin/org/sites", csrf, level="street",
                       parent_id=str(district.id), name="重复街道", admin_code=taken)  # fmt: skip
@@ -98,3 +100,57 @@ async def test_others_get_403_and_no_tile(app_client: Client, role: str) -> None
     assert (await app_client.get("/admin/org")).status == 403
     resp = await _post(app_client, "/admin/org/departments", csrf, code="xx", name="某部门")
     assert resp.status == 403
+
+
+async def test_rooms_are_grouped_per_site_closed_unless_filtered_or_just_changed(
+    app_client: Client,
+) -> None:
+    """The demo's ~100 windows, rooms and terminals: one collapsible section for the centre and
+    one per street (its community points' with it), closed by default; a filter opens what
+    matches and hides the rest; a change opens its group."""
+    csrf = await signed_in(app_client, "sys_admin")
+    async with app_client.app[keys.db]() as s:
+        parent = {i: (p, lvl) for i, p, lvl in await s.execute(
+            select(Site.id, Site.parent_id, Site.level))}  # fmt: skip
+        sites_with_rooms = {
+            parent[i][0] if parent[i][1] == SiteLevel.community else i
+            for i in await s.scalars(select(Resource.site_id).distinct())
+        }
+        room = await s.scalar(
+            select(Resource).where(Resource.name.like("%调解室%")).order_by(Resource.id).limit(1)
+        )
+    total = await _count(app_client, Resource)
+    assert room is not None and len(sites_with_rooms) > 5
+    group = (
+        parent[room.site_id][0]
+        if parent[room.site_id][1] == SiteLevel.community
+        else (room.site_id)
+    )
+    html = await (await app_client.get("/admin/org")).text()
+    groups = re.findall(r'<details class="org-group" id="resources-site-(\d+)"( open)?>', html)
+    assert {int(g) for g, _ in groups} == sites_with_rooms
+    assert not any(opened for _, opened in groups)  # all closed
+    assert '<details class="org-group" id="site-list">' in html  # closed too
+    assert html.count('action="/admin/org/resources/') == total  # every room is still there
+
+    page = await app_client.get("/admin/org", params={"q": room.name})
+    html = await page.text()
+    assert page.status == 200 and 'id="filter-result"' in html
+    groups = re.findall(r'<details class="org-group" id="resources-site-(\d+)"( open)?>', html)
+    assert groups and all(opened for _, opened in groups)
+    assert room.name in html and html.count('action="/admin/org/resources/') < total
+    nothing = await (await app_client.get("/admin/org", params={"q": "没有这个名字"})).text()
+    assert "没有符合条件的窗口或调解室" in nothing
+
+    off = await _post(app_client, f"/admin/org/resources/{room.id}/active", csrf, active="0")
+    assert off.headers["Location"].startswith(f"/admin/org?done=resource&open={room.site_id}")
+    html = await (await app_client.get(off.headers["Location"])).text()
+    assert f'id="resources-site-{group}" open>' in html and "已停用 1 个" in html
+    # a failed rename opens the site list at the field
+    async with app_client.app[keys.db]() as s:
+        street = await s.scalar(select(Site).where(Site.level == SiteLevel.street).limit(1))
+    assert street is not None
+    bad = await _post(app_client, f"/admin/org/sites/{street.id}", csrf, name="")
+    assert bad.status == 422 and '<details class="org-group" id="site-list" open>' in (
+        await bad.text()
+    )
