@@ -2,7 +2,7 @@
 agent who registered an agent-channel case (issue #15)
 
 Revision ID: 0030
-Revises: 0025
+Revises: 0027
 Create Date: 2026-12-03 10:00:00
 
 `staff.must_change_password`: set when the system administrator creates an account with an
@@ -21,7 +21,7 @@ import sqlalchemy as sa
 
 
 revision: str = '0030'
-down_revision: Union[str, Sequence[str], None] = '0025'
+down_revision: Union[str, Sequence[str], None] = '0027'
 branch_labels: Union[str, Sequence[str], None] = None
 depends_on: Union[str, Sequence[str], None] = None
 

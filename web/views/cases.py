@@ -82,6 +82,7 @@ async def send_link_action(request: web.Request) -> web.Response:
                 party_index=party,
                 phone=body.phone,
                 secret=settings.secret_bytes(),
+                pii=request.app[keys.pii],
                 base_url=settings.effective_public_url,
                 now=utcnow(),
                 tz=settings.timezone,
