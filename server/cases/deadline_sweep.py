@@ -19,6 +19,7 @@ from server.cases.escalation import (
     ContactKey,
     confidential_warning_phones,
     contacts_for,
+    prefetch_confidential_phones,
     record_recipients,
     role_recipients,
     without_accused_unit,
@@ -115,6 +116,9 @@ async def sweep_batch(
         )
 
     timed_out: list[int] = []
+    await prefetch_confidential_phones(
+        session, [dl.case_id for dl in rows if dl.confidential and dl.kind != EVALUATION], cache
+    )
     for dl in rows:
         report.examined += 1
         if dl.kind == EVALUATION:

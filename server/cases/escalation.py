@@ -258,7 +258,13 @@ async def confidential_warning_phones(
 ) -> list[str]:
     """Whom the yellow/red warnings of a confidential case go to: those who may know it
     (`statemachine.can_view`) and handle it — its named handlers and its first receiver —,
-    else the centre's supervisors; not every handler of the lead department."""
+    else the centre's supervisors; not every handler of the lead department. A sweep batch
+    looks them up for all its confidential cases at once (`prefetch_confidential_phones`)."""
+    key = ("confidential_case", case_id)
+    if cache is not None and key in cache:
+        return cache[key] or await role_recipients(
+            session, role=Role.centre_supervisor.value, department_id=None, cache=cache
+        )
     rows = await session.scalars(
         select(Staff.phone)
         .where(Staff.active.is_(True))
@@ -279,6 +285,37 @@ async def confidential_warning_phones(
     return phones or await role_recipients(
         session, role=Role.centre_supervisor.value, department_id=None, cache=cache
     )
+
+
+async def prefetch_confidential_phones(
+    session: AsyncSession,
+    case_ids: list[int],
+    cache: dict[tuple[str, int | None], list[str]],
+) -> None:
+    """`confidential_warning_phones`' own phones for many cases in two queries, into `cache`
+    (a case with none still gets its entry: the supervisors then stand in)."""
+    if not case_ids:
+        return
+    found: dict[int, set[str]] = {i: set() for i in case_ids}
+    handlers = await session.execute(
+        select(CaseHandler.case_id, Staff.phone)
+        .join(Staff, Staff.id == CaseHandler.staff_id)
+        .where(
+            CaseHandler.case_id.in_(case_ids),
+            CaseHandler.active.is_(True),
+            Staff.active.is_(True),
+        )
+    )
+    receivers = await session.execute(
+        select(PetitionCase.id, Staff.phone)
+        .join(Staff, Staff.id == PetitionCase.first_receiver_id)
+        .where(PetitionCase.id.in_(case_ids), Staff.active.is_(True))
+    )
+    for case_id, phone in [*handlers.tuples(), *receivers.tuples()]:
+        if phone:
+            found[case_id].add(phone)
+    for case_id, phones in found.items():
+        cache[("confidential_case", case_id)] = sorted(phones)
 
 
 def _recipient_role(role: str, department_id: int | None) -> tuple[str, int | None]:
