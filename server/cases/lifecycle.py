@@ -60,7 +60,7 @@ from server.cases.statemachine import (
 )
 from server.kernel.crypto import PiiCipher
 from server.kernel.errors import IllegalTransition, InvalidInput, PermissionDenied
-from server.org.models import Department, Staff
+from server.org.models import Department, Role, Staff, StaffRole
 
 
 class AlreadyClaimed(PermissionDenied):
@@ -441,6 +441,12 @@ async def add_handler(
             raise InvalidInput("unknown staff member", field="staff_id")
         dept_id = dept_id or person.department_id
         check_not_accused(row, member_of=person.department_id)
+        if request.role == "expert" and Role.expert not in set(
+            await session.scalars(select(StaffRole.role).where(StaffRole.staff_id == person.id))
+        ):
+            raise InvalidInput(
+                "the staff member is not an expert", field="staff_id", reason_zh="所选人员不是专家"
+            )
     if dept_id is not None and await session.get(Department, dept_id) is None:
         raise InvalidInput("unknown department", field="department_id")
     check_not_accused(row, department_id=dept_id)
@@ -484,6 +490,66 @@ async def add_handler(
         reply=h.reply,
         active=h.active,
     )
+
+
+class NotInvitedExpert(PermissionDenied):
+    code, message_zh = "expert_not_invited", "您不是本事项邀请的专家，不能出具专家意见"
+
+
+async def record_expert_opinion(
+    session: AsyncSession,
+    *,
+    staff: StaffIdentity,
+    case_id: int,
+    opinion: str,
+    now: datetime,
+) -> None:
+    """专家意见: an expert invited to the case (an active expert handler naming them) records a
+    written opinion; a later opinion replaces the earlier one on the handler row, and every
+    opinion stays on the timeline. Confidential cases: only those who may see the case reach
+    it (`visible_case`), and a member of the accused unit is never invited (`add_handler`)."""
+    if not staff.can(Action.case_opinion):
+        raise PermissionDenied("your roles may not give an expert opinion")
+    row, facts = await visible_case(session, staff=staff, case_id=case_id, for_update=True)
+    if facts.state not in OPEN_STATES:
+        raise IllegalTransition("an expert opinion is recorded on open cases only")
+    text = opinion.strip()
+    if not text:
+        raise InvalidInput("the opinion is empty", field="opinion", reason_zh="请填写专家意见")
+    invite = await session.scalar(
+        select(CaseHandler)
+        .where(
+            CaseHandler.case_id == case_id,
+            CaseHandler.role == "expert",
+            CaseHandler.staff_id == staff.staff_id,
+            CaseHandler.active.is_(True),
+        )
+        .order_by(CaseHandler.id.desc())
+        .limit(1)
+    )
+    if invite is None:
+        raise NotInvitedExpert("the staff member is not an invited expert on this case")
+    invite.reply = text
+    invite.replied_at = now
+    row.updated_at = now
+    session.add(
+        CaseEvent(
+            case_id=case_id,
+            actor_id=staff.staff_id,
+            type="expert_opinion",
+            payload={"handler_id": invite.id, "opinion": text},
+            at=now,
+        )
+    )
+    await record(
+        session,
+        actor=staff.actor,
+        action="case.expert_opinion",
+        object_type="case",
+        object_id=str(case_id),
+        detail={"handler_id": invite.id, "length": len(text)},
+    )
+    await session.flush()
 
 
 async def supervise(

@@ -374,6 +374,8 @@ OTHER_ACTIONS = {
     "request_review": "登记复查/复核申请",
     "respond_supervision": "答复督办",
     "close_supervision": "督办评议",
+    "invite_expert": "邀请专家",
+    "expert_opinion": "出具专家意见",
 }
 
 
@@ -393,7 +395,7 @@ def other_actions(staff: StaffIdentity, facts: CaseFacts) -> list[str]:
         out.append("claim")
     if facts.state in OPEN_STATES:
         if staff.can(Action.case_assign):
-            out.append("add_handler")
+            out += ["add_handler", "invite_expert"]
         if staff.can(Action.case_extend_approve) and facts.lead_dept_id in (
             None,
             staff.department_id,
@@ -403,6 +405,8 @@ def other_actions(staff: StaffIdentity, facts: CaseFacts) -> list[str]:
             out += ["pause", "resume"]
         if staff.can(Action.case_supervise):
             out.append("supervise")
+        if staff.can(Action.case_opinion) and staff.staff_id in facts.handler_staff_ids:
+            out.append("expert_opinion")  # an invited expert (the service checks the role)
     if (
         facts.state in REVIEWABLE_STATES
         and facts.review_level < MAX_REVIEW_LEVEL
