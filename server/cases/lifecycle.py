@@ -60,7 +60,15 @@ from server.cases.statemachine import (
 )
 from server.kernel.crypto import PiiCipher
 from server.kernel.errors import IllegalTransition, InvalidInput, PermissionDenied
-from server.org.models import Department, Role, Staff, StaffRole
+from server.org.models import (
+    Department,
+    LegalRoute,
+    Resource,
+    ResourceType,
+    Role,
+    Staff,
+    StaffRole,
+)
 
 
 class AlreadyClaimed(PermissionDenied):
@@ -165,6 +173,9 @@ async def transition(
             row.legal_route = request.legal_route
             if t.name == "redirect_legal":  # 诉访分离: a matter for the statutory procedures
                 row.grade = escalated_grade(row.grade, GRADE_COMPLEX)
+                payload |= await _hand_over_to_room(
+                    session, row=row, route=request.legal_route or "", by=actor_id, now=now
+                )
             await deadline_clock.meet_deadline(session, case_id=row.id, kind="acceptance", now=now)
             await deadline_clock.cancel_deadlines(session, case_id=row.id, now=now)
         case "transfer":
@@ -417,6 +428,43 @@ async def _check_review_chain(
             f"the review window closed at {window.due_at.isoformat()}",
             ends_local=f"{ends:%Y年%m月%d日 %H:%M}",
         )
+
+
+async def _hand_over_to_room(
+    session: AsyncSession, *, row: PetitionCase, route: str, by: int | None, now: datetime
+) -> dict[str, Any]:
+    """导入法定途径 hand-over: the centre's room for the route (法定途径解决矛盾纠纷接谈室, the
+    department whose `legal_route` is it) becomes a handler of the case (role `legal_route`),
+    so its officers may open it. Returns what the timeline records: the room's id and name,
+    or nothing when the district has no room for the route (the notice names the organ)."""
+    if route not in {r.value for r in LegalRoute}:
+        return {}
+    room = await session.scalar(
+        select(Department)
+        .where(Department.legal_route == LegalRoute(route))
+        .order_by(Department.id)
+        .limit(1)
+    )
+    if room is None or (row.confidential and room.id == row.accused_dept_id):
+        return {}
+    session.add(
+        CaseHandler(
+            case_id=row.id,
+            department_id=room.id,
+            role="legal_route",
+            task="导入法定途径：接收移交",
+            added_by_id=by,
+            added_at=now,
+            active=True,
+        )
+    )
+    window = await session.scalar(  # the room itself where the district has one on file
+        select(Resource.name)
+        .where(Resource.department_id == room.id, Resource.type == ResourceType.legal_room)
+        .order_by(Resource.id)
+        .limit(1)
+    )
+    return {"room_department_id": room.id, "room": window or room.name}
 
 
 async def add_handler(

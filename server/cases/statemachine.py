@@ -163,6 +163,7 @@ LEGAL_ROUTES = {
     "litigation": "诉讼",
     "mediation": "人民调解",
     "legal_aid": "法律援助",
+    "police": "公安机关报案",  # no room at the centre: the notice names the organ only
 }
 
 

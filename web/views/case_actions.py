@@ -28,9 +28,9 @@ from server.http.auth import client_ip, protected, signed_in_staff
 from server.http.case_context import reply_notice
 from server.http.common import path_int
 from server.kernel import clock
-from server.org import service as org
 from server.kernel.db import utcnow
 from server.kernel.errors import AppError, Conflict, InvalidInput, NotFound, PermissionDenied
+from server.org import service as org
 from web.views.call import clean_text, field_errors, form_dict
 from web.views.case_file import FORM_FIELDS, IRREVERSIBLE, FormState, render_case_page
 

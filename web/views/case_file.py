@@ -22,7 +22,7 @@ from server.http import keys
 from server.http.auth import client_ip
 from server.kernel.db import utcnow
 from server.org import service as org
-from server.org.models import Role
+from server.org.schemas import Role
 from server.sessions import record as session_records
 from web.labels import CHANNEL_LABELS, GRADE_LABELS, SESSION_OUTCOME_LABELS
 from web.render import page
@@ -167,6 +167,8 @@ def event_words(e: TimelineEvent, dept_names: dict[int, str]) -> list[str]:
         out.append("协办单位：" + dept_names.get(int(p["department_id"]), ""))
     if p.get("legal_route"):
         out.append("途径：" + LEGAL_ROUTES.get(str(p["legal_route"]), str(p["legal_route"])))
+    if p.get("room"):
+        out.append("移交：" + str(p["room"]))
     if e.type == "deadline_extended" and p.get("days"):
         out.append(f"延长{p['days']}日")
     if e.type == "session_outcome" and p.get("outcome"):
@@ -303,8 +305,21 @@ def case_context(
         h for h in detail.handlers if h.active and h.role == "lead" and h.department_id is not None
     ]
     assisting = [
-        h for h in detail.handlers if h.active and h.role != "lead" and h.department_id is not None
+        h
+        for h in detail.handlers
+        if h.active and h.role not in ("lead", "legal_route") and h.department_id is not None
     ]
+    redirect = next((e for e in reversed(events) if e.type == "redirect_legal"), None)
+    handover = None
+    if redirect is not None:  # 导入法定途径: which procedure, which room received it, why
+        p = redirect.payload or {}
+        route = str(p.get("legal_route", ""))
+        handover = {
+            "route": LEGAL_ROUTES.get(route, route),
+            "room": str(p.get("room", "")),
+            "reason": str(p.get("reason", "")),
+            "at": redirect.at,
+        }
     return {
         "petitioner": petitioner,
         "matter_label": matters.get(detail.matter_type or "", detail.matter_type or ""),
@@ -323,6 +338,7 @@ def case_context(
             for h in detail.handlers
             if h.role == "expert" and h.reply
         ],
+        "handover": handover,
         "notes": [e for e in events if e.type == "accept" and (e.payload or {}).get("note")],
         "event_words": lambda e: event_words(e, dept_names),
         "clock": lambda d: deadline_clock_text(d, now),

@@ -35,7 +35,9 @@ async def test_an_invited_expert_records_an_opinion_shown_on_the_case_page(
     assert resp.status == 422 and "请选择专家" in await resp.text()
     resp = await act(client, token, case_id, "invite_expert", expert="handler01", task="")
     assert resp.status == 422 and "所选人员不是专家" in await resp.text()
-    resp = await act(client, token, case_id, "invite_expert", expert="expert01", task="收费是否合规")
+    resp = await act(
+        client, token, case_id, "invite_expert", expert="expert01", task="收费是否合规"
+    )
     assert resp.status == 303
     assert 'id="action-expert_opinion"' not in await (await client.get(f"/cases/{case_id}")).text()
 
@@ -55,3 +57,22 @@ async def test_an_invited_expert_records_an_opinion_shown_on_the_case_page(
     text = text_of(await (await client.get(f"/cases/{case_id}")).text())
     assert "专家意见" in text and OPINION in text
     assert text.count(OPINION) == 2  # the facts card and the timeline
+
+
+async def test_a_redirect_shows_the_hand_over_and_the_room_may_open_the_case(
+    client: Client, db: async_sessionmaker[AsyncSession]
+) -> None:
+    case_id = await register(client)
+    token = await as_user(client, "window01")
+    resp = await act(
+        client, token, case_id, "redirect_legal", legal_route="arbitration",
+        reason="劳动争议应申请仲裁", confirm="yes",
+    )  # fmt: skip
+    assert resp.status == 303
+    text = text_of(await (await client.get(f"/cases/{case_id}")).text())
+    assert "接收单位" in text and "区劳动人事争议仲裁院接谈室" in text
+    assert "移交：区劳动人事争议仲裁院接谈室" in text  # the timeline
+    assert (
+        f"/cases/{case_id}/notices/legal_route.pdf"
+        in await (await client.get(f"/cases/{case_id}")).text()
+    )
