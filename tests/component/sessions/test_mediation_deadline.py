@@ -10,8 +10,8 @@ from typing import Any
 from aiohttp.test_utils import TestClient
 from sqlalchemy import select
 
-from server.cases.models import CaseDeadline
 from server.cases import deadline_service
+from server.cases.models import CaseDeadline
 from server.http import keys
 from server.sessions import service as sessions
 from server.sessions.schemas import SessionKind, SessionOutcome
@@ -40,11 +40,12 @@ async def _mediation(client: Client, case_id: int, start: Any) -> int:
 
 async def _deadline(client: Client, case_id: int) -> CaseDeadline | None:
     async with client.app[keys.db]() as s:
-        return await s.scalar(
+        row: CaseDeadline | None = await s.scalar(
             select(CaseDeadline).where(
                 CaseDeadline.case_id == case_id, CaseDeadline.kind == "mediation"
             )
         )
+        return row
 
 
 async def test_the_first_mediation_starts_the_time_limit_and_no_agreement_stops_it(
