@@ -60,7 +60,15 @@ from server.cases.statemachine import (
 )
 from server.kernel.crypto import PiiCipher
 from server.kernel.errors import IllegalTransition, InvalidInput, PermissionDenied
-from server.org.models import Department, Staff
+from server.org.models import (
+    Department,
+    LegalRoute,
+    Resource,
+    ResourceType,
+    Role,
+    Staff,
+    StaffRole,
+)
 
 
 class AlreadyClaimed(PermissionDenied):
@@ -165,6 +173,9 @@ async def transition(
             row.legal_route = request.legal_route
             if t.name == "redirect_legal":  # 诉访分离: a matter for the statutory procedures
                 row.grade = escalated_grade(row.grade, GRADE_COMPLEX)
+                payload |= await _hand_over_to_room(
+                    session, row=row, route=request.legal_route or "", by=actor_id, now=now
+                )
             await deadline_clock.meet_deadline(session, case_id=row.id, kind="acceptance", now=now)
             await deadline_clock.cancel_deadlines(session, case_id=row.id, now=now)
         case "transfer":
@@ -419,6 +430,43 @@ async def _check_review_chain(
         )
 
 
+async def _hand_over_to_room(
+    session: AsyncSession, *, row: PetitionCase, route: str, by: int | None, now: datetime
+) -> dict[str, Any]:
+    """导入法定途径 hand-over: the centre's room for the route (法定途径解决矛盾纠纷接谈室, the
+    department whose `legal_route` is it) becomes a handler of the case (role `legal_route`),
+    so its officers may open it. Returns what the timeline records: the room's id and name,
+    or nothing when the district has no room for the route (the notice names the organ)."""
+    if route not in {r.value for r in LegalRoute}:
+        return {}
+    room = await session.scalar(
+        select(Department)
+        .where(Department.legal_route == LegalRoute(route))
+        .order_by(Department.id)
+        .limit(1)
+    )
+    if room is None or (row.confidential and room.id == row.accused_dept_id):
+        return {}
+    session.add(
+        CaseHandler(
+            case_id=row.id,
+            department_id=room.id,
+            role="legal_route",
+            task="导入法定途径：接收移交",
+            added_by_id=by,
+            added_at=now,
+            active=True,
+        )
+    )
+    window = await session.scalar(  # the room itself where the district has one on file
+        select(Resource.name)
+        .where(Resource.department_id == room.id, Resource.type == ResourceType.legal_room)
+        .order_by(Resource.id)
+        .limit(1)
+    )
+    return {"room_department_id": room.id, "room": window or room.name}
+
+
 async def add_handler(
     session: AsyncSession,
     *,
@@ -441,6 +489,12 @@ async def add_handler(
             raise InvalidInput("unknown staff member", field="staff_id")
         dept_id = dept_id or person.department_id
         check_not_accused(row, member_of=person.department_id)
+        if request.role == "expert" and Role.expert not in set(
+            await session.scalars(select(StaffRole.role).where(StaffRole.staff_id == person.id))
+        ):
+            raise InvalidInput(
+                "the staff member is not an expert", field="staff_id", reason_zh="所选人员不是专家"
+            )
     if dept_id is not None and await session.get(Department, dept_id) is None:
         raise InvalidInput("unknown department", field="department_id")
     check_not_accused(row, department_id=dept_id)
@@ -484,6 +538,66 @@ async def add_handler(
         reply=h.reply,
         active=h.active,
     )
+
+
+class NotInvitedExpert(PermissionDenied):
+    code, message_zh = "expert_not_invited", "您不是本事项邀请的专家，不能出具专家意见"
+
+
+async def record_expert_opinion(
+    session: AsyncSession,
+    *,
+    staff: StaffIdentity,
+    case_id: int,
+    opinion: str,
+    now: datetime,
+) -> None:
+    """专家意见: an expert invited to the case (an active expert handler naming them) records a
+    written opinion; a later opinion replaces the earlier one on the handler row, and every
+    opinion stays on the timeline. Confidential cases: only those who may see the case reach
+    it (`visible_case`), and a member of the accused unit is never invited (`add_handler`)."""
+    if not staff.can(Action.case_opinion):
+        raise PermissionDenied("your roles may not give an expert opinion")
+    row, facts = await visible_case(session, staff=staff, case_id=case_id, for_update=True)
+    if facts.state not in OPEN_STATES:
+        raise IllegalTransition("an expert opinion is recorded on open cases only")
+    text = opinion.strip()
+    if not text:
+        raise InvalidInput("the opinion is empty", field="opinion", reason_zh="请填写专家意见")
+    invite = await session.scalar(
+        select(CaseHandler)
+        .where(
+            CaseHandler.case_id == case_id,
+            CaseHandler.role == "expert",
+            CaseHandler.staff_id == staff.staff_id,
+            CaseHandler.active.is_(True),
+        )
+        .order_by(CaseHandler.id.desc())
+        .limit(1)
+    )
+    if invite is None:
+        raise NotInvitedExpert("the staff member is not an invited expert on this case")
+    invite.reply = text
+    invite.replied_at = now
+    row.updated_at = now
+    session.add(
+        CaseEvent(
+            case_id=case_id,
+            actor_id=staff.staff_id,
+            type="expert_opinion",
+            payload={"handler_id": invite.id, "opinion": text},
+            at=now,
+        )
+    )
+    await record(
+        session,
+        actor=staff.actor,
+        action="case.expert_opinion",
+        object_type="case",
+        object_id=str(case_id),
+        detail={"handler_id": invite.id, "length": len(text)},
+    )
+    await session.flush()
 
 
 async def supervise(

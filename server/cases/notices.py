@@ -53,6 +53,7 @@ LEGAL_ROUTE_GUIDANCE = {
     "litigation": "民事诉讼的诉讼时效期间一般为三年；提起行政诉讼一般应当自知道或者应当知道作出行政行为之日起六个月内提出。",
     "mediation": "人民调解不收取费用；调解协议可自生效之日起三十日内共同申请司法确认。",
     "legal_aid": "符合条件的，可以向当地法律援助机构申请法律援助。",
+    "police": "涉及违法犯罪的，可以向公安机关报案、控告或者举报。",
 }
 
 
@@ -75,6 +76,7 @@ class NoticeFacts:
     legal_route: str | None = None
     signer: str = ""
     signed_at: datetime | None = None
+    room: str = ""  # 导入法定途径: the room the case was handed over to ("" when none)
 
 
 def available_notices(state: CaseState, *, accepted: bool, replied: bool) -> list[str]:
@@ -153,6 +155,11 @@ def notice_pdf(
                 f"本机关于{day}决定导入{route}程序，请您依照该程序提出请求。理由如下：",
             )
             pdfkit.paragraph(pdf, facts.text)
+            if facts.room:
+                pdfkit.paragraph(
+                    pdf,
+                    f"本机关已将您的事项移交{facts.room}，您可以前往该接谈室咨询并提出申请。",
+                )
         case "reply":
             pdfkit.paragraph(pdf, f"您反映的事项（{facts.summary}），现书面答复如下：")
             pdfkit.paragraph(pdf, facts.text)
@@ -271,4 +278,5 @@ async def notice_facts(
         legal_route=row.legal_route or payload.get("legal_route"),
         signer=signer,
         signed_at=signed.at if signed is not None else None,
+        room=str(payload.get("room", "")) if kind == "legal_route" else "",
     )

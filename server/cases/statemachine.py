@@ -163,6 +163,7 @@ LEGAL_ROUTES = {
     "litigation": "诉讼",
     "mediation": "人民调解",
     "legal_aid": "法律援助",
+    "police": "公安机关报案",  # no room at the centre: the notice names the organ only
 }
 
 
@@ -374,6 +375,8 @@ OTHER_ACTIONS = {
     "request_review": "登记复查/复核申请",
     "respond_supervision": "答复督办",
     "close_supervision": "督办评议",
+    "invite_expert": "邀请专家",
+    "expert_opinion": "出具专家意见",
 }
 
 
@@ -393,7 +396,7 @@ def other_actions(staff: StaffIdentity, facts: CaseFacts) -> list[str]:
         out.append("claim")
     if facts.state in OPEN_STATES:
         if staff.can(Action.case_assign):
-            out.append("add_handler")
+            out += ["add_handler", "invite_expert"]
         if staff.can(Action.case_extend_approve) and facts.lead_dept_id in (
             None,
             staff.department_id,
@@ -403,6 +406,8 @@ def other_actions(staff: StaffIdentity, facts: CaseFacts) -> list[str]:
             out += ["pause", "resume"]
         if staff.can(Action.case_supervise):
             out.append("supervise")
+        if staff.can(Action.case_opinion) and staff.staff_id in facts.handler_staff_ids:
+            out.append("expert_opinion")  # an invited expert (the service checks the role)
     if (
         facts.state in REVIEWABLE_STATES
         and facts.review_level < MAX_REVIEW_LEVEL

@@ -7,9 +7,11 @@ from datetime import datetime
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
+from server.cases import deadline_clock
 from server.cases.timeline import append_event
+from server.kernel import clock
 from server.sessions import hooks
-from server.sessions.models import CallSession
+from server.sessions.models import CallSession, SessionKind, SessionOutcome
 
 #: The case event types a session writes (labelled in web/labels.py CASE_EVENT_LABELS).
 SESSION_CASE_EVENTS = ("session_started", "session_ended", "session_no_show", "session_outcome")
@@ -25,3 +27,17 @@ async def note(session: AsyncSession, row: CallSession, type: str, at: datetime)
     if type == "session_outcome" and row.outcome is not None:
         payload["outcome"] = row.outcome.value
     await append_event(session, case_id=row.case_id, type=type, at=at, payload=payload)
+    if row.kind != SessionKind.mediation:
+        return
+    if type == "session_started":  # 调解期限: from the first mediation session of the case
+        await deadline_clock.open_deadline(
+            session, case_id=row.case_id, kind="mediation", start=at, now=at, tz=clock.zone()
+        )
+    elif type == "session_outcome" and row.outcome in MEDIATION_ENDS:
+        await deadline_clock.meet_deadline(session, case_id=row.case_id, kind="mediation", now=at)
+
+
+#: Outcomes that end the mediation (agreement or 调解不成): its time limit stops.
+MEDIATION_ENDS = frozenset(
+    {SessionOutcome.agreement, SessionOutcome.no_agreement, SessionOutcome.party_withdrew}
+)

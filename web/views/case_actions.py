@@ -29,7 +29,8 @@ from server.http.case_context import reply_notice
 from server.http.common import path_int
 from server.kernel import clock
 from server.kernel.db import utcnow
-from server.kernel.errors import AppError, Conflict, NotFound, PermissionDenied
+from server.kernel.errors import AppError, Conflict, InvalidInput, NotFound, PermissionDenied
+from server.org import service as org
 from web.views.call import clean_text, field_errors, form_dict
 from web.views.case_file import FORM_FIELDS, IRREVERSIBLE, FormState, render_case_page
 
@@ -47,6 +48,8 @@ OTHER_ACTION_PERMISSIONS: dict[str, tuple[Action, ...]] = {
     "request_review": (Action.case_create, Action.case_handle),
     "respond_supervision": (Action.case_handle,),
     "close_supervision": (Action.case_supervise,),
+    "invite_expert": (Action.case_assign,),
+    "expert_opinion": (Action.case_opinion,),
 }
 
 _FORM = ConfigDict(extra="ignore", str_strip_whitespace=True)
@@ -221,6 +224,32 @@ class CloseSupervision(BaseModel):
         return v
 
 
+class InviteExpert(BaseModel):
+    model_config = _FORM
+    expert: str = Field(max_length=64)
+    task: str = Field(default="", max_length=2000)
+
+    @field_validator("expert")
+    @classmethod
+    def _expert(cls, v: str) -> str:
+        if not v:
+            raise ValueError("请选择专家")
+        return v
+
+
+class ExpertOpinion(BaseModel):
+    model_config = _FORM
+    opinion: str = Field(max_length=10000)
+
+    @field_validator("opinion")
+    @classmethod
+    def _opinion(cls, v: str) -> str:
+        v = clean_text(v, "请填写专家意见")
+        if len(v) < 10:
+            raise ValueError("专家意见过短，请写明分析、依据和建议")
+        return v
+
+
 FORMS: dict[str, type[BaseModel]] = {
     "accept": Note,
     "not_accept": Reason,
@@ -241,6 +270,8 @@ FORMS: dict[str, type[BaseModel]] = {
     "request_review": Reason,
     "respond_supervision": RespondSupervision,
     "close_supervision": CloseSupervision,
+    "invite_expert": InviteExpert,
+    "expert_opinion": ExpertOpinion,
 }
 
 
@@ -358,6 +389,21 @@ async def _perform(
                 satisfied=data.verdict == "satisfied",
                 comment=data.comment,
                 now=now,
+            )
+        elif name == "invite_expert":
+            person = await org.staff_by_username(session, username=data.expert)
+            if person is None:
+                raise InvalidInput("unknown expert", field="expert", reason_zh="请选择专家")
+            await lifecycle.add_handler(
+                session,
+                staff=staff,
+                case_id=case_id,
+                request=HandlerRequest(staff_id=person.id, role="expert", task=data.task),
+                now=now,
+            )
+        elif name == "expert_opinion":
+            await lifecycle.record_expert_opinion(
+                session, staff=staff, case_id=case_id, opinion=data.opinion, now=now
             )
         elif name == "request_review":
             await lifecycle.request_review(

@@ -22,6 +22,7 @@ from server.http import keys
 from server.http.auth import client_ip
 from server.kernel.db import utcnow
 from server.org import service as org
+from server.org.schemas import Role
 from server.sessions import record as session_records
 from web.labels import CHANNEL_LABELS, GRADE_LABELS, SESSION_OUTCOME_LABELS
 from web.render import page
@@ -83,6 +84,8 @@ FORM_FIELDS: dict[str, list[tuple[str, str, str]]] = {
         ("verdict", "评议结果", "verdict"),
         ("comment", "评议意见（不满意时必填）", "textarea"),
     ],
+    "invite_expert": [("expert", "专家", "expert"), ("task", "咨询事项（可选）", "textarea")],
+    "expert_opinion": [("opinion", "专家意见", "textarea")],
 }
 
 HANDLER_ROLES = {"co": "协办单位", "expert": "专家", "supervisor": "督导", "mediator": "调解"}
@@ -114,6 +117,8 @@ DONE_MESSAGES = {
     "request_review": "复查/复核申请已登记",
     "respond_supervision": "督办答复已提交",
     "close_supervision": "督办评议已记录",
+    "invite_expert": "已邀请专家",
+    "expert_opinion": "专家意见已记录",
     # 签发 (server.cases.sign_off)
     "drafted": "已提交，等待承办单位领导签发",
     "sign_off": "已签发，书面意见已发出",
@@ -162,6 +167,8 @@ def event_words(e: TimelineEvent, dept_names: dict[int, str]) -> list[str]:
         out.append("协办单位：" + dept_names.get(int(p["department_id"]), ""))
     if p.get("legal_route"):
         out.append("途径：" + LEGAL_ROUTES.get(str(p["legal_route"]), str(p["legal_route"])))
+    if p.get("room"):
+        out.append("移交：" + str(p["room"]))
     if e.type == "deadline_extended" and p.get("days"):
         out.append(f"延长{p['days']}日")
     if e.type == "session_outcome" and p.get("outcome"):
@@ -179,6 +186,8 @@ def event_words(e: TimelineEvent, dept_names: dict[int, str]) -> list[str]:
         out.append("满意" if p.get("satisfied") else "不满意")
         if p.get("comment"):
             out.append(str(p["comment"]))
+    if e.type == "expert_opinion" and p.get("opinion"):
+        out.append(str(p["opinion"]))
     if e.type == "batch_assigned":
         out.append(f"{p.get('title', '')}，责任领导：{p.get('leader', '')}")
     for key in ("reason", "note"):
@@ -212,6 +221,11 @@ async def render_case_page(
         targets = (
             await queries.transfer_targets(session, staff=staff, case_id=case_id)
             if {"transfer", "add_handler"} & {*detail.transitions, *detail.actions}
+            else []
+        )
+        experts = (
+            await org.active_staff_with_roles(session, roles=[Role.expert])
+            if "invite_expert" in detail.actions
             else []
         )
         staff_ids = {e.actor_id for e in events if e.actor_id is not None}
@@ -252,6 +266,7 @@ async def render_case_page(
                 dept_names=dept_names,
                 site_name=site_name,
                 targets=targets,
+                experts=experts,
                 form=form,
                 done=request.query.get("done", ""),
                 draft=draft,
@@ -274,6 +289,7 @@ def case_context(
     form: FormState | None,
     done: str,
     draft: dict[str, Any] | None = None,
+    experts: list[tuple[str, str]] | None = None,
 ) -> dict[str, Any]:
     """The template context beyond the case itself (separate so that template tests can build
     it from plain values)."""
@@ -289,8 +305,21 @@ def case_context(
         h for h in detail.handlers if h.active and h.role == "lead" and h.department_id is not None
     ]
     assisting = [
-        h for h in detail.handlers if h.active and h.role != "lead" and h.department_id is not None
+        h
+        for h in detail.handlers
+        if h.active and h.role not in ("lead", "legal_route") and h.department_id is not None
     ]
+    redirect = next((e for e in reversed(events) if e.type == "redirect_legal"), None)
+    handover = None
+    if redirect is not None:  # 导入法定途径: which procedure, which room received it, why
+        p = redirect.payload or {}
+        route = str(p.get("legal_route", ""))
+        handover = {
+            "route": LEGAL_ROUTES.get(route, route),
+            "room": str(p.get("room", "")),
+            "reason": str(p.get("reason", "")),
+            "at": redirect.at,
+        }
     return {
         "petitioner": petitioner,
         "matter_label": matters.get(detail.matter_type or "", detail.matter_type or ""),
@@ -303,6 +332,13 @@ def case_context(
         "first_receiver": staff_names.get(detail.first_receiver_id or 0, ""),
         "staff_names": staff_names,
         "dept_names": dept_names,
+        # 专家意见: each invited expert's latest written opinion (the case is already visible)
+        "expert_opinions": [
+            (staff_names.get(h.staff_id or 0, ""), h.reply)
+            for h in detail.handlers
+            if h.role == "expert" and h.reply
+        ],
+        "handover": handover,
         "notes": [e for e in events if e.type == "accept" and (e.payload or {}).get("note")],
         "event_words": lambda e: event_words(e, dept_names),
         "clock": lambda d: deadline_clock_text(d, now),
@@ -323,6 +359,7 @@ def case_context(
             "deadline_open": open_kinds,
             "deadline_paused": paused_kinds,
             "handler_role": list(HANDLER_ROLES.items()),
+            "expert": experts or [],
             "supervision_type": list(SUPERVISION_TYPES.items()),
             "verdict": list(VERDICTS.items()),
         },

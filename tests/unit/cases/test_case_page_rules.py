@@ -35,10 +35,10 @@ def test_an_unclaimed_registration_is_offered_for_claiming_in_its_own_site_only(
 @pytest.mark.parametrize(
     ("staff", "expected"),
     [
-        (LEADER, {"add_handler", "extend", "pause", "resume"}),
-        (SUPERVISOR, {"add_handler", "pause", "resume", "supervise"}),
+        (LEADER, {"add_handler", "invite_expert", "extend", "pause", "resume"}),
+        (SUPERVISOR, {"add_handler", "invite_expert", "pause", "resume", "supervise"}),
         (HANDLER, set()),
-        (COORD, {"add_handler"}),
+        (COORD, {"add_handler", "invite_expert"}),
     ],
 )
 def test_open_case_actions_follow_the_permission_table(

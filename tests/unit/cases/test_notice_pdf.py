@@ -116,3 +116,19 @@ def test_notices_follow_the_state(
     state: CaseState, accepted: bool, replied: bool, expected: list[str]
 ) -> None:
     assert notices.available_notices(state, accepted=accepted, replied=replied) == expected
+
+
+def test_legal_route_notice_names_the_room_the_case_was_handed_over_to(
+    monkeypatch: pytest.MonkeyPatch,
+) -> None:
+    facts = _facts(
+        "legal_route",
+        legal_route="arbitration",
+        text="属于劳动争议",
+        signer="",
+        room="区劳动人事争议仲裁院接谈室",
+    )
+    text = _printed(monkeypatch, facts)
+    assert "本机关已将您的事项移交区劳动人事争议仲裁院接谈室" in text
+    text = _printed(monkeypatch, _facts("legal_route", legal_route="police", text="涉嫌诈骗"))
+    assert "移交" not in text and "公安机关报案" in text
