@@ -33,7 +33,7 @@ from media.bandwidth import (
     VideoPausePolicy,
 )
 from media.interfaces import PublishGrant, TrackKind, TrackSource
-from media.quality import QualityMeter
+from media.quality import QualityMeter, UpstreamMeter
 from media.recorder import Recording, TrackKey
 from media.speaker import SpeakerDetector
 
@@ -438,6 +438,7 @@ class PeerSession:
     receive_video: bool = True  # False: the participant chose audio only
     reported_paused: set[str] = field(default_factory=set)  # publishers told as paused
     quality: QualityMeter = field(default_factory=QualityMeter)  # for the session record
+    upstream: UpstreamMeter = field(default_factory=UpstreamMeter)  # what it sends, as received
 
 
 @dataclass(eq=False)

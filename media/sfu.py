@@ -81,6 +81,7 @@ from media.interfaces import (
     TrackKind,
     TrackPublished,
     TrackSource,
+    UpstreamQuality,
 )
 from media.recorder import Recording
 
@@ -108,6 +109,24 @@ _SDP_ERRORS = (
 def _link_back(track: ForwardedTrack) -> None:
     if not track.paused:
         track.forwarder.request_keyframe(at_once=True)
+
+
+def upstream_changes(room: Room, now: float) -> list[UpstreamQuality]:
+    """Each connected publisher's upstream grade (packets the server expected and received
+    from it, `media.quality.UpstreamMeter`), as events only where it changed."""
+    events = []
+    for session in list(room.peers.values()):
+        receivers = [f.receiver for f in session.published.values() if not f.ended]
+        if not session.connected or session.closed or not receivers:
+            continue
+        expected = received = 0
+        for receiver in receivers:
+            e, r = adapter.received_counts(receiver)
+            expected, received = expected + e, received + r
+        grade = session.upstream.sample(now, expected, received)
+        if grade is not None:
+            events.append(UpstreamQuality(room.room_id, session.peer_id, grade))
+    return events
 
 
 def _validate_sdp(text: str) -> None:
@@ -623,7 +642,10 @@ class SfuMediaNode:
     async def _bandwidth_loop(self, room: Room) -> None:
         while True:
             await asyncio.sleep(self.bandwidth.interval_s)
-            for event in evaluate(room, self.bandwidth, time.monotonic()):
+            now = time.monotonic()
+            for event in evaluate(room, self.bandwidth, now):
+                self.emit(event)
+            for event in upstream_changes(room, now):
                 self.emit(event)
 
     async def _speaker_loop(self, room: Room) -> None:
