@@ -645,8 +645,8 @@ class SfuMediaNode:
             now = time.monotonic()
             for event in evaluate(room, self.bandwidth, now):
                 self.emit(event)
-            for event in upstream_changes(room, now):
-                self.emit(event)
+            for change in upstream_changes(room, now):
+                self.emit(change)
 
     async def _speaker_loop(self, room: Room) -> None:
         while True:

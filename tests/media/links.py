@@ -51,7 +51,6 @@ def ignore_remb(pc: RTCPeerConnection) -> None:
         sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
 
 
-
 class LossyUplink:
     """Drops every `nth` RTP packet the client sends (by sequence number); RTCP passes. For an
     audio-only client that is unrecovered loss (aiortc asks no NACK for audio)."""

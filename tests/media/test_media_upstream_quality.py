@@ -4,6 +4,8 @@ side before they leave."""
 
 from __future__ import annotations
 
+import itertools
+
 import pytest
 
 from media.interfaces import UpstreamQuality
@@ -43,7 +45,7 @@ async def test_a_lossy_then_cut_uplink_grades_the_sender_poor_then_lost_then_goo
         await wait_until(lambda: _grades(pump, "a")[-1:] == ["good"], 10, "a good again")
 
         grades = _grades(pump, "a")
-        assert all(x != y for x, y in zip(grades, grades[1:], strict=False))  # changes only
+        assert all(x != y for x, y in itertools.pairwise(grades))  # changes only
         assert not pump.errors
     finally:
         await a.close()

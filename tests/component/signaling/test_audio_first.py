@@ -7,7 +7,7 @@ from __future__ import annotations
 from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 
-from media.interfaces import PeerQuality, VideoPaused
+from media.interfaces import PeerQuality, UpstreamQuality, VideoPaused
 from media.quality import LinkQuality
 from server.http import keys
 from server.sessions.models import SessionParticipant
@@ -92,3 +92,20 @@ async def test_a_participants_link_quality_reaches_the_session_record(
         return len(await qualities()) == 2
 
     await eventually(both, what="the host's link quality stored after the room ended")
+
+
+async def test_a_senders_upstream_grade_reaches_the_others_as_its_participant_update(
+    people: MakeParticipant, fake_media: FakeMediaNode
+) -> None:
+    """Issue #18 item 8: loss upstream of the server shows in the others' view of the sender."""
+    host, guest, sess = await host_and_admitted_guest(people)
+    room_id = sess["room_id"]
+    await host.expect("participant_joined")
+
+    fake_media.push(UpstreamQuality(room_id, guest.peer_id, "poor"))
+    update = await host.expect("participant_update")
+    assert update["participant"]["peer_id"] == guest.peer_id
+    assert update["participant"]["upstream"] == "poor"
+    fake_media.push(UpstreamQuality(room_id, guest.peer_id, "lost"))
+    update = await host.expect("participant_update")
+    assert update["participant"]["upstream"] == "lost"
