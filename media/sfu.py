@@ -26,7 +26,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -56,6 +56,7 @@ from media.errors import (
 )
 from media.forwarding import (
     KEYFRAME_MIN_INTERVAL_S,
+    SUBSCRIBER_KEYFRAME_INTERVAL_S,
     ForwardedTrack,
     PeerSession,
     Room,
@@ -147,6 +148,10 @@ class SfuMediaNode:
             (process-wide, see `adapter.restrict_host_addresses`); None leaves aioice's default.
         ice_connect_timeout_s: a peer not `connected` by then gets PeerFailed and is closed.
         keyframe_min_interval_s: PLI throttle per publisher.
+        subscriber_keyframe_interval_s: at most one keyframe per this per publisher for its
+            subscribers' PLI/FIR (`TrackForwarder.subscriber_wants_keyframe`).
+        clock: seconds for the keyframe throttles, on `time.monotonic`'s timeline (packet
+            arrival times are compared with it); tests inject one.
         bandwidth: thresholds of the audio-first policy (media/bandwidth.py).
     """
 
@@ -157,6 +162,8 @@ class SfuMediaNode:
         host_addresses: list[str] | None = None,
         ice_connect_timeout_s: float = ICE_CONNECT_TIMEOUT_S,
         keyframe_min_interval_s: float = KEYFRAME_MIN_INTERVAL_S,
+        subscriber_keyframe_interval_s: float = SUBSCRIBER_KEYFRAME_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
         speaker_interval_s: float = SPEAKER_INTERVAL_S,
         bandwidth: BandwidthSettings | None = None,
     ) -> None:
@@ -168,6 +175,8 @@ class SfuMediaNode:
         self._audio_prefs = adapter.audio_codec_preferences()
         self.ice_connect_timeout_s = ice_connect_timeout_s
         self.keyframe_min_interval_s = keyframe_min_interval_s
+        self.subscriber_keyframe_interval_s = subscriber_keyframe_interval_s
+        self._clock = clock
         self.speaker_interval_s = speaker_interval_s
         self.bandwidth = bandwidth or BandwidthSettings()
         self._rooms: dict[str, Room] = {}
@@ -176,6 +185,9 @@ class SfuMediaNode:
         self._closed = False
 
     # ------------------------------------------------------------ plumbing
+
+    def clock(self) -> float:
+        return self._clock()
 
     def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=name)
