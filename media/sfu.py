@@ -49,6 +49,7 @@ from media.congestion import apply_pause, evaluate
 from media.errors import (
     InvalidDescription,
     MediaFailure,
+    MediaSaturated,
     NegotiationConflict,
     NegotiationTimeout,
     PeerNotFound,
@@ -84,6 +85,7 @@ from media.interfaces import (
     TrackSource,
     UpstreamQuality,
 )
+from media.load import SATURATED_LAG_S, LoopLag
 from media.recorder import Recording
 
 logger = logging.getLogger(__name__)
@@ -150,6 +152,9 @@ class SfuMediaNode:
         keyframe_min_interval_s: PLI throttle per publisher.
         subscriber_keyframe_interval_s: at most one keyframe per this per publisher for its
             subscribers' PLI/FIR (`TrackForwarder.subscriber_wants_keyframe`).
+        load_probe: this worker's event-loop lag in seconds (`media.load.LoopLag`, started
+            with the first room, by default); above `saturated_lag_s` no new room is opened
+            (`MediaSaturated`).
         clock: seconds for the keyframe throttles, on `time.monotonic`'s timeline (packet
             arrival times are compared with it); tests inject one.
         bandwidth: thresholds of the audio-first policy (media/bandwidth.py).
@@ -164,6 +169,8 @@ class SfuMediaNode:
         keyframe_min_interval_s: float = KEYFRAME_MIN_INTERVAL_S,
         subscriber_keyframe_interval_s: float = SUBSCRIBER_KEYFRAME_INTERVAL_S,
         clock: Callable[[], float] = time.monotonic,
+        load_probe: Callable[[], float] | None = None,
+        saturated_lag_s: float = SATURATED_LAG_S,
         speaker_interval_s: float = SPEAKER_INTERVAL_S,
         bandwidth: BandwidthSettings | None = None,
     ) -> None:
@@ -177,6 +184,8 @@ class SfuMediaNode:
         self.keyframe_min_interval_s = keyframe_min_interval_s
         self.subscriber_keyframe_interval_s = subscriber_keyframe_interval_s
         self._clock = clock
+        self._load_probe = load_probe
+        self.saturated_lag_s = saturated_lag_s
         self.speaker_interval_s = speaker_interval_s
         self.bandwidth = bandwidth or BandwidthSettings()
         self._rooms: dict[str, Room] = {}
@@ -209,6 +218,21 @@ class SfuMediaNode:
     async def events(self) -> AsyncIterator[MediaEvent]:
         while True:
             yield await self._events.get()
+
+    def _admit_room(self, room_id: str) -> None:
+        """A saturated worker opens no new room (issue #18 item 7); those it has go on."""
+        if self._load_probe is None:
+            lag = LoopLag()
+            self._load_probe = lag
+            _ = self.spawn(lag.run(), "load-probe")
+        lag_s = self._load_probe()
+        if lag_s > self.saturated_lag_s:
+            logger.warning(
+                "media worker saturated (event loop %.0f ms late): room %s refused",
+                lag_s * 1000,
+                room_id,
+            )
+            raise MediaSaturated(f"media worker saturated ({lag_s * 1000:.0f} ms loop lag)")
 
     def _session(self, room_id: str, peer_id: str) -> PeerSession:
         room = self._rooms.get(room_id)
@@ -254,6 +278,7 @@ class SfuMediaNode:
             raise InvalidDescription(f"expected an offer, got {offer.type!r}")
         room = self._rooms.get(room_id)
         if room is None:
+            self._admit_room(room_id)
             room = self._rooms[room_id] = Room(room_id)
             room.bandwidth_task = self.spawn(self._bandwidth_loop(room), f"bandwidth:{room_id}")
             if logger.isEnabledFor(logging.DEBUG):

@@ -109,3 +109,15 @@ async def test_a_senders_upstream_grade_reaches_the_others_as_its_participant_up
     fake_media.push(UpstreamQuality(room_id, guest.peer_id, "lost"))
     update = await host.expect("participant_update")
     assert update["participant"]["upstream"] == "lost"
+
+
+async def test_a_saturated_media_worker_refuses_the_rooms_first_offer_with_its_own_code(
+    people: MakeParticipant, fake_media: FakeMediaNode
+) -> None:
+    """Issue #18 item 7: the client is told `media_saturated` in Chinese and may retry."""
+    _host, guest, _ = await host_and_admitted_guest(people)
+    fake_media.saturated = True
+    offer_id = await guest.send("offer", sdp="v=0 guest offer")
+    error = await guest.expect("error", re=offer_id)
+    assert error["code"] == "media_saturated"
+    assert error["message_zh"] == "音视频服务繁忙，请稍后再试"
