@@ -32,3 +32,11 @@ class NegotiationTimeout(MediaFailure):
 
 class RecordingError(MediaFailure):
     code = "media_recording_error"
+
+
+class MediaSaturated(MediaFailure):
+    """This media worker is saturated (its event loop lags, `media.load`): it takes no new
+    room; the rooms it already carries go on. Try again later."""
+
+    code = "media_saturated"
+    message_zh: ClassVar[str] = "音视频服务繁忙，请稍后再试"

@@ -33,7 +33,7 @@ from media.bandwidth import (
     VideoPausePolicy,
 )
 from media.interfaces import PublishGrant, TrackKind, TrackSource
-from media.quality import QualityMeter
+from media.quality import QualityMeter, UpstreamMeter
 from media.recorder import Recording, TrackKey
 from media.speaker import SpeakerDetector
 
@@ -42,6 +42,9 @@ logger = logging.getLogger(__name__)
 MAX_QUEUED_VIDEO_FRAMES = 30  # 2 s at 15 fps
 MAX_QUEUED_AUDIO_FRAMES = 50  # 1 s of 20 ms Opus frames
 KEYFRAME_MIN_INTERVAL_S = 1.0
+#: Keyframe requests (PLI/FIR) from subscribers reach a publisher at most this often: one weak
+#: subscriber asking all the time must not make everyone's video a stream of keyframes.
+SUBSCRIBER_KEYFRAME_INTERVAL_S = 3.0
 # A subscription may start from a keyframe already received if it is at most this old: the
 # frames since then reach the subscriber as a short burst, which its jitter buffer absorbs.
 FRESH_KEYFRAME_S = 0.25
@@ -57,6 +60,11 @@ class ForwarderHost(Protocol):
 
     @property
     def keyframe_min_interval_s(self) -> float: ...
+
+    @property
+    def subscriber_keyframe_interval_s(self) -> float: ...
+
+    def clock(self) -> float: ...
 
     def spawn(self, coro: Coroutine[Any, Any, Any], name: str) -> asyncio.Task[Any]: ...
 
@@ -212,9 +220,10 @@ class ForwardedTrack(MediaStreamTrack):
             self.forwarder.request_keyframe()
 
     def request_keyframe(self) -> None:
-        """The subscriber asked (PLI/FIR): pass it on unless its video is paused."""
+        """The subscriber asked (PLI/FIR): pass it on unless its video is paused, through the
+        publisher's subscriber throttle (`TrackForwarder.subscriber_wants_keyframe`)."""
         if not self.paused:
-            self.forwarder.request_keyframe()
+            self.forwarder.subscriber_wants_keyframe()
 
     def activate(self) -> None:
         """The sender has started: keep a fresh start, else ask the publisher for a keyframe."""
@@ -291,6 +300,10 @@ class TrackForwarder:
         self._since_keyframe: list[av.Packet[Any]] = []  # while that keyframe is fresh
         self._last_pli_at = -1e9
         self._pli_scheduled: asyncio.TimerHandle | None = None
+        self._last_subscriber_pli_at = -1e9
+        self._subscriber_pli_scheduled: asyncio.TimerHandle | None = None
+        self.subscriber_requests = 0  # PLI/FIR from subscribers (diagnostics, tests)
+        self.subscriber_requests_coalesced = 0  # of those, answered by another or none needed
         self.reassembly: adapter.LossTolerantVideo | None = None  # video: its counters
 
     def on_keyframe_needed(self, urgent: bool) -> None:
@@ -377,7 +390,7 @@ class TrackForwarder:
         everything until the publisher's next keyframe is lost to it)."""
         if self.kind != "video" or self.ended:
             return
-        now = time.monotonic()
+        now = self.node.clock()
         wait_s = self._last_pli_at + self.node.keyframe_min_interval_s - now
         if wait_s <= 0 or at_once:
             if self._pli_scheduled is not None:  # this PLI answers the waiting requests too
@@ -393,6 +406,40 @@ class TrackForwarder:
                 self.request_keyframe()
 
             self._pli_scheduled = loop.call_later(wait_s, fire)
+
+    def subscriber_wants_keyframe(self) -> None:
+        """A subscriber's PLI/FIR. It costs the publisher (and every other subscriber, who gets
+        the bigger keyframe too) at most one keyframe per `subscriber_keyframe_interval_s`:
+        a request while a keyframe arrived within `FRESH_KEYFRAME_S` is already answered (that
+        keyframe went to this subscriber), one within the interval of the last PLI sent for
+        any reason waits to its end, and all those waiting then make one request."""
+        if self.kind != "video" or self.ended:
+            return
+        self.subscriber_requests += 1
+        now = self.node.clock()
+        if self.keyframes_in and now - self.keyframe_at <= FRESH_KEYFRAME_S:
+            self.subscriber_requests_coalesced += 1
+            return
+        last = max(self._last_subscriber_pli_at, self._last_pli_at)
+        wait_s = last + self.node.subscriber_keyframe_interval_s - now
+        if wait_s <= 0:
+            if self._subscriber_pli_scheduled is not None:  # this one answers it
+                self._subscriber_pli_scheduled.cancel()
+                self._subscriber_pli_scheduled = None
+            self._last_subscriber_pli_at = now
+            self.request_keyframe()
+            return
+        self.subscriber_requests_coalesced += 1
+        if self._subscriber_pli_scheduled is None:
+            since = now
+
+            def fire() -> None:
+                self._subscriber_pli_scheduled = None
+                if not self.ended and self.keyframe_at <= since:  # none came meanwhile
+                    self._last_subscriber_pli_at = self.node.clock()
+                    self.request_keyframe()
+
+            self._subscriber_pli_scheduled = asyncio.get_running_loop().call_later(wait_s, fire)
 
     async def _send_pli(self) -> None:
         sent = await adapter.send_pli(self.receiver)
@@ -412,6 +459,8 @@ class TrackForwarder:
         self._since_keyframe = []
         if self._pli_scheduled is not None:
             self._pli_scheduled.cancel()
+        if self._subscriber_pli_scheduled is not None:
+            self._subscriber_pli_scheduled.cancel()
         for track in self.subscribers.values():
             track.stop()
         self.subscribers.clear()
@@ -438,6 +487,7 @@ class PeerSession:
     receive_video: bool = True  # False: the participant chose audio only
     reported_paused: set[str] = field(default_factory=set)  # publishers told as paused
     quality: QualityMeter = field(default_factory=QualityMeter)  # for the session record
+    upstream: UpstreamMeter = field(default_factory=UpstreamMeter)  # what it sends, as received
 
 
 @dataclass(eq=False)

@@ -13,7 +13,7 @@ from dataclasses import dataclass, field
 from pathlib import Path
 from typing import Literal, Protocol
 
-from media.quality import LinkQuality
+from media.quality import LinkQuality, UpstreamGrade
 
 TrackKind = Literal["audio", "video"]
 TrackSource = Literal["microphone", "camera", "screen"]
@@ -146,6 +146,16 @@ class PeerQuality:
 
 
 @dataclass(frozen=True, slots=True)
+class UpstreamQuality:
+    """How the server receives what `peer_id` publishes changed grade (`media.quality.
+    UpstreamMeter`): signaling shows it to the others as that sender's quality."""
+
+    room_id: str
+    peer_id: str
+    grade: UpstreamGrade
+
+
+@dataclass(frozen=True, slots=True)
 class SubscribedTrack:
     """One track a subscriber receives: its id there (`<publisher>.<kind>.<random>`), whose
     it is and what it carries."""
@@ -176,6 +186,7 @@ MediaEvent = (
     | RecordingFailed
     | VideoPaused
     | PeerQuality
+    | UpstreamQuality
     | SubscriberTracks
 )
 

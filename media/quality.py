@@ -98,3 +98,42 @@ class QualityMeter:
             video_paused_s=round(self.paused_s, 1),
             grade=grade_of(median, loss, self.paused_s / self.seconds),
         )
+
+
+UpstreamGrade = Literal["good", "fair", "poor", "lost"]
+
+#: No packet from a publisher for this long (while it publishes) makes its upstream `lost`.
+UPSTREAM_STALL_S = 1.5
+
+
+@dataclass(slots=True)
+class UpstreamMeter:
+    """What the server receives from one publisher (issue #18 item 8), sampled by the SFU's
+    room loop: cumulative RTP packets expected (from sequence numbers) and received (NACK/RTX
+    repairs count as received) over all its tracks. The loss of an interval is the gaps not
+    recovered / expected in it, graded with `FAIR_LOSS` / `POOR_LOSS`; no packet for
+    `UPSTREAM_STALL_S` is `lost`. `sample` returns the new grade only when it changes."""
+
+    grade: UpstreamGrade | None = None
+    expected: int = 0
+    received: int = 0
+    last_packet_at: float | None = None
+
+    def sample(self, now: float, expected: int, received: int) -> UpstreamGrade | None:
+        d_expected = expected - self.expected
+        d_received = received - self.received
+        if self.last_packet_at is None or d_received > 0:
+            self.last_packet_at = now
+        self.expected, self.received = expected, received
+        grade: UpstreamGrade
+        if now - self.last_packet_at > UPSTREAM_STALL_S:
+            grade = "lost"
+        elif d_expected <= 0:
+            grade = self.grade if self.grade not in (None, "lost") else "good"
+        else:
+            loss = max(0, d_expected - d_received) / d_expected
+            grade = "poor" if loss > POOR_LOSS else "fair" if loss > FAIR_LOSS else "good"
+        if grade == self.grade:
+            return None
+        self.grade = grade
+        return grade

@@ -26,7 +26,7 @@ import contextlib
 import functools
 import logging
 import time
-from collections.abc import AsyncIterator
+from collections.abc import AsyncIterator, Callable
 from pathlib import Path
 from typing import Any, Literal
 
@@ -49,6 +49,7 @@ from media.congestion import apply_pause, evaluate
 from media.errors import (
     InvalidDescription,
     MediaFailure,
+    MediaSaturated,
     NegotiationConflict,
     NegotiationTimeout,
     PeerNotFound,
@@ -56,6 +57,7 @@ from media.errors import (
 )
 from media.forwarding import (
     KEYFRAME_MIN_INTERVAL_S,
+    SUBSCRIBER_KEYFRAME_INTERVAL_S,
     ForwardedTrack,
     PeerSession,
     Room,
@@ -81,7 +83,9 @@ from media.interfaces import (
     TrackKind,
     TrackPublished,
     TrackSource,
+    UpstreamQuality,
 )
+from media.load import SATURATED_LAG_S, LoopLag
 from media.recorder import Recording
 
 logger = logging.getLogger(__name__)
@@ -110,6 +114,24 @@ def _link_back(track: ForwardedTrack) -> None:
         track.forwarder.request_keyframe(at_once=True)
 
 
+def upstream_changes(room: Room, now: float) -> list[UpstreamQuality]:
+    """Each connected publisher's upstream grade (packets the server expected and received
+    from it, `media.quality.UpstreamMeter`), as events only where it changed."""
+    events = []
+    for session in list(room.peers.values()):
+        receivers = [f.receiver for f in session.published.values() if not f.ended]
+        if not session.connected or session.closed or not receivers:
+            continue
+        expected = received = 0
+        for receiver in receivers:
+            e, r = adapter.received_counts(receiver)
+            expected, received = expected + e, received + r
+        grade = session.upstream.sample(now, expected, received)
+        if grade is not None:
+            events.append(UpstreamQuality(room.room_id, session.peer_id, grade))
+    return events
+
+
 def _validate_sdp(text: str) -> None:
     """aiortc parses almost anything (even "not an sdp") into a description with no media."""
     if not text.startswith("v=0"):
@@ -128,6 +150,13 @@ class SfuMediaNode:
             (process-wide, see `adapter.restrict_host_addresses`); None leaves aioice's default.
         ice_connect_timeout_s: a peer not `connected` by then gets PeerFailed and is closed.
         keyframe_min_interval_s: PLI throttle per publisher.
+        subscriber_keyframe_interval_s: at most one keyframe per this per publisher for its
+            subscribers' PLI/FIR (`TrackForwarder.subscriber_wants_keyframe`).
+        load_probe: this worker's event-loop lag in seconds (`media.load.LoopLag`, started
+            with the first room, by default); above `saturated_lag_s` no new room is opened
+            (`MediaSaturated`).
+        clock: seconds for the keyframe throttles, on `time.monotonic`'s timeline (packet
+            arrival times are compared with it); tests inject one.
         bandwidth: thresholds of the audio-first policy (media/bandwidth.py).
     """
 
@@ -138,6 +167,10 @@ class SfuMediaNode:
         host_addresses: list[str] | None = None,
         ice_connect_timeout_s: float = ICE_CONNECT_TIMEOUT_S,
         keyframe_min_interval_s: float = KEYFRAME_MIN_INTERVAL_S,
+        subscriber_keyframe_interval_s: float = SUBSCRIBER_KEYFRAME_INTERVAL_S,
+        clock: Callable[[], float] = time.monotonic,
+        load_probe: Callable[[], float] | None = None,
+        saturated_lag_s: float = SATURATED_LAG_S,
         speaker_interval_s: float = SPEAKER_INTERVAL_S,
         bandwidth: BandwidthSettings | None = None,
     ) -> None:
@@ -149,6 +182,10 @@ class SfuMediaNode:
         self._audio_prefs = adapter.audio_codec_preferences()
         self.ice_connect_timeout_s = ice_connect_timeout_s
         self.keyframe_min_interval_s = keyframe_min_interval_s
+        self.subscriber_keyframe_interval_s = subscriber_keyframe_interval_s
+        self._clock = clock
+        self._load_probe = load_probe
+        self.saturated_lag_s = saturated_lag_s
         self.speaker_interval_s = speaker_interval_s
         self.bandwidth = bandwidth or BandwidthSettings()
         self._rooms: dict[str, Room] = {}
@@ -157,6 +194,9 @@ class SfuMediaNode:
         self._closed = False
 
     # ------------------------------------------------------------ plumbing
+
+    def clock(self) -> float:
+        return self._clock()
 
     def spawn(self, coro: Any, name: str) -> asyncio.Task[Any]:
         task = asyncio.create_task(coro, name=name)
@@ -178,6 +218,21 @@ class SfuMediaNode:
     async def events(self) -> AsyncIterator[MediaEvent]:
         while True:
             yield await self._events.get()
+
+    def _admit_room(self, room_id: str) -> None:
+        """A saturated worker opens no new room (issue #18 item 7); those it has go on."""
+        if self._load_probe is None:
+            lag = LoopLag()
+            self._load_probe = lag
+            _ = self.spawn(lag.run(), "load-probe")
+        lag_s = self._load_probe()
+        if lag_s > self.saturated_lag_s:
+            logger.warning(
+                "media worker saturated (event loop %.0f ms late): room %s refused",
+                lag_s * 1000,
+                room_id,
+            )
+            raise MediaSaturated(f"media worker saturated ({lag_s * 1000:.0f} ms loop lag)")
 
     def _session(self, room_id: str, peer_id: str) -> PeerSession:
         room = self._rooms.get(room_id)
@@ -223,6 +278,7 @@ class SfuMediaNode:
             raise InvalidDescription(f"expected an offer, got {offer.type!r}")
         room = self._rooms.get(room_id)
         if room is None:
+            self._admit_room(room_id)
             room = self._rooms[room_id] = Room(room_id)
             room.bandwidth_task = self.spawn(self._bandwidth_loop(room), f"bandwidth:{room_id}")
             if logger.isEnabledFor(logging.DEBUG):
@@ -623,8 +679,11 @@ class SfuMediaNode:
     async def _bandwidth_loop(self, room: Room) -> None:
         while True:
             await asyncio.sleep(self.bandwidth.interval_s)
-            for event in evaluate(room, self.bandwidth, time.monotonic()):
+            now = time.monotonic()
+            for event in evaluate(room, self.bandwidth, now):
                 self.emit(event)
+            for change in upstream_changes(room, now):
+                self.emit(change)
 
     async def _speaker_loop(self, room: Room) -> None:
         while True:

@@ -172,6 +172,7 @@ ERROR_CODES: tuple[str, ...] = tuple(
             media_errors.NegotiationConflict.code,
             media_errors.NegotiationTimeout.code,
             media_errors.RecordingError.code,
+            media_errors.MediaSaturated.code,
             "media_failed",  # the media connection failed: send a new offer (no `re`)
         }
     )

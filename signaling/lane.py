@@ -61,7 +61,7 @@ def _media_error(exc: MediaFailure, re: str | None) -> Error:
         re=re,
         code=exc.code,
         message=str(exc) or exc.code,
-        message_zh=errors.MediaUnavailable.message_zh,
+        message_zh=getattr(exc, "message_zh", None) or errors.MediaUnavailable.message_zh,
     )
 
 

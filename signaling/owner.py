@@ -34,6 +34,7 @@ from media.interfaces import (
     RecordingFailed,
     RecordingStopped,
     SubscriberTracks,
+    UpstreamQuality,
     VideoPaused,
 )
 from server.kernel.errors import AppError
@@ -341,7 +342,8 @@ class RoomActor:
         elif isinstance(env, MediaNotice):
             await self._media_event(env.event)
             return not isinstance(
-                env.event, PeerDescription | ActiveSpeaker | VideoPaused | SubscriberTracks
+                env.event,
+                PeerDescription | ActiveSpeaker | VideoPaused | SubscriberTracks | UpstreamQuality,
             )
         else:  # EdgeDown
             for peer_id, link in list(self.links.items()):
@@ -518,6 +520,8 @@ class RoomActor:
                 lane.put("server_offer", event.description.sdp, None)
         elif isinstance(event, ActiveSpeaker):
             self._emit(self.room.active_speaker(event.peer_id))
+        elif isinstance(event, UpstreamQuality):
+            self._emit(self.room.upstream_quality(event.peer_id, event.grade))
         elif isinstance(event, VideoPaused):
             peers = list(event.publisher_ids)
             self.send_to(

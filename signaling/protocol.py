@@ -280,6 +280,10 @@ class ParticipantInfo(_Msg):
     forced_video: bool = False
     speaking: bool = False
     quality: Quality = "unknown"
+    #: What the server receives from this participant (loss upstream of the server not
+    #: recovered, or `lost` after 1.5 s without packets), measured by the media server;
+    #: `unknown` until it has published media. Tiles show the worse of this and `quality`.
+    upstream: Quality = "unknown"
     connected: bool = True
 
 

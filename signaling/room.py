@@ -589,6 +589,18 @@ class Room:
             fx.send(self._ids(self.joined()), ParticipantUpdate(participant=m.info()))
         return fx
 
+    def upstream_quality(self, peer_id: str, grade: Quality) -> Effects:
+        """The media server's grade of what it receives from `peer_id` (issue #18 item 8):
+        the others' tiles show it, so loss upstream of the server is seen as the sender's."""
+        fx = Effects()
+        m = self.members.get(peer_id)
+        if m is None or m.upstream == grade:
+            return fx
+        m.upstream = grade
+        if m.status == "joined":
+            fx.send(self._ids(self.joined()), ParticipantUpdate(participant=m.info()))
+        return fx
+
     def active_speaker(self, peer_id: str | None) -> Effects:
         fx = Effects()
         for m in self.joined():

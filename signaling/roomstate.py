@@ -69,6 +69,7 @@ class Member:
     forced_video: bool = False
     speaking: bool = False
     quality: Quality = "unknown"
+    upstream: Quality = "unknown"
     consent: bool | None = None
     #: When the socket dropped (None while connected; a take-over counts as a drop for those
     #: who were connected to the dead owner).
@@ -103,6 +104,7 @@ class Member:
             forced_video=self.forced_video,
             speaking=self.speaking,
             quality=self.quality,
+            upstream=self.upstream,
             connected=self.connected,
         )
 

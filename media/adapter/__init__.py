@@ -17,6 +17,8 @@ What is replaced or used, and why:
 - `RTCRtpReceiver._send_rtcp_pli(media_ssrc)` asks the publisher for a keyframe.
 - `RTCRtpReceiver._handle_rtp_packet(packet, arrival_time_ms)` is wrapped per receiver instance
   to read the RFC 6464 audio-level header extension (cheaper than decoding Opus).
+- `RTCRtpReceiver.__remote_streams` (aiortc's per-SSRC `StreamStatistics`) is read by
+  `received_counts()`: packets expected and received from a publisher, for its upstream grade.
 - `aioice.ice.get_host_addresses(use_ipv4, use_ipv6)` is replaced by `restrict_host_addresses()`.
 - `RTCPeerConnection.createOffer()` resets every transceiver's codecs and header extensions to
   aiortc's defaults (`aiortc.rtcpeerconnection.CODECS` / `HEADER_EXTENSIONS`, opus=96, VP8=97,
@@ -103,7 +105,12 @@ from media.adapter.negotiation import (
     video_codec_preferences,
 )
 from media.adapter.network import restrict_host_addresses
-from media.adapter.receive import PassthroughSink, attach_sink, install_passthrough
+from media.adapter.receive import (
+    PassthroughSink,
+    attach_sink,
+    install_passthrough,
+    received_counts,
+)
 from media.adapter.rtcp import (
     OPUS_FMTP,
     enable_opus_fec_and_dtx,
@@ -142,6 +149,7 @@ __all__ = [
     "on_keyframe_request",
     "on_link_back",
     "pin_negotiated_codecs",
+    "received_counts",
     "restrict_host_addresses",
     "round_trip_time_s",
     "send_pli",

@@ -140,3 +140,15 @@ def install_passthrough() -> None:
         install_fast_clock()
         install_rtp_guard()
         enable_opus_fec_and_dtx()
+
+
+def received_counts(receiver: Any) -> tuple[int, int]:
+    """RTP packets `receiver` expected (sequence-number span, wraps included) and received
+    (RTX repairs included) so far, over all its remote streams: aiortc's per-SSRC
+    `StreamStatistics` in `RTCRtpReceiver.__remote_streams`. (0, 0) before the first packet."""
+    streams = getattr(receiver, "_RTCRtpReceiver__remote_streams", None) or {}
+    expected = received = 0
+    for stream in list(streams.values()):
+        expected += stream.packets_expected
+        received += stream.packets_received
+    return expected, received

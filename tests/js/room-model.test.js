@@ -4,7 +4,7 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { RoomModel, linkQuality, parseTrackId, peerOfTrackId } from '../../web/static/room-model.js';
+import { RoomModel, linkQuality, parseTrackId, peerOfTrackId, shownQuality } from '../../web/static/room-model.js';
 
 /** What signaling.js's Signaling offers the model: 'state'/'message' events, send, request, leave. */
 class FakeSignal extends EventTarget {
@@ -483,5 +483,24 @@ describe('linkQuality (one getStats sample)', () => {
     assert.equal(linkQuality({ ...ok, state: 'disconnected' }), 'lost');
     assert.equal(linkQuality({ ...ok, state: 'failed' }), 'lost');
     assert.equal(linkQuality({ ...ok, state: 'new' }), 'unknown');
+  });
+});
+
+describe('shownQuality (a tile: the sender\'s own link and what the server receives from it)', () => {
+  test('the worse of quality and upstream', () => {
+    assert.equal(shownQuality({ quality: 'good', upstream: 'poor' }), 'poor');
+    assert.equal(shownQuality({ quality: 'fair', upstream: 'good' }), 'fair');
+    assert.equal(shownQuality({ quality: 'good', upstream: 'lost' }), 'lost');
+    assert.equal(shownQuality({ quality: 'unknown', upstream: 'fair' }), 'fair');
+    assert.equal(shownQuality({}), 'unknown');
+  });
+  test('a participant_update carrying the server\'s upstream grade changes that sender\'s tile', () => {
+    const { signal, model } = setUp();
+    signal.server(hostWelcome({ participants: [HOST, { ...ZHANG, quality: 'good' }] }));
+    assert.equal(shownQuality(model.participant(ZHANG.peer_id)), 'good');
+    signal.server({ type: 'participant_update', participant: { ...ZHANG, quality: 'good', upstream: 'lost' } });
+    assert.equal(shownQuality(model.participant(ZHANG.peer_id)), 'lost');
+    signal.server({ type: 'participant_update', participant: { ...ZHANG, quality: 'good', upstream: 'poor' } });
+    assert.equal(shownQuality(model.participant(ZHANG.peer_id)), 'poor');
   });
 });

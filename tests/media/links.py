@@ -49,3 +49,29 @@ def ignore_remb(pc: RTCPeerConnection) -> None:
             return original(packet)
 
         sender._handle_rtcp_packet = handle  # type: ignore[method-assign]
+
+
+class LossyUplink:
+    """Drops every `nth` RTP packet the client sends (by sequence number); RTCP passes. For an
+    audio-only client that is unrecovered loss (aiortc asks no NACK for audio)."""
+
+    def __init__(self, pc: RTCPeerConnection, nth: int) -> None:
+        self.link = LinkCut(pc)
+        self.nth = nth
+        self.dropped = 0
+
+    def start(self) -> None:
+        transport = self.link.transport
+        original = type(transport)._send_rtp.__get__(transport)
+
+        async def send(data: bytes) -> None:
+            is_rtcp = len(data) > 1 and 192 <= data[1] <= 223
+            if not is_rtcp and len(data) >= 4 and int.from_bytes(data[2:4], "big") % self.nth == 0:
+                self.dropped += 1
+                return None
+            return await original(data)  # type: ignore[no-any-return]
+
+        transport._send_rtp = send
+
+    def clear(self) -> None:
+        self.link.restore()

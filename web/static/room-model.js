@@ -33,7 +33,7 @@
  * @typedef {{peer_id: string, display_name: string, role: string, is_staff?: boolean,
  *   site_id?: number|null, site_name?: string|null, muted_audio?: boolean,
  *   muted_video?: boolean, forced_audio?: boolean, forced_video?: boolean, speaking?: boolean,
- *   quality?: string, connected?: boolean}} Participant
+ *   quality?: string, upstream?: string, connected?: boolean}} Participant
  * @typedef {{peer_id: string, display_name: string, role: string, site_name?: string|null,
  *   waiting_since: string}} Waiting
  * @typedef {{room_id?: string, kind?: string, title?: string, capacity?: number,
@@ -86,6 +86,21 @@ export function linkQuality(s) {
   if (s.lossPct > 8 || rtt > 600) return 'poor';
   if (s.lossPct > 2 || rtt > 250) return 'fair';
   return 'good';
+}
+
+const QUALITY_RANK = { unknown: 0, good: 1, fair: 2, poor: 3, lost: 4 };
+
+/**
+ * The quality a participant's tile shows: the worse of what its own browser measures
+ * (`quality`, its downlink) and what the server receives from it (`upstream`: loss upstream
+ * of the server, or `lost` when its packets stopped), so a sender's bad uplink shows as
+ * 网络较差 / 连接中断 on its tile for everyone. Unknown only when both are.
+ * @param {{quality?: string, upstream?: string}} info
+ */
+export function shownQuality(info) {
+  const a = info.quality || 'unknown';
+  const b = info.upstream || 'unknown';
+  return (QUALITY_RANK[b] ?? 0) > (QUALITY_RANK[a] ?? 0) ? b : a;
 }
 
 export class RoomModel extends EventTarget {

@@ -8,7 +8,7 @@
 // and the media connection (media.js), and turns clicks into the model's actions.
 import { Signaling } from './signaling.js';
 import { MediaLink } from './media.js';
-import { RoomModel } from './room-model.js';
+import { RoomModel, shownQuality } from './room-model.js';
 import { openLocalMedia } from './prejoin.js';
 import { t } from './i18n.js';
 
@@ -314,7 +314,7 @@ export class RoomUI {
     tile.querySelector('.tile-meta').textContent = [role, info.site_name].filter(Boolean).join(' · ');
     tile.querySelector('.tile-icons').textContent = info.muted_audio || info.forced_audio ? `🔇 ${t('room.muted')}` : '';
     tile.classList.toggle('speaking', !!info.speaking);
-    const q = info.quality || 'unknown';
+    const q = shownQuality(info);
     const dot = tile.querySelector('.q-dot');
     dot.dataset.q = q; dot.title = t(`q.${q}`); dot.setAttribute('aria-label', t(`q.${q}`));
   }

@@ -16,7 +16,7 @@ import aiohttp
 from aiohttp import web
 from aiohttp.test_utils import TestClient, TestServer
 
-from media.errors import InvalidDescription, PeerNotFound
+from media.errors import InvalidDescription, MediaSaturated, PeerNotFound
 from media.interfaces import (
     IceCandidate,
     IceServer,
@@ -50,6 +50,7 @@ class FakeMediaNode:
         self.recording: dict[str, Path] = {}
         self.closed_rooms: list[str] = []
         self._events: asyncio.Queue[MediaEvent] = asyncio.Queue()
+        self.saturated = False  # like a media worker whose loop lags: no new room
 
     async def accept_offer(
         self, *, room_id: str, peer_id: str, offer: SessionDescription,
@@ -57,6 +58,8 @@ class FakeMediaNode:
     ) -> SessionDescription:  # fmt: skip
         if not offer.sdp.startswith("v=0"):
             raise InvalidDescription("not an SDP")
+        if self.saturated and not any(r == room_id for r, _ in self.peers):
+            raise MediaSaturated("media worker saturated")  # as SfuMediaNode: no new room
         self.peers[(room_id, peer_id)] = grant
         return SessionDescription("answer", f"v=0 answer-for-{peer_id}")
 

@@ -7,7 +7,7 @@ from __future__ import annotations
 from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 
-from media.interfaces import PeerQuality, VideoPaused
+from media.interfaces import PeerQuality, UpstreamQuality, VideoPaused
 from media.quality import LinkQuality
 from server.http import keys
 from server.sessions.models import SessionParticipant
@@ -92,3 +92,32 @@ async def test_a_participants_link_quality_reaches_the_session_record(
         return len(await qualities()) == 2
 
     await eventually(both, what="the host's link quality stored after the room ended")
+
+
+async def test_a_senders_upstream_grade_reaches_the_others_as_its_participant_update(
+    people: MakeParticipant, fake_media: FakeMediaNode
+) -> None:
+    """Issue #18 item 8: loss upstream of the server shows in the others' view of the sender."""
+    host, guest, sess = await host_and_admitted_guest(people)
+    room_id = sess["room_id"]
+    await host.expect("participant_joined")
+
+    fake_media.push(UpstreamQuality(room_id, guest.peer_id, "poor"))
+    update = await host.expect("participant_update")
+    assert update["participant"]["peer_id"] == guest.peer_id
+    assert update["participant"]["upstream"] == "poor"
+    fake_media.push(UpstreamQuality(room_id, guest.peer_id, "lost"))
+    update = await host.expect("participant_update")
+    assert update["participant"]["upstream"] == "lost"
+
+
+async def test_a_saturated_media_worker_refuses_the_rooms_first_offer_with_its_own_code(
+    people: MakeParticipant, fake_media: FakeMediaNode
+) -> None:
+    """Issue #18 item 7: the client is told `media_saturated` in Chinese and may retry."""
+    _host, guest, _ = await host_and_admitted_guest(people)
+    fake_media.saturated = True
+    offer_id = await guest.send("offer", sdp="v=0 guest offer")
+    error = await guest.expect("error", re=offer_id)
+    assert error["code"] == "media_saturated"
+    assert error["message_zh"] == "音视频服务繁忙，请稍后再试"

@@ -4,7 +4,7 @@ from __future__ import annotations
 
 import pytest
 
-from media.quality import QualityMeter, grade_of
+from media.quality import QualityMeter, UpstreamMeter, grade_of
 
 
 def test_a_never_sampled_participant_has_no_summary() -> None:
@@ -61,3 +61,26 @@ def test_unknown_estimate_and_loss_do_not_count_against_the_link() -> None:
 )
 def test_grades(kbps: int | None, loss: float | None, paused: float, grade: str) -> None:
     assert grade_of(kbps, loss, paused) == grade
+
+
+# ----- upstream: what the server receives from a publisher (issue #18 item 8)
+
+
+def test_upstream_grades_unrecovered_loss_per_interval_and_reports_only_changes() -> None:
+    meter = UpstreamMeter()
+    assert meter.sample(0.0, 100, 100) == "good"
+    assert meter.sample(0.5, 200, 200) is None  # unchanged: nothing to send
+    assert meter.sample(1.0, 300, 295) == "fair"  # 5 of 100 lost
+    assert meter.sample(1.5, 400, 380) == "poor"  # 15 of 100 lost
+    assert meter.sample(2.0, 500, 460) is None  # 20 of 100 lost: still poor
+    assert meter.sample(2.5, 600, 560) == "good"  # the gaps repaired (NACK/RTX) count as received
+
+
+def test_upstream_is_lost_after_one_and_a_half_seconds_without_packets() -> None:
+    meter = UpstreamMeter()
+    assert meter.sample(0.0, 100, 100) == "good"
+    assert meter.sample(1.0, 100, 100) is None
+    assert meter.sample(1.5, 100, 100) is None  # exactly 1.5 s: not yet
+    assert meter.sample(2.0, 100, 100) == "lost"
+    assert meter.sample(2.5, 100, 100) is None
+    assert meter.sample(3.0, 150, 150) == "good"  # packets again

@@ -364,3 +364,49 @@ async def test_layers_drop_before_video_pauses_and_climb_after_it_resumes() -> N
     states = [(layer, paused) for _, layer, paused in timeline]
     assert states == [(2, False), (0, False), (0, True), (0, False), (1, False), (2, False)]
     assert track.max_layer == 2
+
+
+# -- a subscriber's keyframe requests (issue #18 item 5), injected clock
+
+
+def waiting(forwarder: forwarding.TrackForwarder) -> bool:
+    """A coalesced subscriber request waits for the end of the interval."""
+    return forwarder._subscriber_pli_scheduled is not None
+
+
+async def test_subscriber_keyframe_requests_cost_the_publisher_one_per_interval() -> None:
+    now = [0.0]
+    node = sfu.SfuMediaNode(
+        keyframe_min_interval_s=0.0, subscriber_keyframe_interval_s=3.0, clock=lambda: now[0]
+    )
+    stream = Stream(node)
+    stream.send(0, key=True)  # arrives at 0.0
+    await settle()
+    plis = stream.receiver.plis
+
+    now[0] = 0.1  # a keyframe just went to the subscriber: the request is answered already
+    stream.track.request_keyframe()
+    await settle()
+    assert stream.receiver.plis == plis
+
+    now[0] = 100.0
+    stream.track.request_keyframe()  # asked at once
+    await settle()
+    assert stream.receiver.plis == plis + 1
+    for t in (100.5, 101.0, 102.9):  # within the interval: one waits, the rest coalesce
+        now[0] = t
+        stream.track.request_keyframe()
+    await settle()
+    assert stream.receiver.plis == plis + 1
+    assert waiting(stream.forwarder)
+    now[0] = 103.0
+    stream.track.request_keyframe()  # the interval is over: asked, and the waiting one with it
+    await settle()
+    assert stream.receiver.plis == plis + 2
+    assert not waiting(stream.forwarder)
+    assert (
+        stream.forwarder.subscriber_requests,
+        stream.forwarder.subscriber_requests_coalesced,
+    ) == (6, 4)
+    stream.forwarder.close()
+    await node.close()
