@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.audit.service import record
 from server.auth.permissions import StaffIdentity
 from server.cases.access import check_not_accused_unit
+from server.cases.deadline_clock import DeadlineClock
 from server.cases.intake import intake
 from server.cases.models import Channel
 from server.cases.queries import get_case
@@ -377,9 +378,9 @@ class QueueService:
     policy: QueuePolicy
     rooms: ReceptionRooms
     pii: PiiCipher
-    clock: Clock = utcnow
     #: The deployment's settings for the cases the desk registers (as the REST intake has).
-    timezone: str = "Asia/Shanghai"
+    deadlines: DeadlineClock
+    clock: Clock = utcnow
     case_no_format: str = "{admin_code}-{year}-{seq:06d}"
 
     def now(self) -> datetime:
@@ -506,7 +507,7 @@ class QueueService:
                             accused_department_id=entry.accused_department_id,
                         ),
                         now=now,
-                        timezone=self.timezone,
+                        deadlines=self.deadlines,
                         case_no_format=self.case_no_format,
                     )
                 ).case

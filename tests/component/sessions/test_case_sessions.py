@@ -18,6 +18,7 @@ from sqlalchemy import select
 from server.audit.models import AuditEntry
 from server.auth.service import identity_of
 from server.cases import intake
+from server.cases.deadline_clock import DeadlineClock
 from server.cases.models import CaseEvent, Channel
 from server.cases.schemas import IntakeRequest, PetitionerInput
 from server.http import keys
@@ -66,7 +67,12 @@ async def _register(client: Client, *, accusation: bool = False) -> tuple[int, s
             accused_department_id=urban if accusation else None,
         )
         result = await intake.intake(
-            s, pii=client.app[keys.pii], staff=identity_of(staff), request=request, now=utcnow()
+            s,
+            pii=client.app[keys.pii],
+            staff=identity_of(staff),
+            request=request,
+            now=utcnow(),
+            deadlines=DeadlineClock(),
         )
         return result.case.id, result.case.case_no
 

@@ -16,6 +16,7 @@ from server.auth.permissions import StaffIdentity
 from server.auth.service import identity_of
 from server.cases import intake
 from server.cases.access import CaseNotFound
+from server.cases.deadline_clock import DeadlineClock
 from server.cases.models import Channel
 from server.cases.schemas import IntakeRequest, PetitionerInput
 from server.kernel.crypto import PiiCipher
@@ -64,6 +65,7 @@ async def test_attendance_across_reconnects_consent_and_visibility(
                 accused_department_id=urban,
             ),
             now=T0,
+            deadlines=DeadlineClock(),
         )
         case_id = created.case.id
         view = await sessions.create_session(
