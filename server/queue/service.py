@@ -335,7 +335,9 @@ class ReceptionRooms(Protocol):
         """Create the session (kind reception, no case yet) in the caller's transaction."""
         ...
 
-    async def link_case(self, session: AsyncSession, *, session_id: int, case_id: int) -> None:
+    async def link_case(
+        self, session: AsyncSession, *, session_id: int, case_id: int, deadlines: DeadlineClock
+    ) -> None:
         """Attach the session to the case created (or chosen) when the call is accepted."""
         ...
 
@@ -366,8 +368,12 @@ class SessionReceptionRooms:
         )
         return ReceptionRoom(session_id=view.id, room_id=view.room_id)
 
-    async def link_case(self, session: AsyncSession, *, session_id: int, case_id: int) -> None:
-        await sessions.attach_case(session, session_id=session_id, case_id=case_id)
+    async def link_case(
+        self, session: AsyncSession, *, session_id: int, case_id: int, deadlines: DeadlineClock
+    ) -> None:
+        await sessions.attach_case(
+            session, session_id=session_id, case_id=case_id, deadlines=deadlines
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -511,7 +517,9 @@ class QueueService:
                         case_no_format=self.case_no_format,
                     )
                 ).case
-            await self.rooms.link_case(session, session_id=entry.session_id, case_id=case.id)
+            await self.rooms.link_case(
+                session, session_id=entry.session_id, case_id=case.id, deadlines=self.deadlines
+            )
             await record(
                 session,
                 actor=officer.actor,

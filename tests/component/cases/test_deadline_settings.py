@@ -4,7 +4,7 @@ read once into a `DeadlineClock`, on SQLite and PostgreSQL."""
 
 from __future__ import annotations
 
-from datetime import UTC, datetime, timedelta
+from datetime import UTC, date, datetime, time, timedelta
 from pathlib import Path
 from zoneinfo import ZoneInfo
 
@@ -20,6 +20,8 @@ from server.cases.schemas import IntakeRequest
 from server.http import keys
 from server.kernel.crypto import PiiCipher
 from server.kernel.settings import Settings
+from server.sessions import service as sessions
+from server.sessions.schemas import EventRecord, SessionKind
 from tests.conftest import make_settings
 
 from .conftest import NOW, centre_id, who
@@ -121,6 +123,42 @@ async def test_office_hours_decide_what_a_working_day_pause_adds(
         added[hours] = row.due_at - row.base_due_at
     # the next working day's office time: 4 hours from 08:30, against midnight
     assert added == {"08:30-12:00": timedelta(0), "08:30-17:30": timedelta(hours=12, minutes=30)}
+
+
+@pytest.mark.parametrize(
+    ("rollover", "ends"), [("next_working_day", date(2026, 10, 9)), ("none", date(2026, 10, 2))]
+)
+async def test_a_mediation_started_by_its_room_counts_with_the_given_clock(
+    db: async_sessionmaker[AsyncSession], pii: PiiCipher, rollover: str, ends: date
+) -> None:
+    """The room's `session.started` (written by signaling's journal) starts the 调解期限 (30
+    days): from 1 September, the last day is 1 October (国庆)."""
+    case_id = await register(db, pii, matter="neighbour_dispute", summary="漏水纠纷")
+    start = datetime(2026, 9, 1, 2, 0, tzinfo=UTC)
+    async with db.begin() as s:
+        host = await who(s, "mediator01")
+        view = await sessions.create_session(
+            s,
+            kind=SessionKind.mediation,
+            title="漏水纠纷调解",
+            case_id=case_id,
+            host_site_id=host.site_id,
+            created_by_id=host.staff_id,
+            recording_allowed=False,
+            now=start,
+        )
+        await sessions.write_records(
+            s,
+            [EventRecord(view.id, "session.started", "system", {}, start)],
+            deadlines=clock_of(deadline_holiday_rollover=rollover),
+        )
+    async with db() as s:
+        due = await s.scalar(
+            select(CaseDeadline.due_at).where(
+                CaseDeadline.case_id == case_id, CaseDeadline.kind == "mediation"
+            )
+        )
+    assert due is not None and due.astimezone(TZ) == datetime.combine(ends, time(), tzinfo=TZ)
 
 
 def test_the_app_builds_its_clock_from_the_settings(tmp_path: Path) -> None:

@@ -89,6 +89,7 @@ async def test_attendance_across_reconnects_consent_and_visibility(
                 ChatRecord(view.id, "guest:j1", "张三", "好的", T0 + timedelta(minutes=8)),
                 ev("participant.left", 40, identity="guest:j1"),
             ],
+            deadlines=DeadlineClock(),
         )
     async with db.begin() as s:
         [rec] = await records.records_for_case(s, case_id=case_id, viewer=window)
