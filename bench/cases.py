@@ -160,6 +160,7 @@ async def run(scale: float = 1.0) -> dict[str, Any]:
     from server.auth.permissions import StaffIdentity
     from server.cases import deadline_service, intake, queries
     from server.cases.catalogue import load_case_reference
+    from server.cases.deadline_clock import DeadlineClock
     from server.cases.models import Channel
     from server.cases.schemas import CaseQuery, IntakeRequest, PetitionerInput
     from server.cli import alembic_upgrade
@@ -260,6 +261,7 @@ async def run(scale: float = 1.0) -> dict[str, Any]:
                     pii=pii,
                     staff=window,
                     now=NOW,
+                    deadlines=DeadlineClock(),
                     request=IntakeRequest(
                         channel=Channel.window,
                         site_id=1,

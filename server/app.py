@@ -28,6 +28,7 @@ from server.api import security as security_api
 from server.audit.anchors import ANCHOR_FILE, anchor_newest
 from server.audit.chain import chain_for
 from server.audit.chain import flush as flush_audit_witnesses
+from server.cases.deadline_clock import DeadlineClock
 from server.cases.deadline_service import SWEEP_INTERVAL, NotificationJobs, run_deadline_sweep
 from server.http import keys, openapi
 from server.http.auth import auth_middleware, csrf_middleware
@@ -136,7 +137,7 @@ def make_queue_service(
         policy=queue_policy(app[keys.settings]),
         rooms=SessionReceptionRooms(),
         pii=app[keys.pii],
-        timezone=app[keys.settings].timezone,
+        deadlines=app[keys.deadline_clock],
         case_no_format=app[keys.settings].case_no_format,
     )
     return service if clock is None else dataclasses.replace(service, clock=clock)
@@ -268,6 +269,7 @@ def create_app(settings: Settings) -> web.Application:
         client_max_size=settings.max_request_bytes,
     )
     app[keys.settings] = settings
+    app[keys.deadline_clock] = DeadlineClock.from_settings(settings)
     app[keys.metrics] = Metrics()
     app[keys.pii] = PiiCipher(settings.secret_bytes(), old_secrets=settings.previous_secret_bytes())
     app[keys.websockets] = weakref.WeakSet()

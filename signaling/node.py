@@ -26,6 +26,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from media.interfaces import MediaNode, PeerQuality
 from server.auth.permissions import StaffIdentity
+from server.cases.deadline_clock import DeadlineClock
 from server.kernel.crypto import PiiCipher
 from server.kernel.db import utcnow
 from server.kernel.errors import OUTAGE_ERRORS
@@ -89,6 +90,7 @@ class SignalingNode:
         media: MediaNode,
         db: async_sessionmaker[AsyncSession],
         cipher: PiiCipher,
+        deadlines: DeadlineClock,
         clock: Clock = utcnow,
         ratelimiter: RateLimiter | None = None,
     ) -> None:
@@ -101,7 +103,7 @@ class SignalingNode:
         self.media = media
         self.db = db
         self.now = clock
-        self.journal = store.Journal(db)
+        self.journal = store.Journal(db, deadlines)
         self.rooms: dict[str, RoomActor] = {}
         self.edges: dict[str, Edge] = {}
         self.attached: dict[str, set[Edge]] = defaultdict(set)

@@ -17,6 +17,7 @@ from typing import Any
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from media.interfaces import RecordingFile
+from server.cases.deadline_clock import DeadlineClock
 from server.kernel.tasks import cancel_and_wait
 from server.org import service as org
 from server.sessions import service as sessions
@@ -60,8 +61,10 @@ async def site_name(session: AsyncSession, *, site_id: int | None) -> str:
 
 
 class Journal:
-    def __init__(self, db: async_sessionmaker[AsyncSession]) -> None:
+    def __init__(self, db: async_sessionmaker[AsyncSession], deadlines: DeadlineClock) -> None:
         self._db = db
+        #: A started mediation session starts its case's 调解期限 by the deployment's rules.
+        self._deadlines = deadlines
         self._queue: asyncio.Queue[SessionRecordOp] = asyncio.Queue(maxsize=MAX_JOURNAL)
         self._task: asyncio.Task[None] | None = None
         self._idle = asyncio.Event()
@@ -137,7 +140,7 @@ class Journal:
         for op in batch:
             try:
                 async with self._db.begin() as session:
-                    await sessions.write_record(session, op)
+                    await sessions.write_record(session, op, deadlines=self._deadlines)
             except asyncio.CancelledError:
                 raise
             except Exception:
@@ -151,7 +154,7 @@ class Journal:
                 batch.append(self._queue.get_nowait())
             try:
                 async with self._db.begin() as session:
-                    await sessions.write_records(session, batch)
+                    await sessions.write_records(session, batch, deadlines=self._deadlines)
             except asyncio.CancelledError:
                 raise
             except Exception:

@@ -119,6 +119,7 @@ async def signaling_context(app: web.Application) -> AsyncIterator[None]:
         media=media,
         db=app[keys.db],
         cipher=app[keys.pii],
+        deadlines=app[keys.deadline_clock],
         ratelimiter=app.get(keys.ratelimiter),
     )
     await node.start()

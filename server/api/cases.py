@@ -10,7 +10,6 @@ from __future__ import annotations
 import asyncio
 from datetime import UTC, datetime, timedelta
 from typing import Any, Literal, cast
-from zoneinfo import ZoneInfo
 
 from aiohttp import web
 from pydantic import BaseModel, ConfigDict, Field
@@ -56,13 +55,12 @@ from server.cases.schemas import (
 from server.dispatch import service as dispatch
 from server.http import doc_models, keys
 from server.http.auth import client_ip, protected, public, signed_in_staff
-from server.http.case_context import reply_notice
+from server.http.case_context import deadline_clock, reply_notice
 from server.http.common import json_response as _json
 from server.http.common import path_int as _int
 from server.http.common import query_id
 from server.http.common import read_body as _body
 from server.http.openapi import document_table
-from server.kernel import clock
 from server.kernel.db import utcnow
 from server.kernel.errors import InvalidInput
 
@@ -139,7 +137,7 @@ async def create_case(request: web.Request) -> web.Response:
             staff=staff,
             request=body,
             now=utcnow(),
-            timezone=settings.timezone,
+            deadlines=deadline_clock(request),
             case_no_format=settings.case_no_format,
             ip=client_ip(request),
             max_representatives=settings.collective_max_representatives,
@@ -161,7 +159,7 @@ async def public_petition(request: web.Request) -> web.Response:
             staff=None,
             request=body,
             now=utcnow(),
-            timezone=settings.timezone,
+            deadlines=deadline_clock(request),
             case_no_format=settings.case_no_format,
             ip=client_ip(request),
             max_representatives=settings.collective_max_representatives,
@@ -210,6 +208,7 @@ async def import_cases(request: web.Request) -> web.Response:
             pii=request.app[keys.pii],
             cases=items,
             now=utcnow(),
+            deadlines=deadline_clock(request),
             atomic=atomic,
             max_representatives=request.app[keys.settings].collective_max_representatives,
         )
@@ -253,7 +252,7 @@ async def post_transition(request: web.Request) -> web.Response:
                 case_id=_int(request, "case_id"),
                 request=body,
                 now=utcnow(),
-                timezone=_tz(request),
+                deadlines=deadline_clock(request),
                 ip=client_ip(request),
                 reply_notice=reply_notice(request),
                 require_sign_off=request.app[keys.settings].reply_sign_off,
@@ -268,7 +267,7 @@ async def post_transition(request: web.Request) -> web.Response:
             case_id=_int(request, "case_id"),
             request=body,
             now=utcnow(),
-            timezone=_tz(request),
+            deadlines=deadline_clock(request),
             ip=client_ip(request),
             reply_notice=reply_notice(request),
         )
@@ -292,7 +291,7 @@ async def post_sign_off(request: web.Request) -> web.Response:
             staff=staff,
             case_id=_int(request, "case_id"),
             now=utcnow(),
-            timezone=_tz(request),
+            deadlines=deadline_clock(request),
             ip=client_ip(request),
             reply_notice=reply_notice(request),
         )
@@ -343,7 +342,7 @@ async def post_review(request: web.Request) -> web.Response:
             case_id=_int(request, "case_id"),
             reason=body.reason,
             now=utcnow(),
-            timezone=settings.timezone,
+            deadlines=deadline_clock(request),
             case_no_format=settings.case_no_format,
         )
     return _json(child, status=201)
@@ -406,7 +405,7 @@ async def post_extension(request: web.Request) -> web.Response:
             days=body.days,
             reason=body.reason,
             now=utcnow(),
-            tz=_zone(request),
+            deadlines=deadline_clock(request),
             pii=request.app[keys.pii],
         )
         return _json(
@@ -441,13 +440,9 @@ async def post_pause(request: web.Request) -> web.Response:
                 case_id=case_id,
                 kind=body.kind,
                 now=utcnow(),
-                tz=_zone(request),
+                deadlines=deadline_clock(request),
             )
         return _json({"kind": row.kind, "status": row.status, "due_at": row.due_at.isoformat()})
-
-
-def _zone(request: web.Request) -> ZoneInfo:
-    return clock.zone(_tz(request))
 
 
 # --- evaluations and reports ---------------------------------------------------------------
@@ -545,7 +540,7 @@ async def post_signature(request: web.Request) -> web.Response:
             request=body,
             staff=staff,
             now=utcnow(),
-            timezone=_tz(request),
+            deadlines=deadline_clock(request),
             ip=client_ip(request),
         )
     return _json(view)
@@ -599,7 +594,7 @@ async def post_party_sign(request: web.Request) -> web.Response:
             secret=request.app[keys.settings].secret_bytes(),
             request=body,
             now=utcnow(),
-            timezone=_tz(request),
+            deadlines=deadline_clock(request),
             ip=client_ip(request),
         )
     return _json(signed)

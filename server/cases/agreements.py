@@ -11,7 +11,6 @@ import re
 from datetime import UTC, datetime, timedelta
 from pathlib import Path
 from typing import Any
-from zoneinfo import ZoneInfo
 
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession
@@ -20,6 +19,7 @@ from server.audit.service import record
 from server.auth.permissions import Action, StaffIdentity
 from server.cases import deadline_clock
 from server.cases.access import check_not_accused_unit, masked_name, visible_case
+from server.cases.deadline_clock import DeadlineClock
 from server.cases.models import AgreementSignature, CaseEvent, MediationAgreement, PetitionCase
 from server.cases.outbox import ResidentPhone, enqueue
 from server.cases.pdf import CJK_FONT_CANDIDATES as CJK_FONT_CANDIDATES
@@ -236,7 +236,7 @@ async def sign_with_link(
     secret: bytes,
     request: LinkSignRequest,
     now: datetime,
-    timezone: str = "Asia/Shanghai",
+    deadlines: DeadlineClock,
     ip: str = "",
 ) -> PartySigned:
     """A party signs through their own link (`via` own_link): they confirmed that they read
@@ -253,7 +253,7 @@ async def sign_with_link(
         staff=None,
         actor=f"party:{a.id}:{index}",
         now=now,
-        timezone=timezone,
+        deadlines=deadlines,
         ip=ip,
     )
     return PartySigned(agreement_id=a.id, party=index, status=view.status, signed_at=now)
@@ -481,7 +481,7 @@ async def sign_agreement(
     request: SignRequest,
     staff: StaffIdentity,
     now: datetime,
-    timezone: str = "Asia/Shanghai",
+    deadlines: DeadlineClock,
     ip: str = "",
 ) -> AgreementView:
     """Record one signature given on the agreement's mediator's device: the mediator's own
@@ -525,7 +525,7 @@ async def sign_agreement(
         staff=staff,
         actor=staff.actor,
         now=now,
-        timezone=timezone,
+        deadlines=deadlines,
         ip=ip,
     )
 
@@ -542,7 +542,7 @@ async def _add_signature(
     staff: StaffIdentity | None,
     actor: str,
     now: datetime,
-    timezone: str,
+    deadlines: DeadlineClock,
     ip: str,
     id_method: str | None = None,
     id_last4: str | None = None,
@@ -600,7 +600,7 @@ async def _add_signature(
             kind="judicial_confirmation",
             start=now,
             now=now,
-            tz=ZoneInfo(timezone),
+            deadlines=deadlines,
         )
         a.judicial_due_at = dl.due_at
         session.add(

@@ -32,7 +32,7 @@ from server.cases.models import (
     SupervisionBatch,
     SupervisionBatchCase,
 )
-from server.cases.outbox import enqueue
+from server.cases.outbox import StaffPhone, enqueue
 from server.cases.statemachine import OPEN_STATES
 from server.cases.worklist import deadline_marks
 from server.kernel.errors import InvalidInput, PermissionDenied
@@ -195,7 +195,7 @@ async def create_batch(
             session,
             key=f"batch:{batch.id}",
             case_id=None,
-            to=leader.phone,
+            to=StaffPhone(leader.phone),
             subject="集中交办",
             body=f"您有{len(rows)}件集中交办的信访事项（{title}），请按期办结。",
             now=now,

@@ -5,7 +5,6 @@ themselves are server.cases.deadline_clock's."""
 from __future__ import annotations
 
 from datetime import datetime
-from zoneinfo import ZoneInfo
 
 from sqlalchemy.ext.asyncio import AsyncSession
 
@@ -26,7 +25,7 @@ async def extend(
     days: int,
     reason: str,
     now: datetime,
-    tz: ZoneInfo,
+    deadlines: deadline_clock.DeadlineClock,
     pii: PiiCipher,
 ) -> deadline_clock.DeadlineState:
     """延期 (deadline_clock.extend_deadline), the petitioner told the reason by SMS."""
@@ -40,7 +39,7 @@ async def extend(
         days=days,
         reason=reason,
         now=now,
-        tz=tz,
+        deadlines=deadlines,
         petitioner_phone=ResidentPhone(phone, pii) if phone else None,
     )
 
@@ -67,9 +66,9 @@ async def resume(
     case_id: int,
     kind: str,
     now: datetime,
-    tz: ZoneInfo,
+    deadlines: deadline_clock.DeadlineClock,
 ) -> deadline_clock.DeadlineState:
     await check_visible(session, staff=staff, case_id=case_id)
     return await deadline_clock.resume_deadline(
-        session, staff=staff, case_id=case_id, kind=kind, now=now, tz=tz
+        session, staff=staff, case_id=case_id, kind=kind, now=now, deadlines=deadlines
     )

@@ -1,11 +1,16 @@
 """A case's deadlines (期限) as rows: opening, meeting and cancelling them as the case moves,
 and the approved changes to the clock: extension (延期), pause (中止计时) and resume. The due
 times come from `server.cases.deadlines` (pure); the sweep is `server.cases.deadline_sweep`.
+
+The deployment's counting rules (the district's zone, holiday roll-over, office hours) are
+settings: `DeadlineClock.from_settings` reads them once (server/app.py keeps the result in
+`keys.deadline_clock`) and every service that opens or moves a deadline takes it as an
+argument, so no call site counts with other rules than the deployment's.
 """
 
 from __future__ import annotations
 
-from dataclasses import dataclass
+from dataclasses import dataclass, field
 from datetime import datetime
 from typing import Any
 from zoneinfo import ZoneInfo
@@ -16,10 +21,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.audit.service import record
 from server.auth.permissions import Action, StaffIdentity
 from server.cases.deadlines import (
+    ClockRules,
     DayMode,
     HolidayCalendar,
     Pause,
     Policy,
+    Rollover,
     WarnLevel,
     check_extension,
     effective_due,
@@ -35,13 +42,63 @@ from server.cases.models import (
 )
 from server.cases.outbox import ResidentPhone, enqueue
 from server.cases.schemas import DeadlineView
+from server.kernel import clock
 from server.kernel.errors import Conflict, InvalidInput, NotFound, PermissionDenied
+from server.kernel.settings import Settings
 
 OPEN = ("open", "overdue")
 #: The petitioner's evaluation window (评价期限): when it runs out unanswered the sweep records
 #: the evaluation as 未评价 instead of raising warnings (it is not the staff's deadline).
 EVALUATION = "evaluation"
 UNRATED = "unrated"
+
+
+@dataclass(frozen=True, slots=True)
+class DeadlineClock:
+    """How this deployment counts its deadlines: the district's zone (`ONEDOOR_TIMEZONE`) and
+    the counting rules (`ONEDOOR_DEADLINE_HOLIDAY_ROLLOVER`, `ONEDOOR_DEADLINE_OFFICE_HOURS`).
+    The defaults are the settings' defaults (tests build one directly)."""
+
+    timezone: str = clock.DEFAULT_TIMEZONE
+    rules: ClockRules = field(default_factory=ClockRules)
+
+    @classmethod
+    def from_settings(cls, settings: Settings) -> DeadlineClock:
+        """The one place the deadline settings are read (called once, at startup)."""
+        return cls(
+            timezone=settings.timezone,
+            rules=ClockRules(
+                rollover=Rollover(settings.deadline_holiday_rollover),
+                office_hours=clock.parse_office_hours(settings.deadline_office_hours),
+            ),
+        )
+
+    @property
+    def tz(self) -> ZoneInfo:
+        return clock.zone(self.timezone)
+
+    def due(
+        self,
+        *,
+        start: datetime,
+        policy: Policy,
+        calendar: HolidayCalendar,
+        pauses: list[Pause] | None = None,
+        extension_days: int = 0,
+        now: datetime | None = None,
+    ) -> datetime:
+        """`deadlines.effective_due` under this deployment's rules."""
+        return effective_due(
+            start=start,
+            policy=policy,
+            calendar=calendar,
+            tz=self.tz,
+            pauses=pauses or (),
+            extension_days=extension_days,
+            now=now,
+            rollover=self.rules.rollover,
+            office_hours=self.rules.office_hours,
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -105,7 +162,7 @@ async def open_deadline(
     kind: str,
     start: datetime,
     now: datetime,
-    tz: ZoneInfo,
+    deadlines: DeadlineClock,
     limit_days: int | None = None,
     restart: bool = False,
 ) -> CaseDeadline:
@@ -132,10 +189,12 @@ async def open_deadline(
             policy.extension_max_days,
             policy.escalation_days,
         )
-    calendar = (
-        await load_calendar(session) if policy.day_mode == DayMode.working else HolidayCalendar()
+    # calendar days need the holidays too when a period ending on one rolls over
+    needs_calendar = (
+        policy.day_mode == DayMode.working or deadlines.rules.rollover == Rollover.next_working_day
     )
-    due = effective_due(start=start, policy=policy, calendar=calendar, tz=tz)
+    calendar = await load_calendar(session) if needs_calendar else HolidayCalendar()
+    due = deadlines.due(start=start, policy=policy, calendar=calendar)
     step = sweep_step(
         due=due, policy=policy, now=now, current_warn=WarnLevel.none, current_escalation=0
     )
@@ -208,7 +267,7 @@ async def _deadline_for_update(session: AsyncSession, case_id: int, kind: str) -
 
 
 async def _recompute(
-    session: AsyncSession, row: CaseDeadline, *, now: datetime, tz: ZoneInfo
+    session: AsyncSession, row: CaseDeadline, *, now: datetime, deadlines: DeadlineClock
 ) -> None:
     prow = await session.get(DeadlinePolicy, row.kind)
     assert prow is not None
@@ -221,17 +280,16 @@ async def _recompute(
             select(DeadlinePause).where(DeadlinePause.deadline_id == row.id)
         )
     ]
-    due = effective_due(
+    due = deadlines.due(
         start=row.start_at,
         policy=policy,
         calendar=calendar,
-        tz=tz,
         pauses=pauses,
         extension_days=row.extension_days,
         now=now,
     )
     # Offset for a matter-type specific limit (base_due differs from the policy's).
-    policy_base = effective_due(start=row.start_at, policy=policy, calendar=calendar, tz=tz)
+    policy_base = deadlines.due(start=row.start_at, policy=policy, calendar=calendar)
     due += row.base_due_at - policy_base
     row.due_at = due
     step = sweep_step(
@@ -259,7 +317,7 @@ async def extend_deadline(
     days: int,
     reason: str,
     now: datetime,
-    tz: ZoneInfo,
+    deadlines: DeadlineClock,
     petitioner_phone: ResidentPhone | None = None,
 ) -> DeadlineState:
     """延期: once, at most the policy's maximum, approved by a leader of the handling department.
@@ -294,7 +352,7 @@ async def extend_deadline(
     row.extension_reason = reason
     row.extension_approver_id = staff.staff_id
     row.extended_at = now
-    await _recompute(session, row, now=now, tz=tz)
+    await _recompute(session, row, now=now, deadlines=deadlines)
     session.add(
         CaseEvent(
             case_id=case_id,
@@ -381,7 +439,7 @@ async def resume_deadline(
     case_id: int,
     kind: str,
     now: datetime,
-    tz: ZoneInfo,
+    deadlines: DeadlineClock,
 ) -> DeadlineState:
     if not (staff.can(Action.case_extend_approve) or staff.can(Action.case_supervise)):
         raise PermissionDenied("a leader or supervisor resumes a paused deadline")
@@ -397,7 +455,7 @@ async def resume_deadline(
         pause.end_at = now
     row.status = "open"
     await session.flush()
-    await _recompute(session, row, now=now, tz=tz)
+    await _recompute(session, row, now=now, deadlines=deadlines)
     session.add(
         CaseEvent(
             case_id=case_id,

@@ -33,7 +33,7 @@ from server.cases.models import (
     Evaluation,
     PetitionCase,
 )
-from server.cases.outbox import enqueue_many
+from server.cases.outbox import StaffPhone, enqueue_many
 from server.kernel import clock
 
 SWEEP_BATCH = 1000
@@ -93,12 +93,13 @@ async def sweep_batch(
     messages: dict[str, dict[str, Any]] = {}
 
     def message(key: str, case_id: int, to: str, subject: str, body: str) -> None:
+        """A warning or 抄告 to staff (or a named 抄告 contact)."""
         messages.setdefault(
             key,
             {
                 "dedupe_key": key,
                 "case_id": case_id,
-                "to": to,
+                "to": StaffPhone(to),
                 "channel": "sms",
                 "subject": subject,
                 "body": body,

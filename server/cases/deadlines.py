@@ -28,6 +28,9 @@ from dataclasses import dataclass, field
 from datetime import UTC, date, datetime, time, timedelta
 from zoneinfo import ZoneInfo
 
+from server.kernel.clock import DEFAULT_OFFICE_HOURS as DEFAULT_OFFICE_HOURS
+from server.kernel.clock import OfficeHours as OfficeHours
+from server.kernel.clock import parse_office_hours as parse_office_hours
 from server.kernel.errors import InvalidInput
 
 
@@ -54,31 +57,8 @@ class Rollover(enum.StrEnum):
     none = "none"
 
 
-#: Office hours on a working day, local wall-clock [start, end) intervals, ascending.
-OfficeHours = tuple[tuple[time, time], ...]
-DEFAULT_OFFICE_HOURS: OfficeHours = ((time(8, 30), time(17, 30)),)
 #: How far the arithmetic looks for a working day before giving up (a calendar without one).
 _MAX_SEARCH_DAYS = 3660
-
-
-def parse_office_hours(text: str) -> OfficeHours:
-    """`"08:30-12:00,13:30-17:30"` → intervals; raises ValueError naming the problem."""
-    out: list[tuple[time, time]] = []
-    for part in (p.strip() for p in text.split(",")):
-        if not part:
-            continue
-        try:
-            a, b = (time.fromisoformat(x.strip()) for x in part.split("-"))
-        except ValueError:
-            raise ValueError(f"office hours {part!r}: write HH:MM-HH:MM") from None
-        if a >= b:
-            raise ValueError(f"office hours {part!r}: the end must come after the start")
-        if out and a < out[-1][1]:
-            raise ValueError(f"office hours {part!r}: intervals must be ascending, not overlapping")
-        out.append((a, b))
-    if not out:
-        raise ValueError("office hours: at least one interval, e.g. 08:30-17:30")
-    return tuple(out)
 
 
 class WarnLevel(enum.StrEnum):

@@ -16,6 +16,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.service import record
 from server.auth.permissions import Action, StaffIdentity
+from server.cases.deadline_clock import DeadlineClock
 from server.cases.intake import intake
 from server.cases.models import CaseEvent, CaseRepresentative, CaseState, Channel, PetitionCase
 from server.cases.schemas import (
@@ -179,6 +180,7 @@ async def import_cases(
     pii: PiiCipher,
     cases: list[ImportCase],
     now: datetime,
+    deadlines: DeadlineClock,
     atomic: bool = False,
     max_representatives: int = STATUTORY_MAX_REPRESENTATIVES,
 ) -> ImportResult:
@@ -211,6 +213,7 @@ async def import_cases(
                     pii=pii,
                     staff=None,
                     now=now,
+                    deadlines=deadlines,
                     request=IntakeRequest.model_validate(
                         {
                             "channel": Channel.web,

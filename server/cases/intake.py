@@ -20,6 +20,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.audit.service import record
 from server.auth.permissions import Action, StaffIdentity
 from server.cases import deadline_clock
+from server.cases.deadline_clock import DeadlineClock
 from server.cases.models import (
     CaseCounter,
     CaseEvent,
@@ -269,7 +270,7 @@ async def intake(
     staff: StaffIdentity | None,
     request: IntakeRequest,
     now: datetime,
-    timezone: str = "Asia/Shanghai",
+    deadlines: DeadlineClock,
     case_no_format: str = "{admin_code}-{year}-{seq:06d}",
     ip: str = "",
     max_representatives: int = STATUTORY_MAX_REPRESENTATIVES,
@@ -373,7 +374,7 @@ async def intake(
         now=now,
         matter_type=request.matter_type,
         case_no_format=case_no_format,
-        timezone=timezone,
+        timezone=deadlines.timezone,
         category=category.value if category else None,
         confidential=confidential,
         accused_dept_id=request.accused_department_id,
@@ -424,7 +425,7 @@ async def intake(
         kind="acceptance",
         start=now,
         now=now,
-        tz=ZoneInfo(timezone),
+        deadlines=deadlines,
         limit_days=limit,
     )
     await session.flush()

@@ -24,6 +24,7 @@ from server.cases.access import (
     load_facts,
     visible_case,
 )
+from server.cases.deadline_clock import DeadlineClock
 from server.cases.escalation import record_recipients
 from server.cases.evaluation import ReplyNotice, issue_evaluation
 from server.cases.intake import insert_case
@@ -113,7 +114,7 @@ async def transition(
     case_id: int,
     request: TransitionRequest,
     now: datetime,
-    timezone: str = "Asia/Shanghai",
+    deadlines: DeadlineClock,
     ip: str = "",
     reply_notice: ReplyNotice | None = None,
 ) -> CaseDetail:
@@ -123,7 +124,6 @@ async def transition(
         CaseNotFound, IllegalTransition, PermissionDenied, MissingField,
         ConfidentialTransferBlocked: nothing is written.
     """
-    tz = ZoneInfo(timezone)
     if staff is not None:
         row, facts = await visible_case(session, staff=staff, case_id=case_id, for_update=True)
     else:
@@ -166,7 +166,7 @@ async def transition(
                 kind="handling",
                 start=now,
                 now=now,
-                tz=tz,
+                deadlines=deadlines,
                 limit_days=await _matter_days(session, row, "handling"),
             )
         case "not_accept" | "redirect_legal":
@@ -203,19 +203,25 @@ async def transition(
                 kind=deadline_clock.EVALUATION,
                 start=now,
                 now=now,
-                tz=tz,
+                deadlines=deadlines,
                 limit_days=reply_notice.evaluation_days if reply_notice else None,
                 restart=True,
             )
             await deadline_clock.open_deadline(
-                session, case_id=row.id, kind="revisit", start=now, now=now, tz=tz, restart=True
+                session,
+                case_id=row.id,
+                kind="revisit",
+                start=now,
+                now=now,
+                deadlines=deadlines,
+                restart=True,
             )
             if row.review_level < 2:
                 await deadline_clock.open_deadline(
                     session,
                     case_id=row.id,
                     now=now,
-                    tz=tz,
+                    deadlines=deadlines,
                     start=now,
                     kind="review_request" if row.review_level == 0 else "re_review_request",
                 )
@@ -241,7 +247,7 @@ async def transition(
                 kind="handling",
                 start=now,
                 now=now,
-                tz=tz,
+                deadlines=deadlines,
                 limit_days=await _matter_days(session, row, "handling"),
                 restart=True,
             )
@@ -316,7 +322,7 @@ async def request_review(
     case_id: int,
     reason: str,
     now: datetime,
-    timezone: str = "Asia/Shanghai",
+    deadlines: DeadlineClock,
     case_no_format: str = "{admin_code}-{year}-{seq:06d}",
     pii: PiiCipher | None = None,
 ) -> CaseSummary:
@@ -325,7 +331,7 @@ async def request_review(
         raise PermissionDenied("your roles may not register a review request")
     parent, facts = await visible_case(session, staff=staff, case_id=case_id, for_update=True)
     state = check_review_request(facts)
-    await _check_review_chain(session, parent, now=now, tz=ZoneInfo(timezone))
+    await _check_review_chain(session, parent, now=now, tz=deadlines.tz)
     if not reason.strip():
         raise InvalidInput("a review request needs the petitioner's reasons", field="reason")
     level = parent.review_level + 1
@@ -341,7 +347,7 @@ async def request_review(
         now=now,
         matter_type=parent.matter_type,
         case_no_format=case_no_format,
-        timezone=timezone,
+        timezone=deadlines.timezone,
         state=state,
         parent_case_id=parent.id,
         review_level=level,
@@ -361,7 +367,7 @@ async def request_review(
         session,
         case_id=child.id,
         now=now,
-        tz=ZoneInfo(timezone),
+        deadlines=deadlines,
         start=now,
         kind="review_decision" if level == 1 else "re_review_decision",
     )

@@ -4,8 +4,10 @@ transaction, each under a unique dedupe key, and delivered later by
 
 A resident's number (a petitioner's, a mediation party's) is personal data: it is passed as a
 `ResidentPhone` and kept encrypted with the PII cipher (#17 finding 13), decrypted only by the
-sender (`recipient_of`). Staff numbers, which the staff directory holds anyway, are kept as
-they are. `onedoor pii rotate` also encrypts residents' numbers queued before this rule.
+sender (`recipient_of`). Staff numbers, which the staff directory holds anyway, are passed as
+a `StaffPhone` and kept as they are. The outbox takes no bare string: every caller says whose
+number it is, and `stored_recipient` is the one place the `to` column is written. `onedoor pii
+rotate` also encrypts residents' numbers queued before this rule.
 """
 
 from __future__ import annotations
@@ -37,6 +39,32 @@ class ResidentPhone:
     pii: PiiCipher
 
 
+@dataclass(frozen=True, slots=True)
+class StaffPhone:
+    """A staff member's or a 抄告 contact's number (the staff directory holds it): stored as
+    it is."""
+
+    number: str
+
+
+#: Whom an outbox message goes to: a resident (encrypted) or staff (as it is).
+Recipient = ResidentPhone | StaffPhone
+
+
+def stored_recipient(to: Recipient) -> str:
+    """The value kept in `case_notification.to`: a resident's number encrypted with the PII
+    cipher, a staff number as it is.
+
+    Raises:
+        TypeError: a bare string (whose number it is must be said).
+    """
+    if isinstance(to, ResidentPhone):
+        return to.pii.encrypt(to.number)
+    if isinstance(to, StaffPhone):
+        return to.number
+    raise TypeError("the outbox takes a ResidentPhone or a StaffPhone, not a bare number")
+
+
 def recipient_of(stored: str, pii: PiiCipher | None) -> str:
     """The number to send to: `stored` itself, or decrypted when it was sealed.
 
@@ -55,14 +83,14 @@ async def enqueue(
     *,
     key: str,
     case_id: int | None,
-    to: str | ResidentPhone,
+    to: Recipient,
     subject: str,
     body: str,
     now: datetime,
     channel: str = "sms",
 ) -> bool:
     """Add a message to the outbox unless one with the same key exists (idempotent). A
-    `ResidentPhone` is stored encrypted."""
+    `ResidentPhone` is stored encrypted (`stored_recipient`)."""
     exists = await session.scalar(
         select(CaseNotification.id).where(CaseNotification.dedupe_key == key)
     )
@@ -72,7 +100,7 @@ async def enqueue(
         CaseNotification(
             dedupe_key=key,
             case_id=case_id,
-            to=to.pii.encrypt(to.number) if isinstance(to, ResidentPhone) else to,
+            to=stored_recipient(to),
             channel=channel,
             subject=subject,
             body=body,
@@ -88,9 +116,11 @@ async def enqueue(
 
 async def enqueue_many(session: AsyncSession, messages: list[dict[str, Any]]) -> None:
     """Add messages to the outbox in one statement; a key already there is skipped (the
-    unique dedupe key decides, so concurrent or repeated sweeps cannot send twice)."""
+    unique dedupe key decides, so concurrent or repeated sweeps cannot send twice). Each
+    message's "to" is a `Recipient`, stored by `stored_recipient`."""
     if not messages:
         return
+    messages = [{**m, "to": stored_recipient(m["to"])} for m in messages]
     upsert = pg_insert if session.get_bind().dialect.name == "postgresql" else sqlite_insert
     await session.execute(
         upsert(CaseNotification).on_conflict_do_nothing(index_elements=["dedupe_key"]),

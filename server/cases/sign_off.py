@@ -22,6 +22,7 @@ from server.audit.service import record
 from server.auth.permissions import StaffIdentity
 from server.cases import lifecycle
 from server.cases.access import visible_case
+from server.cases.deadline_clock import DeadlineClock
 from server.cases.evaluation import ReplyNotice
 from server.cases.models import CaseEvent
 from server.cases.schemas import CaseDetail, TransitionRequest
@@ -114,7 +115,7 @@ async def reply_or_draft(
     case_id: int,
     request: TransitionRequest,
     now: datetime,
-    timezone: str,
+    deadlines: DeadlineClock,
     ip: str = "",
     reply_notice: ReplyNotice | None = None,
     require_sign_off: bool = True,
@@ -130,7 +131,7 @@ async def reply_or_draft(
             case_id=case_id,
             request=request,
             now=now,
-            timezone=timezone,
+            deadlines=deadlines,
             ip=ip,
             reply_notice=reply_notice,
         )
@@ -176,7 +177,7 @@ async def sign(
     staff: StaffIdentity,
     case_id: int,
     now: datetime,
-    timezone: str,
+    deadlines: DeadlineClock,
     ip: str = "",
     reply_notice: ReplyNotice | None = None,
 ) -> CaseDetail:
@@ -196,7 +197,7 @@ async def sign(
         case_id=case_id,
         request=TransitionRequest(transition=draft.transition, **{text_field: draft.text}),
         now=now,
-        timezone=timezone,
+        deadlines=deadlines,
         ip=ip,
         reply_notice=reply_notice,
     )

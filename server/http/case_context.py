@@ -4,6 +4,7 @@ from __future__ import annotations
 
 from aiohttp import web
 
+from server.cases.deadline_clock import DeadlineClock
 from server.cases.evaluation import ReplyNotice
 from server.http import keys
 
@@ -17,3 +18,8 @@ def reply_notice(request: web.Request) -> ReplyNotice:
         base_url=str(request.url.origin()),
         evaluation_days=settings.evaluation_window_days,
     )
+
+
+def deadline_clock(request: web.Request) -> DeadlineClock:
+    """How the deployment counts deadlines (built from the settings once, by create_app)."""
+    return request.app[keys.deadline_clock]

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncEngine, AsyncSession, async_sessionmaker
 if TYPE_CHECKING:
     from redis.asyncio import Redis
 
+    from server.cases.deadline_clock import DeadlineClock
     from server.kernel.crypto import PiiCipher
     from server.kernel.jobs import JobRunner
     from server.kernel.metrics import Metrics
@@ -26,6 +27,9 @@ engine: web.AppKey[AsyncEngine] = web.AppKey("engine")
 db: web.AppKey[async_sessionmaker[AsyncSession]] = web.AppKey("db")
 redis: web.AppKey[Redis | None] = web.AppKey("redis")
 pii: web.AppKey[PiiCipher] = web.AppKey("pii")
+#: How the deployment counts deadlines (zone, holiday roll-over, office hours), read from the
+#: settings once by create_app; every case service that opens or moves a deadline is given it.
+deadline_clock: web.AppKey[DeadlineClock] = web.AppKey("deadline_clock")
 metrics: web.AppKey[Metrics] = web.AppKey("metrics")
 notifier: web.AppKey[Notifier] = web.AppKey("notifier")
 websockets: web.AppKey[weakref.WeakSet[web.WebSocketResponse]] = web.AppKey("websockets")

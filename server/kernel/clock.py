@@ -33,6 +33,31 @@ FORMATS: dict[Style, str] = {
 
 Zone = str | ZoneInfo
 
+#: Office hours on a working day, local wall-clock [start, end) intervals, ascending
+#: (`ONEDOOR_DEADLINE_OFFICE_HOURS`: working-day deadlines count a pause's office time).
+OfficeHours = tuple[tuple[time, time], ...]
+DEFAULT_OFFICE_HOURS: OfficeHours = ((time(8, 30), time(17, 30)),)
+
+
+def parse_office_hours(text: str) -> OfficeHours:
+    """`"08:30-12:00,13:30-17:30"` → intervals; raises ValueError naming the problem."""
+    out: list[tuple[time, time]] = []
+    for part in (p.strip() for p in text.split(",")):
+        if not part:
+            continue
+        try:
+            a, b = (time.fromisoformat(x.strip()) for x in part.split("-"))
+        except ValueError:
+            raise ValueError(f"office hours {part!r}: write HH:MM-HH:MM") from None
+        if a >= b:
+            raise ValueError(f"office hours {part!r}: the end must come after the start")
+        if out and a < out[-1][1]:
+            raise ValueError(f"office hours {part!r}: intervals must be ascending, not overlapping")
+        out.append((a, b))
+    if not out:
+        raise ValueError("office hours: at least one interval, e.g. 08:30-17:30")
+    return tuple(out)
+
 
 @lru_cache(maxsize=16)
 def _zone(name: str) -> ZoneInfo:

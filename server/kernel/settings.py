@@ -212,6 +212,14 @@ class Settings(BaseModel, frozen=True, extra="forbid"):
     #: The district's time zone (an IANA name): times are stored in UTC and shown, printed,
     #: texted and invited in this zone; deadlines count its days (server.kernel.clock).
     timezone: str = "Asia/Shanghai"
+    #: A deadline whose last day is a day off (weekend or public holiday, unless a 调休 make-up
+    #: workday): "next_working_day" ends it at the end of the next working day (民法典 第二百零三条,
+    #: for calendar and working-day limits alike); "none" ends it on its last day whatever that
+    #: day is. Read once into the deadline clock (server.cases.deadline_clock.DeadlineClock).
+    deadline_holiday_rollover: Literal["next_working_day", "none"] = "next_working_day"
+    #: Office hours of a working day ("08:30-12:00,13:30-17:30"): a pause of a working-day
+    #: deadline adds back only its office time (docs/cases.md, Deadlines).
+    deadline_office_hours: str = "08:30-17:30"
     #: Case numbers: unique and gap-free per site and year.
     case_no_format: str = "{admin_code}-{year}-{seq:06d}"
 
@@ -233,6 +241,12 @@ class Settings(BaseModel, frozen=True, extra="forbid"):
                 "ONEDOOR_TSA_CERT is required when ONEDOOR_TSA_URL is set (the TSA's certificate)"
             )
         return self
+
+    @field_validator("deadline_office_hours")
+    @classmethod
+    def _office_hours(cls, value: str) -> str:
+        clock.parse_office_hours(value)  # ValueError names the interval
+        return value
 
     @field_validator("timezone")
     @classmethod

@@ -25,6 +25,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.audit.service import record
 from server.auth.permissions import StaffIdentity
 from server.cases.access import check_not_accused_unit
+from server.cases.deadline_clock import DeadlineClock
 from server.cases.intake import intake
 from server.cases.models import Channel
 from server.cases.queries import get_case
@@ -334,7 +335,9 @@ class ReceptionRooms(Protocol):
         """Create the session (kind reception, no case yet) in the caller's transaction."""
         ...
 
-    async def link_case(self, session: AsyncSession, *, session_id: int, case_id: int) -> None:
+    async def link_case(
+        self, session: AsyncSession, *, session_id: int, case_id: int, deadlines: DeadlineClock
+    ) -> None:
         """Attach the session to the case created (or chosen) when the call is accepted."""
         ...
 
@@ -365,8 +368,12 @@ class SessionReceptionRooms:
         )
         return ReceptionRoom(session_id=view.id, room_id=view.room_id)
 
-    async def link_case(self, session: AsyncSession, *, session_id: int, case_id: int) -> None:
-        await sessions.attach_case(session, session_id=session_id, case_id=case_id)
+    async def link_case(
+        self, session: AsyncSession, *, session_id: int, case_id: int, deadlines: DeadlineClock
+    ) -> None:
+        await sessions.attach_case(
+            session, session_id=session_id, case_id=case_id, deadlines=deadlines
+        )
 
 
 @dataclass(frozen=True, slots=True)
@@ -377,9 +384,9 @@ class QueueService:
     policy: QueuePolicy
     rooms: ReceptionRooms
     pii: PiiCipher
-    clock: Clock = utcnow
     #: The deployment's settings for the cases the desk registers (as the REST intake has).
-    timezone: str = "Asia/Shanghai"
+    deadlines: DeadlineClock
+    clock: Clock = utcnow
     case_no_format: str = "{admin_code}-{year}-{seq:06d}"
 
     def now(self) -> datetime:
@@ -506,11 +513,13 @@ class QueueService:
                             accused_department_id=entry.accused_department_id,
                         ),
                         now=now,
-                        timezone=self.timezone,
+                        deadlines=self.deadlines,
                         case_no_format=self.case_no_format,
                     )
                 ).case
-            await self.rooms.link_case(session, session_id=entry.session_id, case_id=case.id)
+            await self.rooms.link_case(
+                session, session_id=entry.session_id, case_id=case.id, deadlines=self.deadlines
+            )
             await record(
                 session,
                 actor=officer.actor,

@@ -8,8 +8,8 @@ from datetime import datetime
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.cases import deadline_clock
+from server.cases.deadline_clock import DeadlineClock
 from server.cases.timeline import append_event
-from server.kernel import clock
 from server.sessions import hooks
 from server.sessions.models import CallSession, SessionKind, SessionOutcome
 
@@ -29,12 +29,21 @@ async def note(session: AsyncSession, row: CallSession, type: str, at: datetime)
     await append_event(session, case_id=row.case_id, type=type, at=at, payload=payload)
     if row.kind != SessionKind.mediation:
         return
-    if type == "session_started":  # 调解期限: from the first mediation session of the case
-        await deadline_clock.open_deadline(
-            session, case_id=row.case_id, kind="mediation", start=at, now=at, tz=clock.zone()
-        )
-    elif type == "session_outcome" and row.outcome in MEDIATION_ENDS:
+    if type == "session_outcome" and row.outcome in MEDIATION_ENDS:
         await deadline_clock.meet_deadline(session, case_id=row.case_id, kind="mediation", now=at)
+
+
+async def started(
+    session: AsyncSession, row: CallSession, at: datetime, *, deadlines: DeadlineClock
+) -> None:
+    """The session started (or, started before, was filed under its case): noted on the
+    timeline; the first mediation session of a case starts its 调解期限, counted by the
+    deployment's deadline clock."""
+    await note(session, row, "session_started", at)
+    if row.case_id is not None and row.kind == SessionKind.mediation:
+        await deadline_clock.open_deadline(
+            session, case_id=row.case_id, kind="mediation", start=at, now=at, deadlines=deadlines
+        )
 
 
 #: Outcomes that end the mediation (agreement or 调解不成): its time limit stops.

@@ -24,6 +24,7 @@ from sqlalchemy import and_, func, insert, or_, select
 from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.service import record as audit
+from server.cases.deadline_clock import DeadlineClock
 from server.kernel.db import utcnow
 from server.kernel.errors import InvalidInput
 from server.org import service as org
@@ -331,13 +332,16 @@ async def open_lobby(session: AsyncSession, *, session_id: int) -> SessionView:
     return SessionView.from_row(row)
 
 
-async def go_live(session: AsyncSession, *, session_id: int, now: datetime) -> SessionView:
-    """scheduled/lobby → live; the first start is kept as `actual_start`."""
+async def go_live(
+    session: AsyncSession, *, session_id: int, now: datetime, deadlines: DeadlineClock
+) -> SessionView:
+    """scheduled/lobby → live; the first start is kept as `actual_start` (and starts a
+    mediation's 调解期限, by `deadlines`)."""
     row = await _move(session, session_id, S.live)
     first = row.actual_start is None
     row.actual_start = row.actual_start or now
     if first:
-        await casefile.note(session, row, "session_started", now)
+        await casefile.started(session, row, now, deadlines=deadlines)
     await session.flush()
     return SessionView.from_row(row)
 
@@ -436,12 +440,14 @@ async def reschedule(
     return SessionView.from_row(row)
 
 
-async def attach_case(session: AsyncSession, *, session_id: int, case_id: int) -> SessionView:
+async def attach_case(
+    session: AsyncSession, *, session_id: int, case_id: int, deadlines: DeadlineClock
+) -> SessionView:
     """File the session under a case (the desk does it when a call is answered)."""
     row = await _row(session, session_id, lock=True)
     row.case_id = case_id
     if row.actual_start is not None:  # it started before it was filed: the case says so
-        await casefile.note(session, row, "session_started", row.actual_start)
+        await casefile.started(session, row, row.actual_start, deadlines=deadlines)
     await session.flush()
     return SessionView.from_row(row)
 
@@ -589,9 +595,11 @@ def public_payload(payload: dict[str, object]) -> dict[str, object]:
     return {k: v for k, v in payload.items() if k not in PRIVATE_KEYS}
 
 
-async def write_records(session: AsyncSession, records: Sequence[SessionRecordOp]) -> None:
+async def write_records(
+    session: AsyncSession, records: Sequence[SessionRecordOp], *, deadlines: DeadlineClock
+) -> None:
     """Chat lines go in one executemany (no ORM unit of work on the event loop); the rest, in
-    order, one by one."""
+    order, one by one (`deadlines`: a started mediation starts its 调解期限)."""
     chats = [
         {
             "session_id": r.session_id,
@@ -607,10 +615,12 @@ async def write_records(session: AsyncSession, records: Sequence[SessionRecordOp
         await session.execute(insert(ChatMessage), chats)
     for r in records:
         if not isinstance(r, ChatRecord):
-            await write_record(session, r)
+            await write_record(session, r, deadlines=deadlines)
 
 
-async def write_record(session: AsyncSession, record: SessionRecordOp) -> None:
+async def write_record(
+    session: AsyncSession, record: SessionRecordOp, *, deadlines: DeadlineClock
+) -> None:
     if isinstance(record, ChatRecord):
         session.add(
             ChatMessage(
@@ -639,10 +649,10 @@ async def write_record(session: AsyncSession, record: SessionRecordOp) -> None:
             )
         await hooks.emit_recording(session, record)
         return
-    await _write_event(session, record)
+    await _write_event(session, record, deadlines=deadlines)
 
 
-async def _write_event(session: AsyncSession, ev: EventRecord) -> None:
+async def _write_event(session: AsyncSession, ev: EventRecord, *, deadlines: DeadlineClock) -> None:
     public = public_payload(dict(ev.payload))
     session.add(
         SessionEvent(
@@ -662,11 +672,11 @@ async def _write_event(session: AsyncSession, ev: EventRecord) -> None:
     if ev.type.startswith(("participant.", "recording.")):
         await participant_rows.follow_event(session, ev)
     elif ev.type in ("session.started", "session.ended"):
-        await _follow_room(session, ev)
+        await _follow_room(session, ev, deadlines=deadlines)
     await session.flush()
 
 
-async def _follow_room(session: AsyncSession, ev: EventRecord) -> None:
+async def _follow_room(session: AsyncSession, ev: EventRecord, *, deadlines: DeadlineClock) -> None:
     """The room started or ended: the session follows where its state allows. A room on a
     session already live (a rebuilt room) or already closed leaves the state alone."""
     row = await session.get(CallSession, ev.session_id)
@@ -680,6 +690,6 @@ async def _follow_room(session: AsyncSession, ev: EventRecord) -> None:
         logger.info("session %s stays %s on %s", ev.session_id, row.state.value, ev.type)
         return
     if target == S.live:
-        await go_live(session, session_id=row.id, now=ev.at)
+        await go_live(session, session_id=row.id, now=ev.at, deadlines=deadlines)
     else:
         await end(session, session_id=row.id, now=ev.at)

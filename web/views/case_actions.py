@@ -25,9 +25,8 @@ from server.cases.schemas import CaseDetail, HandlerRequest, SupervisionRequest,
 from server.cases.statemachine import LEGAL_ROUTES, TRANSITIONS
 from server.http import keys
 from server.http.auth import client_ip, protected, signed_in_staff
-from server.http.case_context import reply_notice
+from server.http.case_context import deadline_clock, reply_notice
 from server.http.common import path_int
-from server.kernel import clock
 from server.kernel.db import utcnow
 from server.kernel.errors import AppError, Conflict, InvalidInput, NotFound, PermissionDenied
 from server.org import service as org
@@ -308,7 +307,7 @@ async def _perform(
                 case_id=case_id,
                 request=TransitionRequest(transition=name, **data.model_dump()),
                 now=now,
-                timezone=settings.timezone,
+                deadlines=deadline_clock(request),
                 ip=client_ip(request),
                 reply_notice=reply_notice(request),
                 require_sign_off=settings.reply_sign_off,
@@ -326,7 +325,7 @@ async def _perform(
                     transition=name, **{k: v for k, v in fields.items() if v not in ("", None)}
                 ),
                 now=now,
-                timezone=settings.timezone,
+                deadlines=deadline_clock(request),
                 ip=client_ip(request),
                 reply_notice=reply_notice(request),
             )
@@ -351,7 +350,7 @@ async def _perform(
                 days=int(data.days),
                 reason=data.reason,
                 now=now,
-                tz=clock.zone(settings.timezone),
+                deadlines=deadline_clock(request),
                 pii=request.app[keys.pii],
             )
         elif name == "pause":
@@ -365,7 +364,7 @@ async def _perform(
                 case_id=case_id,
                 kind=data.kind,
                 now=now,
-                tz=clock.zone(settings.timezone),
+                deadlines=deadline_clock(request),
             )
         elif name == "supervise":
             await lifecycle.supervise(
@@ -412,7 +411,7 @@ async def _perform(
                 case_id=case_id,
                 reason=data.reason,
                 now=now,
-                timezone=settings.timezone,
+                deadlines=deadline_clock(request),
                 case_no_format=settings.case_no_format,
             )
     return None

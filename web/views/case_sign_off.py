@@ -13,7 +13,7 @@ from server.auth.permissions import Action
 from server.cases import sign_off
 from server.http import keys
 from server.http.auth import client_ip, protected, signed_in_staff
-from server.http.case_context import reply_notice
+from server.http.case_context import deadline_clock, reply_notice
 from server.http.common import path_int
 from server.kernel.db import utcnow
 from server.kernel.errors import Conflict
@@ -37,7 +37,6 @@ async def post_sign_off(request: web.Request) -> web.Response:
     case_id = path_int(request, "case_id")
     name = request.match_info["name"]
     values = form_dict(await request.post(), ("note",))
-    settings = request.app[keys.settings]
     try:
         async with request.app[keys.db].begin() as session:
             if name == "sign_off":
@@ -46,7 +45,7 @@ async def post_sign_off(request: web.Request) -> web.Response:
                     staff=staff,
                     case_id=case_id,
                     now=utcnow(),
-                    timezone=settings.timezone,
+                    deadlines=deadline_clock(request),
                     ip=client_ip(request),
                     reply_notice=reply_notice(request),
                 )

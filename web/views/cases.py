@@ -23,6 +23,7 @@ from server.cases.schemas import (
 )
 from server.http import keys
 from server.http.auth import client_ip, protected, public, signed_in_staff
+from server.http.case_context import deadline_clock
 from server.http.common import path_int
 from server.kernel import clock
 from server.kernel.db import utcnow
@@ -329,7 +330,6 @@ async def party_sign_page(request: web.Request) -> web.Response:
     party's). A bad link (forged, expired, used, the text changed since) shows why, in words."""
     token = request.match_info["token"]
     secret = request.app[keys.settings].secret_bytes()
-    tz = request.app[keys.settings].timezone
     error: str | None = None
     field_error: dict[str, str] = {}
     signed: PartySigned | None = None
@@ -352,7 +352,7 @@ async def party_sign_page(request: web.Request) -> web.Response:
                         secret=secret,
                         request=LinkSignRequest(agreed=True, signer_name=values["signer_name"]),
                         now=utcnow(),
-                        timezone=tz,
+                        deadlines=deadline_clock(request),
                         ip=client_ip(request),
                     )
             except AppError as e:

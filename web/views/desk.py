@@ -13,6 +13,7 @@ from server.cases.receipts import send_reception_receipt
 from server.cases.schemas import TransitionRequest
 from server.http import keys
 from server.http.auth import client_ip, protected, signed_in_staff
+from server.http.case_context import deadline_clock
 from server.http.common import path_int
 from server.http.doc_models import QueueView
 from server.http.openapi import documented
@@ -172,6 +173,7 @@ async def intake(request: web.Request) -> web.Response:
                 case_id=entry.case_id,
                 request=TransitionRequest(transition="accept", note=data.note),
                 now=utcnow(),
+                deadlines=deadline_clock(request),
                 ip=client_ip(request),
             )
     except AppError as e:

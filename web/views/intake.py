@@ -20,6 +20,7 @@ from server.cases.intake import intake
 from server.cases.schemas import Channel, IntakeRequest, PetitionerInput, RepresentativeInput
 from server.http import keys
 from server.http.auth import client_ip, protected, signed_in_staff
+from server.http.case_context import deadline_clock
 from server.kernel.db import utcnow
 from server.kernel.errors import AppError
 from server.org.schemas import Role
@@ -223,7 +224,7 @@ async def new_case_submit(request: web.Request) -> web.Response:
                     on_behalf_consent=data.channel == "agent" and bool(values[CONSENT_FIELD]),
                 ),
                 now=utcnow(),
-                timezone=settings.timezone,
+                deadlines=deadline_clock(request),
                 case_no_format=settings.case_no_format,
                 ip=client_ip(request),
                 max_representatives=settings.collective_max_representatives,

@@ -17,6 +17,7 @@ from server.cases.queries import get_case
 from server.cases.schemas import Channel, IntakeRequest, PetitionerInput
 from server.http import keys
 from server.http.auth import client_ip, public
+from server.http.case_context import deadline_clock
 from server.kernel.db import utcnow
 from server.kernel.errors import KioskRateLimited, NotFound
 from server.kernel.ids import parse_id
@@ -147,7 +148,7 @@ async def kiosk_submit(request: web.Request) -> web.Response:
                     accused_department_id=accused,
                 ),
                 now=utcnow(),
-                timezone=settings.timezone,
+                deadlines=deadline_clock(request),
                 case_no_format=settings.case_no_format,
                 ip=client_ip(request),
             )

@@ -12,6 +12,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.cases import agreements
 from server.cases.access import CaseNotFound
+from server.cases.deadline_clock import DeadlineClock
 from server.cases.models import CaseDeadline, CaseEvent
 from server.cases.schemas import (
     AgreementDraft,
@@ -58,6 +59,7 @@ async def test_effective_only_when_all_have_signed(db: async_sessionmaker[AsyncS
                 agreement_id=view.id,
                 staff=await who(s, username),
                 now=NOW + timedelta(hours=1),
+                deadlines=DeadlineClock(),
                 request=SignRequest(
                     signer=signer,
                     signer_name=name,

@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.auth import csrf
 from server.cases import exchange, intake, queries
+from server.cases.deadline_clock import DeadlineClock
 from server.cases.models import CaseCounter, CaseRepresentative, PetitionCase
 from server.cases.schemas import IntakeRequest
 from server.cases.validation import TooManyRepresentatives
@@ -46,6 +47,7 @@ async def window_intake(
         staff=await who(session, "window01"),
         request=request,
         now=NOW,
+        deadlines=DeadlineClock(),
         max_representatives=max_representatives,
     )
     return result.case.id
@@ -184,7 +186,12 @@ async def test_exchange_round_trip_validates_collective_records_one_by_one(
     before = await counts(db)
     async with db.begin() as s:
         result = await exchange.import_cases(
-            s, staff=await who(s, "supervisor01"), pii=pii, cases=batch, now=NOW
+            s,
+            staff=await who(s, "supervisor01"),
+            pii=pii,
+            cases=batch,
+            now=NOW,
+            deadlines=DeadlineClock(),
         )
     assert result.created == 2
     rejected = {r.provincial_no: (r.error, r.details.get("field")) for r in result.rejected}
@@ -231,6 +238,7 @@ async def test_exchange_round_trip_validates_collective_records_one_by_one(
                 )
             ],
             now=NOW,
+            deadlines=DeadlineClock(),
         )
         assert result.created == 1
         new_id = await s.scalar(

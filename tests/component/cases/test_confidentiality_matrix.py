@@ -33,6 +33,7 @@ from sqlalchemy import select
 from server.app import create_app
 from server.audit.models import AuditEntry
 from server.auth import csrf
+from server.cases.deadline_clock import DeadlineClock
 from server.cases.deadline_service import run_deadline_sweep
 from server.cases.models import CaseEscalation, CaseNotification, PetitionCase
 from server.http import keys
@@ -267,7 +268,7 @@ async def _session_for(d: District, case_id: int, channel: str) -> int:
             view.id, "participant.joined", "system",
             {"identity": "guest:accuser", "role": "party", "display_name": petitioner(channel)[0]},
             utcnow(),
-        )])  # fmt: skip
+        )], deadlines=DeadlineClock())  # fmt: skip
     return view.id
 
 

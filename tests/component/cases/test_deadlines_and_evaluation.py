@@ -3,7 +3,7 @@
 from __future__ import annotations
 
 import asyncio
-from datetime import timedelta
+from datetime import datetime, timedelta
 from zoneinfo import ZoneInfo
 
 import pytest
@@ -11,6 +11,7 @@ from sqlalchemy import func, select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.cases import deadline_clock, deadline_service, evaluation, intake, queries
+from server.cases.deadline_clock import DeadlineClock
 from server.cases.deadlines import ExtensionRefused
 from server.cases.evaluation import ReplyNotice
 from server.cases.models import (
@@ -62,7 +63,7 @@ async def test_extension_once_within_limit_by_the_leader_only(
                 days=days,
                 reason="需现场勘验",
                 now=NOW + timedelta(days=50),
-                tz=TZ,
+                deadlines=DeadlineClock(),
                 petitioner_phone=ResidentPhone("13812345678", pii),
             )
 
@@ -73,7 +74,10 @@ async def test_extension_once_within_limit_by_the_leader_only(
     with pytest.raises(ExtensionRefused):
         await extend("leader02", 31)
     row = await extend("leader02", 30)
-    assert row.due_at - row.base_due_at == timedelta(days=30)
+    # 60 days from 2 March end on 1 May (劳动节), rolled over to the end of 6 May; the 30 days
+    # count on from 1 May: 31 May is a Sunday, so the extended period ends with 1 June
+    assert row.base_due_at.astimezone(TZ) == datetime(2026, 5, 7, tzinfo=TZ)
+    assert row.due_at.astimezone(TZ) == datetime(2026, 6, 2, tzinfo=TZ)
     with pytest.raises(ExtensionRefused):
         await extend("leader02", 1)
     async with db() as s:
@@ -99,7 +103,7 @@ async def test_pause_stops_the_clock(db: async_sessionmaker[AsyncSession], pii: 
             case_id=case_id,
             kind="handling",
             now=NOW + timedelta(days=12),
-            tz=TZ,
+            deadlines=DeadlineClock(),
         )
         assert row.due_at - row.base_due_at == timedelta(days=7)
         assert row.status == "open"
@@ -123,7 +127,9 @@ async def test_sweep_warns_escalates_once_and_is_idempotent(
         db, now=NOW + timedelta(days=10), notifier=notifier
     )
     assert report.ran and report.warnings == 0  # nothing due yet
-    late = NOW + timedelta(days=65)  # 4 days late: yellow, red, overdue, levels 1 and 2
+    # due at the end of 6 May (the 60 days end on 1 May, 劳动节, and roll over to 6 May);
+    # 10 May 10:00 is over 3 days late: yellow, red, overdue, levels 1 and 2
+    late = NOW + timedelta(days=69)
     report = await deadline_service.run_deadline_sweep(db, now=late, notifier=notifier)
     assert report.overdue >= 1 and report.escalations >= 2
     first = [(m.to, m.subject) for m in notifier.sent]
@@ -225,6 +231,7 @@ async def test_case_numbers_unique_and_gap_free_under_concurrency(
                 pii=pii,
                 staff=window,
                 now=NOW,
+                deadlines=DeadlineClock(),
                 request=IntakeRequest(
                     channel=Channel.window, site_id=site, summary=f"第{i}号测试信访事项"
                 ),
@@ -321,7 +328,7 @@ async def test_an_overdue_deadline_is_neither_extended_nor_paused(
                 days=10,
                 reason="需现场勘验",
                 now=late,
-                tz=TZ,
+                deadlines=DeadlineClock(),
             )
     with pytest.raises(PauseTooLate):
         async with db.begin() as s:

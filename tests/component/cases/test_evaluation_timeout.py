@@ -218,7 +218,15 @@ async def test_the_api_reply_uses_the_configured_window(
     from server.app import create_app
     from tests.conftest import make_settings, signed_in
 
-    app = create_app(make_settings(tmp_path, demo_sqlite_url, evaluation_window_days=2))
+    # today's date: without the roll-over a window ending on a weekend is still 2 days long
+    app = create_app(
+        make_settings(
+            tmp_path,
+            demo_sqlite_url,
+            evaluation_window_days=2,
+            deadline_holiday_rollover="none",
+        )
+    )
     async with TestClient(TestServer(app)) as client:
         token = await signed_in(client, "window_officer")
         me = await (await client.get("/api/me")).json()

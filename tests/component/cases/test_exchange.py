@@ -13,6 +13,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.auth import csrf
 from server.cases import exchange
+from server.cases.deadline_clock import DeadlineClock
 from server.cases.models import CaseCounter, PetitionCase, Petitioner
 from server.kernel.crypto import PiiCipher
 from server.kernel.errors import PermissionDenied
@@ -60,7 +61,12 @@ async def test_records_with_required_fields_are_validated_one_by_one(
     ]
     async with db.begin() as s:
         result = await exchange.import_cases(
-            s, staff=await who(s, "supervisor01"), pii=pii, cases=batch, now=NOW
+            s,
+            staff=await who(s, "supervisor01"),
+            pii=pii,
+            cases=batch,
+            now=NOW,
+            deadlines=DeadlineClock(),
         )
     assert (result.created, result.skipped) == (2, 1)
     by_no = {r.provincial_no: r for r in result.rejected}
@@ -108,7 +114,13 @@ async def test_atomic_import_writes_nothing_when_a_record_is_rejected(
     with pytest.raises(exchange.ImportRejected) as err:
         async with db.begin() as s:
             await exchange.import_cases(
-                s, staff=await who(s, "supervisor01"), pii=pii, cases=batch, now=NOW, atomic=True
+                s,
+                staff=await who(s, "supervisor01"),
+                pii=pii,
+                cases=batch,
+                now=NOW,
+                deadlines=DeadlineClock(),
+                atomic=True,
             )
     [rejection] = err.value.details["rejected"]
     assert rejection["provincial_no"] == "ZJ-102" and rejection["details"]["field"] == "employer"
@@ -120,6 +132,7 @@ async def test_atomic_import_writes_nothing_when_a_record_is_rejected(
             pii=pii,
             cases=[batch[0], record("ZJ-102", site, "social_insurance", employer="某厂")],
             now=NOW,
+            deadlines=DeadlineClock(),
             atomic=True,
         )
     assert (result.created, result.rejected) == (2, [])
@@ -134,7 +147,12 @@ async def test_export_carries_the_required_fields_and_imports_back(
         supervisor = await who(s, "supervisor01")
         with pytest.raises(PermissionDenied):
             await exchange.import_cases(
-                s, staff=await who(s, "window01"), pii=pii, cases=[], now=NOW
+                s,
+                staff=await who(s, "window01"),
+                pii=pii,
+                cases=[],
+                now=NOW,
+                deadlines=DeadlineClock(),
             )
         await exchange.import_cases(
             s,
@@ -142,6 +160,7 @@ async def test_export_carries_the_required_fields_and_imports_back(
             pii=pii,
             cases=[record("ZJ-201", site, "demolition", project="运河新城")],
             now=NOW,
+            deadlines=DeadlineClock(),
         )
     async with db.begin() as s:
         out = await exchange.export_cases(
@@ -158,7 +177,9 @@ async def test_export_carries_the_required_fields_and_imports_back(
         attributes=case.attributes,
     )
     async with db.begin() as s:
-        result = await exchange.import_cases(s, staff=supervisor, pii=pii, cases=[again], now=NOW)
+        result = await exchange.import_cases(
+            s, staff=supervisor, pii=pii, cases=[again], now=NOW, deadlines=DeadlineClock()
+        )
     assert (result.created, result.rejected) == (1, [])
 
 

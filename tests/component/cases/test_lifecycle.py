@@ -11,6 +11,7 @@ from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.audit.models import AuditEntry
 from server.cases import access, intake, lifecycle, queries
+from server.cases.deadline_clock import DeadlineClock
 from server.cases.evaluation import ReplyNotice
 from server.cases.models import (
     CaseDeadline,
@@ -60,7 +61,9 @@ async def register(
             else ({"employer": "某公司", "months": 3} if matter == "wage_arrears" else {}),
             **kw,
         )
-        result = await intake.intake(s, pii=pii, staff=staff, request=req, now=NOW)
+        result = await intake.intake(
+            s, pii=pii, staff=staff, request=req, now=NOW, deadlines=DeadlineClock()
+        )
         return result.case.id
 
 
@@ -81,6 +84,7 @@ async def fire(
             staff=staff,
             case_id=case_id,
             now=NOW + at,
+            deadlines=DeadlineClock(),
             reply_notice=notice,
             request=TransitionRequest(transition=name, **fields),
         )
@@ -273,13 +277,18 @@ async def test_repeat_petition_linked_and_flagged_after_re_review(
     async with db.begin() as s:
         window = await who(s, "window01")
         review = await lifecycle.request_review(
-            s, staff=window, case_id=first, reason="不服答复", now=NOW
+            s, staff=window, case_id=first, reason="不服答复", now=NOW, deadlines=DeadlineClock()
         )
     assert review.state == CaseState.review
     await fire(db, "window01", review.id, "reply", reply="维持原答复")
     async with db.begin() as s:
         re_review = await lifecycle.request_review(
-            s, staff=await who(s, "window01"), case_id=review.id, reason="仍不服", now=NOW
+            s,
+            staff=await who(s, "window01"),
+            case_id=review.id,
+            reason="仍不服",
+            now=NOW,
+            deadlines=DeadlineClock(),
         )
     assert re_review.state == CaseState.re_review
     await fire(db, "window01", re_review.id, "reply", reply="复核维持")
@@ -288,7 +297,12 @@ async def test_repeat_petition_linked_and_flagged_after_re_review(
 
         with pytest.raises(FinalDecision):
             await lifecycle.request_review(
-                s, staff=await who(s, "window01"), case_id=re_review.id, reason="再次不服", now=NOW
+                s,
+                staff=await who(s, "window01"),
+                case_id=re_review.id,
+                reason="再次不服",
+                now=NOW,
+                deadlines=DeadlineClock(),
             )
     # the same person (found by ID number hash) with the same matter again
     async with db.begin() as s:
@@ -297,6 +311,7 @@ async def test_repeat_petition_linked_and_flagged_after_re_review(
             pii=pii,
             staff=await who(s, "window01"),
             now=NOW + timedelta(days=90),
+            deadlines=DeadlineClock(),
             request=IntakeRequest(
                 channel=Channel.window,
                 site_id=await centre_id(s),
@@ -344,7 +359,12 @@ async def _review(
 ) -> int:
     async with db.begin() as s:
         child = await lifecycle.request_review(
-            s, staff=await who(s, "window01"), case_id=case_id, reason="不服", now=NOW + at
+            s,
+            staff=await who(s, "window01"),
+            case_id=case_id,
+            reason="不服",
+            now=NOW + at,
+            deadlines=DeadlineClock(),
         )
         return child.id
 

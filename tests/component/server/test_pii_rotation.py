@@ -53,7 +53,7 @@ async def test_rotation_seals_residents_numbers_in_the_outbox(db_url: str) -> No
     by `onedoor pii rotate`, a sealed one is re-encrypted under the new key, and a staff
     member's number (the staff directory holds it anyway) is left as it is."""
     from server.cases.models import CaseNotification
-    from server.cases.outbox import ResidentPhone, enqueue
+    from server.cases.outbox import ResidentPhone, StaffPhone, enqueue
 
     engine = make_engine(db_url)
     db = make_sessionmaker(engine)
@@ -61,10 +61,19 @@ async def test_rotation_seals_residents_numbers_in_the_outbox(db_url: str) -> No
     at = datetime(2026, 1, 1, tzinfo=UTC)
     try:
         async with db.begin() as s:
+            s.add(  # a resident's, queued in the clear as before the rule
+                CaseNotification(
+                    dedupe_key="reception:1",
+                    to="13800000001",
+                    subject="s",
+                    body="b",
+                    created_at=at,
+                    due_at=at,
+                )
+            )
             for key, to in (
-                ("reception:1", "13800000001"),  # a resident's, queued as before the rule
                 ("eval:2", ResidentPhone("13800000002", old)),
-                ("warn:3", "13900000003"),  # a staff member's
+                ("warn:3", StaffPhone("13900000003")),  # a staff member's
             ):
                 await enqueue(s, key=key, case_id=None, to=to, subject="s", body="b", now=at)
         new = PiiCipher(b"new-secret", old_secrets=(b"old-secret",))

@@ -20,6 +20,7 @@ from pydantic import SecretStr, ValidationError
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from server.cases.deadline_clock import DeadlineClock
 from server.kernel.db import make_engine, make_sessionmaker
 from server.kernel.jobs import JobRunner, RetryPolicy
 from server.kernel.settings import Settings, SettingsError, WebhookEndpoint
@@ -104,7 +105,7 @@ async def _run_a_session(db: Maker) -> int:
             now=NOW,
         )
     async with db.begin() as s:
-        await service.go_live(s, session_id=view.id, now=NOW)
+        await service.go_live(s, session_id=view.id, now=NOW, deadlines=DeadlineClock())
     joined = {"identity": "guest:abc", "role": "party", "display_name": "张三", "site_id": None}
     async with db.begin() as s:
         await service.write_records(
@@ -118,6 +119,7 @@ async def _run_a_session(db: Maker) -> int:
                     (RecordedFile("guest:abc", "audio", "rec/1.ogg", "ab" * 32, 10, NOW, 1.5),),
                 ),
             ],
+            deadlines=DeadlineClock(),
         )
     async with db.begin() as s:
         await service.end(s, session_id=view.id, now=NOW)
@@ -182,7 +184,7 @@ async def test_a_500_is_retried_after_the_backoff(
                 created_by_id=None,
                 now=NOW,
             )
-            await service.go_live(s, session_id=view.id, now=NOW)
+            await service.go_live(s, session_id=view.id, now=NOW, deadlines=DeadlineClock())
         r.statuses = [500]
         runner = JobRunner(db, clock=clock, policy=policy)
         runner.add_handler(WebhookJobs(endpoints))
@@ -219,7 +221,7 @@ async def test_an_endpoint_that_keeps_failing_is_given_up(
                 created_by_id=None,
                 now=NOW,
             )
-            await service.go_live(s, session_id=view.id, now=NOW)
+            await service.go_live(s, session_id=view.id, now=NOW, deadlines=DeadlineClock())
         r.statuses = [500] * 10
         runner = JobRunner(db, clock=clock, policy=policy)
         runner.add_handler(WebhookJobs(endpoints))
@@ -303,7 +305,7 @@ async def test_the_app_wires_endpoints_into_sessions_and_the_runner(
                 created_by_id=None,
                 now=NOW,
             )
-            await service.go_live(s, session_id=view.id, now=NOW)
+            await service.go_live(s, session_id=view.id, now=NOW, deadlines=DeadlineClock())
         async with app[keys.db]() as s:
             rows = (await s.scalars(select(WebhookDelivery))).all()
     assert [(r.event, r.url, r.status) for r in rows] == [

@@ -18,6 +18,7 @@ from sqlalchemy import select
 from server.audit.models import AuditEntry
 from server.auth.service import identity_of
 from server.cases import intake
+from server.cases.deadline_clock import DeadlineClock
 from server.cases.models import CaseEvent, Channel
 from server.cases.schemas import IntakeRequest, PetitionerInput
 from server.http import keys
@@ -66,7 +67,12 @@ async def _register(client: Client, *, accusation: bool = False) -> tuple[int, s
             accused_department_id=urban if accusation else None,
         )
         result = await intake.intake(
-            s, pii=client.app[keys.pii], staff=identity_of(staff), request=request, now=utcnow()
+            s,
+            pii=client.app[keys.pii],
+            staff=identity_of(staff),
+            request=request,
+            now=utcnow(),
+            deadlines=DeadlineClock(),
         )
         return result.case.id, result.case.case_no
 
@@ -126,11 +132,11 @@ async def _held_session(client: Client, case_id: int, *, host: str = "window01")
         ev("participant.left", 32, identity=staff_host),
     ]
     async with db.begin() as s:
-        await sessions.write_records(s, records)
+        await sessions.write_records(s, records, deadlines=DeadlineClock())
         await sessions.record_outcome(
             s, session_id=sid, outcome=SessionOutcome.agreement, now=T0 + timedelta(minutes=31)
         )
-        await sessions.write_records(s, [ev("session.ended", 32)])
+        await sessions.write_records(s, [ev("session.ended", 32)], deadlines=DeadlineClock())
     return sid
 
 
@@ -246,8 +252,12 @@ async def test_a_reception_filed_under_its_case_after_it_started_says_so_on_the_
             s, kind=SessionKind.reception, title="远程视频接访", case_id=None,
             host_site_id=None, created_by_id=None, now=T0,
         )  # fmt: skip
-        await sessions.go_live(s, session_id=view.id, now=T0 + timedelta(minutes=1))
-        await sessions.attach_case(s, session_id=view.id, case_id=case_id)
+        await sessions.go_live(
+            s, session_id=view.id, now=T0 + timedelta(minutes=1), deadlines=DeadlineClock()
+        )
+        await sessions.attach_case(
+            s, session_id=view.id, case_id=case_id, deadlines=DeadlineClock()
+        )
         await sessions.end_from_room(s, session_id=view.id, now=T0 + timedelta(minutes=9))
     async with app_client.app[keys.db]() as s:
         events = await s.execute(
@@ -544,7 +554,9 @@ async def test_a_session_without_a_case_is_read_only_by_those_who_took_part(
             host_site_id=None, created_by_id=creator.id, now=T0,
         )  # fmt: skip
         await sessions.write_records(
-            s, [ChatRecord(view.id, "guest:x", "赵六", "我的电话是 139…", T0)]
+            s,
+            [ChatRecord(view.id, "guest:x", "赵六", "我的电话是 139…", T0)],
+            deadlines=DeadlineClock(),
         )
     await sign_in(app_client, "mediator02")
     assert (await app_client.get(f"/sessions/{view.id}/record")).status == 404

@@ -17,6 +17,7 @@ from sqlalchemy import select
 from scheduling import service as scheduling
 from server.auth.service import identity_of
 from server.cases.agreements import draft_agreement
+from server.cases.deadline_clock import DeadlineClock
 from server.cases.models import CaseEvent
 from server.cases.schemas import AgreementDraft
 from server.http import keys
@@ -260,7 +261,7 @@ async def _hold(client: Client, sid: int, *, parties: bool = True) -> datetime:
         ]
     records += [ev("session.started", 1), ev("session.ended", 40)]
     async with client.app[keys.db].begin() as s:
-        await sessions.write_records(s, records)
+        await sessions.write_records(s, records, deadlines=DeadlineClock())
     return t0
 
 
@@ -390,7 +391,7 @@ async def _live_with(client: Client, sid: int, identities: list[tuple[str, str]]
     ]
     records.append(EventRecord(sid, "session.started", "system", {}, t0))
     async with client.app[keys.db].begin() as s:
-        await sessions.write_records(s, records)
+        await sessions.write_records(s, records, deadlines=DeadlineClock())
     return t0
 
 
@@ -418,7 +419,9 @@ async def test_the_mediator_alone_in_the_room_does_not_keep_a_session_without_pa
     # the mediator leaves and the room closes: still a no-show
     async with app_client.app[keys.db].begin() as s:
         await sessions.write_records(
-            s, [EventRecord(sid, "session.ended", "system", {}, t0 + AFTER + timedelta(minutes=1))]
+            s,
+            [EventRecord(sid, "session.ended", "system", {}, t0 + AFTER + timedelta(minutes=1))],
+            deadlines=DeadlineClock(),
         )
         await sessions.end_from_room(s, session_id=sid, now=t0 + AFTER + timedelta(minutes=1))
     async with app_client.app[keys.db]() as s:
@@ -482,6 +485,7 @@ async def test_a_late_party_after_a_no_show_ends_the_session_as_held(app_client:
                     at,
                 )
             ],
+            deadlines=DeadlineClock(),
         )
         view = await sessions.end_from_room(s, session_id=sid, now=at + timedelta(minutes=30))
     assert view.state == SessionState.ended

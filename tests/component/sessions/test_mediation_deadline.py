@@ -34,7 +34,9 @@ async def _mediation(client: Client, case_id: int, start: Any) -> int:
             recording_allowed=False,
             now=start,
         )
-        await sessions.go_live(s, session_id=view.id, now=start)
+        await sessions.go_live(
+            s, session_id=view.id, now=start, deadlines=client.app[keys.deadline_clock]
+        )
         return view.id
 
 

@@ -16,6 +16,7 @@ from server.auth.permissions import StaffIdentity
 from server.auth.service import identity_of
 from server.cases import intake
 from server.cases.access import CaseNotFound
+from server.cases.deadline_clock import DeadlineClock
 from server.cases.models import Channel
 from server.cases.schemas import IntakeRequest, PetitionerInput
 from server.kernel.crypto import PiiCipher
@@ -64,6 +65,7 @@ async def test_attendance_across_reconnects_consent_and_visibility(
                 accused_department_id=urban,
             ),
             now=T0,
+            deadlines=DeadlineClock(),
         )
         case_id = created.case.id
         view = await sessions.create_session(
@@ -87,6 +89,7 @@ async def test_attendance_across_reconnects_consent_and_visibility(
                 ChatRecord(view.id, "guest:j1", "张三", "好的", T0 + timedelta(minutes=8)),
                 ev("participant.left", 40, identity="guest:j1"),
             ],
+            deadlines=DeadlineClock(),
         )
     async with db.begin() as s:
         [rec] = await records.records_for_case(s, case_id=case_id, viewer=window)

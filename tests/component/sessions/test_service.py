@@ -10,6 +10,7 @@ import pytest
 from sqlalchemy import select
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
+from server.cases.deadline_clock import DeadlineClock
 from server.kernel.db import make_engine, make_sessionmaker
 from server.kernel.errors import InvalidInput
 from server.sessions import service as sessions
@@ -75,7 +76,9 @@ async def test_a_session_goes_from_scheduled_to_ended(
     assert view.state == SessionState.scheduled and view.room_id.startswith("r-")
     async with db.begin() as s:
         assert (await sessions.open_lobby(s, session_id=view.id)).state == SessionState.lobby
-        live = await sessions.go_live(s, session_id=view.id, now=NOW + timedelta(minutes=61))
+        live = await sessions.go_live(
+            s, session_id=view.id, now=NOW + timedelta(minutes=61), deadlines=DeadlineClock()
+        )
     assert live.actual_start == NOW + timedelta(minutes=61)
     async with db.begin() as s:
         await sessions.record_outcome(s, session_id=view.id, outcome=SessionOutcome.agreement)
@@ -91,11 +94,11 @@ async def test_an_illegal_change_raises_and_changes_nothing(
 ) -> None:
     view = await _new(db)
     async with db.begin() as s:
-        await sessions.go_live(s, session_id=view.id, now=NOW)
+        await sessions.go_live(s, session_id=view.id, now=NOW, deadlines=DeadlineClock())
     async with db.begin() as s:  # a party came: a live session is no no-show
         await sessions.write_records(
             s, [EventRecord(view.id, "participant.joined", "system",
-                            {"identity": "guest:p", "role": "party"}, NOW)]
+                            {"identity": "guest:p", "role": "party"}, NOW)], deadlines=DeadlineClock()
         )  # fmt: skip
     for change in ("open_lobby", "cancel", "mark_no_show"):
         with pytest.raises(IllegalSessionTransition) as info:
@@ -141,7 +144,7 @@ async def test_no_show_only_while_waiting_and_no_outcome_before_the_start(
         assert (await sessions.mark_no_show(s, session_id=view.id)).state == SessionState.no_show
     with pytest.raises(IllegalSessionTransition):
         async with db.begin() as s:
-            await sessions.go_live(s, session_id=view.id, now=NOW)
+            await sessions.go_live(s, session_id=view.id, now=NOW, deadlines=DeadlineClock())
 
 
 async def test_unknown_sessions(db: async_sessionmaker[AsyncSession]) -> None:
@@ -152,7 +155,7 @@ async def test_unknown_sessions(db: async_sessionmaker[AsyncSession]) -> None:
         with pytest.raises(SessionNotFound):
             await sessions.end(s, session_id=999_999, now=NOW)
         with pytest.raises(SessionNotFound):
-            await sessions.attach_case(s, session_id=999_999, case_id=1)
+            await sessions.attach_case(s, session_id=999_999, case_id=1, deadlines=DeadlineClock())
 
 
 async def test_created_by_lists_a_staff_members_sessions_since_a_time(
@@ -328,6 +331,7 @@ async def test_room_events_drive_attendance_and_state(
                 ev("session.ended", t + timedelta(minutes=5)),
                 ev("session.ended", t + timedelta(minutes=9)),  # already ended: no change
             ],
+            deadlines=DeadlineClock(),
         )
     after = await _state(db, view.id)
     assert after.state == SessionState.ended

@@ -48,7 +48,9 @@ def last_day(due: datetime) -> date:
 
 @pytest.fixture
 async def client(tmp_path: Path, demo_db_url: str) -> AsyncIterator[Client]:
-    app = create_app(make_settings(tmp_path, demo_db_url))
+    # the channels register today: without the holiday roll-over (test_deadline_settings) the
+    # acceptance clock is the statutory 15 days whatever today is
+    app = create_app(make_settings(tmp_path, demo_db_url, deadline_holiday_rollover="none"))
     async with TestClient(TestServer(app)) as c:
         yield c
 

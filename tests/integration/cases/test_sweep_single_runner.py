@@ -60,7 +60,8 @@ async def test_two_runners_one_sweep(
     await _overdue_cases(pg_db, 3)
     redis = Redis.from_url(redis_url) if use_redis else None
     lock = f"{redis_prefix}lock:sweep"
-    late = NOW + timedelta(days=65)
+    # the handling period ends on 1 May (劳动节) and rolls over to the end of 6 May (docs/cases.md)
+    late = NOW + timedelta(days=69)
     gate = RecordingNotifier(held=True)
     try:
         first = asyncio.create_task(
@@ -102,7 +103,8 @@ async def test_concurrent_sweeps_on_both_sides_of_the_lock_never_duplicate(
     await _overdue_cases(pg_db, 2)
 
     notifier = RecordingNotifier()
-    late = NOW + timedelta(days=65)
+    # the handling period ends on 1 May (劳动节) and rolls over to the end of 6 May (docs/cases.md)
+    late = NOW + timedelta(days=69)
     reports = await asyncio.gather(
         *(deadline_service.run_deadline_sweep(pg_db, now=late, notifier=notifier) for _ in range(5))
     )
