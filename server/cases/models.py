@@ -95,6 +95,9 @@ class PetitionCase(Base):
         Index("ix_petition_case_site_id_id", "site_id", "id"),
         Index("ix_petition_case_lead_dept_id_id", "lead_dept_id", "id"),
         Index("ix_petition_case_first_receiver_id_id", "first_receiver_id", "id"),
+        # the visibility branch "the agent who registered it" (migration 0034): without it,
+        # every list by a non-agent walked the whole primary key looking for its agent cases
+        Index("ix_petition_case_agent_id_id", "agent_id", "id"),
         Index("ix_petition_case_state_id", "state", "id"),
         # Chinese full-text search: a trigram GIN index (PostgreSQL only; migration 0003),
         # and for two-character terms, which pg_trgm cannot index, a GIN index on the
