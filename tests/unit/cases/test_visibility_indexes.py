@@ -12,7 +12,7 @@ from __future__ import annotations
 import operator
 
 import pytest
-from sqlalchemy import Column, Index
+from sqlalchemy import Column, Index, Table
 from sqlalchemy.sql import operators, visitors
 from sqlalchemy.sql.elements import BinaryExpression, ColumnElement
 
@@ -26,7 +26,8 @@ TABLE = PetitionCase.__table__
 
 def _leading_columns() -> set[str]:
     """Columns an index of petition_case starts with, the primary key included."""
-    leading = {c.name for c in TABLE.primary_key.columns}
+    assert isinstance(TABLE, Table)
+    leading = {c.name for c in TABLE.primary_key}
     for index in TABLE.indexes:
         assert isinstance(index, Index)
         first = next(iter(index.expressions), None)
