@@ -81,6 +81,14 @@ class SignLinkExpired(AppError):
     )
 
 
+class SignLinkSuperseded(AppError):
+    code, http_status, message_zh = (
+        "sign_link_superseded",
+        410,
+        "已向您发送了新的签署链接，此链接已失效，请使用最新短信中的链接",
+    )
+
+
 class SignLinkUsed(Conflict):
     code, message_zh = "sign_link_used", "您已签署本协议，此链接不能再次使用"
 
@@ -143,8 +151,37 @@ def party_sign_token(
         raise InvalidInput(f"party {party_index} is not a party of this agreement", field="signer")
     return Signer(secret).sign(
         "agreement_sign",
-        {"a": agreement.id, "p": party_index, "h": agreement_content_hash(agreement)[:32]},
+        {
+            "a": agreement.id,
+            "p": party_index,
+            "h": agreement_content_hash(agreement)[:32],
+            # when it was issued: a newer link for the same party supersedes it
+            "n": _issued(now),
+        },
         expires_at=now + SIGN_LINK_TTL,
+    )
+
+
+def _issued(now: datetime) -> int:
+    return int(now.timestamp() * 1_000_000)
+
+
+async def _newest_link_issued(
+    session: AsyncSession, agreement: MediationAgreement, index: int
+) -> int:
+    """When the newest link sent to this party was issued (0: none recorded)."""
+    payloads = await session.scalars(
+        select(CaseEvent.payload).where(
+            CaseEvent.case_id == agreement.case_id, CaseEvent.type == "agreement_link_sent"
+        )
+    )
+    return max(
+        (
+            int(p.get("issued", 0))
+            for p in payloads
+            if p.get("agreement_id") == agreement.id and p.get("party") == index
+        ),
+        default=0,
     )
 
 
@@ -154,7 +191,8 @@ async def verify_party_sign_token(
     """The agreement and signer key (`party:N`) a link token names.
 
     Raises SignatureInvalid / SignatureExpired (bad or old link), NotFound (agreement gone),
-    AgreementChanged (the text changed after the link was made), AgreementLocked (effective).
+    AgreementChanged (the text changed after the link was made), AgreementLocked (effective),
+    SignLinkSuperseded (a newer link was sent to the same party: only the newest one signs).
     """
     claims = Signer(secret).verify("agreement_sign", token, now=now)
     try:
@@ -176,6 +214,8 @@ async def verify_party_sign_token(
         raise AgreementChanged("the agreement changed after the link was made")
     if a.status != "draft":
         raise AgreementLocked("the agreement is already effective")
+    if int(claims.get("n", 0)) < await _newest_link_issued(session, a, index):
+        raise SignLinkSuperseded(f"a newer signing link was sent to party {index}")
     return a, f"party:{index}"
 
 
@@ -316,7 +356,7 @@ async def send_sign_link(
             case_id=a.case_id,
             actor_id=staff.staff_id,
             type="agreement_link_sent",
-            payload={"agreement_id": a.id, "party": party_index},
+            payload={"agreement_id": a.id, "party": party_index, "issued": _issued(now)},
             at=now,
         )
     )

@@ -373,3 +373,38 @@ def test_pdf_lists_each_signature_with_how_it_was_given() -> None:
         pytest.skip("no CJK font installed")
     pdf = agreements.agreement_pdf(view, case_no="T-1", font=font)
     assert pdf.startswith(b"%PDF")
+
+
+async def test_a_new_link_supersedes_the_partys_older_ones(client: TestClient[Any, Any]) -> None:
+    """Only the newest link sent to a party signs: a resend (lost phone, wrong number)
+    cuts off the earlier SMS; another party's link is unaffected."""
+    _, agreement_id, token = await _case_and_agreement(client)
+    link = f"/api/agreements/{agreement_id}/parties/0/sign-link"
+    assert (await post(client, token, link, {"phone": "13912345678"})).status == 201
+    first, _ = await _sms_token(client, agreement_id)
+    other = f"/api/agreements/{agreement_id}/parties/1/sign-link"
+    assert (await post(client, token, other, {"phone": "13987654321"})).status == 201
+    second_party, _ = await _sms_token(client, agreement_id)
+    assert (await post(client, token, link, {"phone": "13700001111"})).status == 201
+    newest, _ = await _sms_token(client, agreement_id)
+    assert newest != first
+
+    page = await client.get(f"/sign/{first}")
+    html = await page.text()
+    assert page.status == 404 and "此链接已失效" in html and 'id="party-sign-form"' not in html
+    api = await client.get(f"/api/public/agreements/sign/{first}")
+    assert api.status == 410 and (await api.json())["error"] == "sign_link_superseded"
+    posted = await client.post(
+        f"/api/public/agreements/sign/{first}",
+        json={"agreed": True, "signer_name": "赵一"},
+        headers={csrf.HEADER: await _csrf(client, "/login")},
+    )
+    assert posted.status == 410
+    assert (await client.get(f"/api/public/agreements/sign/{newest}")).status == 200
+    assert (await client.get(f"/api/public/agreements/sign/{second_party}")).status == 200
+    signed = await client.post(
+        f"/api/public/agreements/sign/{newest}",
+        json={"agreed": True, "signer_name": "赵一"},
+        headers={csrf.HEADER: await _csrf(client, "/login")},
+    )
+    assert signed.status == 200, await signed.text()
