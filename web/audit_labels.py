@@ -62,6 +62,7 @@ AUDIT_ACTION_LABELS: Mapping[str, str] = {
     "case.import": "导入信访事项",
     "case.add_handler": "增加承办人",
     "case.expert_opinion": "出具专家意见",
+    "case.marked_hard": "列为疑难积案",
     "case.claim": "认领事项",
     "case.supervise": "督办",
     "case.supervision_close": "督办办结",

@@ -185,6 +185,7 @@ CASE_EVENT_LABELS: Mapping[str, str] = {
     "review_requested": "申请复查复核",
     "handler_added": "增加承办人",
     "expert_opinion": "专家意见",
+    "marked_hard": "列为疑难积案",
     "supervision": "督办",
     "supervision_response": "督办答复",
     "supervision_verdict": "督办评议",

@@ -94,6 +94,7 @@ async def load_facts(session: AsyncSession, row: PetitionCase) -> CaseFacts:
         ),
         escalated_staff_ids=frozenset(escalated),
         supervision=(await latest_supervision(session, row.id))[1],
+        grade=row.grade,
     )
 
 
@@ -184,6 +185,7 @@ async def facts_for_many(session: AsyncSession, rows: list[PetitionCase]) -> dic
             handler_dept_ids=frozenset(h.department_id for h in mine if h.department_id),
             escalated_staff_ids=frozenset(s for c, s in told if c == row.id),
             supervision=supervision,
+            grade=row.grade,
         )
     return out
 

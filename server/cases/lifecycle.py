@@ -49,6 +49,7 @@ from server.cases.schemas import (
 )
 from server.cases.statemachine import (
     GRADE_COMPLEX,
+    GRADE_HARD,
     OPEN_STATES,
     STATE_TIMESTAMP,
     FinalDecision,
@@ -602,6 +603,47 @@ async def record_expert_opinion(
         object_type="case",
         object_id=str(case_id),
         detail={"handler_id": invite.id, "length": len(text)},
+    )
+    await session.flush()
+
+
+async def mark_hard(
+    session: AsyncSession, *, staff: StaffIdentity, case_id: int, reason: str, now: datetime
+) -> None:
+    """列为疑难积案 (DOMAIN §4, 梯次滤化): a supervisor marks a long-standing open case hard,
+    with a reason; the grade only rises (`escalated_grade`), and the case goes to the expert
+    panel's stage. On the timeline and audited (`case.marked_hard`)."""
+    if not staff.can(Action.case_supervise):
+        raise PermissionDenied("only supervisors mark a case hard")
+    row, facts = await visible_case(session, staff=staff, case_id=case_id, for_update=True)
+    if facts.state not in OPEN_STATES:
+        raise IllegalTransition("only an open case is marked hard")
+    text = reason.strip()
+    if not text:
+        raise InvalidInput(
+            "the reason is empty", field="reason", reason_zh="请填写列为疑难积案的理由"
+        )
+    if row.grade == GRADE_HARD:
+        raise IllegalTransition("the case is already marked hard")
+    before = row.grade
+    row.grade = escalated_grade(row.grade, GRADE_HARD)
+    row.updated_at = now
+    session.add(
+        CaseEvent(
+            case_id=case_id,
+            actor_id=staff.staff_id,
+            type="marked_hard",
+            payload={"reason": text, "from": before},
+            at=now,
+        )
+    )
+    await record(
+        session,
+        actor=staff.actor,
+        action="case.marked_hard",
+        object_type="case",
+        object_id=str(case_id),
+        detail={"from": before},
     )
     await session.flush()
 

@@ -189,6 +189,8 @@ class CaseFacts:
     #: The latest 督办 issued by a person: "" none or settled, "open" awaiting the unit's
     #: response, "responded" awaiting the supervisor's verdict.
     supervision: str = ""
+    #: 梯次滤化 grade: simple, complex or hard (GRADES).
+    grade: str = "simple"
 
 
 def is_accused_unit(staff: StaffIdentity, facts: CaseFacts) -> bool:
@@ -377,6 +379,7 @@ OTHER_ACTIONS = {
     "close_supervision": "督办评议",
     "invite_expert": "邀请专家",
     "expert_opinion": "出具专家意见",
+    "mark_hard": "列为疑难积案",
 }
 
 
@@ -406,6 +409,8 @@ def other_actions(staff: StaffIdentity, facts: CaseFacts) -> list[str]:
             out += ["pause", "resume"]
         if staff.can(Action.case_supervise):
             out.append("supervise")
+            if facts.grade != GRADE_HARD:
+                out.append("mark_hard")
         if staff.can(Action.case_opinion) and staff.staff_id in facts.handler_staff_ids:
             out.append("expert_opinion")  # an invited expert (the service checks the role)
     if (

@@ -49,6 +49,7 @@ OTHER_ACTION_PERMISSIONS: dict[str, tuple[Action, ...]] = {
     "close_supervision": (Action.case_supervise,),
     "invite_expert": (Action.case_assign,),
     "expert_opinion": (Action.case_opinion,),
+    "mark_hard": (Action.case_supervise,),
 }
 
 _FORM = ConfigDict(extra="ignore", str_strip_whitespace=True)
@@ -271,6 +272,7 @@ FORMS: dict[str, type[BaseModel]] = {
     "close_supervision": CloseSupervision,
     "invite_expert": InviteExpert,
     "expert_opinion": ExpertOpinion,
+    "mark_hard": Reason,
 }
 
 
@@ -399,6 +401,10 @@ async def _perform(
                 case_id=case_id,
                 request=HandlerRequest(staff_id=person.id, role="expert", task=data.task),
                 now=now,
+            )
+        elif name == "mark_hard":
+            await lifecycle.mark_hard(
+                session, staff=staff, case_id=case_id, reason=data.reason, now=now
             )
         elif name == "expert_opinion":
             await lifecycle.record_expert_opinion(

@@ -86,6 +86,7 @@ FORM_FIELDS: dict[str, list[tuple[str, str, str]]] = {
     ],
     "invite_expert": [("expert", "专家", "expert"), ("task", "咨询事项（可选）", "textarea")],
     "expert_opinion": [("opinion", "专家意见", "textarea")],
+    "mark_hard": [("reason", "列为疑难积案的理由（必填）", "textarea")],
 }
 
 HANDLER_ROLES = {"co": "协办单位", "expert": "专家", "supervisor": "督导", "mediator": "调解"}
@@ -119,6 +120,7 @@ DONE_MESSAGES = {
     "close_supervision": "督办评议已记录",
     "invite_expert": "已邀请专家",
     "expert_opinion": "专家意见已记录",
+    "mark_hard": "已列为疑难积案",
     # 签发 (server.cases.sign_off)
     "drafted": "已提交，等待承办单位领导签发",
     "sign_off": "已签发，书面意见已发出",

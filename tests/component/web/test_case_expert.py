@@ -76,3 +76,37 @@ async def test_a_redirect_shows_the_hand_over_and_the_room_may_open_the_case(
         f"/cases/{case_id}/notices/legal_route.pdf"
         in await (await client.get(f"/cases/{case_id}")).text()
     )
+
+
+async def test_a_supervisor_marks_a_long_standing_case_hard_with_a_reason(
+    client: Client, db: async_sessionmaker[AsyncSession]
+) -> None:
+    """列为疑难积案 (梯次滤化, DOMAIN §4): the supervisor's action, with a required reason; the
+    grade shows on the case page, the reason on the timeline; a handler may not; once hard,
+    the action is no longer offered."""
+    case_id = await register(client)
+    token = await as_user(client, "leader01")
+    assert 'id="action-mark_hard"' not in await (await client.get(f"/cases/{case_id}")).text()
+    resp = await act(client, token, case_id, "mark_hard", reason="多年未结")
+    assert resp.status in (403, 404)
+
+    token = await as_user(client, "supervisor01")
+    page = await (await client.get(f"/cases/{case_id}")).text()
+    assert 'id="action-mark_hard"' in page and "列为疑难积案" in page
+    before = await counts(db, case_id, "case.marked_hard")
+    resp = await act(client, token, case_id, "mark_hard", reason="")
+    assert resp.status == 422
+    assert await counts(db, case_id, "case.marked_hard") == before
+    reason = "该事项历经三次复查，涉及多个部门，久拖未决"
+    resp = await act(client, token, case_id, "mark_hard", reason=reason)
+    assert resp.status == 303 and resp.headers["Location"].endswith("done=mark_hard")
+    assert await counts(db, case_id, "case.marked_hard") == (before[0] + 1, 1)
+    page = await (await client.get(f"/cases/{case_id}")).text()
+    text = text_of(page)
+    assert "疑难积案" in text and reason in text
+    assert 'id="action-mark_hard"' not in page
+    resp = await act(client, token, case_id, "mark_hard", reason=reason)
+    assert resp.status in (200, 409) and await counts(db, case_id, "case.marked_hard") == (
+        before[0] + 1,
+        1,
+    )

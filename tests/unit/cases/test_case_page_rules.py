@@ -36,7 +36,7 @@ def test_an_unclaimed_registration_is_offered_for_claiming_in_its_own_site_only(
     ("staff", "expected"),
     [
         (LEADER, {"add_handler", "invite_expert", "extend", "pause", "resume"}),
-        (SUPERVISOR, {"add_handler", "invite_expert", "pause", "resume", "supervise"}),
+        (SUPERVISOR, {"add_handler", "invite_expert", "pause", "resume", "supervise", "mark_hard"}),
         (HANDLER, set()),
         (COORD, {"add_handler", "invite_expert"}),
     ],
