@@ -469,27 +469,30 @@ async def measure(scale: float, address: str, interface: str) -> dict[str, Any]:
     janus_skipped = (
         None if shutil.which("janus") else "janus is not installed (make bench installs it)"
     )
-    try:
-        if janus_skipped:
-            raise RuntimeError(janus_skipped)
-        await janus.start()
-        version = janus.info.get("version_string", "?")
-        async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
-            for size in SIZES:
-                rows.append(
-                    await _with_retry(
-                        functools.partial(janus_room, janus, http, size, window_s, clip),
-                        budget,
-                        rooms_left=2 * len(SIZES) - len(rows) - 1,
+    version = "?"
+    if janus_skipped:
+        # not a failure of the benchmark: its two Janus checks are reported "skipped"
+        log.warning("%s: measuring onedoor only", janus_skipped)
+        errors["janus"] = janus_skipped
+    else:
+        try:
+            await janus.start()
+            version = janus.info.get("version_string", "?")
+            async with aiohttp.ClientSession(connector=aiohttp.TCPConnector(limit=0)) as http:
+                for size in SIZES:
+                    rows.append(
+                        await _with_retry(
+                            functools.partial(janus_room, janus, http, size, window_s, clip),
+                            budget,
+                            rooms_left=2 * len(SIZES) - len(rows) - 1,
+                        )
                     )
-                )
-                log.info("janus %d: %s", size, rows[-1])
-    except Exception as exc:
-        log.exception("janus half failed")
-        errors["janus"] = f"{type(exc).__name__}: {exc} | janus log: {janus.log_tail(8)}"
-        version = "?"
-    finally:
-        janus.stop()
+                    log.info("janus %d: %s", size, rows[-1])
+        except Exception as exc:
+            log.exception("janus half failed")
+            errors["janus"] = f"{type(exc).__name__}: {exc} | janus log: {janus.log_tail(8)}"
+        finally:
+            janus.stop()
 
     try:
         for size in SIZES:
