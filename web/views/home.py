@@ -7,8 +7,9 @@ from typing import Any
 from aiohttp import web
 
 from server.auth.permissions import Action, StaffIdentity
-from server.cases import batches, worklist
+from server.cases import agreements, batches, worklist
 from server.cases.queries import cases_for_receiver
+from server.cases.schemas import JudicialPending
 from server.http import keys
 from server.http.auth import current_staff, public
 from server.kernel.clock import day_bounds_utc
@@ -60,6 +61,10 @@ async def home(request: web.Request) -> web.StreamResponse:
             my_batches = await batches.my_batches(session, staff=staff, now=now)
             if staff.can(Action.case_supervise):
                 board = len(await worklist.supervision_board(session, staff=staff, now=now))
+    judicial: list[JudicialPending] = []
+    if staff.can(Action.agreement_judicial):  # the court liaison's and the mediator's 司法确认
+        async with request.app[keys.db].begin() as session:
+            judicial = await agreements.awaiting_judicial(session, staff=staff, now=now)
     live = await _live_context(request, staff)
     return page(
         request,
@@ -76,6 +81,7 @@ async def home(request: web.Request) -> web.StreamResponse:
             "my_cases": my_cases,
             "work": work,
             "my_batches": my_batches,
+            "judicial": judicial,
             "shown": HOME_LIST_MAX,
             "mark": lambda m: mark_words(m, now),
             "case_viewer": staff.can(Action.case_view),
