@@ -85,3 +85,45 @@ async def test_court_liaison_home_lists_agreements_awaiting_judicial_confirmatio
     # a role with no part in 司法确认 sees no such list
     await as_user(client, "handler01")
     assert 'id="home-judicial"' not in await (await client.get("/")).text()
+
+
+async def test_court_liaison_records_judicial_confirmation_from_home(
+    client: Client, db: async_sessionmaker[AsyncSession]
+) -> None:
+    """The row's form: CSRF, the date validated with a zh-CN error, audited, then the agreement
+    leaves the list; a late one is recorded and flagged as by the API."""
+    from server.audit.models import AuditEntry
+    from server.kernel import clock
+
+    now = datetime.now(UTC)
+    case_id = await register(client)
+    late = await _agreement(db, case_id, now - timedelta(days=40))
+    token = await as_user(client, "court01")
+    url = f"/agreements/{late}/judicial"
+    resp = await client.post(url, data={"requested_on": "2000-01-01"}, allow_redirects=False)
+    assert resp.status == 403  # no CSRF token
+    tomorrow = (clock.local_date(now) + timedelta(days=1)).isoformat()
+    resp = await client.post(url, data={"_csrf": token, "requested_on": tomorrow})
+    assert resp.status == 422
+    assert "申请日期不能晚于今天" in await resp.text()
+    resp = await client.post(url, data={"_csrf": token, "requested_on": "2000-01-01"})
+    assert resp.status == 422
+    assert "申请日期须在协议生效之日至今天之间" in await resp.text()
+    today = clock.local_date(now).isoformat()
+    resp = await client.post(
+        url,
+        data={"_csrf": token, "requested_on": today, "result": "confirmed"},
+        allow_redirects=False,
+    )
+    assert resp.status == 303 and resp.headers["Location"] == f"/?judicial={late}"
+    home = await (await client.get(resp.headers["Location"])).text()
+    assert f"已记录协议 {late} 的司法确认。" in home
+    assert f"/agreements/{late}/judicial" not in home
+    async with db() as s:
+        entry = await s.scalar(
+            select(AuditEntry).where(
+                AuditEntry.action == "agreement.judicial", AuditEntry.object_id == str(late)
+            )
+        )
+    assert entry is not None and entry.detail["late"] is True
+    assert entry.detail["result"] == "confirmed"
