@@ -55,6 +55,7 @@ async def test_court_liaison_records_judicial_confirmation_on_home(
             },
         )
         aid = agreement["id"]
+        signed: dict[str, Any] = {}
         for signer, name in (("party:0", "赵一"), ("party:1", "钱二"), ("mediator", "调解员")):
             body: dict[str, Any] = {"signer": signer, "signer_name": name, "data": name}
             if signer != "mediator":
