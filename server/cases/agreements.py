@@ -30,6 +30,7 @@ from server.cases.pdf import paragraph as _paragraph
 from server.cases.schemas import (
     AgreementDraft,
     AgreementView,
+    JudicialPending,
     LinkSignRequest,
     PartySigned,
     PartySignView,
@@ -727,6 +728,43 @@ async def record_judicial_confirmation(
         detail={"result": result, "late": late, "case_id": a.case_id},
     )
     return await _view(session, a)
+
+
+async def awaiting_judicial(
+    session: AsyncSession, *, staff: StaffIdentity, now: datetime, limit: int = 200
+) -> list[JudicialPending]:
+    """Effective agreements with no 司法确认 recorded yet, the window's end first: for the court
+    liaison every such agreement except on an accusation against his own unit (the same rule as
+    `record_judicial_confirmation`), for a mediator only his own agreements; none for others."""
+    if not staff.can(Action.agreement_judicial):
+        return []
+    q = select(MediationAgreement).where(
+        MediationAgreement.status == "effective",
+        MediationAgreement.effective_at.is_not(None),
+        MediationAgreement.judicial_requested_at.is_(None),
+    )
+    liaison = Role.court_liaison in staff.roles
+    if not liaison:
+        q = q.where(MediationAgreement.mediator_id == staff.staff_id)
+    q = q.order_by(MediationAgreement.judicial_due_at, MediationAgreement.id).limit(limit)
+    out: list[JudicialPending] = []
+    for a in (await session.scalars(q)).all():
+        if liaison and a.mediator_id != staff.staff_id:
+            try:
+                await check_not_accused_unit(session, staff=staff, case_id=a.case_id)
+            except NotFound:
+                continue
+        assert a.effective_at is not None
+        out.append(
+            JudicialPending(
+                agreement_id=a.id,
+                case_id=a.case_id,
+                effective_at=a.effective_at,
+                judicial_due_at=a.judicial_due_at,
+                overdue=a.judicial_due_at is not None and now > a.judicial_due_at,
+            )
+        )
+    return out
 
 
 async def get_agreement(session: AsyncSession, *, agreement_id: int) -> AgreementView:

@@ -516,6 +516,18 @@ class PartySignView(BaseModel):
     expires_at: datetime
 
 
+class JudicialPending(BaseModel):
+    """An effective agreement awaiting 司法确认: the court liaison's and the mediator's list."""
+
+    model_config = _OUT
+    agreement_id: int
+    case_id: int
+    effective_at: datetime
+    judicial_due_at: datetime | None
+    #: the 30-day window has closed (a request now is recorded but flagged late)
+    overdue: bool
+
+
 class AgreementView(BaseModel):
     model_config = _OUT
     id: int

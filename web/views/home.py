@@ -2,17 +2,22 @@
 
 from __future__ import annotations
 
+from datetime import UTC, date, datetime, time, timedelta
 from typing import Any
 
 from aiohttp import web
 
 from server.auth.permissions import Action, StaffIdentity
-from server.cases import batches, worklist
+from server.cases import agreements, batches, worklist
 from server.cases.queries import cases_for_receiver
+from server.cases.schemas import JudicialPending
 from server.http import keys
-from server.http.auth import current_staff, public
+from server.http.auth import current_staff, protected, public, signed_in_staff
+from server.http.common import path_int
+from server.kernel import clock
 from server.kernel.clock import day_bounds_utc
 from server.kernel.db import utcnow
+from server.kernel.errors import InvalidInput
 from server.queue import CallState
 from server.sessions import service as sessions
 from web.labels import ROLE_LABELS
@@ -44,6 +49,12 @@ HOME_TILES: list[tuple[str, str, Action]] = [
 
 @public("redirects to sign-in when nobody is signed in")
 async def home(request: web.Request) -> web.StreamResponse:
+    return await _home(request)
+
+
+async def _home(
+    request: web.Request, *, judicial_form: dict[str, Any] | None = None, status: int = 200
+) -> web.StreamResponse:
     staff = current_staff(request)
     if staff is None:
         raise web.HTTPSeeOther("/login")
@@ -60,6 +71,10 @@ async def home(request: web.Request) -> web.StreamResponse:
             my_batches = await batches.my_batches(session, staff=staff, now=now)
             if staff.can(Action.case_supervise):
                 board = len(await worklist.supervision_board(session, staff=staff, now=now))
+    judicial: list[JudicialPending] = []
+    if staff.can(Action.agreement_judicial):  # the court liaison's and the mediator's 司法确认
+        async with request.app[keys.db].begin() as session:
+            judicial = await agreements.awaiting_judicial(session, staff=staff, now=now)
     live = await _live_context(request, staff)
     return page(
         request,
@@ -76,12 +91,63 @@ async def home(request: web.Request) -> web.StreamResponse:
             "my_cases": my_cases,
             "work": work,
             "my_batches": my_batches,
+            "judicial": judicial,
+            "judicial_form": judicial_form or {},
+            "judicial_done": request.query.get("judicial", ""),
             "shown": HOME_LIST_MAX,
             "mark": lambda m: mark_words(m, now),
             "case_viewer": staff.can(Action.case_view),
             **live,
         },
+        status=status,
     )
+
+
+@protected(Action.agreement_judicial)
+async def judicial_action(request: web.Request) -> web.StreamResponse:
+    """记录司法确认 from the home list: the day the parties applied (a Beijing date, today or
+    earlier) and the court's result if known; back home with a message, or home again with the
+    error next to the agreement's form (422/403/404 as the API)."""
+    staff = signed_in_staff(request)
+    agreement_id = path_int(request, "agreement_id")
+    form = await request.post()
+    day_text = str(form.get("requested_on", "")).strip()
+    result_text = str(form.get("result", "")).strip()
+    now = utcnow()
+    tz = request.app[keys.settings].timezone
+    kept = {"id": agreement_id, "requested_on": day_text, "result": result_text}
+    try:
+        day = date.fromisoformat(day_text)
+    except ValueError:
+        return await _home(request, judicial_form={**kept, "error": "请填写申请日期"}, status=422)
+    if result_text not in ("", "confirmed", "rejected"):
+        return await _home(request, judicial_form={**kept, "error": "请选择法院结果"}, status=422)
+    start = datetime.combine(day, time(0), tzinfo=clock.zone(tz)).astimezone(UTC)
+    if start > now:
+        return await _home(
+            request, judicial_form={**kept, "error": "申请日期不能晚于今天"}, status=422
+        )
+    # the latest instant of that Beijing day that has passed: never before the agreement's effect
+    # on the day it took effect, never in the future today
+    requested_at = min(start + timedelta(days=1) - timedelta(seconds=1), now)
+    try:
+        async with request.app[keys.db].begin() as session:
+            await agreements.record_judicial_confirmation(
+                session,
+                staff=staff,
+                agreement_id=agreement_id,
+                requested_at=requested_at,
+                result=(result_text or None),
+                now=now,
+            )
+    except InvalidInput as e:
+        error = (
+            "申请日期须在协议生效之日至今天之间"
+            if e.details.get("field") == "requested_at"
+            else "协议尚未生效，不能申请司法确认"
+        )
+        return await _home(request, judicial_form={**kept, "error": error}, status=422)
+    raise web.HTTPSeeOther(f"/?judicial={agreement_id}")
 
 
 async def _live_context(request: web.Request, staff: StaffIdentity) -> dict[str, Any]:
@@ -121,4 +187,5 @@ async def _live_context(request: web.Request, staff: StaffIdentity) -> dict[str,
 
 
 def setup(app: web.Application) -> None:
+    app.router.add_post(r"/agreements/{agreement_id:\d+}/judicial", judicial_action)
     app.router.add_get("/", home, name="home")

@@ -354,3 +354,53 @@ async def test_the_sent_signing_link_is_blanked_in_the_outbox(
         )
     assert body is not None and "/sign/[已发送] 链接有效期至" in body
     assert sms.body.split("/sign/")[1].split(" ")[0] not in body
+
+
+async def test_agreements_awaiting_judicial_confirmation_for_the_court_liaison(
+    db: async_sessionmaker[AsyncSession],
+) -> None:
+    """#17 remaining item 2 (service part): the court liaison's list of effective agreements
+    with no 司法确认 yet, window end first, overdue flagged, never an accusation of his unit;
+    a mediator sees only his own, a handler none; a recorded one leaves the list."""
+    pii = PiiCipher(secrets.token_bytes(32))
+    plain = await register(db, pii, matter="neighbour_dispute", summary="漏水纠纷")
+    async with db() as s:
+        court_dept = (await who(s, "court01")).department_id
+    assert court_dept is not None
+    accusation = await register(
+        db,
+        pii,
+        matter="official_misconduct",
+        summary="检举某法院联络人员收受好处",
+        attributes={"accused": "区法院诉讼服务中心"},
+        accused_department_id=court_dept,
+    )
+    on_plain = await _effective_agreement(db, plain)
+    await _effective_agreement(db, accusation)
+    async with db() as s:
+        court = await who(s, "court01")
+        listed = await agreements.awaiting_judicial(s, staff=court, now=NOW + timedelta(days=5))
+        late = await agreements.awaiting_judicial(s, staff=court, now=NOW + timedelta(days=31))
+        mine = await agreements.awaiting_judicial(s, staff=await who(s, "mediator01"), now=NOW)
+        other = await agreements.awaiting_judicial(s, staff=await who(s, "mediator02"), now=NOW)
+        handler = await agreements.awaiting_judicial(s, staff=await who(s, "handler01"), now=NOW)
+    assert [p.agreement_id for p in listed if p.case_id in (plain, accusation)] == [on_plain]
+    assert [p.overdue for p in listed if p.case_id == plain] == [False]
+    assert [p.overdue for p in late if p.case_id == plain] == [True]
+    assert {p.case_id for p in mine} >= {plain, accusation}  # the mediator's own agreements
+    assert not {p.case_id for p in other} & {plain, accusation}
+    assert handler == []
+    async with db.begin() as s:
+        await agreements.record_judicial_confirmation(
+            s,
+            staff=await who(s, "court01"),
+            agreement_id=on_plain,
+            requested_at=NOW + timedelta(days=3),
+            result=None,
+            now=NOW + timedelta(days=4),
+        )
+    async with db() as s:
+        after = await agreements.awaiting_judicial(
+            s, staff=await who(s, "court01"), now=NOW + timedelta(days=5)
+        )
+    assert plain not in {p.case_id for p in after}
