@@ -197,6 +197,9 @@ def _pages() -> Iterator[tuple[str, str, dict[str, Any], list[tuple[str, str]]]]
             "shown": 10,
             "mark": lambda m: ("grey", "—", 0),
             "case_viewer": True,
+            "judicial": [],
+            "judicial_form": {},
+            "judicial_done": "",
         },
         [("session_state", s.value) for s in SessionState]
         + [("case_state", s.value) for s in CaseState],
