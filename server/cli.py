@@ -549,8 +549,10 @@ def cmd_evidence_verify(args: argparse.Namespace) -> int:
         print("no timestamp in the package")
     files = [c for c in result.checked if c not in ("manifest.sig", "manifest.tsr")]
     print(f"{len(files)} files OK (size, SHA-256, SM3)")
+    for name, at in result.deleted.items():
+        print(f"deleted by retention at {at} (signed deletion record): {name}")
     for name in result.missing:
-        print(f"absent (deleted by retention?): {name}")
+        print(f"absent, not in any deletion record (--allow-missing): {name}")
     return 0
 
 
@@ -676,7 +678,7 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pubkey", action="append", help="trusted public key PEM (repeatable)")
     p.add_argument("--tsa-cert", help="TSA certificate PEM (default: the package's tsa.pem)")
     p.add_argument(
-        "--allow-missing", action="store_true", help="files deleted by retention may be absent"
+        "--allow-missing", action="store_true", help="listed files may be absent even without a signed deletion record"
     )
     p.set_defaults(func=cmd_evidence_verify)
     sub.add_parser("check", help="show settings and reachability").set_defaults(func=cmd_check)

@@ -103,6 +103,7 @@ AUDIT_ACTION_LABELS: Mapping[str, str] = {
     "recording.fetch_denied": "录像文件调阅被拒绝",
     "recording.tampered": "录像文件校验失败（疑似篡改）",
     "recording.retention_delete": "录像到期删除",
+    "composite.retention_delete": "合成录像到期删除",
     "signaling.session.created": "视频会议：创建会话",
     "signaling.token.issued": "视频会议：签发入会凭证",
     "signaling.token.revoked": "视频会议：撤销入会凭证",

@@ -57,7 +57,7 @@ HEARTBEAT_S = 5.0
 LEASE = timedelta(minutes=5)
 ENDED = (SessionState.ended,)
 
-State = Literal["pending", "running", "done", "failed"]
+State = Literal["pending", "running", "done", "failed", "deleted"]
 
 
 @dataclass(frozen=True, slots=True)
@@ -72,7 +72,9 @@ class CompositeView:
 
 def view(row: SessionComposite, *, now: datetime) -> CompositeView:
     state: State
-    if row.status == SENT:
+    if row.deleted_at is not None:
+        state = "deleted"  # by the retention job (server.sessions.evidence.retention)
+    elif row.status == SENT:
         state = "done"
     elif row.status != PENDING:
         state = "failed"
@@ -298,7 +300,7 @@ async def playable_file(
     """
     await load_session(session, staff=staff, session_id=session_id)
     row = await get(session, session_id=session_id)
-    if row is None or row.status != SENT or not row.storage_uri:
+    if row is None or row.status != SENT or not row.storage_uri or row.deleted_at is not None:
         raise CompositeNotFound(f"session {session_id} has no finished composite")
     try:
         path = resolve_path(recordings_dir, row.storage_uri)

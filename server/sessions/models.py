@@ -222,3 +222,5 @@ class SessionComposite(Base):
     last_error: Mapped[str] = mapped_column(Text, default="")
     locked_until: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: When the retention job deleted the file (the row, and the manifest listing it, stay).
+    deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)

@@ -111,7 +111,7 @@ class RecordingEntry(BaseModel, frozen=True):
 class CompositeEntry(BaseModel, frozen=True):
     """The session's composite MP4 (server.sessions.composite_jobs): its job's progress."""
 
-    state: Literal["pending", "running", "done", "failed"]
+    state: Literal["pending", "running", "done", "failed", "deleted"]
     percent: int = 0
     #: Why it failed (Chinese, from the job), "" otherwise.
     reason: str = ""

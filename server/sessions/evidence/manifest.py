@@ -92,6 +92,53 @@ def parse(data: bytes) -> dict[str, Any]:
     return obj
 
 
+DELETIONS_FORMAT = "onedoor-evidence-deletions/1"
+
+
+def deletion_record(
+    *,
+    manifest: bytes,
+    session_id: int,
+    manifest_seq: int,
+    signing_key_id: str,
+    made_at: dict[str, str] | None,
+    deleted: list[dict[str, Any]],
+) -> bytes:
+    """The canonical deletion record (deletions.json) of a package: which files the manifest
+    lists were deleted by retention, when, bound to that manifest by its SHA-256. Signed like
+    the manifest, so a file absent from a package is accounted for by the platform's key."""
+    return canonical(
+        {
+            "format": DELETIONS_FORMAT,
+            "session_id": session_id,
+            "manifest_seq": manifest_seq,
+            "manifest_sha256": hashlib.sha256(manifest).hexdigest(),
+            "signing_key_id": signing_key_id,
+            "made_at": made_at,
+            "deleted": deleted,
+        }
+    )
+
+
+def parse_deletions(data: bytes, manifest: bytes) -> dict[str, dict[str, Any]]:
+    """name -> entry of a deletion record that belongs to `manifest`. Raises ValueError if it
+    is not one, or belongs to another manifest."""
+    try:
+        obj = json.loads(data.decode("utf-8"))
+    except (UnicodeDecodeError, json.JSONDecodeError) as e:
+        raise ValueError(f"deletion record is not UTF-8 JSON: {e}") from None
+    if not isinstance(obj, dict) or obj.get("format") != DELETIONS_FORMAT:
+        raise ValueError(f"not a {DELETIONS_FORMAT} record")
+    if obj.get("manifest_sha256") != hashlib.sha256(manifest).hexdigest():
+        raise ValueError("the deletion record belongs to another manifest")
+    entries = obj.get("deleted")
+    if not isinstance(entries, list) or not all(
+        isinstance(e, dict) and isinstance(e.get("name"), str) for e in entries
+    ):
+        raise ValueError("the deletion record lists no files")
+    return {str(e["name"]): e for e in entries}
+
+
 def when(dt: datetime | None, tz: str) -> dict[str, str] | None:
     """A time as UTC ISO 8601 and in the district's zone (ISO with offset)."""
     if dt is None:

@@ -9,11 +9,14 @@ does not match.
     pubkey.pem      the deployment's public key that signed it (PEM, SubjectPublicKeyInfo)
     SHA256SUMS      `sha256sum -c` input derived from manifest.json (the manifest rules)
     README.txt      how to verify, in Chinese
+    deletions.json  if retention deleted files: which, when, bound to manifest.json's SHA-256
+    deletions.sig   its Ed25519 signature (same key, or deletions-pubkey.pem after a rotation)
     originals/…  chat/…  (later: composite/…, transcript/…)   the files
 """
 
 from __future__ import annotations
 
+import json
 import zipfile
 from dataclasses import dataclass, field
 from pathlib import Path
@@ -29,7 +32,11 @@ from server.sessions.evidence.service import PackagePlan
 
 MANIFEST, SIGNATURE, TIMESTAMP = "manifest.json", "manifest.sig", "manifest.tsr"
 PUBKEY, TSA_CERT, SUMS, README = "pubkey.pem", "tsa.pem", "SHA256SUMS", "README.txt"
-_META = frozenset({MANIFEST, SIGNATURE, TIMESTAMP, PUBKEY, TSA_CERT, SUMS, README})
+DELETIONS, DELETIONS_SIG, DELETIONS_KEY = "deletions.json", "deletions.sig", "deletions-pubkey.pem"
+_META = frozenset(
+    {MANIFEST, SIGNATURE, TIMESTAMP, PUBKEY, TSA_CERT, SUMS, README}
+    | {DELETIONS, DELETIONS_SIG, DELETIONS_KEY}
+)
 
 README_TEXT = """\
 会话证据包说明
@@ -49,6 +56,8 @@ manifest.tsr   可信时间戳回执（RFC 3161，如有）
 tsa.pem        时间戳服务机构证书（如有）
 pubkey.pem     平台签名公钥（请与平台公开发布的公钥核对：onedoor evidence pubkey）
 SHA256SUMS     由清单导出的 SHA-256 校验列表
+deletions.json 保存期限删除记录（如有）：哪些文件于何时按保存期限删除，并以清单的 SHA-256 绑定
+deletions.sig  删除记录的 Ed25519 签名（如有；密钥轮换后另附 deletions-pubkey.pem）
 originals/     各参会人各路音视频原始录像（WebM）
 chat/          文字交流记录（UTF-8 JSON）
 
@@ -70,7 +79,12 @@ chat/          文字交流记录（UTF-8 JSON）
 4. 核对公钥：pubkey.pem 应与平台公布的签名公钥一致（其 SHA-256 前 16 位即清单中的
    signing_key_id：openssl pkey -pubin -in pubkey.pem -outform DER | tail -c 32 | sha256sum）。
 
-录像按保存期限删除后，证据包只含清单和未删除的文件；清单仍可校验，已删除文件会显示缺失。
+录像按保存期限删除后，证据包只含清单和未删除的文件；清单仍可校验。已删除的文件列在
+deletions.json 中（文件名、SHA-256、删除时间），该记录由平台签名：
+   openssl pkeyutl -verify -pubin -inkey pubkey.pem -rawin -in deletions.json -sigfile deletions.sig
+   （如附有 deletions-pubkey.pem，用它代替 pubkey.pem）
+   sha256sum manifest.json   # 应与 deletions.json 中 "manifest_sha256" 一致
+此时 sha256sum -c SHA256SUMS 只列出包内现有的文件。
 
 用平台命令校验：onedoor evidence verify 证据包.zip（输出第一个不符之处，退出码 0 表示全部通过）。
 """
@@ -94,6 +108,11 @@ def write_package(target: IO[bytes], plan: PackagePlan) -> None:
             zf.write(path, name, compress_type=zipfile.ZIP_STORED)
         for name, data in plan.inline.items():
             zf.writestr(name, data)
+        if plan.deletions is not None and plan.deletions_signature is not None:
+            zf.writestr(DELETIONS, plan.deletions)
+            zf.writestr(DELETIONS_SIG, plan.deletions_signature)
+            if plan.deletions_key_pem is not None:
+                zf.writestr(DELETIONS_KEY, plan.deletions_key_pem)
 
 
 @dataclass(slots=True)
@@ -107,6 +126,9 @@ class Verification:
     timestamp: TimestampInfo | None = None
     checked: list[str] = field(default_factory=list)
     missing: list[str] = field(default_factory=list)
+    #: Absent files the package's signed deletion record accounts for: name -> deleted at
+    #: (UTC ISO 8601).
+    deleted: dict[str, str] = field(default_factory=dict)
 
     @property
     def ok(self) -> bool:
@@ -130,7 +152,9 @@ def verify_package(
     package's own pubkey.pem), the timestamp if present (against `tsa_certs_pem`, else the
     package's tsa.pem), then every listed file's size, SHA-256 and SM3 in order.
 
-    Stops at the first mismatch. `allow_missing`: files deleted by retention may be absent.
+    A file the manifest lists may be absent only if the package's deletion record (signed by
+    a trusted key, bound to this manifest) lists it with the same SHA-256, or `allow_missing`.
+    Stops at the first mismatch.
     """
     out = Verification()
     try:
@@ -185,12 +209,29 @@ def verify_package(
                 out.first = mf.Mismatch(TIMESTAMP, f"timestamp does not verify: {e} (时间戳不符)")
                 return out
             out.checked.append(TIMESTAMP)
+        deleted: dict[str, dict[str, object]] = {}
+        if DELETIONS in names or DELETIONS_SIG in names:
+            found, deleted = _deletions(zf, names, data, keys, trusted_by=out.trusted_by)
+            if found is not None:
+                out.first = found
+                return out
+            out.checked.append(DELETIONS_SIG)
         for entry in manifest["files"]:
             name = str(entry.get("name", ""))
             if not mf.safe_name(name) or name in _META:
                 out.first = mf.Mismatch(name, "unsafe file name in the manifest")
                 return out
             if name not in names:
+                gone = deleted.get(name)
+                if gone is not None:
+                    if gone.get("sha256") != entry.get("sha256"):
+                        out.first = mf.Mismatch(
+                            DELETIONS, f"lists {name} with another SHA-256 than the manifest"
+                        )
+                        return out
+                    at = gone.get("deleted_at")
+                    out.deleted[name] = str(at.get("utc", "")) if isinstance(at, dict) else ""
+                    continue
                 if allow_missing:
                     out.missing.append(name)
                     continue
@@ -202,3 +243,38 @@ def verify_package(
                 return out
             out.checked.append(name)
     return out
+
+
+def _deletions(
+    zf: zipfile.ZipFile,
+    names: set[str],
+    manifest: bytes,
+    keys: dict[str, Ed25519PublicKey],
+    *,
+    trusted_by: str,
+) -> tuple[mf.Mismatch | None, dict[str, dict[str, object]]]:
+    """The package's deletion record, checked: signed by a trusted key (or, when the package
+    is trusted by its own key, by its deletions-pubkey.pem) and bound to `manifest`."""
+    if DELETIONS not in names or DELETIONS_SIG not in names:
+        return mf.Mismatch(DELETIONS, "deletion record without its signature, or the reverse"), {}
+    record, signature = zf.read(DELETIONS), zf.read(DELETIONS_SIG)
+    try:
+        entries = mf.parse_deletions(record, manifest)
+        signed_by = str(json.loads(record)["signing_key_id"])
+    except (ValueError, KeyError) as e:
+        return mf.Mismatch(DELETIONS, f"{e} (删除记录不符)"), {}
+    usable = dict(keys)
+    if trusted_by == "package" and DELETIONS_KEY in names:
+        try:
+            own = load_public_pem(zf.read(DELETIONS_KEY))
+        except ValueError as e:
+            return mf.Mismatch(DELETIONS_KEY, f"no usable public key: {e}"), {}
+        usable.setdefault(key_id(own), own)
+    public = usable.get(signed_by)
+    if public is None:
+        return mf.Mismatch(DELETIONS, f"signed by key {signed_by!r}, not a trusted key"), {}
+    if not verify_with(public, record, signature):
+        return mf.Mismatch(
+            DELETIONS, "signature does not match (删除记录签名不符: deletions.json 被改动)"
+        ), {}
+    return None, entries

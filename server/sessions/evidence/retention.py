@@ -6,6 +6,10 @@ Due: the session ended (state ended/cancelled/no_show) at `actual_end` (else the
 own start) plus the kind's days (ONEDOOR_RETENTION_DAYS_RECEPTION / _MEDIATION; 0 = forever),
 or the recording's own `retention_until` if set; never a recording under `legal_hold`.
 
+A session's composite MP4 (server.sessions.composite_jobs) is made from its originals and
+never outlives them: it is deleted, audited the same way, once every original it was made from
+has been deleted (so a legal hold or a later `retention_until` on any original keeps it too).
+
 Several nodes may run it: a file is claimed by `UPDATE … SET deleted_at WHERE deleted_at IS
 NULL` in the transaction that unlinks it and writes the audit entry, so each is deleted once.
 """
@@ -18,7 +22,7 @@ from dataclasses import dataclass, field
 from datetime import datetime, timedelta
 from typing import Any, cast
 
-from sqlalchemy import CursorResult, func, or_, select, update
+from sqlalchemy import CursorResult, exists, func, or_, select, update
 from sqlalchemy.ext.asyncio import AsyncSession, async_sessionmaker
 
 from server.audit.service import record as audit
@@ -26,10 +30,11 @@ from server.kernel.errors import AppError
 from server.sessions.evidence.service import (
     FINISHED,
     EvidenceContext,
+    composite_name,
     ensure_manifest,
     original_name,
 )
-from server.sessions.models import CallSession, Recording, SessionKind
+from server.sessions.models import CallSession, Recording, SessionComposite, SessionKind
 from server.sessions.recordings import RecordingNotFound, resolve_path
 
 logger = logging.getLogger(__name__)
@@ -41,6 +46,8 @@ BATCH = 200
 @dataclass(slots=True)
 class RetentionReport:
     deleted: list[int] = field(default_factory=list)
+    #: Sessions whose composite MP4 was deleted.
+    composites_deleted: list[int] = field(default_factory=list)
     #: Sessions whose manifest could not be made (tampered file, TSA down): retried next run.
     skipped_sessions: list[int] = field(default_factory=list)
 
@@ -127,6 +134,63 @@ async def _delete_one(
     return True
 
 
+async def _composites_due(session: AsyncSession) -> list[int]:
+    """Composite ids whose every original has been deleted (at most BATCH)."""
+    of_session = Recording.session_id == SessionComposite.session_id
+    rows = await session.scalars(
+        select(SessionComposite.id)
+        .where(
+            SessionComposite.deleted_at.is_(None),
+            SessionComposite.storage_uri != "",
+            exists().where(of_session, Recording.deleted_at.is_not(None)),
+            ~exists().where(of_session, Recording.deleted_at.is_(None)),
+        )
+        .order_by(SessionComposite.id)
+        .limit(BATCH)
+    )
+    return list(rows)
+
+
+async def _delete_composite(
+    db: async_sessionmaker[AsyncSession], ctx: EvidenceContext, composite_id: int, now: datetime
+) -> int | None:
+    """Delete one composite's file (claimed like an original); its session id, or None if
+    another node took it."""
+    async with db.begin() as session:
+        claimed = await session.execute(
+            update(SessionComposite)
+            .where(SessionComposite.id == composite_id, SessionComposite.deleted_at.is_(None))
+            .values(deleted_at=now)
+            .execution_options(synchronize_session=False)
+        )
+        if cast("CursorResult[Any]", claimed).rowcount != 1:
+            return None
+        row = await session.get(SessionComposite, composite_id)
+        assert row is not None
+        try:
+            path = resolve_path(ctx.recordings_dir, row.storage_uri)
+        except RecordingNotFound:
+            path = None
+        if path is not None:
+            await asyncio.to_thread(path.unlink)
+        await audit(
+            session,
+            actor="system",
+            action="composite.retention_delete",
+            object_type="call_session",
+            object_id=str(row.session_id),
+            detail={
+                "session_id": row.session_id,
+                "file": composite_name(row),
+                "sha256": row.sha256,
+                "size_bytes": row.size_bytes,
+                "file_was_present": path is not None,
+            },
+            at=now,
+        )
+        return row.session_id
+
+
 async def run_retention(
     db: async_sessionmaker[AsyncSession],
     *,
@@ -134,7 +198,8 @@ async def run_retention(
     days: dict[SessionKind, int],
     now: datetime,
 ) -> RetentionReport:
-    """Delete every recorded file past its retention period (one batch), manifest first."""
+    """Delete every recorded file past its retention period (one batch), manifest first; then
+    every composite whose originals are all gone."""
     report = RetentionReport()
     async with db() as session:
         due = await _candidates(session, days, now)
@@ -148,6 +213,12 @@ async def run_retention(
         for rid in recording_ids:
             if await _delete_one(db, ctx, rid, now):
                 report.deleted.append(rid)
+    async with db() as session:
+        composites = await _composites_due(session)
+    for cid in composites:
+        sid = await _delete_composite(db, ctx, cid, now)
+        if sid is not None:
+            report.composites_deleted.append(sid)
     return report
 
 

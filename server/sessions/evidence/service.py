@@ -10,6 +10,7 @@ not list (a composite or 笔录 added later), never once a file has been deleted
 from __future__ import annotations
 
 import asyncio
+import dataclasses
 import json
 import re
 from dataclasses import dataclass, field
@@ -110,6 +111,11 @@ class PackagePlan:
     inline: dict[str, bytes] = field(default_factory=dict)
     #: Files the manifest lists that the retention job has deleted.
     deleted: list[str] = field(default_factory=list)
+    #: The signed deletion record (deletions.json, deletions.sig) when files were deleted, and
+    #: the public key that signed it if it is not the manifest's (after a key rotation).
+    deletions: bytes | None = None
+    deletions_signature: bytes | None = None
+    deletions_key_pem: bytes | None = None
 
 
 def _stored(row: EvidenceManifest) -> StoredManifest:
@@ -341,9 +347,10 @@ async def ensure_manifest(
         comp = await _composite(session, session_id)
         if comp is not None:
             wanted.add((composite_name(comp), comp.sha256.lower()))
-        if stored is not None and (
-            any(r.deleted_at is not None for r in recs) or wanted <= _listed(stored)
-        ):
+        gone = any(r.deleted_at is not None for r in recs) or (
+            comp is not None and comp.deleted_at is not None
+        )
+        if stored is not None and (gone or wanted <= _listed(stored)):
             return stored
         data, inline = await _draft(session, call, ctx, now=now)
     signature = ctx.keys.sign(data)
@@ -383,6 +390,30 @@ async def ensure_manifest(
         if found is None:
             raise
         return found
+
+
+def _sign_deletions(
+    plan: PackagePlan, ctx: EvidenceContext, deleted: list[dict[str, Any]], *, now: datetime
+) -> PackagePlan:
+    """The plan with the package's signed account of the files retention deleted
+    (server.sessions.evidence.retention), bound to its manifest; signed now, current key."""
+    stored = plan.stored
+    record = mf.deletion_record(
+        manifest=stored.manifest,
+        session_id=stored.session_id,
+        manifest_seq=stored.seq,
+        signing_key_id=ctx.keys.key_id,
+        made_at=mf.when(now, ctx.tz),
+        deleted=deleted,
+    )
+    return dataclasses.replace(
+        plan,
+        deletions=record,
+        deletions_signature=ctx.keys.sign(record),
+        deletions_key_pem=public_pem(ctx.keys.public_key)
+        if ctx.keys.key_id != stored.key_id
+        else None,
+    )
 
 
 async def plan_download(
@@ -430,16 +461,29 @@ async def plan_download(
             else public_pem(ctx.keys.public_key),
             tsa_certs_pem=ctx.tsa.certs_pem if ctx.tsa and stored.timestamp_token else None,
         )
+        deleted: list[dict[str, Any]] = []
         for f in stored.files:
             name = str(f["name"])
+            row: Recording | SessionComposite | None = recs.get(name)
+            if row is None and comp is not None and name == composite_name(comp):
+                row = comp
             if name in stored.inline_files:
                 plan.inline[name] = stored.inline_files[name].encode()
-            elif name in recs and recs[name].deleted_at is not None:
+            elif row is not None and row.deleted_at is not None:
                 plan.deleted.append(name)
-            elif name in recs:
-                plan.paths[name] = resolve_path(ctx.recordings_dir, recs[name].storage_uri)
-            elif comp is not None and name == composite_name(comp):
-                plan.paths[name] = resolve_path(ctx.recordings_dir, comp.storage_uri)
+                deleted.append(
+                    {
+                        "name": name,
+                        "sha256": str(f["sha256"]),
+                        "size": f["size"],
+                        "deleted_at": mf.when(row.deleted_at, ctx.tz),
+                        "reason": "retention",
+                    }
+                )
+            elif row is not None:
+                plan.paths[name] = resolve_path(ctx.recordings_dir, row.storage_uri)
+        if deleted:
+            plan = _sign_deletions(plan, ctx, deleted, now=now)
         await audit(
             session,
             actor=staff.actor,

@@ -37,6 +37,7 @@ from server.sessions.models import (
     EvidenceManifest,
     ParticipantRole,
     Recording,
+    SessionComposite,
     SessionKind,
     SessionMode,
     SessionParticipant,
@@ -334,10 +335,52 @@ async def test_only_who_may_play_recordings_may_download_and_a_reason_is_require
     assert not await _audit(client, "session.evidence_manifest")
 
 
-async def test_retention_deletes_originals_after_the_period_and_keeps_the_manifest(
-    client: Client, tmp_path: Path
+async def _add_composite(client: Client, sid: int) -> Path:
+    """A finished composite row of the session, its file a stand-in MP4 (only its digest is
+    checked by the manifest; test_composite_job makes real ones)."""
+    root: Path = client.app[keys.settings].effective_recordings_dir
+    path = root / "composite" / f"session-{sid}.mp4"
+    path.parent.mkdir(parents=True, exist_ok=True)
+    data = b"\x00\x00\x00\x18ftypmp42" + bytes(range(256)) * 8
+    path.write_bytes(data)
+    async with client.app[keys.db].begin() as session:
+        session.add(
+            SessionComposite(
+                session_id=sid,
+                created_at=T0 + timedelta(minutes=21),
+                due_at=T0 + timedelta(minutes=21),
+                status="sent",
+                sent_at=T0 + timedelta(minutes=25),
+                progress=100,
+                storage_uri=str(path),
+                sha256=hashlib.sha256(data).hexdigest(),
+                size_bytes=len(data),
+                duration_s=1200.0,
+            )
+        )
+    return path
+
+
+def _openssl_verify(where: Path, data: str, signature: str) -> subprocess.CompletedProcess[str]:
+    cmd = ["openssl", "pkeyutl", "-verify", "-pubin", "-inkey", "pubkey.pem", "-rawin",
+           "-in", data, "-sigfile", signature]  # fmt: skip
+    return subprocess.run(cmd, cwd=where, capture_output=True, text=True, check=False)
+
+
+def _without(src: Path, members: set[str], dst: Path) -> Path:
+    """A copy of the package without `members`."""
+    with zipfile.ZipFile(src) as zin, zipfile.ZipFile(dst, "w") as zout:
+        for info in zin.infolist():
+            if info.filename not in members:
+                zout.writestr(info, zin.read(info.filename))
+    return dst
+
+
+async def test_retention_deletes_originals_and_composite_and_packages_say_so_signed(
+    client: Client, tmp_path: Path, capsys: pytest.CaptureFixture[str]
 ) -> None:
     sid = await _ended_session(client)
+    composite = await _add_composite(client, sid)
     db = client.app[keys.db]
     async with db.begin() as session:
         paths = [Path(r.storage_uri) for r in await session.scalars(select(Recording))]
@@ -360,36 +403,94 @@ async def test_retention_deletes_originals_after_the_period_and_keeps_the_manife
         )
     )
     await runner.run_once()
-    assert all(p.exists() for p in paths) and not await _audit(client, "recording.retention_delete")
+    assert all(p.exists() for p in paths) and composite.exists()
+    assert not await _audit(client, "recording.retention_delete")
 
     clock.current = T0 + timedelta(days=30, hours=2)
     await runner.run_once()
-    assert not any(p.exists() for p in paths)
+    assert not any(p.exists() for p in paths) and not composite.exists()
     deletions = await _audit(client, "recording.retention_delete")
     assert len(deletions) == 2 and all(d.actor == "system" for d in deletions)
+    [gone] = await _audit(client, "composite.retention_delete")
+    assert gone.actor == "system" and gone.object_id == str(sid)
+    assert gone.detail["file"] == f"composite/session-{sid}.mp4"
     async with db.begin() as session:
         recs = list(await session.scalars(select(Recording).where(Recording.session_id == sid)))
         manifests = list(await session.scalars(select(EvidenceManifest)))
+        comp = await session.scalar(select(SessionComposite))
     assert all(r.deleted_at == clock.current for r in recs)
+    assert comp is not None and comp.deleted_at == clock.current
+    # the manifest made before the deletion lists the composite too; it is kept
     assert len(manifests) == 1 and manifests[0].session_id == sid
+    listed = [f["name"] for f in mf.parse(manifests[0].manifest)["files"]]
+    assert f"composite/session-{sid}.mp4" in listed
 
     token = await signed_in(client, "centre_supervisor")
     page = await (await client.get(f"/sessions/{sid}/record")).text()
     assert "录像已按保存期限删除，保留清单" in page and f"/sessions/{sid}/recordings" not in page
+    assert "合成录像已按保存期限删除，保留清单" in page
 
     pkg = await _download(client, token, sid, tmp_path / "after.zip")
     with zipfile.ZipFile(pkg) as zf:
         assert zf.read("manifest.json") == bytes(manifests[0].manifest)
-        assert not [n for n in zf.namelist() if n.startswith("originals/")]
+        names = zf.namelist()
+        record = zf.read("deletions.json").decode()
+    assert not [n for n in names if n.startswith(("originals/", "composite/"))]
+    assert "deletions.sig" in names and "deletions-pubkey.pem" not in names
+    assert record.count('"reason":"retention"') == 3
     trusted = dict(_ctx(client).keys.public_keys)
-    missing = verify_package(pkg, trusted_keys=trusted)
+    checked = verify_package(pkg, trusted_keys=trusted)
+    assert checked.ok and not checked.missing and CHAT_NAME in checked.checked
+    assert sorted(checked.deleted) == sorted(n for n in listed if n != CHAT_NAME)
+    assert set(checked.deleted.values()) == {"2026-04-01T11:00:00Z"}
+    assert cli(["evidence", "verify", str(pkg)]) == 0
+    out = capsys.readouterr().out
+    assert out.count("deleted by retention at 2026-04-01T11:00:00Z") == 3, out
+
+    # openssl alone verifies the deletion record and its tie to the manifest, as README says
+    unpacked = tmp_path / "unpacked"
+    zipfile.ZipFile(pkg).extractall(unpacked)
+    sig = _openssl_verify(unpacked, "deletions.json", "deletions.sig")
+    assert "Signature Verified Successfully" in sig.stdout, sig.stderr
+    manifest_sha = hashlib.sha256((unpacked / "manifest.json").read_bytes()).hexdigest()
+    assert f'"manifest_sha256":"{manifest_sha}"' in record
+
+    # a changed deletion record, one without its signature, none at all: each caught
+    edited = verify_package(
+        _tampered(pkg, "deletions.json", tmp_path / "e.zip"), trusted_keys=trusted
+    )
+    assert edited.first is not None and edited.first.what == "deletions.json"
+    unsigned = verify_package(
+        _without(pkg, {"deletions.sig"}, tmp_path / "u.zip"), trusted_keys=trusted
+    )
+    assert unsigned.first is not None and unsigned.first.what == "deletions.json"
+    bare = _without(pkg, {"deletions.json", "deletions.sig"}, tmp_path / "b.zip")
+    missing = verify_package(bare, trusted_keys=trusted)
     assert missing.first is not None and missing.first.what.startswith("originals/")
     assert "missing" in missing.first.reason
-    allowed = verify_package(pkg, trusted_keys=trusted, allow_missing=True)
-    assert allowed.ok and len(allowed.missing) == 2 and CHAT_NAME in allowed.checked
+    allowed = verify_package(bare, trusted_keys=trusted, allow_missing=True)
+    assert allowed.ok and len(allowed.missing) == 3 and not allowed.deleted
 
     await runner.run_once()  # nothing left to delete, nothing audited twice
     assert len(await _audit(client, "recording.retention_delete")) == 2
+    assert len(await _audit(client, "composite.retention_delete")) == 1
+
+
+async def test_a_composite_outlives_no_original_but_one_on_legal_hold_keeps_it(
+    client: Client,
+) -> None:
+    sid = await _ended_session(client)
+    composite = await _add_composite(client, sid)
+    db = client.app[keys.db]
+    async with db.begin() as session:
+        rec = (await session.scalars(select(Recording).order_by(Recording.id))).first()
+        assert rec is not None
+        rec.legal_hold = True
+    report = await run_retention(
+        db, ctx=_ctx(client), days=days_from(30, 30), now=T0 + timedelta(days=60)
+    )
+    assert len(report.deleted) == 1 and report.composites_deleted == []
+    assert composite.exists() and not await _audit(client, "composite.retention_delete")
 
 
 async def test_a_tampered_original_is_never_signed(client: Client, tmp_path: Path) -> None:
