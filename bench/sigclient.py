@@ -90,6 +90,8 @@ class SigClient:
         self._pending: dict[str, asyncio.Future[dict[str, Any]]] = {}
         self._reader: asyncio.Task[None] | None = None
         self.on_offer: Callable[[str], Coroutine[Any, Any, None]] | None = None
+        #: Called (as a task) with a server `error` that answers no request of ours.
+        self.on_error: Callable[[dict[str, Any]], Coroutine[Any, Any, None]] | None = None
         self._offer_tasks: set[asyncio.Task[None]] = set()
         self.hello: dict[str, Any] = {}
         self.welcome: dict[str, Any] = {}
@@ -139,6 +141,10 @@ class SigClient:
                     continue
                 if data["type"] == "error":
                     self.errors.append(data)
+                    if self.on_error is not None:
+                        task = asyncio.create_task(self.on_error(data))
+                        self._offer_tasks.add(task)
+                        task.add_done_callback(self._offer_tasks.discard)
                 async with self._arrived:
                     self.backlog.append(data)
                     self._arrived.notify_all()
@@ -258,7 +264,51 @@ class MediaParticipant:
         self.publishes_audio = False
         self.expect_video = 0  # remote tracks the caller expects (bookkeeping for benches)
         self.expect_audio = 0
+        #: Media connections rebuilt after a failure (the web client's self-heal, issue #18).
+        self.rebuilds = 0
+        self.rebuild_errors: list[str] = []
+        self._depacketize = depacketize
+        self._published: tuple[Clip, bool, int | None] | None = None
+        self._rebuilding = False
+        self._closing = False
         sig.on_offer = self._answer_server_offer
+        sig.on_error = self._on_server_error
+        self._watch(self.peer)
+
+    def _watch(self, peer: LoadPeer) -> None:
+        """Our own side noticing the connection is gone (ICE consent lost) rebuilds it too."""
+
+        @peer.pc.on("connectionstatechange")
+        def _changed() -> None:
+            if peer is self.peer and peer.pc.connectionState in ("failed", "closed"):
+                task = asyncio.create_task(self.rebuild())
+                self.sig._offer_tasks.add(task)
+                task.add_done_callback(self.sig._offer_tasks.discard)
+
+    async def _on_server_error(self, error: dict[str, Any]) -> None:
+        if error.get("code") == "media_failed":
+            await self.rebuild()
+
+    async def rebuild(self) -> None:
+        """A new peer connection and offer, as the web client does after `media_failed` (the
+        server forgot the old one) or its own connection failing."""
+        if self._rebuilding or self._closing or self._published is None:
+            return
+        if self.sig.status != "joined":
+            return
+        self._rebuilding = True
+        old, self.peer = self.peer, LoadPeer(self.sig.name, depacketize=self._depacketize)
+        self._watch(self.peer)
+        try:
+            with contextlib.suppress(Exception):
+                await old.close()
+            clip, audio, video_fps = self._published
+            await self.publish(clip, audio=audio, video_fps=video_fps)
+            self.rebuilds += 1
+        except Exception as e:  # reported by the caller (the soak lists them)
+            self.rebuild_errors.append(f"{type(e).__name__}: {e}")
+        finally:
+            self._rebuilding = False
 
     async def _answer_server_offer(self, sdp: str) -> None:
         try:
@@ -273,6 +323,7 @@ class MediaParticipant:
     ) -> None:
         """Offer our clip tracks; apply the server's answer (server offers wait for it).
         `video_fps` plays the clip's frames at another rate (same packets, fewer per second)."""
+        self._published = (clip, audio, video_fps)
         async with self.peer.lock:
             self.peer.add_clip_senders(clip, audio=audio)
             self.publishes_audio = audio
@@ -289,6 +340,7 @@ class MediaParticipant:
         return str(self.peer.pc.connectionState)
 
     async def close(self, *, leave: bool = True) -> None:
+        self._closing = True
         if leave:
             await self.sig.leave()
         with contextlib.suppress(Exception):

@@ -24,7 +24,13 @@ Checks:
 - RSS growth after warm-up < 10 % (median of the last three samples against the median of the
   first three after warm-up);
 - no leaks once everyone left: open fds, UDP sockets and threads back to the baseline taken
-  after sign-in and session creation (polled for up to 30 s).
+  after sign-in and session creation (polled for up to 30 s);
+- self-heal under overload (issue #18): right after warm-up a CPU hog (a busy loop in its own
+  process, one core) runs for `hog_s` (60 s at scale 1); media may stall meanwhile (its
+  intervals are counted apart, not as stalls), but within 10 s after the hog ends every
+  participant receives video from every other again (`media_recovered_after_hog_s`, polled
+  every 0.25 s). A participant whose media connection failed rebuilds it as the web client does
+  (`MediaParticipant.rebuild`: on `error media_failed` or its own connection failing).
 
 Media cost: at scale 1 the room load (100 publishers, 400 forwarded video streams) is far
 beyond what a 2-core machine running both the server and its 100 clients forwards at the
@@ -43,6 +49,7 @@ import logging
 import os
 import re
 import statistics
+import subprocess
 import sys
 import tempfile
 import time
@@ -68,6 +75,9 @@ ERROR_LINE = re.compile(r"\b(ERROR|CRITICAL)\b|Traceback|unhandled", re.IGNORECA
 LEAK_WAIT_S = 30.0
 FLOW_TIMEOUT_S = 60.0
 CLOSE_TIMEOUT_S = 30.0
+#: Media must be back for everyone this long after the CPU hog ends (issue #18).
+RECOVERY_GOAL_S = 10.0
+RECOVERY_WAIT_S = 60.0
 #: Every check this benchmark reports (bench.common marks one it could not measure).
 CHECKS = (
     "server_errors",
@@ -79,6 +89,7 @@ CHECKS = (
     "server_udp_sockets_after_leave",
     "server_threads_after_leave_over_baseline",
     "server_tcp_sockets_after_leave_over_baseline",
+    "media_recovered_after_hog_s",
 )
 TIMEOUT = (600.0, 1200.0)  # overall bound in s: fixed + per unit of scale
 
@@ -94,6 +105,7 @@ class SoakConfig:
     video_fps: int = 15
     audio_per_room: int = 5  # participants per room who publish audio (all of them publish video)
     setup_concurrency: int = 4
+    hog_s: float = 0.0  # a CPU hog (one core) right after warm-up, for this long
 
     @classmethod
     def for_scale(cls, scale: float, duration_s: float | None = None) -> SoakConfig:
@@ -107,6 +119,7 @@ class SoakConfig:
                 sample_s=1.0,
                 video_fps=5,
                 audio_per_room=2,
+                hog_s=1.0,
             )
         duration = duration_s if duration_s is not None else max(30.0, 600.0 * scale)
         return cls(
@@ -118,6 +131,7 @@ class SoakConfig:
             sample_s=min(10.0, max(2.0, duration / 30)),
             video_fps=3 if scale >= 0.5 else 15,
             audio_per_room=1 if scale >= 0.5 else 5,
+            hog_s=max(0.0, min(60.0, duration - min(60.0, max(5.0, duration * 0.1)) - 25.0)),
         )
 
 
@@ -230,6 +244,49 @@ def _frames(p: MediaParticipant) -> tuple[int, int]:
     return p.peer.frames("video"), p.peer.frames("audio")
 
 
+def _video_counts(participants: list[MediaParticipant]) -> dict[tuple[str, int, str], int]:
+    """Frames per received video track, keyed by participant, connection and track."""
+    return {
+        (p.sig.name, id(p.peer), key): c.frames
+        for p in participants
+        for key, c in p.peer.received.items()
+        if c.kind == "video"
+    }
+
+
+async def _recovery(participants: list[MediaParticipant], since: float) -> float | None:
+    """Seconds after `since` until every participant received a new frame, within the last
+    second, on each of the video tracks it expects from its current connection (polled every
+    0.25 s; at the soak's 3 fps a second holds three frames); None if not within
+    RECOVERY_WAIT_S."""
+    back: dict[str, float] = {}
+    history = [(time.monotonic(), _video_counts(participants))]
+    while time.monotonic() - since < RECOVERY_WAIT_S:
+        await asyncio.sleep(0.25)
+        t, now = time.monotonic(), _video_counts(participants)
+        history.append((t, now))
+        while len(history) > 2 and history[1][0] <= t - 1.0:
+            history.pop(0)
+        before = history[0][1]
+        for p in participants:
+            live = sum(
+                1
+                for key, frames in now.items()
+                if key[0] == p.sig.name and key[1] == id(p.peer) and frames > before.get(key, 0)
+            )
+            if p.sig.name not in back and live >= p.expect_video:
+                back[p.sig.name] = t - since
+        if len(back) == len(participants):
+            return max(back.values())
+    return None
+
+
+def _start_hog(seconds: float) -> subprocess.Popen[bytes]:
+    """A busy loop in its own process: one core taken for `seconds`."""
+    code = f"import time\nend = time.monotonic() + {seconds}\nwhile time.monotonic() < end: pass"
+    return subprocess.Popen([sys.executable, "-c", code])
+
+
 def _participant_state(p: MediaParticipant) -> dict[str, Any]:
     return {
         "name": p.sig.name,
@@ -240,6 +297,8 @@ def _participant_state(p: MediaParticipant) -> dict[str, Any]:
         "video_frames": p.peer.frames("video"),
         "audio_frames": p.peer.frames("audio"),
         "negotiation_errors": p.negotiation_errors[:3],
+        "media_rebuilds": p.rebuilds,
+        "rebuild_errors": p.rebuild_errors[:3],
         "server_errors": [e.get("code") for e in p.sig.errors[:3]],
     }
 
@@ -260,6 +319,8 @@ async def soak(cfg: SoakConfig, workdir: Path) -> dict[str, Any]:
     timeline: dict[str, float] = {}
     ping_rtts: list[float] = []
     stalls: list[str] = []
+    hog_stalls: list[str] = []
+    recovered_s: float | None = None
     started = time.monotonic()
     result: dict[str, Any] = {"config": asdict(cfg), "server_log": str(server.log_path)}
     connector = aiohttp.TCPConnector(limit=0)
@@ -340,24 +401,46 @@ async def soak(cfg: SoakConfig, workdir: Path) -> dict[str, Any]:
             last_frames = {p.sig.name: _frames(p) for p in participants}
             frames_at_warmup: dict[str, tuple[int, int]] = {}
             ping_i = 0
+            hog: subprocess.Popen[bytes] | None = None
+            hog_window = (float("inf"), float("inf"))  # stalls in it are the hog's
+            recovery: asyncio.Task[float | None] | None = None
             while time.monotonic() < end:
-                await asyncio.sleep(min(cfg.sample_s, max(0.0, end - time.monotonic())))
+                step = min(cfg.sample_s, max(0.0, end - time.monotonic()))
+                if hog is not None and recovery is None:
+                    step = min(step, max(0.0, hog_window[0] + cfg.hog_s - time.monotonic()))
+                await asyncio.sleep(step)
+                if cfg.hog_s > 0 and hog is None and time.monotonic() >= warmup_end:
+                    hog = _start_hog(cfg.hog_s)
+                    hog_window = (time.monotonic(), time.monotonic() + cfg.hog_s + RECOVERY_GOAL_S)
+                    timeline["hog_start_s"] = time.monotonic() - started
+                    log.info("CPU hog for %.0f s", cfg.hog_s)
+                if hog is not None and recovery is None and hog.poll() is not None:
+                    timeline["hog_end_s"] = time.monotonic() - started
+                    recovery = asyncio.create_task(_recovery(participants, time.monotonic()))
                 sample = proc_sample(pid)
                 sample["warm"] = sample["t"] >= warmup_end
                 if sample["warm"] and not frames_at_warmup:
                     frames_at_warmup = {p.sig.name: _frames(p) for p in participants}
                     timeline["warmup_end_s"] = time.monotonic() - started
                 samples.append(sample)
+                in_hog = hog_window[0] <= time.monotonic() <= hog_window[1]
                 for p in participants:
                     now = _frames(p)
                     before = last_frames[p.sig.name]
                     if now[0] <= before[0] or (p.expect_audio and now[1] <= before[1]):
-                        stalls.append(f"{p.sig.name}@{sample['t'] - hold_start:.0f}s")
+                        where = f"{p.sig.name}@{sample['t'] - hold_start:.0f}s"
+                        (hog_stalls if in_hog else stalls).append(where)
                     last_frames[p.sig.name] = now
                 for client in idle[ping_i : ping_i + 5]:  # app-level ping through idle sockets
                     with contextlib.suppress(Exception):
                         ping_rtts.append(await client.ping(10.0))
                 ping_i = (ping_i + 5) % max(1, len(idle))
+            if hog is not None:
+                hog.wait()
+                if recovery is None:
+                    timeline["hog_end_s"] = time.monotonic() - started
+                    recovery = asyncio.create_task(_recovery(participants, time.monotonic()))
+                recovered_s = await recovery
             hold_s = time.monotonic() - hold_start
 
             # -- end state: everybody still there?
@@ -415,6 +498,14 @@ async def soak(cfg: SoakConfig, workdir: Path) -> dict[str, Any]:
             "dropped": dropped,
             "stalled_intervals": len(stalls),
             "stalls": stalls[:20],
+            "hog": {
+                "seconds": cfg.hog_s,
+                "stalled_intervals_during": len(hog_stalls),
+                "media_recovered_after_s": round(recovered_s, 2)
+                if recovered_s is not None
+                else None,
+                "media_rebuilds": sum(p.rebuilds for p in participants),
+            },
             "idle_closed_by_server": idle_closed,
             "received_fps": received_fps,
             "ping_ms": {
@@ -459,6 +550,12 @@ async def soak(cfg: SoakConfig, workdir: Path) -> dict[str, Any]:
         check("participants_dropped", len(dropped), "<= 0", "participants"),
         check("participants_stalled_intervals", len(stalls), "<= 0", "intervals"),
         check("idle_connections_dropped", idle_closed, "<= 0", "connections"),
+        check(
+            "media_recovered_after_hog_s",
+            recovered_s if recovered_s is not None else RECOVERY_WAIT_S,
+            f"<= {RECOVERY_GOAL_S:g}",
+            "s",
+        ),
         check("server_rss_growth_after_warmup", rss_growth_pct, "<= 10", "%"),
         check("server_fds_after_leave_over_baseline", fd_growth, "<= 0", "fds"),
         check(
@@ -527,11 +624,13 @@ def main() -> None:
     parser.add_argument("--idle", type=int)
     parser.add_argument("--video-fps", type=int)
     parser.add_argument("--audio-per-room", type=int)
+    parser.add_argument("--hog", type=float, dest="hog_s", help="CPU hog seconds (0: none)")
     args = parser.parse_args()
     logging.basicConfig(level=logging.INFO, stream=sys.stderr, format="%(asctime)s %(message)s")
     logging.getLogger("aioice").setLevel(logging.WARNING)
     overrides = {
-        k: getattr(args, k) for k in ("rooms", "per_room", "idle", "video_fps", "audio_per_room")
+        k: getattr(args, k)
+        for k in ("rooms", "per_room", "idle", "video_fps", "audio_per_room", "hog_s")
     }
     result = asyncio.run(run(args.scale, args.duration, **overrides))
     print(json.dumps(result, ensure_ascii=False, indent=2))

@@ -370,6 +370,19 @@ describe('resume', () => {
     assert.equal(model.room.locked, true);
   });
 
+  test('media_failed from the server rebuilds the media connection at once, only when joined', () => {
+    const { signal, seen } = setUp();
+    signal.server(residentWelcome());
+    signal.server({ type: 'error', code: 'media_failed', message: 'ice', message_zh: '音视频连接中断，正在重连' });
+    assert.deepEqual(seen('media'), [], 'in the lobby there is no media connection to rebuild');
+    signal.server({ type: 'admitted', participants: [HOST, ZHANG], resume_token: 't3' });
+    signal.server({ type: 'error', re: '4', code: 'media_failed', message: 'x' });
+    assert.deepEqual(seen('media'), [{ action: 'start' }], 'an answer to a request is not news');
+    signal.server({ type: 'error', code: 'media_failed', message: 'ice', message_zh: '音视频连接中断，正在重连' });
+    assert.deepEqual(seen('media'), [{ action: 'start' }, { action: 'start' }]);
+    assert.equal(seen('notice').at(-1).code, 'media_failed');
+  });
+
   test('a resident resumed while paused stays paused in the lobby', () => {
     const { signal, model } = setUp();
     signal.server(residentWelcome());

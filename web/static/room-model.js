@@ -233,6 +233,12 @@ export class RoomModel extends EventTarget {
       case 'error':
         // Answers to our own requests reach whoever asked; the rest is news for the user.
         if (!msg.re) this._emit('notice', { code: msg.code, message_zh: msg.message_zh || null });
+        // The server gave up on our media connection (ICE consent lost): rebuild it now, a new
+        // connection and offer, rather than wait for our side to notice (docs/signaling.md).
+        if (!msg.re && msg.code === 'media_failed' && this.status === 'joined') {
+          this._clearTracks();
+          this._mediaStart('start');
+        }
         break;
       default: break;
     }

@@ -16,6 +16,7 @@ from aiortc.mediastreams import MediaStreamError, MediaStreamTrack
 from media.sfu import SfuMediaNode
 from tests.component.signaling.harness import Participant, host_and_admitted_guest
 from tests.media.rtc_clients import PatternVideoTrack
+from tests.polling import eventually
 
 pytestmark = pytest.mark.media
 
@@ -94,3 +95,42 @@ async def test_two_browsers_see_each_other_through_the_real_sfu(
     finally:
         for b in browsers:
             await b.close()
+
+
+async def test_media_failed_then_a_new_connection_heals_the_call(
+    people: Any, sfu: SfuMediaNode
+) -> None:
+    """Issue #18 item 6: the server's side of a participant's media connection dies (ICE
+    consent expired, as aioice closes it); the participant is told `media_failed` (no `re`)
+    and does what the web client and the load client do: a new peer connection and offer.
+    Media flows again both ways, without leaving the room, and the other side never left."""
+    host, guest, sess = await host_and_admitted_guest(people)
+    browsers = [Browser(host), Browser(guest)]
+    healed: Browser | None = None
+    try:
+        for b in browsers:
+            await b.publish()
+        async with asyncio.timeout(20):
+            await browsers[0].wait_frames(guest.peer_id, 5)
+            await browsers[1].wait_frames(host.peer_id, 5)
+        server_pc = sfu._rooms[sess["room_id"]].peers[guest.peer_id].pc
+        ice = server_pc.getTransceivers()[0].receiver.transport.transport
+        await ice._connection.close()  # what aioice does when consent expires
+        # the guest's offer reader keeps what it skips in the backlog
+        await eventually(lambda: bool(guest.seen("error")), what="media_failed to the guest")
+        await browsers[1].close()  # the web client drops the dead connection ...
+        [failed] = guest.seen("error")
+        assert failed["code"] == "media_failed" and failed.get("re") is None, failed
+        assert failed["message_zh"] == "音视频连接中断，正在重连"
+        healed = Browser(guest)  # ... and builds a new one with a new offer
+        await healed.publish()
+        seen_from_guest = browsers[0].frames.get(guest.peer_id, 0)
+        async with asyncio.timeout(20):
+            await healed.wait_frames(host.peer_id, 5)
+            await browsers[0].wait_frames(guest.peer_id, seen_from_guest + 5)
+        assert not host.seen("participant_left")  # the room never lost the guest
+    finally:
+        for b in [browsers[0], *([healed] if healed else [])]:
+            await b.close()
+        with contextlib.suppress(Exception):
+            await browsers[1].close()
