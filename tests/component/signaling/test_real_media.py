@@ -130,7 +130,7 @@ async def test_media_failed_then_a_new_connection_heals_the_call(
             await browsers[0].wait_frames(guest.peer_id, seen_from_guest + 5)
         assert not host.seen("participant_left")  # the room never lost the guest
     finally:
-        for b in [browsers[0], *([healed] if healed else [])]:
+        for b in [browsers[0], *([healed] if healed is not None else [])]:
             await b.close()
         with contextlib.suppress(Exception):
             await browsers[1].close()
