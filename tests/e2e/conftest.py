@@ -8,6 +8,7 @@ from __future__ import annotations
 
 import asyncio
 import os
+import re
 from collections.abc import AsyncIterator, Iterator
 from pathlib import Path
 from typing import Any
@@ -51,6 +52,21 @@ def _in_loopback_namespace() -> None:
 
 
 Server = ServerProcess
+
+
+async def sent_link(server: Server, path: str, *, nth: int = -1, timeout_s: float = 20.0) -> str:
+    """The token of the `nth` `{path}/<token>` link the server's development SMS backend has
+    sent (LogNotifier logs each text it sends), waiting for the outbox to send it. Not from the
+    database: once a text is sent the outbox replaces its link there with "[已发送]"."""
+    pattern = re.compile(re.escape(path) + r"/([A-Za-z0-9_.~-]+)")
+    deadline = asyncio.get_running_loop().time() + timeout_s
+    while True:
+        tokens = pattern.findall(server.log_path.read_text(errors="replace"))
+        if len(tokens) > (nth if nth >= 0 else -nth - 1):
+            return str(tokens[nth])
+        if asyncio.get_running_loop().time() > deadline:
+            raise AssertionError(f"no {path} link sent within {timeout_s} s")
+        await asyncio.sleep(0.2)
 
 
 @pytest.fixture

@@ -5,14 +5,13 @@ page shows who signed, when (Beijing time) and how. axe and layout checks on eve
 
 from __future__ import annotations
 
-import re
 from typing import Any
 
 import pytest
 
 from tests.conftest import DEMO_USERS
 from tests.e2e.axe import shoot
-from tests.e2e.conftest import Server
+from tests.e2e.conftest import Server, sent_link
 from tests.e2e.webclient import db_rows, sign_in, watch
 
 pytestmark = pytest.mark.e2e
@@ -81,7 +80,7 @@ async def test_party_signs_on_phone_and_other_on_mediators_device(
             f"agreement_link:{agreement['id']}:0:%",
         )
         assert "（北京时间）" in sms
-        token = re.findall(r"/sign/(\S+)", sms)[0]
+        token = await sent_link(server, "/sign", nth=0)
 
         # 赵一 signs on the phone: the masked name, 我已阅读并同意, the typed full name.
         party = await phone.new_page()

@@ -17,7 +17,7 @@ import pytest
 
 from tests.conftest import DEMO_PASSWORD
 from tests.e2e.axe import shoot
-from tests.e2e.conftest import Server
+from tests.e2e.conftest import Server, sent_link
 from tests.e2e.webclient import db_rows
 
 pytestmark = pytest.mark.e2e
@@ -136,13 +136,14 @@ async def test_walk_in_to_closed_case(server: Server, as_user: Any, browser: Any
         "SELECT body FROM case_notification WHERE dedupe_key LIKE 'eval:%' AND case_id = ?",
         int(case_url.rsplit("/", 1)[1]),
     )
-    link = re.findall(r"https?://\S+/evaluate/\S+", sms)[0]
+    assert "/evaluate/" in sms and "330105-" in sms
+    token = await sent_link(server, "/evaluate")
     phone = await browser.new_context(
         viewport={"width": 390, "height": 800}, locale="zh-CN", bypass_csp=True
     )
     try:
         petitioner = await phone.new_page()
-        await petitioner.goto(server.base_url + "/evaluate/" + link.split("/evaluate/")[1])
+        await petitioner.goto(server.base_url + "/evaluate/" + token)
         subject = await petitioner.inner_text("#evaluation-subject")
         assert "区住建局" in subject and "公交停靠站" in subject and "330105-" in subject
         await shoot(petitioner, f"{SHOT}-09d-evaluation")
