@@ -78,15 +78,21 @@ def canonical(obj: Any) -> bytes:
     return json.dumps(obj, sort_keys=True, ensure_ascii=False, separators=(",", ":")).encode()
 
 
-def parse(data: bytes) -> dict[str, Any]:
-    """The manifest in `data`. Raises ValueError if it is not a manifest of this format or
-    not in canonical form (a re-serialised manifest no longer matches its signature)."""
+def _document(data: bytes, fmt: str, what: str) -> dict[str, Any]:
+    """The JSON object in `data` whose "format" is `fmt`; ValueError naming `what` otherwise."""
     try:
         obj = json.loads(data.decode("utf-8"))
     except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"manifest is not UTF-8 JSON: {e}") from None
-    if not isinstance(obj, dict) or obj.get("format") != FORMAT:
-        raise ValueError(f"not a {FORMAT} manifest")
+        raise ValueError(f"{what} is not UTF-8 JSON: {e}") from None
+    if not isinstance(obj, dict) or obj.get("format") != fmt:
+        raise ValueError(f"not a {fmt} {what}")
+    return obj
+
+
+def parse(data: bytes) -> dict[str, Any]:
+    """The manifest in `data`. Raises ValueError if it is not a manifest of this format or
+    not in canonical form (a re-serialised manifest no longer matches its signature)."""
+    obj = _document(data, FORMAT, "manifest")
     if not isinstance(obj.get("files"), list):
         raise ValueError("manifest lists no files")
     return obj
@@ -123,12 +129,7 @@ def deletion_record(
 def parse_deletions(data: bytes, manifest: bytes) -> dict[str, dict[str, Any]]:
     """name -> entry of a deletion record that belongs to `manifest`. Raises ValueError if it
     is not one, or belongs to another manifest."""
-    try:
-        obj = json.loads(data.decode("utf-8"))
-    except (UnicodeDecodeError, json.JSONDecodeError) as e:
-        raise ValueError(f"deletion record is not UTF-8 JSON: {e}") from None
-    if not isinstance(obj, dict) or obj.get("format") != DELETIONS_FORMAT:
-        raise ValueError(f"not a {DELETIONS_FORMAT} record")
+    obj = _document(data, DELETIONS_FORMAT, "deletion record")
     if obj.get("manifest_sha256") != hashlib.sha256(manifest).hexdigest():
         raise ValueError("the deletion record belongs to another manifest")
     entries = obj.get("deleted")

@@ -96,42 +96,60 @@ async def _candidates(
     return due
 
 
-async def _delete_one(
-    db: async_sessionmaker[AsyncSession], ctx: EvidenceContext, recording_id: int, now: datetime
-) -> bool:
+_Stored = Recording | SessionComposite
+
+
+async def _delete_file(
+    db: async_sessionmaker[AsyncSession],
+    ctx: EvidenceContext,
+    model: type[Recording] | type[SessionComposite],
+    row_id: int,
+    now: datetime,
+) -> _Stored | None:
+    """Claim one stored file's row (`deleted_at`), unlink the file and audit it, in one
+    transaction; the row, or None if another node claimed it first."""
     async with db.begin() as session:
         claimed = await session.execute(
-            update(Recording)
-            .where(Recording.id == recording_id, Recording.deleted_at.is_(None))
+            update(model)
+            .where(model.id == row_id, model.deleted_at.is_(None))
             .values(deleted_at=now)
             .execution_options(synchronize_session=False)
         )
         if cast("CursorResult[Any]", claimed).rowcount != 1:
-            return False  # another node deleted it
-        rec = await session.get(Recording, recording_id)
-        assert rec is not None
+            return None  # another node deleted it
+        row: _Stored | None = await session.get(model, row_id)
+        assert row is not None
         try:
-            path = resolve_path(ctx.recordings_dir, rec.storage_uri)
+            path = resolve_path(ctx.recordings_dir, row.storage_uri)
         except RecordingNotFound:
             path = None  # gone already: record the deletion all the same
         if path is not None:
             await asyncio.to_thread(path.unlink)
+        if isinstance(row, Recording):
+            what = ("recording.retention_delete", "recording", row.id, original_name(row))
+        else:
+            what = (
+                "composite.retention_delete",
+                "call_session",
+                row.session_id,
+                composite_name(row),
+            )
         await audit(
             session,
             actor="system",
-            action="recording.retention_delete",
-            object_type="recording",
-            object_id=str(recording_id),
+            action=what[0],
+            object_type=what[1],
+            object_id=str(what[2]),
             detail={
-                "session_id": rec.session_id,
-                "file": original_name(rec),
-                "sha256": rec.sha256,
-                "size_bytes": rec.size_bytes,
+                "session_id": row.session_id,
+                "file": what[3],
+                "sha256": row.sha256,
+                "size_bytes": row.size_bytes,
                 "file_was_present": path is not None,
             },
             at=now,
         )
-    return True
+        return row
 
 
 async def _composites_due(session: AsyncSession) -> list[int]:
@@ -149,46 +167,6 @@ async def _composites_due(session: AsyncSession) -> list[int]:
         .limit(BATCH)
     )
     return list(rows)
-
-
-async def _delete_composite(
-    db: async_sessionmaker[AsyncSession], ctx: EvidenceContext, composite_id: int, now: datetime
-) -> int | None:
-    """Delete one composite's file (claimed like an original); its session id, or None if
-    another node took it."""
-    async with db.begin() as session:
-        claimed = await session.execute(
-            update(SessionComposite)
-            .where(SessionComposite.id == composite_id, SessionComposite.deleted_at.is_(None))
-            .values(deleted_at=now)
-            .execution_options(synchronize_session=False)
-        )
-        if cast("CursorResult[Any]", claimed).rowcount != 1:
-            return None
-        row = await session.get(SessionComposite, composite_id)
-        assert row is not None
-        try:
-            path = resolve_path(ctx.recordings_dir, row.storage_uri)
-        except RecordingNotFound:
-            path = None
-        if path is not None:
-            await asyncio.to_thread(path.unlink)
-        await audit(
-            session,
-            actor="system",
-            action="composite.retention_delete",
-            object_type="call_session",
-            object_id=str(row.session_id),
-            detail={
-                "session_id": row.session_id,
-                "file": composite_name(row),
-                "sha256": row.sha256,
-                "size_bytes": row.size_bytes,
-                "file_was_present": path is not None,
-            },
-            at=now,
-        )
-        return row.session_id
 
 
 async def run_retention(
@@ -211,14 +189,14 @@ async def run_retention(
             report.skipped_sessions.append(session_id)
             continue
         for rid in recording_ids:
-            if await _delete_one(db, ctx, rid, now):
+            if await _delete_file(db, ctx, Recording, rid, now) is not None:
                 report.deleted.append(rid)
     async with db() as session:
         composites = await _composites_due(session)
     for cid in composites:
-        sid = await _delete_composite(db, ctx, cid, now)
-        if sid is not None:
-            report.composites_deleted.append(sid)
+        row = await _delete_file(db, ctx, SessionComposite, cid, now)
+        if row is not None:
+            report.composites_deleted.append(row.session_id)
     return report
 
 

@@ -87,14 +87,19 @@ async def test_two_browsers_see_each_other_through_the_real_sfu(
 
     browsers = [Browser(host), Browser(guest)]
     try:
-        for b in browsers:
-            await b.publish()
-        async with asyncio.timeout(20):
-            await browsers[0].wait_frames(guest.peer_id, 5)
-            await browsers[1].wait_frames(host.peer_id, 5)
+        await _see_each_other(browsers)
     finally:
         for b in browsers:
             await b.close()
+
+
+async def _see_each_other(browsers: list[Browser]) -> None:
+    """Both publish; each receives five frames of the other."""
+    for b in browsers:
+        await b.publish()
+    async with asyncio.timeout(20):
+        await browsers[0].wait_frames(browsers[1].p.peer_id, 5)
+        await browsers[1].wait_frames(browsers[0].p.peer_id, 5)
 
 
 async def test_media_failed_then_a_new_connection_heals_the_call(
@@ -108,11 +113,7 @@ async def test_media_failed_then_a_new_connection_heals_the_call(
     browsers = [Browser(host), Browser(guest)]
     healed: Browser | None = None
     try:
-        for b in browsers:
-            await b.publish()
-        async with asyncio.timeout(20):
-            await browsers[0].wait_frames(guest.peer_id, 5)
-            await browsers[1].wait_frames(host.peer_id, 5)
+        await _see_each_other(browsers)
         server_pc = sfu._rooms[sess["room_id"]].peers[guest.peer_id].pc
         ice = server_pc.getTransceivers()[0].receiver.transport.transport
         await ice._connection.close()  # what aioice does when consent expires
