@@ -330,7 +330,9 @@ class WorkerPoolMediaNode:
 
     # ------------------------------------------------------------ RPC
 
-    def _worker_for(self, room_id: str, *, create: bool) -> _RoomState:
+    def _worker_for(
+        self, room_id: str, *, create: bool, avoid: frozenset[int] = frozenset()
+    ) -> _RoomState:
         room = self._rooms.get(room_id)
         if room is not None:
             return room
@@ -339,7 +341,10 @@ class WorkerPoolMediaNode:
         live = [w for w in self._workers if not w.dead and w.pid]
         if not live:
             raise MediaFailure("no media worker available")
-        worker = min(live, key=lambda w: (len(w.rooms), w.index))
+        candidates = [w for w in live if w.index not in avoid]
+        if not candidates:
+            raise errors.MediaSaturated("every media worker is saturated")
+        worker = min(candidates, key=lambda w: (len(w.rooms), w.index))
         worker.rooms.add(room_id)
         room = self._rooms[room_id] = _RoomState(worker)
         return room
@@ -374,18 +379,34 @@ class WorkerPoolMediaNode:
         ice_servers: list[IceServer],
         grant: PublishGrant,
     ) -> SessionDescription:
-        room = self._worker_for(room_id, create=True)
-        answer: SessionDescription = await self._call(
-            room.worker,
-            "accept_offer",
-            room_id=room_id,
-            peer_id=peer_id,
-            offer=offer,
-            ice_servers=ice_servers,
-            grant=grant,
-        )
-        room.peers.add(peer_id)
-        return answer
+        # A new room refused by a saturated worker (its loop lags: media.load) goes to the
+        # next least loaded one; a room a worker already carries stays there (issue #18 item 7).
+        new_room = room_id not in self._rooms
+        refused: set[int] = set()
+        while True:
+            room = self._worker_for(room_id, create=True, avoid=frozenset(refused))
+            try:
+                answer: SessionDescription = await self._call(
+                    room.worker,
+                    "accept_offer",
+                    room_id=room_id,
+                    peer_id=peer_id,
+                    offer=offer,
+                    ice_servers=ice_servers,
+                    grant=grant,
+                )
+            except errors.MediaSaturated:
+                if not new_room or room.peers or self._rooms.get(room_id) is not room:
+                    raise
+                refused.add(room.worker.index)
+                room.worker.rooms.discard(room_id)
+                del self._rooms[room_id]
+                logger.info(
+                    "media worker %d saturated: room %s tries another", room.worker.index, room_id
+                )
+                continue
+            room.peers.add(peer_id)
+            return answer
 
     async def accept_answer(
         self, *, room_id: str, peer_id: str, answer: SessionDescription

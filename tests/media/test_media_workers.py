@@ -3,16 +3,20 @@
 from __future__ import annotations
 
 import asyncio
+import multiprocessing
 import os
 import signal
 from collections.abc import AsyncIterator
 from pathlib import Path
+from typing import Any
 
 import av
 import pytest
 
 from media import adapter
+from media.errors import MediaSaturated
 from media.interfaces import PeerFailed, RecordingStopped
+from media.sfu import SfuMediaNode
 from media.workers import WorkerPoolMediaNode
 from tests.media.rtc_clients import EventPump, TestClient, receive_event, wait_until
 
@@ -94,3 +98,49 @@ async def test_kill_9_of_a_worker_mid_recording_fails_peers_and_leaves_playable_
             await client.close()
     finally:
         await pump.close()
+
+
+class SaturatedWorkerZero(SfuMediaNode):
+    """The SFU of worker process 0 reports its loop lagging 1 s (saturated); the others 0."""
+
+    def __init__(self, **kwargs: Any) -> None:
+        lag = 1.0 if multiprocessing.current_process().name.endswith("-0") else 0.0
+        super().__init__(load_probe=lambda: lag, **kwargs)
+
+
+class EveryWorkerSaturated(SfuMediaNode):
+    def __init__(self, **kwargs: Any) -> None:
+        super().__init__(load_probe=lambda: 1.0, **kwargs)
+
+
+async def test_a_new_room_refused_by_a_saturated_worker_goes_to_another(
+    tmp_path: Path,
+) -> None:
+    """Issue #18 item 7: the pool places a new room on the least loaded worker; when that one
+    is saturated (MediaSaturated from its loop-lag probe) the room goes to the next, and only
+    when every worker refuses does the offer fail with `media_saturated`."""
+    adapter.restrict_host_addresses(["127.0.0.1"])
+    node_class = f"{__name__}:SaturatedWorkerZero"
+    async with WorkerPoolMediaNode(
+        workers=2, host_addresses=["127.0.0.1"], node_class=node_class
+    ) as pool:
+        pump = EventPump(pool)
+        try:
+            # worker 0 carries no room, so it is tried first, and refuses
+            clients = await _join(pump, pool, "room-a", 2)
+            assert pool.worker_pid_for_room("room-a") == pool.worker_pids()[1]
+            for client in clients:
+                await client.close()
+        finally:
+            await pump.close()
+    async with WorkerPoolMediaNode(
+        workers=2, host_addresses=["127.0.0.1"], node_class=f"{__name__}:EveryWorkerSaturated"
+    ) as pool:
+        pump = EventPump(pool)
+        try:
+            client = pump.add(TestClient(pool, "room-b", "p0"))
+            with pytest.raises(MediaSaturated):
+                await client.join()
+            await client.close()
+        finally:
+            await pump.close()
