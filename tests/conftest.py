@@ -299,14 +299,33 @@ def demo_sqlite_url(demo_sqlite_template: Path, tmp_path: Path) -> str:
     return f"sqlite+aiosqlite:///{target}"
 
 
+@pytest.fixture(scope="session")
+def pg_demo_template(pg_template: str) -> Iterator[str]:
+    """The migrated PostgreSQL template with the demo district loaded, once per test session
+    (as `demo_sqlite_template`); tests clone it."""
+    name = f"onedoor_tpld_{os.getpid()}"
+    _psql(f'DROP DATABASE IF EXISTS "{name}"')
+    _psql(f'CREATE DATABASE "{name}" TEMPLATE "{pg_template}"')
+    in_thread(asyncio.run, load_demo_into(_pg_url(name)))
+    yield name
+    _psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
+@pytest.fixture
+def pg_demo_url(pg_demo_template: str) -> Iterator[str]:
+    """A fresh PostgreSQL database with the demo district for one test (a clone)."""
+    name = f"onedoor_t_{uuid.uuid4().hex[:12]}"
+    _psql(f'CREATE DATABASE "{name}" TEMPLATE "{pg_demo_template}"')
+    yield _pg_url(name)
+    _psql(f'DROP DATABASE IF EXISTS "{name}" WITH (FORCE)')
+
+
 @pytest.fixture(params=["sqlite", pytest.param("postgresql", marks=pytest.mark.integration)])
 async def demo_db_url(request: pytest.FixtureRequest) -> str:
     """A migrated database with the demo district loaded, on SQLite and PostgreSQL."""
     if request.param == "sqlite":
         return str(request.getfixturevalue("demo_sqlite_url"))
-    url = str(request.getfixturevalue("pg_url"))
-    await load_demo_into(url)
-    return url
+    return str(request.getfixturevalue("pg_demo_url"))
 
 
 @pytest.fixture
