@@ -5,13 +5,16 @@ multi-node deployment (one PostgreSQL, one Redis: the kill -9 test)."""
 from __future__ import annotations
 
 import contextlib
+import hashlib
 import http.cookiejar
 import os
 import re
 import secrets
+import shutil
 import socket
 import subprocess
 import sys
+import tempfile
 import time
 import urllib.parse
 import urllib.request
@@ -107,8 +110,21 @@ def start_node(
             **extra_env,
         }
     )
-    steps = (["db", "upgrade"], ["demo", "load", "--password", DEMO_PASSWORD])
-    for args in steps if prepare_db else ():
+    if prepare_db and not {"ONEDOOR_DATABASE_URL", "ONEDOOR_SECRET_KEY"} & set(extra_env):
+        # SQLite: a copy of a data directory prepared once per code version and settings
+        template, secret = _prepared_sqlite(env)
+        shutil.copytree(template / "data", Path(env["ONEDOOR_DATA_DIR"]), dirs_exist_ok=True)
+        env["ONEDOOR_SECRET_KEY"] = secret  # the demo district was loaded under it
+    elif prepare_db:
+        _prepare(env)
+    log_path = tmp / "server.log"
+    process = _serve(env, port, log_path)
+    return ServerProcess(f"http://127.0.0.1:{port}", tmp / "data", env, process, log_path)
+
+
+def _prepare(env: Mapping[str, str]) -> None:
+    """Migrate the database `env` names and load the demo district into it."""
+    for args in (["db", "upgrade"], ["demo", "load", "--password", DEMO_PASSWORD]):
         subprocess.run(
             [sys.executable, "-m", "server.cli", *args],
             env=env,
@@ -116,9 +132,39 @@ def start_node(
             capture_output=True,
             cwd=ROOT,
         )
-    log_path = tmp / "server.log"
-    process = _serve(env, port, log_path)
-    return ServerProcess(f"http://127.0.0.1:{port}", tmp / "data", env, process, log_path)
+
+
+def _code_version() -> str:
+    """A digest of what a prepared database depends on: the service's code and migrations."""
+    digest = hashlib.sha256()
+    for folder in ("server", "migrations"):
+        for path in sorted((ROOT / folder).rglob("*.py")):
+            digest.update(str(path.relative_to(ROOT)).encode() + b"\0" + path.read_bytes())
+    return digest.hexdigest()[:16]
+
+
+def _prepared_sqlite(env: Mapping[str, str]) -> tuple[Path, str]:
+    """A data directory with the migrated SQLite database and the demo district, made once
+    for this code version and these `ONEDOOR_*` settings (shared by every process on the
+    machine: the browser tests start a server per test, and migrating and loading the district
+    took half of each start), and the secret key it was made with."""
+    settings = sorted(
+        (k, v)
+        for k, v in env.items()
+        if k.startswith("ONEDOOR_") and k not in ("ONEDOOR_DATA_DIR", "ONEDOOR_SECRET_KEY")
+    )
+    key = hashlib.sha256(repr((_code_version(), settings)).encode()).hexdigest()[:16]
+    template = Path(tempfile.gettempdir()) / f"onedoor-prepared-{key}"
+    if not (template / "secret").is_file():
+        building = Path(tempfile.mkdtemp(prefix="onedoor-preparing-"))
+        secret = secrets.token_urlsafe(32)
+        _prepare({**env, "ONEDOOR_DATA_DIR": str(building / "data"), "ONEDOOR_SECRET_KEY": secret})
+        (building / "secret").write_text(secret)
+        try:
+            building.rename(template)  # atomic: a process that lost the race uses the winner's
+        except OSError:
+            shutil.rmtree(building, ignore_errors=True)
+    return template, (template / "secret").read_text()
 
 
 def _serve(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen[bytes]:
