@@ -47,9 +47,13 @@ def top_layer(session: PeerSession) -> int:
     )
 
 
-def _choose_layer(session: PeerSession, settings: BandwidthSettings, now: float) -> bool:
+def _choose_layer(
+    session: PeerSession, settings: BandwidthSettings, now: float, load_cap: int = MAX_LAYER
+) -> bool:
     """Layer-drop before pause, layer-up after resume. Returns whether the pause policy has its
-    turn (the subscriber is at the base layer, or its publishers send no temporal layers)."""
+    turn (the subscriber is at the base layer, or its publishers send no temporal layers).
+    `load_cap`: the worker's own cap (media.load.LoadShedder), below the subscriber's when the
+    worker is saturated; it does not move the subscriber's policy."""
     tracks = video_tracks(session)
     layers = session.layers
     at_base = True
@@ -69,7 +73,7 @@ def _choose_layer(session: PeerSession, settings: BandwidthSettings, now: float)
             )
         at_base = layers.effective(top) == 0
     for track in tracks:
-        track.set_max_layer(layers.layer, now)
+        track.set_max_layer(min(layers.layer, load_cap), now)
         track.check_layer_sync(now)
     return session.policy.paused or not session.receive_video or at_base
 
@@ -85,8 +89,11 @@ def apply_pause(session: PeerSession) -> None:
         track.set_paused(paused)
 
 
-def evaluate(room: Room, settings: BandwidthSettings, now: float) -> list[VideoPaused]:
-    """One round for every subscriber of the room; the events to tell subscribers."""
+def evaluate(
+    room: Room, settings: BandwidthSettings, now: float, load_cap: int = MAX_LAYER
+) -> list[VideoPaused]:
+    """One round for every subscriber of the room; the events to tell subscribers.
+    `load_cap`: the highest temporal layer the worker forwards while saturated."""
     for forwarder in room.forwarders():
         forwarder.update_rates(now)
     events: list[VideoPaused] = []
@@ -94,7 +101,7 @@ def evaluate(room: Room, settings: BandwidthSettings, now: float) -> list[VideoP
         if session.closed or not session.connected:
             continue
         tracks = video_tracks(session)
-        if tracks and _choose_layer(session, settings, now):
+        if tracks and _choose_layer(session, settings, now, load_cap):
             # only the base layer is left: pause when even it does not fit
             decision = session.policy.update(session.estimator, needed_bps(session, settings, 0))
             if decision is not None:

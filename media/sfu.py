@@ -44,7 +44,13 @@ from aiortc.exceptions import InternalError, OperationError
 from aiortc.sdp import candidate_from_sdp
 
 from media import adapter
-from media.bandwidth import BandwidthEstimator, BandwidthSettings, LayerPolicy, VideoPausePolicy
+from media.bandwidth import (
+    MAX_LAYER,
+    BandwidthEstimator,
+    BandwidthSettings,
+    LayerPolicy,
+    VideoPausePolicy,
+)
 from media.congestion import apply_pause, evaluate
 from media.errors import (
     InvalidDescription,
@@ -85,7 +91,7 @@ from media.interfaces import (
     TrackSource,
     UpstreamQuality,
 )
-from media.load import SATURATED_LAG_S, LoopLag
+from media.load import SATURATED_LAG_S, LoadShedder, LoopLag
 from media.recorder import Recording
 
 logger = logging.getLogger(__name__)
@@ -186,6 +192,8 @@ class SfuMediaNode:
         self._clock = clock
         self._load_probe = load_probe
         self.saturated_lag_s = saturated_lag_s
+        #: Degrade before failing: the base temporal layer only, for everyone, while saturated.
+        self.shedder = LoadShedder(saturated_lag_s)
         self.speaker_interval_s = speaker_interval_s
         self.bandwidth = bandwidth or BandwidthSettings()
         self._rooms: dict[str, Room] = {}
@@ -680,10 +688,26 @@ class SfuMediaNode:
         while True:
             await asyncio.sleep(self.bandwidth.interval_s)
             now = time.monotonic()
-            for event in evaluate(room, self.bandwidth, now):
+            for event in evaluate(room, self.bandwidth, now, self._load_cap()):
                 self.emit(event)
             for change in upstream_changes(room, now):
                 self.emit(change)
+
+    def _load_cap(self) -> int:
+        """The highest temporal layer this worker forwards now (media.load.LoadShedder)."""
+        if self._load_probe is None:
+            return MAX_LAYER
+        was = self.shedder.shedding
+        cap = self.shedder.cap(self._load_probe())
+        if self.shedder.shedding != was:
+            logger.warning(
+                "media worker %s: %s",
+                "saturated" if self.shedder.shedding else "recovered",
+                "base temporal layer only for every subscriber"
+                if self.shedder.shedding
+                else "every temporal layer again",
+            )
+        return cap
 
     async def _speaker_loop(self, room: Room) -> None:
         while True:

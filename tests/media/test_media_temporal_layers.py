@@ -16,6 +16,7 @@ import pytest
 from media.bandwidth import BandwidthSettings
 from media.congestion import needed_bps
 from media.interfaces import VideoPaused
+from media.load import LoadShedder
 from media.sfu import SfuMediaNode
 from tests.media.rtc_clients import EventPump, TestClient, wait_until
 from tests.media.temporal import label_l1t3
@@ -112,3 +113,46 @@ async def test_a_weak_subscriber_gets_the_base_layer_and_keeps_video_a_good_one_
             await remb.stop()
         for client in (a, weak, good):
             await client.close()
+
+
+async def test_a_saturated_worker_sends_everyone_the_base_layer_until_it_recovers(
+    l1t3_publishers: None,
+) -> None:
+    """Issue #18 item 7, degrade before failing: while the worker's loop lags past the
+    threshold every subscriber gets only the base temporal layer (its own policy untouched);
+    once the lag stayed low, every layer again."""
+    lag = {"s": 0.0}
+    node = SfuMediaNode(
+        host_addresses=["127.0.0.1"],
+        ice_connect_timeout_s=10.0,
+        bandwidth=SETTINGS,
+        load_probe=lambda: lag["s"],
+    )
+    node.shedder = LoadShedder(node.saturated_lag_s, recover_s=0.5)
+    pump = EventPump(node)
+    a = pump.add(TestClient(node, "r", "a"))
+    sub = pump.add(TestClient(node, "r", "sub", video=False, audio=False))
+    try:
+        for client in (a, sub):
+            await client.join()
+        await wait_until(lambda: sub.frames_from("a", "video") >= 20, 20, "video to sub")
+        session = node._rooms["r"].peers["sub"]
+        track = next(t for _, t in session.subscriptions.values() if t.kind == "video")
+        await wait_until(lambda: track.layer == 2, 10, "every layer at first")
+
+        lag["s"] = 1.0  # saturated
+        await wait_until(lambda: track.max_layer == 0 and track.layer == 0, 5, "base layer")
+        assert session.layers.layer == 2, "the subscriber's own policy is not moved"
+        before, dropped = sub.frames_from("a", "video"), track.layer_dropped
+        await wait_until(lambda: track.layer_dropped >= dropped + 30, 20, "upper layers dropped")
+        assert sub.frames_from("a", "video") > before, "the base layer still flows"
+
+        lag["s"] = 0.0  # recovered
+        await wait_until(lambda: track.max_layer == 2, 5, "cap lifted after the calm")
+        await wait_until(lambda: track.layer == 2, 20, "every layer again")
+        assert not pump.errors
+    finally:
+        for client in (a, sub):
+            await client.close()
+        await pump.close()
+        await node.close()
