@@ -68,9 +68,11 @@ pytest: test-install
 	$(BIN)/pytest -m "not e2e" -p no:cacheprovider -n $(PYTEST_WORKERS) tests/unit tests/component tests/integration; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit $$rc
 	$(BIN)/pytest -m "not e2e" -p no:cacheprovider tests/media tests/multinode tests/bench; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit $$rc
 
-## Browser tests run inside a loopback-only network namespace (../shared/TESTING.md).
+## Browser tests run inside a loopback-only network namespace (../shared/TESTING.md), on
+## $(E2E_WORKERS) workers (each test starts its own server and browser).
+E2E_WORKERS ?= 2
 e2e: test-install
-	tests/e2e/run-in-netns.sh $(BIN)/pytest -m e2e -p no:cacheprovider
+	tests/e2e/run-in-netns.sh $(BIN)/pytest -m e2e -p no:cacheprovider -n $(E2E_WORKERS)
 
 ## make test: installs what the tests need, then lint, types, the suite, and the browser tests.
 test: lint jslint typecheck pytest jstest e2e
