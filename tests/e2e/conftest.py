@@ -89,6 +89,29 @@ async def browser() -> AsyncIterator[Any]:
 
 
 @pytest.fixture
+async def as_user(browser: Any, server: Server) -> AsyncIterator[Any]:
+    """A function opening a signed-in page (1280 px) for a demo account, each in a browser
+    context of its own (closed after the test)."""
+    from tests.e2e.webclient import sign_in
+
+    contexts: list[Any] = []
+
+    async def open_as(username: str) -> Any:
+        context = await browser.new_context(
+            viewport={"width": 1280, "height": 900}, locale="zh-CN", bypass_csp=True
+        )
+        contexts.append(context)
+        page = await context.new_page()
+        page.set_default_timeout(15_000)
+        await sign_in(page, server.base_url, username)
+        return page
+
+    yield open_as
+    for context in contexts:
+        await context.close()
+
+
+@pytest.fixture
 async def page(browser: Any, request: pytest.FixtureRequest) -> AsyncIterator[Any]:
     context = await browser.new_context(viewport={"width": 1280, "height": 720}, locale="zh-CN")
     await context.tracing.start(screenshots=True, snapshots=True)

@@ -47,7 +47,9 @@ async def test_a_reception_shows_on_its_case_page(server: Server, browser: Any) 
         await officer.select_option("select[name=outcome]", "accepted")
         await officer.click("#end-form button[type=submit]")
         await officer.wait_for_url("**/desk", timeout=10_000)
-        await agent.wait_for_selector("#room[data-final=ended]", timeout=20_000)  # the page polls every 2 s, then reloads
+        await agent.wait_for_selector(
+            "#room[data-final=ended]", timeout=20_000
+        )  # the page polls every 2 s, then reloads
 
         [(case_id,)] = db_rows(
             server.data_dir, "SELECT id FROM petition_case WHERE case_no = ?", case_no

@@ -10,12 +10,10 @@ for horizontal overflow."""
 from __future__ import annotations
 
 import re
-from collections.abc import AsyncIterator
 from typing import Any
 
 import pytest
 
-from tests.conftest import DEMO_PASSWORD
 from tests.e2e.axe import shoot
 from tests.e2e.conftest import Server, sent_link
 from tests.e2e.webclient import db_rows
@@ -23,30 +21,6 @@ from tests.e2e.webclient import db_rows
 pytestmark = pytest.mark.e2e
 
 SHOT = "case-workbench"
-
-
-@pytest.fixture
-async def as_user(browser: Any, server: Server) -> AsyncIterator[Any]:
-    """A function opening a signed-in page for a demo account (its own browser context)."""
-    contexts: list[Any] = []
-
-    async def open_as(username: str) -> Any:
-        context = await browser.new_context(
-            viewport={"width": 1280, "height": 900}, locale="zh-CN", bypass_csp=True
-        )
-        contexts.append(context)
-        page = await context.new_page()
-        page.set_default_timeout(15_000)
-        await page.goto(server.base_url + "/login")
-        await page.fill("input[name=username]", username)
-        await page.fill("input[name=password]", DEMO_PASSWORD)
-        await page.click("button[type=submit]")
-        await page.wait_for_selector("h1")
-        return page
-
-    yield open_as
-    for context in contexts:
-        await context.close()
 
 
 async def act(page: Any, name: str, fields: dict[str, str] | None = None) -> None:

@@ -13,7 +13,6 @@ import pytest
 
 from tests.e2e.axe import shoot
 from tests.e2e.conftest import Server
-from tests.e2e.test_case_workbench import as_user  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.e2e
 
@@ -22,7 +21,7 @@ SHOT = "claim-agent"
 
 async def test_an_agent_registration_is_claimed_by_the_street_coordinator(
     server: Server,
-    as_user: Any,  # noqa: F811 (the fixture imported above)
+    as_user: Any,
 ) -> None:
     agent = await as_user("agent001")
     await agent.click("a[href='/cases/new']")

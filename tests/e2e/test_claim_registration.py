@@ -11,7 +11,6 @@ import pytest
 
 from tests.e2e.axe import shoot
 from tests.e2e.conftest import Server
-from tests.e2e.test_case_workbench import as_user  # noqa: F401 (the fixture)
 
 pytestmark = pytest.mark.e2e
 
@@ -21,7 +20,7 @@ SHOT = "claim"
 async def test_a_kiosk_registration_is_claimed_by_the_window_officer(
     server: Server,
     page: Any,
-    as_user: Any,  # noqa: F811 (the fixture imported above)
+    as_user: Any,
 ) -> None:
     await page.goto(server.base_url + "/kiosk")
     await page.click("label.matter:has-text('噪声扰民')")

@@ -22,7 +22,6 @@ from sqlalchemy import select
 from server.kernel.db import make_engine, make_sessionmaker, utcnow
 from server.kernel.settings import Settings
 from server.models import Booking, BookingClaim, CallSession
-from tests.conftest import DEMO_PASSWORD
 from tests.e2e.axe import shoot
 from tests.e2e.conftest import Server
 from tests.e2e.webclient import db_rows
@@ -31,29 +30,6 @@ from tests.polling import eventually
 pytestmark = pytest.mark.e2e
 
 SHOT = "mediation-booking"
-
-
-@pytest.fixture
-async def as_user(browser: Any, server: Server) -> AsyncIterator[Any]:
-    contexts: list[Any] = []
-
-    async def open_as(username: str) -> Any:
-        context = await browser.new_context(
-            viewport={"width": 1280, "height": 900}, locale="zh-CN", bypass_csp=True
-        )
-        contexts.append(context)
-        page = await context.new_page()
-        page.set_default_timeout(15_000)
-        await page.goto(server.base_url + "/login")
-        await page.fill("input[name=username]", username)
-        await page.fill("input[name=password]", DEMO_PASSWORD)
-        await page.click("button[type=submit]")
-        await page.wait_for_selector("h1")
-        return page
-
-    yield open_as
-    for context in contexts:
-        await context.close()
 
 
 @pytest.fixture

@@ -20,7 +20,6 @@ from server.kernel.settings import Settings
 from server.org.models import Staff
 from tests.e2e.axe import shoot
 from tests.e2e.conftest import Server
-from tests.e2e.test_case_workbench import as_user  # noqa: F401 (the fixture)
 from tests.e2e.test_supervision_board import registered_days_ago
 
 pytestmark = [pytest.mark.e2e, pytest.mark.timeout(300)]
@@ -54,7 +53,7 @@ async def walk_in(page: Any, server: Server, summary: str) -> int:
 
 async def test_batch_red_card_and_dashboard_drill_down(
     server: Server,
-    as_user: Any,  # noqa: F811 (the fixture imported above)
+    as_user: Any,
 ) -> None:
     window = await as_user("window01")
     first = await walk_in(window, server, "养老院收费不透明，要求公开收费明细")

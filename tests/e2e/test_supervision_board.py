@@ -20,7 +20,7 @@ from server.kernel.db import make_engine, make_sessionmaker, utcnow
 from server.kernel.settings import Settings
 from tests.e2e.axe import shoot
 from tests.e2e.conftest import Server
-from tests.e2e.test_case_workbench import act, as_user  # noqa: F401 (the fixture)
+from tests.e2e.test_case_workbench import act
 
 pytestmark = pytest.mark.e2e
 
@@ -56,7 +56,7 @@ async def registered_days_ago(server: Server, case_id: int, days: int) -> None:
 
 async def test_overdue_case_supervised_answered_judged_and_opened_by_the_leader(
     server: Server,
-    as_user: Any,  # noqa: F811 (the fixture imported above)
+    as_user: Any,
 ) -> None:
     window = await as_user("window01")
     await window.goto(server.base_url + "/cases/new")
