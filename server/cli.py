@@ -678,7 +678,9 @@ def build_parser() -> argparse.ArgumentParser:
     p.add_argument("--pubkey", action="append", help="trusted public key PEM (repeatable)")
     p.add_argument("--tsa-cert", help="TSA certificate PEM (default: the package's tsa.pem)")
     p.add_argument(
-        "--allow-missing", action="store_true", help="listed files may be absent even without a signed deletion record"
+        "--allow-missing",
+        action="store_true",
+        help="listed files may be absent even without a signed deletion record",
     )
     p.set_defaults(func=cmd_evidence_verify)
     sub.add_parser("check", help="show settings and reachability").set_defaults(func=cmd_check)
