@@ -37,6 +37,7 @@ Purpose = Literal[
     "follow_link",  # kiosk QR code to follow a case
     "csrf",  # double-submit cookie
     "agreement_sign",  # one party's link to sign one mediation agreement
+    "minutes_confirm",  # one party's link to confirm a session's 笔录
 ]
 
 ALGORITHM = "HS256"

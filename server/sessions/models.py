@@ -224,3 +224,44 @@ class SessionComposite(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     #: When the retention job deleted the file (the row, and the manifest listing it, stay).
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+
+
+class SessionMinutes(Base):
+    """The 调解笔录 / 接访记录 of a session (server.sessions.minutes): paragraphs a clerk types
+    during the session, each stamped with the session clock; then frozen (定稿), confirmed by
+    the parties, and closed into a PDF that goes into the case file and the evidence manifest.
+    `status`: draft → frozen → closed. `version` counts saves (optimistic concurrency)."""
+
+    __tablename__ = "session_minutes"
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("call_session.id"), unique=True)
+    #: [{"at_s": seconds since the session started, "text": ...}], in order.
+    paragraphs: Mapped[list[dict[str, Any]]] = mapped_column(JSON, default=list)
+    version: Mapped[int] = mapped_column(Integer, default=0)
+    status: Mapped[str] = mapped_column(String(16), default="draft")
+    updated_at: Mapped[datetime] = mapped_column(UTCDateTime())
+    updated_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    frozen_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: SHA-256 of the frozen text (canonical JSON of the paragraphs): what parties confirm.
+    content_hash: Mapped[str] = mapped_column(String(64), default="")
+    #: When each party's newest confirmation link was issued (participant id → µs since epoch).
+    links: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
+    closed_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    pdf: Mapped[bytes | None] = mapped_column(LargeBinary, nullable=True)
+    pdf_sha256: Mapped[str] = mapped_column(String(64), default="")
+
+
+class MinutesConfirmation(Base):
+    """One party's confirmation of a frozen 笔录: through their own link, or on the mediator's
+    device with the party present (`via`, recorded as such)."""
+
+    __tablename__ = "minutes_confirmation"
+    __table_args__ = (UniqueConstraint("session_id", "participant_id"),)
+    id: Mapped[int] = mapped_column(primary_key=True)
+    session_id: Mapped[int] = mapped_column(ForeignKey("call_session.id"), index=True)
+    participant_id: Mapped[int] = mapped_column(ForeignKey("session_participant.id"))
+    name: Mapped[str] = mapped_column(String(64))
+    via: Mapped[str] = mapped_column(String(24))
+    recorded_by_id: Mapped[int | None] = mapped_column(ForeignKey("staff.id"))
+    content_hash: Mapped[str] = mapped_column(String(64))
+    confirmed_at: Mapped[datetime] = mapped_column(UTCDateTime())

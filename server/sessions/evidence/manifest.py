@@ -30,8 +30,8 @@ class FileKind(enum.StrEnum):
     """Every kind of file a manifest may list, and the package folder it goes in."""
 
     original = "original"  # a per-track WebM recording, as recorded
-    composite = "composite"  # the one playable MP4 (issue #20 item 1; not built yet)
-    transcript_pdf = "transcript_pdf"  # the confirmed 笔录 as PDF (item 2; not built yet)
+    composite = "composite"  # the one playable MP4 (issue #20 item 1)
+    transcript_pdf = "transcript_pdf"  # the closed 笔录 as PDF (item 2: server.sessions.minutes)
     chat = "chat"  # the session's chat, exported as UTF-8 JSON
 
     @property

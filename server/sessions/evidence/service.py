@@ -11,6 +11,7 @@ from __future__ import annotations
 
 import asyncio
 import dataclasses
+import hashlib
 import json
 import re
 from dataclasses import dataclass, field
@@ -29,6 +30,7 @@ from server.kernel.errors import Conflict
 from server.kernel.settings import Settings
 from server.kernel.tsa import TsaConfig, request_timestamp
 from server.org import service as org
+from server.sessions import minutes
 from server.sessions.evidence import manifest as mf
 from server.sessions.evidence.keys import EvidenceKeys, public_pem
 from server.sessions.models import (
@@ -275,6 +277,13 @@ async def _draft(
                 made_at=mf.when(comp.sent_at, ctx.tz),
             )
         )
+    minutes_pdf = await minutes.closed_pdf(session, call.id)
+    if minutes_pdf is not None:
+        files.append(
+            mf.file_entry(
+                minutes.pdf_name(call.id), mf.FileKind.transcript_pdf, mf.digest_bytes(minutes_pdf)
+            )
+        )
     messages = list(
         await session.scalars(
             select(ChatMessage)
@@ -347,6 +356,9 @@ async def ensure_manifest(
         comp = await _composite(session, session_id)
         if comp is not None:
             wanted.add((composite_name(comp), comp.sha256.lower()))
+        minutes_pdf = await minutes.closed_pdf(session, session_id)
+        if minutes_pdf is not None:
+            wanted.add((minutes.pdf_name(session_id), hashlib.sha256(minutes_pdf).hexdigest()))
         gone = any(r.deleted_at is not None for r in recs) or (
             comp is not None and comp.deleted_at is not None
         )
@@ -461,9 +473,13 @@ async def plan_download(
             else public_pem(ctx.keys.public_key),
             tsa_certs_pem=ctx.tsa.certs_pem if ctx.tsa and stored.timestamp_token else None,
         )
+        minutes_pdf = await minutes.closed_pdf(session, session_id)
         deleted: list[dict[str, Any]] = []
         for f in stored.files:
             name = str(f["name"])
+            if minutes_pdf is not None and name == minutes.pdf_name(session_id):
+                plan.inline[name] = minutes_pdf  # kept in the database, never deleted
+                continue
             row: Recording | SessionComposite | None = recs.get(name)
             if row is None and comp is not None and name == composite_name(comp):
                 row = comp
