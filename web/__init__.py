@@ -41,6 +41,7 @@ from web.views import (
     room,
     scheduling,
     security,
+    session_minutes,
     session_record,
     supervision_batches,
     tokens,
@@ -99,6 +100,7 @@ def setup(app: web.Application) -> None:
     kiosk.setup(app)
     recordings.setup(app)
     session_record.setup(app)
+    session_minutes.setup(app)
     tokens.setup(app)
     security.setup(app)
     supervision_batches.setup(app)

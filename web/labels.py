@@ -209,6 +209,7 @@ CASE_EVENT_LABELS: Mapping[str, str] = {
     "session_ended": "视频会话结束",
     "session_no_show": "视频会话当事人未到场",
     "session_outcome": "视频会话结果已记录",
+    "session_minutes": "会话笔录已生成",
     # 签发 (server/cases/sign_off.py)
     "reply_drafted": "拟写书面答复，待领导签发",
     "refusal_drafted": "拟不予受理，待领导签发",

@@ -32,6 +32,7 @@ from sqlalchemy.ext.asyncio import AsyncSession
 
 from server.audit.service import record as audit
 from server.auth.permissions import StaffIdentity
+from server.cases import queries as cases
 from server.cases.access import check_not_accused_unit, masked_name
 from server.cases.outbox import ResidentPhone, enqueue
 from server.cases.pdf import paragraph as pdf_paragraph
@@ -120,6 +121,7 @@ class MinutesView:
     session_id: int
     title: str
     kind: str
+    case_no: str | None
     status: str  # none (nothing written yet), draft, frozen, closed
     version: int
     paragraphs: list[Paragraph]
@@ -269,7 +271,7 @@ async def view(
     if may_edit and call.case_id is not None:
         await check_not_accused_unit(session, staff=staff, case_id=call.case_id)
     elif not may_read:
-        raise PermissionDenied("not this session's record")
+        raise NotFound(f"no session {session_id}")
     row = await _minutes(session, session_id)
     if row is not None and audit_read:
         await audit(
@@ -285,6 +287,7 @@ async def view(
         session_id=call.id,
         title=call.title,
         kind=call.kind.value,
+        case_no=await cases.case_number(session, case_id=call.case_id) if call.case_id else None,
         status=row.status if row else "none",
         version=row.version if row else 0,
         paragraphs=_paragraphs(row),
@@ -587,7 +590,7 @@ async def confirm_with_link(
 # ---------------------------------------------------------------------------------- closing
 
 
-def render_pdf(v: MinutesView, *, case_no: str | None, tz: str, font: Path | None = None) -> bytes:
+def render_pdf(v: MinutesView, *, tz: str, font: Path | None = None) -> bytes:
     """The 笔录 as a PDF (blocking: call through asyncio.to_thread). District times."""
     from server.cases.pdf import new_document
 
@@ -597,8 +600,8 @@ def render_pdf(v: MinutesView, *, case_no: str | None, tz: str, font: Path | Non
     pdf.cell(0, 12, title, align="C", new_x="LMARGIN", new_y="NEXT")
     pdf.set_font("cjk", size=10)
     head = f"会话：{v.title}（编号 {v.session_id}）"
-    if case_no:
-        head += f"    案件编号：{case_no}"
+    if v.case_no:
+        head += f"    案件编号：{v.case_no}"
     pdf_paragraph(pdf, head, 6)
     if v.started_at:
         pdf_paragraph(pdf, f"开始时间：{clock.format_local(v.started_at, tz=tz)}（北京时间）", 6)
