@@ -48,7 +48,7 @@ function addParagraph() {
   const label = document.createElement('label');
   label.className = 'visually-hidden';
   label.htmlFor = `p-${n}`;
-  label.textContent = msg.msgLabel.replace('%(n)s', String(n)).replace('%(stamp)s', stamp(at));
+  label.textContent = msg.msgLabel.replace('{n}', String(n)).replace('{stamp}', stamp(at));
   const area = document.createElement('textarea');
   area.id = `p-${n}`; area.name = 'text'; area.rows = 3; area.maxLength = 4000;
   li.append(span, hidden, label, area);

@@ -23,7 +23,7 @@ from pydantic import BaseModel, Field, ValidationError
 
 from server.auth.permissions import Action
 from server.http import keys
-from server.http.auth import client_ip, protected, signed_in_staff
+from server.http.auth import client_ip, protected, public, signed_in_staff
 from server.http.common import path_int
 from server.kernel.db import utcnow
 from server.kernel.errors import AppError
@@ -284,6 +284,7 @@ async def minutes_pdf(request: web.Request) -> web.Response:
     )
 
 
+@public("a party's own confirmation link is the credential")
 async def party_minutes_page(request: web.Request) -> web.Response:
     """A party's own link (phone first, 390 px): the frozen text, and 确认无误."""
     token = request.match_info["token"]
