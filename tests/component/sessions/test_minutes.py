@@ -69,7 +69,7 @@ async def _save(client: Client, sid: int, token: str, version: int, texts: list[
 def _link_token(body: str) -> str:
     found = re.findall(r"/minutes/([A-Za-z0-9_.-]+)", body)
     assert found, body
-    return found[0]
+    return str(found[0])
 
 
 async def _sms(client: Client, sid: int) -> list[str]:
