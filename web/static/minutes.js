@@ -46,7 +46,7 @@ function addParagraph() {
   const hidden = document.createElement('input');
   hidden.type = 'hidden'; hidden.name = 'at_s'; hidden.value = String(at);
   const label = document.createElement('label');
-  label.className = 'visually-hidden';
+  label.className = 'sr-only';
   label.htmlFor = `p-${n}`;
   label.textContent = msg.msgLabel.replace('{n}', String(n)).replace('{stamp}', stamp(at));
   const area = document.createElement('textarea');
@@ -71,8 +71,12 @@ async function save() {
     const body = await r.json().catch(() => ({}));
     if (r.ok) {
       setVersion(body.version);
-      state.textContent = `${msg.msgSaved} ${new Date().toLocaleTimeString('zh-CN', { hour12: false })}`;
+      // the district's clock (the page's data-tz), not the browser's
+      const tz = document.documentElement.dataset.tz || 'Asia/Shanghai';
+      state.textContent = `${msg.msgSaved} ${new Date().toLocaleTimeString('zh-CN', { hour12: false, timeZone: tz })}`;
       form.dataset.saved = String(body.version);
+      const status = document.querySelector('#minutes-status .tag');
+      if (status) status.textContent = msg.msgWriting;
     } else {
       state.textContent = body.message_zh || msg.msgFailed;
       if (r.status === 409) stopped = true; // saved elsewhere or frozen: reload to continue
