@@ -6,7 +6,8 @@ Create Date: 2026-12-04 01:40:00
 
 Issue #20 item 2: paragraphs typed during the session, stamped with the session clock; frozen,
 confirmed by each party (own link or on the mediator's device), closed into a PDF that goes
-into the case file and the evidence manifest.
+into the case file and the evidence manifest; and `session_composite.speakers`, the speaker
+timeline measured while the composite job mixes the tracks.
 """
 from typing import Sequence, Union
 
@@ -60,9 +61,13 @@ def upgrade() -> None:
     op.create_index(
         op.f('ix_minutes_confirmation_session_id'), 'minutes_confirmation', ['session_id']
     )
+    with op.batch_alter_table('session_composite') as batch:
+        batch.add_column(sa.Column('speakers', sa.JSON(), nullable=True))
 
 
 def downgrade() -> None:
+    with op.batch_alter_table('session_composite') as batch:
+        batch.drop_column('speakers')
     op.drop_index(op.f('ix_minutes_confirmation_session_id'), table_name='minutes_confirmation')
     op.drop_table('minutes_confirmation')
     op.drop_table('session_minutes')

@@ -30,6 +30,7 @@ from av.video.reformatter import VideoReformatter
 from PIL import Image, ImageDraw, ImageFont
 
 from server.cases.pdf import cjk_font, face_index
+from server.sessions.speech import SpeechMeter
 
 FPS = 15
 AUDIO_RATE = 48_000
@@ -315,13 +316,15 @@ def compose(
     tz: ZoneInfo,
     size: tuple[int, int] | None = None,
     progress: Callable[[float], None] | None = None,
+    speech: SpeechMeter | None = None,
 ) -> float:
     """Compose `tracks` into `out` (MP4); returns the composite's duration in seconds.
 
     `people` orders the grid (at most 9 cells; a person without tracks still gets a cell).
     `progress` is called with the fraction done about once per second of media; it may raise
     (CompositeCancelled) to stop. Raises CompositeError if a track cannot be read; `out` is
-    then not created.
+    then not created. `speech`, if given, is fed every audio track's PCM as it is mixed (the
+    speaker timeline: server.sessions.speech), so no track is decoded twice.
     """
     if not tracks:
         raise CompositeError("no recordings to compose")
@@ -339,6 +342,7 @@ def compose(
 
     videos: dict[int, list[_VideoReader]] = {}
     audios: list[_PcmReader] = []
+    audio_ids: list[str] = []
     readers: list[_VideoReader | _PcmReader] = []
     part = out.with_name(out.name + ".part")
     try:
@@ -347,6 +351,7 @@ def compose(
                 a = _PcmReader(track.path, off)
                 readers.append(a)
                 audios.append(a)
+                audio_ids.append(track.identity)
             elif track.identity in index:
                 cell = index[track.identity]
                 v = _VideoReader(
@@ -399,11 +404,11 @@ def compose(
                 container.mux(vs.encode(frame))
                 until = min(n_samples, math.ceil((i + 1) / FPS * AUDIO_RATE))
                 while audio_at < until:
-                    pcm = (
-                        mix([a.read(audio_at, AAC_FRAME) for a in audios])
-                        if audios
-                        else np.zeros((AAC_FRAME, 2), dtype=np.int16)
-                    )
+                    chunks = [a.read(audio_at, AAC_FRAME) for a in audios]
+                    if speech is not None:
+                        for identity, chunk in zip(audio_ids, chunks, strict=True):
+                            speech.add(identity, audio_at, chunk)
+                    pcm = mix(chunks) if audios else np.zeros((AAC_FRAME, 2), dtype=np.int16)
                     af = av.AudioFrame.from_ndarray(
                         np.ascontiguousarray(pcm.reshape(1, -1)), format="s16", layout="stereo"
                     )

@@ -45,6 +45,7 @@ from server.sessions.recordings import (
     resolve_path,
     verify_file,
 )
+from server.sessions.speech import SpeechMeter
 
 SCAN_EVERY = timedelta(minutes=1)
 
@@ -219,8 +220,11 @@ class CompositeJobs:
             if stop.is_set():  # the runner is stopping: end the thread too (no output left)
                 raise comp.CompositeCancelled("composite cancelled")
 
+        meter = SpeechMeter()
         task = asyncio.create_task(
-            asyncio.to_thread(comp.compose, tracks, people, out, tz=self.tz, progress=progress)
+            asyncio.to_thread(
+                comp.compose, tracks, people, out, tz=self.tz, progress=progress, speech=meter
+            )
         )
         try:
             while not task.done():
@@ -248,6 +252,11 @@ class CompositeJobs:
                     size_bytes=digests.size,
                     duration_s=round(duration, 3),
                     progress=100,
+                    speakers={
+                        # output time 0 is the earliest track's start
+                        "origin": min(t.started_at for t in tracks).isoformat(),
+                        "tracks": {k: [list(i) for i in v] for k, v in meter.intervals().items()},
+                    },
                 )
             )
 
@@ -307,3 +316,18 @@ async def playable_file(
     except RecordingNotFound:
         raise CompositeNotFound(f"session {session_id}: composite file missing") from None
     return CompositeFile(session_id, path, row.sha256, row.size_bytes)
+
+
+async def speaker_timeline(
+    session: AsyncSession, *, session_id: int
+) -> tuple[datetime, dict[str, list[tuple[float, float]]]] | None:
+    """Who spoke when, as the composite job measured it: (when output second 0 was, identity
+    → [(start s, end s)]); None before a composite was made."""
+    row = await get(session, session_id=session_id)
+    if row is None or not row.speakers:
+        return None
+    origin = datetime.fromisoformat(str(row.speakers["origin"]))
+    tracks = {
+        str(k): [(float(a), float(b)) for a, b in v] for k, v in row.speakers["tracks"].items()
+    }
+    return origin, tracks

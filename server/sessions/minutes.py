@@ -41,6 +41,7 @@ from server.kernel import clock
 from server.kernel.crypto import PiiCipher
 from server.kernel.errors import AppError, Conflict, InvalidInput, NotFound, PermissionDenied
 from server.kernel.signing import SignatureExpired, SignatureInvalid, Signer
+from server.sessions import composite_jobs
 from server.sessions.models import (
     CallSession,
     MinutesConfirmation,
@@ -108,6 +109,22 @@ class Paragraph:
 
 
 @dataclass(frozen=True, slots=True)
+class SpeakerRow:
+    """One participant's speech on the session clock (server.sessions.speech)."""
+
+    name: str
+    intervals: list[tuple[int, int]]
+
+    @property
+    def spoken_s(self) -> int:
+        return sum(b - a for a, b in self.intervals)
+
+
+def clock_text(seconds: int) -> str:
+    return Paragraph(seconds, "").stamp
+
+
+@dataclass(frozen=True, slots=True)
 class PartyState:
     participant_id: int
     name: str
@@ -132,6 +149,10 @@ class MinutesView:
     parties: list[PartyState] = field(default_factory=list)
     may_edit: bool = False
     has_pdf: bool = False
+    #: Who spoke when, on the session clock, once the composite job measured it; and the
+    #: length of the timeline in seconds (for drawing it).
+    speakers: list[SpeakerRow] = field(default_factory=list)
+    timeline_s: int = 0
 
     @property
     def all_confirmed(self) -> bool:
@@ -298,7 +319,28 @@ async def view(
         parties=await _parties(session, session_id, parts),
         may_edit=may_edit,
         has_pdf=bool(row and row.pdf),
+        **await _speakers(session, call, parts),
     )
+
+
+async def _speakers(
+    session: AsyncSession, call: CallSession, parts: list[SessionParticipant]
+) -> dict[str, Any]:
+    measured = await composite_jobs.speaker_timeline(session, session_id=call.id)
+    if measured is None:
+        return {}
+    origin, tracks = measured
+    shift = (origin - call.actual_start).total_seconds() if call.actual_start else 0.0
+    names = {p.identity: p.display_name for p in parts}
+    rows = [
+        SpeakerRow(
+            names.get(identity, identity),
+            [(max(0, round(a + shift)), max(0, round(b + shift))) for a, b in spans],
+        )
+        for identity, spans in tracks.items()
+    ]
+    end = max((b for r in rows for _, b in r.intervals), default=0)
+    return {"speakers": rows, "timeline_s": end}
 
 
 # ---------------------------------------------------------------------------------- writing

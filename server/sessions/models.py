@@ -224,6 +224,9 @@ class SessionComposite(Base):
     sent_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
     #: When the retention job deleted the file (the row, and the manifest listing it, stay).
     deleted_at: Mapped[datetime | None] = mapped_column(UTCDateTime(), nullable=True)
+    #: Who spoke when (server.sessions.speech), measured while mixing: {"origin": ISO time of
+    #: output second 0, "tracks": {identity: [[start s, end s], ...]}}.
+    speakers: Mapped[dict[str, Any] | None] = mapped_column(JSON, nullable=True)
 
 
 class SessionMinutes(Base):

@@ -94,6 +94,7 @@ async def _render(
         {
             "m": v,
             "clock_s": max(0, clock_s),
+            "clock_text": minutes.clock_text,
             "error": error,
             "errors": errors or {},
             "values": values or {},

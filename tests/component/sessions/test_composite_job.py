@@ -138,9 +138,17 @@ async def test_scan_queues_the_job_which_makes_the_composite_shown_played_and_li
     assert out.is_file() and hashlib.sha256(out.read_bytes()).hexdigest() == row.sha256
     assert abs(row.duration_s - 1.5) < 0.01
     assert {p: p.read_bytes() for p in files} == originals
+    # who spoke when, measured while mixing: the guest's 1.2 s tone, nothing from the mediator
+    assert row.speakers is not None and set(row.speakers["tracks"]) == {"guest:abc"}
+    [(start, end)] = row.speakers["tracks"]["guest:abc"]
+    assert start <= 0.5 and 1.0 <= end <= 2.0, (start, end)
 
     page = await (await app_client.get(f"/sessions/{sid}/record")).text()
     assert 'data-state="done"' in page
+    # the speaker timeline beside the 笔录, on the session clock
+    minutes_page = await (await app_client.get(f"/sessions/{sid}/minutes")).text()
+    assert 'id="speakers"' in minutes_page and "张三" in minutes_page
+    assert re.search(r"00:00–00:0[12]", minutes_page), minutes_page
     assert f'href="/sessions/{sid}/recordings#composite"' in page
 
     # no grant: refused and audited; with a stated reason: played and downloaded, audited
