@@ -28,6 +28,7 @@ from server.api import security as security_api
 from server.audit.anchors import ANCHOR_FILE, anchor_newest
 from server.audit.chain import chain_for
 from server.audit.chain import flush as flush_audit_witnesses
+from server.cases.agreements import send_judicial_reminders
 from server.cases.deadline_clock import DeadlineClock
 from server.cases.deadline_service import SWEEP_INTERVAL, NotificationJobs, run_deadline_sweep
 from server.http import keys, openapi
@@ -202,10 +203,23 @@ async def jobs_context(app: web.Application) -> AsyncIterator[None]:
             now=now,
         )
 
+    async def judicial_reminders(now: datetime) -> None:
+        async with db.begin() as session:
+            await send_judicial_reminders(
+                session,
+                pii=app[keys.pii],
+                now=now,
+                days=settings.judicial_reminder_days,
+                tz=settings.timezone,
+            )
+
     runner = JobRunner(db, clock=SystemClock(), on_backlog=on_backlog, on_failure=on_failure)
     runner.add_periodic(Periodic("deadline_sweep", every=SWEEP_INTERVAL, run=sweep))
     runner.add_periodic(no_show.periodic(db, after=timedelta(minutes=settings.session_no_show_min)))
     runner.add_periodic(Periodic("recording_retention", every=RETENTION_EVERY, run=retention))
+    runner.add_periodic(
+        Periodic("judicial_reminders", every=timedelta(hours=1), run=judicial_reminders)
+    )
     if settings.tsa_url and settings.tsa_cert is not None:
         tsa = TsaConfig(url=settings.tsa_url, certs_pem=settings.tsa_cert.read_bytes())
         anchors = settings.data_dir / ANCHOR_FILE

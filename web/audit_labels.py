@@ -86,6 +86,7 @@ AUDIT_ACTION_LABELS: Mapping[str, str] = {
     "agreement.draft": "起草调解协议书",
     "agreement.sign": "签署调解协议书",
     "agreement.judicial": "记录司法确认申请",
+    "agreement.judicial_reminder": "发送司法确认申请提醒",
     "agreement.sign_link_sent": "发送调解协议签署链接",
     "agreement.link_view": "当事人通过签署链接查看调解协议书",
     "agreement.view": "查看调解协议书",

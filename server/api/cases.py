@@ -603,6 +603,9 @@ async def post_party_sign(request: web.Request) -> web.Response:
 class JudicialBody(BaseModel):
     requested_at: datetime
     result: Literal["confirmed", "rejected"] | None = None
+    #: 受理法院 and the ruling's number (裁定书/确认书文号), once known
+    court: str | None = Field(default=None, max_length=100)
+    ruling_no: str | None = Field(default=None, max_length=64)
 
 
 @routes.post(r"/api/agreements/{agreement_id:\d+}/judicial")
@@ -617,6 +620,8 @@ async def post_judicial(request: web.Request) -> web.Response:
             agreement_id=_int(request, "agreement_id"),
             requested_at=body.requested_at,
             result=body.result,
+            court=body.court,
+            ruling_no=body.ruling_no,
             now=utcnow(),
         )
     return _json(view)

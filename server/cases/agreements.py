@@ -18,7 +18,12 @@ from sqlalchemy.ext.asyncio import AsyncSession
 from server.audit.service import record
 from server.auth.permissions import Action, StaffIdentity
 from server.cases import deadline_clock
-from server.cases.access import check_not_accused_unit, masked_name, visible_case
+from server.cases.access import (
+    check_not_accused_unit,
+    masked_name,
+    petitioner_in_clear,
+    visible_case,
+)
 from server.cases.deadline_clock import DeadlineClock
 from server.cases.models import AgreementSignature, CaseEvent, MediationAgreement, PetitionCase
 from server.cases.outbox import ResidentPhone, enqueue
@@ -338,6 +343,8 @@ async def send_sign_link(
         raise AgreementLocked(f"party {party_index} has signed already")
     token = party_sign_token(a, party_index=party_index, secret=secret, now=now)
     expires_at = now + SIGN_LINK_TTL
+    # kept (encrypted) for the 司法确认 reminder before the 30-day window closes
+    a.party_phones_enc = {**(a.party_phones_enc or {}), str(party_index): pii.encrypt(phone)}
     party = a.parties[party_index]
     await enqueue(
         session,
@@ -448,6 +455,8 @@ async def _view(session: AsyncSession, a: MediationAgreement) -> AgreementView:
         judicial_due_at=a.judicial_due_at,
         judicial_requested_at=a.judicial_requested_at,
         judicial_result=a.judicial_result,
+        judicial_court=a.judicial_court,
+        judicial_ruling_no=a.judicial_ruling_no,
         signatures=[
             SignatureView(
                 signer=s.signer_key,
@@ -677,7 +686,11 @@ async def record_judicial_confirmation(
     requested_at: datetime,
     result: str | None,
     now: datetime,
+    court: str | None = None,
+    ruling_no: str | None = None,
 ) -> AgreementView:
+    """记录司法确认: when the parties applied, and (once known) the court, its ruling number
+    and result. Only the agreement's own mediator or the court liaison."""
     if not staff.can(Action.agreement_judicial):
         raise PermissionDenied("only a mediator or the court liaison records judicial confirmation")
     a = await session.get(MediationAgreement, agreement_id)
@@ -706,6 +719,8 @@ async def record_judicial_confirmation(
     late = a.judicial_due_at is not None and requested_at > a.judicial_due_at
     a.judicial_requested_at = requested_at
     a.judicial_result = result
+    a.judicial_court = (court or "").strip() or None
+    a.judicial_ruling_no = (ruling_no or "").strip() or None
     if not late:
         await deadline_clock.meet_deadline(
             session, case_id=a.case_id, kind="judicial_confirmation", now=now
@@ -715,7 +730,13 @@ async def record_judicial_confirmation(
             case_id=a.case_id,
             actor_id=staff.staff_id,
             type="judicial_requested",
-            payload={"agreement_id": a.id, "late": late, "result": result},
+            payload={
+                "agreement_id": a.id,
+                "late": late,
+                "result": result,
+                "court": a.judicial_court,
+                "ruling_no": a.judicial_ruling_no,
+            },
             at=now,
         )
     )
@@ -725,7 +746,13 @@ async def record_judicial_confirmation(
         action="agreement.judicial",
         object_type="agreement",
         object_id=str(a.id),
-        detail={"result": result, "late": late, "case_id": a.case_id},
+        detail={
+            "result": result,
+            "late": late,
+            "case_id": a.case_id,
+            "court": a.judicial_court,
+            "ruling_no": a.judicial_ruling_no,
+        },
     )
     return await _view(session, a)
 
@@ -755,10 +782,20 @@ async def awaiting_judicial(
             except NotFound:
                 continue
         assert a.effective_at is not None
+        in_clear = await petitioner_in_clear(session, staff=staff, case_id=a.case_id)
         out.append(
             JudicialPending(
                 agreement_id=a.id,
                 case_id=a.case_id,
+                case_no=str(
+                    await session.scalar(
+                        select(PetitionCase.case_no).where(PetitionCase.id == a.case_id)
+                    )
+                ),
+                parties=[
+                    f"{_party_role(p['role'])}：{p['name'] if in_clear else masked_name(p['name'])}"
+                    for p in a.parties
+                ],
                 effective_at=a.effective_at,
                 judicial_due_at=a.judicial_due_at,
                 overdue=a.judicial_due_at is not None and now > a.judicial_due_at,
@@ -913,3 +950,63 @@ async def session_agreement_ids(session: AsyncSession, *, session_id: int) -> li
         .order_by(MediationAgreement.id)
     )
     return list(rows)
+
+
+#: Days before the 30-day 司法确认 window closes that its parties are reminded (a setting:
+#: ONEDOOR_JUDICIAL_REMINDER_DAYS; 0 sends none).
+JUDICIAL_REMINDER_DAYS = 7
+
+
+async def send_judicial_reminders(
+    session: AsyncSession, *, pii: PiiCipher, now: datetime, days: int, tz: str
+) -> int:
+    """Text each party of an effective agreement whose 司法确认 window closes within `days`,
+    with nothing recorded yet, a reminder — once per agreement and party (the outbox's key), to
+    the phone their signing link went to. Returns how many were queued (audited per agreement)."""
+    if days <= 0:
+        return 0
+    due = await session.scalars(
+        select(MediationAgreement).where(
+            MediationAgreement.status == "effective",
+            MediationAgreement.judicial_requested_at.is_(None),
+            MediationAgreement.judicial_due_at.is_not(None),
+            MediationAgreement.judicial_due_at > now,
+            MediationAgreement.judicial_due_at <= now + timedelta(days=days),
+        )
+    )
+    queued = 0
+    for a in due.all():
+        assert a.judicial_due_at is not None and a.effective_at is not None
+        sent = []
+        for index, enc in sorted((a.party_phones_enc or {}).items()):
+            party = a.parties[int(index)] if int(index) < len(a.parties) else None
+            if party is None:
+                continue
+            fresh = await enqueue(
+                session,
+                key=f"judicial_reminder:{a.id}:{index}",
+                case_id=a.case_id,
+                to=ResidentPhone(pii.decrypt(enc), pii),
+                subject="司法确认申请提醒",
+                body=(
+                    f"{masked_name(party['name'])}您好，您签署的人民调解协议书（协议编号{a.id}）"
+                    f"已于{clock.format_local(a.effective_at, 'date', tz)}生效。如需申请司法确认，"
+                    f"请双方当事人于{clock.format_local(a.judicial_due_at, tz=tz)}（北京时间）前"
+                    "共同向人民法院提出申请。"
+                ),
+                now=now,
+            )
+            if fresh:
+                sent.append(int(index))
+        if sent:
+            queued += len(sent)
+            await record(
+                session,
+                actor="system",
+                action="agreement.judicial_reminder",
+                object_type="agreement",
+                object_id=str(a.id),
+                detail={"case_id": a.case_id, "parties": sent},
+                at=now,
+            )
+    return queued

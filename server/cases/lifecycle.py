@@ -551,6 +551,30 @@ class NotInvitedExpert(PermissionDenied):
     code, message_zh = "expert_not_invited", "您不是本事项邀请的专家，不能出具专家意见"
 
 
+async def _open_case_with_text(
+    session: AsyncSession,
+    *,
+    staff: StaffIdentity,
+    case_id: int,
+    action: Action,
+    text: str,
+    field: str,
+    required_zh: str,
+    what: str,
+) -> tuple[PetitionCase, str]:
+    """The opening of an action that writes a required text on an open case: the permission,
+    the case as its viewer may see it (locked), open, and the text stripped and not empty."""
+    if not staff.can(action):
+        raise PermissionDenied(f"your roles may not do {what}")
+    row, facts = await visible_case(session, staff=staff, case_id=case_id, for_update=True)
+    if facts.state not in OPEN_STATES:
+        raise IllegalTransition(f"{what} is for open cases only")
+    cleaned = text.strip()
+    if not cleaned:
+        raise InvalidInput(f"the {field} is empty", field=field, reason_zh=required_zh)
+    return row, cleaned
+
+
 async def record_expert_opinion(
     session: AsyncSession,
     *,
@@ -563,14 +587,16 @@ async def record_expert_opinion(
     written opinion; a later opinion replaces the earlier one on the handler row, and every
     opinion stays on the timeline. Confidential cases: only those who may see the case reach
     it (`visible_case`), and a member of the accused unit is never invited (`add_handler`)."""
-    if not staff.can(Action.case_opinion):
-        raise PermissionDenied("your roles may not give an expert opinion")
-    row, facts = await visible_case(session, staff=staff, case_id=case_id, for_update=True)
-    if facts.state not in OPEN_STATES:
-        raise IllegalTransition("an expert opinion is recorded on open cases only")
-    text = opinion.strip()
-    if not text:
-        raise InvalidInput("the opinion is empty", field="opinion", reason_zh="请填写专家意见")
+    row, text = await _open_case_with_text(
+        session,
+        staff=staff,
+        case_id=case_id,
+        action=Action.case_opinion,
+        text=opinion,
+        field="opinion",
+        required_zh="请填写专家意见",
+        what="an expert opinion",
+    )
     invite = await session.scalar(
         select(CaseHandler)
         .where(
@@ -613,16 +639,16 @@ async def mark_hard(
     """列为疑难积案 (DOMAIN §4, 梯次滤化): a supervisor marks a long-standing open case hard,
     with a reason; the grade only rises (`escalated_grade`), and the case goes to the expert
     panel's stage. On the timeline and audited (`case.marked_hard`)."""
-    if not staff.can(Action.case_supervise):
-        raise PermissionDenied("only supervisors mark a case hard")
-    row, facts = await visible_case(session, staff=staff, case_id=case_id, for_update=True)
-    if facts.state not in OPEN_STATES:
-        raise IllegalTransition("only an open case is marked hard")
-    text = reason.strip()
-    if not text:
-        raise InvalidInput(
-            "the reason is empty", field="reason", reason_zh="请填写列为疑难积案的理由"
-        )
+    row, text = await _open_case_with_text(
+        session,
+        staff=staff,
+        case_id=case_id,
+        action=Action.case_supervise,
+        text=reason,
+        field="reason",
+        required_zh="请填写列为疑难积案的理由",
+        what="marking a case hard",
+    )
     if row.grade == GRADE_HARD:
         raise IllegalTransition("the case is already marked hard")
     before = row.grade

@@ -456,6 +456,12 @@ class MediationAgreement(Base):
     judicial_due_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     judicial_requested_at: Mapped[datetime | None] = mapped_column(UTCDateTime())
     judicial_result: Mapped[str | None] = mapped_column(String(32))
+    #: 受理法院 and the ruling's number (裁定书/确认书文号), recorded with the 司法确认.
+    judicial_court: Mapped[str | None] = mapped_column(String(100))
+    judicial_ruling_no: Mapped[str | None] = mapped_column(String(64))
+    #: Each party's phone, encrypted (PII cipher), as given when a signing link was sent to
+    #: them: party index (str) → ciphertext. For the 司法确认 reminder before the window closes.
+    party_phones_enc: Mapped[dict[str, Any]] = mapped_column(JSON, default=dict)
     performance_status: Mapped[str] = mapped_column(String(16), default="pending")
 
 

@@ -522,6 +522,9 @@ class JudicialPending(BaseModel):
     model_config = _OUT
     agreement_id: int
     case_id: int
+    case_no: str
+    #: "申请人：张三" per party; names masked for a viewer who may not know the petitioner
+    parties: list[str]
     effective_at: datetime
     judicial_due_at: datetime | None
     #: the 30-day window has closed (a request now is recorded but flagged late)
@@ -542,5 +545,7 @@ class AgreementView(BaseModel):
     judicial_due_at: datetime | None
     judicial_requested_at: datetime | None
     judicial_result: str | None
+    judicial_court: str | None = None
+    judicial_ruling_no: str | None = None
     signatures: list[SignatureView]
     missing_signers: list[str]

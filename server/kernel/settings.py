@@ -156,6 +156,9 @@ class Settings(BaseModel, frozen=True, extra="forbid"):
     #: signed manifest is kept). 0 keeps them for good.
     retention_days_reception: int = Field(default=3650, ge=0)
     retention_days_mediation: int = Field(default=3650, ge=0)
+    #: Days before a mediation agreement's 30-day 司法确认 window closes that its parties (whose
+    #: signing links went by SMS) are reminded by SMS. 0 sends no reminder.
+    judicial_reminder_days: int = Field(default=7, ge=0)
 
     #: The job runner on this node (server.kernel.jobs: deadline sweep, deadline notifications,
     #: scheduling reminders). Several nodes may all run it: job claims are leased with SKIP

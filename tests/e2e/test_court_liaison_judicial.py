@@ -65,9 +65,11 @@ async def test_court_liaison_records_judicial_confirmation_on_home(
         await page.context.clear_cookies()
         await sign_in(page, server.base_url, DEMO_USERS["court_liaison"])
         await page.goto(server.base_url + "/")
-        row = page.locator(f"#home-judicial tr:has(form[action='/agreements/{aid}/judicial'])")
+        row = page.locator(f"#home-judicial li[data-agreement='{aid}']")
         await row.wait_for()
-        assert "已超过三十日申请期限" not in await row.inner_text()
+        shown = await row.inner_text()
+        assert "已超过三十日申请期限" not in shown
+        assert "案件编号" in shown and "申请人：" in shown and "被申请人：" in shown
         await shoot(page, f"{SHOT}-01-home")
         await page.fill(f"#jd-{aid}", "2099-01-01")
         async with page.expect_navigation():
@@ -78,6 +80,8 @@ async def test_court_liaison_records_judicial_confirmation_on_home(
             "new Intl.DateTimeFormat('en-CA', {timeZone: 'Asia/Shanghai'}).format(new Date())"
         )
         await page.fill(f"#jd-{aid}", today)
+        await page.fill(f"#jc-{aid}", "杭州市拱墅区人民法院")
+        await page.fill(f"#jn-{aid}", "(2026)浙0105民特123号")
         await page.select_option(f"#jr-{aid}", "confirmed")
         async with page.expect_navigation():
             await page.locator(f"form[action='/agreements/{aid}/judicial'] button").click()

@@ -3,9 +3,10 @@
 from __future__ import annotations
 
 from datetime import UTC, date, datetime, time, timedelta
-from typing import Any
+from typing import Any, Literal
 
 from aiohttp import web
+from pydantic import BaseModel, Field, ValidationError, field_validator
 
 from server.auth.permissions import Action, StaffIdentity
 from server.cases import agreements, batches, worklist
@@ -103,26 +104,55 @@ async def _home(
     )
 
 
+class JudicialForm(BaseModel):
+    """记录司法确认 as the home list's form sends it (untrusted: checked here)."""
+
+    requested_on: date
+    result: Literal["", "confirmed", "rejected"] = ""
+    court: str = Field(default="", max_length=100)
+    ruling_no: str = Field(default="", max_length=64)
+
+    @field_validator("court", "ruling_no")
+    @classmethod
+    def _printable(cls, value: str) -> str:
+        value = value.strip()
+        if any(ord(c) < 32 for c in value):
+            raise ValueError("control characters")
+        return value
+
+
+JUDICIAL_FIELD_ERRORS = {
+    "requested_on": "请填写申请日期",
+    "result": "请选择法院结果",
+    "court": "受理法院名称过长或含有不可见字符",
+    "ruling_no": "文号过长或含有不可见字符",
+}
+
+
 @protected(Action.agreement_judicial)
 async def judicial_action(request: web.Request) -> web.StreamResponse:
     """记录司法确认 from the home list: the day the parties applied (a Beijing date, today or
-    earlier) and the court's result if known; back home with a message, or home again with the
-    error next to the agreement's form (422/403/404 as the API)."""
+    earlier), and once known the court, its ruling number and result; back home with a message,
+    or home again with the error next to the agreement's form (422/403/404 as the API)."""
     staff = signed_in_staff(request)
     agreement_id = path_int(request, "agreement_id")
     form = await request.post()
-    day_text = str(form.get("requested_on", "")).strip()
-    result_text = str(form.get("result", "")).strip()
+    kept: dict[str, Any] = {
+        "id": agreement_id,
+        **{
+            k: str(form.get(k, "")).strip()
+            for k in ("requested_on", "result", "court", "ruling_no")
+        },
+    }
+    try:
+        data = JudicialForm.model_validate({k: v for k, v in kept.items() if k != "id"})
+    except ValidationError as e:
+        field = str(e.errors()[0]["loc"][0]) if e.errors() and e.errors()[0]["loc"] else ""
+        error = JUDICIAL_FIELD_ERRORS.get(field, "请检查填写的内容")
+        return await _home(request, judicial_form={**kept, "error": error}, status=422)
     now = utcnow()
     tz = request.app[keys.settings].timezone
-    kept = {"id": agreement_id, "requested_on": day_text, "result": result_text}
-    try:
-        day = date.fromisoformat(day_text)
-    except ValueError:
-        return await _home(request, judicial_form={**kept, "error": "请填写申请日期"}, status=422)
-    if result_text not in ("", "confirmed", "rejected"):
-        return await _home(request, judicial_form={**kept, "error": "请选择法院结果"}, status=422)
-    start = datetime.combine(day, time(0), tzinfo=clock.zone(tz)).astimezone(UTC)
+    start = datetime.combine(data.requested_on, time(0), tzinfo=clock.zone(tz)).astimezone(UTC)
     if start > now:
         return await _home(
             request, judicial_form={**kept, "error": "申请日期不能晚于今天"}, status=422
@@ -137,7 +167,9 @@ async def judicial_action(request: web.Request) -> web.StreamResponse:
                 staff=staff,
                 agreement_id=agreement_id,
                 requested_at=requested_at,
-                result=(result_text or None),
+                result=data.result or None,
+                court=data.court or None,
+                ruling_no=data.ruling_no or None,
                 now=now,
             )
     except InvalidInput as e:

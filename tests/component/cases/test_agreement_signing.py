@@ -110,6 +110,13 @@ async def test_one_party_by_own_link_the_other_on_the_mediators_device(
     assert "赵*" in sms and "赵一" not in sms
     assert "链接有效期至" in sms and "（北京时间）" in sms and "UTC" not in sms
     assert (await _audit(client, "agreement.sign_link_sent"))[-1].detail["party"] == 0
+    # the phone is kept, encrypted, for the 司法确认 reminder (server.cases.agreements)
+    async with client.app[keys.db]() as s:
+        stored = await s.scalar(
+            select(MediationAgreement.party_phones_enc).where(MediationAgreement.id == agreement_id)
+        )
+    assert stored is not None and "13912345678" not in str(stored)
+    assert client.app[keys.pii].decrypt(stored["0"]) == "13912345678"
 
     # Only the agreement's own mediator sends its links; a window officer may not at all.
     other = await sign_in(client, "mediator02")
