@@ -16,6 +16,7 @@ from __future__ import annotations
 
 import asyncio
 import re
+from collections.abc import Awaitable, Callable
 from typing import Any
 
 from aiohttp import web
@@ -104,6 +105,29 @@ async def _render(
     )
 
 
+async def _write_then_back(
+    request: web.Request,
+    session_id: int,
+    flash: str,
+    write: Callable[[Any], Awaitable[object]],
+    *,
+    field_errors: dict[str, str] | None = None,
+    values: dict[str, Any] | None = None,
+) -> web.StreamResponse:
+    """Run one write of the minutes service in a transaction; back to the page with `flash`,
+    or the page again with the service's zh-CN error (an invalid input next to its field)."""
+    try:
+        async with request.app[keys.db].begin() as session:
+            await write(session)
+    except AppError as e:
+        if field_errors and e.code == "invalid_input":
+            return await _render(
+                request, session_id, errors=field_errors, values=values, status=422
+            )
+        return await _render(request, session_id, error=e.message_zh, status=e.http_status)
+    raise web.HTTPSeeOther(_url(session_id, flash))
+
+
 @protected(Action.case_view)
 async def minutes_page(request: web.Request) -> web.Response:
     return await _render(request, path_int(request, "session_id"))
@@ -170,19 +194,17 @@ async def minutes_freeze(request: web.Request) -> web.StreamResponse:
     session_id = path_int(request, "session_id")
     form = await request.post()
     try:
-        async with request.app[keys.db].begin() as session:
-            await minutes.freeze(
-                session,
-                staff=staff,
-                session_id=session_id,
-                version=int(str(form.get("version", "-1")) or -1),
-                now=utcnow(),
-            )
+        version = int(str(form.get("version", "-1")) or -1)
     except ValueError:
         return await _render(request, session_id, error="页面已过期，请刷新", status=422)
-    except AppError as e:
-        return await _render(request, session_id, error=e.message_zh, status=e.http_status)
-    raise web.HTTPSeeOther(_url(session_id, "frozen"))
+    return await _write_then_back(
+        request,
+        session_id,
+        "frozen",
+        lambda session: minutes.freeze(
+            session, staff=staff, session_id=session_id, version=version, now=utcnow()
+        ),
+    )
 
 
 @protected(Action.case_view)
@@ -197,23 +219,23 @@ async def minutes_link(request: web.Request) -> web.StreamResponse:
         errors = {f"phone-{values['participant']}": "请输入11位手机号码"}
         return await _render(request, session_id, errors=errors, values=values, status=422)
     settings = request.app[keys.settings]
-    try:
-        async with request.app[keys.db].begin() as session:
-            await minutes.send_link(
-                session,
-                staff=staff,
-                session_id=session_id,
-                participant_id=data.participant,
-                phone=data.phone,
-                secret=settings.secret_bytes(),
-                pii=request.app[keys.pii],
-                base_url=settings.effective_public_url,
-                now=utcnow(),
-                tz=settings.timezone,
-            )
-    except AppError as e:
-        return await _render(request, session_id, error=e.message_zh, status=e.http_status)
-    raise web.HTTPSeeOther(_url(session_id, "link"))
+    return await _write_then_back(
+        request,
+        session_id,
+        "link",
+        lambda session: minutes.send_link(
+            session,
+            staff=staff,
+            session_id=session_id,
+            participant_id=data.participant,
+            phone=data.phone,
+            secret=settings.secret_bytes(),
+            pii=request.app[keys.pii],
+            base_url=settings.effective_public_url,
+            now=utcnow(),
+            tz=settings.timezone,
+        ),
+    )
 
 
 @protected(Action.case_view)
@@ -229,23 +251,22 @@ async def minutes_device(request: web.Request) -> web.StreamResponse:
     except (ValidationError, ValueError):
         errors = {f"name-{values['participant']}": "请当事人本人在场，勾选确认并输入完整姓名"}
         return await _render(request, session_id, errors=errors, values=values, status=422)
-    try:
-        async with request.app[keys.db].begin() as session:
-            await minutes.confirm_on_device(
-                session,
-                staff=staff,
-                session_id=session_id,
-                participant_id=data.participant,
-                typed_name=data.name,
-                now=utcnow(),
-                ip=client_ip(request),
-            )
-    except AppError as e:
-        if e.code == "invalid_input":
-            errors = {f"name-{values['participant']}": "姓名与参会当事人不符，请输入完整姓名"}
-            return await _render(request, session_id, errors=errors, values=values, status=422)
-        return await _render(request, session_id, error=e.message_zh, status=e.http_status)
-    raise web.HTTPSeeOther(_url(session_id, "confirmed"))
+    return await _write_then_back(
+        request,
+        session_id,
+        "confirmed",
+        lambda session: minutes.confirm_on_device(
+            session,
+            staff=staff,
+            session_id=session_id,
+            participant_id=data.participant,
+            typed_name=data.name,
+            now=utcnow(),
+            ip=client_ip(request),
+        ),
+        field_errors={f"name-{values['participant']}": "姓名与参会当事人不符，请输入完整姓名"},
+        values=values,
+    )
 
 
 @protected(Action.case_view)
@@ -253,16 +274,19 @@ async def minutes_close(request: web.Request) -> web.StreamResponse:
     staff = signed_in_staff(request)
     session_id = path_int(request, "session_id")
     settings = request.app[keys.settings]
-    try:
-        v = await _view(request, session_id, audit_read=False)
-        if v.status != "frozen":
-            raise minutes.MinutesNotFrozen("not frozen")
-        pdf = await asyncio.to_thread(minutes.render_pdf, v, tz=settings.timezone)
-        async with request.app[keys.db].begin() as session:
-            await minutes.close(session, staff=staff, session_id=session_id, pdf=pdf, now=utcnow())
-    except AppError as e:
+    v = await _view(request, session_id, audit_read=False)
+    if v.status != "frozen":
+        e = minutes.MinutesNotFrozen("not frozen")
         return await _render(request, session_id, error=e.message_zh, status=e.http_status)
-    raise web.HTTPSeeOther(_url(session_id, "closed"))
+    pdf = await asyncio.to_thread(minutes.render_pdf, v, tz=settings.timezone)
+    return await _write_then_back(
+        request,
+        session_id,
+        "closed",
+        lambda session: minutes.close(
+            session, staff=staff, session_id=session_id, pdf=pdf, now=utcnow()
+        ),
+    )
 
 
 @protected(Action.case_view)
