@@ -38,7 +38,11 @@ def room_operation(room: Room, peer: str, msg: ClientMessage, now: datetime) -> 
         return room.chat(peer, msg.text, now)
     if isinstance(msg, SetPresence):
         return room.presence(
-            peer, muted_audio=msg.muted_audio, muted_video=msg.muted_video, quality=msg.quality
+            peer,
+            muted_audio=msg.muted_audio,
+            muted_video=msg.muted_video,
+            quality=msg.quality,
+            sending=msg.sending,
         )
     if isinstance(msg, Admit):
         return room.admit(peer, msg.peer_id, now)

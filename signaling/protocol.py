@@ -121,7 +121,9 @@ class SendChat(_ClientMsg):
 
 
 class SetPresence(_ClientMsg):
-    """Own mute state and measured connection quality.
+    """Own mute state and measured connection quality; `sending: false` when the client sends
+    no media on purpose (no microphone and no camera, or none on), so the media server's
+    silence from it is not shown as a lost link.
 
     `{"type": "presence", "id": "7", "muted_audio": false, "quality": "good"}`
     """
@@ -130,6 +132,7 @@ class SetPresence(_ClientMsg):
     muted_audio: bool | None = None
     muted_video: bool | None = None
     quality: Quality | None = None
+    sending: bool | None = None
 
 
 class ReceiveVideo(_ClientMsg):

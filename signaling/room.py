@@ -575,6 +575,7 @@ class Room:
         muted_audio: bool | None,
         muted_video: bool | None,
         quality: Quality | None,
+        sending: bool | None = None,
     ) -> Effects:
         m = self.member(peer_id)
         before = m.info()
@@ -584,6 +585,9 @@ class Room:
             m.muted_video = muted_video
         if quality is not None:
             m.quality = quality
+        if sending is not None:
+            m.sending = sending
+            m.upstream = _shown_upstream(m)
         fx = Effects()
         if m.status == "joined" and m.info() != before:
             fx.send(self._ids(self.joined()), ParticipantUpdate(participant=m.info()))
@@ -594,9 +598,12 @@ class Room:
         the others' tiles show it, so loss upstream of the server is seen as the sender's."""
         fx = Effects()
         m = self.members.get(peer_id)
-        if m is None or m.upstream == grade:
+        if m is None:
             return fx
-        m.upstream = grade
+        m.upstream_measured = grade
+        if m.upstream == _shown_upstream(m):
+            return fx
+        m.upstream = _shown_upstream(m)
         if m.status == "joined":
             fx.send(self._ids(self.joined()), ParticipantUpdate(participant=m.info()))
         return fx
@@ -682,3 +689,10 @@ class Room:
         fx.send(self._ids(self.joined()), RecordingState(active=False, by=by, reason=reason))
         actor = self.members[by].spec.identity if by and by in self.members else "system"
         fx.events.append(EventRecord("recording.stopped", actor, {"reason": reason}, now))
+
+
+def _shown_upstream(m: Member) -> Quality:
+    """A sender that sends nothing on purpose is silent, not lost (issue #18 item 8)."""
+    if m.upstream_measured == "lost" and not m.sending:
+        return "unknown"
+    return m.upstream_measured

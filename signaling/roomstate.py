@@ -69,7 +69,12 @@ class Member:
     forced_video: bool = False
     speaking: bool = False
     quality: Quality = "unknown"
+    #: What the others' tiles show of this sender's upstream (`measured`, unless it is `lost`
+    #: while the participant said it sends nothing on purpose: then `unknown`).
     upstream: Quality = "unknown"
+    upstream_measured: Quality = "unknown"
+    #: False while the client sends no media on purpose (its `presence`).
+    sending: bool = True
     consent: bool | None = None
     #: When the socket dropped (None while connected; a take-over counts as a drop for those
     #: who were connected to the dead owner).

@@ -80,6 +80,20 @@ export class RoomUI {
       if (this.model.connection.state === 'joined' && this.model.status === 'joined') setTimeout(() => this._startMedia(), 1000);
     });
     this.media.start();
+    this._tellSending();
+  }
+
+  /**
+   * Tell the room whether we send any media at all: with no microphone and no camera (or audio
+   * only and no microphone) the media server hears nothing from us on purpose, and our tile
+   * should say so rather than 连接中断 (docs/signaling.md, `presence.sending`).
+   */
+  _tellSending() {
+    const live = (tr) => !!tr && tr.readyState === 'live';
+    const audio = this.localStream && this.localStream.getAudioTracks()[0];
+    const video = this.localStream && this.localStream.getVideoTracks()[0];
+    const sending = live(audio) || (live(video) && !this.model.audioOnly);
+    this.model.setPresence({ sending }).catch(() => {});
   }
 
   _stopMedia() {
@@ -167,7 +181,7 @@ export class RoomUI {
       this.root.classList.toggle('audio-only', audioOnly);
       const b = $(this.root, '[data-act=audio-only]');
       if (b) { b.setAttribute('aria-pressed', String(audioOnly)); b.textContent = audioOnly ? t('room.audioonlyoff') : t('room.audioonly'); }
-      if (this.media) this.media.setSendVideo(!audioOnly).catch(() => {});
+      if (this.media) { this.media.setSendVideo(!audioOnly).catch(() => {}); this._tellSending(); }
     });
     on('unmute_request', ({ kind }) => { if (kind === 'audio' && confirm(t('room.askunmute'))) this._setMic(true); });
     on('notice', ({ message_zh: text }) => this._toast(text || t('err.generic')));

@@ -31,3 +31,21 @@ def test_a_waiting_participants_grade_is_kept_but_not_sent() -> None:
     room.enter(spec("p-w", "guest:w", "李四", "party"), NOW)
     assert room.upstream_quality("p-w", "fair").out == []
     assert room.member("p-w").upstream == "fair"
+
+
+def test_a_participant_who_sends_nothing_on_purpose_is_silent_not_lost() -> None:
+    """`presence` with `sending: false` (no microphone, camera off): the media server's `lost`
+    for it shows as `unknown`; once it sends again, a real loss of its link shows as `lost`."""
+    room = _fresh()
+    room.enter(spec("p-h", "staff:1", "调解员", "host"), NOW)
+    room.enter(spec("p-a", "guest:a", "张三", "party"), NOW)
+    room.admit("p-h", "p-a", NOW)
+    room.presence("p-a", muted_audio=None, muted_video=None, quality=None, sending=False)
+    assert room.upstream_quality("p-a", "lost").out == []  # nothing to tell: still unknown
+    assert room.member("p-a").upstream == "unknown"
+    [(_, update)] = room.presence(
+        "p-a", muted_audio=None, muted_video=None, quality=None, sending=True
+    ).out
+    assert isinstance(update, ParticipantUpdate) and update.participant.upstream == "lost"
+    [(_, good)] = room.upstream_quality("p-a", "good").out
+    assert isinstance(good, ParticipantUpdate) and good.participant.upstream == "good"
