@@ -79,7 +79,7 @@ async def test_background_jobs_start_and_stop_with_the_app(
     tmp_path: Path, pg_url: str, redis_url: str
 ) -> None:
     """With background jobs on, the app starts its one job runner (deadline sweep, deadline
-    notifications, scheduling reminders) and stops it cleanly."""
+    notifications, scheduling reminders, retention, 司法确认 reminders) and stops it cleanly."""
     import asyncio
 
     await load_demo_into(pg_url)
@@ -91,6 +91,7 @@ async def test_background_jobs_start_and_stop_with_the_app(
             "deadline_sweep",
             "session_no_show",
             "recording_retention",
+            "judicial_reminders",
             "deadline_notifications",
             "reminders",
             "webhooks",
