@@ -12,6 +12,7 @@ no traceback in the server's log for rejected input, and no stall (schemathesis'
 from __future__ import annotations
 
 import asyncio
+import json
 import re
 import shutil
 import subprocess
@@ -142,6 +143,9 @@ def _fuzz(
                     "failures": (output[:2500] + "\n…\n" + output[-1500:]) if rc else "",
                 }
             )
+            # each role's figures as soon as they are known: a long run stopped early keeps them
+            summary = {k: v for k, v in runs[-1].items() if k != "failures"}
+            print(f"bench fuzz role done: {json.dumps(summary)}", file=sys.stderr, flush=True)
         log = server.log_path.read_text()
     finally:
         server.stop()
@@ -190,6 +194,4 @@ async def run(scale: float = 1.0) -> dict[str, Any]:
 
 
 if __name__ == "__main__":
-    import json
-
     print(json.dumps(asyncio.run(run()), ensure_ascii=False, indent=2))
