@@ -128,7 +128,9 @@ class BookingRequest(BaseModel, frozen=True, extra="forbid"):
     #: mediation's does, a reception's does not.
     recording_allowed: bool | None = None
     #: Seconds before the start at which reminders go out.
-    reminders_s: list[int] = Field(default_factory=lambda: list(DEFAULT_REMINDERS_S), max_length=5)
+    reminders_s: list[Annotated[int, Field(ge=0, le=30 * 24 * 3600)]] = Field(
+        default_factory=lambda: list(DEFAULT_REMINDERS_S), max_length=5
+    )
 
     @model_validator(mode="after")
     def _check(self) -> Self:
@@ -168,7 +170,7 @@ class CancelRequest(BaseModel, frozen=True, extra="forbid"):
 
 
 class NoShowRequest(BaseModel, frozen=True, extra="forbid"):
-    participant_id: int
+    participant_id: DbId
     no_show: bool = True
 
 

@@ -63,6 +63,7 @@ from server.http.common import read_body as _body
 from server.http.openapi import document_table
 from server.kernel.db import utcnow
 from server.kernel.errors import InvalidInput
+from server.kernel.ids import DbId
 
 routes = web.RouteTableDef()
 
@@ -699,8 +700,8 @@ async def get_dispatch(request: web.Request) -> web.Response:
 
 
 class DispatchDecision(BaseModel):
-    suggestion_id: int
-    department_id: int
+    suggestion_id: DbId
+    department_id: DbId
 
 
 @routes.post(r"/api/cases/{case_id:\d+}/dispatch")

@@ -53,6 +53,7 @@ from server.cases.statemachine import (
 from server.cases.validation import validate_attributes
 from server.kernel.crypto import PiiCipher
 from server.kernel.errors import InvalidInput, NotFound, PermissionDenied
+from server.kernel.ids import ID_MAX
 from server.org.models import Department, Site
 
 SELF_SERVICE = frozenset({Channel.kiosk, Channel.qr, Channel.web})
@@ -210,7 +211,8 @@ async def insert_case(
     petitioner_id: int | None = None,
     **extra: Any,
 ) -> PetitionCase:
-    site = await session.get(Site, site_id)
+    # a value no id column holds names no site (and would overflow the driver: server.kernel.ids)
+    site = await session.get(Site, site_id) if 1 <= site_id <= ID_MAX else None
     if site is None:
         raise NotFound(f"site {site_id} does not exist")
     year = now.astimezone(ZoneInfo(timezone)).year

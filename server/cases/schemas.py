@@ -177,12 +177,12 @@ class IntakeRequest(CollectiveFields):
 
     model_config = _IN
     channel: Channel
-    site_id: int
+    site_id: DbId
     summary: str = Field(min_length=4, max_length=4000)
     matter_type: str | None = Field(default=None, max_length=64)
     petitioner: PetitionerInput | None = None
     attributes: dict[str, Any] = Field(default_factory=dict)
-    accused_department_id: int | None = None
+    accused_department_id: DbId | None = None
     #: Agent registrations: the resident's consent to act on their behalf was recorded.
     on_behalf_consent: bool = False
 
@@ -208,7 +208,7 @@ class TransitionRequest(BaseModel):
     transition: str = Field(max_length=32)
     reason: str | None = Field(default=None, max_length=2000)
     legal_route: str | None = None
-    target_department_id: int | None = None
+    target_department_id: DbId | None = None
     reply: str | None = Field(default=None, max_length=10000)
     note: str | None = Field(default=None, max_length=2000)
     attachments: list[str] = Field(default_factory=list, max_length=20)
@@ -352,8 +352,8 @@ class PauseRequest(BaseModel):
 
 class HandlerRequest(BaseModel):
     model_config = _IN
-    department_id: int | None = None
-    staff_id: int | None = None
+    department_id: DbId | None = None
+    staff_id: DbId | None = None
     role: Literal["co", "expert", "supervisor", "mediator"] = "co"
     task: str = Field(default="", max_length=2000)
 
@@ -420,7 +420,7 @@ class TermInput(BaseModel):
 
 class AgreementDraft(BaseModel):
     model_config = _IN
-    session_id: int | None = None
+    session_id: DbId | None = None
     parties: list[PartyInput] = Field(min_length=2, max_length=20)
     facts: str = Field(min_length=4, max_length=10000)
     terms: list[TermInput] = Field(min_length=1, max_length=50)

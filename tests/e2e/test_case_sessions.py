@@ -47,9 +47,10 @@ async def test_a_reception_shows_on_its_case_page(server: Server, browser: Any) 
         await officer.select_option("select[name=outcome]", "accepted")
         await officer.click("#end-form button[type=submit]")
         await officer.wait_for_url("**/desk", timeout=10_000)
-        await agent.wait_for_selector(
-            "#room[data-final=ended]", timeout=20_000
-        )  # the page polls every 2 s, then reloads
+        # the agent's page ends on the receipt (case number, follow QR): its call polls every
+        # 2 s and reloads once ended, whether or not the room's own end message came first
+        await agent.wait_for_selector("#call-receipt", timeout=20_000)
+        assert case_no in await agent.inner_text("#receipt-case-no")
 
         [(case_id,)] = db_rows(
             server.data_dir, "SELECT id FROM petition_case WHERE case_no = ?", case_no
