@@ -952,11 +952,6 @@ async def session_agreement_ids(session: AsyncSession, *, session_id: int) -> li
     return list(rows)
 
 
-#: Days before the 30-day 司法确认 window closes that its parties are reminded (a setting:
-#: ONEDOOR_JUDICIAL_REMINDER_DAYS; 0 sends none).
-JUDICIAL_REMINDER_DAYS = 7
-
-
 async def send_judicial_reminders(
     session: AsyncSession, *, pii: PiiCipher, now: datetime, days: int, tz: str
 ) -> int:
