@@ -79,6 +79,10 @@ class MinutesClosed(Conflict):
     code, message_zh = "minutes_closed", "笔录已生成，确认已结束"
 
 
+class MinutesWithheld(PermissionDenied):
+    code, message_zh = "minutes_withheld", "笔录涉及信访人身份，仅限可以查看信访人信息的人员查阅"
+
+
 class InvalidMinutesLink(AppError):
     code, http_status, message_zh = "invalid_minutes_link", 404, "笔录确认链接无效"
 
@@ -149,6 +153,9 @@ class MinutesView:
     parties: list[PartyState] = field(default_factory=list)
     may_edit: bool = False
     has_pdf: bool = False
+    #: The reader may see the session but not who the guests are (an accuser's identity):
+    #: the text, which names them, and its PDF are withheld; names are masked.
+    withheld: bool = False
     #: Who spoke when, on the session clock, once the composite job measured it; and the
     #: length of the timeline in seconds (for drawing it).
     speakers: list[SpeakerRow] = field(default_factory=list)
@@ -249,8 +256,17 @@ def _paragraphs(row: SessionMinutes | None) -> list[Paragraph]:
     return [Paragraph(int(p["at_s"]), str(p["text"])) for p in (row.paragraphs if row else [])]
 
 
+def _shown(p: SessionParticipant, mask: bool) -> str:
+    """A participant's name as this reader may see it (staff names are never masked)."""
+    return masked_name(p.display_name) if mask and p.staff_id is None else p.display_name
+
+
 async def _parties(
-    session: AsyncSession, session_id: int, parts: list[SessionParticipant]
+    session: AsyncSession,
+    session_id: int,
+    parts: list[SessionParticipant],
+    *,
+    mask: bool = False,
 ) -> list[PartyState]:
     confirmations = {
         c.participant_id: c
@@ -266,7 +282,7 @@ async def _parties(
         out.append(
             PartyState(
                 participant_id=p.id,
-                name=p.display_name,
+                name=_shown(p, mask),
                 role=p.role.value,
                 confirmed_at=c.confirmed_at if c else None,
                 via=c.via if c else "",
@@ -283,9 +299,12 @@ async def view(
     may_read: bool,
     ip: str = "",
     audit_read: bool = True,
+    names_in_clear: bool = True,
 ) -> MinutesView:
     """The 笔录 as staff see it. `may_read`: the caller checked the viewer may see the session
-    record (server.sessions.record); writers (who ran it) may always. Audited as
+    record (server.sessions.record); writers (who ran it) may always. `names_in_clear`: the
+    session record's rule for the guests' names (an accuser's name only to those who may know
+    it); otherwise the parties and speakers are shown masked to readers. Audited as
     `session.minutes_view` when there is text to read."""
     call, parts = await _call(session, session_id)
     may_edit = ran_session(staff, call, parts)
@@ -302,8 +321,13 @@ async def view(
             object_type="call_session",
             object_id=str(session_id),
             ip=ip,
-            detail={"version": row.version, "status": row.status},
+            detail={
+                "version": row.version,
+                "status": row.status,
+                "withheld": not (may_edit or names_in_clear),
+            },
         )
+    mask = not (may_edit or names_in_clear)
     return MinutesView(
         session_id=call.id,
         title=call.title,
@@ -311,27 +335,28 @@ async def view(
         case_no=await cases.case_number(session, case_id=call.case_id) if call.case_id else None,
         status=row.status if row else "none",
         version=row.version if row else 0,
-        paragraphs=_paragraphs(row),
+        paragraphs=[] if mask else _paragraphs(row),
         started_at=call.actual_start,
         updated_at=row.updated_at if row else None,
         frozen_at=row.frozen_at if row else None,
         closed_at=row.closed_at if row else None,
-        parties=await _parties(session, session_id, parts),
+        parties=await _parties(session, session_id, parts, mask=mask),
         may_edit=may_edit,
-        has_pdf=bool(row and row.pdf),
-        **await _speakers(session, call, parts),
+        has_pdf=bool(row and row.pdf) and not mask,
+        withheld=mask,
+        **await _speakers(session, call, parts, mask=mask),
     )
 
 
 async def _speakers(
-    session: AsyncSession, call: CallSession, parts: list[SessionParticipant]
+    session: AsyncSession, call: CallSession, parts: list[SessionParticipant], *, mask: bool
 ) -> dict[str, Any]:
     measured = await composite_jobs.speaker_timeline(session, session_id=call.id)
     if measured is None:
         return {}
     origin, tracks = measured
     shift = (origin - call.actual_start).total_seconds() if call.actual_start else 0.0
-    names = {p.identity: p.display_name for p in parts}
+    names = {p.identity: _shown(p, mask) for p in parts}
     rows = [
         SpeakerRow(
             names.get(identity, identity),
@@ -713,10 +738,26 @@ async def close(
 
 
 async def pdf_for(
-    session: AsyncSession, *, staff: StaffIdentity, session_id: int, may_read: bool, ip: str = ""
+    session: AsyncSession,
+    *,
+    staff: StaffIdentity,
+    session_id: int,
+    may_read: bool,
+    names_in_clear: bool = True,
+    ip: str = "",
 ) -> bytes:
-    """The closed 笔录's PDF (audited `session.minutes_pdf`); `may_read` as for `view`."""
-    await view(session, staff=staff, session_id=session_id, may_read=may_read, audit_read=False)
+    """The closed 笔录's PDF (audited `session.minutes_pdf`); `may_read` and `names_in_clear`
+    as for `view`: a reader who may not know the guests gets 403 (the PDF names them)."""
+    v = await view(
+        session,
+        staff=staff,
+        session_id=session_id,
+        may_read=may_read,
+        audit_read=False,
+        names_in_clear=names_in_clear,
+    )
+    if v.withheld:
+        raise MinutesWithheld("the record names the parties")
     row = await _minutes(session, session_id)
     if row is None or not row.pdf:
         raise MinutesNotFound(f"session {session_id} has no closed record")

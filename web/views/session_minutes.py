@@ -63,10 +63,10 @@ async def _view(
     staff = signed_in_staff(request)
     async with request.app[keys.db].begin() as session:
         try:
-            await check_visible(session, viewer=staff, session_id=session_id)
+            in_clear = await check_visible(session, viewer=staff, session_id=session_id)
             may_read = True
         except AppError:
-            may_read = False
+            may_read = in_clear = False
         return await minutes.view(
             session,
             staff=staff,
@@ -74,6 +74,7 @@ async def _view(
             may_read=may_read,
             ip=client_ip(request),
             audit_read=audit_read,
+            names_in_clear=in_clear,
         )
 
 
@@ -295,12 +296,17 @@ async def minutes_pdf(request: web.Request) -> web.Response:
     session_id = path_int(request, "session_id")
     async with request.app[keys.db].begin() as session:
         try:
-            await check_visible(session, viewer=staff, session_id=session_id)
+            in_clear = await check_visible(session, viewer=staff, session_id=session_id)
             may_read = True
         except AppError:
-            may_read = False
+            may_read = in_clear = False
         data = await minutes.pdf_for(
-            session, staff=staff, session_id=session_id, may_read=may_read, ip=client_ip(request)
+            session,
+            staff=staff,
+            session_id=session_id,
+            may_read=may_read,
+            names_in_clear=in_clear,
+            ip=client_ip(request),
         )
     return web.Response(
         body=data,

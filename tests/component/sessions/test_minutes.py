@@ -217,3 +217,37 @@ async def test_only_who_ran_the_session_writes_it_and_readers_of_the_case_read_i
     assert refused.status == 403
     views = await _audits(client, "session.minutes_view")
     assert any(v.actor.startswith("staff:") for v in views)
+
+
+async def test_a_reader_who_may_not_know_the_guests_gets_neither_text_nor_names(
+    client: Client,
+) -> None:
+    """Confidentiality decided once (server.sessions.record: the guests' names in clear or
+    not) and applied to the 笔录: its text names the parties, so a reader who may see the
+    session but not who its guests are gets no text, masked names and no PDF; whoever ran
+    the session sees everything."""
+    from server.auth.service import identity_of
+    from server.sessions import minutes
+    from tests.component.sessions.test_case_sessions import _staff
+
+    _, sid = await _held_mediation(client)
+    token = await signed_in(client, "mediator")
+    assert (await _save(client, sid, token, 0, ["张三陈述：公司拖欠工资。"])).status == 200
+    mediator = identity_of(await _staff(client, "mediator01"))
+    reader = identity_of(await _staff(client, "supervisor01"))
+    async with client.app[keys.db].begin() as s:
+        withheld = await minutes.view(
+            s, staff=reader, session_id=sid, may_read=True, names_in_clear=False
+        )
+        full = await minutes.view(
+            s, staff=mediator, session_id=sid, may_read=True, names_in_clear=False
+        )
+    assert withheld.withheld and withheld.paragraphs == []
+    assert {p.name for p in withheld.parties} == {"张*", "李**"}
+    assert not full.withheld and full.paragraphs[0].text.startswith("张三陈述")
+    assert {p.name for p in full.parties} == {"张三", "李经理"}
+    async with client.app[keys.db].begin() as s:
+        with pytest.raises(minutes.MinutesWithheld):
+            await minutes.pdf_for(
+                s, staff=reader, session_id=sid, may_read=True, names_in_clear=False
+            )
