@@ -565,7 +565,7 @@ async def _redis_floor(redis_url: str, n: int) -> dict[str, float]:
             lat.append((time.perf_counter_ns() - t0) / 1e6)
             await asyncio.sleep(0.002)
     finally:
-        await pubsub.aclose()  # type: ignore[no-untyped-call]
+        await pubsub.aclose()
         await pub.aclose()
         await sub.aclose()
     lat.sort()

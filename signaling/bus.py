@@ -431,7 +431,7 @@ class RedisSignalBus(_EventHub):
     async def close(self) -> None:
         await cancel_and_wait(self._tasks)
         with contextlib.suppress(Exception):
-            await self._pubsub.aclose()  # type: ignore[no-untyped-call]
+            await self._pubsub.aclose()
 
     def _enqueue(self, channel: str, data: str) -> None:
         try:
