@@ -65,8 +65,8 @@ class ServerProcess:
         """After `stop()` (or a crash): the same deployment (data, secret, port) comes back."""
         if self.process.poll() is None:
             raise RuntimeError("the server is still running")
-        port = int(self.base_url.rsplit(":", 1)[1])
-        self.process = _serve(self.env, port, self.log_path)
+        host, port = self.base_url.removeprefix("http://").rsplit(":", 1)
+        self.process = _serve(self.env, int(port), self.log_path, host)
 
     def sign_in(self, username: str, password: str = DEMO_PASSWORD) -> tuple[str, str]:
         """(Cookie header value, CSRF token) of a signed-in staff session."""
@@ -87,12 +87,13 @@ class ServerProcess:
         return cookies, token
 
 
-def start_server(tmp: Path, **extra_env: str) -> ServerProcess:
-    return start_node(tmp, extra_env)
+def start_server(tmp: Path, *, host: str = "127.0.0.1", **extra_env: str) -> ServerProcess:
+    """`host`: the address it listens on (a shaped-link benchmark's namespace address)."""
+    return start_node(tmp, extra_env, host=host)
 
 
 def start_node(
-    tmp: Path, extra_env: Mapping[str, str], *, prepare_db: bool = True
+    tmp: Path, extra_env: Mapping[str, str], *, prepare_db: bool = True, host: str = "127.0.0.1"
 ) -> ServerProcess:
     """Start one node with `ONEDOOR_*` overrides. `prepare_db=False`: its database is already
     migrated and holds the demo district (the second node of a deployment on one PostgreSQL)."""
@@ -118,8 +119,8 @@ def start_node(
     elif prepare_db:
         _prepare(env)
     log_path = tmp / "server.log"
-    process = _serve(env, port, log_path)
-    return ServerProcess(f"http://127.0.0.1:{port}", tmp / "data", env, process, log_path)
+    process = _serve(env, port, log_path, host)
+    return ServerProcess(f"http://{host}:{port}", tmp / "data", env, process, log_path)
 
 
 def _prepare(env: Mapping[str, str]) -> None:
@@ -167,11 +168,13 @@ def _prepared_sqlite(env: Mapping[str, str]) -> tuple[Path, str]:
     return template, (template / "secret").read_text()
 
 
-def _serve(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen[bytes]:
+def _serve(
+    env: dict[str, str], port: int, log_path: Path, host: str = "127.0.0.1"
+) -> subprocess.Popen[bytes]:
     """Start `onedoor serve` and wait until it accepts connections (the log is appended to)."""
     with log_path.open("ab") as log:
         process = subprocess.Popen(
-            [sys.executable, "-m", "server.cli", "serve", "--host", "127.0.0.1", "--port",
+            [sys.executable, "-m", "server.cli", "serve", "--host", host, "--port",
              str(port)],
             env=env,
             stdout=log,
@@ -183,7 +186,7 @@ def _serve(env: dict[str, str], port: int, log_path: Path) -> subprocess.Popen[b
         if process.poll() is not None:
             raise RuntimeError(log_path.read_text())
         try:
-            with socket.create_connection(("127.0.0.1", port), 0.2):
+            with socket.create_connection((host, port), 0.2):
                 return process
         except OSError:
             time.sleep(0.1)

@@ -569,6 +569,7 @@ BENCHES = (
     "fuzz-signaling",
     "hostile",
     "composite",
+    "network",
 )
 
 
