@@ -14,7 +14,17 @@ from typing import Any
 
 from bench.common import run_benchmark
 
-ORDER = ["signaling", "sfu", "sfu_peer", "recording", "join", "cases", "scheduling", "hostile"]
+ORDER = [
+    "signaling",
+    "sfu",
+    "sfu_peer",
+    "recording",
+    "join",
+    "cases",
+    "scheduling",
+    "hostile",
+    "network",
+]
 RESULTS = Path(__file__).parent / "results"
 
 
