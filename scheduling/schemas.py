@@ -11,6 +11,7 @@ from pydantic import AfterValidator, BaseModel, Field, model_validator
 from scheduling.models import BookingStatus as BookingStatus
 from scheduling.models import JobKind as JobKind
 from scheduling.models import JobStatus as JobStatus
+from server.kernel.clock import instant_in_range
 from server.kernel.ids import DbId
 from server.org.models import ResourceType, Role
 from server.sessions.models import ParticipantRole, SessionKind, SessionMode
@@ -20,7 +21,7 @@ from server.sessions.schemas import Side
 def _aware(value: datetime) -> datetime:
     if value.tzinfo is None:
         raise ValueError("a time needs a UTC offset, e.g. 2026-12-01T09:00:00+08:00")
-    return value.astimezone(UTC)
+    return instant_in_range(value).astimezone(UTC)
 
 
 AwareDatetime = Annotated[datetime, AfterValidator(_aware)]

@@ -61,6 +61,7 @@ from server.http.common import path_int as _int
 from server.http.common import query_id
 from server.http.common import read_body as _body
 from server.http.openapi import document_table
+from server.kernel.clock import EdgeInstant
 from server.kernel.db import utcnow
 from server.kernel.errors import InvalidInput
 from server.kernel.ids import DbId
@@ -602,7 +603,7 @@ async def post_party_sign(request: web.Request) -> web.Response:
 
 
 class JudicialBody(BaseModel):
-    requested_at: datetime
+    requested_at: EdgeInstant
     result: Literal["confirmed", "rejected"] | None = None
     #: 受理法院 and the ruling's number (裁定书/确认书文号), once known
     court: str | None = Field(default=None, max_length=100)

@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import date, datetime
+from datetime import datetime
 from typing import Any, Literal, Self
 
 from pydantic import (
@@ -26,6 +26,7 @@ from server.cases.validation import (
     normalize_id_number,
     normalize_phone,
 )
+from server.kernel.clock import EdgeDay, EdgeInstant
 from server.kernel.errors import InvalidInput
 from server.kernel.ids import DbId
 
@@ -304,8 +305,8 @@ class CaseQuery(BaseModel):
     department_id: DbId | None = None
     matter_type: str | None = None
     overdue: bool | None = None
-    registered_from: datetime | None = None
-    registered_to: datetime | None = None
+    registered_from: EdgeInstant | None = None
+    registered_to: EdgeInstant | None = None
     limit: int = Field(default=50, ge=1, le=200)
     before_id: DbId | None = None
     channel: Channel | None = None
@@ -319,8 +320,8 @@ class CaseQuery(BaseModel):
     ) = None
     assess_by: Literal["staff", "department", "site"] = "department"
     assess_key: DbId | None = None
-    assess_from: datetime | None = None
-    assess_to: datetime | None = None
+    assess_from: EdgeInstant | None = None
+    assess_to: EdgeInstant | None = None
 
 
 class CaseListItem(BaseModel):
@@ -400,7 +401,7 @@ class Dashboard(BaseModel):
 
 class HolidayInput(BaseModel):
     model_config = _IN
-    day: date
+    day: EdgeDay
     workday: bool = False
     name: str = Field(default="", max_length=64)
 
@@ -415,7 +416,7 @@ class TermInput(BaseModel):
     model_config = _IN
     term: str = Field(min_length=1, max_length=2000)
     how: str = Field(min_length=1, max_length=500)
-    by: date
+    by: EdgeDay
 
 
 class AgreementDraft(BaseModel):

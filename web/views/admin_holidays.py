@@ -24,7 +24,7 @@ from server.cases.holiday_calendar import (
 from server.cases.holiday_calendar import add_day as add_holiday
 from server.http import keys
 from server.http.auth import client_ip, protected, signed_in_staff
-from server.kernel.clock import zone
+from server.kernel.clock import EdgeDay, zone
 from server.kernel.db import utcnow
 from server.kernel.errors import NotFound
 from web.render import page
@@ -33,7 +33,7 @@ WEEKDAYS = "一二三四五六日"
 
 
 class DayForm(BaseModel, extra="ignore"):
-    day: date
+    day: EdgeDay
     kind: str = Field(pattern=r"^(off|workday)$")
     name: str = Field(min_length=1, max_length=64)
 

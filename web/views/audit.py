@@ -10,7 +10,7 @@ import csv
 import io
 from collections.abc import Callable
 from dataclasses import dataclass
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any
 from zoneinfo import ZoneInfo
 
@@ -23,7 +23,7 @@ from server.auth.permissions import Action
 from server.auth.service import staff_id_named, staff_names
 from server.http import keys
 from server.http.auth import client_ip, protected, signed_in_staff
-from server.kernel.clock import format_local
+from server.kernel.clock import EdgeDay, format_local
 from web.audit_labels import AUDIT_ACTION_LABELS, action_label, object_label
 from web.i18n import gettext_for
 from web.labels import ROLE_LABELS
@@ -56,8 +56,8 @@ _FIELD_MESSAGES = {
 class AuditFilters(BaseModel, extra="ignore"):
     actor: str = Field(default="", max_length=64)
     action: str = Field(default="", max_length=60)
-    since: date | None = None
-    until: date | None = None
+    since: EdgeDay | None = None
+    until: EdgeDay | None = None
     object_type: str = Field(default="", max_length=40)
     target: str = Field(default="", max_length=80, pattern=r"^[\w.:-]*$")
     before: int | None = Field(default=None, ge=1, le=2**31 - 1)

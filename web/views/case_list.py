@@ -66,8 +66,8 @@ class ListFilters(BaseModel):
     channel: Channel | None = None
     site_id: int | None = Field(default=None, ge=1, le=2**31 - 1)
     deadline: str | None = None
-    date_from: date | None = None
-    date_to: date | None = None
+    date_from: clock.EdgeDay | None = None
+    date_to: clock.EdgeDay | None = None
     #: the 双评双考 drill-down (web/views/cases.dashboard_page links here)
     assess: (
         Literal["evaluated", "satisfied", "fair", "dissatisfied", "closed", "on_time", "overdue"]
@@ -75,8 +75,8 @@ class ListFilters(BaseModel):
     ) = None
     assess_by: Literal["staff", "department", "site"] = "department"
     assess_key: int | None = Field(default=None, ge=1, le=2**31 - 1)
-    assess_from: date | None = None
-    assess_to: date | None = None
+    assess_from: clock.EdgeDay | None = None
+    assess_to: clock.EdgeDay | None = None
     page: int = Field(default=1, ge=1, le=100000)
 
     @field_validator("deadline")

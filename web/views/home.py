@@ -2,7 +2,7 @@
 
 from __future__ import annotations
 
-from datetime import UTC, date, datetime, time, timedelta
+from datetime import UTC, datetime, time, timedelta
 from typing import Any, Literal
 
 from aiohttp import web
@@ -107,7 +107,7 @@ async def _home(
 class JudicialForm(BaseModel):
     """记录司法确认 as the home list's form sends it (untrusted: checked here)."""
 
-    requested_on: date
+    requested_on: clock.EdgeDay
     result: Literal["", "confirmed", "rejected"] = ""
     court: str = Field(default="", max_length=100)
     ruling_no: str = Field(default="", max_length=64)
