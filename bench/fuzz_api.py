@@ -1,7 +1,8 @@
 """Property-based fuzzing of the REST API with schemathesis, against /api/openapi.json.
 
 `python -m bench.fuzz_api` (or `onedoor bench fuzz`) runs the long variant (≥ 100,000
-generated requests at scale 1, 8 concurrent workers) on SQLite and, when ONEDOOR_BENCH_PG names
+generated requests at scale 1: 600 examples per operation and role, three roles, about 44,000
+requests a role; 8 concurrent workers) on SQLite and, when ONEDOOR_BENCH_PG names
 a PostgreSQL server, on a fresh database there too; CI runs a short one
 (tests/integration/server/test_api_fuzz.py) and `make test` this at a tiny scale. Checks per
 database: `not_a_server_error` (whatever a client sends, the server answers 4xx, never 5xx),
@@ -172,7 +173,7 @@ async def run(scale: float = 1.0) -> dict[str, Any]:
         else:
             one = await asyncio.to_thread(
                 fuzz,
-                max(5, int(400 * scale)),
+                max(5, int(600 * scale)),
                 database=database,
                 workers=WORKERS,
                 stall_s=STALL_S,
