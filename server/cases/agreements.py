@@ -944,12 +944,22 @@ async def link_session(
 
 async def session_agreement_ids(session: AsyncSession, *, session_id: int) -> list[int]:
     """The agreements filed under a session, oldest first."""
-    rows = await session.scalars(
-        select(MediationAgreement.id)
-        .where(MediationAgreement.session_id == session_id)
-        .order_by(MediationAgreement.id)
-    )
-    return list(rows)
+    return (await sessions_agreement_ids(session, session_ids=[session_id]))[session_id]
+
+
+async def sessions_agreement_ids(
+    session: AsyncSession, *, session_ids: list[int]
+) -> dict[int, list[int]]:
+    """The agreements filed under each of `session_ids` (one query), oldest first."""
+    out: dict[int, list[int]] = {i: [] for i in session_ids}
+    if session_ids:
+        for agreement_id, session_id in await session.execute(
+            select(MediationAgreement.id, MediationAgreement.session_id)
+            .where(MediationAgreement.session_id.in_(session_ids))
+            .order_by(MediationAgreement.id)
+        ):
+            out[session_id].append(agreement_id)
+    return out
 
 
 async def send_judicial_reminders(

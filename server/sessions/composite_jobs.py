@@ -100,6 +100,16 @@ async def get(session: AsyncSession, *, session_id: int) -> SessionComposite | N
     return row
 
 
+async def get_many(session: AsyncSession, *, session_ids: list[int]) -> dict[int, SessionComposite]:
+    """The composite jobs of `session_ids` (one query), by session id."""
+    if not session_ids:
+        return {}
+    rows = await session.scalars(
+        select(SessionComposite).where(SessionComposite.session_id.in_(session_ids))
+    )
+    return {r.session_id: r for r in rows}
+
+
 async def enqueue(session: AsyncSession, *, session_id: int, now: datetime) -> bool:
     """A pending composite job for the session unless it has one (True if one was added)."""
     if await get(session, session_id=session_id) is not None:

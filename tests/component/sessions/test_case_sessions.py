@@ -595,3 +595,40 @@ async def test_calendars_show_an_accusations_session_to_the_accused_unit_as_busy
     html = await (await app_client.get(week)).text()
     assert "检举件约谈" not in html and "已占用" in html
     assert "/scheduling/sessions/" not in html
+
+
+async def test_a_cases_session_list_costs_the_same_queries_for_two_sessions_or_eight(
+    app_client: Client,
+) -> None:
+    """The list loads participants, recordings, chat counts, composites and sites once for all
+    the case's sessions (#21: one query per session and table took 5.2 s for a case with some
+    70 sessions on a loaded PostgreSQL in the long fuzz run)."""
+    from sqlalchemy import event
+
+    case_id, _ = await _register(app_client)
+    engine = app_client.app[keys.db].kw["bind"].sync_engine
+    statements: list[str] = []
+
+    def count(_conn: Any, _cursor: Any, statement: str, *_: Any) -> None:
+        statements.append(statement)
+
+    async def listed() -> tuple[int, int]:
+        statements.clear()
+        event.listen(engine, "before_cursor_execute", count)
+        try:
+            resp = await app_client.get(f"/api/cases/{case_id}/sessions")
+        finally:
+            event.remove(engine, "before_cursor_execute", count)
+        assert resp.status == 200, await resp.text()
+        return len(await resp.json()), len(statements)
+
+    for _ in range(2):
+        await _held_session(app_client, case_id)
+    await signed_in(app_client, "window_officer")
+    two, queries_for_two = await listed()
+    for _ in range(6):
+        await _held_session(app_client, case_id)
+    await signed_in(app_client, "window_officer")
+    eight, queries_for_eight = await listed()
+    assert (two, eight) == (2, 8)
+    assert queries_for_eight == queries_for_two, "\n".join(s.split("\n")[0][:120] for s in statements)
