@@ -631,4 +631,6 @@ async def test_a_cases_session_list_costs_the_same_queries_for_two_sessions_or_e
     await signed_in(app_client, "window_officer")
     eight, queries_for_eight = await listed()
     assert (two, eight) == (2, 8)
-    assert queries_for_eight == queries_for_two, "\n".join(s.split("\n")[0][:120] for s in statements)
+    assert queries_for_eight == queries_for_two, "\n".join(
+        s.split("\n")[0][:120] for s in statements
+    )
