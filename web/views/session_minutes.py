@@ -21,8 +21,9 @@ from typing import Any
 
 from aiohttp import web
 from pydantic import BaseModel, Field, ValidationError
+from sqlalchemy.ext.asyncio import AsyncSession
 
-from server.auth.permissions import Action
+from server.auth.permissions import Action, StaffIdentity
 from server.http import keys
 from server.http.auth import client_ip, protected, public, signed_in_staff
 from server.http.common import path_int
@@ -57,16 +58,23 @@ def _url(session_id: int, flash: str = "") -> str:
     return f"/sessions/{session_id}/minutes" + (f"?done={flash}" if flash else "")
 
 
+async def _reader(
+    session: AsyncSession, staff: StaffIdentity, session_id: int
+) -> tuple[bool, bool]:
+    """(may the staff member read the session's record, may they see its guests' names)."""
+    try:
+        in_clear = await check_visible(session, viewer=staff, session_id=session_id)
+    except AppError:
+        return False, False
+    return True, in_clear
+
+
 async def _view(
     request: web.Request, session_id: int, *, audit_read: bool = True
 ) -> minutes.MinutesView:
     staff = signed_in_staff(request)
     async with request.app[keys.db].begin() as session:
-        try:
-            in_clear = await check_visible(session, viewer=staff, session_id=session_id)
-            may_read = True
-        except AppError:
-            may_read = in_clear = False
+        may_read, in_clear = await _reader(session, staff, session_id)
         return await minutes.view(
             session,
             staff=staff,
@@ -295,11 +303,7 @@ async def minutes_pdf(request: web.Request) -> web.Response:
     staff = signed_in_staff(request)
     session_id = path_int(request, "session_id")
     async with request.app[keys.db].begin() as session:
-        try:
-            in_clear = await check_visible(session, viewer=staff, session_id=session_id)
-            may_read = True
-        except AppError:
-            may_read = in_clear = False
+        may_read, in_clear = await _reader(session, staff, session_id)
         data = await minutes.pdf_for(
             session,
             staff=staff,
