@@ -16,10 +16,9 @@ import tempfile
 from pathlib import Path
 from typing import Any
 
+from bench.network import join_room
 from bench.server_process import start_server
-from tests.conftest import DEMO_USERS
 from tests.e2e.conftest import CHROMIUM, CHROMIUM_ARGS
-from tests.e2e.webclient import sign_in
 
 STATS_JS = """async () => {
   const ui = window.onedoorRoom; const pc = ui && ui.media && ui.media.pc;
@@ -31,14 +30,6 @@ STATS_JS = """async () => {
   out.tr = pc.getTransceivers().map((t) => [t.mid, t.direction, t.currentDirection, t.receiver.track.kind, t.receiver.track.id]);
   return out;
 }"""
-
-
-async def api(page: Any, base: str, path: str, body: dict[str, Any]) -> dict[str, Any]:
-    csrf = await page.get_attribute("meta[name=csrf-token]", "content")
-    resp = await page.request.post(base + path, data=body, headers={"X-CSRF-Token": csrf})
-    assert resp.ok, await resp.text()
-    body_: dict[str, Any] = await resp.json()
-    return body_
 
 
 def watch(page: Any, lines: list[str]) -> None:
@@ -68,27 +59,8 @@ async def main(n: int, wait_s: float) -> None:
                 watch(p, logs[name])
                 pages.append(p)
             host = pages[0]
-            await sign_in(host, server.base_url, DEMO_USERS["mediator"])
-            created = await api(
-                host, server.base_url, "/api/sessions", {"kind": "mediation", "title": "probe"}
-            )
-            await host.goto(f"{server.base_url}/rooms/{created['room_id']}")
-            await host.wait_for_selector("#room[data-status=joined]", timeout=15_000)
-            for i, p in enumerate(pages[1:], 1):
-                issued = await api(
-                    host,
-                    server.base_url,
-                    f"/api/sessions/{created['id']}/tokens",
-                    {"display_name": f"guest{i}"},
-                )
-                await p.goto(server.base_url + issued["url"])
-                await p.wait_for_selector("#prejoin[data-ready=true]", timeout=10_000)
-                await p.click("#join-btn")
-                await p.wait_for_selector("#room[data-status=lobby]", timeout=10_000)
-                admit = host.locator(".lobby-list button[data-act=admit]").first
-                await admit.wait_for(timeout=10_000)
-                await admit.click()
-                await p.wait_for_selector("#room[data-status=joined]", timeout=10_000)
+            guests = [(f"guest{i}", p) for i, p in enumerate(pages[1:], 1)]
+            await join_room(host, guests, server.base_url)
             await asyncio.sleep(wait_s)
             for i, p in enumerate(pages):
                 print(f"--- p{i}", json.dumps(await p.evaluate(STATS_JS)))
