@@ -304,6 +304,7 @@ def summarize(
 ) -> dict[str, Any]:
     directions: dict[str, Any] = {}
     publishers: dict[str, Any] = {}
+    timelines: dict[str, list[tuple[float, float]]] = {}
     for receiver, samples in series.samples.items():
         times = [t for t, _ in samples]
         span = max(times[-1] - times[0], SAMPLE_S) if times else measure_s
@@ -322,16 +323,8 @@ def summarize(
         for sender, peer in ids.items():
             if sender == receiver:
                 continue
-            video = [
-                _totals([r for r in s["inbound"] if r["peer"] == peer and r["kind"] == "video"],
-                        INBOUND_KEYS)
-                for _, s in samples
-            ]  # fmt: skip
-            audio = [
-                _totals([r for r in s["inbound"] if r["peer"] == peer and r["kind"] == "audio"],
-                        INBOUND_KEYS)
-                for _, s in samples
-            ]  # fmt: skip
+            video = _stream(samples, peer, "video")
+            audio = _stream(samples, peer, "audio")
             frames = [v["frames"] for v in video]
             gaps_total, gaps_longest = _gaps(times, frames)
             chrome_frozen = _increase(video, "frozen")
@@ -355,26 +348,28 @@ def summarize(
                 entry["video_back_s"] = _recovery(times, frames, back)
                 entry["audio_back_s"] = _recovery(times, [a["packets"] for a in audio], back)
             directions[f"{receiver}<-{sender}"] = entry
+            timelines[f"{receiver}<-{sender}"] = _timeline(times, frames)
     return {"directions": directions, "publishers": publishers, "measured_s": round(measure_s, 1),
-            "fps_timeline": _timelines(series, ids)}  # fmt: skip
+            "fps_timeline": timelines}  # fmt: skip
 
 
-def _timelines(series: Series, ids: dict[str, str]) -> dict[str, list[tuple[float, float]]]:
-    """fps per direction in 1 s bins, for the plot."""
-    out: dict[str, list[tuple[float, float]]] = {}
-    for receiver, samples in series.samples.items():
-        for sender, peer in ids.items():
-            if sender == receiver:
-                continue
-            points = [
-                (t, sum(r["frames"] for r in s["inbound"] if r["peer"] == peer and r["kind"] == "video"))
-                for t, s in samples
-            ]  # fmt: skip
-            line: list[tuple[float, float]] = []
-            for (t1, f1), (t2, f2) in zip(points[::4], points[4::4], strict=False):
-                line.append((round(t2, 2), round(max(0.0, f2 - f1) / (t2 - t1), 1)))
-            out[f"{receiver}<-{sender}"] = line
-    return out
+def _stream(
+    samples: list[tuple[float, dict[str, Any]]], peer: str, kind: str
+) -> list[dict[str, float]]:
+    """The inbound counters of `peer`'s `kind` stream in each sample."""
+    return [
+        _totals([r for r in s["inbound"] if r["peer"] == peer and r["kind"] == kind], INBOUND_KEYS)
+        for _, s in samples
+    ]
+
+
+def _timeline(times: list[float], frames: list[float]) -> list[tuple[float, float]]:
+    """fps in 1 s bins (every 4th sample), for the plot."""
+    points = list(zip(times, frames, strict=True))
+    return [
+        (round(t2, 2), round(max(0.0, f2 - f1) / (t2 - t1), 1))
+        for (t1, f1), (t2, f2) in zip(points[::4], points[4::4], strict=False)
+    ]
 
 
 # ------------------------------------------------------------------------------ the benchmark
