@@ -12,6 +12,7 @@ sent, and pauses or resumes that subscriber's video (never its audio).
 from __future__ import annotations
 
 import time
+from collections import deque
 from collections.abc import Callable, Iterable, Sequence
 from dataclasses import dataclass
 
@@ -24,13 +25,15 @@ class BandwidthSettings:
 
     A subscriber is *weak* when its estimate is below `pause_below_ratio` × what it is sent
     (video it receives plus audio), or when the loss it reports on its video is above
-    `pause_loss`. Weak for `pause_after_s` → its video pauses. It resumes after at least the
-    pause's length (`min_pause_s`, doubled for each pause that follows a resume within
-    `backoff_reset_s`, up to `max_pause_s`) once it has been good for `resume_after_s`: loss at
-    most `resume_loss` and, if it sent an estimate since the pause began, that estimate at least
-    `resume_above_ratio` × what it would be sent. While video is paused a receiver's estimate
-    usually stops (no video packets to measure), so resuming is then a probe; a pause soon after
-    lengthens the next one, so a link that cannot carry video does not flap.
+    `pause_loss`. A low estimate that is still climbing (`BandwidthEstimator.rising`) is a
+    receiver ramping up, not a weak link, and does not count. Weak for `pause_after_s` → its
+    video pauses. It resumes after at least the pause's length (`min_pause_s`, doubled for each
+    pause that follows a resume within `backoff_reset_s`, up to `max_pause_s`) once its loss has
+    been at most `resume_loss` for `resume_after_s`. The estimate is not asked while paused: a
+    receiver's estimate follows what it receives (Chromium's falls to the audio's rate and climbs
+    only a few per cent a second), so it can never show room for video that is not sent; a
+    resume is a probe, and a pause soon after lengthens the next one, so a link that cannot carry
+    video does not flap.
     """
 
     pause_below_ratio: float = 0.85
@@ -52,6 +55,9 @@ class BandwidthSettings:
     audio_bps: int = 40_000
     #: How often the SFU evaluates every subscriber.
     interval_s: float = 0.5
+    #: `rising`: the estimate grew by more than `rising_ratio` over at least `rising_over_s`.
+    rising_over_s: float = 0.8
+    rising_ratio: float = 1.01
 
     def __post_init__(self) -> None:
         if self.resume_above_ratio < self.pause_below_ratio or self.resume_loss > self.pause_loss:
@@ -69,14 +75,32 @@ class BandwidthEstimator:
         self.clock = clock
         self._remb: dict[frozenset[int], tuple[int, float]] = {}  # ssrcs -> (bps, at)
         self._loss: dict[int, tuple[float, float, str]] = {}  # ssrc -> (smoothed, at, kind)
+        self._history: deque[tuple[float, int]] = deque()  # (at, estimate) after each REMB
         self.rembs = 0
         self.reports = 0
 
     def on_remb(self, bitrate_bps: int, ssrcs: Iterable[int]) -> None:
         key = frozenset(ssrcs)
         if key:
-            self._remb[key] = (bitrate_bps, self.clock())
+            now = self.clock()
+            self._remb[key] = (bitrate_bps, now)
             self.rembs += 1
+            estimate = self.estimate_bps()
+            if estimate is not None:
+                self._history.append((now, estimate))
+            while self._history and now - self._history[0][0] > self.settings.feedback_fresh_s:
+                self._history.popleft()
+
+    def rising(self) -> bool:
+        """Whether the fresh estimate is still climbing: above the last one at least
+        `rising_over_s` older by more than `rising_ratio` (a receiver's estimate ramps up a few per
+        cent a second after a start or a resume; a weak link's stays flat or falls)."""
+        s = self.settings
+        if not self._history or self.clock() - self._history[-1][0] > s.feedback_fresh_s:
+            return False
+        newest_at, newest = self._history[-1]
+        older = [e for at, e in self._history if newest_at - at >= s.rising_over_s]
+        return bool(older) and newest > older[-1] * s.rising_ratio
 
     def on_report(self, ssrc: int, fraction_lost: int, kind: str) -> None:
         """`fraction_lost` as in RTCP: lost packets since the last report, × 256."""
@@ -169,6 +193,7 @@ class VideoPausePolicy:
                 estimate is not None
                 and needed_bps > 0
                 and estimate < s.pause_below_ratio * needed_bps
+                and not estimator.rising()
             )
             lossy = loss is not None and loss > s.pause_loss
             if not (low or lossy):
@@ -188,13 +213,9 @@ class VideoPausePolicy:
                 else f"loss {loss:.2f}"
             )
             return True
-        # paused: only what was measured since the pause says anything about the link now
-        estimate = estimator.estimate_bps(since=self.paused_at)
+        # paused: the estimate follows the audio alone now, so only the loss says anything
         loss = estimator.loss(None)  # audio keeps flowing and being reported
-        good = (loss is None or loss <= s.resume_loss) and (
-            estimate is None or estimate >= s.resume_above_ratio * needed_bps
-        )
-        if not good:
+        if loss is not None and loss > s.resume_loss:
             self._since = None
             return None
         if self._since is None:
@@ -276,7 +297,11 @@ class LayerPolicy:
         current = self.effective(top)
         estimate = estimator.estimate_bps() if now - self.created_at >= s.warmup_s else None
         loss = estimator.loss("video")
-        low = estimate is not None and estimate < s.pause_below_ratio * needed[current]
+        low = (
+            estimate is not None
+            and estimate < s.pause_below_ratio * needed[current]
+            and not estimator.rising()
+        )
         lossy = loss is not None and loss > s.pause_loss
         if low or lossy:
             self._up_since = None

@@ -277,6 +277,17 @@ def test_a_short_dip_changes_nothing() -> None:
     assert run(clock, estimator, policy, 5, remb=900_000) == []
 
 
+def test_a_climbing_estimate_keeps_the_layers() -> None:
+    clock, estimator, policy = make_policy()
+    remb = 200_000.0
+    for _ in range(30):  # +4 % every 0.5 s: a receiver ramping up, not a weak link
+        clock.now += 0.5
+        remb *= 1.04
+        estimator.on_remb(int(remb), [1])
+        assert policy.update(estimator, NEEDED) is None
+    assert policy.layer == 2
+
+
 def test_loss_alone_drops_one_layer_at_a_time() -> None:
     clock, estimator, policy = make_policy()
     assert run(clock, estimator, policy, 3.5, video_loss=64) == [(1.5, 1), (3.0, 0)]
