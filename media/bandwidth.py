@@ -58,6 +58,19 @@ class BandwidthSettings:
     #: `rising`: the estimate grew by more than `rising_ratio` over at least `rising_over_s`.
     rising_over_s: float = 0.8
     rising_ratio: float = 1.01
+    #: `PublishCapPolicy`: cap a publisher's camera to what its weakest subscriber can take.
+    cap_publishers: bool = True
+    #: The share of a subscriber's estimate its video may fill (the rest: audio, repairs).
+    cap_headroom: float = 0.8
+    #: A subscriber whose share per video is below this does not cap anyone (its temporal
+    #: layers and the pause serve it); no cap is lower.
+    cap_floor_bps: int = 150_000
+    #: What the browser client sends at most anyway (web/static/media.js): no cap above it.
+    cap_ceiling_bps: int = 600_000
+    cap_down_after_s: float = 2.0
+    cap_up_after_s: float = 4.0
+    #: Changes smaller than this fraction of the current cap are not sent.
+    cap_step: float = 0.1
 
     def __post_init__(self) -> None:
         if self.resume_above_ratio < self.pause_below_ratio or self.resume_loss > self.pause_loss:
@@ -225,6 +238,56 @@ class VideoPausePolicy:
         self.paused, self.resumed_at, self._since = False, now, None
         self.reason = ""
         return False
+
+
+class PublishCapPolicy:
+    """The highest bitrate one publisher's camera should send (None: no cap).
+
+    Temporal layers thin a stream by frame rate: a subscriber on a weak link gets 4 frames a
+    second of the base layer. When the weakest subscriber could take every frame at a lower
+    bitrate, asking the publisher's encoder for that bitrate (it lowers quality, then
+    resolution, never the frame rate) serves it better, without re-encoding. `update` is given
+    the lowest per-video share over the publisher's subscribers (`estimate × cap_headroom` less
+    their audio, divided by the videos they receive), ignoring any below `cap_floor_bps`, and
+    whether that subscriber's estimate is still climbing (then it may raise the cap, not lower
+    it). Down after `cap_down_after_s`, up after `cap_up_after_s`, in steps of at least
+    `cap_step`. Returns True when `cap` changed.
+    """
+
+    def __init__(self, settings: BandwidthSettings | None = None, clock: Clock = time.monotonic):
+        self.settings = settings or BandwidthSettings()
+        self.clock = clock
+        self.cap: int | None = None
+        self.changes = 0
+        self._down_since: float | None = None
+        self._up_since: float | None = None
+
+    def update(self, share_bps: float | None, *, climbing: bool = False) -> bool:
+        s = self.settings
+        now = self.clock()
+        want: int | None = None
+        if share_bps is not None and share_bps < s.cap_ceiling_bps:
+            want = max(s.cap_floor_bps, int(share_bps) // 10_000 * 10_000)
+        current = self.cap if self.cap is not None else s.cap_ceiling_bps
+        target = want if want is not None else s.cap_ceiling_bps
+        if target < current * (1 - s.cap_step) and not climbing:
+            self._up_since = None
+            if self._down_since is None:
+                self._down_since = now
+            if now - self._down_since < s.cap_down_after_s:
+                return False
+        elif target > current * (1 + s.cap_step):
+            self._down_since = None
+            if self._up_since is None:
+                self._up_since = now
+            if now - self._up_since < s.cap_up_after_s:
+                return False
+        else:
+            self._down_since = self._up_since = None
+            return False
+        self.cap, self._down_since, self._up_since = want, None, None
+        self.changes += 1
+        return True
 
 
 #: VP8 L1T3: temporal layers 0 (base), 1, 2.

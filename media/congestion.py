@@ -8,6 +8,10 @@ Before any pause, VP8 temporal layers: each subscriber's `LayerPolicy` caps the 
 it receives (from every publisher's measured bitrate per layer); only at the base layer does
 the `VideoPausePolicy` get its turn (layer-drop → pause → resume → layer-up).
 
+Beside both, each publisher's camera is capped to what its weakest subscriber can take at full
+frame rate (`publish_caps`, `PublishCapPolicy`): the publisher's own encoder lowers its
+bitrate, so that subscriber gets every frame instead of the base layer's few.
+
 Also applied here: a participant's own choice to receive no video (`receive_video`, the room's
 "仅音频" switch), through the same `ForwardedTrack.set_paused`.
 """
@@ -18,25 +22,30 @@ import logging
 
 from media.bandwidth import MAX_LAYER, BandwidthSettings
 from media.forwarding import ForwardedTrack, PeerSession, Room
-from media.interfaces import VideoPaused
+from media.interfaces import PublishLimit, VideoPaused
 
 logger = logging.getLogger(__name__)
+
+
+def _live(track: ForwardedTrack) -> bool:
+    forwarder = track.forwarder
+    return forwarder.granted and forwarder.enabled and not forwarder.ended
+
+
+def audio_bps(session: PeerSession, settings: BandwidthSettings) -> float:
+    """The audio the subscriber is sent (`audio_bps` for a stream not measured yet)."""
+    return sum(
+        t.forwarder.rate.bps or settings.audio_bps
+        for _, t in session.subscriptions.values()
+        if t.kind == "audio" and _live(t)
+    )
 
 
 def needed_bps(session: PeerSession, settings: BandwidthSettings, layer: int = MAX_LAYER) -> float:
     """What the subscriber is sent when its video flows with temporal layers 0..`layer`: that
     video plus audio."""
-    total = 0.0
-    for _, track in session.subscriptions.values():
-        forwarder = track.forwarder
-        if not (forwarder.granted and forwarder.enabled) or forwarder.ended:
-            continue
-        if track.kind == "audio":
-            rate = forwarder.rate.bps
-            total += rate if rate else settings.audio_bps
-        else:
-            total += forwarder.rate_up_to(layer) or 0.0
-    return total
+    video = sum(t.forwarder.rate_up_to(layer) or 0.0 for t in video_tracks(session) if _live(t))
+    return audio_bps(session, settings) + video
 
 
 def top_layer(session: PeerSession) -> int:
@@ -89,6 +98,19 @@ def apply_pause(session: PeerSession) -> None:
         track.set_paused(paused)
 
 
+def _pause_needed(session: PeerSession, settings: BandwidthSettings, now: float) -> float:
+    """What the pause policy weighs the estimate against: the base layers plus audio, unless
+    the subscriber can take `cap_floor_bps` a video: then its publishers are capped to fit it
+    (`publish_caps`) and its video pauses only for loss (which is also what a publisher that
+    ignores its cap causes)."""
+    needed = needed_bps(session, settings, 0)
+    share = video_share(session, settings, now)
+    if settings.cap_publishers and share is not None and share[0] >= settings.cap_floor_bps:
+        videos = sum(1 for t in video_tracks(session) if _live(t))
+        needed = min(needed, audio_bps(session, settings) + share[0] * videos)
+    return needed
+
+
 def evaluate(
     room: Room, settings: BandwidthSettings, now: float, load_cap: int = MAX_LAYER
 ) -> list[VideoPaused]:
@@ -103,7 +125,9 @@ def evaluate(
         tracks = video_tracks(session)
         if tracks and _choose_layer(session, settings, now, load_cap):
             # only the base layer is left: pause when even it does not fit
-            decision = session.policy.update(session.estimator, needed_bps(session, settings, 0))
+            decision = session.policy.update(
+                session.estimator, _pause_needed(session, settings, now)
+            )
             if decision is not None:
                 logger.info(
                     "room %s: %s video to %s (%s)",
@@ -135,4 +159,62 @@ def evaluate(
             loss=session.estimator.loss(None),
             paused=bool(tracks) and session.policy.paused,
         )
+    return events
+
+
+def video_share(
+    session: PeerSession, settings: BandwidthSettings, now: float
+) -> tuple[float, bool] | None:
+    """Bits per second the subscriber can take for each video it receives
+    (`estimate × cap_headroom` less its audio, divided by its videos) and whether its estimate
+    is still climbing; None when it says nothing now (warming up, no fresh estimate, video
+    paused by the policy or by its own choice)."""
+    if not session.connected or session.closed or session.policy.paused:
+        return None
+    if not session.receive_video or now - session.policy.created_at < settings.warmup_s:
+        return None
+    estimate = session.estimator.estimate_bps()
+    videos = [t for t in video_tracks(session) if _live(t)]
+    if estimate is None or not videos:
+        return None
+    share = (estimate * settings.cap_headroom - audio_bps(session, settings)) / len(videos)
+    return share, session.estimator.rising()
+
+
+def publish_caps(room: Room, settings: BandwidthSettings, now: float) -> list[PublishLimit]:
+    """Each camera publisher's cap (`PublishCapPolicy`) from the lowest share among its
+    subscribers that is at least `cap_floor_bps`; events where a cap changed."""
+    if not settings.cap_publishers:
+        return []
+    shares = {
+        peer_id: share
+        for peer_id, session in room.peers.items()
+        if (share := video_share(session, settings, now)) is not None
+        and share[0] >= settings.cap_floor_bps
+    }
+    events = []
+    for session in list(room.peers.values()):
+        cameras = [
+            f
+            for f in session.published.values()
+            if f.kind == "video" and f.source == "camera" and f.granted and not f.ended
+        ]
+        if session.closed or not session.connected or not cameras:
+            continue
+        weakest = min(
+            (shares[p] for p in cameras[0].subscribers if p in shares),
+            default=None,
+            key=lambda share: share[0],
+        )
+        changed = session.publish_cap.update(
+            weakest[0] if weakest else None, climbing=bool(weakest and weakest[1])
+        )
+        if changed:
+            logger.info(
+                "room %s: %s's camera capped at %s bps",
+                room.room_id,
+                session.peer_id,
+                session.publish_cap.cap,
+            )
+            events.append(PublishLimit(room.room_id, session.peer_id, session.publish_cap.cap))
     return events

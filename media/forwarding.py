@@ -29,6 +29,7 @@ from media.bandwidth import (
     MAX_LAYER,
     BandwidthEstimator,
     LayerPolicy,
+    PublishCapPolicy,
     RateMeter,
     VideoPausePolicy,
 )
@@ -484,6 +485,8 @@ class PeerSession:
     estimator: BandwidthEstimator = field(default_factory=BandwidthEstimator)
     policy: VideoPausePolicy = field(default_factory=VideoPausePolicy)
     layers: LayerPolicy = field(default_factory=LayerPolicy)  # the step before the pause
+    # this participant as a publisher: the cap on its camera its weakest subscriber asks for
+    publish_cap: PublishCapPolicy = field(default_factory=PublishCapPolicy)
     receive_video: bool = True  # False: the participant chose audio only
     reported_paused: set[str] = field(default_factory=set)  # publishers told as paused
     quality: QualityMeter = field(default_factory=QualityMeter)  # for the session record

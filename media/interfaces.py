@@ -136,6 +136,17 @@ class VideoPaused:
 
 
 @dataclass(frozen=True, slots=True)
+class PublishLimit:
+    """`peer_id`'s camera should send at most `max_bps` (None: no limit beyond its own): a
+    participant receiving it has a link too weak for more (`media.bandwidth.PublishCapPolicy`).
+    Signaling sends that publisher `publish_limit`; its browser caps its encoder."""
+
+    room_id: str
+    peer_id: str
+    max_bps: int | None
+
+
+@dataclass(frozen=True, slots=True)
 class PeerQuality:
     """The participant's media ended: how its downlink was while connected (for the session
     record). Sent once per peer connection that was sampled at least once."""
@@ -185,6 +196,7 @@ MediaEvent = (
     | RecordingStopped
     | RecordingFailed
     | VideoPaused
+    | PublishLimit
     | PeerQuality
     | UpstreamQuality
     | SubscriberTracks

@@ -49,9 +49,10 @@ from media.bandwidth import (
     BandwidthEstimator,
     BandwidthSettings,
     LayerPolicy,
+    PublishCapPolicy,
     VideoPausePolicy,
 )
-from media.congestion import apply_pause, evaluate
+from media.congestion import apply_pause, evaluate, publish_caps
 from media.errors import (
     InvalidDescription,
     MediaFailure,
@@ -312,6 +313,7 @@ class SfuMediaNode:
                 estimator=BandwidthEstimator(self.bandwidth),
                 policy=VideoPausePolicy(self.bandwidth),
                 layers=LayerPolicy(self.bandwidth),
+                publish_cap=PublishCapPolicy(self.bandwidth),
             )
             room.peers[peer_id] = session
             self._wire_peer(session)
@@ -690,6 +692,8 @@ class SfuMediaNode:
             now = time.monotonic()
             for event in evaluate(room, self.bandwidth, now, self._load_cap()):
                 self.emit(event)
+            for limit in publish_caps(room, self.bandwidth, now):
+                self.emit(limit)
             for change in upstream_changes(room, now):
                 self.emit(change)
 

@@ -31,6 +31,7 @@ from media.interfaces import (
     MediaNode,
     PeerDescription,
     PeerFailed,
+    PublishLimit,
     RecordingFailed,
     RecordingStopped,
     SubscriberTracks,
@@ -68,6 +69,7 @@ from signaling.protocol import (
     IceServerInfo,
     Leave,
     Offer,
+    PublishLimitOut,
     ReceiveVideo,
     SendChat,
     ServerMessage,
@@ -343,7 +345,12 @@ class RoomActor:
             await self._media_event(env.event)
             return not isinstance(
                 env.event,
-                PeerDescription | ActiveSpeaker | VideoPaused | SubscriberTracks | UpstreamQuality,
+                PeerDescription
+                | ActiveSpeaker
+                | VideoPaused
+                | PublishLimit
+                | SubscriberTracks
+                | UpstreamQuality,
             )
         else:  # EdgeDown
             for peer_id, link in list(self.links.items()):
@@ -528,6 +535,9 @@ class RoomActor:
                 event.peer_id,
                 VideoPausedOut(peers=peers) if event.paused else VideoResumedOut(peers=peers),
             )
+        elif isinstance(event, PublishLimit):
+            kbps = None if event.max_bps is None else event.max_bps // 1000
+            self.send_to(event.peer_id, PublishLimitOut(max_kbps=kbps))
         elif isinstance(event, SubscriberTracks):
             self._tell_tracks(event)
         elif isinstance(event, PeerFailed):

@@ -510,6 +510,16 @@ class VideoResumedOut(_Msg):
     peers: list[PeerId]
 
 
+class PublishLimitOut(_Msg):
+    """To one participant: send your camera at no more than `max_kbps` kbit/s (`null`: no
+    limit beyond your own), because someone receiving it has a link too weak for more
+    (`RTCRtpSender.setParameters`, `encodings[0].maxBitrate`). The server forwards what you
+    send either way; honouring it lets that participant see every frame."""
+
+    type: Literal["publish_limit"] = "publish_limit"
+    max_kbps: int | None
+
+
 class ConsentRequest(_Msg):
     """Please answer with `recording_consent` (consent or refusal)."""
 
@@ -564,6 +574,7 @@ ServerMessage = Annotated[
     | ForcedMute
     | VideoPausedOut
     | VideoResumedOut
+    | PublishLimitOut
     | TrackPublishedOut
     | TrackUnpublishedOut
     | ConsentRequest

@@ -36,7 +36,7 @@ class FakeSignal extends EventTarget {
 
 const EVENTS = ['status', 'connection', 'self', 'participants', 'lobby', 'room', 'recording', 'chat',
   'consent_prompt', 'consent', 'media', 'track', 'track_removed', 'forced_mute', 'unmute_request',
-  'notice', 'video_paused', 'audio_only'];
+  'notice', 'video_paused', 'audio_only', 'publish_limit'];
 
 function setUp() {
   const signal = new FakeSignal();
@@ -459,6 +459,14 @@ describe('audio first', () => {
     signal.server({ type: 'video_paused', peers: [ZHANG.peer_id] });
     signal.server(hostWelcome({ resumed: true, media_reset: true })); // a new media connection
     assert.deepEqual(seen('video_paused').at(-1).peers, []);
+  });
+
+  test('a publish limit reaches the media connection as kbit/s, and null lifts it', () => {
+    const { signal, seen } = setUp();
+    signal.server(hostWelcome());
+    signal.server({ type: 'publish_limit', max_kbps: 240 });
+    signal.server({ type: 'publish_limit', max_kbps: null });
+    assert.deepEqual(seen('publish_limit'), [{ maxKbps: 240 }, { maxKbps: null }]);
   });
 
   test('audio only asks the server for no video, and again for every new media connection', () => {

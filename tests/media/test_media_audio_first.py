@@ -17,7 +17,7 @@ import pytest
 from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci
 
 from media.bandwidth import BandwidthSettings
-from media.interfaces import PeerQuality, VideoPaused
+from media.interfaces import PeerQuality, PublishLimit, VideoPaused
 from media.sfu import SfuMediaNode
 from tests.media.rtc_clients import EventPump, TestClient, receive_event, wait_until
 
@@ -169,3 +169,26 @@ async def test_audio_only_stops_video_to_that_participant_and_switching_back_res
     finally:
         await a.close()
         await b.close()
+
+
+async def test_a_subscriber_that_takes_less_than_a_camera_sends_caps_that_camera(
+    af_node: SfuMediaNode, af_pump: EventPump
+) -> None:
+    a = af_pump.add(TestClient(af_node, "r", "a"))
+    weak = af_pump.add(TestClient(af_node, "r", "weak", video=False, audio=False))
+    remb: RembReporter | None = None
+    try:
+        await a.join()
+        await weak.join()
+        await wait_until(lambda: weak.frames_from("a", "video") >= 10, 20, "weak receiving a")
+        remb = RembReporter(weak, 500_000)  # room for a's camera at 0.8 × 500k, less its audio
+        capped = await receive_event(af_pump, PublishLimit, 15, peer_id="a")
+        assert capped.max_bps is not None and 250_000 <= capped.max_bps <= 400_000
+        assert not any(isinstance(e, VideoPaused) for e in af_pump.events)
+        remb.bps = 50_000_000  # its link recovered: the cap is lifted
+        await receive_event(af_pump, PublishLimit, 15, peer_id="a", max_bps=None)
+    finally:
+        if remb is not None:
+            await remb.stop()
+        await a.close()
+        await weak.close()

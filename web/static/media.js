@@ -52,6 +52,8 @@ export class MediaLink extends EventTarget {
     this.lastQuality = 'unknown';
     /** False while the participant chose audio only: the camera's sender carries no track. */
     this.sendVideo = true;
+    /** The server's `publish_limit` for the camera, bits/s (null: MAX_VIDEO_BITRATE only). */
+    this.videoLimit = null;
     this._onServerOffer = (e) => this._enqueue(() => this._answer(e.detail.sdp));
     sig.addEventListener('offer', this._onServerOffer);
   }
@@ -94,7 +96,7 @@ export class MediaLink extends EventTarget {
     try {
       const p = sender.getParameters();
       if (!p.encodings || !p.encodings.length) p.encodings = [{}];
-      p.encodings[0].maxBitrate = MAX_VIDEO_BITRATE;
+      p.encodings[0].maxBitrate = this.videoLimit ? Math.min(this.videoLimit, MAX_VIDEO_BITRATE) : MAX_VIDEO_BITRATE;
       await sender.setParameters(p);
     } catch { /* not negotiated yet: applied on the next change */ }
     await this._temporalLayers(sender);
@@ -174,6 +176,15 @@ export class MediaLink extends EventTarget {
   async replaceTrack(kind, track) {
     const sender = this.senders[kind];
     if (sender) await sender.replaceTrack(track);
+  }
+
+  /**
+   * The server's `publish_limit` (docs/signaling.md): someone receiving our camera has a link
+   * too weak for more, so the encoder sends at most `kbps` (null: our own cap again).
+   */
+  async setVideoLimit(kbps) {
+    this.videoLimit = kbps ? kbps * 1000 : null;
+    if (this.senders.video) await this._capBitrate(this.senders.video);
   }
 
   /** Audio only: stop sending the camera (no bytes leave; the m-line stays) or send it again. */

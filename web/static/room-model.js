@@ -25,6 +25,7 @@
 //   forced_mute     {kind, muted, by}
 //   video_paused    {peers}   the senders whose video the server paused for this client's
 //                   weak link (audio goes on): every one of them, after each change
+//   publish_limit   {maxKbps}  cap our camera's bitrate (null: no cap) for a weak receiver
 //   audio_only      {on}      this client's own "仅音频" choice
 //   unmute_request  {kind, by}
 //   notice          {code, message_zh}   an error the server sent on its own (no `re`)
@@ -223,6 +224,7 @@ export class RoomModel extends EventTarget {
         break;
       case 'forced_mute': this._emit('forced_mute', { kind: msg.kind, muted: msg.muted, by: msg.by }); break;
       case 'unmute_request': this._emit('unmute_request', { kind: msg.kind, by: msg.by }); break;
+      case 'publish_limit': this._emit('publish_limit', { maxKbps: msg.max_kbps ?? null }); break;
       case 'video_paused': case 'video_resumed':
         for (const peer of msg.peers || []) {
           if (msg.type === 'video_paused') this.videoPaused.add(peer);

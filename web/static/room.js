@@ -177,6 +177,7 @@ export class RoomUI {
     });
     on('forced_mute', (f) => this._forced(f));
     on('video_paused', ({ peers }) => this._videoPaused(new Set(peers)));
+    on('publish_limit', ({ maxKbps }) => { if (this.media) this.media.setVideoLimit(maxKbps).catch(() => {}); });
     on('audio_only', ({ on: audioOnly }) => {
       this.root.classList.toggle('audio-only', audioOnly);
       const b = $(this.root, '[data-act=audio-only]');

@@ -7,7 +7,7 @@ from __future__ import annotations
 from aiohttp.test_utils import TestServer
 from sqlalchemy import select
 
-from media.interfaces import PeerQuality, UpstreamQuality, VideoPaused
+from media.interfaces import PeerQuality, PublishLimit, UpstreamQuality, VideoPaused
 from media.quality import LinkQuality
 from server.http import keys
 from server.sessions.models import SessionParticipant
@@ -44,6 +44,13 @@ async def test_video_paused_goes_to_the_weak_participant_and_audio_only_to_the_m
     pong = await host.request("ping")
     assert pong["type"] in ("ack", "pong")
     assert not host.seen("video_paused") and not host.seen("video_resumed")
+
+    # the guest's link is too weak for the host's camera: the host is asked to send less
+    fake_media.push(PublishLimit(room_id, host.peer_id, 280_000))
+    assert (await host.expect("publish_limit"))["max_kbps"] == 280
+    fake_media.push(PublishLimit(room_id, host.peer_id, None))
+    assert (await host.expect("publish_limit"))["max_kbps"] is None
+    assert not guest.seen("publish_limit")
 
 
 async def test_a_participants_link_quality_reaches_the_session_record(

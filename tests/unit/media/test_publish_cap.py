@@ -1,0 +1,130 @@
+"""Publisher caps (issue #18): a publisher's camera is capped to what its weakest subscriber can
+take at full frame rate; on a fake clock, with the room's own sessions and forwarders."""
+
+from __future__ import annotations
+
+from types import SimpleNamespace
+from typing import Any, cast
+
+from media import congestion, forwarding, sfu
+from media.bandwidth import BandwidthEstimator, BandwidthSettings, PublishCapPolicy
+from media.interfaces import PublishGrant, PublishLimit
+
+SETTINGS = BandwidthSettings(warmup_s=0.0)
+
+
+class Clock:
+    def __init__(self) -> None:
+        self.now = 1000.0
+
+    def __call__(self) -> float:
+        return self.now
+
+
+def feed(
+    clock: Clock, policy: PublishCapPolicy, seconds: float, share: float | None, **kw: Any
+) -> list[tuple[float, int | None]]:
+    """`share` every 0.5 s for `seconds`; (seconds since start, cap) of each change."""
+    start, changes = clock.now, list[tuple[float, int | None]]()
+    while clock.now < start + seconds:
+        clock.now += 0.5
+        if policy.update(share, **kw):
+            changes.append((clock.now - start, policy.cap))
+    return changes
+
+
+def test_a_weak_subscriber_lowers_the_cap_after_it_held_and_a_better_one_raises_it() -> None:
+    clock = Clock()
+    policy = PublishCapPolicy(SETTINGS, clock)
+    assert feed(clock, policy, 10, None) == []  # nobody constrains it: no cap
+    assert feed(clock, policy, 1.5, 254_000) == []  # a short dip does not cap
+    assert feed(clock, policy, 5, None) == []
+    assert feed(clock, policy, 5, 254_000) == [
+        (2.5, 250_000)
+    ]  # first seen at 0.5, held 2 s; 10 kbit/s steps
+    assert feed(clock, policy, 5, 265_000) == []  # within 10 %: not worth a message
+    assert feed(clock, policy, 10, 400_000) == [(4.5, 400_000)]  # up after 4 s
+    assert feed(clock, policy, 10, 900_000) == [(4.5, None)]  # above the client's own cap
+
+
+def test_a_climbing_estimate_may_raise_the_cap_but_never_lower_it() -> None:
+    clock = Clock()
+    policy = PublishCapPolicy(SETTINGS, clock)
+    assert feed(clock, policy, 10, 200_000, climbing=True) == []
+    feed(clock, policy, 3, 300_000)
+    assert policy.cap == 300_000
+    assert feed(clock, policy, 10, 450_000, climbing=True) == [(4.5, 450_000)]
+
+
+def test_no_cap_is_below_the_floor() -> None:
+    clock = Clock()
+    policy = PublishCapPolicy(SETTINGS, clock)
+    feed(clock, policy, 3, 20_000)
+    assert policy.cap == SETTINGS.cap_floor_bps
+
+
+class Room:
+    """Publishers a and b, subscribers c (weak) and d, each receiving both cameras."""
+
+    def __init__(self, settings: BandwidthSettings = SETTINGS) -> None:
+        self.clock = Clock()
+        self.settings = settings
+        node = sfu.SfuMediaNode()
+        self.room = forwarding.Room("r")
+        receiver = cast(Any, SimpleNamespace(getSynchronizationSources=list))
+        for peer in ("a", "b", "c", "d"):
+            session = forwarding.PeerSession(
+                self.room,
+                peer,
+                cast(Any, SimpleNamespace(connectionState="connected")),
+                PublishGrant(),
+                estimator=BandwidthEstimator(settings, self.clock),
+                publish_cap=PublishCapPolicy(settings, self.clock),
+            )
+            session.policy.created_at = self.clock.now - 60
+            session.connected = True
+            self.room.peers[peer] = session
+        for publisher in ("a", "b"):
+            camera = forwarding.TrackForwarder(
+                node, self.room, publisher, "video", f"{publisher}-cam", receiver, "vp8", True
+            )
+            self.room.peers[publisher].published[camera.track_id] = camera
+            for subscriber in ("c", "d"):
+                track = forwarding.ForwardedTrack(camera, subscriber)
+                camera.subscribers[subscriber] = track
+                self.room.peers[subscriber].subscriptions[camera.key] = (None, track)
+
+    def run(self, seconds: float, **remb: int) -> list[tuple[float, PublishLimit]]:
+        start, events = self.clock.now, list[tuple[float, PublishLimit]]()
+        while self.clock.now < start + seconds:
+            self.clock.now += 0.5
+            for peer, bps in remb.items():
+                self.room.peers[peer].estimator.on_remb(bps, [1, 2])
+            for event in congestion.publish_caps(self.room, self.settings, self.clock.now):
+                events.append((self.clock.now - start, event))
+        return events
+
+
+def test_each_camera_is_capped_for_the_weakest_subscriber_and_freed_when_it_recovers() -> None:
+    room = Room()
+    # c's 700 kbit/s: 0.8 × 700k over its two videos (no audio here) = 280 kbit/s each
+    events = room.run(5, c=700_000, d=5_000_000)
+    assert events == [
+        (2.5, PublishLimit("r", "a", 280_000)),
+        (2.5, PublishLimit("r", "b", 280_000)),
+    ]
+    # its link recovers
+    events = room.run(10, c=5_000_000, d=5_000_000)
+    assert [e for _, e in events] == [PublishLimit("r", "a", None), PublishLimit("r", "b", None)]
+
+
+def test_a_subscriber_too_weak_for_the_floor_or_with_video_paused_caps_nobody() -> None:
+    room = Room()
+    assert room.run(10, c=300_000, d=5_000_000) == []  # 120 kbit/s a video: layers and pause
+    room.room.peers["c"].policy.paused = True
+    assert room.run(10, c=700_000, d=5_000_000) == []
+
+
+def test_caps_can_be_switched_off() -> None:
+    room = Room(BandwidthSettings(warmup_s=0.0, cap_publishers=False))
+    assert room.run(10, c=700_000, d=5_000_000) == []
