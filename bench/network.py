@@ -319,6 +319,13 @@ def summarize(
                 if (last_out := samples[-1][1]["outbound"])
                 else "",
                 "height_end": last_out[0]["height"] if last_out else 0,
+                # the browser's own send-side estimate at the end (REMB from the server)
+                "available_kbit_s_end": round(samples[-1][1].get("avail", 0) / 1000),
+                # what it sent over the last quarter of the window
+                "kbit_s_end": round(
+                    _increase(outbound[len(outbound) * 3 // 4 :], "bytes") * 8 / (span / 4) / 1000,
+                    1,
+                ),
             }
         for sender, peer in ids.items():
             if sender == receiver:

@@ -51,6 +51,8 @@ class BandwidthSettings:
     warmup_s: float = 5.0
     #: Loss reports are smoothed: new = old + alpha × (report - old).
     loss_alpha: float = 0.5
+    #: Loss from packet counts needs this many packets expected in the window.
+    loss_min_packets: int = 30
     #: Bitrate assumed for an audio stream not measured yet.
     audio_bps: int = 40_000
     #: How often the SFU evaluates every subscriber.
@@ -64,13 +66,17 @@ class BandwidthSettings:
     cap_headroom: float = 0.8
     #: A subscriber whose share per video is below this does not cap anyone (its temporal
     #: layers and the pause serve it); no cap is lower.
-    cap_floor_bps: int = 150_000
+    cap_floor_bps: int = 100_000
     #: What the browser client sends at most anyway (web/static/media.js): no cap above it.
     cap_ceiling_bps: int = 600_000
     cap_down_after_s: float = 2.0
     cap_up_after_s: float = 4.0
     #: Changes smaller than this fraction of the current cap are not sent.
     cap_step: float = 0.1
+    #: After a subscriber's layer changed or a publisher it receives was capped, it does not
+    #: pause for this long (its loss window still holds the time before; an encoder takes a
+    #: moment to follow a new cap).
+    settle_s: float = 4.0
 
     def __post_init__(self) -> None:
         if self.resume_above_ratio < self.pause_below_ratio or self.resume_loss > self.pause_loss:
@@ -89,6 +95,8 @@ class BandwidthEstimator:
         self._remb: dict[frozenset[int], tuple[int, float]] = {}  # ssrcs -> (bps, at)
         self._loss: dict[int, tuple[float, float, str]] = {}  # ssrc -> (smoothed, at, kind)
         self._history: deque[tuple[float, int]] = deque()  # (at, estimate) after each REMB
+        # ssrc -> (at, cumulative lost, extended highest sequence, kind) of recent reports
+        self._counts: dict[int, deque[tuple[float, int, int, str]]] = {}
         self.rembs = 0
         self.reports = 0
 
@@ -115,11 +123,33 @@ class BandwidthEstimator:
         older = [e for at, e in self._history if newest_at - at >= s.rising_over_s]
         return bool(older) and newest > older[-1] * s.rising_ratio
 
-    def on_report(self, ssrc: int, fraction_lost: int, kind: str) -> None:
-        """`fraction_lost` as in RTCP: lost packets since the last report, × 256."""
+    def settled(self) -> bool:
+        """Whether the fresh estimate has history enough to judge (`rising_over_s`) and is
+        not climbing."""
+        s = self.settings
+        if not self._history or self.clock() - self._history[-1][0] > s.feedback_fresh_s:
+            return False
+        newest_at = self._history[-1][0]
+        return newest_at - self._history[0][0] >= s.rising_over_s and not self.rising()
+
+    def on_report(
+        self,
+        ssrc: int,
+        fraction_lost: int,
+        kind: str,
+        packets_lost: int | None = None,
+        highest_seq: int | None = None,
+    ) -> None:
+        """`fraction_lost` as in RTCP: lost packets since the last report, × 256; with the
+        report's cumulative `packets_lost` and extended `highest_seq`, `loss` counts packets."""
+        now = self.clock()
+        if packets_lost is not None and highest_seq is not None:
+            counts = self._counts.setdefault(ssrc, deque())
+            counts.append((now, packets_lost, highest_seq, kind))
+            while counts and now - counts[0][0] > self.settings.feedback_fresh_s:
+                counts.popleft()
         lost = min(max(fraction_lost, 0), 255) / 256
         previous = self._loss.get(ssrc)
-        now = self.clock()
         if previous is not None and now - previous[1] <= self.settings.feedback_fresh_s:
             lost = previous[0] + self.settings.loss_alpha * (lost - previous[0])
         self._loss[ssrc] = (lost, now, kind)
@@ -145,8 +175,19 @@ class BandwidthEstimator:
         return total if found else None
 
     def loss(self, kind: str | None = "video") -> float | None:
-        """The highest smoothed fraction lost over fresh reports of streams of `kind`."""
+        """The fraction of packets lost over the fresh reports of streams of `kind`, all streams
+        together (at least `loss_min_packets` expected); without packet counts, the highest
+        smoothed per-report fraction. (Per report and stream, a few dozen packets make 2 %
+        random loss read 0 % one second and 7 % the next.)"""
         oldest = self.clock() - self.settings.feedback_fresh_s
+        lost = expected = 0
+        for counts in self._counts.values():
+            window = [c for c in counts if c[0] >= oldest and (kind is None or c[3] == kind)]
+            if len(window) >= 2:
+                expected += max(0, window[-1][2] - window[0][2])
+                lost += max(0, window[-1][1] - window[0][1])
+        if expected >= self.settings.loss_min_packets:
+            return min(1.0, lost / expected)
         fresh = [
             lost
             for lost, at, k in self._loss.values()
@@ -157,6 +198,7 @@ class BandwidthEstimator:
     def forget(self, ssrc: int) -> None:
         """A stream the subscriber no longer receives (its subscription ended)."""
         self._loss.pop(ssrc, None)
+        self._counts.pop(ssrc, None)
         for key in [k for k in self._remb if ssrc in k]:
             del self._remb[key]
 
@@ -196,9 +238,16 @@ class VideoPausePolicy:
         self._since: float | None = None  # the condition to change has held since then
         self.reason = ""
 
-    def update(self, estimator: BandwidthEstimator, needed_bps: float) -> bool | None:
+    def update(
+        self, estimator: BandwidthEstimator, needed_bps: float, *, settling: bool = False
+    ) -> bool | None:
+        """`settling`: what the subscriber is sent just changed (a layer, a publisher's cap),
+        so what it reports still describes the time before: no pause now."""
         s = self.settings
         now = self.clock()
+        if not self.paused and settling:
+            self._since = None
+            return None
         if not self.paused:
             estimate = estimator.estimate_bps() if now - self.created_at >= s.warmup_s else None
             loss = estimator.loss("video")
@@ -247,22 +296,21 @@ class PublishCapPolicy:
     second of the base layer. When the weakest subscriber could take every frame at a lower
     bitrate, asking the publisher's encoder for that bitrate (it lowers quality, then
     resolution, never the frame rate) serves it better, without re-encoding. `update` is given
-    the lowest per-video share over the publisher's subscribers (`estimate × cap_headroom` less
-    their audio, divided by the videos they receive), ignoring any below `cap_floor_bps`, and
-    whether that subscriber's estimate is still climbing (then it may raise the cap, not lower
-    it). Down after `cap_down_after_s`, up after `cap_up_after_s`, in steps of at least
-    `cap_step`. Returns True when `cap` changed.
+    the lowest per-video share over the publisher's subscribers (`media.congestion.
+    update_video_share`), ignoring any below `cap_floor_bps`. Down after `cap_down_after_s`, up
+    after `cap_up_after_s`, in steps of at least `cap_step`. Returns True when `cap` changed.
     """
 
     def __init__(self, settings: BandwidthSettings | None = None, clock: Clock = time.monotonic):
         self.settings = settings or BandwidthSettings()
         self.clock = clock
         self.cap: int | None = None
+        self.changed_at: float | None = None
         self.changes = 0
         self._down_since: float | None = None
         self._up_since: float | None = None
 
-    def update(self, share_bps: float | None, *, climbing: bool = False) -> bool:
+    def update(self, share_bps: float | None) -> bool:
         s = self.settings
         now = self.clock()
         want: int | None = None
@@ -270,7 +318,7 @@ class PublishCapPolicy:
             want = max(s.cap_floor_bps, int(share_bps) // 10_000 * 10_000)
         current = self.cap if self.cap is not None else s.cap_ceiling_bps
         target = want if want is not None else s.cap_ceiling_bps
-        if target < current * (1 - s.cap_step) and not climbing:
+        if target < current * (1 - s.cap_step):
             self._up_since = None
             if self._down_since is None:
                 self._down_since = now
@@ -285,7 +333,7 @@ class PublishCapPolicy:
         else:
             self._down_since = self._up_since = None
             return False
-        self.cap, self._down_since, self._up_since = want, None, None
+        self.cap, self.changed_at, self._down_since, self._up_since = want, now, None, None
         self.changes += 1
         return True
 

@@ -98,17 +98,30 @@ def apply_pause(session: PeerSession) -> None:
         track.set_paused(paused)
 
 
-def _pause_needed(session: PeerSession, settings: BandwidthSettings, now: float) -> float:
+def _pause_needed(session: PeerSession, settings: BandwidthSettings) -> float:
     """What the pause policy weighs the estimate against: the base layers plus audio, unless
     the subscriber can take `cap_floor_bps` a video: then its publishers are capped to fit it
     (`publish_caps`) and its video pauses only for loss (which is also what a publisher that
     ignores its cap causes)."""
     needed = needed_bps(session, settings, 0)
-    share = video_share(session, settings, now)
-    if settings.cap_publishers and share is not None and share[0] >= settings.cap_floor_bps:
+    share = session.cap_share
+    if settings.cap_publishers and share is not None and share >= settings.cap_floor_bps:
         videos = sum(1 for t in video_tracks(session) if _live(t))
-        needed = min(needed, audio_bps(session, settings) + share[0] * videos)
+        needed = min(needed, audio_bps(session, settings) + share * videos)
     return needed
+
+
+def _settling(session: PeerSession, settings: BandwidthSettings, now: float) -> bool:
+    """Whether what the subscriber is sent changed within `settle_s`: its layer, or the cap of
+    a publisher it receives."""
+    if now - session.layers.changed_at < settings.settle_s:
+        return True
+    for track in video_tracks(session):
+        publisher = session.room.peers.get(track.forwarder.publisher_id)
+        changed_at = publisher.publish_cap.changed_at if publisher is not None else None
+        if changed_at is not None and now - changed_at < settings.settle_s:
+            return True
+    return False
 
 
 def evaluate(
@@ -126,7 +139,9 @@ def evaluate(
         if tracks and _choose_layer(session, settings, now, load_cap):
             # only the base layer is left: pause when even it does not fit
             decision = session.policy.update(
-                session.estimator, _pause_needed(session, settings, now)
+                session.estimator,
+                _pause_needed(session, settings),
+                settling=_settling(session, settings, now),
             )
             if decision is not None:
                 logger.info(
@@ -162,36 +177,43 @@ def evaluate(
     return events
 
 
-def video_share(
-    session: PeerSession, settings: BandwidthSettings, now: float
-) -> tuple[float, bool] | None:
-    """Bits per second the subscriber can take for each video it receives
-    (`estimate × cap_headroom` less its audio, divided by its videos) and whether its estimate
-    is still climbing; None when it says nothing now (warming up, no fresh estimate, video
-    paused by the policy or by its own choice)."""
-    if not session.connected or session.closed or session.policy.paused:
-        return None
-    if not session.receive_video or now - session.policy.created_at < settings.warmup_s:
-        return None
+def update_video_share(session: PeerSession, settings: BandwidthSettings, now: float) -> None:
+    """`session.cap_share`: bits per second the subscriber can take for each video it receives
+    (`estimate × cap_headroom` less its audio, divided by its videos).
+
+    A receiver's estimate follows what it receives (Chromium's stays below 1.5 × that), so it
+    says where the link ends only while it is below what the subscriber would be sent with every
+    layer (`pause_below_ratio` × that, the layer policy's "low"), and has settled: only then may
+    the share fall. A higher share is always taken (caps are lifted as a capped receiver's
+    estimate grows); while its video is paused the share is kept. None until known, and for a
+    participant that chose audio only."""
+    if not session.receive_video:
+        session.cap_share = None
+        return
+    if session.policy.paused or now - session.policy.created_at < settings.warmup_s:
+        return
     estimate = session.estimator.estimate_bps()
     videos = [t for t in video_tracks(session) if _live(t)]
     if estimate is None or not videos:
-        return None
+        return
     share = (estimate * settings.cap_headroom - audio_bps(session, settings)) / len(videos)
-    return share, session.estimator.rising()
+    known = session.cap_share
+    constrained = estimate < settings.pause_below_ratio * needed_bps(session, settings)
+    if (constrained and session.estimator.settled()) or (known is not None and share > known):
+        session.cap_share = share
 
 
 def publish_caps(room: Room, settings: BandwidthSettings, now: float) -> list[PublishLimit]:
-    """Each camera publisher's cap (`PublishCapPolicy`) from the lowest share among its
+    """Each camera publisher's cap (`PublishCapPolicy`) from the lowest `cap_share` among its
     subscribers that is at least `cap_floor_bps`; events where a cap changed."""
     if not settings.cap_publishers:
         return []
-    shares = {
-        peer_id: share
-        for peer_id, session in room.peers.items()
-        if (share := video_share(session, settings, now)) is not None
-        and share[0] >= settings.cap_floor_bps
-    }
+    shares = {}
+    for peer_id, session in room.peers.items():
+        if session.connected and not session.closed:
+            update_video_share(session, settings, now)
+            if session.cap_share is not None and session.cap_share >= settings.cap_floor_bps:
+                shares[peer_id] = session.cap_share
     events = []
     for session in list(room.peers.values()):
         cameras = [
@@ -201,15 +223,8 @@ def publish_caps(room: Room, settings: BandwidthSettings, now: float) -> list[Pu
         ]
         if session.closed or not session.connected or not cameras:
             continue
-        weakest = min(
-            (shares[p] for p in cameras[0].subscribers if p in shares),
-            default=None,
-            key=lambda share: share[0],
-        )
-        changed = session.publish_cap.update(
-            weakest[0] if weakest else None, climbing=bool(weakest and weakest[1])
-        )
-        if changed:
+        weakest = min((shares[p] for p in cameras[0].subscribers if p in shares), default=None)
+        if session.publish_cap.update(weakest):
             logger.info(
                 "room %s: %s's camera capped at %s bps",
                 room.room_id,

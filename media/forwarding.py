@@ -487,6 +487,8 @@ class PeerSession:
     layers: LayerPolicy = field(default_factory=LayerPolicy)  # the step before the pause
     # this participant as a publisher: the cap on its camera its weakest subscriber asks for
     publish_cap: PublishCapPolicy = field(default_factory=PublishCapPolicy)
+    # as a subscriber: what it can take per video it receives (media.congestion.publish_caps)
+    cap_share: float | None = None
     receive_video: bool = True  # False: the participant chose audio only
     reported_paused: set[str] = field(default_factory=set)  # publishers told as paused
     quality: QualityMeter = field(default_factory=QualityMeter)  # for the session record

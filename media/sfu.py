@@ -582,6 +582,9 @@ class SfuMediaNode:
             return
         session = forwarder.room.peers.get(forwarder.publisher_id)
         pc = session.pc if session is not None else None
+        if session is not None and forwarder.source == "camera":
+            cap = session.publish_cap
+            adapter.floor_remb(forwarder.receiver, lambda: cap.cap)
 
         def max_wait_s() -> float:
             return adapter.loss_wait_s(adapter.round_trip_time_s(pc) if pc else None)

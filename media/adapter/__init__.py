@@ -114,6 +114,7 @@ from media.adapter.receive import (
 from media.adapter.rtcp import (
     OPUS_FMTP,
     enable_opus_fec_and_dtx,
+    floor_remb,
     observe_audio_level,
     on_congestion_feedback,
     on_keyframe_request,
@@ -140,6 +141,7 @@ __all__ = [
     "create_offer",
     "early_frame_buffer",
     "enable_opus_fec_and_dtx",
+    "floor_remb",
     "install_passthrough",
     "is_keyframe",
     "loss_tolerant_video",

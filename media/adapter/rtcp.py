@@ -13,6 +13,7 @@ from aiortc.rtp import (
     RtcpPsfbPacket,
     RtcpRrPacket,
     RtcpSrPacket,
+    pack_remb_fci,
     unpack_remb_fci,
 )
 
@@ -32,6 +33,33 @@ async def send_pli(receiver: Any) -> bool:
     return True
 
 
+def floor_remb(receiver: Any, floor_bps: Callable[[], int | None]) -> None:
+    """Never tell the publisher behind `receiver` (in aiortc's REMB) that its link takes less
+    than `floor_bps()` (None: leave the estimate alone).
+
+    For a publisher whose camera the server capped (`publish_limit`): aiortc's delay-based
+    estimator lowers its figure to 0.85 × what arrives on every overuse it sees, and raises it at
+    most to 1.5 × that; a cap makes what arrives small, each keyframe (the encoder switches
+    resolution as its bitrate falls) looks like an overuse, and the publisher's own estimate
+    ratchets down far below the cap (measured: 30 kbit/s under a 190 kbit/s cap on a clean
+    link). The publisher's loss-based control still limits it on a link that really loses."""
+    original = receiver._send_rtcp
+
+    async def send(packet: Any) -> None:
+        floor = floor_bps()
+        if floor and isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
+            try:
+                bitrate, ssrcs = unpack_remb_fci(packet.fci)
+            except ValueError:
+                pass
+            else:
+                if bitrate < floor:
+                    packet.fci = pack_remb_fci(floor, ssrcs)
+        await original(packet)
+
+    receiver._send_rtcp = send
+
+
 def observe_audio_level(receiver: Any, callback: Callable[[int], None]) -> None:
     """Call `callback(level_dbov)` (0 loudest, -127 silence) per RTP packet carrying the
     RFC 6464 ssrc-audio-level extension. Browsers and aiortc encoders send it."""
@@ -49,12 +77,14 @@ def observe_audio_level(receiver: Any, callback: Callable[[int], None]) -> None:
 def on_congestion_feedback(
     sender: Any,
     on_remb: Callable[[int, list[int]], None],
-    on_report: Callable[[int, int, str], None],
+    on_report: Callable[[int, int, str, int, int], None],
 ) -> None:
     """Read what the subscriber behind `sender` reports about it: each REMB (aiortc 1.16 parses
     it only to retarget its own encoder, which the `pack()` path has not) as
     `on_remb(bitrate_bps, ssrcs)`, and each receiver report block about this sender's stream as
-    `on_report(ssrc, fraction_lost, kind)` (`fraction_lost` × 256, RFC 3550). aiortc routes a
+    `on_report(ssrc, fraction_lost, kind, packets_lost, highest_sequence)` (`fraction_lost` ×
+    256, the cumulative count lost and the extended highest sequence received, RFC 3550
+    §6.4.1). aiortc routes a
     REMB to every sender it names, so the same REMB may arrive once per named sender."""
     original = sender._handle_rtcp_packet
 
@@ -63,7 +93,13 @@ def on_congestion_feedback(
             if isinstance(packet, RtcpRrPacket | RtcpSrPacket):
                 for report in packet.reports:
                     if report.ssrc == sender._ssrc:
-                        on_report(report.ssrc, report.fraction_lost, sender.kind)
+                        on_report(
+                            report.ssrc,
+                            report.fraction_lost,
+                            sender.kind,
+                            report.packets_lost,
+                            report.highest_sequence,
+                        )
             elif isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
                 bitrate, ssrcs = unpack_remb_fci(packet.fci)
                 on_remb(bitrate, ssrcs)

@@ -91,6 +91,26 @@ def test_loss_is_smoothed_per_stream_and_by_kind() -> None:
     assert estimator.loss("video") is None
 
 
+def test_loss_counts_packets_over_every_stream_of_a_kind() -> None:
+    clock, estimator, _ = make()
+    # two video streams, 30 packets a second each, about 2 % lost: per report and stream that
+    # reads 0 % or 6.7 % (fraction_lost 0 or 17); counted over the window, 2 of 120 packets
+    lost = {1: 0, 2: 0}
+    for second in range(1, 4):
+        clock.now += 1
+        for ssrc in (1, 2):
+            now_lost = 1 if (second + ssrc) % 2 else 0
+            lost[ssrc] += now_lost
+            estimator.on_report(ssrc, 17 * now_lost, "video", lost[ssrc], 30 * second)
+    assert estimator.loss("video") == 2 / 120
+    assert estimator.loss("audio") is None
+    # too few packets counted: the smoothed per-report fraction
+    _, few, _ = make()
+    few.on_report(1, 64, "video", 0, 10)
+    few.on_report(1, 64, "video", 1, 14)
+    assert few.loss("video") == 0.25
+
+
 def test_rate_meter_measures_bits_per_second() -> None:
     meter = RateMeter(alpha=1.0)
     assert meter.update(0, 10.0) is None
@@ -189,3 +209,12 @@ def test_estimates_during_warm_up_are_ignored() -> None:
     clock, estimator, policy = make(settings)
     assert run(clock, estimator, policy, 4.5, remb=100_000) == []
     assert run(clock, estimator, policy, 3, remb=100_000) == [True]
+
+
+def test_no_pause_while_what_the_subscriber_is_sent_settles() -> None:
+    clock, estimator, policy = make()
+    for _ in range(20):  # a layer or a publisher's cap just changed: its reports lag behind
+        clock.now += 0.5
+        estimator.on_report(1, 128, "video")
+        assert policy.update(estimator, NEEDED, settling=True) is None
+    assert run(clock, estimator, policy, 3, video_loss=128) == [True]

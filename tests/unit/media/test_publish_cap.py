@@ -47,15 +47,6 @@ def test_a_weak_subscriber_lowers_the_cap_after_it_held_and_a_better_one_raises_
     assert feed(clock, policy, 10, 900_000) == [(4.5, None)]  # above the client's own cap
 
 
-def test_a_climbing_estimate_may_raise_the_cap_but_never_lower_it() -> None:
-    clock = Clock()
-    policy = PublishCapPolicy(SETTINGS, clock)
-    assert feed(clock, policy, 10, 200_000, climbing=True) == []
-    feed(clock, policy, 3, 300_000)
-    assert policy.cap == 300_000
-    assert feed(clock, policy, 10, 450_000, climbing=True) == [(4.5, 450_000)]
-
-
 def test_no_cap_is_below_the_floor() -> None:
     clock = Clock()
     policy = PublishCapPolicy(SETTINGS, clock)
@@ -64,7 +55,8 @@ def test_no_cap_is_below_the_floor() -> None:
 
 
 class Room:
-    """Publishers a and b, subscribers c (weak) and d, each receiving both cameras."""
+    """Publishers a and b, subscribers c (weak) and d, each receiving both cameras (550 kbit/s
+    each until `sending` says otherwise)."""
 
     def __init__(self, settings: BandwidthSettings = SETTINGS) -> None:
         self.clock = Clock()
@@ -89,10 +81,16 @@ class Room:
                 node, self.room, publisher, "video", f"{publisher}-cam", receiver, "vp8", True
             )
             self.room.peers[publisher].published[camera.track_id] = camera
+            camera.rate.bps = 550_000
             for subscriber in ("c", "d"):
                 track = forwarding.ForwardedTrack(camera, subscriber)
                 camera.subscribers[subscriber] = track
                 self.room.peers[subscriber].subscriptions[camera.key] = (None, track)
+
+    def sending(self, bps: float) -> None:
+        for publisher in ("a", "b"):
+            for camera in self.room.peers[publisher].published.values():
+                camera.rate.bps = bps
 
     def run(self, seconds: float, **remb: int) -> list[tuple[float, PublishLimit]]:
         start, events = self.clock.now, list[tuple[float, PublishLimit]]()
@@ -107,22 +105,51 @@ class Room:
 
 def test_each_camera_is_capped_for_the_weakest_subscriber_and_freed_when_it_recovers() -> None:
     room = Room()
-    # c's 700 kbit/s: 0.8 × 700k over its two videos (no audio here) = 280 kbit/s each
+    # c's 700 kbit/s: 0.8 × 700k over its two videos (no audio here) = 280 kbit/s each, once
+    # its estimate has 0.8 s of history (at 1.5 s) and held 2 s
     events = room.run(5, c=700_000, d=5_000_000)
     assert events == [
-        (2.5, PublishLimit("r", "a", 280_000)),
-        (2.5, PublishLimit("r", "b", 280_000)),
+        (3.5, PublishLimit("r", "a", 280_000)),
+        (3.5, PublishLimit("r", "b", 280_000)),
     ]
+    # the cameras follow; c's estimate, no longer below what it is sent, does not lower it more
+    room.sending(280_000)
+    assert room.run(10, c=500_000, d=5_000_000) == []
     # its link recovers
     events = room.run(10, c=5_000_000, d=5_000_000)
     assert [e for _, e in events] == [PublishLimit("r", "a", None), PublishLimit("r", "b", None)]
 
 
-def test_a_subscriber_too_weak_for_the_floor_or_with_video_paused_caps_nobody() -> None:
+def test_a_subscriber_too_weak_for_the_floor_caps_nobody() -> None:
     room = Room()
-    assert room.run(10, c=300_000, d=5_000_000) == []  # 120 kbit/s a video: layers and pause
+    assert room.run(10, c=200_000, d=5_000_000) == []  # 80 kbit/s a video: layers and pause
+
+
+def test_an_estimate_that_is_not_below_what_the_subscriber_is_sent_caps_nobody() -> None:
+    # a receiver's estimate stays near what it receives: 1 Mbit/s for 2 × 550k is no limit
+    room = Room()
+    assert room.run(10, c=1_000_000, d=5_000_000) == []
+
+
+def test_a_climbing_estimate_raises_a_cap_but_never_lowers_it_and_a_pause_keeps_it() -> None:
+    room = Room()
+    climb = 200_000.0
+    for _ in range(20):  # +4 % every 0.5 s: a receiver ramping up
+        climb *= 1.04
+        assert room.run(0.5, c=int(climb), d=5_000_000) == []
+    events = room.run(5, c=700_000, d=5_000_000)
+    assert [e.max_bps for _, e in events] == [280_000, 280_000]
+    # paused: its estimate now follows its audio alone, and says nothing of the link
     room.room.peers["c"].policy.paused = True
-    assert room.run(10, c=700_000, d=5_000_000) == []
+    assert room.run(30, c=50_000, d=5_000_000) == []
+    room.room.peers["c"].policy.paused = False
+    # resumed, ramping up again from low: the cap holds; climbing above it: raised
+    climb = 300_000.0
+    raised = []
+    for _ in range(40):
+        climb *= 1.04
+        raised += room.run(0.5, c=int(climb), d=5_000_000)
+    assert raised and all(e.max_bps is not None and e.max_bps > 280_000 for _, e in raised)
 
 
 def test_caps_can_be_switched_off() -> None:
