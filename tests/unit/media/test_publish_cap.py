@@ -6,7 +6,9 @@ from __future__ import annotations
 from types import SimpleNamespace
 from typing import Any, cast
 
-from media import congestion, forwarding, sfu
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci, unpack_remb_fci
+
+from media import adapter, congestion, forwarding, sfu
 from media.bandwidth import BandwidthEstimator, BandwidthSettings, PublishCapPolicy
 from media.interfaces import PublishGrant, PublishLimit
 
@@ -155,3 +157,28 @@ def test_a_climbing_estimate_raises_a_cap_but_never_lowers_it_and_a_pause_keeps_
 def test_caps_can_be_switched_off() -> None:
     room = Room(BandwidthSettings(warmup_s=0.0, cap_publishers=False))
     assert room.run(10, c=700_000, d=5_000_000) == []
+
+
+async def test_a_capped_publishers_remb_never_reads_below_its_cap() -> None:
+    sent: list[Any] = []
+
+    class Receiver:
+        async def _send_rtcp(self, packet: Any) -> None:
+            sent.append(packet)
+
+    receiver = Receiver()
+    cap: list[int | None] = [None]
+    adapter.floor_remb(receiver, lambda: cap[0])
+
+    def remb(bps: int) -> RtcpPsfbPacket:
+        return RtcpPsfbPacket(fmt=RTCP_PSFB_APP, ssrc=1, media_ssrc=0, fci=pack_remb_fci(bps, [7]))
+
+    await receiver._send_rtcp(remb(30_000))  # no cap: as aiortc measured it
+    cap[0] = 190_000
+    await receiver._send_rtcp(remb(30_000))
+    await receiver._send_rtcp(remb(400_000))
+    pli = RtcpPsfbPacket(fmt=1, ssrc=1, media_ssrc=7)
+    await receiver._send_rtcp(pli)
+    assert [unpack_remb_fci(p.fci)[0] for p in sent[:3]] == [30_000, 190_000, 400_000]
+    assert unpack_remb_fci(sent[1].fci)[1] == [7]
+    assert sent[3] is pli
