@@ -359,6 +359,9 @@ class LayerSettings:
 
     down_after_s: float = 1.0
     up_after_s: float = 3.0
+    #: Video loss up to this does not stop a climb: a mobile link loses a few per cent at random
+    #: whatever it carries (NACK/RTX repairs it); congestion shows as loss above `pause_loss`.
+    up_loss: float = 0.05
     up_above_ratio: float = 1.05
     hold_s: float = 5.0
     max_hold_s: float = 40.0
@@ -438,7 +441,7 @@ class LayerPolicy:
             self._up_since = None
             return None
         fresh = estimator.estimate_bps(since=self.changed_at)
-        good_loss = loss is None or loss <= s.resume_loss
+        good_loss = loss is None or loss <= ls.up_loss
         fits_next = fresh is not None and fresh >= ls.up_above_ratio * needed[current + 1]
         probe = now - self.changed_at >= self.hold_s and (
             fresh is None or fresh >= s.resume_above_ratio * needed[current]

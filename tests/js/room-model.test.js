@@ -4,7 +4,9 @@
 import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 
-import { RoomModel, linkQuality, parseTrackId, peerOfTrackId, shownQuality } from '../../web/static/room-model.js';
+import {
+  JITTER_HOLD_MS, RoomModel, jitterTarget, linkQuality, parseTrackId, peerOfTrackId, shownQuality,
+} from '../../web/static/room-model.js';
 
 /** What signaling.js's Signaling offers the model: 'state'/'message' events, send, request, leave. */
 class FakeSignal extends EventTarget {
@@ -484,6 +486,20 @@ describe('audio first', () => {
     signal.server(hostWelcome({ resumed: true, media_reset: true }));
     assert.deepEqual(signal.sent, []);
   });
+});
+
+describe('jitterTarget (how long a received video is held)', () => {
+  const calm = { now: 100_000, lossyUntil: 0, frozeUntil: 0, rttMs: 140 };
+  test('a clean link keeps the browser default', () => assert.equal(jitterTarget(calm), null));
+  test('a stream that froze lately waits a retransmission round trip', () => {
+    assert.equal(jitterTarget({ ...calm, frozeUntil: calm.now + JITTER_HOLD_MS }), 290);
+  });
+  test('our own lossy link holds every stream, within 150-400 ms', () => {
+    assert.equal(jitterTarget({ ...calm, lossyUntil: calm.now + 1, rttMs: 20 }), 150);
+    assert.equal(jitterTarget({ ...calm, lossyUntil: calm.now + 1, rttMs: 900 }), 400);
+    assert.equal(jitterTarget({ ...calm, lossyUntil: calm.now + 1, rttMs: null }), 230);
+  });
+  test('the hold ends', () => assert.equal(jitterTarget({ ...calm, frozeUntil: calm.now }), null));
 });
 
 describe('linkQuality (one getStats sample)', () => {

@@ -5,7 +5,7 @@
 //
 // Events: track {peerId, kind, track, mid}, quality {quality, rttMs, lossPct},
 //         connection {state}, failed {}
-import { linkQuality, peerOfTrackId } from './room-model.js';
+import { JITTER_HOLD_MS, jitterTarget, linkQuality, peerOfTrackId } from './room-model.js';
 
 const MAX_VIDEO_BITRATE = 600_000;
 const GATHER_TIMEOUT_MS = 2500;
@@ -224,11 +224,13 @@ export class MediaLink extends EventTarget {
       const pc = this.pc;
       if (!pc) return;
       let rtt = null; let lost = 0; let received = 0; let streams = 0;
+      const freezes = new Map(); // video track id -> freezeCount
       try {
         const stats = await pc.getStats();
         stats.forEach((s) => {
           if (s.type === 'candidate-pair' && s.nominated && s.currentRoundTripTime != null) rtt = s.currentRoundTripTime * 1000;
           if (s.type === 'inbound-rtp') { lost += s.packetsLost || 0; received += s.packetsReceived || 0; streams += 1; }
+          if (s.type === 'inbound-rtp' && s.kind === 'video' && s.trackIdentifier) freezes.set(s.trackIdentifier, s.freezeCount || 0);
         });
       } catch { return; }
       let lossPct = 0;
@@ -241,6 +243,7 @@ export class MediaLink extends EventTarget {
         lastArrival = now;
       }
       prev = { lost, received };
+      this._tuneJitter(pc, { now, lossPct, rttMs: rtt, freezes });
       // Sampled every second: a link that went down shows "连接中断" within about 2 s.
       const quality = linkQuality({
         state: pc.connectionState, lossPct, rttMs: rtt, stalledMs: now - lastArrival, receiving: streams > 0,
@@ -253,11 +256,36 @@ export class MediaLink extends EventTarget {
     }, 1000);
   }
 
+  /**
+   * Give video streams that froze lately, or every one while our own link loses packets, time
+   * for a retransmission before they play (`jitterTarget`); the browser's default otherwise.
+   */
+  _tuneJitter(pc, { now, lossPct, rttMs, freezes }) {
+    if (lossPct >= 0.5) this._lossyUntil = now + JITTER_HOLD_MS;
+    this._froze = this._froze || new Map(); // track id -> {count, until}
+    for (const [id, count] of freezes) {
+      const seen = this._froze.get(id);
+      const froze = seen && count > seen.count;
+      this._froze.set(id, { count, until: froze ? now + JITTER_HOLD_MS : (seen ? seen.until : 0) });
+    }
+    for (const receiver of pc.getReceivers()) {
+      const track = receiver.track;
+      if (!track || track.kind !== 'video' || !('jitterBufferTarget' in receiver)) continue;
+      const froze = this._froze.get(track.id);
+      const target = jitterTarget({ now, lossyUntil: this._lossyUntil || 0, frozeUntil: froze ? froze.until : 0, rttMs });
+      if (receiver.jitterBufferTarget !== target) {
+        try { receiver.jitterBufferTarget = target; } catch { /* out of range: leave it */ }
+      }
+    }
+  }
+
   _closePc() {
     if (this.pc) { try { this.pc.close(); } catch {} }
     this.pc = null;
     this.senders = {};
     this.screenTransceiver = null;
+    this._froze = new Map();
+    this._lossyUntil = 0;
     this._scalability = undefined; // a new connection's sender: set again once negotiated
   }
 

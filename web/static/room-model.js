@@ -89,6 +89,24 @@ export function linkQuality(s) {
   return 'good';
 }
 
+/** How long a stream stays buffered after its link last lost or froze (ms). */
+export const JITTER_HOLD_MS = 20000;
+
+/**
+ * How long a received video stream is held before it is played
+ * (`RTCRtpReceiver.jitterBufferTarget`, ms), or null for the browser's own choice. A stream
+ * that froze lately, or any stream while our own link loses packets, is given time for one
+ * retransmission round trip (NACK/RTX) and a little jitter, so a repaired loss is a delay of a
+ * few hundred milliseconds, not a freeze; a clean link keeps the browser's low delay.
+ * @param {{now: number, lossyUntil: number, frozeUntil: number, rttMs: number|null}} s
+ * @returns {number|null}
+ */
+export function jitterTarget(s) {
+  if (s.now >= Math.max(s.lossyUntil, s.frozeUntil)) return null;
+  const rtt = s.rttMs ?? 100;
+  return Math.round(Math.min(400, Math.max(150, rtt * 1.5 + 80)));
+}
+
 const QUALITY_RANK = { unknown: 0, good: 1, fair: 2, poor: 3, lost: 4 };
 
 /**

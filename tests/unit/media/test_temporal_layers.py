@@ -302,6 +302,15 @@ def test_layers_climb_one_at_a_time_once_the_estimate_fits_the_next_for_three_se
     assert run(clock, estimator, policy, 10, remb=900_000) == [(3.5, 2)]
 
 
+def test_a_few_per_cent_of_random_loss_does_not_stop_a_climb_but_more_does() -> None:
+    clock, estimator, policy = make_policy()
+    run(clock, estimator, policy, 2, remb=450_000)
+    assert policy.layer == 0
+    assert run(clock, estimator, policy, 10, remb=700_000, video_loss=18) == []  # 7 %
+    # 4 % (smoothed down from 7 % within a report): held 3 s, then up
+    assert run(clock, estimator, policy, 10, remb=700_000, video_loss=10) == [(4.0, 1)]
+
+
 def test_a_down_soon_after_an_up_doubles_the_probe_hold() -> None:
     clock, estimator, policy = make_policy()
     assert run(clock, estimator, policy, 2, remb=450_000) == [(1.5, 0)]
