@@ -21,7 +21,7 @@ from __future__ import annotations
 import logging
 
 from media.bandwidth import MAX_LAYER, BandwidthSettings
-from media.forwarding import ForwardedTrack, PeerSession, Room
+from media.forwarding import ForwardedTrack, PeerSession, Room, TrackForwarder
 from media.interfaces import PublishLimit, VideoPaused
 
 logger = logging.getLogger(__name__)
@@ -233,3 +233,20 @@ def publish_caps(room: Room, settings: BandwidthSettings, now: float) -> list[Pu
             )
             events.append(PublishLimit(room.room_id, session.peer_id, session.publish_cap.cap))
     return events
+
+
+#: No more than this is reported to a publisher for its subscribers' audio loss: its own
+#: loss-based rate control lowers its sending rate above 10 %.
+AUDIO_LOSS_FLOOR_MAX = 0.08
+
+
+def audio_loss_floor(room: Room, forwarder: TrackForwarder) -> float:
+    """The worst audio loss reported by those receiving `forwarder` (0..AUDIO_LOSS_FLOOR_MAX),
+    for the publisher's receiver reports (`adapter.floor_reported_loss`): its encoder then adds
+    Opus in-band FEC for the links that lose."""
+    worst = 0.0
+    for peer_id in list(forwarder.subscribers):
+        session = room.peers.get(peer_id)
+        if session is not None and not session.closed:
+            worst = max(worst, session.estimator.loss("audio") or 0.0)
+    return min(worst, AUDIO_LOSS_FLOOR_MAX)

@@ -52,7 +52,7 @@ from media.bandwidth import (
     PublishCapPolicy,
     VideoPausePolicy,
 )
-from media.congestion import apply_pause, evaluate, publish_caps
+from media.congestion import apply_pause, audio_loss_floor, evaluate, publish_caps
 from media.errors import (
     InvalidDescription,
     MediaFailure,
@@ -577,6 +577,11 @@ class SfuMediaNode:
     # Override points (the benchmark's re-encoding baseline replaces both).
     def _attach_publisher_track(self, track: MediaStreamTrack, forwarder: TrackForwarder) -> None:
         adapter.attach_sink(track, adapter.PassthroughSink(forwarder.on_frame, forwarder.on_end))
+        if forwarder.kind == "audio":
+            room = forwarder.room
+            adapter.floor_reported_loss(
+                forwarder.receiver, lambda: audio_loss_floor(room, forwarder)
+            )
         if forwarder.kind != "video":
             adapter.complete_frames_early(forwarder.receiver, forwarder.kind)
             return

@@ -60,6 +60,26 @@ def floor_remb(receiver: Any, floor_bps: Callable[[], int | None]) -> None:
     receiver._send_rtcp = send
 
 
+def floor_reported_loss(receiver: Any, floor: Callable[[], float]) -> None:
+    """Report to the publisher behind `receiver` (in aiortc's receiver reports) at least
+    `floor()` (0..1) of its packets lost.
+
+    For a publisher's audio: its encoder adds Opus in-band FEC only when its receiver reports
+    say packets are lost, but the SFU receives its audio clean and the loss happens on a
+    subscriber's link, which the publisher never hears of. The floor is the worst loss its
+    subscribers report on their audio (`media.congestion.audio_loss_floor`)."""
+    original = receiver._send_rtcp
+
+    async def send(packet: Any) -> None:
+        if isinstance(packet, RtcpRrPacket):
+            lost = min(max(int(floor() * 256), 0), 255)
+            for report in packet.reports:
+                report.fraction_lost = max(report.fraction_lost, lost)
+        await original(packet)
+
+    receiver._send_rtcp = send
+
+
 def observe_audio_level(receiver: Any, callback: Callable[[int], None]) -> None:
     """Call `callback(level_dbov)` (0 loudest, -127 silence) per RTP packet carrying the
     RFC 6464 ssrc-audio-level extension. Browsers and aiortc encoders send it."""

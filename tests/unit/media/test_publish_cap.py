@@ -1,12 +1,20 @@
-"""Publisher caps (issue #18): a publisher's camera is capped to what its weakest subscriber can
-take at full frame rate; on a fake clock, with the room's own sessions and forwarders."""
+"""What publishers are told for their subscribers (issue #18): a camera is capped to what its
+weakest subscriber can take at full frame rate (its REMB never below the cap), and a microphone
+hears of its subscribers' audio loss; on a fake clock, with the room's own sessions."""
 
 from __future__ import annotations
 
 from types import SimpleNamespace
 from typing import Any, cast
 
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, pack_remb_fci, unpack_remb_fci
+from aiortc.rtp import (
+    RTCP_PSFB_APP,
+    RtcpPsfbPacket,
+    RtcpReceiverInfo,
+    RtcpRrPacket,
+    pack_remb_fci,
+    unpack_remb_fci,
+)
 
 from media import adapter, congestion, forwarding, sfu
 from media.bandwidth import BandwidthEstimator, BandwidthSettings, PublishCapPolicy
@@ -182,3 +190,48 @@ async def test_a_capped_publishers_remb_never_reads_below_its_cap() -> None:
     assert [unpack_remb_fci(p.fci)[0] for p in sent[:3]] == [30_000, 190_000, 400_000]
     assert unpack_remb_fci(sent[1].fci)[1] == [7]
     assert sent[3] is pli
+
+
+async def test_a_publishers_audio_hears_of_its_subscribers_loss_so_it_adds_fec() -> None:
+    room = Room()
+    receiver = cast(Any, SimpleNamespace(getSynchronizationSources=list))
+    node = sfu.SfuMediaNode()
+    mic = forwarding.TrackForwarder(node, room.room, "a", "audio", "a-mic", receiver, "opus", True)
+    for subscriber in ("c", "d"):
+        mic.subscribers[subscriber] = forwarding.ForwardedTrack(mic, subscriber)
+    assert congestion.audio_loss_floor(room.room, mic) == 0.0
+    for second in range(1, 4):  # c loses 3 % of its audio, d nothing
+        room.clock.now += 1
+        room.room.peers["c"].estimator.on_report(9, 8, "audio", 3 * second, 100 * second)
+        room.room.peers["d"].estimator.on_report(9, 0, "audio", 0, 100 * second)
+    assert congestion.audio_loss_floor(room.room, mic) == 0.03
+    room.room.peers["c"].estimator.on_report(9, 128, "audio", 200, 400)
+    assert congestion.audio_loss_floor(room.room, mic) == congestion.AUDIO_LOSS_FLOOR_MAX
+
+    sent: list[Any] = []
+
+    class Receiver:
+        async def _send_rtcp(self, packet: Any) -> None:
+            sent.append(packet)
+
+    rtcp = Receiver()
+    floor = [0.03]
+    adapter.floor_reported_loss(rtcp, lambda: floor[0])
+
+    def report(fraction: int) -> RtcpRrPacket:
+        info = RtcpReceiverInfo(
+            ssrc=5,
+            fraction_lost=fraction,
+            packets_lost=0,
+            highest_sequence=9,
+            jitter=0,
+            lsr=0,
+            dlsr=0,
+        )
+        return RtcpRrPacket(ssrc=1, reports=[info])
+
+    await rtcp._send_rtcp(report(0))
+    await rtcp._send_rtcp(report(40))
+    floor[0] = 0.0
+    await rtcp._send_rtcp(report(0))
+    assert [p.reports[0].fraction_lost for p in sent] == [7, 40, 0]
