@@ -130,8 +130,9 @@ class Settings(BaseModel, frozen=True, extra="forbid"):
     #: Audio first (docs/media.md "Audio first"): video to a participant pauses when its link's
     #: estimate is below `pause_ratio` × what it is sent or the loss it reports on video is above
     #: `pause_loss`, for 2 s; it resumes after at least `min_pause_s` (doubling when a pause
-    #: follows a resume within 30 s) once the loss is at most `resume_loss` and any new
-    #: estimate at least `resume_ratio` × what it would be sent. Audio is never paused.
+    #: follows a resume within 30 s) once the loss is at most `resume_loss` (a probe: while
+    #: paused the estimate follows the audio alone). `resume_ratio`: the margin over what the
+    #: current temporal layer needs before a layer probe. Audio is never paused.
     media_video_pause_ratio: float = Field(default=0.85, gt=0, le=10)
     media_video_resume_ratio: float = Field(default=1.2, gt=0, le=10)
     media_video_pause_loss: float = Field(default=0.10, gt=0, le=1)
