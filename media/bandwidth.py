@@ -40,6 +40,10 @@ class BandwidthSettings:
     resume_above_ratio: float = 1.2
     pause_loss: float = 0.10
     resume_loss: float = 0.03
+    #: Loss above `pause_loss` is congestion only while the estimate is below what the
+    #: subscriber is sent (a link that loses at random loses whatever it carries, and its
+    #: receiver's delay-based estimate stays up); above `heavy_loss` it counts regardless.
+    heavy_loss: float = 0.25
     pause_after_s: float = 2.0
     resume_after_s: float = 2.0
     min_pause_s: float = 5.0
@@ -79,7 +83,9 @@ class BandwidthSettings:
     settle_s: float = 4.0
 
     def __post_init__(self) -> None:
-        if self.resume_above_ratio < self.pause_below_ratio or self.resume_loss > self.pause_loss:
+        if self.resume_above_ratio < self.pause_below_ratio or not (
+            self.resume_loss <= self.pause_loss <= self.heavy_loss
+        ):
             raise ValueError("resume thresholds must be at least as strict as pause thresholds")
         if self.max_pause_s < self.min_pause_s:
             raise ValueError("max_pause_s must be at least min_pause_s")
@@ -203,6 +209,19 @@ class BandwidthEstimator:
             del self._remb[key]
 
 
+def congestion_loss(
+    s: BandwidthSettings, loss: float | None, estimate: float | None, sent_bps: float
+) -> bool:
+    """Whether `loss` says the subscriber is sent more than its link carries: above
+    `heavy_loss`, or above `pause_loss` while its estimate (None: not trusted yet) is below
+    `sent_bps`. Measured on 8 % random loss at 2 Mbit/s: the loss alone read 8–14 %, dropped a
+    subscriber to the base layer and paused it, though its estimate stood well above what it
+    received."""
+    if loss is None or loss <= s.pause_loss:
+        return False
+    return loss > s.heavy_loss or estimate is None or estimate < sent_bps
+
+
 class RateMeter:
     """Bits per second of a growing byte counter, sampled now and then, smoothed."""
 
@@ -257,7 +276,7 @@ class VideoPausePolicy:
                 and estimate < s.pause_below_ratio * needed_bps
                 and not estimator.rising()
             )
-            lossy = loss is not None and loss > s.pause_loss
+            lossy = congestion_loss(s, loss, estimate, needed_bps)
             if not (low or lossy):
                 self._since = None
                 return None
@@ -416,7 +435,7 @@ class LayerPolicy:
             and estimate < s.pause_below_ratio * needed[current]
             and not estimator.rising()
         )
-        lossy = loss is not None and loss > s.pause_loss
+        lossy = congestion_loss(s, loss, estimate, needed[current])
         if low or lossy:
             self._up_since = None
             if current == 0:
@@ -441,7 +460,11 @@ class LayerPolicy:
             self._up_since = None
             return None
         fresh = estimator.estimate_bps(since=self.changed_at)
-        good_loss = loss is None or loss <= ls.up_loss
+        good_loss = (
+            loss is None
+            or loss <= ls.up_loss
+            or not congestion_loss(s, max(loss, s.pause_loss + 1e-9), estimate, needed[current])
+        )
         fits_next = fresh is not None and fresh >= ls.up_above_ratio * needed[current + 1]
         probe = now - self.changed_at >= self.hold_s and (
             fresh is None or fresh >= s.resume_above_ratio * needed[current]

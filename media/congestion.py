@@ -20,7 +20,7 @@ from __future__ import annotations
 
 import logging
 
-from media.bandwidth import MAX_LAYER, BandwidthSettings
+from media.bandwidth import MAX_LAYER, BandwidthSettings, congestion_loss
 from media.forwarding import ForwardedTrack, PeerSession, Room, TrackForwarder
 from media.interfaces import PublishLimit, VideoPaused
 
@@ -149,7 +149,7 @@ def evaluate(
                     room.room_id,
                     "pausing" if decision else "resuming",
                     session.peer_id,
-                    session.policy.reason or "estimate recovered",
+                    session.policy.reason or "a probe: the pause is over and the loss is low",
                 )
         apply_pause(session)
         # tell the subscriber which senders' video is paused for its network, as it changes
@@ -183,8 +183,10 @@ def update_video_share(session: PeerSession, settings: BandwidthSettings, now: f
 
     A receiver's estimate follows what it receives (Chromium's stays below 1.5 × that), so it
     says where the link ends only while it is below what the subscriber would be sent with every
-    layer (`pause_below_ratio` × that, the layer policy's "low"), and has settled: only then may
-    the share fall. A higher share is always taken (caps are lifted as a capped receiver's
+    layer (`pause_below_ratio` × that, the layer policy's "low") and below 1.2 × what it
+    receives now (not at that ceiling: a subscriber held at a low layer reads low), and has
+    settled, or while the loss it reports is congestion (`bandwidth.congestion_loss`): only
+    then may the share fall. A higher share is always taken (caps are lifted as a capped receiver's
     estimate grows); while its video is paused the share is kept. None until known, and for a
     participant that chose audio only."""
     if not session.receive_video:
@@ -198,8 +200,15 @@ def update_video_share(session: PeerSession, settings: BandwidthSettings, now: f
         return
     share = (estimate * settings.cap_headroom - audio_bps(session, settings)) / len(videos)
     known = session.cap_share
-    constrained = estimate < settings.pause_below_ratio * needed_bps(session, settings)
-    if (constrained and session.estimator.settled()) or (known is not None and share > known):
+    # below what every layer takes, and not merely at its ceiling of 1.5 × what it receives
+    receiving = needed_bps(session, settings, session.layers.effective(top_layer(session)))
+    low = (
+        estimate < settings.pause_below_ratio * needed_bps(session, settings)
+        and estimate < 1.2 * receiving
+        and session.estimator.settled()
+    )
+    congested = congestion_loss(settings, session.estimator.loss("video"), estimate, receiving)
+    if low or congested or (known is not None and share > known):
         session.cap_share = share
 
 

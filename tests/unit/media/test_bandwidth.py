@@ -168,7 +168,7 @@ def test_a_climbing_estimate_is_not_a_weak_link() -> None:
 
 def test_high_loss_pauses_and_a_silent_estimator_resumes_as_a_probe_after_the_pause() -> None:
     clock, estimator, policy = make()
-    assert run(clock, estimator, policy, 3, remb=2_000_000, video_loss=60) == [True]
+    assert run(clock, estimator, policy, 3, remb=2_000_000, video_loss=80) == [True]
     paused_at = clock.now
     # no video, so no estimate; the audio comes through clean: resume after the minimum pause
     decisions = run(clock, estimator, policy, 10, audio_loss=0)
@@ -178,7 +178,7 @@ def test_high_loss_pauses_and_a_silent_estimator_resumes_as_a_probe_after_the_pa
 
 def test_lossy_audio_while_paused_keeps_video_paused() -> None:
     clock, estimator, policy = make()
-    run(clock, estimator, policy, 3, video_loss=60)
+    run(clock, estimator, policy, 3, video_loss=80)
     assert policy.paused
     assert run(clock, estimator, policy, 60, audio_loss=40) == []
 
@@ -191,7 +191,7 @@ def test_pauses_soon_after_a_resume_last_longer_so_the_video_does_not_flap() -> 
     clock, estimator, policy = make()
     lengths = []
     for _ in range(4):
-        run(clock, estimator, policy, 3, video_loss=60)  # each probe fails at once
+        run(clock, estimator, policy, 3, video_loss=80)  # each probe fails at once
         assert policy.paused
         assert run(clock, estimator, policy, 100, audio_loss=0, until_change=True) == [False]
         lengths.append(policy.pause_s)
@@ -200,7 +200,7 @@ def test_pauses_soon_after_a_resume_last_longer_so_the_video_does_not_flap() -> 
     assert lengths == [5.0, 10.0, 20.0, 40.0]
     # a resume that lasts: the next pause is short again
     run(clock, estimator, policy, SETTINGS.backoff_reset_s + 1, remb=2_000_000, video_loss=0)
-    run(clock, estimator, policy, 3, video_loss=60)
+    run(clock, estimator, policy, 4, video_loss=80)
     assert policy.paused and policy.pause_s == SETTINGS.min_pause_s
 
 

@@ -302,13 +302,22 @@ def test_layers_climb_one_at_a_time_once_the_estimate_fits_the_next_for_three_se
     assert run(clock, estimator, policy, 10, remb=900_000) == [(3.5, 2)]
 
 
-def test_a_few_per_cent_of_random_loss_does_not_stop_a_climb_but_more_does() -> None:
+def test_random_loss_does_not_stop_a_climb_but_loss_with_a_low_estimate_does() -> None:
     clock, estimator, policy = make_policy()
     run(clock, estimator, policy, 2, remb=450_000)
     assert policy.layer == 0
-    assert run(clock, estimator, policy, 10, remb=700_000, video_loss=18) == []  # 7 %
-    # 4 % (smoothed down from 7 % within a report): held 3 s, then up
-    assert run(clock, estimator, policy, 10, remb=700_000, video_loss=10) == [(4.0, 1)]
+    # 7 % with an estimate far above what it receives: a link that loses at random
+    assert run(clock, estimator, policy, 10, remb=700_000, video_loss=18) == [(3.5, 1)]
+    # 12 % with the estimate below what it receives: congestion, down again (the smoothed
+    # report passes 10 % at the second)
+    assert run(clock, estimator, policy, 3, remb=600_000, video_loss=31) == [(2.0, 0)]
+
+
+def test_random_loss_below_heavy_never_drops_a_layer() -> None:
+    clock, estimator, policy = make_policy()
+    assert run(clock, estimator, policy, 20, remb=1_500_000, video_loss=36) == []  # 14 %
+    # 31 %: too much to be anything but ours to fix, whatever the estimate
+    assert run(clock, estimator, policy, 4, remb=1_500_000, video_loss=80) == [(2.0, 1), (3.5, 0)]
 
 
 def test_a_down_soon_after_an_up_doubles_the_probe_hold() -> None:
