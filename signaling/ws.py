@@ -69,6 +69,7 @@ async def default_media(settings: Settings) -> MediaNode:
         resume_above_ratio=settings.media_video_resume_ratio,
         pause_loss=settings.media_video_pause_loss,
         resume_loss=settings.media_video_resume_loss,
+        heavy_loss=max(0.25, settings.media_video_pause_loss),
         min_pause_s=settings.media_video_min_pause_s,
         max_pause_s=max(40.0, settings.media_video_min_pause_s),
     )

@@ -39,7 +39,12 @@ WEAK_4G = LinkShape(
 )
 #: The SFU without audio first: thresholds no link reaches.
 NO_AUDIO_FIRST = BandwidthSettings(
-    pause_below_ratio=1e-9, resume_above_ratio=1e-9, pause_loss=1.0, resume_loss=1.0
+    pause_below_ratio=1e-9,
+    resume_above_ratio=1e-9,
+    pause_loss=1.0,
+    resume_loss=1.0,
+    heavy_loss=1.0,
+    cap_publishers=False,
 )
 AUDIO_FPS = 50  # 20 ms Opus frames
 
