@@ -19,16 +19,9 @@ from aiortc.rtp import (
 from media import adapter, congestion, forwarding, sfu
 from media.bandwidth import BandwidthEstimator, BandwidthSettings, PublishCapPolicy
 from media.interfaces import PublishGrant, PublishLimit
+from tests.unit.media.test_bandwidth import Clock
 
 SETTINGS = BandwidthSettings(warmup_s=0.0)
-
-
-class Clock:
-    def __init__(self) -> None:
-        self.now = 1000.0
-
-    def __call__(self) -> float:
-        return self.now
 
 
 def feed(
