@@ -123,6 +123,21 @@ def test_each_camera_is_capped_for_the_weakest_subscriber_and_freed_when_it_reco
     assert [e for _, e in events] == [PublishLimit("r", "a", None), PublishLimit("r", "b", None)]
 
 
+def test_a_subscriber_held_at_the_base_layer_is_not_taken_for_a_weak_link() -> None:
+    # c's link takes everything, but its layer was dropped (loss, say): it receives 2 × 275k
+    # and its estimate stops at 1.5 × that, below the 2 × 550k of every layer
+    room = Room()
+    for publisher in ("a", "b"):
+        for camera in room.room.peers[publisher].published.values():
+            camera.top_layer = 2
+            for layer, bps in enumerate((275_000, 125_000, 150_000)):
+                camera.layer_rates[layer].bps = bps
+    room.room.peers["c"].layers.layer = 0
+    assert room.run(10, c=825_000, d=5_000_000) == []
+    # really below what it receives now: capped
+    assert [e.max_bps for _, e in room.run(5, c=450_000, d=5_000_000)] == [180_000, 180_000]
+
+
 def test_a_subscriber_too_weak_for_the_floor_caps_nobody() -> None:
     room = Room()
     assert room.run(10, c=200_000, d=5_000_000) == []  # 80 kbit/s a video: layers and pause
