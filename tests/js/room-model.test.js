@@ -491,8 +491,9 @@ describe('audio first', () => {
 describe('jitterTarget (how long a received video is held)', () => {
   const calm = { now: 100_000, lossyUntil: 0, frozeUntil: 0, rttMs: 140 };
   test('a clean link keeps the browser default', () => assert.equal(jitterTarget(calm), null));
-  test('a stream that froze lately waits a retransmission round trip', () => {
-    assert.equal(jitterTarget({ ...calm, frozeUntil: calm.now + JITTER_HOLD_MS }), 290);
+  test('a stream that froze lately waits a retransmission round trip, upstream ones too', () => {
+    assert.equal(jitterTarget({ ...calm, frozeUntil: calm.now + JITTER_HOLD_MS }), 300);
+    assert.equal(jitterTarget({ ...calm, frozeUntil: calm.now + 1, rttMs: 250 }), 400);
   });
   test('our own lossy link holds every stream, within 150-400 ms', () => {
     assert.equal(jitterTarget({ ...calm, lossyUntil: calm.now + 1, rttMs: 20 }), 150);

@@ -91,6 +91,10 @@ export function linkQuality(s) {
 
 /** How long a stream stays buffered after its link last lost or froze (ms). */
 export const JITTER_HOLD_MS = 20000;
+/** The least a stream that froze lately is held (ms): it was repaired somewhere on its way,
+ * maybe upstream of the server on the sender's link, whose round trip we do not know; this
+ * covers a 4G round trip and a retransmission. */
+export const FROZE_TARGET_MS = 300;
 
 /**
  * How long a received video stream is held before it is played
@@ -102,9 +106,11 @@ export const JITTER_HOLD_MS = 20000;
  * @returns {number|null}
  */
 export function jitterTarget(s) {
-  if (s.now >= Math.max(s.lossyUntil, s.frozeUntil)) return null;
-  const rtt = s.rttMs ?? 100;
-  return Math.round(Math.min(400, Math.max(150, rtt * 1.5 + 80)));
+  const lossy = s.now < s.lossyUntil;
+  const froze = s.now < s.frozeUntil;
+  if (!lossy && !froze) return null;
+  const own = Math.round(Math.min(400, Math.max(150, (s.rttMs ?? 100) * 1.5 + 80)));
+  return froze ? Math.max(FROZE_TARGET_MS, own) : own;
 }
 
 const QUALITY_RANK = { unknown: 0, good: 1, fair: 2, poor: 3, lost: 4 };
