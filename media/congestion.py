@@ -207,7 +207,13 @@ def update_video_share(session: PeerSession, settings: BandwidthSettings, now: f
         and estimate < 1.2 * receiving
         and session.estimator.settled()
     )
-    congested = congestion_loss(settings, session.estimator.loss("video"), estimate, receiving)
+    congested = congestion_loss(
+        settings,
+        session.estimator.loss("video"),
+        estimate,
+        receiving,
+        session.estimator.rising(),
+    )
     if low or congested or (known is not None and share > known):
         session.cap_share = share
 

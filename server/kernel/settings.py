@@ -136,7 +136,7 @@ class Settings(BaseModel, frozen=True, extra="forbid"):
     media_video_pause_ratio: float = Field(default=0.85, gt=0, le=10)
     media_video_resume_ratio: float = Field(default=1.2, gt=0, le=10)
     media_video_pause_loss: float = Field(default=0.10, gt=0, le=1)
-    media_video_resume_loss: float = Field(default=0.03, ge=0, le=1)
+    media_video_resume_loss: float = Field(default=0.10, ge=0, le=1)
     media_video_min_pause_s: float = Field(default=5.0, ge=0.5, le=600)
     stun_urls: CommaList = Field(default_factory=list)
     turn_urls: CommaList = Field(default_factory=list)
