@@ -4,7 +4,13 @@ from __future__ import annotations
 
 from typing import Any
 
-from media.bandwidth import BandwidthEstimator, BandwidthSettings, RateMeter, VideoPausePolicy
+from media.bandwidth import (
+    BandwidthEstimator,
+    BandwidthSettings,
+    RateMeter,
+    VideoPausePolicy,
+    congestion_loss,
+)
 
 SETTINGS = BandwidthSettings(
     pause_after_s=2.0,
@@ -218,3 +224,20 @@ def test_no_pause_while_what_the_subscriber_is_sent_settles() -> None:
         estimator.on_report(1, 128, "video")
         assert policy.update(estimator, NEEDED, settling=True) is None
     assert run(clock, estimator, policy, 3, video_loss=128) == [True]
+
+
+def test_loss_is_congestion_only_with_a_low_settled_estimate_or_when_heavy() -> None:
+    s = SETTINGS
+    assert not congestion_loss(s, 0.08, 100_000, NEEDED)  # below pause_loss
+    assert congestion_loss(s, 0.15, 500_000, NEEDED)  # and the estimate below what it is sent
+    assert congestion_loss(s, 0.15, None, NEEDED)  # no estimate to trust yet
+    assert not congestion_loss(s, 0.15, 1_000_000, NEEDED)  # random: the estimate stands above
+    assert not congestion_loss(s, 0.15, 500_000, NEEDED, climbing=True)  # ramping up
+    assert congestion_loss(s, 0.30, 5_000_000, NEEDED, climbing=True)  # heavy: regardless
+
+
+def test_a_paused_video_on_a_link_with_random_loss_comes_back() -> None:
+    clock, estimator, policy = make()
+    run(clock, estimator, policy, 4, video_loss=80)
+    assert policy.paused
+    assert run(clock, estimator, policy, 10, audio_loss=20) == [False]  # 8 % on the audio alone
