@@ -95,7 +95,8 @@ STATS_JS = """async () => {
         frames: s.framesDecoded || 0, freezes: s.freezeCount || 0, frozen: s.totalFreezesDuration || 0,
         concealed: s.concealedSamples || 0, samples: s.totalSamplesReceived || 0,
         packets: s.packetsReceived || 0, lost: s.packetsLost || 0, nacks: s.nackCount || 0,
-        plis: s.pliCount || 0, height: s.frameHeight || 0});
+        plis: s.pliCount || 0, height: s.frameHeight || 0,
+        fec: s.fecPacketsReceived || 0});
     } else if (s.type === 'outbound-rtp' && s.kind === 'video') {
       out.outbound.push({plis: (s.pliCount || 0) + (s.firCount || 0), keyframes: s.keyFramesEncoded || 0,
         frames: s.framesEncoded || 0, bytes: s.bytesSent || 0, height: s.frameHeight || 0,
@@ -109,7 +110,17 @@ STATS_JS = """async () => {
 
 # Counters summed per (receiver, sender, kind) or per publisher; a counter that goes back
 # (a rebuilt peer connection starts from zero) adds its new value.
-INBOUND_KEYS = ("frames", "freezes", "frozen", "concealed", "samples", "packets", "lost", "nacks")
+INBOUND_KEYS = (
+    "frames",
+    "freezes",
+    "frozen",
+    "concealed",
+    "samples",
+    "packets",
+    "lost",
+    "nacks",
+    "fec",
+)
 OUTBOUND_KEYS = ("plis", "keyframes", "frames", "bytes")
 
 
@@ -349,6 +360,9 @@ def summarize(
                 else 100.0,
                 "video_packets_lost": int(_increase(video, "lost")),
                 "nacks_sent": int(_increase(video, "nacks")),
+                # Opus in-band FEC packets the browser received, and the audio packets it lost
+                "audio_fec_packets": int(_increase(audio, "fec")),
+                "audio_packets_lost": int(_increase(audio, "lost")),
             }
             if drop_at is not None:
                 back = drop_at + drop_s
