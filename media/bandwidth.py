@@ -118,13 +118,18 @@ class BandwidthEstimator:
             while self._history and now - self._history[0][0] > self.settings.feedback_fresh_s:
                 self._history.popleft()
 
+    def _fresh_history(self) -> bool:
+        return bool(self._history) and (
+            self.clock() - self._history[-1][0] <= self.settings.feedback_fresh_s
+        )
+
     def rising(self) -> bool:
         """Whether the fresh estimate is still climbing: above the last one at least
         `rising_over_s` older by more than `rising_ratio` (a receiver's estimate ramps up a few per
         cent a second after a start or a resume; a weak link's stays flat or falls)."""
-        s = self.settings
-        if not self._history or self.clock() - self._history[-1][0] > s.feedback_fresh_s:
+        if not self._fresh_history():
             return False
+        s = self.settings
         newest_at, newest = self._history[-1]
         older = [e for at, e in self._history if newest_at - at >= s.rising_over_s]
         return bool(older) and newest > older[-1] * s.rising_ratio
@@ -132,11 +137,10 @@ class BandwidthEstimator:
     def settled(self) -> bool:
         """Whether the fresh estimate has history enough to judge (`rising_over_s`) and is
         not climbing."""
-        s = self.settings
-        if not self._history or self.clock() - self._history[-1][0] > s.feedback_fresh_s:
+        if not self._fresh_history():
             return False
-        newest_at = self._history[-1][0]
-        return newest_at - self._history[0][0] >= s.rising_over_s and not self.rising()
+        span = self._history[-1][0] - self._history[0][0]
+        return span >= self.settings.rising_over_s and not self.rising()
 
     def on_report(
         self,
@@ -276,13 +280,14 @@ class VideoPausePolicy:
         if not self.paused:
             estimate = estimator.estimate_bps() if now - self.created_at >= s.warmup_s else None
             loss = estimator.loss("video")
+            climbing = estimator.rising()
             low = (
                 estimate is not None
                 and needed_bps > 0
                 and estimate < s.pause_below_ratio * needed_bps
-                and not estimator.rising()
+                and not climbing
             )
-            lossy = congestion_loss(s, loss, estimate, needed_bps, estimator.rising())
+            lossy = congestion_loss(s, loss, estimate, needed_bps, climbing)
             if not (low or lossy):
                 self._since = None
                 return None
@@ -436,12 +441,13 @@ class LayerPolicy:
         current = self.effective(top)
         estimate = estimator.estimate_bps() if now - self.created_at >= s.warmup_s else None
         loss = estimator.loss("video")
+        climbing = estimator.rising()
         low = (
             estimate is not None
             and estimate < s.pause_below_ratio * needed[current]
-            and not estimator.rising()
+            and not climbing
         )
-        lossy = congestion_loss(s, loss, estimate, needed[current], estimator.rising())
+        lossy = congestion_loss(s, loss, estimate, needed[current], climbing)
         if low or lossy:
             self._up_since = None
             if current == 0:
