@@ -33,6 +33,17 @@ async def send_pli(receiver: Any) -> bool:
     return True
 
 
+def _rewrite_sent_rtcp(receiver: Any, rewrite: Callable[[Any], None]) -> None:
+    """Let `rewrite(packet)` change each RTCP packet aiortc's `receiver` sends, in place."""
+    original = receiver._send_rtcp
+
+    async def send(packet: Any) -> None:
+        rewrite(packet)
+        await original(packet)
+
+    receiver._send_rtcp = send
+
+
 def floor_remb(receiver: Any, floor_bps: Callable[[], int | None]) -> None:
     """Never tell the publisher behind `receiver` (in aiortc's REMB) that its link takes less
     than `floor_bps()` (None: leave the estimate alone).
@@ -43,21 +54,18 @@ def floor_remb(receiver: Any, floor_bps: Callable[[], int | None]) -> None:
     resolution as its bitrate falls) looks like an overuse, and the publisher's own estimate
     ratchets down far below the cap (measured: 30 kbit/s under a 190 kbit/s cap on a clean
     link). The publisher's loss-based control still limits it on a link that really loses."""
-    original = receiver._send_rtcp
 
-    async def send(packet: Any) -> None:
+    def rewrite(packet: Any) -> None:
         floor = floor_bps()
         if floor and isinstance(packet, RtcpPsfbPacket) and packet.fmt == RTCP_PSFB_APP:
             try:
                 bitrate, ssrcs = unpack_remb_fci(packet.fci)
             except ValueError:
-                pass
-            else:
-                if bitrate < floor:
-                    packet.fci = pack_remb_fci(floor, ssrcs)
-        await original(packet)
+                return
+            if bitrate < floor:
+                packet.fci = pack_remb_fci(floor, ssrcs)
 
-    receiver._send_rtcp = send
+    _rewrite_sent_rtcp(receiver, rewrite)
 
 
 def floor_reported_loss(receiver: Any, floor: Callable[[], float]) -> None:
@@ -68,16 +76,14 @@ def floor_reported_loss(receiver: Any, floor: Callable[[], float]) -> None:
     say packets are lost, but the SFU receives its audio clean and the loss happens on a
     subscriber's link, which the publisher never hears of. The floor is the worst loss its
     subscribers report on their audio (`media.congestion.audio_loss_floor`)."""
-    original = receiver._send_rtcp
 
-    async def send(packet: Any) -> None:
+    def rewrite(packet: Any) -> None:
         if isinstance(packet, RtcpRrPacket):
             lost = min(max(int(floor() * 256), 0), 255)
             for report in packet.reports:
                 report.fraction_lost = max(report.fraction_lost, lost)
-        await original(packet)
 
-    receiver._send_rtcp = send
+    _rewrite_sent_rtcp(receiver, rewrite)
 
 
 def observe_audio_level(receiver: Any, callback: Callable[[int], None]) -> None:
