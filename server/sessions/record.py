@@ -342,6 +342,7 @@ async def _load(session: AsyncSession, rows: list[CallSession]) -> _Loaded:
     ids = [r.id for r in rows]
     parts: dict[int, list[SessionParticipant]] = {i: [] for i in ids}
     recordings: dict[int, list[Recording]] = {i: [] for i in ids}
+    counts: dict[int, int] = {}
     if ids:
         for p in await session.scalars(
             select(SessionParticipant)
@@ -355,8 +356,6 @@ async def _load(session: AsyncSession, rows: list[CallSession]) -> _Loaded:
             .order_by(Recording.started_at, Recording.id)
         ):
             recordings[r.session_id].append(r)
-    counts: dict[int, int] = {}
-    if ids:
         for session_id, n in await session.execute(
             select(ChatMessage.session_id, func.count())
             .where(ChatMessage.session_id.in_(ids))

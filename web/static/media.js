@@ -54,6 +54,9 @@ export class MediaLink extends EventTarget {
     this.sendVideo = true;
     /** The server's `publish_limit` for the camera, bits/s (null: MAX_VIDEO_BITRATE only). */
     this.videoLimit = null;
+    /** Received video streams' freeze counts and hold deadlines, by track id (`_tuneJitter`). */
+    this._froze = new Map();
+    this._lossyUntil = 0;
     this._onServerOffer = (e) => this._enqueue(() => this._answer(e.detail.sdp));
     sig.addEventListener('offer', this._onServerOffer);
   }
@@ -262,7 +265,6 @@ export class MediaLink extends EventTarget {
    */
   _tuneJitter(pc, { now, lossPct, rttMs, freezes }) {
     if (lossPct >= 0.5) this._lossyUntil = now + JITTER_HOLD_MS;
-    this._froze = this._froze || new Map(); // track id -> {count, until}
     for (const [id, count] of freezes) {
       const seen = this._froze.get(id);
       const froze = seen && count > seen.count;
@@ -272,7 +274,7 @@ export class MediaLink extends EventTarget {
       const track = receiver.track;
       if (!track || track.kind !== 'video' || !('jitterBufferTarget' in receiver)) continue;
       const froze = this._froze.get(track.id);
-      const target = jitterTarget({ now, lossyUntil: this._lossyUntil || 0, frozeUntil: froze ? froze.until : 0, rttMs });
+      const target = jitterTarget({ now, lossyUntil: this._lossyUntil, frozeUntil: froze ? froze.until : 0, rttMs });
       if (receiver.jitterBufferTarget !== target) {
         try { receiver.jitterBufferTarget = target; } catch { /* out of range: leave it */ }
       }
