@@ -599,6 +599,7 @@ class SfuMediaNode:
             forwarder.codec,
             on_keyframe_needed=forwarder.on_keyframe_needed,
             max_wait_s=max_wait_s,
+            rtt_s=lambda: adapter.round_trip_time_s(pc) if pc else None,
         )
 
     def _subscriber_track(self, forwarder: TrackForwarder, subscriber_id: str) -> ForwardedTrack:

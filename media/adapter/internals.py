@@ -98,6 +98,11 @@ def check_aiortc_internals() -> None:
         "RTCRtpReceiver._send_rtcp_pli(self, media_ssrc)",
     )
     expect(
+        _params(aiortc.rtcrtpreceiver.RTCRtpReceiver._send_rtcp_nack)
+        == ["self", "media_ssrc", "lost"],
+        "RTCRtpReceiver._send_rtcp_nack(self, media_ssrc, lost)",
+    )
+    expect(
         _params(aiortc.rtcrtpreceiver.RTCRtpReceiver._handle_rtp_packet)
         == ["self", "packet", "arrival_time_ms"],
         "RTCRtpReceiver._handle_rtp_packet(self, packet, arrival_time_ms)",

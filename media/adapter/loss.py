@@ -11,6 +11,7 @@ touches no aiortc internals beyond what `complete_frames_early` already does (th
 
 from __future__ import annotations
 
+import asyncio
 import collections
 import time
 from collections.abc import Callable
@@ -34,6 +35,11 @@ RESUME_AFTER_S = 0.5
 _REASSEMBLY_CAPACITY = 512  # packets held at most (aiortc's video capacity)
 _MAX_MISORDER = 100  # aiortc.jitterbuffer.MAX_MISORDER: further back means a new sequence
 _MAX_TRACKED_GAP = 64  # longer runs of missing packets are an outage, not a loss to time
+#: A packet still missing is asked for again after this many round trips (at least
+#: NACK_RETRY_MIN_S): aiortc NACKs only when a new gap appears, so a lost retransmission was
+#: asked for again only at the next loss, usually after the wait was over.
+NACK_RETRY_RTTS = 1.2
+NACK_RETRY_MIN_S = 0.02
 
 
 def loss_wait_s(rtt_s: float | None) -> float:
@@ -76,6 +82,9 @@ class LossTolerantVideo:
       at most LOSS_WAIT_MAX_S) the incomplete frame(s) are dropped, `on_keyframe_needed
       (False)` asks for a keyframe (the caller throttles), and nothing is handed over until a
       complete keyframe: a subscriber's decoder never sees a frame that refers to a dropped one.
+    - Until then a missing packet is asked for again (`send_nack(ssrc, seqs)`) every
+      NACK_RETRY_RTTS round trips (`rtt_s()`), checked as packets arrive: a retransmission
+      lost too no longer costs a keyframe.
     - While a keyframe is awaited, frames before a keyframe that has started arriving are
       dropped at once, so output resumes as soon as that keyframe is complete.
     - Packets of frames already handed over or dropped (late retransmissions, duplicates) are
@@ -97,8 +106,13 @@ class LossTolerantVideo:
         max_wait_s: Callable[[], float] | None = None,
         clock: Callable[[], float] = time.monotonic,
         nack_missing: set[int] | None = None,
+        send_nack: Callable[[int, list[int]], None] | None = None,
+        rtt_s: Callable[[], float | None] | None = None,
     ) -> None:
         self.codec = codec
+        self._send_nack = send_nack
+        self._rtt_s = rtt_s or (lambda: None)
+        self._nacked_at: dict[int, float] = {}  # missing extended seq -> last asked for
         # the receiver's NackGenerator.missing: packets given up on are no longer asked for
         self._nack_missing = nack_missing
         self._on_keyframe_needed = on_keyframe_needed
@@ -120,6 +134,7 @@ class LossTolerantVideo:
         self.stalls = 0  # gaps given up on after the bound
         self.late_packets = 0
         self.resumes = 0
+        self.nack_retries = 0  # packets asked for again
 
     # -- the receiver's contract
 
@@ -146,6 +161,7 @@ class LossTolerantVideo:
             return False, self._drain(now)
         self._packets[ext] = packet
         self._note_gaps(ext, now)
+        self._retry_nacks(packet.ssrc, now)
         self._highest = max(self._highest, ext)
         if packet.marker:
             self._last_marker = max(self._last_marker, ext)
@@ -168,10 +184,26 @@ class LossTolerantVideo:
             if ext - self._highest <= _MAX_TRACKED_GAP:
                 for missing in range(self._highest + 1, ext):
                     self._gap_seen_at[missing] = now
+                    self._nacked_at[missing] = now  # aiortc's receiver asks right away
         elif ext < self._highest:
+            self._nacked_at.pop(ext, None)
             seen_at = self._gap_seen_at.pop(ext, None)
             if seen_at is not None:
                 self._recovery_s.append(now - seen_at)
+
+    def _retry_nacks(self, ssrc: int, now: float) -> None:
+        """Ask again for the packets still missing whose last request is a round trip old."""
+        if self._send_nack is None or not self._nacked_at:
+            return
+        rtt = self._rtt_s()
+        retry = max(NACK_RETRY_MIN_S, NACK_RETRY_RTTS * (DEFAULT_RTT_S if rtt is None else rtt))
+        due = [ext for ext, at in self._nacked_at.items() if now - at >= retry]
+        if not due:
+            return
+        for ext in due:
+            self._nacked_at[ext] = now
+        self.nack_retries += len(due)
+        self._send_nack(ssrc, sorted(ext & 0xFFFF for ext in due))
 
     def wait_s(self) -> float:
         """The current bound: `max_wait_s()`, or more if retransmissions were seen to take
@@ -195,6 +227,7 @@ class LossTolerantVideo:
         self._before_next = None
         self._blocked_since = None
         self._gap_seen_at.clear()
+        self._nacked_at.clear()
         self._stop_asking_before_next()
         if need_keyframe:
             if dropped_packets:
@@ -262,6 +295,8 @@ class LossTolerantVideo:
         self._blocked_since = None
         if self._gap_seen_at:
             self._gap_seen_at = {e: t for e, t in self._gap_seen_at.items() if e >= to}
+        if self._nacked_at:
+            self._nacked_at = {e: t for e, t in self._nacked_at.items() if e >= to}
 
     def _skip_to_frame(self, after: int, *, keyframe: bool) -> bool:
         """Drop everything before the first known frame start (keyframe start) after `after`."""
@@ -330,14 +365,25 @@ def loss_tolerant_video(
     *,
     on_keyframe_needed: Callable[[bool], None],
     max_wait_s: Callable[[], float] | None = None,
+    rtt_s: Callable[[], float | None] | None = None,
 ) -> LossTolerantVideo:
-    """Give a passthrough video receiver a `LossTolerantVideo` (before its first packet)."""
+    """Give a passthrough video receiver a `LossTolerantVideo` (before its first packet); its
+    repeated NACKs go out through the receiver's `_send_rtcp_nack(media_ssrc, lost)`."""
     nack = receiver._RTCRtpReceiver__nack_generator
+    pending: set[asyncio.Task[None]] = set()
+
+    def send_nack(ssrc: int, seqs: list[int]) -> None:
+        task = asyncio.ensure_future(receiver._send_rtcp_nack(ssrc, seqs))
+        pending.add(task)
+        task.add_done_callback(pending.discard)
+
     buffer = LossTolerantVideo(
         codec,
         on_keyframe_needed=on_keyframe_needed,
         max_wait_s=max_wait_s,
         nack_missing=nack.missing if nack is not None else None,
+        send_nack=send_nack if nack is not None else None,
+        rtt_s=rtt_s,
     )
     receiver._RTCRtpReceiver__jitter_buffer = buffer
     return buffer

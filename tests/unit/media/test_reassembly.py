@@ -103,16 +103,19 @@ def frame_packets(seq: int, index: int, *, key: bool = False, count: int = 2) ->
 class Harness:
     """Feeds packets at a given time and records (time, frame index) of what comes out."""
 
-    def __init__(self, max_wait_s: float = 0.2) -> None:
+    def __init__(self, max_wait_s: float = 0.2, rtt_s: float | None = None) -> None:
         self.clock = FakeClock()
         self.requests: list[bool] = []
         self.nack_missing: set[int] = set()  # stands in for the receiver's NackGenerator.missing
+        self.nacks: list[tuple[float, list[int]]] = []  # (when, seqs) asked for again
         self.buffer = adapter.LossTolerantVideo(
             "vp8",
             on_keyframe_needed=self.requests.append,
             max_wait_s=lambda: max_wait_s,
             clock=self.clock,
             nack_missing=self.nack_missing,
+            send_nack=lambda ssrc, seqs: self.nacks.append((self.clock.now, seqs)),
+            rtt_s=lambda: rtt_s,
         )
         self.out: list[tuple[float, int]] = []
 
@@ -295,3 +298,28 @@ def test_packets_given_up_on_are_no_longer_asked_for() -> None:
     send_stream(h, range(7, 20))
     assert h.buffer.stalls == 1
     assert h.nack_missing == {1000 + 2 * 40}
+
+
+def test_a_packet_still_missing_is_asked_for_again_each_round_trip_until_it_comes() -> None:
+    h = Harness(max_wait_s=0.3, rtt_s=0.05)
+    lost = 1000 + 2 * 5 + 1
+    send_stream(h, range(10), lose={lost}, keyframes={0})
+    # noticed at frame 6 (aiortc NACKed it then); asked again at the first arrival 1.2 round
+    # trips (60 ms) later: frame 8; the next would be due after frame 9
+    assert h.nacks == [(100.0 + 8 * FRAME_S, [lost])]
+    h.clock.now += 0.02
+    h.feed(frame_packets(1000 + 2 * 5, 5)[1])  # the second retransmission arrived
+    count = len(h.nacks)
+    send_stream(h, range(10, 16))
+    assert len(h.nacks) == count  # nothing missing: nothing asked for
+    assert h.frames() == list(range(16)) and h.requests == []
+
+
+def test_nothing_is_asked_for_again_once_given_up() -> None:
+    h = Harness(max_wait_s=0.1, rtt_s=0.02)
+    lost = 1000 + 2 * 5 + 1
+    send_stream(h, range(30), lose={lost}, keyframes={0})
+    assert h.buffer.stalls == 1
+    last_ask = max(at for at, _ in h.nacks)
+    assert last_ask <= 100.0 + 6 * FRAME_S + 0.1 + FRAME_S  # only while it was waited for
+    assert h.buffer.nack_retries == len(h.nacks) >= 2
