@@ -81,6 +81,12 @@ class BandwidthSettings:
     #: pause for this long (its loss window still holds the time before; an encoder takes a
     #: moment to follow a new cap).
     settle_s: float = 4.0
+    #: Audio to a subscriber is sent as RED (RFC 2198) when its browser negotiated it: each
+    #: packet repeats the frame before it while the subscriber's audio loss is at least
+    #: `red_loss` and for `red_hold_s` after, the two before it at `red_loss_two` and more.
+    red_loss: float = 0.01
+    red_loss_two: float = 0.10
+    red_hold_s: float = 10.0
 
     def __post_init__(self) -> None:
         if self.resume_above_ratio < self.pause_below_ratio or not (
@@ -317,6 +323,29 @@ class VideoPausePolicy:
         self.paused, self.resumed_at, self._since = False, now, None
         self.reason = ""
         return False
+
+
+class AudioRedundancy:
+    """How many earlier audio frames each packet to one subscriber repeats (0, 1 or 2)."""
+
+    __slots__ = ("frames", "lossy_at")
+
+    def __init__(self) -> None:
+        self.frames = 0
+        self.lossy_at: float | None = None
+
+    def update(self, loss: float | None, settings: BandwidthSettings, now: float) -> int:
+        """Up at once when the loss asks for more; down only after `red_hold_s` without."""
+        wanted = 0
+        if loss is not None and loss >= settings.red_loss:
+            wanted = 2 if loss >= settings.red_loss_two else 1
+        if wanted >= self.frames:
+            self.frames = wanted
+            self.lossy_at = now if wanted else self.lossy_at
+        elif self.lossy_at is None or now - self.lossy_at >= settings.red_hold_s:
+            self.frames = wanted
+            self.lossy_at = now if wanted else None
+        return self.frames
 
 
 class PublishCapPolicy:

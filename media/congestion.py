@@ -12,6 +12,10 @@ Beside both, each publisher's camera is capped to what its weakest subscriber ca
 frame rate (`publish_caps`, `PublishCapPolicy`): the publisher's own encoder lowers its
 bitrate, so that subscriber gets every frame instead of the base layer's few.
 
+And for audio, how many earlier frames each packet to a subscriber repeats (RED, RFC 2198;
+`AudioRedundancy`, from the loss the subscriber reports on its audio): a lost packet is
+filled from the next one, which Opus in-band FEC through the SFU cannot do.
+
 Also applied here: a participant's own choice to receive no video (`receive_video`, the room's
 "仅音频" switch), through the same `ForwardedTrack.set_paused`.
 """
@@ -33,9 +37,10 @@ def _live(track: ForwardedTrack) -> bool:
 
 
 def audio_bps(session: PeerSession, settings: BandwidthSettings) -> float:
-    """The audio the subscriber is sent (`audio_bps` for a stream not measured yet)."""
+    """The audio the subscriber is sent (`audio_bps` for a stream not measured yet), with the
+    frames its RED packets repeat."""
     return sum(
-        t.forwarder.rate.bps or settings.audio_bps
+        (t.forwarder.rate.bps or settings.audio_bps) * (1 + t.redundancy)
         for _, t in session.subscriptions.values()
         if t.kind == "audio" and _live(t)
     )
@@ -152,6 +157,7 @@ def evaluate(
                     session.policy.reason or "a probe: the pause is over and the loss is low",
                 )
         apply_pause(session)
+        session.redundancy.update(session.estimator.loss("audio"), settings, now)
         # tell the subscriber which senders' video is paused for its network, as it changes
         now_paused = {t.forwarder.publisher_id for t in tracks} if session.policy.paused else set()
         reported = session.reported_paused
@@ -258,10 +264,11 @@ AUDIO_LOSS_FLOOR_MAX = 0.08
 def audio_loss_floor(room: Room, forwarder: TrackForwarder) -> float:
     """The worst audio loss reported by those receiving `forwarder` (0..AUDIO_LOSS_FLOOR_MAX),
     for the publisher's receiver reports (`adapter.floor_reported_loss`): its encoder then adds
-    Opus in-band FEC for the links that lose."""
+    Opus in-band FEC for the links that lose. Subscribers sent RED are repaired by it and do
+    not count."""
     worst = 0.0
-    for peer_id in list(forwarder.subscribers):
+    for peer_id, track in list(forwarder.subscribers.items()):
         session = room.peers.get(peer_id)
-        if session is not None and not session.closed:
+        if session is not None and not session.closed and not track.redundancy:
             worst = max(worst, session.estimator.loss("audio") or 0.0)
     return min(worst, AUDIO_LOSS_FLOOR_MAX)

@@ -27,6 +27,7 @@ from aiortc.mediastreams import MediaStreamError
 from media import adapter
 from media.bandwidth import (
     MAX_LAYER,
+    AudioRedundancy,
     BandwidthEstimator,
     LayerPolicy,
     PublishCapPolicy,
@@ -115,6 +116,9 @@ class ForwardedTrack(MediaStreamTrack):
         self.layer = MAX_LAYER
         self.layer_up_since: float | None = None  # waiting for a sync frame since then
         self.layer_dropped = 0  # frames not forwarded because of their temporal layer
+        # audio: earlier frames the subscriber's sender repeats in each packet (RED), 0 when
+        # it sends none (media.congestion.evaluate; applied by the SFU through the adapter)
+        self.redundancy = 0
         fresh = forwarder.fresh_frames()
         if fresh:
             self._queue.extend(fresh)
@@ -487,6 +491,8 @@ class PeerSession:
     layers: LayerPolicy = field(default_factory=LayerPolicy)  # the step before the pause
     # this participant as a publisher: the cap on its camera its weakest subscriber asks for
     publish_cap: PublishCapPolicy = field(default_factory=PublishCapPolicy)
+    # as a subscriber: earlier audio frames repeated in each packet sent to it (RED)
+    redundancy: AudioRedundancy = field(default_factory=AudioRedundancy)
     # as a subscriber: what it can take per video it receives (media.congestion.publish_caps)
     cap_share: float | None = None
     receive_video: bool = True  # False: the participant chose audio only

@@ -121,6 +121,17 @@ def _link_back(track: ForwardedTrack) -> None:
         track.forwarder.request_keyframe(at_once=True)
 
 
+def _apply_redundancy(room: Room) -> None:
+    """Each subscriber's audio senders repeat the frames its `AudioRedundancy` asks for; a
+    sender that does not send RED (not negotiated, or not started) repeats none."""
+    for session in list(room.peers.values()):
+        frames = session.redundancy.frames
+        for transceiver, track in list(session.subscriptions.values()):
+            if track.kind == "audio":
+                sent = adapter.set_audio_redundancy(transceiver.sender, frames)
+                track.redundancy = frames if sent else 0
+
+
 def upstream_changes(room: Room, now: float) -> list[UpstreamQuality]:
     """Each connected publisher's upstream grade (packets the server expected and received
     from it, `media.quality.UpstreamMeter`), as events only where it changed."""
@@ -344,10 +355,12 @@ class SfuMediaNode:
             async with asyncio.timeout(NEGOTIATION_TIMEOUT_S):
                 await pc.setRemoteDescription(RTCSessionDescription(sdp=offer.sdp, type="offer"))
                 for transceiver in pc.getTransceivers():
-                    prefs = self._video_prefs if transceiver.kind == "video" else self._audio_prefs
-                    if transceiver.receiver.track is not None and not (
-                        adapter.pin_negotiated_codecs(transceiver, prefs)
-                    ):
+                    audio = transceiver.kind == "audio"
+                    receiving = transceiver.receiver.track is not None
+                    if not (audio or receiving):
+                        continue  # a server-made video m-line keeps its codec preferences
+                    prefs = self._audio_prefs if audio else self._video_prefs
+                    if not adapter.pin_negotiated_codecs(transceiver, prefs) and receiving:
                         raise InvalidDescription(
                             f"offer has no supported {transceiver.kind} codec "
                             f"({'Opus' if transceiver.kind == 'audio' else self.video_codec})"
@@ -432,9 +445,8 @@ class SfuMediaNode:
                 continue
             track = self._subscriber_track(forwarder, session.peer_id)
             transceiver = session.pc.addTransceiver(track, direction="sendonly")
-            transceiver.setCodecPreferences(
-                self._video_prefs if forwarder.kind == "video" else self._audio_prefs
-            )
+            if forwarder.kind == "video":  # audio: the offer's table is Opus and RED already
+                transceiver.setCodecPreferences(self._video_prefs)
             adapter.on_keyframe_request(transceiver.sender, track.request_keyframe)
             adapter.on_congestion_feedback(
                 transceiver.sender, session.estimator.on_remb, session.estimator.on_report
@@ -701,6 +713,7 @@ class SfuMediaNode:
             now = time.monotonic()
             for event in evaluate(room, self.bandwidth, now, self._load_cap()):
                 self.emit(event)
+            _apply_redundancy(room)
             for limit in publish_caps(room, self.bandwidth, now):
                 self.emit(limit)
             for change in upstream_changes(room, now):

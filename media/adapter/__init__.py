@@ -54,6 +54,14 @@ What is replaced or used, and why:
 - `aiortc.codecs.CODECS["audio"]`'s Opus entry gets `useinbandfec=1; usedtx=1`
   (`enable_opus_fec_and_dtx()`, at install): aiortc copies the local codec's parameters into
   every answer and offer, so senders use Opus in-band FEC and DTX.
+- RED (RFC 2198 redundant audio, `red`): `aiortc.codecs.CODECS["audio"]` gets `audio/red`
+  (payload type 63); `aiortc.rtcpeerconnection.find_common_codecs` is wrapped so that RED,
+  where common, goes first with the remote's payload type and an fmtp naming the common Opus
+  (`red_first`); `aiortc.rtcrtpsender.get_encoder` and `aiortc.rtcrtpreceiver.get_decoder`
+  return `RedEncoder` / `RedDecoder` for it. The passthrough receive path splits RED blocks
+  and forwards a frame lost upstream from the next packet (`RedReceiveState`); the SFU's RED
+  senders repeat as many earlier frames as `set_audio_redundancy(sender, n)` says (reading
+  `RTCRtpSender.__encoder`).
 - `aiortc.clock.current_ntp_time()` and `current_ms()` are replaced (module attributes, read
   at call time as `clock.current_ntp_time()`) by equivalents computed from `time.time_ns()`
   instead of `datetime.now(utc) - NTP_EPOCH`: every sent RTP packet calls `current_ntp_time()`
@@ -67,7 +75,7 @@ Modules: `internals` (the check, what was replaced, counters), `receive` (passth
 decoder_worker hook), `jitter` (early frame completion), `rtp` (clock, malformed RTP guard),
 `negotiation` (offers, codec pinning and preferences), `rtcp` (PLI both ways, audio level),
 `network` (host addresses), `bitstream` (keyframes and VP8 size from bytes; no aiortc),
-`loss` (loss-tolerant video reassembly, link-back detection).
+`loss` (loss-tolerant video reassembly, link-back detection), `red` (redundant audio).
 """
 
 from __future__ import annotations
@@ -111,6 +119,7 @@ from media.adapter.receive import (
     install_passthrough,
     received_counts,
 )
+from media.adapter.red import RED_PAYLOAD_TYPE, RedReceiveState, set_audio_redundancy
 from media.adapter.rtcp import (
     OPUS_FMTP,
     enable_opus_fec_and_dtx,
@@ -130,10 +139,12 @@ __all__ = [
     "LOSS_WAIT_MAX_S",
     "LOSS_WAIT_MIN_S",
     "OPUS_FMTP",
+    "RED_PAYLOAD_TYPE",
     "RESUME_AFTER_S",
     "AiortcInternalsChanged",
     "LossTolerantVideo",
     "PassthroughSink",
+    "RedReceiveState",
     "TemporalLayer",
     "attach_sink",
     "audio_codec_preferences",
@@ -157,6 +168,7 @@ __all__ = [
     "restrict_host_addresses",
     "round_trip_time_s",
     "send_pli",
+    "set_audio_redundancy",
     "stats",
     "video_codec_preferences",
     "vp8_dimensions",

@@ -1,8 +1,10 @@
 """What the SFU reads in encoded frames without decoding them: keyframes (VP8, H.264) and VP8
-dimensions, VP8 temporal layer ids (RFC 7741). Pure functions on bytes."""
+dimensions, VP8 temporal layer ids (RFC 7741), and RFC 2198 redundant audio (RED) blocks. Pure
+functions on bytes."""
 
 from __future__ import annotations
 
+from collections.abc import Sequence
 from typing import NamedTuple
 
 
@@ -69,3 +71,67 @@ def vp8_temporal_layer(payload: bytes) -> TemporalLayer | None:
         return None
     byte = payload[i]
     return TemporalLayer(byte >> 6, bool(byte & 0x20))
+
+
+#: RFC 2198 limits: a redundant block's timestamp offset has 14 bits, its length 10.
+RED_MAX_OFFSET = (1 << 14) - 1
+RED_MAX_BLOCK = (1 << 10) - 1
+
+
+class RedBlock(NamedTuple):
+    timestamp: int  # RTP timestamp of this block (the packet's minus its offset), mod 2**32
+    payload_type: int
+    data: bytes
+
+
+def red_blocks(payload: bytes, timestamp: int) -> list[RedBlock] | None:
+    """The blocks of an RFC 2198 (RED) payload, oldest first, the primary last; empty blocks
+    are left out. None when the payload is malformed (headers or lengths past its end)."""
+    headers: list[tuple[int, int, int]] = []  # payload type, timestamp offset, length
+    i = 0
+    n = len(payload)
+    while True:
+        if i >= n:
+            return None
+        first = payload[i]
+        if not first & 0x80:  # the primary block's 1-byte header ends the list
+            headers.append((first & 0x7F, 0, -1))
+            i += 1
+            break
+        if i + 4 > n:
+            return None
+        word = int.from_bytes(payload[i + 1 : i + 4], "big")
+        headers.append((first & 0x7F, word >> 10, word & 0x3FF))
+        i += 4
+    blocks: list[RedBlock] = []
+    for payload_type, offset, length in headers:
+        size = n - i if length < 0 else length
+        if i + size > n:
+            return None
+        if size:
+            ts = (timestamp - offset) & 0xFFFFFFFF
+            blocks.append(RedBlock(ts, payload_type, payload[i : i + size]))
+        i += size
+    return blocks
+
+
+def red_payload(
+    payload_type: int,
+    primary: bytes,
+    timestamp: int,
+    redundant: Sequence[tuple[int, bytes]] = (),
+) -> bytes:
+    """An RFC 2198 payload: `redundant` ((timestamp, data), oldest first, each earlier than
+    `timestamp` by at most RED_MAX_OFFSET and at most RED_MAX_BLOCK long; others are left out)
+    then `primary`, all of `payload_type`."""
+    headers = bytearray()
+    body = bytearray()
+    for ts, data in redundant:
+        offset = (timestamp - ts) & 0xFFFFFFFF
+        if not 0 < offset <= RED_MAX_OFFSET or len(data) > RED_MAX_BLOCK:
+            continue
+        headers.append(0x80 | payload_type)
+        headers += ((offset << 10) | len(data)).to_bytes(3, "big")
+        body += data
+    headers.append(payload_type & 0x7F)
+    return bytes(headers + body + primary)

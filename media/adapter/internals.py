@@ -36,6 +36,9 @@ class Originals:
     get_host_addresses: Callable[[bool, bool], list[str]] | None = None
     handle_rtp_data: Callable[..., Any] | None = None
     clock: tuple[Callable[[], int], Callable[[], int]] | None = None
+    find_common_codecs: Callable[[list[Any], list[Any]], list[Any]] | None = None
+    get_encoder: Callable[[Any], Any] | None = None
+    get_decoder: Callable[[Any], Any] | None = None
     #: The internals passed `check_aiortc_internals` in this process (they cannot change in
     #: it). Checked once: the check parses aiortc's source, and on Python 3.11 `ast.parse`
     #: fails now and then with a spurious "AST constructor recursion depth mismatch" when
@@ -54,6 +57,8 @@ stats = {
     "decoded_frames_fallback": 0,
     "rtp_malformed": 0,  # RTP packets whose header or extensions did not parse
     "rtp_dropped_malformed": 0,  # of those, dropped (the rest kept without extensions)
+    "red_recovered": 0,  # audio frames lost upstream, forwarded from a later RED packet
+    "red_malformed": 0,  # RED payloads whose block headers did not fit the packet
 }
 
 
@@ -140,6 +145,15 @@ def check_aiortc_internals() -> None:
     )
     next_src = inspect.getsource(aiortc.rtcrtpsender.RTCRtpSender._next_encoded_frame)
     expect(".pack(data)" in next_src, "RTCRtpSender packs non-Frame data without encoding")
+    expect(
+        "self.__encoder = get_encoder(codec)" in next_src
+        and "decoder = get_decoder(codec)"
+        in inspect.getsource(originals.decoder_worker or aiortc.rtcrtpreceiver.decoder_worker)
+        and "find_common_codecs(CODECS[media.kind], media.rtp.codecs)"
+        in inspect.getsource(aiortc.rtcpeerconnection.RTCPeerConnection.setRemoteDescription),
+        "RTCRtpSender.__encoder = get_encoder(codec), decoder_worker's get_decoder(codec) and"
+        " setRemoteDescription's find_common_codecs, all module globals read at call time",
+    )
     track_src = inspect.getsource(aiortc.rtcrtpreceiver.RemoteStreamTrack.__init__)
     expect("self._queue" in track_src, "RemoteStreamTrack._queue")
     expect(

@@ -12,18 +12,23 @@ import aiortc
 import aiortc.rtcpeerconnection
 import aiortc.rtp
 
+from media.adapter.red import is_red, red_first
 
-def _negotiated_tables(
-    pc: Any,
-) -> tuple[dict[str, list[Any]], dict[str, list[Any]]] | None:
+
+def _forwarded_audio(codec: Any) -> bool:
+    return str(codec.mimeType).lower() in ("audio/opus", "audio/red")
+
+
+def _negotiated_tables(pc: Any) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:
     """Codec and header extension tables for `pc`'s next offer, numbered as already negotiated.
 
     Codecs per kind: those negotiated on the first m-line of that kind (aiortc keeps its own
     codec parameters and the remote's dynamic payload types there); a kind never negotiated
     gets aiortc's defaults moved off payload types the other kind uses (one BUNDLE shares the
-    payload type space in Chrome). Header extensions: aiortc's per kind, with the id already
+    payload type space in Chrome); for audio only Opus and RED (what the SFU forwards; its
+    audio senders set no codec preferences, see `audio_codec_preferences`). RED goes first,
+    its fmtp naming the table's Opus. Header extensions: aiortc's per kind, with the id already
     negotiated for that uri on any m-line (BUNDLE shares the id space), else a free id.
-    None when nothing was negotiated yet (then aiortc's defaults are right).
     """
     module: Any = aiortc.rtcpeerconnection
     negotiated: dict[str, list[Any]] = {}
@@ -35,8 +40,6 @@ def _negotiated_tables(
             negotiated[transceiver.kind] = [copy.deepcopy(c) for c in transceiver._codecs]
         for ext in transceiver._headerExtensions:
             ext_ids.setdefault(ext.uri, ext.id)
-    if not negotiated:
-        return None
     codecs: dict[str, list[Any]] = {}
     used = {c.payloadType for table in negotiated.values() for c in table}
     for kind in ("audio", "video"):
@@ -47,6 +50,8 @@ def _negotiated_tables(
         table = []
         free = (pt for pt in aiortc.rtp.DYNAMIC_PAYLOAD_TYPES if pt not in used)
         for codec in module.CODECS[kind]:
+            if kind == "audio" and not _forwarded_audio(codec):
+                continue
             codec = copy.deepcopy(codec)
             if codec.payloadType in aiortc.rtp.DYNAMIC_PAYLOAD_TYPES and codec.payloadType in used:
                 new = next(free, None)
@@ -61,6 +66,7 @@ def _negotiated_tables(
             if apt in remap:
                 codec.parameters = {**codec.parameters, "apt": remap[apt]}
         codecs[kind] = table
+    codecs["audio"] = red_first(codecs["audio"])
     taken = set(ext_ids.values())
     extensions: dict[str, list[Any]] = {}
     for kind, defaults in module.HEADER_EXTENSIONS.items():
@@ -81,8 +87,6 @@ async def create_offer(pc: Any) -> Any:
     """`pc.createOffer()` that keeps the payload types and header extension ids negotiated so
     far (see the module docstring); new m-lines get the same numbering."""
     tables = _negotiated_tables(pc)
-    if tables is None:
-        return await pc.createOffer()
     module: Any = aiortc.rtcpeerconnection
     saved = (module.CODECS, module.HEADER_EXTENSIONS)
     module.CODECS, module.HEADER_EXTENSIONS = tables
@@ -112,8 +116,11 @@ def video_codec_preferences(codec: str) -> list[Any]:
 
 
 def audio_codec_preferences() -> list[Any]:
+    """RED and Opus, for `pin_negotiated_codecs`. Not for setCodecPreferences: aiortc compares
+    a preference's parameters with the codec's, and RED's fmtp names the Opus payload type of
+    each connection. The audio table of `create_offer` is already restricted to these."""
     caps = aiortc.RTCRtpSender.getCapabilities("audio").codecs
-    return [c for c in caps if c.mimeType.lower() == "audio/opus"]
+    return [c for c in caps if _forwarded_audio(c)]
 
 
 def pin_negotiated_codecs(transceiver: Any, allowed: Sequence[Any]) -> bool:
@@ -147,5 +154,7 @@ def pin_negotiated_codecs(transceiver: Any, allowed: Sequence[Any]) -> bool:
         for c in transceiver._codecs
         if c.mimeType.lower() == f"{transceiver.kind}/rtx" and c.parameters.get("apt") in kept_pts
     ]
+    if transceiver.kind == "audio":
+        primary = red_first(primary)  # RED first (a browser sends it only then), or none
     transceiver._codecs = primary + rtx
-    return bool(primary)
+    return any(not is_red(c) for c in primary)

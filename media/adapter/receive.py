@@ -19,10 +19,14 @@ import av
 
 from media.adapter.bitstream import TemporalLayer
 from media.adapter.internals import check_aiortc_internals, install_lock, originals, stats
+from media.adapter.red import RedReceiveState, enable_red
 from media.adapter.rtcp import enable_opus_fec_and_dtx
 from media.adapter.rtp import install_fast_clock, install_rtp_guard
 
 logger = logging.getLogger(__name__)
+
+#: What a passthrough receiver may get for audio: Opus, or Opus in RED (RFC 2198).
+AUDIO_MIMES = ("audio/opus", "audio/red")
 
 
 class PassthroughSink(asyncio.Queue[Any]):
@@ -84,13 +88,14 @@ class _InlineDelivery:
     """`queue.Queue.put` stand-in for a passthrough receiver: called on the event loop by
     `RTCRtpReceiver._handle_rtp_packet` with `(codec, JitterFrame)`, or None at the end."""
 
-    __slots__ = ("ended", "loop", "sink", "time_bases")
+    __slots__ = ("audio", "ended", "loop", "sink", "time_bases")
 
     def __init__(self, loop: asyncio.AbstractEventLoop, sink: PassthroughSink) -> None:
         self.loop = loop
         self.sink = sink
         self.ended = False
         self.time_bases: dict[int, Fraction] = {}
+        self.audio: RedReceiveState | None = None  # audio: RED blocks, upstream loss repaired
 
     def put(self, task: Any, block: bool = True, timeout: float | None = None) -> None:
         if self.ended:
@@ -103,14 +108,22 @@ class _InlineDelivery:
         time_base = self.time_bases.get(codec.clockRate)
         if time_base is None:
             time_base = self.time_bases[codec.clockRate] = Fraction(1, codec.clockRate)
-        packet = av.Packet(encoded_frame.data)
-        packet.pts = packet.dts = encoded_frame.timestamp
-        packet.time_base = time_base
-        stats["passthrough_frames"] += 1
-        try:
-            self.sink.on_frame(packet, time.monotonic(), getattr(encoded_frame, "layer", None))
-        except Exception:  # a sink bug must not look like a malformed RTP packet
-            logger.exception("passthrough sink failed on a frame")
+        if codec.mimeType.lower() in AUDIO_MIMES:
+            if self.audio is None:
+                self.audio = RedReceiveState()
+            frames = self.audio.frames(codec, encoded_frame.data, encoded_frame.timestamp)
+        else:
+            frames = [(encoded_frame.timestamp, encoded_frame.data)]
+        layer = getattr(encoded_frame, "layer", None)
+        for timestamp, data in frames:
+            packet = av.Packet(data)
+            packet.pts = packet.dts = timestamp
+            packet.time_base = time_base
+            stats["passthrough_frames"] += 1
+            try:
+                self.sink.on_frame(packet, time.monotonic(), layer)
+            except Exception:  # a sink bug must not look like a malformed RTP packet
+                logger.exception("passthrough sink failed on a frame")
 
 
 def _decoder_worker(
@@ -128,8 +141,8 @@ def _decoder_worker(
 
 
 def install_passthrough() -> None:
-    """Check the internals and install the decoder_worker hook, the RTP guard and the Opus
-    FEC/DTX parameters. Idempotent; call before peers."""
+    """Check the internals and install the decoder_worker hook, the RTP guard, the Opus
+    FEC/DTX parameters and RED (`media/adapter/red.py`). Idempotent; call before peers."""
     with install_lock:
         if not originals.internals_checked:
             check_aiortc_internals()
@@ -140,6 +153,7 @@ def install_passthrough() -> None:
         install_fast_clock()
         install_rtp_guard()
         enable_opus_fec_and_dtx()
+        enable_red()
 
 
 def received_counts(receiver: Any) -> tuple[int, int]:

@@ -9,7 +9,7 @@ from __future__ import annotations
 from typing import Any
 
 from aiortc import RTCPeerConnection
-from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket
+from aiortc.rtp import RTCP_PSFB_APP, RtcpPsfbPacket, RtpPacket
 
 
 async def _drop(*args: Any, **kwargs: Any) -> None:
@@ -75,3 +75,29 @@ class LossyUplink:
 
     def clear(self) -> None:
         self.link.restore()
+
+
+class LossyDownlink:
+    """Drops every `nth` RTP packet that reaches the client (by sequence number, before its
+    receivers see it); RTCP passes. `payloads` keeps what arrived per payload type."""
+
+    def __init__(self, pc: RTCPeerConnection, nth: int) -> None:
+        self.link = LinkCut(pc)
+        self.nth = nth
+        self.dropped = 0
+        self.payloads: dict[int, list[bytes]] = {}
+
+    def start(self) -> None:
+        transport = self.link.transport
+        original = type(transport)._handle_rtp_data.__get__(transport)
+
+        async def handle(data: bytes, arrival_time_ms: int) -> None:
+            if len(data) >= 12 and int.from_bytes(data[2:4], "big") % self.nth == 0:
+                self.dropped += 1
+                return None
+            if len(data) >= 12:
+                packet = RtpPacket.parse(data)
+                self.payloads.setdefault(packet.payload_type, []).append(packet.payload)
+            return await original(data, arrival_time_ms)  # type: ignore[no-any-return]
+
+        transport._handle_rtp_data = handle
