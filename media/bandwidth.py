@@ -73,11 +73,6 @@ class BandwidthSettings:
     cap_floor_bps: int = 100_000
     #: What the browser client sends at most anyway (web/static/media.js): no cap above it.
     cap_ceiling_bps: int = 600_000
-    #: A subscriber's share while its estimate is not trusted yet (`warmup_s`): every camera
-    #: it receives starts at most this high, as a browser's own sender starts at 300 kbit/s
-    #: and climbs. Without it, two webcams at 600 kbit/s swamped a newcomer's 800 kbit/s link
-    #: for the 5-10 s before its estimate counted (0 fps, then the base layer). None: no cap.
-    cap_start_bps: int | None = 250_000
     cap_down_after_s: float = 2.0
     cap_up_after_s: float = 4.0
     #: Changes smaller than this fraction of the current cap are not sent.

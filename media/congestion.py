@@ -193,16 +193,12 @@ def update_video_share(session: PeerSession, settings: BandwidthSettings, now: f
     receives now (not at that ceiling: a subscriber held at a low layer reads low), and has
     settled, or while the loss it reports is congestion (`bandwidth.congestion_loss`): only
     then may the share fall. A higher share is always taken (caps are lifted as a capped receiver's
-    estimate grows); while its video is paused the share is kept. `cap_start_bps` while its
-    estimate does not count yet (`warmup_s`); None for a participant that chose audio only."""
+    estimate grows); while its video is paused the share is kept. None until known, and for a
+    participant that chose audio only."""
     if not session.receive_video:
         session.cap_share = None
         return
-    if now - session.policy.created_at < settings.warmup_s:
-        if session.cap_share is None:
-            session.cap_share = settings.cap_start_bps  # until its estimate counts
-        return
-    if session.policy.paused:
+    if session.policy.paused or now - session.policy.created_at < settings.warmup_s:
         return
     estimate = session.estimator.estimate_bps()
     videos = [t for t in video_tracks(session) if _live(t)]
