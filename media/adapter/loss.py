@@ -1,7 +1,7 @@
 """Loss-tolerant video reassembly and link-back detection (issue #18).
 
 Replaces `jitter._MarkerCompletedVideo` for passthrough video (see `loss_tolerant_video`): a
-packet that NACK/RTX does not recover within about two round trips no longer holds back every
+packet that NACK/RTX does not recover within about two and a half round trips no longer holds back every
 later frame; the incomplete frames are dropped and output resumes at the next keyframe. It
 touches no aiortc internals beyond what `complete_frames_early` already does (the receiver's
 `__jitter_buffer` attribute, the `add(packet) -> (pli_flag, JitterFrame | None)` contract,
@@ -28,6 +28,9 @@ from media.adapter.bitstream import is_keyframe, vp8_temporal_layer
 #: Shortest and longest wait for a missing packet once the frames after it are complete.
 LOSS_WAIT_MIN_S = 0.1
 LOSS_WAIT_MAX_S = 1.0
+#: The wait in round trips: room for a second NACK (NACK_RETRY_RTTS) to be answered, which at
+#: two round trips came just too late on a 4G uplink.
+LOSS_WAIT_RTTS = 2.5
 #: Round trip assumed before one is measured.
 DEFAULT_RTT_S = 0.1
 #: No video packet from a publisher for this long, then one: its link was down.
@@ -43,9 +46,9 @@ NACK_RETRY_MIN_S = 0.02
 
 
 def loss_wait_s(rtt_s: float | None) -> float:
-    """How long a frame waits for a retransmission: two round trips, within bounds."""
+    """How long a frame waits for a retransmission: LOSS_WAIT_RTTS round trips, within bounds."""
     rtt = DEFAULT_RTT_S if rtt_s is None else rtt_s
-    return min(LOSS_WAIT_MAX_S, max(LOSS_WAIT_MIN_S, 2 * rtt))
+    return min(LOSS_WAIT_MAX_S, max(LOSS_WAIT_MIN_S, LOSS_WAIT_RTTS * rtt))
 
 
 def vp8_starts_frame(payload: bytes) -> bool:

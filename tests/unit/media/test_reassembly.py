@@ -264,10 +264,10 @@ def test_a_lost_audio_packet_never_holds_audio_back() -> None:
     assert [ts for ts, _ in out] == [0, *(seq * 960 for seq in range(3, 40))]
 
 
-def test_loss_wait_is_two_round_trips_within_bounds() -> None:
-    assert adapter.loss_wait_s(None) == 2 * adapter.DEFAULT_RTT_S
+def test_loss_wait_is_two_and_a_half_round_trips_within_bounds() -> None:
+    assert adapter.loss_wait_s(None) == 2.5 * adapter.DEFAULT_RTT_S
     assert adapter.loss_wait_s(0.01) == adapter.LOSS_WAIT_MIN_S
-    assert adapter.loss_wait_s(0.15) == 0.3
+    assert adapter.loss_wait_s(0.15) == pytest.approx(0.375)
     assert adapter.loss_wait_s(2.0) == adapter.LOSS_WAIT_MAX_S
 
 
