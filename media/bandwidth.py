@@ -111,6 +111,11 @@ class BandwidthEstimator:
         self._counts: dict[int, deque[tuple[float, int, int, str]]] = {}
         self.rembs = 0
         self.reports = 0
+        self._link_back_at = float("-inf")
+
+    def link_back(self) -> None:
+        """The subscriber's link was down and is back (its RTCP resumed after a silence)."""
+        self._link_back_at = self.clock()
 
     def on_remb(self, bitrate_bps: int, ssrcs: Iterable[int]) -> None:
         key = frozenset(ssrcs)
@@ -157,19 +162,27 @@ class BandwidthEstimator:
         highest_seq: int | None = None,
     ) -> None:
         """`fraction_lost` as in RTCP: lost packets since the last report, × 256; with the
-        report's cumulative `packets_lost` and extended `highest_seq`, `loss` counts packets."""
+        report's cumulative `packets_lost` and extended `highest_seq`, `loss` counts packets.
+
+        A stream's first report after `link_back()` spans the outage: what it says was lost
+        (near 100 %) is the outage, not congestion. Its counts only start the next window, and
+        its fraction is not taken."""
         now = self.clock()
+        previous = self._loss.get(ssrc)
+        outage = previous is not None and previous[1] < self._link_back_at
         if packets_lost is not None and highest_seq is not None:
             counts = self._counts.setdefault(ssrc, deque())
             counts.append((now, packets_lost, highest_seq, kind))
             while counts and now - counts[0][0] > self.settings.feedback_fresh_s:
                 counts.popleft()
+        self.reports += 1
+        if outage:
+            self._loss[ssrc] = (0.0, now, kind)
+            return
         lost = min(max(fraction_lost, 0), 255) / 256
-        previous = self._loss.get(ssrc)
         if previous is not None and now - previous[1] <= self.settings.feedback_fresh_s:
             lost = previous[0] + self.settings.loss_alpha * (lost - previous[0])
         self._loss[ssrc] = (lost, now, kind)
-        self.reports += 1
 
     def estimate_bps(self, since: float | None = None) -> int | None:
         """The subscriber's estimate: the sum of its fresh REMBs over disjoint SSRC sets (Chrome

@@ -116,7 +116,8 @@ _SDP_ERRORS = (
 )
 
 
-def _link_back(track: ForwardedTrack) -> None:
+def _link_back(session: PeerSession, track: ForwardedTrack) -> None:
+    session.estimator.link_back()  # the loss its next reports span is the outage
     if not track.paused:
         track.forwarder.request_keyframe(at_once=True)
 
@@ -453,7 +454,9 @@ class SfuMediaNode:
             )
             if forwarder.kind == "video":
                 # the subscriber's link is back: its decoder needs a keyframe now, not in 1 s
-                adapter.on_link_back(transceiver.sender, functools.partial(_link_back, track))
+                adapter.on_link_back(
+                    transceiver.sender, functools.partial(_link_back, session, track)
+                )
             forwarder.subscribers[session.peer_id] = track
             session.subscriptions[key] = (transceiver, track)
             changed = True

@@ -117,6 +117,25 @@ def test_loss_counts_packets_over_every_stream_of_a_kind() -> None:
     assert few.loss("video") == 0.25
 
 
+def test_the_first_report_after_an_outage_is_not_taken_for_loss() -> None:
+    clock, estimator, _ = make()
+    for second in range(1, 4):
+        clock.now += 1
+        estimator.on_report(1, 0, "video", 0, 30 * second)
+    assert estimator.loss("video") == 0
+    clock.now += 5  # the subscriber's link is down: no report
+    estimator.link_back()  # its RTCP resumed (adapter.on_link_back, before the report)
+    estimator.on_report(1, 255, "video", 150, 240)  # back: it lost the 5 s of the outage
+    assert not estimator.loss("video")
+    clock.now += 1
+    estimator.on_report(1, 9, "video", 151, 270)  # then 1 of 30 packets
+    assert estimator.loss("video") == 1 / 30
+    # a silence without a link-back (an audio-only receiver reports every 5 s) counts as usual
+    clock.now += 5
+    estimator.on_report(1, 64, "video", 161, 300)
+    assert estimator.loss("video") == 0.25
+
+
 def test_rate_meter_measures_bits_per_second() -> None:
     meter = RateMeter(alpha=1.0)
     assert meter.update(0, 10.0) is None
