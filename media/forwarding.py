@@ -352,7 +352,7 @@ class TrackForwarder:
         recording = self.room.recording
         if recording is not None:
             assert packet.pts is not None and packet.time_base is not None
-            recording.write(
+            waiting = recording.write(
                 TrackKey(self.publisher_id, self.kind, self.track_id),
                 self.codec,
                 data,
@@ -361,6 +361,8 @@ class TrackForwarder:
                 time.time(),
                 keyframe,
             )
+            if waiting:
+                self.request_keyframe()  # throttled: one PLI per KEYFRAME_MIN_INTERVAL_S
 
     def on_end(self) -> None:
         self.ended = True

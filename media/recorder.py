@@ -137,6 +137,7 @@ class Recording:
         )
         self._files: dict[TrackKey, _TrackFile] = {}
         self._waiting_keyframe: set[TrackKey] = set()
+        self._keyed: set[TrackKey] = set()  # video tracks whose first keyframe was queued
         self.dropped_packets = 0
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"recording:{room_id}", daemon=True)
@@ -157,17 +158,25 @@ class Recording:
         time_base: Fraction,
         arrival_unix: float,
         keyframe: bool,
-    ) -> None:
-        if key in self._waiting_keyframe:
+    ) -> bool:
+        """Queue one frame for the writer thread. True when this video track is waiting for a
+        keyframe (none since the recording started, or frames were dropped on a full queue):
+        the caller asks the publisher for one. Asked once at the start only, a request the
+        browser ignored (Chrome drops one within 300 ms of its last keyframe) left a camera
+        off the record until its next keyframe on its own, minutes later."""
+        if key.kind == "video" and (key in self._waiting_keyframe or key not in self._keyed):
             if not keyframe:
-                return
+                return True
             self._waiting_keyframe.discard(key)
+            self._keyed.add(key)
         try:
             self._queue.put_nowait((key, codec, data, ts, time_base, arrival_unix))
         except queue.Full:
             self.dropped_packets += 1
             if key.kind == "video":
                 self._waiting_keyframe.add(key)
+                return True
+        return False
 
     def _run(self) -> None:
         while True:
