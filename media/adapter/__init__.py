@@ -43,9 +43,9 @@ What is replaced or used, and why:
   each Opus packet (one frame per packet) on as it arrives, dropping late duplicates. Its
   `add(packet) -> (pli_flag, frame | None)` contract and loss handling are aiortc's.
 - For video, `LossTolerantVideo` (see `loss_tolerant_video()`) replaces that buffer instead: a
-  packet that NACK/RTX does not recover within two and a half round trips no longer holds back every
-  later frame (aiortc's buffer waits until 512 newer packets push the gap out); the incomplete
-  frames are dropped and output resumes at the next keyframe. The round trip is aiortc's
+  packet that NACK/RTX does not recover within two and a half round trips no longer holds back
+  every later frame (aiortc's buffer waits until 512 newer packets push the gap out); the
+  incomplete frames are dropped and output resumes at the next keyframe. The round trip is aiortc's
   `RTCRtpSender.__rtt` (from receiver reports) on the same connection.
 - `RTCRtpSender._handle_rtcp_packet(packet)` is wrapped per subscriber sender by
   `on_link_back()` to notice RTCP resuming after the subscriber's link was down, and by

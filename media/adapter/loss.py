@@ -1,8 +1,8 @@
 """Loss-tolerant video reassembly and link-back detection (issue #18).
 
 Replaces `jitter._MarkerCompletedVideo` for passthrough video (see `loss_tolerant_video`): a
-packet that NACK/RTX does not recover within about two and a half round trips no longer holds back every
-later frame; the incomplete frames are dropped and output resumes at the next keyframe. It
+packet that NACK/RTX does not recover within two and a half round trips no longer holds back
+every later frame; the incomplete frames are dropped and output resumes at the next keyframe. It
 touches no aiortc internals beyond what `complete_frames_early` already does (the receiver's
 `__jitter_buffer` attribute, the `add(packet) -> (pli_flag, JitterFrame | None)` contract,
 `RtpPacket` fields and `_data`), plus the receiver's `__nack_generator.missing`, the sender's
@@ -115,7 +115,6 @@ class LossTolerantVideo:
         self.codec = codec
         self._send_nack = send_nack
         self._rtt_s = rtt_s or (lambda: None)
-        self._nacked_at: dict[int, float] = {}  # missing extended seq -> last asked for
         # the receiver's NackGenerator.missing: packets given up on are no longer asked for
         self._nack_missing = nack_missing
         self._on_keyframe_needed = on_keyframe_needed
@@ -128,7 +127,8 @@ class LossTolerantVideo:
         self._before_next: Any = None  # the packet at _next - 1, if it was seen
         self._blocked_since: float | None = None
         self._last_arrival: float | None = None
-        self._gap_seen_at: dict[int, float] = {}  # missing extended seq -> when noticed
+        # missing extended seq -> (when noticed, when last asked for)
+        self._gaps: dict[int, tuple[float, float]] = {}
         self._recovery_s: collections.deque[float] = collections.deque(maxlen=16)
         self.waiting_keyframe = False
         # counters (diagnostics and tests)
@@ -186,25 +186,23 @@ class LossTolerantVideo:
         if ext > self._highest + 1:
             if ext - self._highest <= _MAX_TRACKED_GAP:
                 for missing in range(self._highest + 1, ext):
-                    self._gap_seen_at[missing] = now
-                    self._nacked_at[missing] = now  # aiortc's receiver asks right away
+                    self._gaps[missing] = (now, now)  # aiortc's receiver asks right away
         elif ext < self._highest:
-            self._nacked_at.pop(ext, None)
-            seen_at = self._gap_seen_at.pop(ext, None)
-            if seen_at is not None:
-                self._recovery_s.append(now - seen_at)
+            gap = self._gaps.pop(ext, None)
+            if gap is not None:
+                self._recovery_s.append(now - gap[0])
 
     def _retry_nacks(self, ssrc: int, now: float) -> None:
         """Ask again for the packets still missing whose last request is a round trip old."""
-        if self._send_nack is None or not self._nacked_at:
+        if self._send_nack is None or not self._gaps:
             return
         rtt = self._rtt_s()
         retry = max(NACK_RETRY_MIN_S, NACK_RETRY_RTTS * (DEFAULT_RTT_S if rtt is None else rtt))
-        due = [ext for ext, at in self._nacked_at.items() if now - at >= retry]
+        due = [ext for ext, (_, asked) in self._gaps.items() if now - asked >= retry]
         if not due:
             return
         for ext in due:
-            self._nacked_at[ext] = now
+            self._gaps[ext] = (self._gaps[ext][0], now)
         self.nack_retries += len(due)
         self._send_nack(ssrc, sorted(ext & 0xFFFF for ext in due))
 
@@ -229,8 +227,7 @@ class LossTolerantVideo:
         self._last_marker = -1
         self._before_next = None
         self._blocked_since = None
-        self._gap_seen_at.clear()
-        self._nacked_at.clear()
+        self._gaps.clear()
         self._stop_asking_before_next()
         if need_keyframe:
             if dropped_packets:
@@ -296,10 +293,8 @@ class LossTolerantVideo:
         self._before_next = self._packets.get(to - 1)
         self._next = to
         self._blocked_since = None
-        if self._gap_seen_at:
-            self._gap_seen_at = {e: t for e, t in self._gap_seen_at.items() if e >= to}
-        if self._nacked_at:
-            self._nacked_at = {e: t for e, t in self._nacked_at.items() if e >= to}
+        if self._gaps:
+            self._gaps = {e: times for e, times in self._gaps.items() if e >= to}
 
     def _skip_to_frame(self, after: int, *, keyframe: bool) -> bool:
         """Drop everything before the first known frame start (keyframe start) after `after`."""

@@ -12,11 +12,11 @@ import aiortc
 import aiortc.rtcpeerconnection
 import aiortc.rtp
 
-from media.adapter.red import is_red, red_first
+from media.adapter.red import FORWARDED_AUDIO, is_red, red_first
 
 
 def _forwarded_audio(codec: Any) -> bool:
-    return str(codec.mimeType).lower() in ("audio/opus", "audio/red")
+    return str(codec.mimeType).lower() in FORWARDED_AUDIO
 
 
 def _negotiated_tables(pc: Any) -> tuple[dict[str, list[Any]], dict[str, list[Any]]]:

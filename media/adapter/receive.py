@@ -19,14 +19,11 @@ import av
 
 from media.adapter.bitstream import TemporalLayer
 from media.adapter.internals import check_aiortc_internals, install_lock, originals, stats
-from media.adapter.red import RedReceiveState, enable_red
+from media.adapter.red import FORWARDED_AUDIO, RedReceiveState, enable_red
 from media.adapter.rtcp import enable_opus_fec_and_dtx
 from media.adapter.rtp import install_fast_clock, install_rtp_guard
 
 logger = logging.getLogger(__name__)
-
-#: What a passthrough receiver may get for audio: Opus, or Opus in RED (RFC 2198).
-AUDIO_MIMES = ("audio/opus", "audio/red")
 
 
 class PassthroughSink(asyncio.Queue[Any]):
@@ -108,7 +105,7 @@ class _InlineDelivery:
         time_base = self.time_bases.get(codec.clockRate)
         if time_base is None:
             time_base = self.time_bases[codec.clockRate] = Fraction(1, codec.clockRate)
-        if codec.mimeType.lower() in AUDIO_MIMES:
+        if codec.mimeType.lower() in FORWARDED_AUDIO:
             if self.audio is None:
                 self.audio = RedReceiveState()
             frames = self.audio.frames(codec, encoded_frame.data, encoded_frame.timestamp)

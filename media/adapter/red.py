@@ -40,6 +40,8 @@ from media.adapter.bitstream import RedBlock, red_blocks, red_payload
 from media.adapter.internals import originals, stats
 
 RED_MIME = "audio/red"
+#: The audio the SFU forwards: Opus, plain or in RED.
+FORWARDED_AUDIO = ("audio/opus", RED_MIME)
 #: Chrome's payload type for audio/red; aiortc treats 35-63 as static, so it must match.
 RED_PAYLOAD_TYPE = 63
 OPUS_CLOCK = 48000
@@ -166,7 +168,8 @@ class RedReceiveState:
         self.last: int | None = None  # RTP timestamp of the newest frame forwarded
 
     def _newer(self, timestamp: int) -> bool:
-        return self.last is None or 0 < ((timestamp - self.last) & 0xFFFFFFFF) < 0x80000000
+        """Later than the newest frame forwarded (RTP timestamps wrap); False before any."""
+        return self.last is not None and 0 < ((timestamp - self.last) & 0xFFFFFFFF) < 0x80000000
 
     def frames(self, codec: Any, data: bytes, timestamp: int) -> list[tuple[int, bytes]]:
         if not is_red(codec):
@@ -178,7 +181,7 @@ class RedReceiveState:
             return []
         out: list[tuple[int, bytes]] = []
         for block in blocks[:-1]:
-            if self.last is not None and self._newer(block.timestamp):
+            if self._newer(block.timestamp):
                 stats["red_recovered"] += 1
                 self.last = block.timestamp
                 out.append((block.timestamp, block.data))
@@ -206,7 +209,7 @@ def enable_red() -> None:
     opus = next(c for c in audio if _is_opus(c))
     if not any(is_red(c) for c in audio):
         red = aiortc.RTCRtpCodecParameters(
-            mimeType="audio/red",
+            mimeType=RED_MIME,
             clockRate=OPUS_CLOCK,
             channels=2,
             payloadType=RED_PAYLOAD_TYPE,
