@@ -1,9 +1,11 @@
 """The composite on the session record page (issue #20 item 1): its states (pending, running
 with percent, failed with the reason, done with its link) and the playback page playing it
-after a reason is stated; screenshots at 1280 and 390 px, axe clean."""
+after a reason is stated; screenshots at 1280 and 390 px, axe clean. Also the synchronised
+player holding its clock while one track is still loading."""
 
 from __future__ import annotations
 
+import asyncio
 import hashlib
 import uuid
 from datetime import UTC, datetime, timedelta
@@ -29,7 +31,7 @@ from tests.composite_media import opus_webm, vp8_webm
 from tests.conftest import DEMO_USERS
 from tests.e2e.axe import shoot
 from tests.e2e.conftest import Server
-from tests.e2e.webclient import sign_in, watch
+from tests.e2e.webclient import db_rows, sign_in, watch
 
 pytestmark = pytest.mark.e2e
 T0 = datetime(2026, 3, 2, 1, 0, tzinfo=UTC)
@@ -39,14 +41,16 @@ def _db_file(data_dir: Path) -> Path:
     return next(p for p in data_dir.rglob("*") if p.suffix in (".db", ".sqlite", ".sqlite3"))
 
 
-async def _sessions(server: Server) -> dict[str, int]:
-    """Four ended sessions with recordings; composites pending, running, failed and done."""
+async def _sessions(
+    server: Server, states: tuple[str, ...] = ("pending", "running", "failed", "done")
+) -> dict[str, int]:
+    """Ended sessions with recordings, one per composite state (pending, running, failed, done)."""
     engine = create_async_engine(f"sqlite+aiosqlite:///{_db_file(server.data_dir)}")
     db = async_sessionmaker(engine, expire_on_commit=False)
     root = server.data_dir / "recordings"
     ids: dict[str, int] = {}
     try:
-        for state in ("pending", "running", "failed", "done"):
+        for state in states:
             room = f"r-{uuid.uuid4().hex[:12]}"
             d = root / room
             d.mkdir(parents=True)
@@ -149,3 +153,59 @@ async def test_composite_states_on_the_record_page_and_playback(
     )
     assert 1.0 <= duration <= 2.0, duration
     await shoot(page, "session-composite-playback")
+
+
+async def test_player_clock_waits_for_a_track_still_loading(server: Server, browser: Any) -> None:
+    """One track's file is held back (a slow disk or link): after 播放 the clock stays at 0:00
+    and the loaded tracks wait with it; once the file arrives all three play in step. Without
+    the hold the clock ran to the end while that video had not started (an e2e flake on a busy
+    machine: one track never played)."""
+    (sid,) = (await _sessions(server, ("pending",))).values()
+    ((held_id,),) = db_rows(
+        server.data_dir,
+        "SELECT id FROM recording WHERE session_id = ? AND identity = 'staff:9'",
+        sid,
+    )
+    release = asyncio.Event()
+
+    async def hold(route: Any) -> None:
+        await release.wait()
+        await route.continue_()
+
+    ctx = await browser.new_context(
+        viewport={"width": 1280, "height": 900}, locale="zh-CN", bypass_csp=True
+    )
+    page = await ctx.new_page()
+    page.set_default_timeout(15_000)
+    await watch(page, "supervisor")
+    await sign_in(page, server.base_url, DEMO_USERS["centre_supervisor"])
+    await page.route(f"**/recordings/{held_id}/media*", hold)
+    await page.goto(f"{server.base_url}/sessions/{sid}/recordings")
+    await page.fill("input[name=reason]", "复核调解过程")
+    await page.click("form[action$='/recordings'] button[type=submit]")
+    await page.wait_for_selector("#player video.track")
+    held = f"#player .track[src*='/recordings/{held_id}/media']"
+    others = f"#player .track:not([src*='/recordings/{held_id}/media'])"
+    await page.click("#play-toggle")
+    await page.wait_for_selector("#player[data-state=buffering]")
+    # Every other track has loaded (so it could play), yet nothing moves while one cannot.
+    await page.wait_for_function(
+        f'[...document.querySelectorAll("{others}")].every((e) => e.readyState >= 3)'
+    )
+    assert await page.eval_on_selector(held, "e => e.readyState") == 0
+    assert await page.get_attribute("#player", "data-state") == "buffering"
+    assert (await page.inner_text("#clock")).startswith("0:00 / 0:01 · 缓冲中")
+    times = await page.eval_on_selector_all(others, "els => els.map((e) => e.currentTime)")
+    assert times and all(t == 0 for t in times), times
+    await shoot(page, "recordings-player-buffering")
+
+    release.set()
+    await page.wait_for_selector("#player[data-state=playing]")
+    await page.wait_for_function(
+        "[...document.querySelectorAll('#player .track')].every((e) => e.currentTime > 0.3)"
+    )
+    times = await page.eval_on_selector_all(
+        "#player .track", "els => els.map((e) => e.currentTime)"
+    )
+    assert max(times) - min(times) < 0.5, times  # in step (b's file is 0.2 s shorter)
+    await ctx.close()

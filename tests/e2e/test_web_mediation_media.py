@@ -207,8 +207,9 @@ async def _play_back(page: Any, server: Server, room_id: str) -> None:
         return all(state >= 2 and t > 0.3 for state, t in times)
 
     # Four WebM videos start decoding at once in one Chromium beside three other open pages: on
-    # a busy 2-core machine that took longer than 15 s once, and over 30 s once with another
-    # browser test beside it on the second xdist worker (passes alone in about 3 s).
+    # a busy 2-core machine that took longer than 15 s once (passes alone in about 3 s). Before
+    # the player held its clock for a loading track, the clock could reach the end of this
+    # 5-second recording first and a late video never played (CI, 2026-12-04).
     await _wait_for("every video track playing", playing, timeout_s=60)
     await page.screenshot(path=str(ARTIFACTS / "mediation-4-playback.png"), full_page=True)
     audit = db_rows(server.data_dir, "SELECT action FROM audit_log WHERE action LIKE 'recording.%'")

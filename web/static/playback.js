@@ -1,7 +1,9 @@
 // Synchronised playback of one session's recordings: every <video>/<audio> track starts at its
 // wall-clock offset from the earliest track (t=0). One master clock drives them all: play, pause
 // and seek act on the clock, and each element follows at (clock - its offset), re-seeked only
-// when it drifts too far.
+// when it drifts too far. The clock holds while a track that should be playing has no data to
+// play yet (still loading, or re-buffering after a seek): the others pause with it, so a slow
+// file never falls behind or misses its part (#player[data-state] is paused|buffering|playing).
 const player = document.getElementById('player');
 if (player) {
   const tracks = [...player.querySelectorAll('.track')].map((el) => ({
@@ -14,6 +16,7 @@ if (player) {
   const seek = document.getElementById('seek');
   const clock = document.getElementById('clock');
   const MAX_DRIFT_S = 0.25;
+  const HAVE_FUTURE_DATA = 3;
   let position = 0; // seconds on the session timeline while paused
   let startedAt = null; // performance.now() minus position, while playing
   let seeking = false;
@@ -36,17 +39,34 @@ if (player) {
     }
   }
 
+  // A track inside its part of the timeline that cannot play on yet. A track that failed to
+  // load or has ended never holds the others.
+  const starved = (t) => tracks.some((tr) => {
+    const local = t - tr.offset;
+    return local >= 0 && local < (tr.duration || Infinity) && !tr.el.error && !tr.el.ended
+      && tr.el.readyState < HAVE_FUTURE_DATA;
+  });
+
   function render(t) {
     if (!seeking) seek.value = String(t);
-    clock.textContent = `${fmt(t)} / ${fmt(total)}`;
+    const note = player.dataset.state === 'buffering' ? ` · ${clock.dataset.buffering}` : '';
+    clock.textContent = `${fmt(t)} / ${fmt(total)}${note}`;
   }
 
   function tick() {
     if (startedAt === null) return;
     let t = now();
     if (t >= total) { pause(); t = position = total; }
-    follow(t, startedAt !== null);
-    render(t);
+    if (startedAt !== null && starved(position)) {
+      startedAt = performance.now() - position * 1000; // the clock stands still
+      player.dataset.state = 'buffering';
+      follow(position, false);
+    } else if (startedAt !== null) {
+      position = t;
+      player.dataset.state = 'playing';
+      follow(t, true);
+    }
+    render(position);
     if (startedAt !== null) requestAnimationFrame(tick);
   }
 
@@ -60,6 +80,7 @@ if (player) {
   function pause() {
     position = now();
     startedAt = null;
+    player.dataset.state = 'paused';
     button.textContent = button.dataset.play;
     follow(position, false);
     render(position);
