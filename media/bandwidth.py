@@ -422,10 +422,11 @@ class LayerSettings:
     audio). *Weak* as for the pause (`BandwidthSettings.pause_below_ratio` of `needed` at the
     current layer, or video loss above `pause_loss`) for `down_after_s` → down to the highest
     layer whose `needed` fits the estimate (or one layer down on loss alone), at once several if
-    needed. Up one layer when, for `up_after_s`, the loss is at most `up_loss` (or random) and an
-    estimate received since the last change is either ≥ `up_above_ratio` × `needed` of the next
-    layer, or ≥ `resume_above_ratio` × `needed` of the current one after holding it `hold_s`
-    (a probe: a receiver's estimate rarely grows far beyond what it receives). A down soon after
+    needed. Up when, for `up_after_s`, the loss is at most `up_loss` (or random) and
+    an estimate received since the last change is either ≥ `up_above_ratio` × `needed` of the
+    next layer (then up to the highest layer it covers so, several at once), or ≥
+    `resume_above_ratio` × `needed` of the current one after holding it `hold_s` (a probe, one
+    layer: a receiver's estimate rarely grows far beyond what it receives). A down soon after
     an up (within `backoff_reset_s`) doubles `hold_s`, up to `max_hold_s`.
     """
 
@@ -533,5 +534,10 @@ class LayerPolicy:
             self._up_since = now
         if now - self._up_since < ls.up_after_s:
             return None
-        self.layer, self.changed_at, self.upped_at, self._up_since = current + 1, now, now, None
+        target = current + 1  # a probe climbs one layer
+        if fits_next:  # straight to the highest layer the estimate covers
+            assert fresh is not None
+            fits = [lay for lay in range(top + 1) if fresh >= ls.up_above_ratio * needed[lay]]
+            target = max(target, *fits)
+        self.layer, self.changed_at, self.upped_at, self._up_since = target, now, now, None
         return self.layer

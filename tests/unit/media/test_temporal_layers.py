@@ -331,6 +331,13 @@ def test_a_down_soon_after_an_up_doubles_the_probe_hold() -> None:
     assert policy.hold_s == 20.0
 
 
+def test_an_estimate_that_fits_every_layer_climbs_to_the_top_at_once() -> None:
+    clock, estimator, policy = make_policy()
+    run(clock, estimator, policy, 2, remb=450_000)
+    assert policy.layer == 0
+    assert run(clock, estimator, policy, 10, remb=900_000) == [(3.5, 2)]
+
+
 def test_a_publisher_without_temporal_layers_leaves_the_choice_alone() -> None:
     clock, estimator, policy = make_policy()
     assert run(clock, estimator, policy, 5, remb=100_000, needed=[800_000.0]) == []
@@ -388,7 +395,9 @@ async def test_layers_drop_before_video_pauses_and_climb_after_it_resumes() -> N
         second(1_000_000)
     for _ in range(8):
         second(150_000)  # below even the base layer
-    for _ in range(60):
+    for _ in range(30):
+        second(450_000)  # fits layers 0-1 (400k) but not all three (600k)
+    for _ in range(30):
         second(1_000_000)
     states = [(layer, paused) for _, layer, paused in timeline]
     assert states == [(2, False), (0, False), (0, True), (0, False), (1, False), (2, False)]
