@@ -51,8 +51,12 @@ class BandwidthSettings:
     backoff_reset_s: float = 30.0
     #: RTCP older than this no longer counts (receivers report about every second).
     feedback_fresh_s: float = 3.0
-    #: Estimates in a subscriber's first seconds are ignored (receivers start low and ramp up).
+    #: Estimates in a subscriber's first seconds are ignored (receivers start low and ramp up),
+    #: unless the link is overrun already (`overrun`): the estimate is low (below
+    #: `pause_below_ratio` × what the subscriber is sent) and the round trip is at least
+    #: `queue_rtt_s` (a queue filling on its path).
     warmup_s: float = 5.0
+    queue_rtt_s: float = 0.25
     #: Loss reports are smoothed: new = old + alpha × (report - old).
     loss_alpha: float = 0.5
     #: Loss from packet counts needs this many packets expected in the window.
@@ -112,6 +116,13 @@ class BandwidthEstimator:
         self.rembs = 0
         self.reports = 0
         self._link_back_at = float("-inf")
+        #: the smoothed round trip to the subscriber (`on_rtt`), None before the first
+        self.rtt_s: float | None = None
+
+    def on_rtt(self, rtt_s: float | None) -> None:
+        """The round trip measured from the subscriber's receiver reports (the SFU's loop
+        passes the adapter's figure before each evaluation)."""
+        self.rtt_s = rtt_s
 
     def link_back(self) -> None:
         """The subscriber's link was down and is back (its RTCP resumed after a silence)."""
@@ -230,6 +241,29 @@ class BandwidthEstimator:
         self._counts.pop(ssrc, None)
         for key in [k for k in self._remb if ssrc in k]:
             del self._remb[key]
+
+
+def overrun(s: BandwidthSettings, estimator: BandwidthEstimator, sent_bps: float) -> bool:
+    """Whether the subscriber's estimate and round trip both say it is sent more than its link
+    carries: the estimate below `pause_below_ratio` × `sent_bps` and the round trip at least
+    `queue_rtt_s` (a queue filling on its path). Trusted in the warm-up, where an estimate alone
+    is not, and whether or not the estimate is still climbing.
+
+    A receiver's estimate alone can mislead: on "4G weak" the browser on a clean link sent one
+    1.4 s after its start at a fraction of what it was sent, reading the jitter of another
+    participant's weak uplink (in that participant's forwarded video) as its own link's queue;
+    and after the decrease of an overrun, Chromium's estimate climbs 1-2 % a second, which reads
+    as a receiver still ramping up. The round trip tells them apart: on the overrun link it
+    read 0.4 s 2.2 s after the start and 0.86 s at 3.6 s (the link's queue and the uplink's),
+    on the clean one 0.001–0.012 s."""
+    estimate = estimator.estimate_bps()
+    rtt = estimator.rtt_s
+    return (
+        estimate is not None
+        and rtt is not None
+        and rtt >= s.queue_rtt_s
+        and estimate < s.pause_below_ratio * sent_bps
+    )
 
 
 def congestion_loss(
@@ -422,7 +456,8 @@ class LayerSettings:
     audio). *Weak* as for the pause (`BandwidthSettings.pause_below_ratio` of `needed` at the
     current layer, or video loss above `pause_loss`) for `down_after_s` → down to the highest
     layer whose `needed` fits the estimate (or one layer down on loss alone), at once several if
-    needed. Up when, for `up_after_s`, the loss is at most `up_loss` (or random) and
+    needed; at once, without `down_after_s`, when the link is overrun in the subscriber's
+    warm-up (`overrun`). Up when, for `up_after_s`, the loss is at most `up_loss` (or random) and
     an estimate received since the last change is either ≥ `up_above_ratio` × `needed` of the
     next layer (then up to the highest layer it covers so, several at once), or ≥
     `resume_above_ratio` × `needed` of the current one after holding it `hold_s` (a probe, one
@@ -482,9 +517,11 @@ class LayerPolicy:
             self._down_since = self._up_since = None
             return None
         current = self.effective(top)
-        estimate = estimator.estimate_bps() if now - self.created_at >= s.warmup_s else None
+        warm = now - self.created_at >= s.warmup_s
+        early = not warm and overrun(s, estimator, needed[current])
+        estimate = estimator.estimate_bps() if warm or early else None
         loss = estimator.loss("video")
-        climbing = estimator.rising()
+        climbing = estimator.rising() and not early  # it climbs after the start's decrease
         low = (
             estimate is not None
             and estimate < s.pause_below_ratio * needed[current]
@@ -498,7 +535,7 @@ class LayerPolicy:
                 return None  # the pause policy's turn
             if self._down_since is None:
                 self._down_since = now
-            if now - self._down_since < ls.down_after_s:
+            if now - self._down_since < ls.down_after_s and not early:
                 return None
             target = current - 1
             if low:

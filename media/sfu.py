@@ -714,6 +714,8 @@ class SfuMediaNode:
         while True:
             await asyncio.sleep(self.bandwidth.interval_s)
             now = time.monotonic()
+            for session in list(room.peers.values()):
+                session.estimator.on_rtt(adapter.round_trip_time_s(session.pc))
             for event in evaluate(room, self.bandwidth, now, self._load_cap()):
                 self.emit(event)
             _apply_redundancy(room)
