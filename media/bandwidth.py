@@ -508,8 +508,12 @@ class LayerPolicy:
         """The cap given the highest layer the publishers send."""
         return max(0, min(self.layer, top))
 
-    def update(self, estimator: BandwidthEstimator, needed: Sequence[float]) -> int | None:
-        """`needed[L]`: bits/s the subscriber is sent with layers 0..L (len = layers sent)."""
+    def update(
+        self, estimator: BandwidthEstimator, needed: Sequence[float], floor: int = 0
+    ) -> int | None:
+        """`needed[L]`: bits/s the subscriber is sent with layers 0..L (len = layers sent).
+        `floor`: a low estimate alone drops no lower than this (loss still does): the layer
+        the subscriber waits at while its publishers' caps come down to fit it."""
         s, ls = self.settings, self.layers
         now = self.clock()
         top = len(needed) - 1
@@ -542,6 +546,11 @@ class LayerPolicy:
                 assert estimate is not None
                 fits = [lay for lay in range(current) if estimate >= needed[lay]]
                 target = min(target, fits[-1] if fits else 0)
+                if not lossy:
+                    target = max(target, floor)
+                    if target >= current:
+                        self._down_since = None
+                        return None
             recent = self.upped_at is not None and now - self.upped_at < s.backoff_reset_s
             self.hold_s = min(self.hold_s * 2, ls.max_hold_s) if recent else ls.hold_s
             self.layer, self.changed_at, self._down_since = target, now, None

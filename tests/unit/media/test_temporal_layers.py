@@ -338,6 +338,25 @@ def test_an_estimate_that_fits_every_layer_climbs_to_the_top_at_once() -> None:
     assert run(clock, estimator, policy, 10, remb=900_000) == [(3.5, 2)]
 
 
+def test_a_floor_holds_a_low_estimate_at_layer_1_but_not_congestion_loss() -> None:
+    """The caps will serve this subscriber: it waits at 7.5 fps, not 3.75."""
+    clock, estimator, policy = make_policy()
+    changes = []
+    for _ in range(10):
+        clock.now += 0.5
+        estimator.on_remb(450_000, [1])
+        if (change := policy.update(estimator, NEEDED, floor=1)) is not None:
+            changes.append(change)
+    assert changes == [1]  # 450k fits only the base layer (440k); the floor keeps layer 1
+    for _ in range(6):  # 20 % lost with the estimate below what it is sent: congestion
+        clock.now += 0.5
+        estimator.on_remb(450_000, [1])
+        estimator.on_report(1, 51, "video")
+        if (change := policy.update(estimator, NEEDED, floor=1)) is not None:
+            changes.append(change)
+    assert changes == [1, 0]
+
+
 def _warming_up() -> tuple[Clock, BandwidthEstimator, LayerPolicy]:
     settings = BandwidthSettings(warmup_s=5.0)
     clock = Clock()
@@ -435,7 +454,7 @@ async def test_layers_drop_before_video_pauses_and_climb_after_it_resumes() -> N
     for _ in range(6):
         second(1_000_000)
     for _ in range(8):
-        second(150_000)  # below even the base layer
+        second(110_000)  # below even the base layer, and too little for a cap to serve
     for _ in range(30):
         second(450_000)  # fits layers 0-1 (400k) but not all three (600k)
     for _ in range(30):
