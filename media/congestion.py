@@ -211,8 +211,8 @@ def update_video_share(session: PeerSession, settings: BandwidthSettings, now: f
     participant that chose audio only. When its estimate and round trip both say its link is
     overrun (`bandwidth.overrun`, against what it would be sent with every layer), the share
     falls whether or not the estimate has settled, in the warm-up too: Chromium's estimate keeps
-    climbing 1-2 % a second after the decrease an overrun makes, and the caps then came 8-20 s
-    after the start on "4G weak" instead of 2."""
+    climbing 1-2 % a second after the decrease an overrun makes, and the caps then came 4-21 s
+    after the start on "4G weak" (now 2 s after the first layer drop)."""
     if not session.receive_video:
         session.cap_share = None
         return
