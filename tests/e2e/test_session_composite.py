@@ -116,10 +116,8 @@ async def _sessions(
     return ids
 
 
-async def test_composite_states_on_the_record_page_and_playback(
-    server: Server, browser: Any
-) -> None:
-    ids = await _sessions(server)
+async def _supervisor(server: Server, browser: Any) -> Any:
+    """A signed-in centre supervisor's page (CSP bypassed for the test's own scripts)."""
     ctx = await browser.new_context(
         viewport={"width": 1280, "height": 900}, locale="zh-CN", bypass_csp=True
     )
@@ -127,6 +125,14 @@ async def test_composite_states_on_the_record_page_and_playback(
     page.set_default_timeout(15_000)
     await watch(page, "supervisor")
     await sign_in(page, server.base_url, DEMO_USERS["centre_supervisor"])
+    return page
+
+
+async def test_composite_states_on_the_record_page_and_playback(
+    server: Server, browser: Any
+) -> None:
+    ids = await _sessions(server)
+    page = await _supervisor(server, browser)
     expected = {
         "pending": "等待合成",
         "running": "正在合成，已完成 42%",
@@ -172,13 +178,7 @@ async def test_player_clock_waits_for_a_track_still_loading(server: Server, brow
         await release.wait()
         await route.continue_()
 
-    ctx = await browser.new_context(
-        viewport={"width": 1280, "height": 900}, locale="zh-CN", bypass_csp=True
-    )
-    page = await ctx.new_page()
-    page.set_default_timeout(15_000)
-    await watch(page, "supervisor")
-    await sign_in(page, server.base_url, DEMO_USERS["centre_supervisor"])
+    page = await _supervisor(server, browser)
     await page.route(f"**/recordings/{held_id}/media*", hold)
     await page.goto(f"{server.base_url}/sessions/{sid}/recordings")
     await page.fill("input[name=reason]", "复核调解过程")
@@ -208,4 +208,4 @@ async def test_player_clock_waits_for_a_track_still_loading(server: Server, brow
         "#player .track", "els => els.map((e) => e.currentTime)"
     )
     assert max(times) - min(times) < 0.5, times  # in step (b's file is 0.2 s shorter)
-    await ctx.close()
+    await page.context.close()
