@@ -61,18 +61,26 @@ def top_layer(session: PeerSession) -> int:
     )
 
 
-def _layer_floor(session: PeerSession, settings: BandwidthSettings) -> int:
-    """1 when the subscriber's estimate gives each video it receives at least `cap_floor_bps`:
-    its publishers' caps (`publish_caps`) will fit it at every frame within seconds, so a low
-    estimate takes it to layer 1 (7.5 fps) to wait, not to the base layer. At 3.75 fps a
-    step down from 15 counts in Chromium as a run of freezes (a frame later than 3 × the
-    recent interval): 4-7 s "frozen" per start on "4G weak" with the longest gap 1-3 s."""
+def _share(session: PeerSession, settings: BandwidthSettings) -> float | None:
+    """Bits per second the subscriber's estimate leaves each video it receives: `estimate ×
+    cap_headroom` less its audio, divided by its live videos (None without either)."""
     estimate = session.estimator.estimate_bps()
     videos = sum(1 for t in video_tracks(session) if _live(t))
-    if not settings.cap_publishers or estimate is None or not videos:
+    if estimate is None or not videos:
+        return None
+    return (estimate * settings.cap_headroom - audio_bps(session, settings)) / videos
+
+
+def _layer_floor(session: PeerSession, settings: BandwidthSettings) -> int:
+    """1 when the subscriber's `_share` is at least `cap_floor_bps`: its publishers' caps
+    (`publish_caps`) will fit it at every frame within seconds, so a low estimate takes it to
+    layer 1 (7.5 fps) to wait, not to the base layer. At 3.75 fps a step down from 15 counts
+    in Chromium as a run of freezes (a frame later than 3 × the recent interval): 4-7 s
+    "frozen" per start on "4G weak" with the longest gap 1-3 s."""
+    if not settings.cap_publishers:
         return 0
-    share = (estimate * settings.cap_headroom - audio_bps(session, settings)) / videos
-    return 1 if share >= settings.cap_floor_bps else 0
+    share = _share(session, settings)
+    return 1 if share is not None and share >= settings.cap_floor_bps else 0
 
 
 def _choose_layer(
@@ -199,7 +207,7 @@ def evaluate(
 
 def update_video_share(session: PeerSession, settings: BandwidthSettings, now: float) -> None:
     """`session.cap_share`: bits per second the subscriber can take for each video it receives
-    (`estimate × cap_headroom` less its audio, divided by its videos).
+    (`_share`).
 
     A receiver's estimate follows what it receives (Chromium's stays below 1.5 × that), so it
     says where the link ends only while it is below what the subscriber would be sent with every
@@ -216,20 +224,20 @@ def update_video_share(session: PeerSession, settings: BandwidthSettings, now: f
     if not session.receive_video:
         session.cap_share = None
         return
-    overran = overrun(settings, session.estimator, needed_bps(session, settings))
+    every_layer = needed_bps(session, settings)
+    overran = overrun(settings, session.estimator, every_layer)
     warm = now - session.policy.created_at >= settings.warmup_s
     if session.policy.paused or not (warm or overran):
         return
+    share = _share(session, settings)
     estimate = session.estimator.estimate_bps()
-    videos = [t for t in video_tracks(session) if _live(t)]
-    if estimate is None or not videos:
+    if share is None or estimate is None:
         return
-    share = (estimate * settings.cap_headroom - audio_bps(session, settings)) / len(videos)
     known = session.cap_share
     # below what every layer takes, and not merely at its ceiling of 1.5 × what it receives
     receiving = needed_bps(session, settings, session.layers.effective(top_layer(session)))
     low = overran or (
-        estimate < settings.pause_below_ratio * needed_bps(session, settings)
+        estimate < settings.pause_below_ratio * every_layer
         and estimate < 1.2 * receiving
         and session.estimator.settled()
     )
