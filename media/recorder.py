@@ -136,8 +136,9 @@ class Recording:
             queue.Queue(maxsize=MAX_QUEUED_PACKETS)
         )
         self._files: dict[TrackKey, _TrackFile] = {}
-        self._waiting_keyframe: set[TrackKey] = set()
-        self._keyed: set[TrackKey] = set()  # video tracks whose first keyframe was queued
+        #: video tracks whose frames are queued from a keyframe on; a track is out of it before
+        #: its first keyframe and after a frame of it was dropped on a full queue
+        self._keyed: set[TrackKey] = set()
         self.dropped_packets = 0
         self.error: BaseException | None = None
         self._thread = threading.Thread(target=self._run, name=f"recording:{room_id}", daemon=True)
@@ -164,17 +165,16 @@ class Recording:
         the caller asks the publisher for one. Asked once at the start only, a request the
         browser ignored (Chrome drops one within 300 ms of its last keyframe) left a camera
         off the record until its next keyframe on its own, minutes later."""
-        if key.kind == "video" and (key in self._waiting_keyframe or key not in self._keyed):
+        if key.kind == "video" and key not in self._keyed:
             if not keyframe:
                 return True
-            self._waiting_keyframe.discard(key)
             self._keyed.add(key)
         try:
             self._queue.put_nowait((key, codec, data, ts, time_base, arrival_unix))
         except queue.Full:
             self.dropped_packets += 1
             if key.kind == "video":
-                self._waiting_keyframe.add(key)
+                self._keyed.discard(key)
                 return True
         return False
 
