@@ -17,7 +17,7 @@ if (player) {
   const clock = document.getElementById('clock');
   const MAX_DRIFT_S = 0.25;
   const HAVE_FUTURE_DATA = 3;
-  let position = 0; // seconds on the session timeline while paused
+  let position = 0; // seconds on the session timeline: while paused, and the last shown time
   let startedAt = null; // performance.now() minus position, while playing
   let seeking = false;
 
@@ -55,13 +55,15 @@ if (player) {
 
   function tick() {
     if (startedAt === null) return;
-    let t = now();
-    if (t >= total) { pause(); t = position = total; }
-    if (startedAt !== null && starved(position)) {
+    const t = now();
+    if (t >= total) {
+      pause();
+      position = total;
+    } else if (starved(position)) {
       startedAt = performance.now() - position * 1000; // the clock stands still
       player.dataset.state = 'buffering';
       follow(position, false);
-    } else if (startedAt !== null) {
+    } else {
       position = t;
       player.dataset.state = 'playing';
       follow(t, true);
