@@ -80,11 +80,14 @@ async def _remote_tiles(page: Any) -> int:
     return n
 
 
-async def _wait_for(what: str, predicate: Any, timeout_s: float = 10) -> None:
+async def _wait_for(
+    what: str, predicate: Any, timeout_s: float = 10, describe: Any = None
+) -> None:
     deadline = time.monotonic() + timeout_s
     while not await predicate():
         if time.monotonic() > deadline:
-            raise AssertionError(f"timed out waiting for {what}")
+            state = f": {await describe()}" if describe else ""
+            raise AssertionError(f"timed out waiting for {what}{state}")
         await asyncio.sleep(0.2)
 
 
@@ -210,7 +213,22 @@ async def _play_back(page: Any, server: Server, room_id: str) -> None:
     # a busy 2-core machine that took longer than 15 s once (passes alone in about 3 s). Before
     # the player held its clock for a loading track, the clock could reach the end of this
     # 5-second recording first and a late video never played (CI, 2026-12-04).
-    await _wait_for("every video track playing", playing, timeout_s=60)
+    async def player_state() -> Any:
+        return await page.evaluate(
+            """() => ({
+              player: document.getElementById('player').dataset.state,
+              clock: document.getElementById('clock').textContent,
+              tracks: [...document.querySelectorAll('#player .track')].map((e) => ({
+                kind: e.tagName, offset: e.dataset.offset, duration: e.dataset.duration,
+                ready: e.readyState, network: e.networkState, t: e.currentTime,
+                paused: e.paused, ended: e.ended, error: e.error && e.error.code,
+                media: e.duration, buffered: [...Array(e.buffered.length).keys()]
+                  .map((i) => [e.buffered.start(i), e.buffered.end(i)]),
+              })),
+            })"""
+        )
+
+    await _wait_for("every video track playing", playing, timeout_s=60, describe=player_state)
     await page.screenshot(path=str(ARTIFACTS / "mediation-4-playback.png"), full_page=True)
     audit = db_rows(server.data_dir, "SELECT action FROM audit_log WHERE action LIKE 'recording.%'")
     actions = {a for (a,) in audit}

@@ -101,6 +101,8 @@ if (player) {
   }
 
   button.addEventListener('click', () => (startedAt === null ? play() : pause()));
+  // The page renders the button disabled: a click before this module has run would be lost.
+  button.disabled = false;
   seek.addEventListener('input', () => { seeking = true; clock.textContent = `${fmt(Number(seek.value))} / ${fmt(total)}`; });
   seek.addEventListener('change', () => { seeking = false; seekTo(Number(seek.value)); });
   render(0);
