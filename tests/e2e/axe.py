@@ -13,6 +13,8 @@ import json
 from pathlib import Path
 from typing import Any
 
+from playwright.async_api import Error as PlaywrightError
+
 ROOT = Path(__file__).resolve().parents[2]
 AXE_JS = ROOT / "node_modules" / "axe-core" / "axe.min.js"
 ARTIFACTS = ROOT / "artifacts" / "e2e"
@@ -58,6 +60,19 @@ async def shoot(page: Any, name: str, *, height: int = 900) -> None:
     ARTIFACTS.mkdir(parents=True, exist_ok=True)
     for width in WIDTHS:
         await page.set_viewport_size({"width": width, "height": height})
-        await page.screenshot(path=str(ARTIFACTS / f"{name}-{width}.png"), full_page=True)
+        await _screenshot(page, ARTIFACTS / f"{name}-{width}.png")
         await check_page(page, f"{name} at {width} px")
     await page.set_viewport_size({"width": WIDTHS[0], "height": height})
+
+
+async def _screenshot(page: Any, path: Path) -> None:
+    """A full-page screenshot. Chromium under load sometimes answers "Unable to capture
+    screenshot" right after a navigation or resize (a protocol error, not a page fault; CI,
+    2026-12-04): that one error is retried once, after the page has settled."""
+    try:
+        await page.screenshot(path=str(path), full_page=True)
+    except PlaywrightError as error:
+        if "Unable to capture screenshot" not in str(error):
+            raise
+        await page.wait_for_load_state("load")
+        await page.screenshot(path=str(path), full_page=True)

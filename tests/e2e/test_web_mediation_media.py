@@ -80,9 +80,7 @@ async def _remote_tiles(page: Any) -> int:
     return n
 
 
-async def _wait_for(
-    what: str, predicate: Any, timeout_s: float = 10, describe: Any = None
-) -> None:
+async def _wait_for(what: str, predicate: Any, timeout_s: float = 10, describe: Any = None) -> None:
     deadline = time.monotonic() + timeout_s
     while not await predicate():
         if time.monotonic() > deadline:
