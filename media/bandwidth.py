@@ -466,7 +466,7 @@ class LayerSettings:
     """
 
     down_after_s: float = 1.0
-    up_after_s: float = 3.0
+    up_after_s: float = 2.0
     #: Video loss up to this does not stop a climb: a mobile link loses a few per cent at random
     #: whatever it carries (NACK/RTX repairs it); congestion shows as loss above `pause_loss`.
     up_loss: float = 0.05

@@ -293,13 +293,13 @@ def test_loss_alone_drops_one_layer_at_a_time() -> None:
     assert run(clock, estimator, policy, 3.5, video_loss=64) == [(1.5, 1), (3.0, 0)]
 
 
-def test_layers_climb_one_at_a_time_once_the_estimate_fits_the_next_for_three_seconds() -> None:
+def test_layers_climb_one_at_a_time_once_the_estimate_fits_the_next_for_two_seconds() -> None:
     clock, estimator, policy = make_policy()
     run(clock, estimator, policy, 2, remb=450_000)
     assert policy.layer == 0
     # fits layer 1 (640k × 1.05) but not layer 2 (840k × 1.05)
-    assert run(clock, estimator, policy, 10, remb=700_000) == [(3.5, 1)]
-    assert run(clock, estimator, policy, 10, remb=900_000) == [(3.5, 2)]
+    assert run(clock, estimator, policy, 10, remb=700_000) == [(2.5, 1)]
+    assert run(clock, estimator, policy, 10, remb=900_000) == [(2.5, 2)]
 
 
 def test_random_loss_does_not_stop_a_climb_but_loss_with_a_low_estimate_does() -> None:
@@ -307,7 +307,7 @@ def test_random_loss_does_not_stop_a_climb_but_loss_with_a_low_estimate_does() -
     run(clock, estimator, policy, 2, remb=450_000)
     assert policy.layer == 0
     # 7 % with an estimate far above what it receives: a link that loses at random
-    assert run(clock, estimator, policy, 10, remb=700_000, video_loss=18) == [(3.5, 1)]
+    assert run(clock, estimator, policy, 10, remb=700_000, video_loss=18) == [(2.5, 1)]
     # 12 % with the estimate below what it receives: congestion, down again (the smoothed
     # report passes 10 % at the second)
     assert run(clock, estimator, policy, 3, remb=600_000, video_loss=31) == [(2.0, 0)]
@@ -324,10 +324,10 @@ def test_a_down_soon_after_an_up_doubles_the_probe_hold() -> None:
     clock, estimator, policy = make_policy()
     assert run(clock, estimator, policy, 2, remb=450_000) == [(1.5, 0)]
     # 540k covers the base layer with margin (1.2 × 440k) but not layer 1 (0.85 × 640k): a
-    # probe once the base layer was held 5 s and the estimate stayed good 3 s, which fails
-    assert run(clock, estimator, policy, 10, remb=540_000) == [(7.5, 1), (9.0, 0)]
+    # probe once the base layer was held 5 s and the estimate stayed good 2 s, which fails
+    assert run(clock, estimator, policy, 10, remb=540_000) == [(6.5, 1), (8.0, 0)]
     assert policy.hold_s == 10.0  # the next probe waits twice as long
-    assert run(clock, estimator, policy, 14, remb=540_000) == [(12.0, 1), (13.5, 0)]
+    assert run(clock, estimator, policy, 14, remb=540_000) == [(10.0, 1), (11.5, 0)]
     assert policy.hold_s == 20.0
 
 
@@ -335,7 +335,7 @@ def test_an_estimate_that_fits_every_layer_climbs_to_the_top_at_once() -> None:
     clock, estimator, policy = make_policy()
     run(clock, estimator, policy, 2, remb=450_000)
     assert policy.layer == 0
-    assert run(clock, estimator, policy, 10, remb=900_000) == [(3.5, 2)]
+    assert run(clock, estimator, policy, 10, remb=900_000) == [(2.5, 2)]
 
 
 def test_a_floor_holds_a_low_estimate_at_layer_1_but_not_congestion_loss() -> None:
