@@ -208,9 +208,10 @@ async def _play_back(page: Any, server: Server, room_id: str) -> None:
         return all(state >= 2 and t > 0.3 for state, t in times)
 
     # Four WebM videos start decoding at once in one Chromium beside three other open pages: on
-    # a busy 2-core machine that took longer than 15 s once (passes alone in about 3 s). Before
-    # the player held its clock for a loading track, the clock could reach the end of this
-    # 5-second recording first and a late video never played (CI, 2026-12-04).
+    # a busy 2-core machine that can take more than 15 s (about 3 s alone). CI failed here twice
+    # (2026-12-04): the click on "播放" came before playback.js had attached its listener, and
+    # the player stayed paused at 0:00 with every file loaded; the button is now disabled until
+    # the script is ready. On a timeout the message gives every track's state.
     async def player_state() -> Any:
         return await page.evaluate(
             """() => ({

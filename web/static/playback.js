@@ -101,9 +101,10 @@ if (player) {
   }
 
   button.addEventListener('click', () => (startedAt === null ? play() : pause()));
-  // The page renders the button disabled: a click before this module has run would be lost.
-  button.disabled = false;
   seek.addEventListener('input', () => { seeking = true; clock.textContent = `${fmt(Number(seek.value))} / ${fmt(total)}`; });
   seek.addEventListener('change', () => { seeking = false; seekTo(Number(seek.value)); });
+  // The page renders the controls disabled: a click or seek before this module ran would be lost.
+  button.disabled = false;
+  seek.disabled = false;
   render(0);
 }
