@@ -398,6 +398,28 @@ def test_a_low_first_estimate_on_a_short_round_trip_waits_for_the_warm_up() -> N
     assert run(clock, estimator, policy, 2.5, remb=500_000) == [(2.0, 0)]  # 1 s after warm-up
 
 
+def test_a_queue_before_the_first_estimate_takes_one_layer_off_at_once() -> None:
+    """A late joiner on "4G weak": its round trip read 0.33 s at the first receiver report, 2 s
+    after the start, and Chromium's first estimate came 1-3.4 s later. One layer down at the
+    report; no further on the round trip alone; back up once an estimate covers every layer."""
+    clock, estimator, policy = _warming_up()
+    assert run(clock, estimator, policy, 2.0) == []
+    estimator.on_rtt(0.33)
+    assert run(clock, estimator, policy, 2.0) == [(0.5, 1)]
+    assert run(clock, estimator, policy, 1.0) == []  # still no estimate: it waits at layer 1
+    # the warm-up is over (5 s): an estimate that covers every layer for 2 s climbs back
+    assert run(clock, estimator, policy, 4.0, remb=1_000_000) == [(2.5, 2)]
+
+
+def test_a_short_round_trip_without_an_estimate_keeps_every_layer() -> None:
+    clock, estimator, policy = _warming_up()
+    estimator.on_rtt(0.01)
+    assert run(clock, estimator, policy, 4.5) == []
+    estimator.on_rtt(0.33)
+    estimator.on_remb(1_000_000, [1])  # an estimate is in: the overrun rule decides, not the queue
+    assert run(clock, estimator, policy, 0.5, remb=1_000_000) == []
+
+
 def test_a_publisher_without_temporal_layers_leaves_the_choice_alone() -> None:
     clock, estimator, policy = make_policy()
     assert run(clock, estimator, policy, 5, remb=100_000, needed=[800_000.0]) == []
