@@ -61,10 +61,11 @@ def top_layer(session: PeerSession) -> int:
     )
 
 
-def _share(session: PeerSession, settings: BandwidthSettings) -> float | None:
-    """Bits per second the subscriber's estimate leaves each video it receives: `estimate ×
+def _share(
+    session: PeerSession, settings: BandwidthSettings, estimate: int | None
+) -> float | None:
+    """Bits per second the subscriber's `estimate` leaves each video it receives: `estimate ×
     cap_headroom` less its audio, divided by its live videos (None without either)."""
-    estimate = session.estimator.estimate_bps()
     videos = sum(1 for t in video_tracks(session) if _live(t))
     if estimate is None or not videos:
         return None
@@ -79,7 +80,7 @@ def _layer_floor(session: PeerSession, settings: BandwidthSettings) -> int:
     "frozen" per start on "4G weak" with the longest gap 1-3 s."""
     if not settings.cap_publishers:
         return 0
-    share = _share(session, settings)
+    share = _share(session, settings, session.estimator.estimate_bps())
     return 1 if share is not None and share >= settings.cap_floor_bps else 0
 
 
@@ -229,8 +230,8 @@ def update_video_share(session: PeerSession, settings: BandwidthSettings, now: f
     warm = now - session.policy.created_at >= settings.warmup_s
     if session.policy.paused or not (warm or overran):
         return
-    share = _share(session, settings)
     estimate = session.estimator.estimate_bps()
+    share = _share(session, settings, estimate)
     if share is None or estimate is None:
         return
     known = session.cap_share
