@@ -61,9 +61,7 @@ def top_layer(session: PeerSession) -> int:
     )
 
 
-def _share(
-    session: PeerSession, settings: BandwidthSettings, estimate: int | None
-) -> float | None:
+def _share(session: PeerSession, settings: BandwidthSettings, estimate: int | None) -> float | None:
     """Bits per second the subscriber's `estimate` leaves each video it receives: `estimate ×
     cap_headroom` less its audio, divided by its live videos (None without either)."""
     videos = sum(1 for t in video_tracks(session) if _live(t))
