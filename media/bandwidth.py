@@ -523,11 +523,18 @@ class LayerPolicy:
         return max(0, min(self.layer, top))
 
     def update(
-        self, estimator: BandwidthEstimator, needed: Sequence[float], floor: int = 0
+        self,
+        estimator: BandwidthEstimator,
+        needed: Sequence[float],
+        floor: int = 0,
+        loss_floor: int = 0,
     ) -> int | None:
         """`needed[L]`: bits/s the subscriber is sent with layers 0..L (len = layers sent).
         `floor`: a low estimate alone drops no lower than this (loss still does): the layer
-        the subscriber waits at while its publishers' caps come down to fit it."""
+        the subscriber waits at while its publishers' caps come down to fit it.
+        `loss_floor`: loss below `heavy_loss` drops no lower than this either (the caller
+        passes `floor` while what the subscriber is sent has just changed: its loss window
+        still holds the time before)."""
         s, ls = self.settings, self.layers
         now = self.clock()
         top = len(needed) - 1
@@ -560,16 +567,18 @@ class LayerPolicy:
                 self._down_since = now
             if now - self._down_since < ls.down_after_s and not early:
                 return None
-            target = current - 1
+            target = current - 1  # one layer on loss alone
             if low:
                 assert estimate is not None
                 fits = [lay for lay in range(current) if estimate >= needed[lay]]
                 target = min(target, fits[-1] if fits else 0)
-                if not lossy:
-                    target = max(target, floor)
-                    if target >= current:
-                        self._down_since = None
-                        return None
+            # how low it may go: `floor` for a low estimate, `loss_floor` for loss, none for
+            # loss above `heavy_loss`
+            heavy = loss is not None and loss > s.heavy_loss
+            target = max(target, (0 if heavy else loss_floor) if lossy else floor)
+            if target >= current:
+                self._down_since = None
+                return None
             recent = self.upped_at is not None and now - self.upped_at < s.backoff_reset_s
             self.hold_s = min(self.hold_s * 2, ls.max_hold_s) if recent else ls.hold_s
             self.layer, self.changed_at, self._down_since = target, now, None

@@ -357,6 +357,28 @@ def test_a_floor_holds_a_low_estimate_at_layer_1_but_not_congestion_loss() -> No
     assert changes == [1, 0]
 
 
+def test_loss_just_after_a_change_keeps_the_floor_unless_it_is_heavy() -> None:
+    """On "4G weak" the loss window still held the overrun before the first layer step (and
+    before the caps) when it took C on to the base layer, 1.5-3 s after the step: 3-4 s at
+    3.75 fps in 4 of 15 runs while the caps were already coming. While what the subscriber is
+    sent settles, the caller passes its floor as `loss_floor`."""
+
+    def lossy(fraction_256: int) -> list[int]:
+        clock, estimator, policy = make_policy()
+        policy.layer = 1
+        changes = []
+        for _ in range(6):
+            clock.now += 0.5
+            estimator.on_remb(450_000, [1])
+            estimator.on_report(1, fraction_256, "video")
+            if (change := policy.update(estimator, NEEDED, floor=1, loss_floor=1)) is not None:
+                changes.append(change)
+        return changes
+
+    assert lossy(51) == []  # 20 %: congestion, but it waits at layer 1 for the caps
+    assert lossy(90) == [0]  # 35 %: heavy, down regardless
+
+
 def _warming_up() -> tuple[Clock, BandwidthEstimator, LayerPolicy]:
     settings = BandwidthSettings(warmup_s=5.0)
     clock = Clock()
