@@ -266,20 +266,6 @@ def overrun(s: BandwidthSettings, estimator: BandwidthEstimator, sent_bps: float
     )
 
 
-def queued(s: BandwidthSettings, estimator: BandwidthEstimator) -> bool:
-    """Whether the subscriber's round trip says a queue fills on its link before its receiver
-    has sent any estimate: at least `queue_rtt_s` and no estimate yet.
-
-    Chromium sends its first REMB at its first overuse or 5 s after the start, so a late
-    joiner on a weak link is sent every layer of publishers already at full rate for 3-5 s
-    with nothing to go on but its receiver reports. On "4G weak" (800 kbit/s down, 60 ms) the
-    round trip read 0.33 s at the first report, 2 s after the start, while the first estimate
-    came at 3 s in one run and at 5.4 s in another, and C received 0-3 fps meanwhile. On a clean
-    link the round trip reads 1-12 ms."""
-    rtt = estimator.rtt_s
-    return rtt is not None and rtt >= s.queue_rtt_s and estimator.estimate_bps() is None
-
-
 def congestion_loss(
     s: BandwidthSettings,
     loss: float | None,
@@ -523,18 +509,11 @@ class LayerPolicy:
         return max(0, min(self.layer, top))
 
     def update(
-        self,
-        estimator: BandwidthEstimator,
-        needed: Sequence[float],
-        floor: int = 0,
-        loss_floor: int = 0,
+        self, estimator: BandwidthEstimator, needed: Sequence[float], floor: int = 0
     ) -> int | None:
         """`needed[L]`: bits/s the subscriber is sent with layers 0..L (len = layers sent).
         `floor`: a low estimate alone drops no lower than this (loss still does): the layer
-        the subscriber waits at while its publishers' caps come down to fit it.
-        `loss_floor`: loss below `heavy_loss` drops no lower than this either (the caller
-        passes `floor` while what the subscriber is sent has just changed: its loss window
-        still holds the time before)."""
+        the subscriber waits at while its publishers' caps come down to fit it."""
         s, ls = self.settings, self.layers
         now = self.clock()
         top = len(needed) - 1
@@ -544,11 +523,6 @@ class LayerPolicy:
         current = self.effective(top)
         warm = now - self.created_at >= s.warmup_s
         early = not warm and overrun(s, estimator, needed[current])
-        if not warm and current == top and queued(s, estimator):
-            # a queue before the first estimate: one layer down at once (see `queued`)
-            self.layer, self.changed_at, self._down_since, self._up_since = top - 1, now, None, None
-            self.downs += 1
-            return self.layer
         estimate = estimator.estimate_bps() if warm or early else None
         loss = estimator.loss("video")
         climbing = estimator.rising() and not early  # it climbs after the start's decrease
@@ -567,18 +541,16 @@ class LayerPolicy:
                 self._down_since = now
             if now - self._down_since < ls.down_after_s and not early:
                 return None
-            target = current - 1  # one layer on loss alone
+            target = current - 1
             if low:
                 assert estimate is not None
                 fits = [lay for lay in range(current) if estimate >= needed[lay]]
                 target = min(target, fits[-1] if fits else 0)
-            # how low it may go: `floor` for a low estimate, `loss_floor` for loss, none for
-            # loss above `heavy_loss`
-            heavy = loss is not None and loss > s.heavy_loss
-            target = max(target, (0 if heavy else loss_floor) if lossy else floor)
-            if target >= current:
-                self._down_since = None
-                return None
+                if not lossy:
+                    target = max(target, floor)
+                    if target >= current:
+                        self._down_since = None
+                        return None
             recent = self.upped_at is not None and now - self.upped_at < s.backoff_reset_s
             self.hold_s = min(self.hold_s * 2, ls.max_hold_s) if recent else ls.hold_s
             self.layer, self.changed_at, self._down_since = target, now, None

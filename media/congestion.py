@@ -97,10 +97,7 @@ def _choose_layer(
     else:
         top = top_layer(session)
         needed = [needed_bps(session, settings, lay) for lay in range(top + 1)]
-        floor = _layer_floor(session, settings)
-        # while what it is sent has just changed, its loss window still holds the time before
-        loss_floor = floor if _settling(session, settings, now) else 0
-        change = layers.update(session.estimator, needed, floor, loss_floor)
+        change = layers.update(session.estimator, needed, _layer_floor(session, settings))
         if change is not None:
             logger.info(
                 "room %s: temporal layers up to %d for %s (needs %s bps)",

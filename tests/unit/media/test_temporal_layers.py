@@ -357,28 +357,6 @@ def test_a_floor_holds_a_low_estimate_at_layer_1_but_not_congestion_loss() -> No
     assert changes == [1, 0]
 
 
-def test_loss_just_after_a_change_keeps_the_floor_unless_it_is_heavy() -> None:
-    """On "4G weak" the loss window still held the overrun before the first layer step (and
-    before the caps) when it took C on to the base layer, 1.5-3 s after the step: 3-4 s at
-    3.75 fps in 4 of 15 runs while the caps were already coming. While what the subscriber is
-    sent settles, the caller passes its floor as `loss_floor`."""
-
-    def lossy(fraction_256: int) -> list[int]:
-        clock, estimator, policy = make_policy()
-        policy.layer = 1
-        changes = []
-        for _ in range(6):
-            clock.now += 0.5
-            estimator.on_remb(450_000, [1])
-            estimator.on_report(1, fraction_256, "video")
-            if (change := policy.update(estimator, NEEDED, floor=1, loss_floor=1)) is not None:
-                changes.append(change)
-        return changes
-
-    assert lossy(51) == []  # 20 %: congestion, but it waits at layer 1 for the caps
-    assert lossy(90) == [0]  # 35 %: heavy, down regardless
-
-
 def _warming_up() -> tuple[Clock, BandwidthEstimator, LayerPolicy]:
     settings = BandwidthSettings(warmup_s=5.0)
     clock = Clock()
@@ -418,28 +396,6 @@ def test_a_low_first_estimate_on_a_short_round_trip_waits_for_the_warm_up() -> N
     assert _early(clock, estimator, policy, rtt_s=0.01) == []
     assert policy.layer == 2
     assert run(clock, estimator, policy, 2.5, remb=500_000) == [(2.0, 0)]  # 1 s after warm-up
-
-
-def test_a_queue_before_the_first_estimate_takes_one_layer_off_at_once() -> None:
-    """A late joiner on "4G weak": its round trip read 0.33 s at the first receiver report, 2 s
-    after the start, and Chromium's first estimate came 1-3.4 s later. One layer down at the
-    report; no further on the round trip alone; back up once an estimate covers every layer."""
-    clock, estimator, policy = _warming_up()
-    assert run(clock, estimator, policy, 2.0) == []
-    estimator.on_rtt(0.33)
-    assert run(clock, estimator, policy, 2.0) == [(0.5, 1)]
-    assert run(clock, estimator, policy, 1.0) == []  # still no estimate: it waits at layer 1
-    # the warm-up is over (5 s): an estimate that covers every layer for 2 s climbs back
-    assert run(clock, estimator, policy, 4.0, remb=1_000_000) == [(2.5, 2)]
-
-
-def test_a_short_round_trip_without_an_estimate_keeps_every_layer() -> None:
-    clock, estimator, policy = _warming_up()
-    estimator.on_rtt(0.01)
-    assert run(clock, estimator, policy, 4.5) == []
-    estimator.on_rtt(0.33)
-    estimator.on_remb(1_000_000, [1])  # an estimate is in: the overrun rule decides, not the queue
-    assert run(clock, estimator, policy, 0.5, remb=1_000_000) == []
 
 
 def test_a_publisher_without_temporal_layers_leaves_the_choice_alone() -> None:
