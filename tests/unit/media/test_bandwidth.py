@@ -249,7 +249,11 @@ def test_loss_is_congestion_only_with_a_low_settled_estimate_or_when_heavy() -> 
     s = SETTINGS
     assert not congestion_loss(s, 0.08, 100_000, NEEDED)  # below pause_loss
     assert congestion_loss(s, 0.15, 500_000, NEEDED)  # and the estimate below what it is sent
-    assert congestion_loss(s, 0.15, None, NEEDED)  # no estimate to trust yet
+    assert congestion_loss(s, 0.15, None, NEEDED)  # no estimate to trust yet, nor a round trip
+    assert congestion_loss(s, 0.15, None, NEEDED, rtt_s=0.4)  # no estimate, a queue on the path
+    assert not congestion_loss(s, 0.15, None, NEEDED, rtt_s=0.005)  # no estimate, no queue
+    assert congestion_loss(s, 0.30, None, NEEDED, rtt_s=0.005)  # heavy: regardless
+    assert not congestion_loss(s, 0.15, 1_000_000, NEEDED, rtt_s=0.4)  # the estimate decides
     assert not congestion_loss(s, 0.15, 1_000_000, NEEDED)  # random: the estimate stands above
     assert not congestion_loss(s, 0.15, 500_000, NEEDED, climbing=True)  # ramping up
     assert congestion_loss(s, 0.30, 5_000_000, NEEDED, climbing=True)  # heavy: regardless
