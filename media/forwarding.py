@@ -555,7 +555,7 @@ def log_room_stats(log: logging.Logger, room: Room) -> None:
             f"{f.kind} in={f.frames_in} key={f.keyframes_in} pli={f.plis_sent}"
             + (
                 f" stalls={f.reassembly.stalls} dropped={f.reassembly.frames_dropped}"
-                f" resumes={f.reassembly.resumes}"
+                f" resumes={f.reassembly.resumes} layer_skips={f.reassembly.layer_skips}"
                 if f.reassembly is not None
                 else ""
             )

@@ -85,7 +85,9 @@ from media.adapter.bitstream import (
     TemporalLayer,
     is_keyframe,
     vp8_dimensions,
+    vp8_picture_id,
     vp8_temporal_layer,
+    vp8_tl0_index,
 )
 from media.adapter.internals import (
     EXPECTED_AIORTC_VERSION,
@@ -172,5 +174,7 @@ __all__ = [
     "stats",
     "video_codec_preferences",
     "vp8_dimensions",
+    "vp8_picture_id",
     "vp8_temporal_layer",
+    "vp8_tl0_index",
 ]

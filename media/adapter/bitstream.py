@@ -73,6 +73,33 @@ def vp8_temporal_layer(payload: bytes) -> TemporalLayer | None:
     return TemporalLayer(byte >> 6, bool(byte & 0x20))
 
 
+def vp8_picture_id(payload: bytes) -> tuple[int, int] | None:
+    """(PictureID, its modulus: 2**7 or 2**15) from the VP8 payload descriptor at the start of
+    an RTP payload (RFC 7741 §4.2), or None when it carries none (no X or no I bit) or is
+    truncated. Consecutive frames of a stream have consecutive PictureIDs."""
+    if len(payload) < 3 or not payload[0] & 0x80 or not payload[1] & 0x80:
+        return None
+    first = payload[2]
+    if not first & 0x80:
+        return first, 1 << 7
+    if len(payload) < 4:
+        return None
+    return ((first & 0x7F) << 8) | payload[3], 1 << 15
+
+
+def vp8_tl0_index(payload: bytes) -> int | None:
+    """TL0PICIDX from the VP8 payload descriptor (RFC 7741 §4.2): the running index (mod 256)
+    of the last base-layer frame, which a base-layer frame increments. None without an L bit."""
+    if len(payload) < 2 or not payload[0] & 0x80 or not payload[1] & 0x40:
+        return None
+    i = 2
+    if payload[1] & 0x80:  # I: PictureID, 15 bits if its M bit is set
+        if i >= len(payload):
+            return None
+        i += 2 if payload[i] & 0x80 else 1
+    return payload[i] if i < len(payload) else None
+
+
 #: RFC 2198 limits: a redundant block's timestamp offset has 14 bits, its length 10.
 RED_MAX_OFFSET = (1 << 14) - 1
 RED_MAX_BLOCK = (1 << 10) - 1

@@ -23,7 +23,13 @@ import aiortc.rtcrtpreceiver
 import aiortc.rtcrtpsender
 import aiortc.rtp
 
-from media.adapter.bitstream import is_keyframe, vp8_temporal_layer
+from media.adapter.bitstream import (
+    TemporalLayer,
+    is_keyframe,
+    vp8_picture_id,
+    vp8_temporal_layer,
+    vp8_tl0_index,
+)
 
 #: Shortest and longest wait for a missing packet once the frames after it are complete.
 LOSS_WAIT_MIN_S = 0.1
@@ -38,6 +44,8 @@ RESUME_AFTER_S = 0.5
 _REASSEMBLY_CAPACITY = 512  # packets held at most (aiortc's video capacity)
 _MAX_MISORDER = 100  # aiortc.jitterbuffer.MAX_MISORDER: further back means a new sequence
 _MAX_TRACKED_GAP = 64  # longer runs of missing packets are an outage, not a loss to time
+#: At most this many frames given up on at once may cost a temporal layer instead of a keyframe
+_MAX_LOST_FRAMES = 8
 #: A packet still missing is asked for again after this many round trips (at least
 #: NACK_RETRY_MIN_S): aiortc NACKs only when a new gap appears, so a lost retransmission was
 #: asked for again only at the next loss, usually after the wait was over.
@@ -85,6 +93,12 @@ class LossTolerantVideo:
       at most LOSS_WAIT_MAX_S) the incomplete frame(s) are dropped, `on_keyframe_needed
       (False)` asks for a keyframe (the caller throttles), and nothing is handed over until a
       complete keyframe: a subscriber's decoder never sees a frame that refers to a dropped one.
+    - Unless every frame dropped so is of a VP8 temporal layer above the base: then no keyframe
+      is needed (`_lowest_layer_before`: the TIDs of their packets that did arrive; for a frame
+      of which none did, the TL0PICIDX of the next one says whether it was a base frame). Frames
+      of that layer and above are dropped (`layer_limit`) until a layer-sync frame of the next
+      layer up (the rule `ForwardedTrack` follows for a subscriber), and the base layer flows on.
+      Half the frames of L1T3 are of layer 2, which no other frame references.
     - Until then a missing packet is asked for again (`send_nack(ssrc, seqs)`) every
       NACK_RETRY_RTTS round trips (`rtt_s()`), checked as packets arrive: a retransmission
       lost too no longer costs a keyframe.
@@ -131,6 +145,12 @@ class LossTolerantVideo:
         self._gaps: dict[int, tuple[float, float]] = {}
         self._recovery_s: collections.deque[float] = collections.deque(maxlen=16)
         self.waiting_keyframe = False
+        #: VP8 temporal layers: after a frame of layer L > 0 was dropped, frames above L - 1
+        #: are dropped until a layer-sync frame climbs back (None: every layer passes)
+        self.layer_limit: int | None = None
+        # PictureID (and its modulus) and TL0PICIDX of the last frame out
+        self._last_picture: tuple[int, int] | None = None
+        self._last_tl0: int | None = None
         # counters (diagnostics and tests)
         self.frames_out = 0
         self.frames_dropped = 0
@@ -138,6 +158,7 @@ class LossTolerantVideo:
         self.late_packets = 0
         self.resumes = 0
         self.nack_retries = 0  # packets asked for again
+        self.layer_skips = 0  # gaps given up on that cost a temporal layer, not a keyframe
 
     # -- the receiver's contract
 
@@ -227,6 +248,8 @@ class LossTolerantVideo:
         self._last_marker = -1
         self._before_next = None
         self._blocked_since = None
+        self._last_picture = self._last_tl0 = None
+        self.layer_limit = None
         self._gaps.clear()
         self._stop_asking_before_next()
         if need_keyframe:
@@ -296,23 +319,88 @@ class LossTolerantVideo:
         if self._gaps:
             self._gaps = {e: times for e, times in self._gaps.items() if e >= to}
 
-    def _skip_to_frame(self, after: int, *, keyframe: bool) -> bool:
-        """Drop everything before the first known frame start (keyframe start) after `after`."""
+    def _frame_start_after(self, after: int, *, keyframe: bool) -> int | None:
+        """The first known frame start (keyframe start) after `after`."""
         for ext in sorted(e for e in self._packets if e > after):
             if self._starts_keyframe(ext) if keyframe else self._starts_frame(ext):
-                self._advance(ext)
-                return True
-        return False
+                return ext
+        return None
+
+    def _skip_to_frame(self, after: int, *, keyframe: bool) -> bool:
+        """Drop everything before the first known frame start (keyframe start) after `after`."""
+        start = self._frame_start_after(after, keyframe=keyframe)
+        if start is not None:
+            self._advance(start)
+        return start is not None
+
+    def _lowest_layer_before(self, start: int) -> int | None:
+        """The lowest VP8 temporal layer among the frames between the last one out and the frame
+        beginning at `start` (counted by PictureID), or None if that cannot be told.
+
+        A frame with an arrived packet gives its TID. For frames of which no packet arrived,
+        TL0PICIDX counts the base-layer frames in between (the frame at `start` carries the
+        index of the last base frame up to it): if the known frames account for all of them,
+        the unknown ones are of layer 1 or above, and 1 is assumed."""
+        last = self._last_picture
+        assert self._next is not None
+        if self.codec != "vp8" or last is None:
+            return None
+        head = self._packets[start].payload
+        first, first_layer = vp8_picture_id(head), vp8_temporal_layer(head)
+        if first is None or first_layer is None or first[1] != last[1]:
+            return None
+        modulus = last[1]
+        between = (first[0] - last[0] - 1) % modulus
+        if not 0 < between <= _MAX_LOST_FRAMES:
+            return None
+        tids: dict[int, int] = {}
+        for ext in range(self._next, start):
+            packet = self._packets.get(ext)
+            if packet is None:
+                continue
+            picture = vp8_picture_id(packet.payload)
+            layer = vp8_temporal_layer(packet.payload)
+            if picture is None or layer is None:
+                return None
+            tids[picture[0]] = layer.tid
+        known = [tids[p] for s in range(1, between + 1) if (p := (last[0] + s) % modulus) in tids]
+        if len(known) == between:
+            return min(known)
+        tl0, last_tl0 = vp8_tl0_index(head), self._last_tl0
+        if tl0 is None or last_tl0 is None:
+            return None
+        base_frames = (tl0 - last_tl0) % 256 - (1 if first_layer.tid == 0 else 0)
+        if base_frames != known.count(0):
+            return 0 if base_frames > known.count(0) else None
+        return min([*known, 1])
 
     def _give_up(self, now: float) -> None:
-        """Drop the blocked frame(s) and wait for a keyframe."""
+        """Drop the blocked frame(s); wait for a keyframe unless they were all of temporal
+        layers above the base (then drop from their layer up, until a layer-sync frame)."""
         assert self._next is not None
         self.stalls += 1
         self.frames_dropped += 1
         _, missing = self._frame_at_next()
-        if not self._skip_to_frame(missing, keyframe=False):
+        start = self._frame_start_after(missing, keyframe=False)
+        lowest = None if start is None else self._lowest_layer_before(start)
+        if start is None:
             self._advance(self._highest + 1)
+        else:
+            self._advance(start)
         self._stop_asking_before_next()
+        if lowest and not self.waiting_keyframe:
+            assert start is not None
+            self.layer_skips += 1
+            head = self._packets[start].payload
+            first, layer = vp8_picture_id(head), vp8_temporal_layer(head)
+            assert first is not None and layer is not None
+            # as if the dropped frames had left: the one before `start`
+            self._last_picture = ((first[0] - 1) % first[1], first[1])
+            tl0 = vp8_tl0_index(head)
+            self._last_tl0 = None if tl0 is None else (tl0 - (layer.tid == 0)) % 256
+            limit = lowest - 1
+            self.layer_limit = limit if self.layer_limit is None else min(limit, self.layer_limit)
+            return
         self._want_keyframe(False)  # again if the awaited keyframe was the frame lost
 
     def _drain(self, now: float) -> Any:
@@ -325,14 +413,25 @@ class LossTolerantVideo:
                 packets = [self._packets[e] for e in range(self._next, end + 1)]
                 self._advance(end + 1)
                 data = b"".join(p._data for p in packets)
-                if self.waiting_keyframe and not is_keyframe(self.codec, data):
+                layer = None
+                if self.codec == "vp8":  # its temporal layer, from the frame's first packet
+                    layer = vp8_temporal_layer(packets[0].payload)
+                    self._last_picture = vp8_picture_id(packets[0].payload)
+                    self._last_tl0 = vp8_tl0_index(packets[0].payload)
+                keyframe = is_keyframe(self.codec, data)
+                if self.waiting_keyframe and not keyframe:
+                    self.frames_dropped += 1
+                    continue
+                if keyframe:
+                    self.layer_limit = None
+                elif self._above_layer_limit(layer):
                     self.frames_dropped += 1
                     continue
                 self.waiting_keyframe = False
                 self.frames_out += 1
                 frame = aiortc.jitterbuffer.JitterFrame(data=data, timestamp=packets[0].timestamp)
-                if self.codec == "vp8":  # its temporal layer, from the frame's first packet
-                    frame.layer = vp8_temporal_layer(packets[0].payload)  # type: ignore[attr-defined]
+                if self.codec == "vp8":
+                    frame.layer = layer  # type: ignore[attr-defined]
                 return frame
             # waiting for a keyframe, the frame at the origin is of no use: jump to one that began
             if (
@@ -355,6 +454,17 @@ class LossTolerantVideo:
                 return None
             self._give_up(now)
         return None
+
+    def _above_layer_limit(self, layer: TemporalLayer | None) -> bool:
+        """Whether a frame of `layer` is dropped for `layer_limit`; a layer-sync frame of the
+        next layer up passes and raises the limit to its layer."""
+        limit = self.layer_limit
+        if limit is None or layer is None or layer.tid <= limit:
+            return False
+        if layer.sync and layer.tid == limit + 1:
+            self.layer_limit = layer.tid
+            return False
+        return True
 
 
 def loss_tolerant_video(

@@ -14,7 +14,7 @@ import pytest
 from aiortc.rtp import RtpPacket
 
 from media import adapter, congestion, forwarding, sfu
-from media.adapter import TemporalLayer, vp8_temporal_layer
+from media.adapter import TemporalLayer, vp8_picture_id, vp8_temporal_layer, vp8_tl0_index
 from media.bandwidth import (
     BandwidthEstimator,
     BandwidthSettings,
@@ -77,6 +77,161 @@ def test_reassembly_hands_the_first_packets_layer_on_with_the_frame() -> None:
     buffer.add(first)
     _, frame = buffer.add(second)
     assert frame is not None and frame.layer == TemporalLayer(2, True)
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (
+            bytes([X | S, PID | L | T, 0x80 | 0x12, 0x34, 0x07, tid_byte(2, True)]),
+            (0x1234, 1 << 15),
+        ),
+        (bytes([X | S, PID | T, 0x12, tid_byte(1, False)]), (0x12, 1 << 7)),
+        (bytes([X, T, tid_byte(1, False)]), None),  # no I bit
+        (bytes([S, 0x00, 0x00]), None),  # no X bit
+        (bytes([X, PID, 0x80]), None),  # truncated
+    ],
+)
+def test_the_descriptor_gives_the_picture_id(
+    payload: bytes, expected: tuple[int, int] | None
+) -> None:
+    assert vp8_picture_id(payload) == expected
+
+
+@pytest.mark.parametrize(
+    ("payload", "expected"),
+    [
+        (bytes([X | S, PID | L | T, 0x80 | 0x12, 0x34, 0x07, tid_byte(2, True)]), 0x07),
+        (bytes([X | S, PID | L | T, 0x12, 0x09, tid_byte(1, False)]), 0x09),
+        (bytes([X, L | T, 0x05, tid_byte(1, False)]), 0x05),
+        (bytes([X, PID | T, 0x12, tid_byte(1, False)]), None),  # no L bit
+        (bytes([X, PID | L, 0x80, 0x01]), None),  # truncated
+    ],
+)
+def test_the_descriptor_gives_tl0picidx(payload: bytes, expected: int | None) -> None:
+    assert vp8_tl0_index(payload) == expected
+
+
+# -- a publisher's packet lost for good: a temporal layer instead of a keyframe
+
+L1T3 = (0, 2, 1, 2, 0, 2, 1, 2)  # Chromium's VP8 pattern; frames 1 and 2 of each 8 are layer-sync
+
+
+class L1T3Stream:
+    """Frames of two packets, one every 1/15 s, into a `LossTolerantVideo`; a keyframe first."""
+
+    def __init__(self, first_picture: int = 1000) -> None:
+        self.clock = [100.0]
+        self.requests: list[bool] = []
+        self.buffer = adapter.LossTolerantVideo(
+            "vp8",
+            on_keyframe_needed=self.requests.append,
+            max_wait_s=lambda: 0.2,
+            clock=lambda: self.clock[0],
+        )
+        self.first_picture = first_picture
+        self.out: list[int] = []  # frame indexes handed over
+
+    def packets(self, index: int) -> list[RtpPacket]:
+        tid = L1T3[index % 8]
+        sync = index % 8 in (1, 2)
+        picture = (self.first_picture + index) % (1 << 15)
+        tl0 = (index // 4) & 0xFF  # a base frame every 4: its index counts them
+        descriptor = [X, PID | L | T, 0x80 | picture >> 8, picture & 0xFF, tl0, tid_byte(tid, sync)]
+        body = b"\x00" if index == 0 else b"\x01"  # bit 0 clear: a keyframe
+        packets = []
+        for part in range(2):
+            packet = RtpPacket(
+                payload_type=96,
+                sequence_number=(1000 + 2 * index + part) & 0xFFFF,
+                timestamp=index * 6000,
+                marker=part,
+            )
+            packet.payload = bytes([descriptor[0] | (S if part == 0 else 0), *descriptor[1:]])
+            packet._data = body if part == 0 else b"\xff"  # type: ignore[attr-defined]
+            packets.append(packet)
+        return packets
+
+    def send(self, frames: range, lose: set[tuple[int, int]] = frozenset()) -> None:  # type: ignore[assignment]
+        """`lose`: (frame, packet) pairs that never arrive."""
+        for index in frames:
+            self.clock[0] = 100.0 + index / 15
+            for part, packet in enumerate(self.packets(index)):
+                if (index, part) in lose:
+                    continue
+                _, frame = self.buffer.add(packet)
+                if frame is not None:
+                    self.out.append(frame.timestamp // 6000)
+
+
+def test_a_lost_layer_2_frame_is_skipped_without_a_keyframe() -> None:
+    stream = L1T3Stream()
+    stream.send(range(40), lose={(5, 1)})  # frame 5 (layer 2, nothing refers to it)
+    assert stream.requests == []
+    assert not stream.buffer.waiting_keyframe
+    assert stream.buffer.layer_skips == 1
+    # layer 2 waits for its next layer-sync frame (9); nothing at layers 0 and 1 is lost
+    assert stream.out == [0, 1, 2, 3, 4, 6, 8, *range(9, 40)]
+    assert stream.buffer.layer_limit == 2
+
+
+def test_a_lost_layer_1_frame_keeps_the_base_layer_until_layer_1_syncs() -> None:
+    stream = L1T3Stream()
+    stream.send(range(40), lose={(6, 0)})  # frame 6: layer 1, refers to the layer-1 frame 2
+    assert stream.requests == []
+    # 7 and 9 (layer 2) refer to layer 1; 10 is layer 1 with sync; 11, 13 are layer 2 without
+    # it and wait for 17
+    assert stream.out == [0, 1, 2, 3, 4, 5, 8, 10, 12, 14, 16, *range(17, 40)]
+
+
+def test_a_lost_base_layer_frame_still_needs_a_keyframe() -> None:
+    stream = L1T3Stream()
+    stream.send(range(30), lose={(4, 1)})
+    assert stream.requests == [False]
+    assert stream.buffer.waiting_keyframe
+    assert stream.out == [0, 1, 2, 3]
+
+
+def test_a_frame_lost_whole_counts_as_layer_1_when_no_base_frame_is_missing() -> None:
+    stream = L1T3Stream()
+    # frame 5 (layer 2) lost whole: TL0PICIDX of frame 6 says no base frame was, so layer 1 or
+    # above (1 assumed: layer 1 waits for its next sync frame, 10)
+    stream.send(range(40), lose={(5, 0), (5, 1)})
+    assert stream.requests == []
+    assert stream.out == [0, 1, 2, 3, 4, 8, 10, 12, 14, 16, *range(17, 40)]
+
+
+@pytest.mark.parametrize("lost", [4, 3])  # a base frame; layer 2, then the base frame after it
+def test_a_base_frame_lost_whole_needs_a_keyframe(lost: int) -> None:
+    stream = L1T3Stream()
+    stream.send(range(30), lose={(lost, 0), (lost, 1), (4, 0), (4, 1)})
+    assert stream.requests == [False]
+    assert stream.out == list(range(lost))
+
+
+def test_a_stream_without_tl0picidx_needs_a_keyframe_for_a_frame_lost_whole() -> None:
+    stream = L1T3Stream()
+    original = stream.packets
+
+    def without_l(index: int) -> list[RtpPacket]:
+        packets = original(index)
+        for packet in packets:  # drop the L bit and the TL0PICIDX byte
+            p = packet.payload
+            packet.payload = bytes([p[0], p[1] & ~L, p[2], p[3], p[5]])
+        return packets
+
+    stream.packets = without_l  # type: ignore[method-assign]
+    stream.send(range(30), lose={(5, 0), (5, 1)})
+    assert stream.requests == [False]
+    assert stream.out == [0, 1, 2, 3, 4]
+
+
+def test_picture_ids_wrap_and_a_second_loss_is_counted_from_the_first() -> None:
+    stream = L1T3Stream(first_picture=(1 << 15) - 4)
+    stream.send(range(60), lose={(3, 1), (21, 0)})  # layer 2 across the wrap, then layer 2 again
+    assert stream.requests == []
+    assert stream.buffer.layer_skips == 2
+    assert stream.out == [0, 1, 2, 4, 6, 8, *range(9, 21), 22, 24, *range(25, 60)]
 
 
 # -- a subscription's drop and switch-up rule
