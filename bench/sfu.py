@@ -293,6 +293,12 @@ async def measure_room(
         pump_task.cancel()
         with contextlib.suppress(asyncio.CancelledError):
             await pump_task
+        # renegotiations still in flight (a loaded worker answers late) end with the clients;
+        # their outcomes are collected, so none is left as an unretrieved task exception
+        for task in offers:
+            task.cancel()
+        outcomes = await asyncio.gather(*offers, return_exceptions=True)
+        offer_errors = sum(isinstance(o, Exception) for o in outcomes)  # not CancelledError
         for client in clients.values():
             await client.pc.close()
     cores = cpu_s / elapsed
@@ -305,6 +311,8 @@ async def measure_room(
         "cores_per_stream": round(cores / streams, 5),
         "frames_delivered_ratio": round(delivered / expected, 3),
         "video_streams_stalled": stalled,
+        # server offers a client could not answer (its peer was gone, or closing)
+        "offer_errors": offer_errors,
         "server_queue_drops": server_dropped,
         # frames (video + audio) the server queued for subscribers in the window, over the
         # nominal rate: below 1 when publishers (the starved bench process) sent late
