@@ -253,15 +253,27 @@ def update_video_share(session: PeerSession, settings: BandwidthSettings, now: f
 
 def publish_caps(room: Room, settings: BandwidthSettings, now: float) -> list[PublishLimit]:
     """Each camera publisher's cap (`PublishCapPolicy`) from the lowest `cap_share` among its
-    subscribers that is at least `cap_floor_bps`; events where a cap changed."""
+    subscribers that is at least `cap_floor_bps`; events where a cap changed.
+
+    A subscriber whose share falls below the floor after it was at least the floor keeps its
+    publishers at the floor (`holds_cap`) until its share is None (audio only): lifting the
+    caps then sent it every publisher at full rate, and on "4G weak" it sat at the base layer
+    for 38 s after a cap of 190 kbit/s was lifted. One that never reached the floor caps
+    nobody (its temporal layers and the pause serve it)."""
     if not settings.cap_publishers:
         return []
     shares = {}
     for peer_id, session in room.peers.items():
         if session.connected and not session.closed:
             update_video_share(session, settings, now)
-            if session.cap_share is not None and session.cap_share >= settings.cap_floor_bps:
-                shares[peer_id] = session.cap_share
+            share = session.cap_share
+            if share is None:
+                session.holds_cap = False
+            elif share >= settings.cap_floor_bps:
+                session.holds_cap = True
+                shares[peer_id] = share
+            elif session.holds_cap:
+                shares[peer_id] = settings.cap_floor_bps
     events = []
     for session in list(room.peers.values()):
         cameras = [

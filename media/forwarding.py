@@ -497,6 +497,8 @@ class PeerSession:
     redundancy: AudioRedundancy = field(default_factory=AudioRedundancy)
     # as a subscriber: what it can take per video it receives (media.congestion.publish_caps)
     cap_share: float | None = None
+    # as a subscriber: its share was at least the cap floor, so its publishers were fitted to it
+    holds_cap: bool = False
     receive_video: bool = True  # False: the participant chose audio only
     reported_paused: set[str] = field(default_factory=set)  # publishers told as paused
     quality: QualityMeter = field(default_factory=QualityMeter)  # for the session record

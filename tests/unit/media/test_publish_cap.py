@@ -143,6 +143,21 @@ def test_a_subscriber_too_weak_for_the_floor_caps_nobody() -> None:
     assert room.run(10, c=200_000, d=5_000_000) == []  # 80 kbit/s a video: layers and pause
 
 
+def test_a_capped_for_subscriber_whose_link_falls_further_keeps_the_caps_at_the_floor() -> None:
+    room = Room()
+    assert [e.max_bps for _, e in room.run(5, c=700_000, d=5_000_000)] == [280_000, 280_000]
+    room.sending(280_000)
+    # c's estimate falls to 200k: 80 kbit/s a video, below the floor. Lifting the caps would
+    # send it both cameras at full rate; they stay at the floor instead
+    events = room.run(10, c=200_000, d=5_000_000)
+    assert [e.max_bps for _, e in events] == [100_000, 100_000]
+    assert room.run(20, c=200_000, d=5_000_000) == []
+    # audio only: it receives no video, and nobody is capped for it any more
+    room.room.peers["c"].receive_video = False
+    events = room.run(10, c=200_000, d=5_000_000)
+    assert [e.max_bps for _, e in events] == [None, None]
+
+
 def test_an_estimate_that_is_not_below_what_the_subscriber_is_sent_caps_nobody() -> None:
     # a receiver's estimate stays near what it receives: 1 Mbit/s for 2 × 550k is no limit
     room = Room()
