@@ -84,10 +84,9 @@ from media.adapter.bitstream import (
     BASE_LAYER,
     TemporalLayer,
     is_keyframe,
+    vp8_descriptor,
     vp8_dimensions,
-    vp8_picture_id,
     vp8_temporal_layer,
-    vp8_tl0_index,
 )
 from media.adapter.internals import (
     EXPECTED_AIORTC_VERSION,
@@ -173,8 +172,7 @@ __all__ = [
     "set_audio_redundancy",
     "stats",
     "video_codec_preferences",
+    "vp8_descriptor",
     "vp8_dimensions",
-    "vp8_picture_id",
     "vp8_temporal_layer",
-    "vp8_tl0_index",
 ]

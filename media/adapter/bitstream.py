@@ -50,54 +50,57 @@ class TemporalLayer(NamedTuple):
 BASE_LAYER = TemporalLayer(0, False)
 
 
-def vp8_temporal_layer(payload: bytes) -> TemporalLayer | None:
-    """The TID and Y bit from the VP8 payload descriptor at the start of an RTP payload (RFC
-    7741 §4.2): X bit → extension byte (I L T K) → PictureID (1 or 2 bytes if I) → TL0PICIDX
-    (if L) → the TID/Y/KEYIDX byte (if T or K; TID only counts if T). None when the descriptor
-    carries no TID (no X or no T bit: the stream has no temporal layers) or is truncated."""
-    if len(payload) < 2 or not payload[0] & 0x80:
-        return None
+class Vp8Descriptor(NamedTuple):
+    """What the SFU reads in the VP8 payload descriptor at the start of an RTP payload (RFC 7741
+    §4.2); each field None when the descriptor does not carry it or is truncated before it.
+
+    `picture`: (PictureID, its modulus, 2**7 or 2**15); consecutive frames of a stream have
+    consecutive PictureIDs. `tl0`: TL0PICIDX, the running index (mod 256) of the last
+    base-layer frame, which a base-layer frame increments. `layer`: the frame's TID and Y bit
+    (None when the T bit is clear: the stream has no temporal layers)."""
+
+    picture: tuple[int, int] | None
+    tl0: int | None
+    layer: TemporalLayer | None
+
+
+_NO_DESCRIPTOR = Vp8Descriptor(None, None, None)
+
+
+def vp8_descriptor(payload: bytes) -> Vp8Descriptor:
+    """Parse the VP8 payload descriptor once: X bit → extension byte (I L T K) → PictureID (1
+    or 2 bytes if I, 15 bits if its M bit is set) → TL0PICIDX (if L) → the TID/Y/KEYIDX byte
+    (if T or K; TID only counts if T)."""
+    n = len(payload)
+    if n < 2 or not payload[0] & 0x80:
+        return _NO_DESCRIPTOR
     ext = payload[1]
-    if not ext & 0x20:  # T
-        return None
     i = 2
-    if ext & 0x80:  # I: PictureID, 15 bits if its M bit is set
-        if i >= len(payload):
-            return None
-        i += 2 if payload[i] & 0x80 else 1
-    if ext & 0x40:  # L: TL0PICIDX
+    picture = None
+    if ext & 0x80:  # I
+        if i >= n:
+            return _NO_DESCRIPTOR
+        if payload[i] & 0x80:
+            if i + 1 < n:
+                picture = ((payload[i] & 0x7F) << 8 | payload[i + 1], 1 << 15)
+            i += 2
+        else:
+            picture = (payload[i], 1 << 7)
+            i += 1
+    tl0 = None
+    if ext & 0x40:  # L
+        tl0 = payload[i] if i < n else None
         i += 1
-    if i >= len(payload):
-        return None
-    byte = payload[i]
-    return TemporalLayer(byte >> 6, bool(byte & 0x20))
+    layer = None
+    if ext & 0x20 and i < n:  # T
+        layer = TemporalLayer(payload[i] >> 6, bool(payload[i] & 0x20))
+    return Vp8Descriptor(picture, tl0, layer)
 
 
-def vp8_picture_id(payload: bytes) -> tuple[int, int] | None:
-    """(PictureID, its modulus: 2**7 or 2**15) from the VP8 payload descriptor at the start of
-    an RTP payload (RFC 7741 §4.2), or None when it carries none (no X or no I bit) or is
-    truncated. Consecutive frames of a stream have consecutive PictureIDs."""
-    if len(payload) < 3 or not payload[0] & 0x80 or not payload[1] & 0x80:
-        return None
-    first = payload[2]
-    if not first & 0x80:
-        return first, 1 << 7
-    if len(payload) < 4:
-        return None
-    return ((first & 0x7F) << 8) | payload[3], 1 << 15
-
-
-def vp8_tl0_index(payload: bytes) -> int | None:
-    """TL0PICIDX from the VP8 payload descriptor (RFC 7741 §4.2): the running index (mod 256)
-    of the last base-layer frame, which a base-layer frame increments. None without an L bit."""
-    if len(payload) < 2 or not payload[0] & 0x80 or not payload[1] & 0x40:
-        return None
-    i = 2
-    if payload[1] & 0x80:  # I: PictureID, 15 bits if its M bit is set
-        if i >= len(payload):
-            return None
-        i += 2 if payload[i] & 0x80 else 1
-    return payload[i] if i < len(payload) else None
+def vp8_temporal_layer(payload: bytes) -> TemporalLayer | None:
+    """The TID and Y bit from the VP8 payload descriptor (`vp8_descriptor`), or None when it
+    carries no TID (no X or no T bit: the stream has no temporal layers) or is truncated."""
+    return vp8_descriptor(payload).layer
 
 
 #: RFC 2198 limits: a redundant block's timestamp offset has 14 bits, its length 10.

@@ -23,13 +23,7 @@ import aiortc.rtcrtpreceiver
 import aiortc.rtcrtpsender
 import aiortc.rtp
 
-from media.adapter.bitstream import (
-    TemporalLayer,
-    is_keyframe,
-    vp8_picture_id,
-    vp8_temporal_layer,
-    vp8_tl0_index,
-)
+from media.adapter.bitstream import TemporalLayer, Vp8Descriptor, is_keyframe, vp8_descriptor
 
 #: Shortest and longest wait for a missing packet once the frames after it are complete.
 LOSS_WAIT_MIN_S = 0.1
@@ -148,9 +142,8 @@ class LossTolerantVideo:
         #: VP8 temporal layers: after a frame of layer L > 0 was dropped, frames above L - 1
         #: are dropped until a layer-sync frame climbs back (None: every layer passes)
         self.layer_limit: int | None = None
-        # PictureID (and its modulus) and TL0PICIDX of the last frame out
-        self._last_picture: tuple[int, int] | None = None
-        self._last_tl0: int | None = None
+        # the VP8 descriptor of the last frame out (its PictureID and TL0PICIDX count the lost)
+        self._last: Vp8Descriptor | None = None
         # counters (diagnostics and tests)
         self.frames_out = 0
         self.frames_dropped = 0
@@ -248,7 +241,7 @@ class LossTolerantVideo:
         self._last_marker = -1
         self._before_next = None
         self._blocked_since = None
-        self._last_picture = self._last_tl0 = None
+        self._last = None
         self.layer_limit = None
         self._gaps.clear()
         self._stop_asking_before_next()
@@ -333,40 +326,39 @@ class LossTolerantVideo:
             self._advance(start)
         return start is not None
 
-    def _lowest_layer_before(self, start: int) -> int | None:
+    def _lowest_layer_before(self, start: int, head: Vp8Descriptor) -> int | None:
         """The lowest VP8 temporal layer among the frames between the last one out and the frame
-        beginning at `start` (counted by PictureID), or None if that cannot be told.
+        beginning at `start`, whose descriptor is `head` (counted by PictureID), or None if that
+        cannot be told.
 
         A frame with an arrived packet gives its TID. For frames of which no packet arrived,
         TL0PICIDX counts the base-layer frames in between (the frame at `start` carries the
         index of the last base frame up to it): if the known frames account for all of them,
         the unknown ones are of layer 1 or above, and 1 is assumed."""
-        last = self._last_picture
-        assert self._next is not None
-        if self.codec != "vp8" or last is None:
+        before = self._last
+        if before is None or before.picture is None or head.picture is None or head.layer is None:
             return None
-        head = self._packets[start].payload
-        first, first_layer = vp8_picture_id(head), vp8_temporal_layer(head)
-        if first is None or first_layer is None or first[1] != last[1]:
+        last, first, first_layer = before.picture, head.picture, head.layer
+        if first[1] != last[1]:
             return None
         modulus = last[1]
         between = (first[0] - last[0] - 1) % modulus
         if not 0 < between <= _MAX_LOST_FRAMES:
             return None
         tids: dict[int, int] = {}
+        assert self._next is not None
         for ext in range(self._next, start):
             packet = self._packets.get(ext)
             if packet is None:
                 continue
-            picture = vp8_picture_id(packet.payload)
-            layer = vp8_temporal_layer(packet.payload)
-            if picture is None or layer is None:
+            descriptor = vp8_descriptor(packet.payload)
+            if descriptor.picture is None or descriptor.layer is None:
                 return None
-            tids[picture[0]] = layer.tid
+            tids[descriptor.picture[0]] = descriptor.layer.tid
         known = [tids[p] for s in range(1, between + 1) if (p := (last[0] + s) % modulus) in tids]
         if len(known) == between:
             return min(known)
-        tl0, last_tl0 = vp8_tl0_index(head), self._last_tl0
+        tl0, last_tl0 = head.tl0, before.tl0
         if tl0 is None or last_tl0 is None:
             return None
         base_frames = (tl0 - last_tl0) % 256 - (1 if first_layer.tid == 0 else 0)
@@ -382,22 +374,19 @@ class LossTolerantVideo:
         self.frames_dropped += 1
         _, missing = self._frame_at_next()
         start = self._frame_start_after(missing, keyframe=False)
-        lowest = None if start is None else self._lowest_layer_before(start)
-        if start is None:
-            self._advance(self._highest + 1)
-        else:
-            self._advance(start)
+        head = lowest = None
+        if start is not None and self.codec == "vp8":
+            head = vp8_descriptor(self._packets[start].payload)
+            lowest = self._lowest_layer_before(start, head)
+        self._advance(self._highest + 1 if start is None else start)
         self._stop_asking_before_next()
         if lowest and not self.waiting_keyframe:
-            assert start is not None
+            assert head is not None and head.picture is not None and head.layer is not None
             self.layer_skips += 1
-            head = self._packets[start].payload
-            first, layer = vp8_picture_id(head), vp8_temporal_layer(head)
-            assert first is not None and layer is not None
             # as if the dropped frames had left: the one before `start`
-            self._last_picture = ((first[0] - 1) % first[1], first[1])
-            tl0 = vp8_tl0_index(head)
-            self._last_tl0 = None if tl0 is None else (tl0 - (layer.tid == 0)) % 256
+            picture, modulus = head.picture
+            tl0 = None if head.tl0 is None else (head.tl0 - (head.layer.tid == 0)) % 256
+            self._last = Vp8Descriptor(((picture - 1) % modulus, modulus), tl0, None)
             limit = lowest - 1
             self.layer_limit = limit if self.layer_limit is None else min(limit, self.layer_limit)
             return
@@ -414,10 +403,9 @@ class LossTolerantVideo:
                 self._advance(end + 1)
                 data = b"".join(p._data for p in packets)
                 layer = None
-                if self.codec == "vp8":  # its temporal layer, from the frame's first packet
-                    layer = vp8_temporal_layer(packets[0].payload)
-                    self._last_picture = vp8_picture_id(packets[0].payload)
-                    self._last_tl0 = vp8_tl0_index(packets[0].payload)
+                if self.codec == "vp8":  # its descriptor, from the frame's first packet
+                    self._last = vp8_descriptor(packets[0].payload)
+                    layer = self._last.layer
                 keyframe = is_keyframe(self.codec, data)
                 if self.waiting_keyframe and not keyframe:
                     self.frames_dropped += 1

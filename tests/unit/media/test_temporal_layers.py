@@ -14,7 +14,7 @@ import pytest
 from aiortc.rtp import RtpPacket
 
 from media import adapter, congestion, forwarding, sfu
-from media.adapter import TemporalLayer, vp8_picture_id, vp8_temporal_layer, vp8_tl0_index
+from media.adapter import TemporalLayer, vp8_descriptor, vp8_temporal_layer
 from media.bandwidth import (
     BandwidthEstimator,
     BandwidthSettings,
@@ -95,7 +95,7 @@ def test_reassembly_hands_the_first_packets_layer_on_with_the_frame() -> None:
 def test_the_descriptor_gives_the_picture_id(
     payload: bytes, expected: tuple[int, int] | None
 ) -> None:
-    assert vp8_picture_id(payload) == expected
+    assert vp8_descriptor(payload).picture == expected
 
 
 @pytest.mark.parametrize(
@@ -109,7 +109,7 @@ def test_the_descriptor_gives_the_picture_id(
     ],
 )
 def test_the_descriptor_gives_tl0picidx(payload: bytes, expected: int | None) -> None:
-    assert vp8_tl0_index(payload) == expected
+    assert vp8_descriptor(payload).tl0 == expected
 
 
 # -- a publisher's packet lost for good: a temporal layer instead of a keyframe
