@@ -5,7 +5,8 @@ import { test, describe } from 'node:test';
 import assert from 'node:assert/strict';
 
 import {
-  JITTER_HOLD_MS, RoomModel, jitterTarget, linkQuality, parseTrackId, peerOfTrackId, shownQuality,
+  JITTER_HOLD_MS, MAX_VIDEO_BITRATE, RoomModel, START_RAMP_MS, START_VIDEO_BITRATE, cameraBitrate,
+  jitterTarget, linkQuality, parseTrackId, peerOfTrackId, shownQuality,
 } from '../../web/static/room-model.js';
 
 /** What signaling.js's Signaling offers the model: 'state'/'message' events, send, request, leave. */
@@ -540,5 +541,18 @@ describe('shownQuality (a tile: the sender\'s own link and what the server recei
     assert.equal(shownQuality(model.participant(ZHANG.peer_id)), 'lost');
     signal.server({ type: 'participant_update', participant: { ...ZHANG, quality: 'good', upstream: 'poor' } });
     assert.equal(shownQuality(model.participant(ZHANG.peer_id)), 'poor');
+  });
+});
+
+describe('cameraBitrate', () => {
+  test('starts low on every new connection, then our cap', () => {
+    assert.equal(cameraBitrate(null, 0), START_VIDEO_BITRATE);
+    assert.equal(cameraBitrate(null, START_RAMP_MS - 1), START_VIDEO_BITRATE);
+    assert.equal(cameraBitrate(null, START_RAMP_MS), MAX_VIDEO_BITRATE);
+  });
+  test("the server's publish limit lowers it, never raises it", () => {
+    assert.equal(cameraBitrate(200_000, START_RAMP_MS), 200_000);
+    assert.equal(cameraBitrate(100_000, 0), 100_000);
+    assert.equal(cameraBitrate(2_000_000, START_RAMP_MS), MAX_VIDEO_BITRATE);
   });
 });

@@ -5,9 +5,10 @@
 //
 // Events: track {peerId, kind, track, mid}, quality {quality, rttMs, lossPct},
 //         connection {state}, failed {}
-import { JITTER_HOLD_MS, jitterTarget, linkQuality, peerOfTrackId } from './room-model.js';
+import {
+  JITTER_HOLD_MS, START_RAMP_MS, cameraBitrate, jitterTarget, linkQuality, peerOfTrackId,
+} from './room-model.js';
 
-const MAX_VIDEO_BITRATE = 600_000;
 const GATHER_TIMEOUT_MS = 2500;
 // VP8 temporal scalability, preferred first (the SFU drops upper layers for weak subscribers).
 const TEMPORAL_MODES = ['L1T3', 'L1T2'];
@@ -57,6 +58,9 @@ export class MediaLink extends EventTarget {
     /** Received video streams' freeze counts and hold deadlines, by track id (`_tuneJitter`). */
     this._froze = new Map();
     this._lossyUntil = 0;
+    /** When the peer connection started (performance.now()), and the timer that ends its ramp. */
+    this._startedAt = 0;
+    this._rampTimer = null;
     this._onServerOffer = (e) => this._enqueue(() => this._answer(e.detail.sdp));
     sig.addEventListener('offer', this._onServerOffer);
   }
@@ -74,6 +78,11 @@ export class MediaLink extends EventTarget {
       // Never a default configuration: the ICE servers come from the welcome (empty in tests).
       const pc = new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: 'max-bundle' });
       this.pc = pc;
+      this._startedAt = performance.now();
+      clearTimeout(this._rampTimer);
+      this._rampTimer = setTimeout(() => {
+        if (this.pc === pc && this.senders.video) this._capBitrate(this.senders.video);
+      }, START_RAMP_MS);
       for (const track of this.localStream.getTracks()) {
         const tr = pc.addTransceiver(track, { direction: 'sendonly', streams: [this.localStream] });
         this.senders[track.kind] = tr.sender;
@@ -99,7 +108,7 @@ export class MediaLink extends EventTarget {
     try {
       const p = sender.getParameters();
       if (!p.encodings || !p.encodings.length) p.encodings = [{}];
-      p.encodings[0].maxBitrate = this.videoLimit ? Math.min(this.videoLimit, MAX_VIDEO_BITRATE) : MAX_VIDEO_BITRATE;
+      p.encodings[0].maxBitrate = cameraBitrate(this.videoLimit, performance.now() - this._startedAt);
       await sender.setParameters(p);
     } catch { /* not negotiated yet: applied on the next change */ }
     await this._temporalLayers(sender);
@@ -284,6 +293,7 @@ export class MediaLink extends EventTarget {
   _closePc() {
     if (this.pc) { try { this.pc.close(); } catch {} }
     this.pc = null;
+    clearTimeout(this._rampTimer);
     this.senders = {};
     this.screenTransceiver = null;
     this._froze = new Map();
