@@ -45,6 +45,13 @@ _MAX_LOST_FRAMES = 8
 #: asked for again only at the next loss, usually after the wait was over.
 NACK_RETRY_RTTS = 1.2
 NACK_RETRY_MIN_S = 0.02
+#: A keyframe asked for and not begun arriving after this many round trips plus
+#: KEYFRAME_RETRY_SLACK_S (the encoder's next frame), at least KEYFRAME_RETRY_MIN_S, is asked
+#: for again: a PLI lost on a lossy link otherwise froze the video until the subscribers' own
+#: requests came, 3 s later (the SFU's throttle still spaces the requests).
+KEYFRAME_RETRY_RTTS = 2.0
+KEYFRAME_RETRY_SLACK_S = 0.2
+KEYFRAME_RETRY_MIN_S = 0.5
 
 
 def loss_wait_s(rtt_s: float | None) -> float:
@@ -97,7 +104,9 @@ class LossTolerantVideo:
       NACK_RETRY_RTTS round trips (`rtt_s()`), checked as packets arrive: a retransmission
       lost too no longer costs a keyframe.
     - While a keyframe is awaited, frames before a keyframe that has started arriving are
-      dropped at once, so output resumes as soon as that keyframe is complete.
+      dropped at once, so output resumes as soon as that keyframe is complete. One that has not
+      begun to arrive `keyframe_retry_s()` after it was asked for is asked for again (the
+      request or the keyframe's first packet may be lost).
     - Packets of frames already handed over or dropped (late retransmissions, duplicates) are
       discarded.
     - The first packet after `RESUME_AFTER_S` of silence with packets missing before it (the
@@ -139,6 +148,7 @@ class LossTolerantVideo:
         self._gaps: dict[int, tuple[float, float]] = {}
         self._recovery_s: collections.deque[float] = collections.deque(maxlen=16)
         self.waiting_keyframe = False
+        self._keyframe_asked_at: float | None = None
         #: VP8 temporal layers: after a frame of layer L > 0 was dropped, frames above L - 1
         #: are dropped until a layer-sync frame climbs back (None: every layer passes)
         self.layer_limit: int | None = None
@@ -152,6 +162,7 @@ class LossTolerantVideo:
         self.resumes = 0
         self.nack_retries = 0  # packets asked for again
         self.layer_skips = 0  # gaps given up on that cost a temporal layer, not a keyframe
+        self.keyframe_retries = 0  # keyframes asked for again: none had begun to arrive
 
     # -- the receiver's contract
 
@@ -185,7 +196,10 @@ class LossTolerantVideo:
         assert self._next is not None
         if ext - self._next >= _REASSEMBLY_CAPACITY:
             self._give_up(now)  # far more held than any bound allows: skip at once
-        return False, self._drain(now)
+        frame = self._drain(now)
+        if self.waiting_keyframe:
+            self._retry_keyframe(now)
+        return False, frame
 
     @property
     def capacity(self) -> int:
@@ -259,8 +273,26 @@ class LossTolerantVideo:
 
     def _want_keyframe(self, urgent: bool) -> None:
         self.waiting_keyframe = True
+        self._keyframe_asked_at = self._clock()
         if self._on_keyframe_needed is not None:
             self._on_keyframe_needed(urgent)
+
+    def keyframe_retry_s(self) -> float:
+        """How long an awaited keyframe may take to begin arriving before it is asked for
+        again."""
+        rtt = self._rtt_s()
+        rtt = DEFAULT_RTT_S if rtt is None else rtt
+        return max(KEYFRAME_RETRY_MIN_S, KEYFRAME_RETRY_RTTS * rtt + KEYFRAME_RETRY_SLACK_S)
+
+    def _retry_keyframe(self, now: float) -> None:
+        """Ask again for the awaited keyframe if none has begun to arrive in time."""
+        asked = self._keyframe_asked_at
+        if asked is None or now - asked < self.keyframe_retry_s():
+            return
+        if self._next is not None and self._frame_start_after(self._next - 1, keyframe=True):
+            return  # on its way (a packet of it may still be missing)
+        self.keyframe_retries += 1
+        self._want_keyframe(False)
 
     def _starts_frame(self, ext: int) -> bool | None:
         """Whether the packet at `ext` begins a frame; None if that cannot be told."""

@@ -150,7 +150,7 @@ def test_a_packet_never_retransmitted_stalls_video_for_at_most_the_bound() -> No
     # frames 0-4 pass; frame 5 is incomplete; frames from 6 on wait at most 0.2 s, then the
     # incomplete frame is dropped and a (throttled) keyframe request goes out
     assert h.frames() == [0, 1, 2, 3, 4]
-    assert h.requests == [False]
+    assert h.requests == [False, False]  # asked again 0.5 s later (keyframe_retry_s)
     assert h.buffer.stalls == 1
     assert h.buffer.waiting_keyframe  # later delta frames would not decode: none is passed on
     given_up_at = 100.0 + 12 * FRAME_S  # first packet arriving 0.2 s after frame 6 completed
@@ -172,7 +172,7 @@ def test_the_wait_for_a_lost_packet_is_the_bound_from_the_end_of_its_frame() -> 
             given_up_at = h.clock.now
     assert given_up_at is not None
     assert 0.2 <= given_up_at - gap_seen_at <= 0.2 + FRAME_S  # the next arrival after the bound
-    assert h.requests == [False]
+    assert h.requests == [False] * (1 + h.buffer.keyframe_retries)
     assert h.frames() == [0, 1, 2]  # and nothing until a keyframe
 
 
@@ -323,3 +323,35 @@ def test_nothing_is_asked_for_again_once_given_up() -> None:
     last_ask = max(at for at, _ in h.nacks)
     assert last_ask <= 100.0 + 6 * FRAME_S + 0.1 + FRAME_S  # only while it was waited for
     assert h.buffer.nack_retries == len(h.nacks) >= 2
+
+
+def test_a_keyframe_that_never_begins_to_arrive_is_asked_for_again() -> None:
+    h = Harness(max_wait_s=0.2, rtt_s=0.21)
+    assert h.buffer.keyframe_retry_s() == pytest.approx(0.62)  # 2 round trips + 0.2 s
+    send_stream(h, range(13), lose={1000 + 2 * 5 + 1}, keyframes={0})
+    assert h.requests == [False]  # given up on frame 5: a keyframe asked for
+    asked_at = h.clock.now
+    # the request was lost: delta frames keep coming, and no keyframe begins
+    for index in range(13, 60):
+        send_stream(h, range(index, index + 1))
+        if h.clock.now - asked_at < 0.62:
+            assert len(h.requests) == 1
+    assert h.requests == [False, False, False]  # again at frame 31, and at frame 50
+    assert h.buffer.keyframe_retries == 2
+    send_stream(h, range(60, 62), keyframes={60})
+    assert h.frames() == [0, 1, 2, 3, 4, 60, 61]
+    send_stream(h, range(62, 120))  # not waiting any more: nothing asked for
+    assert len(h.requests) == 3
+
+
+def test_a_keyframe_that_began_to_arrive_is_not_asked_for_again() -> None:
+    h = Harness(max_wait_s=0.2, rtt_s=0.21)
+    send_stream(h, range(30), lose={1000 + 2 * 5 + 1}, keyframes={0})
+    assert h.requests == [False]
+    # frame 30 is the keyframe: its first packet came, its second only after a second
+    keyframe = frame_packets(1000 + 2 * 30, 30, key=True)
+    send_stream(h, range(30, 60), lose={keyframe[1].sequence_number}, keyframes={30})
+    assert h.requests == [False]
+    assert h.buffer.keyframe_retries == 0
+    h.feed(keyframe[1])
+    assert h.frames() == [0, 1, 2, 3, 4, 30]  # the frames after it leave with the next packets
