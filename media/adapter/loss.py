@@ -148,7 +148,7 @@ class LossTolerantVideo:
         self._gaps: dict[int, tuple[float, float]] = {}
         self._recovery_s: collections.deque[float] = collections.deque(maxlen=16)
         self.waiting_keyframe = False
-        self._keyframe_asked_at: float | None = None
+        self._keyframe_retry_at: float | None = None  # when an awaited keyframe is asked again
         #: VP8 temporal layers: after a frame of layer L > 0 was dropped, frames above L - 1
         #: are dropped until a layer-sync frame climbs back (None: every layer passes)
         self.layer_limit: int | None = None
@@ -224,8 +224,7 @@ class LossTolerantVideo:
         """Ask again for the packets still missing whose last request is a round trip old."""
         if self._send_nack is None or not self._gaps:
             return
-        rtt = self._rtt_s()
-        retry = max(NACK_RETRY_MIN_S, NACK_RETRY_RTTS * (DEFAULT_RTT_S if rtt is None else rtt))
+        retry = max(NACK_RETRY_MIN_S, NACK_RETRY_RTTS * self._rtt())
         due = [ext for ext, (_, asked) in self._gaps.items() if now - asked >= retry]
         if not due:
             return
@@ -271,23 +270,26 @@ class LossTolerantVideo:
             for seq in [s for s in missing if self._extend(s) < self._next]:
                 missing.discard(seq)
 
+    def _rtt(self) -> float:
+        """The round trip (`rtt_s()`), or DEFAULT_RTT_S before one is measured."""
+        rtt = self._rtt_s()
+        return DEFAULT_RTT_S if rtt is None else rtt
+
     def _want_keyframe(self, urgent: bool) -> None:
         self.waiting_keyframe = True
-        self._keyframe_asked_at = self._clock()
+        self._keyframe_retry_at = self._clock() + self.keyframe_retry_s()
         if self._on_keyframe_needed is not None:
             self._on_keyframe_needed(urgent)
 
     def keyframe_retry_s(self) -> float:
         """How long an awaited keyframe may take to begin arriving before it is asked for
         again."""
-        rtt = self._rtt_s()
-        rtt = DEFAULT_RTT_S if rtt is None else rtt
-        return max(KEYFRAME_RETRY_MIN_S, KEYFRAME_RETRY_RTTS * rtt + KEYFRAME_RETRY_SLACK_S)
+        return max(KEYFRAME_RETRY_MIN_S, KEYFRAME_RETRY_RTTS * self._rtt() + KEYFRAME_RETRY_SLACK_S)
 
     def _retry_keyframe(self, now: float) -> None:
         """Ask again for the awaited keyframe if none has begun to arrive in time."""
-        asked = self._keyframe_asked_at
-        if asked is None or now - asked < self.keyframe_retry_s():
+        retry_at = self._keyframe_retry_at
+        if retry_at is None or now < retry_at:
             return
         if self._next is not None and self._frame_start_after(self._next - 1, keyframe=True):
             return  # on its way (a packet of it may still be missing)

@@ -78,8 +78,7 @@ export class MediaLink extends EventTarget {
       // Never a default configuration: the ICE servers come from the welcome (empty in tests).
       const pc = new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: 'max-bundle' });
       this.pc = pc;
-      this._startedAt = performance.now();
-      clearTimeout(this._rampTimer);
+      this._startedAt = performance.now(); // _closePc() above cleared the last ramp's timer
       this._rampTimer = setTimeout(() => {
         if (this.pc === pc && this.senders.video) this._capBitrate(this.senders.video);
       }, START_RAMP_MS);
