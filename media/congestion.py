@@ -24,7 +24,7 @@ from __future__ import annotations
 
 import logging
 
-from media.bandwidth import MAX_LAYER, BandwidthSettings, congestion_loss, overrun
+from media.bandwidth import MAX_LAYER, BandwidthSettings, congestion_loss, credible, overrun
 from media.forwarding import ForwardedTrack, PeerSession, Room, TrackForwarder
 from media.interfaces import PublishLimit, VideoPaused
 
@@ -213,8 +213,10 @@ def update_video_share(session: PeerSession, settings: BandwidthSettings, now: f
     layer (`pause_below_ratio` × that, the layer policy's "low") and below 1.2 × what it
     receives now (not at that ceiling: a subscriber held at a low layer reads low), and has
     settled, or while the loss it reports is congestion (`bandwidth.congestion_loss`): only
-    then may the share fall. A higher share is always taken (caps are lifted as a capped receiver's
-    estimate grows); while its video is paused the share is kept. None until known, and for a
+    then may the share fall, and only if the estimate is `bandwidth.credible` (a round trip
+    below `credible_rtt_s` has no queue: its loss counts as if no estimate had come). A higher
+    share is always taken (caps are lifted as a capped receiver's estimate grows); while its
+    video is paused the share is kept. None until known, and for a
     participant that chose audio only. When its estimate and round trip both say its link is
     overrun (`bandwidth.overrun`, against what it would be sent with every layer), the share
     falls whether or not the estimate has settled, in the warm-up too: Chromium's estimate keeps
@@ -235,17 +237,20 @@ def update_video_share(session: PeerSession, settings: BandwidthSettings, now: f
     known = session.cap_share
     # below what every layer takes, and not merely at its ceiling of 1.5 × what it receives
     receiving = needed_bps(session, settings, session.layers.effective(top_layer(session)))
+    believed = credible(settings, session.estimator)
     low = overran or (
-        estimate < settings.pause_below_ratio * every_layer
+        believed
+        and estimate < settings.pause_below_ratio * every_layer
         and estimate < 1.2 * receiving
         and session.estimator.settled()
     )
     congested = congestion_loss(
         settings,
         session.estimator.loss("video"),
-        estimate,
+        estimate if believed else None,
         receiving,
         session.estimator.rising(),
+        session.estimator.rtt_s,
     )
     if low or congested or (known is not None and share > known):
         session.cap_share = share

@@ -161,6 +161,19 @@ def test_a_low_estimate_pauses_only_after_it_held_and_resumes_after_the_pause() 
     assert clock.now - paused_at >= SETTINGS.min_pause_s
 
 
+def test_a_low_estimate_on_a_short_round_trip_pauses_nothing_but_loss_still_does() -> None:
+    """A round trip of 3 ms: no queue on the path, so an estimate of 300k for 800k sent is the
+    receiver's own jitter (a loaded machine), not the link. Heavy loss is still congestion; on a
+    path with a queue the same estimate pauses as before."""
+    clock, estimator, policy = make()
+    estimator.on_rtt(0.003)
+    assert run(clock, estimator, policy, 30, remb=300_000, video_loss=10) == []
+    assert run(clock, estimator, policy, 5, remb=300_000, video_loss=80) == [True]  # 31 %
+    clock, estimator, policy = make()
+    estimator.on_rtt(0.06)
+    assert run(clock, estimator, policy, 2.5, remb=300_000) == [True]
+
+
 def test_a_low_estimate_while_paused_is_probed_at_growing_intervals_not_believed() -> None:
     # While paused, a receiver's estimate follows the audio it still gets (Chromium's climbs a
     # few per cent a second from there), so it can never show room for video: each resume is a

@@ -138,6 +138,16 @@ def test_a_subscriber_held_at_the_base_layer_is_not_taken_for_a_weak_link() -> N
     assert [e.max_bps for _, e in room.run(5, c=450_000, d=5_000_000)] == [180_000, 180_000]
 
 
+def test_a_low_estimate_on_a_short_round_trip_caps_nobody() -> None:
+    """c's estimate falls while its round trip stays at 3 ms (a receiver on a loaded machine):
+    not its link, so the others' cameras keep their rate; with a queue on its path, capped."""
+    room = Room()
+    room.room.peers["c"].estimator.on_rtt(0.003)
+    assert room.run(10, c=700_000, d=5_000_000) == []
+    room.room.peers["c"].estimator.on_rtt(0.2)
+    assert [e.max_bps for _, e in room.run(5, c=700_000, d=5_000_000)] == [280_000, 280_000]
+
+
 def test_a_subscriber_too_weak_for_the_floor_caps_nobody() -> None:
     room = Room()
     assert room.run(10, c=200_000, d=5_000_000) == []  # 80 kbit/s a video: layers and pause

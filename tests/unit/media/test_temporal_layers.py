@@ -544,13 +544,34 @@ def test_an_overrun_link_drops_the_layers_in_the_warm_up_at_its_first_estimate()
     assert _early(clock, estimator, policy, rtt_s=0.4) == [(2.5, 0)]  # at once, what fits
 
 
-def test_a_low_first_estimate_on_a_short_round_trip_waits_for_the_warm_up() -> None:
+def test_a_low_estimate_on_a_short_round_trip_drops_no_layer() -> None:
     """The same estimate on a clean link (round trip 10 ms): the jitter of someone else's
-    forwarded video, not this link's queue. Trusted only after the warm-up, then as usual."""
+    forwarded video, or of a loaded machine, not this link's queue. Not in the warm-up, not
+    after it; once the round trip shows a queue (or a long path), as usual."""
     clock, estimator, policy = _warming_up()
     assert _early(clock, estimator, policy, rtt_s=0.01) == []
     assert policy.layer == 2
-    assert run(clock, estimator, policy, 2.5, remb=500_000) == [(2.0, 0)]  # 1 s after warm-up
+    assert run(clock, estimator, policy, 10, remb=500_000) == []
+    assert policy.layer == 2
+    estimator.on_rtt(0.12)
+    assert run(clock, estimator, policy, 2.5, remb=500_000) == [(1.5, 0)]
+
+
+def test_a_collapsed_estimate_on_a_short_round_trip_holds_no_climb_back() -> None:
+    """At the base layer after loss, an estimate that collapsed (Chromium's, 37 kbit/s with a
+    round trip of 2-4 ms, on a loaded machine) does not keep the subscriber there: the layers
+    climb by probing, with the link's random 8 % loss, as if no estimate had come."""
+    clock, estimator, policy = make_policy()
+    assert run(clock, estimator, policy, 3.5, video_loss=64) == [(1.5, 1), (3.0, 0)]
+    estimator.on_rtt(0.003)
+    # 8 % lost, 37k: a probe once the base layer was held 5 s (4.5 s from here) and the loss
+    # was random for 2 s more
+    assert run(clock, estimator, policy, 8, remb=37_000, video_loss=20) == [(6.5, 1)]
+    # the same on a path with a queue: the estimate holds it there
+    clock, estimator, policy = make_policy()
+    run(clock, estimator, policy, 3.5, video_loss=64)
+    estimator.on_rtt(0.3)
+    assert run(clock, estimator, policy, 20, remb=37_000, video_loss=20) == []
 
 
 def test_random_loss_before_the_first_estimate_drops_no_layer_on_a_short_round_trip() -> None:
