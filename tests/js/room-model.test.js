@@ -546,6 +546,8 @@ describe('shownQuality (a tile: the sender\'s own link and what the server recei
 
 describe('cameraBitrate', () => {
   test('starts low on every new connection, then our cap', () => {
+    assert.equal(cameraBitrate(null, null), MAX_VIDEO_BITRATE); // the first frame: not capped
+    assert.equal(cameraBitrate(100_000, null), 100_000);
     assert.equal(cameraBitrate(null, 0), START_VIDEO_BITRATE);
     assert.equal(cameraBitrate(null, START_RAMP_MS - 1), START_VIDEO_BITRATE);
     assert.equal(cameraBitrate(null, START_RAMP_MS), MAX_VIDEO_BITRATE);

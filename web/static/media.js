@@ -10,6 +10,9 @@ import {
 } from './room-model.js';
 
 const GATHER_TIMEOUT_MS = 2500;
+// How often, and how many times, a new connection looks for its camera's first encoded frame.
+const FIRST_FRAME_POLL_MS = 100;
+const FIRST_FRAME_POLLS = 100;
 // VP8 temporal scalability, preferred first (the SFU drops upper layers for weak subscribers).
 const TEMPORAL_MODES = ['L1T3', 'L1T2'];
 
@@ -58,8 +61,11 @@ export class MediaLink extends EventTarget {
     /** Received video streams' freeze counts and hold deadlines, by track id (`_tuneJitter`). */
     this._froze = new Map();
     this._lossyUntil = 0;
-    /** When the peer connection started (performance.now()), and the timer that ends its ramp. */
-    this._startedAt = 0;
+    /**
+     * When the camera's start ramp began (performance.now(): its first frame encoded on this peer
+     * connection; null before), and the timer that ends it.
+     */
+    this._startedAt = null;
     this._rampTimer = null;
     this._onServerOffer = (e) => this._enqueue(() => this._answer(e.detail.sdp));
     sig.addEventListener('offer', this._onServerOffer);
@@ -78,10 +84,7 @@ export class MediaLink extends EventTarget {
       // Never a default configuration: the ICE servers come from the welcome (empty in tests).
       const pc = new RTCPeerConnection({ iceServers: this.iceServers, bundlePolicy: 'max-bundle' });
       this.pc = pc;
-      this._startedAt = performance.now(); // _closePc() above cleared the last ramp's timer
-      this._rampTimer = setTimeout(() => {
-        if (this.pc === pc && this.senders.video) this._capBitrate(this.senders.video);
-      }, START_RAMP_MS);
+      this._startedAt = null; // _closePc() above cleared the last ramp's timer
       for (const track of this.localStream.getTracks()) {
         const tr = pc.addTransceiver(track, { direction: 'sendonly', streams: [this.localStream] });
         this.senders[track.kind] = tr.sender;
@@ -100,14 +103,42 @@ export class MediaLink extends EventTarget {
       };
       await this._offer();
       this._startQuality();
+      this._rampFromFirstFrame(pc).catch(() => {});
     });
+  }
+
+  /**
+   * Begin the camera's start ramp (room-model.js cameraBitrate) once `pc` has encoded its first
+   * video frame. Capped from the start, Chromium's encoder began below the 300 kbit/s it wants
+   * for 640x480, dropped its first frames and went to 360p, for the call.
+   */
+  async _rampFromFirstFrame(pc) {
+    for (let i = 0; i < FIRST_FRAME_POLLS && this.pc === pc; i++) {
+      const sender = this.senders.video;
+      let encoded = 0;
+      try {
+        for (const r of (await sender.getStats()).values()) {
+          if (r.type === 'outbound-rtp') encoded += r.framesEncoded || 0;
+        }
+      } catch { /* no sender yet, or closed */ }
+      if (encoded > 0 && this.pc === pc) {
+        this._startedAt = performance.now();
+        this._rampTimer = setTimeout(() => {
+          if (this.pc === pc && this.senders.video) this._capBitrate(this.senders.video);
+        }, START_RAMP_MS);
+        await this._capBitrate(sender);
+        return;
+      }
+      await new Promise((resolve) => { setTimeout(resolve, FIRST_FRAME_POLL_MS); });
+    }
   }
 
   async _capBitrate(sender) {
     try {
       const p = sender.getParameters();
       if (!p.encodings || !p.encodings.length) p.encodings = [{}];
-      p.encodings[0].maxBitrate = cameraBitrate(this.videoLimit, performance.now() - this._startedAt);
+      const sinceStart = this._startedAt === null ? null : performance.now() - this._startedAt;
+      p.encodings[0].maxBitrate = cameraBitrate(this.videoLimit, sinceStart);
       await sender.setParameters(p);
     } catch { /* not negotiated yet: applied on the next change */ }
     await this._temporalLayers(sender);

@@ -115,23 +115,29 @@ export function jitterTarget(s) {
 
 /** What the camera may send at most, bits/s (web/static/media.js). */
 export const MAX_VIDEO_BITRATE = 600_000;
-/** For this long after a peer connection starts, the camera sends at most START_VIDEO_BITRATE. */
+/**
+ * For this long after a peer connection encodes its first video frame, the camera sends at most
+ * START_VIDEO_BITRATE.
+ */
 export const START_RAMP_MS = 6000;
 export const START_VIDEO_BITRATE = 150_000;
 
 /**
  * The camera's `maxBitrate` (bits/s): our cap, lowered to the server's `publish_limit` when one
- * is set (`limit`, bits/s, or null), and in the first START_RAMP_MS of a peer connection to
- * START_VIDEO_BITRATE. Chromium's encoder starts at 300 kbit/s whatever the link: on a 300 kbit/s
- * 4G uplink that start, with the audio, overruns the link before any feedback arrives, and the
- * others see the loss as frozen video from us (docs/media.md, "Start").
+ * is set (`limit`, bits/s, or null), and in the first START_RAMP_MS of the ramp
+ * (`sinceStartMs`; null before it began: the peer connection's first frame is not encoded yet)
+ * to START_VIDEO_BITRATE. Chromium's encoder starts at 300 kbit/s whatever the link: on a
+ * 300 kbit/s 4G uplink that start, with the audio, overruns the link before any feedback
+ * arrives, and the others see the loss as frozen video from us (docs/media.md, "Start"). The
+ * first frame itself is not capped: below 300 kbit/s Chromium drops it and sends 360p instead of
+ * 480p, for the rest of the call.
  * @param {number|null} limit
- * @param {number} sinceStartMs
+ * @param {number|null} sinceStartMs
  * @returns {number}
  */
 export function cameraBitrate(limit, sinceStartMs) {
   let cap = limit ? Math.min(limit, MAX_VIDEO_BITRATE) : MAX_VIDEO_BITRATE;
-  if (sinceStartMs < START_RAMP_MS) cap = Math.min(cap, START_VIDEO_BITRATE);
+  if (sinceStartMs !== null && sinceStartMs < START_RAMP_MS) cap = Math.min(cap, START_VIDEO_BITRATE);
   return cap;
 }
 
