@@ -63,7 +63,7 @@ export class MediaLink extends EventTarget {
     this._lossyUntil = 0;
     /**
      * When the camera's start ramp began (performance.now(): its first frame encoded on this peer
-     * connection; null before), and the timer that ends it.
+     * connection; null before, -Infinity once over), and the timer that ends it.
      */
     this._startedAt = null;
     this._rampTimer = null;
@@ -124,6 +124,7 @@ export class MediaLink extends EventTarget {
       if (encoded > 0 && this.pc === pc) {
         this._startedAt = performance.now();
         this._rampTimer = setTimeout(() => {
+          this._startedAt = -Infinity; // over, whatever the two clocks' rounding says
           if (this.pc === pc && this.senders.video) this._capBitrate(this.senders.video);
         }, START_RAMP_MS);
         await this._capBitrate(sender);
