@@ -216,12 +216,12 @@ def update_video_share(session: PeerSession, settings: BandwidthSettings, now: f
     then may the share fall, and only if the estimate is `bandwidth.credible` (a round trip
     below `credible_rtt_s` has no queue: its loss counts as if no estimate had come). A higher
     share is always taken (caps are lifted as a capped receiver's estimate grows); while its
-    video is paused the share is kept. None until known, and for a
-    participant that chose audio only. When its estimate and round trip both say its link is
-    overrun (`bandwidth.overrun`, against what it would be sent with every layer), the share
-    falls whether or not the estimate has settled, in the warm-up too: Chromium's estimate keeps
-    climbing 1-2 % a second after the decrease an overrun makes, and the caps then came 4-21 s
-    after the start on "4G weak" (now 2 s after the first layer drop)."""
+    video is paused the share is kept. None until known, and for a participant that chose audio
+    only. When its estimate and round trip both say its link is overrun (`bandwidth.overrun`,
+    against what it would be sent with every layer), the share falls whether or not the estimate
+    has settled, in the warm-up too: Chromium's estimate keeps climbing 1-2 % a second after the
+    decrease an overrun makes, and the caps then came 4-21 s after the start on "4G weak" (now
+    2 s after the first layer drop)."""
     if not session.receive_video:
         session.cap_share = None
         return

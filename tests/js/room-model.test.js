@@ -551,6 +551,7 @@ describe('cameraBitrate', () => {
     assert.equal(cameraBitrate(null, 0), START_VIDEO_BITRATE);
     assert.equal(cameraBitrate(null, START_RAMP_MS - 1), START_VIDEO_BITRATE);
     assert.equal(cameraBitrate(null, START_RAMP_MS), MAX_VIDEO_BITRATE);
+    assert.equal(cameraBitrate(null, Infinity), MAX_VIDEO_BITRATE); // the ramp's timer ended it
   });
   test("the server's publish limit lowers it, never raises it", () => {
     assert.equal(cameraBitrate(200_000, START_RAMP_MS), 200_000);

@@ -110,7 +110,7 @@ export class MediaLink extends EventTarget {
   /**
    * Begin the camera's start ramp (room-model.js cameraBitrate) once `pc` has encoded its first
    * video frame. Capped from the start, Chromium's encoder began below the 300 kbit/s it wants
-   * for 640x480, dropped its first frames and went to 360p, for the call.
+   * for 640x480, dropped its first frames and went to 360p, where it mostly stayed.
    */
   async _rampFromFirstFrame(pc) {
     for (let i = 0; i < FIRST_FRAME_POLLS && this.pc === pc; i++) {

@@ -129,8 +129,8 @@ export const START_VIDEO_BITRATE = 150_000;
  * to START_VIDEO_BITRATE. Chromium's encoder starts at 300 kbit/s whatever the link: on a
  * 300 kbit/s 4G uplink that start, with the audio, overruns the link before any feedback
  * arrives, and the others see the loss as frozen video from us (docs/media.md, "Start"). The
- * first frame itself is not capped: below 300 kbit/s Chromium drops it and sends 360p instead of
- * 480p, for the rest of the call.
+ * first frame itself is not capped: below 300 kbit/s Chromium drops it and goes to 360p instead
+ * of 480p, where it mostly stays.
  * @param {number|null} limit
  * @param {number|null} sinceStartMs
  * @returns {number}
