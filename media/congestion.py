@@ -256,6 +256,29 @@ def update_video_share(session: PeerSession, settings: BandwidthSettings, now: f
         session.cap_share = share
 
 
+def _waits_at_base(session: PeerSession, settings: BandwidthSettings, now: float) -> bool:
+    """Whether the subscriber has received only the base layer for longer than a probe up
+    takes (`LayerPolicy` `hold_s` + `up_after_s`), with its video flowing and its estimate
+    `credible`: no probe came because its estimate sits below `resume_above_ratio` × what the
+    base layer takes, and no cap because its share is below `cap_floor_bps` (at the base layer
+    a share at the floor needs an estimate above 1.2 × what it receives, where `low` stops).
+
+    Seen once in eight "4G weak" runs: C's estimate settled below 350 kbit/s (two videos at the
+    floor, with audio, at `cap_headroom`), its layers fell to the base and stayed there, and it
+    received 5 fps for the rest of the minute. Capped at the floor, the base layer's few frames
+    become every frame at the floor's bitrate, and its layers climb."""
+    layers = session.layers
+    top = top_layer(session)
+    return (
+        session.receive_video
+        and not session.policy.paused
+        and top >= 1
+        and layers.effective(top) == 0
+        and now - layers.changed_at >= layers.hold_s + layers.layers.up_after_s
+        and credible(settings, session.estimator)
+    )
+
+
 def publish_caps(room: Room, settings: BandwidthSettings, now: float) -> list[PublishLimit]:
     """Each camera publisher's cap (`PublishCapPolicy`) from the lowest `cap_share` among its
     subscribers that is at least `cap_floor_bps`; events where a cap changed.
@@ -264,7 +287,8 @@ def publish_caps(room: Room, settings: BandwidthSettings, now: float) -> list[Pu
     publishers at the floor (`holds_cap`) until its share is None (audio only): lifting the
     caps then sent it every publisher at full rate, and on "4G weak" it sat at the base layer
     for 38 s after a cap of 190 kbit/s was lifted. One that never reached the floor caps
-    nobody (its temporal layers and the pause serve it)."""
+    nobody (its temporal layers and the pause serve it), unless it waits at the base layer
+    (`_waits_at_base`): then its publishers are held at the floor too."""
     if not settings.cap_publishers:
         return []
     shares = {}
@@ -277,7 +301,8 @@ def publish_caps(room: Room, settings: BandwidthSettings, now: float) -> list[Pu
             elif share >= settings.cap_floor_bps:
                 session.holds_cap = True
                 shares[peer_id] = share
-            elif session.holds_cap:
+            elif session.holds_cap or _waits_at_base(session, settings, now):
+                session.holds_cap = True
                 shares[peer_id] = settings.cap_floor_bps
     events = []
     for session in list(room.peers.values()):

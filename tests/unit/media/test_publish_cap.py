@@ -153,6 +153,31 @@ def test_a_subscriber_too_weak_for_the_floor_caps_nobody() -> None:
     assert room.run(10, c=200_000, d=5_000_000) == []  # 80 kbit/s a video: layers and pause
 
 
+def test_a_subscriber_left_waiting_at_the_base_layer_holds_the_cameras_at_the_floor() -> None:
+    """c's layers fell to the base, where it receives 2 × 110k, and its estimate settled at
+    240k: too low for a probe up (1.2 × 220k), too low for a cap (96 kbit/s a video), not low
+    enough to pause. Once a probe would have come, the cameras are held at the floor, so it
+    gets every frame; not on a short round trip (no queue: not its link), nor while paused."""
+    for rtt, paused, capped in ((0.2, False, True), (0.003, False, False), (0.2, True, False)):
+        room = Room()
+        for publisher in ("a", "b"):
+            for camera in room.room.peers[publisher].published.values():
+                camera.top_layer = 2
+                for layer, bps in enumerate((110_000, 60_000, 80_000)):
+                    camera.layer_rates[layer].bps = bps
+        c = room.room.peers["c"]
+        c.estimator.on_rtt(rtt)
+        c.policy.paused = paused
+        c.layers.layer, c.layers.changed_at = 0, room.clock.now
+        waited = c.layers.hold_s + c.layers.layers.up_after_s
+        assert room.run(waited - 0.5, c=240_000, d=5_000_000) == []
+        events = room.run(5, c=240_000, d=5_000_000)
+        assert [e.max_bps for _, e in events] == ([100_000] * 2 if capped else []), (rtt, paused)
+        if capped:  # its layers climb; the floor holds until its share rises above it
+            c.layers.layer = 2
+            assert room.run(20, c=240_000, d=5_000_000) == []
+
+
 def test_a_capped_for_subscriber_whose_link_falls_further_keeps_the_caps_at_the_floor() -> None:
     room = Room()
     assert [e.max_bps for _, e in room.run(5, c=700_000, d=5_000_000)] == [280_000, 280_000]
