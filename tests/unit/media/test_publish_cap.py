@@ -95,6 +95,14 @@ class Room:
             for camera in self.room.peers[publisher].published.values():
                 camera.rate.bps = bps
 
+    def layered(self, *rates: float) -> None:
+        """Both cameras send temporal layers 0, 1, 2 at these bitrates."""
+        for publisher in ("a", "b"):
+            for camera in self.room.peers[publisher].published.values():
+                camera.top_layer = 2
+                for layer, bps in enumerate(rates):
+                    camera.layer_rates[layer].bps = bps
+
     def run(self, seconds: float, **remb: int) -> list[tuple[float, PublishLimit]]:
         start, events = self.clock.now, list[tuple[float, PublishLimit]]()
         while self.clock.now < start + seconds:
@@ -127,11 +135,7 @@ def test_a_subscriber_held_at_the_base_layer_is_not_taken_for_a_weak_link() -> N
     # c's link takes everything, but its layer was dropped (loss, say): it receives 2 × 275k
     # and its estimate stops at 1.5 × that, below the 2 × 550k of every layer
     room = Room()
-    for publisher in ("a", "b"):
-        for camera in room.room.peers[publisher].published.values():
-            camera.top_layer = 2
-            for layer, bps in enumerate((275_000, 125_000, 150_000)):
-                camera.layer_rates[layer].bps = bps
+    room.layered(275_000, 125_000, 150_000)
     room.room.peers["c"].layers.layer = 0
     assert room.run(10, c=825_000, d=5_000_000) == []
     # really below what it receives now: capped
@@ -160,11 +164,7 @@ def test_a_subscriber_left_waiting_at_the_base_layer_holds_the_cameras_at_the_fl
     gets every frame; not on a short round trip (no queue: not its link), nor while paused."""
     for rtt, paused, capped in ((0.2, False, True), (0.003, False, False), (0.2, True, False)):
         room = Room()
-        for publisher in ("a", "b"):
-            for camera in room.room.peers[publisher].published.values():
-                camera.top_layer = 2
-                for layer, bps in enumerate((110_000, 60_000, 80_000)):
-                    camera.layer_rates[layer].bps = bps
+        room.layered(110_000, 60_000, 80_000)
         c = room.room.peers["c"]
         c.estimator.on_rtt(rtt)
         c.policy.paused = paused
