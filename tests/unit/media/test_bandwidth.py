@@ -128,12 +128,44 @@ def test_the_first_report_after_an_outage_is_not_taken_for_loss() -> None:
     estimator.on_report(1, 255, "video", 150, 240)  # back: it lost the 5 s of the outage
     assert not estimator.loss("video")
     clock.now += 1
-    estimator.on_report(1, 9, "video", 151, 270)  # then 1 of 30 packets
+    # the counts start again here (one report later than needed: this one could not tell
+    # that the one before had spanned the outage already)
+    estimator.on_report(1, 9, "video", 151, 270)
+    assert not estimator.loss("video")
+    clock.now += 1
+    estimator.on_report(1, 9, "video", 152, 300)  # then 1 of 30 packets
     assert estimator.loss("video") == 1 / 30
     # a silence without a link-back (an audio-only receiver reports every 5 s) counts as usual
     clock.now += 5
-    estimator.on_report(1, 64, "video", 161, 300)
+    estimator.on_report(1, 64, "video", 162, 330)
     assert estimator.loss("video") == 0.25
+
+
+def test_reports_that_end_before_the_outage_do_not_start_the_count() -> None:
+    """As measured on "drop5": the receiver's report sent as its link returned still ends
+    where the outage began (it had received nothing new), the next spans the outage. Neither is
+    loss; the counts start from the second, and loss after it counts as usual."""
+    clock, estimator, _ = make()
+    for second in range(1, 4):
+        clock.now += 1
+        estimator.on_report(1, 0, "video", 0, 30 * second)
+    clock.now += 5
+    estimator.link_back()
+    estimator.link_back()  # one call per video sender, for the same outage
+    # past the last report before the outage (packets came in between), but nothing since
+    # the link returned: it ends where the outage began
+    estimator.on_report(1, 0, "video", 0, 95)
+    assert not estimator.loss("video")
+    clock.now += 0.3
+    estimator.on_report(1, 250, "video", 150, 245)  # now past the outage's 150 packets
+    assert not estimator.loss("video")
+    clock.now += 0.3
+    estimator.on_report(1, 2, "video", 150, 255)  # too few packets counted: the fraction
+    assert estimator.loss("video") == 1 / 256
+    for n in range(1, 4):  # then 1 of 30 packets a second
+        clock.now += 1
+        estimator.on_report(1, 9, "video", 150 + n, 255 + 30 * n)
+    assert estimator.loss("video") == 3 / 90
 
 
 def test_rate_meter_measures_bits_per_second() -> None:
