@@ -192,7 +192,7 @@ class BandwidthEstimator:
         its link returned ends where the outage began (it has received nothing since), the
         next one spans it. What they say was lost (near 100 %) is the outage, not congestion:
         neither fraction is taken, and the stream's counts start again from the second.
-        Measured on "drop5", counted from the first: the loss read 96-98 % falling to 67 % over
+        Measured on "drop5", counted from the first: the loss read 96-98 % falling to 58-67 % over
         2.5 s, which took a subscriber on a clean link to the base layer and capped both
         cameras, and its layers took 14 s to climb back. (When the first report spans the
         outage already, one report more is not taken.) Without counts, the first report after
