@@ -263,10 +263,10 @@ def _waits_at_base(session: PeerSession, settings: BandwidthSettings, now: float
     base layer takes, and no cap because its share is below `cap_floor_bps` (at the base layer
     a share at the floor needs an estimate above 1.2 × what it receives, where `low` stops).
 
-    Seen once in the last five full "4G weak" runs: C's estimate settled below 350 kbit/s (two videos at the
-    floor, with audio, at `cap_headroom`), its layers fell to the base and stayed there, and it
-    received 5 fps for the rest of the minute. Capped at the floor, the base layer's few frames
-    become every frame at the floor's bitrate, and its layers climb."""
+    Seen once in the last five full "4G weak" runs: C's estimate settled below 350 kbit/s (two
+    videos at the floor, with audio, at `cap_headroom`), its layers fell to the base and stayed
+    there, and it received 5 fps for the rest of the minute. Capped at the floor, the base
+    layer's few frames become every frame at the floor's bitrate, and its layers climb."""
     layers = session.layers
     top = top_layer(session)
     return (
