@@ -10,7 +10,9 @@ the `VideoPausePolicy` get its turn (layer-drop → pause → resume → layer-u
 
 Beside both, each publisher's camera is capped to what its weakest subscriber can take at full
 frame rate (`publish_caps`, `PublishCapPolicy`): the publisher's own encoder lowers its
-bitrate, so that subscriber gets every frame instead of the base layer's few.
+bitrate, so that subscriber gets every frame instead of the base layer's few. A subscriber
+whose base layers fit only with its cameras at the floor has them capped there before its video
+may pause (`_caps_before_pause`): layer-drop → cap → pause.
 
 And for audio, how many earlier frames each packet to a subscriber repeats (RED, RFC 2198;
 `AudioRedundancy`, from the loss the subscriber reports on its audio): a lost packet is
@@ -163,11 +165,13 @@ def evaluate(
             continue
         tracks = video_tracks(session)
         if tracks and _choose_layer(session, settings, now, load_cap):
-            # only the base layer is left: pause when even it does not fit
+            # only the base layer is left: pause when even it does not fit, and not while
+            # the cameras are on their way down to the floor where it would
+            capping = _caps_before_pause(session, settings) and _cap_pending(session, settings)
             decision = session.policy.update(
                 session.estimator,
                 _pause_needed(session, settings),
-                settling=_settling(session, settings, now),
+                settling=capping or _settling(session, settings, now),
             )
             if decision is not None:
                 logger.info(
@@ -256,27 +260,90 @@ def update_video_share(session: PeerSession, settings: BandwidthSettings, now: f
         session.cap_share = share
 
 
-def _waits_at_base(session: PeerSession, settings: BandwidthSettings, now: float) -> bool:
-    """Whether the subscriber has received only the base layer for longer than a probe up
-    takes (`LayerPolicy` `hold_s` + `up_after_s`), with its video flowing and its estimate
-    `credible`: no probe came because its estimate sits below `resume_above_ratio` × what the
-    base layer takes, and no cap because its share is below `cap_floor_bps` (at the base layer
-    a share at the floor needs an estimate above 1.2 × what it receives, where `low` stops).
+def _waits_below_top(session: PeerSession, settings: BandwidthSettings, now: float) -> bool:
+    """Whether the subscriber has received fewer temporal layers than its publishers send for
+    longer than a probe up takes (`LayerPolicy` `hold_s` + `up_after_s`), with its video flowing
+    and its estimate `credible`: no probe came because its estimate sits below
+    `resume_above_ratio` × what the next layer takes, and no cap because its share is below
+    `cap_floor_bps` (a share at the floor needs an estimate above 1.2 × what it receives, where
+    `low` stops).
 
-    Seen once in the last five full "4G weak" runs: C's estimate settled below 350 kbit/s (two
-    videos at the floor, with audio, at `cap_headroom`), its layers fell to the base and stayed
-    there, and it received 5 fps for the rest of the minute. Capped at the floor, the base
-    layer's few frames become every frame at the floor's bitrate, and its layers climb."""
+    Seen at the base layer once in the last five full "4G weak" runs (C's estimate settled below
+    350 kbit/s, and it received 5 fps for the rest of the minute), and at layer 1 in 1 of 5
+    alternated 30 s runs (19.5 s at 7.5 fps while its estimate crept up). Capped at the floor,
+    a lower layer's few frames become every frame at the floor's bitrate, and its layers climb."""
     layers = session.layers
     top = top_layer(session)
     return (
         session.receive_video
         and not session.policy.paused
-        and top >= 1
-        and layers.effective(top) == 0
+        and layers.effective(top) < top
         and now - layers.changed_at >= layers.hold_s + layers.layers.up_after_s
         and credible(settings, session.estimator)
     )
+
+
+def _floor_base_fits(session: PeerSession, settings: BandwidthSettings, estimate: int) -> bool:
+    """Whether the subscriber's base layers, with every camera it receives capped at
+    `cap_floor_bps`, and its audio fit `estimate` × `cap_headroom` (as `_share` takes it). A
+    camera's base layer keeps its part of the whole stream under the cap; other video keeps its
+    rate."""
+    video = 0.0
+    for track in video_tracks(session):
+        if not _live(track):
+            continue
+        forwarder = track.forwarder
+        whole, base = forwarder.rate_up_to(MAX_LAYER), forwarder.rate_up_to(0)
+        if not whole or base is None:
+            return False
+        video += settings.cap_floor_bps * min(1.0, base / whole) if _capped(forwarder) else base
+    return estimate * settings.cap_headroom >= audio_bps(session, settings) + video
+
+
+def _capped(forwarder: TrackForwarder) -> bool:
+    """Whether `publish_caps` caps this publisher's stream (cameras only)."""
+    return forwarder.kind == "video" and forwarder.source == "camera"
+
+
+def _caps_before_pause(session: PeerSession, settings: BandwidthSettings) -> bool:
+    """Whether the subscriber, at the base layer with its video flowing and its share known,
+    has a `credible` estimate too low for its base layers as they are sent, but enough for them
+    with its cameras at `cap_floor_bps`: then those cameras are held at the floor
+    (`publish_caps`) and its pause waits for them (`evaluate`). The order is layer-drop → cap
+    → pause.
+
+    Seen in 2 of 6 traced 25 s runs of "4G weak": C's estimate grew 1 kbit/s a round from
+    200 kbit/s (Chromium's additive increase) while A's and B's cameras climbed to 380 kbit/s.
+    Its share (48 kbit/s a video) was below the floor, so nobody was capped, and its video
+    paused for 5 s: it received 4 fps over the run, where the base layers at the floor with
+    audio (180 kbit/s) fitted 0.8 × its 245 kbit/s."""
+    if not session.receive_video or session.policy.paused or session.cap_share is None:
+        return False
+    if session.layers.effective(top_layer(session)) != 0:
+        return False
+    estimate = session.estimator.estimate_bps()
+    if estimate is None or not credible(settings, session.estimator):
+        return False
+    return estimate < settings.pause_below_ratio * needed_bps(
+        session, settings, 0
+    ) and _floor_base_fits(session, settings, estimate)
+
+
+def _cap_pending(session: PeerSession, settings: BandwidthSettings) -> bool:
+    """Whether a connected camera the subscriber receives is still capped above the floor
+    (`PublishCapPolicy` lowers a cap by at least `cap_step`)."""
+    for track in video_tracks(session):
+        forwarder = track.forwarder
+        publisher = session.room.peers.get(forwarder.publisher_id)
+        if not _live(track) or not _capped(forwarder) or publisher is None:
+            continue
+        if publisher.closed or not publisher.connected:
+            continue
+        cap = publisher.publish_cap.cap
+        current = cap if cap is not None else settings.cap_ceiling_bps
+        if current * (1 - settings.cap_step) > settings.cap_floor_bps:
+            return True
+    return False
 
 
 def publish_caps(room: Room, settings: BandwidthSettings, now: float) -> list[PublishLimit]:
@@ -287,8 +354,9 @@ def publish_caps(room: Room, settings: BandwidthSettings, now: float) -> list[Pu
     publishers at the floor (`holds_cap`) until its share is None (audio only): lifting the
     caps then sent it every publisher at full rate, and on "4G weak" it sat at the base layer
     for 38 s after a cap of 190 kbit/s was lifted. One that never reached the floor caps
-    nobody (its temporal layers and the pause serve it), unless it waits at the base layer
-    (`_waits_at_base`): then its publishers are held at the floor too."""
+    nobody (its temporal layers and the pause serve it), unless it waits below the top layer
+    (`_waits_below_top`) or its base layers fit only at the floor (`_caps_before_pause`): then
+    its publishers are held at the floor too."""
     if not settings.cap_publishers:
         return []
     shares = {}
@@ -301,7 +369,11 @@ def publish_caps(room: Room, settings: BandwidthSettings, now: float) -> list[Pu
             elif share >= settings.cap_floor_bps:
                 session.holds_cap = True
                 shares[peer_id] = share
-            elif session.holds_cap or _waits_at_base(session, settings, now):
+            elif (
+                session.holds_cap
+                or _waits_below_top(session, settings, now)
+                or _caps_before_pause(session, settings)
+            ):
                 session.holds_cap = True
                 shares[peer_id] = settings.cap_floor_bps
     events = []

@@ -17,7 +17,14 @@ from aiortc.rtp import (
 )
 
 from media import adapter, congestion, forwarding, sfu
-from media.bandwidth import BandwidthEstimator, BandwidthSettings, PublishCapPolicy
+from media.bandwidth import (
+    BandwidthEstimator,
+    BandwidthSettings,
+    LayerPolicy,
+    LayerSettings,
+    PublishCapPolicy,
+    VideoPausePolicy,
+)
 from media.interfaces import PublishGrant, PublishLimit
 from tests.unit.media.test_bandwidth import Clock
 
@@ -157,25 +164,91 @@ def test_a_subscriber_too_weak_for_the_floor_caps_nobody() -> None:
     assert room.run(10, c=200_000, d=5_000_000) == []  # 80 kbit/s a video: layers and pause
 
 
-def test_a_subscriber_left_waiting_at_the_base_layer_holds_the_cameras_at_the_floor() -> None:
+def test_a_subscriber_left_waiting_below_the_top_layer_holds_the_cameras_at_the_floor() -> None:
     """c's layers fell to the base, where it receives 2 × 110k, and its estimate settled at
     240k: too low for a probe up (1.2 × 220k), too low for a cap (96 kbit/s a video), not low
     enough to pause. Once a probe would have come, the cameras are held at the floor, so it
-    gets every frame; not on a short round trip (no queue: not its link), nor while paused."""
-    for rtt, paused, capped in ((0.2, False, True), (0.003, False, False), (0.2, True, False)):
+    gets every frame; the same at layer 1; not on a short round trip (no queue: not its link),
+    nor while paused."""
+    cases = ((0.2, False, True, 0), (0.2, False, True, 1), (0.003, False, False, 0))
+    for rtt, paused, capped, layer in (*cases, (0.2, True, False, 0)):
         room = Room()
         room.layered(110_000, 60_000, 80_000)
         c = room.room.peers["c"]
         c.estimator.on_rtt(rtt)
         c.policy.paused = paused
-        c.layers.layer, c.layers.changed_at = 0, room.clock.now
+        c.layers.layer, c.layers.changed_at = layer, room.clock.now
         waited = c.layers.hold_s + c.layers.layers.up_after_s
         assert room.run(waited - 0.5, c=240_000, d=5_000_000) == []
         events = room.run(5, c=240_000, d=5_000_000)
-        assert [e.max_bps for _, e in events] == ([100_000] * 2 if capped else []), (rtt, paused)
+        assert [e.max_bps for _, e in events] == ([100_000] * 2 if capped else []), (rtt, layer)
         if capped:  # its layers climb; the floor holds until its share rises above it
             c.layers.layer = 2
             assert room.run(20, c=240_000, d=5_000_000) == []
+
+
+def rounds(
+    room: Room, seconds: float, layers: tuple[float, ...], **remb: int
+) -> list[tuple[float, PublishLimit | bool]]:
+    """The SFU's room loop on the fake clock: both cameras send temporal layers at `layers`
+    (bits/s, counted in bytes as packets would be), each round `congestion.evaluate` then
+    `publish_caps`. Returns (seconds since start, event): each cap, and c's pause (True) and
+    resume (False)."""
+    start, events = room.clock.now, list[tuple[float, PublishLimit | bool]]()
+    c = room.room.peers["c"]
+    while room.clock.now < start + seconds:
+        room.clock.now += 0.5
+        for publisher in ("a", "b"):
+            for camera in room.room.peers[publisher].published.values():
+                camera.top_layer = 2
+                for tid, bps in enumerate(layers):
+                    camera.layer_bytes[tid] += int(bps * 0.5 / 8)
+                camera.bytes_in += int(sum(layers) * 0.5 / 8)
+        for peer, bps in remb.items():
+            room.room.peers[peer].estimator.on_remb(bps, [1, 2])
+        paused = c.policy.paused
+        congestion.evaluate(room.room, room.settings, room.clock.now)
+        if c.policy.paused != paused:
+            events.append((room.clock.now - start, c.policy.paused))
+        for event in congestion.publish_caps(room.room, room.settings, room.clock.now):
+            events.append((room.clock.now - start, event))
+    return events
+
+
+async def test_a_subscriber_whose_base_layers_fit_only_at_the_floor_caps_the_cameras_before_a_pause() -> (
+    None
+):
+    """c's estimate (170k, or 60k) is below its base layers as sent (2 × 110k of 2 × 250k), and
+    its share (68 kbit/s a video) below the floor. Layers fall to the base; at 170k the base
+    layers at the floor (2 × 44k) fit 0.8 × the estimate, so the cameras are held at the floor
+    and the pause waits for them: once they send it, none comes; if they ignore their caps, it
+    comes when they had time. At 60k not even those fit: the pause comes as before, and nobody
+    is capped for it."""
+    sent = (110_000.0, 60_000.0, 80_000.0)
+    for estimate, cameras in ((170_000, "follow"), (170_000, "ignore"), (60_000, "")):
+        room = Room()
+        for peer in ("c", "d"):
+            session = room.room.peers[peer]
+            session.policy = VideoPausePolicy(SETTINGS, room.clock)
+            session.policy.created_at = room.clock.now - 60
+            session.layers = LayerPolicy(SETTINGS, LayerSettings(), room.clock)
+        room.room.peers["c"].estimator.on_rtt(0.2)
+        events = [e for _, e in rounds(room, 5, sent, c=estimate, d=5_000_000)]
+        if not cameras:  # the layer drop settles for 4 s, then the pause holds for 2
+            events += [e for _, e in rounds(room, 5, sent, c=estimate, d=5_000_000)]
+            assert events == [True], estimate
+            continue
+        assert events == [PublishLimit("r", "a", 100_000), PublishLimit("r", "b", 100_000)]
+        if cameras == "ignore":
+            events = [e for _, e in rounds(room, 10, sent, c=estimate, d=5_000_000)]
+            assert events[:1] == [True]
+            continue
+        # the cameras follow their caps: the base layers now fit, and no pause comes
+        events = [
+            e for _, e in rounds(room, 20, tuple(b * 0.4 for b in sent), c=estimate, d=5_000_000)
+        ]
+        assert events == []
+        assert not room.room.peers["c"].policy.paused
 
 
 def test_a_capped_for_subscriber_whose_link_falls_further_keeps_the_caps_at_the_floor() -> None:
