@@ -476,6 +476,12 @@ class PublishCapPolicy:
         self._down_since: float | None = None
         self._up_since: float | None = None
 
+    def lowers_to(self, bps: float) -> bool:
+        """Whether `bps` is more than one step (`cap_step`) below the cap (no cap: the
+        ceiling), so that `update` would lower the cap to it."""
+        current = self.cap if self.cap is not None else self.settings.cap_ceiling_bps
+        return bps < current * (1 - self.settings.cap_step)
+
     def update(self, share_bps: float | None) -> bool:
         s = self.settings
         now = self.clock()
@@ -484,7 +490,7 @@ class PublishCapPolicy:
             want = max(s.cap_floor_bps, int(share_bps) // 10_000 * 10_000)
         current = self.cap if self.cap is not None else s.cap_ceiling_bps
         target = want if want is not None else s.cap_ceiling_bps
-        if target < current * (1 - s.cap_step):
+        if self.lowers_to(target):
             self._up_since = None
             if self._down_since is None:
                 self._down_since = now

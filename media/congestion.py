@@ -331,7 +331,7 @@ def _caps_before_pause(session: PeerSession, settings: BandwidthSettings) -> boo
 
 def _cap_pending(session: PeerSession, settings: BandwidthSettings) -> bool:
     """Whether a connected camera the subscriber receives is still capped above the floor
-    (`PublishCapPolicy` lowers a cap by at least `cap_step`)."""
+    (more than the step `PublishCapPolicy` lowers a cap by)."""
     for track in video_tracks(session):
         forwarder = track.forwarder
         publisher = session.room.peers.get(forwarder.publisher_id)
@@ -339,9 +339,7 @@ def _cap_pending(session: PeerSession, settings: BandwidthSettings) -> bool:
             continue
         if publisher.closed or not publisher.connected:
             continue
-        cap = publisher.publish_cap.cap
-        current = cap if cap is not None else settings.cap_ceiling_bps
-        if current * (1 - settings.cap_step) > settings.cap_floor_bps:
+        if publisher.publish_cap.lowers_to(settings.cap_floor_bps):
             return True
     return False
 
@@ -379,9 +377,7 @@ def publish_caps(room: Room, settings: BandwidthSettings, now: float) -> list[Pu
     events = []
     for session in list(room.peers.values()):
         cameras = [
-            f
-            for f in session.published.values()
-            if f.kind == "video" and f.source == "camera" and f.granted and not f.ended
+            f for f in session.published.values() if _capped(f) and f.granted and not f.ended
         ]
         if session.closed or not session.connected or not cameras:
             continue
