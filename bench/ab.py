@@ -58,7 +58,7 @@ async def _signaling_profile(messages: int) -> dict[str, float]:
         await bs._seed(db_url, rooms=2, staff=ROOM + 2)
         port = bs._free_port()
         out = str(tmp / "serve.prof")
-        argv = ["--serve", "ours", "--port", str(port), "--db", db_url, "--secret", secret]
+        argv = ["--serve", "ours", "--port", str(port), "--db", db_url, f"--secret={secret}"]
         argv += ["--data", str(tmp)]
         proc = await asyncio.create_subprocess_exec(
             sys.executable,

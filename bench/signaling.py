@@ -163,6 +163,18 @@ def _free_port() -> int:
         return int(s.getsockname()[1])
 
 
+def ours_args(
+    *, db_url: str, node: str, prefix: str, secret: str, data: Path, redis_url: str | None = None
+) -> list[str]:
+    """`Server.start`'s arguments for our service. Each value goes as `--name=value`: a random
+    URL-safe secret begins with "-" one time in 64, and argparse takes `--secret -x…` for a
+    missing value and exits with 2 (a smoke run once lost its signaling server so)."""
+    values = {"db": db_url, "node": node, "prefix": prefix, "secret": secret, "data": str(data)}
+    if redis_url is not None:
+        values["redis"] = redis_url
+    return ["ours", *(f"--{name}={value}" for name, value in values.items())]
+
+
 class Server:
     def __init__(self, proc: asyncio.subprocess.Process, port: int) -> None:
         self.proc, self.port = proc, port
@@ -447,17 +459,9 @@ async def _fanout(tmp: Path, scale: float, db_url: str, secret: str) -> dict[str
                 server = await Server.start("bare")
             else:
                 server = await Server.start(
-                    "ours",
-                    "--db",
-                    db_url,
-                    "--node",
-                    f"fan-{label}",
-                    "--prefix",
-                    "bench:",
-                    "--secret",
-                    secret,
-                    "--data",
-                    str(tmp),
+                    *ours_args(
+                        db_url=db_url, node=f"fan-{label}", prefix="bench:", secret=secret, data=tmp
+                    )
                 )
             try:
                 out[f"{label}_{kind}"] = await _sweep(
@@ -474,20 +478,19 @@ async def _cross_node_precise(
     """Latency of the copy that crosses nodes: B sends, the receiver on A times it (and the
     reverse), one message at a time; plus the same path within one node for comparison."""
     prefix = f"bench:{secrets.token_hex(4)}:"
-    args = [
-        "--db",
-        db_url,
-        "--prefix",
-        prefix,
-        "--secret",
-        secret,
-        "--data",
-        str(tmp),
-        "--redis",
-        redis_url,
+    a, b = [
+        await Server.start(
+            *ours_args(
+                db_url=db_url,
+                node=node,
+                prefix=prefix,
+                secret=secret,
+                data=tmp,
+                redis_url=redis_url,
+            )
+        )
+        for node in ("node-a", "node-b")
     ]
-    a = await Server.start("ours", "--node", "node-a", *args)
-    b = await Server.start("ours", "--node", "node-b", *args)
     session = aiohttp.ClientSession()
     try:
 
@@ -589,17 +592,7 @@ async def _idle_memory(tmp: Path, db_url: str, secret: str, connections: int) ->
             server = await Server.start("bare")
         else:
             server = await Server.start(
-                "ours",
-                "--db",
-                db_url,
-                "--node",
-                "mem",
-                "--prefix",
-                "benchmem:",
-                "--secret",
-                secret,
-                "--data",
-                str(tmp),
+                *ours_args(db_url=db_url, node="mem", prefix="benchmem:", secret=secret, data=tmp)
             )
         load = Load()
         try:
@@ -676,7 +669,7 @@ async def run(scale: float = 1.0) -> dict[str, Any]:
     }
 
 
-def main() -> None:
+def parser() -> argparse.ArgumentParser:
     parser = argparse.ArgumentParser()
     parser.add_argument("--scale", type=float, default=1.0)
     parser.add_argument("--serve", choices=["ours", "bare"])
@@ -687,7 +680,11 @@ def main() -> None:
     parser.add_argument("--prefix", default="bench:")
     parser.add_argument("--secret", default="")
     parser.add_argument("--data", default=".")
-    args = parser.parse_args()
+    return parser
+
+
+def main() -> None:
+    args = parser().parse_args()
     if args.serve == "bare":
         _serve_bare(args.port)
     elif args.serve == "ours":
