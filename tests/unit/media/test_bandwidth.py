@@ -294,7 +294,8 @@ def test_loss_is_congestion_only_with_a_low_settled_estimate_or_when_heavy() -> 
     s = SETTINGS
     assert not congestion_loss(s, 0.08, 100_000, NEEDED)  # below pause_loss
     assert congestion_loss(s, 0.15, 500_000, NEEDED)  # and the estimate below what it is sent
-    assert congestion_loss(s, 0.15, None, NEEDED)  # no estimate to trust yet, nor a round trip
+    assert not congestion_loss(s, 0.15, None, NEEDED)  # no estimate nor round trip yet: waited
+    assert congestion_loss(s, 0.30, None, NEEDED)  # heavy: regardless
     assert congestion_loss(s, 0.15, None, NEEDED, rtt_s=0.4)  # no estimate, a queue on the path
     assert not congestion_loss(s, 0.15, None, NEEDED, rtt_s=0.005)  # no estimate, no queue
     assert congestion_loss(s, 0.30, None, NEEDED, rtt_s=0.005)  # heavy: regardless
