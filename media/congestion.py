@@ -199,9 +199,11 @@ def evaluate(
                 )
             )
         session.reported_paused = now_paused
+        # the record's grade believes the same estimates the policies act on (`credible`)
+        believed = credible(settings, session.estimator)
         session.quality.sample(
             interval_s=settings.interval_s,
-            estimate_bps=session.estimator.estimate_bps(),
+            estimate_bps=session.estimator.estimate_bps() if believed else None,
             loss=session.estimator.loss(None),
             paused=bool(tracks) and session.policy.paused,
         )

@@ -5,6 +5,7 @@ from __future__ import annotations
 import pytest
 
 from media.quality import QualityMeter, UpstreamMeter, grade_of
+from tests.unit.media.test_publish_cap import Room, rounds
 
 
 def test_a_never_sampled_participant_has_no_summary() -> None:
@@ -84,3 +85,18 @@ def test_upstream_is_lost_after_one_and_a_half_seconds_without_packets() -> None
     assert meter.sample(2.0, 100, 100) == "lost"
     assert meter.sample(2.5, 100, 100) is None
     assert meter.sample(3.0, 150, 150) == "good"  # packets again
+
+
+async def test_the_record_grades_only_an_estimate_the_policies_believe() -> None:
+    """The room loop samples each subscriber's link for the session record. An estimate that
+    collapsed while the round trip stays at a few milliseconds (Chromium's on a loaded
+    machine) is not the link's capacity: the policies do not act on it (`credible`), and the
+    record does not grade the link poor for it. With a queue on the path it counts."""
+    for rtt_s, median, grade in ((0.003, None, "good"), (0.3, 100, "poor")):
+        room = Room()
+        c = room.room.peers["c"]
+        c.estimator.on_rtt(rtt_s)
+        rounds(room, 5, (300_000.0, 100_000.0, 150_000.0), c=100_000, d=5_000_000)
+        summary = c.quality.summary()
+        assert summary is not None
+        assert (summary.median_kbps, summary.grade) == (median, grade), rtt_s
