@@ -65,11 +65,12 @@ typecheck: test-install
 ## compete for the same cores). Exit code 5 (nothing collected) is not a failure.
 ## A media or multi-node test that fails is run once more (pytest-rerunfailures): several
 ## wait on real-time media (layer climbs, keyframes, leases) and failed once in a while on a
-## loaded 2-core machine; a rerun is reported as such in the summary ("R"), never hidden.
+## loaded 2-core machine; a rerun is reported as such in the summary ("R"), never hidden, with
+## the test's name and the first attempt's traceback (--rerun-show-tracebacks).
 PYTEST_WORKERS ?= 2
 pytest: test-install
 	$(BIN)/pytest -m "not e2e" -p no:cacheprovider -n $(PYTEST_WORKERS) tests/unit tests/component tests/integration; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit $$rc
-	$(BIN)/pytest -m "not e2e" -p no:cacheprovider --reruns 1 tests/media tests/multinode tests/bench; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit $$rc
+	$(BIN)/pytest -m "not e2e" -p no:cacheprovider --reruns 1 --rerun-show-tracebacks tests/media tests/multinode tests/bench; rc=$$?; [ $$rc -eq 0 ] || [ $$rc -eq 5 ] || exit $$rc
 
 ## Browser tests run inside a loopback-only network namespace (../shared/TESTING.md), on
 ## $(E2E_WORKERS) workers (each test starts its own server and browser).
